@@ -1,0 +1,193 @@
+"""The delivery layer shared by every sink: read the journal from the sink's offset, batch,
+send with retries, dead-letter permanent rejections, then commit the offset.
+
+One ``SinkWorker`` per sink, each an independent task: a slow or dead sink only grows its
+own lag and never holds up another sink or the polling. Retries are unbounded by default
+(compliance data must not be dropped because a receiver was down for a weekend); a finite
+``max_attempts`` moves a batch that still fails to the dead-letter store instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_never,
+)
+
+from forwarder.journal import Journal
+from forwarder.sources.http import BackoffWait
+from sinks.base import FatalSinkError, Record, Sink, SinkConfig
+
+log = structlog.get_logger("forwarder.delivery")
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    initial_backoff_s: float = Field(0.5, gt=0)
+    max_backoff_s: float = Field(60.0, gt=0)
+    max_attempts: int | None = Field(None, ge=1, description="None retries forever (the default).")
+
+
+@dataclass
+class SinkState:
+    state: str = "starting"  # starting, running, retrying, stopped
+    error: str | None = None
+    delivered: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    retries: int = 0
+    last_delivery: float | None = None
+    latencies: list[float] = field(default_factory=list)
+
+
+class SinkWorker:
+    def __init__(
+        self, name: str, sink: Sink, config: SinkConfig, journal: Journal, retry: RetrySettings
+    ) -> None:
+        self.name = name
+        self.sink = sink
+        self.config = config
+        self.journal = journal
+        self.retry = retry
+        self.status = SinkState()
+        self.wakeup = asyncio.Event()
+        self.offset = 0
+        self._stopping = False
+        self._started = False
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wakeup.set()
+
+    @property
+    def caught_up(self) -> bool:
+        return self.offset >= self.journal.head
+
+    async def run(self) -> None:
+        self.offset = await self.journal.offset(self.name)
+        self.status.state = "running"
+        try:
+            while not self._stopping:
+                batch = await self._next_batch()
+                if not batch:
+                    continue
+                await self._deliver(batch)
+        except FatalSinkError as exc:
+            self.status.state = "stopped"
+            self.status.error = str(exc)
+            log.error("sink stopped; fix the problem and restart or reload", sink=self.name, error=str(exc))
+        finally:
+            if self.status.state != "stopped":
+                self.status.state = "idle"
+
+    async def _next_batch(self) -> list[Record]:
+        cfg = self.config
+        self.wakeup.clear()
+        batch = await self.journal.read(self.offset, cfg.batch_max_events, cfg.batch_max_bytes)
+        if not batch:
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            return []
+        if len(batch) < cfg.batch_max_events and not self._stopping:
+            # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
+            first = await self.journal.journaled_at(batch[0].seq)
+            remaining = cfg.batch_max_age_s - (time.time() - first) if first else 0
+            if remaining > 0:
+                try:
+                    await asyncio.wait_for(self._wait_for_more(), timeout=remaining)
+                except TimeoutError:
+                    pass
+                batch = await self.journal.read(self.offset, cfg.batch_max_events, cfg.batch_max_bytes)
+        return batch
+
+    async def _wait_for_more(self) -> None:
+        while not self._stopping:
+            self.wakeup.clear()
+            await self.wakeup.wait()
+            if self.journal.head - self.offset >= self.config.batch_max_events:
+                return
+
+    async def _ensure_started(self) -> None:
+        if not self._started:
+            await self.sink.start()
+            self._started = True
+
+    async def _deliver(self, batch: Sequence[Record]) -> None:
+        attempts = AsyncRetrying(
+            stop=stop_never
+            if self.retry.max_attempts is None
+            else stop_after_attempt(self.retry.max_attempts),
+            wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
+            retry=retry_if_not_exception_type(FatalSinkError),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        dead: list[tuple[Record, str]] = []
+        try:
+            async for attempt in attempts:
+                with attempt:
+                    await self._ensure_started()
+                    report = await self.sink.send(batch)
+                    dead = list(report.rejected) if report else []
+        except FatalSinkError:
+            raise
+        except Exception as exc:
+            reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
+            log.error(
+                "batch moved to the dead-letter store", sink=self.name, events=len(batch), reason=reason
+            )
+            dead = [(record, reason) for record in batch]
+        self.offset = batch[-1].seq
+        await self.journal.commit(self.name, self.offset, dead)
+        now = time.time()
+        self.status.state = "running"
+        self.status.error = None
+        self.status.delivered += len(batch) - len(dead)
+        self.status.dead_lettered += len(dead)
+        self.status.batches += 1
+        self.status.last_delivery = now
+        if dead:
+            log.warning(
+                "events rejected by the receiver, kept in the dead-letter store",
+                sink=self.name,
+                count=len(dead),
+            )
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        self.status.state = "retrying"
+        self.status.error = str(exc) or type(exc).__name__
+        self.status.retries += 1
+        log.warning(
+            "sink delivery failed, retrying",
+            sink=self.name,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 2),
+            error=self.status.error,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "state": self.status.state,
+            "error": self.status.error,
+            "offset": self.offset,
+            "lag_events": max(0, self.journal.head - self.offset),
+            "delivered": self.status.delivered,
+            "dead_lettered": self.status.dead_lettered,
+        }

@@ -1,0 +1,162 @@
+"""The normalized audit event: one versioned schema for every vendor.
+
+Events are plain dicts (built by ``make_event``) rather than model instances: the hot path
+serializes each one exactly once with orjson, and per-event validation would cost more than
+the rest of the pipeline. The pydantic model below exists to document the schema and to
+print it as JSON Schema (``audit-forwarder schema``); tests check every mapping against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+Outcome = Literal["success", "failure", "unknown"]
+Category = Literal[
+    "authentication",
+    "user_management",
+    "access_management",
+    "entity_management",
+    "configuration",
+    "data_access",
+    "api",
+    "analysis",
+    "forwarder",
+    "unknown",
+]
+Activity = Literal[
+    "create", "read", "update", "delete", "login", "logout", "grant", "revoke",
+    "add_member", "remove_member", "enable", "disable", "execute", "export", "other",
+]  # fmt: skip
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    name: str | None = None
+    email: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    type: Literal["user", "service", "system", "unknown"] = "unknown"
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str | None = None
+    id: str | None = None
+    name: str | None = None
+
+
+class NormalizedEvent(BaseModel):
+    """Schema of every event the forwarder emits (``docs/schema.md`` explains each field)."""
+
+    model_config = ConfigDict(extra="forbid", title="audit-forwarder normalized event")
+    schema_version: Literal["1.0"] = Field(description="Version of this schema.")
+    id: str = Field(description="Stable id: the vendor's id, else a SHA-256 of the canonical raw entry.")
+    time: str = Field(description="When the action happened, UTC RFC 3339 with milliseconds.")
+    observed_time: str = Field(description="When the forwarder fetched it, UTC RFC 3339 with milliseconds.")
+    vendor: str
+    source: str = Field(description="The name of the source in the configuration.")
+    organization: str
+    actor: Actor
+    action: str = Field(description="The vendor's own action string, unchanged.")
+    activity: Activity
+    category: Category
+    outcome: Outcome
+    target: Target
+    repository: str | None = None
+    message: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    raw: Any = Field(description="The original entry, unchanged.")
+
+
+def json_schema() -> dict[str, Any]:
+    return NormalizedEvent.model_json_schema()
+
+
+def format_time(dt: datetime) -> str:
+    """UTC RFC 3339 with exactly three fractional digits, the form every sink expects."""
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def format_ms(ms: int) -> str:
+    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
+
+
+def parse_time(value: str) -> datetime:
+    """Tolerant ISO 8601: 0 to 7 fractional digits, ``Z`` or an offset, naive means UTC."""
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{head}.{(digits + '000000')[:6]}{rest}"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def canonical_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def content_id(vendor: str, organization: str, raw: Any) -> str:
+    """Same entry, same id, across restarts and machines: the namespace keeps two vendors or
+    two organizations with byte-identical entries apart."""
+    digest = hashlib.sha256(f"{vendor}\x00{organization}\x00".encode() + canonical_json(raw))
+    return f"{vendor}:{digest.hexdigest()}"
+
+
+def make_event(
+    *,
+    id: str,
+    time: str,
+    observed_time: str,
+    vendor: str,
+    source: str,
+    organization: str,
+    action: str,
+    activity: str,
+    category: str,
+    outcome: str,
+    raw: Any,
+    actor: dict[str, Any] | None = None,
+    target: dict[str, Any] | None = None,
+    repository: str | None = None,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    actor_full = {"id": None, "name": None, "email": None, "ip": None, "user_agent": None, "type": "unknown"}
+    actor_full.update(actor or {})
+    target_full = {"type": None, "id": None, "name": None}
+    target_full.update(target or {})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": id,
+        "time": time,
+        "observed_time": observed_time,
+        "vendor": vendor,
+        "source": source,
+        "organization": organization,
+        "actor": actor_full,
+        "action": action,
+        "activity": activity,
+        "category": category,
+        "outcome": outcome,
+        "target": target_full,
+        "repository": repository or None,
+        "message": message,
+        "details": details or {},
+        "raw": raw,
+    }

@@ -1,0 +1,40 @@
+"""CSV lines like the vendors' own exports: one flat row per event, fixed columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from sinks.base import Record
+
+COLUMNS = [
+    "time", "id", "vendor", "source", "organization", "actor_email", "actor_name", "actor_ip",
+    "action", "activity", "category", "outcome", "target_type", "target_id", "target_name",
+    "repository", "message",
+]  # fmt: skip
+
+
+def _row(event: dict[str, Any]) -> list[str]:
+    actor = event.get("actor") or {}
+    target = event.get("target") or {}
+    values = [
+        event.get("time"), event.get("id"), event.get("vendor"), event.get("source"), event.get("organization"),
+        actor.get("email"), actor.get("name"), actor.get("ip"), event.get("action"), event.get("activity"),
+        event.get("category"), event.get("outcome"), target.get("type"), target.get("id"), target.get("name"),
+        event.get("repository"), event.get("message"),
+    ]  # fmt: skip
+    return ["" if v is None else str(v) for v in values]
+
+
+def _line(values: list[str]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(values)
+    return buf.getvalue().encode()
+
+
+HEADER = _line(COLUMNS)
+
+
+def csv_format(record: Record) -> bytes:
+    return _line(_row(record.event()))

@@ -1,0 +1,378 @@
+"""The journal: the one durable place between polling and delivery.
+
+Rules that carry the delivery guarantee (``docs/guarantees.md``):
+
+* A page's events and its source's new cursor are written in ONE transaction. A crash keeps
+  both or neither, so a cursor never moves past events that are not on disk.
+* Each sink has its own offset (the last ``seq`` its receiver confirmed). It moves only after
+  confirmation, so a restart resumes every sink where it stopped.
+* An event is deleted only once every configured sink's offset is past it.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed transaction survives a crash and a
+power cut. All access goes through one worker thread, so the event loop never blocks on disk
+and the connection is never shared between threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from sinks.base import Record
+
+STATE_VERSION = 1
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT NOT NULL, organization TEXT NOT NULL, state BLOB NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (source, organization));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, source TEXT NOT NULL,
+    organization TEXT NOT NULL, vendor TEXT NOT NULL, time_ms INTEGER NOT NULL,
+    journaled_at REAL NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, organization TEXT NOT NULL,
+    reason TEXT NOT NULL, raw BLOB NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL, source TEXT NOT NULL, organization TEXT NOT NULL, vendor TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL, at REAL NOT NULL);
+"""
+
+
+class StateError(Exception):
+    """The state database cannot be used as it is; the daemon refuses to start rather than
+    silently resetting cursors (that would re-send or lose history)."""
+
+
+class DiskFullError(Exception):
+    """Writing the journal failed for lack of space: nothing was committed, the cursor did not move."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    event_id: str
+    vendor: str
+    time_ms: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SinkLag:
+    sink: str
+    offset: int
+    events: int
+    oldest_ms: int | None
+
+
+@dataclass(frozen=True)
+class JournalStats:
+    events: int
+    bytes: int
+    head_seq: int
+    cursors: list[tuple[str, str, dict[str, Any], float]]
+    sinks: list[SinkLag]
+    quarantined: dict[tuple[str, str], int]
+    dead_letters: dict[str, int]
+
+
+class Journal:
+    def __init__(self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30) -> None:
+        self.path = path
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._db: sqlite3.Connection | None = None
+        self._events = 0
+        self._bytes = 0
+        self._head = 0
+
+    # --- threading --------------------------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    # --- open and close ---------------------------------------------------------------------
+    async def open(self) -> None:
+        await self._run(self.open_sync)
+
+    def open_sync(self) -> None:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if existed:
+                self._verify(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            if not existed:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
+            row = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0), COALESCE(MAX(seq), 0) FROM events"
+            )
+            self._events, self._bytes, self._head = row.fetchone()
+            seq_row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+            if seq_row:
+                self._head = max(self._head, seq_row[0])
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state database {self.path} is unreadable ({exc}); restore it from a backup or move it "
+                "aside to start over (cursors would restart from initial_lookback)"
+            ) from None
+        self._db = db
+
+    def _verify(self, db: sqlite3.Connection) -> None:
+        try:
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise StateError(f"state database {self.path} is damaged: {result}")
+            row = db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state database {self.path} is not a valid audit-forwarder state file ({exc}); "
+                "restore it from a backup or move it aside to start over"
+            ) from None
+        if row is None:
+            raise StateError(
+                f"state database {self.path} has no state_version: not an audit-forwarder state file"
+            )
+        if int(row[0]) != STATE_VERSION:
+            raise StateError(
+                f"state database {self.path} has state version {row[0]}, this build reads version "
+                f"{STATE_VERSION}; use the matching audit-forwarder release"
+            )
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self.db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    # --- cursors and appends ----------------------------------------------------------------
+    async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
+        return await self._run(self.get_cursor_sync, source, organization)
+
+    def get_cursor_sync(self, source: str, organization: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT state FROM cursors WHERE source=? AND organization=?", (source, organization)
+        ).fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    def is_full(self) -> bool:
+        return self._events >= self.max_events or self._bytes >= self.max_bytes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._events, self._bytes
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    async def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry],
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        await self._run(self.append_sync, source, organization, entries, cursor, quarantined)
+
+    def append_sync(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry],
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        now = time.time()
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO events (event_id, source, organization, vendor, time_ms, journaled_at, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(e.event_id, source, organization, e.vendor, e.time_ms, now, e.data) for e in entries],
+                )
+                db.executemany(
+                    "INSERT INTO quarantine (source, organization, reason, raw, at) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (source, organization, reason, orjson.dumps(raw, default=str), now)
+                        for reason, raw in quarantined
+                    ],
+                )
+                db.execute(
+                    "INSERT INTO cursors VALUES (?, ?, ?, ?) ON CONFLICT (source, organization) "
+                    "DO UPDATE SET state=excluded.state, updated_at=excluded.updated_at",
+                    (source, organization, orjson.dumps(cursor), now),
+                )
+                head = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
+                raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
+            raise
+        self._events += len(entries)
+        self._bytes += sum(len(e.data) for e in entries)
+        if head:
+            self._head = head[0]
+
+    def set_cursor_sync(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
+        if cursor is None:
+            self.db.execute("DELETE FROM cursors WHERE source=? AND organization=?", (source, organization))
+        else:
+            self.append_sync(source, organization, [], cursor)
+
+    # --- sinks ------------------------------------------------------------------------------
+    async def register_sinks(self, names: Iterable[str]) -> list[str]:
+        return await self._run(self.register_sinks_sync, list(names))
+
+    def register_sinks_sync(self, names: list[str]) -> list[str]:
+        """A new sink starts at the oldest event still journaled; a sink no longer configured
+        loses its offset so it stops holding back pruning. Returns the sinks dropped."""
+        db = self.db
+        known = {row[0] for row in db.execute("SELECT sink FROM sink_offsets")}
+        first = db.execute("SELECT COALESCE(MIN(seq), ?) FROM events", (self._head + 1,)).fetchone()[0]
+        db.execute("BEGIN IMMEDIATE")
+        for name in names:
+            if name not in known:
+                db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first - 1))
+        dropped = sorted(known - set(names))
+        for name in dropped:
+            db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
+        db.execute("COMMIT")
+        return dropped
+
+    async def offset(self, sink: str) -> int:
+        return await self._run(self.offset_sync, sink)
+
+    def offset_sync(self, sink: str) -> int:
+        row = self.db.execute("SELECT seq FROM sink_offsets WHERE sink=?", (sink,)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
+        return await self._run(self.read_sync, after_seq, max_events, max_bytes)
+
+    def read_sync(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
+        rows = self.db.execute(
+            "SELECT seq, event_id, source, organization, time_ms, data, vendor FROM events "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, max_events),
+        )
+        out: list[Record] = []
+        total = 0
+        for row in rows:
+            total += len(row[5])
+            if out and total > max_bytes:
+                break
+            out.append(Record(*row))
+        return out
+
+    async def journaled_at(self, seq: int) -> float | None:
+        return await self._run(self.journaled_at_sync, seq)
+
+    def journaled_at_sync(self, seq: int) -> float | None:
+        row = self.db.execute("SELECT journaled_at FROM events WHERE seq=?", (seq,)).fetchone()
+        return None if row is None else float(row[0])
+
+    async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        await self._run(self.commit_sync, sink, seq, dead)
+
+    def commit_sync(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        """Move a sink's offset (with any dead letters of that batch) in one transaction."""
+        db = self.db
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO dead_letters (sink, seq, event_id, source, organization, vendor, time_ms, reason, data,"
+                " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        sink,
+                        r.seq,
+                        r.event_id,
+                        r.source,
+                        r.organization,
+                        r.vendor,
+                        r.time_ms,
+                        reason,
+                        r.data,
+                        now,
+                    )
+                    for r, reason in dead
+                ],
+            )
+            db.execute("UPDATE sink_offsets SET seq=? WHERE sink=? AND seq < ?", (seq, sink, seq))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def prune(self) -> int:
+        return await self._run(self.prune_sync)
+
+    def prune_sync(self) -> int:
+        db = self.db
+        row = db.execute("SELECT MIN(seq) FROM sink_offsets").fetchone()
+        if row is None or row[0] is None:
+            return 0
+        floor = int(row[0])
+        stats = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM events WHERE seq <= ?", (floor,)
+        ).fetchone()
+        if not stats[0]:
+            return 0
+        db.execute("DELETE FROM events WHERE seq <= ?", (floor,))
+        self._events -= stats[0]
+        self._bytes -= stats[1]
+        return int(stats[0])
+
+    # --- inspection -------------------------------------------------------------------------
+    async def stats(self) -> JournalStats:
+        return await self._run(self.stats_sync)
+
+    def stats_sync(self) -> JournalStats:
+        db = self.db
+        cursors = [
+            (s, o, dict(orjson.loads(state)), float(at))
+            for s, o, state, at in db.execute(
+                "SELECT source, organization, state, updated_at FROM cursors ORDER BY 1, 2"
+            )
+        ]
+        sinks = []
+        for sink, seq in db.execute("SELECT sink, seq FROM sink_offsets ORDER BY sink").fetchall():
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(journaled_at) FROM events WHERE seq > ?", (seq,)
+            ).fetchone()
+            sinks.append(SinkLag(sink, int(seq), int(count), None if oldest is None else int(oldest * 1000)))
+        quarantined = {
+            (s, o): int(n)
+            for s, o, n in db.execute("SELECT source, organization, COUNT(*) FROM quarantine GROUP BY 1, 2")
+        }
+        dead = {s: int(n) for s, n in db.execute("SELECT sink, COUNT(*) FROM dead_letters GROUP BY 1")}
+        return JournalStats(self._events, self._bytes, self._head, cursors, sinks, quarantined, dead)

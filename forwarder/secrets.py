@@ -1,0 +1,59 @@
+"""Secrets: ``<field>_file`` indirection and the set of values that must never be printed.
+
+A secret may be given inline, through ``${VAR}``, or as ``<field>_file: /path`` (systemd
+``LoadCredential=`` puts them under ``$CREDENTIALS_DIRECTORY``; Docker secrets under
+``/run/secrets``). Only fields typed ``SecretStr`` accept the ``_file`` form, so an ordinary
+option such as a sink's ``ca_file`` is never mistaken for one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return SecretStr in getattr(annotation, "__args__", ())
+
+
+def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        key = f"{name}_file"
+        if key not in out or not _is_secret(field.annotation):
+            continue
+        raw_path = str(out.pop(key))
+        path = Path(os.path.expandvars(raw_path))
+        if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
+            path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
+        try:
+            out.setdefault(name, path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read {key} {str(path)!r}: {exc.strerror}") from None
+    return out
+
+
+def collect_secrets(value: Any) -> set[str]:
+    """Every SecretStr value inside a settings tree, for the log redaction processor."""
+    found: set[str] = set()
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        if secret:
+            found.add(secret)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found |= collect_secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            found |= collect_secrets(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found |= collect_secrets(item)
+    return found

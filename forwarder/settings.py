@@ -1,0 +1,187 @@
+"""Configuration: one YAML file, validated, with environment overrides and secret files.
+
+Precedence, highest first: ``AUDIT_FORWARDER_*`` environment variables (nested keys joined by
+``__``, e.g. ``AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN``), then the YAML file. Inside the
+YAML, ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment before validation,
+and any secret ``<field>`` may be given as ``<field>_file`` (``forwarder.secrets``).
+
+Errors never show a traceback: ``ConfigError`` carries one line per problem, naming the YAML
+path, the bad value and what is expected; the CLI prints them and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from forwarder.delivery import RetrySettings
+from forwarder.sources import SOURCES
+from forwarder.sources.base import SourceConfig
+from sinks.base import SinkConfig
+from sinks.registry import SINKS
+
+DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+if TYPE_CHECKING:
+    SourceConfigs = SourceConfig
+    SinkConfigs = SinkConfig
+else:  # a discriminated union of every registered type, so errors name the right fields
+    SourceConfigs = Annotated[Union[tuple(cfg for cfg, _ in SOURCES.values())], Field(discriminator="type")]  # noqa: UP007
+    SinkConfigs = Annotated[Union[tuple(cfg for cfg, _ in SINKS.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+class ConfigError(Exception):
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+class JournalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_events: int = Field(
+        1_000_000, gt=0, description="Polling pauses when the journal holds this many events."
+    )
+    max_bytes: int = Field(
+        1 << 30, gt=0, description="Polling pauses when the journal's events take this many bytes."
+    )
+
+
+class LogSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUDIT_FORWARDER_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+    state_dir: Path = Field(Path("/var/lib/audit-forwarder"), description="Journal, cursors and lock file.")
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="How long sinks may finish in-flight batches.")
+    journal: JournalSettings = JournalSettings()
+    log: LogSettings = LogSettings()
+    retry: RetrySettings = RetrySettings()
+    sources: dict[str, SourceConfigs] = Field(default_factory=dict)
+    sinks: dict[str, SinkConfigs] = Field(default_factory=dict)
+
+    @field_validator("sources", "sinks")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"name {name!r} must be lower-case letters, digits and underscores")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def interpolate(value: Any, where: str, missing: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            missing.append(
+                f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+            )
+            return ""
+
+        return VAR_RE.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{where}[{i}]", missing) for i, v in enumerate(value)]
+    return value
+
+
+SECRET_HINTS = ("token", "password", "secret", "key", "credential")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    if len(parts) > 2 and parts[0] in ("sources", "sinks"):
+        del parts[2]  # the discriminator tag pydantic inserts
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in str(part) or "function-" in str(part):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = _loc(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "union_tag_invalid":
+            tags = ", ".join(sorted(SOURCES if err["loc"][0] == "sources" else SINKS))
+            message = f"unknown type {err['input'].get('type')!r}; expected one of {tags}"
+            problems.append(f"{where}.type: {message}")
+            continue
+        if err["type"] == "union_tag_not_found":
+            problems.append(f"{where}: 'type' is missing")
+            continue
+        if err["type"] == "missing":
+            problems.append(f"{where}: required but missing")
+            continue
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key (check the spelling against docs/configuration.md)")
+            continue
+        shown = err.get("input")
+        if any(h in where.rsplit(".", 1)[-1].lower() for h in SECRET_HINTS) and not where.endswith("_file"):
+            shown = "***"
+        problems.append(f"{where}: got {shown!r}; {message}")
+    return problems
+
+
+def load_settings(path: Path | str) -> Settings:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read config file {path}: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"{path} must be a mapping of settings at the top level"])
+    missing: list[str] = []
+    data = interpolate(data, "", missing)
+    if missing:
+        raise ConfigError(path, missing)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(path, format_errors(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(path, [str(exc)]) from None

@@ -1,0 +1,76 @@
+"""What every source implements, and the settings every source shares.
+
+A source only knows its vendor: how to ask for the next page after a cursor, and how to map
+one raw entry to the normalized event. Journaling, quarantine, the journal cap and the
+scheduling live in ``forwarder.polling`` once for all sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from forwarder.secrets import resolve_secret_files
+
+
+@dataclass
+class Page:
+    """Entries not seen before, with the cursor that is true once they are journaled.
+
+    ``entries`` pairs each raw entry with its stable key (the vendor's id, or a content hash
+    for vendors without one). ``cursor`` is JSON-serializable and opaque to everyone but the
+    source that wrote it.
+    """
+
+    entries: list[tuple[Any, str]]
+    cursor: dict[str, Any]
+    extra_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
+    jitter_s: float = Field(10.0, ge=0, description="Random delay added to each poll, to spread load.")
+    initial_lookback_days: float = Field(
+        365.0, gt=0, description="How far back the first run starts; the vendor's retention by default."
+    )
+    lag_s: float = Field(60.0, ge=0, description="Never ask for entries newer than now minus this.")
+    overlap_s: float = Field(600.0, ge=0, description="Each window re-reads this much before the cursor.")
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one request.")
+    max_attempts: int = Field(6, ge=1, description="Attempts of one request before the poll gives up.")
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        return resolve_secret_files(cls, data)
+
+
+class Source(Protocol):
+    """Implemented by each module in ``forwarder/sources/``; registered in its ``__init__``."""
+
+    type_name: ClassVar[str]
+    vendor: ClassVar[str]
+    name: str
+
+    def organizations(self) -> list[str]: ...
+
+    def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        """Yield pages oldest window first; the caller journals each before asking for the next."""
+        ...
+
+    def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
+        """Map one raw entry to a normalized event; raise on anything it cannot map."""
+        ...
+
+    async def check(self) -> str:
+        """Try the credentials against every organization; raise with a clear message on failure."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,79 @@
+"""``audit-forwarder state show``: a read-only view of the journal, safe while the daemon runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from forwarder.daemon import JOURNAL_FILE
+from forwarder.event import format_ms
+from forwarder.journal import Journal, StateError
+from forwarder.settings import Settings
+
+
+async def collect_state(settings: Settings) -> dict[str, Any]:
+    path = settings.state_dir / JOURNAL_FILE
+    if not path.exists():
+        raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
+    journal = Journal(path)
+    await journal.open()
+    try:
+        stats = await journal.stats()
+    finally:
+        await journal.close()
+    now = time.time()
+    return {
+        "state_file": str(path),
+        "journal": {"events": stats.events, "bytes": stats.bytes, "head_seq": stats.head_seq},
+        "cursors": [
+            {
+                "source": s,
+                "organization": o,
+                "watermark": format_ms(c["watermark_ms"]) if "watermark_ms" in c else None,
+                "lag_s": round(now - c["watermark_ms"] / 1000, 1) if "watermark_ms" in c else None,
+                "updated_at": format_ms(int(at * 1000)),
+                "quarantined": stats.quarantined.get((s, o), 0),
+            }
+            for s, o, c, at in stats.cursors
+        ],
+        "sinks": [
+            {
+                "sink": lag.sink,
+                "offset": lag.offset,
+                "lag_events": lag.events,
+                "lag_s": round(now - lag.oldest_ms / 1000, 1) if lag.oldest_ms else 0.0,
+                "dead_letters": stats.dead_letters.get(lag.sink, 0),
+            }
+            for lag in stats.sinks
+        ],
+    }
+
+
+async def show_state(settings: Settings, output: str) -> None:
+    data = await collect_state(settings)
+    if output == "json":
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    console = Console()
+    j = data["journal"]
+    console.print(
+        f"[bold]State[/bold] {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes"
+    )
+    cursors = Table(
+        "source", "organization", "watermark", "lag (s)", "quarantined", "updated", title="Cursors"
+    )
+    for c in data["cursors"]:
+        cursors.add_row(c["source"], c["organization"], c["watermark"] or "-", str(c["lag_s"]), str(c["quarantined"]),
+                        c["updated_at"])  # fmt: skip
+    console.print(cursors)
+    sinks = Table("sink", "offset", "lag (events)", "lag (s)", "dead letters", title="Sinks")
+    for s in data["sinks"]:
+        sinks.add_row(
+            s["sink"], str(s["offset"]), str(s["lag_events"]), str(s["lag_s"]), str(s["dead_letters"])
+        )
+    console.print(sinks)

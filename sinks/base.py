@@ -1,0 +1,99 @@
+"""What every sink implements, and the errors through which it tells the shared delivery
+layer (``forwarder.delivery``) what to do with a batch.
+
+A sink only turns a batch into bytes on the wire and says whether its receiver confirmed.
+Reading the journal, batching, retries with backoff, the dead-letter store and committing
+the sink's offset live in the delivery layer, once for all sinks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from forwarder.secrets import resolve_secret_files
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One journaled event as a sink sees it.
+
+    ``data`` is the event serialized once at journaling time (orjson bytes); ``event`` parses it
+    lazily, so a sink that forwards the JSON unchanged never pays for a parse.
+    """
+
+    seq: int
+    event_id: str
+    source: str
+    organization: str
+    time_ms: int
+    data: bytes
+    vendor: str = ""
+
+    def event(self) -> dict[str, Any]:
+        import orjson
+
+        value: dict[str, Any] = orjson.loads(self.data)
+        return value
+
+
+@dataclass
+class DeliveryReport:
+    """A partial success: the receiver took the batch but refused some records for good
+    (for example a HEC error code 6). Those go to the dead-letter store with their reason."""
+
+    rejected: list[tuple[Record, str]] = field(default_factory=list)
+
+
+class RetryableError(Exception):
+    """The receiver is unreachable or busy: retry the same batch after a backoff."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalSinkError(Exception):
+    """Retrying cannot help (bad credentials, forbidden): this sink stops, loudly; the
+    others and the polling carry on, and its offset stays where it was."""
+
+
+class SinkConfig(BaseModel):
+    """Fields every sink accepts; each sink's config model extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    format: str = "json"
+    batch_max_events: int = 500
+    batch_max_bytes: int = 1_048_576
+    batch_max_age_s: float = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        return resolve_secret_files(cls, data)
+
+
+class Sink(Protocol):
+    """Implemented by each module in ``sinks/``; registered in ``sinks/__init__.py``."""
+
+    type_name: ClassVar[str]
+    name: str
+
+    async def start(self) -> None:
+        """Open connections; failures here are retried by the delivery layer like a send."""
+
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        """Deliver the whole batch, returning only once the receiver confirmed it.
+
+        Raise RetryableError or FatalSinkError; any other exception counts as retryable.
+        """
+
+    async def check(self) -> str:
+        """Probe the receiver for ``audit-forwarder check``; raise with a clear message on failure."""
+
+    async def close(self) -> None:
+        """Flush and release resources; called on shutdown and on reload."""

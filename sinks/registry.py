@@ -1,0 +1,22 @@
+"""Sink registry: adding a sink is one module in this folder plus one line here.
+
+Each entry maps the ``type`` used in the YAML to the sink's config model and its class,
+which is built as ``SinkClass(name, config)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sinks.base import SinkConfig
+from sinks.file import FileSink, FileSinkConfig
+from sinks.s3 import S3Sink, S3SinkConfig
+from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
+from sinks.syslog import SyslogSink, SyslogSinkConfig
+
+SINKS: dict[str, tuple[type[SinkConfig], Any]] = {
+    "file": (FileSinkConfig, FileSink),
+    "s3": (S3SinkConfig, S3Sink),
+    "splunk_hec": (SplunkHecSinkConfig, SplunkHecSink),
+    "syslog": (SyslogSinkConfig, SyslogSink),
+}

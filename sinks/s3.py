@@ -1,0 +1,328 @@
+"""S3 sink: each batch becomes one gzip NDJSON object per partition (Hive-style key).
+
+Idempotence without a coordinator: an object's name is derived from the ids of the events
+it holds, its gzip bytes are reproducible (``mtime=0``), and it is written create-only with
+``If-None-Match: *``. A batch retried after a crash maps to the same keys, and S3 answers
+``412 Precondition Failed`` for every object that already landed, which counts as delivered.
+
+Convention (``shared/research/sinks-schemas.md`` §4.3): the object *is* a ``.gz`` file, so it
+is stored as ``Content-Type: application/gzip`` with no ``Content-Encoding``; otherwise some
+HTTP clients would silently gunzip it on download and the bytes would no longer match the
+key's extension or the checksum.
+
+Credentials come only from boto3's standard chain (environment, profile, instance or
+container role); the config never holds a secret. boto3 blocks, so every call runs in a
+worker thread, and so do formatting and gzip, which are CPU work on up to megabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import re
+import string
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, ClassVar, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from pydantic import Field, field_validator, model_validator
+
+from forwarder.event import format_ms
+from forwarder.formats import get_formatter
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
+
+DEFAULT_KEY_TEMPLATE = (
+    "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
+)
+KEY_FIELDS = frozenset({"source", "vendor", "organization", "year", "month", "day", "hour", "date", "name"})
+CONTENT_TYPE = "application/gzip"
+_HOUR_MS = 3_600_000
+_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+
+# Codes a later attempt can get past; anything else in 4xx means the request itself is wrong.
+_RETRYABLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+    "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "OperationAborted",
+    "ConditionalRequestConflict", "ExpiredToken", "TokenRefreshRequired",
+})  # fmt: skip
+_FATAL_HINTS = {
+    "AccessDenied": "check the IAM policy allows s3:PutObject (and kms:GenerateDataKey for SSE-KMS)",
+    "403": "check the IAM policy allows s3:ListBucket on the bucket",
+    "InvalidAccessKeyId": "the access key id from the AWS credential chain is not known to S3",
+    "SignatureDoesNotMatch": "the secret key from the AWS credential chain does not match its key id",
+    "NoSuchBucket": "create the bucket or fix `bucket` in the config",
+    "404": "create the bucket or fix `bucket` in the config",
+    "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
+    "301": "the bucket lives in another region: fix `region` in the config",
+}
+
+
+def _template_fields(template: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+
+
+def _slug(value: str) -> str:
+    """Partition values become path segments: keep them lower-case and URL-safe so a ``/``
+    or a space in an organization name cannot invent extra levels or need escaping."""
+    return _UNSAFE.sub("-", value.lower()).strip("-") or "unknown"
+
+
+@lru_cache(maxsize=256)
+def _hour_fields(hour_index: int) -> dict[str, str]:
+    dt = datetime.fromtimestamp(hour_index * _HOUR_MS / 1000, tz=UTC)
+    return {
+        "year": f"{dt.year:04d}",
+        "month": f"{dt.month:02d}",
+        "day": f"{dt.day:02d}",
+        "hour": f"{dt.hour:02d}",
+        "date": dt.strftime("%Y-%m-%d"),
+    }
+
+
+class S3SinkConfig(SinkConfig):
+    """Defaults favour few, large objects: S3 bills per request and Athena-style readers
+    are slow on many small files, while the journal already makes waiting safe."""
+
+    type: Literal["s3"]
+    bucket: str = Field(min_length=3, max_length=63)
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    force_path_style: bool = False
+    sse: Literal["none", "AES256", "aws:kms", "aws:kms:dsse"] = "none"
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    checksum: Literal["md5", "sha256"] = "md5"
+    gzip_level: int = Field(default=6, ge=1, le=9)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_parallel_puts: int = Field(default=4, ge=1, le=32)
+    batch_max_events: int = 10_000
+    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_max_age_s: float = 60.0
+
+    @field_validator("key_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        try:
+            fields = _template_fields(value)
+        except ValueError as exc:
+            raise ValueError(f"key_template is not a valid format string: {exc}") from None
+        unknown = sorted(set(fields) - KEY_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"key_template has unknown placeholders {unknown}; allowed: {sorted(KEY_FIELDS)}"
+            )
+        # Without {name} every batch of a partition would share one key, and create-only
+        # writes would then drop all but the first as "already delivered".
+        if "name" not in fields:
+            raise ValueError("key_template must contain {name}")
+        if value.startswith("/"):
+            raise ValueError("key_template must not start with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_kms(self) -> S3SinkConfig:
+        if self.kms_key_id and not self.sse.startswith("aws:kms"):
+            raise ValueError("kms_key_id needs sse: aws:kms or aws:kms:dsse")
+        return self
+
+
+class S3Sink:
+    type_name: ClassVar[str] = "s3"
+
+    def __init__(self, name: str, config: S3SinkConfig) -> None:
+        self.name = name
+        self.config = config
+        self._format = get_formatter(config.format)
+        self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
+        self._client: Any = None
+        self._parallel = asyncio.Semaphore(config.max_parallel_puts)
+
+    async def start(self) -> None:
+        await self._get_client()
+
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        if not batch:
+            return None
+        client = await self._get_client()
+        groups = await asyncio.to_thread(self._group, batch)
+        results = await asyncio.gather(
+            *(self._put(client, key, records) for key, records in groups.items()), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            # Objects that did land are harmless on the retry: their keys answer 412.
+            raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])
+        return None
+
+    async def check(self) -> str:
+        client = await self._get_client()
+        try:
+            await asyncio.to_thread(client.head_bucket, Bucket=self.config.bucket)
+        except Exception as exc:
+            raise self._classify(exc, f"HeadBucket {self.config.bucket}") from None
+        return f"bucket {self.config.bucket} reachable at {self._where()}"
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+    async def _get_client(self) -> Any:
+        if self._client is None:
+            # Building a client loads botocore's service model from disk: keep it off the loop.
+            self._client = await asyncio.to_thread(self._make_client)
+        return self._client
+
+    def _make_client(self) -> Any:
+        cfg = self.config
+        botocore_config = Config(
+            connect_timeout=min(10.0, cfg.timeout_s),
+            read_timeout=cfg.timeout_s,
+            # The delivery layer owns retries and backoff for every sink; a second retry
+            # loop inside botocore would only stretch outages and hide them from metrics.
+            retries={"total_max_attempts": 1},
+            s3={"addressing_style": "path" if cfg.force_path_style else "auto"},
+            # We always send our own Content-MD5 or SHA-256; botocore's default extra CRC32
+            # header is rejected by some S3-compatible stores.
+            request_checksum_calculation="when_required",
+            max_pool_connections=max(10, cfg.max_parallel_puts),
+        )
+        session = boto3.session.Session()
+        return session.client(
+            "s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config
+        )
+
+    def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
+        """Split the batch so that no object spans two partitions, then name each group."""
+        groups: dict[tuple[str, ...], list[Record]] = {}
+        for record in batch:
+            values = self._record_fields(record)
+            groups.setdefault(tuple(values[f] for f in self._partition_fields), []).append(record)
+        keyed: dict[str, list[Record]] = {}
+        for partition, records in groups.items():
+            fields = dict(zip(self._partition_fields, partition, strict=True))
+            keyed[self.config.key_template.format(**fields, name=object_name(records))] = records
+        return keyed
+
+    def _record_fields(self, record: Record) -> dict[str, str]:
+        fields = dict(_hour_fields(record.time_ms // _HOUR_MS))
+        fields["source"] = _slug(record.source)
+        fields["organization"] = _slug(record.organization)
+        if "vendor" in self._partition_fields:
+            fields["vendor"] = _slug(str(record.event().get("vendor") or "unknown"))
+        return fields
+
+    async def _put(self, client: Any, key: str, records: list[Record]) -> None:
+        async with self._parallel:
+            await asyncio.to_thread(self._put_sync, client, key, records)
+
+    def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
+        cfg = self.config
+        body = gzip.compress(
+            b"".join(self._format(r) + b"\n" for r in records), compresslevel=cfg.gzip_level, mtime=0
+        )
+        times = [r.time_ms for r in records]
+        params: dict[str, Any] = {
+            "Bucket": cfg.bucket,
+            "Key": key,
+            "Body": body,
+            "IfNoneMatch": "*",
+            "ContentType": CONTENT_TYPE,
+            "Metadata": {
+                "event-count": str(len(records)),
+                "first-event-time": format_ms(min(times)),
+                "last-event-time": format_ms(max(times)),
+                "format": cfg.format,
+            },
+        }
+        if cfg.checksum == "md5":
+            params["ContentMD5"] = _b64(hashlib.md5(body, usedforsecurity=False))
+        else:
+            params["ChecksumSHA256"] = _b64(hashlib.sha256(body))
+        if cfg.sse != "none":
+            params["ServerSideEncryption"] = cfg.sse
+            if cfg.kms_key_id:
+                params["SSEKMSKeyId"] = cfg.kms_key_id
+        if cfg.storage_class:
+            params["StorageClass"] = cfg.storage_class
+        try:
+            client.put_object(**params)
+        except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed":
+                return  # the key exists: a previous attempt already delivered these events
+            raise self._classify(exc, f"PutObject s3://{cfg.bucket}/{key}") from None
+        except Exception as exc:
+            raise self._classify(exc, f"PutObject s3://{cfg.bucket}/{key}") from None
+
+    def _where(self) -> str:
+        return self.config.endpoint_url or f"region {self.config.region}"
+
+    def _classify(self, exc: Exception, what: str) -> Exception:
+        """Map boto errors onto the delivery layer's two outcomes. Messages carry S3's error
+        code and text only: never request headers, which hold the signature."""
+        prefix = f"s3 sink {self.name}: {what}"
+        if isinstance(exc, ClientError):
+            code = _error_code(exc)
+            meta = exc.response.get("ResponseMetadata", {})
+            status = int(meta.get("HTTPStatusCode") or 0)
+            message = exc.response.get("Error", {}).get("Message")
+            detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
+            if code in _RETRYABLE_CODES or status >= 500 or status in (408, 429):
+                return RetryableError(detail, _retry_after(meta.get("HTTPHeaders", {})))
+            hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
+            return FatalSinkError(f"{detail}; {hint}" if hint else detail)
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return FatalSinkError(
+                f"{prefix} failed: no usable AWS credentials in the standard chain "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance or container role)"
+            )
+        if isinstance(exc, ParamValidationError):
+            return FatalSinkError(f"{prefix} rejected by botocore: {exc}")
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return RetryableError(
+                f"{prefix} failed: cannot reach S3 at {self._where()} ({type(exc).__name__})"
+            )
+        if isinstance(exc, BotoCoreError):
+            return RetryableError(f"{prefix} failed: {type(exc).__name__}: {exc}")
+        return exc
+
+
+def object_name(records: Sequence[Record]) -> str:
+    """Same events, same name: the time of the earliest event keeps listings in time order,
+    and a hash of every event id in journal order (with the count) tells batches apart.
+    A batch re-read from the journal after a crash therefore lands on the same key."""
+    digest = hashlib.sha256(f"{len(records)}\n".encode())
+    for record in records:
+        digest.update(record.event_id.encode() + b"\n")
+    first = datetime.fromtimestamp(min(r.time_ms for r in records) / 1000, tz=UTC)
+    return f"{first:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:24]}"
+
+
+def _b64(digest: Any) -> str:
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    try:
+        return float(headers["retry-after"])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,313 @@
+"""Splunk HTTP Event Collector sink.
+
+One POST of concatenated JSON envelopes per batch (``shared/research/sinks-schemas.md`` §1).
+What each answer means decides whether the batch is done, retried, split or partly
+dead-lettered, and every branch is chosen so that no record is ever silently lost:
+
+* 200 is done; with indexer acknowledgement the batch is done only once every ackId read
+  true, otherwise it is redelivered (Splunk's own advice: resend, accept duplicates).
+* 408, 429, 5xx except 501 and network errors are retryable, honouring ``Retry-After``.
+* 413 splits the batch in halves, recursively; a lone event still too big is dead-lettered.
+* 400 codes 6/12/13 name the bad envelope in ``invalid-event-number``: it is dead-lettered and
+  all the other records are resent. Splunk keeps the envelopes before the bad one, so those
+  may arrive twice; ``fields.event_id`` lets Splunk searches deduplicate them.
+* 401/403 and other 4xx are configuration errors that retrying cannot fix: the sink stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import ssl
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Literal, NoReturn
+
+import httpx
+import orjson
+from pydantic import Field, SecretStr, field_validator
+
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
+
+PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
+EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the event into ``fields``
+TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
+
+
+class SplunkHecSinkConfig(SinkConfig):
+    type: Literal["splunk_hec"]
+    url: str = Field(description="Base URL of the HEC listener, e.g. https://splunk.example.com:8088")
+    token: SecretStr
+    index: str | None = None
+    source: str = "{vendor}:{organization}"
+    sourcetype: str = "audit-forwarder:json"
+    host: str = Field(default_factory=socket.gethostname)
+    gzip: bool = True
+    use_ack: bool = False
+    channel: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    ack_timeout_s: float = 300.0
+    ack_poll_interval_s: float = 2.0
+    tls_verify: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """Accept the base URL or a full endpoint URL copied from Splunk's docs."""
+        value = value.rstrip("/")
+        for suffix in ("/services/collector/event", "/services/collector"):
+            value = value.removesuffix(suffix)
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("token must not be empty")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format_map(dict.fromkeys(TEMPLATE_KEYS, ""))
+        except (KeyError, ValueError, IndexError) as exc:
+            keys = ", ".join(sorted(TEMPLATE_KEYS))
+            raise ValueError(f"source template {value!r} is invalid ({exc!r}); keys: {keys}") from None
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError("channel must be a GUID") from None
+
+
+@dataclass(slots=True)
+class _Item:
+    record: Record
+    envelope: bytes
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    code: int | None
+    text: str
+    body: dict[str, Any]
+    retry_after: float | None
+
+    def describe(self) -> str:
+        code = f" code {self.code}" if self.code is not None else ""
+        return f"HTTP {self.status}{code} {self.text}"
+
+
+class SplunkHecSink:
+    type_name: ClassVar[str] = "splunk_hec"
+
+    def __init__(self, name: str, config: SplunkHecSinkConfig) -> None:
+        self.name = name
+        self.config = config
+        from forwarder.formats import get_formatter  # here: forwarder.formats imports sinks.base
+
+        self._format = get_formatter(config.format)
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"SplunkHecSink(name={self.name!r}, url={self.config.url!r})"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        verify: ssl.SSLContext | bool = self.config.tls_verify
+        if self.config.tls_verify and self.config.ca_file:
+            verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
+        self._client = httpx.AsyncClient(
+            base_url=self.config.url,
+            verify=verify,
+            timeout=self.config.timeout_s,
+            headers={
+                "Authorization": f"Splunk {self.config.token.get_secret_value()}",
+                "X-Splunk-Request-Channel": self.config.channel,
+            },
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def check(self) -> str:
+        """Health, then an empty POST: Splunk checks the token before the body, so the
+        expected "No data" (code 5) proves the token is accepted without indexing anything."""
+        health = await self._call("GET", "/services/collector/health")
+        if health.status != 200:
+            raise RuntimeError(f"HEC at {self.config.url} is unhealthy: {health.describe()}")
+        probe = await self._call("POST", "/services/collector/event", b"")
+        if probe.status in (401, 403):
+            self._fatal(probe)
+        if probe.code != 5 and probe.status != 200:
+            raise RuntimeError(f"HEC token probe answered {probe.describe()}")
+        ack = " (indexer acknowledgement on)" if self.config.use_ack else ""
+        return f"HEC at {self.config.url} is healthy and accepts the token{ack}"
+
+    # --- delivery --------------------------------------------------------------------------
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        report = DeliveryReport()
+        items: list[_Item] = []
+        for record in batch:
+            try:
+                items.append(_Item(record, self._envelope(record)))
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                report.rejected.append((record, f"cannot build HEC envelope: {exc}"))
+        ack_ids: list[int] = []
+        if items:
+            await self._post(items, report, ack_ids)
+        if ack_ids:
+            await self._await_acks(ack_ids)
+        return report if report.rejected else None
+
+    def _envelope(self, record: Record) -> bytes:
+        event = record.event()
+        fields = {k: str(event[k]) for k in EVENT_FIELDS if event.get(k) is not None}
+        fields.update(organization=record.organization, source=record.source, event_id=record.event_id)
+        body: Any
+        if self.config.format == "json":
+            body = orjson.Fragment(record.data)  # already JSON: embed it without a second dump
+        else:
+            body = self._format(record).decode(errors="replace")
+        envelope: dict[str, Any] = {
+            "host": self.config.host,
+            "source": self.config.source.format_map(defaultdict(str, fields)),
+            "sourcetype": self.config.sourcetype,
+        }
+        if self.config.index:
+            envelope["index"] = self.config.index
+        envelope["event"] = body
+        envelope["fields"] = fields
+        # time first, with exactly three decimals, which a float cannot promise
+        seconds, millis = divmod(record.time_ms, 1000)
+        return b'{"time":%d.%03d,' % (seconds, millis) + orjson.dumps(envelope)[1:]
+
+    async def _post(self, items: list[_Item], report: DeliveryReport, ack_ids: list[int]) -> None:
+        while items:
+            body = b"".join(item.envelope for item in items)
+            answer = await self._call("POST", "/services/collector/event", body, compress=self.config.gzip)
+            if answer.status == 200:
+                if self.config.use_ack:
+                    ack_ids.append(self._ack_id(answer))
+                return
+            if answer.status == 413:
+                if len(items) == 1:
+                    report.rejected.append((items[0].record, "event larger than the HEC request size limit"))
+                    return
+                middle = len(items) // 2
+                await self._post(items[:middle], report, ack_ids)
+                await self._post(items[middle:], report, ack_ids)
+                return
+            bad = answer.body.get("invalid-event-number")
+            if answer.status == 400 and answer.code in PER_EVENT_CODES and isinstance(bad, int):
+                if not 0 <= bad < len(items):
+                    raise FatalSinkError(f"sink {self.name}: HEC named event {bad} of {len(items)}")
+                reason = f"HEC rejected the event: {answer.describe()}"
+                report.rejected.append((items[bad].record, reason))
+                items = items[:bad] + items[bad + 1 :]
+                continue
+            self._raise_for(answer)
+
+    def _ack_id(self, answer: _Answer) -> int:
+        ack_id = answer.body.get("ackId")
+        if not isinstance(ack_id, int):
+            raise FatalSinkError(
+                f"sink {self.name}: use_ack is on but HEC returned no ackId; "
+                "enable indexer acknowledgement on the token or turn use_ack off"
+            )
+        return ack_id
+
+    async def _await_acks(self, ack_ids: list[int]) -> None:
+        """Poll until every ackId read true once; on timeout the whole batch is sent again."""
+        waiting = set(ack_ids)
+        deadline = time.monotonic() + self.config.ack_timeout_s
+        while True:
+            try:
+                query = orjson.dumps({"acks": sorted(waiting)})
+                answer = await self._call("POST", "/services/collector/ack", query)
+            except RetryableError:
+                answer = None  # a lost poll is not a lost ack: keep polling until the deadline
+            if answer is not None and answer.status == 200:
+                acks = answer.body.get("acks") or {}
+                waiting -= {ack for ack in waiting if acks.get(str(ack)) is True}
+                if not waiting:
+                    return
+            elif answer is not None and answer.status not in (408, 429) and answer.status < 500:
+                self._raise_for(answer)
+            if time.monotonic() + self.config.ack_poll_interval_s > deadline:
+                raise RetryableError(
+                    f"sink {self.name}: {len(waiting)} HEC ack(s) not confirmed within "
+                    f"{self.config.ack_timeout_s:g}s; redelivering the batch"
+                )
+            await asyncio.sleep(self.config.ack_poll_interval_s)
+
+    # --- HTTP --------------------------------------------------------------------------------
+    async def _call(
+        self, method: str, path: str, body: bytes | None = None, compress: bool = False
+    ) -> _Answer:
+        await self.start()
+        assert self._client is not None
+        headers = {"Content-Type": "application/json"}
+        if compress and body:
+            body = await asyncio.to_thread(gzip.compress, body, 6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = await self._client.request(method, path, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"sink {self.name}: HEC unreachable: {type(exc).__name__}: {exc}") from None
+        try:
+            parsed = orjson.loads(resp.content) if resp.content else {}
+        except orjson.JSONDecodeError:
+            parsed = {}
+        payload: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        code = payload.get("code")
+        text = self._scrub(str(payload.get("text") or resp.reason_phrase))[:200]
+        code = code if isinstance(code, int) else None
+        return _Answer(resp.status_code, code, text, payload, _retry_after(resp.headers.get("Retry-After")))
+
+    def _raise_for(self, answer: _Answer) -> NoReturn:
+        status = answer.status
+        if status in (408, 429) or (status >= 500 and status != 501):
+            raise RetryableError(f"sink {self.name}: HEC answered {answer.describe()}", answer.retry_after)
+        self._fatal(answer)
+
+    def _fatal(self, answer: _Answer) -> NoReturn:
+        hint = " (check the HEC token)" if answer.status in (401, 403) else ""
+        raise FatalSinkError(f"sink {self.name}: HEC refused: {answer.describe()}{hint}")
+
+    def _scrub(self, text: str) -> str:
+        """A proxy or a future Splunk could echo the token back; it must not reach a log."""
+        secret = self.config.token.get_secret_value()
+        return text.replace(secret, "***") if secret else text
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

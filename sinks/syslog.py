@@ -1,0 +1,425 @@
+"""Syslog sink: RFC 5424 (or legacy RFC 3164) over UDP, TCP or TLS.
+
+Wire facts are in ``shared/research/sinks-schemas.md`` §2. Each record becomes one message::
+
+    <PRI>1 TIMESTAMP HOST APP PROCID MSGID [audit@32473 id=".." vendor=".." org=".." action=".."
+    outcome=".." category=".."] BOM MSG
+
+TIMESTAMP is the time of the audited action (SIEMs index on it), MSGID the vendor's action
+(receivers filter on it cheaply), MSG the record in ``format`` (the event JSON by default),
+and the structured data repeats the fields a receiver needs for routing without parsing MSG.
+RFC 3164 (``<PRI>Mmm dd hh:mm:ss HOST TAG: MSG``, UTC since the format has no zone) exists for
+receivers that only speak it; it has no structured data.
+
+Severity comes from the event's outcome and category, so that a SIEM's default severity
+filters surface what an auditor would look at first:
+
+    ==========  ==================================  =====================
+    outcome     category                            severity
+    ==========  ==================================  =====================
+    failure     forwarder (the forwarder's own)     error (3)
+    failure     any other, authentication included  warning (4)
+    not failed  access_management, user_management  notice (5)
+    not failed  any other                           informational (6)
+    ==========  ==================================  =====================
+
+Delivery guarantees, by transport:
+
+* TCP and TLS: the batch counts as delivered once it is written to the kernel and drained,
+  the usual syslog guarantee, since syslog has no application-level acknowledgement. Any
+  connection error drops the connection and raises ``RetryableError``; the delivery layer
+  resends the whole batch (receivers discard a half-received frame) and the connection is
+  reopened lazily. A connection the receiver has closed is noticed before the next write, so a
+  receiver restart between batches costs nothing. A TLS certificate that does not verify is
+  retryable too: the server may be mid-rotation, and the journal keeps everything meanwhile.
+* UDP: fire and forget, one message per datagram. Messages over ``max_message_bytes`` are cut
+  at a UTF-8 boundary and end with ``...[truncated]``, counted in ``truncated_count`` (every
+  write counts, retries included) and logged; the cap also applies to TCP/TLS when set.
+  ICMP errors are counted in ``udp_error_count``; they arrive after the fact and cannot say
+  which datagram was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+import structlog
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from forwarder.event import format_ms
+from forwarder.formats import get_formatter
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
+
+log = structlog.get_logger("sinks.syslog")
+
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "audit": 13, "security": 13,
+    "alert": 14, "clock": 15, **{f"local{i}": 16 + i for i in range(8)},
+}  # fmt: skip
+ERROR, WARNING, NOTICE, INFORMATIONAL = 3, 4, 5, 6
+DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
+UDP_MAX_PAYLOAD = 65_507
+BOM = b"\xef\xbb\xbf"
+TRUNCATION_MARKER = b"...[truncated]"
+SD_PARAMS = ("id", "vendor", "org", "action", "outcome", "category")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _facility(value: Any) -> Any:
+    """Accept ``local0``, ``LOCAL0``, ``16`` or 16, as syslog configurations spell it."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in FACILITIES:
+            return FACILITIES[text]
+        if not text.isdigit():
+            raise ValueError(f"unknown facility {value!r}; expected 0-23 or one of {', '.join(FACILITIES)}")
+        return int(text)
+    return value
+
+
+class SyslogSinkConfig(SinkConfig):
+    type: Literal["syslog"]
+    host: str
+    port: int = Field(0, ge=0, le=65_535, description="0 picks the transport's usual port (514, TLS 6514).")
+    transport: Literal["udp", "tcp", "tls"] = "tcp"
+    rfc: Literal["5424", "3164"] = "5424"
+    framing: Literal["octet_counting", "lf"] = Field(
+        "octet_counting", description="TCP/TLS only. LF framing replaces LF inside messages by '\\n'."
+    )
+    max_message_bytes: int | None = Field(
+        None, ge=480, description="Cap per message; UDP defaults to 2048, TCP/TLS are uncapped unless set."
+    )
+    facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = FACILITIES["local0"]
+    app_name: str = "audit-forwarder"
+    hostname: str = Field(default_factory=socket.gethostname)
+    sd_id: str = Field("audit@32473", description="Private SD-ID 'name@PEN'; 32473 is the documentation PEN.")
+    ca_file: str | None = None
+    server_name: str | None = Field(None, description="Name the server certificate must match; default host.")
+    verify: bool = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    connect_timeout_s: float = Field(10.0, gt=0)
+    send_timeout_s: float = Field(30.0, gt=0, description="A receiver that stops reading fails the batch.")
+
+    @field_validator("sd_id")
+    @classmethod
+    def _check_sd_id(cls, value: str) -> str:
+        name, at, pen = value.partition("@")
+        bad = set('= ]"@')
+        if (
+            not at
+            or not name
+            or len(value) > 32
+            or any(not "!" <= c <= "~" or c in bad for c in name)
+            or not all(part.isdigit() and part.isascii() for part in pen.split("."))
+        ):
+            raise ValueError(f"sd_id {value!r} must look like name@PEN (printable ASCII, at most 32 chars)")
+        return value
+
+    @model_validator(mode="after")
+    def _transport_defaults(self) -> SyslogSinkConfig:
+        if self.port == 0:
+            self.port = DEFAULT_PORTS[self.transport]
+        if self.transport == "udp":
+            self.max_message_bytes = min(self.max_message_bytes or 2048, UDP_MAX_PAYLOAD)
+        tls_options = [n for n in ("ca_file", "server_name", "client_cert", "client_key") if getattr(self, n)]
+        if tls_options and self.transport != "tls":
+            raise ValueError(f"{', '.join(tls_options)} need transport: tls (transport is {self.transport})")
+        if self.client_key and not self.client_cert:
+            raise ValueError("client_key needs client_cert")
+        return self
+
+
+def severity(outcome: Any, category: Any) -> int:
+    if outcome == "failure":
+        return ERROR if category == "forwarder" else WARNING
+    if category in ("access_management", "user_management"):
+        return NOTICE
+    return INFORMATIONAL
+
+
+def header_token(value: str, limit: int, forbidden: str = "") -> bytes:
+    """PRINTUSASCII only (RFC 5424 §6): anything else, and spaces, become ``_``; empty is ``-``."""
+    text = "".join(c if "!" <= c <= "~" and c not in forbidden else "_" for c in value[:limit])
+    return text.encode("ascii") or b"-"
+
+
+def sd_escape(value: str) -> bytes:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]").encode()
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _utf8_cut(data: bytes, limit: int) -> bytes:
+    """Cut before a UTF-8 continuation byte so the kept part stays valid text."""
+    while 0 < limit < len(data) and data[limit] & 0xC0 == 0x80:
+        limit -= 1
+    return data[:limit]
+
+
+class SyslogEncoder:
+    """Turns records into complete messages (without transport framing)."""
+
+    def __init__(self, config: SyslogSinkConfig) -> None:
+        self.config = config
+        self.formatter = get_formatter(config.format)
+        self.hostname = header_token(config.hostname, 255)
+        self.app_name = header_token(config.app_name, 48)
+        self.tag = header_token(config.app_name, 32, forbidden=":[]")
+        self.procid = str(os.getpid()).encode()
+        self.sd_id = config.sd_id.encode()
+        self.escape_lf = config.transport != "udp" and config.framing == "lf"
+        self.truncated_count = 0
+
+    def encode(self, record: Record) -> bytes:
+        try:
+            event = record.event()
+        except ValueError:  # a non-JSON record still goes out, with what the record itself knows
+            event = {}
+        prival = self.config.facility * 8 + severity(event.get("outcome"), event.get("category"))
+        if self.config.rfc == "5424":
+            head = self._head_5424(prival, record, event)
+            body = BOM + self.formatter(record)
+        else:
+            head = self._head_3164(prival, record)
+            body = self.formatter(record)
+        if self.escape_lf:
+            head, body = head.replace(b"\n", b"\\n"), body.replace(b"\n", b"\\n")
+        return self._cap(head, body, record)
+
+    def _head_5424(self, prival: int, record: Record, event: dict[str, Any]) -> bytes:
+        values = {
+            "id": record.event_id,
+            "vendor": event.get("vendor") or record.vendor,
+            "org": record.organization,
+            "action": event.get("action"),
+            "outcome": event.get("outcome"),
+            "category": event.get("category"),
+        }
+        params = b"".join(b' %s="%s"' % (k.encode(), sd_escape(str(v))) for k in SD_PARAMS if (v := values[k]))
+        msgid = header_token(str(event.get("action") or ""), 32)
+        timestamp = format_ms(record.time_ms).encode()
+        return b"<%d>1 %s %s %s %s %s [%s%s] " % (
+            prival, timestamp, self.hostname, self.app_name, self.procid, msgid, self.sd_id, params,
+        )  # fmt: skip
+
+    def _head_3164(self, prival: int, record: Record) -> bytes:
+        t = datetime.fromtimestamp(record.time_ms / 1000, tz=UTC)
+        stamp = f"{MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S}".encode()
+        return b"<%d>%s %s %s: " % (prival, stamp, self.hostname, self.tag)
+
+    def _cap(self, head: bytes, body: bytes, record: Record) -> bytes:
+        limit = self.config.max_message_bytes
+        if limit is None or len(head) + len(body) <= limit:
+            return head + body
+        self.truncated_count += 1
+        log.warning(
+            "syslog_message_truncated",
+            event_id=record.event_id,
+            size=len(head) + len(body),
+            limit=limit,
+        )
+        room = limit - len(TRUNCATION_MARKER)
+        if len(head) < room:
+            return head + _utf8_cut(body, room - len(head)) + TRUNCATION_MARKER
+        return _utf8_cut(head, room) + TRUNCATION_MARKER  # absurdly long SD values: still never over
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Flow control for datagrams: asyncio buffers when the socket is full and pauses us."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
+        self.error_count = 0
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def error_received(self, exc: Exception) -> None:
+        self.error_count += 1
+        log.warning("syslog_udp_error", error=str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+
+
+class SyslogSink:
+    type_name: ClassVar[str] = "syslog"
+
+    def __init__(self, name: str, config: SyslogSinkConfig) -> None:
+        self.name = name
+        self.config = config
+        self.encoder = SyslogEncoder(config)
+        self._lock = asyncio.Lock()
+        self._ssl: ssl.SSLContext | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._udp: tuple[asyncio.DatagramTransport, _UdpProtocol] | None = None
+        self._udp_errors_before = 0
+
+    @property
+    def truncated_count(self) -> int:
+        return self.encoder.truncated_count
+
+    @property
+    def udp_error_count(self) -> int:
+        return self._udp_errors_before + (self._udp[1].error_count if self._udp else 0)
+
+    @property
+    def _where(self) -> str:
+        return f"syslog sink {self.name!r}: {self.config.transport} {self.config.host}:{self.config.port}"
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self.config.transport == "udp":
+                await self._datagram_endpoint()
+            else:
+                await self._stream()
+
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        messages = [self.encoder.encode(record) for record in batch]
+        async with self._lock:
+            if self.config.transport == "udp":
+                await self._send_datagrams(messages)
+            else:
+                await self._send_stream(self._frame(messages))
+        return None
+
+    def _frame(self, messages: list[bytes]) -> bytes:
+        if self.config.framing == "lf":
+            return b"".join(m + b"\n" for m in messages)
+        return b"".join(b"%d %s" % (len(m), m) for m in messages)
+
+    async def _send_stream(self, data: bytes) -> None:
+        writer = await self._stream()
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, TimeoutError) as exc:
+            await self._disconnect()
+            raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc
+
+    async def _stream(self) -> asyncio.StreamWriter:
+        # A receiver that closed the connection (restart, idle timeout) has sent a FIN, which
+        # the loop has turned into EOF on the reader: reconnect now rather than write into a
+        # dead socket and lose the batch.
+        stale = self._writer is not None and self._writer.is_closing()
+        if stale or (self._reader is not None and self._reader.at_eof()):
+            log.info("syslog_reconnect", sink=self.name, reason="closed by receiver")
+            await self._disconnect()
+        if self._writer is None:
+            self._reader, self._writer = await self._open()
+        return self._writer
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        cfg = self.config
+        context = await self._ssl_context() if cfg.transport == "tls" else None
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                server_name = (cfg.server_name or cfg.host) if context else None
+                return await asyncio.open_connection(cfg.host, cfg.port, ssl=context, server_hostname=server_name)
+        except ssl.SSLCertVerificationError as exc:
+            why = exc.verify_message or _why(exc)
+            raise RetryableError(f"{self._where}: TLS certificate verification failed: {why}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise RetryableError(f"{self._where}: cannot connect: {_why(exc)}") from exc
+
+    async def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            try:
+                self._ssl = await asyncio.to_thread(self._build_ssl_context)
+            except (OSError, ssl.SSLError) as exc:  # a missing or bad file: retrying cannot help
+                raise FatalSinkError(f"{self._where}: bad TLS files: {exc}") from exc
+        return self._ssl
+
+    def _build_ssl_context(self) -> ssl.SSLContext:
+        cfg = self.config
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not cfg.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if cfg.client_cert:
+            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+        return context
+
+    async def _disconnect(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+
+    async def _datagram_endpoint(self) -> tuple[asyncio.DatagramTransport, _UdpProtocol]:
+        if self._udp is not None and self._udp[1].closed:
+            self._udp_errors_before += self._udp[1].error_count
+            self._udp = None
+        if self._udp is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._udp = await loop.create_datagram_endpoint(
+                    _UdpProtocol, remote_addr=(self.config.host, self.config.port)
+                )
+            except OSError as exc:
+                raise RetryableError(f"{self._where}: cannot open socket: {exc}") from exc
+        return self._udp
+
+    async def _send_datagrams(self, messages: list[bytes]) -> None:
+        transport, protocol = await self._datagram_endpoint()
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                for message in messages:
+                    await protocol.writable.wait()
+                    if protocol.closed:
+                        raise ConnectionError("socket closed")
+                    transport.sendto(message)
+                await protocol.writable.wait()
+        except (OSError, TimeoutError) as exc:
+            protocol.closed = True  # the next send opens a fresh socket
+            transport.close()
+            raise RetryableError(f"{self._where}: send failed: {_why(exc)}") from exc
+
+    async def check(self) -> str:
+        cfg = self.config
+        if cfg.transport == "udp":
+            try:
+                loop = asyncio.get_running_loop()
+                infos = await loop.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise RetryableError(f"{self._where}: cannot resolve: {exc}") from exc
+            return f"{self._where}: resolves to {infos[0][4][0]}; UDP has no handshake, nothing was sent"
+        _, writer = await self._open()
+        detail = ""
+        if ssl_object := writer.get_extra_info("ssl_object"):
+            verified = "certificate verified" if cfg.verify else "certificate NOT verified (verify: false)"
+            detail = f" ({ssl_object.version()}, {verified})"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return f"{self._where}: connected{detail}"
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._disconnect()
+            if self._udp is not None:
+                self._udp_errors_before += self._udp[1].error_count
+                self._udp[0].close()
+                self._udp = None

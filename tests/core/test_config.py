@@ -1,0 +1,122 @@
+"""Configuration: YAML, ${VAR}, *_file secrets, environment overrides, and errors with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from forwarder.settings import ConfigError, load_settings
+from tests.helpers.daemon import cli
+
+GOOD = """
+state_dir: {state}
+sources:
+  codacy:
+    type: codacy
+    api_token: ${{CODACY_TOKEN}}
+    organizations: [gh/acme]
+sinks:
+  out:
+    type: file
+    path: {state}/out.ndjson
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_interpolation_env_override_and_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODACY_TOKEN", "from-env-var")
+    settings = load_settings(write(tmp_path, GOOD.format(state=tmp_path)))
+    assert settings.sources["codacy"].api_token.get_secret_value() == "from-env-var"  # type: ignore[attr-defined]
+    assert "from-env-var" not in repr(settings)
+
+    monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__INTERVAL_S", "42")
+    monkeypatch.setenv("AUDIT_FORWARDER_JOURNAL__MAX_EVENTS", "7")
+    settings = load_settings(write(tmp_path, GOOD.format(state=tmp_path)))
+    assert settings.sources["codacy"].interval_s == 42
+    assert settings.journal.max_events == 7
+
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    text = GOOD.format(state=tmp_path).replace("api_token: ${CODACY_TOKEN}", f"api_token_file: {secret}")
+    settings = load_settings(write(tmp_path, text))
+    assert settings.sources["codacy"].api_token.get_secret_value() == "from-a-file"  # type: ignore[attr-defined]
+
+
+def test_credentials_directory_is_used_for_relative_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "codacy_token").write_text("systemd-credential")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    text = GOOD.format(state=tmp_path).replace("api_token: ${CODACY_TOKEN}", "api_token_file: codacy_token")
+    settings = load_settings(write(tmp_path, text))
+    assert settings.sources["codacy"].api_token.get_secret_value() == "systemd-credential"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("organizations: [gh/acme]", "organizations: [xx/acme]"), "sources.codacy.organizations: got ['xx/acme']"),
+        (("type: codacy", "type: codacyy"), "sources.codacy.type: unknown type 'codacyy'; expected one of"),
+        (("type: file", "type: file\n    rotate_max_bytes: lots"), "sinks.out.rotate_max_bytes: got 'lots'"),
+        (("    path: ", "    paht: "), "sinks.out.paht: unknown key"),
+        (("api_token: ${CODACY_TOKEN}", "api_token: ${NOT_SET_ANYWHERE}"), "environment variable NOT_SET_ANYWHERE"),
+        (("sources:", "sources: [1"), "is not valid YAML at line"),
+    ],
+)
+def test_bad_config_names_the_path_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               edit: tuple[str, str], expected: str) -> None:  # fmt: skip
+    monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
+    path = write(tmp_path, GOOD.format(state=tmp_path).replace(*edit))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
+    result = cli(path, "check")
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "super-secret-token-value" not in result.stderr + result.stdout
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = cli(tmp_path / "nope.yaml", "run")
+    assert result.returncode == 2
+    assert "cannot read config file" in result.stderr
+
+
+def test_check_reports_each_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.helpers.emulators import running
+
+    emulator = running("codacy", entries=1, options={"orgs": ["gh/acme"]})
+    try:
+        text = GOOD.format(state=tmp_path).replace(
+            "    organizations: [gh/acme]",
+            f"    organizations: [gh/acme, gh/nobody]\n    base_url: {emulator.url}/api/v3\n    max_attempts: 1",
+        )
+        result = cli(write(tmp_path, text), "check", env={"CODACY_TOKEN": "codacy-test-token"})
+    finally:
+        emulator.stop()
+    assert result.returncode == 1
+    assert "FAIL source codacy: Codacy answered 404" in result.stdout
+    assert "ok   sink out: writable" in result.stdout
+
+
+def test_schema_command_prints_json_schema(tmp_path: Path) -> None:
+    result = cli(tmp_path / "unused.yaml", "schema")
+    assert result.returncode == 0
+    schema = orjson.loads(result.stdout)
+    assert schema["properties"]["schema_version"]["const"] == "1.0"
+    assert {"id", "time", "actor", "raw", "outcome"} <= set(schema["required"])
+
+
+def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODACY_API_TOKEN", "x" * 20)
+    root = Path(__file__).resolve().parents[2]
+    for name in ("example.yaml", "demo.yaml"):
+        monkeypatch.setenv("DEMO_OUTPUT", "/tmp/demo")
+        settings = load_settings(root / "config" / name)
+        assert settings.sources and settings.sinks

@@ -1,0 +1,62 @@
+"""File sink: NDJSON and CSV, rotation with gzip, file mode, path templates."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import stat
+from pathlib import Path
+
+import orjson
+
+from forwarder.formats.csv import COLUMNS
+from sinks.base import Record
+from sinks.file import FileSink, FileSinkConfig
+
+
+def record(i: int, org: str = "gh/acme") -> Record:
+    event = {"id": f"e{i}", "time": "2026-01-01T00:00:00.000Z", "vendor": "codacy", "source": "src",
+             "organization": org, "actor": {"email": "a@b.c"}, "action": "user.login", "message": 'x, "y"\nz'}  # fmt: skip
+    return Record(i, f"e{i}", "src", org, 0, orjson.dumps(event), "codacy")
+
+
+async def test_ndjson_per_organization_with_mode_0640(tmp_path: Path) -> None:
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "{vendor}" / "{organization}.ndjson")))
+    await sink.send([record(1), record(2, "gl/other"), record(3)])
+    await sink.close()
+    acme = tmp_path / "codacy" / "gh_acme.ndjson"
+    lines = acme.read_bytes().splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == ["e1", "e3"]
+    assert (tmp_path / "codacy" / "gl_other.ndjson").exists()
+    assert stat.S_IMODE(acme.stat().st_mode) == 0o640
+
+
+async def test_csv_has_header_and_escapes(tmp_path: Path) -> None:
+    sink = FileSink("f", FileSinkConfig(type="file", format="csv", path=str(tmp_path / "out.csv")))
+    await sink.send([record(1)])
+    await sink.close()
+    sink = FileSink("f", FileSinkConfig(type="file", format="csv", path=str(tmp_path / "out.csv")))
+    await sink.send([record(2)])
+    await sink.close()
+    with open(tmp_path / "out.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == COLUMNS
+    assert len(rows) == 3  # one header, even across restarts
+    assert rows[1][COLUMNS.index("message")] == 'x, "y"\nz'
+    assert rows[2][COLUMNS.index("id")] == "e2"
+
+
+async def test_rotation_by_size_gzips_the_old_file(tmp_path: Path) -> None:
+    cfg = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=200)
+    sink = FileSink("f", cfg)
+    for i in range(10):
+        await sink.send([record(i)])
+    await sink.close()
+    rotated = sorted(tmp_path.glob("out.ndjson.*.gz"))
+    assert rotated
+    ids = []
+    for path in rotated:
+        ids += [orjson.loads(line)["id"] for line in gzip.decompress(path.read_bytes()).splitlines()]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    ids += [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()]
+    assert sorted(ids) == sorted(f"e{i}" for i in range(10))

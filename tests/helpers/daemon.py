@@ -1,0 +1,40 @@
+"""Run the real ``audit-forwarder`` command in its own process, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli(
+    config: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "forwarder", "-c", str(config), *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "forwarder", "-c", str(config), *(args or ("run",))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def read_ndjson(directory: Path) -> list[dict[str, Any]]:
+    events = []
+    for path in sorted(directory.rglob("*.ndjson")):
+        events.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
+    return events
