@@ -145,17 +145,26 @@ class CodacyEmulator(Emulator):
             if self._throttled():
                 return Response.json({"message": "Service Unavailable", "actions": []}, 503)
             if provider not in PROVIDERS or (provider, org) not in self.orgs:
-                return Response.json({"message": f"Organization {org} not found", "actions": []}, 404)
+                return Response.json(
+                    {"message": f"Organization {org} not found", "actions": [], "error": "NotFound"}, 404
+                )
             if org in self.forbidden_orgs:
                 return Response.json(
-                    {"message": "Requires organization admin or organization manager role", "actions": []}, 403
+                    {
+                        "message": "Requires organization admin or organization manager role",
+                        "actions": [],
+                        "error": "Forbidden",
+                    },
+                    403,
                 )
             now_ms = int(time.time() * 1000)
             try:
                 lo = int(req.arg("from") or 0)
                 hi = int(req.arg("to") or now_ms)
             except ValueError:
-                return Response.json({"message": "from/to must be epoch milliseconds", "actions": []}, 400)
+                return Response.json(
+                    {"message": "from/to must be epoch milliseconds", "actions": [], "error": "BadRequest"}, 400
+                )
             lo = max(lo, now_ms - RETENTION_MS)
             items = [e for e in self.orgs[(provider, org)] if lo <= parse_timestamp(e["timestamp"]) <= hi]
         items.sort(key=lambda e: parse_timestamp(e["timestamp"]), reverse=True)

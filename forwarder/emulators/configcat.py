@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
+import itertools
 import json
 import math
 import random
@@ -93,6 +95,10 @@ TYPE_WEIGHTS = {
     "settingCreated": 6,
     "changeRequestApplied": 4,
 }
+TYPE_DRAW = {  # by legacy_shape: the types to draw from and their cumulative weights
+    legacy: (types, list(itertools.accumulate(TYPE_WEIGHTS.get(t, 1) for t in types)))
+    for legacy, types in ((False, CURRENT_TYPES), (True, CURRENT_TYPES + LEGACY_ONLY_TYPES))
+}
 SYSTEM_TYPES = {
     "changeRequestAppliedOnSchedule",
     "changeRequestNeedsAttention",
@@ -138,6 +144,7 @@ WORDING = [
 ]
 
 
+@functools.cache
 def type_text(kind: str) -> str:
     """The human-readable ``auditLogType``, e.g. settingValueChanged -> Feature flag value changed."""
     phrase = " ".join(w.lower() for w in re.findall(r"[A-Z]?[a-z]+", kind))
@@ -335,8 +342,8 @@ class ConfigCatEmulator(Emulator):
 
     def make_record(self, org: Organization, ts_ms: int) -> Record:
         rng = self.rng
-        types = CURRENT_TYPES + (LEGACY_ONLY_TYPES if self.legacy_shape else [])
-        kind = rng.choices(types, [TYPE_WEIGHTS.get(t, 1) for t in types])[0]
+        types, cum_weights = TYPE_DRAW[self.legacy_shape]
+        kind = rng.choices(types, cum_weights=cum_weights)[0]
         scope = scope_of(kind) if org.products else "organization"
         record = Record({}, org.org_id)
         where = f"Organization: {org.name}"
@@ -377,8 +384,9 @@ class ConfigCatEmulator(Emulator):
         }
         return record
 
-    def _file(self, record: Record) -> None:
-        ts_us = epoch_us(parse_time(str(record.item["auditLogDateTime"])))
+    def _file(self, record: Record, ts_ms: int | None = None) -> None:
+        """Generated entries pass their time; posted ones are filed by the time they show."""
+        ts_us = ts_ms * 1000 if ts_ms is not None else epoch_us(parse_time(str(record.item["auditLogDateTime"])))
         self.orgs[record.org_id].log.add(ts_us, int(record.item["auditLogId"]), record)
 
     def generate(self, count: int, **options: Any) -> list[dict[str, Any]]:
@@ -390,7 +398,7 @@ class ConfigCatEmulator(Emulator):
             org = self.ensure_org(org_id, int(options.get("products", 2)))
             for ts in timeline_ms(count, options):
                 record = self.make_record(org, ts)
-                self._file(record)
+                self._file(record, ts)
                 created.append(self.render(record))
         return created
 
@@ -415,6 +423,7 @@ class ConfigCatEmulator(Emulator):
         return [{**self.render(r), "_org": org_id} for org_id, org in self.orgs.items() for r in org.log.all()]
 
     def render(self, record: Record) -> dict[str, Any]:
+        """The shape follows the switch when served, so flipping it mid-run acts like a vendor upgrade."""
         item = {k: v for k, v in record.item.items() if k != "modelVersion" or not self.legacy_shape}
         if self.legacy_shape:
             item["changeSetId"] = record.change_set_id
@@ -429,8 +438,8 @@ class ConfigCatEmulator(Emulator):
         allowed = self._tokens >= 1
         if allowed:
             self._tokens -= 1
-        refill = max(self.refill_per_s, 1e-9)
-        return allowed, int(self._tokens), (self.bucket_size - self._tokens) / refill
+        refill = max(self.refill_per_s, 1e-9)  # a bucket that never refills resets "in a year"
+        return allowed, int(self._tokens), min((self.bucket_size - self._tokens) / refill, 365 * 86400.0)
 
     def _reset_header(self, seconds: float) -> str:
         at = time.time() + seconds
@@ -441,6 +450,7 @@ class ConfigCatEmulator(Emulator):
         return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def dispatch(self, req: Request) -> Response:
+        """The bucket is drawn before routing, so every answer (errors and faults too) reports it."""
         if req.path.startswith("/_control/"):
             return super().dispatch(req)
         with self.lock:

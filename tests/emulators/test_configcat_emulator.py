@@ -95,16 +95,17 @@ def test_basic_auth_is_required(shared: EmulatorProcess) -> None:
 def test_ids_are_validated_and_unknown_ones_are_not_found(
     shared: EmulatorProcess, validate_configcat: Validate
 ) -> None:
+    malformed: list[tuple[str, dict[str, str]]] = [
+        (org_path("not-a-uuid"), {}),
+        ("/v2/products/not-a-uuid/auditlogs", {}),
+        (org_path(), {"productId": "nope"}),
+        (org_path(), {"configId": "12"}),
+        (org_path(), {"environmentId": "x"}),
+        (org_path(), {"auditLogType": "flagFlipped"}),
+        (org_path(), {"fromUtcDateTime": "yesterday"}),
+    ]
     with client(shared) as http:
-        for path, params in [
-            (org_path("not-a-uuid"), {}),
-            ("/v2/products/not-a-uuid/auditlogs", {}),
-            (org_path(), {"productId": "nope"}),
-            (org_path(), {"configId": "12"}),
-            (org_path(), {"environmentId": "x"}),
-            (org_path(), {"auditLogType": "flagFlipped"}),
-            (org_path(), {"fromUtcDateTime": "yesterday"}),
-        ]:
+        for path, params in malformed:
             response = http.get(path, params=params)
             assert response.status_code == 400, (path, params)
             validate_configcat(response)
@@ -141,7 +142,13 @@ def test_pages_cover_the_organization_newest_first(shared: EmulatorProcess, vali
 
 def test_page_parameters_are_bounded(shared: EmulatorProcess) -> None:
     with client(shared) as http:
-        for params in [{"pageSize": 0}, {"pageSize": 101}, {"pageSize": "ten"}, {"pageNumber": 0}]:
+        invalid: list[dict[str, str | int]] = [
+            {"pageSize": 0},
+            {"pageSize": 101},
+            {"pageSize": "ten"},
+            {"pageNumber": 0},
+        ]
+        for params in invalid:
             assert http.get(org_path(), params=params).status_code == 400, params
         full = http.get(org_path(), params={"pageSize": 100})
     assert full.status_code == 200
