@@ -4,11 +4,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PACKAGES = rsyslog rsyslog-gnutls openssl
+APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl
 
 .PHONY: demo test venv system-deps lint clean
 
+# Debian's python3 needs python3-venv for `-m venv`; install it when it is missing.
 $(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 

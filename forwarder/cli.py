@@ -36,10 +36,11 @@ def settings_from(ctx: click.Context) -> Settings:
 
 def run_async(fn: Callable[[], Any]) -> Any:
     from forwarder.journal import StateError
+    from forwarder.tools.common import ToolError
 
     try:
         return asyncio.run(fn())
-    except StateError as exc:
+    except (StateError, ToolError) as exc:
         fail(f"error: {exc}", 1)
     except KeyboardInterrupt:
         return 130
@@ -75,7 +76,7 @@ def run(ctx: click.Context) -> None:
     from forwarder.daemon import Daemon
 
     settings = settings_from(ctx)
-    run_async(lambda: Daemon(settings).run_forever())
+    run_async(lambda: Daemon(settings, config_path=ctx.obj["config"]).run_forever())
 
 
 @main.command()
@@ -95,7 +96,7 @@ def once(ctx: click.Context, timeout: float) -> None:
     from forwarder.daemon import Daemon
 
     settings = settings_from(ctx)
-    sys.exit(run_async(lambda: Daemon(settings).run_once(timeout)))
+    sys.exit(run_async(lambda: Daemon(settings, config_path=ctx.obj["config"]).run_once(timeout)))
 
 
 @main.command()
@@ -130,7 +131,7 @@ def schema() -> None:
 
 @main.group()
 def state() -> None:
-    """Inspect the journal and cursors."""
+    """Inspect the journal and cursors, move or reset cursors."""
 
 
 @state.command("show")
@@ -147,6 +148,195 @@ def state_show(ctx: click.Context, output: str) -> None:
 
     settings = settings_from(ctx)
     run_async(lambda: show_state(settings, output))
+
+
+def confirmer(yes: bool) -> Callable[[str], bool]:
+    """``--yes`` for scripts; otherwise the operator answers (no answer, e.g. no terminal, means no)."""
+    return (lambda _: True) if yes else (lambda question: click.confirm(question, default=False))
+
+
+def date_ms(value: str | None, option: str) -> int | None:
+    from forwarder.tools.common import ToolError, parse_date_ms
+
+    try:
+        return None if value is None else parse_date_ms(value, option)
+    except ToolError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
+
+@state.command("set-cursor")
+@click.option("--source", required=True, help="A source name from the configuration.")
+@click.option("--org", required=True, help="One of that source's organizations.")
+@click.option("--to", "to", required=True, help="The new watermark: a date such as 2024-05-01T00:00:00Z.")
+@YES
+@click.pass_context
+def state_set_cursor(ctx: click.Context, source: str, org: str, to: str, yes: bool) -> None:
+    """Move where a source resumes for one organization (the daemon must be stopped).
+
+    Earlier entries are collected again on the next run; later ones are skipped.
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml state set-cursor --source codacy --org gh/acme --to 2024-05-01
+    """
+    from forwarder.tools.cursors import set_cursor
+
+    settings = settings_from(ctx)
+    to_ms = date_ms(to, "--to")
+    assert to_ms is not None
+    ok = run_async(lambda: set_cursor(settings, source, org, to_ms, confirmer(yes), click.echo))
+    sys.exit(0 if ok else 1)
+
+
+@state.command("reset")
+@click.option("--source", default=None, help="Only this source's cursors (default: all).")
+@click.option("--org", default=None, help="Only this organization's cursors.")
+@YES
+@click.pass_context
+def state_reset(ctx: click.Context, source: str | None, org: str | None, yes: bool) -> None:
+    """Forget cursors, so their next run starts again from initial_lookback_days (daemon stopped).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml state reset --source codacy --org gh/acme
+    """
+    from forwarder.tools.cursors import reset_cursors
+
+    settings = settings_from(ctx)
+    ok = run_async(lambda: reset_cursors(settings, source, org, confirmer(yes), click.echo))
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--source", required=True, help="A source name from the configuration.")
+@click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
+@click.option("--since", required=True, help="Start of the window, e.g. 2024-01-01 (UTC unless an offset is given).")
+@click.option("--until", default=None, help="End of the window (default: now, or the unfinished window's end).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Organizations collected at the same time.")  # fmt: skip
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait for the sinks to deliver after collecting.")  # fmt: skip
+@click.pass_context
+def backfill(
+    ctx: click.Context, source: str, orgs: tuple[str, ...], since: str, until: str | None, concurrency: int,
+    timeout: float,
+) -> None:  # fmt: skip
+    """Collect a past window and deliver it through the configured sinks (daemon stopped).
+
+    Resumable: after an interruption, run the same command again. The live cursor is not
+    touched; progress is kept under SOURCE#backfill:SINCE:UNTIL (see `state show`).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml backfill --source codacy --since 2024-01-01 --until 2024-04-01
+    """
+    from rich.console import Console
+
+    from forwarder.tools.backfill import Backfill
+
+    settings = settings_from(ctx)
+    since_ms = date_ms(since, "--since")
+    assert since_ms is not None
+    job = Backfill(settings, source, orgs, since_ms, date_ms(until, "--until"), concurrency, timeout,
+                   Console(stderr=True))  # fmt: skip
+    sys.exit(run_async(job.run))
+
+
+@main.command()
+@click.option("--source", required=True, help="A source name from the configuration.")
+@click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
+@click.option("--since", default=None, help="Read from this date (default: as a first run would).")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Events per organization.")
+@click.option("--format", "fmt", default=None,
+              help="Print each event as a sink with this format (json, csv...) would write it.")  # fmt: skip
+@OUTPUT
+@click.pass_context
+def preview(
+    ctx: click.Context, source: str, orgs: tuple[str, ...], since: str | None, limit: int, fmt: str | None,
+    output: str,
+) -> None:  # fmt: skip
+    """Fetch and print normalized events; touches no cursor, journal or sink (safe while running).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml preview --source codacy --limit 5 --output json
+    """
+    from forwarder.formats import get_formatter
+    from forwarder.tools.preview import collect_preview, print_preview
+
+    settings = settings_from(ctx)
+    since_ms = date_ms(since, "--since")
+    if fmt is not None:
+        try:
+            get_formatter(fmt)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--format") from None
+    events, problems = run_async(lambda: collect_preview(settings, source, orgs, since_ms, limit))
+    for problem in problems:
+        click.echo(problem, err=True)
+    print_preview(events, output, fmt)
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay or purge the records a sink gave up on (dead letters)."""
+
+
+@dlq.command("list")
+@click.option("--sink", default=None, help="Only this sink's dead letters.")
+@OUTPUT
+@click.pass_context
+def dlq_list(ctx: click.Context, sink: str | None, output: str) -> None:
+    """List dead letters with their reason (safe while the daemon runs).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml dlq list --sink splunk --output json
+    """
+    from forwarder.tools.dlq import list_dead_letters
+
+    settings = settings_from(ctx)
+    run_async(lambda: list_dead_letters(settings, sink, output))
+
+
+@dlq.command("replay")
+@click.option("--sink", default=None, help="Only this sink's dead letters.")
+@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable).")
+@click.pass_context
+def dlq_replay(ctx: click.Context, sink: str | None, ids: tuple[int, ...]) -> None:
+    """Send dead letters again to their own sink only, then delete those it confirmed (daemon stopped).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml dlq replay --sink splunk --id 12 --id 13
+    """
+    from forwarder.tools.dlq import replay_dead_letters
+
+    settings = settings_from(ctx)
+    ok = run_async(lambda: replay_dead_letters(settings, sink, ids, click.echo))
+    sys.exit(0 if ok else 1)
+
+
+@dlq.command("purge")
+@click.option("--sink", default=None, help="Only this sink's dead letters.")
+@YES
+@click.pass_context
+def dlq_purge(ctx: click.Context, sink: str | None, yes: bool) -> None:
+    """Delete dead letters for good (daemon stopped).
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml dlq purge --sink splunk --yes
+    """
+    from forwarder.tools.dlq import purge_dead_letters
+
+    settings = settings_from(ctx)
+    ok = run_async(lambda: purge_dead_letters(settings, sink, confirmer(yes), click.echo))
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

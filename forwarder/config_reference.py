@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from forwarder.settings import JournalSettings, LogSettings, RetrySettings
+from forwarder.delivery import RetrySettings
+from forwarder.settings import JournalSettings, LogSettings, MetricsSettings
 from forwarder.sources import SOURCES
 from sinks.registry import SINKS
 
@@ -69,10 +70,14 @@ def render() -> str:
         "| `state_dir` | `/var/lib/audit-forwarder` | Journal, cursors and lock file. |\n"
         "| `shutdown_timeout_s` | `30.0` | How long sinks may finish in-flight batches on SIGTERM. |\n"
         "| `journal` | | Journal cap, below. |\n| `log` | | Logging, below. |\n"
-        "| `retry` | | Sink retry policy, below. |\n"
-        "| `sources` | `{}` | Named sources, each with a `type`. |\n| `sinks` | `{}` | Named sinks, each with a `type`. |\n"
+        "| `retry` | | Sink retry policy, below. |\n| `metrics` | | Metrics and health endpoint, below. |\n"
+        "| `sources` | `{}` | Named sources, each with a `type`. |\n"
+        "| `sinks` | `{}` | Named sinks, each with a `type`. |\n"
     )
-    for title, model in (("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings)):
+    models: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings), ("metrics", MetricsSettings),
+    )  # fmt: skip
+    for title, model in models:
         parts.append(f"## `{title}`\n\n{table(model)}\n")
     for kind, registry in (("source", SOURCES), ("sink", SINKS)):
         for type_name, (model, _) in sorted(registry.items()):

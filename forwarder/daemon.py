@@ -5,6 +5,11 @@ one worker task per sink drains the journal); ``run_once`` is one cycle of every
 followed by delivering everything (for cron and the demo). Shutdown stops polling first,
 then gives each sink up to ``shutdown_timeout_s`` to finish its in-flight batch; whatever
 is not confirmed stays in the journal for the next start.
+
+``run_forever`` also serves metrics and health (``forwarder.health``), talks to systemd
+(``forwarder.systemd``) and reloads the configuration on SIGHUP (``reload``): sources and
+sinks whose configuration changed are replaced, the others keep running, and the journal
+and cursors are never touched, so a reload cannot lose or repeat anything a restart would not.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ from typing import Any, TextIO
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import BaseModel
 
+from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
+from forwarder.health import HealthServer
 from forwarder.journal import Journal, StateError
 from forwarder.logs import register_secrets
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
-from forwarder.settings import Settings
+from forwarder.settings import ConfigError, Settings, load_settings
 from forwarder.sources import SOURCES
+from forwarder.sources.base import SourceConfig
+from sinks.base import SinkConfig
 from sinks.registry import SINKS
 
 log = structlog.get_logger("forwarder.daemon")
@@ -65,9 +75,15 @@ class StateLock:
             self.handle = None
 
 
+def _same(old: BaseModel, new: BaseModel) -> bool:
+    """Compares what the operator wrote: generated defaults (a HEC channel) differ per load."""
+    return type(old) is type(new) and old.model_dump(exclude_unset=True) == new.model_dump(exclude_unset=True)
+
+
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
         self.settings = settings
+        self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
         self.lock = StateLock(settings.state_dir)
         self.journal = Journal(
@@ -76,27 +92,40 @@ class Daemon:
         self.pollers: dict[str, Poller] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.worker_tasks: dict[str, asyncio.Task[None]] = {}
-        self.poll_tasks: set[asyncio.Task[Any]] = set()
+        self.poll_tasks: dict[str, set[asyncio.Task[Any]]] = {}
         self.stopping = asyncio.Event()
+        self.started = False
         self.started_at = time.time()
+        self.scheduler: AsyncIOScheduler | None = None
+        self.health = HealthServer(self)
         self._prune_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        metrics.STATE.bind(self)
+
+    @staticmethod
+    def wall_time(loop_time: float | None) -> float | None:
+        """Poller timestamps are event-loop (monotonic) time; metrics and health want Unix time."""
+        if loop_time is None:
+            return None
+        return time.time() - (time.monotonic() - loop_time)
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self.lock.acquire()
         await self.journal.open()
         for name, cfg in self.settings.sources.items():
-            source = SOURCES[cfg.type][1](name, cfg)
-            self.pollers[name] = Poller(source, self.journal, self.notify_sinks)
+            self._add_source(name, cfg)
         for name, sink_cfg in self.settings.sinks.items():
-            sink = SINKS[sink_cfg.type][1](name, sink_cfg)
-            self.workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, self.settings.retry)
+            self._add_sink(name, sink_cfg)
         dropped = await self.journal.register_sinks(self.workers)
         if dropped:
             log.warning("sinks no longer configured; their journal offsets were removed", sinks=dropped)
-        for name, worker in self.workers.items():
-            self.worker_tasks[name] = asyncio.create_task(worker.run(), name=f"sink:{name}")
+        for name in self.workers:
+            self._start_worker(name)
         self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
+        self.started = True
         log.info(
             "audit-forwarder started",
             sources=sorted(self.pollers),
@@ -104,31 +133,59 @@ class Daemon:
             state=str(self.journal.path),
         )
 
-    async def stop(self) -> None:
-        for task in list(self.poll_tasks):
+    def _add_source(self, name: str, cfg: SourceConfig) -> None:
+        source = SOURCES[cfg.type][1](name, cfg)
+        self.pollers[name] = Poller(source, self.journal, self.notify_sinks)
+
+    def _add_sink(self, name: str, cfg: SinkConfig) -> None:
+        sink = SINKS[cfg.type][1](name, cfg)
+        self.workers[name] = SinkWorker(name, sink, cfg, self.journal, self.settings.retry)
+
+    def _start_worker(self, name: str) -> None:
+        self.worker_tasks[name] = asyncio.create_task(self.workers[name].run(), name=f"sink:{name}")
+
+    async def _stop_sources(self, names: list[str]) -> None:
+        tasks = [t for name in names for t in self.poll_tasks.pop(name, set())]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.poll_tasks, return_exceptions=True)
-        for worker in self.workers.values():
-            worker.stop()
-        if self.worker_tasks:
-            _, pending = await asyncio.wait(
-                self.worker_tasks.values(), timeout=self.settings.shutdown_timeout_s
-            )
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for name in names:
+            if self.scheduler is not None and self.scheduler.get_job(name) is not None:
+                self.scheduler.remove_job(name)
+            poller = self.pollers.pop(name, None)
+            if poller is not None:
+                with contextlib.suppress(Exception):
+                    await poller.source.close()
+
+    async def _stop_sinks(self, names: list[str]) -> None:
+        """Each worker finishes its in-flight batch (up to shutdown_timeout_s); what it did not
+        confirm stays journaled after its offset."""
+        for name in names:
+            self.workers[name].stop()
+        tasks = [self.worker_tasks.pop(name) for name in names if name in self.worker_tasks]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
             for task in pending:
                 log.warning("sink did not finish its batch in time; it stays journaled", sink=task.get_name())
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._prune_task:
-            self._prune_task.cancel()
-            await asyncio.gather(self._prune_task, return_exceptions=True)
-        for worker in self.workers.values():
+        for name in names:
+            worker = self.workers.pop(name)
             with contextlib.suppress(Exception):
                 await worker.sink.close()
-        for poller in self.pollers.values():
-            with contextlib.suppress(Exception):
-                await poller.source.close()
+
+    async def stop(self) -> None:
+        systemd.notify("STOPPING=1")
+        await self.health.stop()
+        for task in (self._watchdog_task, self._prune_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await self._stop_sources(list(self.pollers))
+        await self._stop_sinks(list(self.workers))
         with contextlib.suppress(Exception):
             await self.journal.prune()
+        self.started = False
         await self.journal.close()
         self.lock.release()
         log.info("audit-forwarder stopped")
@@ -146,14 +203,18 @@ class Daemon:
                 log.exception("journal prune failed")
 
     async def poll(self, name: str) -> bool:
+        poller = self.pollers.get(name)
+        if poller is None:  # removed by a reload after this run was scheduled
+            return True
         task = asyncio.current_task()
+        tasks = self.poll_tasks.setdefault(name, set())
         if task is not None:
-            self.poll_tasks.add(task)
+            tasks.add(task)
         try:
-            return await self.pollers[name].poll()
+            return await poller.poll()
         finally:
             if task is not None:
-                self.poll_tasks.discard(task)
+                tasks.discard(task)
 
     # --- modes ---------------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -161,32 +222,117 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
 
+    def _schedule(self, name: str, cfg: SourceConfig) -> None:
+        assert self.scheduler is not None
+        self.scheduler.add_job(
+            self.poll,
+            "interval",
+            args=[name],
+            seconds=cfg.interval_s,
+            jitter=cfg.jitter_s,
+            max_instances=1,
+            coalesce=True,
+            id=name,
+        )
+        # the first poll starts at once instead of one interval after start-up
+        self._spawn(self.poll(name), f"poll:{name}")
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def run_forever(self) -> None:
         self._install_signals()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         await self.start()
-        scheduler = AsyncIOScheduler()
+        self.scheduler = AsyncIOScheduler()
+        self.scheduler.start()
         for name, cfg in self.settings.sources.items():
-            scheduler.add_job(
-                self.poll,
-                "interval",
-                args=[name],
-                seconds=cfg.interval_s,
-                jitter=cfg.jitter_s,
-                max_instances=1,
-                coalesce=True,
-                next_run_time=None,
-                id=name,
-            )
-        scheduler.start()
-        for name in self.settings.sources:
-            # the first poll starts at once instead of one interval after start-up
-            asyncio.create_task(self.poll(name), name=f"poll:{name}")  # noqa: RUF006
+            self._schedule(name, cfg)
+        if self.settings.metrics.enabled:
+            await self.health.start()
+        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._watchdog_task = asyncio.create_task(self._watchdog(interval), name="watchdog")
         try:
             await self.stopping.wait()
             log.info("stop requested; finishing in-flight batches")
         finally:
-            scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)
             await self.stop()
+
+    async def _watchdog(self, interval: float) -> None:
+        # Pinging from the loop itself: a blocked or wedged loop stops the pings and systemd restarts us.
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def _status_line(self) -> str:
+        return f"{len(self.pollers)} sources, {len(self.workers)} sinks"
+
+    # --- reload --------------------------------------------------------------------------------
+    async def reload(self) -> bool:
+        """SIGHUP: reread the configuration file; on any problem keep running the old one."""
+        async with self._reload_lock:
+            systemd.notify("RELOADING=1", systemd.monotonic_usec())
+            try:
+                return await self._reload()
+            except Exception:
+                log.exception("configuration reload failed; the running configuration stays in force")
+                return False
+            finally:
+                systemd.notify("READY=1", f"STATUS={self._status_line()}")
+
+    async def _reload(self) -> bool:
+        if self.config_path is None:
+            log.error("cannot reload: the configuration file's path is unknown; restart instead")
+            return False
+        try:
+            new = await asyncio.to_thread(load_settings, self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "configuration reload refused; the running configuration stays in force",
+                config=str(exc.path), problems=exc.problems,
+            )  # fmt: skip
+            return False
+        for key in ("state_dir", "journal", "metrics", "log", "shutdown_timeout_s"):
+            if getattr(new, key) != getattr(self.settings, key):
+                log.warning("this setting changes only on restart; keeping the running value", setting=key)
+        new = new.model_copy(update={k: getattr(self.settings, k) for k in ("state_dir", "journal", "metrics", "log")})
+        register_secrets(collect_secrets(new))
+        old = self.settings
+        retry_changed = new.retry != old.retry
+        gone_sources = [n for n in old.sources if n not in new.sources or not _same(old.sources[n], new.sources[n])]
+        gone_sinks = [
+            n for n in old.sinks
+            if retry_changed or n not in new.sinks or not _same(old.sinks[n], new.sinks[n])
+        ]  # fmt: skip
+        self.settings = new
+        await self._stop_sources(gone_sources)
+        await self._stop_sinks(gone_sinks)
+        added_sinks = [n for n in new.sinks if n not in self.workers]
+        for name in added_sinks:
+            self._add_sink(name, new.sinks[name])
+        await self.journal.register_sinks(self.workers)
+        for name in added_sinks:
+            self._start_worker(name)
+        added_sources = [n for n in new.sources if n not in self.pollers]
+        for name in added_sources:
+            self._add_source(name, new.sources[name])
+            if self.scheduler is not None:
+                self._schedule(name, new.sources[name])
+        log.info(
+            "configuration reloaded",
+            sources_stopped=sorted(set(gone_sources) - set(added_sources)),
+            sources_started=sorted(set(added_sources) - set(gone_sources)),
+            sources_restarted=sorted(set(gone_sources) & set(added_sources)),
+            sinks_stopped=sorted(set(gone_sinks) - set(added_sinks)),
+            sinks_started=sorted(set(added_sinks) - set(gone_sinks)),
+            sinks_rebuilt=sorted(set(gone_sinks) & set(added_sinks)),
+        )
+        return True
 
     async def run_once(self, timeout_s: float = 600.0) -> int:
         """Poll every source once, deliver everything, stop. Exit code 1 if anything failed."""
@@ -197,6 +343,8 @@ class Daemon:
             polls = [asyncio.create_task(self.poll(name)) for name in self.pollers]
             done = await self._race(asyncio.gather(*polls), timeout_s)
             ok = bool(done) and all(done)
+            for worker in self.workers.values():
+                worker.drain()
             deadline = time.monotonic() + timeout_s
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 active = [w for w in self.workers.values() if w.status.state != "stopped"]

@@ -25,7 +25,9 @@ from tenacity import (
     stop_never,
 )
 
+from forwarder import metrics
 from forwarder.journal import Journal
+from forwarder.routing import Router
 from forwarder.sources.http import BackoffWait
 from sinks.base import FatalSinkError, Record, Sink, SinkConfig
 
@@ -45,6 +47,7 @@ class SinkState:
     error: str | None = None
     delivered: int = 0
     dead_lettered: int = 0
+    filtered: int = 0
     batches: int = 0
     retries: int = 0
     last_delivery: float | None = None
@@ -60,10 +63,12 @@ class SinkWorker:
         self.config = config
         self.journal = journal
         self.retry = retry
+        self.router = Router.for_sink(config)
         self.status = SinkState()
         self.wakeup = asyncio.Event()
         self.offset = 0
         self._stopping = False
+        self.draining = False
         self._started = False
 
     def notify(self) -> None:
@@ -71,6 +76,12 @@ class SinkWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self.wakeup.set()
+
+    def drain(self) -> None:
+        """No more events are coming soon (``once`` finished polling): send small batches at once
+        instead of waiting ``batch_max_age_s`` for them to fill."""
+        self.draining = True
         self.wakeup.set()
 
     @property
@@ -85,7 +96,13 @@ class SinkWorker:
                 batch = await self._next_batch()
                 if not batch:
                     continue
-                await self._deliver(batch)
+                routed = self.router.apply(batch)
+                self.status.filtered += len(batch) - len(routed)
+                if routed:
+                    await self._deliver(routed, batch[-1].seq)
+                else:  # all filtered out: nothing to send, but the offset moves past them
+                    self.offset = batch[-1].seq
+                    await self.journal.commit(self.name, self.offset)
         except FatalSinkError as exc:
             self.status.state = "stopped"
             self.status.error = str(exc)
@@ -104,7 +121,7 @@ class SinkWorker:
             except TimeoutError:
                 pass
             return []
-        if len(batch) < cfg.batch_max_events and not self._stopping:
+        if len(batch) < cfg.batch_max_events and not (self._stopping or self.draining):
             # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
             first = await self.journal.journaled_at(batch[0].seq)
             remaining = cfg.batch_max_age_s - (time.time() - first) if first else 0
@@ -117,7 +134,7 @@ class SinkWorker:
         return batch
 
     async def _wait_for_more(self) -> None:
-        while not self._stopping:
+        while not (self._stopping or self.draining):
             self.wakeup.clear()
             await self.wakeup.wait()
             if self.journal.head - self.offset >= self.config.batch_max_events:
@@ -128,7 +145,7 @@ class SinkWorker:
             await self.sink.start()
             self._started = True
 
-    async def _deliver(self, batch: Sequence[Record]) -> None:
+    async def _deliver(self, batch: Sequence[Record], last_seq: int) -> None:
         attempts = AsyncRetrying(
             stop=stop_never
             if self.retry.max_attempts is None
@@ -139,6 +156,7 @@ class SinkWorker:
             reraise=True,
         )
         dead: list[tuple[Record, str]] = []
+        oldest_journaled_at = await self.journal.journaled_at(batch[0].seq)
         try:
             async for attempt in attempts:
                 with attempt:
@@ -153,7 +171,7 @@ class SinkWorker:
                 "batch moved to the dead-letter store", sink=self.name, events=len(batch), reason=reason
             )
             dead = [(record, reason) for record in batch]
-        self.offset = batch[-1].seq
+        self.offset = last_seq  # past the events this sink's filter left out, too
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
         self.status.state = "running"
@@ -162,6 +180,7 @@ class SinkWorker:
         self.status.dead_lettered += len(dead)
         self.status.batches += 1
         self.status.last_delivery = now
+        metrics.delivered(self.name, oldest_journaled_at, now)
         if dead:
             log.warning(
                 "events rejected by the receiver, kept in the dead-letter store",
@@ -190,4 +209,5 @@ class SinkWorker:
             "lag_events": max(0, self.journal.head - self.offset),
             "delivered": self.status.delivered,
             "dead_lettered": self.status.dead_lettered,
+            "filtered": self.status.filtered,
         }

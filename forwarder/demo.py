@@ -16,8 +16,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from forwarder.emulators.base import start_in_thread
+from forwarder.emulators.base import Emulator, start_in_thread
 from forwarder.emulators.codacy import CodacyEmulator
+from forwarder.emulators.codescoring import CodescoringEmulator
+from forwarder.emulators.codestax import DEFAULT_API_KEY, CodeStaxEmulator
+from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
 
@@ -31,15 +34,28 @@ def run_demo(output_dir: Path, entries: int) -> int:
     output_dir = output_dir.resolve()
     if output_dir.exists():  # the emulators are new each run, so old output would only confuse
         shutil.rmtree(output_dir)
-    codacy = CodacyEmulator()
-    codacy.generate(entries, orgs=["gh/acme", "gl/globex"], span_s=3 * 86400)
-    servers = [start_in_thread(codacy)]
+    codacy, configcat = CodacyEmulator(), ConfigCatEmulator()
+    codescoring, codestax = CodescoringEmulator(), CodeStaxEmulator()
+    emulators: dict[str, Emulator] = {
+        "CODACY": codacy, "CONFIGCAT": configcat, "CODESCORING": codescoring, "CODESTAX": codestax,
+    }  # fmt: skip
+    span = {"span_s": 3 * 86400}
+    codacy.generate(entries, orgs=["gh/acme", "gl/globex"], **span)
+    configcat.generate(entries, orgs=[DEFAULT_ORG_ID], **span)
+    codescoring.generate(entries, **span)
+    codestax.generate(entries, **span)
+    servers = {name: start_in_thread(emulator) for name, emulator in emulators.items()}
+    os.environ["DEMO_OUTPUT"] = str(output_dir)
+    for name, (_, url) in servers.items():
+        os.environ[f"DEMO_{name}_URL"] = url
     os.environ.update(
-        DEMO_OUTPUT=str(output_dir), DEMO_CODACY_URL=servers[0][1], DEMO_CODACY_TOKEN=codacy.token,
+        DEMO_CODACY_TOKEN=codacy.token, DEMO_CONFIGCAT_USER=configcat.username,
+        DEMO_CONFIGCAT_PASSWORD=configcat.password, DEMO_CONFIGCAT_ORG=DEFAULT_ORG_ID,
+        DEMO_CODESCORING_TOKEN=codescoring.token, DEMO_CODESTAX_KEY=DEFAULT_API_KEY,
     )  # fmt: skip
-    console.print(
-        f"[bold]audit-forwarder demo[/bold]: Codacy emulator at {servers[0][1]}, output in {output_dir}"
-    )
+    console.print(f"[bold]audit-forwarder demo[/bold]: output in {output_dir}")
+    for name, (_, url) in servers.items():
+        console.print(f"  {name.title()} emulator at {url}")
     try:
         settings = load_settings(DEMO_CONFIG)
     except ConfigError as exc:
@@ -47,7 +63,7 @@ def run_demo(output_dir: Path, entries: int) -> int:
         return 2
     configure_logging("warning", "console")
     code = asyncio.run(Daemon(settings).run_once(timeout_s=120))
-    for server, _ in servers:
+    for server, _ in servers.values():
         server.shutdown()
     summarize(console, output_dir)
     return code

@@ -82,8 +82,8 @@ def json_schema() -> dict[str, Any]:
 
 def format_time(dt: datetime) -> str:
     """UTC RFC 3339 with exactly three fractional digits, the form every sink expects."""
-    dt = dt.astimezone(UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds like the old strftime form, at half the cost (hot path)
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def format_ms(ms: int) -> str:
@@ -92,6 +92,16 @@ def format_ms(ms: int) -> str:
 
 def parse_time(value: str) -> datetime:
     """Tolerant ISO 8601: 0 to 7 fractional digits, ``Z`` or an offset, naive means UTC."""
+    try:  # fast path (hot: twice per event); whatever it accepts, the tolerant path reads alike
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        dt = _parse_tolerant(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _parse_tolerant(value: str) -> datetime:
     text = value.strip().replace("z", "Z")
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -101,10 +111,7 @@ def parse_time(value: str) -> datetime:
         while rest and rest[0].isdigit():
             digits, rest = digits + rest[0], rest[1:]
         text = f"{head}.{(digits + '000000')[:6]}{rest}"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    return datetime.fromisoformat(text)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -194,8 +194,9 @@ class Journal:
         entries: Sequence[JournalEntry],
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
     ) -> None:
-        await self._run(self.append_sync, source, organization, entries, cursor, quarantined)
+        await self._run(self.append_sync, source, organization, entries, cursor, quarantined, cursor_source)
 
     def append_sync(
         self,
@@ -204,7 +205,12 @@ class Journal:
         entries: Sequence[JournalEntry],
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
     ) -> None:
+        """One transaction: events, quarantined entries and the cursor, or none of them.
+
+        ``cursor_source`` stores the cursor under another key than the events' source: a backfill
+        journals ordinary events while its progress lives apart from the live cursor."""
         now = time.time()
         db = self.db
         try:
@@ -225,12 +231,13 @@ class Journal:
                 db.execute(
                     "INSERT INTO cursors VALUES (?, ?, ?, ?) ON CONFLICT (source, organization) "
                     "DO UPDATE SET state=excluded.state, updated_at=excluded.updated_at",
-                    (source, organization, orjson.dumps(cursor), now),
+                    (cursor_source or source, organization, orjson.dumps(cursor), now),
                 )
                 head = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite already rolled back on SQLITE_FULL/IOERR
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
@@ -330,7 +337,8 @@ class Journal:
             db.execute("UPDATE sink_offsets SET seq=? WHERE sink=? AND seq < ?", (seq, sink, seq))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite already rolled back on SQLITE_FULL/IOERR
+                db.execute("ROLLBACK")
             raise
 
     async def prune(self) -> int:
@@ -376,3 +384,52 @@ class Journal:
         }
         dead = {s: int(n) for s, n in db.execute("SELECT sink, COUNT(*) FROM dead_letters GROUP BY 1")}
         return JournalStats(self._events, self._bytes, self._head, cursors, sinks, quarantined, dead)
+
+    # --- operator tools (``forwarder.tools``) ------------------------------------------------
+    async def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
+        await self._run(self.set_cursor_sync, source, organization, cursor)
+
+    async def delete_cursors(self, source: str | None, organization: str | None) -> int:
+        return await self._run(self.delete_cursors_sync, source, organization)
+
+    def delete_cursors_sync(self, source: str | None, organization: str | None) -> int:
+        """None matches any: the next poll of each affected organization starts from initial_lookback."""
+        cur = self.db.execute(
+            "DELETE FROM cursors WHERE (? IS NULL OR source=?) AND (? IS NULL OR organization=?)",
+            (source, source, organization, organization),
+        )
+        return int(cur.rowcount)
+
+    async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
+        return await self._run(self.dead_letters_sync, sink, ids)
+
+    def dead_letters_sync(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
+        rows = self.db.execute(
+            "SELECT id, sink, reason, at, seq, event_id, source, organization, time_ms, data, vendor "
+            "FROM dead_letters WHERE (? IS NULL OR sink=?) ORDER BY id",
+            (sink, sink),
+        ).fetchall()
+        wanted = set(ids)
+        return [
+            DeadLetter(int(r[0]), r[1], r[2], float(r[3]), Record(*r[4:]))
+            for r in rows
+            if not wanted or r[0] in wanted
+        ]
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return await self._run(self.delete_dead_letters_sync, ids)
+
+    def delete_dead_letters_sync(self, ids: Sequence[int]) -> int:
+        cur = self.db.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids])
+        return int(cur.rowcount)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record a sink gave up on, with why and when; ``record`` is what the sink was sent."""
+
+    id: int
+    sink: str
+    reason: str
+    at: float
+    record: Record

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
+from forwarder import metrics
 from forwarder.event import parse_time
 from forwarder.journal import DiskFullError, Journal, JournalEntry
 from forwarder.sources.base import Source
@@ -59,6 +60,7 @@ class Poller:
             return True
         status.state = "polling"
         name = self.source.name
+        metrics.polling(name, organization)
         try:
             cursor = await self.journal.get_cursor(name, organization)
             async for page in self.source.pages(organization, cursor):

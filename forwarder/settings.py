@@ -61,6 +61,30 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz (daemon `run` only).")
+    listen: str = Field(
+        "127.0.0.1:9464", description="host:port of the HTTP endpoint; [::1]:9464 for IPv6. Unauthenticated."
+    )
+    source_failing_threshold_s: float = Field(
+        900.0, gt=0, description="/readyz fails once an organization has been failing this long."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError("listen must be host:port, e.g. 127.0.0.1:9464")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUDIT_FORWARDER_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -70,6 +94,7 @@ class Settings(BaseSettings):
     journal: JournalSettings = JournalSettings()
     log: LogSettings = LogSettings()
     retry: RetrySettings = RetrySettings()
+    metrics: MetricsSettings = MetricsSettings()
     sources: dict[str, SourceConfigs] = Field(default_factory=dict)
     sinks: dict[str, SinkConfigs] = Field(default_factory=dict)
 

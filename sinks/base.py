@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from forwarder.routing import RedactRule, SinkFilter, check_redaction
 from forwarder.secrets import resolve_secret_files
 
 
@@ -70,11 +71,29 @@ class SinkConfig(BaseModel):
     batch_max_events: int = 500
     batch_max_bytes: int = 1_048_576
     batch_max_age_s: float = 1.0
+    format_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the format, e.g. `{delimiter: '^'}` for leef (docs/formats.md)."
+    )
+    filter: SinkFilter | None = Field(
+        None, description="Which events this sink receives: include/exclude by vendor, source, ... (docs/formats.md)."
+    )
+    redact: list[RedactRule] = Field(
+        default_factory=list, description="Fields to drop or replace by an HMAC before sending (docs/formats.md)."
+    )
+    redact_key: SecretStr | None = Field(None, description="HMAC-SHA256 key of the `hmac` redact rules.")
 
     @model_validator(mode="before")
     @classmethod
     def _secret_files(cls, data: Any) -> Any:
         return resolve_secret_files(cls, data)
+
+    @model_validator(mode="after")
+    def _format_and_redaction(self) -> SinkConfig:
+        from forwarder.formats import get_formatter  # here: forwarder.formats imports this module
+
+        get_formatter(self.format, self.format_options)
+        check_redaction(self.redact, self.redact_key)
+        return self
 
 
 class Sink(Protocol):

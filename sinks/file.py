@@ -27,7 +27,7 @@ from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig
 
 class FileSinkConfig(SinkConfig):
     type: Literal["file"]
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "csv", "ecs", "ocsf", "cef", "leef"] = "json"
     path: str = Field(description="Path template; {source}, {vendor} and {organization} are replaced.")
     rotate_max_bytes: int = Field(100 * 1024 * 1024, gt=0)
     rotate_max_age_s: float = Field(86_400.0, gt=0)
@@ -36,6 +36,11 @@ class FileSinkConfig(SinkConfig):
     fsync: bool = Field(
         True, description="fsync before the offset moves; turning it off weakens the guarantee."
     )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, value: object) -> object:
+        return int(value, 8) if isinstance(value, str) else value
 
 
 @dataclass
@@ -54,7 +59,7 @@ class FileSink:
     def __init__(self, name: str, config: FileSinkConfig) -> None:
         self.name = name
         self.config = config
-        self.formatter = get_formatter(config.format)
+        self.formatter = get_formatter(config.format, config.format_options)
         self.header = HEADERS.get(config.format)
         self.files: dict[Path, _Open] = {}
 

@@ -147,7 +147,7 @@ class S3Sink:
     def __init__(self, name: str, config: S3SinkConfig) -> None:
         self.name = name
         self.config = config
-        self._format = get_formatter(config.format)
+        self._format = get_formatter(config.format, config.format_options)
         self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
         self._client: Any = None
         self._parallel = asyncio.Semaphore(config.max_parallel_puts)

@@ -118,9 +118,10 @@ class SplunkHecSink:
     def __init__(self, name: str, config: SplunkHecSinkConfig) -> None:
         self.name = name
         self.config = config
-        from forwarder.formats import get_formatter  # here: forwarder.formats imports sinks.base
+        from forwarder.formats import JSON_FORMATS, get_formatter  # here: forwarder.formats imports sinks.base
 
-        self._format = get_formatter(config.format)
+        self._format = get_formatter(config.format, config.format_options)
+        self._json_formats = JSON_FORMATS
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -185,6 +186,8 @@ class SplunkHecSink:
         body: Any
         if self.config.format == "json":
             body = orjson.Fragment(record.data)  # already JSON: embed it without a second dump
+        elif self.config.format in self._json_formats:
+            body = orjson.Fragment(self._format(record))  # ECS, OCSF: searchable objects in Splunk
         else:
             body = self._format(record).decode(errors="replace")
         envelope: dict[str, Any] = {

@@ -172,7 +172,7 @@ class SyslogEncoder:
 
     def __init__(self, config: SyslogSinkConfig) -> None:
         self.config = config
-        self.formatter = get_formatter(config.format)
+        self.formatter = get_formatter(config.format, config.format_options)
         self.hostname = header_token(config.hostname, 255)
         self.app_name = header_token(config.app_name, 48)
         self.tag = header_token(config.app_name, 32, forbidden=":[]")

@@ -28,9 +28,11 @@ def _row(event: dict[str, Any]) -> list[str]:
 
 
 def _line(values: list[str]) -> bytes:
+    """The writer quotes a field only if it holds a character of its line terminator: with an
+    empty terminator a newline in a message went out unquoted and split the row in two."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(values)
-    return buf.getvalue().encode()
+    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    return buf.getvalue().removesuffix("\r\n").encode()
 
 
 HEADER = _line(COLUMNS)

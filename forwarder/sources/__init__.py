@@ -10,7 +10,15 @@ from typing import Any
 
 from forwarder.sources.base import SourceConfig
 from forwarder.sources.codacy import CodacyConfig, CodacySource
+from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
+from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
+from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 
 SOURCES: dict[str, tuple[type[SourceConfig], Any]] = {
     "codacy": (CodacyConfig, CodacySource),
+    "configcat": (ConfigCatConfig, ConfigCatSource),
+    "http_json": (HttpJsonConfig, HttpJsonSource),
+    "codescoring": (CodescoringConfig, CodescoringSource),
+    "codestax": (CodeStaxConfig, CodeStaxSource),
 }

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from forwarder.event import content_id, format_time, make_event, parse_time
 from forwarder.sources.base import Page, SourceConfig
+from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
 from forwarder.sources.window import WindowCursor, now_ms, slices, with_occurrence
 
@@ -148,8 +149,14 @@ class CodacySource:
                     "expected a list of audit entries or a {data, pagination} envelope"
                 )
             items.extend(page)
-            if not cursor or cursor == params.get("cursor") or not page:
+            if not cursor or not page:
                 return items
+            if cursor == params.get("cursor") or not isinstance(cursor, str | int):
+                # Ending here would skip the rest of the window for good: fail, retry next cycle.
+                raise MalformedResponse(
+                    f"Codacy pagination for organization {organization!r} returned the cursor it was given "
+                    "(or not a cursor at all); the cursor stays where it was"
+                )
             params = {**params, "cursor": cursor}
         raise MalformedResponse(f"Codacy pagination for organization {organization!r} never ended")
 
@@ -160,12 +167,10 @@ class CodacySource:
         end = now - int(cfg.lag_s * 1000)
         overlap = int(cfg.overlap_s * 1000)
         start = max(state.watermark_ms - overlap, now - RETENTION_MS)
-        if state.watermark_ms < now - RETENTION_MS:
-            log.warning(
-                "cursor older than Codacy's one-year retention; older entries can no longer be collected",
-                source=self.name,
-                organization=organization,
-            )
+        gap = retention_gap(
+            vendor="codacy", source=self.name, organization=organization,
+            cursor_ms=state.watermark_ms if cursor else None, oldest_ms=now - RETENTION_MS,
+        )  # fmt: skip
         for lo, hi in slices(start, end, int(cfg.slice_hours * 3_600_000)):
             items = await self.fetch(organization, lo, hi)
             keyed = []
@@ -189,7 +194,8 @@ class CodacySource:
                 fresh.append((item, key))
             fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1]))
             state.advance(hi, new_keys, overlap)
-            yield Page(entries=fresh, cursor=state.dump())
+            yield Page(entries=fresh, cursor=state.dump(), extra_events=gap)
+            gap = []
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)

@@ -265,8 +265,9 @@ class CodescoringSource:
 
     async def fetch_page(
         self, organization: str, page: int, per_page: int, window: tuple[int, int] | None
-    ) -> tuple[list[Any], bool]:
-        """One page of entries, and whether another page may follow."""
+    ) -> tuple[list[Any], bool | None]:
+        """One page of entries, and whether the server says another follows (None: a bare
+        list, which says nothing; another page is asked for while pages come back full)."""
         cfg = self.config
         params: dict[str, Any] = {"page": page, "per_page": per_page}
         if window is not None and cfg.use_time_filter:
@@ -275,8 +276,8 @@ class CodescoringSource:
             body = await self.fetcher.get_json(organization, cfg.path, params)
         except _PastLastPage:
             return [], False
-        if isinstance(body, list):  # no paging at all, or paging without an envelope
-            return body, len(body) >= per_page
+        if isinstance(body, list):
+            return body, None
         if isinstance(body, dict) and isinstance(body.get("results"), list):
             return body["results"], bool(body.get("next"))
         raise MalformedResponse(
@@ -284,51 +285,52 @@ class CodescoringSource:
             "expected a list of audit entries or a {count, next, results} envelope"
         )
 
-    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        cfg = self.config
-        now = now_ms()
-        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * 86_400_000))
-        overlap = int(cfg.overlap_s * 1000)
-        floor, end = state.watermark_ms - overlap, now - int(cfg.lag_s * 1000)
-        keyed: list[tuple[Any, str, int]] = []
-        walked: set[str] = set()
+    async def walk(self, organization: str, floor: int, end: int) -> list[tuple[Any, str, int]]:
+        """Every entry from ``floor`` to ``end`` (ms, inclusive) as (raw, key, time), newest
+        first, each key once: entries written during the walk push older ones onto the next
+        page, which then repeats them."""
+        per_page = self.config.per_page
+        found: dict[str, tuple[Any, str, int]] = {}
+        seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
-            items, more = await self.fetch_page(organization, page, cfg.per_page, (floor, end))
-            reached_floor, page_keys = False, []
-            for item in items:
-                if not isinstance(item, dict):
-                    raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
+            items, more = await self.fetch_page(organization, page, per_page, (floor, end))
+            keys = with_occurrence([self._key(organization, item) for item in items])
+            if more is None and page > 1 and items and set(keys) <= seen:
+                return list(found.values())  # a bare list that ignores ``page``: the same entries again
+            seen.update(keys)
+            reached_floor = False
+            for item, key in zip(items, keys, strict=True):
                 try:
                     ts = int(parse_time(str(item.get("created_at"))).timestamp() * 1000)
                 except ValueError:
                     ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
                 if ts < floor:
                     reached_floor = True
-                    continue
-                if ts > end:  # newer than now - lag: the next poll takes it, once it has settled
-                    continue
-                item_id = item.get("id")
-                key = f"codescoring:{organization}:{item_id}" if item_id is not None else None
-                page_keys.append(key or content_id("codescoring", organization, item))
-                keyed.append((item, page_keys[-1], ts))
-            repeated = bool(items) and not (set(page_keys) - walked) and isinstance(more, bool) and page > 1
-            walked.update(page_keys)
-            if reached_floor or not more or not items or (repeated and len(items) >= cfg.per_page):
-                break
-        else:
-            raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
-        yield self._page(state, keyed, end, overlap)
+                elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled
+                    found.setdefault(key, (item, key, ts))
+            if reached_floor or not items or more is False or (more is None and len(items) < per_page):
+                return list(found.values())
+        raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
 
     @staticmethod
-    def _page(state: WindowCursor, keyed: list[tuple[Any, str, int]], end: int, overlap: int) -> Page:
-        """Page shifts during the walk repeat entries: the first copy of each key wins."""
-        fresh: dict[str, tuple[Any, int]] = {}
-        for (item, _, ts), key in zip(keyed, with_hash_occurrence([k for _, k, _ in keyed]), strict=True):
-            if key not in state.recent and key not in fresh:
-                fresh[key] = (item, ts)
-        ordered = sorted(fresh.items(), key=lambda kv: (kv[1][1], kv[0]))
-        state.advance(end, {key: ts for key, (_, ts) in ordered}, overlap)
-        return Page(entries=[(item, key) for key, (item, _) in ordered], cursor=state.dump())
+    def _key(organization: str, item: Any) -> str:
+        if not isinstance(item, dict):
+            raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
+        item_id = item.get("id")
+        if item_id is None:
+            return content_id("codescoring", organization, item)
+        return f"codescoring:{organization}:{item_id}"
+
+    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        cfg = self.config
+        now = now_ms()
+        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * 86_400_000))
+        overlap = int(cfg.overlap_s * 1000)
+        end = now - int(cfg.lag_s * 1000)
+        found = await self.walk(organization, state.watermark_ms - overlap, end)
+        fresh = sorted((f for f in found if f[1] not in state.recent), key=lambda f: (f[2], f[1]))
+        state.advance(end, {key: ts for _, key, ts in fresh}, overlap)
+        yield Page(entries=[(item, key) for item, key, _ in fresh], cursor=state.dump())
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)
@@ -339,10 +341,3 @@ class CodescoringSource:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def with_hash_occurrence(keys: list[str]) -> list[str]:
-    """Byte-identical twins without an id stay two events; an id repeated by a page shift is one."""
-    hashed = [k for k in keys if not k.startswith("codescoring:") or k.count(":") != 2]
-    numbered = iter(with_occurrence(hashed))
-    return [next(numbered) if k in hashed else k for k in keys]

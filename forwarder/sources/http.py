@@ -19,6 +19,8 @@ import orjson
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from forwarder import metrics
+
 log = structlog.get_logger("forwarder.http")
 
 RETRY_STATUSES = {429, 502, 503, 504}
@@ -129,6 +131,7 @@ class HttpFetcher:
     def _log_retry(self, organization: str) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            metrics.source_retry(state.upcoming_sleep, getattr(exc, "retry_after", None) is not None)
             log.warning(
                 "source request retried",
                 vendor=self.vendor,
@@ -142,6 +145,7 @@ class HttpFetcher:
 
     async def _once(self, organization: str, url: str, params: Mapping[str, Any] | None) -> Any:
         response = await self.client.get(url, params=params)
+        metrics.http_response(response.status_code)
         if self.on_response is not None:
             await self.on_response(response)
         if response.status_code in RETRY_STATUSES:

@@ -49,7 +49,9 @@ def test_interpolation_env_override_and_secret_file(tmp_path: Path, monkeypatch:
     assert settings.sources["codacy"].api_token.get_secret_value() == "from-a-file"  # type: ignore[attr-defined]
 
 
-def test_credentials_directory_is_used_for_relative_secret_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_directory_is_used_for_relative_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "codacy_token").write_text("systemd-credential")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     text = GOOD.format(state=tmp_path).replace("api_token: ${CODACY_TOKEN}", "api_token_file: codacy_token")

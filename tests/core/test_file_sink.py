@@ -15,8 +15,10 @@ from sinks.file import FileSink, FileSinkConfig
 
 
 def record(i: int, org: str = "gh/acme") -> Record:
-    event = {"id": f"e{i}", "time": "2026-01-01T00:00:00.000Z", "vendor": "codacy", "source": "src",
-             "organization": org, "actor": {"email": "a@b.c"}, "action": "user.login", "message": 'x, "y"\nz'}  # fmt: skip
+    event = {
+        "id": f"e{i}", "time": "2026-01-01T00:00:00.000Z", "vendor": "codacy", "source": "src",
+        "organization": org, "actor": {"email": "a@b.c"}, "action": "user.login", "message": 'x, "y"\nz',
+    }  # fmt: skip
     return Record(i, f"e{i}", "src", org, 0, orjson.dumps(event), "codacy")
 
 

@@ -34,7 +34,7 @@ def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subpro
 
 
 def read_ndjson(directory: Path) -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     for path in sorted(directory.rglob("*.ndjson")):
         events.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
     return events

@@ -355,3 +355,11 @@ def test_receiver_health_and_injected_busy(hec: Hec) -> None:
     reply = hec.post(b'{"event":"a"}')
     assert (reply.status_code, reply.json()) == (503, {"text": "Server is busy", "code": 9})
     assert hec.entries() == []
+
+
+async def test_json_formats_are_embedded_as_objects(hec: Hec) -> None:
+    sink = make_sink(hec.url, format="ecs")
+    await sink.send(records(1))
+    [entry] = hec.entries()
+    assert isinstance(entry["event"], dict)
+    assert entry["event"]["event"]["module"] == "codacy"

@@ -1,0 +1,79 @@
+"""Child processes of the benchmark and what they cost.
+
+The forwarder's CPU and peak memory come from ``os.wait4`` on its own process: the kernel's
+accounting of that child (and of any child it waited for) alone, so the receivers, the
+emulator and the benchmark's own sampling never count.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_listening(module_args: Sequence[str], log: Path, timeout: float = 300.0) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m ...`` that prints ``LISTENING <url>`` once ready; return it and the URL."""
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline().strip() if ready else ""
+    if not line.startswith("LISTENING "):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{' '.join(module_args)} did not start: {line!r}; see {log}")
+    return proc, line.split(" ", 1)[1]
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, delivered)
+
+
+def run_measured(
+    cmd: Sequence[str],
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    count: Callable[[], int] | None = None,
+    interval_s: float = 0.1,
+) -> Measured:
+    """Run ``cmd`` to its end; while it runs, sample ``count()`` every ``interval_s``."""
+    samples: list[tuple[float, int]] = []
+    done = threading.Event()
+    out = log.open("wb") if log else subprocess.DEVNULL
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        list(cmd), cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+    )
+
+    def sample() -> None:
+        while not done.wait(interval_s):
+            samples.append((time.monotonic() - started, count()))  # type: ignore[misc]
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if count is not None:
+        sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    if count is not None:
+        sampler.join()
+    if not isinstance(out, int):
+        out.close()
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, samples)

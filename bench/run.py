@@ -1,0 +1,224 @@
+"""``python -m bench.run [--quick] [--events N] [--sinks file,syslog,hec,s3]``
+
+Serves N Codacy entries from the benchmark emulator, runs ``audit-forwarder once`` (fetch,
+normalize, journal, deliver) in its own process into each sink in turn, then the three
+baselines over the same windows, and writes ``bench/results/latest.json`` and ``.png``.
+See ``docs/performance.md`` for what each figure means exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from bench import baselines
+from bench.procs import Measured, run_measured, start_listening
+from bench.report import chart, table
+from bench.sinks import TARGETS, Target
+from forwarder.emulators.codacy import CodacyEmulator
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SPAN_S = 86_400.0  # the backlog covers one day
+ENTRIES_PER_PAGE = 10_000  # Codacy answers a whole slice at once: size slices to ~10k entries
+ORG = "gh/acme"
+TOKEN = CodacyEmulator().token
+DRAIN_TIMEOUT_S = 60.0  # after the forwarder exits, how long a receiver may take to write
+
+
+def slice_hours(events: int) -> float:
+    return SPAN_S / 3600 / max(1, round(events / ENTRIES_PER_PAGE))
+
+
+def forwarder_config(work: Path, url: str, events: int, sink: dict[str, Any]) -> Path:
+    config = {
+        "state_dir": str(work / "state"),
+        "journal": {"max_events": events * 2 + 10_000, "max_bytes": 1 << 40},
+        "sources": {
+            "codacy": {
+                "type": "codacy",
+                "base_url": f"{url}/api/v3",
+                "api_token": TOKEN,
+                "organizations": [ORG],
+                "initial_lookback_days": (SPAN_S + 3600) / 86_400,
+                "lag_s": 0,
+                "slice_hours": slice_hours(events),
+                "interval_s": 60,
+                "jitter_s": 0,
+            }
+        },
+        "sinks": {"out": sink},
+    }
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def percentile_time(samples: list[tuple[float, int]], wanted: int) -> float | None:
+    """The first sample at which at least ``wanted`` events had been written."""
+    return next((t for t, n in samples if n >= wanted), None)
+
+
+def run_sink(target: Target, work: Path, url: str, events: int) -> dict[str, Any]:
+    config = forwarder_config(work, url, events, target.config)
+    cmd = [sys.executable, "-m", "forwarder", "-c", str(config), "once", "--timeout", "7200"]
+    measured = run_measured(cmd, env=target.env, log=work / "forwarder.log", count=target.count)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    start = time.monotonic() - (measured.samples[-1][0] if measured.samples else measured.wall_s)
+    delivered = target.count()
+    while delivered < events and time.monotonic() < deadline:
+        time.sleep(0.1)
+        delivered = target.count()
+        measured.samples.append((time.monotonic() - start, delivered))
+    measured.samples.append((time.monotonic() - start, delivered))
+    if measured.returncode != 0 or delivered < events:
+        tail = (work / "forwarder.log").read_text(errors="replace")[-3000:]
+        print(f"!! {target.name}: exit {measured.returncode}, {delivered}/{events} delivered\n{tail}", file=sys.stderr)
+    return {
+        **costs(measured, events),
+        "peak_rss_mb": round(measured.peak_rss_mb, 1),
+        "latency_p50_s": _round(percentile_time(measured.samples, math.ceil(events * 0.50))),
+        "latency_p99_s": _round(percentile_time(measured.samples, math.ceil(events * 0.99))),
+        "delivered": delivered,
+        "exit_code": measured.returncode,
+    }
+
+
+def costs(measured: Measured, events: int) -> dict[str, Any]:
+    return {
+        "events_per_s": round(events / measured.wall_s, 1),
+        "cpu_s_per_100k": round(measured.cpu_s / events * 100_000, 3),
+        "wall_s": round(measured.wall_s, 3),
+        "cpu_s": round(measured.cpu_s, 3),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def windows(events: int, listening_ms: int) -> list[tuple[int, int]]:
+    """The forwarder's slices over the same backlog (same width, same entries per page)."""
+    size = int(slice_hours(events) * 3_600_000)
+    lo, end = listening_ms - int((SPAN_S + 3600) * 1000), int(time.time() * 1000)
+    out = []
+    while lo < end:
+        out.append((lo, min(lo + size, end) - 1))  # Codacy's bounds are inclusive: no entry twice
+        lo += size
+    return out
+
+
+def run_baselines(url: str, work: Path, events: int, listening_ms: int) -> dict[str, Any]:
+    audit = f"{url}/api/v3/organizations/{ORG}/audit"
+    spans = windows(events, listening_ms)
+    pages = baselines.fetch_pages(audit, TOKEN, spans)
+    count, cpu = baselines.orjson_floor(pages)
+    del pages
+    results: dict[str, Any] = {
+        "orjson": {"events_per_s": round(count / cpu, 1), "cpu_s_per_100k": round(cpu / count * 100_000, 3),
+                   "cpu_s": round(cpu, 3), "events": count},
+    }  # fmt: skip
+    out = work / "httpx_loop.ndjson"
+    cmd = [sys.executable, "-m", "bench.baselines", "httpx_loop", audit, TOKEN, str(out),
+           orjson.dumps(spans).decode()]  # fmt: skip
+    results["httpx_loop"] = {**costs(run_measured(cmd), count), "events": _lines(out)}
+    out = work / "curl_jq.ndjson"
+    script = work / "curl_jq.sh"
+    script.write_text(baselines.curl_jq_script(audit, TOKEN, out, spans))
+    results["curl_jq"] = {**costs(run_measured(["bash", str(script)], log=work / "curl_jq.log"), count),
+                          "events": _lines(out)}  # fmt: skip
+    return results
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def machine(events: int) -> dict[str, Any]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), model)  # fmt: skip
+    return {
+        "events": events,
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def ratios(results: dict[str, Any]) -> None:
+    """Our CPU per event divided by each baseline's: how many times the floor we spend."""
+    for sink in results["sinks"].values():
+        sink["cpu_ratio"] = {
+            name: round(sink["cpu_s_per_100k"] / base["cpu_s_per_100k"], 2)
+            for name, base in results["baselines"].items()
+        }
+        sink["throughput_ratio"] = {
+            name: round(sink["events_per_s"] / base["events_per_s"], 3)
+            for name, base in results["baselines"].items()
+        }
+
+
+def run(events: int, sinks: list[str], out_dir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"sinks": {}, "baselines": {}, "machine": machine(events)}
+    with tempfile.TemporaryDirectory(prefix="af-bench-") as tmp:
+        work = Path(tmp)
+        print(f"generating {events:,} Codacy entries ...", flush=True)
+        emulator, url = start_listening(
+            ["bench.emulators", "codacy", "--entries", str(events), "--span-s", str(SPAN_S), "--org", ORG],
+            work / "codacy.log",
+        )
+        listening_ms = int(time.time() * 1000)
+        try:
+            for name in sinks:
+                sink_work = work / name
+                sink_work.mkdir()
+                print(f"forwarding into {name} ...", flush=True)
+                with TARGETS[name](sink_work) as target:
+                    results["sinks"][name] = run_sink(target, sink_work, url, events)
+            print("baselines ...", flush=True)
+            results["baselines"] = run_baselines(url, work, events, listening_ms)
+        finally:
+            emulator.kill()
+            emulator.wait(timeout=10)
+    results["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    ratios(results)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    chart(results, out_dir / "latest.png")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--sinks", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    events = args.events or (100_000 if args.quick else 1_000_000)
+    sinks = [s for s in args.sinks.split(",") if s]
+    unknown = sorted(set(sinks) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown sinks {unknown}; choose among {sorted(TARGETS)}")
+    results = run(events, sinks, args.output_dir)
+    print(table(results))
+    print(f"wrote {args.output_dir / 'latest.json'} and latest.png")
+
+
+if __name__ == "__main__":
+    main()

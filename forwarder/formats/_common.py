@@ -1,0 +1,51 @@
+"""What the SIEM formats share: how a vendor is named, how severe an event is, who did it.
+
+Kept in one place so CEF, LEEF, ECS and OCSF agree on the same event (a SOC comparing two
+feeds must see the same vendor name and the same severity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from forwarder.event import SCHEMA_VERSION, parse_time
+from sinks.base import Record
+
+Formatter = Callable[[Record], bytes]
+
+PRODUCT = "Audit Log"
+VERSION = SCHEMA_VERSION
+VENDOR_NAMES = {
+    "codacy": "Codacy",
+    "configcat": "ConfigCat",
+    "codescoring": "CodeScoring",
+    "codestax": "CodeStax",
+    "forwarder": "audit-forwarder",
+}
+
+
+def vendor_name(vendor: str) -> str:
+    return VENDOR_NAMES.get(vendor, vendor or "unknown")
+
+
+def severity(event: dict[str, Any]) -> int:
+    """CEF/LEEF scale 0-10: a hole in the trail (forwarder.gap) matters most, then failures."""
+    if event.get("category") == "forwarder":
+        return 7
+    return 5 if event.get("outcome") == "failure" else 3
+
+
+def text(value: Any) -> str | None:
+    """A value as the text a line-oriented format carries; None and "" mean "leave it out"."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def actor_label(actor: dict[str, Any]) -> str | None:
+    return text(actor.get("name")) or text(actor.get("email")) or text(actor.get("id"))
+
+
+def time_ms(event: dict[str, Any]) -> int:
+    return round(parse_time(str(event["time"])).timestamp() * 1000)

@@ -1,0 +1,93 @@
+"""IBM QRadar LEEF 2.0: ``LEEF:2.0|Vendor|Product|Version|EventID|Delimiter|k=v<delim>k=v``.
+
+LEEF defines no escaping, so values are sanitized instead: the delimiter, CR and LF become
+spaces (and ``|`` too in the header). EventID is the vendor's raw action and ``cat`` the
+normalized category, never translated, because QRadar maps events to QIDs on those two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from forwarder.formats._common import (
+    PRODUCT,
+    VERSION,
+    Formatter,
+    actor_label,
+    severity,
+    text,
+    vendor_name,
+)
+from sinks.base import Record
+
+VALUE_MAX = 1023
+MESSAGE_MAX = 4000
+DEV_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
+FORBIDDEN_DELIMITERS = set("=|\r\n")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delimiter: str = Field(
+        "\t", description="One character, or its hex code as 'x5E' / '0x5E'; default tab (sent as 'x09')."
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        lowered = value.lower()
+        if len(value) > 1 and lowered.startswith(("x", "0x")):
+            try:
+                value = chr(int(lowered.removeprefix("0").removeprefix("x"), 16))
+            except ValueError:
+                raise ValueError(f"delimiter {value!r} is not a hex code such as x09") from None
+        if len(value) != 1 or not value.isascii() or value.isalnum() or value in FORBIDDEN_DELIMITERS:
+            raise ValueError("delimiter must be one ASCII character: no letter, digit, '=', '|' or line break")
+        return value
+
+
+def delimiter_field(delimiter: str) -> str:
+    """How the header announces the delimiter: printable characters as themselves, others in hex."""
+    return delimiter if delimiter.isprintable() and delimiter != " " else f"x{ord(delimiter):02X}"
+
+
+def sanitize(value: str, bad: str) -> str:
+    for char in bad:
+        value = value.replace(char, " ")
+    return value
+
+
+def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
+    actor = event.get("actor") or {}
+    target = event.get("target") or {}
+    return [
+        ("devTimeFormat", DEV_TIME_FORMAT), ("devTime", event.get("time")), ("cat", event.get("category")),
+        ("sev", severity(event)), ("usrName", actor_label(actor)), ("src", actor.get("ip")),
+        ("role", actor.get("type")), ("usrId", actor.get("id")), ("usrEmail", actor.get("email")),
+        ("userAgent", actor.get("user_agent")), ("externalId", event.get("id")), ("action", event.get("activity")),
+        ("outcome", event.get("outcome")), ("org", event.get("organization")), ("sourceName", event.get("source")),
+        ("targetType", target.get("type")), ("targetId", target.get("id")), ("targetName", target.get("name")),
+        ("repository", event.get("repository")), ("msg", event.get("message")),
+    ]  # fmt: skip
+
+
+def build(options: Options) -> Formatter:
+    delimiter = options.delimiter
+    bad_value = delimiter + "\r\n"
+    prefix_tail = f"{delimiter_field(delimiter)}|"
+
+    def leef_format(record: Record) -> bytes:
+        event = record.event()
+        header = [vendor_name(str(event.get("vendor", ""))), PRODUCT, VERSION, text(event.get("action")) or "unknown"]
+        head = "|".join(sanitize(part[:VALUE_MAX], "|\r\n") for part in header)
+        pairs = []
+        for key, value in attributes(event):
+            value_text = text(value)
+            if value_text is not None:
+                limit = MESSAGE_MAX if key == "msg" else VALUE_MAX
+                pairs.append(f"{key}={sanitize(value_text[:limit], bad_value)}")
+        return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()
+
+    return leef_format

@@ -1,0 +1,189 @@
+"""Prometheus metrics: one registry for the process, read by ``/metrics`` (``forwarder.health``).
+
+Most numbers already live in ``Poller.status`` and ``SinkWorker.status``; rather than counting
+twice, ``StateCollector`` turns them into metric families at scrape time, so a reload that
+replaces a poller or a worker never leaves a stale series behind. Only what those objects do
+not keep is counted here: HTTP responses, source retries and rate-limit waits (hooks in
+``forwarder.sources.http``, labelled through a context variable the poller sets, so the
+fetcher never needs to know its source), and the delivery-latency histogram.
+
+Labels are source, organization and sink names and status classes: never a URL, a header
+or an error text, so a secret cannot reach a label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from forwarder.daemon import Daemon
+
+PREFIX = "audit_forwarder"
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+
+_polling: ContextVar[tuple[str, str]] = ContextVar("audit_forwarder_polling", default=("", ""))
+_ORG = ["source", "organization"]
+
+HTTP_RESPONSES = Counter(
+    f"{PREFIX}_source_http_responses", "Vendor API responses by status class (2xx, 4xx, ...).",
+    [*_ORG, "status_class"], registry=REGISTRY,
+)  # fmt: skip
+SOURCE_RETRIES = Counter(
+    f"{PREFIX}_source_retries", "Vendor API requests retried after an error or a throttle.", _ORG,
+    registry=REGISTRY,
+)  # fmt: skip
+RATE_LIMIT_WAITS = Counter(
+    f"{PREFIX}_source_rate_limit_waits", "Retries the vendor paced with Retry-After (429 or 503).", _ORG,
+    registry=REGISTRY,
+)  # fmt: skip
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    f"{PREFIX}_source_rate_limit_wait_seconds", "Time spent waiting as the vendor's Retry-After asked.",
+    _ORG, registry=REGISTRY,
+)  # fmt: skip
+DELIVERY_LATENCY = Histogram(
+    f"{PREFIX}_sink_delivery_latency_seconds",
+    "Per batch: from the journaling of its oldest event to the receiver's confirmation.",
+    ["sink"], registry=REGISTRY,
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400),
+)  # fmt: skip
+
+
+def polling(source: str, organization: str) -> None:
+    """Called by the poller at the start of an organization's poll (its own task)."""
+    _polling.set((source, organization))
+
+
+def http_response(status: int) -> None:
+    HTTP_RESPONSES.labels(*_polling.get(), f"{status // 100}xx").inc()
+
+
+def source_retry(wait_s: float, paced_by_server: bool) -> None:
+    labels = _polling.get()
+    SOURCE_RETRIES.labels(*labels).inc()
+    if paced_by_server:
+        RATE_LIMIT_WAITS.labels(*labels).inc()
+        RATE_LIMIT_WAIT_SECONDS.labels(*labels).inc(wait_s)
+
+
+def delivered(sink: str, oldest_journaled_at: float | None, confirmed_at: float) -> None:
+    if oldest_journaled_at is not None:
+        DELIVERY_LATENCY.labels(sink).observe(max(0.0, confirmed_at - oldest_journaled_at))
+
+
+class StateCollector(Collector):
+    """Reads the daemon's pollers, workers and journal when scraped. ``refresh`` gathers
+    beforehand, on the event loop, what needs the journal's database (cursor and sink lag
+    in seconds), because a collector is called synchronously."""
+
+    def __init__(self) -> None:
+        self.daemon: Daemon | None = None
+        self.cursor_lag: dict[tuple[str, str], float] = {}
+        self.sink_lag_s: dict[str, float] = {}
+
+    def bind(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def refresh(self) -> None:
+        daemon = self.daemon
+        if daemon is None or not daemon.started:
+            return
+        now = time.time()
+        cursor_lag: dict[tuple[str, str], float] = {}
+        for name, poller in list(daemon.pollers.items()):
+            for org in list(poller.status):
+                cursor = await daemon.journal.get_cursor(name, org)
+                watermark = (cursor or {}).get("watermark_ms")
+                if isinstance(watermark, int | float):
+                    cursor_lag[(name, org)] = max(0.0, now - watermark / 1000)
+        sink_lag: dict[str, float] = {}
+        for name, worker in list(daemon.workers.items()):
+            oldest = None if worker.caught_up else await daemon.journal.journaled_at(worker.offset + 1)
+            sink_lag[name] = 0.0 if oldest is None else max(0.0, now - oldest)
+        self.cursor_lag, self.sink_lag_s = cursor_lag, sink_lag
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self.daemon
+        if daemon is None:
+            return
+        yield from self._sources(daemon)
+        yield from self._sinks(daemon)
+        events, size = daemon.journal.size
+        yield _gauge("journal_events", "Events held in the journal.", [], [([], events)])
+        yield _gauge("journal_bytes", "Bytes of events held in the journal.", [], [([], size)])
+        yield _gauge(
+            "journal_full", "1 while the journal is at its cap and polling is paused.", [],
+            [([], int(daemon.journal.is_full()))],
+        )  # fmt: skip
+
+    def _sources(self, daemon: Daemon) -> Iterator[Metric]:
+        rows = [(name, org, st) for name, p in daemon.pollers.items() for org, st in p.status.items()]
+        for attr, help_text in (
+            ("events", "Events fetched and journaled."),
+            ("pages", "Pages fetched."),
+            ("quarantined", "Entries that could not be normalized, kept in the quarantine table."),
+        ):
+            family = CounterMetricFamily(f"{PREFIX}_source_{attr}", help_text, labels=_ORG)
+            for name, org, st in rows:
+                family.add_metric([name, org], getattr(st, attr))
+            yield family
+        yield _gauge(
+            "source_last_success_timestamp_seconds", "Unix time of the organization's last successful poll.",
+            _ORG, [([n, o], daemon.wall_time(st.last_success)) for n, o, st in rows if st.last_success],
+        )  # fmt: skip
+        yield _gauge(
+            "source_failing", "1 while the organization's polls fail.", _ORG,
+            [([n, o], int(st.state == "failed")) for n, o, st in rows],
+        )  # fmt: skip
+        yield _gauge(
+            "source_cursor_lag_seconds", "How far the cursor's watermark is behind now.", _ORG,
+            [([n, o], lag) for (n, o), lag in self.cursor_lag.items() if n in daemon.pollers],
+        )  # fmt: skip
+
+    def _sinks(self, daemon: Daemon) -> Iterator[Metric]:
+        workers = list(daemon.workers.items())
+        for attr, metric, help_text in (
+            ("delivered", "events_delivered", "Events the receiver confirmed."),
+            ("retries", "failures", "Failed delivery attempts (each one retried)."),
+            ("dead_lettered", "events_dead_lettered", "Events moved to the dead-letter store."),
+            ("batches", "batches", "Batches delivered."),
+        ):
+            family = CounterMetricFamily(f"{PREFIX}_sink_{metric}", help_text, labels=["sink"])
+            for name, worker in workers:
+                family.add_metric([name], getattr(worker.status, attr))
+            yield family
+        yield _gauge(
+            "sink_lag_events", "Journaled events the sink has not confirmed yet.", ["sink"],
+            [([n], max(0, daemon.journal.head - w.offset)) for n, w in workers],
+        )  # fmt: skip
+        yield _gauge(
+            "sink_lag_seconds", "Age of the oldest event the sink has not confirmed yet.", ["sink"],
+            [([n], self.sink_lag_s.get(n, 0.0)) for n, _ in workers],
+        )  # fmt: skip
+        yield _gauge(
+            "sink_stopped", "1 when the sink stopped on an error retrying cannot fix (e.g. auth).",
+            ["sink"], [([n], int(w.status.state == "stopped")) for n, w in workers],
+        )  # fmt: skip
+
+
+def _gauge(name: str, help_text: str, labels: list[str], rows: list[tuple[list[str], Any]]) -> Metric:
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=labels)
+    for values, value in rows:
+        family.add_metric(values, float(value))
+    return family
+
+
+STATE = StateCollector()
+REGISTRY.register(STATE)
+
+
+async def render() -> bytes:
+    await STATE.refresh()
+    return generate_latest(REGISTRY)

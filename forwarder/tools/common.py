@@ -1,0 +1,97 @@
+"""What the operator tools share: opening the state (locked when they change it), finding a
+configured source, reading dates, printing JSON."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import click
+import orjson
+
+from forwarder.daemon import JOURNAL_FILE, StateLock
+from forwarder.event import parse_time
+from forwarder.journal import Journal, StateError
+from forwarder.settings import Settings
+from forwarder.sources import SOURCES
+from forwarder.sources.base import Page, Source
+
+
+class ToolError(Exception):
+    """A mistake in the operator's request (unknown source, bad date): reported in one line, exit 1."""
+
+
+def lock_state(settings: Settings) -> StateLock:
+    """Changing cursors, offsets or dead letters under a running daemon would race with it, so
+    state-changing commands take the daemon's own lock, without waiting."""
+    lock = StateLock(settings.state_dir)
+    try:
+        lock.acquire()
+    except StateError:
+        raise StateError(
+            f"the daemon (or another state-changing command) is running on {settings.state_dir} and holds "
+            f"{lock.path}; stop it first, then run this command again (read-only commands such as "
+            "`state show` and `dlq list` work while it runs)"
+        ) from None
+    return lock
+
+
+@asynccontextmanager
+async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[Journal]:
+    path = settings.state_dir / JOURNAL_FILE
+    if not path.exists():
+        raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
+    lock = lock_state(settings) if change else None
+    journal = Journal(path)
+    try:
+        await journal.open()
+        yield journal
+    finally:
+        await journal.close()
+        if lock is not None:
+            lock.release()
+
+
+def build_source(settings: Settings, name: str) -> Source:
+    config = settings.sources.get(name)
+    if config is None:
+        known = ", ".join(sorted(settings.sources)) or "none"
+        raise ToolError(f"no source named {name!r} in the configuration (configured: {known})")
+    source: Source = SOURCES[config.type][1](name, config)
+    return source
+
+
+def pick_organizations(source: Source, wanted: tuple[str, ...] | list[str]) -> list[str]:
+    configured = source.organizations()
+    unknown = [org for org in wanted if org not in configured]
+    if unknown:
+        raise ToolError(
+            f"organization(s) {', '.join(unknown)} not configured for source {source.name!r} "
+            f"(configured: {', '.join(configured)})"
+        )
+    return list(wanted) or configured
+
+
+def parse_date_ms(value: str, option: str) -> int:
+    """Dates as an operator types them: 2024-05-01, 2024-05-01T12:00, with or without Z or an offset
+    (naive means UTC). Whole seconds, so the same command line always names the same window."""
+    try:
+        return int(parse_time(value).timestamp()) * 1000
+    except ValueError:
+        raise ToolError(f"{option} {value!r} is not a date such as 2024-05-01 or 2024-05-01T12:00:00Z") from None
+
+
+def echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+@asynccontextmanager
+async def closing(pages: AsyncIterator[Page]) -> AsyncIterator[AsyncIterator[Page]]:
+    """Leaving a source's page stream early must close it, so its open request and slices stop now."""
+    try:
+        yield pages
+    finally:
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,60 @@
+"""``state set-cursor`` and ``state reset``: move or forget where a source resumes.
+
+Moving a cursor back re-collects (sinks see the same ids again); moving it forward skips
+history for good; forgetting it restarts that organization from ``initial_lookback_days``.
+Hence the confirmation, and the lock: the daemon must not overwrite the edit a moment later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from forwarder.event import format_ms
+from forwarder.settings import Settings
+from forwarder.sources.window import WindowCursor
+from forwarder.tools.common import ToolError, build_source, open_state, pick_organizations
+
+Confirm = Callable[[str], bool]
+
+
+async def set_cursor(
+    settings: Settings, source_name: str, organization: str, to_ms: int, confirm: Confirm, say: Callable[[str], None]
+) -> bool:
+    source = build_source(settings, source_name)
+    try:
+        pick_organizations(source, [organization])
+    finally:
+        await source.close()
+    async with open_state(settings, change=True) as journal:
+        current = await journal.get_cursor(source_name, organization)
+        was = format_ms(current["watermark_ms"]) if current and "watermark_ms" in current else "none (initial_lookback)"
+        if not confirm(
+            f"move the cursor of {source_name} / {organization} from {was} to {format_ms(to_ms)}? "
+            "Earlier entries are collected again, later ones are skipped"
+        ):
+            return False
+        # recent keys only dedupe the overlap of the old position; kept, they could hide entries
+        await journal.set_cursor(source_name, organization, WindowCursor(to_ms, {}).dump())
+    say(f"cursor of {source_name} / {organization} set to {format_ms(to_ms)}")
+    return True
+
+
+async def reset_cursors(
+    settings: Settings, source: str | None, organization: str | None, confirm: Confirm, say: Callable[[str], None]
+) -> bool:
+    async with open_state(settings, change=True) as journal:
+        stats = await journal.stats()
+        matching = [
+            (s, o) for s, o, _, _ in stats.cursors
+            if (source is None or s == source) and (organization is None or o == organization)
+        ]  # fmt: skip
+        if not matching:
+            raise ToolError("no cursor matches; `state show` lists them")
+        listing = "\n".join(f"  {s} / {o}" for s, o in matching)
+        if not confirm(
+            f"forget {len(matching)} cursor(s)? Their next poll starts again from initial_lookback_days:\n{listing}\n"
+        ):
+            return False
+        deleted = await journal.delete_cursors(source, organization)
+    say(f"{deleted} cursor(s) reset")
+    return True

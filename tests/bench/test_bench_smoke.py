@@ -1,0 +1,32 @@
+"""The benchmark harness end to end on a tiny backlog: the JSON it writes has the documented
+shape. Timings are never asserted (they depend on the machine and its load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from bench.run import main
+
+EVENTS = 2000
+
+
+def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
+    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path)])
+
+    results = orjson.loads((tmp_path / "latest.json").read_bytes())
+    assert set(results) == {"sinks", "baselines", "machine"}
+    assert set(results["sinks"]) == {"file"}
+    assert set(results["baselines"]) == {"orjson", "httpx_loop", "curl_jq"}
+    sink = results["sinks"]["file"]
+    for key in ("events_per_s", "cpu_s_per_100k", "peak_rss_mb", "latency_p50_s", "latency_p99_s"):
+        assert isinstance(sink[key], float) and sink[key] > 0, key
+    assert sink["delivered"] == EVENTS and sink["exit_code"] == 0
+    assert sink["latency_p50_s"] <= sink["latency_p99_s"]
+    for name, base in results["baselines"].items():
+        assert base["events_per_s"] > 0 and base["cpu_s_per_100k"] > 0, name
+        assert base["events"] == EVENTS, name
+    assert set(sink["cpu_ratio"]) == set(results["baselines"])
+    assert results["machine"]["events"] == EVENTS
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,101 @@
+"""Hostile strings in every text field: each line still parses back by its format's rules,
+carries the value (cut to the format's limit, sanitized where LEEF cannot escape) and never
+contains a raw line break that would split it on a syslog or file transport."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forwarder.event import make_event
+from forwarder.formats import cef, get_formatter, leef
+from tests.formats.samples import parse_cef, parse_leef, record
+
+NASTY = st.sampled_from(["|", "\\", "=", "\n", "\r", "\r\n", "]", '"', "'", "^", "\t", " ", "x=y", "\\n", "\\=",
+                         "é", "日本語", "🙂", "\u2028", "\x00", "a", "key=", " k=v"])  # fmt: skip
+HOSTILE = st.one_of(
+    st.lists(NASTY, min_size=1, max_size=12).map("".join),
+    st.text(min_size=1, max_size=40),
+    st.sampled_from(["x" * 65_536, ("|\\=\n" * 16_384)]),
+)
+DELIMITERS = st.sampled_from(["\t", "^", "x5E", "0x01", ";", "~"])
+
+
+def hostile_event(values: list[str]) -> dict[str, Any]:
+    v = itertools.cycle(values)
+    return make_event(
+        id=next(v), time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:00.000Z", vendor="codacy",
+        source=next(v), organization=next(v), action=next(v), activity="update", category="configuration",
+        outcome="success", raw={"text": next(v)}, message=next(v), repository=next(v),
+        actor={"id": next(v), "name": next(v), "email": next(v), "ip": next(v), "user_agent": next(v)},
+        target={"type": next(v), "id": next(v), "name": next(v)},
+    )  # fmt: skip
+
+
+def check_line(line: bytes) -> str:
+    assert b"\n" not in line and b"\r" not in line
+    return line.decode()
+
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.lists(HOSTILE, min_size=1, max_size=15))
+def test_cef_round_trips(values: list[str]) -> None:
+    event = hostile_event(values)
+    header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
+    assert len(header) == 7 and header[0] == "0"
+    expected_action = event["action"][: cef.HEADER_MAX].replace("\r", " ").replace("\n", " ")
+    assert header[4] == expected_action
+    assert ext["externalId"] == event["id"][: cef.VALUE_MAX]
+    assert ext["msg"] == event["message"][: cef.VALUE_MAX]
+    assert ext["cs5"] == event["repository"][: cef.CUSTOM_MAX]
+    assert ext["suid"] == event["actor"]["id"][: cef.VALUE_MAX]
+    assert ext["cs4Label"] == "targetId" and ext["cs4"] == event["target"]["id"][: cef.CUSTOM_MAX]
+
+
+@FAST
+@given(st.lists(HOSTILE, min_size=1, max_size=15), DELIMITERS)
+def test_leef_round_trips(values: list[str], delimiter: str) -> None:
+    event = hostile_event(values)
+    formatter = get_formatter("leef", {"delimiter": delimiter})
+    header, attrs = parse_leef(check_line(formatter(record(event))))
+    char = leef.Options(delimiter=delimiter).delimiter
+
+    def clean(value: str, limit: int = leef.VALUE_MAX) -> str:
+        return leef.sanitize(value[:limit], char + "\r\n")
+
+    assert header[3] == leef.sanitize(event["action"][: leef.VALUE_MAX], "|\r\n")
+    assert attrs["externalId"] == clean(event["id"])
+    assert attrs["msg"] == clean(event["message"], leef.MESSAGE_MAX)
+    assert attrs["usrEmail"] == clean(event["actor"]["email"])
+    assert attrs["targetName"] == clean(event["target"]["name"])
+    assert attrs["devTime"] == "2026-01-01T00:00:00.000Z"
+
+
+@FAST
+@given(st.lists(HOSTILE, min_size=1, max_size=15))
+def test_json_formats_round_trip(values: list[str]) -> None:
+    event = hostile_event(values)
+    rec = record(event)
+    ecs_doc = orjson.loads(check_line(get_formatter("ecs")(rec)))
+    assert ecs_doc["message"] == event["message"] and orjson.loads(ecs_doc["event"]["original"]) == event["raw"]
+    assert ecs_doc["user"]["email"] == event["actor"]["email"]
+    ocsf_doc = orjson.loads(check_line(get_formatter("ocsf")(rec)))
+    assert ocsf_doc["metadata"]["uid"] == event["id"] and ocsf_doc["metadata"]["event_code"] == event["action"]
+    assert ocsf_doc["class_uid"] == 3004 and ocsf_doc["entity"]["name"] == event["target"]["name"]
+    assert orjson.loads(check_line(get_formatter("json")(rec))) == event
+
+
+def test_cef_parser_rejects_what_the_formatter_must_never_write() -> None:
+    import pytest
+
+    with pytest.raises(AssertionError):
+        parse_cef("CEF:0|a|b|c|d|e|3|msg=bad\\q")  # an escape ArcSight does not define
+    with pytest.raises(AssertionError):
+        parse_leef("LEEF:2.0|a|b|c|d|^|k=v^k=w")  # a duplicate key

@@ -1,0 +1,41 @@
+"""Format options are validated when the configuration loads, not at the first event."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from forwarder.formats import get_formatter
+from sinks.registry import SINKS
+from tests.formats.samples import events, parse_leef, record
+
+
+@pytest.mark.parametrize(("given", "announced"), [("^", "^"), ("x5E", "^"), ("0x09", "x09"), ("\t", "x09")])
+def test_leef_delimiter(given: str, announced: str) -> None:
+    line = get_formatter("leef", {"delimiter": given})(record(events()["codacy"])).decode()
+    assert line.split("|")[5] == announced
+    assert parse_leef(line)[1]["usrEmail"] == "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [("leef", {"delimiter": "="}, "delimiter must be one ASCII"), ("leef", {"delimiter": "xZZ"}, "not a hex code"),
+     ("leef", {"delim": "^"}, "delim"), ("json", {"x": 1}, "format_options for 'json'"),
+     ("syslog5424", {}, "unknown format 'syslog5424'")],
+)  # fmt: skip
+def test_bad_options_fail_clearly(name: str, options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_formatter(name, options)
+
+
+def test_sink_config_rejects_a_bad_format_at_load() -> None:
+    model = SINKS["syslog"][0]
+    with pytest.raises(ValidationError, match="unknown format 'cef2'"):
+        model.model_validate({"type": "syslog", "host": "127.0.0.1", "format": "cef2"})
+    leef = {"type": "syslog", "host": "127.0.0.1", "format": "leef"}
+    with pytest.raises(ValidationError, match="delimiter"):
+        model.model_validate(leef | {"format_options": {"delimiter": "|"}})
+    ok = model.model_validate(leef | {"format_options": {"delimiter": "^"}})
+    assert ok.format_options == {"delimiter": "^"}
+    file_model = SINKS["file"][0]
+    assert file_model.model_validate({"type": "file", "path": "/tmp/x", "format": "ocsf"}).format == "ocsf"

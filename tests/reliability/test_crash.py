@@ -1,0 +1,87 @@
+"""Promise 1, nothing lost: 50 SIGKILLs at random moments, four real receivers, zero loss.
+
+While the daemon lives (0.2 to 1.5 s, seeded), the Codacy emulator gains entries and four
+sinks drain the journal: file, rsyslog over TCP, the Splunk HEC receiver and moto S3. A
+kill can land anywhere: mid-poll, mid-transaction, mid-batch, between a receiver's
+confirmation and the offset's commit. After a final clean ``once`` every entry must be in
+every receiver, and any duplicate must be the same event under the same id.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.daemon import cli, start
+from tests.helpers.emulators import EmulatorProcess
+from tests.reliability.conftest import ORGS, Figures, codacy_source, expected_ids, make_config, vm_hwm_kb
+from tests.reliability.receivers import AWS_ENV, Receivers
+
+KILLS = 50
+SEED = 20240607
+
+
+@pytest.fixture
+def receivers(tmp_path: Path) -> Iterator[Receivers]:
+    started = Receivers(tmp_path / "receivers").start()
+    yield started
+    started.stop()
+
+
+def test_fifty_sigkills_lose_nothing_in_any_sink(
+    tmp_path: Path, codacy: EmulatorProcess, receivers: Receivers, figures: Figures
+) -> None:
+    cfg = make_config(tmp_path, codacy_source(codacy.url), receivers.sinks())
+    rng = random.Random(SEED)
+    peak_kb = 0
+    unexpected_exits = []
+    began = time.monotonic()
+    for life in range(KILLS):
+        codacy.control("POST", "entries", {"generate": rng.randint(1, 8), "orgs": ORGS, "span_s": 5})
+        daemon = start(cfg, "run", env=AWS_ENV)
+        time.sleep(rng.uniform(0.2, 1.5))
+        if daemon.poll() is not None:  # it must still be alive: a crash on its own is a failure
+            unexpected_exits.append((life, daemon.returncode, daemon.stderr.read() if daemon.stderr else b""))
+        else:
+            try:
+                peak_kb = max(peak_kb, vm_hwm_kb(daemon.pid))
+            except (FileNotFoundError, AssertionError):
+                pass
+            os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=10)
+        if daemon.stderr:
+            daemon.stderr.close()
+    killed_in = time.monotonic() - began
+    final = cli(cfg, "once", "--timeout", "120", timeout=180, env=AWS_ENV)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert not unexpected_exits, f"daemon exited on its own: {unexpected_exits[:2]!r}"
+
+    want = expected_ids(codacy)
+    lost = 0
+    duplicated = 0
+    got_by_sink = receivers.events()
+    torn = receivers.torn
+    for sink, events in got_by_sink.items():
+        ids = Counter(e["id"] for e in events)
+        missing = want - set(ids)
+        lost += len(missing)
+        assert not missing, f"{sink} lost {len(missing)} of {len(want)} events"
+        assert set(ids) <= want | {e["id"] for e in events if e.get("vendor") == "forwarder"}
+        duplicated += sum(n - 1 for n in ids.values())
+        first: dict[str, dict[str, Any]] = {}
+        for event in events:  # a duplicate is the very same event; only observed_time may differ
+            event = {k: v for k, v in event.items() if k != "observed_time"}
+            assert first.setdefault(event["id"], event) == event, f"{sink}: same id, different content"
+    figures.record(lost=lost, duplicated=duplicated, rss_kb=peak_kb)
+    print(
+        f"\ncrash: {KILLS} SIGKILLs in {killed_in:.0f}s, {len(want)} entries x 4 sinks, lost={lost}, "
+        f"duplicated={duplicated}, torn syslog fragments={torn}"
+    )

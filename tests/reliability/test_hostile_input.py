@@ -1,0 +1,227 @@
+"""Promise 2, bad input never crashes it: property tests over every parser and format, then
+the real daemon against a vendor that answers garbage over HTTP.
+
+Every entry must come out normalized or quarantined with a reason (never an exception past
+``Poller._normalize``); every page either yields pages or fails with a ``SourceError`` the
+poller logs; every formatted line must parse by its format's own rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forwarder.emulators.codacy import format_timestamp
+from forwarder.event import format_time, make_event
+from forwarder.formats import FORMATS, get_formatter
+from forwarder.polling import Poller
+from forwarder.sources import SOURCES
+from forwarder.sources.codacy import CodacyConfig, CodacySource
+from forwarder.sources.http import SourceError
+from sinks.base import Record
+from tests.helpers.daemon import read_ndjson
+from tests.helpers.emulators import EmulatorProcess
+from tests.reliability.conftest import (
+    TOKEN,
+    Figures,
+    LoggedDaemon,
+    codacy_source,
+    expected_ids,
+    file_sink,
+    make_config,
+    wait_until,
+)
+
+OBSERVED = datetime(2024, 6, 1, tzinfo=UTC)
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- strategies ---------------------------------------------------------------------------
+text = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ["", "\n", "\r\n", "\x00", '"', ",", "\u2028", "🦄", "a" * 300, "1970-01-01T00:00:00Z",
+     "2024-02-30T25:61:61Z", "9999-12-31T23:59:59.9999999+14:00", "-1", "NaN"]
+)  # fmt: skip
+scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | text
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12
+)
+# Keys every vendor uses for its entries, with any value type: the closest to a real but broken entry.
+VENDOR_KEYS = ["id", "action", "event", "timestamp", "created_at", "createdAt", "time", "date", "actor", "user",
+               "result", "details", "repositoryName", "entityId", "organization", "message", "description",
+               "ip", "type", "data", "changes", "object", "meta"]  # fmt: skip
+plausible_entries = st.dictionaries(st.sampled_from(VENDOR_KEYS), json_values, max_size=10)
+entries = plausible_entries | json_values
+
+
+# Sources whose mapping is a module-level ``normalize_entry`` (the convention of codacy.py); a
+# configurable mapping (http_json) needs its own config and is covered by its own tests.
+NORMALIZERS = sorted(
+    name for name, (_, cls) in SOURCES.items() if hasattr(sys.modules[cls.__module__], "normalize_entry")
+)
+assert "codacy" in NORMALIZERS
+
+
+class _OneVendor:
+    """A stand-in source whose ``normalize`` is one registered source's own ``normalize_entry``."""
+
+    def __init__(self, type_name: str) -> None:
+        module = sys.modules[SOURCES[type_name][1].__module__]
+        self.normalize_entry = module.normalize_entry
+        self.name = type_name
+
+    def organizations(self) -> list[str]:
+        return ["org"]
+
+    def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
+        result: dict[str, Any] = self.normalize_entry(self.name, organization, raw, key, observed)
+        return result
+
+
+@pytest.mark.parametrize("type_name", NORMALIZERS)
+@PROPERTY
+@given(batch=st.lists(entries, max_size=6))
+def test_every_entry_is_normalized_or_quarantined_with_a_reason(type_name: str, batch: list[Any]) -> None:
+    poller = Poller(cast(Any, _OneVendor(type_name)), cast(Any, None), lambda: None)
+    keyed = [(raw, f"{type_name}:key{i}") for i, raw in enumerate(batch)]
+    normalized, quarantined = poller._normalize("org", keyed, OBSERVED)
+    assert len(normalized) + len(quarantined) == len(batch)
+    for reason, _raw in quarantined:
+        assert reason.strip()
+    for entry in normalized:
+        event = orjson.loads(entry.data)
+        assert event["id"] == entry.event_id and entry.event_id.startswith(f"{type_name}:key")
+        assert isinstance(event["time"], str) and isinstance(event["action"], str)
+
+
+def codacy_entry(ts_ms: int) -> dict[str, Any]:
+    return {"actor": {"email": "a@example.com"}, "action": "user.login", "result": "succeed",
+            "timestamp": format_timestamp(ts_ms)}  # fmt: skip
+
+
+pages = (
+    json_values
+    | st.lists(entries, max_size=5)
+    | st.fixed_dictionaries({"data": st.lists(entries, max_size=5)},
+                            optional={"pagination": st.dictionaries(st.sampled_from(["cursor", "limit"]), json_values)})
+)  # fmt: skip
+
+
+async def _drain_codacy(body: Any) -> int:
+    config = CodacyConfig(type="codacy", api_token=TOKEN, organizations=["gh/acme"], initial_lookback_days=2,
+                          lag_s=0, slice_hours=24)  # fmt: skip
+    source = CodacySource("codacy", config)
+
+    async def get_json(organization: str, url: str, params: Any = None) -> Any:
+        return body
+
+    source.fetcher.get_json = get_json  # type: ignore[method-assign]
+    poller = Poller(source, cast(Any, None), lambda: None)
+    handled = 0
+    try:
+        async for page in source.pages("gh/acme", None):
+            normalized, quarantined = poller._normalize("gh/acme", page.entries, OBSERVED)
+            assert len(normalized) + len(quarantined) == len(page.entries)
+            handled += len(page.entries)
+    except SourceError as exc:  # the poller logs it and retries next cycle; anything else is a bug
+        assert str(exc)
+    finally:
+        await source.close()
+    return handled
+
+
+@PROPERTY
+@given(body=pages)
+def test_codacy_page_handling_never_raises_anything_but_a_source_error(body: Any) -> None:
+    asyncio.run(_drain_codacy(body))
+
+
+times = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)).map(
+    format_time
+)
+events = st.builds(
+    make_event,
+    # the journal only holds events whose time parsed (``Poller._entry``): everything else is free
+    id=text, time=times, observed_time=times, vendor=text, source=text, organization=text, action=text,
+    activity=text, category=text, outcome=text, raw=json_values,
+    actor=st.dictionaries(st.sampled_from(["id", "name", "email", "ip", "user_agent", "type"]), scalars),
+    target=st.dictionaries(st.sampled_from(["type", "id", "name"]), scalars),
+    repository=st.none() | text, message=st.none() | text,
+    details=st.dictionaries(text, json_values, max_size=3),
+)  # fmt: skip
+
+
+JSON_FORMATS = {"json", "ecs", "ocsf"}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@PROPERTY
+@given(event=events)
+def test_every_format_writes_a_line_its_own_rules_parse(name: str, event: dict[str, Any]) -> None:
+    data = orjson.dumps(event)
+    record = Record(1, str(event["id"]), str(event["source"]), str(event["organization"]), 0, data, "v")
+    line = get_formatter(name)(record)
+    assert line
+    if name == "csv":  # a quoted field may hold a newline; the csv rules still read one row
+        rows = list(csv.reader(io.StringIO(line.decode(), newline="")))
+        assert len(rows) == 1 and rows[0][1] == str(event["id"])
+        return
+    assert b"\n" not in line and b"\r" not in line, "one event, one line"
+    if name == "json":
+        assert orjson.loads(line) == orjson.loads(data)
+    elif name in JSON_FORMATS:
+        assert isinstance(orjson.loads(line), dict)
+
+
+# --- the real daemon against a vendor that answers garbage ---------------------------------
+
+REPEATING = {"data": [codacy_entry(0)], "pagination": {"cursor": "same-again"}}
+FAULTS = [
+    ("malformed JSON", {"status": 200, "body": '{"data": [{"action": "user.login",', "count": 1},
+     "not JSON"),
+    ("HTML with 200", {"status": 200, "content_type": "text/html", "count": 1,
+                       "body": "<!doctype html><html><body>Maintenance</body></html>"}, "not JSON"),
+    ("10 MB page", {"status": 200, "count": 1, "body": '["' + "x" * (10 * 1024 * 1024) + '"]'},
+     "where an audit entry belongs"),
+    ("endless pagination", {"status": 200, "count": 2, "body": orjson.dumps(REPEATING).decode()},
+     "pagination"),
+]  # fmt: skip
+
+
+def test_daemon_survives_garbage_over_http_and_loses_nothing(
+    tmp_path: Path, codacy: EmulatorProcess, figures: Figures
+) -> None:
+    out = tmp_path / "out"
+    for _, fault, _ in FAULTS:
+        fault["path_contains"] = "gh/acme/audit"
+    codacy.control("POST", "faults", [fault for _, fault, _ in FAULTS])
+    cfg = make_config(tmp_path, codacy_source(codacy.url, max_attempts=1), {"file": file_sink(out)})
+    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    try:
+        want = expected_ids(codacy)
+        wait_until("every entry once the garbage stopped",
+                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.logs)  # fmt: skip
+        logs = daemon.logs()
+        crashed = daemon.crashed()
+        assert daemon.stop() == 0
+    finally:
+        if daemon.alive():
+            daemon.process.kill()
+            daemon.process.wait(timeout=10)
+    figures.record(crashed=int(crashed))
+    assert not crashed, logs[-4000:]
+    failures = [line for line in logs.splitlines() if "poll failed" in line]
+    for what, _, says in FAULTS:
+        assert any(says in line for line in failures), f"no clear log line for the {what}:\n{logs[-4000:]}"
+    got = [e["id"] for e in read_ndjson(out)]
+    assert set(got) == want, "only the vendor's real entries may be journaled, none from the garbage"
+    figures.record(lost=len(want - set(got)), duplicated=len(got) - len(set(got)))
+    print(f"\nhostile HTTP: {len(FAULTS)} kinds of garbage survived, {len(failures)} polls failed cleanly")

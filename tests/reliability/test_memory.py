@@ -1,0 +1,68 @@
+"""Memory: a large backlog streams through in bounded memory.
+
+100,000 Codacy entries are waiting on the first start. The daemon must page through them
+(a window at a time, the journal in between), so its peak RSS (the kernel's VmHWM of the
+daemon process) stays under a fixed bound however long the backlog is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.helpers.emulators import EmulatorProcess, running
+from tests.reliability.conftest import (
+    Figures,
+    LoggedDaemon,
+    codacy_source,
+    file_sink,
+    make_config,
+    vm_hwm_kb,
+    wait_until,
+)
+
+BACKLOG = 100_000
+PEAK_RSS_LIMIT_MB = 250
+
+
+@pytest.fixture
+def backlog() -> Iterator[EmulatorProcess]:
+    emulator = running("codacy", entries=BACKLOG, options={"orgs": ["gh/acme"], "span_s": 2 * 86400})
+    yield emulator
+    emulator.stop()
+
+
+def count_lines(directory: Path) -> int:
+    return sum(path.read_bytes().count(b"\n") for path in directory.glob("*.ndjson"))
+
+
+def test_large_backlog_stays_within_the_memory_bound(
+    tmp_path: Path, backlog: EmulatorProcess, figures: Figures
+) -> None:
+    out = tmp_path / "out"
+    source = codacy_source(backlog.url, organizations=["gh/acme"], slice_hours=2, overlap_s=60, interval_s=5)
+    cfg = make_config(tmp_path, source, {"file": file_sink(out, batch_max_events=2000, rotate_max_bytes=1 << 40)})
+    began = time.monotonic()
+    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    try:
+        wait_until(f"{BACKLOG} events in the file sink", lambda: count_lines(out) >= BACKLOG,
+                   timeout=150, every=1.0, detail=daemon.logs)  # fmt: skip
+        took = time.monotonic() - began
+        peak_kb = vm_hwm_kb(daemon.pid)
+        crashed = daemon.crashed()
+        assert daemon.stop() == 0
+    finally:
+        if daemon.alive():
+            daemon.process.kill()
+            daemon.process.wait(timeout=10)
+    assert not crashed, daemon.logs()[-3000:]
+    ids = [orjson.loads(line)["id"] for path in out.glob("*.ndjson") for line in path.read_bytes().splitlines()]
+    unique = len(set(ids))
+    figures.record(lost=BACKLOG - unique, duplicated=len(ids) - unique, rss_kb=peak_kb)
+    print(f"\nmemory: {BACKLOG} entries in {took:.0f}s ({BACKLOG / took:.0f}/s), peak RSS {peak_kb / 1024:.1f} MB")
+    assert unique == BACKLOG, f"{BACKLOG - unique} entries lost"
+    assert peak_kb / 1024 < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_kb / 1024:.1f} MB over {PEAK_RSS_LIMIT_MB} MB"

@@ -1,0 +1,201 @@
+"""Codescoring: the emulator over real HTTP, the real CLI with a file sink, and golden mappings."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forwarder.emulators.codescoring import format_created_at
+from forwarder.event import NormalizedEvent
+from forwarder.sources.codescoring import TEMPLATES, CodescoringSource, normalize_entry, parse_message
+from tests.helpers.daemon import cli, read_ndjson, write_config
+from tests.helpers.emulators import EmulatorProcess, running
+
+TOKEN = "codescoring-test-token"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codescoring"
+
+
+@pytest.fixture
+def codescoring() -> Iterator[EmulatorProcess]:
+    emulator = running("codescoring", entries=60, options={"span_s": 3 * 86400, "orgs": ["acme"]})
+    yield emulator
+    emulator.stop()
+
+
+def source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "type": "codescoring", "base_url": url, "token": TOKEN, "installation": "acme", "per_page": 10,
+        "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "max_attempts": 4,
+        "backoff_initial_s": 0.05, "backoff_max_s": 0.2, **overrides,
+    }  # fmt: skip
+
+
+def config(tmp_path: Path, sources: dict[str, Any]) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": sources,
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
+        },
+    )
+
+
+def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
+    return Counter(f"codescoring:acme:{e['id']}" for e in emulator.entries())
+
+
+def ids(tmp_path: Path) -> Counter[str]:
+    return Counter(e["id"] for e in read_ndjson(tmp_path / "out"))
+
+
+def once(cfg: Path, code: int = 0) -> str:
+    result = cli(cfg, "once")
+    assert result.returncode == code, result.stderr
+    return result.stderr
+
+
+def test_first_run_collects_everything_once_then_only_new_entries(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codescoring)
+    assert len(ids(tmp_path)) == 60
+    once(cfg)
+    assert sum(ids(tmp_path).values()) == 60
+    codescoring.control("POST", "entries", {"generate": 7, "span_s": 1})
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codescoring)
+    assert sum(ids(tmp_path).values()) == 67
+    events = read_ndjson(tmp_path / "out")
+    assert {e["organization"] for e in events} == {"acme"}
+    for event in events:
+        NormalizedEvent.model_validate(event)
+
+
+def test_bare_list_without_time_filter_walks_down_to_the_watermark(
+    tmp_path: Path, codescoring: EmulatorProcess
+) -> None:
+    codescoring.control("POST", "config", {"bare_list": True, "filters_enabled": False})
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url, use_time_filter=False)})
+    once(cfg)
+    codescoring.control("POST", "entries", {"generate": 3, "span_s": 1})
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codescoring)
+    assert sum(ids(tmp_path).values()) == 63
+
+
+def test_walk_stops_at_the_watermark(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    codescoring.control("POST", "config", {"filters_enabled": False})  # a server that ignores the filter
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
+    once(cfg)
+    before = len(codescoring.control("GET", "requests"))
+    codescoring.control("POST", "entries", {"generate": 3, "span_s": 1})
+    once(cfg)
+    requests = codescoring.control("GET", "requests")[before:]
+    assert [r[2].split("page=")[1].split("&")[0] for r in requests] == ["1"]  # not all 7 pages again
+    assert sum(ids(tmp_path).values()) == 63
+
+
+def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
+    tie = format_created_at((int(time.time()) - 2) * 1_000_000)
+    codescoring.control("POST", "entries", [{"created_at": tie, "actor": "tie", "message": f"User logged in {n}"}
+                                            for n in range(3)])  # fmt: skip
+    once(cfg)
+    codescoring.control("POST", "entries", [{"created_at": tie, "actor": "tie", "message": "User logged out"}])
+    once(cfg)
+    got = ids(tmp_path)
+    assert got == expected_ids(codescoring)
+    assert max(got.values()) == 1
+    assert len([e for e in read_ndjson(tmp_path / "out") if e["actor"]["name"] == "tie"]) == 4
+
+
+def test_429_and_503_storm_is_retried_honouring_retry_after(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    codescoring.control("POST", "faults", [{"status": 429, "count": 2, "retry_after": "1", "path_contains": "audit"},
+                                           {"status": 503, "count": 1, "path_contains": "audit"}])  # fmt: skip
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
+    stderr = once(cfg)
+    assert "source request retried" in stderr
+    log = codescoring.control("GET", "requests")
+    statuses = [r[3] for r in log]
+    assert statuses[:3] == [429, 429, 503] and set(statuses[3:]) == {200}
+    assert log[1][0] - log[0][0] >= 0.95 and log[2][0] - log[1][0] >= 0.95  # Retry-After: 1
+    assert ids(tmp_path) == expected_ids(codescoring)
+
+
+def test_auth_failure_is_isolated_to_its_source(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    cfg = config(tmp_path, {"good": source(codescoring.url), "bad": source(codescoring.url, token="wrong-token-value")})
+    stderr = once(cfg, code=1)
+    assert "401" in stderr and "check the source's token" in stderr and "Invalid token." in stderr
+    assert "wrong-token-value" not in stderr and TOKEN not in stderr
+    events = read_ndjson(tmp_path / "out")
+    assert {e["source"] for e in events} == {"good"}
+    assert len(events) == 60
+
+
+def test_entries_written_mid_walk_shift_pages_without_loss(tmp_path: Path, codescoring: EmulatorProcess) -> None:
+    # page 1 is served at once; page 2 is held while 15 newer entries land, pushing page 1's
+    # tail onto page 2 and everything after it one and a half pages down
+    pass_then_hold = [{"status": 0, "count": 1, "path_contains": "audit"},
+                      {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"}]  # fmt: skip
+    codescoring.control("POST", "faults", pass_then_hold)
+    now_us = int(time.time() * 1_000_000)
+    late = [{"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
+            for n in range(15)]  # fmt: skip
+    writer = threading.Thread(target=insert_after_first_page, args=(codescoring, late))
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
+    original = set(expected_ids(codescoring))
+    writer.start()
+    once(cfg)
+    writer.join()
+    assert [r[3] for r in codescoring.control("GET", "requests")][:2] == [200, 200]
+    first = ids(tmp_path)
+    assert original <= set(first)  # nothing older was skipped by the shift
+    assert max(first.values()) == 1  # and the repeated page did not duplicate anything
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codescoring)
+
+
+def insert_after_first_page(emulator: EmulatorProcess, entries: list[dict[str, Any]]) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline and not emulator.control("GET", "requests"):
+        time.sleep(0.02)
+    emulator.control("POST", "entries", entries)
+
+
+async def test_check_and_past_last_page(codescoring: EmulatorProcess) -> None:
+    from forwarder.sources.codescoring import CodescoringConfig
+
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(source(codescoring.url)))
+    try:
+        assert "acme" in await src.check()
+        assert await src.fetch_page("acme", 99, 10, None) == ([], False)  # 404 Invalid page: the end
+    finally:
+        await src.close()
+
+
+def test_golden_mapping_of_every_template() -> None:
+    raw = json.loads((FIXTURES / "raw.json").read_text())
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    observed = datetime(2026, 1, 21, tzinfo=UTC)
+    got = [normalize_entry("codescoring", "acme", r, CodescoringSource._key("acme", r), observed) for r in raw]
+    assert got == expected
+    for event in got:
+        NormalizedEvent.model_validate(event)
+    used = {id(parse_message(r["message"])[0]) for r in raw}
+    assert {id(t) for t in TEMPLATES} <= used, "every template needs a golden entry"
+    assert {e["category"] for e in got} >= {"authentication", "entity_management", "analysis", "configuration",
+                                            "access_management", "unknown"}  # fmt: skip
+    failed_login = next(e for e in got if e["action"] == "user.login_failed")
+    assert failed_login["actor"]["name"] == "asmith" and failed_login["outcome"] == "failure"
+    assert got[-1]["id"].startswith("codescoring:") and got[-1]["id"].count(":") == 1  # no id: content hash

@@ -1,0 +1,210 @@
+"""CodeStax: the emulator over real HTTP, the real CLI with a file sink, budget pacing, golden mappings."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
+from forwarder.event import NormalizedEvent
+from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource, TokenBucket, entry_key, normalize_entry
+from tests.helpers.daemon import cli, read_ndjson, write_config
+from tests.helpers.emulators import EmulatorProcess, running
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codestax"
+DAY_MS = 86_400_000
+
+
+@pytest.fixture
+def codestax() -> Iterator[EmulatorProcess]:
+    emulator = running("codestax", entries=60, options={"span_s": 3 * 86400})
+    yield emulator
+    emulator.stop()
+
+
+def source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "type": "codestax", "base_url": f"{url}/api", "api_key": DEFAULT_API_KEY, "organization": "acme",
+        "limit": 10, "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "max_attempts": 4,
+        "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "hourly_request_budget": 100_000, **overrides,
+    }  # fmt: skip
+
+
+def config(tmp_path: Path, sources: dict[str, Any]) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": sources,
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
+        },
+    )
+
+
+def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
+    return Counter(f"codestax:acme:{e['id']}" for e in emulator.entries())
+
+
+def ids(tmp_path: Path) -> Counter[str]:
+    return Counter(e["id"] for e in read_ndjson(tmp_path / "out"))
+
+
+def once(cfg: Path, code: int = 0) -> str:
+    result = cli(cfg, "once")
+    assert result.returncode == code, result.stderr
+    return result.stderr
+
+
+def test_first_run_incremental_run_and_boundary_ties(tmp_path: Path, codestax: EmulatorProcess) -> None:
+    cfg = config(tmp_path, {"codestax": source(codestax.url, slice_hours=24)})
+    tie = format_timestamp((int(time.time()) - 2) * 1_000_000)
+    entry = {"timestamp": tie, "user": {"name": "Tie", "email": "tie@example.com"}, "category": "auth",
+             "target": "tie@example.com", "metadata": {"ip": "192.0.2.9"}}  # fmt: skip
+    codestax.control("POST", "entries", [{**entry, "action": "auth.login"}, {**entry, "action": "auth.logout"}])
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codestax)
+    assert sum(ids(tmp_path).values()) == 62
+    once(cfg)
+    assert sum(ids(tmp_path).values()) == 62
+    codestax.control("POST", "entries", {"generate": 5, "span_s": 1})
+    codestax.control("POST", "entries", [{**entry, "action": "api_key.created", "target": "siem"}])  # the same ms
+    once(cfg)
+    got = ids(tmp_path)
+    assert got == expected_ids(codestax) and max(got.values()) == 1
+    assert sum(got.values()) == 68
+    events = read_ndjson(tmp_path / "out")
+    assert sorted(e["action"] for e in events if e["actor"]["email"] == "tie@example.com") == [
+        "api_key.created", "auth.login", "auth.logout"]  # fmt: skip
+    for event in events:
+        NormalizedEvent.model_validate(event)
+
+
+def test_429_storm_is_retried_honouring_retry_after(tmp_path: Path, codestax: EmulatorProcess) -> None:
+    # the emulator's own hourly budget (3 requests a second here) answers 429 with Retry-After: 1
+    codestax.control("POST", "config", {"hourly_budget": 3, "budget_window_s": 1.0, "retry_after": 1})
+    cfg = config(tmp_path, {"codestax": source(codestax.url, max_attempts=6)})
+    stderr = once(cfg)
+    assert "source request retried" in stderr and "Rate limit exceeded" in stderr
+    log = codestax.control("GET", "requests")
+    throttled = [i for i, r in enumerate(log) if r[3] == 429]
+    assert throttled
+    for i in throttled:
+        assert log[i + 1][0] - log[i][0] >= 0.95  # Retry-After: 1
+    assert ids(tmp_path) == expected_ids(codestax)
+
+
+def test_auth_failure_is_isolated_and_detail_surfaced(tmp_path: Path, codestax: EmulatorProcess) -> None:
+    bad_key = "ch_" + "f" * 64
+    cfg = config(tmp_path, {"good": source(codestax.url), "bad": source(codestax.url, api_key=bad_key)})
+    stderr = once(cfg, code=1)
+    assert "CodeStax answered 401" in stderr and "Not authenticated" in stderr
+    assert bad_key not in stderr and DEFAULT_API_KEY not in stderr
+    events = read_ndjson(tmp_path / "out")
+    assert {e["source"] for e in events} == {"good"} and len(events) == 60
+
+
+def insert_after_first_page(emulator: EmulatorProcess, entries: list[dict[str, Any]]) -> None:
+    deadline = time.time() + 20
+    while time.time() < deadline and not emulator.control("GET", "requests"):
+        time.sleep(0.02)
+    emulator.control("POST", "entries", entries)
+
+
+def test_entries_written_mid_walk_shift_pages_without_loss(tmp_path: Path, codestax: EmulatorProcess) -> None:
+    pass_then_hold = [{"status": 0, "count": 1, "path_contains": "audit"},
+                      {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"}]  # fmt: skip
+    codestax.control("POST", "faults", pass_then_hold)
+    now_us = int(time.time() * 1_000_000)
+    late = [{"timestamp": format_timestamp(now_us - n * 1000), "user": {"email": "late@example.com"},
+             "action": "scan.triggered", "category": "scans", "target": "acme/web-app"} for n in range(15)]  # fmt: skip
+    writer = threading.Thread(target=insert_after_first_page, args=(codestax, late))
+    cfg = config(tmp_path, {"codestax": source(codestax.url, slice_hours=24 * 30)})  # one walk
+    original = set(expected_ids(codestax))
+    writer.start()
+    once(cfg)
+    writer.join()
+    first = ids(tmp_path)
+    assert original <= set(first) and max(first.values()) == 1
+    once(cfg)
+    assert ids(tmp_path) == expected_ids(codestax)
+
+
+async def test_cursor_older_than_retention_emits_a_gap_event(codestax: EmulatorProcess) -> None:
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(source(codestax.url, slice_hours=24 * 30)))
+    old = int(time.time() * 1000) - 120 * DAY_MS
+    try:
+        assert "acme" in await src.check()
+        pages = [p async for p in src.pages("acme", {"watermark_ms": old, "recent": {}})]
+        fresh = [p async for p in src.pages("acme", None)]  # a first run is no gap
+    finally:
+        await src.close()
+    gaps = [e for p in pages for e in p.extra_events]
+    assert len(gaps) == 1 and gaps[0]["action"] == "forwarder.gap" and gaps[0]["category"] == "forwarder"
+    assert datetime.fromisoformat(gaps[0]["details"]["to"]) > datetime.now(UTC).replace(year=2000)
+    NormalizedEvent.model_validate(gaps[0])
+    assert sum(len(p.entries) for p in pages) == 60
+    assert not [e for p in fresh for e in p.extra_events]
+    requests = codestax.control("GET", "requests")
+    assert all("start_date" in r[2] for r in requests[1:])
+
+
+async def test_token_bucket_spreads_a_backlog_within_the_budget(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    stamps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    bucket = TokenBucket(100, clock=lambda: now[0], sleep=fake_sleep)
+    for _ in range(250):
+        await bucket.acquire("cx")
+        stamps.append(now[0])
+    assert stamps[9] == 0.0 and stamps[10] > 0  # a burst of a tenth, then paced
+    for i, start in enumerate(stamps):  # any hour holds at most the budget
+        assert sum(1 for t in stamps[i:] if t < start + 3600) <= 100
+    assert stamps[-1] < 3 * 3600  # and the backlog still moves at the budget's pace
+
+
+async def test_requests_including_retries_spend_the_budget(codestax: EmulatorProcess) -> None:
+    class Counting(TokenBucket):
+        calls = 0
+
+        async def acquire(self, source: str) -> float:
+            Counting.calls += 1
+            return 0.0
+
+    codestax.control("POST", "faults", {"status": 503, "count": 2, "path_contains": "audit"})
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(source(codestax.url)), bucket=Counting(1000))
+    try:
+        await src.check()
+    finally:
+        await src.close()
+    assert Counting.calls == 3
+
+
+def test_golden_mapping_of_every_category() -> None:
+    raw = json.loads((FIXTURES / "raw.json").read_text())
+    expected = json.loads((FIXTURES / "expected.json").read_text())
+    observed = datetime(2026, 3, 13, tzinfo=UTC)
+    got = [normalize_entry("codestax", "acme", r, entry_key("acme", r), observed) for r in raw]
+    assert got == expected
+    for event in got:
+        NormalizedEvent.model_validate(event)
+    assert {r.get("category") for r in raw} >= {"auth", "repositories", "scans", "findings", "team", "settings",
+                                                "integrations"}  # fmt: skip
+    by_action = {e["action"]: e for e in got}
+    assert by_action["scan.failed"]["outcome"] == "failure"
+    assert by_action["auth.login"]["activity"] == "login" and by_action["auth.login"]["category"] == "authentication"
+    assert by_action["finding.exported"]["category"] == "data_access"
+    assert by_action["billing.plan_changed"]["category"] == "unknown"
+    assert got[-1]["id"].startswith("codestax:acme:") and len(got[-1]["id"]) == len("codestax:acme:") + 64

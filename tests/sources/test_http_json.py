@@ -1,0 +1,227 @@
+"""The generic ``http_json`` source: ConfigCat described in YAML alone must give the very events of
+the dedicated source; each paging style, auth style and time format against a scripted API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
+from forwarder.event import NormalizedEvent, content_id
+from forwarder.sources.configcat import MAPPING
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource, match_glob
+from tests.helpers.daemon import cli, read_ndjson, write_config
+from tests.helpers.emulators import EmulatorProcess, running
+
+COMMON = {"lag_s": 0, "overlap_s": 600, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+
+
+@pytest.fixture
+def configcat() -> Iterator[EmulatorProcess]:
+    emulator = running("configcat", entries=60, options={"span_s": 3 * 86400, "config": {"has_next_lies": True}})
+    yield emulator
+    emulator.stop()
+
+
+def configcat_as_http_json(url: str) -> dict[str, Any]:
+    return {
+        "type": "http_json", "vendor": "configcat", **COMMON,
+        "url": url + "/v2/organizations/{organization}/auditlogs", "organizations": [DEFAULT_ORG_ID],
+        "auth": {"type": "basic", "username": DEFAULT_USER, "password": DEFAULT_PASSWORD},
+        "pagination": {"style": "page_number", "page_param": "pageNumber", "size_param": "pageSize",
+                       "page_size": 10, "total_pages_path": "paging.totalPages", "has_next_path": "paging.hasNext"},
+        "records_path": "data", "id_field": "auditLogId", "time_field": "auditLogDateTime",
+        "from_param": "fromUtcDateTime", "to_param": "toUtcDateTime", "window_format": "iso8601",
+        "slice_hours": 720, "retention_days": 35,
+        "mapping": {k: v.model_dump(exclude_defaults=True) for k, v in MAPPING.items()},
+    }  # fmt: skip
+
+
+def test_configcat_through_http_json_equals_the_dedicated_source(tmp_path: Path, configcat: EmulatorProcess) -> None:
+    dedicated = {
+        "type": "configcat", "base_url": configcat.url, "username": DEFAULT_USER, "password": DEFAULT_PASSWORD,
+        "organizations": [DEFAULT_ORG_ID], "page_size": 10, **COMMON,
+    }  # fmt: skip
+    cfg = write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"),
+        "sources": {"cc": dedicated, "hj": configcat_as_http_json(configcat.url)},
+        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}},
+    })  # fmt: skip
+    for _ in range(2):  # the second run adds nothing to either
+        result = cli(cfg, "once")
+        assert result.returncode == 0, result.stderr
+    events = read_ndjson(tmp_path / "out")
+    by_source: dict[str, dict[str, dict[str, Any]]] = {"cc": {}, "hj": {}}
+    for event in events:
+        assert event["id"] not in by_source[event["source"]], "duplicate"
+        name = event.pop("source")
+        by_source[name][event["id"]] = {k: v for k, v in event.items() if k != "observed_time"}
+    assert len(by_source["cc"]) == 60
+    assert by_source["hj"] == by_source["cc"]  # every field but source and observed_time
+
+
+# --- a scripted API, for each paging style ---------------------------------------------------
+RECORDS = [
+    {"id": i, "ts": 1_700_000_000_000 + i * 1000, "user": {"email": f"u{i}@example.com"},
+     "action": ["login", "repo.delete", "repo.create"][i % 3], "ok": i % 4 != 0}
+    for i in range(25)
+]  # fmt: skip
+PAGE = 10
+
+
+def api(style: str, seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        q = request.url.params
+        lo, hi = int(q.get("since", 0)), int(q.get("until", 2**62))
+        rows = [r for r in RECORDS if lo <= int(r["ts"]) <= hi]  # type: ignore[call-overload]
+        if style == "none":
+            return httpx.Response(200, json=rows)
+        if style == "page_number":
+            page = int(q["page"])
+            return httpx.Response(200, json={"items": rows[(page - 1) * PAGE : page * PAGE]})
+        if style == "offset":
+            off, lim = int(q["offset"]), int(q["limit"])
+            return httpx.Response(200, json={"items": rows[off : off + lim]})
+        start = int(q.get("cursor", q.get("after", 0)))
+        chunk, more = rows[start : start + PAGE], start + PAGE < len(rows)
+        if style == "cursor":
+            return httpx.Response(200, json={"items": chunk, "meta": {"next": str(start + PAGE) if more else None}})
+        link = f"/audit/acme?after={start + PAGE}"
+        if style == "next_link_body":
+            return httpx.Response(200, json={"items": chunk, "links": {"next": link if more else None}})
+        headers = {"Link": f'<http://api.test{link}>; rel="next"'} if more else {}
+        return httpx.Response(200, json={"items": chunk}, headers=headers)
+
+    return handler
+
+
+def make_source(handler: Callable[[httpx.Request], httpx.Response], **overrides: Any) -> HttpJsonSource:
+    cfg: dict[str, Any] = {
+        "type": "http_json", "vendor": "acme", "url": "http://api.test/audit/{organization}",
+        "organizations": ["acme"], "records_path": "items", "id_field": "id", "time_field": "ts",
+        "time_format": "epoch_ms", "from_param": "since", "to_param": "until", "window_format": "epoch_ms",
+        "initial_lookback_days": 365 * 10, "slice_hours": 24 * 365 * 11, "lag_s": 0,
+        "mapping": {"action": "action", "actor.email": "user.email",
+                    "outcome": {"path": "ok", "map": {"true": "success", "false": "failure"}},
+                    "category": {"map": {"login": "authentication", "repo.*": "configuration"}},
+                    "activity": {"map": {"*.delete": "delete", "*.create": "create", "login": "login"}}},
+    }  # fmt: skip
+    cfg.update(overrides)
+    source = HttpJsonSource("hj", HttpJsonConfig.model_validate(cfg))
+    old = source.client
+    source.client = httpx.AsyncClient(transport=httpx.MockTransport(handler), headers=old.headers, auth=old.auth)
+    return source
+
+
+async def collect(source: HttpJsonSource, cursor: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    keys: list[Any] = []
+    async for page in source.pages("acme", cursor):
+        keys += [key for _, key in page.entries]
+        cursor = page.cursor
+    assert cursor is not None
+    await source.client.aclose()
+    return keys, cursor
+
+
+PAGINATIONS = {
+    "none": ({"style": "none"}, ""),
+    "page_number": ({"style": "page_number", "size_param": None, "page_size": PAGE}, "items"),
+    "offset": ({"style": "offset", "page_size": PAGE}, "items"),
+    "cursor": ({"style": "cursor", "next_path": "meta.next"}, "items"),
+    "next_link_body": ({"style": "next_link_body", "next_path": "links.next"}, "items"),
+    "link_header": ({"style": "link_header"}, "items"),
+}
+
+
+@pytest.mark.parametrize("style", sorted(PAGINATIONS))
+async def test_each_paging_style_collects_everything_once(style: str) -> None:
+    pagination, records_path = PAGINATIONS[style]
+    seen: list[httpx.Request] = []
+    source = make_source(api(style, seen), pagination=pagination, records_path=records_path)
+    keys, cursor = await collect(source)
+    assert keys == [f"acme:{i}" for i in range(25)]
+    assert len(seen) == (1 if style == "none" else 3)  # 10 + 10 + 5, and no request past the end
+    again = make_source(api(style, seen), pagination=pagination, records_path=records_path)
+    assert (await collect(again, cursor))[0] == []
+
+
+async def test_mapping_time_formats_and_content_hash() -> None:
+    seen: list[httpx.Request] = []
+    rows = [{**r, "ts": int(r["ts"]) // 1000} for r in RECORDS[:3]]  # type: ignore[call-overload]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": rows})
+
+    source = make_source(handler, id_field=None, time_format="epoch_s", window_format="iso8601")
+    keys, _ = await collect(source)
+    assert keys == [content_id("acme", "acme", r) for r in rows]
+    assert seen[0].url.params["since"].endswith("Z")
+    observed = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [source.normalize("acme", r, k, observed) for r, k in zip(rows, keys, strict=True)]
+    for event in events:
+        NormalizedEvent.model_validate(event)
+    summary = [(e["action"], e["category"], e["activity"], e["outcome"], e["actor"]["email"]) for e in events]
+    assert summary == [
+        ("login", "authentication", "login", "failure", "u0@example.com"),
+        ("repo.delete", "configuration", "delete", "success", "u1@example.com"),
+        ("repo.create", "configuration", "create", "success", "u2@example.com"),
+    ]
+    assert events[0]["time"] == "2023-11-14T22:13:20.000Z" and events[0]["vendor"] == "acme"
+
+
+@pytest.mark.parametrize(
+    ("auth", "header", "value"),
+    [
+        ({"type": "header", "header": "X-API-Key", "token": "k-123"}, "X-API-Key", "k-123"),
+        ({"type": "bearer", "token": "t-456"}, "Authorization", "Bearer t-456"),
+        ({"type": "basic", "username": "u", "password": "p"}, "Authorization", "Basic dTpw"),
+    ],
+)  # fmt: skip
+async def test_auth_styles(auth: dict[str, Any], header: str, value: str) -> None:
+    seen: list[httpx.Request] = []
+    source = make_source(api("none", seen), auth=auth, records_path="")
+    await collect(source)
+    assert seen[0].headers[header] == value
+    assert "k-123" not in repr(source.config) and "t-456" not in repr(source.config)
+
+
+def test_token_file_and_config_errors(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("from-a-file\n")
+    base = {"type": "http_json", "vendor": "acme", "url": "https://x/{organization}", "organizations": ["a"],
+            "time_field": "t", "mapping": {"action": "a"}}  # fmt: skip
+    cfg = HttpJsonConfig.model_validate({**base, "auth": {"type": "bearer", "token_file": str(token)}})
+    assert cfg.auth.token is not None and cfg.auth.token.get_secret_value() == "from-a-file"
+    for bad in (
+        {"auth": {"type": "bearer"}},
+        {"mapping": {"action": "a", "category": {"map": {"x*": "not-a-category"}}}},
+        {"mapping": {"nonsense": "a"}},
+        {"url": "ftp://x"},
+    ):
+        with pytest.raises(ValidationError):
+            HttpJsonConfig.model_validate({**base, **bad})
+
+
+def test_most_specific_glob_wins_whatever_the_order() -> None:
+    table = {"*Removed": "delete", "teamMemberRemoved": "remove_member", "team*": "x", "teamMember*": "y"}
+    assert match_glob("teamMemberRemoved", table) == "remove_member"
+    assert match_glob("teamMemberInvited", dict(reversed(table.items()))) == "y"
+    assert match_glob("fooRemoved", table) == "delete" and match_glob("zzz", table) is None
+
+
+async def test_pagination_that_never_ends_fails_clearly() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": [RECORDS[0]], "meta": {"next": str(time.monotonic())}})
+
+    source = make_source(handler, pagination={"style": "cursor", "next_path": "meta.next", "max_pages": 5})
+    with pytest.raises(Exception, match="max_pages=5"):
+        await collect(source)
