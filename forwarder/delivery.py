@@ -10,6 +10,7 @@ own lag and never holds up another sink or the polling. Retries are unbounded by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,13 +97,18 @@ class SinkWorker:
                 batch = await self._next_batch()
                 if not batch:
                     continue
-                routed = self.router.apply(batch)
-                self.status.filtered += len(batch) - len(routed)
-                if routed:
-                    await self._deliver(routed, batch[-1].seq)
-                else:  # all filtered out: nothing to send, but the offset moves past them
-                    self.offset = batch[-1].seq
-                    await self.journal.commit(self.name, self.offset)
+                try:
+                    await self._route_and_deliver(batch)
+                except FatalSinkError:
+                    raise
+                except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
+                    self.status.state = "retrying"
+                    self.status.error = f"{type(exc).__name__}: {exc}"
+                    log.error("sink worker error; the batch will be sent again", sink=self.name,
+                              error=self.status.error)  # fmt: skip
+                    with contextlib.suppress(Exception):
+                        self.offset = await self.journal.offset(self.name)
+                    await asyncio.sleep(0 if self._stopping else min(5.0, self.retry.max_backoff_s))
         except FatalSinkError as exc:
             self.status.state = "stopped"
             self.status.error = str(exc)
@@ -110,6 +116,15 @@ class SinkWorker:
         finally:
             if self.status.state != "stopped":
                 self.status.state = "idle"
+
+    async def _route_and_deliver(self, batch: list[Record]) -> None:
+        routed = self.router.apply(batch)
+        self.status.filtered += len(batch) - len(routed)
+        if routed:
+            await self._deliver(routed, batch[-1].seq)
+        else:  # all filtered out: nothing to send, but the offset moves past them
+            self.offset = batch[-1].seq
+            await self.journal.commit(self.name, self.offset)
 
     async def _next_batch(self) -> list[Record]:
         cfg = self.config

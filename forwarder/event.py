@@ -86,6 +86,21 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+_observed: tuple[datetime, str] | None = None
+
+
+def format_observed(dt: datetime) -> str:
+    """``format_time`` for the observed time, which is one object for a whole page: remembered
+    so a page of N entries formats it once instead of N times."""
+    global _observed
+    last = _observed
+    if last is not None and last[0] is dt:
+        return last[1]
+    text = format_time(dt)
+    _observed = (dt, text)
+    return text
+
+
 def format_ms(ms: int) -> str:
     return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
 

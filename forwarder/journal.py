@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -60,8 +60,9 @@ class DiskFullError(Exception):
     """Writing the journal failed for lack of space: nothing was committed, the cursor did not move."""
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
+class JournalEntry(NamedTuple):
+    """A tuple (built once per event; a frozen dataclass's __init__ cost as much as the dump)."""
+
     event_id: str
     vendor: str
     time_ms: int
@@ -97,6 +98,7 @@ class Journal:
         self._events = 0
         self._bytes = 0
         self._head = 0
+        self._pruned_to = -1  # the floor of the last prune; -1: not pruned since opening
 
     # --- threading --------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -122,6 +124,13 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
+            # Caching only (8 MiB of pages instead of 2): the sinks re-read what polling just
+            # wrote; durability settings are the two above.
+            db.execute("PRAGMA cache_size=-8192")
+            # Debian builds SQLite with secure_delete on: every prune then rewrote each freed page
+            # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
+            # pages, without the extra page writes.
+            db.execute("PRAGMA secure_delete=FAST")
             db.executescript(_SCHEMA)
             if not existed:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
@@ -350,15 +359,21 @@ class Journal:
         if row is None or row[0] is None:
             return 0
         floor = int(row[0])
-        stats = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM events WHERE seq <= ?", (floor,)
-        ).fetchone()
-        if not stats[0]:
+        if floor <= self._pruned_to:  # nothing new behind every sink: no statement, no scan
             return 0
-        db.execute("DELETE FROM events WHERE seq <= ?", (floor,))
-        self._events -= stats[0]
-        self._bytes -= stats[1]
-        return int(stats[0])
+        # One pass that deletes and reports the sizes (it used to be a COUNT/SUM scan, then the
+        # DELETE). Losing a prune in a crash only deletes those events on the next prune, so
+        # this one transaction may skip the fsync; WAL frames are replayed in order, so a later
+        # synchronous commit still makes it durable before anything written after it.
+        db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            sizes = db.execute("DELETE FROM events WHERE seq <= ? RETURNING LENGTH(data)", (floor,)).fetchall()
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
+        self._pruned_to = floor
+        self._events -= len(sizes)
+        self._bytes -= sum(size for (size,) in sizes)
+        return len(sizes)
 
     # --- inspection -------------------------------------------------------------------------
     async def stats(self) -> JournalStats:

@@ -48,6 +48,11 @@ class Match(BaseModel):
     action: list[str] = Field(default_factory=list)
     outcome: list[Outcome] = Field(default_factory=list)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     def matches(self, event: dict[str, Any]) -> bool:
         for name in ("vendor", "source", "organization", "action"):
             patterns: list[str] = getattr(self, name)

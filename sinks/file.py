@@ -62,23 +62,33 @@ class FileSink:
         self.formatter = get_formatter(config.format, config.format_options)
         self.header = HEADERS.get(config.format)
         self.files: dict[Path, _Open] = {}
+        self._paths: dict[tuple[str, str, str], Path] = {}
 
-    def path_for(self, record: Record) -> Path:
-        return Path(
-            self.config.path.format(
-                source=_safe(record.source),
-                vendor=_safe(record.vendor),
-                organization=_safe(record.organization),
+    def path_for(self, source: str, vendor: str, organization: str) -> Path:
+        # Cached: a few triples cover every record, and rebuilding the path per record was a
+        # tenth of the forwarder's CPU.
+        key = (source, vendor, organization)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = Path(
+                self.config.path.format(source=_safe(source), vendor=_safe(vendor), organization=_safe(organization))
             )
-        )
+        return path
 
     async def start(self) -> None:
         return None
 
     async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        # Looked up by the strings: hashing a Path per record costs more than formatting it.
         groups: dict[Path, list[bytes]] = {}
+        by_key: dict[tuple[str, str, str], list[bytes]] = {}  # keys sharing a path share its list
+        formatter = self.formatter
         for record in batch:
-            groups.setdefault(self.path_for(record), []).append(self.formatter(record))
+            key = (record.source, record.vendor, record.organization)
+            lines = by_key.get(key)
+            if lines is None:
+                lines = by_key[key] = groups.setdefault(self.path_for(*key), [])
+            lines.append(formatter(record))
         try:
             await asyncio.to_thread(self._write, groups)
         except PermissionError as exc:

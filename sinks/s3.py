@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -107,7 +105,9 @@ class S3SinkConfig(SinkConfig):
     kms_key_id: str | None = None
     storage_class: str | None = None
     checksum: Literal["md5", "sha256"] = "md5"
-    gzip_level: int = Field(default=6, ge=1, le=9)
+    gzip_level: int = Field(
+        default=1, ge=1, le=9, description="1 costs a third of the CPU of 6 for ~15 % larger objects."
+    )
     timeout_s: float = Field(default=60.0, gt=0)
     max_parallel_puts: int = Field(default=4, ge=1, le=32)
     batch_max_events: int = 10_000
@@ -189,6 +189,11 @@ class S3Sink:
         return self._client
 
     def _make_client(self) -> Any:
+        # Imported here: boto3 and botocore.config take ~0.15 s to import, paid by every CLI
+        # command (the registry imports this module) although only an S3 sink needs them.
+        import boto3
+        from botocore.config import Config
+
         cfg = self.config
         botocore_config = Config(
             connect_timeout=min(10.0, cfg.timeout_s),
