@@ -129,6 +129,7 @@ class StateCollector(Collector):
             ("events", "Events fetched and journaled."),
             ("pages", "Pages fetched."),
             ("quarantined", "Entries that could not be normalized, kept in the quarantine table."),
+            ("failures", "Polls that failed: unreachable, an HTTP error, or a malformed page."),
         ):
             family = CounterMetricFamily(f"{PREFIX}_source_{attr}", help_text, labels=_ORG)
             for name, org, st in rows:

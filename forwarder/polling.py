@@ -35,6 +35,7 @@ class OrgStatus:
     events: int = 0
     pages: int = 0
     quarantined: int = 0
+    failures: int = 0
     failing_since: float | None = None
 
 
@@ -106,6 +107,7 @@ class Poller:
     def _failed(self, status: OrgStatus, organization: str, error: str) -> bool:
         status.state = "failed"
         status.error = error
+        status.failures += 1
         if status.failing_since is None:
             status.failing_since = asyncio.get_running_loop().time()
         log.error(

@@ -21,6 +21,11 @@ import orjson
 import pytest
 from _pytest.terminal import TerminalReporter
 
+from forwarder.emulators.codescoring import DEFAULT_TOKEN as CODESCORING_TOKEN
+from forwarder.emulators.codestax import DEFAULT_API_KEY as CODESTAX_API_KEY
+from forwarder.emulators.configcat import DEFAULT_ORG_ID as CONFIGCAT_ORG
+from forwarder.emulators.configcat import DEFAULT_PASSWORD as CONFIGCAT_PASSWORD
+from forwarder.emulators.configcat import DEFAULT_USER as CONFIGCAT_USER
 from forwarder.event import content_id
 from tests.helpers.daemon import cli, write_config
 from tests.helpers.emulators import EmulatorProcess, running
@@ -91,24 +96,76 @@ def vm_hwm_kb(pid: int) -> int:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
+# Short polls, no lag, quick retries: what lets a test see many polls in a few seconds.
+FAST_POLLING: dict[str, Any] = {
+    "initial_lookback_days": 7,
+    "lag_s": 0,
+    "overlap_s": 600,
+    "interval_s": 1,
+    "jitter_s": 0,
+    "max_attempts": 2,
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.2,
+    "timeout_s": 10,
+}
+
+
 def codacy_source(url: str, **overrides: Any) -> dict[str, Any]:
-    source: dict[str, Any] = {
-        "type": "codacy",
-        "base_url": f"{url}/api/v3",
-        "api_token": TOKEN,
-        "organizations": ORGS,
-        "initial_lookback_days": 7,
-        "lag_s": 0,
-        "overlap_s": 600,
-        "interval_s": 1,
-        "jitter_s": 0,
-        "max_attempts": 2,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
-        "timeout_s": 10,
-    }
-    source.update(overrides)
-    return source
+    return {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": TOKEN, "organizations": ORGS,
+            **FAST_POLLING, **overrides}  # fmt: skip
+
+
+def configcat_source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {"type": "configcat", "base_url": url, "username": CONFIGCAT_USER, "password": CONFIGCAT_PASSWORD,
+            "organizations": [CONFIGCAT_ORG], **FAST_POLLING, **overrides}  # fmt: skip
+
+
+def codescoring_source(url: str, **overrides: Any) -> dict[str, Any]:
+    return {"type": "codescoring", "base_url": url, "token": CODESCORING_TOKEN, "installation": "default",
+            **FAST_POLLING, **overrides}  # fmt: skip
+
+
+def codestax_source(url: str, **overrides: Any) -> dict[str, Any]:
+    # the source paces itself to its hourly budget: a realistic one would slow the test to a crawl
+    return {"type": "codestax", "base_url": f"{url}/api", "api_key": CODESTAX_API_KEY, "organization": "default",
+            "hourly_request_budget": 100_000, **FAST_POLLING, **overrides}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One vendor as a multi-source test drives it: its emulator, the source that reads it,
+    and the id each of the emulator's entries must arrive under (each source's own key)."""
+
+    options: dict[str, Any]  # emulator start-up: generation options and switches
+    generate: dict[str, Any]  # what adding entries while the daemon runs needs besides a count
+    source: Callable[[str], dict[str, Any]]
+    key: Callable[[dict[str, Any]], str]  # an entry of GET /_control/entries, ``_org`` included
+
+
+def codacy_key(entry: dict[str, Any]) -> str:
+    """Codacy has no ids: content hashes (the emulator's entries are all distinct, so no
+    occurrence suffix is involved)."""
+    fields = dict(entry)
+    org = fields.pop("_org")
+    return content_id("codacy", org, fields)
+
+
+VENDORS: dict[str, Vendor] = {
+    "codacy": Vendor(
+        {"orgs": ORGS, "span_s": 2 * 86400}, {"orgs": ORGS}, codacy_source, codacy_key
+    ),
+    "configcat": Vendor(
+        {"orgs": [CONFIGCAT_ORG], "span_s": 2 * 86400}, {"orgs": [CONFIGCAT_ORG]}, configcat_source,
+        lambda e: f"configcat:{e['auditLogId']}",
+    ),
+    "codescoring": Vendor(
+        {"span_s": 2 * 86400}, {}, codescoring_source, lambda e: f"codescoring:{e['_org']}:{e['id']}"
+    ),
+    "codestax": Vendor(
+        {"span_s": 2 * 86400, "config": {"hourly_budget": 1_000_000}}, {}, codestax_source,
+        lambda e: f"codestax:{e['_org']}:{e['id']}",
+    ),
+}  # fmt: skip
 
 
 def file_sink(directory: Path, **overrides: Any) -> dict[str, Any]:
@@ -121,26 +178,23 @@ def file_sink(directory: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def make_config(tmp_path: Path, source: dict[str, Any], sinks: dict[str, Any], **extra: Any) -> Path:
+    """``source`` is the one Codacy source most tests need, or ``{name: source}`` for several."""
+    sources = {"codacy": source} if "type" in source else source
     config: dict[str, Any] = {
         "state_dir": str(tmp_path / "state"),
         "shutdown_timeout_s": 5,
         "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.5},
         "metrics": {"enabled": False},
-        "sources": {"codacy": source},
+        "sources": sources,
         "sinks": sinks,
         **extra,
     }
     return write_config(tmp_path / "config.yaml", config)
 
 
-def expected_ids(emulator: EmulatorProcess) -> set[str]:
-    """Every id the emulator's entries must arrive under (Codacy has no ids: content hashes;
-    the emulator's entries are all distinct, so no occurrence suffix is involved)."""
-    ids = set()
-    for entry in emulator.entries():
-        org = entry.pop("_org")
-        ids.add(content_id("codacy", org, entry))
-    return ids
+def expected_ids(emulator: EmulatorProcess, vendor: str = "codacy") -> set[str]:
+    """Every id the emulator's entries must arrive under."""
+    return {VENDORS[vendor].key(entry) for entry in emulator.entries()}
 
 
 def state(config: Path) -> dict[str, Any]:
@@ -162,6 +216,19 @@ def codacy() -> Iterator[EmulatorProcess]:
     emulator = running("codacy", entries=30, options={"orgs": ORGS, "span_s": 2 * 86400})
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+def vendor_emulators() -> Iterator[dict[str, EmulatorProcess]]:
+    """All four vendor emulators, 30 entries each to begin with."""
+    started: dict[str, EmulatorProcess] = {}
+    try:
+        for name, vendor in VENDORS.items():
+            started[name] = running(name, entries=30, options=vendor.options)
+        yield started
+    finally:
+        for emulator in started.values():
+            emulator.stop()
 
 
 class LoggedDaemon:

@@ -1,10 +1,11 @@
-"""Promise 1, nothing lost: 50 SIGKILLs at random moments, four real receivers, zero loss.
+"""Promise 1, nothing lost: 50 SIGKILLs at random moments, four vendors, four real receivers.
 
-While the daemon lives (0.2 to 1.5 s, seeded), the Codacy emulator gains entries and four
-sinks drain the journal: file, rsyslog over TCP, the Splunk HEC receiver and moto S3. A
-kill can land anywhere: mid-poll, mid-transaction, mid-batch, between a receiver's
-confirmation and the offset's commit. After a final clean ``once`` every entry must be in
-every receiver, and any duplicate must be the same event under the same id.
+While the daemon lives (0.2 to 1.5 s, seeded), all four vendor emulators (Codacy, ConfigCat,
+Codescoring, CodeStax) gain entries and four sinks drain the journal: file, rsyslog over
+TCP, the Splunk HEC receiver and moto S3. A kill can land anywhere: mid-poll of any source,
+mid-transaction, mid-batch, between a receiver's confirmation and the offset's commit. After
+a final clean ``once`` every entry of every vendor must be in every receiver, and any
+duplicate must be the same event under the same id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from tests.helpers.daemon import cli, start
 from tests.helpers.emulators import EmulatorProcess
-from tests.reliability.conftest import ORGS, Figures, codacy_source, expected_ids, make_config, vm_hwm_kb
+from tests.reliability.conftest import VENDORS, Figures, expected_ids, make_config, vm_hwm_kb
 from tests.reliability.receivers import AWS_ENV, Receivers
 
 KILLS = 50
@@ -37,15 +38,18 @@ def receivers(tmp_path: Path) -> Iterator[Receivers]:
 
 
 def test_fifty_sigkills_lose_nothing_in_any_sink(
-    tmp_path: Path, codacy: EmulatorProcess, receivers: Receivers, figures: Figures
+    tmp_path: Path, vendor_emulators: dict[str, EmulatorProcess], receivers: Receivers, figures: Figures
 ) -> None:
-    cfg = make_config(tmp_path, codacy_source(codacy.url), receivers.sinks())
+    sources = {name: VENDORS[name].source(emulator.url) for name, emulator in vendor_emulators.items()}
+    cfg = make_config(tmp_path, sources, receivers.sinks())
     rng = random.Random(SEED)
     peak_kb = 0
     unexpected_exits = []
     began = time.monotonic()
     for life in range(KILLS):
-        codacy.control("POST", "entries", {"generate": rng.randint(1, 8), "orgs": ORGS, "span_s": 5})
+        for name, emulator in vendor_emulators.items():
+            more = {"generate": rng.randint(1, 8), "span_s": 5, **VENDORS[name].generate}
+            emulator.control("POST", "entries", more)
         daemon = start(cfg, "run", env=AWS_ENV)
         time.sleep(rng.uniform(0.2, 1.5))
         if daemon.poll() is not None:  # it must still be alive: a crash on its own is a failure
@@ -56,32 +60,45 @@ def test_fifty_sigkills_lose_nothing_in_any_sink(
             except (FileNotFoundError, AssertionError):
                 pass
             os.kill(daemon.pid, signal.SIGKILL)
-        daemon.wait(timeout=10)
+        daemon.wait(timeout=30)
         if daemon.stderr:
             daemon.stderr.close()
     killed_in = time.monotonic() - began
-    final = cli(cfg, "once", "--timeout", "120", timeout=180, env=AWS_ENV)
+    final = cli(cfg, "once", "--timeout", "150", timeout=240, env=AWS_ENV)
     assert final.returncode == 0, final.stderr[-3000:]
     assert not unexpected_exits, f"daemon exited on its own: {unexpected_exits[:2]!r}"
 
-    want = expected_ids(codacy)
+    want_by_vendor = {name: expected_ids(emulator, name) for name, emulator in vendor_emulators.items()}
+    want = set().union(*want_by_vendor.values())
+    assert len(want) == sum(len(ids) for ids in want_by_vendor.values()), "two vendors' ids collide"
     lost = 0
     duplicated = 0
+    duplicated_by_vendor: Counter[str] = Counter()
     got_by_sink = receivers.events()
     torn = receivers.torn
     for sink, events in got_by_sink.items():
         ids = Counter(e["id"] for e in events)
-        missing = want - set(ids)
-        lost += len(missing)
-        assert not missing, f"{sink} lost {len(missing)} of {len(want)} events"
+        for vendor, vendor_ids in want_by_vendor.items():
+            missing = vendor_ids - set(ids)
+            lost += len(missing)
+            assert not missing, f"{sink} lost {len(missing)} of {len(vendor_ids)} {vendor} events"
         assert set(ids) <= want | {e["id"] for e in events if e.get("vendor") == "forwarder"}
         duplicated += sum(n - 1 for n in ids.values())
+        seen: set[str] = set()
+        for event in events:
+            if event["id"] in seen:
+                duplicated_by_vendor[event["source"]] += 1
+            seen.add(event["id"])
         first: dict[str, dict[str, Any]] = {}
         for event in events:  # a duplicate is the very same event; only observed_time may differ
             event = {k: v for k, v in event.items() if k != "observed_time"}
             assert first.setdefault(event["id"], event) == event, f"{sink}: same id, different content"
+        assert {e["source"] for e in events if e["id"] in want} == set(VENDORS), f"{sink}: a source is missing"
     figures.record(lost=lost, duplicated=duplicated, rss_kb=peak_kb)
+    per_vendor = ", ".join(
+        f"{name}={len(ids)} (duplicated {duplicated_by_vendor[name]})" for name, ids in want_by_vendor.items()
+    )
     print(
-        f"\ncrash: {KILLS} SIGKILLs in {killed_in:.0f}s, {len(want)} entries x 4 sinks, lost={lost}, "
-        f"duplicated={duplicated}, torn syslog fragments={torn}"
+        f"\ncrash: {KILLS} SIGKILLs in {killed_in:.0f}s, {len(want)} entries ({per_vendor}) x 4 sinks, "
+        f"lost={lost}, duplicated={duplicated}, torn syslog fragments={torn}"
     )
