@@ -3,8 +3,9 @@
 When a cursor is older than the vendor keeps its logs (the forwarder was stopped for longer
 than the retention), the entries in between are gone for good. A log line is easy to miss, so
 the source also journals one event saying which interval was lost; a SIEM can alert on it.
-Its id depends only on the source, organization and interval, so a retried poll that
-journals it again is deduplicated downstream like any other event.
+It is journaled in the same transaction as the first page's cursor, which moves past the
+hole, so each hole is recorded once; its id is derived from the source, organization and
+interval, so it is as stable as any other event's.
 """
 
 from __future__ import annotations
