@@ -288,7 +288,9 @@ class Rsyslog:
         if not self.output.exists():
             return []
         out = []
-        for line in self.output.read_bytes().decode("utf-8").splitlines():
+        data = self.output.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]  # rsyslog may be mid-write: skip a partial last line
+        for line in complete.decode("utf-8").splitlines():
             record = json.loads(line)
             record["sd_parsed"] = json.loads(record["sd_parsed"]) if record["sd_parsed"] else {}
             if where(record):
