@@ -16,7 +16,10 @@ import pytest
 from forwarder.emulators.codescoring import format_created_at
 from forwarder.event import NormalizedEvent
 from forwarder.sources.codescoring import TEMPLATES, CodescoringSource, normalize_entry, parse_message
-from tests.helpers.daemon import cli, read_ndjson, write_config
+from tests.helpers.daemon import delivered_ids as ids
+from tests.helpers.daemon import file_sink_config as config
+from tests.helpers.daemon import once_ok as once
+from tests.helpers.daemon import read_ndjson
 from tests.helpers.emulators import EmulatorProcess, running
 
 TOKEN = "codescoring-test-token"
@@ -38,31 +41,11 @@ def source(url: str, **overrides: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def config(tmp_path: Path, sources: dict[str, Any]) -> Path:
-    return write_config(
-        tmp_path / "config.yaml",
-        {
-            "state_dir": str(tmp_path / "state"),
-            "sources": sources,
-            "sinks": {
-                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-            },
-        },
-    )
-
 
 def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
     return Counter(f"codescoring:acme:{e['id']}" for e in emulator.entries())
 
 
-def ids(tmp_path: Path) -> Counter[str]:
-    return Counter(e["id"] for e in read_ndjson(tmp_path / "out"))
-
-
-def once(cfg: Path, code: int = 0) -> str:
-    result = cli(cfg, "once")
-    assert result.returncode == code, result.stderr
-    return result.stderr
 
 
 def test_first_run_collects_everything_once_then_only_new_entries(tmp_path: Path, codescoring: EmulatorProcess) -> None:

@@ -18,7 +18,9 @@ from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFA
 from forwarder.event import NormalizedEvent, format_ms, parse_time
 from forwarder.sources.configcat import normalize_entry, reset_delay
 from forwarder.sources.gaps import gap_event
-from tests.helpers.daemon import cli, read_ndjson, write_config
+from tests.helpers.daemon import cli, read_ndjson
+from tests.helpers.daemon import file_sink_config as config
+from tests.helpers.daemon import once_ok as once
 from tests.helpers.emulators import EmulatorProcess, running
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "configcat"
@@ -42,27 +44,10 @@ def source(url: str, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def config(tmp_path: Path, sources: dict[str, Any]) -> Path:
-    return write_config(
-        tmp_path / "config.yaml",
-        {
-            "state_dir": str(tmp_path / "state"),
-            "sources": sources,
-            "sinks": {
-                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-            },
-        },
-    )
-
 
 def expected(emulator: EmulatorProcess) -> Counter[str]:
     return Counter(f"configcat:{e['auditLogId']}" for e in emulator.entries())
 
-
-def once(cfg: Path) -> str:
-    result = cli(cfg, "once")
-    assert result.returncode == 0, result.stderr
-    return result.stderr
 
 
 def test_first_run_collects_all_once_then_incremental_with_boundary_ties(
