@@ -122,7 +122,7 @@ ACTIVITIES = {
     "role_changed": "update", "member_removed": "remove_member", "updated": "update",
     "webhook_configured": "update", "policy_changed": "update", "jira_linked": "create",
     "oauth_token_refreshed": "update", "webhook_enabled": "enable", "webhook_disabled": "disable",
-    "viewed": "read", "exported": "export", "deleted": "delete",
+    "viewed": "read", "exported": "export", "deleted": "delete", "login_failed": "login",
 }  # fmt: skip
 READS = {"read", "export"}  # findings read or exported are data access, not entity changes
 FAILURES = ("failed", "denied", "rejected", "login_failed")

@@ -1,28 +1,34 @@
-"""One normalized event per vendor shape, and the CEF/LEEF parsers the tests read lines back with.
+"""Normalized events per vendor shape, and the CEF/LEEF parsers the tests read lines back with.
 
-Codacy's event comes from the real normalizer; the other vendors' sources are being written,
-so their events are built by hand from the raw shapes their emulators serve.
+Every vendor event comes from its source's real normalizer with that source's real key scheme,
+so a normalizer change shows up here as a golden diff instead of drifting past a hand-built
+event. The plain vendor names normalize raw entries in the shapes the emulators serve (the
+ECS/OCSF tests pin their values); the ``vendor-what`` names take entries from the sources' own
+raw fixtures, picked for the paths the formats branch on: failures, actors with ip and email,
+targets, repositories, system actors, entries without an id.
 ``python -m tests.formats.samples`` rewrites the golden files after a deliberate change.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from forwarder.event import make_event
 from forwarder.formats import get_formatter
-from forwarder.sources.codacy import normalize_entry
+from forwarder.sources import codacy, codescoring, codestax, configcat
 from forwarder.sources.gaps import gap_event
 from sinks.base import Record
 
-GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "formats"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+GOLDEN = FIXTURES / "formats"
 FORMATS = ("json", "csv", "ecs", "ocsf", "cef", "leef")
-OBSERVED = "2026-11-24T05:45:00.000Z"
+OBSERVED = datetime(2026, 11, 24, 5, 45, tzinfo=UTC)
+CONFIGCAT_ORG = "08d8a2b5-8f0b-4b1c-8c7c-9a6c1b2d3e4f"
 
 CODACY_RAW = {
     "actor": {"email": "alice@example.com", "role": "organizationAdmin"}, "action": "repositories.settings.update",
@@ -47,35 +53,58 @@ CODESTAX_RAW = {
 }  # fmt: skip
 
 
+def _fixture(path: str) -> list[Any]:
+    entries = orjson.loads((FIXTURES / path).read_bytes())
+    assert isinstance(entries, list), path
+    return entries
+
+
+def _configcat(raw: Any) -> dict[str, Any]:
+    key = f"configcat:{raw['auditLogId']}"  # the scheme ConfigCatSource.pages uses
+    return configcat.normalize_entry("configcat", CONFIGCAT_ORG, raw, key, OBSERVED)
+
+
+def _codescoring(raw: Any) -> dict[str, Any]:
+    key = codescoring.CodescoringSource._key("default", raw)
+    return codescoring.normalize_entry("codescoring", "default", raw, key, OBSERVED)
+
+
+def _codestax(raw: Any) -> dict[str, Any]:
+    return codestax.normalize_entry("codestax", "acme", raw, codestax.entry_key("acme", raw), OBSERVED)
+
+
+def _from_fixture(normalize: Callable[[Any], dict[str, Any]], path: str, index: int) -> dict[str, Any]:
+    return normalize(_fixture(path)[index])
+
+
 def events() -> dict[str, dict[str, Any]]:
-    observed = datetime(2026, 11, 24, 5, 45, tzinfo=UTC)
+    configcat_raw, codescoring_raw, codestax_raw = "configcat/entries.json", "codescoring/raw.json", "codestax/raw.json"
     return {
-        "codacy": normalize_entry("codacy", "gh/acme", CODACY_RAW, "codacy:0001", observed),
-        "configcat": make_event(
-            id="configcat:480140894", time="2026-11-24T05:44:44.933Z", observed_time=OBSERVED, vendor="configcat",
-            source="configcat", organization="08d8a2b5-8f0b-4b1c-8c7c-9a6c1b2d3e4f", action="settingValueChanged",
-            activity="update", category="configuration", outcome="success", raw=CONFIGCAT_RAW,
-            actor={"email": "carol.ivanova@example.com", "name": "Carol Ivanova", "type": "user"},
-            target={"type": "setting", "name": "pricingExperimentVariant"},
-            message="Setting value changed", details={"where": CONFIGCAT_RAW["where"], "why": "rollout"},
-        ),
-        "codescoring": make_event(
-            id="codescoring:41138", time="2026-11-24T05:44:44.934Z", observed_time=OBSERVED, vendor="codescoring",
-            source="codescoring", organization="default", action="SCA.analysis_started", activity="execute",
-            category="analysis", outcome="unknown", raw=CODESCORING_RAW, actor={"name": "system", "type": "system"},
-            target={"type": "project", "name": "mobile-app"}, message=str(CODESCORING_RAW["message"]),
-        ),
-        "codestax": make_event(
-            id="codestax:5138", time="2026-11-24T05:44:44.934Z", observed_time=OBSERVED, vendor="codestax",
-            source="codestax", organization="acme", action="auth.login_failed", activity="login",
-            category="authentication", outcome="failure", raw=CODESTAX_RAW,
-            actor={"email": "bob@example.com", "name": "Bob Ng", "ip": "198.51.100.121", "type": "user",
-                   "user_agent": "Mozilla/5.0 (X11; Linux x86_64)"},
-            target={"type": "organization", "name": "acme"},
-        ),
+        "codacy": codacy.normalize_entry("codacy", "gh/acme", CODACY_RAW, "codacy:0001", OBSERVED),
+        "configcat": _configcat(CONFIGCAT_RAW),
+        "codescoring": _codescoring(CODESCORING_RAW),
+        "codestax": _codestax(CODESTAX_RAW),
+        # team member removed: a person as the target, details parsed from embedded JSON
+        "configcat-member-removed": _from_fixture(_configcat, configcat_raw, 1),
+        # a change request applied on schedule: no email, so a system actor; truncated details
+        "configcat-system": _from_fixture(_configcat, configcat_raw, 2),
+        # a failed SCA run: failure outcome, a project target, a duration
+        "codescoring-analysis-failed": _from_fixture(_codescoring, codescoring_raw, 12),
+        # a failed clone: failure outcome with a repository
+        "codescoring-clone-failed": _from_fixture(_codescoring, codescoring_raw, 15),
+        # a failed login: the attempted user becomes the actor
+        "codescoring-login-failed": _from_fixture(_codescoring, codescoring_raw, 5),
+        # a failed scan: actor with ip and email, repository target, failure outcome
+        "codestax-scan-failed": _from_fixture(_codestax, codestax_raw, 9),
+        # no id (a content-hash key), no user: an unknown actor
+        "codestax-no-id": _from_fixture(_codestax, codestax_raw, 27),
         "codacy-gap": gap_event(
-            vendor="codacy", source="codacy", organization="gh/acme", from_ms=1795400000000, to_ms=1795494600123,
-            observed=observed,
+            vendor="codacy",
+            source="codacy",
+            organization="gh/acme",
+            from_ms=1795400000000,
+            to_ms=1795494600123,
+            observed=OBSERVED,
         ),
     }
 
