@@ -11,12 +11,14 @@ TARGET_PEAK_RSS_MB = 150.0
 
 def table(results: dict[str, Any]) -> str:
     baselines = results["baselines"]
-    head = f"{'':10} {'events/s':>10} {'CPU s/100k':>11} {'RSS MB':>7} {'p50 s':>7} {'p99 s':>7}"
+    head = f"{'':10} {'events/s':>10} {'CPU s/100k':>11} {'RSS MB':>7} {'drain p99':>9}"
+    head += f" {'live p50':>8} {'live p99':>8} {'target':>6}"
     head += "".join(f" {'CPU x ' + name:>14}" for name in baselines)
     lines = [head]
     for name, sink in results["sinks"].items():
         row = f"{name:10} {sink['events_per_s']:>10.0f} {sink['cpu_s_per_100k']:>11.2f} {sink['peak_rss_mb']:>7.0f}"
-        row += f" {_num(sink['latency_p50_s']):>7} {_num(sink['latency_p99_s']):>7}"
+        row += f" {_num(sink['drain_p99_s']):>9} {_num(sink['latency_p50_s']):>8} {_num(sink['latency_p99_s']):>8}"
+        row += f" {_verdict(sink['live']):>6}"
         row += "".join(f" {sink['cpu_ratio'][b]:>14.1f}" for b in baselines)
         lines.append(row)
     for name, base in baselines.items():
@@ -28,6 +30,13 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _verdict(live: dict[str, Any]) -> str:
+    """Whether the live p99 met "poll interval + 1 s" ("-" when the live phase was skipped)."""
+    if "meets_target" not in live:
+        return "-"
+    return "met" if live["meets_target"] else "missed"
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -36,7 +45,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     sinks, baselines = results["sinks"], results["baselines"]
     names = list(sinks) + list(baselines)
-    fig, (ax_rate, ax_cpu, ax_rss) = plt.subplots(1, 3, figsize=(14, 4.5))
+    fig, (ax_rate, ax_cpu, ax_rss, ax_live) = plt.subplots(1, 4, figsize=(18, 4.5))
     colors = ["tab:blue"] * len(sinks) + ["tab:gray"] * len(baselines)
     ax_rate.bar(names, [({**sinks, **baselines})[n]["events_per_s"] for n in names], color=colors)
     ax_rate.set_title("Throughput (events/s of wall time)")
@@ -47,7 +56,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_rss.bar(list(sinks), [s["peak_rss_mb"] for s in sinks.values()], color="tab:blue")
     ax_rss.axhline(TARGET_PEAK_RSS_MB, color="tab:red", linestyle="dashed")
     ax_rss.set_title("Forwarder peak RSS MB (red: target)")
-    for ax in (ax_rate, ax_cpu, ax_rss):
+    for i, sink in enumerate(sinks.values()):
+        ax_live.bar([i - 0.2, i + 0.2], [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0], width=0.4,
+                    color=["tab:cyan", "tab:blue"])  # fmt: skip
+        if "target_p99_s" in sink["live"]:
+            ax_live.hlines(sink["live"]["target_p99_s"], i - 0.4, i + 0.4, colors="tab:red", linestyles="dashed")
+    ax_live.set_xticks(range(len(sinks)), list(sinks))
+    ax_live.set_title("Live latency p50 / p99 s (red: interval + 1 s)")
+    for ax in (ax_rate, ax_cpu, ax_rss, ax_live):
         ax.tick_params(axis="x", labelrotation=30)
     events = results["machine"]["events"]
     fig.suptitle(f"audit-forwarder benchmark: {events:,} Codacy entries, {results['machine']['cpu_model']}")

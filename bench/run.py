@@ -1,8 +1,10 @@
-"""``python -m bench.run [--quick] [--events N] [--sinks file,syslog,hec,s3]``
+"""``python -m bench.run [--quick] [--events N] [--sinks file,syslog,hec,s3] [--live-s S]``
 
 Serves N Codacy entries from the benchmark emulator, runs ``audit-forwarder once`` (fetch,
-normalize, journal, deliver) in its own process into each sink in turn, then the three
-baselines over the same windows, and writes ``bench/results/latest.json`` and ``.png``.
+normalize, journal, deliver) in its own process into each sink in turn (the drain phase),
+then ``audit-forwarder run`` against a live feed into each sink (the latency phase, see
+``bench/live.py``), then the three baselines over the same windows of the backlog, and
+writes ``bench/results/latest.json`` and ``.png``.
 See ``docs/performance.md`` for what each figure means exactly.
 """
 
@@ -22,6 +24,7 @@ import orjson
 import yaml
 
 from bench import baselines
+from bench.live import Feed, run_live
 from bench.procs import Measured, run_measured, start_listening
 from bench.report import chart, table
 from bench.sinks import TARGETS, Target
@@ -39,7 +42,8 @@ def slice_hours(events: int) -> float:
     return SPAN_S / 3600 / max(1, round(events / ENTRIES_PER_PAGE))
 
 
-def forwarder_config(work: Path, url: str, events: int, sink: dict[str, Any]) -> Path:
+def forwarder_config(work: Path, url: str, events: int, sink: dict[str, Any], **source: float) -> Path:
+    """The drain phase's config; ``source`` overrides settings of the Codacy source."""
     config = {
         "state_dir": str(work / "state"),
         "journal": {"max_events": events * 2 + 10_000, "max_bytes": 1 << 40},
@@ -54,6 +58,7 @@ def forwarder_config(work: Path, url: str, events: int, sink: dict[str, Any]) ->
                 "slice_hours": slice_hours(events),
                 "interval_s": 60,
                 "jitter_s": 0,
+                **source,
             }
         },
         "sinks": {"out": sink},
@@ -86,11 +91,28 @@ def run_sink(target: Target, work: Path, url: str, events: int) -> dict[str, Any
     return {
         **costs(measured, events),
         "peak_rss_mb": round(measured.peak_rss_mb, 1),
-        "latency_p50_s": _round(percentile_time(measured.samples, math.ceil(events * 0.50))),
-        "latency_p99_s": _round(percentile_time(measured.samples, math.ceil(events * 0.99))),
+        "drain_p50_s": _round(percentile_time(measured.samples, math.ceil(events * 0.50))),
+        "drain_p99_s": _round(percentile_time(measured.samples, math.ceil(events * 0.99))),
         "delivered": delivered,
         "exit_code": measured.returncode,
     }
+
+
+def run_live_sink(name: str, work: Path, feed: Feed) -> dict[str, Any]:
+    """The live phase for one sink, with a fresh receiver and an emulator that starts empty."""
+    work.mkdir()
+    emulator, url = start_listening(["bench.emulators", "codacy", "--org", ORG], work / "codacy.log")
+    try:
+        with TARGETS[name](work, live=True) as target:
+            # lag_s 0: a positive lag_s delays every entry by that much, by design
+            config = forwarder_config(
+                work, url, 1, target.config,
+                interval_s=feed.interval_s, jitter_s=0, lag_s=0, initial_lookback_days=0.01, slice_hours=24,
+            )  # fmt: skip
+            return run_live(target, config, url, feed, ORG, work / "forwarder.log")
+    finally:
+        emulator.kill()
+        emulator.wait(timeout=10)
 
 
 def costs(measured: Measured, events: int) -> dict[str, Any]:
@@ -168,12 +190,11 @@ def ratios(results: dict[str, Any]) -> None:
             for name, base in results["baselines"].items()
         }
         sink["throughput_ratio"] = {
-            name: round(sink["events_per_s"] / base["events_per_s"], 3)
-            for name, base in results["baselines"].items()
+            name: round(sink["events_per_s"] / base["events_per_s"], 3) for name, base in results["baselines"].items()
         }
 
 
-def run(events: int, sinks: list[str], out_dir: Path) -> dict[str, Any]:
+def run(events: int, sinks: list[str], out_dir: Path, feed: Feed | None) -> dict[str, Any]:
     results: dict[str, Any] = {"sinks": {}, "baselines": {}, "machine": machine(events)}
     with tempfile.TemporaryDirectory(prefix="af-bench-") as tmp:
         work = Path(tmp)
@@ -190,6 +211,13 @@ def run(events: int, sinks: list[str], out_dir: Path) -> dict[str, Any]:
                 print(f"forwarding into {name} ...", flush=True)
                 with TARGETS[name](sink_work) as target:
                     results["sinks"][name] = run_sink(target, sink_work, url, events)
+                live: dict[str, Any] = {"latency_p50_s": None, "latency_p99_s": None}
+                if feed is not None:
+                    print(f"live feed into {name} ({feed.rate_per_s:g}/s for {feed.seconds:g} s) ...", flush=True)
+                    live = run_live_sink(name, sink_work / "live", feed)
+                results["sinks"][name].update(
+                    latency_p50_s=live.pop("latency_p50_s"), latency_p99_s=live.pop("latency_p99_s"), live=live
+                )
             print("baselines ...", flush=True)
             results["baselines"] = run_baselines(url, work, events, listening_ms)
         finally:
@@ -209,13 +237,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--sinks", default=",".join(TARGETS), help="comma-separated subset of " + ",".join(TARGETS))
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
+    parser.add_argument("--live-s", type=float, default=30.0, help="seconds of live feed per sink; 0 skips it")
+    parser.add_argument("--live-rate", type=float, default=20.0, help="entries per second of the live feed")
+    parser.add_argument("--live-interval", type=float, default=5.0, help="the daemon's poll interval_s when live")
     args = parser.parse_args(argv)
     events = args.events or (100_000 if args.quick else 1_000_000)
     sinks = [s for s in args.sinks.split(",") if s]
     unknown = sorted(set(sinks) - set(TARGETS))
     if unknown:
         parser.error(f"unknown sinks {unknown}; choose among {sorted(TARGETS)}")
-    results = run(events, sinks, args.output_dir)
+    feed = Feed(args.live_s, args.live_rate, args.live_interval) if args.live_s > 0 else None
+    results = run(events, sinks, args.output_dir, feed)
     print(table(results))
     print(f"wrote {args.output_dir / 'latest.json'} and latest.png")
 

@@ -1,7 +1,10 @@
 """The four sinks of the benchmark, each with its real receiver in its own process.
 
 A target starts its receiver, gives the sink's config, and counts the events the receiver
-has written so far; the runner samples that count over time to get delivery latencies.
+has written so far; the drain phase samples that count over time. For the live phase a target
+also tells which entries (by ``requestId``) reached the receiver since it was last asked, and
+when: the HEC receiver stamps them itself; for the others it is when the benchmark read them
+(only whole lines of the files, only complete S3 objects).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Protocol
 import boto3
 import httpx
 
-from bench.emulators import CountingHecReceiver
+from bench.emulators import CountingHecReceiver, request_ids
 from bench.procs import start_listening
 from tests.helpers.moto_server import MotoServer
 
@@ -43,24 +46,49 @@ class Counter(Protocol):
     def __call__(self) -> int: ...
 
 
-class LineCounter:
-    """Counts LF-terminated lines in the files of a directory, reading only what is new."""
+class Arrivals(Protocol):
+    def __call__(self) -> dict[str, float]: ...
+
+
+class Tail:
+    """New whole lines (up to the last LF) of the files of a directory, reading only what is new."""
 
     def __init__(self, directory: Path, pattern: str) -> None:
         self.directory = directory
         self.pattern = pattern
         self.offsets: dict[Path, int] = {}
-        self.lines = 0
 
-    def __call__(self) -> int:
+    def read(self) -> bytes:
+        chunks = []
         for path in self.directory.glob(self.pattern):
             with path.open("rb") as handle:
                 handle.seek(self.offsets.get(path, 0))
                 chunk = handle.read()
             # only whole lines count: a line is delivered once its LF is written
-            self.lines += chunk.count(b"\n")
+            chunk = chunk[: chunk.rfind(b"\n") + 1]
             self.offsets[path] = self.offsets.get(path, 0) + len(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class LineCounter:
+    def __init__(self, directory: Path, pattern: str) -> None:
+        self.tail = Tail(directory, pattern)
+        self.lines = 0
+
+    def __call__(self) -> int:
+        self.lines += self.tail.read().count(b"\n")
         return self.lines
+
+
+class LineArrivals:
+    def __init__(self, directory: Path, pattern: str) -> None:
+        self.tail = Tail(directory, pattern)
+
+    def __call__(self) -> dict[str, float]:
+        chunk = self.tail.read()
+        now = time.time()
+        return dict.fromkeys(request_ids(chunk), now)
 
 
 class Target(Protocol):
@@ -68,27 +96,31 @@ class Target(Protocol):
     config: dict[str, Any]
     env: dict[str, str]
     count: Counter
+    arrivals: Arrivals
 
 
 class _Target:
-    def __init__(self, name: str, config: dict[str, Any], count: Counter, env: dict[str, str] | None = None):
+    def __init__(
+        self, name: str, config: dict[str, Any], count: Counter, arrivals: Arrivals, env: dict[str, str] | None = None
+    ):
         self.name = name
         self.config = config
         self.count = count
+        self.arrivals = arrivals
         self.env = env or {}
 
 
 @contextmanager
-def file_target(work: Path) -> Iterator[Target]:
+def file_target(work: Path, live: bool = False) -> Iterator[Target]:
     out = work / "file-out"
     out.mkdir(parents=True)
     # rotation (and its gzip) is turned off so that every event stays in one countable file
     config = {"type": "file", "path": str(out / "{organization}.ndjson"), "rotate_max_bytes": 1 << 40}
-    yield _Target("file", config, LineCounter(out, "*.ndjson"))
+    yield _Target("file", config, LineCounter(out, "*.ndjson"), LineArrivals(out, "*.ndjson"))
 
 
 @contextmanager
-def syslog_target(work: Path) -> Iterator[Target]:
+def syslog_target(work: Path, live: bool = False) -> Iterator[Target]:
     directory = work / "rsyslog"
     (directory / "work").mkdir(parents=True)
     conf = directory / "rsyslog.conf"
@@ -101,7 +133,7 @@ def syslog_target(work: Path) -> Iterator[Target]:
     try:
         port = _wait_port_file(directory / "tcp.port", proc)
         config = {"type": "syslog", "host": "127.0.0.1", "port": port, "transport": "tcp"}
-        yield _Target("syslog", config, LineCounter(directory, "received.log"))
+        yield _Target("syslog", config, LineCounter(directory, "received.log"), LineArrivals(directory, "received.log"))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -120,35 +152,60 @@ def _wait_port_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 
 
 
 @contextmanager
-def hec_target(work: Path) -> Iterator[Target]:
-    proc, url = start_listening(["bench.emulators", "splunk_hec"], work / "hec.log")
+def hec_target(work: Path, live: bool = False) -> Iterator[Target]:
+    proc, url = start_listening(["bench.emulators", "splunk_hec", *(["--arrivals"] if live else [])], work / "hec.log")
     client = httpx.Client(base_url=url, timeout=10)
     try:
         config = {"type": "splunk_hec", "url": url, "token": CountingHecReceiver().tokens[0], "tls_verify": False}
-        yield _Target("hec", config, lambda: int(client.get("/_control/count").json()["events"]))
+        yield _Target(
+            "hec", config,
+            lambda: int(client.get("/_control/count").json()["events"]),
+            lambda: {str(k): float(v) for k, v in client.get("/_control/arrivals").json().items()},
+        )  # fmt: skip
     finally:
         client.close()
         proc.kill()
         proc.wait(timeout=10)
 
 
-class S3Counter:
-    """Lists the bucket and counts the lines of each object not seen before."""
+class S3Objects:
+    """Lists the bucket and reads the (gunzipped) objects not seen before."""
 
     def __init__(self, endpoint_url: str, bucket: str) -> None:
         self.client = boto3.client("s3", endpoint_url=endpoint_url, **_boto_credentials())
         self.bucket = bucket
         self.seen: set[str] = set()
-        self.lines = 0
 
-    def __call__(self) -> int:
+    def read(self) -> bytes:
+        bodies = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             for obj in page.get("Contents", []):
                 if obj["Key"] not in self.seen:
                     self.seen.add(obj["Key"])
-                    body = self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
-                    self.lines += gzip.decompress(body).count(b"\n")
+                    bodies.append(
+                        gzip.decompress(self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+                    )
+        return b"".join(bodies)
+
+
+class S3Counter:
+    def __init__(self, endpoint_url: str, bucket: str) -> None:
+        self.objects = S3Objects(endpoint_url, bucket)
+        self.lines = 0
+
+    def __call__(self) -> int:
+        self.lines += self.objects.read().count(b"\n")
         return self.lines
+
+
+class S3Arrivals:
+    def __init__(self, endpoint_url: str, bucket: str) -> None:
+        self.objects = S3Objects(endpoint_url, bucket)
+
+    def __call__(self) -> dict[str, float]:
+        body = self.objects.read()
+        now = time.time()
+        return dict.fromkeys(request_ids(body), now)
 
 
 def _boto_credentials() -> dict[str, str]:
@@ -160,7 +217,7 @@ def _boto_credentials() -> dict[str, str]:
 
 
 @contextmanager
-def s3_target(work: Path) -> Iterator[Target]:
+def s3_target(work: Path, live: bool = False) -> Iterator[Target]:
     with MotoServer() as moto:
         bucket = "bench-audit"
         boto3.client("s3", endpoint_url=moto.endpoint_url, **_boto_credentials()).create_bucket(Bucket=bucket)
@@ -169,7 +226,9 @@ def s3_target(work: Path) -> Iterator[Target]:
             "type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url, "force_path_style": True,
             "batch_max_age_s": 1.0,
         }  # fmt: skip
-        yield _Target("s3", config, S3Counter(moto.endpoint_url, bucket), env=dict(AWS_ENV))
+        yield _Target(
+            "s3", config, S3Counter(moto.endpoint_url, bucket), S3Arrivals(moto.endpoint_url, bucket), env=dict(AWS_ENV)
+        )
 
 
 TARGETS = {"file": file_target, "syslog": syslog_target, "hec": hec_target, "s3": s3_target}

@@ -215,6 +215,8 @@ class Daemon:
         finally:
             if task is not None:
                 tasks.discard(task)
+            for worker in self.workers.values():
+                worker.flush()
 
     # --- modes ---------------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -343,8 +345,6 @@ class Daemon:
             polls = [asyncio.create_task(self.poll(name)) for name in self.pollers]
             done = await self._race(asyncio.gather(*polls), timeout_s)
             ok = bool(done) and all(done)
-            for worker in self.workers.values():
-                worker.drain()
             deadline = time.monotonic() + timeout_s
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 active = [w for w in self.workers.values() if w.status.state != "stopped"]

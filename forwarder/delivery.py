@@ -69,7 +69,7 @@ class SinkWorker:
         self.wakeup = asyncio.Event()
         self.offset = 0
         self._stopping = False
-        self.draining = False
+        self.flush_upto = 0
         self._started = False
 
     def notify(self) -> None:
@@ -79,10 +79,10 @@ class SinkWorker:
         self._stopping = True
         self.wakeup.set()
 
-    def drain(self) -> None:
-        """No more events are coming soon (``once`` finished polling): send small batches at once
-        instead of waiting ``batch_max_age_s`` for them to fill."""
-        self.draining = True
+    def flush(self) -> None:
+        """A poll just ended: no more events are coming before the next one, so what is journaled
+        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill."""
+        self.flush_upto = self.journal.head
         self.wakeup.set()
 
     @property
@@ -136,7 +136,7 @@ class SinkWorker:
             except TimeoutError:
                 pass
             return []
-        if len(batch) < cfg.batch_max_events and not (self._stopping or self.draining):
+        if len(batch) < cfg.batch_max_events and not (self._stopping or self.flush_upto > self.offset):
             # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
             first = await self.journal.journaled_at(batch[0].seq)
             remaining = cfg.batch_max_age_s - (time.time() - first) if first else 0
@@ -149,7 +149,7 @@ class SinkWorker:
         return batch
 
     async def _wait_for_more(self) -> None:
-        while not (self._stopping or self.draining):
+        while not (self._stopping or self.flush_upto > self.offset):
             self.wakeup.clear()
             await self.wakeup.wait()
             if self.journal.head - self.offset >= self.config.batch_max_events:

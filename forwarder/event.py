@@ -113,7 +113,10 @@ def parse_time(value: str) -> datetime:
         dt = _parse_tolerant(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar: unparseable, like any bad time
+        raise ValueError(f"time out of range once in UTC: {value[:40]!r}") from None
 
 
 def _parse_tolerant(value: str) -> datetime:

@@ -295,8 +295,13 @@ class CodescoringSource:
         for page in range(1, MAX_PAGES + 1):
             items, more = await self.fetch_page(organization, page, per_page, (floor, end))
             keys = with_occurrence([self._key(organization, item) for item in items])
-            if more is None and page > 1 and items and set(keys) <= seen:
-                return list(found.values())  # a bare list that ignores ``page``: the same entries again
+            if page > 1 and items and set(keys) <= seen:
+                if more is None:
+                    return list(found.values())  # a bare list that ignores ``page``: the same entries again
+                raise MalformedResponse(
+                    f"Codescoring sent page {page} with only entries already seen for installation "
+                    f"{organization!r}; the walk stops instead of looping"
+                )
             seen.update(keys)
             reached_floor = False
             for item, key in zip(items, keys, strict=True):

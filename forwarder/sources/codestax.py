@@ -237,7 +237,13 @@ class CodeStaxSource:
                     f"CodeStax answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries"
                 )
-            items.extend(zip(body, with_occurrence([entry_key(organization, item) for item in body]), strict=True))
+            keys = with_occurrence([entry_key(organization, item) for item in body])
+            if page and body and set(keys) <= {key for _, key in items}:
+                raise MalformedResponse(
+                    f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "
+                    f"{organization!r}; the walk stops instead of looping"
+                )
+            items.extend(zip(body, keys, strict=True))
             if len(body) < cfg.limit:
                 return items
         raise MalformedResponse(f"CodeStax paging for organization {organization!r} never ended")

@@ -243,7 +243,11 @@ class ConfigCatSource:
         for page_number in range(1, cfg.max_pages + 1):
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
                                                             "pageSize": cfg.page_size})  # fmt: skip
-            if not isinstance(body, dict) or not isinstance(body.get("data", []), list | None):
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("data", []), list | None)
+                or not isinstance(body.get("paging", {}), dict | None)
+            ):
                 raise MalformedResponse(
                     f"ConfigCat sent {type(body).__name__} for {unit!r}, expected the {{data, paging}} envelope"
                 )

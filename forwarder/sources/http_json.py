@@ -395,9 +395,20 @@ class HttpJsonSource:
             if not nxt or not isinstance(nxt, str):
                 return records
             base = last[0].url if last else httpx.URL(url)
-            if str(base.join(nxt)) == str(base):
+            try:
+                joined = str(base.join(nxt))
+            except httpx.InvalidURL:
+                raise MalformedResponse(
+                    f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
+                ) from None
+            if joined == str(base):
                 return records
-            next_url = str(base.join(nxt))
+            if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
+                raise MalformedResponse(
+                    f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
+                    "refusing to send the source's credentials there"
+                )
+            next_url = joined
         raise SourceError(
             f"{cfg.vendor} pagination for organization {organization!r} went past max_pages={pg.max_pages}; "
             "raise it or narrow slice_hours"
@@ -406,7 +417,7 @@ class HttpJsonSource:
     def _time_ms(self, raw: Any, fallback: int) -> int:
         try:
             return int(parse_instant(get_path(raw, self.config.time_field), self.config.time_format).timestamp() * 1000)
-        except (ValueError, TypeError, OverflowError):
+        except (ValueError, TypeError, OverflowError, OSError):  # OSError: an epoch past the C time_t
             return fallback  # quarantined by normalize, remembered until it leaves the overlap
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:

@@ -1,5 +1,6 @@
-"""The benchmark harness end to end on a tiny backlog: the JSON it writes has the documented
-shape. Timings are never asserted (they depend on the machine and its load)."""
+"""The benchmark harness end to end on a tiny backlog and a two-second live feed: the JSON it
+writes has the documented shape. Timings are never asserted (they depend on the machine and
+its load)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import orjson
 from bench.run import main
 
 EVENTS = 2000
+LIVE_RATE = 10
 
 
 def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
-    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path)])
+    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path),
+          "--live-s", "2", "--live-rate", str(LIVE_RATE), "--live-interval", "1"])  # fmt: skip
 
     results = orjson.loads((tmp_path / "latest.json").read_bytes())
     assert set(results) == {"sinks", "baselines", "machine"}
@@ -24,6 +27,11 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
         assert isinstance(sink[key], float) and sink[key] > 0, key
     assert sink["delivered"] == EVENTS and sink["exit_code"] == 0
     assert sink["latency_p50_s"] <= sink["latency_p99_s"]
+    assert sink["drain_p50_s"] <= sink["drain_p99_s"]
+    live = sink["live"]
+    assert live["entries"] == live["delivered"] == 2 * LIVE_RATE
+    assert live["interval_s"] == 1 and live["lag_s"] == 0 and live["batch_max_age_s"] == 1.0
+    assert live["target_p99_s"] == 2.0 and isinstance(live["meets_target"], bool)
     for name, base in results["baselines"].items():
         assert base["events_per_s"] > 0 and base["cpu_s_per_100k"] > 0, name
         assert base["events"] == EVENTS, name

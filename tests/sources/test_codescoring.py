@@ -182,3 +182,30 @@ def test_golden_mapping_of_every_template() -> None:
     failed_login = next(e for e in got if e["action"] == "user.login_failed")
     assert failed_login["actor"]["name"] == "asmith" and failed_login["outcome"] == "failure"
     assert got[-1]["id"].startswith("codescoring:") and got[-1]["id"].count(":") == 1  # no id: content hash
+
+
+async def test_an_envelope_that_repeats_the_same_page_forever_stops_the_walk() -> None:
+    import httpx
+
+    from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
+    from forwarder.sources.http import MalformedResponse
+
+    now = datetime.now(UTC).isoformat()
+    results = [{"id": i, "created_at": now, "actor": "jdoe", "message": "User logged in", "duration": None}
+               for i in range(10)]  # fmt: skip
+    requests: list[httpx.Request] = []
+
+    def same_page(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        body = {"count": 10_000, "next": "http://cs.test/api/audit_logs/?page=2", "previous": None, "results": results}
+        return httpx.Response(200, json=body)
+
+    config = CodescoringConfig(type="codescoring", base_url="http://cs.test", token="t", per_page=10,
+                               initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
+    source = CodescoringSource("cs", config)
+    source.client._transport = httpx.MockTransport(same_page)
+    with pytest.raises(MalformedResponse, match="already seen"):
+        async for _ in source.pages("default", None):
+            pass
+    await source.close()
+    assert len(requests) == 2

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
 from forwarder.event import NormalizedEvent, content_id
 from forwarder.sources.configcat import MAPPING
+from forwarder.sources.http import MalformedResponse
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource, match_glob
 from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
@@ -225,3 +226,18 @@ async def test_pagination_that_never_ends_fails_clearly() -> None:
     source = make_source(handler, pagination={"style": "cursor", "next_path": "meta.next", "max_pages": 5})
     with pytest.raises(Exception, match="max_pages=5"):
         await collect(source)
+
+
+@pytest.mark.parametrize("target", ["http://elsewhere.test/audit/acme?after=10", "https://api.test/audit/acme?after=10"])
+async def test_next_link_to_another_origin_is_refused_before_credentials_go_there(target: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": RECORDS[:PAGE], "links": {"next": target}})
+
+    source = make_source(handler, auth={"type": "bearer", "token": "t-456"},
+                         pagination={"style": "next_link_body", "next_path": "links.next"})  # fmt: skip
+    with pytest.raises(MalformedResponse, match="another origin"):
+        await collect(source)
+    assert [r.url.host for r in seen] == ["api.test"]
