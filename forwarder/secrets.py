@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, model_validator
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -38,6 +38,15 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
         except OSError as exc:
             raise ValueError(f"cannot read {key} {str(path)!r}: {exc.strerror}") from None
     return out
+
+
+class SecretFilesModel(BaseModel):
+    """Base of every config model with secrets: accepts ``<field>_file`` for each SecretStr field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        return resolve_secret_files(cls, data)
 
 
 def collect_secrets(value: Any) -> set[str]:

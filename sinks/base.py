@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from forwarder.routing import RedactRule, SinkFilter, check_redaction
-from forwarder.secrets import resolve_secret_files
+from forwarder.secrets import SecretFilesModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class FatalSinkError(Exception):
     others and the polling carry on, and its offset stays where it was."""
 
 
-class SinkConfig(BaseModel):
+class SinkConfig(SecretFilesModel):
     """Fields every sink accepts; each sink's config model extends it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,11 +81,6 @@ class SinkConfig(BaseModel):
         default_factory=list, description="Fields to drop or replace by an HMAC before sending (docs/formats.md)."
     )
     redact_key: SecretStr | None = Field(None, description="HMAC-SHA256 key of the `hmac` redact rules.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        return resolve_secret_files(cls, data)
 
     @model_validator(mode="after")
     def _format_and_redaction(self) -> SinkConfig:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
-from forwarder.secrets import resolve_secret_files
+from forwarder.secrets import SecretFilesModel
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Page:
     extra_events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
     type: str
     interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
@@ -45,11 +45,6 @@ class SourceConfig(BaseModel):
     max_attempts: int = Field(6, ge=1, description="Attempts of one request before the poll gives up.")
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        return resolve_secret_files(cls, data)
 
 
 class Source(Protocol):

@@ -23,7 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import Activity, Category, Outcome, content_id, format_time, make_event, parse_time
-from forwarder.secrets import resolve_secret_files
+from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
@@ -216,18 +216,13 @@ def format_instant(ms: int, fmt: TimeFormat) -> str:
 
 
 # --- configuration -------------------------------------------------------------------------
-class Auth(BaseModel):
+class Auth(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["none", "header", "bearer", "basic"] = "none"
     header: str = Field("Authorization", description="type header: the header that carries token.")
     token: SecretStr | None = Field(None, description="header value or bearer token; or token_file.")
     username: str | None = None
     password: SecretStr | None = Field(None, description="type basic; or password_file.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        return resolve_secret_files(cls, data)
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:

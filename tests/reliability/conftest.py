@@ -265,6 +265,12 @@ class LoggedDaemon:
                 raise AssertionError("daemon did not stop within its shutdown timeout") from None
         return int(self.process.returncode)
 
+    def kill(self) -> None:
+        """For ``finally`` blocks: a test that failed mid-way must not leave the daemon running."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
     def crashed(self) -> bool:
         """Died on its own, or logged an unhandled exception's traceback."""
         return self.process.poll() is not None or "Traceback" in self.logs()

@@ -93,9 +93,7 @@ def test_full_disk_is_reported_keeps_cursors_and_recovers_without_loss(
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:
-        if daemon.alive():
-            daemon.process.kill()
-            daemon.process.wait(timeout=10)
+        daemon.kill()
     assert not crashed, daemon.logs()[-3000:]
     with sqlite3.connect(journal) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -213,9 +213,7 @@ def test_daemon_survives_garbage_over_http_and_loses_nothing(
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:
-        if daemon.alive():
-            daemon.process.kill()
-            daemon.process.wait(timeout=10)
+        daemon.kill()
     figures.record(crashed=int(crashed))
     assert not crashed, logs[-4000:]
     failures = [line for line in logs.splitlines() if "poll failed" in line]

@@ -56,9 +56,7 @@ def test_large_backlog_stays_within_the_memory_bound(
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:
-        if daemon.alive():
-            daemon.process.kill()
-            daemon.process.wait(timeout=10)
+        daemon.kill()
     assert not crashed, daemon.logs()[-3000:]
     ids = [orjson.loads(line)["id"] for path in out.glob("*.ndjson") for line in path.read_bytes().splitlines()]
     unique = len(set(ids))
