@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import os
 import signal
 import time
@@ -43,6 +44,17 @@ from sinks.registry import SINKS
 log = structlog.get_logger("forwarder.daemon")
 JOURNAL_FILE = "journal.sqlite3"
 LOCK_FILE = "audit-forwarder.lock"
+
+
+def _tune_gc() -> None:
+    """Events are trees of dicts without cycles, freed by reference counting; the cycle
+    collector only re-scanned them. With the default thresholds a page of 10,000 entries set
+    off collections that walked every object alive, a fifth of the CPU while a backlog
+    drained. Freezing what start-up built and collecting young objects 70 times less often
+    keeps the collector for real cycles at a fraction of the cost."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 class StateLock:
@@ -113,6 +125,7 @@ class Daemon:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        _tune_gc()
         self.lock.acquire()
         await self.journal.open()
         for name, cfg in self.settings.sources.items():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -176,6 +175,6 @@ class Router:
             if self.filter and not self.filter.accepts(event):
                 continue
             if self.redactor:
-                record = replace(record, data=orjson.dumps(self.redactor(event)))
+                record = record._replace(data=orjson.dumps(self.redactor(event)))
             out.append(record)
         return out

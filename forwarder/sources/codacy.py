@@ -17,7 +17,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.event import SCHEMA_VERSION, content_id, format_observed, format_time, parse_time
+from forwarder.event import SCHEMA_VERSION, content_id, event_time, format_observed, parse_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
@@ -122,7 +122,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     return {
         "schema_version": SCHEMA_VERSION,
         "id": key,
-        "time": format_time(parse_time(raw["timestamp"])),
+        "time": event_time(raw["timestamp"]),
         "observed_time": format_observed(observed),
         "vendor": "codacy",
         "source": source,
@@ -212,7 +212,7 @@ class CodacySource:
                 if key in recent or key in new_keys:
                     continue
                 try:
-                    ts = int(parse_time(str(item.get("timestamp"))).timestamp() * 1000)
+                    ts = parse_ms(str(item.get("timestamp")))
                 except ValueError:
                     ts = hi  # unparseable: quarantined by normalize, remembered until it leaves the overlap
                 new_keys[key] = ts

@@ -23,7 +23,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import content_id, format_ms, format_time, make_event, parse_time
+from forwarder.event import content_id, event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
 from forwarder.sources.window import WindowCursor, now_ms, with_occurrence
@@ -215,7 +215,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         fields["duration"] = raw["duration"]
     return make_event(
         id=key,
-        time=format_time(parse_time(str(raw["created_at"]))),
+        time=event_time(str(raw["created_at"])),
         observed_time=format_time(observed),
         vendor="codescoring",
         source=source,
@@ -306,7 +306,7 @@ class CodescoringSource:
             reached_floor = False
             for item, key in zip(items, keys, strict=True):
                 try:
-                    ts = int(parse_time(str(item.get("created_at"))).timestamp() * 1000)
+                    ts = parse_ms(str(item.get("created_at")))
                 except ValueError:
                     ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
                 if ts < floor:

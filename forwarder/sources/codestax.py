@@ -22,7 +22,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import format_ms, format_time, make_event, parse_time
+from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
@@ -157,7 +157,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         details["vendor_category"] = raw["category"]
     return make_event(
         id=key,
-        time=format_time(parse_time(str(raw["timestamp"]))),
+        time=event_time(str(raw["timestamp"])),
         observed_time=format_time(observed),
         vendor="codestax",
         source=source,
@@ -265,7 +265,7 @@ class CodeStaxSource:
                 if key in state.recent or key in fresh:
                     continue  # re-read from the overlap, a slice boundary, or a page shift
                 try:
-                    ts = int(parse_time(str(item.get("timestamp"))).timestamp() * 1000)
+                    ts = parse_ms(str(item.get("timestamp")))
                 except ValueError:
                     ts = hi  # unparseable: quarantined by normalize, remembered while in the overlap
                 fresh[key] = (item, ts)

@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_ms, parse_time
+from forwarder.event import format_ms, parse_ms, parse_time
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
@@ -290,7 +290,7 @@ class ConfigCatSource:
                 if key in state.recent or key in new_keys:
                     continue
                 try:
-                    ts = int(parse_time(str(item.get("auditLogDateTime"))).timestamp() * 1000)
+                    ts = parse_ms(str(item.get("auditLogDateTime")))
                 except ValueError:
                     ts = hi  # quarantined by normalize, remembered until it leaves the overlap
                 new_keys[key] = ts

@@ -15,7 +15,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from forwarder.event import parse_time
+from forwarder.event import parse_ms
 from forwarder.formats import HEADERS, get_formatter
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
@@ -58,7 +58,7 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
         if fmt in HEADERS:
             click.echo(HEADERS[fmt].decode())
         for event in events:
-            time_ms = int(parse_time(event["time"]).timestamp() * 1000)
+            time_ms = parse_ms(event["time"])
             record = Record(0, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event),
                             event["vendor"])  # fmt: skip
             click.echo(formatter(record).decode())

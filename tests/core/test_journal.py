@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from forwarder import journal as journal_module
 from forwarder.journal import Journal, JournalEntry, StateError
 
 
@@ -37,9 +38,9 @@ async def test_append_moves_cursor_with_events(tmp_path: Path) -> None:
 async def test_failed_append_keeps_neither_events_nor_cursor(tmp_path: Path) -> None:
     journal = await open_journal(tmp_path / "j.sqlite3")
     await journal.append("src", "org", entries(1), {"watermark_ms": 1})
-    bad = [JournalEntry("x", "codacy", 1, None)]  # type: ignore[arg-type]  # NOT NULL violation mid-transaction
-    with pytest.raises(sqlite3.IntegrityError):
-        await journal.append("src", "org", [*entries(2, 10), *bad], {"watermark_ms": 99})
+    unwritable = {"watermark_ms": 99, "bad": object()}  # fails after the events were inserted
+    with pytest.raises(TypeError):
+        await journal.append("src", "org", entries(2, 10), unwritable)
     assert await journal.get_cursor("src", "org") == {"watermark_ms": 1}
     assert [r.event_id for r in await journal.read(0, 10, 1 << 20)] == ["id-0"]
     await journal.close()
@@ -48,14 +49,94 @@ async def test_failed_append_keeps_neither_events_nor_cursor(tmp_path: Path) -> 
 async def test_prune_waits_for_the_slowest_sink(tmp_path: Path) -> None:
     journal = await open_journal(tmp_path / "j.sqlite3")
     await journal.register_sinks(["fast", "slow"])
-    await journal.append("src", "org", entries(4), {"w": 1})
+    await journal.append("src", "org", entries(2), {"w": 1})
+    await journal.append("src", "org", entries(2, 2), {"w": 2})
     await journal.commit("fast", 4)
+    assert await journal.prune() == 0
+    await journal.commit("slow", 1)  # inside the first chunk: nothing can go yet
     assert await journal.prune() == 0
     await journal.commit("slow", 2)
     assert await journal.prune() == 2
     assert journal.size[0] == 2
     assert [r.seq for r in await journal.read(await journal.offset("slow"), 10, 1 << 20)] == [3, 4]
     await journal.close()
+
+
+async def test_chunks_are_cut_and_read_from_any_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "CHUNK_MAX_EVENTS", 3)
+    journal = await open_journal(tmp_path / "j.sqlite3")
+    await journal.register_sinks(["a"])
+    await journal.append("src", "org", entries(8), {"w": 1})
+    assert journal.db.execute("SELECT first_seq, last_seq FROM chunks").fetchall() == [(1, 3), (4, 6), (7, 8)]
+    for offset in range(9):
+        records = await journal.read(offset, 4, 1 << 20)
+        assert [r.seq for r in records] == list(range(offset + 1, min(offset + 4, 8) + 1))
+        assert [r.event_id for r in records] == [f"id-{seq - 1}" for seq in range(offset + 1, min(offset + 4, 8) + 1)]
+        assert all(r.data == b'{"id":"id-%d"}' % (r.seq - 1) for r in records)
+    assert await journal.journaled_at(5) is not None
+    assert await journal.journaled_at(9) is None
+    await journal.commit("a", 7)
+    assert await journal.prune() == 6
+    assert journal.size[0] == 2
+    stats = await journal.stats()
+    assert (stats.sinks[0].offset, stats.sinks[0].events) == (7, 1)
+    await journal.close()
+
+
+async def test_head_survives_pruning_everything(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = await open_journal(path)
+    await journal.register_sinks(["a"])
+    await journal.append("src", "org", entries(3), {"w": 1})
+    await journal.commit("a", 3)
+    assert await journal.prune() == 3
+    await journal.close()
+    journal = await open_journal(path)
+    assert journal.head == 3  # seqs are never reused: offsets stay meaningful
+    await journal.append("src", "org", entries(1, 3), {"w": 2})
+    assert [r.seq for r in await journal.read(await journal.offset("a"), 10, 1 << 20)] == [4]
+    await journal.close()
+
+
+async def test_state_version_1_is_migrated(tmp_path: Path) -> None:
+    """A journal written by a release with one row per event keeps its events, offsets and cursors."""
+    path = tmp_path / "j.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(V1_SCHEMA)
+    db.execute("INSERT INTO meta VALUES ('state_version', '1')")
+    db.execute("INSERT INTO cursors VALUES ('src', 'org', '{\"w\":5}', 0)")
+    db.execute("INSERT INTO sink_offsets VALUES ('a', 3)")
+    for seq in (3, 4, 5, 7):  # 1-2 pruned; 6 never committed (a gap)
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, 'src', ?, 'codacy', ?, 1.5, ?)",
+            (seq, f"id-{seq}", "org" if seq < 5 else "org2", seq * 10, b'{"seq":%d}' % seq),
+        )
+    db.close()
+    journal = await open_journal(path)
+    assert journal.head == 7
+    assert journal.size[0] == 4
+    records = await journal.read(await journal.offset("a"), 10, 1 << 20)
+    assert [(r.seq, r.event_id, r.organization, r.time_ms, r.data) for r in records] == [
+        (4, "id-4", "org", 40, b'{"seq":4}'),
+        (5, "id-5", "org2", 50, b'{"seq":5}'),
+        (7, "id-7", "org2", 70, b'{"seq":7}'),
+    ]
+    assert await journal.get_cursor("src", "org") == {"w": 5}
+    await journal.close()
+    journal = await open_journal(path)  # now version 2
+    assert journal.db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone() == ("2",)
+    await journal.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cursors (source TEXT NOT NULL, organization TEXT NOT NULL, state BLOB NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (source, organization));
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, source TEXT NOT NULL,
+    organization TEXT NOT NULL, vendor TEXT NOT NULL, time_ms INTEGER NOT NULL,
+    journaled_at REAL NOT NULL, data BLOB NOT NULL);
+CREATE TABLE sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
 
 
 async def test_offsets_and_cursors_survive_reopen(tmp_path: Path) -> None:
