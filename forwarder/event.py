@@ -104,8 +104,8 @@ def format_observed(dt: datetime) -> str:
 
 def event_time(value: str) -> str:
     """``format_time(parse_time(value))``: what a normalizer puts in ``time``. Vendors mostly send
-    that canonical form already; then the checked text is returned as it is, since formatting
-    cost more than the rest of normalizing the entry."""
+    that canonical form already; then the checked text is kept as it is, since formatting cost
+    more than normalizing the rest of the entry."""
     dt = parse_time(value)  # raises on anything that is not a time
     if (
         len(value) == 24 and value[23] == "Z" and value[19] == "." and value[10] == "T"
@@ -163,8 +163,19 @@ def canonical_json(value: Any) -> bytes:
 def content_id(vendor: str, organization: str, raw: Any) -> str:
     """Same entry, same id, across restarts and machines: the namespace keeps two vendors or
     two organizations with byte-identical entries apart."""
-    digest = hashlib.sha256(f"{vendor}\x00{organization}\x00".encode() + canonical_json(raw))
-    return f"{vendor}:{digest.hexdigest()}"
+    return content_ids(vendor, organization, [raw])[0]
+
+
+def content_ids(vendor: str, organization: str, raws: list[Any]) -> list[str]:
+    """``content_id`` of each entry of a page, hashing the namespace once."""
+    namespace = hashlib.sha256(f"{vendor}\x00{organization}\x00".encode())
+    prefix = f"{vendor}:"
+    out = []
+    for raw in raws:
+        digest = namespace.copy()
+        digest.update(canonical_json(raw))
+        out.append(prefix + digest.hexdigest())
+    return out
 
 
 def make_event(

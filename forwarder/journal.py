@@ -25,7 +25,7 @@ import asyncio
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ STATE_VERSION = 2
 T = TypeVar("T")
 CHUNK_MAX_EVENTS = 1000
 CHUNK_MAX_BYTES = 1 << 20
-_DECODED_CHUNKS = 8  # chunks kept parsed for the sinks that read them next (a few MB)
+_DECODED_CHUNKS = 4  # chunks kept parsed for the sinks that read them next (a few MB)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,6 +77,9 @@ class JournalEntry(NamedTuple):
     vendor: str
     time_ms: int
     data: bytes
+    action: Any = None  # these three are kept beside the JSON for the sinks (see ``Record``)
+    category: Any = None
+    outcome: Any = None
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,6 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
-            # Caching only (8 MiB of pages instead of 2): the sinks re-read what polling just
-            # wrote; durability settings are the two above.
-            db.execute("PRAGMA cache_size=-8192")
             # Debian builds SQLite with secure_delete on: every prune then rewrote each freed page
             # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
             # pages, without the extra page writes.
@@ -214,7 +214,7 @@ class Journal:
         self,
         source: str,
         organization: str,
-        entries: Sequence[JournalEntry],
+        entries: Sequence[JournalEntry] | Chunks,
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
@@ -225,7 +225,7 @@ class Journal:
         self,
         source: str,
         organization: str,
-        entries: Sequence[JournalEntry],
+        entries: Sequence[JournalEntry] | Chunks,
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
@@ -236,8 +236,9 @@ class Journal:
         journals ordinary events while its progress lives apart from the live cursor."""
         now = time.time()
         db = self.db
-        rows = _chunk_rows(self._head + 1, source, organization, now, entries)
-        head = self._head + len(entries)
+        chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
+        rows = chunks.rows(self._head + 1, source, organization, now)
+        head = self._head + chunks.count
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -254,7 +255,7 @@ class Journal:
                     "DO UPDATE SET state=excluded.state, updated_at=excluded.updated_at",
                     (cursor_source or source, organization, orjson.dumps(cursor), now),
                 )
-                if entries:
+                if rows:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head),))
                 db.execute("COMMIT")
             except BaseException:
@@ -265,7 +266,7 @@ class Journal:
             if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
                 raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
             raise
-        self._events += len(entries)
+        self._events += chunks.count
         self._bytes += sum(row[5] for row in rows)
         self._head = head
 
@@ -338,14 +339,15 @@ class Journal:
         source, organization, journaled_at, meta, data = self.db.execute(
             "SELECT source, organization, journaled_at, meta, data FROM chunks WHERE first_seq=?", (first_seq,)
         ).fetchone()
-        ids, vendors, times = orjson.loads(meta)
+        ids, vendors, times, actions, categories, outcomes = orjson.loads(meta)
         new = tuple.__new__
         records = [
-            new(Record, (seq, event_id, source, organization, time_ms, line, vendor))
-            for seq, event_id, time_ms, line, vendor in zip(
-                range(first_seq, first_seq + len(ids)), ids, times, data.split(b"\n"), vendors, strict=True
+            new(Record, (seq, event_id, source, organization, time_ms, line, vendor, action, category, outcome))
+            for seq, event_id, time_ms, line, vendor, action, category, outcome in zip(
+                range(first_seq, first_seq + len(ids)), ids, times, data.split(b"\n"), vendors, actions, categories,
+                outcomes, strict=True,
             )
-        ]
+        ]  # fmt: skip
         decoded = (float(journaled_at), records)
         self._chunk_cache[first_seq] = decoded
         if len(self._chunk_cache) > _DECODED_CHUNKS:
@@ -486,7 +488,7 @@ class Journal:
         ).fetchall()
         wanted = set(ids)
         return [
-            DeadLetter(int(r[0]), r[1], r[2], float(r[3]), Record(*r[4:]))
+            DeadLetter(int(r[0]), r[1], r[2], float(r[3]), Record(*r[4:])._replace(**_summary(r[9])))
             for r in rows
             if not wanted or r[0] in wanted
         ]
@@ -499,23 +501,69 @@ class Journal:
         return int(cur.rowcount)
 
 
-def _chunk_rows(
-    first_seq: int, source: str, organization: str, now: float, entries: Sequence[JournalEntry]
-) -> list[tuple[Any, ...]]:
-    """Rows of the chunks table for consecutive events, cut at CHUNK_MAX_EVENTS or CHUNK_MAX_BYTES."""
-    rows: list[tuple[Any, ...]] = []
-    start = 0
-    while start < len(entries):
-        end, size = start, 0
-        while end < len(entries) and end - start < CHUNK_MAX_EVENTS and (end == start or size < CHUNK_MAX_BYTES):
-            size += len(entries[end].data) + 1
-            end += 1
-        part = entries[start:end]
-        meta = orjson.dumps([[e.event_id for e in part], [e.vendor for e in part], [e.time_ms for e in part]])
-        data = b"\n".join([e.data for e in part])
-        rows.append((first_seq + start, first_seq + end - 1, source, organization, now, len(data), meta, data))
-        start = end
-    return rows
+class Chunks:
+    """A page's events cut into chunks as they arrive, so each event's JSON lives only until
+    its chunk is joined (orjson hands back 4 KiB buffers: a page of them held apart was most
+    of the peak memory) and no per-event object is kept."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[list[list[Any]], bytes]] = []  # (columns, the events' JSON lines)
+        self.count = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._fields: list[tuple[Any, ...]] = []  # JournalEntry's fields but data, per event
+        self._lines: list[bytes] = []
+        self._size = 0
+
+    def add(self, fields: tuple[str, str, int, Any, Any, Any], data: bytes) -> None:
+        """``fields``: event_id, vendor, time_ms, action, category, outcome."""
+        self._fields.append(fields)
+        self._lines.append(data)
+        self._size += len(data) + 1
+        self.count += 1
+        if len(self._lines) >= CHUNK_MAX_EVENTS or self._size >= CHUNK_MAX_BYTES:
+            self.cut()
+
+    def cut(self) -> None:
+        if self._lines:
+            columns = [list(column) for column in zip(*self._fields, strict=True)]
+            self.done.append((columns, b"\n".join(self._lines)))
+            self._reset()
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        self.cut()
+        for (ids, vendors, times, actions, categories, outcomes), data in self.done:
+            yield from map(JournalEntry, ids, vendors, times, data.split(b"\n"), actions, categories, outcomes)
+
+    @classmethod
+    def of(cls, entries: Iterable[JournalEntry]) -> Chunks:
+        chunks = cls()
+        for e in entries:
+            chunks.add((e.event_id, e.vendor, e.time_ms, e.action, e.category, e.outcome), e.data)
+        return chunks
+
+    def rows(self, first_seq: int, source: str, organization: str, now: float) -> list[tuple[Any, ...]]:
+        """Rows of the chunks table, numbered from ``first_seq``."""
+        self.cut()
+        rows: list[tuple[Any, ...]] = []
+        for columns, data in self.done:
+            last_seq = first_seq + len(columns[0]) - 1
+            meta = orjson.dumps(columns)
+            rows.append((first_seq, last_seq, source, organization, now, len(data), meta, data))
+            first_seq = last_seq + 1
+        return rows
+
+
+def _summary(data: bytes) -> dict[str, Any]:
+    """A record's action, category and outcome from its JSON, where no column holds them."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        event = None
+    if not isinstance(event, dict):
+        return {}
+    return {k: event.get(k) for k in ("action", "category", "outcome")}
 
 
 def _migrate_from_v1(db: sqlite3.Connection) -> None:
@@ -529,10 +577,11 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
         run: list[tuple[Any, ...]] = []
 
         def flush() -> None:
-            entries = [JournalEntry(r[1], r[4], r[5], r[7]) for r in run]
+            first_seq, _, source, organization, _, _, journaled_at, _ = run[0]
+            chunks = Chunks.of(JournalEntry(r[1], r[4], r[5], r[7], **_summary(r[7])) for r in run)
             db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                _chunk_rows(run[0][0], run[0][2], run[0][3], run[0][6], entries),
+                chunks.rows(first_seq, source, organization, journaled_at),
             )
             run.clear()
 

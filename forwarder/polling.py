@@ -20,7 +20,7 @@ import structlog
 
 from forwarder import metrics
 from forwarder.event import parse_ms
-from forwarder.journal import DiskFullError, Journal, JournalEntry
+from forwarder.journal import Chunks, DiskFullError, Journal
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
 
@@ -68,9 +68,9 @@ class Poller:
                 observed = datetime.now(UTC)
                 entries, quarantined = self._normalize(organization, page.entries, observed)
                 for extra in page.extra_events:
-                    entries.append(self._entry(extra))
+                    self._add(entries, extra)
                 await self.journal.append(name, organization, entries, page.cursor, quarantined)
-                status.events += len(entries)
+                status.events += entries.count
                 status.pages += 1
                 status.quarantined += len(quarantined)
                 if quarantined:
@@ -78,7 +78,7 @@ class Poller:
                         "entries quarantined", source=name, organization=organization, count=len(quarantined),
                         reason=quarantined[0][0],
                     )  # fmt: skip
-                if entries:
+                if entries.count:
                     self.on_append()
                 # Dropped before the source fetches its next page, so two pages never sit in memory.
                 del page, entries, quarantined
@@ -120,22 +120,21 @@ class Poller:
 
     def _normalize(
         self, organization: str, raw_entries: list[tuple[Any, str]], observed: datetime
-    ) -> tuple[list[JournalEntry], list[tuple[str, Any]]]:
-        entries: list[JournalEntry] = []
+    ) -> tuple[Chunks, list[tuple[str, Any]]]:
+        entries = Chunks()
         quarantined: list[tuple[str, Any]] = []
+        normalize = self.source.normalize
         for raw, key in raw_entries:
             try:
-                event = self.source.normalize(organization, raw, key, observed)
-                entries.append(self._entry(event))
+                self._add(entries, normalize(organization, raw, key, observed))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 quarantined.append((reason[:500], raw))
         return entries, quarantined
 
     @staticmethod
-    def _entry(event: dict[str, Any]) -> JournalEntry:
-        time_ms = parse_ms(event["time"])
-        # orjson hands back its 8 KiB working buffer; a page of them was most of the peak
-        # memory. The exact-size copy costs a memcpy of the event.
-        data = bytes(memoryview(orjson.dumps(event)))
-        return JournalEntry(event["id"], event["vendor"], time_ms, data)
+    def _add(entries: Chunks, event: dict[str, Any]) -> None:
+        """Serialized here, once: every sink gets these bytes (or formats from them)."""
+        fields = (event["id"], event["vendor"], parse_ms(event["time"]), event.get("action"), event.get("category"),
+                  event.get("outcome"))  # fmt: skip
+        entries.add(fields, orjson.dumps(event))

@@ -229,7 +229,7 @@ class S3Sink:
         fields["source"] = _slug(record.source)
         fields["organization"] = _slug(record.organization)
         if "vendor" in self._partition_fields:
-            fields["vendor"] = _slug(str(record.event().get("vendor") or "unknown"))
+            fields["vendor"] = _slug(record.vendor or "unknown")
         return fields
 
     async def _put(self, client: Any, key: str, records: list[Record]) -> None:

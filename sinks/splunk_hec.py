@@ -35,7 +35,7 @@ from pydantic import Field, SecretStr, field_validator
 from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
 
 PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
-EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the event into ``fields``
+EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the record into ``fields``
 TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
 
 
@@ -180,8 +180,11 @@ class SplunkHecSink:
         return report if report.rejected else None
 
     def _envelope(self, record: Record) -> bytes:
-        event = record.event()
-        fields = {k: str(event[k]) for k in EVENT_FIELDS if event.get(k) is not None}
+        fields = {
+            k: str(v)
+            for k, v in zip(EVENT_FIELDS, (record.vendor, record.action, record.category, record.outcome), strict=True)
+            if v is not None and v != ""
+        }
         fields.update(organization=record.organization, source=record.source, event_id=record.event_id)
         body: Any
         if self.config.format == "json":

@@ -183,13 +183,9 @@ class SyslogEncoder:
         self._sd_tails: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 
     def encode(self, record: Record) -> bytes:
-        try:
-            event = record.event()
-        except ValueError:  # a non-JSON record still goes out, with what the record itself knows
-            event = {}
-        prival = self.config.facility * 8 + severity(event.get("outcome"), event.get("category"))
+        prival = self.config.facility * 8 + severity(record.outcome, record.category)
         if self.config.rfc == "5424":
-            head = self._head_5424(prival, record, event)
+            head = self._head_5424(prival, record)
             body = BOM + self.formatter(record)
         else:
             head = self._head_3164(prival, record)
@@ -198,18 +194,19 @@ class SyslogEncoder:
             head, body = head.replace(b"\n", b"\\n"), body.replace(b"\n", b"\\n")
         return self._cap(head, body, record)
 
-    def _head_5424(self, prival: int, record: Record, event: dict[str, Any]) -> bytes:
-        tail, msgid = self._sd_tail(event.get("vendor") or record.vendor, record.organization, event)
+    def _head_5424(self, prival: int, record: Record) -> bytes:
+        tail, msgid = self._sd_tail(record)
         params = b' id="%s"' % sd_escape(record.event_id) if record.event_id else b""
         timestamp = format_ms(record.time_ms).encode()
         return b"<%d>1 %s %s %s %s %s [%s%s%s] " % (
             prival, timestamp, self.hostname, self.app_name, self.procid, msgid, self.sd_id, params, tail,
         )  # fmt: skip
 
-    def _sd_tail(self, vendor: Any, organization: str, event: dict[str, Any]) -> tuple[bytes, bytes]:
+    def _sd_tail(self, record: Record) -> tuple[bytes, bytes]:
         """SD params after ``id``, and the MSGID: the same few combinations repeat for every
         event, so they are escaped once and remembered (this was most of the encoding CPU)."""
-        action, outcome, category = event.get("action"), event.get("outcome"), event.get("category")
+        vendor, organization, action = record.vendor, record.organization, record.action
+        outcome, category = record.outcome, record.category
         key = (vendor, organization, action, outcome, category)
         # Strings only: 1, 1.0 and True are equal keys but print differently (hostile records).
         cacheable = all(v is None or type(v) is str for v in key)

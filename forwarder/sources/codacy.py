@@ -17,7 +17,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.event import SCHEMA_VERSION, content_id, event_time, format_observed, parse_ms
+from forwarder.event import SCHEMA_VERSION, content_ids, event_time, format_observed, parse_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
@@ -113,7 +113,11 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     repository = raw.get("repositoryName") or None
     entity = raw.get("entityId")
     description = raw.get("description")
-    extra = {k: raw[k] for k in ("source", "description") if raw.get(k) is not None}
+    extra = {}
+    if raw.get("source") is not None:
+        extra["source"] = raw["source"]
+    if description is not None:
+        extra["description"] = description
     if actor.get("role"):
         extra["actor_role"] = actor["role"]
     if details:
@@ -204,7 +208,7 @@ class CodacySource:
                     raise MalformedResponse(
                         f"Codacy sent a {type(item).__name__} where an audit entry belongs"
                     )
-            keys = with_occurrence([content_id("codacy", organization, item) for item in items])
+            keys = with_occurrence(content_ids("codacy", organization, items))
             fresh: list[tuple[Any, str]] = []
             new_keys: dict[str, int] = {}
             recent = state.recent

@@ -22,7 +22,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import Activity, Category, Outcome, content_id, format_time, make_event, parse_time
+from forwarder.event import Activity, Category, Outcome, content_id, content_ids, format_time, make_event, parse_time
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
@@ -448,7 +448,7 @@ class HttpJsonSource:
                 for item in items
             ]  # fmt: skip
         else:
-            keys = [content_id(cfg.vendor, organization, item) for item in items]
+            keys = content_ids(cfg.vendor, organization, items)
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         for item, key in zip(items, with_occurrence(keys), strict=True):

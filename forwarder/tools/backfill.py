@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from forwarder.daemon import Daemon
-from forwarder.journal import Journal, JournalEntry
+from forwarder.journal import Chunks, Journal
 from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source
@@ -109,16 +109,16 @@ class WindowJournal:
         self,
         source: str,
         organization: str,
-        entries: Sequence[JournalEntry],
+        entries: Chunks,
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
     ) -> None:
         w = self.window
-        inside = [e for e in entries if w.since_ms <= e.time_ms < w.until_ms]
+        inside = Chunks.of(e for e in entries if w.since_ms <= e.time_ms < w.until_ms)
         await self.journal.append(source, organization, inside, cursor, quarantined, cursor_source=w.key)
         progress = w.progress.setdefault(organization, OrgProgress())
         progress.pages += 1
-        progress.events += len(inside)
+        progress.events += inside.count
         progress.watermark_ms = int(cursor.get("watermark_ms", progress.watermark_ms))
         self.on_page()
 

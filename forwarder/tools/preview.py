@@ -11,16 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-import orjson
 from rich.console import Console
 from rich.table import Table
 
-from forwarder.event import parse_ms
 from forwarder.formats import HEADERS, get_formatter
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
 from forwarder.tools.common import build_source, closing, echo_json, pick_organizations
-from sinks.base import Record
+from sinks.base import record_of
 
 
 async def collect_preview(
@@ -58,10 +56,7 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
         if fmt in HEADERS:
             click.echo(HEADERS[fmt].decode())
         for event in events:
-            time_ms = parse_ms(event["time"])
-            record = Record(0, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event),
-                            event["vendor"])  # fmt: skip
-            click.echo(formatter(record).decode())
+            click.echo(formatter(record_of(event)).decode())
         return
     if output == "json":
         echo_json(events)

@@ -19,7 +19,7 @@ from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.event import make_event
 from forwarder.journal import Journal, JournalEntry
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
-from sinks.base import DeliveryReport, Record
+from sinks.base import DeliveryReport, Record, record_of
 from sinks.file import FileSink, FileSinkConfig
 from sinks.registry import SINKS
 
@@ -41,7 +41,7 @@ def digest(value: str) -> str:
 
 
 def rec(ev: dict[str, Any], seq: int = 1) -> Record:
-    return Record(seq, ev["id"], ev["source"], ev["organization"], 0, orjson.dumps(ev), ev["vendor"])
+    return record_of(ev, seq, time_ms=0)
 
 
 def test_filter_include_exclude_and_globs() -> None:

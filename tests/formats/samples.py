@@ -22,7 +22,7 @@ import orjson
 from forwarder.formats import get_formatter
 from forwarder.sources import codacy, codescoring, codestax, configcat
 from forwarder.sources.gaps import gap_event
-from sinks.base import Record
+from sinks.base import Record, record_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "formats"
@@ -110,7 +110,7 @@ def events() -> dict[str, dict[str, Any]]:
 
 
 def record(event: dict[str, Any], seq: int = 1) -> Record:
-    return Record(seq, event["id"], event["source"], event["organization"], 0, orjson.dumps(event), event["vendor"])
+    return record_of(event, seq, time_ms=0)
 
 
 def golden_path(vendor: str, fmt: str) -> Path:

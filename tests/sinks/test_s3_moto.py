@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from forwarder.event import make_event
-from sinks.base import FatalSinkError, Record, RetryableError
+from sinks.base import FatalSinkError, Record, RetryableError, record_of
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
 from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
 
@@ -86,7 +86,7 @@ def record(seq: int, when: str, organization: str = "Acme Corp", source: str = "
         vendor=vendor, source=source, organization=organization, action="user.login",
         activity="login", category="authentication", outcome="success", raw={"n": seq},
     )  # fmt: skip
-    return Record(seq, event["id"], source, organization, ms(when), orjson.dumps(event))
+    return record_of(event, seq, ms(when))
 
 
 def capture_puts(sink: S3Sink) -> list[Any]:

@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from pydantic import ValidationError
 
-from forwarder.event import make_event, parse_time
-from sinks.base import FatalSinkError, Record, RetryableError
+from forwarder.event import make_event
+from sinks.base import FatalSinkError, Record, RetryableError, record_of
 from sinks.syslog import SyslogSink, SyslogSinkConfig
 from tests.helpers.rsyslog import Received, Rsyslog, as_shown
 
@@ -46,8 +45,7 @@ def make_record(seq: int, **overrides: Any) -> Record:
     }
     fields.update(overrides)
     event = make_event(**fields)
-    time_ms = int(parse_time(event["time"]).timestamp() * 1000)
-    return Record(seq, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event), "codacy")
+    return record_of(event, seq)
 
 
 def mixed_batch() -> list[Record]:
