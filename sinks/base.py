@@ -48,6 +48,20 @@ class Record(NamedTuple):
         return value
 
 
+_STR_OR_NONE = (str, type(None))
+
+
+def plain_fields(record: Record) -> bool:
+    """Whether the record's action, category and outcome are strings (or absent), so that a
+    sink may remember what it derived from them: 1, 1.0 and True are equal as keys but print
+    differently (hostile records)."""
+    return (
+        type(record.action) in _STR_OR_NONE
+        and type(record.category) in _STR_OR_NONE
+        and type(record.outcome) in _STR_OR_NONE
+    )
+
+
 def record_of(event: dict[str, Any], seq: int = 0, time_ms: int | None = None) -> Record:
     """The record the journal would hand a sink for this event (for tools and tests)."""
     import orjson

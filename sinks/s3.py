@@ -213,24 +213,30 @@ class S3Sink:
         )
 
     def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
-        """Split the batch so that no object spans two partitions, then name each group."""
-        groups: dict[tuple[str, ...], list[Record]] = {}
+        """Split the batch so that no object spans two partitions, then name each group. Records
+        are grouped by their raw values first: slugging and formatting the partition once per
+        group instead of once per record was a tenth of this sink's CPU."""
+        raw: dict[tuple[Any, ...], list[Record]] = {}
         for record in batch:
-            values = self._record_fields(record)
-            groups.setdefault(tuple(values[f] for f in self._partition_fields), []).append(record)
+            raw.setdefault((record.time_ms // _HOUR_MS, record.source, record.organization, record.vendor), []).append(
+                record
+            )
+        groups: dict[tuple[str, ...], list[Record]] = {}
+        for (hour, source, organization, vendor), records in raw.items():
+            values = {
+                **_hour_fields(hour), "source": _slug(source), "organization": _slug(organization),
+                "vendor": _slug(vendor or "unknown"),
+            }  # fmt: skip
+            partition = tuple(values[f] for f in self._partition_fields)
+            if partition in groups:  # e.g. a template without {hour}: keep journal order inside
+                groups[partition] = sorted([*groups[partition], *records], key=lambda r: r.seq)
+            else:
+                groups[partition] = records
         keyed: dict[str, list[Record]] = {}
         for partition, records in groups.items():
             fields = dict(zip(self._partition_fields, partition, strict=True))
             keyed[self.config.key_template.format(**fields, name=object_name(records))] = records
         return keyed
-
-    def _record_fields(self, record: Record) -> dict[str, str]:
-        fields = dict(_hour_fields(record.time_ms // _HOUR_MS))
-        fields["source"] = _slug(record.source)
-        fields["organization"] = _slug(record.organization)
-        if "vendor" in self._partition_fields:
-            fields["vendor"] = _slug(record.vendor or "unknown")
-        return fields
 
     async def _put(self, client: Any, key: str, records: list[Record]) -> None:
         async with self._parallel:
@@ -238,9 +244,10 @@ class S3Sink:
 
     def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
         cfg = self.config
-        body = gzip.compress(
-            b"".join(self._format(r) + b"\n" for r in records), compresslevel=cfg.gzip_level, mtime=0
-        )
+        lines = [self._format(r) for r in records]
+        lines.append(b"")  # the last line ends with a LF too
+        body = gzip.compress(b"\n".join(lines), compresslevel=cfg.gzip_level, mtime=0)
+        del lines
         times = [r.time_ms for r in records]
         params: dict[str, Any] = {
             "Bucket": cfg.bucket,

@@ -55,7 +55,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
-from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, plain_fields
 
 log = structlog.get_logger("sinks.syslog")
 
@@ -181,6 +181,8 @@ class SyslogEncoder:
         self.escape_lf = config.transport != "udp" and config.framing == "lf"
         self.truncated_count = 0
         self._sd_tails: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._minute: int | None = None
+        self._minute_text = b""
 
     def encode(self, record: Record) -> bytes:
         prival = self.config.facility * 8 + severity(record.outcome, record.category)
@@ -197,10 +199,19 @@ class SyslogEncoder:
     def _head_5424(self, prival: int, record: Record) -> bytes:
         tail, msgid = self._sd_tail(record)
         params = b' id="%s"' % sd_escape(record.event_id) if record.event_id else b""
-        timestamp = format_ms(record.time_ms).encode()
+        timestamp = self._timestamp(record.time_ms)
         return b"<%d>1 %s %s %s %s %s [%s%s%s] " % (
             prival, timestamp, self.hostname, self.app_name, self.procid, msgid, self.sd_id, params, tail,
         )  # fmt: skip
+
+    def _timestamp(self, ms: int) -> bytes:
+        """RFC 3339 with milliseconds; the date, hour and minute are formatted once per minute
+        (formatting the whole time per event was a third of the encoding)."""
+        minute, rest = divmod(ms, 60_000)
+        if minute != self._minute:
+            self._minute_text = format_ms(minute * 60_000)[:17].encode()  # YYYY-MM-DDTHH:MM:
+            self._minute = minute
+        return b"%s%02d.%03dZ" % (self._minute_text, *divmod(rest, 1000))
 
     def _sd_tail(self, record: Record) -> tuple[bytes, bytes]:
         """SD params after ``id``, and the MSGID: the same few combinations repeat for every
@@ -208,8 +219,7 @@ class SyslogEncoder:
         vendor, organization, action = record.vendor, record.organization, record.action
         outcome, category = record.outcome, record.category
         key = (vendor, organization, action, outcome, category)
-        # Strings only: 1, 1.0 and True are equal keys but print differently (hostile records).
-        cacheable = all(v is None or type(v) is str for v in key)
+        cacheable = plain_fields(record)
         cached = self._sd_tails.get(key) if cacheable else None
         if cached is None:
             values = {"vendor": vendor, "org": organization, "action": action, "outcome": outcome, "category": category}

@@ -377,3 +377,18 @@ def test_config_defaults_suit_s3() -> None:
     batching = (config.batch_max_events, config.batch_max_bytes, config.batch_max_age_s)
     assert batching == (10_000, 8 << 20, 60.0)
     assert (config.sse, config.checksum, config.region) == ("none", "md5", "us-east-1")
+
+
+def test_partitions_merge_in_journal_order() -> None:
+    """Records of several hours (and sources) that share one partition land in one object, in
+    journal order, so a re-read batch gets the same name."""
+    sink = S3Sink("archive", S3SinkConfig(type="s3", bucket="bucket", key_template="audit/{vendor}/{name}.gz"))
+    batch = [
+        record(1, "2024-05-01T10:00:00"), record(2, "2024-05-01T11:00:00", source="other"),
+        record(3, "2024-05-01T10:30:00"), record(4, "2024-05-01T12:00:00", vendor="configcat"),
+    ]  # fmt: skip
+    groups = sink._group(batch)
+    assert sorted((key.split("/")[1], [r.seq for r in records]) for key, records in groups.items()) == [
+        ("codacy", [1, 2, 3]), ("configcat", [4]),
+    ]  # fmt: skip
+    assert sink._group(list(batch)) == groups

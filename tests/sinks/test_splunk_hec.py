@@ -130,6 +130,31 @@ async def test_envelope_time_has_three_decimals_and_index_is_optional() -> None:
     assert "index" not in orjson.loads(envelope)
 
 
+async def test_remembered_envelope_parts_never_mix_events() -> None:
+    """Envelopes are assembled from parts remembered per combination of fields: each event still
+    gets its own time, event and id, a source template naming the event id is formatted per
+    event, and non-string values (hostile records) are never shared with equal strings."""
+    sink = make_sink("http://127.0.0.1:9", source="{vendor}:{event_id}")
+    a, b = records(2)
+    odd = a._replace(event_id="codacy:odd", action=1, category=True)
+    same = a._replace(event_id="codacy:same", action="1", category="True")
+    envelopes = [orjson.loads(sink._envelope(r)) for r in (a, b, odd, same, a)]
+    assert [e["source"] for e in envelopes] == [
+        "codacy:codacy:0000", "codacy:codacy:0001", "codacy:codacy:odd", "codacy:codacy:same", "codacy:codacy:0000",
+    ]  # fmt: skip
+    assert [e["fields"]["event_id"] for e in envelopes] == [
+        "codacy:0000", "codacy:0001", "codacy:odd", "codacy:same", "codacy:0000",
+    ]  # fmt: skip
+    assert [e["event"] for e in envelopes] == [orjson.loads(r.data) for r in (a, b, odd, same, a)]
+    assert envelopes[2]["fields"]["action"] == envelopes[3]["fields"]["action"] == "1"
+    assert envelopes[0]["time"] != envelopes[1]["time"]
+    plain = make_sink("http://127.0.0.1:9")
+    assert [orjson.loads(plain._envelope(r))["fields"]["event_id"] for r in (a, b, a)] == [
+        "codacy:0000", "codacy:0001", "codacy:0000",
+    ]  # fmt: skip
+    assert len(plain._envelopes) == 1
+
+
 async def test_other_formats_send_the_text_as_a_string(hec: Hec, monkeypatch: pytest.MonkeyPatch) -> None:
     from forwarder import formats
 
