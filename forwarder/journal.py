@@ -134,6 +134,11 @@ class Journal:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             version = self._verify(db) if existed else STATE_VERSION
+            if not existed:
+                # Chunks are ~1 MB blobs: 16 KiB pages read and write them in a quarter of the
+                # system calls of the default 4 KiB (a quarter of the system CPU). Only a new
+                # database takes it; an existing one keeps its page size.
+                db.execute("PRAGMA page_size=16384")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
