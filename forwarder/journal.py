@@ -316,11 +316,10 @@ class Journal:
         least one)."""
         out: list[Record] = []
         total = 0
-        last_first = -1
+        last_first = self._chunk_holding(after_seq + 1) - 1
         while True:
             chunks = self.db.execute(
-                "SELECT first_seq FROM chunks WHERE last_seq > ? AND first_seq > ? ORDER BY first_seq LIMIT 16",
-                (after_seq, last_first),
+                "SELECT first_seq FROM chunks WHERE first_seq > ? ORDER BY first_seq LIMIT 16", (last_first,)
             ).fetchall()
             if not chunks:
                 return out
@@ -333,6 +332,13 @@ class Journal:
                     out.append(record)
                     if len(out) >= max_events:
                         return out
+
+    def _chunk_holding(self, seq: int) -> int:
+        """The first seq of the chunk that holds ``seq`` (or of the last one before it; 0 if none).
+        Every query seeks by ``first_seq``, the primary key: a filter on ``last_seq`` scanned
+        every chunk not yet pruned, which grew with the backlog."""
+        row = self.db.execute("SELECT MAX(first_seq) FROM chunks WHERE first_seq <= ?", (seq,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _decoded(self, first_seq: int) -> tuple[float, list[Record]]:
         """A chunk's journaled_at and records. The last few are kept: every sink reads each chunk
@@ -364,8 +370,7 @@ class Journal:
 
     def journaled_at_sync(self, seq: int) -> float | None:
         row = self.db.execute(
-            "SELECT journaled_at FROM chunks WHERE first_seq <= ? AND last_seq >= ? ORDER BY first_seq DESC LIMIT 1",
-            (seq, seq),
+            "SELECT journaled_at FROM chunks WHERE first_seq = ? AND last_seq >= ?", (self._chunk_holding(seq), seq)
         ).fetchone()
         return None if row is None else float(row[0])
 
@@ -428,7 +433,9 @@ class Journal:
         db.execute("PRAGMA synchronous=NORMAL")
         try:
             freed = db.execute(
-                "DELETE FROM chunks WHERE last_seq <= ? RETURNING last_seq - first_seq + 1, bytes, first_seq", (floor,)
+                "DELETE FROM chunks WHERE first_seq <= ? AND last_seq <= ? "
+                "RETURNING last_seq - first_seq + 1, bytes, first_seq",
+                (floor, floor),
             ).fetchall()
         finally:
             db.execute("PRAGMA synchronous=FULL")
@@ -456,8 +463,8 @@ class Journal:
         for sink, seq in db.execute("SELECT sink, seq FROM sink_offsets ORDER BY sink").fetchall():
             count, oldest = db.execute(
                 "SELECT COALESCE(SUM(last_seq - MAX(first_seq, ?) + 1), 0), MIN(journaled_at) FROM chunks "
-                "WHERE last_seq > ?",
-                (seq + 1, seq),
+                "WHERE first_seq >= ? AND last_seq > ?",
+                (seq + 1, self._chunk_holding(seq + 1), seq),
             ).fetchone()
             sinks.append(SinkLag(sink, int(seq), int(count), None if oldest is None else int(oldest * 1000)))
         quarantined = {
