@@ -96,10 +96,11 @@ def test_every_entry_is_normalized_or_quarantined_with_a_reason(type_name: str, 
     assert len(normalized) + len(quarantined) == len(batch)
     for reason, _raw in quarantined:
         assert reason.strip()
-    for entry in normalized:
+    for entry in normalized:  # what the journal stores: the JSON with its id and summary beside it
         event = orjson.loads(entry.data)
         assert event["id"] == entry.event_id and entry.event_id.startswith(f"{type_name}:key")
         assert isinstance(event["time"], str) and isinstance(event["action"], str)
+        assert (entry.action, entry.category, entry.outcome) == (event["action"], event["category"], event["outcome"])
 
 
 def codacy_entry(ts_ms: int) -> dict[str, Any]:
