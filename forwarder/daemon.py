@@ -22,10 +22,9 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import BaseModel
 
 from forwarder import metrics, systemd
@@ -40,6 +39,9 @@ from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
 from sinks.registry import SINKS
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger("forwarder.daemon")
 JOURNAL_FILE = "journal.sqlite3"
@@ -259,6 +261,8 @@ class Daemon:
         self._install_signals()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         await self.start()
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # here: ``once`` needs no scheduler
+
         self.scheduler = AsyncIOScheduler()
         self.scheduler.start()
         for name, cfg in self.settings.sources.items():

@@ -25,6 +25,7 @@ from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
 
 log = structlog.get_logger("forwarder.polling")
+_CONSUMED: tuple[Any, str] = (None, "")
 
 
 @dataclass
@@ -121,15 +122,19 @@ class Poller:
     def _normalize(
         self, organization: str, raw_entries: list[tuple[Any, str]], observed: datetime
     ) -> tuple[Chunks, list[tuple[str, Any]]]:
+        """Consumes ``raw_entries``: each entry is let go once it is serialized, so a page's parsed
+        entries shrink while its chunks grow instead of both being held at their largest."""
         entries = Chunks()
         quarantined: list[tuple[str, Any]] = []
         normalize = self.source.normalize
-        for raw, key in raw_entries:
+        for i, (raw, key) in enumerate(raw_entries):
+            raw_entries[i] = _CONSUMED
             try:
                 self._add(entries, normalize(organization, raw, key, observed))
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 quarantined.append((reason[:500], raw))
+            del raw
         return entries, quarantined
 
     @staticmethod

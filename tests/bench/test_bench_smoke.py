@@ -38,3 +38,18 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
     assert set(sink["cpu_ratio"]) == set(results["baselines"])
     assert results["machine"]["events"] == EVENTS
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_budget_splits_the_hot_path_into_its_stages(tmp_path: Path) -> None:
+    from bench.budget import main as budget
+
+    budget(["--events", str(EVENTS), "--repeat", "1", "--output-dir", str(tmp_path)])
+    result = orjson.loads((tmp_path / "budget.json").read_bytes())
+    assert result["events"] == EVENTS
+    stages = result["stages"]
+    assert "floor: orjson loads + dumps each" in stages and "journal append (SQLite, fsync)" in stages
+    assert {"sink: file (json lines)", "sink: syslog (RFC 5424 encode)", "sink: HEC (envelopes)",
+            "sink: S3 (NDJSON + gzip -1)"} <= set(stages)  # fmt: skip
+    for name, stage in stages.items():
+        assert stage["us_per_event"] >= 0 and stage["x_floor"] >= 0, name
+    assert result["pipeline_to_file_s_per_100k"] > 0
