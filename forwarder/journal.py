@@ -565,7 +565,7 @@ class Chunks:
         rows: list[tuple[Any, ...]] = []
         for columns, data in self.done:
             last_seq = first_seq + len(columns[0]) - 1
-            meta = orjson.dumps(columns)
+            meta = bytes(memoryview(orjson.dumps(columns)))  # orjson's buffer is up to twice the size
             rows.append((first_seq, last_seq, source, organization, now, len(data), meta, data))
             first_seq = last_seq + 1
         return rows
