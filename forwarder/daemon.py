@@ -49,8 +49,9 @@ LOCK_FILE = "audit-forwarder.lock"
 
 
 def _tune_gc() -> None:
-    """Everything start-up built (modules, models, config) lives as long as the process: frozen,
-    the cycle collector stops re-scanning it on every collection while a backlog drains. The
+    """Everything start-up (or a reload) built lives until the next reload: frozen, the cycle
+    collector stops re-scanning it on every collection while a backlog drains; a reload
+    unfreezes it first, so what the old configuration built can still be collected. The
     thresholds stay at their defaults: httpx leaves each response in a reference cycle with
     its request body, and only frequent young collections free those megabytes promptly."""
     gc.collect()
@@ -294,12 +295,14 @@ class Daemon:
         """SIGHUP: reread the configuration file; on any problem keep running the old one."""
         async with self._reload_lock:
             systemd.notify("RELOADING=1", systemd.monotonic_usec())
+            gc.unfreeze()  # what the old configuration built may now be garbage, cycles included
             try:
                 return await self._reload()
             except Exception:
                 log.exception("configuration reload failed; the running configuration stays in force")
                 return False
             finally:
+                _tune_gc()
                 systemd.notify("READY=1", f"STATUS={self._status_line()}")
 
     async def _reload(self) -> bool:

@@ -15,9 +15,11 @@ and pruning cost one SQLite row per chunk instead of one per event (a row per ev
 third of the forwarder's CPU). Sinks still confirm per event: an offset may point into a
 chunk, and a chunk is deleted once every sink's offset is past its last event.
 
-SQLite in WAL mode with ``synchronous=FULL``: a committed transaction survives a crash and a
-power cut. All access goes through one worker thread, so the event loop never blocks on disk
-and the connection is never shared between threads.
+SQLite in WAL mode with ``synchronous=FULL``: a committed append survives a crash and a power
+cut. Offset commits and prunes skip the fsync (``_transaction(durable=False)``): losing one
+only repeats work, and WAL recovery replays an in-order prefix, so neither can survive without
+the appends before it. All access goes through one worker thread, so the event loop never
+blocks on disk and the connection is never shared between threads.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -103,8 +106,13 @@ class JournalStats:
 
 
 class Journal:
-    def __init__(self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True
+    ) -> None:
+        """``migrate=False`` for openers without the state lock (``state show``, ``dlq list``): they
+        must not rewrite a journal that a daemon of the previous release may be using."""
         self.path = path
+        self.migrate = migrate
         self.max_events = max_events
         self.max_bytes = max_bytes
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
@@ -135,6 +143,12 @@ class Journal:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             version = self._verify(db) if existed else STATE_VERSION
+            if version == 1 and not self.migrate:
+                db.close()
+                raise StateError(
+                    f"state database {self.path} has state version 1 and is migrated to version {STATE_VERSION} "
+                    "when the daemon (or a state-changing command) next starts; start it once, then run this again"
+                )
             if not existed:
                 # Chunks are ~1 MB blobs: 16 KiB pages read and write them in a quarter of the
                 # system calls of the default 4 KiB (a quarter of the system CPU). Only a new
@@ -149,8 +163,9 @@ class Journal:
             db.execute("PRAGMA secure_delete=FAST")
             db.executescript(_SCHEMA)
             if version == 1:
-                _migrate_from_v1(db)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
+                self._migrate(db)
+            elif not existed:
+                db.execute("INSERT INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
             row = db.execute(
                 "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0), COALESCE(SUM(bytes), 0), "
                 "COALESCE(MAX(last_seq), 0) FROM chunks"
@@ -165,6 +180,15 @@ class Journal:
                 "aside to start over (cursors would restart from initial_lookback)"
             ) from None
         self._db = db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        try:
+            _migrate_from_v1(db)
+        except sqlite3.Error as exc:  # the transaction rolled back: version 1 is intact
+            raise StateError(
+                f"cannot migrate state database {self.path} from state version 1 ({exc}); the file is unchanged. "
+                "The migration needs about as much free space as the journal; free some and start again"
+            ) from None
 
     def _verify(self, db: sqlite3.Connection) -> int:
         """The state version of a database that passes the checks."""
@@ -246,8 +270,7 @@ class Journal:
         rows = chunks.rows(self._head + 1, source, organization, now)
         head = self._head + chunks.count
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 db.executemany(
                     "INSERT INTO quarantine (source, organization, reason, raw, at) VALUES (?, ?, ?, ?, ?)",
@@ -263,11 +286,6 @@ class Journal:
                 )
                 if rows:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head),))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # SQLite already rolled back on SQLITE_FULL/IOERR
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
                 raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
@@ -292,14 +310,13 @@ class Journal:
         db = self.db
         known = {row[0] for row in db.execute("SELECT sink FROM sink_offsets")}
         first = db.execute("SELECT COALESCE(MIN(first_seq), ?) FROM chunks", (self._head + 1,)).fetchone()[0]
-        db.execute("BEGIN IMMEDIATE")
-        for name in names:
-            if name not in known:
-                db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first - 1))
         dropped = sorted(known - set(names))
-        for name in dropped:
-            db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
-        db.execute("COMMIT")
+        with _transaction(db):
+            for name in names:
+                if name not in known:
+                    db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first - 1))
+            for name in dropped:
+                db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
         return dropped
 
     async def offset(self, sink: str) -> int:
@@ -320,12 +337,14 @@ class Journal:
         last_first = self._chunk_holding(after_seq + 1) - 1
         while True:
             chunks = self.db.execute(
-                "SELECT first_seq FROM chunks WHERE first_seq > ? ORDER BY first_seq LIMIT 16", (last_first,)
+                "SELECT first_seq, last_seq FROM chunks WHERE first_seq > ? ORDER BY first_seq LIMIT 16", (last_first,)
             ).fetchall()
             if not chunks:
                 return out
-            for (first,) in chunks:
+            for first, last in chunks:
                 last_first = first
+                if last <= after_seq:  # the chunk before a gap, or a caught-up sink's last one
+                    continue
                 for record in self._decoded(first)[1][max(0, after_seq + 1 - first) :]:
                     total += len(record.data)
                     if out and total > max_bytes:
@@ -387,36 +406,16 @@ class Journal:
         without what was written before it."""
         db = self.db
         now = time.time()
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db, durable=False):
             db.executemany(
                 "INSERT INTO dead_letters (sink, seq, event_id, source, organization, vendor, time_ms, reason, data,"
                 " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        sink,
-                        r.seq,
-                        r.event_id,
-                        r.source,
-                        r.organization,
-                        r.vendor,
-                        r.time_ms,
-                        reason,
-                        r.data,
-                        now,
-                    )
+                    (sink, r.seq, r.event_id, r.source, r.organization, r.vendor, r.time_ms, reason, r.data, now)
                     for r, reason in dead
                 ],
             )
             db.execute("UPDATE sink_offsets SET seq=? WHERE sink=? AND seq < ?", (seq, sink, seq))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite already rolled back on SQLITE_FULL/IOERR
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
 
     async def prune(self) -> int:
         return await self._run(self.prune_sync)
@@ -429,17 +428,13 @@ class Journal:
         floor = int(row[0])
         if floor <= self._pruned_to:  # nothing new behind every sink: no statement, no scan
             return 0
-        # Losing a prune in a crash only deletes those chunks on the next prune, so this
-        # transaction may skip the fsync (see commit_sync).
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
+        # Losing a prune in a crash only deletes those chunks on the next prune.
+        with _transaction(db, durable=False):
             freed = db.execute(
                 "DELETE FROM chunks WHERE first_seq <= ? AND last_seq <= ? "
                 "RETURNING last_seq - first_seq + 1, bytes, first_seq",
                 (floor, floor),
             ).fetchall()
-        finally:
-            db.execute("PRAGMA synchronous=FULL")
         self._pruned_to = floor
         for _, _, first in freed:
             self._chunk_cache.pop(first, None)
@@ -530,7 +525,10 @@ class Chunks:
         self._size = 0
 
     def add(self, fields: tuple[str, str, int, Any, Any, Any], data: bytes) -> None:
-        """``fields``: event_id, vendor, time_ms, action, category, outcome."""
+        """``fields``: event_id, vendor, time_ms, action, category, outcome. ``data`` is one line of
+        JSON (orjson never writes a raw LF); a LF would split it in two when read back."""
+        if b"\n" in data:
+            raise ValueError("an event's JSON holds a line feed")
         self._fields.append(fields)
         self._lines.append(data)
         self._size += len(data) + 1
@@ -585,8 +583,7 @@ def _summary(data: bytes) -> dict[str, Any]:
 def _migrate_from_v1(db: sqlite3.Connection) -> None:
     """State version 1 kept one row per event; version 2 keeps chunks. Same seqs, offsets and
     cursors, in one transaction: a crash during the migration leaves version 1 intact."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db):
         rows = db.execute(
             "SELECT seq, event_id, source, organization, vendor, time_ms, journaled_at, data FROM events ORDER BY seq"
         )
@@ -602,8 +599,9 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
             run.clear()
 
         for row in rows:  # streamed: a full journal does not fit in memory
-            if run and (row[0] != run[-1][0] + 1 or row[2:4] != run[0][2:4] or len(run) >= CHUNK_MAX_EVENTS):
-                flush()
+            if run and (row[0] != run[-1][0] + 1 or row[2:4] != run[0][2:4] or row[6] != run[0][6]
+                        or len(run) >= CHUNK_MAX_EVENTS):  # fmt: skip
+                flush()  # a gap, another source or organization, another page
             run.append(row)
         if run:
             flush()
@@ -612,11 +610,26 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head[0]),))
         db.execute("DROP TABLE events")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection, durable: bool = True) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error. ``durable=False`` commits
+    without waiting for the fsync, for writes whose loss only repeats work (module docstring)."""
+    if not durable:
+        db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # SQLite already rolled back on SQLITE_FULL/IOERR
+                db.execute("ROLLBACK")
+            raise
+    finally:
+        if not durable:
+            db.execute("PRAGMA synchronous=FULL")
 
 
 @dataclass(frozen=True)

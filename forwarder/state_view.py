@@ -20,7 +20,7 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
     path = settings.state_dir / JOURNAL_FILE
     if not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
-    journal = Journal(path)
+    journal = Journal(path, migrate=False)  # read-only: no lock held
     await journal.open()
     try:
         stats = await journal.stats()

@@ -224,16 +224,20 @@ class S3Sink:
                 record
             )
         groups: dict[tuple[str, ...], list[Record]] = {}
+        merged = set()
         for (hour, source, organization, vendor), records in raw.items():
             values = {
                 **_hour_fields(hour), "source": _slug(source), "organization": _slug(organization),
                 "vendor": _slug(vendor or "unknown"),
             }  # fmt: skip
             partition = tuple(values[f] for f in self._partition_fields)
-            if partition in groups:  # e.g. a template without {hour}: keep journal order inside
-                groups[partition] = sorted([*groups[partition], *records], key=lambda r: r.seq)
+            if partition in groups:  # e.g. a template without {hour}
+                groups[partition] = groups[partition] + records
+                merged.add(partition)
             else:
                 groups[partition] = records
+        for partition in merged:  # journal order inside an object, as without merging
+            groups[partition].sort(key=lambda r: r.seq)
         keyed: dict[str, list[Record]] = {}
         for partition, records in groups.items():
             fields = dict(zip(self._partition_fields, partition, strict=True))

@@ -20,7 +20,6 @@ import asyncio
 import gzip
 import socket
 import ssl
-import string
 import time
 import uuid
 from collections import defaultdict
@@ -129,7 +128,7 @@ class SplunkHecSink:
         self._json_formats = JSON_FORMATS
         self._client: httpx.AsyncClient | None = None
         self._envelopes: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
-        self._source_per_event = "event_id" in {field for _, field, _, _ in string.Formatter().parse(config.source)}
+        self._source_per_event = "event_id" in config.source  # any use, even nested: formatted per event
 
     def __repr__(self) -> str:
         return f"SplunkHecSink(name={self.name!r}, url={self.config.url!r})"
@@ -199,7 +198,9 @@ class SplunkHecSink:
             if cacheable and len(self._envelopes) < 10_000:
                 self._envelopes[key] = parts
         if self.config.format == "json":
-            body = record.data  # already JSON: embedded as it is, never parsed
+            # Embedded as it is, never parsed: the journal only holds orjson's output. (A broken
+            # record still cannot pass: HEC refuses its envelope and names it, code 6.)
+            body = record.data
         elif self.config.format in self._json_formats:
             body = self._format(record)  # ECS, OCSF: searchable objects in Splunk
         else:
@@ -213,7 +214,7 @@ class SplunkHecSink:
     def _envelope_parts(self, record: Record) -> tuple[bytes, bytes]:
         """The envelope's bytes before the event, and its fields up to the event id's value."""
         values = (record.vendor, record.action, record.category, record.outcome)
-        fields = {k: str(v) for k, v in zip(EVENT_FIELDS, values, strict=True) if v is not None and v != ""}
+        fields = {k: str(v) for k, v in zip(EVENT_FIELDS, values, strict=True) if v is not None}
         fields.update(organization=record.organization, source=record.source)
         envelope: dict[str, Any] = {
             "host": self.config.host,

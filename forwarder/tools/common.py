@@ -43,7 +43,7 @@ async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[Journ
     if not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
     lock = lock_state(settings) if change else None
-    journal = Journal(path)
+    journal = Journal(path, migrate=change)  # only the lock holder may migrate
     try:
         await journal.open()
         yield journal

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from forwarder import journal as journal_module
@@ -18,7 +20,7 @@ def entries(n: int, start: int = 0) -> list[JournalEntry]:
     ]
 
 
-async def open_journal(path: Path, **kw: int) -> Journal:
+async def open_journal(path: Path, **kw: Any) -> Journal:
     journal = Journal(path, **kw)
     await journal.open()
     return journal
@@ -106,21 +108,29 @@ async def test_state_version_1_is_migrated(tmp_path: Path) -> None:
     db.execute("INSERT INTO meta VALUES ('state_version', '1')")
     db.execute("INSERT INTO cursors VALUES ('src', 'org', '{\"w\":5}', 0)")
     db.execute("INSERT INTO sink_offsets VALUES ('a', 3)")
-    for seq in (3, 4, 5, 7):  # 1-2 pruned; 6 never committed (a gap)
+    for seq in (3, 4, 5, 7, 8, 9):  # 1-2 pruned; 6 never committed (a gap); 9 a later page
         db.execute(
-            "INSERT INTO events VALUES (?, ?, 'src', ?, 'codacy', ?, 1.5, ?)",
-            (seq, f"id-{seq}", "org" if seq < 5 else "org2", seq * 10, b'{"seq":%d}' % seq),
-        )
+            "INSERT INTO events VALUES (?, ?, 'src', ?, 'codacy', ?, ?, ?)",
+            (seq, f"id-{seq}", "org" if seq < 5 else "org2", seq * 10, 2.5 if seq == 9 else 1.5,
+             b'{"seq":%d,"action":"a.b","category":"authentication","outcome":"success"}' % seq),
+        )  # fmt: skip
     db.close()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="state version 1 and is migrated"):
+        await open_journal(path, migrate=False)  # a read-only command: no lock, no rewrite
+    assert path.read_bytes() == before
     journal = await open_journal(path)
-    assert journal.head == 7
-    assert journal.size[0] == 4
+    assert journal.head == 9
+    assert journal.size[0] == 6
     records = await journal.read(await journal.offset("a"), 10, 1 << 20)
-    assert [(r.seq, r.event_id, r.organization, r.time_ms, r.data) for r in records] == [
-        (4, "id-4", "org", 40, b'{"seq":4}'),
-        (5, "id-5", "org2", 50, b'{"seq":5}'),
-        (7, "id-7", "org2", 70, b'{"seq":7}'),
-    ]
+    assert [(r.seq, r.event_id, r.organization, r.time_ms) for r in records] == [
+        (4, "id-4", "org", 40), (5, "id-5", "org2", 50), (7, "id-7", "org2", 70), (8, "id-8", "org2", 80),
+        (9, "id-9", "org2", 90),
+    ]  # fmt: skip
+    assert all(orjson.loads(r.data)["seq"] == r.seq for r in records)
+    assert {(r.action, r.category, r.outcome) for r in records} == {("a.b", "authentication", "success")}
+    chunks = journal.db.execute("SELECT first_seq, last_seq, journaled_at FROM chunks ORDER BY 1").fetchall()
+    assert chunks == [(3, 4, 1.5), (5, 5, 1.5), (7, 8, 1.5), (9, 9, 2.5)]
     assert await journal.get_cursor("src", "org") == {"w": 5}
     await journal.close()
     journal = await open_journal(path)  # now version 2
@@ -137,6 +147,15 @@ CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NU
     journaled_at REAL NOT NULL, data BLOB NOT NULL);
 CREATE TABLE sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
+
+
+def test_a_line_feed_in_an_events_json_is_refused() -> None:
+    """Chunks keep one event per line: a LF inside would split it when read back (the poller
+    quarantines such an event; orjson never writes one)."""
+    chunks = journal_module.Chunks()
+    with pytest.raises(ValueError, match="line feed"):
+        chunks.add(("id", "codacy", 0, None, None, None), b'{"a":\n1}')
+    assert len(chunks) == 0
 
 
 async def test_offsets_and_cursors_survive_reopen(tmp_path: Path) -> None:

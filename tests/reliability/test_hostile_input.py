@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.emulators.codacy import format_timestamp
-from forwarder.event import format_time, make_event
+from forwarder.event import epoch_ms, event_time, format_time, make_event, parse_ms, parse_time
 from forwarder.formats import FORMATS, get_formatter
 from forwarder.polling import Poller
 from forwarder.sources import SOURCES
@@ -224,3 +225,40 @@ def test_daemon_survives_garbage_over_http_and_loses_nothing(
     assert set(got) == want, "only the vendor's real entries may be journaled, none from the garbage"
     figures.record(lost=len(want - set(got)), duplicated=len(got) - len(set(got)))
     print(f"\nhostile HTTP: {len(FAULTS)} kinds of garbage survived, {len(failures)} polls failed cleanly")
+
+
+CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+near_canonical = st.builds(
+    lambda head, frac: head + frac,
+    st.sampled_from(["2024-01-01T00:00:00.", "2024-02-29T23:59:59.", "1970-01-01T00:00:00."]),
+    st.text(alphabet="0123456789 .TZz+-:٣", min_size=0, max_size=6),
+)
+
+
+@PROPERTY
+@given(value=near_canonical | st.text(max_size=40))
+def test_event_time_is_canonical_or_refused(value: str) -> None:
+    """A vendor time that is kept as sent must already be the canonical form; anything else is
+    formatted, and its milliseconds agree with the exact parse."""
+    try:
+        text = event_time(value)
+    except (ValueError, TypeError):
+        return
+    assert CANONICAL.fullmatch(text), (value, text)
+    assert text == format_time(parse_time(value))
+    assert parse_ms(text) == epoch_ms(parse_time(value))
+
+
+@pytest.mark.parametrize("value", ["2024-01-01T00:00:00.9 9Z", "2024-01-01T00:00:00.0.0Z", "2024-01-01T00:00:00.06TZ"])
+def test_event_time_never_keeps_junk_in_the_milliseconds(value: str) -> None:
+    try:
+        text = event_time(value)
+    except ValueError:
+        return
+    assert CANONICAL.fullmatch(text), text
+
+
+def test_epoch_ms_is_exact_far_from_the_epoch() -> None:
+    for value, ms in [("9999-12-31T23:59:58.999999Z", 253402300798999), ("1969-12-31T23:59:59.999Z", -1),
+                      ("2024-05-01T12:00:00.001Z", 1714564800001)]:  # fmt: skip
+        assert epoch_ms(parse_time(value)) == ms, value
