@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
+from bench.baselines import fetch_pages
 from bench.emulators import CountingHecReceiver, FastCodacyEmulator
-from bench.run import ENTRIES_PER_PAGE, ORG, RESULTS, SPAN_S
+from bench.run import ORG, RESULTS, SPAN_S, windows
 from forwarder.emulators.base import start_in_thread
 from forwarder.event import content_ids, parse_ms
 from forwarder.formats import get_formatter
@@ -41,15 +41,6 @@ from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog import SyslogEncoder, SyslogSinkConfig
-
-
-def slices(events: int) -> list[tuple[int, int]]:
-    """The forwarder's slices over the backlog (~ENTRIES_PER_PAGE entries each)."""
-    now = int(time.time() * 1000)
-    pages = max(1, round(events / ENTRIES_PER_PAGE))
-    width = int((SPAN_S + 3600) * 1000 / pages) + 1
-    lo = now - int((SPAN_S + 3600) * 1000)
-    return [(lo + i * width, lo + (i + 1) * width - 1) for i in range(pages)]
 
 
 def per_page(work: Callable[[Any], Any], inputs: Callable[[int], Any], pages: int, repeat: int) -> float:
@@ -70,17 +61,16 @@ def per_page(work: Callable[[Any], Any], inputs: Callable[[int], Any], pages: in
     return best
 
 
-def stages(url: str, token: str, events: int, repeat: int, work: Path) -> dict[str, float]:
+def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, work: Path) -> dict[str, float]:
     """CPU seconds of each stage over the whole backlog."""
-    windows = slices(events)
-    n = len(windows)
-    client = httpx.Client(headers={"api-token": token}, timeout=120)
+    spans = windows(events, listening_ms)
+    n = len(spans)
     audit = f"{url}/api/v3/organizations/{ORG}/audit"
-
-    def get(i: int) -> bytes:
-        return client.get(audit, params={"from": windows[i][0], "to": windows[i][1]}).content
-
-    bodies = [get(i) for i in range(n)]
+    fetch_cpu = float("inf")
+    for _ in range(repeat):
+        started = time.thread_time()
+        bodies = fetch_pages(audit, token, spans)
+        fetch_cpu = min(fetch_cpu, time.thread_time() - started)
     gc.collect()
     gc.freeze()  # as the daemon does after start-up: the emulator's backlog is not ours
     observed = datetime.now(UTC)
@@ -105,7 +95,7 @@ def stages(url: str, token: str, events: int, repeat: int, work: Path) -> dict[s
         return out
 
     cpu: dict[str, float] = {}
-    cpu["fetch (httpx, client side)"] = per_page(lambda i: get(i), lambda i: i, n, repeat)
+    cpu["fetch (httpx, client side)"] = fetch_cpu
     cpu["parse pages (orjson.loads)"] = per_page(orjson.loads, lambda i: bodies[i], n, repeat)
     cpu["floor: orjson loads + dumps each"] = per_page(
         lambda body: [orjson.dumps(e) for e in orjson.loads(body)], lambda i: bodies[i], n, repeat
@@ -159,7 +149,6 @@ def stages(url: str, token: str, events: int, repeat: int, work: Path) -> dict[s
         cpu[name] = per_page(encode, records, len(batches), repeat)
     journal.db.close()
     journal._executor.shutdown()
-    client.close()
     return cpu
 
 
@@ -191,9 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     emulator = FastCodacyEmulator()
     emulator.generate(args.events, orgs=[ORG], span_s=SPAN_S)
     server, url = start_in_thread(emulator)
+    listening_ms = int(time.time() * 1000)
     try:
         with tempfile.TemporaryDirectory(prefix="af-budget-") as tmp:
-            result = report(stages(url, emulator.token, args.events, args.repeat, Path(tmp)), args.events)
+            result = report(stages(url, emulator.token, args.events, listening_ms, args.repeat, Path(tmp)), args.events)
     finally:
         server.shutdown()
     print(f"{'stage':40} {'us/event':>9} {'CPU s/100k':>11} {'x floor':>8}")

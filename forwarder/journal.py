@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
-from sinks.base import Record
+from sinks.base import Record, summary
 
 STATE_VERSION = 2
 T = TypeVar("T")
@@ -570,14 +570,14 @@ class Chunks:
 
 
 def _summary(data: bytes) -> dict[str, Any]:
-    """A record's action, category and outcome from its JSON, where no column holds them."""
+    """``summary`` as ``Record`` fields, from an event's JSON where no column holds them."""
     try:
         event = orjson.loads(data)
     except orjson.JSONDecodeError:
         event = None
     if not isinstance(event, dict):
         return {}
-    return {k: event.get(k) for k in ("action", "category", "outcome")}
+    return dict(zip(("action", "category", "outcome"), summary(event), strict=True))
 
 
 def _migrate_from_v1(db: sqlite3.Connection) -> None:

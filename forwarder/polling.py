@@ -23,6 +23,7 @@ from forwarder.event import parse_ms
 from forwarder.journal import Chunks, DiskFullError, Journal
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
+from sinks.base import summary
 
 log = structlog.get_logger("forwarder.polling")
 _CONSUMED: tuple[Any, str] = (None, "")
@@ -140,6 +141,5 @@ class Poller:
     @staticmethod
     def _add(entries: Chunks, event: dict[str, Any]) -> None:
         """Serialized here, once: every sink gets these bytes (or formats from them)."""
-        fields = (event["id"], event["vendor"], parse_ms(event["time"]), event.get("action"), event.get("category"),
-                  event.get("outcome"))  # fmt: skip
+        fields = (event["id"], event["vendor"], parse_ms(event["time"]), *summary(event))
         entries.add(fields, orjson.dumps(event))

@@ -48,6 +48,12 @@ class Record(NamedTuple):
         return value
 
 
+def summary(event: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What rides beside an event's JSON (``Record``'s last three fields): one place decides it
+    for the poller, the journal's migration and dead letters, and ``record_of``."""
+    return event.get("action"), event.get("category"), event.get("outcome")
+
+
 _STR_OR_NONE = (str, type(None))
 
 
@@ -72,7 +78,7 @@ def record_of(event: dict[str, Any], seq: int = 0, time_ms: int | None = None) -
         time_ms = parse_ms(str(event["time"]))
     return Record(
         seq, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event), event["vendor"],
-        event.get("action"), event.get("category"), event.get("outcome"),
+        *summary(event),
     )  # fmt: skip
 
 
