@@ -85,6 +85,15 @@ async def test_chunks_are_cut_and_read_from_any_offset(tmp_path: Path, monkeypat
     await journal.close()
 
 
+def test_chunks_cut_by_size_keep_every_line_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "CHUNK_MAX_BYTES", 40)
+    chunks = journal_module.Chunks.of(entries(7))  # 13-byte lines, 14 with their LF
+    chunks.cut()
+    assert [len(columns[0]) for columns, _ in chunks.done] == [3, 3, 1]
+    assert chunks.done[0][1] == b'{"id":"id-0"}\n{"id":"id-1"}\n{"id":"id-2"}'
+    assert list(chunks) == entries(7)
+
+
 async def test_head_survives_pruning_everything(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     journal = await open_journal(path)

@@ -249,6 +249,20 @@ def test_event_time_is_canonical_or_refused(value: str) -> None:
     assert parse_ms(text) == epoch_ms(parse_time(value))
 
 
+@PROPERTY
+@given(value=near_canonical | st.builds(lambda head, tail: head + tail, st.text(max_size=23), st.just("Z")))
+def test_parse_ms_fast_path_agrees_with_the_exact_parse(value: str) -> None:
+    """``parse_ms`` reads canonical-looking times without ``parse_time``'s conversions: same
+    milliseconds, and the same refusals."""
+    try:
+        expected = epoch_ms(parse_time(value))
+    except (ValueError, TypeError):
+        with pytest.raises((ValueError, TypeError)):
+            parse_ms(value)
+        return
+    assert parse_ms(value) == expected
+
+
 @pytest.mark.parametrize("value", ["2024-01-01T00:00:00.9 9Z", "2024-01-01T00:00:00.0.0Z", "2024-01-01T00:00:00.06TZ"])
 def test_event_time_never_keeps_junk_in_the_milliseconds(value: str) -> None:
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from forwarder import daemon
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.reliability.conftest import (
     Figures,
@@ -64,3 +65,24 @@ def test_large_backlog_stays_within_the_memory_bound(
     print(f"\nmemory: {BACKLOG} entries in {took:.0f}s ({BACKLOG / took:.0f}/s), peak RSS {peak_kb / 1024:.1f} MB")
     assert unique == BACKLOG, f"{BACKLOG - unique} entries lost"
     assert peak_kb / 1024 < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_kb / 1024:.1f} MB over {PEAK_RSS_LIMIT_MB} MB"
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(daemon.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(daemon.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    daemon.limit_malloc_arenas()
+    assert calls == [(daemon.M_ARENA_MAX, 2)]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the operator's choice is glibc's to apply
+    daemon.limit_malloc_arenas()
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setattr(daemon.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
+    daemon.limit_malloc_arenas()
+    assert calls == [(daemon.M_ARENA_MAX, 2)]

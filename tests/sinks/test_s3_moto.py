@@ -375,7 +375,7 @@ def test_config_validation(options: dict[str, Any], message: str) -> None:
 def test_config_defaults_suit_s3() -> None:
     config = S3SinkConfig(type="s3", bucket="bucket")
     batching = (config.batch_max_events, config.batch_max_bytes, config.batch_max_age_s)
-    assert batching == (5_000, 4 << 20, 60.0)
+    assert batching == (2_000, 2 << 20, 60.0)
     assert (config.sse, config.checksum, config.region) == ("none", "md5", "us-east-1")
 
 
