@@ -111,7 +111,7 @@ class S3SinkConfig(SinkConfig):
     timeout_s: float = Field(default=60.0, gt=0)
     max_parallel_puts: int = Field(default=4, ge=1, le=32)
     # ~0.3 MB gzip objects: a batch's records, NDJSON and gzip are in memory at once, and at
-    # 5,000 events the daemon peaked at ~160 MB draining a 1M backlog (2,000: 146–150 MB).
+    # 5,000 events the daemon peaked at ~160 MB draining a 1M backlog (2,000: 146 to 150 MB).
     # Raise both for fewer, larger objects.
     batch_max_events: int = 2_000
     batch_max_bytes: int = 2 * 1024 * 1024
