@@ -71,22 +71,29 @@ class Tail:
         return b"".join(chunks)
 
 
+class Delivered(Protocol):
+    """What a sink's receiver has written since the last read: whole lines of its files, or
+    the objects of its bucket."""
+
+    def read(self) -> bytes: ...
+
+
 class LineCounter:
-    def __init__(self, directory: Path, pattern: str) -> None:
-        self.tail = Tail(directory, pattern)
+    def __init__(self, delivered: Delivered) -> None:
+        self.delivered = delivered
         self.lines = 0
 
     def __call__(self) -> int:
-        self.lines += self.tail.read().count(b"\n")
+        self.lines += self.delivered.read().count(b"\n")
         return self.lines
 
 
 class LineArrivals:
-    def __init__(self, directory: Path, pattern: str) -> None:
-        self.tail = Tail(directory, pattern)
+    def __init__(self, delivered: Delivered) -> None:
+        self.delivered = delivered
 
     def __call__(self) -> dict[str, float]:
-        chunk = self.tail.read()
+        chunk = self.delivered.read()
         now = time.time()
         return dict.fromkeys(request_ids(chunk), now)
 
@@ -116,7 +123,7 @@ def file_target(work: Path, live: bool = False) -> Iterator[Target]:
     out.mkdir(parents=True)
     # rotation (and its gzip) is turned off so that every event stays in one countable file
     config = {"type": "file", "path": str(out / "{organization}.ndjson"), "rotate_max_bytes": 1 << 40}
-    yield _Target("file", config, LineCounter(out, "*.ndjson"), LineArrivals(out, "*.ndjson"))
+    yield _Target("file", config, LineCounter(Tail(out, "*.ndjson")), LineArrivals(Tail(out, "*.ndjson")))
 
 
 @contextmanager
@@ -133,7 +140,8 @@ def syslog_target(work: Path, live: bool = False) -> Iterator[Target]:
     try:
         port = _wait_port_file(directory / "tcp.port", proc)
         config = {"type": "syslog", "host": "127.0.0.1", "port": port, "transport": "tcp"}
-        yield _Target("syslog", config, LineCounter(directory, "received.log"), LineArrivals(directory, "received.log"))
+        received = directory, "received.log"
+        yield _Target("syslog", config, LineCounter(Tail(*received)), LineArrivals(Tail(*received)))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -188,26 +196,6 @@ class S3Objects:
         return b"".join(bodies)
 
 
-class S3Counter:
-    def __init__(self, endpoint_url: str, bucket: str) -> None:
-        self.objects = S3Objects(endpoint_url, bucket)
-        self.lines = 0
-
-    def __call__(self) -> int:
-        self.lines += self.objects.read().count(b"\n")
-        return self.lines
-
-
-class S3Arrivals:
-    def __init__(self, endpoint_url: str, bucket: str) -> None:
-        self.objects = S3Objects(endpoint_url, bucket)
-
-    def __call__(self) -> dict[str, float]:
-        body = self.objects.read()
-        now = time.time()
-        return dict.fromkeys(request_ids(body), now)
-
-
 def _boto_credentials() -> dict[str, str]:
     return {
         "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
@@ -226,9 +214,9 @@ def s3_target(work: Path, live: bool = False) -> Iterator[Target]:
             "type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url, "force_path_style": True,
             "batch_max_age_s": 1.0,
         }  # fmt: skip
-        yield _Target(
-            "s3", config, S3Counter(moto.endpoint_url, bucket), S3Arrivals(moto.endpoint_url, bucket), env=dict(AWS_ENV)
-        )
+        objects = moto.endpoint_url, bucket
+        count, arrivals = LineCounter(S3Objects(*objects)), LineArrivals(S3Objects(*objects))
+        yield _Target("s3", config, count, arrivals, env=dict(AWS_ENV))
 
 
 TARGETS = {"file": file_target, "syslog": syslog_target, "hec": hec_target, "s3": s3_target}
