@@ -21,6 +21,7 @@ from tests.helpers.daemon import file_sink_config as config
 from tests.helpers.daemon import once_ok as once
 from tests.helpers.daemon import read_ndjson
 from tests.helpers.emulators import EmulatorProcess, running
+from tests.helpers.repeating_pages import assert_a_repeated_page_stops_the_walk
 
 TOKEN = "codescoring-test-token"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codescoring"
@@ -185,27 +186,12 @@ def test_golden_mapping_of_every_template() -> None:
 
 
 async def test_an_envelope_that_repeats_the_same_page_forever_stops_the_walk() -> None:
-    import httpx
-
-    from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
-    from forwarder.sources.http import MalformedResponse
+    from forwarder.sources.codescoring import CodescoringConfig
 
     now = datetime.now(UTC).isoformat()
     results = [{"id": i, "created_at": now, "actor": "jdoe", "message": "User logged in", "duration": None}
                for i in range(10)]  # fmt: skip
-    requests: list[httpx.Request] = []
-
-    def same_page(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        body = {"count": 10_000, "next": "http://cs.test/api/audit_logs/?page=2", "previous": None, "results": results}
-        return httpx.Response(200, json=body)
-
+    body = {"count": 10_000, "next": "http://cs.test/api/audit_logs/?page=2", "previous": None, "results": results}
     config = CodescoringConfig(type="codescoring", base_url="http://cs.test", token="t", per_page=10,
                                initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
-    source = CodescoringSource("cs", config)
-    source.client._transport = httpx.MockTransport(same_page)
-    with pytest.raises(MalformedResponse, match="already seen"):
-        async for _ in source.pages("default", None):
-            pass
-    await source.close()
-    assert len(requests) == 2
+    await assert_a_repeated_page_stops_the_walk(CodescoringSource("cs", config), body)

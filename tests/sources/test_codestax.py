@@ -21,6 +21,7 @@ from tests.helpers.daemon import file_sink_config as config
 from tests.helpers.daemon import once_ok as once
 from tests.helpers.daemon import read_ndjson
 from tests.helpers.emulators import EmulatorProcess, running
+from tests.helpers.repeating_pages import assert_a_repeated_page_stops_the_walk
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codestax"
 DAY_MS = 86_400_000
@@ -194,24 +195,8 @@ def test_golden_mapping_of_every_category() -> None:
 
 
 async def test_full_pages_that_repeat_forever_stop_the_walk() -> None:
-    import httpx
-
-    from forwarder.sources.http import MalformedResponse
-
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     page = [{"id": i, "timestamp": now, "user": {"email": "a@b.c"}, "action": "scan.triggered"} for i in range(5)]
-    requests: list[httpx.Request] = []
-
-    def same_page(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        return httpx.Response(200, json=page)
-
     config = CodeStaxConfig(type="codestax", base_url="http://cx.test/api", api_key=DEFAULT_API_KEY, limit=5,
                             initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
-    source = CodeStaxSource("cx", config)
-    source.client._transport = httpx.MockTransport(same_page)
-    with pytest.raises(MalformedResponse, match="already seen"):
-        async for _ in source.pages("default", None):
-            pass
-    await source.close()
-    assert len(requests) == 2
+    await assert_a_repeated_page_stops_the_walk(CodeStaxSource("cx", config), page)
