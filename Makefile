@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl
+APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind
 
 .PHONY: demo test venv system-deps lint clean
 

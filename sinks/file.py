@@ -100,7 +100,8 @@ class FileSink:
     def _write(self, groups: dict[Path, list[bytes]]) -> None:
         for path, lines in groups.items():
             entry = self._open(path)
-            entry.handle.write(b"\n".join(lines) + b"\n")
+            lines.append(b"")  # the last line's LF, without copying the joined batch once more
+            entry.handle.write(b"\n".join(lines))
             entry.handle.flush()
             if self.config.fsync:
                 os.fsync(entry.handle.fileno())

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bench.run import main
 
@@ -53,3 +54,29 @@ def test_budget_splits_the_hot_path_into_its_stages(tmp_path: Path) -> None:
     for name, stage in stages.items():
         assert stage["us_per_event"] >= 0 and stage["x_floor"] >= 0, name
     assert result["pipeline_to_file_s_per_100k"] > 0
+
+
+def test_instruction_count_gives_the_cost_of_one_more_event(tmp_path: Path) -> None:
+    """Under valgrind: the forwarder delivers both backlogs (the tool refuses a count of a run
+    that did not), and one more event costs a plausible number of instructions."""
+    from bench.instructions import main as instructions
+
+    result = instructions(["--events", "300", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    assert orjson.loads((tmp_path / "instructions.json").read_bytes()) == result
+    assert result["instructions_at_2n"] > result["instructions_at_n"] > 0
+    # Tens of thousands of instructions per event (parse, hash, normalize, journal, write);
+    # below a thousand or above ten million, the runs would not have measured events.
+    assert 1_000 < result["instructions_per_event"] < 10_000_000
+    assert result["startup_instructions"] > 0
+    assert Path(result["profile"]).is_file()
+
+
+def test_instruction_count_reads_cachegrinds_summary(tmp_path: Path) -> None:
+    from bench.instructions import summary_instructions
+
+    profile = tmp_path / "cachegrind.out"
+    profile.write_text("desc: I1 cache: ...\ncmd: python\nevents: Ir\nfl=x.c\nfn=f\n1 5\nsummary: 123456\n")
+    assert summary_instructions(profile) == 123456
+    profile.write_text("events: Ir\n")
+    with pytest.raises(ValueError, match="no summary line"):
+        summary_instructions(profile)
