@@ -4,14 +4,15 @@ instructions per event, counted by valgrind, for comparing two versions of the h
 CPU time on these shared VMs moves by up to 40 % between identical runs and they expose no
 hardware counters, so a change worth 5 % cannot be seen in ``bench.run``. Valgrind's
 cachegrind (without its cache simulation) counts the instructions the forwarder process
-executes, and with ``PYTHONHASHSEED=0`` two runs of the same tree agree to within a few
-thousand instructions. The count runs ``audit-forwarder once`` into the file sink twice, over
-N and 2N entries served by the benchmark emulator; the difference divided by N is the cost of
-one more event, without the start-up (imports alone are about two billion instructions).
+executes; with ``PYTHONHASHSEED=0`` runs of the same tree agree to within 0.1 %, apart from
+occasional runs that do extra work depending on wall time. The count runs ``audit-forwarder
+once`` into the file sink over N and 2N entries served by the benchmark emulator, each size
+``--repeat`` times with the fewest counting; the difference divided by N is the cost of one
+more event, without the start-up (imports alone are over two billion instructions).
 
 What the count leaves out: time in the kernel (system calls, page faults), cache misses and
-anything valgrind emulates differently (it has no SHA extensions, so SHA-256 counts about
-four times what it costs on the CPU). It answers "did this change remove work", not "how long
+anything valgrind emulates differently (it has no SHA extensions, so SHA-256 counts for much
+more than it costs on the CPU). It answers "did this change remove work", not "how long
 does it take"; ``bench.run`` stays the measure of the targets. Needs valgrind
 (``apt-get install valgrind``). Writes ``bench/results/instructions.json``; for the functions
 behind the count, run ``cg_annotate`` on the ``cachegrind.out`` file it names.
@@ -72,9 +73,13 @@ def count(tree: Path, events: int, work: Path) -> int:
     return summary_instructions(profile)
 
 
-def measure(tree: Path, events: int, work: Path) -> dict[str, Any]:
-    small = count(tree, events, work / "n")
-    large = count(tree, 2 * events, work / "2n")
+def measure(tree: Path, events: int, work: Path, repeat: int) -> dict[str, Any]:
+    """The fewest instructions of ``repeat`` runs at each size: the count is repeatable to 0.1 %
+    except for work that depends on wall time (under valgrind a run is ~50x slower, so a wait
+    for more events can end differently), which only ever adds (one run in five or so at
+    N = 10,000 counted 200 million more)."""
+    small = min(count(tree, events, work / f"n-{i}") for i in range(repeat))
+    large = min(count(tree, 2 * events, work / f"2n-{i}") for i in range(repeat))
     per_event = (large - small) / events
     return {
         "tree": str(tree),
@@ -83,7 +88,7 @@ def measure(tree: Path, events: int, work: Path) -> dict[str, Any]:
         "instructions_at_2n": large,
         "instructions_per_event": round(per_event),
         "startup_instructions": round(small - per_event * events),
-        "profile": str(work / "2n" / "cachegrind.out"),
+        "profile": str(work / "2n-0" / "cachegrind.out"),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -93,13 +98,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--events", type=int, default=10_000, help="N: the runs serve N and 2N entries.")
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1],
                         help="The checkout whose forwarder is counted (default: this one).")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=2, help="Runs per size; the fewest instructions count.")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, help="Where the runs and profiles go (default: a new temp dir).")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         parser.exit(2, "bench.instructions needs valgrind: apt-get install valgrind\n")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="af-instructions-"))
-    result = measure(args.tree.resolve(), args.events, work)
+    result = measure(args.tree.resolve(), args.events, work, max(1, args.repeat))
     print(
         f"{result['instructions_per_event']:,} instructions per event "
         f"(start-up {result['startup_instructions']:,}); tree {result['tree']}; profile {result['profile']}"

@@ -61,7 +61,9 @@ def test_instruction_count_gives_the_cost_of_one_more_event(tmp_path: Path) -> N
     that did not), and one more event costs a plausible number of instructions."""
     from bench.instructions import main as instructions
 
-    result = instructions(["--events", "300", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    result = instructions(
+        ["--events", "300", "--repeat", "1", "--output-dir", str(tmp_path), "--work-dir", str(tmp_path / "work")]
+    )
     assert orjson.loads((tmp_path / "instructions.json").read_bytes()) == result
     assert result["instructions_at_2n"] > result["instructions_at_n"] > 0
     # Tens of thousands of instructions per event (parse, hash, normalize, journal, write);
