@@ -4,7 +4,7 @@ instructions per event, counted by valgrind, for comparing two versions of the h
 CPU time on these shared VMs moves by up to 40 % between identical runs and they expose no
 hardware counters, so a change worth 5 % cannot be seen in ``bench.run``. Valgrind's
 cachegrind (without its cache simulation) counts the instructions the forwarder process
-executes; with ``PYTHONHASHSEED=0`` runs of the same tree agree to within 0.1 %, apart from
+executes; with ``PYTHONHASHSEED=0`` runs of the same tree agree to within 0.5 %, apart from
 occasional runs that do extra work depending on wall time. The count runs ``audit-forwarder
 once`` into the file sink over N and 2N entries served by the benchmark emulator, each size
 ``--repeat`` times with the fewest counting; the difference divided by N is the cost of one
@@ -45,8 +45,9 @@ def summary_instructions(cachegrind_out: Path) -> int:
     raise ValueError(f"{cachegrind_out} has no summary line; did valgrind finish?")
 
 
-def count(tree: Path, events: int, work: Path) -> int:
-    """Instructions of one ``once`` run of ``tree``'s forwarder over a fresh ``events`` backlog."""
+def count(tree: Path, events: int, work: Path) -> tuple[int, Path]:
+    """Instructions of one ``once`` run of ``tree``'s forwarder over a fresh ``events`` backlog,
+    and the cachegrind profile they come from."""
     emulator = FastCodacyEmulator()
     emulator.generate(events, orgs=[ORG], span_s=SPAN_S)
     server, url = start_in_thread(emulator)
@@ -70,16 +71,16 @@ def count(tree: Path, events: int, work: Path) -> int:
             f"the forwarder under valgrind exited {done.returncode} having written {delivered} of {events} "
             f"events; see {work / 'forwarder.log'}"
         )
-    return summary_instructions(profile)
+    return summary_instructions(profile), profile
 
 
 def measure(tree: Path, events: int, work: Path, repeat: int) -> dict[str, Any]:
-    """The fewest instructions of ``repeat`` runs at each size: the count is repeatable to 0.1 %
+    """The fewest instructions of ``repeat`` runs at each size: the count is repeatable to 0.5 %
     except for work that depends on wall time (under valgrind a run is ~50x slower, so a wait
     for more events can end differently), which only ever adds (one run in five or so at
     N = 10,000 counted 200 million more)."""
-    small = min(count(tree, events, work / f"n-{i}") for i in range(repeat))
-    large = min(count(tree, 2 * events, work / f"2n-{i}") for i in range(repeat))
+    small, _ = min(count(tree, events, work / f"n-{i}") for i in range(repeat))
+    large, profile = min(count(tree, 2 * events, work / f"2n-{i}") for i in range(repeat))
     per_event = (large - small) / events
     return {
         "tree": str(tree),
@@ -88,7 +89,7 @@ def measure(tree: Path, events: int, work: Path, repeat: int) -> dict[str, Any]:
         "instructions_at_2n": large,
         "instructions_per_event": round(per_event),
         "startup_instructions": round(small - per_event * events),
-        "profile": str(work / "2n-0" / "cachegrind.out"),
+        "profile": str(profile),  # the 2N run that counted
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
