@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import gzip
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ from forwarder.journal import Chunks, Journal
 from forwarder.polling import Poller
 from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
+from sinks.base import gzip_compress
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog import SyslogEncoder, SyslogSinkConfig
 
@@ -143,7 +143,7 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         "sink: file (json lines)": lambda batch: b"\n".join([as_json(r) for r in batch]),
         "sink: syslog (RFC 5424 encode)": lambda batch: [syslog.encode(r) for r in batch],
         "sink: HEC (envelopes)": lambda batch: b"".join([hec._envelope(r) for r in batch]),
-        "sink: S3 (NDJSON + gzip -1)": lambda batch: gzip.compress(b"\n".join([as_json(r) for r in batch]), 1, mtime=0),
+        "sink: S3 (NDJSON + gzip -1)": lambda batch: gzip_compress(b"\n".join([as_json(r) for r in batch]), 1),
     }
     for name, encode in sinks.items():
         cpu[name] = per_page(encode, records, len(batches), repeat)

@@ -1,7 +1,7 @@
 """S3 sink: each batch becomes one gzip NDJSON object per partition (Hive-style key).
 
 Idempotence without a coordinator: an object's name is derived from the ids of the events
-it holds, its gzip bytes are reproducible (``mtime=0``), and it is written create-only with
+it holds, its gzip bytes are the same on every attempt (``mtime=0``), and it is written create-only with
 ``If-None-Match: *``. A batch retried after a crash maps to the same keys, and S3 answers
 ``412 Precondition Failed`` for every object that already landed, which counts as delivered.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gzip
 import hashlib
 import re
 import string
@@ -41,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
-from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (
     "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
@@ -106,7 +105,9 @@ class S3SinkConfig(SinkConfig):
     storage_class: str | None = None
     checksum: Literal["md5", "sha256"] = "md5"
     gzip_level: int = Field(
-        default=1, ge=1, le=9, description="1 takes less than half the CPU of 6, for objects ~45 % larger."
+        default=1, ge=1, le=9,
+        description="1 compresses with ISA-L: a quarter of zlib's level-1 CPU for the same size. 2 to 9 are "
+        "zlib's levels, for smaller objects at more CPU (6: ten times the CPU of 1, objects ~30 % smaller).",
     )
     timeout_s: float = Field(default=60.0, gt=0)
     max_parallel_puts: int = Field(default=4, ge=1, le=32)
@@ -253,7 +254,7 @@ class S3Sink:
         cfg = self.config
         lines = [self._format(r) for r in records]
         lines.append(b"")  # the last line ends with a LF too
-        body = gzip.compress(b"\n".join(lines), compresslevel=cfg.gzip_level, mtime=0)
+        body = gzip_compress(b"\n".join(lines), cfg.gzip_level)
         del lines
         times = [r.time_ms for r in records]
         params: dict[str, Any] = {

@@ -17,7 +17,6 @@ dead-lettered, and every branch is chosen so that no record is ever silently los
 from __future__ import annotations
 
 import asyncio
-import gzip
 import socket
 import ssl
 import time
@@ -32,7 +31,15 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, plain_fields
+from sinks.base import (
+    DeliveryReport,
+    FatalSinkError,
+    Record,
+    RetryableError,
+    SinkConfig,
+    gzip_compress,
+    plain_fields,
+)
 
 PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
 EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the record into ``fields``
@@ -293,7 +300,7 @@ class SplunkHecSink:
         assert self._client is not None
         headers = {"Content-Type": "application/json"}
         if compress and body:
-            body = await asyncio.to_thread(gzip.compress, body, 1, mtime=0)  # 1: under half of 6's CPU
+            body = await asyncio.to_thread(gzip_compress, body)
             headers["Content-Encoding"] = "gzip"
         try:
             resp = await self._client.request(method, path, content=body, headers=headers)
