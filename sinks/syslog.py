@@ -70,6 +70,7 @@ UDP_MAX_PAYLOAD = 65_507
 BOM = b"\xef\xbb\xbf"
 TRUNCATION_MARKER = b"...[truncated]"
 SD_PARAMS = ("id", "vendor", "org", "action", "outcome", "category")
+_MILLIS_Z = [b"%03dZ" % ms for ms in range(1000)]
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -153,7 +154,9 @@ def header_token(value: str, limit: int, forbidden: str = "") -> bytes:
 
 
 def sd_escape(value: str) -> bytes:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]").encode()
+    if "\\" in value or '"' in value or "]" in value:  # rare: testing first costs a fifth of replacing
+        value = value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    return value.encode()
 
 
 def _why(exc: BaseException) -> str:
@@ -180,55 +183,60 @@ class SyslogEncoder:
         self.sd_id = config.sd_id.encode()
         self.escape_lf = config.transport != "udp" and config.framing == "lf"
         self.truncated_count = 0
-        self._sd_tails: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
-        self._minute: int | None = None
-        self._minute_text = b""
+        self._headers: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
+        self._second: int | None = None
+        self._second_text = b""
 
     def encode(self, record: Record) -> bytes:
-        prival = self.config.facility * 8 + severity(record.outcome, record.category)
         if self.config.rfc == "5424":
-            head = self._head_5424(prival, record)
+            head = self._head_5424(record)
             body = BOM + self.formatter(record)
         else:
-            head = self._head_3164(prival, record)
+            head = self._head_3164(self._prival(record), record)
             body = self.formatter(record)
         if self.escape_lf:
             head, body = head.replace(b"\n", b"\\n"), body.replace(b"\n", b"\\n")
         return self._cap(head, body, record)
 
-    def _head_5424(self, prival: int, record: Record) -> bytes:
-        tail, msgid = self._sd_tail(record)
+    def _prival(self, record: Record) -> int:
+        return self.config.facility * 8 + severity(record.outcome, record.category)
+
+    def _head_5424(self, record: Record) -> bytes:
+        start, middle, end = self._header_parts(record)
         params = b' id="%s"' % sd_escape(record.event_id) if record.event_id else b""
-        timestamp = self._timestamp(record.time_ms)
-        return b"<%d>1 %s %s %s %s %s [%s%s%s] " % (
-            prival, timestamp, self.hostname, self.app_name, self.procid, msgid, self.sd_id, params, tail,
-        )  # fmt: skip
+        return b"".join((start, self._timestamp(record.time_ms), middle, params, end))
 
     def _timestamp(self, ms: int) -> bytes:
-        """RFC 3339 with milliseconds; the date, hour and minute are formatted once per minute
+        """RFC 3339 with milliseconds; all but the milliseconds are formatted once per second
         (formatting the whole time per event was a third of the encoding)."""
-        minute, rest = divmod(ms, 60_000)
-        if minute != self._minute:
-            self._minute_text = format_ms(minute * 60_000)[:17].encode()  # YYYY-MM-DDTHH:MM:
-            self._minute = minute
-        return b"%s%02d.%03dZ" % (self._minute_text, *divmod(rest, 1000))
+        second, millis = divmod(ms, 1000)
+        if second != self._second:
+            self._second_text = format_ms(second * 1000)[:20].encode()  # YYYY-MM-DDTHH:MM:SS.
+            self._second = second
+        return self._second_text + _MILLIS_Z[millis]
 
-    def _sd_tail(self, record: Record) -> tuple[bytes, bytes]:
-        """SD params after ``id``, and the MSGID: the same few combinations repeat for every
-        event, so they are escaped once and remembered (this was most of the encoding CPU)."""
+    def _header_parts(self, record: Record) -> tuple[bytes, bytes, bytes]:
+        """The header around the timestamp and the event id: ``<PRI>1 ``, `` HOST APP PROCID
+        MSGID [SD-ID`` and the other SD params with ``] ``. The same few combinations repeat for
+        every event, so they are escaped once and remembered (this was most of the encoding CPU)."""
         vendor, organization, action = record.vendor, record.organization, record.action
         outcome, category = record.outcome, record.category
         key = (vendor, organization, action, outcome, category)
         cacheable = plain_fields(record)
-        cached = self._sd_tails.get(key) if cacheable else None
+        cached = self._headers.get(key) if cacheable else None
         if cached is None:
             values = {"vendor": vendor, "org": organization, "action": action, "outcome": outcome, "category": category}
             tail = b"".join(
                 b' %s="%s"' % (k.encode(), sd_escape(str(v))) for k in SD_PARAMS[1:] if (v := values[k])
             )
-            cached = (tail, header_token(str(action or ""), 32))
-            if cacheable and len(self._sd_tails) < 10_000:
-                self._sd_tails[key] = cached
+            msgid = header_token(str(action or ""), 32)
+            cached = (
+                b"<%d>1 " % self._prival(record),
+                b" %s %s %s %s [%s" % (self.hostname, self.app_name, self.procid, msgid, self.sd_id),
+                tail + b"] ",
+            )
+            if cacheable and len(self._headers) < 10_000:
+                self._headers[key] = cached
         return cached
 
     def _head_3164(self, prival: int, record: Record) -> bytes:
