@@ -70,6 +70,7 @@ UDP_MAX_PAYLOAD = 65_507
 BOM = b"\xef\xbb\xbf"
 TRUNCATION_MARKER = b"...[truncated]"
 SD_PARAMS = ("id", "vendor", "org", "action", "outcome", "category")
+_SECONDS_DOT = [b"%02d." % s for s in range(60)]
 _MILLIS_Z = [b"%03dZ" % ms for ms in range(1000)]
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -184,8 +185,8 @@ class SyslogEncoder:
         self.escape_lf = config.transport != "udp" and config.framing == "lf"
         self.truncated_count = 0
         self._headers: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
-        self._second: int | None = None
-        self._second_text = b""
+        self._minute: int | None = None
+        self._minute_text = b""
 
     def encode(self, record: Record) -> bytes:
         if self.config.rfc == "5424":
@@ -207,13 +208,15 @@ class SyslogEncoder:
         return b"".join((start, self._timestamp(record.time_ms), middle, params, end))
 
     def _timestamp(self, ms: int) -> bytes:
-        """RFC 3339 with milliseconds; all but the milliseconds are formatted once per second
-        (formatting the whole time per event was a third of the encoding)."""
-        second, millis = divmod(ms, 1000)
-        if second != self._second:
-            self._second_text = format_ms(second * 1000)[:20].encode()  # YYYY-MM-DDTHH:MM:SS.
-            self._second = second
-        return self._second_text + _MILLIS_Z[millis]
+        """RFC 3339 with milliseconds; the date, hour and minute are formatted once per minute
+        (formatting the whole time per event was a third of the encoding), the seconds and
+        milliseconds come from tables (a quarter of the cost of ``%`` formatting them)."""
+        minute, rest = divmod(ms, 60_000)
+        if minute != self._minute:
+            self._minute_text = format_ms(minute * 60_000)[:17].encode()  # YYYY-MM-DDTHH:MM:
+            self._minute = minute
+        second, millis = divmod(rest, 1000)
+        return b"".join((self._minute_text, _SECONDS_DOT[second], _MILLIS_Z[millis]))
 
     def _header_parts(self, record: Record) -> tuple[bytes, bytes, bytes]:
         """The header around the timestamp and the event id: ``<PRI>1 ``, `` HOST APP PROCID

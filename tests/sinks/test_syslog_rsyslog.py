@@ -340,14 +340,14 @@ async def test_unreadable_tls_files_are_fatal(rsyslog: Rsyslog, tmp_path: Path) 
     await sink.close()
 
 
-def test_timestamps_formatted_per_second_match_the_full_format() -> None:
-    """The header's date to the second is remembered between events; every time still reads alike."""
+def test_timestamps_formatted_per_minute_match_the_full_format() -> None:
+    """The header's date and minute are remembered between events; every time still reads alike."""
     from forwarder.event import format_ms
     from sinks.syslog import SyslogEncoder
 
     encoder = SyslogEncoder(SyslogSinkConfig(type="syslog", host="127.0.0.1"))
     times = [1_700_000_000_000 + step for step in (0, 999, 1_000, 1_001, 59_999, 60_000, 61_001, -1, 86_400_000 * 400)]
-    times += [-1_001, -1_000, -999, -1, 0, 1, 59_999, 60_000]  # around the epoch, where seconds are negative
+    times += [-1_001, -1_000, -999, -1, 0, 1, 59_999, 60_000]  # around the epoch, where minutes are negative
     for ms in times:
         assert encoder._timestamp(ms) == format_ms(ms).encode(), ms
 
