@@ -9,8 +9,11 @@ the sink's offset live in the delivery layer, once for all sinks.
 from __future__ import annotations
 
 import gzip
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from isal import igzip
@@ -92,6 +95,30 @@ def gzip_compress(data: bytes, level: int = 1) -> bytes:
     if level == 1:
         return igzip.compress(data, 1, mtime=0)
     return gzip.compress(data, level, mtime=0)
+
+
+def gzip_file(source: Path, target: Path, level: int = 1, mode: int = 0o600) -> None:
+    """``source`` gzipped into a new file ``target`` (created with ``mode``, never readable by
+    more than that), streamed (a rotated file is ~100 MB), and fsynced: the caller deletes
+    ``source`` next, and its events must not then exist only in the page cache. Levels as in
+    ``gzip_compress``: on a file sink's NDJSON, zlib's level 9 took 24 µs per event (half
+    again the forwarder's whole CPU), ISA-L's level 1 takes 1.7."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with source.open("rb") as src, os.fdopen(fd, "wb") as raw:
+        gzip_class = igzip.IGzipFile if level == 1 else gzip.GzipFile
+        with gzip_class(fileobj=raw, mode="wb", compresslevel=level) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def fsync_directory(path: Path) -> None:
+    """Make renames and deletions in ``path`` durable (a file's own fsync does not)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass

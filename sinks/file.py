@@ -2,17 +2,18 @@
 
 The write path runs in a worker thread (file I/O and fsync block). Rotation happens before a
 write once a file is over ``rotate_max_bytes`` or older than ``rotate_max_age_s``; the rotated
-file is renamed with a UTC timestamp and optionally gzipped. A crash mid-batch can leave a
-partial batch in the file; the delivery layer then re-sends the whole batch, so readers see
-duplicates with identical ids, never a gap.
+file is renamed with a UTC timestamp and optionally gzipped. The gzip is written as
+``.gz.partial``, fsynced and renamed before the rotated file is deleted, so a crash leaves
+one of them whole; a compression cut short is redone when the daemon next writes to that
+path. A crash mid-batch can leave a partial batch in the file; the delivery layer then
+re-sends the whole batch, so readers see duplicates with identical ids, never a gap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
+import glob
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import BinaryIO, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from forwarder.formats import HEADERS, get_formatter
-from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig
+from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig, fsync_directory, gzip_file
 
 
 class FileSinkConfig(SinkConfig):
@@ -32,6 +33,12 @@ class FileSinkConfig(SinkConfig):
     rotate_max_bytes: int = Field(100 * 1024 * 1024, gt=0)
     rotate_max_age_s: float = Field(86_400.0, gt=0)
     compress_rotated: bool = True
+    compress_level: int = Field(
+        1, ge=1, le=9,
+        description="gzip level of rotated files. 1 compresses with ISA-L (on NDJSON: ~1.7 µs per event, files "
+        "~6.5x smaller); 2 to 9 are zlib's (9: ~24 µs per event, half as much again as the rest of the "
+        "forwarder; ~9.7x smaller).",
+    )  # fmt: skip
     mode: int = Field(0o640, description="Permission bits of new files, as an octal string in YAML: '0640'.")
     fsync: bool = Field(
         True, description="fsync before the offset moves; turning it off weakens the guarantee."
@@ -63,6 +70,7 @@ class FileSink:
         self.header = HEADERS.get(config.format)
         self.files: dict[Path, _Open] = {}
         self._paths: dict[tuple[str, str, str], Path] = {}
+        self._resumed: set[Path] = set()  # paths whose interrupted compressions were finished
 
     def path_for(self, source: str, vendor: str, organization: str) -> Path:
         # Cached: a few triples cover every record, and rebuilding the path per record was a
@@ -120,6 +128,8 @@ class FileSink:
                 entry = None
         if entry is None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path not in self._resumed:
+                self._finish_compressions(path)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
             handle = os.fdopen(fd, "ab")
             if handle.tell() == 0 and self.header is not None:
@@ -137,12 +147,29 @@ class FileSink:
             n += 1
         path.rename(target)
         if self.config.compress_rotated:
-            gz_path = Path(f"{target}.gz")
-            with open(target, "rb") as src, gzip.open(gz_path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-                dst.flush()
-            os.chmod(gz_path, self.config.mode)
-            os.remove(target)
+            self._compress(target)
+
+    def _finish_compressions(self, path: Path) -> None:
+        """A crash while compressing left a rotated file whole beside its ``.gz.partial``:
+        compress it again, the first time this process writes to that path."""
+        self._resumed.add(path)
+        for partial in path.parent.glob(f"{glob.escape(path.name)}.*.gz.partial"):
+            unfinished = Path(str(partial)[: -len(".gz.partial")])
+            if unfinished.exists():
+                self._compress(unfinished)
+            else:  # cannot happen through ``_compress``; someone removed the source by hand
+                partial.unlink()
+
+    def _compress(self, rotated: Path) -> None:
+        """Replace ``rotated`` by its gzip, never losing both: the ``.gz`` is written under a
+        temporary name and fsynced, renamed, and only once that rename is durable is the
+        uncompressed file deleted (without the fsyncs, a power cut could keep the deletion
+        and lose the compressed data, which was only in the page cache)."""
+        partial = Path(f"{rotated}.gz.partial")
+        gzip_file(rotated, partial, self.config.compress_level, self.config.mode)
+        partial.rename(f"{rotated}.gz")
+        fsync_directory(rotated.parent)
+        rotated.unlink()
 
     async def check(self) -> str:
         probe = Path(self.config.path.format(source="check", vendor="check", organization="check")).parent

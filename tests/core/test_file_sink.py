@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import orjson
+import pytest
 
 from forwarder.formats.csv import COLUMNS
 from sinks.base import Record
@@ -48,8 +49,9 @@ async def test_csv_has_header_and_escapes(tmp_path: Path) -> None:
     assert rows[2][COLUMNS.index("id")] == "e2"
 
 
-async def test_rotation_by_size_gzips_the_old_file(tmp_path: Path) -> None:
-    cfg = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=200)
+@pytest.mark.parametrize("level", [1, 6, 9])
+async def test_rotation_by_size_gzips_the_old_file(tmp_path: Path, level: int) -> None:
+    cfg = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=200, compress_level=level)
     sink = FileSink("f", cfg)
     for i in range(10):
         await sink.send([record(i)])
@@ -62,3 +64,21 @@ async def test_rotation_by_size_gzips_the_old_file(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
     ids += [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()]
     assert sorted(ids) == sorted(f"e{i}" for i in range(10))
+    assert not list(tmp_path.glob("*.partial"))
+
+
+async def test_a_compression_cut_short_by_a_crash_is_done_again_at_the_next_start(tmp_path: Path) -> None:
+    """The crash left the rotated file whole and a partial gzip beside it (``_compress`` only
+    deletes the rotated file once its gzip has its final name)."""
+    rotated = tmp_path / "out.ndjson.20261124T101010Z"
+    rotated.write_bytes(b"".join(orjson.dumps({"id": f"old{i}"}) + b"\n" for i in range(50)))
+    (tmp_path / "out.ndjson.20261124T101010Z.gz.partial").write_bytes(b"\x1f\x8b truncated")
+    orphan = tmp_path / "out.ndjson.20261124T090000Z.gz.partial"  # its source is gone: nothing to redo
+    orphan.write_bytes(b"\x1f\x8b")
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson")))
+    await sink.send([record(1)])
+    await sink.close()
+    assert not rotated.exists() and not list(tmp_path.glob("*.partial"))
+    lines = gzip.decompress((tmp_path / "out.ndjson.20261124T101010Z.gz").read_bytes()).splitlines()
+    assert [orjson.loads(line)["id"] for line in lines] == [f"old{i}" for i in range(50)]
+    assert [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()] == ["e1"]
