@@ -25,8 +25,10 @@ filters surface what an auditor would look at first:
 
 Delivery guarantees, by transport:
 
-* TCP and TLS: the batch counts as delivered once it is written to the kernel and drained,
-  the usual syslog guarantee, since syslog has no application-level acknowledgement. Any
+* TCP and TLS: the batch counts as delivered once all of it is written to the kernel, the
+  usual syslog guarantee, since syslog has no application-level acknowledgement. (asyncio's
+  ``drain()`` alone returns with up to 64 KiB still in the process, which a kill -9 would
+  lose after the offset moved; ``_send_stream`` waits until the transports hold nothing.) Any
   connection error drops the connection and raises ``RetryableError``; the delivery layer
   resends the whole batch (receivers discard a half-received frame) and the connection is
   reopened lazily. A connection the receiver has closed is noticed before the next write, so a
@@ -299,6 +301,7 @@ class SyslogSink:
         self._ssl: ssl.SSLContext | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._transports: tuple[asyncio.WriteTransport, ...] = ()  # the stream's, and TCP's under TLS
         self._udp: tuple[asyncio.DatagramTransport, _UdpProtocol] | None = None
         self._udp_errors_before = 0
 
@@ -341,6 +344,9 @@ class SyslogSink:
             async with asyncio.timeout(self.config.send_timeout_s):
                 writer.write(data)
                 await writer.drain()
+                # asyncio has no event for "the socket's own buffer is empty" under TLS: poll it
+                while any(transport.get_write_buffer_size() for transport in self._transports):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)  # a slow receiver: the rest is still in this process
         except (OSError, TimeoutError) as exc:
             await self._disconnect()
             raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc
@@ -362,8 +368,16 @@ class SyslogSink:
         context = await self._ssl_context() if cfg.transport == "tls" else None
         try:
             async with asyncio.timeout(cfg.connect_timeout_s):
-                server_name = (cfg.server_name or cfg.host) if context else None
-                return await asyncio.open_connection(cfg.host, cfg.port, ssl=context, server_hostname=server_name)
+                reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
+                tcp = writer.transport
+                if context is not None:  # TLS over the socket's own transport, which keeps its own buffer
+                    try:
+                        await writer.start_tls(context, server_hostname=cfg.server_name or cfg.host)
+                    except BaseException:
+                        tcp.abort()
+                        raise
+                self._transports = (writer.transport, tcp)
+                return reader, writer
         except ssl.SSLCertVerificationError as exc:
             why = exc.verify_message or _why(exc)
             raise RetryableError(f"{self._where}: TLS certificate verification failed: {why}") from exc

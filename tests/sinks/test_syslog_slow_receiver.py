@@ -1,0 +1,101 @@
+"""A syslog receiver that stops reading: ``send`` may only return once no byte of the batch is
+left in this process, since the delivery layer commits the offset right after it and a kill -9
+would lose whatever was still in asyncio's buffers (``drain()`` alone leaves up to 64 KiB)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sinks.base import Record, RetryableError
+from sinks.syslog import SyslogSink, SyslogSinkConfig
+from tests.helpers.rsyslog import Pki, make_pki
+
+
+class StalledReceiver:
+    """Accepts one connection (and its TLS handshake), then reads nothing until ``drain``."""
+
+    def __init__(self, pki: Pki | None) -> None:
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        self.port = self.server.getsockname()[1]
+        self.context: ssl.SSLContext | None = None
+        if pki is not None:
+            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.context.load_cert_chain(pki.server_cert, pki.server_key)
+        self.conn: socket.socket | None = None
+        self.accepted = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        conn, _ = self.server.accept()
+        self.conn = self.context.wrap_socket(conn, server_side=True) if self.context else conn
+        self.accepted.set()
+
+    def drain(self) -> bytes:
+        assert self.accepted.wait(5) and self.conn is not None
+        self.conn.settimeout(1.0)
+        data = b""
+        try:
+            while chunk := self.conn.recv(1 << 16):
+                data += chunk
+        except (TimeoutError, ssl.SSLError):
+            pass
+        return data
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.server.close()
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path)
+
+
+@pytest.fixture(params=["tcp", "tls"])
+def receiver(request: pytest.FixtureRequest, pki: Pki) -> Iterator[tuple[str, StalledReceiver]]:
+    transport = request.param
+    stalled = StalledReceiver(pki if transport == "tls" else None)
+    yield transport, stalled
+    stalled.close()
+
+
+def batch(first: int, size: int = 20) -> list[Record]:
+    return [
+        Record(n, f"ev{n}", "src", "org", 1_700_000_000_000, orjson.dumps({"id": f"ev{n}", "pad": "x" * 400}),
+               "codacy", "a", "c", "success")
+        for n in range(first, first + size)
+    ]  # fmt: skip
+
+
+async def test_send_returns_only_once_nothing_is_left_in_the_process(
+    receiver: tuple[str, StalledReceiver], pki: Pki
+) -> None:
+    transport, stalled = receiver
+    tls = {"ca_file": str(pki.ca), "server_name": "localhost"} if transport == "tls" else {}
+    config = SyslogSinkConfig(
+        type="syslog", host="127.0.0.1", port=stalled.port, transport=transport, send_timeout_s=0.5, **tls
+    )
+    sink = SyslogSink("slow", config)
+    confirmed = 0
+    with pytest.raises(RetryableError, match="write failed"):
+        for first in range(0, 1_000_000, 20):  # until the kernel's buffers are full too
+            await sink.send(batch(first))
+            assert sum(t.get_write_buffer_size() for t in sink._transports) == 0
+            confirmed = first + 20
+    assert confirmed > 0
+    received = stalled.drain()
+    await sink._disconnect()
+    # what send confirmed was in the kernel, so the receiver gets all of it once it reads again
+    assert set(range(confirmed)) <= {int(n) for n in re.findall(rb'"id":"ev(\d+)"', received)}
