@@ -207,6 +207,15 @@ def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
     return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
 
 
+def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
+    """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
+    whole seconds stand for the whole second. Filtering on the exact milliseconds instead
+    dropped entries early in a slice boundary's second from both slices, for good."""
+    if fmt == "epoch_s":
+        return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
+    return lo_ms, hi_ms
+
+
 def format_instant(ms: int, fmt: TimeFormat) -> str:
     if fmt == "epoch_ms":
         return str(ms)
@@ -451,9 +460,10 @@ class HttpJsonSource:
             keys = content_ids(cfg.vendor, organization, items)
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
+        first, last = sent_window(lo, hi, cfg.window_format)
         for item, key in zip(items, with_occurrence(keys), strict=True):
             ts = self._time_ms(item, hi)
-            if key in state.recent or key in new_keys or not lo <= ts <= hi:
+            if key in state.recent or key in new_keys or not first <= ts <= last:
                 continue  # seen, or outside the window (an API that ignores the time filter)
             new_keys[key] = ts
             fresh.append((item, key))

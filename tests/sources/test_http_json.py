@@ -241,3 +241,22 @@ async def test_next_link_to_another_origin_is_refused_before_credentials_go_ther
     with pytest.raises(MalformedResponse, match="another origin"):
         await collect(source)
     assert [r.url.host for r in seen] == ["api.test"]
+
+
+async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``window_format: epoch_s`` sends each slice boundary rounded down to its second; an entry
+    in that second after the round-down but before the exact boundary is only returned by the
+    later slice, whose filter must still take it."""
+    hour, now = 3_600_000, 1_700_000_000_437
+    monkeypatch.setattr("forwarder.sources.http_json.now_ms", lambda: now)
+    boundary = now - 6 * hour + hour  # the first slice's end, at .437 like every boundary
+    rows = [{"id": name, "ts": ts, "action": "login"}
+            for name, ts in (("a", boundary - 5_000), ("b", boundary // 1000 * 1000 + 100), ("c", boundary + 5_000))]
+
+    def handler(request: httpx.Request) -> httpx.Response:  # compares full-precision times, as most APIs do
+        lo, hi = int(request.url.params["since"]) * 1000, int(request.url.params["until"]) * 1000
+        return httpx.Response(200, json={"items": [r for r in rows if lo <= r["ts"] <= hi]})
+
+    source = make_source(handler, window_format="epoch_s", initial_lookback_days=6 / 24, slice_hours=1, overlap_s=0)
+    keys, _ = await collect(source)
+    assert sorted(keys) == ["acme:a", "acme:b", "acme:c"]
