@@ -12,7 +12,6 @@ and then failing on 429 (which would also starve the web UI and CLI sharing the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -22,7 +21,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import content_id, event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
@@ -182,14 +181,15 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
 
 
 def entry_key(organization: str, item: Any) -> str:
-    """The id when there is one, else a hash of what identifies an action (research notes §4)."""
+    """The id when there is one, else a hash of the whole entry. (The research notes suggested
+    timestamp, user, action and target only; two entries alike in those but not in their
+    metadata then shared a key, and a late one listed first took the earlier one's key: it was
+    skipped as seen and the earlier one sent again under a new id.)"""
     if not isinstance(item, dict):
         raise MalformedResponse(f"CodeStax sent a {type(item).__name__} where an audit entry belongs")
     if item.get("id") is not None:
         return f"codestax:{organization}:{item['id']}"
-    user = item["user"] if isinstance(item.get("user"), dict) else {}
-    text = "|".join(str(v) for v in (item.get("timestamp"), user.get("email"), item.get("action"), item.get("target")))
-    return f"codestax:{organization}:{hashlib.sha256(text.encode()).hexdigest()}"
+    return content_id("codestax", organization, item)
 
 
 class CodeStaxSource:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
@@ -200,3 +201,30 @@ async def test_full_pages_that_repeat_forever_stop_the_walk() -> None:
     config = CodeStaxConfig(type="codestax", base_url="http://cx.test/api", api_key=DEFAULT_API_KEY, limit=5,
                             initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
     await assert_a_repeated_page_stops_the_walk(CodeStaxSource("cx", config), page)
+
+
+async def test_entries_without_id_that_differ_only_in_metadata_are_both_kept() -> None:
+    """Keyed on timestamp, user, action and target only, a twin arriving late and listed first
+    took the earlier entry's key: it was skipped as seen, and the earlier one sent again."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    common = {"timestamp": now, "user": {"email": "a@b.c"}, "action": "scan.triggered", "target": "acme/web"}
+    first, late = {**common, "metadata": {"ip": "192.0.2.1"}}, {**common, "metadata": {"ip": "192.0.2.2"}}
+    served: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=served)
+
+    config = CodeStaxConfig(type="codestax", base_url="http://cx.test/api", api_key=DEFAULT_API_KEY,
+                            initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
+    src = CodeStaxSource("cx", config)
+    await src.client.aclose()
+    src.client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://cx.test/api")
+    src.fetcher.client = src.client
+    cursor, sent = None, []
+    for body in ([first], [late, first]):  # newest first: the late twin comes before the one already sent
+        served[:] = body
+        async for page in src.pages("acme", cursor):
+            sent += [raw["metadata"]["ip"] for raw, _ in page.entries]
+            cursor = page.cursor
+    await src.close()
+    assert sorted(sent) == ["192.0.2.1", "192.0.2.2"]
