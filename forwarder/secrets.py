@@ -37,6 +37,14 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
             out.setdefault(name, path.read_text(encoding="utf-8").strip())
         except OSError as exc:
             raise ValueError(f"cannot read {key} {str(path)!r}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{key} {str(path)!r} is not UTF-8 text") from None
+    for name, field in model.model_fields.items():
+        value = out.get(name)
+        if _is_secret(field.annotation) and isinstance(value, str) and not value.isprintable():
+            # A second line in a secret file, say: it would break the HTTP header it goes in,
+            # and the client's error would quote the header, secret and all.
+            raise ValueError(f"{name} holds a line break or another control character; give it on one line")
     return out
 
 

@@ -178,6 +178,10 @@ def format_errors(exc: ValidationError) -> list[str]:
             problems.append(f"{where}: unknown key (check the spelling against docs/configuration.md)")
             continue
         shown = err.get("input")
+        if isinstance(shown, dict) or (isinstance(shown, list) and any(isinstance(v, dict | list) for v in shown)):
+            # a whole block, secrets and all: where it is says enough
+            problems.append(f"{where}: {message}")
+            continue
         if any(h in where.rsplit(".", 1)[-1].lower() for h in SECRET_HINTS) and not where.endswith("_file"):
             shown = "***"
         problems.append(f"{where}: got {shown!r}; {message}")
@@ -190,6 +194,8 @@ def load_settings(path: Path | str) -> Settings:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(path, [f"cannot read config file {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)"]) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -198,8 +204,8 @@ def load_settings(path: Path | str) -> Settings:
         raise ConfigError(
             path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
         ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(path, [f"{path} must be a mapping of settings at the top level"])
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
     data = interpolate(data, "", missing)
     if missing:

@@ -304,6 +304,8 @@ class SplunkHecSink:
             headers["Content-Encoding"] = "gzip"
         try:
             resp = await self._client.request(method, path, content=body, headers=headers)
+        except httpx.LocalProtocolError as exc:  # our own request is malformed; its text quotes the headers
+            raise RetryableError(f"sink {self.name}: HEC request not sent: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise RetryableError(f"sink {self.name}: HEC unreachable: {type(exc).__name__}: {exc}") from None
         try:

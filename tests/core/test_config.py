@@ -84,6 +84,47 @@ def test_bad_config_names_the_path_and_exits_2(tmp_path: Path, monkeypatch: pyte
     assert "super-secret-token-value" not in result.stderr + result.stdout
 
 
+HEC = """
+  hec:
+    type: splunk_hec
+    url: http://127.0.0.1:9
+    token: ${CODACY_TOKEN}
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [  # errors about a whole block carry the block as their input, secrets and all
+        (HEC + "    format: nosuchformat\n", "sinks.hec: unknown format 'nosuchformat'"),
+        (HEC + "    redact: [{field: actor.email, action: hmac}]\n", "sinks.hec: redact rules with action hmac need"),
+        (HEC.replace("token: ${CODACY_TOKEN}", "token_file: {secret}"), "sinks.hec: token holds a line break"),
+    ],
+)
+def test_errors_about_a_block_never_show_its_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    edit: str, expected: str) -> None:  # fmt: skip
+    monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
+    secret = tmp_path / "token"
+    secret.write_text("super-secret\ntoken-value\n")  # two lines: one too many for an HTTP header
+    path = write(tmp_path, GOOD.format(state=tmp_path) + edit.replace("{secret}", str(secret)))
+    result = cli(path, "check")
+    assert result.returncode == 2
+    assert expected in result.stderr, result.stderr
+    assert "super-secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"state_dir: /tmp\n\xff\xfe: x\n", "is not UTF-8 text"), (b"1: 2\n", "named by text")],
+)
+def test_a_config_file_that_is_not_text_or_not_named_settings_exits_2(tmp_path: Path, content: bytes,
+                                                                      expected: str) -> None:  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    result = cli(path, "check")
+    assert result.returncode == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     result = cli(tmp_path / "nope.yaml", "run")
     assert result.returncode == 2
