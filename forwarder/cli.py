@@ -28,20 +28,24 @@ def settings_from(ctx: click.Context) -> Settings:
     except ConfigError as exc:
         lines = "\n".join(f"  - {p}" for p in exc.problems)
         fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
-    from forwarder.logs import configure_logging
+    from forwarder.logs import configure_logging, register_secrets
+    from forwarder.secrets import collect_secrets
 
     configure_logging(ctx.obj["log_level"] or settings.log.level, settings.log.format)
+    register_secrets(collect_secrets(settings))  # every command: a vendor may echo a token in its errors
     return settings
 
 
 def run_async(fn: Callable[[], Any]) -> Any:
     from forwarder.journal import StateError
+    from forwarder.logs import scrub
+    from forwarder.sources.http import SourceError
     from forwarder.tools.common import ToolError
 
     try:
         return asyncio.run(fn())
-    except (StateError, ToolError) as exc:
-        fail(f"error: {exc}", 1)
+    except (StateError, ToolError, SourceError) as exc:
+        fail(f"error: {scrub(str(exc))}", 1)
     except KeyboardInterrupt:
         return 130
 

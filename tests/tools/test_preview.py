@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import orjson
 
 from forwarder.event import content_id
 from tests.helpers.daemon import cli
@@ -44,3 +48,31 @@ def test_preview_rejects_unknown_source_and_organization(tmp_path: Path, codacy:
     assert result.returncode == 1 and "gh/nope not configured" in result.stderr
     result = cli(cfg, "preview", "--source", "other")
     assert result.returncode == 1 and "no source named 'other'" in result.stderr
+
+
+class EchoingVendor(BaseHTTPRequestHandler):
+    """A vendor whose refusal quotes the token it was sent (a proxy or a verbose API might)."""
+
+    def do_GET(self) -> None:
+        body = orjson.dumps({"message": f"token {self.headers.get('api-token')} is not valid"})
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_preview_never_prints_a_token_the_vendor_echoes(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingVendor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = make_config(tmp_path, f"http://127.0.0.1:{server.server_port}")
+        result = cli(cfg, "preview", "--source", "codacy", "--limit", "1")
+    finally:
+        server.shutdown()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "401" in result.stderr and "token *** is not valid" in result.stderr
+    assert "codacy-test-token" not in result.stdout + result.stderr
