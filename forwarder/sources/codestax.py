@@ -205,7 +205,8 @@ class CodeStaxSource:
             headers={"X-API-Key": config.api_key.get_secret_value(), "Accept": "application/json"},
             timeout=config.timeout_s,
             follow_redirects=True,  # FastAPI redirects a path that differs by its trailing slash
-            event_hooks={"request": [self._paced]},  # every attempt, retries included, spends budget
+            # every attempt, retries and redirects included, spends budget
+            event_hooks={"request": [self._same_origin, self._paced]},
         )
         self.fetcher = HttpFetcher(
             self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s
@@ -213,6 +214,16 @@ class CodeStaxSource:
 
     async def _paced(self, request: httpx.Request) -> None:
         await self.bucket.acquire(self.name)
+
+    async def _same_origin(self, request: httpx.Request) -> None:
+        """httpx drops ``Authorization`` on a redirect to another origin, but not ``X-API-Key``:
+        a redirect may change the path, never the scheme, host or port."""
+        base = self.client.base_url
+        if (request.url.scheme, request.url.host, request.url.port) != (base.scheme, base.host, base.port):
+            raise MalformedResponse(
+                f"CodeStax redirected to {request.url.scheme}://{request.url.host} (not {base.host}); "
+                "refusing to send the API key there: check base_url"
+            )
 
     def organizations(self) -> list[str]:
         return [self.config.organization]

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
 from forwarder.event import NormalizedEvent
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource, TokenBucket, entry_key, normalize_entry
+from forwarder.sources.http import MalformedResponse
 from tests.helpers.daemon import delivered_ids as ids
 from tests.helpers.daemon import file_sink_config as config
 from tests.helpers.daemon import once_ok as once
@@ -228,3 +230,49 @@ async def test_entries_without_id_that_differ_only_in_metadata_are_both_kept() -
             cursor = page.cursor
     await src.close()
     assert sorted(sent) == ["192.0.2.1", "192.0.2.2"]
+
+
+class Redirecting(BaseHTTPRequestHandler):
+    """Sends every request on to ``self.server.location`` (307), and notes the API keys it saw."""
+
+    def do_GET(self) -> None:
+        self.server.keys.append(self.headers.get("X-API-Key"))  # type: ignore[attr-defined]
+        location = self.server.location  # type: ignore[attr-defined]
+        if location is None:
+            body = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+        else:
+            body = b""
+            self.send_response(307)
+            self.send_header("Location", location + self.path)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve(location: str | None) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    server.location, server.keys = location, []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+async def test_a_redirect_to_another_origin_never_gets_the_api_key() -> None:
+    elsewhere = serve(None)
+    redirecting = serve(f"http://127.0.0.1:{elsewhere.server_port}")
+    config = CodeStaxConfig(type="codestax", base_url=f"http://127.0.0.1:{redirecting.server_port}/api",
+                            api_key=DEFAULT_API_KEY, max_attempts=1)  # fmt: skip
+    src = CodeStaxSource("cx", config)
+    try:
+        with pytest.raises(MalformedResponse, match="refusing to send the API key there"):
+            await src.check()
+    finally:
+        await src.close()
+        redirecting.shutdown()
+        elsewhere.shutdown()
+    assert redirecting.keys == [DEFAULT_API_KEY]  # type: ignore[attr-defined]
+    assert elsewhere.keys == []  # type: ignore[attr-defined]
