@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
-from forwarder.event import NormalizedEvent
+from forwarder.event import NormalizedEvent, content_id
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource, TokenBucket, entry_key, normalize_entry
 from forwarder.sources.http import MalformedResponse
 from tests.helpers.daemon import delivered_ids as ids
@@ -194,7 +194,7 @@ def test_golden_mapping_of_every_category() -> None:
     assert by_action["auth.login"]["activity"] == "login" and by_action["auth.login"]["category"] == "authentication"
     assert by_action["finding.exported"]["category"] == "data_access"
     assert by_action["billing.plan_changed"]["category"] == "unknown"
-    assert got[-1]["id"].startswith("codestax:acme:") and len(got[-1]["id"]) == len("codestax:acme:") + 64
+    assert got[-1]["id"] == content_id("codestax", "acme", raw[-1])  # no id: the whole entry's hash
 
 
 async def test_full_pages_that_repeat_forever_stop_the_walk() -> None:
