@@ -21,13 +21,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+def invalid_config(exc: ConfigError) -> NoReturn:
+    lines = "\n".join(f"  - {p}" for p in exc.problems)
+    fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
+
+
 def settings_from(ctx: click.Context) -> Settings:
     path = ctx.obj["config"]
     try:
         settings = load_settings(path)
     except ConfigError as exc:
-        lines = "\n".join(f"  - {p}" for p in exc.problems)
-        fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
+        invalid_config(exc)
     from forwarder.logs import configure_logging, register_secrets
     from forwarder.secrets import collect_secrets
 
@@ -46,6 +50,8 @@ def run_async(fn: Callable[[], Any]) -> Any:
         return asyncio.run(fn())
     except (StateError, ToolError, SourceError) as exc:
         fail(f"error: {scrub(str(exc))}", 1)
+    except ConfigError as exc:  # a source or sink the daemon could not build from a valid file
+        invalid_config(exc)
     except KeyboardInterrupt:
         return 130
 

@@ -10,6 +10,8 @@ is not confirmed stays in the journal for the next start.
 (``forwarder.systemd``) and reloads the configuration on SIGHUP (``reload``): sources and
 sinks whose configuration changed are replaced, the others keep running, and the journal
 and cursors are never touched, so a reload cannot lose or repeat anything a restart would not.
+A reload applies completely or not at all: a file that is invalid, or names a source or sink
+that cannot be built, leaves everything running as it was.
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal import Journal, StateError
-from forwarder.logs import register_secrets
+from forwarder.logs import register_secrets, scrub
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
-from sinks.base import SinkConfig
 from sinks.registry import SINKS
 
 if TYPE_CHECKING:
@@ -147,10 +148,8 @@ class Daemon:
         _tune_gc()
         self.lock.acquire()
         await self.journal.open()
-        for name, cfg in self.settings.sources.items():
-            self._add_source(name, cfg)
-        for name, sink_cfg in self.settings.sinks.items():
-            self._add_sink(name, sink_cfg)
+        settings = self.settings
+        self.pollers, self.workers = await self._build(settings, list(settings.sources), list(settings.sinks))
         dropped = await self.journal.register_sinks(self.workers)
         if dropped:
             log.warning("sinks no longer configured; their journal offsets were removed", sinks=dropped)
@@ -165,13 +164,35 @@ class Daemon:
             state=str(self.journal.path),
         )
 
-    def _add_source(self, name: str, cfg: SourceConfig) -> None:
-        source = SOURCES[cfg.type][1](name, cfg)
-        self.pollers[name] = Poller(source, self.journal, self.notify_sinks)
-
-    def _add_sink(self, name: str, cfg: SinkConfig) -> None:
-        sink = SINKS[cfg.type][1](name, cfg)
-        self.workers[name] = SinkWorker(name, sink, cfg, self.journal, self.settings.retry)
+    async def _build(
+        self, settings: Settings, sources: list[str], sinks: list[str]
+    ) -> tuple[dict[str, Poller], dict[str, SinkWorker]]:
+        """Validation lets through what a constructor may still reject (httpx refuses a base_url
+        such as ``https://[::1``), so everything is built before anything running is touched: a
+        reload that fails here changes nothing, and start-up names the culprit instead of dying
+        with a traceback. What was built is closed before the ConfigError: httpx clients hold
+        connection pools."""
+        pollers: dict[str, Poller] = {}
+        workers: dict[str, SinkWorker] = {}
+        problems: list[str] = []
+        for name in sources:
+            cfg = settings.sources[name]
+            try:
+                pollers[name] = Poller(SOURCES[cfg.type][1](name, cfg), self.journal, self.notify_sinks)
+            except Exception as exc:
+                problems.append(scrub(f"sources.{name}: cannot be built: {type(exc).__name__}: {exc}"))
+        for name in sinks:
+            sink_cfg = settings.sinks[name]
+            try:
+                sink = SINKS[sink_cfg.type][1](name, sink_cfg)
+                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry)
+            except Exception as exc:
+                problems.append(scrub(f"sinks.{name}: cannot be built: {type(exc).__name__}: {exc}"))
+        if problems:
+            closing = [p.source.close() for p in pollers.values()] + [w.sink.close() for w in workers.values()]
+            await asyncio.gather(*closing, return_exceptions=True)
+            raise ConfigError(self.config_path or "the configuration", problems)
+        return pollers, workers
 
     def _start_worker(self, name: str) -> None:
         self.worker_tasks[name] = asyncio.create_task(self.workers[name].run(), name=f"sink:{name}")
@@ -328,13 +349,16 @@ class Daemon:
             log.error("cannot reload: the configuration file's path is unknown; restart instead")
             return False
         try:
-            new = await asyncio.to_thread(load_settings, self.config_path)
+            await self._apply(await asyncio.to_thread(load_settings, self.config_path))
         except ConfigError as exc:
             log.error(
                 "configuration reload refused; the running configuration stays in force",
                 config=str(exc.path), problems=exc.problems,
             )  # fmt: skip
             return False
+        return True
+
+    async def _apply(self, new: Settings) -> None:
         for key in ("state_dir", "journal", "metrics", "log", "shutdown_timeout_s"):
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("this setting changes only on restart; keeping the running value", setting=key)
@@ -347,18 +371,18 @@ class Daemon:
             n for n in old.sinks
             if retry_changed or n not in new.sinks or not _same(old.sinks[n], new.sinks[n])
         ]  # fmt: skip
+        added_sources = [n for n in new.sources if n in gone_sources or n not in old.sources]
+        added_sinks = [n for n in new.sinks if n in gone_sinks or n not in old.sinks]
+        pollers, workers = await self._build(new, added_sources, added_sinks)
         self.settings = new
         await self._stop_sources(gone_sources)
         await self._stop_sinks(gone_sinks)
-        added_sinks = [n for n in new.sinks if n not in self.workers]
-        for name in added_sinks:
-            self._add_sink(name, new.sinks[name])
+        self.workers.update(workers)
         await self.journal.register_sinks(self.workers)
         for name in added_sinks:
             self._start_worker(name)
-        added_sources = [n for n in new.sources if n not in self.pollers]
+        self.pollers.update(pollers)
         for name in added_sources:
-            self._add_source(name, new.sources[name])
             if self.scheduler is not None:
                 self._schedule(name, new.sources[name])
         log.info(
@@ -370,7 +394,6 @@ class Daemon:
             sinks_started=sorted(set(added_sinks) - set(gone_sinks)),
             sinks_rebuilt=sorted(set(gone_sinks) & set(added_sinks)),
         )
-        return True
 
     async def run_once(self, timeout_s: float = 600.0) -> int:
         """Poll every source once, deliver everything, stop. Exit code 1 if anything failed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from forwarder.daemon import Daemon
+from forwarder.settings import load_settings
+from sinks.registry import SINKS
+from sinks.syslog import SyslogSink
 from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import daemon, free_port, health, wait_for
@@ -110,3 +116,76 @@ def test_an_added_sink_starts_and_an_unchanged_one_keeps_running(tmp_path: Path,
         wait_for("new entries in both sinks", lambda: count(first, 22) and count(extra, 2))
         assert len(read_ndjson(first)) == 22  # the unchanged sink delivered nothing twice
         assert set(health(port)[1]["sinks"]) == {"out", "extra"}
+
+
+def test_a_reload_that_cannot_build_a_source_changes_nothing(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    port = free_port()
+    out = tmp_path / "out"
+    sources = {"main": source(codacy.url, "gh/acme")}
+    cfg = write(tmp_path, port, sources, {"out": file_sink(out)})
+    with daemon(cfg) as proc:
+        wait_for("main's entries", lambda: count(out, 20))
+
+        # main changes (so it is replaced) and "bad", built before it, passes validation but httpx
+        # refuses its URL: main must neither be stopped nor replaced
+        bad = {**source(codacy.url, "gl/globex"), "base_url": "https://[::1"}
+        write(tmp_path, port, {"bad": bad, "main": {**sources["main"], "interval_s": 0.6}}, {"out": file_sink(out)})
+        proc.signal(signal.SIGHUP)
+        wait_for("the reload's outcome", lambda: "the running configuration stays in force" in proc.log())
+        status, body = health(port)
+        assert status == 200 and set(body["sources"]) == {"main"}, body
+        codacy.control("POST", "entries", {"generate": 3, "orgs": ["gh/acme"], "span_s": 1})
+        wait_for("new entries from main", lambda: count(out, 23))
+        refusal = orjson.loads(next(line for line in proc.log().splitlines() if "reload refused" in line))
+        assert refusal["problems"] == ["sources.bad: cannot be built: InvalidURL: Invalid port: ':1'"]
+
+        # the running settings are still the old ones: reloading them again changes nothing
+        write(tmp_path, port, sources, {"out": file_sink(out)})
+        proc.signal(signal.SIGHUP)
+        wait_for("the reload", lambda: "configuration reloaded" in proc.log())
+        reloaded = orjson.loads(next(line for line in proc.log().splitlines() if "configuration reloaded" in line))
+        assert reloaded["sources_restarted"] == [] and reloaded["sources_started"] == [], reloaded
+        assert proc.process.poll() is None
+    assert proc.process.returncode == 0, proc.log()
+
+
+class UnbuildableSink(SyslogSink):
+    def __init__(self, name: str, config: Any) -> None:
+        raise ValueError(f"cannot use {TOKEN}")
+
+
+async def test_a_reload_that_cannot_build_a_sink_changes_nothing(
+    tmp_path: Path, codacy: EmulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process: no valid configuration makes a shipped sink's constructor fail."""
+    monkeypatch.setitem(SINKS, "syslog", (SINKS["syslog"][0], UnbuildableSink))
+    port, out = free_port(), tmp_path / "out"
+    sources = {"main": source(codacy.url, "gh/acme")}
+    cfg = write(tmp_path, port, sources, {"out": file_sink(out)})
+    daemon = Daemon(load_settings(cfg), config_path=cfg)
+    await daemon.start()
+    try:
+        running = (dict(daemon.pollers), dict(daemon.workers), dict(daemon.worker_tasks), daemon.settings)
+        sinks = {"out": {**file_sink(out), "batch_max_age_s": 0.1}, "extra": {"type": "syslog", "host": "127.0.0.1"}}
+        write(tmp_path, port, {"main": {**sources["main"], "interval_s": 0.6}}, sinks)
+        with capture_logs() as logs:
+            assert not await daemon.reload()
+        assert (daemon.pollers, daemon.workers, daemon.worker_tasks, daemon.settings) == running
+        assert not any(task.done() for task in daemon.worker_tasks.values())
+        refusal = next(e for e in logs if e["event"].startswith("configuration reload refused"))
+        assert refusal["problems"] == ["sinks.extra: cannot be built: ValueError: cannot use ***"]
+        assert await daemon.poll("main")
+        async with asyncio.timeout(20):  # the old source and sink still collect and deliver
+            while not count(out, 20):
+                await asyncio.sleep(0.05)
+    finally:
+        await daemon.stop()
+
+
+def test_a_source_that_cannot_be_built_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    bad = {**source("unused", "gh/acme"), "base_url": "https://[::1"}
+    cfg = write(tmp_path, free_port(), {"bad": bad}, {"out": file_sink(tmp_path / "out")})
+    result = cli(cfg, "once")
+    assert result.returncode == 2, result.stderr
+    assert "sources.bad: cannot be built: InvalidURL" in result.stderr
+    assert "Traceback" not in result.stderr and TOKEN not in result.stderr
