@@ -8,10 +8,12 @@ what to check. Messages name the vendor, the organization and the status, never 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -31,6 +33,9 @@ HINTS = {
     404: "the organization or endpoint was not found; check the organization name and base_url",
     422: "the request parameters were refused; check the filter settings",
 }
+# An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
+# error page from costing more than this, and a longer one is simply not quoted.
+ERROR_BODY_BYTES = 64 * 1024
 
 
 class SourceError(Exception):
@@ -48,13 +53,26 @@ class MalformedResponse(SourceError):
 
 
 def parse_retry_after(value: str | None) -> float | None:
+    """Seconds the server asked to wait, or None when the header says nothing usable.
+
+    A garbled value (``soon``, ``120s``) must not fail the request: ``parsedate_to_datetime``
+    raises on it rather than returning None, and an exception here would escape the retry
+    policy, so such a value is ignored and the normal backoff applies. An HTTP-date without
+    a zone (``-0000``) is UTC, as RFC 9110 dates always are.
+    """
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 class BackoffWait:
@@ -74,15 +92,21 @@ class BackoffWait:
         return wait
 
 
-def describe(vendor: str, organization: str, response: httpx.Response) -> str:
+def describe(vendor: str, organization: str, response: httpx.Response, body: bytes = b"") -> str:
+    """The error message for a refused request; ``body`` is the (bounded) error page.
+
+    The vendor's own words are a courtesy: any body that does not parse, however hostile
+    (orjson refuses deep nesting rather than recursing), leaves them out instead of
+    replacing the status with an unrelated exception.
+    """
     hint = HINTS.get(response.status_code, "the vendor reported an error")
     detail = ""
     try:
-        body = response.json()
-        if isinstance(body, dict):
-            detail = str(body.get("message") or body.get("detail") or body.get("error") or "")[:200]
-    except ValueError:
-        pass
+        parsed = orjson.loads(body) if body else None
+        if isinstance(parsed, dict):
+            detail = str(parsed.get("message") or parsed.get("detail") or parsed.get("error") or "")[:200]
+    except Exception:  # a vendor's error page must never mask the status
+        detail = ""
     reason = f"{response.status_code} {response.reason_phrase}".strip()
     return f"{vendor} answered {reason} for organization {organization!r}: {hint}" + (
         f" (vendor says: {detail})" if detail else ""
@@ -101,13 +125,21 @@ class HttpFetcher:
         backoff_max_s: float,
         on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
         max_body_bytes: int = 64 * 1024 * 1024,
+        timeout_s: float | None = None,
     ) -> None:
+        """``timeout_s`` bounds one whole attempt; None takes the client's own timeout.
+
+        httpx's timeout applies to each read, so a server trickling a byte now and then would
+        hold a request (and the source's poll job) for ever; the deadline is what makes the
+        configured ``timeout_s`` mean "one request" as documented.
+        """
         self.client = client
         self.vendor = vendor
         self.max_attempts = max_attempts
         self.wait = BackoffWait(backoff_initial_s, backoff_max_s)
         self.on_response = on_response
         self.max_body_bytes = max_body_bytes
+        self.timeout_s = timeout_s
 
     async def get_json(self, organization: str, url: str, params: Mapping[str, Any] | None = None) -> Any:
         retrying = AsyncRetrying(
@@ -143,30 +175,82 @@ class HttpFetcher:
 
         return before_sleep
 
+    def _deadline(self) -> float | None:
+        if self.timeout_s is not None:
+            return self.timeout_s
+        timeout = self.client.timeout
+        phases = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t is not None]
+        return max(phases) if phases else None
+
     async def _once(self, organization: str, url: str, params: Mapping[str, Any] | None) -> Any:
-        response = await self.client.get(url, params=params)
-        metrics.http_response(response.status_code)
+        deadline = self._deadline()
+        try:
+            async with asyncio.timeout(deadline):
+                response, body, size = await self._receive(url, params)
+        except TimeoutError:
+            # the same retryable error as httpx's own timeouts, so the retry policy, the log and
+            # the final message treat a slow trickle like any other timeout
+            raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        # after the body and outside the deadline: a hook may sleep (ConfigCat's throttle)
         if self.on_response is not None:
             await self.on_response(response)
         if response.status_code in RETRY_STATUSES:
             raise RetryableHTTPError(
-                describe(self.vendor, organization, response),
+                describe(self.vendor, organization, response, body),
                 parse_retry_after(response.headers.get("Retry-After")),
             )
         if response.status_code >= 500:
-            raise RetryableHTTPError(describe(self.vendor, organization, response), None)
+            raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:
-            raise SourceError(describe(self.vendor, organization, response))
-        if len(response.content) > self.max_body_bytes:
+            raise SourceError(describe(self.vendor, organization, response, body))
+        if size > self.max_body_bytes:
             raise MalformedResponse(
-                f"{self.vendor} sent a {len(response.content)}-byte page for organization {organization!r}, "
+                f"{self.vendor} sent a {size}-byte page for organization {organization!r}, "
                 f"over the {self.max_body_bytes}-byte limit; lower the window or page size"
             )
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             kind = response.headers.get("Content-Type", "unknown content type")
             raise MalformedResponse(
                 f"{self.vendor} answered 200 with a body that is not JSON ({kind}) for organization "
                 f"{organization!r}; the cursor stays where it was"
             ) from None
+
+    async def _receive(self, url: str, params: Mapping[str, Any] | None) -> tuple[httpx.Response, bytes, int]:
+        """The (closed) response, its body and the body's size, reading no more than the limit.
+
+        Reading ``response.content`` first and measuring it afterwards let an endless or huge
+        page grow memory until the process was killed; the body is streamed instead and the
+        connection dropped as soon as it passes the limit. A page over the limit comes back
+        with a size above it and an empty body; an error page is cut at ``ERROR_BODY_BYTES``.
+        """
+        async with self.client.stream("GET", url, params=params) as response:
+            metrics.http_response(response.status_code)
+            if response.status_code >= 400:
+                return response, await _read_at_most(response, ERROR_BODY_BYTES), 0
+            try:
+                declared = int(response.headers.get("Content-Length", ""))
+            except ValueError:
+                declared = -1
+            if declared > self.max_body_bytes:
+                return response, b"", declared
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    return response, b"", size
+                chunks.append(chunk)
+            return response, b"".join(chunks), size
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
