@@ -76,6 +76,10 @@ class SplunkHecSinkConfig(SinkConfig):
             value = value.removesuffix(suffix)
         if not value.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        try:
+            httpx.URL(value)  # what the client would refuse only when the first batch goes out
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
         return value
 
     @field_validator("token")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
-from pydantic import ConfigDict, Field
+import httpx
+from pydantic import AfterValidator, ConfigDict, Field
 
 from forwarder.secrets import SecretFilesModel
 
@@ -29,6 +30,21 @@ class Page:
     entries: list[tuple[Any, str]]
     cursor: dict[str, Any]
     extra_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _http_url(value: str) -> str:
+    """httpx rejects some URLs only when the source's client is built (``https://[::1``) and
+    takes one without a scheme until its first request fails: both are said at load instead."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class SourceConfig(SecretFilesModel):

@@ -18,7 +18,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.event import SCHEMA_VERSION, content_ids, event_time, format_observed, parse_ms
-from forwarder.sources.base import Page, SourceConfig
+from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
 from forwarder.sources.window import WindowCursor, now_ms, slices, with_occurrence
@@ -30,7 +30,7 @@ PROVIDERS = ("gh", "ghe", "gl", "gle", "bb", "bbe")
 
 class CodacyConfig(SourceConfig):
     type: Literal["codacy"]
-    base_url: str = Field("https://app.codacy.com/api/v3", description="Self-hosted: https://HOST/api/v3")
+    base_url: HttpUrl = Field("https://app.codacy.com/api/v3", description="Self-hosted: https://HOST/api/v3")
     api_token: SecretStr = Field(description="An account API token of an organization admin or manager.")
     organizations: list[str] = Field(min_length=1, description="Each as provider/name, e.g. gh/acme.")
     slice_hours: float = Field(24.0, gt=0, description="Width of one request's time window.")

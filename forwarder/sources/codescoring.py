@@ -24,7 +24,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from forwarder.event import content_id, event_time, format_ms, format_time, make_event, parse_ms
-from forwarder.sources.base import Page, SourceConfig
+from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
 from forwarder.sources.window import WindowCursor, now_ms, with_occurrence
 
@@ -34,7 +34,7 @@ MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll ali
 
 class CodescoringConfig(SourceConfig):
     type: Literal["codescoring"]
-    base_url: str = Field(description="The installation's URL, e.g. https://codescoring.example.com")
+    base_url: HttpUrl = Field(description="The installation's URL, e.g. https://codescoring.example.com")
     token: SecretStr = Field(description="API token of an Administrator or Auditor (profile → API token).")
     installation: str | None = Field(None, description="Name of the installation, used as the organization.")
     organizations: list[str] = Field(

@@ -26,7 +26,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms, parse_ms, parse_time
-from forwarder.sources.base import Page, SourceConfig
+from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
 from forwarder.sources.http_json import FieldSpec, Mapper, validate_mapping
@@ -114,7 +114,7 @@ class ConfigCatConfig(SourceConfig):
     """ConfigCat Public Management API credentials (https://app.configcat.com/my-account/public-api-credentials)."""
 
     type: Literal["configcat"]
-    base_url: str = "https://api.configcat.com"
+    base_url: HttpUrl = "https://api.configcat.com"
     username: str = Field(description="Public API credential user name (not an SDK key).")
     password: SecretStr = Field(description="Public API credential password.")
     organizations: list[str] = Field(default_factory=list, description="Organization ids (UUIDs) to read.")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from forwarder.event import Activity, Category, Outcome, content_id, content_ids, format_time, make_event, parse_time
 from forwarder.secrets import SecretFilesModel
-from forwarder.sources.base import Page, SourceConfig
+from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
 from forwarder.sources.window import WindowCursor, now_ms, slices, with_occurrence
@@ -264,7 +264,7 @@ class HttpJsonConfig(SourceConfig):
 
     type: Literal["http_json"]
     vendor: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The vendor name the events carry.")
-    url: str = Field(description="Full URL; {organization} is replaced by each organization.")
+    url: HttpUrl = Field(description="Full URL; {organization} is replaced by each organization.")
     organizations: list[str] = Field(min_length=1, description="Values for {organization}.")
     auth: Auth = Field(default_factory=Auth)
     headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret request headers.")

@@ -68,6 +68,8 @@ def test_credentials_directory_is_used_for_relative_secret_files(
         (("    path: ", "    paht: "), "sinks.out.paht: unknown key"),
         (("api_token: ${CODACY_TOKEN}", "api_token: ${NOT_SET_ANYWHERE}"), "environment variable NOT_SET_ANYWHERE"),
         (("sources:", "sources: [1"), "is not valid YAML at line"),
+        (("type: codacy", 'type: codacy\n    base_url: "https://[::1"'), "base_url: got 'https://[::1'; not a"),
+        (("type: codacy", "type: codacy\n    base_url: codacy.example.com/api"), "must be an http:// or https:// URL"),
     ],
 )
 def test_bad_config_names_the_path_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
