@@ -165,8 +165,27 @@ def _parse_tolerant(value: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# orjson parses 1,024 levels of nesting but writes only 254; an entry nested deeper than it can
+# write is kept cut at this depth, so it can still be hashed and quarantined, never journaled.
+MAX_DEPTH = 200
+TOO_DEEP = "<nested deeper than 200 levels: cut>"
+
+
+def json_safe(value: Any, depth: int = MAX_DEPTH) -> Any:
+    """``value`` with every container below ``depth`` levels replaced by ``TOO_DEEP``. Only
+    called once orjson refused a value: a pass over every entry would cost the hot path."""
+    if isinstance(value, dict):
+        return {k: json_safe(v, depth - 1) for k, v in value.items()} if depth > 0 else TOO_DEEP
+    if isinstance(value, list):
+        return [json_safe(v, depth - 1) for v in value] if depth > 0 else TOO_DEEP
+    return value
+
+
 def canonical_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # too deep: a page must not fail for good on one entry
+        return orjson.dumps(json_safe(value), option=orjson.OPT_SORT_KEYS, default=str)
 
 
 def content_id(vendor: str, organization: str, raw: Any) -> str:

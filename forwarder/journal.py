@@ -37,6 +37,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from forwarder.event import json_safe
 from sinks.base import Record, summary
 
 STATE_VERSION = 2
@@ -275,7 +276,7 @@ class Journal:
                 db.executemany(
                     "INSERT INTO quarantine (source, organization, reason, raw, at) VALUES (?, ?, ?, ?, ?)",
                     [
-                        (source, organization, reason, orjson.dumps(raw, default=str), now)
+                        (source, organization, reason, _quarantine_json(raw), now)
                         for reason, raw in quarantined
                     ],
                 )
@@ -568,6 +569,15 @@ class Chunks:
             rows.append((first_seq, last_seq, source, organization, now, len(data), meta, data))
             first_seq = last_seq + 1
         return rows
+
+
+def _quarantine_json(raw: Any) -> bytes:
+    """The raw entry as kept in quarantine: whatever made it fail (too deep, a value orjson
+    cannot write) must not also fail the page's transaction, cursor and all."""
+    try:
+        return orjson.dumps(raw, default=str)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(json_safe(raw), default=str)
 
 
 def _summary(data: bytes) -> dict[str, Any]:

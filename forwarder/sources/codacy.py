@@ -172,7 +172,13 @@ class CodacySource:
             if isinstance(body, list):
                 page, cursor = body, None
             elif isinstance(body, dict) and isinstance(body.get("data"), list):
-                page, cursor = body["data"], (body.get("pagination") or {}).get("cursor")
+                pagination = body.get("pagination") or {}
+                if not isinstance(pagination, dict):  # taking it for "no more pages" could skip the rest
+                    raise MalformedResponse(
+                        f"Codacy sent a pagination that is a {type(pagination).__name__}, not an object, "
+                        f"for organization {organization!r}; the cursor stays where it was"
+                    )
+                page, cursor = body["data"], pagination.get("cursor")
             else:
                 raise MalformedResponse(
                     f"Codacy answered with {type(body).__name__} for organization {organization!r}, "

@@ -19,12 +19,13 @@ from typing import Any, cast
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forwarder.emulators.codacy import format_timestamp
 from forwarder.event import epoch_ms, event_time, format_time, make_event, parse_ms, parse_time
 from forwarder.formats import FORMATS, get_formatter
+from forwarder.journal import Journal
 from forwarder.polling import Poller
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacyConfig, CodacySource
@@ -113,7 +114,8 @@ pages = (
     json_values
     | st.lists(entries, max_size=5)
     | st.fixed_dictionaries({"data": st.lists(entries, max_size=5)},
-                            optional={"pagination": st.dictionaries(st.sampled_from(["cursor", "limit"]), json_values)})
+                            optional={"pagination": st.dictionaries(st.sampled_from(["cursor", "limit"]), json_values)
+                                      | json_values})
 )  # fmt: skip
 
 
@@ -142,6 +144,7 @@ async def _drain_codacy(body: Any) -> int:
 
 @PROPERTY
 @given(body=pages)
+@example(body={"data": [], "pagination": "abc"})
 def test_codacy_page_handling_never_raises_anything_but_a_source_error(body: Any) -> None:
     asyncio.run(_drain_codacy(body))
 
@@ -276,3 +279,32 @@ def test_epoch_ms_is_exact_far_from_the_epoch() -> None:
     for value, ms in [("9999-12-31T23:59:58.999999Z", 253402300798999), ("1969-12-31T23:59:59.999Z", -1),
                       ("2024-05-01T12:00:00.001Z", 1714564800001)]:  # fmt: skip
         assert epoch_ms(parse_time(value)) == ms, value
+
+
+@pytest.mark.parametrize("where", ["details", "actor"])
+async def test_an_entry_nested_deeper_than_json_can_be_written_is_quarantined_alone(tmp_path: Path, where: str) -> None:
+    """orjson reads 1,024 levels but writes 254: such an entry failed its page's hash, or the
+    quarantine's own write, so the page and its cursor were refused at every poll, for good."""
+    now = datetime.now(UTC)
+    deep = orjson.loads(b'{"k":' * 300 + b"1" + b"}" * 300)
+    good, bad = codacy_entry(int(now.timestamp() * 1000) - 60_000), codacy_entry(int(now.timestamp() * 1000) - 30_000)
+    bad[where] = deep
+    config = CodacyConfig(type="codacy", api_token=TOKEN, organizations=["gh/acme"], initial_lookback_days=1, lag_s=0)
+    source = CodacySource("codacy", config)
+
+    async def get_json(organization: str, url: str, params: Any = None) -> Any:
+        return [good, bad]
+
+    source.fetcher.get_json = get_json  # type: ignore[method-assign]
+    journal = Journal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    try:
+        assert await Poller(source, journal, lambda: None).poll()
+        stats = await journal.stats()
+        assert stats.events == 1 and stats.quarantined == {("codacy", "gh/acme"): 1}
+        assert await journal.get_cursor("codacy", "gh/acme") is not None
+        (row,) = journal.db.execute("SELECT raw FROM quarantine").fetchall()
+        assert b"nested deeper than 200 levels" in row[0]
+    finally:
+        await journal.close()
+        await source.close()
