@@ -28,16 +28,16 @@ async def _probe(
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
     register_secrets(collect_secrets(settings))
     ok = True
-    for name, cfg in settings.sources.items():
-        source = SOURCES[cfg.type][1](name, cfg)
-        try:
-            ok &= await _probe("source", name, source.check, echo)
-        finally:
-            await source.close()
-    for name, sink_cfg in settings.sinks.items():
-        sink = SINKS[sink_cfg.type][1](name, sink_cfg)
-        try:
-            ok &= await _probe("sink", name, sink.check, echo)
-        finally:
-            await sink.close()
+    for kind, configs, registry in (("source", settings.sources, SOURCES), ("sink", settings.sinks, SINKS)):
+        for name, cfg in configs.items():
+            try:  # a constructor may refuse what validation let through (a token httpx cannot send)
+                component = registry[cfg.type][1](name, cfg)
+            except Exception as exc:
+                echo(f"FAIL {kind} {name}: cannot be built: {scrub(f'{type(exc).__name__}: {exc}')}")
+                ok = False
+                continue
+            try:
+                ok &= await _probe(kind, name, component.check, echo)
+            finally:
+                await component.close()
     return ok

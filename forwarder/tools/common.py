@@ -58,7 +58,10 @@ def build_source(settings: Settings, name: str) -> Source:
     if config is None:
         known = ", ".join(sorted(settings.sources)) or "none"
         raise ToolError(f"no source named {name!r} in the configuration (configured: {known})")
-    source: Source = SOURCES[config.type][1](name, config)
+    try:
+        source: Source = SOURCES[config.type][1](name, config)
+    except Exception as exc:  # a constructor may refuse what validation let through
+        raise ToolError(f"source {name!r} cannot be built: {type(exc).__name__}: {exc}") from None
     return source
 
 

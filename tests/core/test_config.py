@@ -133,6 +133,18 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert "cannot read config file" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [(("check",), "FAIL source codacy: cannot be built: UnicodeEncodeError"),
+     (("preview", "--source", "codacy"), "error: source 'codacy' cannot be built: UnicodeEncodeError")],
+)
+def test_a_token_httpx_cannot_send_is_named_not_a_traceback(tmp_path: Path, command: tuple[str, ...],
+                                                            expected: str) -> None:  # fmt: skip
+    result = cli(write(tmp_path, GOOD.format(state=tmp_path)), *command, env={"CODACY_TOKEN": "t\u00f6ken"})
+    assert result.returncode == 1
+    assert expected in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_reports_each_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.helpers.emulators import running
 
