@@ -85,8 +85,14 @@ class StateLock:
         self.handle: TextIO | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as exc:
+            raise StateError(
+                f"cannot write state_dir {self.path.parent}: {exc.strerror}; check that it exists and that the "
+                "daemon's user owns it (under systemd, StateDirectory= does both)"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -145,6 +145,18 @@ def test_a_token_httpx_cannot_send_is_named_not_a_traceback(tmp_path: Path, comm
     assert expected in result.stdout + result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_state_dir_that_cannot_be_written_is_named_by_check_and_by_once(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = write(tmp_path, GOOD.format(state=blocker / "state"))
+    env = {"CODACY_TOKEN": "codacy-test-token"}
+    check = cli(path, "check", env=env)
+    assert check.returncode == 1 and f"FAIL state dir: cannot write {blocker}" in check.stdout
+    once = cli(path, "once", env=env)
+    assert once.returncode == 1 and f"error: cannot write state_dir {blocker / 'state'}" in once.stderr
+    assert "Traceback" not in check.stderr + once.stderr
+
+
 def test_check_reports_each_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.helpers.emulators import running
 
