@@ -1,7 +1,7 @@
 # audit-forwarder: multi-stage, slim, non-root.
 #   docker build -t audit-forwarder .
 #   docker run -v $PWD/config.yaml:/etc/audit-forwarder/config.yaml:ro -v af-state:/var/lib/audit-forwarder \
-#              -e CODACY_TOKEN=... -p 127.0.0.1:9464:9464 audit-forwarder
+#              -e CODACY_API_TOKEN=... -p 127.0.0.1:9464:9464 audit-forwarder
 # The build stage installs the package and its dependencies into a virtualenv; the runtime
 # stage copies only that virtualenv (no compiler, no pip cache, no source tree).
 FROM python:3.11-slim AS build

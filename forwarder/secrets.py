@@ -36,7 +36,13 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
         try:
             out.setdefault(name, path.read_text(encoding="utf-8").strip())
         except OSError as exc:
-            raise ValueError(f"cannot read {key} {str(path)!r}: {exc.strerror}") from None
+            hint = ""
+            if not path.is_absolute() and not os.environ.get("CREDENTIALS_DIRECTORY"):
+                hint = (
+                    " (a relative path is read from $CREDENTIALS_DIRECTORY, set only inside the systemd service; "
+                    "from a shell, set CREDENTIALS_DIRECTORY to where the credentials are kept)"
+                )
+            raise ValueError(f"cannot read {key} {str(path)!r}: {exc.strerror}{hint}") from None
         except UnicodeDecodeError:
             raise ValueError(f"{key} {str(path)!r} is not UTF-8 text") from None
     for name, field in model.model_fields.items():

@@ -57,6 +57,10 @@ def test_credentials_directory_is_used_for_relative_secret_files(
     text = GOOD.format(state=tmp_path).replace("api_token: ${CODACY_TOKEN}", "api_token_file: codacy_token")
     settings = load_settings(write(tmp_path, text))
     assert settings.sources["codacy"].api_token.get_secret_value() == "systemd-credential"  # type: ignore[attr-defined]
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")  # from a shell, outside the service
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert "is read from $CREDENTIALS_DIRECTORY, set only inside the systemd service" in info.value.problems[0]
 
 
 @pytest.mark.parametrize(
