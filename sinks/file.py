@@ -49,6 +49,17 @@ class FileSinkConfig(SinkConfig):
     def _octal(cls, value: object) -> object:
         return int(value, 8) if isinstance(value, str) else value
 
+    @field_validator("mode")
+    @classmethod
+    def _permission_bits(cls, value: int) -> int:
+        """``mode: 640`` unquoted is the number 640, octal 1200: files nobody could read."""
+        if not 0 <= value <= 0o777 or not value & 0o200:
+            raise ValueError(
+                "must be permission bits the owner can write, as a quoted octal string: '0640' "
+                "(unquoted, 640 is the decimal number 640)"
+            )
+        return value
+
 
 @dataclass
 class _Open:
@@ -172,11 +183,15 @@ class FileSink:
         rotated.unlink()
 
     async def check(self) -> str:
-        probe = Path(self.config.path.format(source="check", vendor="check", organization="check")).parent
-        await asyncio.to_thread(probe.mkdir, parents=True, exist_ok=True)
-        if not os.access(probe, os.W_OK):
-            raise FatalSinkError(f"directory {probe} is not writable")
-        return f"writable: {probe}"
+        """Creates nothing (a ``check`` directory made from the template was left behind): the
+        directories before the first placeholder, or the nearest one that exists, must be
+        writable, since the sink creates the rest."""
+        parts = Path(self.config.path).parent.parts
+        fixed = Path(*parts[: next((i for i, part in enumerate(parts) if "{" in part), len(parts))] or ".")
+        existing = next(path for path in (fixed, *fixed.parents) if path.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise FatalSinkError(f"directory {existing} is not writable")
+        return f"writable: {fixed}" if existing == fixed else f"{fixed} will be created in {existing}"
 
     async def close(self) -> None:
         files, self.files = self.files, {}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from forwarder.formats.csv import COLUMNS
-from sinks.base import Record
+from sinks.base import FatalSinkError, Record
 from sinks.file import FileSink, FileSinkConfig
 
 
@@ -82,3 +83,24 @@ async def test_a_compression_cut_short_by_a_crash_is_done_again_at_the_next_star
     lines = gzip.decompress((tmp_path / "out.ndjson.20261124T101010Z.gz").read_bytes()).splitlines()
     assert [orjson.loads(line)["id"] for line in lines] == [f"old{i}" for i in range(50)]
     assert [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()] == ["e1"]
+
+
+async def test_check_creates_nothing_and_names_the_directory_it_needs(tmp_path: Path) -> None:
+    template = tmp_path / "logs" / "{source}" / "{organization}.ndjson"
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(template)))
+    assert await sink.check() == f"{tmp_path / 'logs'} will be created in {tmp_path}"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "logs").mkdir()
+    assert await sink.check() == f"writable: {tmp_path / 'logs'}"
+    assert list((tmp_path / "logs").iterdir()) == []
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(FatalSinkError, match=f"directory {blocker} is not writable"):
+        await FileSink("f", FileSinkConfig(type="file", path=str(blocker / "x.ndjson"))).check()
+
+
+@pytest.mark.parametrize("mode", [640, 0o1200, 0o444, -1])
+def test_a_mode_that_is_not_owner_writable_permission_bits_is_refused(mode: int) -> None:
+    with pytest.raises(ValidationError, match="quoted octal string"):
+        FileSinkConfig(type="file", path="/tmp/x", mode=mode)
+    assert FileSinkConfig(type="file", path="/tmp/x", mode="0640").mode == 0o640
