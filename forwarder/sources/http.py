@@ -113,6 +113,29 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     )
 
 
+def transport_error(exc: httpx.TransportError) -> str:
+    """Where and why a request failed (refused, no DNS, a certificate), which the exception's
+    name alone does not say; never the path or query (a token may ride there) and never the
+    text of a malformed request's error, which quotes its headers."""
+    why = type(exc).__name__
+    if not isinstance(exc, httpx.LocalProtocolError):
+        # the innermost message: "All connection attempts failed" wraps the refusal itself
+        link: BaseException | None = exc
+        detail = ""
+        for _ in range(10):  # a chain is a few links; never follow a cycle for ever
+            if link is None:
+                break
+            detail = str(link) or detail
+            link = link.__cause__ or link.__context__
+        if detail:
+            why += f": {detail[:200]}"
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised without its request
+        return why
+    return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
+
+
 class HttpFetcher:
     """Sends one request with the source's retry policy and returns the parsed JSON."""
 
@@ -156,7 +179,7 @@ class HttpFetcher:
         except httpx.TransportError as exc:
             raise SourceError(
                 f"{self.vendor} could not be reached for organization {organization!r} after "
-                f"{self.max_attempts} attempts: {type(exc).__name__}"
+                f"{self.max_attempts} attempts: {transport_error(exc)}"
             ) from None
         raise AssertionError("unreachable")
 
@@ -170,7 +193,7 @@ class HttpFetcher:
                 organization=organization,
                 attempt=state.attempt_number,
                 wait_s=round(state.upcoming_sleep, 2),
-                error=str(exc) if isinstance(exc, SourceError) else type(exc).__name__,
+                error=transport_error(exc) if isinstance(exc, httpx.TransportError) else str(exc),
             )
 
         return before_sleep

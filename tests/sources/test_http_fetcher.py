@@ -9,6 +9,7 @@ elsewhere.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -248,11 +249,25 @@ async def test_a_trickled_body_times_out_like_any_other_timeout() -> None:
         with capture_logs() as logs, pytest.raises(SourceError) as caught:
             async with asyncio.timeout(15):
                 await fetcher(client).get_json("acme", f"/audit?token={SECRET}", {"apikey": SECRET})
-    assert str(caught.value) == "Acme could not be reached for organization 'acme' after 2 attempts: ReadTimeout"
+    why = "ReadTimeout: no complete answer within the 1s request deadline"
+    assert str(caught.value) == f"Acme could not be reached for organization 'acme' after 2 attempts: {why}"
     assert 2 <= time.monotonic() - start < 5
     retried = [e for e in logs if e["event"] == "source request retried"]
-    assert [e["error"] for e in retried] == ["ReadTimeout"]
-    assert SECRET not in repr(logs) and "127.0.0.1" not in str(caught.value)
+    assert [e["error"] for e in retried] == [why]
+    assert SECRET not in repr(logs) + str(caught.value)
+
+
+async def test_an_unreachable_vendor_is_named_with_the_reason_but_never_the_path() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        with capture_logs() as logs, pytest.raises(SourceError) as caught:
+            await fetcher(client).get_json("acme", f"/audit?token={SECRET}", {"apikey": SECRET})
+    message = str(caught.value)
+    assert message.startswith("Acme could not be reached for organization 'acme' after 2 attempts: ConnectError")
+    assert "[Errno 111]" in message and message.endswith(f"(http://127.0.0.1:{port})")
+    assert SECRET not in repr(logs) + message and "/audit" not in message
 
 
 async def test_an_explicit_deadline_overrides_the_clients() -> None:
