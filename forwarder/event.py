@@ -70,9 +70,9 @@ class NormalizedEvent(BaseModel):
     category: Category
     outcome: Outcome
     target: Target
-    repository: str | None = None
-    message: str | None = None
-    details: dict[str, Any] = Field(default_factory=dict)
+    repository: str | None  # always present, like every field (null when unknown): no defaults
+    message: str | None
+    details: dict[str, Any]
     raw: Any = Field(description="The original entry, unchanged.")
 
 

@@ -26,7 +26,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forwarder import metrics
-from forwarder.logs import scrub
+from forwarder.logs import scrub_value
 
 if TYPE_CHECKING:
     from forwarder.daemon import Daemon
@@ -128,7 +128,8 @@ class HealthServer:
             return 200, CONTENT_TYPE_LATEST, await metrics.render()
         if path in ("/healthz", "/readyz"):
             ready, body = report(self.daemon)
-            text = scrub(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()) + "\n"
+            # scrubbed before encoding: JSON escapes a secret holding " or \ out of scrub's reach
+            text = orjson.dumps(scrub_value(body), option=orjson.OPT_INDENT_2).decode() + "\n"
             status = 200 if path == "/healthz" or ready else 503
             return status, "application/json", text.encode()
         return 404, "text/plain", b"try /metrics, /healthz or /readyz\n"

@@ -35,20 +35,20 @@ def scrub(text: str) -> str:
     return HEADER_RE.sub(r"\1\2***", text)
 
 
-def _scrub_value(value: Any) -> Any:
+def scrub_value(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
+        return {k: scrub_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrub_value(v) for v in value]
+        return [scrub_value(v) for v in value]
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
     return value
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return {k: _scrub_value(v) for k, v in event_dict.items()}
+    return {k: scrub_value(v) for k, v in event_dict.items()}
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:

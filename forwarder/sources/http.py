@@ -1,7 +1,7 @@
 """The HTTP layer shared by all sources: retries, backoff and clear errors.
 
-Retry policy (``docs/architecture.md``): network errors, 429, 502, 503 and 504 are retried
-with exponential backoff and full jitter, honouring ``Retry-After``; every other 4xx is a
+Retry policy (``docs/architecture.md``): network errors, timeouts, 429 and every 5xx are
+retried with exponential backoff and full jitter, honouring ``Retry-After``; every other 4xx is a
 configuration problem that retrying cannot fix, so it fails at once with a message saying
 what to check. Messages name the vendor, the organization and the status, never a header.
 """

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from forwarder.event import format_ms
 from forwarder.journal import DeadLetter, Journal
-from forwarder.logs import register_secrets
+from forwarder.logs import register_secrets, scrub
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.tools.common import ToolError, echo_json, open_state
@@ -91,7 +91,7 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
             if rejected:
                 say(f"sink {name}: {len(rejected)} record(s) rejected again; they stay in the dead-letter store")
     except Exception as exc:
-        say(f"sink {name}: replay stopped after {delivered} record(s): {exc}; the rest stay dead-lettered, "
+        say(f"sink {name}: replay stopped after {delivered} record(s): {scrub(str(exc))}; the rest stay dead-lettered, "
             "run the replay again once the receiver works")  # fmt: skip
         return False
     finally:
