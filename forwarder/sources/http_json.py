@@ -227,15 +227,16 @@ def format_instant(ms: int, fmt: TimeFormat) -> str:
 # --- configuration -------------------------------------------------------------------------
 class Auth(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["none", "header", "bearer", "basic"] = "none"
+    type: Literal["none", "header", "bearer", "basic", "query"] = "none"
     header: str = Field("Authorization", description="type header: the header that carries token.")
-    token: SecretStr | None = Field(None, description="header value or bearer token; or token_file.")
+    param: str = Field("api_key", description="type query: the query parameter that carries token.")
+    token: SecretStr | None = Field(None, description="header value, bearer token or query value; or token_file.")
     username: str | None = None
     password: SecretStr | None = Field(None, description="type basic; or password_file.")
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
-        if self.type in ("header", "bearer") and self.token is None:
+        if self.type in ("header", "bearer", "query") and self.token is None:
             raise ValueError(f"auth type {self.type} needs token (or token_file)")
         if self.type == "basic" and (self.username is None or self.password is None):
             raise ValueError("auth type basic needs username and password (or password_file)")
@@ -327,11 +328,20 @@ class HttpJsonSource:
             headers["Authorization"] = f"Bearer {a.token.get_secret_value()}"
         elif a.type == "header" and a.token is not None:
             headers[a.header] = a.token.get_secret_value()
-        self.client = httpx.AsyncClient(headers=headers, auth=auth, timeout=config.timeout_s)
+        hooks = {"request": [self._add_query_token]} if a.type == "query" else {}
+        self.client = httpx.AsyncClient(headers=headers, auth=auth, timeout=config.timeout_s, event_hooks=hooks)
         self.mapper = Mapper(config.mapping)
 
     def organizations(self) -> list[str]:
         return list(self.config.organizations)
+
+    async def _add_query_token(self, request: httpx.Request) -> None:
+        """Type query: the token joins every request's query, next links included (which never
+        leave the url's origin). A client's own ``params`` would replace a next link's query
+        instead. As a secret it is scrubbed like any other; no message quotes a path or query."""
+        auth = self.config.auth
+        if auth.token is not None:
+            request.url = request.url.copy_merge_params({auth.param: auth.token.get_secret_value()})
 
     def _fetcher(self, sink: list[httpx.Response]) -> HttpFetcher:
         """One per walk: the hook keeps that walk's last response (Link header, URL to resolve

@@ -118,7 +118,9 @@ def make_source(handler: Callable[[httpx.Request], httpx.Response], **overrides:
     cfg.update(overrides)
     source = HttpJsonSource("hj", HttpJsonConfig.model_validate(cfg))
     old = source.client
-    source.client = httpx.AsyncClient(transport=httpx.MockTransport(handler), headers=old.headers, auth=old.auth)
+    source.client = httpx.AsyncClient(
+        transport=httpx.MockTransport(handler), headers=old.headers, auth=old.auth, event_hooks=old.event_hooks
+    )
     return source
 
 
@@ -195,6 +197,17 @@ async def test_auth_styles(auth: dict[str, Any], header: str, value: str) -> Non
     assert "k-123" not in repr(source.config) and "t-456" not in repr(source.config)
 
 
+async def test_query_auth_goes_with_every_request_next_links_included() -> None:
+    seen: list[httpx.Request] = []
+    auth = {"type": "query", "param": "apikey", "token": "q-789"}
+    source = make_source(api("next_link_body", seen), auth=auth, records_path="items",
+                         pagination={"style": "next_link_body", "next_path": "links.next"})  # fmt: skip
+    keys, _ = await collect(source)
+    assert len(keys) == 25 and len(seen) == 3
+    assert [r.url.params["apikey"] for r in seen] == ["q-789"] * 3
+    assert "q-789" not in repr(source.config)
+
+
 def test_token_file_and_config_errors(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("from-a-file\n")
@@ -204,6 +217,7 @@ def test_token_file_and_config_errors(tmp_path: Path) -> None:
     assert cfg.auth.token is not None and cfg.auth.token.get_secret_value() == "from-a-file"
     for bad in (
         {"auth": {"type": "bearer"}},
+        {"auth": {"type": "query", "param": "key"}},
         {"mapping": {"action": "a", "category": {"map": {"x*": "not-a-category"}}}},
         {"mapping": {"nonsense": "a"}},
         {"url": "ftp://x"},
