@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 import structlog
@@ -25,7 +26,11 @@ HEADER_RE = re.compile(
 
 
 def register_secrets(values: set[str]) -> None:
-    _SECRETS.update(v for v in values if len(v) >= 4)
+    """Each secret also as a URL writes it (``+`` as ``%2B``, ...): a token sent in a query
+    string comes back that way in a vendor's echo of the request."""
+    for value in values:
+        if len(value) >= 4:
+            _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
 
 
 def scrub(text: str) -> str:

@@ -4,8 +4,8 @@ The write path runs in a worker thread (file I/O and fsync block). Rotation happ
 write once a file is over ``rotate_max_bytes`` or older than ``rotate_max_age_s``; the rotated
 file is renamed with a UTC timestamp and optionally gzipped. The gzip is written as
 ``.gz.partial``, fsynced and renamed before the rotated file is deleted, so a crash leaves
-one of them whole; a compression cut short is redone when the daemon next writes to that
-path. A crash mid-batch can leave a partial batch in the file; the delivery layer then
+one of them whole; what a crash left unfinished is finished when the daemon next writes to
+that path. A crash mid-batch can leave a partial batch in the file; the delivery layer then
 re-sends the whole batch, so readers see duplicates with identical ids, never a gap.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ class FileSinkConfig(SinkConfig):
 class _Open:
     handle: BinaryIO
     opened_at: float
+
+
+_ROTATED = re.compile(r"\.\d{8}T\d{6}Z(?:\.\d+)?")  # what ``_rotate`` appends to a file's name
 
 
 def _safe(value: str) -> str:
@@ -161,15 +165,21 @@ class FileSink:
             self._compress(target)
 
     def _finish_compressions(self, path: Path) -> None:
-        """A crash while compressing left a rotated file whole beside its ``.gz.partial``:
-        compress it again, the first time this process writes to that path."""
+        """A crash while rotating can leave a rotated file not yet compressed (with or without
+        its ``.gz.partial``), or whole beside its finished ``.gz`` (killed before the delete):
+        the first time this process writes to that path, compress the one, delete the other."""
         self._resumed.add(path)
-        for partial in path.parent.glob(f"{glob.escape(path.name)}.*.gz.partial"):
-            unfinished = Path(str(partial)[: -len(".gz.partial")])
-            if unfinished.exists():
-                self._compress(unfinished)
-            else:  # cannot happen through ``_compress``; someone removed the source by hand
-                partial.unlink()
+        if not self.config.compress_rotated:
+            return
+        for leftover in sorted(path.parent.glob(f"{glob.escape(path.name)}.*")):
+            suffix = leftover.name[len(path.name) :]
+            if suffix.endswith(".gz.partial") and not Path(str(leftover)[: -len(".gz.partial")]).exists():
+                leftover.unlink(missing_ok=True)  # its source removed by hand, or just compressed here
+            elif _ROTATED.fullmatch(suffix):
+                if Path(f"{leftover}.gz").exists():  # fsynced before its rename: whole
+                    leftover.unlink()
+                else:
+                    self._compress(leftover)
 
     def _compress(self, rotated: Path) -> None:
         """Replace ``rotated`` by its gzip, never losing both: the ``.gz`` is written under a

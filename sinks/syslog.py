@@ -345,8 +345,11 @@ class SyslogSink:
                 writer.write(data)
                 await writer.drain()
                 # asyncio has no event for "the socket's own buffer is empty" under TLS: poll it
-                while any(transport.get_write_buffer_size() for transport in self._transports):  # noqa: ASYNC110
+                while not writer.transport.is_closing() and any(  # noqa: ASYNC110
+                    transport.get_write_buffer_size() for transport in self._transports
+                ):
                     await asyncio.sleep(0.005)  # a slow receiver: the rest is still in this process
+                await writer.drain()  # a connection lost meanwhile emptied the buffers: this raises
         except (OSError, TimeoutError) as exc:
             await self._disconnect()
             raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc

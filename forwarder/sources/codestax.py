@@ -209,11 +209,24 @@ class CodeStaxSource:
             event_hooks={"request": [self._same_origin, self._paced]},
         )
         self.fetcher = HttpFetcher(
-            self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s
-        )
+            self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
+            before_attempt=self._pay_for_attempt,
+        )  # fmt: skip
+        self._prepaid = 0
+
+    async def _pay_for_attempt(self) -> None:
+        """Before the attempt's deadline starts: on a small plan the wait for budget is longer
+        than ``timeout_s``, and counted inside it, it failed every paced request."""
+        await self.bucket.acquire(self.name)
+        self._prepaid += 1
 
     async def _paced(self, request: httpx.Request) -> None:
-        await self.bucket.acquire(self.name)
+        """Each request spends budget: an attempt's first was paid for before its deadline, a
+        redirect hop pays here."""
+        if self._prepaid:
+            self._prepaid -= 1
+        else:
+            await self.bucket.acquire(self.name)
 
     async def _same_origin(self, request: httpx.Request) -> None:
         """httpx drops ``Authorization`` on a redirect to another origin, but not ``X-API-Key``:

@@ -115,10 +115,10 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
 
 def transport_error(exc: httpx.TransportError) -> str:
     """Where and why a request failed (refused, no DNS, a certificate), which the exception's
-    name alone does not say; never the path or query (a token may ride there) and never the
-    text of a malformed request's error, which quotes its headers."""
+    name alone does not say; never the path or query (a token may ride there) and never a
+    protocol error's text, which quotes the bytes of the request or the answer."""
     why = type(exc).__name__
-    if not isinstance(exc, httpx.LocalProtocolError):
+    if isinstance(exc, httpx.NetworkError | httpx.TimeoutException):  # not a protocol error: those quote bytes
         # the innermost message: "All connection attempts failed" wraps the refusal itself
         link: BaseException | None = exc
         detail = ""
@@ -149,13 +149,16 @@ class HttpFetcher:
         on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
         max_body_bytes: int = 64 * 1024 * 1024,
         timeout_s: float | None = None,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``timeout_s`` bounds one whole attempt; None takes the client's own timeout.
 
         httpx's timeout applies to each read, so a server trickling a byte now and then would
         hold a request (and the source's poll job) for ever; the deadline is what makes the
-        configured ``timeout_s`` mean "one request" as documented.
+        configured ``timeout_s`` mean "one request" as documented. ``before_attempt`` runs
+        before the deadline starts: a request budget may wait longer than ``timeout_s``.
         """
+        self.before_attempt = before_attempt
         self.client = client
         self.vendor = vendor
         self.max_attempts = max_attempts
@@ -207,6 +210,8 @@ class HttpFetcher:
 
     async def _once(self, organization: str, url: str, params: Mapping[str, Any] | None) -> Any:
         deadline = self._deadline()
+        if self.before_attempt is not None:
+            await self.before_attempt()
         try:
             async with asyncio.timeout(deadline):
                 response, body, size = await self._receive(url, params)

@@ -409,6 +409,8 @@ class HttpJsonSource:
             if not nxt or not isinstance(nxt, str):
                 return records
             base = last[0].url if last else httpx.URL(url)
+            if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
+                base = base.copy_remove_param(cfg.auth.param)
             try:
                 joined = str(base.join(nxt))
             except httpx.InvalidURL:

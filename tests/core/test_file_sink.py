@@ -68,20 +68,28 @@ async def test_rotation_by_size_gzips_the_old_file(tmp_path: Path, level: int) -
     assert not list(tmp_path.glob("*.partial"))
 
 
-async def test_a_compression_cut_short_by_a_crash_is_done_again_at_the_next_start(tmp_path: Path) -> None:
-    """The crash left the rotated file whole and a partial gzip beside it (``_compress`` only
-    deletes the rotated file once its gzip has its final name)."""
-    rotated = tmp_path / "out.ndjson.20261124T101010Z"
-    rotated.write_bytes(b"".join(orjson.dumps({"id": f"old{i}"}) + b"\n" for i in range(50)))
-    (tmp_path / "out.ndjson.20261124T101010Z.gz.partial").write_bytes(b"\x1f\x8b truncated")
-    orphan = tmp_path / "out.ndjson.20261124T090000Z.gz.partial"  # its source is gone: nothing to redo
+def lines_of(ids: list[str]) -> bytes:
+    return b"".join(orjson.dumps({"id": i}) + b"\n" for i in ids)
+
+
+async def test_what_a_crash_left_of_a_rotation_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    """``_compress`` deletes a rotated file only once its gzip has its final name; a crash can
+    come before the gzip was begun, while it was written, or between its rename and the delete."""
+    rotated = {stamp: tmp_path / f"out.ndjson.20261124T{stamp}Z" for stamp in ("090000", "100000", "110000")}
+    for stamp, path in rotated.items():
+        path.write_bytes(lines_of([f"{stamp}-{i}" for i in range(50)]))
+    # 09:00 was never begun; 10:00 was cut short; 11:00 was finished but not yet deleted
+    (tmp_path / "out.ndjson.20261124T100000Z.gz.partial").write_bytes(b"\x1f\x8b truncated")
+    (tmp_path / "out.ndjson.20261124T110000Z.gz").write_bytes(gzip.compress(rotated["110000"].read_bytes()))
+    orphan = tmp_path / "out.ndjson.20261124T080000Z.gz.partial"  # its source is gone: nothing to redo
     orphan.write_bytes(b"\x1f\x8b")
     sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson")))
     await sink.send([record(1)])
     await sink.close()
-    assert not rotated.exists() and not list(tmp_path.glob("*.partial"))
-    lines = gzip.decompress((tmp_path / "out.ndjson.20261124T101010Z.gz").read_bytes()).splitlines()
-    assert [orjson.loads(line)["id"] for line in lines] == [f"old{i}" for i in range(50)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ndjson"] + [f"{p.name}.gz" for p in rotated.values()]
+    for stamp, path in rotated.items():
+        lines = gzip.decompress(Path(f"{path}.gz").read_bytes()).splitlines()
+        assert [orjson.loads(line)["id"] for line in lines] == [f"{stamp}-{i}" for i in range(50)]
     assert [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()] == ["e1"]
 
 

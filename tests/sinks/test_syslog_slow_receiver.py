@@ -4,9 +4,11 @@ would lose whatever was still in asyncio's buffers (``drain()`` alone leaves up 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,3 +101,30 @@ async def test_send_returns_only_once_nothing_is_left_in_the_process(
     await sink._disconnect()
     # what send confirmed was in the kernel, so the receiver gets all of it once it reads again
     assert set(range(confirmed)) <= {int(n) for n in re.findall(rb'"id":"ev(\d+)"', received)}
+
+
+async def test_a_connection_reset_while_waiting_fails_the_batch(
+    receiver: tuple[str, StalledReceiver], pki: Pki
+) -> None:
+    """A reset empties asyncio's buffers: the bytes are gone, not sent, so the wait for empty
+    buffers must not read it as success."""
+    transport, stalled = receiver
+    tls = {"ca_file": str(pki.ca), "server_name": "localhost"} if transport == "tls" else {}
+    config = SyslogSinkConfig(
+        type="syslog", host="127.0.0.1", port=stalled.port, transport=transport, send_timeout_s=20, **tls
+    )
+    sink = SyslogSink("reset", config)
+    pending = None
+    for first in range(0, 1_000_000, 200):  # until a batch stays (partly) in the process
+        pending = asyncio.create_task(sink.send(batch(first, 200)))
+        await asyncio.sleep(0.05)
+        if not pending.done():
+            break
+        pending.result()
+    assert pending is not None and not pending.done()
+    assert stalled.accepted.wait(5) and stalled.conn is not None
+    stalled.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stalled.conn.close()  # with linger 0: a TCP reset
+    with pytest.raises(RetryableError, match="write failed"):
+        await asyncio.wait_for(pending, 10)
+    await sink._disconnect()

@@ -162,6 +162,19 @@ async def test_token_bucket_spreads_a_backlog_within_the_budget(caplog: pytest.L
     assert stamps[-1] < 3 * 3600  # and the backlog still moves at the budget's pace
 
 
+async def test_a_wait_for_budget_longer_than_the_request_timeout_is_no_timeout(codestax: EmulatorProcess) -> None:
+    config = CodeStaxConfig.model_validate(source(codestax.url, hourly_request_budget=100, timeout_s=0.5,
+                                                  max_attempts=1))  # fmt: skip
+    src = CodeStaxSource("cx", config)
+    src.bucket.tokens = 1 - 0.03  # the next token in 0.03 / (90 per hour) = 1.2 s, over timeout_s
+    started = time.monotonic()
+    try:
+        assert "acme" in await src.check()
+    finally:
+        await src.close()
+    assert time.monotonic() - started >= 1.0
+
+
 async def test_requests_including_retries_spend_the_budget(codestax: EmulatorProcess) -> None:
     class Counting(TokenBucket):
         calls = 0

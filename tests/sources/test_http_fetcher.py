@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from forwarder.logs import register_secrets, scrub
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, parse_retry_after
 
 SECRET = "s3cret-token-value"
@@ -288,3 +290,28 @@ async def test_a_slow_hook_is_not_cut_by_the_deadline() -> None:
 
     async with mock(handler, timeout=0.3) as client:
         assert await fetcher(client, max_attempts=1, on_response=throttle).get_json("acme", "/audit") == [1]
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with the request itself, which is no status line: h11 quotes it in its error."""
+    writer.write(await reader.readuntil(b"\r\n\r\n"))
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_protocol_error_never_quotes_a_query_token_in_any_encoding() -> None:
+    token = "abc+def/ghi=="  # a URL writes it abc%2Bdef%2Fghi%3D%3D, which scrubbing must know too
+    register_secrets({token})
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            with capture_logs() as logs, pytest.raises(SourceError) as caught:
+                await fetcher(client).get_json("acme", "/audit", {"api_key": token})
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert message.startswith("Acme could not be reached") and "RemoteProtocolError" in message
+    assert "abc" not in message + repr(logs)
+    echoed = f"GET /audit?api_key={quote(token, safe='')} and {quote_plus(token)}"
+    assert scrub(echoed) == "GET /audit?api_key=*** and ***"

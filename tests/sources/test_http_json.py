@@ -208,6 +208,22 @@ async def test_query_auth_goes_with_every_request_next_links_included() -> None:
     assert "q-789" not in repr(source.config)
 
 
+async def test_query_auth_still_sees_a_link_back_to_the_same_page_as_the_end() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:  # the last page links to itself
+        seen.append(request)
+        after = int(request.url.params.get("after", 0))
+        rows = [r for r in RECORDS if int(r["ts"]) > 0][after : after + PAGE]  # type: ignore[call-overload]
+        link = f"/audit/acme?after={min(after + PAGE, 10)}"
+        return httpx.Response(200, json={"items": rows}, headers={"Link": f'<http://api.test{link}>; rel="next"'})
+
+    auth = {"type": "query", "param": "apikey", "token": "q-789"}
+    source = make_source(handler, auth=auth, records_path="items", pagination={"style": "link_header", "max_pages": 20})
+    keys, _ = await collect(source)
+    assert len(seen) == 2 and len(keys) == 2 * PAGE
+
+
 def test_token_file_and_config_errors(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("from-a-file\n")
