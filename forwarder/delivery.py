@@ -30,7 +30,7 @@ from forwarder import metrics
 from forwarder.journal import Journal
 from forwarder.routing import Router
 from forwarder.sources.http import BackoffWait
-from sinks.base import FatalSinkError, Record, Sink, SinkConfig
+from sinks.base import FatalSinkError, Record, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
 
@@ -206,7 +206,9 @@ class SinkWorker:
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.status.state = "retrying"
-        self.status.error = str(exc) or type(exc).__name__
+        # a sink's own errors are sentences; anything else is a bug or a library's, named by its type
+        known = isinstance(exc, RetryableError | FatalSinkError)
+        self.status.error = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
         self.status.retries += 1
         log.warning(
             "sink delivery failed, retrying",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forwarder.delivery import RetrySettings
@@ -105,6 +105,19 @@ class Settings(BaseSettings):
             if not NAME_RE.match(name):
                 raise ValueError(f"name {name!r} must be lower-case letters, digits and underscores")
         return value
+
+    @model_validator(mode="after")
+    def _one_sink_per_destination(self) -> Settings:
+        seen: dict[str, str] = {}
+        for name, sink in self.sinks.items():
+            where = sink.destination()
+            if where is not None and where in seen:
+                raise ValueError(
+                    f"sinks {seen[where]} and {name} both write {where}; give one another path, bucket or key_template"
+                )
+            if where is not None:
+                seen[where] = name
+        return self
 
     @classmethod
     def settings_customise_sources(

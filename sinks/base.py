@@ -170,6 +170,11 @@ class SinkConfig(SecretFilesModel):
         check_redaction(self.redact, self.redact_key)
         return self
 
+    def destination(self) -> str | None:
+        """Where the sink writes, when two sinks writing there would spoil each other (the
+        configuration refuses it); None for receivers that take any number of senders."""
+        return None
+
 
 class Sink(Protocol):
     """Implemented by each module in ``sinks/``; registered in ``sinks/__init__.py``."""

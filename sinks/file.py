@@ -45,6 +45,10 @@ class FileSinkConfig(SinkConfig):
         True, description="fsync before the offset moves; turning it off weakens the guarantee."
     )
 
+    def destination(self) -> str:
+        """Two sinks appending to one file would rotate it under each other."""
+        return f"files {os.path.abspath(self.path)}"
+
     @field_validator("mode", mode="before")
     @classmethod
     def _octal(cls, value: object) -> object:

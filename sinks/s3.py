@@ -136,7 +136,17 @@ class S3SinkConfig(SinkConfig):
             raise ValueError("key_template must contain {name}")
         if value.startswith("/"):
             raise ValueError("key_template must not start with '/'")
+        try:  # a format spec or conversion ({name:d}) passes the parse and fails every batch
+            value.format(**dict.fromkeys(KEY_FIELDS, "x"))
+        except (ValueError, TypeError, IndexError) as exc:
+            raise ValueError(f"key_template cannot be filled in: {exc}; use plain {{placeholders}}") from None
         return value
+
+    def destination(self) -> str:
+        """Keys name only the events: a second sink on the same bucket and template (another
+        format, other redaction) would find its objects there, take them for its own earlier
+        attempts (412) and store nothing."""
+        return f"S3 objects {self.endpoint_url or self.region} s3://{self.bucket}/{self.key_template}"
 
     @model_validator(mode="after")
     def _check_kms(self) -> S3SinkConfig:
@@ -338,6 +348,8 @@ def _b64(digest: Any) -> str:
 
 
 def _error_code(exc: ClientError) -> str:
+    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+        return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 

@@ -31,6 +31,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
+from forwarder.sources.http import read_at_most
 from sinks.base import (
     DeliveryReport,
     FatalSinkError,
@@ -42,6 +43,7 @@ from sinks.base import (
 )
 
 PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
+ANSWER_BYTES = 64 * 1024  # HEC answers are a few dozen bytes; a longer one is cut, never held whole
 EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the record into ``fields``
 TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
 
@@ -150,7 +152,10 @@ class SplunkHecSink:
             return
         verify: ssl.SSLContext | bool = self.config.tls_verify
         if self.config.tls_verify and self.config.ca_file:
-            verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
+            try:
+                verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
+            except (OSError, ssl.SSLError) as exc:  # a missing or bad file: retrying cannot help
+                raise FatalSinkError(f"sink {self.name}: cannot use ca_file {self.config.ca_file}: {exc}") from None
         self._client = httpx.AsyncClient(
             base_url=self.config.url,
             verify=verify,
@@ -241,6 +246,12 @@ class SplunkHecSink:
         while items:
             body = b"".join(item.envelope for item in items)
             answer = await self._call("POST", "/services/collector/event", body, compress=self.config.gzip)
+            if answer.status == 200 and answer.code != 0:
+                # a proxy's or a load balancer's page: HEC itself always answers {"code": 0}
+                raise RetryableError(
+                    f"sink {self.name}: {self.config.url} answered 200 without HEC's success answer "
+                    f"({answer.text!r}): is something else listening there, or a proxy in between?"
+                )
             if answer.status == 200:
                 if self.config.use_ack:
                     ack_ids.append(self._ack_id(answer))
@@ -284,6 +295,8 @@ class SplunkHecSink:
                 answer = None  # a lost poll is not a lost ack: keep polling until the deadline
             if answer is not None and answer.status == 200:
                 acks = answer.body.get("acks") or {}
+                if not isinstance(acks, dict):
+                    raise RetryableError(f"sink {self.name}: HEC's ack answer is malformed (acks is not an object)")
                 waiting -= {ack for ack in waiting if acks.get(str(ack)) is True}
                 if not waiting:
                     return
@@ -307,13 +320,22 @@ class SplunkHecSink:
             body = await asyncio.to_thread(gzip_compress, body)
             headers["Content-Encoding"] = "gzip"
         try:
-            resp = await self._client.request(method, path, content=body, headers=headers)
+            # httpx's timeout is per read: a receiver trickling its answer, or sending one without
+            # end, would hold the sink for ever or fill the memory; an answer is only read for
+            # its code, text and ackId
+            async with asyncio.timeout(self.config.timeout_s):
+                async with self._client.stream(method, path, content=body, headers=headers) as resp:
+                    content = await read_at_most(resp, ANSWER_BYTES)
+        except TimeoutError:
+            raise RetryableError(
+                f"sink {self.name}: HEC gave no complete answer within timeout_s={self.config.timeout_s:g}s"
+            ) from None
         except httpx.LocalProtocolError as exc:  # our own request is malformed; its text quotes the headers
             raise RetryableError(f"sink {self.name}: HEC request not sent: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise RetryableError(f"sink {self.name}: HEC unreachable: {type(exc).__name__}: {exc}") from None
         try:
-            parsed = orjson.loads(resp.content) if resp.content else {}
+            parsed = orjson.loads(content) if content else {}
         except orjson.JSONDecodeError:
             parsed = {}
         payload: dict[str, Any] = parsed if isinstance(parsed, dict) else {}

@@ -269,7 +269,8 @@ class SyslogEncoder:
 class _UdpProtocol(asyncio.DatagramProtocol):
     """Flow control for datagrams: asyncio buffers when the socket is full and pauses us."""
 
-    def __init__(self) -> None:
+    def __init__(self, where: str) -> None:
+        self.where = where  # which sink and receiver, for the log: an ICMP error says neither
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
@@ -283,7 +284,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self.error_count += 1
-        log.warning("syslog_udp_error", error=str(exc))
+        log.warning("syslog_udp_error", sink=self.where, error=str(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -422,7 +423,7 @@ class SyslogSink:
             loop = asyncio.get_running_loop()
             try:
                 self._udp = await loop.create_datagram_endpoint(
-                    _UdpProtocol, remote_addr=(self.config.host, self.config.port)
+                    lambda: _UdpProtocol(self._where), remote_addr=(self.config.host, self.config.port)
                 )
             except OSError as exc:
                 raise RetryableError(f"{self._where}: cannot open socket: {exc}") from exc

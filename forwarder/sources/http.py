@@ -256,7 +256,7 @@ class HttpFetcher:
         async with self.client.stream("GET", url, params=params) as response:
             metrics.http_response(response.status_code)
             if response.status_code >= 400:
-                return response, await _read_at_most(response, ERROR_BODY_BYTES), 0
+                return response, await read_at_most(response, ERROR_BODY_BYTES), 0
             try:
                 declared = int(response.headers.get("Content-Length", ""))
             except ValueError:
@@ -273,7 +273,8 @@ class HttpFetcher:
             return response, b"".join(chunks), size
 
 
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+async def read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a streamed body: an answer is read only for what it says."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():

@@ -131,6 +131,26 @@ def test_a_config_file_that_is_not_text_or_not_named_settings_exits_2(tmp_path: 
     assert expected in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("sinks", "expected"),
+    [
+        ("  lake:\n    type: s3\n    bucket: audit-lake\n    format: ocsf\n"
+         "  copy:\n    type: s3\n    bucket: audit-lake\n", "sinks lake and copy both write S3 objects"),
+        ("  again:\n    type: file\n    path: {state}/out.ndjson\n    format: csv\n",
+         "sinks out and again both write files"),
+    ],
+)  # fmt: skip
+def test_two_sinks_writing_the_same_place_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      sinks: str, expected: str) -> None:  # fmt: skip
+    """S3 keys name only the events: the second sink would take the first one's objects for its
+    own earlier attempts and store nothing; two file sinks would rotate one file under each other."""
+    monkeypatch.setenv("CODACY_TOKEN", "codacy-test-token")
+    path = write(tmp_path, GOOD.format(state=tmp_path) + sinks.format(state=tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert any(expected in problem for problem in info.value.problems), info.value.problems
+
+
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     result = cli(tmp_path / "nope.yaml", "run")
     assert result.returncode == 2

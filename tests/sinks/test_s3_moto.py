@@ -356,6 +356,15 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
     assert type(sink._classify(client_error(status, code), "PutObject")) is kind
 
 
+def test_a_412_without_an_error_code_is_an_object_already_there() -> None:
+    """Some S3-compatible stores answer 412 with no body; botocore then names the code "412"."""
+    from sinks.s3 import _error_code
+
+    assert _error_code(client_error(412, "412")) == "PreconditionFailed"
+    assert _error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"
+    assert _error_code(client_error(409, "OperationAborted")) == "OperationAborted"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -363,6 +372,8 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
         ({"key_template": "audit/{region}/{name}"}, "unknown placeholders"),
         ({"key_template": "/audit/{name}"}, "must not start"),
         ({"key_template": "audit/{name"}, "not a valid format string"),
+        ({"key_template": "audit/{name:d}.gz"}, "cannot be filled in"),
+        ({"key_template": "audit/{name!z}.gz"}, "cannot be filled in"),
         ({"kms_key_id": "alias/x"}, "kms_key_id needs"),
         ({"sse": "aws:kms", "secret_access_key": "x"}, "Extra inputs"),
     ],

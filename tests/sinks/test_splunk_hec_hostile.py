@@ -1,0 +1,128 @@
+"""The HEC sink against answers no Splunk gives: something else on the port, a proxy's page,
+an answer that trickles or never ends. Each must be a retry (never a batch counted as
+delivered, never a sink held for ever or a daemon out of memory) or a clear stop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sinks.base import FatalSinkError, Record, RetryableError
+from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
+
+TOKEN = "11111111-2222-3333-4444-555555555555"
+Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def receiver(answer: Answer) -> AsyncIterator[str]:
+    """An HTTP/1.1 listener on 127.0.0.1 that reads a request and answers with ``answer``."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+            await reader.readexactly(length)
+            await answer(writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def fixed(status: str, body: bytes, content_type: bytes = b"application/json") -> Answer:
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                     % (status.encode(), content_type, len(body), body))  # fmt: skip
+        await writer.drain()
+
+    return answer
+
+
+async def trickle(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    while True:  # a byte at a time, each well within httpx's per-read timeout
+        writer.write(b"1\r\n \r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+
+
+async def endless(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (1 << 16, b"[" * (1 << 16))
+    while True:
+        writer.write(chunk)
+        await writer.drain()
+
+
+def batch() -> list[Record]:
+    return [Record(1, "e1", "src", "org", 1_700_000_000_000, orjson.dumps({"id": "e1"}), "codacy", "a", "c", "success")]
+
+
+def sink(url: str, **overrides: object) -> SplunkHecSink:
+    return SplunkHecSink("hec", SplunkHecSinkConfig.model_validate(
+        {"type": "splunk_hec", "url": url, "token": TOKEN, "timeout_s": 1, **overrides}))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [fixed("200 OK", b"<html>maintenance</html>", b"text/html"), fixed("200 OK", b""), fixed("200 OK", b"[]")],
+    ids=["html page", "empty", "not an object"],
+)
+async def test_a_200_that_is_not_hecs_success_answer_is_retried(answer: Answer) -> None:
+    async with receiver(answer) as url:
+        hec = sink(url)
+        with pytest.raises(RetryableError, match="answered 200 without HEC's success answer"):
+            await hec.send(batch())
+        await hec.close()
+
+
+@pytest.mark.parametrize("answer", [trickle, endless], ids=["trickled", "endless"])
+async def test_an_answer_that_trickles_or_never_ends_is_a_retry_within_timeout_s(answer: Answer) -> None:
+    async with receiver(answer) as url:
+        hec = sink(url)
+        started = time.monotonic()
+        with pytest.raises(RetryableError):
+            await asyncio.wait_for(hec.send(batch()), 10)
+        assert time.monotonic() - started < 5
+        await hec.close()
+
+
+async def test_a_malformed_ack_answer_is_a_retry() -> None:
+    answers = iter([fixed("200 OK", b'{"text":"Success","code":0,"ackId":7}'), fixed("200 OK", b'{"acks":[true]}')])
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        await next(answers)(writer)
+
+    async with receiver(answer) as url:
+        hec = sink(url, use_ack=True)
+        with pytest.raises(RetryableError, match="ack answer is malformed"):
+            await hec.send(batch())
+        await hec.close()
+
+
+async def test_a_missing_ca_file_stops_the_sink_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-ca.pem"
+    hec = sink("https://127.0.0.1:9", ca_file=str(missing))
+    with pytest.raises(FatalSinkError, match=f"cannot use ca_file {missing}"):
+        await hec.send(batch())
