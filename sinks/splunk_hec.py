@@ -4,8 +4,10 @@ One POST of concatenated JSON envelopes per batch (``shared/research/sinks-schem
 What each answer means decides whether the batch is done, retried, split or partly
 dead-lettered, and every branch is chosen so that no record is ever silently lost:
 
-* 200 is done; with indexer acknowledgement the batch is done only once every ackId read
-  true, otherwise it is redelivered (Splunk's own advice: resend, accept duplicates).
+* 200 with HEC's ``{"code": 0}`` is done (a 200 without it is something else answering, a
+  proxy's page: retried); with indexer acknowledgement the batch is done only once every ackId
+  read true, otherwise it is redelivered (Splunk's own advice: resend, accept duplicates).
+  Answers are read streamed, at most 64 KiB, within ``timeout_s``.
 * 408, 429, 5xx except 501 and network errors are retryable, honouring ``Retry-After``.
 * 413 splits the batch in halves, recursively; a lone event still too big is dead-lettered.
 * 400 codes 6/12/13 name the bad envelope in ``invalid-event-number``: it is dead-lettered and
