@@ -173,10 +173,10 @@ class Daemon:
     async def _build(
         self, settings: Settings, sources: list[str], sinks: list[str]
     ) -> tuple[dict[str, Poller], dict[str, SinkWorker]]:
-        """Validation lets through what a constructor may still reject (httpx refuses a base_url
-        such as ``https://[::1``), so everything is built before anything running is touched: a
-        reload that fails here changes nothing, and start-up names the culprit instead of dying
-        with a traceback. What was built is closed before the ConfigError: httpx clients hold
+        """Validation lets through what a constructor may still reject (httpx refuses a token it
+        cannot put in a header, such as ``tök“en``), so everything is built before anything
+        running is touched: a reload that fails here changes nothing, and start-up names the
+        culprit instead of dying with a traceback. What was built is closed before the ConfigError: httpx clients hold
         connection pools."""
         pollers: dict[str, Poller] = {}
         workers: dict[str, SinkWorker] = {}
