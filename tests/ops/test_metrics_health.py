@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
+import forwarder.health as health_endpoint
+from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.journal import Journal
+from forwarder.logs import register_secrets
+from sinks.base import Record
+from sinks.file import FileSinkConfig
 from tests.helpers.daemon import write_config
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import daemon, free_port, get, health, metric, unready, wait_for
@@ -130,3 +137,38 @@ def test_metrics_can_be_turned_off(tmp_path: Path, codacy: EmulatorProcess) -> N
         wait_for("a poll", lambda: list((tmp_path / "out").glob("*.ndjson")))
         with pytest.raises(httpx.ConnectError):
             get(f"http://127.0.0.1:{port}/healthz")
+
+
+async def test_health_hides_a_secret_that_json_would_escape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scrubbing the encoded text missed a secret holding a quote or a backslash: JSON writes
+    it as \\" or \\\\, which no longer matches."""
+    secret = 'pa"ss\\word-123'
+    register_secrets({secret})
+    body = {"sinks": {"hec": {"state": "retrying", "error": f"receiver said {secret}"}}}
+    monkeypatch.setattr(health_endpoint, "report", lambda daemon: (True, body))
+    status, _, text = await health_endpoint.HealthServer(cast(Any, None))._route("GET", "/healthz")
+    assert status == 200 and b"receiver said ***" in text and b"word-123" not in text
+
+
+async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> None:
+    class Broken:
+        async def start(self) -> None:
+            return None
+
+        async def send(self, batch: Any) -> None:
+            raise KeyError("weird")
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
+    worker = SinkWorker("broken", cast(Any, Broken()), config, journal, RetrySettings(initial_backoff_s=0.01,
+                                                                                       max_attempts=2))  # fmt: skip
+    record = Record(1, "e1", "src", "org", 0, b"{}", "codacy")
+    try:
+        with capture_logs() as logs:
+            await worker._deliver([record], 1)
+    finally:
+        await journal.close()
+    retried = [e for e in logs if e["event"] == "sink delivery failed, retrying"]
+    assert [e["error"] for e in retried] == ["KeyError: 'weird'"]  # was only "'weird'"
+    assert worker.status.dead_lettered == 1
