@@ -197,6 +197,9 @@ class FileSink:
         rotated.unlink()
 
     async def check(self) -> str:
+        return await asyncio.to_thread(self._check)
+
+    def _check(self) -> str:
         """Creates nothing (a ``check`` directory made from the template was left behind): the
         directories before the first placeholder, or the nearest one that exists, must be
         writable, since the sink creates the rest."""
