@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,24 @@ import orjson
 from forwarder.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
+
+
+class Seconds(click.ParamType[float]):
+    """A positive, finite number of seconds (click's FloatRange lets NaN through)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < seconds < math.inf:
+            self.fail(f"{value!r} is not a positive number of seconds", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -91,7 +110,7 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @click.option(
-    "--timeout", type=float, default=600.0, show_default=True, help="Give up after this many seconds."
+    "--timeout", type=SECONDS, default=600.0, show_default=True, help="Give up after this many seconds."
 )
 @click.pass_context
 def once(ctx: click.Context, timeout: float) -> None:
@@ -228,7 +247,7 @@ def state_reset(ctx: click.Context, source: str | None, org: str | None, yes: bo
 @click.option("--until", default=None, help="End of the window (default: now, or the unfinished window's end).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Organizations collected at the same time.")  # fmt: skip
-@click.option("--timeout", type=float, default=600.0, show_default=True,
+@click.option("--timeout", type=SECONDS, default=600.0, show_default=True,
               help="Seconds to wait for the sinks to deliver after collecting.")  # fmt: skip
 @click.pass_context
 def backfill(

@@ -166,7 +166,9 @@ class SinkWorker:
             if self.retry.max_attempts is None
             else stop_after_attempt(self.retry.max_attempts),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
-            retry=retry_if_not_exception_type(FatalSinkError),
+            # tenacity's attempt swallows every exception, a cancellation included: retried, it
+            # kept a stopping daemon sending for ever past shutdown_timeout_s
+            retry=retry_if_not_exception_type((FatalSinkError, asyncio.CancelledError)),
             before_sleep=self._before_retry,
             reraise=True,
         )
@@ -193,9 +195,10 @@ class SinkWorker:
         self.status.error = None
         self.status.delivered += len(batch) - len(dead)
         self.status.dead_lettered += len(dead)
-        self.status.batches += 1
         self.status.last_delivery = now
-        metrics.delivered(self.name, oldest_journaled_at, now)
+        if len(dead) < len(batch):  # a batch wholly dead-lettered was not delivered
+            self.status.batches += 1
+            metrics.delivered(self.name, oldest_journaled_at, now)
         if dead:
             log.warning(
                 "events rejected by the receiver, kept in the dead-letter store",

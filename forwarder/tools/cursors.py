@@ -7,6 +7,7 @@ Hence the confirmation, and the lock: the daemon must not overwrite the edit a m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from forwarder.event import format_ms
@@ -25,6 +26,9 @@ async def set_cursor(
         pick_organizations(source, [organization])
     finally:
         await source.close()
+    if to_ms > time.time() * 1000 - settings.sources[source_name].lag_s * 1000:
+        # a typo of a year (2999) would skip, silently and for good, everything until then
+        raise ToolError("--to is later than now minus the source's lag_s: entries up to it would never be collected")
     async with open_state(settings, change=True) as journal:
         current = await journal.get_cursor(source_name, organization)
         was = format_ms(current["watermark_ms"]) if current and "watermark_ms" in current else "none (initial_lookback)"

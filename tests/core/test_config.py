@@ -213,3 +213,9 @@ def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv("DEMO_OUTPUT", "/tmp/demo")
         settings = load_settings(root / "config" / name)
         assert settings.sources and settings.sinks
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0", "inf", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tmp_path: Path, value: str) -> None:
+    result = cli(tmp_path / "unused.yaml", "once", "--timeout", value)
+    assert result.returncode == 2 and "Invalid value for '--timeout'" in result.stderr

@@ -52,6 +52,11 @@ def test_set_cursor_and_reset_when_stopped(tmp_path: Path, codacy: EmulatorProce
     )  # fmt: skip
     assert no.returncode == 1 and "move the cursor of codacy / gh/acme" in no.stdout
 
+    # a mistyped year would skip everything until then, silently and for good
+    future = cli(cfg, "state", "set-cursor", "--source", "codacy", "--org", "gh/acme", "--to", "2999-01-01", "--yes")
+    assert future.returncode == 1 and "--to is later than now minus the source's lag_s" in future.stderr
+    assert cursors(cfg) == first
+
     result = cli(cfg, "state", "set-cursor", "--source", "codacy", "--org", "gh/acme", "--to", "2024-01-01", "--yes")
     assert result.returncode == 0, result.stderr
     moved = cursors(cfg)
