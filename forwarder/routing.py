@@ -23,7 +23,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import Category, Outcome, canonical_json
 
@@ -51,6 +51,13 @@ class Match(BaseModel):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Match:
+        """An entry naming nothing matches every event: as an exclude it dropped them all."""
+        if not any(getattr(self, name) for name in type(self).model_fields):
+            raise ValueError("a filter entry must name at least one value (vendor, source, organization, ...)")
+        return self
 
     def matches(self, event: dict[str, Any]) -> bool:
         for name in ("vendor", "source", "organization", "action"):

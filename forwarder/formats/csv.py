@@ -11,8 +11,11 @@ from sinks.base import Record
 COLUMNS = [
     "time", "id", "vendor", "source", "organization", "actor_email", "actor_name", "actor_ip",
     "action", "activity", "category", "outcome", "target_type", "target_id", "target_name",
-    "repository", "message",
+    "repository", "message", "actor_id",  # last: added after the others, where readers by position look least
 ]  # fmt: skip
+# A cell a spreadsheet would read as a formula (=HYPERLINK(...), +cmd|...) is written with a
+# leading apostrophe, as OWASP advises: audit data is attacker-written text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _row(event: dict[str, Any]) -> list[str]:
@@ -22,9 +25,10 @@ def _row(event: dict[str, Any]) -> list[str]:
         event.get("time"), event.get("id"), event.get("vendor"), event.get("source"), event.get("organization"),
         actor.get("email"), actor.get("name"), actor.get("ip"), event.get("action"), event.get("activity"),
         event.get("category"), event.get("outcome"), target.get("type"), target.get("id"), target.get("name"),
-        event.get("repository"), event.get("message"),
+        event.get("repository"), event.get("message"), actor.get("id"),
     ]  # fmt: skip
-    return ["" if v is None else str(v) for v in values]
+    cells = ["" if v is None else str(v) for v in values]
+    return [f"'{cell}" if cell.startswith(FORMULA_START) else cell for cell in cells]
 
 
 def _line(values: list[str]) -> bytes:

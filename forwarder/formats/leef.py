@@ -25,7 +25,7 @@ from sinks.base import Record
 VALUE_MAX = 1023
 MESSAGE_MAX = 4000
 DEV_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSX"
-FORBIDDEN_DELIMITERS = set("=|\r\n")
+FORBIDDEN_DELIMITERS = set("=|\r\n ")  # a space: values keep theirs, so it would split them
 
 
 class Options(BaseModel):
@@ -44,7 +44,7 @@ class Options(BaseModel):
             except ValueError:
                 raise ValueError(f"delimiter {value!r} is not a hex code such as x09") from None
         if len(value) != 1 or not value.isascii() or value.isalnum() or value in FORBIDDEN_DELIMITERS:
-            raise ValueError("delimiter must be one ASCII character: no letter, digit, '=', '|' or line break")
+            raise ValueError("delimiter must be one ASCII character: no letter, digit, space, '=', '|' or line break")
         return value
 
 

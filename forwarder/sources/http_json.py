@@ -102,6 +102,8 @@ def match_glob(value: str, table: Mapping[str, Any]) -> Any:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict | list):  # JSON, as the vendor sent it, not Python's repr
+        return orjson.dumps(value).decode()
     return str(value)
 
 
@@ -146,9 +148,11 @@ class Mapper:
                 value = _text(value)
             out[name] = value
         for name, (fallback, allowed) in ENUMS.items():
-            if out.get(name) not in allowed:
+            value = out.get(name)  # a list or an object (schema drift) falls back too, never raises
+            if not isinstance(value, str) or value not in allowed:
                 out[name] = fallback
-        if out.get("actor.type") not in ACTOR_TYPES:
+        actor_type = out.get("actor.type")
+        if not isinstance(actor_type, str) or actor_type not in ACTOR_TYPES:
             out["actor.type"] = "unknown"
         return out
 

@@ -170,3 +170,10 @@ async def test_two_sinks_one_journal(tmp_path: Path) -> None:
     assert security.describe()["filtered"] == 3
     assert await journal.prune() == 5  # filtered events count as delivered for pruning
     await journal.close()
+
+
+@pytest.mark.parametrize("entry", [{}, {"action": []}, {"vendor": [], "outcome": []}])
+def test_a_filter_entry_naming_nothing_is_refused(entry: dict[str, Any]) -> None:
+    """It matches every event: as an exclude it dropped them all, and the offset moved past them."""
+    with pytest.raises(ValidationError, match="must name at least one value"):
+        SinkFilter.model_validate({"exclude": [entry]})

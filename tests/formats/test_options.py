@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 from pydantic import ValidationError
 
 from forwarder.formats import get_formatter
+from forwarder.formats.csv import COLUMNS
 from sinks.registry import SINKS
 from tests.formats.samples import events, parse_leef, record
 
@@ -20,6 +23,8 @@ def test_leef_delimiter(given: str, announced: str) -> None:
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [("leef", {"delimiter": "="}, "delimiter must be one ASCII"), ("leef", {"delimiter": "xZZ"}, "not a hex code"),
+     ("leef", {"delimiter": " "}, "no letter, digit, space"),  # values keep their spaces: they would split
+     ("leef", {"delimiter": "x20"}, "no letter, digit, space"),
      ("leef", {"delim": "^"}, "delim"), ("json", {"x": 1}, "format_options for 'json'"),
      ("syslog5424", {}, "unknown format 'syslog5424'")],
 )  # fmt: skip
@@ -39,3 +44,15 @@ def test_sink_config_rejects_a_bad_format_at_load() -> None:
     assert ok.format_options == {"delimiter": "^"}
     file_model = SINKS["file"][0]
     assert file_model.model_validate({"type": "file", "path": "/tmp/x", "format": "ocsf"}).format == "ocsf"
+
+
+def test_csv_defuses_formulas_and_names_the_actor_id() -> None:
+    """Audit data is text anyone with an account writes; a spreadsheet must not run it."""
+    sample = next(iter(events().values()))
+    event = {**sample, "message": "=HYPERLINK(\"http://evil/\",\"x\")", "repository": "+cmd|' /C calc'!A0",
+             "actor": {"id": "svc-42", "email": None, "name": None, "ip": None}}  # fmt: skip
+    row = next(csv.reader([get_formatter("csv")(record(event)).decode()]))
+    by_column = dict(zip(COLUMNS, row, strict=True))
+    assert by_column["message"] == "'=HYPERLINK(\"http://evil/\",\"x\")"
+    assert by_column["repository"] == "'+cmd|' /C calc'!A0"
+    assert by_column["actor_id"] == "svc-42" and COLUMNS[-1] == "actor_id"

@@ -17,7 +17,7 @@ from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFA
 from forwarder.event import NormalizedEvent, content_id
 from forwarder.sources.configcat import MAPPING
 from forwarder.sources.http import MalformedResponse
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource, match_glob
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource, Mapper, match_glob
 from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
 
@@ -290,3 +290,14 @@ async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch
     source = make_source(handler, window_format="epoch_s", initial_lookback_days=6 / 24, slice_hours=1, overlap_s=0)
     keys, _ = await collect(source)
     assert sorted(keys) == ["acme:a", "acme:b", "acme:c"]
+
+
+def test_mapped_values_of_the_wrong_shape_fall_back_instead_of_quarantining() -> None:
+    """Schema drift (a list or an object where a word was) must not stop events."""
+    mapping = HttpJsonConfig.model_validate({
+        "type": "http_json", "vendor": "acme", "url": "https://x/{organization}", "organizations": ["a"],
+        "time_field": "t", "mapping": {"action": "a", "outcome": "result", "category": "meta.cat", "actor.name": "who"},
+    }).mapping  # fmt: skip
+    fields = Mapper(mapping).fields({"a": "login", "result": ["ok"], "meta": {"cat": {"n": 1}}, "who": {"id": 5}})
+    assert (fields["outcome"], fields["category"]) == ("unknown", "unknown")
+    assert fields["actor.name"] == '{"id":5}'  # JSON, not Python's repr
