@@ -149,8 +149,12 @@ def _scalar(value: Any) -> bool:
 
 
 def _scrub(value: Any, replacements: dict[str, Any]) -> Any:
+    """Values, and keys too (``{"alice@x.com": "admin"}``): a key becomes its replacement's text."""
     if isinstance(value, dict):
-        return {k: _scrub(v, replacements) for k, v in value.items()}
+        return {
+            (k if k not in replacements else str(replacements[k] or "[redacted]")): _scrub(v, replacements)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_scrub(v, replacements) for v in value]
     if _scalar(value) and str(value) in replacements:

@@ -177,3 +177,13 @@ def test_a_filter_entry_naming_nothing_is_refused(entry: dict[str, Any]) -> None
     """It matches every event: as an exclude it dropped them all, and the offset moved past them."""
     with pytest.raises(ValidationError, match="must name at least one value"):
         SinkFilter.model_validate({"exclude": [entry]})
+
+
+def test_redaction_reaches_the_keys_that_hold_a_redacted_value() -> None:
+    """``raw`` embeds the vendor's entry: a redacted email also sat there as a key."""
+    redactor = Redactor([RedactRule(field="actor.email", action="hmac")], SecretStr("k"))
+    event = {"actor": {"email": "alice@x.com"}, "raw": {"members": {"alice@x.com": "admin"}}}
+    assert b"alice@x.com" not in orjson.dumps(redactor(event))
+    assert event["raw"]["members"] == {redactor.digest("alice@x.com"): "admin"}
+    dropped = {"actor": {"email": "alice@x.com"}, "raw": {"members": {"alice@x.com": "admin"}}}
+    assert Redactor([RedactRule(field="actor.email")], None)(dropped)["raw"]["members"] == {"[redacted]": "admin"}
