@@ -8,6 +8,7 @@ audit-log integrations, so an index template can map it per vendor.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import orjson
@@ -36,11 +37,23 @@ EXPECTED_TYPES = {
 }
 """event.type values ECS expects with each event.category we emit."""
 TOP_LEVEL = frozenset({
-    "@timestamp", "agent", "client", "cloud", "destination", "ecs", "error", "event", "file", "group", "host",
-    "http", "labels", "message", "network", "observer", "organization", "process", "related", "server",
-    "service", "source", "tags", "threat", "url", "user", "user_agent",
+    "@timestamp", "agent", "as", "client", "cloud", "code_signature", "container", "data_stream", "destination",
+    "device", "dll", "dns", "ecs", "elf", "email", "error", "event", "faas", "file", "geo", "group", "hash", "host",
+    "http", "interface", "labels", "log", "macho", "message", "network", "observer", "orchestrator",
+    "organization", "os", "package", "pe", "process", "registry", "related", "risk", "rule", "server", "service",
+    "source", "span", "tags", "threat", "tls", "trace", "transaction", "url", "user", "user_agent",
+    "volume", "vulnerability", "x509",
 })  # fmt: skip
 """ECS field sets a vendor namespace must not collide with."""
+
+def _ip(value: Any) -> str | None:
+    """An address for ECS's ``ip``-typed fields, else None: Elasticsearch refuses the whole
+    document for "203.0.113.9, 10.0.0.2"; such a value stays under the vendor's namespace."""
+    try:
+        return str(ipaddress.ip_address(str(value))) if value not in (None, "") else None
+    except ValueError:
+        return None
+
 
 CATEGORY = {
     "authentication": "authentication", "user_management": "iam", "access_management": "iam",
@@ -94,6 +107,7 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
     target = event.get("target") or {}
     category = CATEGORY.get(str(event.get("category")), "api")
     outcome = event.get("outcome") if event.get("outcome") in EVENT_OUTCOMES else "unknown"
+    ip = _ip(actor.get("ip"))
     doc: dict[str, Any] = {
         "@timestamp": event.get("time"),
         "ecs": {"version": ECS_VERSION},
@@ -105,13 +119,13 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
             "original": orjson.dumps(event.get("raw")).decode() if include_raw else None,
         }),
         "user": _compact({"id": actor.get("id"), "name": actor.get("name"), "email": actor.get("email")}),
-        "source": _compact({"ip": actor.get("ip")}),
+        "source": _compact({"ip": ip}),
         "user_agent": _compact({"original": actor.get("user_agent")}),
         "organization": _compact({"id": event.get("organization"), "name": event.get("organization")}),
         "observer": {"vendor": vendor_name(vendor), "product": vendor_name(vendor)},
         "related": _compact({
             "user": _distinct(actor.get("name"), actor.get("email"), actor.get("id")),
-            "ip": _distinct(actor.get("ip")),
+            "ip": _distinct(ip),
         }),
     }
     if target.get("type") == "user":
@@ -120,7 +134,8 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
         doc["group"] = _compact({"id": target.get("id"), "name": target.get("name")})
     doc[namespace(vendor)] = _compact({
         "activity": event.get("activity"), "category": event.get("category"),
-        "actor": _compact({"type": actor.get("type")}), "target": _compact(target),
+        "actor": _compact({"type": actor.get("type"), "ip": actor.get("ip") if ip is None else None}),
+        "target": _compact(target),
         "repository": event.get("repository"), "details": event.get("details") or None,
         "schema_version": event.get("schema_version"),
     })  # fmt: skip

@@ -69,3 +69,14 @@ def test_user_targets_and_options() -> None:
     assert doc["source"]["ip"] == "198.51.100.121" and doc["related"]["ip"] == ["198.51.100.121"]
     assert doc["user_agent"]["original"].startswith("Mozilla/5.0")
     assert "original" not in orjson.loads(get_formatter("ecs", {"include_raw": False})(record(event)))["event"]
+
+
+def test_an_actor_ip_that_is_no_address_stays_out_of_ecs_ip_fields() -> None:
+    """Elasticsearch refuses a whole document whose ``ip``-typed field holds "a, b"."""
+    sample = next(iter(events().values()))
+    for ip, expected in (("203.0.113.9, 10.0.0.2", None), ("2001:DB8::1", "2001:db8::1")):
+        event = {**sample, "vendor": "dns", "actor": {**sample["actor"], "ip": ip}}
+        doc = orjson.loads(get_formatter("ecs")(record(event)))
+        assert doc.get("source", {}).get("ip") == expected
+        assert doc.get("related", {}).get("ip", [None]) == [expected]
+        assert doc["vendor_dns"]["actor"].get("ip") == (ip if expected is None else None)  # "dns" is ECS's
