@@ -57,12 +57,23 @@ def user_object(uid: Any, name: Any, email: Any = None, kind: str | None = None)
     return user
 
 
+USER_TARGET_WORDS = ("user", "member", "people", "account")
+"""Words of the target types vendors give people (Codacy "people", Codescoring "team_member")."""
+
+
+def _names_a_user(target: dict[str, Any]) -> bool:
+    """A target without a type may be a user; a repository or an API key is not one, and
+    taking it for one put the event in the account classes (3001, 3005)."""
+    kind = str(target.get("type") or "").lower()
+    return not kind or any(word in kind for word in USER_TARGET_WORDS)
+
+
 def classify(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """The class for this event and the class-specific attributes it requires."""
     category, activity = event.get("category"), event.get("activity")
     actor = event.get("actor") or {}
     target = event.get("target") or {}
-    target_user = user_object(target.get("id"), target.get("name"))
+    target_user = user_object(target.get("id"), target.get("name")) if _names_a_user(target) else {}
     if category == "authentication" and activity in ("login", "logout"):
         user = user_object(actor.get("id"), actor.get("name"), actor.get("email"), actor.get("type"))
         if user:

@@ -85,3 +85,24 @@ def test_failed_login_keeps_the_ip_and_the_status() -> None:
     assert doc["src_endpoint"] == {"ip": "198.51.100.121"}
     assert (doc["status_id"], doc["status"]) == (2, "Failure")
     assert doc["user"]["name"] == "Bob Ng" and doc["http_request"]["user_agent"].startswith("Mozilla")
+
+
+@pytest.mark.parametrize(
+    ("category", "activity", "target_type", "class_uid"),
+    [
+        ("access_management", "grant", "repository", 3004),  # was 3005, the repository as the user
+        ("user_management", "create", "api_key", 6003),  # was 3001
+        ("access_management", "grant", "people", 3005),
+        ("user_management", "create", "team_member", 3001),
+        ("user_management", "create", None, 3001),
+    ],
+)
+def test_only_a_target_that_names_a_user_makes_an_account_class(
+    category: str, activity: str, target_type: str | None, class_uid: int
+) -> None:
+    event = make_event(
+        id="e1", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:01.000Z", vendor="acme",
+        source="acme", organization="o", action="x.y", activity=activity, category=category, outcome="success",
+        raw={}, target={"type": target_type, "id": "T_1", "name": "thing"},
+    )  # fmt: skip
+    assert ocsf.classify(event)[0] == class_uid
