@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 
-from forwarder.daemon import JOURNAL_FILE
+from forwarder.daemon import JOURNAL_FILE, BuildError, build
 from forwarder.journal import StateError
 from forwarder.logs import register_secrets, scrub
 from forwarder.secrets import collect_secrets
@@ -48,10 +48,10 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
     ok = await _probe("state", "dir", lambda: _state(settings), echo)
     for kind, configs, registry in (("source", settings.sources, SOURCES), ("sink", settings.sinks, SINKS)):
         for name, cfg in configs.items():
-            try:  # a constructor may refuse what validation let through (a token httpx cannot send)
-                component = registry[cfg.type][1](name, cfg)
-            except Exception as exc:
-                echo(f"FAIL {kind} {name}: cannot be built: {scrub(f'{type(exc).__name__}: {exc}')}")
+            try:
+                component = build(registry, name, cfg)
+            except BuildError as exc:
+                echo(f"FAIL {kind} {name}: {exc}")
                 ok = False
                 continue
             try:

@@ -25,6 +25,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -74,6 +75,19 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+
+
+class BuildError(Exception):
+    """A constructor refused what validation let through (httpx refuses a token it cannot put
+    in a header, such as ``tök“en``); the message says so without a traceback."""
+
+
+def build(registry: Mapping[str, tuple[Any, Any]], name: str, config: Any) -> Any:
+    """The source or sink ``config`` describes, from its registry (``SOURCES`` or ``SINKS``)."""
+    try:
+        return registry[config.type][1](name, config)
+    except Exception as exc:
+        raise BuildError(scrub(f"cannot be built: {type(exc).__name__}: {exc}")) from None
 
 
 class StateLock:
@@ -173,27 +187,24 @@ class Daemon:
     async def _build(
         self, settings: Settings, sources: list[str], sinks: list[str]
     ) -> tuple[dict[str, Poller], dict[str, SinkWorker]]:
-        """Validation lets through what a constructor may still reject (httpx refuses a token it
-        cannot put in a header, such as ``tök“en``), so everything is built before anything
-        running is touched: a reload that fails here changes nothing, and start-up names the
-        culprit instead of dying with a traceback. What was built is closed before the ConfigError: httpx clients hold
+        """Everything is built before anything running is touched (see ``BuildError``): a
+        reload that fails here changes nothing, and start-up names the culprit instead of dying
+        with a traceback. What was built is closed before the ConfigError: httpx clients hold
         connection pools."""
         pollers: dict[str, Poller] = {}
         workers: dict[str, SinkWorker] = {}
         problems: list[str] = []
         for name in sources:
-            cfg = settings.sources[name]
             try:
-                pollers[name] = Poller(SOURCES[cfg.type][1](name, cfg), self.journal, self.notify_sinks)
-            except Exception as exc:
-                problems.append(scrub(f"sources.{name}: cannot be built: {type(exc).__name__}: {exc}"))
+                pollers[name] = Poller(build(SOURCES, name, settings.sources[name]), self.journal, self.notify_sinks)
+            except BuildError as exc:
+                problems.append(f"sources.{name}: {exc}")
         for name in sinks:
             sink_cfg = settings.sinks[name]
             try:
-                sink = SINKS[sink_cfg.type][1](name, sink_cfg)
-                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry)
-            except Exception as exc:
-                problems.append(scrub(f"sinks.{name}: cannot be built: {type(exc).__name__}: {exc}"))
+                workers[name] = SinkWorker(name, build(SINKS, name, sink_cfg), sink_cfg, self.journal, settings.retry)
+            except BuildError as exc:
+                problems.append(f"sinks.{name}: {exc}")
         if problems:
             closing = [p.source.close() for p in pollers.values()] + [w.sink.close() for w in workers.values()]
             await asyncio.gather(*closing, return_exceptions=True)

@@ -33,6 +33,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
+from forwarder.sources.base import HttpUrl
 from forwarder.sources.http import read_at_most
 from sinks.base import (
     DeliveryReport,
@@ -52,7 +53,7 @@ TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
 
 class SplunkHecSinkConfig(SinkConfig):
     type: Literal["splunk_hec"]
-    url: str = Field(description="Base URL of the HEC listener, e.g. https://splunk.example.com:8088")
+    url: HttpUrl = Field(description="Base URL of the HEC listener, e.g. https://splunk.example.com:8088")
     token: SecretStr
     index: str | None = None
     source: str = "{vendor}:{organization}"
@@ -78,12 +79,6 @@ class SplunkHecSinkConfig(SinkConfig):
         value = value.rstrip("/")
         for suffix in ("/services/collector/event", "/services/collector"):
             value = value.removesuffix(suffix)
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        try:
-            httpx.URL(value)  # what the client would refuse only when the first batch goes out
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from None
         return value
 
     @field_validator("token")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import orjson
 
-from forwarder.daemon import JOURNAL_FILE, StateLock
+from forwarder.daemon import JOURNAL_FILE, BuildError, StateLock, build
 from forwarder.event import parse_time
 from forwarder.journal import Journal, StateError
 from forwarder.settings import Settings
@@ -59,9 +59,9 @@ def build_source(settings: Settings, name: str) -> Source:
         known = ", ".join(sorted(settings.sources)) or "none"
         raise ToolError(f"no source named {name!r} in the configuration (configured: {known})")
     try:
-        source: Source = SOURCES[config.type][1](name, config)
-    except Exception as exc:  # a constructor may refuse what validation let through
-        raise ToolError(f"source {name!r} cannot be built: {type(exc).__name__}: {exc}") from None
+        source: Source = build(SOURCES, name, config)
+    except BuildError as exc:
+        raise ToolError(f"source {name!r} {exc}") from None
     return source
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -15,39 +13,9 @@ import pytest
 
 from sinks.base import FatalSinkError, Record, RetryableError
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
+from tests.helpers.raw_http import Answer, raw_http_server, trickle
 
 TOKEN = "11111111-2222-3333-4444-555555555555"
-Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
-@asynccontextmanager
-async def receiver(answer: Answer) -> AsyncIterator[str]:
-    """An HTTP/1.1 listener on 127.0.0.1 that reads a request and answers with ``answer``."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
-            await reader.readexactly(length)
-            await answer(writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def fixed(status: str, body: bytes, content_type: bytes = b"application/json") -> Answer:
@@ -57,14 +25,6 @@ def fixed(status: str, body: bytes, content_type: bytes = b"application/json") -
         await writer.drain()
 
     return answer
-
-
-async def trickle(writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    while True:  # a byte at a time, each well within httpx's per-read timeout
-        writer.write(b"1\r\n \r\n")
-        await writer.drain()
-        await asyncio.sleep(0.2)
 
 
 async def endless(writer: asyncio.StreamWriter) -> None:
@@ -90,7 +50,7 @@ def sink(url: str, **overrides: object) -> SplunkHecSink:
     ids=["html page", "empty", "not an object"],
 )
 async def test_a_200_that_is_not_hecs_success_answer_is_retried(answer: Answer) -> None:
-    async with receiver(answer) as url:
+    async with raw_http_server(answer) as url:
         hec = sink(url)
         with pytest.raises(RetryableError, match="answered 200 without HEC's success answer"):
             await hec.send(batch())
@@ -99,7 +59,7 @@ async def test_a_200_that_is_not_hecs_success_answer_is_retried(answer: Answer) 
 
 @pytest.mark.parametrize("answer", [trickle, endless], ids=["trickled", "endless"])
 async def test_an_answer_that_trickles_or_never_ends_is_a_retry_within_timeout_s(answer: Answer) -> None:
-    async with receiver(answer) as url:
+    async with raw_http_server(answer) as url:
         hec = sink(url)
         started = time.monotonic()
         with pytest.raises(RetryableError):
@@ -114,7 +74,7 @@ async def test_a_malformed_ack_answer_is_a_retry() -> None:
     async def answer(writer: asyncio.StreamWriter) -> None:
         await next(answers)(writer)
 
-    async with receiver(answer) as url:
+    async with raw_http_server(answer) as url:
         hec = sink(url, use_ack=True)
         with pytest.raises(RetryableError, match="ack answer is malformed"):
             await hec.send(batch())

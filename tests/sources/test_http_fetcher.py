@@ -12,7 +12,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import quote, quote_plus
@@ -23,9 +23,9 @@ from structlog.testing import capture_logs
 
 from forwarder.logs import register_secrets, scrub
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, parse_retry_after
+from tests.helpers.raw_http import raw_http_server, trickle
 
 SECRET = "s3cret-token-value"
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 def fetcher(
@@ -43,35 +43,6 @@ def fetcher(
 
 def mock(handler: Callable[[httpx.Request], httpx.Response], timeout: float = 5.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://vendor.test", timeout=timeout)
-
-
-@asynccontextmanager
-async def loopback(handler: Handler) -> AsyncIterator[str]:
-    """A raw HTTP/1.1 server on 127.0.0.1 whose answer the test writes byte by byte."""
-
-    handlers: set[asyncio.Task[None]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in handlers:  # an endless answer outlives its client otherwise
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 @contextmanager
@@ -187,7 +158,7 @@ async def test_an_endless_error_page_is_not_read_to_its_end() -> None:
 async def test_an_endless_chunked_page_stops_at_the_limit() -> None:
     sent = [0]
 
-    async def endless_chunks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def endless_chunks(writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         chunk = b"[" + b"1," * 32767 + b"1"
         while True:
@@ -195,7 +166,7 @@ async def test_an_endless_chunked_page_stops_at_the_limit() -> None:
             sent[0] += len(chunk)
             await writer.drain()
 
-    async with loopback(endless_chunks) as url, httpx.AsyncClient(base_url=url, timeout=5) as client:
+    async with raw_http_server(endless_chunks) as url, httpx.AsyncClient(base_url=url, timeout=5) as client:
         async with asyncio.timeout(20):
             with pytest.raises(MalformedResponse) as caught:
                 await fetcher(client, max_body_bytes=1_000_000).get_json("acme", "/audit")
@@ -204,12 +175,12 @@ async def test_an_endless_chunked_page_stops_at_the_limit() -> None:
 
 
 async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
-    async def promise_400mb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def promise_400mb(writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400000000\r\n\r\n[")
         await writer.drain()
         await asyncio.sleep(30)  # the rest never comes: only the header can end this quickly
 
-    async with loopback(promise_400mb) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with raw_http_server(promise_400mb) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         start = time.monotonic()
         with pytest.raises(MalformedResponse) as caught:
             await fetcher(client, max_attempts=1, max_body_bytes=1_000_000).get_json("acme", "/audit")
@@ -236,17 +207,9 @@ async def test_a_page_at_the_limit_still_passes() -> None:
 # --- 4. whole-request deadline ---------------------------------------------------------------
 
 
-async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    while True:
-        writer.write(b"1\r\n \r\n")  # one byte, well inside httpx's per-read timeout
-        await writer.drain()
-        await asyncio.sleep(0.2)
-
-
 async def test_a_trickled_body_times_out_like_any_other_timeout() -> None:
     # the sources build the client with timeout=timeout_s and pass no deadline: it comes from there
-    async with loopback(trickle) as url, httpx.AsyncClient(base_url=url, timeout=1) as client:
+    async with raw_http_server(trickle) as url, httpx.AsyncClient(base_url=url, timeout=1) as client:
         start = time.monotonic()
         with capture_logs() as logs, pytest.raises(SourceError) as caught:
             async with asyncio.timeout(15):
@@ -273,7 +236,7 @@ async def test_an_unreachable_vendor_is_named_with_the_reason_but_never_the_path
 
 
 async def test_an_explicit_deadline_overrides_the_clients() -> None:
-    async with loopback(trickle) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with raw_http_server(trickle) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         start = time.monotonic()
         with pytest.raises(SourceError, match="after 1 attempts: ReadTimeout"):
             await fetcher(client, max_attempts=1, timeout_s=0.5).get_json("acme", "/audit")
