@@ -11,18 +11,18 @@ TARGET_PEAK_RSS_MB = 150.0
 
 def table(results: dict[str, Any]) -> str:
     baselines = results["baselines"]
-    head = f"{'':10} {'events/s':>10} {'CPU s/100k':>11} {'RSS MB':>7} {'drain p99':>9}"
+    head = f"{'':14} {'events/s':>10} {'CPU s/100k':>11} {'RSS MB':>7} {'drain p99':>9}"
     head += f" {'live p50':>8} {'live p99':>8} {'target':>6}"
-    head += "".join(f" {'CPU x ' + name:>14}" for name in baselines)
+    head += "".join(f" {'CPU x ' + name:>20}" for name in baselines)
     lines = [head]
     for name, sink in results["sinks"].items():
-        row = f"{name:10} {sink['events_per_s']:>10.0f} {sink['cpu_s_per_100k']:>11.2f} {sink['peak_rss_mb']:>7.0f}"
+        row = f"{name:14} {sink['events_per_s']:>10.0f} {sink['cpu_s_per_100k']:>11.2f} {sink['peak_rss_mb']:>7.0f}"
         row += f" {_num(sink['drain_p99_s']):>9} {_num(sink['latency_p50_s']):>8} {_num(sink['latency_p99_s']):>8}"
         row += f" {_verdict(sink['live']):>6}"
-        row += "".join(f" {sink['cpu_ratio'][b]:>14.1f}" for b in baselines)
+        row += "".join(f" {sink['cpu_ratio'][b]:>20.1f}" for b in baselines)
         lines.append(row)
     for name, base in baselines.items():
-        lines.append(f"{name:10} {base['events_per_s']:>10.0f} {base['cpu_s_per_100k']:>11.2f}")
+        lines.append(f"{name:14} {base['events_per_s']:>10.0f} {base['cpu_s_per_100k']:>11.2f}")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 Serves N Codacy entries from the benchmark emulator, runs ``audit-forwarder once`` (fetch,
 normalize, journal, deliver) in its own process into each sink in turn (the drain phase),
 then ``audit-forwarder run`` against a live feed into each sink (the latency phase, see
-``bench/live.py``), then the three baselines over the same windows of the backlog, and
+``bench/live.py``), then the four baselines over the same windows of the backlog, and
 writes ``bench/results/latest.json`` and ``.png``.
 See ``docs/performance.md`` for what each figure means exactly.
 """
@@ -149,10 +149,10 @@ def run_baselines(url: str, work: Path, events: int, listening_ms: int) -> dict[
         "orjson": {"events_per_s": round(count / cpu, 1), "cpu_s_per_100k": round(cpu / count * 100_000, 3),
                    "cpu_s": round(cpu, 3), "events": count},
     }  # fmt: skip
-    out = work / "httpx_loop.ndjson"
-    cmd = [sys.executable, "-m", "bench.baselines", "httpx_loop", audit, TOKEN, str(out),
-           orjson.dumps(spans).decode()]  # fmt: skip
-    results["httpx_loop"] = {**costs(run_measured(cmd), count), "events": _lines(out)}
+    for kind in baselines.LOOPS:
+        out = work / f"{kind}.ndjson"
+        cmd = [sys.executable, "-m", "bench.baselines", kind, audit, TOKEN, ORG, str(out), orjson.dumps(spans).decode()]
+        results[kind] = {**costs(run_measured(cmd), count), "events": _lines(out)}
     out = work / "curl_jq.ndjson"
     script = work / "curl_jq.sh"
     script.write_text(baselines.curl_jq_script(audit, TOKEN, out, spans))
