@@ -28,10 +28,6 @@ from typing import Any
 import httpx
 import orjson
 
-from forwarder.event import content_ids
-from forwarder.sources.codacy import normalize_entry
-from forwarder.sources.window import with_occurrence
-
 Window = tuple[int, int]
 
 
@@ -55,6 +51,11 @@ def raw_lines(entries: list[Any], organization: str) -> bytes:
 
 
 def normalized_lines(entries: list[Any], organization: str) -> bytes:
+    # imported here so that the httpx loop's process does not pay for importing the forwarder
+    from forwarder.event import content_ids
+    from forwarder.sources.codacy import normalize_entry
+    from forwarder.sources.window import with_occurrence
+
     observed = datetime.now(UTC)
     keys = with_occurrence(content_ids("codacy", organization, entries))
     return b"".join(
