@@ -23,10 +23,10 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import content_id, event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import content_ids, event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, now_ms, with_occurrence
+from forwarder.sources.window import WindowCursor, now_ms, response_keys
 
 log = structlog.get_logger("forwarder.sources.codescoring")
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
@@ -294,7 +294,7 @@ class CodescoringSource:
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
             items, more = await self.fetch_page(organization, page, per_page, (floor, end))
-            keys = with_occurrence([self._key(organization, item) for item in items])
+            keys = self._keys(organization, items)
             if page > 1 and items and set(keys) <= seen:
                 if more is None:
                     return list(found.values())  # a bare list that ignores ``page``: the same entries again
@@ -318,13 +318,15 @@ class CodescoringSource:
         raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
 
     @staticmethod
-    def _key(organization: str, item: Any) -> str:
-        if not isinstance(item, dict):
-            raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
-        item_id = item.get("id")
-        if item_id is None:
-            return content_id("codescoring", organization, item)
-        return f"codescoring:{organization}:{item_id}"
+    def _keys(organization: str, items: list[Any]) -> list[str]:
+        for item in items:
+            if not isinstance(item, dict):
+                raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
+
+        def vendor_id(item: dict[str, Any]) -> str | None:
+            return None if item.get("id") is None else f"codescoring:{organization}:{item['id']}"
+
+        return response_keys(items, lambda hashed: content_ids("codescoring", organization, hashed), vendor_id)
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config

@@ -21,11 +21,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import content_id, event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import content_ids, event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, now_ms, slices, with_occurrence
+from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 log = structlog.get_logger("forwarder.sources.codestax")
 RETENTION_MS = 90 * 86_400_000
@@ -180,16 +180,23 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     )
 
 
-def entry_key(organization: str, item: Any) -> str:
+def entry_keys(organization: str, items: list[Any]) -> list[str]:
     """The id when there is one, else a hash of the whole entry. (The research notes suggested
     timestamp, user, action and target only; two entries alike in those but not in their
     metadata then shared a key, and a late one listed first took the earlier one's key: it was
     skipped as seen and the earlier one sent again under a new id.)"""
-    if not isinstance(item, dict):
-        raise MalformedResponse(f"CodeStax sent a {type(item).__name__} where an audit entry belongs")
-    if item.get("id") is not None:
-        return f"codestax:{organization}:{item['id']}"
-    return content_id("codestax", organization, item)
+    for item in items:
+        if not isinstance(item, dict):
+            raise MalformedResponse(f"CodeStax sent a {type(item).__name__} where an audit entry belongs")
+
+    def vendor_id(item: dict[str, Any]) -> str | None:
+        return None if item.get("id") is None else f"codestax:{organization}:{item['id']}"
+
+    return response_keys(items, lambda hashed: content_ids("codestax", organization, hashed), vendor_id)
+
+
+def entry_key(organization: str, item: Any) -> str:
+    return entry_keys(organization, [item])[0]
 
 
 class CodeStaxSource:
@@ -243,8 +250,7 @@ class CodeStaxSource:
 
     async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> list[tuple[Any, str]]:
         """Every entry from ``lo_ms`` to ``hi_ms`` with its key, newest first, walked until a
-        short page. Twins are numbered within one page only: the same entry again on a later
-        page was pushed there by newer entries, and is the same event."""
+        short page."""
         cfg = self.config
         params: dict[str, Any] = {cfg.start_param: format_ms(lo_ms), cfg.end_param: format_ms(hi_ms)}
         for name, value in ((cfg.user_param, cfg.user), (cfg.action_param, cfg.action),
@@ -261,7 +267,7 @@ class CodeStaxSource:
                     f"CodeStax answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries"
                 )
-            keys = with_occurrence([entry_key(organization, item) for item in body])
+            keys = entry_keys(organization, body)
             if page and body and set(keys) <= {key for _, key in items}:
                 raise MalformedResponse(
                     f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "
@@ -283,6 +289,7 @@ class CodeStaxSource:
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
         )  # fmt: skip
         start = max(state.watermark_ms - overlap, oldest)
+        outside = 0
         for lo, hi in slices(start, now - int(cfg.lag_s * 1000), int(cfg.slice_hours * 3_600_000)):
             fresh: dict[str, tuple[Any, int]] = {}
             for item, key in await self.fetch(organization, lo, hi):
@@ -292,11 +299,20 @@ class CodeStaxSource:
                     ts = parse_ms(str(item.get("timestamp")))
                 except ValueError:
                     ts = hi  # unparseable: quarantined by normalize, remembered while in the overlap
+                if not lo <= ts <= hi:  # the filter names are guesses: a server that ignores them
+                    outside += 1  # sends everything, and each slice would journal it again
+                    continue
                 fresh[key] = (item, ts)
             ordered = sorted(fresh.items(), key=lambda kv: (kv[1][1], kv[0]))
             state.advance(hi, {key: ts for key, (_, ts) in ordered}, overlap)
             yield Page(entries=[(item, key) for key, (item, _) in ordered], cursor=state.dump(), extra_events=extra)
             extra = []
+        if outside:
+            log.warning(
+                "CodeStax sent entries outside the windows asked for; they were skipped. The server "
+                "ignores the time filter: check start_param and end_param",
+                source=self.name, organization=organization, entries=outside,
+            )  # fmt: skip
         if extra:  # nothing to walk (lag longer than the run's window), but the gap is still news
             state.watermark_ms = max(state.watermark_ms, oldest)
             yield Page(entries=[], cursor=state.dump(), extra_events=extra)

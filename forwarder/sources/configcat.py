@@ -25,12 +25,12 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_ms, parse_ms, parse_time
+from forwarder.event import content_ids, format_ms, parse_ms, parse_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
 from forwarder.sources.http_json import FieldSpec, Mapper, validate_mapping
-from forwarder.sources.window import WindowCursor, now_ms, slices
+from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 log = structlog.get_logger("forwarder.sources.configcat")
 DAY_MS = 86_400_000
@@ -227,7 +227,8 @@ class ConfigCatSource:
             return f"/{version}/products/{unit.removeprefix(PRODUCT_PREFIX)}/auditlogs"
         return f"/{version}/organizations/{unit}/auditlogs"
 
-    async def fetch(self, unit: str, lo_ms: int, hi_ms: int) -> list[Any]:
+    async def fetch(self, unit: str, lo_ms: int, hi_ms: int) -> list[list[Any]]:
+        """Every response of the window, each apart (twins are numbered within one response)."""
         cfg = self.config
         params: dict[str, Any] = {"fromUtcDateTime": format_ms(lo_ms), "toUtcDateTime": format_ms(hi_ms)}
         filters = {"productId": cfg.product_id, "configId": cfg.config_id,
@@ -238,8 +239,8 @@ class ConfigCatSource:
             body = await self.fetcher.get_json(unit, path, params)
             if not isinstance(body, list):
                 raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
-            return body
-        items: list[Any] = []
+            return [body]
+        responses: list[list[Any]] = []
         for page_number in range(1, cfg.max_pages + 1):
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
                                                             "pageSize": cfg.page_size})  # fmt: skip
@@ -253,14 +254,14 @@ class ConfigCatSource:
                 )
             data = body.get("data") or []
             paging = body.get("paging") or {}
-            items.extend(data)
+            responses.append(data)
             current, total = paging.get("currentPage", page_number), paging.get("totalPages")
             if (
                 not data
                 or paging.get("hasNext") is False
                 or (isinstance(total, int) and isinstance(current, int) and current >= total)
             ):
-                return items
+                return responses
         raise SourceError(
             f"ConfigCat paging for {unit!r} went past max_pages={cfg.max_pages} in one window; "
             "lower window_days or raise max_pages"
@@ -279,26 +280,35 @@ class ConfigCatSource:
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
         )  # fmt: skip
         for lo, hi in slices(start, end, int(cfg.window_days * DAY_MS)):
-            items = await self.fetch(organization, lo, hi)
             new_keys: dict[str, int] = {}
             fresh: list[tuple[Any, str]] = []
-            for item in items:
-                ident = item.get("auditLogId") if isinstance(item, dict) else None
-                if ident is None:
-                    raise MalformedResponse(f"ConfigCat sent an audit entry without auditLogId for {organization!r}")
-                key = f"configcat:{ident}"
-                if key in state.recent or key in new_keys:
-                    continue
-                try:
-                    ts = parse_ms(str(item.get("auditLogDateTime")))
-                except ValueError:
-                    ts = hi  # quarantined by normalize, remembered until it leaves the overlap
-                new_keys[key] = ts
-                fresh.append((item, key))
+            for response in await self.fetch(organization, lo, hi):
+                for item, key in zip(response, self._keys(organization, response), strict=True):
+                    if key in state.recent or key in new_keys:
+                        continue
+                    try:
+                        ts = parse_ms(str(item.get("auditLogDateTime")))
+                    except ValueError:
+                        ts = hi  # quarantined by normalize, remembered until it leaves the overlap
+                    new_keys[key] = ts
+                    fresh.append((item, key))
             fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1].rjust(40)))  # ids numerically
             state.advance(hi, new_keys, overlap)
             yield Page(entries=fresh, cursor=state.dump(), extra_events=gap)
             gap = []
+
+    @staticmethod
+    def _keys(organization: str, items: list[Any]) -> list[str]:
+        """``auditLogId``; every field of the older shape may be null, so an entry without one is
+        keyed on its content instead of failing the window at every poll."""
+        for item in items:
+            if not isinstance(item, dict):
+                raise MalformedResponse(f"ConfigCat sent a {type(item).__name__} where an audit entry belongs")
+
+        def vendor_id(item: dict[str, Any]) -> str | None:
+            return None if item.get("auditLogId") is None else f"configcat:{item['auditLogId']}"
+
+        return response_keys(items, lambda hashed: content_ids("configcat", organization, hashed), vendor_id)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)

@@ -22,12 +22,12 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import Activity, Category, Outcome, content_id, content_ids, format_time, make_event, parse_time
+from forwarder.event import Activity, Category, Outcome, content_ids, format_time, make_event, parse_time
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.window import WindowCursor, now_ms, slices, with_occurrence
+from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
 ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values)
@@ -359,7 +359,8 @@ class HttpJsonSource:
             self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep
         )
 
-    async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
+    async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[list[Any]]:
+        """Every response of the window, each apart (twins are numbered within one response)."""
         cfg, pg = self.config, self.config.pagination
         url = cfg.url.replace("{organization}", quote(organization, safe="/@:"))
         params: dict[str, Any] = dict(cfg.params)
@@ -370,7 +371,7 @@ class HttpJsonSource:
         last: list[httpx.Response] = []
         fetcher = self._fetcher(last)
         page_no, offset = pg.first_page, 0
-        records: list[Any] = []
+        responses: list[list[Any]] = []
         next_url: str | None = None  # a next link carries its own query
         for _ in range(pg.max_pages):
             query = dict(params)
@@ -388,21 +389,21 @@ class HttpJsonSource:
                     f"{cfg.vendor} sent {type(page).__name__} {where} for organization {organization!r}, "
                     "expected a list of records; check records_path"
                 )
-            records.extend(page)
+            responses.append(page)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
             if not page or pg.style == "none" or has_next is False:
-                return records
+                return responses
             if pg.style in ("page_number", "offset"):
                 total = get_path(body, pg.total_pages_path) if pg.total_pages_path else None
                 done_by_total = isinstance(total, int) and page_no - pg.first_page + 1 >= total
                 if done_by_total or (pg.stop_on_short_page and len(page) < pg.page_size):
-                    return records
+                    return responses
                 page_no, offset = page_no + 1, offset + len(page)
                 continue
             if pg.style == "cursor":
                 token = get_path(body, pg.next_path)
                 if token in (None, "") or token == params.get(pg.cursor_param):
-                    return records
+                    return responses
                 params[pg.cursor_param] = token
                 continue
             nxt = (
@@ -411,7 +412,7 @@ class HttpJsonSource:
                 else next_link(last[0].headers.get("Link") if last else None)
             )
             if not nxt or not isinstance(nxt, str):
-                return records
+                return responses
             base = last[0].url if last else httpx.URL(url)
             if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
                 base = base.copy_remove_param(cfg.auth.param)
@@ -422,7 +423,7 @@ class HttpJsonSource:
                     f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
                 ) from None
             if joined == str(base):
-                return records
+                return responses
             if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
                 raise MalformedResponse(
                     f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
@@ -457,32 +458,33 @@ class HttpJsonSource:
             )  # fmt: skip
         width = int(cfg.slice_hours * 3_600_000) if cfg.from_param else max(end - start, 1)
         for lo, hi in slices(start, end, width):
-            items = await self.fetch(organization, lo, hi)
-            yield self._page(organization, items, state, lo, hi, overlap, gap)
+            yield self._page(organization, await self.fetch(organization, lo, hi), state, lo, hi, overlap, gap)
             gap = []
 
     def _page(
-        self, organization: str, items: list[Any], state: WindowCursor, lo: int, hi: int, overlap: int,
+        self, organization: str, responses: list[list[Any]], state: WindowCursor, lo: int, hi: int, overlap: int,
         gap: list[dict[str, Any]],
     ) -> Page:  # fmt: skip
         cfg = self.config
-        if cfg.id_field:
-            keys = [
-                f"{cfg.vendor}:{ident}" if (ident := get_path(item, cfg.id_field)) not in (None, "")
-                else content_id(cfg.vendor, organization, item)
-                for item in items
-            ]  # fmt: skip
-        else:
-            keys = content_ids(cfg.vendor, organization, items)
+
+        def hashes(items: list[Any]) -> list[str]:
+            return content_ids(cfg.vendor, organization, items)
+
+        def vendor_id(item: Any) -> str | None:
+            ident = get_path(item, cfg.id_field)
+            return None if ident in (None, "") else f"{cfg.vendor}:{ident}"
+
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         first, last = sent_window(lo, hi, cfg.window_format)
-        for item, key in zip(items, with_occurrence(keys), strict=True):
-            ts = self._time_ms(item, hi)
-            if key in state.recent or key in new_keys or not first <= ts <= last:
-                continue  # seen, or outside the window (an API that ignores the time filter)
-            new_keys[key] = ts
-            fresh.append((item, key))
+        for response in responses:
+            for item, key in zip(response, response_keys(response, hashes, vendor_id if cfg.id_field else None),
+                                 strict=True):  # fmt: skip
+                ts = self._time_ms(item, hi)
+                if key in state.recent or key in new_keys or not first <= ts <= last:
+                    continue  # seen, or outside the window (an API that ignores the time filter)
+                new_keys[key] = ts
+                fresh.append((item, key))
         fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1]))
         state.advance(hi, new_keys, overlap)
         return Page(entries=fresh, cursor=state.dump(), extra_events=gap)

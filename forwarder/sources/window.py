@@ -10,7 +10,7 @@ kept only while they can still be re-read, so the cursor stays small.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,9 @@ def slices(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, int]
 
 
 def with_occurrence(keys: list[str]) -> list[str]:
-    """Two byte-identical entries in one response stay two events: the second gets ``#1``."""
+    """Two byte-identical entries in one response stay two events: the second gets ``#1``.
+    Only within one response: the same entry on the next page of a walk was pushed there by
+    an entry written meanwhile, and numbered it would be journaled again under a new id."""
     seen: dict[str, int] = {}
     out = []
     for key in keys:
@@ -57,3 +59,15 @@ def with_occurrence(keys: list[str]) -> list[str]:
         seen[key] = n + 1
         out.append(key if n == 0 else f"{key}#{n}")
     return out
+
+
+def response_keys(
+    items: list[Any], hashes: Callable[[list[Any]], list[str]], vendor_id: Callable[[Any], str | None] | None = None
+) -> list[str]:
+    """The key of each entry of one response: the vendor's id where it has one (an id seen twice
+    is one event, never numbered), else a hash of the entry, twins numbered."""
+    if vendor_id is None:
+        return with_occurrence(hashes(items))
+    ids = [vendor_id(item) for item in items]
+    hashed = iter(with_occurrence(hashes([item for item, ident in zip(items, ids, strict=True) if ident is None])))
+    return [ident if ident is not None else next(hashed) for ident in ids]

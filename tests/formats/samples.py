@@ -65,7 +65,7 @@ def _configcat(raw: Any) -> dict[str, Any]:
 
 
 def _codescoring(raw: Any) -> dict[str, Any]:
-    key = codescoring.CodescoringSource._key("default", raw)
+    key = codescoring.CodescoringSource._keys("default", [raw])[0]
     return codescoring.normalize_entry("codescoring", "default", raw, key, OBSERVED)
 
 

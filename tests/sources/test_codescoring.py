@@ -172,7 +172,7 @@ def test_golden_mapping_of_every_template() -> None:
     raw = json.loads((FIXTURES / "raw.json").read_text())
     expected = json.loads((FIXTURES / "expected.json").read_text())
     observed = datetime(2026, 1, 21, tzinfo=UTC)
-    got = [normalize_entry("codescoring", "acme", r, CodescoringSource._key("acme", r), observed) for r in raw]
+    got = [normalize_entry("codescoring", "acme", r, CodescoringSource._keys("acme", [r])[0], observed) for r in raw]
     assert got == expected
     for event in got:
         NormalizedEvent.model_validate(event)
