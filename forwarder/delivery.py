@@ -27,9 +27,9 @@ from tenacity import (
 )
 
 from forwarder import metrics
+from forwarder.http_shared import BackoffWait
 from forwarder.journal import Journal
 from forwarder.routing import Router
-from forwarder.sources.http import BackoffWait
 from sinks.base import FatalSinkError, Record, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")

@@ -40,6 +40,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
+from forwarder.http_shared import parse_retry_after
 from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (
@@ -313,7 +314,7 @@ class S3Sink:
             message = exc.response.get("Error", {}).get("Message")
             detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
             if code in _RETRYABLE_CODES or status >= 500 or status in (408, 429):
-                return RetryableError(detail, _retry_after(meta.get("HTTPHeaders", {})))
+                return RetryableError(detail, parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")))
             hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -351,10 +352,3 @@ def _error_code(exc: ClientError) -> str:
     if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
         return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    try:
-        return float(headers["retry-after"])
-    except (KeyError, ValueError):
-        return None

@@ -26,15 +26,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, NoReturn
 
 import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.sources.base import HttpUrl
-from forwarder.sources.http import read_at_most
+from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
 from sinks.base import (
     DeliveryReport,
     FatalSinkError,
@@ -339,7 +337,7 @@ class SplunkHecSink:
         code = payload.get("code")
         text = self._scrub(str(payload.get("text") or resp.reason_phrase))[:200]
         code = code if isinstance(code, int) else None
-        return _Answer(resp.status_code, code, text, payload, _retry_after(resp.headers.get("Retry-After")))
+        return _Answer(resp.status_code, code, text, payload, parse_retry_after(resp.headers.get("Retry-After")))
 
     def _raise_for(self, answer: _Answer) -> NoReturn:
         status = answer.status
@@ -355,17 +353,3 @@ class SplunkHecSink:
         """A proxy or a future Splunk could echo the token back; it must not reach a log."""
         secret = self.config.token.get_secret_value()
         return text.replace(secret, "***") if secret else text
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` is either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

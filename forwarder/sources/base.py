@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-import httpx
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
 from forwarder.secrets import SecretFilesModel
 
 
@@ -30,21 +30,6 @@ class Page:
     entries: list[tuple[Any, str]]
     cursor: dict[str, Any]
     extra_events: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _http_url(value: str) -> str:
-    """httpx rejects some URLs only when the source's client is built (``https://[::1``) and
-    takes one without a scheme until its first request fails: both are said at load instead."""
-    try:
-        url = httpx.URL(value)
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class SourceConfig(SecretFilesModel):

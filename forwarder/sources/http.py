@@ -9,11 +9,7 @@ what to check. Messages name the vendor, the organization and the status, never 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC
 from typing import Any
 
 import httpx
@@ -22,6 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from forwarder import metrics
+from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
 
 log = structlog.get_logger("forwarder.http")
 
@@ -50,46 +47,6 @@ class RetryableHTTPError(SourceError):
 
 class MalformedResponse(SourceError):
     """The vendor answered 200 with something that is not the documented JSON."""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds the server asked to wait, or None when the header says nothing usable.
-
-    A garbled value (``soon``, ``120s``) must not fail the request: ``parsedate_to_datetime``
-    raises on it rather than returning None, and an exception here would escape the retry
-    policy, so such a value is ignored and the normal backoff applies. An HTTP-date without
-    a zone (``-0000``) is UTC, as RFC 9110 dates always are.
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return max(0.0, parsed.timestamp() - time.time())
-
-
-class BackoffWait:
-    """Full-jitter exponential backoff that never waits less than the server's Retry-After."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-
-    def __call__(self, state: RetryCallState) -> float:
-        ceiling = min(self.cap, self.initial * 2 ** (state.attempt_number - 1))
-        wait = random.uniform(0, ceiling)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            wait = max(wait, min(float(retry_after), self.cap * 10))
-        return wait
 
 
 def describe(vendor: str, organization: str, response: httpx.Response, body: bytes = b"") -> str:
@@ -271,15 +228,3 @@ class HttpFetcher:
                     return response, b"", size
                 chunks.append(chunk)
             return response, b"".join(chunks), size
-
-
-async def read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """At most ``limit`` bytes of a streamed body: an answer is read only for what it says."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)

@@ -21,8 +21,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from forwarder.http_shared import parse_retry_after
 from forwarder.logs import register_secrets, scrub
-from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, parse_retry_after
+from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError
 from tests.helpers.raw_http import raw_http_server, trickle
 
 SECRET = "s3cret-token-value"

@@ -1,0 +1,82 @@
+"""HTTP conventions the sources and the sinks share: what a valid URL is, how much of an
+answer is read, what ``Retry-After`` asks for and how retries back off. Kept outside both
+folders so that neither side depends on the other's modules."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from datetime import UTC
+from typing import Annotated
+
+import httpx
+from pydantic import AfterValidator
+from tenacity import RetryCallState
+
+
+def _http_url(value: str) -> str:
+    """httpx rejects some URLs only when the source's client is built (``https://[::1``) and
+    takes one without a scheme until its first request fails: both are said at load instead."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an http:// or https:// URL with a host, e.g. https://api.example.com")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds the server asked to wait, or None when the header says nothing usable.
+
+    A garbled value (``soon``, ``120s``) must not fail the request: ``parsedate_to_datetime``
+    raises on it rather than returning None, and an exception here would escape the retry
+    policy, so such a value is ignored and the normal backoff applies. An HTTP-date without
+    a zone (``-0000``) is UTC, as RFC 9110 dates always are.
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+class BackoffWait:
+    """Full-jitter exponential backoff that never waits less than the server's Retry-After."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial = initial
+        self.cap = cap
+
+    def __call__(self, state: RetryCallState) -> float:
+        ceiling = min(self.cap, self.initial * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(0, ceiling)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, min(float(retry_after), self.cap * 10))
+        return wait
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of a streamed body: an answer is read only for what it says."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
