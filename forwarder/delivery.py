@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -51,8 +51,7 @@ class SinkState:
     filtered: int = 0
     batches: int = 0
     retries: int = 0
-    last_delivery: float | None = None
-    latencies: list[float] = field(default_factory=list)
+    last_delivery: float | None = None  # wall time of the last confirmed batch
 
 
 class SinkWorker:
@@ -230,4 +229,5 @@ class SinkWorker:
             "delivered": self.status.delivered,
             "dead_lettered": self.status.dead_lettered,
             "filtered": self.status.filtered,
+            "last_delivery": self.status.last_delivery,
         }

@@ -35,10 +35,9 @@ Delivery guarantees, by transport:
   receiver restart between batches costs nothing. A TLS certificate that does not verify is
   retryable too: the server may be mid-rotation, and the journal keeps everything meanwhile.
 * UDP: fire and forget, one message per datagram. Messages over ``max_message_bytes`` are cut
-  at a UTF-8 boundary and end with ``...[truncated]``, counted in ``truncated_count`` (every
-  write counts, retries included) and logged; the cap also applies to TCP/TLS when set.
-  ICMP errors are counted in ``udp_error_count``; they arrive after the fact and cannot say
-  which datagram was lost.
+  at a UTF-8 boundary and end with ``...[truncated]``, logged once per batch with their count
+  (every attempt, retries included); the cap also applies to TCP/TLS when set. ICMP errors are
+  logged as they arrive; they come after the fact and cannot say which datagram was lost.
 """
 
 from __future__ import annotations
@@ -186,6 +185,7 @@ class SyslogEncoder:
         self.sd_id = config.sd_id.encode()
         self.escape_lf = config.transport != "udp" and config.framing == "lf"
         self.truncated_count = 0
+        self.last_truncated = ""
         self._headers: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
         self._minute: int | None = None
         self._minute_text = b""
@@ -254,12 +254,7 @@ class SyslogEncoder:
         if limit is None or len(head) + len(body) <= limit:
             return head + body
         self.truncated_count += 1
-        log.warning(
-            "syslog_message_truncated",
-            event_id=record.event_id,
-            size=len(head) + len(body),
-            limit=limit,
-        )
+        self.last_truncated = record.event_id
         room = limit - len(TRUNCATION_MARKER)
         if len(head) < room:
             return head + _utf8_cut(body, room - len(head)) + TRUNCATION_MARKER
@@ -274,7 +269,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
-        self.error_count = 0
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -283,7 +277,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.writable.set()
 
     def error_received(self, exc: Exception) -> None:
-        self.error_count += 1
         log.warning("syslog_udp_error", sink=self.where, error=str(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -304,15 +297,10 @@ class SyslogSink:
         self._writer: asyncio.StreamWriter | None = None
         self._transports: tuple[asyncio.WriteTransport, ...] = ()  # the stream's, and TCP's under TLS
         self._udp: tuple[asyncio.DatagramTransport, _UdpProtocol] | None = None
-        self._udp_errors_before = 0
 
     @property
     def truncated_count(self) -> int:
         return self.encoder.truncated_count
-
-    @property
-    def udp_error_count(self) -> int:
-        return self._udp_errors_before + (self._udp[1].error_count if self._udp else 0)
 
     @property
     def _where(self) -> str:
@@ -326,7 +314,13 @@ class SyslogSink:
                 await self._stream()
 
     async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        truncated = self.encoder.truncated_count
         messages = [self.encoder.encode(record) for record in batch]
+        if truncated := self.encoder.truncated_count - truncated:  # one line a batch, not one an event
+            log.warning(
+                "syslog messages truncated to max_message_bytes", sink=self.name, messages=truncated,
+                limit=self.config.max_message_bytes, last_event_id=self.encoder.last_truncated,
+            )  # fmt: skip
         async with self._lock:
             if self.config.transport == "udp":
                 await self._send_datagrams(messages)
@@ -417,7 +411,6 @@ class SyslogSink:
 
     async def _datagram_endpoint(self) -> tuple[asyncio.DatagramTransport, _UdpProtocol]:
         if self._udp is not None and self._udp[1].closed:
-            self._udp_errors_before += self._udp[1].error_count
             self._udp = None
         if self._udp is None:
             loop = asyncio.get_running_loop()
@@ -467,6 +460,5 @@ class SyslogSink:
         async with self._lock:
             await self._disconnect()
             if self._udp is not None:
-                self._udp_errors_before += self._udp[1].error_count
                 self._udp[0].close()
                 self._udp = None

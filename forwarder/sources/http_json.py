@@ -112,8 +112,6 @@ class Mapper:
 
     def __init__(self, mapping: Mapping[str, FieldSpec]) -> None:
         self.mapping = dict(mapping)
-        action = self.mapping.get("action")
-        self.action_spec = action if action is not None else FieldSpec(path="action")
 
     def resolve(self, name: str, raw: Any, action: str | None) -> Any:
         spec = self.mapping.get(name)

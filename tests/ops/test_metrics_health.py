@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -90,6 +91,7 @@ def test_metrics_count_what_was_fetched_and_delivered(tmp_path: Path, codacy: Em
         assert {org: body["sources"]["codacy"][org]["state"] for org in ORGS} == dict.fromkeys(ORGS, "ok")
         assert body["sources"]["codacy"]["gh/acme"]["events"] == 30
         assert body["sinks"]["out"]["delivered"] == 60 and body["sinks"]["out"]["lag_events"] == 0
+        assert 0 < time.time() - body["sinks"]["out"]["last_delivery"] < 3600  # wall time, for "stale" alerts
         status, alive = health(port, "/healthz")
         assert status == 200 and alive["sinks"]["out"]["state"] in ("running", "idle")
         assert get(f"http://127.0.0.1:{port}/nothing").status_code == 404

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from forwarder.event import make_event
 from sinks.base import FatalSinkError, Record, RetryableError, record_of
@@ -242,7 +243,10 @@ async def test_udp_truncates_oversize_messages_visibly(rsyslog: Rsyslog, sinks: 
         make_record(2, details={"blob": "é" * 3000}),  # 2-byte characters: the cut must not split one
         make_record(3),
     ]
-    await sink.send(batch)
+    with capture_logs() as logs:
+        await sink.send(batch)
+    # one line for the batch, with the count: a batch of big events must not log once an event
+    assert [(e["messages"], e["limit"]) for e in logs if "truncated" in e["event"]] == [(2, 1000)]
     got = await rsyslog.wait_for(3, lambda r: r["app_name"] == sink.config.app_name)
     by_id = {r["sd_parsed"]["audit@32473"]["id"]: r for r in got}
     for record in batch[:2]:
