@@ -1,14 +1,17 @@
 """``audit-forwarder demo``: the real daemon against local emulators, writing real files.
 
 The emulators run on loopback inside this process; the daemon runs exactly as ``once``
-does with ``config/demo.yaml``, then the demo reads the files back and shows what arrived.
+does with ``demo.yaml`` (package data beside this module, so the demo works from any install,
+not only a checkout), then the demo reads the files back and shows what arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from forwarder.emulators.codescoring import CodescoringEmulator
 from forwarder.emulators.codestax import DEFAULT_API_KEY, CodeStaxEmulator
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 
 
 def run_demo(output_dir: Path, entries: int) -> int:
@@ -89,5 +92,7 @@ def summarize(console: Console, output_dir: Path) -> None:
     for path in sorted(output_dir.rglob("*")):
         if path.is_file() and "state" not in path.parts:
             console.print(f"  {path}  ({path.stat().st_size} bytes)")
+    command = sys.argv[0] if Path(sys.argv[0]).name == "audit-forwarder" else "audit-forwarder"
     console.print("Inspect the journal, cursors and sink offsets with:")
-    console.print(f"  DEMO_OUTPUT={output_dir} audit-forwarder -c config/demo.yaml state show")
+    words = [f"DEMO_OUTPUT={shlex.quote(str(output_dir))}", shlex.quote(command), "-c", shlex.quote(str(DEMO_CONFIG))]
+    console.print(f"  {' '.join(words)} state show", soft_wrap=True, markup=False)  # one line to copy

@@ -177,7 +177,7 @@ class SinkConfig(SecretFilesModel):
 
 
 class Sink(Protocol):
-    """Implemented by each module in ``sinks/``; registered in ``sinks/__init__.py``."""
+    """Implemented by each module in ``sinks/``; registered in ``sinks/registry.py``."""
 
     type_name: ClassVar[str]
     name: str

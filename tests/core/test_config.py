@@ -209,9 +209,9 @@ def test_schema_command_prints_json_schema(tmp_path: Path) -> None:
 def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODACY_API_TOKEN", "x" * 20)
     root = Path(__file__).resolve().parents[2]
-    for name in ("example.yaml", "demo.yaml"):
+    for path in (root / "config" / "example.yaml", root / "forwarder" / "demo.yaml"):
         monkeypatch.setenv("DEMO_OUTPUT", "/tmp/demo")
-        settings = load_settings(root / "config" / name)
+        settings = load_settings(path)
         assert settings.sources and settings.sinks
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from tests.helpers.daemon import read_ndjson
@@ -24,3 +25,21 @@ def test_demo_collects_every_vendor(tmp_path: Path) -> None:
     assert len({e["id"] for e in events}) == len(events)
     assert "Collected" in result.stdout and "One normalized event" in result.stdout
     assert len(list(out.rglob("*.csv"))) == 5
+    # the closing hint runs as printed, from anywhere (it names the config by its installed path)
+    hint = result.stdout.split("Inspect the journal, cursors and sink offsets with:")[1].strip().splitlines()[0]
+    shown = subprocess.run(
+        ["bash", "-c", hint.replace("audit-forwarder", f"{sys.executable} -m forwarder", 1)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "events journaled" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_the_demo_config_ships_in_the_wheel(tmp_path: Path) -> None:
+    """``pip install .`` (not editable) must still find the demo's configuration."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("audit_forwarder-*.whl")
+    assert "forwarder/demo.yaml" in zipfile.ZipFile(wheel).namelist()
