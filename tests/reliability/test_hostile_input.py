@@ -95,7 +95,7 @@ class _OneVendor:
 def test_every_entry_is_normalized_or_quarantined_with_a_reason(type_name: str, batch: list[Any]) -> None:
     poller = Poller(cast(Any, _OneVendor(type_name)), cast(Any, None), lambda: None)
     keyed = [(raw, f"{type_name}:key{i}") for i, raw in enumerate(batch)]
-    normalized, quarantined = poller._normalize("org", keyed, OBSERVED)
+    normalized, quarantined = asyncio.run(poller._normalize("org", keyed, OBSERVED))
     assert len(normalized) + len(quarantined) == len(batch)
     for reason, _raw in quarantined:
         assert reason.strip()
@@ -133,7 +133,7 @@ async def _drain_codacy(body: Any) -> int:
     handled = 0
     try:
         async for page in source.pages("gh/acme", None):
-            normalized, quarantined = poller._normalize("gh/acme", page.entries, OBSERVED)
+            normalized, quarantined = await poller._normalize("gh/acme", page.entries, OBSERVED)
             assert len(normalized) + len(quarantined) == len(page.entries)
             handled += len(page.entries)
     except SourceError as exc:  # the poller logs it and retries next cycle; anything else is a bug

@@ -165,7 +165,7 @@ async def drain(source: Any, organization: str, replay: Replay) -> None:
                     "the cursor moved beyond every window the vendor was asked for"
                 )
                 last_watermark = watermark
-                normalized, quarantined = poller._normalize(organization, page.entries, OBSERVED)
+                normalized, quarantined = await poller._normalize(organization, page.entries, OBSERVED)
                 assert len(normalized) + len(quarantined) == len(page.entries)
                 assert all(reason.strip() for reason, _ in quarantined)
                 assert {entry.event_id for entry in normalized} <= set(keys)
@@ -326,7 +326,8 @@ def test_http_json_entry_is_normalized_or_quarantined_with_a_reason(time_format:
     source = HttpJsonSource("acme", config)
     try:
         keyed = [(raw, f"acme:key{i}") for i, raw in enumerate(raws)]
-        normalized, quarantined = Poller(source, cast(Any, None), lambda: None)._normalize("o", keyed, OBSERVED)
+        poller = Poller(source, cast(Any, None), lambda: None)
+        normalized, quarantined = asyncio.run(poller._normalize("o", keyed, OBSERVED))
     finally:
         asyncio.run(source.close())
     assert len(normalized) + len(quarantined) == len(raws)
