@@ -190,19 +190,22 @@ class Daemon:
         """Everything is built before anything running is touched (see ``BuildError``): a
         reload that fails here changes nothing, and start-up names the culprit instead of dying
         with a traceback. What was built is closed before the ConfigError: httpx clients hold
-        connection pools."""
+        connection pools. Constructors run in a thread: each httpx client loads the CA bundle
+        (50-190 ms), which on the loop stalled a running daemon's sinks at every reload."""
         pollers: dict[str, Poller] = {}
         workers: dict[str, SinkWorker] = {}
         problems: list[str] = []
         for name in sources:
             try:
-                pollers[name] = Poller(build(SOURCES, name, settings.sources[name]), self.journal, self.notify_sinks)
+                source = await asyncio.to_thread(build, SOURCES, name, settings.sources[name])
+                pollers[name] = Poller(source, self.journal, self.notify_sinks)
             except BuildError as exc:
                 problems.append(f"sources.{name}: {exc}")
         for name in sinks:
             sink_cfg = settings.sinks[name]
             try:
-                workers[name] = SinkWorker(name, build(SINKS, name, sink_cfg), sink_cfg, self.journal, settings.retry)
+                sink = await asyncio.to_thread(build, SINKS, name, sink_cfg)
+                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry)
             except BuildError as exc:
                 problems.append(f"sinks.{name}: {exc}")
         if problems:

@@ -151,7 +151,8 @@ class SplunkHecSink:
                 verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
             except (OSError, ssl.SSLError) as exc:  # a missing or bad file: retrying cannot help
                 raise FatalSinkError(f"sink {self.name}: cannot use ca_file {self.config.ca_file}: {exc}") from None
-        self._client = httpx.AsyncClient(
+        self._client = await asyncio.to_thread(  # loading the CA bundle takes ~60 ms: not on the loop
+            httpx.AsyncClient,
             base_url=self.config.url,
             verify=verify,
             timeout=self.config.timeout_s,

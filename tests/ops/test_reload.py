@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,28 @@ def test_a_source_that_cannot_be_built_stops_start_up_with_its_name(tmp_path: Pa
     assert result.returncode == 2, result.stderr
     assert "sources.bad: cannot be built: UnicodeEncodeError" in result.stderr
     assert "Traceback" not in result.stderr and TOKEN not in result.stderr
+
+
+class ThreadRecordingSink(SyslogSink):
+    built_in: list[str] = []
+
+    def __init__(self, name: str, config: Any) -> None:
+        ThreadRecordingSink.built_in.append(threading.current_thread().name)
+        super().__init__(name, config)
+
+
+async def test_sources_and_sinks_are_built_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each httpx client loads the CA bundle when built: on the loop, a reload stalled every sink."""
+    monkeypatch.setitem(SINKS, "syslog", (SINKS["syslog"][0], ThreadRecordingSink))
+    cfg = write(tmp_path, free_port(), {"main": source("http://127.0.0.1:9", "gh/acme")},
+                {"extra": {"type": "syslog", "host": "127.0.0.1"}})  # fmt: skip
+    daemon = Daemon(load_settings(cfg), config_path=cfg)
+    pollers, workers = await daemon._build(daemon.settings, ["main"], ["extra"])
+    try:
+        assert ThreadRecordingSink.built_in and threading.main_thread().name not in ThreadRecordingSink.built_in
+        assert list(pollers) == ["main"] and list(workers) == ["extra"]
+    finally:
+        await pollers["main"].source.close()
+        await workers["extra"].sink.close()
