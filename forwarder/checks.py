@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 from forwarder.daemon import JOURNAL_FILE, BuildError, build
 from forwarder.journal import StateError
@@ -13,20 +14,21 @@ from forwarder.logs import register_secrets, scrub
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
+from forwarder.sources.base import Source
 from forwarder.tools.common import open_state
+from sinks.base import Sink
 from sinks.registry import SINKS
 
+PROBE_TIMEOUT_S = 60
+CHECK_ATTEMPTS = 2  # a vendor's passing blip is retried once; an unreachable one fails in seconds
 
-async def _probe(
-    kind: str, name: str, probe: Callable[[], Awaitable[str]], echo: Callable[[str], None]
-) -> bool:
+
+async def _probe(kind: str, name: str, probe: Callable[[], Awaitable[str]]) -> tuple[bool, str]:
     try:
-        detail = await asyncio.wait_for(probe(), timeout=60)
+        detail = await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_S)
     except Exception as exc:
-        echo(f"FAIL {kind} {name}: {scrub(str(exc) or type(exc).__name__)}")
-        return False
-    echo(f"ok   {kind} {name}: {detail}")
-    return True
+        return False, f"FAIL {kind} {name}: {scrub(str(exc) or type(exc).__name__)}"
+    return True, f"ok   {kind} {name}: {detail}"
 
 
 async def _state(settings: Settings) -> str:
@@ -44,18 +46,35 @@ async def _state(settings: Settings) -> str:
 
 
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
+    """Every component is probed at once (one after the other, unreachable hosts and their
+    retries added up to minutes); the lines come in configuration order."""
     register_secrets(collect_secrets(settings))
-    ok = await _probe("state", "dir", lambda: _state(settings), echo)
-    for kind, configs, registry in (("source", settings.sources, SOURCES), ("sink", settings.sinks, SINKS)):
-        for name, cfg in configs.items():
-            try:
-                component = build(registry, name, cfg)
-            except BuildError as exc:
-                echo(f"FAIL {kind} {name}: {exc}")
-                ok = False
-                continue
-            try:
-                ok &= await _probe(kind, name, component.check, echo)
-            finally:
-                await component.close()
-    return ok
+    probes: list[Awaitable[tuple[bool, str]]] = [_probe("state", "dir", lambda: _state(settings))]
+    built: list[Source | Sink] = []
+    for kind, name, make in _factories(settings):
+        try:
+            component = make()
+        except BuildError as exc:
+            probes.append(_said(False, f"FAIL {kind} {name}: {exc}"))
+            continue
+        built.append(component)
+        probes.append(_probe(kind, name, component.check))
+    try:
+        results = await asyncio.gather(*probes)
+    finally:
+        await asyncio.gather(*(component.close() for component in built), return_exceptions=True)
+    for _, line in results:
+        echo(line)
+    return all(passed for passed, _ in results)
+
+
+def _factories(settings: Settings) -> Iterator[tuple[str, str, Callable[[], Source | Sink]]]:
+    for name, source in settings.sources.items():
+        source = source.model_copy(update={"max_attempts": min(source.max_attempts, CHECK_ATTEMPTS)})
+        yield "source", name, partial(build, SOURCES, name, source)
+    for name, sink in settings.sinks.items():
+        yield "sink", name, partial(build, SINKS, name, sink)
+
+
+async def _said(passed: bool, line: str) -> tuple[bool, str]:
+    return passed, line

@@ -133,6 +133,9 @@ def once(ctx: click.Context, timeout: float) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the configuration, then try every source's credentials and every sink.
 
+    All components are tried at once; a request is retried at most once, so an unreachable
+    vendor fails within seconds instead of after the source's full retry policy.
+
     \b
     Example:
       audit-forwarder -c config.yaml check

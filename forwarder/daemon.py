@@ -25,9 +25,9 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import structlog
 from pydantic import BaseModel
@@ -77,12 +77,15 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
 
 
+Built = TypeVar("Built")
+
+
 class BuildError(Exception):
     """A constructor refused what validation let through (httpx refuses a token it cannot put
     in a header, such as ``tök“en``); the message says so without a traceback."""
 
 
-def build(registry: Mapping[str, tuple[Any, Any]], name: str, config: Any) -> Any:
+def build(registry: Mapping[str, tuple[Any, Callable[[str, Any], Built]]], name: str, config: Any) -> Built:
     """The source or sink ``config`` describes, from its registry (``SOURCES`` or ``SINKS``)."""
     try:
         return registry[config.type][1](name, config)

@@ -6,15 +6,17 @@ which is built as ``SinkClass(name, config)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sinks.base import SinkConfig
+from sinks.base import Sink, SinkConfig
 from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog import SyslogSink, SyslogSinkConfig
 
-SINKS: dict[str, tuple[type[SinkConfig], Any]] = {
+# The factory is typed so that mypy checks each class against the Sink protocol.
+SINKS: dict[str, tuple[type[SinkConfig], Callable[[str, Any], Sink]]] = {
     "file": (FileSinkConfig, FileSink),
     "s3": (S3SinkConfig, S3Sink),
     "splunk_hec": (SplunkHecSinkConfig, SplunkHecSink),

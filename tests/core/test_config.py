@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -219,3 +220,31 @@ def test_shipped_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tmp_path: Path, value: str) -> None:
     result = cli(tmp_path / "unused.yaml", "once", "--timeout", value)
     assert result.returncode == 2 and "Invalid value for '--timeout'" in result.stderr
+
+
+async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Path) -> None:
+    """One after the other with the full retry policy, unreachable vendors added up to minutes."""
+    from forwarder.checks import CHECK_ATTEMPTS, run_checks
+    from tests.helpers.raw_http import raw_http_server
+
+    requests = 0
+
+    async def unavailable(writer: Any) -> None:
+        nonlocal requests
+        requests += 1
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+
+    async with raw_http_server(unavailable) as url:
+        sources = "".join(
+            f"  {name}:\n    type: codacy\n    api_token: t\n    organizations: [gh/acme]\n"
+            f"    base_url: {url}/api/v3\n    max_attempts: 6\n    backoff_initial_s: 0.01\n"
+            for name in ("b", "a")
+        )
+        path = write(tmp_path, f"state_dir: {tmp_path}\nsources:\n{sources}sinks:\n  out:\n    type: file\n"
+                               f"    path: {tmp_path}/out.ndjson\n")  # fmt: skip
+        lines: list[str] = []
+        assert not await run_checks(load_settings(path), lines.append)
+    heads = [line.split(":")[0] for line in lines]  # in configuration order, whatever finished first
+    assert heads == ["ok   state dir", "FAIL source b", "FAIL source a", "ok   sink out"]
+    assert requests == 2 * CHECK_ATTEMPTS
