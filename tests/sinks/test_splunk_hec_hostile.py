@@ -5,7 +5,6 @@ delivered, never a sink held for ever or a daemon out of memory) or a clear stop
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import orjson
@@ -61,10 +60,9 @@ async def test_a_200_that_is_not_hecs_success_answer_is_retried(answer: Answer) 
 async def test_an_answer_that_trickles_or_never_ends_is_a_retry_within_timeout_s(answer: Answer) -> None:
     async with raw_http_server(answer) as url:
         hec = sink(url)
-        started = time.monotonic()
-        with pytest.raises(RetryableError):
+        # the sink ends it (a trickle by its deadline, an endless body at 64 KiB); a hang: the outer TimeoutError
+        with pytest.raises(RetryableError, match=r"no complete answer within timeout_s|without HEC's success answer"):
             await asyncio.wait_for(hec.send(batch()), 10)
-        assert time.monotonic() - started < 5
         await hec.close()
 
 

@@ -102,10 +102,10 @@ async def test_retry_after_still_reaches_the_backoff() -> None:
         return httpx.Response(429, headers={"Retry-After": "0.15"})
 
     async with mock(handler) as client:
-        start = time.monotonic()
-        with pytest.raises(RetryableHTTPError, match="429 Too Many Requests"):
+        with capture_logs() as logs, pytest.raises(RetryableHTTPError, match="429 Too Many Requests"):
             await fetcher(client).get_json("acme", "/audit")
-    assert time.monotonic() - start >= 0.14  # above the 0.02 s backoff, under its 0.2 s cap
+    waits = [e["wait_s"] for e in logs if e["event"] == "source request retried"]
+    assert waits and all(wait >= 0.15 for wait in waits)  # above the 0.02 s backoff, under its 0.2 s cap
 
 
 # --- 2. hostile error bodies ----------------------------------------------------------------
@@ -182,14 +182,12 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading() -> N
         await asyncio.sleep(30)  # the rest never comes: only the header can end this quickly
 
     async with raw_http_server(promise_400mb) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
-        start = time.monotonic()
-        with pytest.raises(MalformedResponse) as caught:
+        with pytest.raises(MalformedResponse) as caught:  # not a ReadTimeout: the header alone decided
             await fetcher(client, max_attempts=1, max_body_bytes=1_000_000).get_json("acme", "/audit")
     assert str(caught.value) == (
         "Acme sent a 400000000-byte page for organization 'acme', over the 1000000-byte limit; "
         "lower the window or page size"
     )
-    assert time.monotonic() - start < 5
 
 
 async def test_a_page_at_the_limit_still_passes() -> None:
@@ -211,13 +209,11 @@ async def test_a_page_at_the_limit_still_passes() -> None:
 async def test_a_trickled_body_times_out_like_any_other_timeout() -> None:
     # the sources build the client with timeout=timeout_s and pass no deadline: it comes from there
     async with raw_http_server(trickle) as url, httpx.AsyncClient(base_url=url, timeout=1) as client:
-        start = time.monotonic()
         with capture_logs() as logs, pytest.raises(SourceError) as caught:
             async with asyncio.timeout(15):
                 await fetcher(client).get_json("acme", f"/audit?token={SECRET}", {"apikey": SECRET})
     why = "ReadTimeout: no complete answer within the 1s request deadline"
     assert str(caught.value) == f"Acme could not be reached for organization 'acme' after 2 attempts: {why}"
-    assert 2 <= time.monotonic() - start < 5
     retried = [e for e in logs if e["event"] == "source request retried"]
     assert [e["error"] for e in retried] == [why]
     assert SECRET not in repr(logs) + str(caught.value)
@@ -238,10 +234,9 @@ async def test_an_unreachable_vendor_is_named_with_the_reason_but_never_the_path
 
 async def test_an_explicit_deadline_overrides_the_clients() -> None:
     async with raw_http_server(trickle) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
-        start = time.monotonic()
-        with pytest.raises(SourceError, match="after 1 attempts: ReadTimeout"):
-            await fetcher(client, max_attempts=1, timeout_s=0.5).get_json("acme", "/audit")
-    assert time.monotonic() - start < 3
+        with pytest.raises(SourceError, match=r"after 1 attempts: ReadTimeout: no complete answer within the 0\.5s"):
+            async with asyncio.timeout(10):  # the client's own 30 s would end here as a TimeoutError
+                await fetcher(client, max_attempts=1, timeout_s=0.5).get_json("acme", "/audit")
 
 
 async def test_a_slow_hook_is_not_cut_by_the_deadline() -> None:
