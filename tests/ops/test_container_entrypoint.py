@@ -22,6 +22,8 @@ from tests.helpers.daemon import read_ndjson
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import REPO_ROOT, daemon, free_port, health, wait_for
 
+pytestmark = pytest.mark.integration
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 NOBODY = 65534
 ORGS = ["gh/acme"]

@@ -21,6 +21,8 @@ from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import daemon, free_port, health, wait_for
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "codacy-test-token"  # the emulator's default
 ORGS = ["gh/acme", "gl/globex"]
 

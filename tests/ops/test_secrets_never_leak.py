@@ -20,6 +20,8 @@ from tests.helpers.emulators import EmulatorProcess, running
 from tests.helpers.moto_server import MotoServer
 from tests.ops.support import DaemonProcess, daemon, free_port, get, unready, wait_for
 
+pytestmark = pytest.mark.integration
+
 GOOD_CODACY = "codacy-test-token"  # the emulator's: accepted, but the API answers 503
 WRONG_CODACY = "codacy-WRONG-token-7f3a9c51"
 WRONG_HEC = "hec-WRONG-token-91bd44e0"

@@ -26,6 +26,8 @@ from tests.helpers.emulators import EmulatorProcess
 from tests.reliability.conftest import VENDORS, Figures, expected_ids, make_config, vm_hwm_kb
 from tests.reliability.receivers import AWS_ENV, Receivers
 
+pytestmark = pytest.mark.integration
+
 KILLS = 50
 SEED = 20240607
 

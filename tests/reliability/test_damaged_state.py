@@ -20,6 +20,8 @@ from forwarder.journal import Journal, JournalEntry
 from tests.helpers.daemon import cli
 from tests.reliability.conftest import Figures, codacy_source, file_sink, make_config
 
+pytestmark = pytest.mark.integration
+
 
 def healthy_state(path: Path) -> None:
     """A real journal with a cursor and enough events to span many pages."""

@@ -30,6 +30,8 @@ from tests.reliability.conftest import (
     wait_until,
 )
 
+pytestmark = pytest.mark.integration
+
 DISK_FULL_LOG = "cannot write the journal"
 
 

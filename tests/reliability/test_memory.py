@@ -26,6 +26,8 @@ from tests.reliability.conftest import (
     wait_until,
 )
 
+pytestmark = pytest.mark.integration
+
 BACKLOG = 100_000
 PEAK_RSS_LIMIT_MB = 250
 

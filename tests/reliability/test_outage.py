@@ -29,6 +29,8 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.receivers import events_in_hec, free_port, hec_on_port, hec_sink
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def cleanup() -> Iterator[list[EmulatorProcess | LoggedDaemon]]:

@@ -29,6 +29,8 @@ from sinks.base import FatalSinkError, Record, RetryableError, record_of
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
 from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
 
+pytestmark = pytest.mark.integration
+
 SECRET = "dummy-secret-key-never-shown"
 NAME = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{24}$")
 

@@ -25,6 +25,8 @@ from forwarder.event import format_ms, make_event
 from sinks.base import FatalSinkError, Record, RetryableError, record_of
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "0b6c9f3e-6a51-4c1f-9d0e-secret-token"
 BASE_MS = 1_700_000_000_000
 
@@ -155,21 +157,25 @@ async def test_remembered_envelope_parts_never_mix_events() -> None:
     assert len(plain._envelopes) == 1
 
 
-async def test_other_formats_send_the_text_as_a_string(hec: Hec, monkeypatch: pytest.MonkeyPatch) -> None:
-    from forwarder import formats
+async def test_other_formats_send_the_text_as_a_string(hec: Hec) -> None:
+    from forwarder.formats import get_formatter
 
-    monkeypatch.setitem(formats.FORMATTERS, "upper", lambda r: r.event_id.upper().encode())
-    sink = make_sink(hec.url, format="upper", source="{vendor}/{category}")
-    await sink.send(records(2))
+    batch = records(2)
+    sink = make_sink(hec.url, format="cef", source="{vendor}/{category}")
+    await sink.send(batch)
     entries = hec.entries()
-    assert [e["event"] for e in entries] == ["CODACY:0000", "CODACY:0001"]
-    assert entries[0]["source"] == "codacy/authentication"
+    cef = get_formatter("cef", {})
+    assert [e["event"] for e in entries] == [cef(r).decode() for r in batch]
+    assert entries[0]["event"].startswith("CEF:0|") and entries[0]["source"] == "codacy/authentication"
 
 
 async def test_ack_mode_waits_for_acks_that_read_true_once(hec: Hec) -> None:
-    hec.config(use_ack=True, ack_delay_s=0.2)
+    # the receiver keeps a batch only once its ack was read true: had send returned on a
+    # false, nothing would be there yet
+    hec.config(use_ack=True, ack_delay_s=0.2, drop_unacked=True)
     sink = make_sink(hec.url, use_ack=True)
     assert await sink.send(records(3)) is None
+    assert len(hec.entries()) == 3
     [request] = hec.batches()
     assert request["ackId"] == 0 and request["channel"] == sink.config.channel
     reply = hec.post(b'{"acks":[0]}', "/services/collector/ack", X_Splunk_Request_Channel=sink.config.channel)

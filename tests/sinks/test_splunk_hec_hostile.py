@@ -14,6 +14,8 @@ from sinks.base import FatalSinkError, Record, RetryableError
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from tests.helpers.raw_http import Answer, raw_http_server, trickle
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "11111111-2222-3333-4444-555555555555"
 
 

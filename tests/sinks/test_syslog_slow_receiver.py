@@ -20,6 +20,8 @@ from sinks.base import Record, RetryableError
 from sinks.syslog import SyslogSink, SyslogSinkConfig
 from tests.helpers.rsyslog import Pki, make_pki
 
+pytestmark = pytest.mark.integration
+
 
 class StalledReceiver:
     """Accepts one connection (and its TLS handshake), then reads nothing until ``drain``."""
