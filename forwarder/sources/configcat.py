@@ -26,10 +26,10 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import content_ids, format_ms, parse_ms, parse_time
+from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.http_json import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 log = structlog.get_logger("forwarder.sources.configcat")

@@ -5,24 +5,23 @@ where the records sit, how their time reads and how fields map to the normalized
 all configuration. The incremental strategy is the same as the dedicated sources' (time
 windows with overlap, dedup on an id or a content hash, ``forwarder.sources.window``).
 
-The field mapping (``FieldSpec``/``Mapper``) is also what the ConfigCat module uses for its
-own mapping, so a vendor described here and a dedicated source map entries the same way.
+The field mapping itself (``forwarder.mapping``) is shared with the ConfigCat module, so a
+vendor described here and a dedicated source map entries the same way.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import Activity, Category, Outcome, content_ids, format_time, make_event, parse_time
+from forwarder.event import content_ids, format_time, parse_time
+from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
@@ -30,176 +29,6 @@ from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
 from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
-ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values)
-    "category": ("unknown", set(get_args(Category))),
-    "activity": ("other", set(get_args(Activity))),
-    "outcome": ("unknown", set(get_args(Outcome))),
-}
-STRING_FIELDS = {
-    "action", "message", "repository", "actor.id", "actor.name", "actor.email", "actor.ip",
-    "actor.user_agent", "actor.type", "target.type", "target.id", "target.name",
-}  # fmt: skip
-ACTOR_TYPES = {"user", "service", "system", "unknown"}
-
-
-# --- mapping -------------------------------------------------------------------------------
-class FieldSpec(BaseModel):
-    """One normalized field: read ``path`` (or take ``const``), optionally translate it through
-    ``map`` (glob patterns; the most specific match wins) and fall back to ``default``."""
-
-    model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(None, description="Dotted path into the raw entry (list items by index).")
-    const: Any = Field(None, description="A fixed value instead of a path.")
-    map: dict[str, Any] | None = Field(None, description="Glob pattern -> value; unmatched values get default.")
-    default: Any = None
-    parse_json: bool = Field(False, description="A string holding a JSON object or array is parsed.")
-
-
-def get_path(raw: Any, path: str | None) -> Any:
-    """``a.b.0.c``; a missing step gives None rather than an error (schema drift is normal)."""
-    if not path:
-        return raw
-    value = raw
-    for step in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(step)
-        elif isinstance(value, list) and step.lstrip("-").isdigit() and -len(value) <= int(step) < len(value):
-            value = value[int(step)]
-        else:
-            return None
-    return value
-
-
-def maybe_json(value: Any) -> Any:
-    """Vendors put serialized objects in string fields; a string that is not JSON stays text."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-        if isinstance(parsed, dict | list):
-            return parsed
-    return value
-
-
-def _specificity(pattern: str) -> tuple[bool, int, str]:
-    wild = any(c in pattern for c in "*?[")
-    return (not wild, len(re.sub(r"[*?]|\[[^]]*]", "", pattern)), pattern)
-
-
-def match_glob(value: str, table: Mapping[str, Any]) -> Any:
-    """The most specific matching pattern wins (an exact value, then the most literal
-    characters), so the result never depends on the order of keys in the YAML."""
-    best: tuple[bool, int, str] | None = None
-    for pattern in table:
-        if fnmatch.fnmatchcase(value, pattern):
-            score = _specificity(pattern)
-            if best is None or score[:2] > best[:2] or (score[:2] == best[:2] and pattern < best[2]):
-                best = score
-    return table[best[2]] if best is not None else None
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):  # JSON, as the vendor sent it, not Python's repr
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-class Mapper:
-    """Applies a validated mapping to raw entries; built once per source."""
-
-    def __init__(self, mapping: Mapping[str, FieldSpec]) -> None:
-        self.mapping = dict(mapping)
-
-    def resolve(self, name: str, raw: Any, action: str | None) -> Any:
-        spec = self.mapping.get(name)
-        if spec is None:
-            return None
-        if spec.const is not None:
-            value = spec.const
-        elif spec.path is None and spec.map is not None and name in ENUMS:
-            value = action  # category, activity, outcome: globs on the action by default
-        else:
-            value = get_path(raw, spec.path)
-        if spec.map is not None and value is not None:
-            value = match_glob(_text(value), spec.map)
-        if value is None:
-            value = spec.default
-        if spec.parse_json:
-            value = maybe_json(value)
-        return value
-
-    def fields(self, raw: Any) -> dict[str, Any]:
-        """Every mapped field, enums checked and strings coerced, keyed by dotted name."""
-        action_value = self.resolve("action", raw, None) if "action" in self.mapping else get_path(raw, "action")
-        if action_value is None or action_value == "":
-            raise ValueError("entry has no action")
-        action = _text(action_value)
-        out: dict[str, Any] = {"action": action}
-        for name in self.mapping:
-            if name == "action":
-                continue
-            value = self.resolve(name, raw, action)
-            if name in STRING_FIELDS and value is not None and not isinstance(value, str):
-                value = _text(value)
-            out[name] = value
-        for name, (fallback, allowed) in ENUMS.items():
-            value = out.get(name)  # a list or an object (schema drift) falls back too, never raises
-            if not isinstance(value, str) or value not in allowed:
-                out[name] = fallback
-        actor_type = out.get("actor.type")
-        if not isinstance(actor_type, str) or actor_type not in ACTOR_TYPES:
-            out["actor.type"] = "unknown"
-        return out
-
-    def event(
-        self, *, raw: Any, key: str, time: datetime, observed: datetime, vendor: str, source: str, organization: str
-    ) -> dict[str, Any]:
-        f = self.fields(raw)
-        actor = {k[6:]: v for k, v in f.items() if k.startswith("actor.")}
-        target = {k[7:]: v for k, v in f.items() if k.startswith("target.")}
-        details = {k[8:]: v for k, v in f.items() if k.startswith("details.") and v is not None}
-        return make_event(
-            id=key,
-            time=format_time(time),
-            observed_time=format_time(observed),
-            vendor=vendor,
-            source=source,
-            organization=organization,
-            actor=actor,
-            action=f["action"],
-            activity=f["activity"],
-            category=f["category"],
-            outcome=f["outcome"],
-            target=target,
-            repository=f.get("repository"),
-            message=f.get("message"),
-            details=details,
-            raw=raw,
-        )
-
-
-def validate_mapping(value: dict[str, FieldSpec | str]) -> dict[str, FieldSpec]:
-    out: dict[str, FieldSpec] = {}
-    for name, spec in value.items():
-        if name not in STRING_FIELDS and name not in ENUMS and not name.startswith("details."):
-            raise ValueError(
-                f"mapping key {name!r} is not a normalized field; use action, activity, category, outcome, "
-                "message, repository, actor.*, target.* or details.<name>"
-            )
-        spec = FieldSpec(path=spec) if isinstance(spec, str) else spec
-        if name in ENUMS:
-            allowed = ENUMS[name][1]
-            values = [spec.const, spec.default, *(spec.map or {}).values()]
-            bad = sorted({str(v) for v in values if v is not None and v not in allowed})
-            if bad:
-                raise ValueError(f"mapping {name}: {', '.join(bad)} not among {', '.join(sorted(allowed))}")
-        out[name] = spec
-    return out
-
-
 def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
     if value is None or isinstance(value, bool):
         raise ValueError("entry has no time")

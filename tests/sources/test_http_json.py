@@ -15,9 +15,10 @@ from pydantic import ValidationError
 
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
 from forwarder.event import NormalizedEvent, content_id
+from forwarder.mapping import Mapper, match_glob
 from forwarder.sources.configcat import MAPPING
 from forwarder.sources.http import MalformedResponse
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource, Mapper, match_glob
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
 
