@@ -6,8 +6,10 @@ the envelope (DRF page-number ``{count, next, previous, results}`` or a bare lis
 documented or follows from Django REST Framework is fixed: ``Authorization: Token <t>`` with
 DRF's 401 messages, 403 for a user who is neither Administrator nor Auditor, ``page`` and
 ``per_page`` with 400 above the maximum and 404 "Invalid page." past the end, absolute
-``next``/``previous`` links, newest first. Messages are rendered from the seed's templates and
-come in the bursts a real installation writes (an SCA run logs every step, then its result).
+``next``/``previous`` links. The order is a switch too (``order``: ``newest_first``, the
+default, or ``oldest_first`` as DRF lists by primary key unless told otherwise). Messages
+are rendered from the seed's templates and come in the bursts a real installation writes
+(an SCA run logs every step, then its result).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class CodescoringEmulator(Emulator):
         self.max_per_page = 100  # CODESCORING_API_MAX_PAGE_SIZE
         self.default_per_page = 20
         self.filters_enabled = True  # False: filter parameters are ignored, as DRF ignores unknown ones
+        self.order = "newest_first"  # or "oldest_first": the order is undocumented (research §3, [INF])
         self.after_param = "created_at_after"
         self.before_param = "created_at_before"
         self.actor_param = "actor"
@@ -258,6 +261,11 @@ class CodescoringEmulator(Emulator):
     def all_entries(self) -> list[dict[str, Any]]:
         return [{**item, "_org": self.installation} for item in self.log.all()]
 
+    def configure(self, options: dict[str, Any]) -> None:
+        if options.get("order", "newest_first") not in ("newest_first", "oldest_first"):
+            raise KeyError(f"order={options['order']!r} (newest_first or oldest_first)")
+        super().configure(options)
+
     # --- the endpoint --------------------------------------------------------------------
     def _authenticate(self, req: Request) -> Response | None:
         """DRF ``TokenAuthentication``: another scheme is no credentials at all, not a bad one."""
@@ -296,7 +304,7 @@ class CodescoringEmulator(Emulator):
                 if (not actor or i.get("actor") == actor)
                 and (not search or search in str(i.get("message", "")).lower() or search in str(i.get("actor")).lower())
             ]
-        return items
+        return items[::-1] if self.order == "oldest_first" else items
 
     def _link(self, req: Request, page: int) -> str:
         """DRF rebuilds the request URL with the page replaced and the parameters sorted."""

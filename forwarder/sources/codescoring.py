@@ -3,9 +3,11 @@
 The audit endpoint is not documented publicly, so its path and filter names are settings.
 What is documented or follows from Django REST Framework is fixed: ``Authorization: Token``,
 ``page``/``per_page`` paging (a DRF envelope, or a bare list), 404 "Invalid page." past the
-end. Entries come newest first, so one poll walks pages down to the cursor's watermark minus
-the overlap and journals the whole walk as one page, oldest first: a walk cut short must not
-move the cursor past entries it never reached.
+end. The order is a guess too (``order``, newest first by default): newest first, one poll
+walks pages down to the cursor's watermark minus the overlap; oldest first (or pages that are
+not in the order configured) it walks every page, since the new entries are at the end. Either
+way the whole walk is journaled as one page, oldest first: a walk cut short must not move the
+cursor past entries it never reached.
 
 Entries carry only a rendered message (Python format strings listed in the vendor's audit-log
 page), so the mapping parses each known template back into structured fields.
@@ -45,6 +47,11 @@ class CodescoringConfig(SourceConfig):
     from_param: str = Field("created_at_after", description="Name of the 'from' date-time filter.")
     to_param: str = Field("created_at_before", description="Name of the 'to' date-time filter.")
     per_page: int = Field(100, ge=1, description="Page size; at most the server's CODESCORING_API_MAX_PAGE_SIZE.")
+    order: Literal["newest_first", "oldest_first"] = Field(
+        "newest_first",
+        description="Order the server lists entries in (undocumented). newest_first stops a walk at the "
+        "watermark while pages really come newest first; oldest_first always walks every page.",
+    )
 
     @model_validator(mode="after")
     def _one_name(self) -> CodescoringConfig:
@@ -286,18 +293,24 @@ class CodescoringSource:
         )
 
     async def walk(self, organization: str, floor: int, end: int) -> list[tuple[Any, str, int]]:
-        """Every entry from ``floor`` to ``end`` (ms, inclusive) as (raw, key, time), newest
-        first, each key once: entries written during the walk push older ones onto the next
-        page, which then repeats them."""
+        """Every entry from ``floor`` to ``end`` (ms, inclusive) as (raw, key, time), each key
+        once: entries written during the walk push older ones onto the next page, which then
+        repeats them. Newest first, the walk stops at the first page reaching below ``floor``,
+        but only while every page so far really came newest first: an entry older than the one
+        before it proves the order wrong, and a walk stopped there would skip the new entries
+        at the end of an oldest-first listing."""
         per_page = self.config.per_page
+        newest_first = self.config.order == "newest_first"
         found: dict[str, tuple[Any, str, int]] = {}
         seen: set[str] = set()
+        previous: int | None = None  # time of the last parseable entry walked, across pages
+        out_of_order = descending = False
         for page in range(1, MAX_PAGES + 1):
             items, more = await self.fetch_page(organization, page, per_page, (floor, end))
             keys = self._keys(organization, items)
             if page > 1 and items and set(keys) <= seen:
                 if more is None:
-                    return list(found.values())  # a bare list that ignores ``page``: the same entries again
+                    break  # a bare list that ignores ``page``: the same entries again
                 raise MalformedResponse(
                     f"Codescoring sent page {page} with only entries already seen for installation "
                     f"{organization!r}; the walk stops instead of looping"
@@ -309,13 +322,35 @@ class CodescoringSource:
                     ts = parse_ms(str(item.get("created_at")))
                 except ValueError:
                     ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
+                else:
+                    if previous is not None:
+                        out_of_order |= ts > previous
+                        descending |= ts < previous
+                    previous = ts
                 if ts < floor:
                     reached_floor = True
                 elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled
                     found.setdefault(key, (item, key, ts))
-            if reached_floor or not items or more is False or (more is None and len(items) < per_page):
-                return list(found.values())
-        raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
+            if reached_floor and newest_first and not out_of_order:
+                break
+            if not items or more is False or (more is None and len(items) < per_page):
+                break
+        else:
+            raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
+        if newest_first and out_of_order:
+            log.warning(
+                "Codescoring listed entries oldest first (or unordered) although order is newest_first; "
+                "every page was walked instead of stopping at the watermark. Set order: oldest_first "
+                "if the server lists oldest first",
+                source=self.name, installation=organization,
+            )  # fmt: skip
+        elif not newest_first and descending and not out_of_order:
+            log.info(
+                "Codescoring listed every entry newest first although order is oldest_first; "
+                "order: newest_first would stop walks at the watermark",
+                source=self.name, installation=organization,
+            )  # fmt: skip
+        return list(found.values())
 
     @staticmethod
     def _keys(organization: str, items: list[Any]) -> list[str]:

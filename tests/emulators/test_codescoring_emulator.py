@@ -229,3 +229,17 @@ def test_generated_entries_follow_the_seed(start: Start) -> None:
     assert any(e["actor"] == "system" for e in entries) and any(e["actor"] != "system" for e in entries)
     finished = [e for e in entries if e["message"].endswith("Analysis finished") and e["message"].startswith("[SCA]")]
     assert finished and all(isinstance(e["duration"], float) for e in finished)
+
+
+def test_order_switch_serves_oldest_first(start: Start) -> None:
+    emulator = start("codescoring", 25, {"config": {"order": "oldest_first"}})
+    with client(emulator) as http:
+        first = http.get(PATH, params={"per_page": 10}).json()["results"]
+        last = http.get(PATH, params={"per_page": 10, "page": 3}).json()["results"]
+        assert http.post("/_control/config", json={"order": "sideways"}).status_code == 400
+        emulator.control("POST", "config", {"order": "newest_first"})
+        newest = http.get(PATH, params={"per_page": 10}).json()["results"]
+    oldest_first = sorted(emulator.entries(), key=lambda e: (created(e), e["id"]))
+    assert [i["id"] for i in first] == [e["id"] for e in oldest_first[:10]]
+    assert [i["id"] for i in last] == [e["id"] for e in oldest_first[20:]]
+    assert [i["id"] for i in newest] == [e["id"] for e in oldest_first[::-1][:10]]

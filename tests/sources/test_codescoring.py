@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from forwarder.emulators.codescoring import format_created_at
 from forwarder.event import NormalizedEvent
@@ -195,3 +196,61 @@ async def test_an_envelope_that_repeats_the_same_page_forever_stops_the_walk() -
     config = CodescoringConfig(type="codescoring", base_url="http://cs.test", token="t", per_page=10,
                                initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
     await assert_a_repeated_page_stops_the_walk(CodescoringSource("cs", config), body)
+
+
+async def poll(src: CodescoringSource, cursor: dict[str, Any] | None) -> tuple[list[str], dict[str, Any] | None]:
+    keys: list[str] = []
+    async for page in src.pages("acme", cursor):
+        keys += [key for _, key in page.entries]
+        cursor = page.cursor
+    return keys, cursor
+
+
+def page_numbers(requests: list[list[Any]]) -> list[str]:
+    return [r[2].split("page=")[1].split("&")[0] for r in requests if "page=" in r[2]]
+
+
+@pytest.mark.parametrize("order", ["newest_first", "oldest_first"])
+async def test_an_oldest_first_server_without_a_working_time_filter_loses_nothing(
+    codescoring: EmulatorProcess, order: str
+) -> None:
+    """The order is undocumented: a walk stopped at the first entry below the watermark took
+    page 1 of an oldest-first listing (the oldest entries) for the end of the new ones."""
+    from forwarder.sources.codescoring import CodescoringConfig
+
+    codescoring.control("POST", "config", {"order": "oldest_first", "filters_enabled": False})
+    settings = source(codescoring.url, **({} if order == "newest_first" else {"order": order}))  # the default
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(settings))
+    try:
+        with capture_logs() as logs:
+            first, cursor = await poll(src, None)
+            now_us = int(time.time() * 1_000_000)
+            codescoring.control("POST", "entries", [
+                {"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
+                for n in range(5)])  # fmt: skip
+            second, cursor = await poll(src, cursor)
+            third, _ = await poll(src, cursor)
+    finally:
+        await src.close()
+    assert Counter(first + second) == expected_ids(codescoring)
+    assert len(second) == 5 and third == []
+    warnings = [e for e in logs if e["log_level"] == "warning" and "order" in e["event"]]
+    assert len(warnings) == (3 if order == "newest_first" else 0)  # once per poll, not per page
+
+
+async def test_oldest_first_walks_every_page_of_a_newest_first_server(codescoring: EmulatorProcess) -> None:
+    from forwarder.sources.codescoring import CodescoringConfig
+
+    codescoring.control("POST", "config", {"filters_enabled": False})
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(source(codescoring.url, order="oldest_first")))
+    try:
+        _, cursor = await poll(src, None)
+        before = len(codescoring.control("GET", "requests"))
+        codescoring.control("POST", "entries", {"generate": 3, "span_s": 1})
+        with capture_logs() as logs:
+            second, _ = await poll(src, cursor)
+    finally:
+        await src.close()
+    assert len(second) == 3
+    assert page_numbers(codescoring.control("GET", "requests")[before:]) == [str(n) for n in range(1, 8)]  # all 63
+    assert [e for e in logs if e["log_level"] == "info" and "order: newest_first" in e["event"]]
