@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from forwarder.emulators.base import Emulator, Request, Response
-from forwarder.emulators.fixtures import PEOPLE, Timeline, epoch_us, random_uuid, timeline_ms
+from forwarder.emulators.fixtures import PEOPLE, Timeline, epoch_us, random_uuid, renamed, timeline_ms
 
 DEFAULT_TOKEN = "codescoring-test-token"  # a test credential of a loopback emulator
 DEFAULT_PATH = "/api/audit_logs/"
@@ -98,6 +98,7 @@ class CodescoringEmulator(Emulator):
         self.max_per_page = 100  # CODESCORING_API_MAX_PAGE_SIZE
         self.default_per_page = 20
         self.filters_enabled = True  # False: filter parameters are ignored, as DRF ignores unknown ones
+        self.field_names: dict[str, str] = {}  # served entries' fields renamed, e.g. {"created_at": "time"}
         self.order = "newest_first"  # or "oldest_first": the order is undocumented (research §3, [INF])
         self.after_param = "created_at_after"
         self.before_param = "created_at_before"
@@ -335,6 +336,7 @@ class CodescoringEmulator(Emulator):
             items = self._matching(req)
         if isinstance(items, Response):
             return items
+        items = [renamed(i, self.field_names) for i in items] if self.field_names else items
         if self.bare_list:
             return Response.json(items)
         pages = max(1, math.ceil(len(items) / per_page))  # Django allows an empty first page

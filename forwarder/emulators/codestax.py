@@ -28,6 +28,7 @@ from forwarder.emulators.fixtures import (
     Timeline,
     documentation_ip,
     epoch_us,
+    renamed,
     timeline_ms,
 )
 from forwarder.event import parse_time
@@ -114,6 +115,7 @@ class CodeStaxEmulator(Emulator):
         self.api_keys: dict[str, str] = {DEFAULT_API_KEY: DEFAULT_ORG}  # key -> organization
         self.forbidden = False  # the key's owner is not ORG_ADMIN or ORG_OWNER
         self.retention_days = 90
+        self.field_names: dict[str, str] = {}  # served entries' fields renamed, e.g. {"timestamp": "created"}
         self.hourly_budget = 1000  # Pro; Free 100, Team 5000
         self.budget_window_s = 3600.0
         self.retry_after: int | str | None = None  # undocumented, so off by default
@@ -306,4 +308,4 @@ class CodeStaxEmulator(Emulator):
             records = self.ensure_org(org).window(lo, hi)
         if user or action or repository:
             records = [r for r in records if self._matches(r, user, action, repository)]
-        return Response.json([r.item for r in records[skip : skip + limit]])
+        return Response.json([renamed(r.item, self.field_names) for r in records[skip : skip + limit]])

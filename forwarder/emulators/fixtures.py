@@ -39,6 +39,13 @@ def timeline_ms(count: int, options: Mapping[str, Any]) -> list[int]:
     return [end_ms - int(span_ms * (count - 1 - i) / max(count, 1)) for i in range(count)]
 
 
+def renamed(item: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``item`` with its top-level fields renamed (old name -> new name): the entry shapes of
+    the vendors without a documented audit endpoint are guesses ([INF]), so an emulator can
+    serve another guess and a test can check that a setting, not code, follows it."""
+    return {names.get(k, k): v for k, v in item.items()} if names else item
+
+
 def random_uuid(rng: random.Random) -> str:
     """A version-4 UUID drawn from the emulator's seeded generator, so fixtures repeat."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))

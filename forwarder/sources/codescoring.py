@@ -9,6 +9,9 @@ not in the order configured) it walks every page, since the new entries are at t
 way the whole walk is journaled as one page, oldest first: a walk cut short must not move the
 cursor past entries it never reached.
 
+The entry shape is a guess as well ([INF]): the names of the time and id fields are settings
+(``time_field``, ``id_field``; ``created_at`` and ``id`` by default).
+
 Entries carry only a rendered message (Python format strings listed in the vendor's audit-log
 page), so the mapping parses each known template back into structured fields.
 """
@@ -28,6 +31,7 @@ from pydantic import Field, SecretStr, model_validator
 from forwarder.event import content_ids, event_time, format_ms, format_time, make_event, parse_ms
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.http_json import get_path
 from forwarder.sources.window import WindowCursor, now_ms, response_keys
 
 log = structlog.get_logger("forwarder.sources.codescoring")
@@ -47,6 +51,12 @@ class CodescoringConfig(SourceConfig):
     from_param: str = Field("created_at_after", description="Name of the 'from' date-time filter.")
     to_param: str = Field("created_at_before", description="Name of the 'to' date-time filter.")
     per_page: int = Field(100, ge=1, description="Page size; at most the server's CODESCORING_API_MAX_PAGE_SIZE.")
+    time_field: str = Field(
+        "created_at", min_length=1, description="Entry field holding its time (undocumented; a dotted path)."
+    )
+    id_field: str | None = Field(
+        "id", min_length=1, description="Entry field holding its id (undocumented; dotted path); null: a content hash."
+    )
     order: Literal["newest_first", "oldest_first"] = Field(
         "newest_first",
         description="Order the server lists entries in (undocumented). newest_first stops a walk at the "
@@ -189,10 +199,21 @@ def parse_message(message: str) -> tuple[Template | None, dict[str, Any]]:
     return None, {}
 
 
-def normalize_entry(source: str, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
+def entry_time(raw: Any, time_field: str = "created_at") -> str:
+    """The entry's time as sent; a missing field says which setting to look at."""
+    value = get_path(raw, time_field)
+    if value is None or value == "":
+        raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
+    return str(value)
+
+
+def normalize_entry(
+    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "created_at"
+) -> dict[str, Any]:
     message = raw.get("message")
     if not isinstance(message, str):
         raise ValueError("entry has no message")
+    when = event_time(entry_time(raw, time_field))
     actor_name = raw.get("actor")
     actor = {"name": actor_name, "id": actor_name, "type": "system" if actor_name == "system" else "user"}
     if not actor_name:
@@ -222,7 +243,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         fields["duration"] = raw["duration"]
     return make_event(
         id=key,
-        time=event_time(str(raw["created_at"])),
+        time=when,
         observed_time=format_time(observed),
         vendor="codescoring",
         source=source,
@@ -307,7 +328,7 @@ class CodescoringSource:
         out_of_order = descending = False
         for page in range(1, MAX_PAGES + 1):
             items, more = await self.fetch_page(organization, page, per_page, (floor, end))
-            keys = self._keys(organization, items)
+            keys = self._keys(organization, items, self.config.id_field)
             if page > 1 and items and set(keys) <= seen:
                 if more is None:
                     break  # a bare list that ignores ``page``: the same entries again
@@ -319,7 +340,7 @@ class CodescoringSource:
             reached_floor = False
             for item, key in zip(items, keys, strict=True):
                 try:
-                    ts = parse_ms(str(item.get("created_at")))
+                    ts = parse_ms(entry_time(item, self.config.time_field))
                 except ValueError:
                     ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
                 else:
@@ -353,15 +374,20 @@ class CodescoringSource:
         return list(found.values())
 
     @staticmethod
-    def _keys(organization: str, items: list[Any]) -> list[str]:
+    def _keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
+        """``codescoring:<installation>:<id>``, or a hash of the whole entry without an id."""
         for item in items:
             if not isinstance(item, dict):
                 raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
 
         def vendor_id(item: dict[str, Any]) -> str | None:
-            return None if item.get("id") is None else f"codescoring:{organization}:{item['id']}"
+            ident = get_path(item, id_field)
+            return None if ident is None else f"codescoring:{organization}:{ident}"
 
-        return response_keys(items, lambda hashed: content_ids("codescoring", organization, hashed), vendor_id)
+        def hashes(hashed: list[Any]) -> list[str]:
+            return content_ids("codescoring", organization, hashed)
+
+        return response_keys(items, hashes, vendor_id if id_field else None)
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config
@@ -375,7 +401,7 @@ class CodescoringSource:
         yield Page(entries=[(item, key) for item, key, _ in fresh], cursor=state.dump())
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
-        return normalize_entry(self.name, organization, raw, key, observed)
+        return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
 
     async def check(self) -> str:
         await self.fetch_page(self.config.installation_name, 1, 1, None)

@@ -7,6 +7,9 @@ retention, and an hourly request budget per plan (Free 100, Pro 1000, Team 5000)
 with 429 once spent. The budget is why requests go through a token bucket: a first run over
 90 days of backlog must spread its requests instead of spending the hour's budget in a burst
 and then failing on 429 (which would also starve the web UI and CLI sharing the key).
+
+The entry shape is inferred ([INF]) from the documented columns, so the names of the time and
+id fields are settings (``time_field``, ``id_field``; ``timestamp`` and ``id`` by default).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from forwarder.event import content_ids, event_time, format_ms, format_time, mak
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.http_json import get_path
 from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 log = structlog.get_logger("forwarder.sources.codestax")
@@ -53,6 +57,12 @@ class CodeStaxConfig(SourceConfig):
     user_param: str = Field("user", description="Name of the user filter.")
     action_param: str = Field("action", description="Name of the action filter.")
     repository_param: str = Field("repository", description="Name of the repository filter.")
+    time_field: str = Field(
+        "timestamp", min_length=1, description="Entry field holding its time (undocumented; a dotted path)."
+    )
+    id_field: str | None = Field(
+        "id", min_length=1, description="Entry field holding its id (undocumented; dotted path); null: a content hash."
+    )
     user: str | None = Field(None, description="Collect only this user's entries.")
     action: str | None = Field(None, description="Collect only this action or category.")
     repository: str | None = Field(None, description="Collect only this repository's entries.")
@@ -127,10 +137,21 @@ READS = {"read", "export"}  # findings read or exported are data access, not ent
 FAILURES = ("failed", "denied", "rejected", "login_failed")
 
 
-def normalize_entry(source: str, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
+def entry_time(raw: Any, time_field: str = "timestamp") -> str:
+    """The entry's time as sent; a missing field says which setting to look at."""
+    value = get_path(raw, time_field)
+    if value is None or value == "":
+        raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
+    return str(value)
+
+
+def normalize_entry(
+    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
+) -> dict[str, Any]:
     action = raw.get("action")
     if not isinstance(action, str) or not action:
         raise ValueError("entry has no action")
+    when = event_time(entry_time(raw, time_field))
     prefix, _, verb = action.partition(".")
     vendor_category = raw.get("category") or CATEGORY_BY_PREFIX.get(prefix)
     category = CATEGORIES.get(str(vendor_category), "unknown")
@@ -156,7 +177,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         details["vendor_category"] = raw["category"]
     return make_event(
         id=key,
-        time=event_time(str(raw["timestamp"])),
+        time=when,
         observed_time=format_time(observed),
         vendor="codestax",
         source=source,
@@ -180,8 +201,9 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     )
 
 
-def entry_keys(organization: str, items: list[Any]) -> list[str]:
-    """The id when there is one, else a hash of the whole entry. (The research notes suggested
+def entry_keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
+    """``codestax:<organization>:<id>`` when there is an id, else a hash of the whole entry
+    (``id_field`` None: always the hash). (The research notes suggested
     timestamp, user, action and target only; two entries alike in those but not in their
     metadata then shared a key, and a late one listed first took the earlier one's key: it was
     skipped as seen and the earlier one sent again under a new id.)"""
@@ -190,13 +212,17 @@ def entry_keys(organization: str, items: list[Any]) -> list[str]:
             raise MalformedResponse(f"CodeStax sent a {type(item).__name__} where an audit entry belongs")
 
     def vendor_id(item: dict[str, Any]) -> str | None:
-        return None if item.get("id") is None else f"codestax:{organization}:{item['id']}"
+        ident = get_path(item, id_field)
+        return None if ident is None else f"codestax:{organization}:{ident}"
 
-    return response_keys(items, lambda hashed: content_ids("codestax", organization, hashed), vendor_id)
+    def hashes(hashed: list[Any]) -> list[str]:
+        return content_ids("codestax", organization, hashed)
+
+    return response_keys(items, hashes, vendor_id if id_field else None)
 
 
-def entry_key(organization: str, item: Any) -> str:
-    return entry_keys(organization, [item])[0]
+def entry_key(organization: str, item: Any, id_field: str | None = "id") -> str:
+    return entry_keys(organization, [item], id_field)[0]
 
 
 class CodeStaxSource:
@@ -267,7 +293,7 @@ class CodeStaxSource:
                     f"CodeStax answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries"
                 )
-            keys = entry_keys(organization, body)
+            keys = entry_keys(organization, body, cfg.id_field)
             if page and body and set(keys) <= {key for _, key in items}:
                 raise MalformedResponse(
                     f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "
@@ -296,7 +322,7 @@ class CodeStaxSource:
                 if key in state.recent or key in fresh:
                     continue  # re-read from the overlap, a slice boundary, or a page shift
                 try:
-                    ts = parse_ms(str(item.get("timestamp")))
+                    ts = parse_ms(entry_time(item, cfg.time_field))
                 except ValueError:
                     ts = hi  # unparseable: quarantined by normalize, remembered while in the overlap
                 if not lo <= ts <= hi:  # the filter names are guesses: a server that ignores them
@@ -318,7 +344,7 @@ class CodeStaxSource:
             yield Page(entries=[], cursor=state.dump(), extra_events=extra)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
-        return normalize_entry(self.name, organization, raw, key, observed)
+        return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
 
     async def check(self) -> str:
         cfg = self.config

@@ -254,3 +254,34 @@ async def test_oldest_first_walks_every_page_of_a_newest_first_server(codescorin
     assert len(second) == 3
     assert page_numbers(codescoring.control("GET", "requests")[before:]) == [str(n) for n in range(1, 8)]  # all 63
     assert [e for e in logs if e["log_level"] == "info" and "order: newest_first" in e["event"]]
+
+
+async def test_differently_named_time_and_id_fields_are_a_setting(codescoring: EmulatorProcess) -> None:
+    """The item shape is inferred: a server naming the time and id otherwise is a config change."""
+    from forwarder.sources.codescoring import CodescoringConfig
+
+    codescoring.control("POST", "config", {"field_names": {"created_at": "event_time", "id": "pk"}})
+    settings = source(codescoring.url, time_field="event_time", id_field="pk")
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    assert Counter(key for _, key in entries) == expected_ids(codescoring)  # the same keys as with "id"
+    events = [src.normalize("acme", raw, key, observed) for raw, key in entries]
+    by_id = {f"codescoring:acme:{e['id']}": e for e in codescoring.entries()}
+    for event in events:
+        NormalizedEvent.model_validate(event)
+        assert datetime.fromisoformat(event["time"]) == datetime.fromisoformat(by_id[event["id"]]["created_at"])
+
+
+def test_an_entry_without_its_time_field_says_which_setting_to_check() -> None:
+    raw = {"id": 7, "event_time": "2026-01-20T10:15:30+03:00", "actor": "jdoe", "message": "User logged in"}
+    observed = datetime(2026, 1, 21, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"entry has no 'created_at' time; set time_field"):
+        normalize_entry("cs", "acme", raw, "codescoring:acme:7", observed)
+    event = normalize_entry("cs", "acme", raw, "codescoring:acme:7", observed, time_field="event_time")
+    assert event["time"] == "2026-01-20T07:15:30.000Z"
+    assert CodescoringSource._keys("acme", [raw]) == ["codescoring:acme:7"]
+    assert CodescoringSource._keys("acme", [raw], "uid")[0].count(":") == 1  # no such id: the content hash

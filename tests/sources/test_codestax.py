@@ -289,3 +289,32 @@ async def test_a_redirect_to_another_origin_never_gets_the_api_key() -> None:
         elsewhere.shutdown()
     assert redirecting.keys == [DEFAULT_API_KEY]  # type: ignore[attr-defined]
     assert elsewhere.keys == []  # type: ignore[attr-defined]
+
+
+async def test_differently_named_time_and_id_fields_are_a_setting(codestax: EmulatorProcess) -> None:
+    """The item shape is inferred: a server naming the time and id otherwise is a config change."""
+    codestax.control("POST", "config", {"field_names": {"timestamp": "created", "id": "event_id"}})
+    settings = source(codestax.url, time_field="created", id_field="event_id")
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    assert Counter(key for _, key in entries) == expected_ids(codestax)  # the same keys as with "id"
+    by_id = {f"codestax:acme:{e['id']}": e for e in codestax.entries()}
+    for raw, key in entries:
+        event = src.normalize("acme", raw, key, observed)
+        NormalizedEvent.model_validate(event)
+        assert datetime.fromisoformat(event["time"]) == datetime.fromisoformat(by_id[key]["timestamp"])
+
+
+def test_an_entry_without_its_time_field_says_which_setting_to_check() -> None:
+    raw = {"id": 9, "created": "2026-03-12T10:00:00Z", "user": {"email": "a@b.c"}, "action": "scan.triggered"}
+    observed = datetime(2026, 3, 13, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"entry has no 'timestamp' time; set time_field"):
+        normalize_entry("codestax", "acme", raw, "codestax:acme:9", observed)
+    event = normalize_entry("codestax", "acme", raw, "codestax:acme:9", observed, time_field="created")
+    assert event["time"] == "2026-03-12T10:00:00.000Z"
+    assert entry_key("acme", raw) == "codestax:acme:9"
+    assert entry_key("acme", raw, None) == content_id("codestax", "acme", raw)
