@@ -3,10 +3,11 @@
 CodeStax documents its audit log and its API conventions but no audit route, so the path and
 the filter names are settings. The rest follows the documented API: ``X-API-Key``, ``skip`` /
 ``limit`` paging over a bare array (newest first), ``{"detail": ...}`` errors, 90-day
-retention, and an hourly request budget per plan (Free 100, Pro 1000, Team 5000) answered
-with 429 once spent. The budget is why requests go through a token bucket: a first run over
-90 days of backlog must spread its requests instead of spending the hour's budget in a burst
-and then failing on 429 (which would also starve the web UI and CLI sharing the key).
+retention (``retention_days``: Enterprise can extend it), and an hourly request budget per
+plan (Free 100, Pro 1000, Team 5000) answered with 429 once spent. The budget is why
+requests go through a token bucket: a first run over 90 days of backlog must spread its
+requests instead of spending the hour's budget in a burst and then failing on 429 (which
+would also starve the web UI and CLI sharing the key).
 
 The entry shape is inferred ([INF]) from the documented columns, so the names of the time and
 id fields are settings (``time_field``, ``id_field``; ``timestamp`` and ``id`` by default).
@@ -32,7 +33,7 @@ from forwarder.sources.http_json import get_path
 from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
 
 log = structlog.get_logger("forwarder.sources.codestax")
-RETENTION_MS = 90 * 86_400_000
+DAY_MS = 86_400_000
 MAX_PAGES = 100_000  # a server that never sends a short page must not keep a poll alive forever
 
 
@@ -43,7 +44,16 @@ class CodeStaxConfig(SourceConfig):
     organization: str = Field(
         "default", description="Name given to the key's organization in events (a key belongs to one)."
     )
-    initial_lookback_days: float = Field(90.0, gt=0, description="CodeStax keeps 90 days: all of it by default.")
+    initial_lookback_days: float = Field(
+        90.0, gt=0, description="How far back the first run starts, at most retention_days: all of it by default."
+    )
+    retention_days: float = Field(
+        90.0, gt=0,
+        description="How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it. "
+        "Every run starts at most this far back; a cursor older than this (the forwarder was stopped longer) "
+        "skips to it and journals a forwarder.gap event for the interval. A plan that keeps entries longer "
+        "must raise this, or entries CodeStax still serves are skipped and reported lost.",
+    )
     path: str = Field("/audit-logs", description="Audit-log endpoint, relative to base_url (undocumented).")
     limit: int = Field(100, ge=1, description="Entries per request.")
     slice_hours: float = Field(
@@ -246,6 +256,13 @@ class CodeStaxSource:
             before_attempt=self._pay_for_attempt,
         )  # fmt: skip
         self._prepaid = 0
+        if config.initial_lookback_days > config.retention_days:
+            log.warning(
+                "initial_lookback_days is longer than retention_days; the first run starts retention_days back. "
+                "Raise retention_days if the plan keeps entries longer",
+                source=name, initial_lookback_days=config.initial_lookback_days,
+                retention_days=config.retention_days,
+            )  # fmt: skip
 
     async def _pay_for_attempt(self) -> None:
         """Before the attempt's deadline starts: on a small plan the wait for budget is longer
@@ -307,8 +324,8 @@ class CodeStaxSource:
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config
         now = now_ms()
-        oldest = now - RETENTION_MS
-        state = WindowCursor.load(cursor, max(oldest, now - int(cfg.initial_lookback_days * 86_400_000)))
+        oldest = now - int(cfg.retention_days * DAY_MS)
+        state = WindowCursor.load(cursor, max(oldest, now - int(cfg.initial_lookback_days * DAY_MS)))
         overlap = int(cfg.overlap_s * 1000)
         extra = retention_gap(
             vendor="codestax", source=self.name, organization=organization,

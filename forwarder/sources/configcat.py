@@ -129,7 +129,16 @@ class ConfigCatConfig(SourceConfig):
     config_id: str | None = Field(None, description="Filter: only this config's entries.")
     environment_id: str | None = Field(None, description="Filter: only this environment's entries.")
     audit_log_type: str | None = Field(None, description="Filter: only this auditLogType, e.g. settingValueChanged.")
-    retention_days: float = Field(35.0, gt=0, description="The plan's retention: Free 7, Pro/Smart 35, Enterprise 750.")
+    initial_lookback_days: float = Field(
+        365.0, gt=0, description="How far back the first run starts, at most retention_days."
+    )
+    retention_days: float = Field(
+        35.0, gt=0,
+        description="The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750. Every run "
+        "starts at most this far back; a cursor older than this (the forwarder was stopped longer) skips to it "
+        "and journals a forwarder.gap event for the interval. A plan that keeps entries longer (Enterprise, "
+        "Dedicated) must raise this, or entries ConfigCat still serves are skipped and reported lost.",
+    )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
 
     @field_validator("organizations", "product_ids")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
-from forwarder.event import NormalizedEvent, content_id
+from forwarder.event import NormalizedEvent, content_id, parse_ms
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource, TokenBucket, entry_key, normalize_entry
 from forwarder.sources.http import MalformedResponse
 from tests.helpers.daemon import delivered_ids as ids
@@ -318,3 +318,41 @@ def test_an_entry_without_its_time_field_says_which_setting_to_check() -> None:
     assert event["time"] == "2026-03-12T10:00:00.000Z"
     assert entry_key("acme", raw) == "codestax:acme:9"
     assert entry_key("acme", raw, None) == content_id("codestax", "acme", raw)
+
+
+@pytest.mark.parametrize("retention_days", [90, 365])
+async def test_a_plan_that_keeps_longer_is_a_retention_days_setting(retention_days: int) -> None:
+    """Enterprise can extend the 90 days: after 101 days of downtime, what CodeStax still serves
+    is collected once retention_days says so; with the default the older part is a reported gap."""
+    now = int(time.time() * 1000)
+    options = {"span_s": 100 * 86400, "end_ms": now - 3_600_000, "config": {"retention_days": 365}}
+    emulator = running("codestax", entries=100, options=options)
+    settings = source(emulator.url, slice_hours=24 * 30, initial_lookback_days=365,
+                      **({} if retention_days == 90 else {"retention_days": retention_days}))  # fmt: skip
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(settings))
+    try:
+        entries = emulator.entries()
+        resumed = [p async for p in src.pages("acme", {"watermark_ms": now - 101 * DAY_MS, "recent": {}})]
+        first_run = [p async for p in src.pages("acme", None)]
+    finally:
+        await src.close()
+        emulator.stop()
+    kept = {f"codestax:acme:{e['id']}" for e in entries if parse_ms(e["timestamp"]) >= now - retention_days * DAY_MS}
+    gaps = [e for p in resumed for e in p.extra_events]
+    for pages in (resumed, first_run):
+        assert {key for p in pages for _, key in p.entries} == kept
+    if retention_days == 365:  # all 100, none reported lost
+        assert len(kept) == 100 and gaps == []
+    else:  # the documented behaviour of a cursor older than retention_days
+        assert 80 < len(kept) < 100 and [g["action"] for g in gaps] == ["forwarder.gap"]
+
+
+
+def test_a_lookback_past_retention_days_is_said_not_silently_cut() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        CodeStaxSource("cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365)))
+        CodeStaxSource("cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365,
+                                                                  retention_days=365)))  # fmt: skip
+    assert [e["retention_days"] for e in logs if "retention_days" in e["event"]] == [90.0]

@@ -16,7 +16,8 @@ import pytest
 
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
 from forwarder.event import NormalizedEvent, format_ms, parse_time
-from forwarder.sources.configcat import normalize_entry, reset_delay
+from forwarder.sources.codestax import CodeStaxConfig
+from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource, normalize_entry, reset_delay
 from forwarder.sources.gaps import gap_event
 from tests.helpers.daemon import cli, read_ndjson
 from tests.helpers.daemon import file_sink_config as config
@@ -202,3 +203,38 @@ def test_unknown_or_missing_type_never_fails() -> None:
 def test_reset_header_formats(header: str | None, expected: float | None) -> None:
     got = reset_delay(header, 1_700_000_000.0)
     assert got == (pytest.approx(expected, abs=0.01) if expected is not None else None)
+
+
+@pytest.mark.parametrize("retention_days", [35, 750])
+async def test_an_enterprise_plan_keeps_750_days_once_retention_days_says_so(retention_days: int) -> None:
+    """After 41 days of downtime an Enterprise tenant still serves all 40 days; the default 35
+    skips the oldest 5 and reports them lost (the documented gap)."""
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    options = {"span_s": 40 * 86400, "end_ms": now - 3_600_000, "config": {"retention_days": 750}}
+    emulator = running("configcat", entries=40, options=options)
+    settings = source(emulator.url, **({} if retention_days == 35 else {"retention_days": retention_days}))
+    src = ConfigCatSource("cc", ConfigCatConfig.model_validate(settings))
+    try:
+        entries = emulator.entries()
+        pages = [p async for p in src.pages(ORG, {"watermark_ms": now - 41 * day, "recent": {}})]
+    finally:
+        await src.close()
+        emulator.stop()
+    kept = {f"configcat:{e['auditLogId']}" for e in entries
+            if parse_time(e["auditLogDateTime"]).timestamp() * 1000 >= now - retention_days * day}  # fmt: skip
+    gaps = [e for p in pages for e in p.extra_events]
+    assert {key for p in pages for _, key in p.entries} == kept
+    if retention_days == 750:
+        assert len(kept) == 40 and gaps == []
+    else:
+        assert len(kept) < 40 and [g["action"] for g in gaps] == ["forwarder.gap"]
+
+
+def test_the_reference_says_when_to_raise_retention_days() -> None:
+    from forwarder.config_reference import render
+
+    for model in (CodeStaxConfig, ConfigCatConfig):
+        meaning = model.model_fields["retention_days"].description or ""
+        assert "forwarder.gap" in meaning and "must raise this" in meaning, model.__name__
+        assert meaning.replace("|", "\\|") in render()
