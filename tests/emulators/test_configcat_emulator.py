@@ -78,14 +78,17 @@ def shared() -> Iterator[EmulatorProcess]:
     emulator.stop()
 
 
-def test_basic_auth_is_required(shared: EmulatorProcess) -> None:
+def test_basic_auth_is_required(shared: EmulatorProcess, validate_configcat: Validate) -> None:
     with client(shared, auth=None) as anonymous:
         response = anonymous.get(org_path())
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert "X-Rate-Limit-Remaining" in response.headers
+    validate_configcat(response, request_valid=False)  # no credentials; 401 itself is an explicit exemption
     with client(shared, auth=("configcat-user", "wrong")) as wrong:
-        assert wrong.get(org_path()).status_code == 401
+        refused = wrong.get(org_path())
+        assert refused.status_code == 401
+        validate_configcat(refused)
     with client(shared, auth=("someone-else", "configcat-pass")) as wrong:
         assert wrong.get(org_path()).status_code == 401
     with client(shared) as http:
@@ -108,7 +111,7 @@ def test_ids_are_validated_and_unknown_ones_are_not_found(
         for path, params in malformed:
             response = http.get(path, params=params)
             assert response.status_code == 400, (path, params)
-            validate_configcat(response)
+            validate_configcat(response, request_valid=False)  # the document refuses each too
         for path in [org_path(UNKNOWN), f"/v2/products/{UNKNOWN}/auditlogs"]:
             response = http.get(path)
             assert response.status_code == 404
@@ -351,3 +354,16 @@ def test_generation_is_deterministic_and_realistic(start: Start) -> None:
     assert all(set(c) == {"oldValue", "newValue"} and c["oldValue"] != c["newValue"] for c in changes)
     spacing = parse_time(entries[1]["auditLogDateTime"]) - parse_time(entries[0]["auditLogDateTime"])
     assert math.isclose(spacing.total_seconds(), 3 * DAY / 150, abs_tol=0.01)
+
+
+def test_the_suites_check_refuses_a_request_the_document_refuses(
+    shared: EmulatorProcess, validate_configcat: Validate
+) -> None:
+    """The emulator is lenient where ConfigCat may not be: a date-time that is not RFC 3339 is
+    served, but a source sending it would be wrong, and the check must say so."""
+    with client(shared) as http:
+        response = http.get(org_path(), params={"fromUtcDateTime": "2026-11-01 10:00"})
+    assert response.status_code == 200
+    with pytest.raises(AssertionError, match="not a valid request"):
+        validate_configcat(response)
+    validate_configcat(response, request_valid=False)
