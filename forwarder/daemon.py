@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("forwarder.daemon")
 JOURNAL_FILE = "journal.sqlite3"
 LOCK_FILE = "audit-forwarder.lock"
+RESTART_ONLY = ("state_dir", "journal", "metrics", "log")  # the rest of the settings apply at a reload
 
 
 def _tune_gc() -> None:
@@ -382,10 +383,10 @@ class Daemon:
         return True
 
     async def _apply(self, new: Settings) -> None:
-        for key in ("state_dir", "journal", "metrics", "log", "shutdown_timeout_s"):
+        for key in RESTART_ONLY:
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("this setting changes only on restart; keeping the running value", setting=key)
-        new = new.model_copy(update={k: getattr(self.settings, k) for k in ("state_dir", "journal", "metrics", "log")})
+        new = new.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY})
         register_secrets(collect_secrets(new))
         old = self.settings
         retry_changed = new.retry != old.retry

@@ -28,11 +28,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import content_ids, event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.mapping import get_path
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.http_json import get_path
-from forwarder.sources.window import WindowCursor, now_ms, response_keys
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms
 
 log = structlog.get_logger("forwarder.sources.codescoring")
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
@@ -376,18 +376,7 @@ class CodescoringSource:
     @staticmethod
     def _keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
         """``codescoring:<installation>:<id>``, or a hash of the whole entry without an id."""
-        for item in items:
-            if not isinstance(item, dict):
-                raise MalformedResponse(f"Codescoring sent a {type(item).__name__} where an audit entry belongs")
-
-        def vendor_id(item: dict[str, Any]) -> str | None:
-            ident = get_path(item, id_field)
-            return None if ident is None else f"codescoring:{organization}:{ident}"
-
-        def hashes(hashed: list[Any]) -> list[str]:
-            return content_ids("codescoring", organization, hashed)
-
-        return response_keys(items, hashes, vendor_id if id_field else None)
+        return entry_keys("codescoring", "Codescoring", organization, items, id_field, f"codescoring:{organization}:")
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config

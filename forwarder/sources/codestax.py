@@ -25,12 +25,12 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import content_ids, event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.mapping import get_path
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.http_json import get_path
-from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
 
 log = structlog.get_logger("forwarder.sources.codestax")
 DAY_MS = 86_400_000
@@ -211,28 +211,17 @@ def normalize_entry(
     )
 
 
-def entry_keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
+def _keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
     """``codestax:<organization>:<id>`` when there is an id, else a hash of the whole entry
     (``id_field`` None: always the hash). (The research notes suggested
     timestamp, user, action and target only; two entries alike in those but not in their
     metadata then shared a key, and a late one listed first took the earlier one's key: it was
     skipped as seen and the earlier one sent again under a new id.)"""
-    for item in items:
-        if not isinstance(item, dict):
-            raise MalformedResponse(f"CodeStax sent a {type(item).__name__} where an audit entry belongs")
-
-    def vendor_id(item: dict[str, Any]) -> str | None:
-        ident = get_path(item, id_field)
-        return None if ident is None else f"codestax:{organization}:{ident}"
-
-    def hashes(hashed: list[Any]) -> list[str]:
-        return content_ids("codestax", organization, hashed)
-
-    return response_keys(items, hashes, vendor_id if id_field else None)
+    return entry_keys("codestax", "CodeStax", organization, items, id_field, f"codestax:{organization}:")
 
 
 def entry_key(organization: str, item: Any, id_field: str | None = "id") -> str:
-    return entry_keys(organization, [item], id_field)[0]
+    return _keys(organization, [item], id_field)[0]
 
 
 class CodeStaxSource:
@@ -310,7 +299,7 @@ class CodeStaxSource:
                     f"CodeStax answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries"
                 )
-            keys = entry_keys(organization, body, cfg.id_field)
+            keys = _keys(organization, body, cfg.id_field)
             if page and body and set(keys) <= {key for _, key in items}:
                 raise MalformedResponse(
                     f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "

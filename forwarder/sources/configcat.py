@@ -25,12 +25,12 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import content_ids, format_ms, parse_ms, parse_time
+from forwarder.event import format_ms, parse_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
 
 log = structlog.get_logger("forwarder.sources.configcat")
 DAY_MS = 86_400_000
@@ -310,14 +310,7 @@ class ConfigCatSource:
     def _keys(organization: str, items: list[Any]) -> list[str]:
         """``auditLogId``; every field of the older shape may be null, so an entry without one is
         keyed on its content instead of failing the window at every poll."""
-        for item in items:
-            if not isinstance(item, dict):
-                raise MalformedResponse(f"ConfigCat sent a {type(item).__name__} where an audit entry belongs")
-
-        def vendor_id(item: dict[str, Any]) -> str | None:
-            return None if item.get("auditLogId") is None else f"configcat:{item['auditLogId']}"
-
-        return response_keys(items, lambda hashed: content_ids("configcat", organization, hashed), vendor_id)
+        return entry_keys("configcat", "ConfigCat", organization, items, "auditLogId", "configcat:")
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)

@@ -14,6 +14,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from forwarder.event import content_ids
+from forwarder.mapping import get_path
+from forwarder.sources.http import MalformedResponse
+
 
 @dataclass
 class WindowCursor:
@@ -71,3 +75,22 @@ def response_keys(
     ids = [vendor_id(item) for item in items]
     hashed = iter(with_occurrence(hashes([item for item, ident in zip(items, ids, strict=True) if ident is None])))
     return [ident if ident is not None else next(hashed) for ident in ids]
+
+
+def entry_keys(
+    vendor: str, label: str, organization: str, items: list[Any], id_field: str | None, id_prefix: str
+) -> list[str]:
+    """Keys of one response of entries that must be objects: ``id_prefix`` and the vendor's id
+    at ``id_field`` where the entry has one, else a hash of the whole entry."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise MalformedResponse(f"{label} sent a {type(item).__name__} where an audit entry belongs")
+
+    def vendor_id(item: Any) -> str | None:
+        ident = get_path(item, id_field)
+        return None if ident is None else f"{id_prefix}{ident}"
+
+    def hashes(hashed: list[Any]) -> list[str]:
+        return content_ids(vendor, organization, hashed)
+
+    return response_keys(items, hashes, vendor_id if id_field else None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from forwarder.daemon import Daemon
@@ -218,3 +219,23 @@ async def test_sources_and_sinks_are_built_off_the_event_loop(
     finally:
         await pollers["main"].source.close()
         await workers["extra"].sink.close()
+
+
+async def test_a_reload_warns_for_restart_only_settings_and_applies_the_rest(tmp_path: Path) -> None:
+    port = free_port()
+    sources = {"main": source("http://127.0.0.1:9", "gh/acme")}
+    cfg = write(tmp_path, port, sources, {"out": file_sink(tmp_path / "out")})
+    daemon = Daemon(load_settings(cfg), config_path=cfg)
+    await daemon.start()
+    try:
+        changed = yaml.safe_load(cfg.read_text())
+        changed.update(shutdown_timeout_s=7, log={"level": "debug"})
+        write_config(cfg, changed)
+        with capture_logs() as logs:
+            assert await daemon.reload()
+        assert daemon.settings.shutdown_timeout_s == 7
+        assert daemon.settings.log.level != "debug"
+        kept = [e["setting"] for e in logs if e["event"].startswith("this setting changes only on restart")]
+        assert kept == ["log"]
+    finally:
+        await daemon.stop()
