@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from pathlib import Path
 
 import orjson
 import pytest
@@ -56,3 +58,21 @@ def test_codacy_cef_escapes_the_repository_name() -> None:
     line = golden_path("codacy", "cef").read_text()
     assert "cs5=web\\=app|x " in line  # '=' escaped, '|' left alone in extensions
     assert parse_cef(line.strip())[1]["cs5"] == "web=app|x"
+
+
+def test_the_examples_in_the_formats_doc_are_the_golden_files() -> None:
+    """docs/formats.md says its examples are these files: an operator writes SIEM parsers from them.
+    The vendor's original entry is elided there (``{"id":5138,...}``)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    examples = re.findall(r"<!-- golden: (\S+) -->\n```\w*\n(.*?)\n```", doc, re.S)
+    assert {name for name, _ in examples} == {"codestax.ecs", "codestax.ocsf", "codestax.cef", "codestax.leef"}
+    for name, shown in examples:
+        golden = golden_path(name.split(".")[0], name.split(".")[1]).read_text().strip()
+        if name.endswith((".cef", ".leef")):
+            assert shown.replace("<TAB>", "\t") == golden, name
+            continue
+        expected, got = orjson.loads(golden), orjson.loads(shown)
+        for event in (expected, got):
+            event.pop("raw_data", None)
+            event.get("event", {}).pop("original", None)
+        assert got == expected, name
