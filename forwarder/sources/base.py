@@ -38,7 +38,9 @@ class SourceConfig(SecretFilesModel):
     interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
     jitter_s: float = Field(10.0, ge=0, description="Random delay added to each poll, to spread load.")
     initial_lookback_days: float = Field(
-        365.0, gt=0, description="How far back the first run starts; the vendor's retention by default."
+        365.0, gt=0,
+        description="How far back the first run starts; sources that know the vendor's retention start at most "
+        "that far back.",
     )
     lag_s: float = Field(60.0, ge=0, description="Never ask for entries newer than now minus this.")
     overlap_s: float = Field(600.0, ge=0, description="Each window re-reads this much before the cursor.")

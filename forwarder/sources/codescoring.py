@@ -237,7 +237,7 @@ def normalize_entry(
             parsed = OBJECT_REPR.match(fields["object_repr"])
             target = {"type": parsed["type"], "name": parsed["name"]} if parsed else {"name": fields["object_repr"]}
         if action == "user.login_failed":  # the recorded actor is whoever logged it; the attempt names the user
-            actor = {"name": fields.get("username"), "type": "user"}
+            actor = {"name": fields.get("username"), "id": fields.get("username"), "type": "user"}
             fields["recorded_actor"] = actor_name
     if raw.get("duration") is not None:
         fields["duration"] = raw["duration"]

@@ -165,7 +165,7 @@ def normalize_entry(
     prefix, _, verb = action.partition(".")
     vendor_category = raw.get("category") or CATEGORY_BY_PREFIX.get(prefix)
     category = CATEGORIES.get(str(vendor_category), "unknown")
-    activity = ACTIVITIES.get(verb, "other")
+    activity = ACTIVITIES.get(verb) or ("update" if verb.endswith("_changed") else "other")
     if prefix == "api_key":  # documented under Authentication, but it grants or revokes access
         category, vendor_category = "access_management", vendor_category or "auth"
         activity = {"created": "grant", "revoked": "revoke"}.get(verb, activity)

@@ -203,6 +203,7 @@ FAULTS = [
 ]  # fmt: skip
 
 
+@pytest.mark.integration
 def test_daemon_survives_garbage_over_http_and_loses_nothing(
     tmp_path: Path, codacy: EmulatorProcess, figures: Figures
 ) -> None:

@@ -1,4 +1,4 @@
-"""Promise 2 for every source's page walk, not only Codacy's: whatever the vendor answers,
+"""Promise 2 for every source's page walk: whatever the vendor answers,
 a poll yields pages or fails with a ``SourceError`` the poller logs, and stops.
 
 Each example draws a sequence of HTTP responses (any JSON, envelopes with fields of the
@@ -34,6 +34,7 @@ from forwarder.event import format_time, parse_time
 from forwarder.polling import Poller
 from forwarder.sources import codescoring, codestax
 from forwarder.sources.base import Page
+from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
@@ -177,6 +178,24 @@ async def drain(source: Any, organization: str, replay: Replay) -> None:
             )
     finally:
         await walkable.close()
+
+
+# --- Codacy -------------------------------------------------------------------------------
+codacy_entries = st.lists(
+    vendor_entry("id", "timestamp", action=text | anything, actor=anything, result=anything, details=anything),
+    max_size=4,
+)
+codacy_pagination = st.fixed_dictionaries({}, optional={"cursor": anything, "limit": anything, "total": anything})
+codacy_envelope = {"data": codacy_entries | anything, "pagination": codacy_pagination | anything}
+codacy_bodies = codacy_entries | st.fixed_dictionaries({}, optional=codacy_envelope) | anything
+
+
+@PROPERTY
+@given(answers=sequences(codacy_bodies))
+def test_codacy_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
+    config = CodacyConfig(type="codacy", base_url="http://codacy.invalid/api/v3", api_token="t",
+                          organizations=["gh/acme"], slice_hours=12, **FAST)  # fmt: skip
+    asyncio.run(drain(CodacySource("codacy", config), "gh/acme", Replay(answers, "to", int)))
 
 
 # --- ConfigCat ----------------------------------------------------------------------------

@@ -356,3 +356,12 @@ def test_a_lookback_past_retention_days_is_said_not_silently_cut() -> None:
         CodeStaxSource("cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365,
                                                                   retention_days=365)))  # fmt: skip
     assert [e["retention_days"] for e in logs if "retention_days" in e["event"]] == [90.0]
+
+
+def test_any_changed_verb_is_an_update_and_denied_or_rejected_a_failure() -> None:
+    observed = datetime.now(UTC)
+    base = {"id": 1, "timestamp": "2026-11-24T10:00:00Z", "user": {"email": "a@example.com"}}
+    changed = normalize_entry("codestax", "acme", {**base, "action": "repository.branch_changed"}, "k", observed)
+    assert (changed["activity"], changed["outcome"]) == ("update", "success")
+    for action in ("auth.access_denied", "settings.change_rejected"):
+        assert normalize_entry("codestax", "acme", {**base, "action": action}, "k", observed)["outcome"] == "failure"
