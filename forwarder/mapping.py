@@ -185,3 +185,11 @@ def validate_mapping(value: dict[str, FieldSpec | str]) -> dict[str, FieldSpec]:
                 raise ValueError(f"mapping {name}: {', '.join(bad)} not among {', '.join(sorted(allowed))}")
         out[name] = spec
     return out
+
+
+def entry_time(raw: Any, time_field: str) -> str:
+    """The entry's time as sent; a missing field says which setting to look at."""
+    value = get_path(raw, time_field)
+    if value is None or value == "":
+        raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
+    return str(value)

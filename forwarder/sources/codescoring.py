@@ -29,7 +29,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
-from forwarder.mapping import get_path
+from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms
@@ -197,14 +197,6 @@ def parse_message(message: str) -> tuple[Template | None, dict[str, Any]]:
                 fields["ldap_servers"] = fields["ldap_servers"].split(", ")
             return template, fields
     return None, {}
-
-
-def entry_time(raw: Any, time_field: str = "created_at") -> str:
-    """The entry's time as sent; a missing field says which setting to look at."""
-    value = get_path(raw, time_field)
-    if value is None or value == "":
-        raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
-    return str(value)
 
 
 def normalize_entry(

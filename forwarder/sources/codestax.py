@@ -26,7 +26,7 @@ import structlog
 from pydantic import Field, SecretStr
 
 from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
-from forwarder.mapping import get_path
+from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
@@ -145,14 +145,6 @@ ACTIVITIES = {
 }  # fmt: skip
 READS = {"read", "export"}  # findings read or exported are data access, not entity changes
 FAILURES = ("failed", "denied", "rejected", "login_failed")
-
-
-def entry_time(raw: Any, time_field: str = "timestamp") -> str:
-    """The entry's time as sent; a missing field says which setting to look at."""
-    value = get_path(raw, time_field)
-    if value is None or value == "":
-        raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
-    return str(value)
 
 
 def normalize_entry(
