@@ -55,6 +55,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_cpu.set_title("CPU s per 100k events (red: target)")
     ax_rss.bar(list(sinks), [s["peak_rss_mb"] for s in sinks.values()], color="tab:blue")
     ax_rss.axhline(TARGET_PEAK_RSS_MB, color="tab:red", linestyle="dashed")
+    ax_rss.set_ylim(0, 1.1 * max(TARGET_PEAK_RSS_MB, *(s["peak_rss_mb"] for s in sinks.values())))
     ax_rss.set_title("Forwarder peak RSS MB (red: target)")
     for i, sink in enumerate(sinks.values()):
         ax_live.bar([i - 0.2, i + 0.2], [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0], width=0.4,
@@ -64,7 +65,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_live.set_xticks(range(len(sinks)), list(sinks))
     ax_live.set_title("Live latency p50 / p99 s (red: interval + 1 s)")
     for ax in (ax_rate, ax_cpu, ax_rss, ax_live):
-        ax.tick_params(axis="x", labelrotation=30)
+        plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     events = results["machine"]["events"]
     fig.suptitle(f"audit-forwarder benchmark: {events:,} Codacy entries, {results['machine']['cpu_model']}")
     fig.tight_layout()
