@@ -34,10 +34,11 @@ import orjson
 from bench.baselines import fetch_pages
 from bench.emulators import CountingHecReceiver, FastCodacyEmulator
 from bench.run import ORG, RESULTS, SPAN_S, windows
+from forwarder.chunks import Chunks
 from forwarder.emulators.base import start_in_thread
 from forwarder.event import content_ids, parse_ms
 from forwarder.formats import get_formatter
-from forwarder.journal import Chunks, Journal
+from forwarder.journal import Journal
 from forwarder.polling import Poller
 from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence

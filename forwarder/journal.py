@@ -8,12 +8,11 @@ Rules that carry the delivery guarantee (``docs/guarantees.md``):
   confirmation, so a restart resumes every sink where it stopped.
 * An event is deleted only once every configured sink's offset is past it.
 
-Events are stored in chunks: one row holds up to ``CHUNK_MAX_EVENTS`` consecutive events of
-one page (their JSON, one per line, which orjson's output never contains, plus columns of
-their ids, vendors, times, actions, categories and outcomes), so writing, reading
-and pruning cost one SQLite row per chunk instead of one per event (a row per event was a
-third of the forwarder's CPU). Sinks still confirm per event: an offset may point into a
-chunk, and a chunk is deleted once every sink's offset is past its last event.
+Events are stored in chunks (``forwarder.chunks``): one row holds up to a thousand consecutive
+events of one page, so writing, reading and pruning cost one SQLite row per chunk instead of
+one per event (a row per event was a third of the forwarder's CPU). Sinks still confirm per
+event: an offset may point into a chunk, and a chunk is deleted once every sink's offset is
+past its last event.
 
 SQLite in WAL mode with ``synchronous=FULL``: a committed append survives a crash and a power
 cut. Offset commits and prunes skip the fsync (``_transaction(durable=False)``): losing one
@@ -33,17 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
+from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
 from forwarder.event import json_safe
 from sinks.base import Record, summary
 
 STATE_VERSION = 2
 T = TypeVar("T")
-CHUNK_MAX_EVENTS = 1000
-CHUNK_MAX_BYTES = 1 << 20
 _DECODED_CHUNKS = 4  # chunks kept parsed for the sinks that read them next (a few MB)
 
 _SCHEMA = """
@@ -73,18 +71,6 @@ class StateError(Exception):
 
 class DiskFullError(Exception):
     """Writing the journal failed for lack of space: nothing was committed, the cursor did not move."""
-
-
-class JournalEntry(NamedTuple):
-    """A tuple (built once per event; a frozen dataclass's __init__ cost as much as the dump)."""
-
-    event_id: str
-    vendor: str
-    time_ms: int
-    data: bytes
-    action: Any = None  # these three are kept beside the JSON for the sinks (see ``Record``)
-    category: Any = None
-    outcome: Any = None
 
 
 @dataclass(frozen=True)
@@ -508,67 +494,6 @@ class Journal:
     def delete_dead_letters_sync(self, ids: Sequence[int]) -> int:
         cur = self.db.executemany("DELETE FROM dead_letters WHERE id=?", [(i,) for i in ids])
         return int(cur.rowcount)
-
-
-class Chunks:
-    """A page's events cut into chunks as they arrive. Each event's JSON is copied into the
-    chunk's buffer at once: orjson hands back each one in a 4 KiB allocation, and a chunk's
-    thousand of them held apart cost four times the chunk's size (and a page fault each)."""
-
-    def __init__(self) -> None:
-        self.done: list[tuple[list[list[Any]], bytes]] = []  # (columns, the events' JSON lines)
-        self.count = 0
-        self._reset()
-
-    def _reset(self) -> None:
-        self._fields: list[tuple[Any, ...]] = []  # JournalEntry's fields but data, per event
-        self._buffer = bytearray()  # the events' JSON, each followed by a LF
-
-    def add(self, fields: tuple[str, str, int, Any, Any, Any], data: bytes) -> None:
-        """``fields``: event_id, vendor, time_ms, action, category, outcome. ``data`` is one line of
-        JSON (orjson never writes a raw LF); a LF would split it in two when read back."""
-        if 10 in data:  # a LF byte; ``b"\n" in data`` first tries b"\n" as an int and formats a TypeError (8x slower)
-            raise ValueError("an event's JSON holds a line feed")
-        self._fields.append(fields)
-        buffer = self._buffer
-        buffer += data
-        buffer += b"\n"
-        self.count += 1
-        if len(self._fields) >= CHUNK_MAX_EVENTS or len(buffer) >= CHUNK_MAX_BYTES:
-            self.cut()
-
-    def cut(self) -> None:
-        if self._fields:
-            columns = [list(column) for column in zip(*self._fields, strict=True)]
-            del self._buffer[-1]
-            self.done.append((columns, bytes(self._buffer)))
-            self._reset()
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[JournalEntry]:
-        self.cut()
-        for (ids, vendors, times, actions, categories, outcomes), data in self.done:
-            yield from map(JournalEntry, ids, vendors, times, data.split(b"\n"), actions, categories, outcomes)
-
-    @classmethod
-    def of(cls, entries: Iterable[JournalEntry]) -> Chunks:
-        chunks = cls()
-        for e in entries:
-            chunks.add((e.event_id, e.vendor, e.time_ms, e.action, e.category, e.outcome), e.data)
-        return chunks
-
-    def rows(self, first_seq: int, source: str, organization: str, now: float) -> list[tuple[Any, ...]]:
-        """Rows of the chunks table, numbered from ``first_seq``."""
-        self.cut()
-        rows: list[tuple[Any, ...]] = []
-        for columns, data in self.done:
-            last_seq = first_seq + len(columns[0]) - 1
-            meta = bytes(memoryview(orjson.dumps(columns)))  # orjson's buffer is up to twice the size
-            rows.append((first_seq, last_seq, source, organization, now, len(data), meta, data))
-            first_seq = last_seq + 1
-        return rows
 
 
 def _quarantine_json(raw: Any) -> bytes:

@@ -19,8 +19,9 @@ import orjson
 import structlog
 
 from forwarder import metrics
+from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
-from forwarder.journal import Chunks, DiskFullError, Journal
+from forwarder.journal import DiskFullError, Journal
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
 from sinks.base import summary

@@ -29,8 +29,9 @@ from typing import Any, cast
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from forwarder.chunks import Chunks
 from forwarder.daemon import Daemon
-from forwarder.journal import Chunks, Journal
+from forwarder.journal import Journal
 from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder import journal as journal_module
-from forwarder.journal import Journal, JournalEntry, StateError
+from forwarder import chunks as chunks_module
+from forwarder.chunks import JournalEntry
+from forwarder.journal import Journal, StateError
 
 
 def entries(n: int, start: int = 0) -> list[JournalEntry]:
@@ -65,7 +66,7 @@ async def test_prune_waits_for_the_slowest_sink(tmp_path: Path) -> None:
 
 
 async def test_chunks_are_cut_and_read_from_any_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "CHUNK_MAX_EVENTS", 3)
+    monkeypatch.setattr(chunks_module, "CHUNK_MAX_EVENTS", 3)
     journal = await open_journal(tmp_path / "j.sqlite3")
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(8), {"w": 1})
@@ -86,8 +87,8 @@ async def test_chunks_are_cut_and_read_from_any_offset(tmp_path: Path, monkeypat
 
 
 def test_chunks_cut_by_size_keep_every_line_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal_module, "CHUNK_MAX_BYTES", 40)
-    chunks = journal_module.Chunks.of(entries(7))  # 13-byte lines, 14 with their LF
+    monkeypatch.setattr(chunks_module, "CHUNK_MAX_BYTES", 40)
+    chunks = chunks_module.Chunks.of(entries(7))  # 13-byte lines, 14 with their LF
     chunks.cut()
     assert [len(columns[0]) for columns, _ in chunks.done] == [3, 3, 1]
     assert chunks.done[0][1] == b'{"id":"id-0"}\n{"id":"id-1"}\n{"id":"id-2"}'
@@ -161,7 +162,7 @@ CREATE TABLE sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 def test_a_line_feed_in_an_events_json_is_refused() -> None:
     """Chunks keep one event per line: a LF inside would split it when read back (the poller
     quarantines such an event; orjson never writes one)."""
-    chunks = journal_module.Chunks()
+    chunks = chunks_module.Chunks()
     with pytest.raises(ValueError, match="line feed"):
         chunks.add(("id", "codacy", 0, None, None, None), b'{"a":\n1}')
     assert len(chunks) == 0

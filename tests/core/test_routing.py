@@ -15,9 +15,10 @@ import orjson
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from forwarder.chunks import JournalEntry
 from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.event import make_event
-from forwarder.journal import Journal, JournalEntry
+from forwarder.journal import Journal
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
 from sinks.base import DeliveryReport, Record, record_of
 from sinks.file import FileSink, FileSinkConfig

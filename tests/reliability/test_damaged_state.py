@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from forwarder.journal import Journal, JournalEntry
+from forwarder.chunks import JournalEntry
+from forwarder.journal import Journal
 from tests.helpers.daemon import cli
 from tests.reliability.conftest import Figures, codacy_source, file_sink, make_config
 
