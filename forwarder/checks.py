@@ -26,6 +26,8 @@ CHECK_ATTEMPTS = 2  # a vendor's passing blip is retried once; an unreachable on
 async def _probe(kind: str, name: str, probe: Callable[[], Awaitable[str]]) -> tuple[bool, str]:
     try:
         detail = await asyncio.wait_for(probe(), timeout=PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return False, f"FAIL {kind} {name}: no answer within {PROBE_TIMEOUT_S} s"
     except Exception as exc:
         return False, f"FAIL {kind} {name}: {scrub(str(exc) or type(exc).__name__)}"
     return True, f"ok   {kind} {name}: {detail}"
@@ -70,7 +72,9 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
 
 def _factories(settings: Settings) -> Iterator[tuple[str, str, Callable[[], Source | Sink]]]:
     for name, source in settings.sources.items():
-        source = source.model_copy(update={"max_attempts": min(source.max_attempts, CHECK_ATTEMPTS)})
+        attempts = min(source.max_attempts, CHECK_ATTEMPTS)  # each within its share of the probe's time
+        source = source.model_copy(update={"max_attempts": attempts,
+                                           "timeout_s": min(source.timeout_s, PROBE_TIMEOUT_S / (attempts + 1))})
         yield "source", name, partial(build, SOURCES, name, source)
     for name, sink in settings.sinks.items():
         yield "sink", name, partial(build, SINKS, name, sink)

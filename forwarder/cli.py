@@ -134,7 +134,8 @@ def check(ctx: click.Context) -> None:
     """Validate the configuration, then try every source's credentials and every sink.
 
     All components are tried at once; a request is retried at most once, so an unreachable
-    vendor fails within seconds instead of after the source's full retry policy.
+    vendor fails within seconds and one that never answers within a minute, instead of
+    after the source's full retry policy.
 
     \b
     Example:

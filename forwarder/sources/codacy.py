@@ -17,11 +17,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.event import SCHEMA_VERSION, content_ids, event_time, format_observed, parse_ms
+from forwarder.event import SCHEMA_VERSION, event_time, format_observed, parse_ms
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
 
 log = structlog.get_logger("forwarder.sources.codacy")
 RETENTION_MS = 365 * 24 * 3600 * 1000
@@ -163,11 +163,10 @@ class CodacySource:
     def organizations(self) -> list[str]:
         return list(self.config.organizations)
 
-    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> list[list[Any]]:
-        """Every response of the window, each apart (twins are numbered within one response)."""
+    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> list[Any]:
         path = f"/organizations/{organization}/audit"
         params: dict[str, Any] = {"from": lo_ms, "to": hi_ms}
-        responses: list[list[Any]] = []
+        items: list[Any] = []
         for _ in range(10_000):  # a page that repeats forever must not loop forever
             body = await self.fetcher.get_json(organization, path, params)
             if isinstance(body, list):
@@ -185,9 +184,9 @@ class CodacySource:
                     f"Codacy answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries or a {data, pagination} envelope"
                 )
-            responses.append(page)
+            items.extend(page)
             if not cursor or not page:
-                return responses
+                return items
             if cursor == params.get("cursor") or not isinstance(cursor, str | int):
                 # Ending here would skip the rest of the window for good: fail, retry next cycle.
                 raise MalformedResponse(
@@ -208,20 +207,9 @@ class CodacySource:
             vendor="codacy", source=self.name, organization=organization,
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=now - RETENTION_MS,
         )  # fmt: skip
-
-        def hashes(items: list[Any]) -> list[str]:
-            return content_ids("codacy", organization, items)
-
         for lo, hi in slices(start, end, int(cfg.slice_hours * 3_600_000)):
-            responses = await self.fetch(organization, lo, hi)
-            items = [item for response in responses for item in response]
-            for item in items:
-                if not isinstance(item, dict):
-                    raise MalformedResponse(
-                        f"Codacy sent a {type(item).__name__} where an audit entry belongs"
-                    )
-            keys = [key for response in responses for key in response_keys(response, hashes)]
-            del responses
+            items = await self.fetch(organization, lo, hi)
+            keys = entry_keys("codacy", "Codacy", organization, items, None, "")
             fresh: list[tuple[Any, str]] = []
             new_keys: dict[str, int] = {}
             recent = state.recent

@@ -314,7 +314,7 @@ class CodescoringSource:
         at the end of an oldest-first listing."""
         per_page = self.config.per_page
         newest_first = self.config.order == "newest_first"
-        found: dict[str, tuple[Any, str, int]] = {}
+        walked: list[tuple[Any, int]] = []
         seen: set[str] = set()
         previous: int | None = None  # time of the last parseable entry walked, across pages
         out_of_order = descending = False
@@ -328,7 +328,6 @@ class CodescoringSource:
                     f"Codescoring sent page {page} with only entries already seen for installation "
                     f"{organization!r}; the walk stops instead of looping"
                 )
-            seen.update(keys)
             reached_floor = False
             for item, key in zip(items, keys, strict=True):
                 try:
@@ -336,14 +335,16 @@ class CodescoringSource:
                 except ValueError:
                     ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
                 else:
-                    if previous is not None:
-                        out_of_order |= ts > previous
-                        descending |= ts < previous
-                    previous = ts
+                    if key not in seen:  # an entry a page shift repeats says nothing of the order
+                        if previous is not None:
+                            out_of_order |= ts > previous
+                            descending |= ts < previous
+                        previous = ts
                 if ts < floor:
                     reached_floor = True
                 elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled
-                    found.setdefault(key, (item, key, ts))
+                    walked.append((item, ts))
+            seen.update(keys)
             if reached_floor and newest_first and not out_of_order:
                 break
             if not items or more is False or (more is None and len(items) < per_page):
@@ -363,6 +364,10 @@ class CodescoringSource:
                 "order: newest_first would stop walks at the watermark",
                 source=self.name, installation=organization,
             )  # fmt: skip
+        found: dict[str, tuple[Any, str, int]] = {}  # keyed over the whole walk: no twin is lost
+        for (item, ts), key in zip(walked, self._keys(organization, [i for i, _ in walked], self.config.id_field),
+                                   strict=True):  # fmt: skip
+            found.setdefault(key, (item, key, ts))
         return list(found.values())
 
     @staticmethod

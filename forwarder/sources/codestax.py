@@ -281,7 +281,8 @@ class CodeStaxSource:
                             (cfg.repository_param, cfg.repository)):  # fmt: skip
             if value:
                 params[name] = value
-        items: list[tuple[Any, str]] = []
+        items: list[Any] = []
+        seen: set[str] = set()
         for page in range(MAX_PAGES):
             body = await self.fetcher.get_json(
                 organization, cfg.path, {**params, "skip": page * cfg.limit, "limit": cfg.limit}
@@ -292,14 +293,15 @@ class CodeStaxSource:
                     "expected a list of audit entries"
                 )
             keys = _keys(organization, body, cfg.id_field)
-            if page and body and set(keys) <= {key for _, key in items}:
+            if page and body and set(keys) <= seen:
                 raise MalformedResponse(
                     f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "
                     f"{organization!r}; the walk stops instead of looping"
                 )
-            items.extend(zip(body, keys, strict=True))
-            if len(body) < cfg.limit:
-                return items
+            seen.update(keys)
+            items.extend(body)
+            if len(body) < cfg.limit:  # keyed over the whole walk: no twin is lost
+                return list(zip(items, _keys(organization, items, cfg.id_field), strict=True))
         raise MalformedResponse(f"CodeStax paging for organization {organization!r} never ended")
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
@@ -313,9 +315,10 @@ class CodeStaxSource:
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
         )  # fmt: skip
         start = max(state.watermark_ms - overlap, oldest)
-        outside = 0
+        warned = False
         for lo, hi in slices(start, now - int(cfg.lag_s * 1000), int(cfg.slice_hours * 3_600_000)):
             fresh: dict[str, tuple[Any, int]] = {}
+            outside = 0
             for item, key in await self.fetch(organization, lo, hi):
                 if key in state.recent or key in fresh:
                     continue  # re-read from the overlap, a slice boundary, or a page shift
@@ -327,16 +330,17 @@ class CodeStaxSource:
                     outside += 1  # sends everything, and each slice would journal it again
                     continue
                 fresh[key] = (item, ts)
+            if outside and not warned:  # at once: such a walk may spend the budget before the poll ends
+                warned = True
+                log.warning(
+                    "CodeStax sent entries outside the window asked for; they were skipped. The server "
+                    "ignores the time filter: check start_param and end_param",
+                    source=self.name, organization=organization, entries=outside,
+                )  # fmt: skip
             ordered = sorted(fresh.items(), key=lambda kv: (kv[1][1], kv[0]))
             state.advance(hi, {key: ts for key, (_, ts) in ordered}, overlap)
             yield Page(entries=[(item, key) for key, (item, _) in ordered], cursor=state.dump(), extra_events=extra)
             extra = []
-        if outside:
-            log.warning(
-                "CodeStax sent entries outside the windows asked for; they were skipped. The server "
-                "ignores the time filter: check start_param and end_param",
-                source=self.name, organization=organization, entries=outside,
-            )  # fmt: skip
         if extra:  # nothing to walk (lag longer than the run's window), but the gap is still news
             state.watermark_ms = max(state.watermark_ms, oldest)
             yield Page(entries=[], cursor=state.dump(), extra_events=extra)

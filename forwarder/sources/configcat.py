@@ -236,8 +236,7 @@ class ConfigCatSource:
             return f"/{version}/products/{unit.removeprefix(PRODUCT_PREFIX)}/auditlogs"
         return f"/{version}/organizations/{unit}/auditlogs"
 
-    async def fetch(self, unit: str, lo_ms: int, hi_ms: int) -> list[list[Any]]:
-        """Every response of the window, each apart (twins are numbered within one response)."""
+    async def fetch(self, unit: str, lo_ms: int, hi_ms: int) -> list[Any]:
         cfg = self.config
         params: dict[str, Any] = {"fromUtcDateTime": format_ms(lo_ms), "toUtcDateTime": format_ms(hi_ms)}
         filters = {"productId": cfg.product_id, "configId": cfg.config_id,
@@ -248,8 +247,8 @@ class ConfigCatSource:
             body = await self.fetcher.get_json(unit, path, params)
             if not isinstance(body, list):
                 raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
-            return [body]
-        responses: list[list[Any]] = []
+            return body
+        items: list[Any] = []
         for page_number in range(1, cfg.max_pages + 1):
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
                                                             "pageSize": cfg.page_size})  # fmt: skip
@@ -263,14 +262,14 @@ class ConfigCatSource:
                 )
             data = body.get("data") or []
             paging = body.get("paging") or {}
-            responses.append(data)
+            items.extend(data)
             current, total = paging.get("currentPage", page_number), paging.get("totalPages")
             if (
                 not data
                 or paging.get("hasNext") is False
                 or (isinstance(total, int) and isinstance(current, int) and current >= total)
             ):
-                return responses
+                return items
         raise SourceError(
             f"ConfigCat paging for {unit!r} went past max_pages={cfg.max_pages} in one window; "
             "lower window_days or raise max_pages"
@@ -289,18 +288,18 @@ class ConfigCatSource:
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
         )  # fmt: skip
         for lo, hi in slices(start, end, int(cfg.window_days * DAY_MS)):
+            items = await self.fetch(organization, lo, hi)
             new_keys: dict[str, int] = {}
             fresh: list[tuple[Any, str]] = []
-            for response in await self.fetch(organization, lo, hi):
-                for item, key in zip(response, self._keys(organization, response), strict=True):
-                    if key in state.recent or key in new_keys:
-                        continue
-                    try:
-                        ts = parse_ms(str(item.get("auditLogDateTime")))
-                    except ValueError:
-                        ts = hi  # quarantined by normalize, remembered until it leaves the overlap
-                    new_keys[key] = ts
-                    fresh.append((item, key))
+            for item, key in zip(items, self._keys(organization, items), strict=True):
+                if key in state.recent or key in new_keys:
+                    continue
+                try:
+                    ts = parse_ms(str(item.get("auditLogDateTime")))
+                except ValueError:
+                    ts = hi  # quarantined by normalize, remembered until it leaves the overlap
+                new_keys[key] = ts
+                fresh.append((item, key))
             fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1].rjust(40)))  # ids numerically
             state.advance(hi, new_keys, overlap)
             yield Page(entries=fresh, cursor=state.dump(), extra_events=gap)

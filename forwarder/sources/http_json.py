@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import content_ids, format_time, parse_time
+from forwarder.event import format_time, parse_time
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
@@ -186,8 +186,7 @@ class HttpJsonSource:
             self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep
         )
 
-    async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[list[Any]]:
-        """Every response of the window, each apart (twins are numbered within one response)."""
+    async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
         cfg, pg = self.config, self.config.pagination
         url = cfg.url.replace("{organization}", quote(organization, safe="/@:"))
         params: dict[str, Any] = dict(cfg.params)
@@ -198,7 +197,7 @@ class HttpJsonSource:
         last: list[httpx.Response] = []
         fetcher = self._fetcher(last)
         page_no, offset = pg.first_page, 0
-        responses: list[list[Any]] = []
+        records: list[Any] = []
         next_url: str | None = None  # a next link carries its own query
         for _ in range(pg.max_pages):
             query = dict(params)
@@ -216,21 +215,21 @@ class HttpJsonSource:
                     f"{cfg.vendor} sent {type(page).__name__} {where} for organization {organization!r}, "
                     "expected a list of records; check records_path"
                 )
-            responses.append(page)
+            records.extend(page)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
             if not page or pg.style == "none" or has_next is False:
-                return responses
+                return records
             if pg.style in ("page_number", "offset"):
                 total = get_path(body, pg.total_pages_path) if pg.total_pages_path else None
                 done_by_total = isinstance(total, int) and page_no - pg.first_page + 1 >= total
                 if done_by_total or (pg.stop_on_short_page and len(page) < pg.page_size):
-                    return responses
+                    return records
                 page_no, offset = page_no + 1, offset + len(page)
                 continue
             if pg.style == "cursor":
                 token = get_path(body, pg.next_path)
                 if token in (None, "") or token == params.get(pg.cursor_param):
-                    return responses
+                    return records
                 params[pg.cursor_param] = token
                 continue
             nxt = (
@@ -239,7 +238,7 @@ class HttpJsonSource:
                 else next_link(last[0].headers.get("Link") if last else None)
             )
             if not nxt or not isinstance(nxt, str):
-                return responses
+                return records
             base = last[0].url if last else httpx.URL(url)
             if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
                 base = base.copy_remove_param(cfg.auth.param)
@@ -250,7 +249,7 @@ class HttpJsonSource:
                     f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
                 ) from None
             if joined == str(base):
-                return responses
+                return records
             if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
                 raise MalformedResponse(
                     f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
@@ -289,29 +288,25 @@ class HttpJsonSource:
             gap = []
 
     def _page(
-        self, organization: str, responses: list[list[Any]], state: WindowCursor, lo: int, hi: int, overlap: int,
+        self, organization: str, items: list[Any], state: WindowCursor, lo: int, hi: int, overlap: int,
         gap: list[dict[str, Any]],
     ) -> Page:  # fmt: skip
         cfg = self.config
-
-        def hashes(items: list[Any]) -> list[str]:
-            return content_ids(cfg.vendor, organization, items)
 
         def vendor_id(item: Any) -> str | None:
             ident = get_path(item, cfg.id_field)
             return None if ident in (None, "") else f"{cfg.vendor}:{ident}"
 
+        keys = response_keys(items, cfg.vendor, organization, vendor_id if cfg.id_field else None)
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         first, last = sent_window(lo, hi, cfg.window_format)
-        for response in responses:
-            for item, key in zip(response, response_keys(response, hashes, vendor_id if cfg.id_field else None),
-                                 strict=True):  # fmt: skip
-                ts = self._time_ms(item, hi)
-                if key in state.recent or key in new_keys or not first <= ts <= last:
-                    continue  # seen, or outside the window (an API that ignores the time filter)
-                new_keys[key] = ts
-                fresh.append((item, key))
+        for item, key in zip(items, keys, strict=True):
+            ts = self._time_ms(item, hi)
+            if key in state.recent or key in new_keys or not first <= ts <= last:
+                continue  # seen, or outside the window (an API that ignores the time filter)
+            new_keys[key] = ts
+            fresh.append((item, key))
         fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1]))
         state.advance(hi, new_keys, overlap)
         return Page(entries=fresh, cursor=state.dump(), extra_events=gap)

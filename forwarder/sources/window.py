@@ -53,9 +53,10 @@ def slices(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, int]
 
 
 def with_occurrence(keys: list[str]) -> list[str]:
-    """Two byte-identical entries in one response stay two events: the second gets ``#1``.
-    Only within one response: the same entry on the next page of a walk was pushed there by
-    an entry written meanwhile, and numbered it would be journaled again under a new id."""
+    """Two byte-identical entries in one walk stay two events: the second gets ``#1``. Counted
+    over the whole walk, not per response: with a keyset cursor a twin on the next page is a
+    real second event, and only a duplicate (never a loss) comes of an entry that an offset
+    page shift shows twice."""
     seen: dict[str, int] = {}
     out = []
     for key in keys:
@@ -66,31 +67,41 @@ def with_occurrence(keys: list[str]) -> list[str]:
 
 
 def response_keys(
-    items: list[Any], hashes: Callable[[list[Any]], list[str]], vendor_id: Callable[[Any], str | None] | None = None
+    items: list[Any], vendor: str, organization: str, vendor_id: Callable[[Any], str | None] | None = None
 ) -> list[str]:
-    """The key of each entry of one response: the vendor's id where it has one (an id seen twice
-    is one event, never numbered), else a hash of the entry, twins numbered."""
+    """The key of each entry of one walk: the vendor's id where it has one, else a hash of the
+    entry, twins numbered. An id seen again with the same content is the same event (a page
+    shift showed it twice); with other content it is numbered, since dropping it could lose one."""
     if vendor_id is None:
-        return with_occurrence(hashes(items))
+        return with_occurrence(content_ids(vendor, organization, items))
     ids = [vendor_id(item) for item in items]
-    hashed = iter(with_occurrence(hashes([item for item, ident in zip(items, ids, strict=True) if ident is None])))
-    return [ident if ident is not None else next(hashed) for ident in ids]
+    unkeyed = [item for item, ident in zip(items, ids, strict=True) if ident is None]
+    hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed)))
+    versions: dict[str, list[Any]] = {}
+    out = []
+    for item, ident in zip(items, ids, strict=True):
+        if ident is None:
+            out.append(next(hashed))
+            continue
+        seen = versions.setdefault(ident, [])
+        n = next((n for n, earlier in enumerate(seen) if earlier == item), len(seen))
+        if n == len(seen):
+            seen.append(item)
+        out.append(ident if n == 0 else f"{ident}#{n}")
+    return out
 
 
 def entry_keys(
     vendor: str, label: str, organization: str, items: list[Any], id_field: str | None, id_prefix: str
 ) -> list[str]:
-    """Keys of one response of entries that must be objects: ``id_prefix`` and the vendor's id
-    at ``id_field`` where the entry has one, else a hash of the whole entry."""
+    """``response_keys`` for entries that must be objects, the id at ``id_field`` (an empty one
+    is none) after ``id_prefix``."""
     for item in items:
         if not isinstance(item, dict):
             raise MalformedResponse(f"{label} sent a {type(item).__name__} where an audit entry belongs")
 
     def vendor_id(item: Any) -> str | None:
         ident = get_path(item, id_field)
-        return None if ident is None else f"{id_prefix}{ident}"
+        return None if ident in (None, "") else f"{id_prefix}{ident}"
 
-    def hashes(hashed: list[Any]) -> list[str]:
-        return content_ids(vendor, organization, hashed)
-
-    return response_keys(items, hashes, vendor_id if id_field else None)
+    return response_keys(items, vendor, organization, vendor_id if id_field else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -227,11 +229,21 @@ async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Pat
     from forwarder.checks import CHECK_ATTEMPTS, run_checks
     from tests.helpers.raw_http import raw_http_server
 
-    requests = 0
+    requests = waiting = most_waiting = 0
+    both = asyncio.Event()
 
     async def unavailable(writer: Any) -> None:
-        nonlocal requests
+        """Holds each answer until the other source's request is in too (or 5 s): probes one after
+        the other would never have two waiting at once."""
+        nonlocal requests, waiting, most_waiting
         requests += 1
+        waiting += 1
+        most_waiting = max(most_waiting, waiting)
+        if waiting >= 2:
+            both.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(both.wait(), 5)
+        waiting -= 1
         writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         await writer.drain()
 
@@ -248,3 +260,4 @@ async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Pat
     heads = [line.split(":")[0] for line in lines]  # in configuration order, whatever finished first
     assert heads == ["ok   state dir", "FAIL source b", "FAIL source a", "ok   sink out"]
     assert requests == 2 * CHECK_ATTEMPTS
+    assert most_waiting == 2

@@ -16,6 +16,8 @@ from structlog.testing import capture_logs
 
 from forwarder.daemon import Daemon
 from forwarder.settings import load_settings
+from forwarder.sources import SOURCES
+from forwarder.sources.codacy import CodacySource
 from sinks.registry import SINKS
 from sinks.syslog import SyslogSink
 from tests.helpers.daemon import cli, read_ndjson, write_config
@@ -196,11 +198,18 @@ def test_a_source_that_cannot_be_built_stops_start_up_with_its_name(tmp_path: Pa
     assert "Traceback" not in result.stderr and TOKEN not in result.stderr
 
 
-class ThreadRecordingSink(SyslogSink):
-    built_in: list[str] = []
+BUILT_IN: list[str] = []  # the threads the constructors below ran in
 
+
+class ThreadRecordingSink(SyslogSink):
     def __init__(self, name: str, config: Any) -> None:
-        ThreadRecordingSink.built_in.append(threading.current_thread().name)
+        BUILT_IN.append(threading.current_thread().name)
+        super().__init__(name, config)
+
+
+class ThreadRecordingSource(CodacySource):
+    def __init__(self, name: str, config: Any) -> None:
+        BUILT_IN.append(threading.current_thread().name)
         super().__init__(name, config)
 
 
@@ -209,12 +218,13 @@ async def test_sources_and_sinks_are_built_off_the_event_loop(
 ) -> None:
     """Each httpx client loads the CA bundle when built: on the loop, a reload stalled every sink."""
     monkeypatch.setitem(SINKS, "syslog", (SINKS["syslog"][0], ThreadRecordingSink))
+    monkeypatch.setitem(SOURCES, "codacy", (SOURCES["codacy"][0], ThreadRecordingSource))
     cfg = write(tmp_path, free_port(), {"main": source("http://127.0.0.1:9", "gh/acme")},
                 {"extra": {"type": "syslog", "host": "127.0.0.1"}})  # fmt: skip
     daemon = Daemon(load_settings(cfg), config_path=cfg)
     pollers, workers = await daemon._build(daemon.settings, ["main"], ["extra"])
     try:
-        assert ThreadRecordingSink.built_in and threading.main_thread().name not in ThreadRecordingSink.built_in
+        assert len(BUILT_IN) == 2 and threading.main_thread().name not in BUILT_IN
         assert list(pollers) == ["main"] and list(workers) == ["extra"]
     finally:
         await pollers["main"].source.close()

@@ -16,7 +16,13 @@ from structlog.testing import capture_logs
 
 from forwarder.emulators.codescoring import format_created_at
 from forwarder.event import NormalizedEvent
-from forwarder.sources.codescoring import TEMPLATES, CodescoringSource, normalize_entry, parse_message
+from forwarder.sources.codescoring import (
+    TEMPLATES,
+    CodescoringConfig,
+    CodescoringSource,
+    normalize_entry,
+    parse_message,
+)
 from tests.helpers.daemon import delivered_ids as ids
 from tests.helpers.daemon import file_sink_config as config
 from tests.helpers.daemon import once_ok as once
@@ -285,3 +291,34 @@ def test_an_entry_without_its_time_field_says_which_setting_to_check() -> None:
     assert event["time"] == "2026-01-20T07:15:30.000Z"
     assert CodescoringSource._keys("acme", [raw]) == ["codescoring:acme:7"]
     assert CodescoringSource._keys("acme", [raw], "uid")[0].count(":") == 1  # no such id: the content hash
+
+
+async def test_a_page_shift_does_not_look_like_an_oldest_first_listing() -> None:
+    """Entries written during a newest-first walk repeat older ones on the next page: those
+    repeats say nothing of the order (unit: stubbed pages)."""
+    from forwarder.event import format_ms
+
+    t0 = 1_700_000_000_000
+
+    def entry(i: int) -> dict[str, Any]:
+        return {"id": i, "created_at": format_ms(t0 + i * 1000), "actor": "a", "message": "User logged in"}
+
+    pages = {1: [entry(100), entry(99), entry(98)], 2: [entry(99), entry(98), entry(97)],
+             3: [entry(96), entry(95), entry(94)], 4: [entry(93), entry(92), entry(91)]}  # fmt: skip
+    config = CodescoringConfig(type="codescoring", base_url="http://x.test", token="t", per_page=3)
+    src = CodescoringSource("cs", config)
+    fetched: list[int] = []
+
+    async def fetch_page(organization: str, page: int, per_page: int, window: Any) -> tuple[list[Any], None]:
+        fetched.append(page)
+        return pages.get(page, []), None
+
+    src.fetch_page = fetch_page  # type: ignore[method-assign]
+    try:
+        with capture_logs() as logs:
+            found = await src.walk("acme", t0 + 95_000, t0 + 200_000)
+    finally:
+        await src.close()
+    assert fetched == [1, 2, 3]  # stopped at the floor
+    assert sorted(key for _, key, _ in found) == sorted(f"codescoring:acme:{i}" for i in range(95, 101))
+    assert not [e for e in logs if "oldest first" in e["event"]]

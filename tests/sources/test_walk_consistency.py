@@ -1,4 +1,5 @@
-"""What a walk over several responses must get right, against the emulators over loopback:
+"""What a walk over several responses must get right, against the emulators over loopback
+(and two unit tests of the keys):
 an entry pushed onto the next page by one written meanwhile is one event, not two; a server
 that ignores the time filter does not get its entries journaled at every slice; an entry
 without the vendor's id is keyed on its content instead of failing the window for good."""
@@ -13,16 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from forwarder.emulators.base import Fault, start_in_thread
 from forwarder.emulators.codacy import CodacyEmulator
 from forwarder.emulators.codestax import DEFAULT_API_KEY, CodeStaxEmulator
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
+from forwarder.event import format_ms
 from forwarder.sources.base import Page
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.window import entry_keys, response_keys
 
 pytestmark = pytest.mark.integration
 
@@ -83,25 +87,31 @@ async def test_http_json_a_shifted_entry_with_an_id_is_one_event(serve: Any) -> 
     assert not [key for key in keys if "#" in key]
 
 
-async def test_codacy_envelope_a_shifted_entry_is_one_event(serve: Any) -> None:
+async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_loses_nothing(serve: Any) -> None:
+    """Entries without an id: a twin on the next page may be a real second event (a keyset
+    cursor shifts nothing), so twins are numbered over the whole walk; an entry that an
+    offset shift shows twice then comes twice, under ``#1``: a duplicate, never a loss."""
     emulator = CodacyEmulator()
     emulator.envelope, emulator.page_limit = True, 5
     now = int(time.time() * 1000)
     emulator.generate(12, orgs=["gh/acme"], span_s=3600, end_ms=now - 600_000)
+    entries = emulator.orgs[("gh", "acme")]
+    twin = dict(entries[-5])  # newest first: the last of page 1 and the first of page 2
+    entries.insert(len(entries) - 5, twin)
     url = serve(emulator)
     source = CodacySource("codacy", CodacyConfig(
         type="codacy", base_url=f"{url}/api/v3", api_token=emulator.token, organizations=["gh/acme"],
         initial_lookback_days=1, max_attempts=1,
     ))  # fmt: skip
     late = emulator.make_entry(now - 650_000)  # written late, inside the window, newer than most
-    after_first_response(source.client, lambda: emulator.orgs[("gh", "acme")].append(late))
+    after_first_response(source.client, lambda: entries.append(late))
     try:
         keys, _ = await keys_of(source.pages("gh/acme", None))
     finally:
         await source.close()
-    # each once; the late entry landed on the page already read: the next poll's overlap takes it
-    assert len(keys) == len(set(keys)) == 12
-    assert not [key for key in keys if "#" in key]
+    assert len(keys) == len(set(keys))
+    assert len({key.split("#")[0] for key in keys}) == 12  # every distinct entry
+    assert len([key for key in keys if key.endswith("#1")]) >= 1  # the twin kept as its own event
 
 
 async def test_codestax_entries_outside_the_window_are_not_journaled_again(serve: Any) -> None:
@@ -115,10 +125,12 @@ async def test_codestax_entries_outside_the_window_are_not_journaled_again(serve
         max_attempts=1,
     ))  # fmt: skip
     try:
-        first, cursor = await keys_of(source.pages("default", None))
+        with capture_logs() as logs:
+            first, cursor = await keys_of(source.pages("default", None))
         second, _ = await keys_of(source.pages("default", cursor))
     finally:
         await source.close()
+    assert len([e for e in logs if "ignores the time filter" in e["event"]]) == 1  # once a poll, not a slice
     assert Counter(first + second) == Counter(f"codestax:default:{e['id']}" for e in entries)
     assert second == []
 
@@ -146,3 +158,35 @@ async def test_configcat_an_entry_without_its_id_is_keyed_on_its_content(serve: 
     hashed = sorted(key for key in keys if key != "configcat:1")
     assert len(hashed) == 2 and hashed[1] == f"{hashed[0]}#1"  # twins in one response stay two events
     assert cursor is not None and cursor["watermark_ms"] > now - 3_600_000
+
+
+def test_keys_over_a_walk_number_twins_and_keep_an_id_once_per_content() -> None:
+    a, b, c = ({"timestamp": "2026-11-24T10:00:00Z", "action": name} for name in ("a", "b", "c"))
+    hashed = response_keys([a, b, dict(b), c], "codacy", "gh/acme")
+    assert len(set(hashed)) == 4 and hashed[2] == f"{hashed[1]}#1"  # a twin, wherever its page
+
+    same, changed = {"id": 7, "action": "x"}, {"id": 7, "action": "y"}
+    keys = entry_keys("acme", "Acme", "o", [same, dict(same), changed, {"id": "", "action": "z"}], "id", "acme:o:")
+    assert keys[:3] == ["acme:o:7", "acme:o:7", "acme:o:7#1"]  # a page shift's repeat is one event
+    assert keys[3].startswith("acme:") and keys[3] != "acme:o:"  # an empty id is no id
+
+
+async def test_codacy_twins_on_two_keyset_pages_are_both_journaled() -> None:
+    """A keyset cursor shifts nothing: a twin on the next page is a second event (unit: stubbed vendor)."""
+    now = int(time.time() * 1000)
+    a, b, c = ({"timestamp": format_ms(now - ms), "action": f"x.{n}", "result": "succeed"}
+               for n, ms in (("a", 7_000_000), ("b", 6_000_000), ("c", 5_000_000)))  # fmt: skip
+    source = CodacySource("codacy", CodacyConfig(type="codacy", api_token="t", organizations=["gh/acme"],
+                                                 slice_hours=48))  # fmt: skip
+
+    async def get_json(organization: str, path: str, params: dict[str, Any]) -> Any:
+        if "cursor" not in params:
+            return {"data": [a, b], "pagination": {"cursor": "k1"}}
+        return {"data": [dict(b), c], "pagination": {}}
+
+    source.fetcher.get_json = get_json  # type: ignore[method-assign]
+    try:
+        keys, _ = await keys_of(source.pages("gh/acme", {"watermark_ms": now - 86_400_000, "recent": {}}))
+    finally:
+        await source.close()
+    assert len(keys) == len(set(keys)) == 4
