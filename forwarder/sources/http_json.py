@@ -26,7 +26,7 @@ from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.window import WindowCursor, now_ms, response_keys, slices
+from forwarder.sources.window import WindowCursor, now_ms, slices, walk_keys
 
 TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
 def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
@@ -297,7 +297,7 @@ class HttpJsonSource:
             ident = get_path(item, cfg.id_field)
             return None if ident in (None, "") else f"{cfg.vendor}:{ident}"
 
-        keys = response_keys(items, cfg.vendor, organization, vendor_id if cfg.id_field else None)
+        keys = walk_keys(items, cfg.vendor, organization, vendor_id if cfg.id_field else None)
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         first, last = sent_window(lo, hi, cfg.window_format)

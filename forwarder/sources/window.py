@@ -66,7 +66,7 @@ def with_occurrence(keys: list[str]) -> list[str]:
     return out
 
 
-def response_keys(
+def walk_keys(
     items: list[Any], vendor: str, organization: str, vendor_id: Callable[[Any], str | None] | None = None
 ) -> list[str]:
     """The key of each entry of one walk: the vendor's id where it has one, else a hash of the
@@ -94,7 +94,7 @@ def response_keys(
 def entry_keys(
     vendor: str, label: str, organization: str, items: list[Any], id_field: str | None, id_prefix: str
 ) -> list[str]:
-    """``response_keys`` for entries that must be objects, the id at ``id_field`` (an empty one
+    """``walk_keys`` for entries that must be objects, the id at ``id_field`` (an empty one
     is none) after ``id_prefix``."""
     for item in items:
         if not isinstance(item, dict):
@@ -104,4 +104,4 @@ def entry_keys(
         ident = get_path(item, id_field)
         return None if ident in (None, "") else f"{id_prefix}{ident}"
 
-    return response_keys(items, vendor, organization, vendor_id if id_field else None)
+    return walk_keys(items, vendor, organization, vendor_id if id_field else None)

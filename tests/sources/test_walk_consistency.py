@@ -26,7 +26,7 @@ from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
-from forwarder.sources.window import entry_keys, response_keys
+from forwarder.sources.window import entry_keys, walk_keys
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,7 @@ async def test_configcat_an_entry_without_its_id_is_keyed_on_its_content(serve: 
 
 def test_keys_over_a_walk_number_twins_and_keep_an_id_once_per_content() -> None:
     a, b, c = ({"timestamp": "2026-11-24T10:00:00Z", "action": name} for name in ("a", "b", "c"))
-    hashed = response_keys([a, b, dict(b), c], "codacy", "gh/acme")
+    hashed = walk_keys([a, b, dict(b), c], "codacy", "gh/acme")
     assert len(set(hashed)) == 4 and hashed[2] == f"{hashed[1]}#1"  # a twin, wherever its page
 
     same, changed = {"id": 7, "action": "x"}, {"id": 7, "action": "y"}
