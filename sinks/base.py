@@ -9,6 +9,7 @@ the sink's offset live in the delivery layer, once for all sinks.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -85,6 +86,15 @@ def record_of(event: dict[str, Any], seq: int = 0, time_ms: int | None = None) -
         seq, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event), event["vendor"],
         *summary(event),
     )  # fmt: skip
+
+
+def bounded(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` UTF-8 bytes, else its start and a hash of the whole:
+    receivers cap names (a file name, an S3 key), and two long names must still differ."""
+    data = value.encode()
+    if len(data) <= limit:
+        return value
+    return f"{data[: limit - 13].decode(errors='ignore')}-{hashlib.sha256(data).hexdigest()[:12]}"
 
 
 def gzip_compress(data: bytes, level: int = 1) -> bytes:

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Literal
 
+import structlog
 from pydantic import Field, field_validator
 
 from forwarder.formats import HEADERS, get_formatter
-from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig, fsync_directory, gzip_file
+from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig, bounded, fsync_directory, gzip_file
+
+log = structlog.get_logger("sinks.file")
 
 
 class FileSinkConfig(SinkConfig):
@@ -76,7 +79,47 @@ _ROTATED = re.compile(r"\.\d{8}T\d{6}Z(?:\.\d+)?")  # what ``_rotate`` appends t
 
 
 def _safe(value: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value) or "_"
+    """A name part of the path: ``..`` would climb out of the configured directory, and a part
+    longer than a file name may be (255 bytes) would fail every write."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
+    if not safe.strip("."):
+        return "_"
+    return bounded(safe, 200)
+
+
+def _write_all(handle: BinaryIO, data: bytes) -> None:
+    """Unbuffered, so a write that fails halfway leaves nothing behind in a buffer to flush later."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) or 0 :]
+
+
+def _cut_unfinished_line(path: Path) -> bool:
+    """A write that failed or was killed halfway leaves part of a line; the batch is sent again,
+    and appended to that fragment its first event would be unreadable. What follows the last LF
+    was never confirmed, so it goes."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    with os.fdopen(fd, "r+b", buffering=0) as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return False
+        handle.seek(end - 1)
+        if handle.read(1) == b"\n":
+            return False
+        while end > 0:
+            start = max(0, end - 65_536)
+            handle.seek(start)
+            lf = handle.read(end - start).rfind(b"\n")
+            if lf != -1:
+                end = start + lf + 1
+                break
+            end = start
+        handle.truncate(end)
+        os.fsync(handle.fileno())
+    return True
 
 
 class FileSink:
@@ -128,10 +171,14 @@ class FileSink:
         for path, lines in groups.items():
             entry = self._open(path)
             lines.append(b"")  # the last line's LF, without copying the joined batch once more
-            entry.handle.write(b"\n".join(lines))
-            entry.handle.flush()
-            if self.config.fsync:
-                os.fsync(entry.handle.fileno())
+            try:
+                _write_all(entry.handle, b"\n".join(lines))
+                if self.config.fsync:
+                    os.fsync(entry.handle.fileno())
+            except BaseException:  # reopened for the retry, which first cuts what this left
+                entry.handle.close()
+                del self.files[path]
+                raise
 
     def _open(self, path: Path) -> _Open:
         entry = self.files.get(path)
@@ -149,10 +196,13 @@ class FileSink:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path not in self._resumed:
                 self._finish_compressions(path)
+            if _cut_unfinished_line(path):
+                log.warning("file sink cut the unfinished last line of a write that failed; its batch is sent again",
+                            sink=self.name, path=str(path))  # fmt: skip
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
-            handle = os.fdopen(fd, "ab")
-            if handle.tell() == 0 and self.header is not None:
-                handle.write(self.header + b"\n")
+            handle = os.fdopen(fd, "ab", buffering=0)
+            if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:
+                _write_all(handle, self.header + b"\n")
             entry = _Open(handle, time.time())
             self.files[path] = entry
         return entry

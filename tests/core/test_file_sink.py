@@ -6,6 +6,7 @@ import csv
 import gzip
 import stat
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -112,3 +113,49 @@ def test_a_mode_that_is_not_owner_writable_permission_bits_is_refused(mode: int)
     with pytest.raises(ValidationError, match="quoted octal string"):
         FileSinkConfig(type="file", path="/tmp/x", mode=mode)
     assert FileSinkConfig(type="file", path="/tmp/x", mode="0640").mode == 0o640
+
+
+async def test_a_write_that_failed_halfway_leaves_no_unreadable_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full or a size limit halfway through a batch: the retry must not glue its first event
+    onto the fragment left behind (unit: the failing write is stubbed)."""
+    from sinks import file as file_module
+
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson")))
+    await sink.send([record(1)])
+    real = file_module._write_all
+
+    def half_then_fail(handle: Any, data: bytes) -> None:
+        real(handle, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(file_module, "_write_all", half_then_fail)
+    with pytest.raises(OSError):
+        await sink.send([record(2), record(3)])
+    monkeypatch.setattr(file_module, "_write_all", real)
+    await sink.send([record(2), record(3)])  # the delivery layer's retry
+    await sink.close()
+    # every line reads (a whole line the failed write got out comes again: a duplicate, same id)
+    ids = [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()]
+    assert ids[0] == "e1" and ids[-2:] == ["e2", "e3"] and set(ids) == {"e1", "e2", "e3"}
+
+
+async def test_a_line_cut_by_a_crash_is_dropped_before_the_batch_is_written_again(tmp_path: Path) -> None:
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(orjson.dumps({"id": "e0"}) + b"\n" + b'{"schema_version":"1.0","id":"e1","ti')
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(out)))
+    await sink.send([record(1)])
+    await sink.close()
+    assert [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()] == ["e0", "e1"]
+
+
+@pytest.mark.parametrize("organization", ["..", ".", "x" * 300])
+async def test_an_organization_name_never_leaves_the_directory_or_fails_the_write(
+    tmp_path: Path, organization: str
+) -> None:
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "orgs" / "{organization}" / "events.ndjson")))
+    await sink.send([record(1, organization)])
+    await sink.close()
+    (written,) = (tmp_path / "orgs").glob("*/events.ndjson")
+    assert written.parent.parent == tmp_path / "orgs" and len(written.parent.name.encode()) <= 200
