@@ -41,7 +41,7 @@ from pydantic import Field, field_validator, model_validator
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
 from forwarder.http_shared import parse_retry_after
-from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, gzip_compress
+from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, bounded, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (
     "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
@@ -66,7 +66,12 @@ _FATAL_HINTS = {
     "404": "create the bucket or fix `bucket` in the config",
     "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
     "301": "the bucket lives in another region: fix `region` in the config",
+    "NotImplemented": "the store does not implement conditional writes (If-None-Match), which the sink needs "
+    "to store each batch once",
+    "501": "the store does not implement conditional writes (If-None-Match), which the sink needs "
+    "to store each batch once",
 }
+KEY_MAX_BYTES = 1024  # S3's limit on a whole key, prefix included
 
 
 def _template_fields(template: str) -> list[str]:
@@ -76,7 +81,7 @@ def _template_fields(template: str) -> list[str]:
 def _slug(value: str) -> str:
     """Partition values become path segments: keep them lower-case and URL-safe so a ``/``
     or a space in an organization name cannot invent extra levels or need escaping."""
-    return _UNSAFE.sub("-", value.lower()).strip("-") or "unknown"
+    return bounded(_UNSAFE.sub("-", value.lower()).strip("-") or "unknown", 128)
 
 
 @lru_cache(maxsize=256)
@@ -254,7 +259,13 @@ class S3Sink:
         keyed: dict[str, list[Record]] = {}
         for partition, records in groups.items():
             fields = dict(zip(self._partition_fields, partition, strict=True))
-            keyed[self.config.key_template.format(**fields, name=object_name(records))] = records
+            key = self.config.key_template.format(**fields, name=object_name(records))
+            if len(key.encode()) > KEY_MAX_BYTES:  # names are bounded: only the template's own text can do this
+                raise FatalSinkError(
+                    f"s3 sink {self.name}: key_template makes keys of {len(key.encode())} bytes, over S3's "
+                    f"{KEY_MAX_BYTES}; shorten it"
+                )
+            keyed[key] = records
         return keyed
 
     async def _put(self, client: Any, key: str, records: list[Record]) -> None:
@@ -313,7 +324,7 @@ class S3Sink:
             status = int(meta.get("HTTPStatusCode") or 0)
             message = exc.response.get("Error", {}).get("Message")
             detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
-            if code in _RETRYABLE_CODES or status >= 500 or status in (408, 429):
+            if code in _RETRYABLE_CODES or (status >= 500 and status != 501) or status in (408, 429):
                 return RetryableError(detail, parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")))
             hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)

@@ -351,6 +351,7 @@ def client_error(status: int, code: str) -> ClientError:
         (403, "AccessDenied", FatalSinkError),
         (403, "SignatureDoesNotMatch", FatalSinkError),
         (400, "InvalidStorageClass", FatalSinkError),
+        (501, "NotImplemented", FatalSinkError),  # a store without conditional writes: retrying never helps
     ],
 )
 def test_error_classification(status: int, code: str, kind: type[Exception]) -> None:
@@ -405,3 +406,17 @@ def test_partitions_merge_in_journal_order() -> None:
         ("codacy", [1, 2, 3]), ("configcat", [4]),
     ]  # fmt: skip
     assert sink._group(list(batch)) == groups
+
+
+async def test_a_long_organization_name_still_makes_a_key_s3_accepts(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    sinks_to_close: list[S3Sink],
+) -> None:
+    """S3 refuses keys over 1,024 bytes (moto does not check, so the length is asserted here)."""
+    sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket)
+    long_one, other = record(1, "2024-05-01T10:15:00", "x" * 1100), record(2, "2024-05-01T10:15:00", "x" * 1101)
+    await sink.send([long_one, other])
+    keys = all_keys(s3_client(moto_server.endpoint_url), bucket)
+    assert len(keys) == 2 and all(len(key.encode()) <= 1024 for key in keys)
+    assert len({key.split("/")[2] for key in keys}) == 2  # two long names still two partitions
