@@ -19,6 +19,7 @@ dead-lettered, and every branch is chosen so that no record is ever silently los
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import ssl
 import time
@@ -47,6 +48,8 @@ PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
 ANSWER_BYTES = 64 * 1024  # HEC answers are a few dozen bytes; a longer one is cut, never held whole
 EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the record into ``fields``
 TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
+# Any endpoint URL Splunk's docs show, reduced to the base the sink adds its paths to
+_ENDPOINT = re.compile(r"/services/collector(?:/(?:event|raw|health|ack))?(?:/1\.0)?$")
 
 
 class SplunkHecSinkConfig(SinkConfig):
@@ -74,10 +77,7 @@ class SplunkHecSinkConfig(SinkConfig):
     @classmethod
     def _base_url(cls, value: str) -> str:
         """Accept the base URL or a full endpoint URL copied from Splunk's docs."""
-        value = value.rstrip("/")
-        for suffix in ("/services/collector/event", "/services/collector"):
-            value = value.removesuffix(suffix)
-        return value
+        return _ENDPOINT.sub("", value.rstrip("/"))
 
     @field_validator("token")
     @classmethod

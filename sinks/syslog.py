@@ -71,6 +71,7 @@ UDP_MAX_PAYLOAD = 65_507
 BOM = b"\xef\xbb\xbf"
 TRUNCATION_MARKER = b"...[truncated]"
 SD_PARAMS = ("id", "vendor", "org", "action", "outcome", "category")
+SD_VALUE_MAX_BYTES = 255  # per SD value but the id: an endless one cut the header and lost the body
 _SECONDS_DOT = [b"%02d." % s for s in range(60)]
 _MILLIS_Z = [b"%03dZ" % ms for ms in range(1000)]
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -95,10 +96,14 @@ class SyslogSinkConfig(SinkConfig):
     transport: Literal["udp", "tcp", "tls"] = "tcp"
     rfc: Literal["5424", "3164"] = "5424"
     framing: Literal["octet_counting", "lf"] = Field(
-        "octet_counting", description="TCP/TLS only. LF framing replaces LF inside messages by '\\n'."
+        "octet_counting",
+        description="TCP/TLS only; TLS is always octet counting (RFC 5425). LF framing replaces LF inside "
+        "messages by '\\n'.",
     )
     max_message_bytes: int | None = Field(
-        None, ge=480, description="Cap per message; UDP defaults to 2048, TCP/TLS are uncapped unless set."
+        None, ge=480,
+        description="Cap per message; UDP defaults to 2048 (RFC 3164 over UDP: 1024, its limit), TCP/TLS are "
+        "uncapped unless set. Each structured-data value is cut at 255 bytes.",
     )
     facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = FACILITIES["local0"]
     app_name: str = "audit-forwarder"
@@ -131,8 +136,11 @@ class SyslogSinkConfig(SinkConfig):
     def _transport_defaults(self) -> SyslogSinkConfig:
         if self.port == 0:
             self.port = DEFAULT_PORTS[self.transport]
-        if self.transport == "udp":
-            self.max_message_bytes = min(self.max_message_bytes or 2048, UDP_MAX_PAYLOAD)
+        if self.transport == "udp":  # RFC 3164 4.1: "The total length of the packet MUST be 1024 bytes or less"
+            ceiling = 1024 if self.rfc == "3164" else UDP_MAX_PAYLOAD
+            self.max_message_bytes = min(self.max_message_bytes or min(2048, ceiling), ceiling)
+        if self.transport == "tls" and self.framing == "lf":  # RFC 5425 4.3: SYSLOG-FRAME = MSG-LEN SP SYSLOG-MSG
+            raise ValueError("syslog over TLS frames messages by octet counting (RFC 5425); framing: lf is tcp only")
         tls_options = [n for n in ("ca_file", "server_name", "client_cert", "client_key") if getattr(self, n)]
         if tls_options and self.transport != "tls":
             raise ValueError(f"{', '.join(tls_options)} need transport: tls (transport is {self.transport})")
@@ -153,6 +161,12 @@ def header_token(value: str, limit: int, forbidden: str = "") -> bytes:
     """PRINTUSASCII only (RFC 5424 §6): anything else, and spaces, become ``_``; empty is ``-``."""
     text = "".join(c if "!" <= c <= "~" and c not in forbidden else "_" for c in value[:limit])
     return text.encode("ascii") or b"-"
+
+
+def _bounded_utf8(value: str, limit: int) -> str:
+    """Cut before escaping, so no escape is split."""
+    data = value.encode()
+    return value if len(data) <= limit else data[:limit].decode(errors="ignore")
 
 
 def sd_escape(value: str) -> bytes:
@@ -232,8 +246,9 @@ class SyslogEncoder:
         if cached is None:
             values = {"vendor": vendor, "org": organization, "action": action, "outcome": outcome, "category": category}
             tail = b"".join(
-                b' %s="%s"' % (k.encode(), sd_escape(str(v))) for k in SD_PARAMS[1:] if (v := values[k])
-            )
+                b' %s="%s"' % (k.encode(), sd_escape(_bounded_utf8(str(v), SD_VALUE_MAX_BYTES)))
+                for k in SD_PARAMS[1:] if (v := values[k])
+            )  # fmt: skip
             msgid = header_token(str(action or ""), 32)
             cached = (
                 b"<%d>1 " % self._prival(record),

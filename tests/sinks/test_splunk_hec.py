@@ -311,6 +311,11 @@ def test_config_normalizes_url_and_validates() -> None:
         type="splunk_hec", url="https://s:8088/services/collector/event/", token=TOKEN
     )
     assert config.url == "https://s:8088"
+    for endpoint in ("/services/collector", "/services/collector/event/1.0", "/services/collector/raw",
+                     "/services/collector/raw/1.0", "/services/collector/health/1.0"):  # fmt: skip
+        assert SplunkHecSinkConfig(type="splunk_hec", url=f"https://s:8088{endpoint}", token=TOKEN).url == "https://s:8088"
+    proxied = SplunkHecSinkConfig(type="splunk_hec", url="https://proxy.example/splunk", token=TOKEN)
+    assert proxied.url == "https://proxy.example/splunk"  # a path prefix of a proxy stays
     assert uuid.UUID(config.channel) and TOKEN not in repr(config)
     assert SplunkHecSinkConfig(type="splunk_hec", url="http://s", token=TOKEN).channel != config.channel
     for bad in ({"source": "{nope}"}, {"channel": "not-a-guid"}, {"url": "s:8088"}, {"token": " "}):

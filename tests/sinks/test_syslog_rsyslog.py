@@ -316,6 +316,9 @@ def test_config_defaults_and_validation() -> None:
     assert (tcp.app_name, tcp.sd_id) == ("audit-forwarder", "audit@32473")
     udp = SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "transport": "udp"})
     assert udp.max_message_bytes == 2048
+    bsd = {"type": "syslog", "host": "h", "transport": "udp", "rfc": "3164"}
+    assert SyslogSinkConfig.model_validate(bsd).max_message_bytes == 1024  # RFC 3164 4.1
+    assert SyslogSinkConfig.model_validate({**bsd, "max_message_bytes": 4096}).max_message_bytes == 1024
     tls = SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "transport": "tls", "facility": "AUTHPRIV"})
     assert (tls.port, tls.facility, tls.verify) == (6514, 10, True)
     assert SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "facility": "13"}).facility == 13
@@ -329,6 +332,7 @@ def test_config_defaults_and_validation() -> None:
         {"ca_file": "/ca.pem"},  # TLS option without transport tls
         {"transport": "tls", "client_key": "/k.pem"},
         {"max_message_bytes": 100},
+        {"transport": "tls", "framing": "lf"},  # RFC 5425 frames by octet counting only
     ]
     for extra in bad:
         with pytest.raises(ValidationError):
@@ -362,3 +366,15 @@ def test_sd_values_are_escaped_and_plain_ones_pass_through() -> None:
     assert sd_escape('id "1"] back\\slash é') == 'id \\"1\\"\\] back\\\\slash é'.encode()
     assert sd_escape("codacy:3f2a") == b"codacy:3f2a"
     assert sd_escape("") == b""
+
+
+async def test_a_huge_sd_value_is_cut_and_the_message_still_parses(rsyslog: Rsyslog, sinks: list[SyslogSink]) -> None:
+    """An action of 2,100 characters filled a 2,048-byte datagram with header: the SD element
+    was never closed and the event's body was lost."""
+    sink = open_sink(sinks, config(rsyslog, "udp"))
+    batch = [make_record(1, action="a" * 2100)]
+    await sink.send(batch)
+    (got,) = await rsyslog.wait_for(1, lambda r: r["app_name"] == sink.config.app_name)
+    params = got["sd_parsed"]["audit@32473"]
+    assert params["id"] == batch[0].event_id and params["action"] == "a" * 255
+    assert got["msg"]  # the body (the event's JSON, cut to the cap) is there
