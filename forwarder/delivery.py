@@ -69,6 +69,7 @@ class SinkWorker:
         self.offset = 0
         self._stopping = False
         self.flush_upto = 0
+        self.replay_upto: int | None = None  # a batch sent but never committed before a restart
         self._started = False
 
     def notify(self) -> None:
@@ -90,6 +91,7 @@ class SinkWorker:
 
     async def run(self) -> None:
         self.offset = await self.journal.offset(self.name)
+        self.replay_upto = await self.journal.inflight(self.name)
         self.status.state = "running"
         try:
             while not self._stopping:
@@ -129,6 +131,11 @@ class SinkWorker:
         cfg = self.config
         self.wakeup.clear()
         batch = await self.journal.read(self.offset, cfg.batch_max_events, cfg.batch_max_bytes)
+        if self.replay_upto is not None:  # the same members as before the restart, at once
+            replay = [record for record in batch if record.seq <= self.replay_upto]
+            if replay:
+                return replay
+            self.replay_upto = None
         if not batch:
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=1.0)
@@ -173,6 +180,7 @@ class SinkWorker:
         )
         dead: list[tuple[Record, str]] = []
         oldest_journaled_at = await self.journal.journaled_at(batch[0].seq)
+        await self.journal.begin(self.name, last_seq)
         try:
             async for attempt in attempts:
                 with attempt:

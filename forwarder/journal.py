@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     organization TEXT NOT NULL, journaled_at REAL NOT NULL, bytes INTEGER NOT NULL,
     meta BLOB NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sink_inflight (sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, organization TEXT NOT NULL,
     reason TEXT NOT NULL, raw BLOB NOT NULL, at REAL NOT NULL);
@@ -304,6 +305,7 @@ class Journal:
                     db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first - 1))
             for name in dropped:
                 db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
+                db.execute("DELETE FROM sink_inflight WHERE sink=?", (name,))
         return dropped
 
     async def offset(self, sink: str) -> int:
@@ -312,6 +314,25 @@ class Journal:
     def offset_sync(self, sink: str) -> int:
         row = self.db.execute("SELECT seq FROM sink_offsets WHERE sink=?", (sink,)).fetchone()
         return int(row[0]) if row else 0
+
+    async def inflight(self, sink: str) -> int | None:
+        return await self._run(self.inflight_sync, sink)
+
+    def inflight_sync(self, sink: str) -> int | None:
+        """The last seq of the batch the sink was sending when the process stopped, if it never
+        got to commit it: the batch to send first, with exactly those members."""
+        row = self.db.execute("SELECT last_seq FROM sink_inflight WHERE sink=?", (sink,)).fetchone()
+        return int(row[0]) if row else None
+
+    async def begin(self, sink: str, last_seq: int) -> None:
+        await self._run(self.begin_sync, sink, last_seq)
+
+    def begin_sync(self, sink: str, last_seq: int) -> None:
+        """Noted before a batch is sent, so that after a crash the same batch is sent again rather
+        than a bigger one: an idempotent receiver (S3's create-only objects, named after the
+        batch's ids) then stores it once. No fsync: lost in a power cut, only that is lost."""
+        with _transaction(self.db, durable=False):
+            self.db.execute("INSERT OR REPLACE INTO sink_inflight VALUES (?, ?)", (sink, last_seq))
 
     async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
         return await self._run(self.read_sync, after_seq, max_events, max_bytes)
@@ -403,6 +424,7 @@ class Journal:
                 ],
             )
             db.execute("UPDATE sink_offsets SET seq=? WHERE sink=? AND seq < ?", (seq, sink, seq))
+            db.execute("DELETE FROM sink_inflight WHERE sink=? AND last_seq <= ?", (sink, seq))
 
     async def prune(self) -> int:
         return await self._run(self.prune_sync)

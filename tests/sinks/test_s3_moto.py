@@ -420,3 +420,57 @@ async def test_a_long_organization_name_still_makes_a_key_s3_accepts(
     keys = all_keys(s3_client(moto_server.endpoint_url), bucket)
     assert len(keys) == 2 and all(len(key.encode()) <= 1024 for key in keys)
     assert len({key.split("/")[2] for key in keys}) == 2  # two long names still two partitions
+
+
+async def test_a_batch_interrupted_before_its_commit_is_stored_once_after_a_restart(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    sinks_to_close: list[S3Sink],
+    tmp_path: Path,
+) -> None:
+    """A crash between PutObject and the offset's commit: the restarted worker sends the same
+    members first, so S3's create-only write finds its object (412) instead of storing a
+    bigger batch that repeats the events under another name."""
+    from forwarder.chunks import Chunks, JournalEntry
+    from forwarder.delivery import RetrySettings, SinkWorker
+    from forwarder.journal import Journal
+
+    def append(records: list[Record]) -> Any:
+        entries = [JournalEntry(r.event_id, r.vendor, r.time_ms, r.data) for r in records]
+        return journal.append("codacy-prod", "Acme Corp", Chunks.of(entries), {"w": 1})
+
+    journal = Journal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    try:
+        await journal.register_sinks(["archive"])
+        first = [record(n, "2024-05-01T10:15:00") for n in (1, 2, 3)]
+        await append(first)
+
+        def worker() -> SinkWorker:
+            sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket, batch_max_age_s=0.0)
+            return SinkWorker("archive", sink, sink.config, journal, RetrySettings())
+
+        crashing = worker()
+        crashing.offset = await journal.offset("archive")
+        batch = await crashing._next_batch()
+        commit = journal.commit
+
+        async def crash(*args: Any) -> None:
+            raise RuntimeError("killed before the commit")
+
+        journal.commit = crash  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await crashing._route_and_deliver(batch)
+        journal.commit = commit  # type: ignore[method-assign]
+        await append([record(n, "2024-05-01T10:15:00") for n in (4, 5)])  # polling went on meanwhile
+
+        restarted = worker()
+        restarted.offset = await journal.offset("archive")
+        restarted.replay_upto = await journal.inflight("archive")
+        while restarted.offset < journal.head:
+            await restarted._route_and_deliver(await restarted._next_batch())
+    finally:
+        await journal.close()
+    client = s3_client(moto_server.endpoint_url)
+    stored = [event["id"] for key in all_keys(client, bucket) for event in read_object(client, bucket, key)[1]]
+    assert sorted(stored) == [f"codacy:{n}" for n in (1, 2, 3, 4, 5)]  # each once
