@@ -144,6 +144,13 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     }
 
 
+def _time_ms(item: Any) -> int | None:
+    try:
+        return parse_ms(str(item.get("timestamp")))
+    except ValueError:
+        return None
+
+
 class CodacySource:
     type_name: ClassVar[str] = "codacy"
     vendor: ClassVar[str] = "codacy"
@@ -210,21 +217,8 @@ class CodacySource:
         for lo, hi in slices(start, end, int(cfg.slice_hours * 3_600_000)):
             items = await self.fetch(organization, lo, hi)
             keys = entry_keys("codacy", "Codacy", organization, items, None, "")
-            fresh: list[tuple[Any, str]] = []
-            new_keys: dict[str, int] = {}
-            recent = state.recent
-            for item, key in zip(items, keys, strict=True):
-                if key in recent or key in new_keys:
-                    continue
-                try:
-                    ts = parse_ms(str(item.get("timestamp")))
-                except ValueError:
-                    ts = hi  # unparseable: quarantined by normalize, remembered until it leaves the overlap
-                new_keys[key] = ts
-                fresh.append((item, key))
+            fresh, _ = state.take(items, keys, _time_ms, hi, overlap)
             del items, keys  # only ``fresh`` is needed from here; the next fetch must not sit beside it
-            fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1]))
-            state.advance(hi, new_keys, overlap)
             page = Page(entries=fresh, cursor=state.dump(), extra_events=gap)
             del fresh
             yield page

@@ -272,8 +272,8 @@ class CodeStaxSource:
     def organizations(self) -> list[str]:
         return [self.config.organization]
 
-    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> list[tuple[Any, str]]:
-        """Every entry from ``lo_ms`` to ``hi_ms`` with its key, newest first, walked until a
+    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> tuple[list[Any], list[str]]:
+        """Every entry from ``lo_ms`` to ``hi_ms`` and their keys, newest first, walked until a
         short page."""
         cfg = self.config
         params: dict[str, Any] = {cfg.start_param: format_ms(lo_ms), cfg.end_param: format_ms(hi_ms)}
@@ -301,7 +301,7 @@ class CodeStaxSource:
             seen.update(keys)
             items.extend(body)
             if len(body) < cfg.limit:  # keyed over the whole walk: no twin is lost
-                return list(zip(items, _keys(organization, items, cfg.id_field), strict=True))
+                return items, _keys(organization, items, cfg.id_field)
         raise MalformedResponse(f"CodeStax paging for organization {organization!r} never ended")
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
@@ -317,19 +317,9 @@ class CodeStaxSource:
         start = max(state.watermark_ms - overlap, oldest)
         warned = False
         for lo, hi in slices(start, now - int(cfg.lag_s * 1000), int(cfg.slice_hours * 3_600_000)):
-            fresh: dict[str, tuple[Any, int]] = {}
-            outside = 0
-            for item, key in await self.fetch(organization, lo, hi):
-                if key in state.recent or key in fresh:
-                    continue  # re-read from the overlap, a slice boundary, or a page shift
-                try:
-                    ts = parse_ms(entry_time(item, cfg.time_field))
-                except ValueError:
-                    ts = hi  # unparseable: quarantined by normalize, remembered while in the overlap
-                if not lo <= ts <= hi:  # the filter names are guesses: a server that ignores them
-                    outside += 1  # sends everything, and each slice would journal it again
-                    continue
-                fresh[key] = (item, ts)
+            items, keys = await self.fetch(organization, lo, hi)
+            fresh, outside = state.take(items, keys, self._time_ms, hi, overlap, within=(lo, hi))
+            del items, keys
             if outside and not warned:  # at once: such a walk may spend the budget before the poll ends
                 warned = True
                 log.warning(
@@ -337,13 +327,17 @@ class CodeStaxSource:
                     "ignores the time filter: check start_param and end_param",
                     source=self.name, organization=organization, entries=outside,
                 )  # fmt: skip
-            ordered = sorted(fresh.items(), key=lambda kv: (kv[1][1], kv[0]))
-            state.advance(hi, {key: ts for key, (_, ts) in ordered}, overlap)
-            yield Page(entries=[(item, key) for key, (item, _) in ordered], cursor=state.dump(), extra_events=extra)
+            yield Page(entries=fresh, cursor=state.dump(), extra_events=extra)
             extra = []
         if extra:  # nothing to walk (lag longer than the run's window), but the gap is still news
             state.watermark_ms = max(state.watermark_ms, oldest)
             yield Page(entries=[], cursor=state.dump(), extra_events=extra)
+
+    def _time_ms(self, item: Any) -> int | None:
+        try:
+            return parse_ms(entry_time(item, self.config.time_field))
+        except ValueError:
+            return None
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)

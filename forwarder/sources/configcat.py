@@ -191,6 +191,13 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     )  # fmt: skip
 
 
+def _time_ms(item: Any) -> int | None:
+    try:
+        return parse_ms(str(item.get("auditLogDateTime")))
+    except ValueError:
+        return None
+
+
 class ConfigCatSource:
     type_name: ClassVar[str] = "configcat"
     vendor: ClassVar[str] = "configcat"
@@ -289,19 +296,7 @@ class ConfigCatSource:
         )  # fmt: skip
         for lo, hi in slices(start, end, int(cfg.window_days * DAY_MS)):
             items = await self.fetch(organization, lo, hi)
-            new_keys: dict[str, int] = {}
-            fresh: list[tuple[Any, str]] = []
-            for item, key in zip(items, self._keys(organization, items), strict=True):
-                if key in state.recent or key in new_keys:
-                    continue
-                try:
-                    ts = parse_ms(str(item.get("auditLogDateTime")))
-                except ValueError:
-                    ts = hi  # quarantined by normalize, remembered until it leaves the overlap
-                new_keys[key] = ts
-                fresh.append((item, key))
-            fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1].rjust(40)))  # ids numerically
-            state.advance(hi, new_keys, overlap)
+            fresh, _ = state.take(items, self._keys(organization, items), _time_ms, hi, overlap)
             yield Page(entries=fresh, cursor=state.dump(), extra_events=gap)
             gap = []
 

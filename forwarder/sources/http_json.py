@@ -261,11 +261,11 @@ class HttpJsonSource:
             "raise it or narrow slice_hours"
         )
 
-    def _time_ms(self, raw: Any, fallback: int) -> int:
+    def _time_ms(self, raw: Any) -> int | None:
         try:
             return int(parse_instant(get_path(raw, self.config.time_field), self.config.time_format).timestamp() * 1000)
         except (ValueError, TypeError, OverflowError, OSError):  # OSError: an epoch past the C time_t
-            return fallback  # quarantined by normalize, remembered until it leaves the overlap
+            return None
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config
@@ -298,17 +298,7 @@ class HttpJsonSource:
             return None if ident in (None, "") else f"{cfg.vendor}:{ident}"
 
         keys = walk_keys(items, cfg.vendor, organization, vendor_id if cfg.id_field else None)
-        new_keys: dict[str, int] = {}
-        fresh: list[tuple[Any, str]] = []
-        first, last = sent_window(lo, hi, cfg.window_format)
-        for item, key in zip(items, keys, strict=True):
-            ts = self._time_ms(item, hi)
-            if key in state.recent or key in new_keys or not first <= ts <= last:
-                continue  # seen, or outside the window (an API that ignores the time filter)
-            new_keys[key] = ts
-            fresh.append((item, key))
-        fresh.sort(key=lambda pair: (new_keys[pair[1]], pair[1]))
-        state.advance(hi, new_keys, overlap)
+        fresh, _ = state.take(items, keys, self._time_ms, hi, overlap, within=sent_window(lo, hi, cfg.window_format))
         return Page(entries=fresh, cursor=state.dump(), extra_events=gap)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:

@@ -33,6 +33,33 @@ class WindowCursor:
     def dump(self) -> dict[str, Any]:
         return {"watermark_ms": self.watermark_ms, "recent": dict(self.recent)}
 
+    def take(
+        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        within: tuple[int, int] | None = None,
+    ) -> tuple[list[tuple[Any, str]], int]:  # fmt: skip
+        """A slice's entries not journaled before, oldest first (ties by key, numeric ids in
+        number order), with the cursor advanced to ``hi``; and how many were dropped for lying
+        outside ``within`` (a server that ignores the time filter sends everything). An entry
+        whose time does not read counts as ``hi``: normalize quarantines it, and it is
+        remembered until it leaves the overlap."""
+        new_keys: dict[str, int] = {}
+        fresh: list[tuple[Any, str]] = []
+        outside = 0
+        recent = self.recent
+        for item, key in zip(items, keys, strict=True):
+            if key in recent or key in new_keys:
+                continue  # re-read from the overlap, a slice boundary, or a page shift
+            ts = time_ms(item)
+            ts = hi if ts is None else ts
+            if within is not None and not within[0] <= ts <= within[1]:
+                outside += 1
+                continue
+            new_keys[key] = ts
+            fresh.append((item, key))
+        fresh.sort(key=lambda pair: (new_keys[pair[1]], len(pair[1]), pair[1]))
+        self.advance(hi, new_keys, overlap_ms)
+        return fresh, outside
+
     def advance(self, slice_end_ms: int, new_keys: dict[str, int], overlap_ms: int) -> None:
         self.recent.update(new_keys)
         floor = slice_end_ms - overlap_ms
