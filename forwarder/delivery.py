@@ -109,6 +109,7 @@ class SinkWorker:
                               error=self.status.error)  # fmt: skip
                     with contextlib.suppress(Exception):
                         self.offset = await self.journal.offset(self.name)
+                        self.replay_upto = await self.journal.inflight(self.name)  # the same batch again
                     await asyncio.sleep(0 if self._stopping else min(5.0, self.retry.max_backoff_s))
         except FatalSinkError as exc:
             self.status.state = "stopped"

@@ -149,7 +149,8 @@ class Journal:
             # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
             # pages, without the extra page writes.
             db.execute("PRAGMA secure_delete=FAST")
-            db.executescript(_SCHEMA)
+            if self.migrate or not existed:  # a read-only opener leaves the schema of another release alone
+                db.executescript(_SCHEMA)
             if version == 1:
                 self._migrate(db)
             elif not existed:
@@ -321,7 +322,10 @@ class Journal:
     def inflight_sync(self, sink: str) -> int | None:
         """The last seq of the batch the sink was sending when the process stopped, if it never
         got to commit it: the batch to send first, with exactly those members."""
-        row = self.db.execute("SELECT last_seq FROM sink_inflight WHERE sink=?", (sink,)).fetchone()
+        try:
+            row = self.db.execute("SELECT last_seq FROM sink_inflight WHERE sink=?", (sink,)).fetchone()
+        except sqlite3.OperationalError:  # opened read-only on a state written before the table existed
+            return None
         return int(row[0]) if row else None
 
     async def begin(self, sink: str, last_seq: int) -> None:

@@ -12,6 +12,7 @@ re-sends the whole batch, so readers see duplicates with identical ids, never a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import re
@@ -79,12 +80,14 @@ _ROTATED = re.compile(r"\.\d{8}T\d{6}Z(?:\.\d+)?")  # what ``_rotate`` appends t
 
 
 def _safe(value: str) -> str:
-    """A name part of the path: ``..`` would climb out of the configured directory, and a part
-    longer than a file name may be (255 bytes) would fail every write."""
+    """A name part of the path; ``..`` would climb out of the configured directory."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
-    if not safe.strip("."):
-        return "_"
-    return bounded(safe, 200)
+    return safe if safe.strip(".") else "_"
+
+
+# Room a path component must leave for what rotation appends (".20261124T101010Z.12.gz")
+_ROTATION_ROOM = 24
+_NAME_MAX = 255
 
 
 def _write_all(handle: BinaryIO, data: bytes) -> None:
@@ -94,31 +97,30 @@ def _write_all(handle: BinaryIO, data: bytes) -> None:
         view = view[handle.write(view) or 0 :]
 
 
-def _cut_unfinished_line(path: Path) -> bool:
-    """A write that failed or was killed halfway leaves part of a line; the batch is sent again,
-    and appended to that fragment its first event would be unreadable. What follows the last LF
-    was never confirmed, so it goes."""
+def _end_unfinished_line(path: Path) -> bool:
+    """A process killed halfway through a write leaves part of a line, and the batch sent again
+    would be glued onto it, its first event unreadable. What follows the last LF was never
+    confirmed: it is cut; where the file may not be cut (append-only, write-only, or no LF
+    within the last 16 MiB) a LF ends the fragment on its own line instead."""
     try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    with os.fdopen(fd, "r+b", buffering=0) as handle:
-        end = handle.seek(0, os.SEEK_END)
-        if end == 0:
-            return False
-        handle.seek(end - 1)
-        if handle.read(1) == b"\n":
-            return False
-        while end > 0:
-            start = max(0, end - 65_536)
+        with path.open("rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end == 0:
+                return False
+            handle.seek(end - 1)
+            if handle.read(1) == b"\n":
+                return False
+            start = max(0, end - (16 << 20))
             handle.seek(start)
             lf = handle.read(end - start).rfind(b"\n")
-            if lf != -1:
-                end = start + lf + 1
-                break
-            end = start
-        handle.truncate(end)
-        os.fsync(handle.fileno())
+    except (FileNotFoundError, PermissionError):  # nothing yet, or a write-only file: nothing to tell
+        return False
+    if lf != -1:
+        with contextlib.suppress(PermissionError):  # an append-only file cannot be cut
+            os.truncate(path, start + lf + 1)
+            return True
+    with path.open("ab", buffering=0) as handle:
+        _write_all(handle, b"\n")
     return True
 
 
@@ -140,9 +142,12 @@ class FileSink:
         key = (source, vendor, organization)
         path = self._paths.get(key)
         if path is None:
-            path = self._paths[key] = Path(
-                self.config.path.format(source=_safe(source), vendor=_safe(vendor), organization=_safe(organization))
-            )
+            names = {"source": _safe(source), "vendor": _safe(vendor), "organization": _safe(organization)}
+            path = Path(self.config.path.format(**names))
+            if any(len(part.encode()) > _NAME_MAX - _ROTATION_ROOM for part in path.parts):
+                # a name too long for a file name (and its rotation suffix): bounded, with a hash
+                path = Path(self.config.path.format(**{k: bounded(v, 150) for k, v in names.items()}))
+            self._paths[key] = path
         return path
 
     async def start(self) -> None:
@@ -171,11 +176,14 @@ class FileSink:
         for path, lines in groups.items():
             entry = self._open(path)
             lines.append(b"")  # the last line's LF, without copying the joined batch once more
+            before = entry.handle.tell()
             try:
                 _write_all(entry.handle, b"\n".join(lines))
                 if self.config.fsync:
                     os.fsync(entry.handle.fileno())
-            except BaseException:  # reopened for the retry, which first cuts what this left
+            except BaseException:  # what this write got out goes, or the retry would be glued onto it
+                with contextlib.suppress(OSError):
+                    os.ftruncate(entry.handle.fileno(), before)
                 entry.handle.close()
                 del self.files[path]
                 raise
@@ -196,9 +204,9 @@ class FileSink:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path not in self._resumed:
                 self._finish_compressions(path)
-            if _cut_unfinished_line(path):
-                log.warning("file sink cut the unfinished last line of a write that failed; its batch is sent again",
-                            sink=self.name, path=str(path))  # fmt: skip
+            if _end_unfinished_line(path):
+                log.warning("file sink ended an unfinished last line left by an interrupted write; its batch is "
+                            "sent again", sink=self.name, path=str(path))  # fmt: skip
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
             handle = os.fdopen(fd, "ab", buffering=0)
             if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:

@@ -66,10 +66,10 @@ _FATAL_HINTS = {
     "404": "create the bucket or fix `bucket` in the config",
     "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
     "301": "the bucket lives in another region: fix `region` in the config",
-    "NotImplemented": "the store does not implement conditional writes (If-None-Match), which the sink needs "
-    "to store each batch once",
-    "501": "the store does not implement conditional writes (If-None-Match), which the sink needs "
-    "to store each batch once",
+    "NotImplemented": "the store does not implement a header the sink sent: If-None-Match (create-only "
+    "writes, which store each batch once), or the checksum, encryption or storage class settings",
+    "501": "the store does not implement a header the sink sent: If-None-Match (create-only writes, which "
+    "store each batch once), or the checksum, encryption or storage class settings",
 }
 KEY_MAX_BYTES = 1024  # S3's limit on a whole key, prefix included
 
@@ -81,7 +81,7 @@ def _template_fields(template: str) -> list[str]:
 def _slug(value: str) -> str:
     """Partition values become path segments: keep them lower-case and URL-safe so a ``/``
     or a space in an organization name cannot invent extra levels or need escaping."""
-    return bounded(_UNSAFE.sub("-", value.lower()).strip("-") or "unknown", 128)
+    return _UNSAFE.sub("-", value.lower()).strip("-") or "unknown"
 
 
 @lru_cache(maxsize=256)
@@ -260,7 +260,10 @@ class S3Sink:
         for partition, records in groups.items():
             fields = dict(zip(self._partition_fields, partition, strict=True))
             key = self.config.key_template.format(**fields, name=object_name(records))
-            if len(key.encode()) > KEY_MAX_BYTES:  # names are bounded: only the template's own text can do this
+            if len(key.encode()) > KEY_MAX_BYTES:  # long names: bounded, with a hash (short ones keep their keys)
+                bounded_fields = {k: bounded(v, 64) for k, v in fields.items()}
+                key = self.config.key_template.format(**bounded_fields, name=object_name(records))
+            if len(key.encode()) > KEY_MAX_BYTES:
                 raise FatalSinkError(
                     f"s3 sink {self.name}: key_template makes keys of {len(key.encode())} bytes, over S3's "
                     f"{KEY_MAX_BYTES}; shorten it"

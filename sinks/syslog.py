@@ -71,7 +71,7 @@ UDP_MAX_PAYLOAD = 65_507
 BOM = b"\xef\xbb\xbf"
 TRUNCATION_MARKER = b"...[truncated]"
 SD_PARAMS = ("id", "vendor", "org", "action", "outcome", "category")
-SD_VALUE_MAX_BYTES = 255  # per SD value but the id: an endless one cut the header and lost the body
+SD_VALUE_MAX_BYTES = 255  # escaped, per SD value but the id: an endless one cut the header and lost the body
 _SECONDS_DOT = [b"%02d." % s for s in range(60)]
 _MILLIS_Z = [b"%03dZ" % ms for ms in range(1000)]
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -97,12 +97,13 @@ class SyslogSinkConfig(SinkConfig):
     rfc: Literal["5424", "3164"] = "5424"
     framing: Literal["octet_counting", "lf"] = Field(
         "octet_counting",
-        description="TCP/TLS only; TLS is always octet counting (RFC 5425). LF framing replaces LF inside "
+        description="TCP/TLS only; RFC 5425 receivers expect octet counting over TLS. LF framing replaces LF inside "
         "messages by '\\n'.",
     )
     max_message_bytes: int | None = Field(
         None, ge=480,
-        description="Cap per message; UDP defaults to 2048 (RFC 3164 over UDP: 1024, its limit), TCP/TLS are "
+        description="Cap per message; UDP defaults to 2048 (RFC 3164 over UDP: 1024, the RFC's limit; set more "
+        "for receivers that take it), TCP/TLS are "
         "uncapped unless set. Each structured-data value is cut at 255 bytes.",
     )
     facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = FACILITIES["local0"]
@@ -137,10 +138,10 @@ class SyslogSinkConfig(SinkConfig):
         if self.port == 0:
             self.port = DEFAULT_PORTS[self.transport]
         if self.transport == "udp":  # RFC 3164 4.1: "The total length of the packet MUST be 1024 bytes or less"
-            ceiling = 1024 if self.rfc == "3164" else UDP_MAX_PAYLOAD
-            self.max_message_bytes = min(self.max_message_bytes or min(2048, ceiling), ceiling)
+            default = 1024 if self.rfc == "3164" else 2048
+            self.max_message_bytes = min(self.max_message_bytes or default, UDP_MAX_PAYLOAD)
         if self.transport == "tls" and self.framing == "lf":  # RFC 5425 4.3: SYSLOG-FRAME = MSG-LEN SP SYSLOG-MSG
-            raise ValueError("syslog over TLS frames messages by octet counting (RFC 5425); framing: lf is tcp only")
+            log.warning("syslog over TLS with framing: lf; RFC 5425 receivers (syslog-ng) expect octet_counting")
         tls_options = [n for n in ("ca_file", "server_name", "client_cert", "client_key") if getattr(self, n)]
         if tls_options and self.transport != "tls":
             raise ValueError(f"{', '.join(tls_options)} need transport: tls (transport is {self.transport})")
@@ -163,10 +164,16 @@ def header_token(value: str, limit: int, forbidden: str = "") -> bytes:
     return text.encode("ascii") or b"-"
 
 
-def _bounded_utf8(value: str, limit: int) -> str:
-    """Cut before escaping, so no escape is split."""
-    data = value.encode()
-    return value if len(data) <= limit else data[:limit].decode(errors="ignore")
+def _sd_value(value: str) -> bytes:
+    """Escaped, then cut at ``SD_VALUE_MAX_BYTES``: at a character, and never after the
+    backslash of an escape (escaping can double a value's length, so cutting first was not enough)."""
+    escaped = sd_escape(value)
+    if len(escaped) <= SD_VALUE_MAX_BYTES:
+        return escaped
+    cut = escaped[:SD_VALUE_MAX_BYTES].decode(errors="ignore").encode()
+    if (len(cut) - len(cut.rstrip(b"\\"))) % 2:
+        cut = cut[:-1]
+    return cut
 
 
 def sd_escape(value: str) -> bytes:
@@ -246,7 +253,7 @@ class SyslogEncoder:
         if cached is None:
             values = {"vendor": vendor, "org": organization, "action": action, "outcome": outcome, "category": category}
             tail = b"".join(
-                b' %s="%s"' % (k.encode(), sd_escape(_bounded_utf8(str(v), SD_VALUE_MAX_BYTES)))
+                b' %s="%s"' % (k.encode(), _sd_value(str(v)))
                 for k in SD_PARAMS[1:] if (v := values[k])
             )  # fmt: skip
             msgid = header_token(str(action or ""), 32)

@@ -66,3 +66,51 @@ async def test_a_batch_wholly_dead_lettered_is_not_a_delivered_batch(journal: Jo
     await failing._deliver([RECORD], 1)
     assert (failing.status.batches, failing.status.delivered, failing.status.dead_lettered) == (0, 0, 1)
     assert await journal.offset("s") == 1  # past it: it waits in the dead-letter store
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, batch: Any) -> None:
+        self.batches.append([r.seq for r in batch])
+
+
+async def test_a_batch_whose_commit_failed_is_sent_again_with_the_same_members(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """The commit fails after the receiver confirmed (disk full) while polling goes on: the retry
+    sends the same events, not a bigger batch an idempotent receiver would store again."""
+    from forwarder.chunks import Chunks, JournalEntry
+
+    async def append(numbers: list[int]) -> None:
+        entries = [JournalEntry(f"e{n}", "codacy", 0, b"{}") for n in numbers]
+        await journal.append("src", "org", Chunks.of(entries), {"w": 1})
+
+    await journal.register_sinks(["s"])
+    await append([1, 2, 3])
+    sink = Recorder()
+    config = FileSinkConfig(type="file", path=str(tmp_path / "unused"), batch_max_age_s=0.0)
+    retry = RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.01)
+    delivering = SinkWorker("s", cast(Any, sink), config, journal, retry)
+    real_commit, failures = journal.commit, [OSError(28, "database or disk is full")]
+
+    async def commit(*args: Any) -> None:
+        if failures:
+            await append([4, 5])
+            raise failures.pop()
+        await real_commit(*args)
+
+    journal.commit = commit  # type: ignore[method-assign]
+    task = asyncio.create_task(delivering.run())
+    async with asyncio.timeout(10):
+        while delivering.offset < 5:
+            await asyncio.sleep(0.02)
+    delivering.stop()
+    await task
+    assert sink.batches == [[1, 2, 3], [1, 2, 3], [4, 5]]
+    assert await journal.inflight("s") is None

