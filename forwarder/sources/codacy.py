@@ -17,11 +17,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.event import SCHEMA_VERSION, event_time, format_observed, parse_ms
+from forwarder.event import SCHEMA_VERSION, event_time, format_observed
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.codacy")
 RETENTION_MS = 365 * 24 * 3600 * 1000
@@ -144,11 +144,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     }
 
 
-def _time_ms(item: Any) -> int | None:
-    try:
-        return parse_ms(str(item.get("timestamp")))
-    except ValueError:
-        return None
+_time_ms = time_at("timestamp")
 
 
 class CodacySource:

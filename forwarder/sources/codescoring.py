@@ -28,11 +28,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import event_time, format_ms, format_time, make_event
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
 
 log = structlog.get_logger("forwarder.sources.codescoring")
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
@@ -314,6 +314,7 @@ class CodescoringSource:
         at the end of an oldest-first listing."""
         per_page = self.config.per_page
         newest_first = self.config.order == "newest_first"
+        time_ms = time_at(self.config.time_field)
         walked: list[tuple[Any, int]] = []
         seen: set[str] = set()
         previous: int | None = None  # time of the last parseable entry walked, across pages
@@ -330,16 +331,13 @@ class CodescoringSource:
                 )
             reached_floor = False
             for item, key in zip(items, keys, strict=True):
-                try:
-                    ts = parse_ms(entry_time(item, self.config.time_field))
-                except ValueError:
-                    ts = end  # unparseable: quarantined by normalize, remembered while in the overlap
-                else:
-                    if key not in seen:  # an entry a page shift repeats says nothing of the order
-                        if previous is not None:
-                            out_of_order |= ts > previous
-                            descending |= ts < previous
-                        previous = ts
+                read = time_ms(item)
+                ts = end if read is None else read  # unparseable: quarantined by normalize, kept in the overlap
+                if read is not None and key not in seen:  # a page shift's repeat says nothing of the order
+                    if previous is not None:
+                        out_of_order |= ts > previous
+                        descending |= ts < previous
+                    previous = ts
                 if ts < floor:
                     reached_floor = True
                 elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled

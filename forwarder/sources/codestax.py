@@ -25,12 +25,12 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms, format_time, make_event, parse_ms
+from forwarder.event import event_time, format_ms, format_time, make_event
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.codestax")
 DAY_MS = 86_400_000
@@ -315,10 +315,10 @@ class CodeStaxSource:
             cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
         )  # fmt: skip
         start = max(state.watermark_ms - overlap, oldest)
-        warned = False
+        warned, time_ms = False, time_at(cfg.time_field)
         for lo, hi in slices(start, now - int(cfg.lag_s * 1000), int(cfg.slice_hours * 3_600_000)):
             items, keys = await self.fetch(organization, lo, hi)
-            fresh, outside = state.take(items, keys, self._time_ms, hi, overlap, within=(lo, hi))
+            fresh, outside = state.take(items, keys, time_ms, hi, overlap, within=(lo, hi))
             del items, keys
             if outside and not warned:  # at once: such a walk may spend the budget before the poll ends
                 warned = True
@@ -332,12 +332,6 @@ class CodeStaxSource:
         if extra:  # nothing to walk (lag longer than the run's window), but the gap is still news
             state.watermark_ms = max(state.watermark_ms, oldest)
             yield Page(entries=[], cursor=state.dump(), extra_events=extra)
-
-    def _time_ms(self, item: Any) -> int | None:
-        try:
-            return parse_ms(entry_time(item, self.config.time_field))
-        except ValueError:
-            return None
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)

@@ -25,12 +25,12 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_ms, parse_ms, parse_time
+from forwarder.event import format_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
+from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.configcat")
 DAY_MS = 86_400_000
@@ -191,11 +191,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     )  # fmt: skip
 
 
-def _time_ms(item: Any) -> int | None:
-    try:
-        return parse_ms(str(item.get("auditLogDateTime")))
-    except ValueError:
-        return None
+_time_ms = time_at("auditLogDateTime")
 
 
 class ConfigCatSource:

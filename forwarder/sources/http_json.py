@@ -292,12 +292,7 @@ class HttpJsonSource:
         gap: list[dict[str, Any]],
     ) -> Page:  # fmt: skip
         cfg = self.config
-
-        def vendor_id(item: Any) -> str | None:
-            ident = get_path(item, cfg.id_field)
-            return None if ident in (None, "") else f"{cfg.vendor}:{ident}"
-
-        keys = walk_keys(items, cfg.vendor, organization, vendor_id if cfg.id_field else None)
+        keys = walk_keys(items, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:")
         fresh, _ = state.take(items, keys, self._time_ms, hi, overlap, within=sent_window(lo, hi, cfg.window_format))
         return Page(entries=fresh, cursor=state.dump(), extra_events=gap)
 

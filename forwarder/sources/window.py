@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder.event import content_ids
-from forwarder.mapping import get_path
+from forwarder.event import content_ids, parse_ms
+from forwarder.mapping import entry_time, get_path
 from forwarder.sources.http import MalformedResponse
 
 
@@ -94,14 +94,15 @@ def with_occurrence(keys: list[str]) -> list[str]:
 
 
 def walk_keys(
-    items: list[Any], vendor: str, organization: str, vendor_id: Callable[[Any], str | None] | None = None
+    items: list[Any], vendor: str, organization: str, id_field: str | None = None, id_prefix: str = ""
 ) -> list[str]:
-    """The key of each entry of one walk: the vendor's id where it has one, else a hash of the
-    entry, twins numbered. An id seen again with the same content is the same event (a page
-    shift showed it twice); with other content it is numbered, since dropping it could lose one."""
-    if vendor_id is None:
+    """The key of each entry of one walk: ``id_prefix`` and the vendor's id at ``id_field`` where
+    it has one (an empty one is none), else a hash of the entry, twins numbered. An id seen
+    again with the same content is the same event (a page shift showed it twice); with other
+    content it is numbered, since dropping it could lose one."""
+    if not id_field:
         return with_occurrence(content_ids(vendor, organization, items))
-    ids = [vendor_id(item) for item in items]
+    ids = [None if (ident := get_path(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
     unkeyed = [item for item, ident in zip(items, ids, strict=True) if ident is None]
     hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed)))
     versions: dict[str, list[Any]] = {}
@@ -121,14 +122,20 @@ def walk_keys(
 def entry_keys(
     vendor: str, label: str, organization: str, items: list[Any], id_field: str | None, id_prefix: str
 ) -> list[str]:
-    """``walk_keys`` for entries that must be objects, the id at ``id_field`` (an empty one
-    is none) after ``id_prefix``."""
+    """``walk_keys`` for entries that must be objects."""
     for item in items:
         if not isinstance(item, dict):
             raise MalformedResponse(f"{label} sent a {type(item).__name__} where an audit entry belongs")
+    return walk_keys(items, vendor, organization, id_field, id_prefix)
 
-    def vendor_id(item: Any) -> str | None:
-        ident = get_path(item, id_field)
-        return None if ident in (None, "") else f"{id_prefix}{ident}"
 
-    return walk_keys(items, vendor, organization, vendor_id if id_field else None)
+def time_at(field: str) -> Callable[[Any], int | None]:
+    """An entry's time at ``field`` (a dotted path) in epoch ms, or None where it does not read."""
+
+    def time_ms(item: Any) -> int | None:
+        try:
+            return parse_ms(entry_time(item, field))
+        except ValueError:
+            return None
+
+    return time_ms
