@@ -44,7 +44,8 @@ from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
 from sinks.base import gzip_compress, gzip_file
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
-from sinks.syslog import SyslogEncoder, SyslogSinkConfig
+from sinks.syslog.config import SyslogSinkConfig
+from sinks.syslog.encoding import SyslogEncoder
 
 
 def per_page(work: Callable[[Any], Any], inputs: Callable[[int], Any], pages: int, repeat: int) -> float:

@@ -29,8 +29,9 @@ from tenacity import (
 from forwarder import metrics
 from forwarder.http_shared import BackoffWait
 from forwarder.journal import Journal
+from forwarder.record import Record
 from forwarder.routing import Router
-from sinks.base import FatalSinkError, Record, RetryableError, Sink, SinkConfig
+from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
 
@@ -63,7 +64,7 @@ class SinkWorker:
         self.config = config
         self.journal = journal
         self.retry = retry
-        self.router = Router.for_sink(config)
+        self.router = Router.build(config.filter, config.redact, config.redact_key)
         self.status = SinkState()
         self.wakeup = asyncio.Event()
         self.offset = 0

@@ -38,7 +38,7 @@ import orjson
 
 from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
 from forwarder.event import json_safe
-from sinks.base import Record, summary
+from forwarder.record import Record, summary
 
 STATE_VERSION = 2
 T = TypeVar("T")

@@ -22,9 +22,9 @@ from forwarder import metrics
 from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
 from forwarder.journal import DiskFullError, Journal
+from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
-from sinks.base import summary
 
 log = structlog.get_logger("forwarder.polling")
 _CONSUMED: tuple[Any, str] = (None, "")

@@ -20,15 +20,13 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import Category, Outcome, canonical_json
-
-if TYPE_CHECKING:
-    from sinks.base import Record, SinkConfig
+from forwarder.record import Record
 
 REDACTABLE = ("actor", "target", "repository", "message", "details", "raw")
 """Top-level fields redaction may touch; the rest (id, time, vendor, action, ...) route the event."""
@@ -170,8 +168,9 @@ class Router:
         self.redactor = redactor
 
     @classmethod
-    def for_sink(cls, config: SinkConfig) -> Router:
-        return cls(config.filter, Redactor(config.redact, config.redact_key) if config.redact else None)
+    def build(cls, flt: SinkFilter | None, redact: Sequence[RedactRule], redact_key: SecretStr | None) -> Router:
+        """A sink's router from its ``filter``, ``redact`` and ``redact_key`` settings."""
+        return cls(flt, Redactor(redact, redact_key) if redact else None)
 
     @property
     def passthrough(self) -> bool:

@@ -15,50 +15,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Protocol
 
 from isal import igzip
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from forwarder.formats import get_formatter
+from forwarder.record import Record
 from forwarder.routing import RedactRule, SinkFilter, check_redaction
 from forwarder.secrets import SecretFilesModel
-
-
-class Record(NamedTuple):
-    """One journaled event as a sink sees it.
-
-    ``data`` is the event serialized once at journaling time (orjson bytes); ``event`` parses it
-    lazily, so a sink that forwards the JSON unchanged never pays for a parse. The event's
-    ``action``, ``category`` and ``outcome`` ride along (the journal keeps them beside the
-    JSON) because syslog headers and HEC fields need them for every event, and parsing each
-    event for three strings cost more than the rest of the sink. A named tuple, not a
-    dataclass: the journal builds one per event, and a frozen dataclass's ``__init__`` cost
-    three times as much.
-    """
-
-    seq: int
-    event_id: str
-    source: str
-    organization: str
-    time_ms: int
-    data: bytes
-    vendor: str = ""
-    action: Any = None
-    category: Any = None
-    outcome: Any = None
-
-    def event(self) -> dict[str, Any]:
-        import orjson
-
-        value: dict[str, Any] = orjson.loads(self.data)
-        return value
-
-
-def summary(event: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """What rides beside an event's JSON (``Record``'s last three fields): one place decides it
-    for the poller, the journal's migration and dead letters, and ``record_of``."""
-    return event.get("action"), event.get("category"), event.get("outcome")
-
 
 _STR_OR_NONE = (str, type(None))
 
@@ -72,20 +37,6 @@ def plain_fields(record: Record) -> bool:
         and type(record.category) in _STR_OR_NONE
         and type(record.outcome) in _STR_OR_NONE
     )
-
-
-def record_of(event: dict[str, Any], seq: int = 0, time_ms: int | None = None) -> Record:
-    """The record the journal would hand a sink for this event (for tools and tests)."""
-    import orjson
-
-    from forwarder.event import parse_ms
-
-    if time_ms is None:
-        time_ms = parse_ms(str(event["time"]))
-    return Record(
-        seq, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event), event["vendor"],
-        *summary(event),
-    )  # fmt: skip
 
 
 def bounded(value: str, limit: int) -> str:
@@ -174,8 +125,6 @@ class SinkConfig(SecretFilesModel):
 
     @model_validator(mode="after")
     def _format_and_redaction(self) -> SinkConfig:
-        from forwarder.formats import get_formatter  # here: forwarder.formats imports this module
-
         get_formatter(self.format, self.format_options)
         check_redaction(self.redact, self.redact_key)
         return self

@@ -26,7 +26,8 @@ import structlog
 from pydantic import Field, field_validator
 
 from forwarder.formats import HEADERS, get_formatter
-from sinks.base import DeliveryReport, FatalSinkError, Record, SinkConfig, bounded, fsync_directory, gzip_file
+from forwarder.record import Record
+from sinks.base import DeliveryReport, FatalSinkError, SinkConfig, bounded, fsync_directory, gzip_file
 
 log = structlog.get_logger("sinks.file")
 

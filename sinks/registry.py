@@ -13,7 +13,8 @@ from sinks.base import Sink, SinkConfig
 from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
-from sinks.syslog import SyslogSink, SyslogSinkConfig
+from sinks.syslog.config import SyslogSinkConfig
+from sinks.syslog.sink import SyslogSink
 
 # The factory is typed so that mypy checks each class against the Sink protocol.
 SINKS: dict[str, tuple[type[SinkConfig], Callable[[str, Any], Sink]]] = {

@@ -41,7 +41,8 @@ from pydantic import Field, field_validator, model_validator
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
 from forwarder.http_shared import parse_retry_after
-from sinks.base import DeliveryReport, FatalSinkError, Record, RetryableError, SinkConfig, bounded, gzip_compress
+from forwarder.record import Record
+from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (
     "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"

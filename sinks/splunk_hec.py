@@ -33,11 +33,12 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
+from forwarder.formats import JSON_FORMATS, get_formatter
 from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
+from forwarder.record import Record
 from sinks.base import (
     DeliveryReport,
     FatalSinkError,
-    Record,
     RetryableError,
     SinkConfig,
     gzip_compress,
@@ -130,8 +131,6 @@ class SplunkHecSink:
     def __init__(self, name: str, config: SplunkHecSinkConfig) -> None:
         self.name = name
         self.config = config
-        from forwarder.formats import JSON_FORMATS, get_formatter  # here: forwarder.formats imports sinks.base
-
         self._format = get_formatter(config.format, config.format_options)
         self._json_formats = JSON_FORMATS
         self._client: httpx.AsyncClient | None = None

@@ -17,7 +17,7 @@ from forwarder.formats import cef, ecs, leef, ocsf
 from forwarder.formats._common import Formatter
 from forwarder.formats.csv import HEADER as CSV_HEADER
 from forwarder.formats.csv import csv_format
-from sinks.base import Record
+from forwarder.record import Record
 
 __all__ = ["FORMATS", "FORMATTERS", "HEADERS", "JSON_FORMATS", "Formatter", "get_formatter"]
 

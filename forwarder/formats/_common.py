@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from forwarder.event import SCHEMA_VERSION, parse_time
-from sinks.base import Record
+from forwarder.record import Record
 
 Formatter = Callable[[Record], bytes]
 

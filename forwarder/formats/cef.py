@@ -22,7 +22,7 @@ from forwarder.formats._common import (
     time_ms,
     vendor_name,
 )
-from sinks.base import Record
+from forwarder.record import Record
 
 HEADER_MAX = 512
 VALUE_MAX = 1023

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from sinks.base import Record
+from forwarder.record import Record
 
 COLUMNS = [
     "time", "id", "vendor", "source", "organization", "actor_email", "actor_name", "actor_ip",

@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from forwarder.formats._common import Formatter, vendor_name
-from sinks.base import Record
+from forwarder.record import Record
 
 ECS_VERSION = "9.3.0"
 EVENT_KINDS = ("alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal")

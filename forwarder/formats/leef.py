@@ -20,7 +20,7 @@ from forwarder.formats._common import (
     text,
     vendor_name,
 )
-from sinks.base import Record
+from forwarder.record import Record
 
 VALUE_MAX = 1023
 MESSAGE_MAX = 4000

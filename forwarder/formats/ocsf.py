@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forwarder.event import parse_time
 from forwarder.formats._common import PRODUCT, Formatter, time_ms, vendor_name
-from sinks.base import Record
+from forwarder.record import Record
 
 OCSF_VERSION = "1.8.0"
 CATEGORIES = {3: "Identity & Access Management", 6: "Application Activity"}

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from forwarder.formats import HEADERS, get_formatter
+from forwarder.record import record_of
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
 from forwarder.tools.common import build_source, closing, echo_json, pick_organizations
-from sinks.base import record_of
 
 
 async def collect_preview(

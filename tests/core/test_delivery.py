@@ -11,7 +11,8 @@ import pytest
 
 from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.journal import Journal
-from sinks.base import FatalSinkError, Record, RetryableError
+from forwarder.record import Record
+from sinks.base import FatalSinkError, RetryableError
 from sinks.file import FileSinkConfig
 
 

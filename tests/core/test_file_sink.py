@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from forwarder.formats.csv import COLUMNS
-from sinks.base import FatalSinkError, Record
+from forwarder.record import Record
+from sinks.base import FatalSinkError
 from sinks.file import FileSink, FileSinkConfig
 
 

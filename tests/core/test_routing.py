@@ -19,8 +19,9 @@ from forwarder.chunks import JournalEntry
 from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.event import make_event
 from forwarder.journal import Journal
+from forwarder.record import Record, record_of
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
-from sinks.base import DeliveryReport, Record, record_of
+from sinks.base import DeliveryReport
 from sinks.file import FileSink, FileSinkConfig
 from sinks.registry import SINKS
 

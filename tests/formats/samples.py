@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from forwarder.formats import get_formatter
+from forwarder.record import Record, record_of
 from forwarder.sources import codacy, codescoring, codestax, configcat
 from forwarder.sources.gaps import gap_event
-from sinks.base import Record, record_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GOLDEN = FIXTURES / "formats"

@@ -15,7 +15,7 @@ import forwarder.health as health_endpoint
 from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.journal import Journal
 from forwarder.logs import register_secrets
-from sinks.base import Record
+from forwarder.record import Record
 from sinks.file import FileSinkConfig
 from tests.helpers.daemon import write_config
 from tests.helpers.emulators import EmulatorProcess, running

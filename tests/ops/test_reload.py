@@ -19,7 +19,7 @@ from forwarder.settings import load_settings
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacySource
 from sinks.registry import SINKS
-from sinks.syslog import SyslogSink
+from sinks.syslog.sink import SyslogSink
 from tests.helpers.daemon import cli, read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import daemon, free_port, health, wait_for

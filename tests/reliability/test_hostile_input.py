@@ -28,10 +28,10 @@ from forwarder.formats import FORMATS, get_formatter
 from forwarder.formats.csv import FORMULA_START
 from forwarder.journal import Journal
 from forwarder.polling import Poller
+from forwarder.record import Record
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.http import SourceError
-from sinks.base import Record
 from tests.helpers.daemon import read_ndjson
 from tests.helpers.emulators import EmulatorProcess
 from tests.reliability.conftest import (

@@ -25,7 +25,8 @@ from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from forwarder.event import make_event
-from sinks.base import FatalSinkError, Record, RetryableError, record_of
+from forwarder.record import Record, record_of
+from sinks.base import FatalSinkError, RetryableError
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
 from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
 

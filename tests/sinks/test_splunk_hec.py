@@ -22,7 +22,8 @@ import pytest
 from pydantic import ValidationError
 
 from forwarder.event import format_ms, make_event
-from sinks.base import FatalSinkError, Record, RetryableError, record_of
+from forwarder.record import Record, record_of
+from sinks.base import FatalSinkError, RetryableError
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 
 pytestmark = pytest.mark.integration

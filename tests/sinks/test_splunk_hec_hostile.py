@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sinks.base import FatalSinkError, Record, RetryableError
+from forwarder.record import Record
+from sinks.base import FatalSinkError, RetryableError
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from tests.helpers.raw_http import Answer, raw_http_server, trickle
 

@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from forwarder.event import make_event
-from sinks.base import FatalSinkError, Record, RetryableError, record_of
-from sinks.syslog import SyslogSink, SyslogSinkConfig
+from forwarder.record import Record, record_of
+from sinks.base import FatalSinkError, RetryableError
+from sinks.syslog.config import SyslogSinkConfig
+from sinks.syslog.sink import SyslogSink
 from tests.helpers.rsyslog import Received, Rsyslog, as_shown
 
 pytestmark = pytest.mark.integration
@@ -350,7 +352,7 @@ async def test_unreadable_tls_files_are_fatal(rsyslog: Rsyslog, tmp_path: Path) 
 def test_timestamps_formatted_per_minute_match_the_full_format() -> None:
     """The header's date and minute are remembered between events; every time still reads alike."""
     from forwarder.event import format_ms
-    from sinks.syslog import SyslogEncoder
+    from sinks.syslog.encoding import SyslogEncoder
 
     encoder = SyslogEncoder(SyslogSinkConfig(type="syslog", host="127.0.0.1"))
     times = [1_700_000_000_000 + step for step in (0, 999, 1_000, 1_001, 59_999, 60_000, 61_001, -1, 86_400_000 * 400)]
@@ -360,7 +362,7 @@ def test_timestamps_formatted_per_minute_match_the_full_format() -> None:
 
 
 def test_sd_values_are_escaped_and_plain_ones_pass_through() -> None:
-    from sinks.syslog import sd_escape
+    from sinks.syslog.encoding import sd_escape
 
     assert sd_escape('id "1"] back\\slash é') == 'id \\"1\\"\\] back\\\\slash é'.encode()
     assert sd_escape("codacy:3f2a") == b"codacy:3f2a"

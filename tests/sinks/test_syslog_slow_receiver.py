@@ -16,8 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sinks.base import Record, RetryableError
-from sinks.syslog import SyslogSink, SyslogSinkConfig
+from forwarder.record import Record
+from sinks.base import RetryableError
+from sinks.syslog.config import SyslogSinkConfig
+from sinks.syslog.sink import SyslogSink
 from tests.helpers.rsyslog import Pki, make_pki
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,213 @@
+"""Syslog transports: UDP datagrams, and TCP or TLS streams with their connecting, TLS setup,
+reconnecting and the wait until a write has left the process. They move bytes already encoded
+and framed; the guarantees each gives are in ``sinks.syslog.sink``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Sequence
+
+import structlog
+
+from sinks.base import FatalSinkError, RetryableError
+from sinks.syslog.config import SyslogSinkConfig
+
+log = structlog.get_logger("sinks.syslog")
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def where(name: str, config: SyslogSinkConfig) -> str:
+    """Which sink and receiver, for errors and logs."""
+    return f"syslog sink {name!r}: {config.transport} {config.host}:{config.port}"
+
+
+class StreamConnection:
+    """TCP or TLS: one connection, opened lazily and reopened once the receiver closed it."""
+
+    def __init__(self, name: str, config: SyslogSinkConfig) -> None:
+        self.name = name
+        self.config = config
+        self._ssl: ssl.SSLContext | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.transports: tuple[asyncio.WriteTransport, ...] = ()  # the stream's, and TCP's under TLS
+
+    @property
+    def _where(self) -> str:
+        return where(self.name, self.config)
+
+    async def send(self, data: bytes) -> None:
+        """Return once all of ``data`` is in the kernel, or raise ``RetryableError``."""
+        writer = await self.connect()
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                writer.write(data)
+                await writer.drain()
+                # asyncio has no event for "the socket's own buffer is empty" under TLS: poll it
+                while not writer.transport.is_closing() and any(  # noqa: ASYNC110
+                    transport.get_write_buffer_size() for transport in self.transports
+                ):
+                    await asyncio.sleep(0.005)  # a slow receiver: the rest is still in this process
+                await writer.drain()  # a connection lost meanwhile emptied the buffers: this raises
+        except (OSError, TimeoutError) as exc:
+            await self.disconnect()
+            raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc
+
+    async def connect(self) -> asyncio.StreamWriter:
+        # A receiver that closed the connection (restart, idle timeout) has sent a FIN, which
+        # the loop has turned into EOF on the reader: reconnect now rather than write into a
+        # dead socket and lose the batch.
+        stale = self._writer is not None and self._writer.is_closing()
+        if stale or (self._reader is not None and self._reader.at_eof()):
+            log.info("syslog_reconnect", sink=self.name, reason="closed by receiver")
+            await self.disconnect()
+        if self._writer is None:
+            self._reader, self._writer = await self._open()
+        return self._writer
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        cfg = self.config
+        context = await self._ssl_context() if cfg.transport == "tls" else None
+        try:
+            async with asyncio.timeout(cfg.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(cfg.host, cfg.port)
+                tcp = writer.transport
+                if context is not None:  # TLS over the socket's own transport, which keeps its own buffer
+                    try:
+                        await writer.start_tls(context, server_hostname=cfg.server_name or cfg.host)
+                    except BaseException:
+                        tcp.abort()
+                        raise
+                self.transports = (writer.transport, tcp)
+                return reader, writer
+        except ssl.SSLCertVerificationError as exc:
+            why = exc.verify_message or _why(exc)
+            raise RetryableError(f"{self._where}: TLS certificate verification failed: {why}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise RetryableError(f"{self._where}: cannot connect: {_why(exc)}") from exc
+
+    async def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            try:
+                self._ssl = await asyncio.to_thread(self._build_ssl_context)
+            except (OSError, ssl.SSLError) as exc:  # a missing or bad file: retrying cannot help
+                raise FatalSinkError(f"{self._where}: bad TLS files: {exc}") from exc
+        return self._ssl
+
+    def _build_ssl_context(self) -> ssl.SSLContext:
+        cfg = self.config
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if not cfg.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if cfg.client_cert:
+            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+        return context
+
+    async def disconnect(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
+
+    async def probe(self) -> str:
+        """Connect once, apart from the sink's own connection, for ``audit-forwarder check``."""
+        _, writer = await self._open()
+        detail = ""
+        if ssl_object := writer.get_extra_info("ssl_object"):
+            verified = "certificate verified" if self.config.verify else "certificate NOT verified (verify: false)"
+            detail = f" ({ssl_object.version()}, {verified})"
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return f"{self._where}: connected{detail}"
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Flow control for datagrams: asyncio buffers when the socket is full and pauses us."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where  # which sink and receiver, for the log: an ICMP error says neither
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = False
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("syslog_udp_error", sink=self.where, error=str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.writable.set()
+
+
+class DatagramConnection:
+    """UDP: one socket, fire and forget, reopened after an error closed it."""
+
+    def __init__(self, name: str, config: SyslogSinkConfig) -> None:
+        self.name = name
+        self.config = config
+        self._udp: tuple[asyncio.DatagramTransport, _UdpProtocol] | None = None
+
+    @property
+    def _where(self) -> str:
+        return where(self.name, self.config)
+
+    async def endpoint(self) -> tuple[asyncio.DatagramTransport, _UdpProtocol]:
+        if self._udp is not None and self._udp[1].closed:
+            self._udp = None
+        if self._udp is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._udp = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self._where), remote_addr=(self.config.host, self.config.port)
+                )
+            except OSError as exc:
+                raise RetryableError(f"{self._where}: cannot open socket: {exc}") from exc
+        return self._udp
+
+    async def send(self, messages: Sequence[bytes]) -> None:
+        """One datagram per message, as fast as the socket takes them."""
+        transport, protocol = await self.endpoint()
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                for message in messages:
+                    await protocol.writable.wait()
+                    if protocol.closed:
+                        raise ConnectionError("socket closed")
+                    transport.sendto(message)
+                await protocol.writable.wait()
+        except (OSError, TimeoutError) as exc:
+            protocol.closed = True  # the next send opens a fresh socket
+            transport.close()
+            raise RetryableError(f"{self._where}: send failed: {_why(exc)}") from exc
+
+    async def probe(self) -> str:
+        """Resolve the receiver for ``audit-forwarder check``: UDP has nothing else to try."""
+        cfg = self.config
+        try:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise RetryableError(f"{self._where}: cannot resolve: {exc}") from exc
+        return f"{self._where}: resolves to {infos[0][4][0]}; UDP has no handshake, nothing was sent"
+
+    def close(self) -> None:
+        if self._udp is not None:
+            self._udp[0].close()
+            self._udp = None
