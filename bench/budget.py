@@ -38,7 +38,7 @@ from forwarder.chunks import Chunks
 from forwarder.emulators.base import start_in_thread
 from forwarder.event import content_ids, parse_ms
 from forwarder.formats import get_formatter
-from forwarder.journal import Journal
+from forwarder.journal import SqliteState
 from forwarder.polling import Poller
 from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
@@ -123,22 +123,22 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
 
     cpu["serialize (orjson.dumps, time, chunk)"] = per_page(serialize, normalized, n, repeat)
     shutil.rmtree(work / "state", ignore_errors=True)
-    journal = Journal(work / "state" / "journal.sqlite3", max_events=1 << 40, max_bytes=1 << 50)
-    journal.open_sync()
-    journal.register_sinks_sync(["out"])
+    journal = SqliteState(work / "state" / "journal.sqlite3")
+    journal.open()
+    journal.register_sinks(["out"])
     cpu["journal append (SQLite, fsync)"] = per_page(
-        lambda page: journal.append_sync("codacy", ORG, page, {"watermark_ms": 0}), chunks, n, 1
+        lambda page: journal.append("codacy", ORG, page, {"watermark_ms": 0}), chunks, n, 1
     )  # appended once: a second run would append the backlog again
-    batches = [(offset, min(offset + 500, journal.head)) for offset in range(0, journal.head, 500)]
+    batches = [(offset, min(offset + 500, journal.events.head)) for offset in range(0, journal.events.head, 500)]
 
     def read(batch: tuple[int, int]) -> None:
-        journal.read_sync(batch[0], 500, 1 << 20)
+        journal.read(batch[0], 500, 1 << 20)
 
-    journal._chunk_cache.clear()
+    journal.events.forget_decoded()
     cpu["journal read (decode records)"] = per_page(read, lambda i: batches[i], len(batches), 1)
 
     def records(i: int) -> list[Any]:
-        return journal.read_sync(batches[i][0], 500, 1 << 20)
+        return journal.read(batches[i][0], 500, 1 << 20)
 
     as_json = get_formatter("json")
     syslog = SyslogEncoder(SyslogSinkConfig(type="syslog", host="127.0.0.1"))
@@ -161,8 +161,7 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
     compress = partial(gzip_file, rotated, work / "rotated.ndjson.gz")
     for level in (1, 9):
         cpu[f"file rotation (gzip_file, level {level})"] = per_page(compress, [level].__getitem__, 1, repeat)
-    journal.db.close()
-    journal._executor.shutdown()
+    journal.close()
     return cpu
 
 

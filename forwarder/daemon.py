@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
-from forwarder.journal import Journal, StateError
+from forwarder.journal import SqliteJournal, StateError
 from forwarder.logs import register_secrets, scrub
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
@@ -141,7 +141,7 @@ class Daemon:
         self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
         self.lock = StateLock(settings.state_dir)
-        self.journal = Journal(
+        self.journal = SqliteJournal(
             settings.state_dir / JOURNAL_FILE, settings.journal.max_events, settings.journal.max_bytes
         )
         self.pollers: dict[str, Poller] = {}

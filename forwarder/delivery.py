@@ -28,7 +28,7 @@ from tenacity import (
 
 from forwarder import metrics
 from forwarder.http_shared import BackoffWait
-from forwarder.journal import Journal
+from forwarder.journal import DeliveryJournal
 from forwarder.record import Record
 from forwarder.routing import Router
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
@@ -57,7 +57,7 @@ class SinkState:
 
 class SinkWorker:
     def __init__(
-        self, name: str, sink: Sink, config: SinkConfig, journal: Journal, retry: RetrySettings
+        self, name: str, sink: Sink, config: SinkConfig, journal: DeliveryJournal, retry: RetrySettings
     ) -> None:
         self.name = name
         self.sink = sink

@@ -21,7 +21,7 @@ import structlog
 from forwarder import metrics
 from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
-from forwarder.journal import DiskFullError, Journal
+from forwarder.journal import DiskFullError, PollJournal
 from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
@@ -44,7 +44,7 @@ class OrgStatus:
 
 
 class Poller:
-    def __init__(self, source: Source, journal: Journal, on_append: Callable[[], None]) -> None:
+    def __init__(self, source: Source, journal: PollJournal, on_append: Callable[[], None]) -> None:
         self.source = source
         self.journal = journal
         self.on_append = on_append

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from forwarder.daemon import JOURNAL_FILE
 from forwarder.event import format_ms
-from forwarder.journal import Journal, StateError
+from forwarder.journal import SqliteJournal, StateError
 from forwarder.settings import Settings
 
 
@@ -20,7 +20,7 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
     path = settings.state_dir / JOURNAL_FILE
     if not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
-    journal = Journal(path, migrate=False)  # read-only: no lock held
+    journal = SqliteJournal(path, migrate=False)  # read-only: no lock held
     await journal.open()
     try:
         stats = await journal.stats()

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from forwarder.chunks import Chunks
 from forwarder.daemon import Daemon
-from forwarder.journal import Journal
+from forwarder.journal import StateJournal
 from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source
@@ -97,7 +97,7 @@ class WindowJournal:
     """The journal as ``Poller`` sees it during a backfill: the window's cursor instead of the
     live one, and only the entries inside the window."""
 
-    def __init__(self, journal: Journal, window: Window, on_page: Callable[[], None]) -> None:
+    def __init__(self, journal: StateJournal, window: Window, on_page: Callable[[], None]) -> None:
         self.journal = journal
         self.window = window
         self.on_page = on_page
@@ -132,7 +132,7 @@ class WindowJournal:
 
 
 async def resolve_until(
-    journal: Journal, source: str, orgs: list[str], since_ms: int, until_ms: int | None, latest_ms: int
+    journal: StateJournal, source: str, orgs: list[str], since_ms: int, until_ms: int | None, latest_ms: int
 ) -> tuple[int, bool]:
     """Without ``--until``, rerunning the command resumes the unfinished window with the same
     ``--since`` instead of starting a new one that ends now. Returns (until, resumed)."""
@@ -222,7 +222,7 @@ class Backfill:
                 daemon.notify_sinks()
 
             journal = WindowJournal(daemon.journal, window, refresh)
-            poller = Poller(cast(Source, BoundedSource(source, until)), cast(Journal, journal), daemon.notify_sinks)
+            poller = Poller(cast(Source, BoundedSource(source, until)), journal, daemon.notify_sinks)
             limit = asyncio.Semaphore(self.concurrency)
             results = await until_stopped(
                 daemon.stopping, asyncio.gather(*(self._one(poller, journal, org, limit) for org in orgs))

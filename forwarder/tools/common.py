@@ -12,7 +12,7 @@ import orjson
 
 from forwarder.daemon import JOURNAL_FILE, BuildError, StateLock, build
 from forwarder.event import parse_time
-from forwarder.journal import Journal, StateError
+from forwarder.journal import SqliteJournal, StateError, StateJournal
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source
@@ -38,12 +38,12 @@ def lock_state(settings: Settings) -> StateLock:
 
 
 @asynccontextmanager
-async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[Journal]:
+async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[StateJournal]:
     path = settings.state_dir / JOURNAL_FILE
     if not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
     lock = lock_state(settings) if change else None
-    journal = Journal(path, migrate=change)  # only the lock holder may migrate
+    journal = SqliteJournal(path, migrate=change)  # only the lock holder may migrate
     try:
         await journal.open()
         yield journal

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forwarder.event import format_ms
-from forwarder.journal import DeadLetter, Journal
+from forwarder.journal import DeadLetter, StateJournal
 from forwarder.logs import register_secrets, scrub
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
@@ -75,7 +75,7 @@ async def replay_dead_letters(settings: Settings, sink: str | None, ids: Sequenc
         return ok
 
 
-async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], journal: Journal, say: Say) -> bool:
+async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], journal: StateJournal, say: Say) -> bool:
     config = settings.sinks[name]
     sink: Sink = SINKS[config.type][1](name, config)
     delivered = 0

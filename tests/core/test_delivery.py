@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from forwarder.delivery import RetrySettings, SinkWorker
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.record import Record
 from sinks.base import FatalSinkError, RetryableError
 from sinks.file import FileSinkConfig
@@ -36,13 +36,13 @@ class Failing(Hanging):
 
 @pytest.fixture
 async def journal(tmp_path: Path) -> Any:
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     yield journal
     await journal.close()
 
 
-def worker(sink: object, journal: Journal, tmp_path: Path, **retry: Any) -> SinkWorker:
+def worker(sink: object, journal: SqliteJournal, tmp_path: Path, **retry: Any) -> SinkWorker:
     config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
     return SinkWorker("s", cast(Any, sink), config, journal, RetrySettings(initial_backoff_s=0.01, **retry))
 
@@ -50,7 +50,9 @@ def worker(sink: object, journal: Journal, tmp_path: Path, **retry: Any) -> Sink
 RECORD = Record(1, "e1", "src", "org", 0, b"{}", "codacy")
 
 
-async def test_a_cancelled_send_ends_the_delivery_instead_of_being_retried(journal: Journal, tmp_path: Path) -> None:
+async def test_a_cancelled_send_ends_the_delivery_instead_of_being_retried(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
     """tenacity's attempt swallows a cancellation like any error: retried, a stopping daemon kept
     sending past shutdown_timeout_s, for ever with the default unbounded retries."""
     delivery = asyncio.create_task(worker(Hanging(), journal, tmp_path)._deliver([RECORD], 1))
@@ -61,7 +63,7 @@ async def test_a_cancelled_send_ends_the_delivery_instead_of_being_retried(journ
     assert await journal.offset("s") == 0  # nothing confirmed, nothing committed
 
 
-async def test_a_batch_wholly_dead_lettered_is_not_a_delivered_batch(journal: Journal, tmp_path: Path) -> None:
+async def test_a_batch_wholly_dead_lettered_is_not_a_delivered_batch(journal: SqliteJournal, tmp_path: Path) -> None:
     await journal.register_sinks(["s"])
     failing = worker(Failing(), journal, tmp_path, max_attempts=2)
     await failing._deliver([RECORD], 1)
@@ -82,7 +84,7 @@ class Recorder:
 
 
 async def test_a_batch_whose_commit_failed_is_sent_again_with_the_same_members(
-    journal: Journal, tmp_path: Path
+    journal: SqliteJournal, tmp_path: Path
 ) -> None:
     """The commit fails after the receiver confirmed (disk full) while polling goes on: the retry
     sends the same events, not a bigger batch an idempotent receiver would store again."""

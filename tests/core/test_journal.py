@@ -1,8 +1,10 @@
-"""The journal's transaction rules, on a real SQLite file."""
+"""The journal's transaction rules, against the protocol (``StateJournal``) for every backend in
+``BACKENDS``, and the SQLite file's own matters (chunks, migration, damage) on a real file."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from forwarder import chunks as chunks_module
 from forwarder.chunks import JournalEntry
-from forwarder.journal import Journal, StateError
+from forwarder.journal import SqliteJournal, StateError, StateJournal
 
 
 def entries(n: int, start: int = 0) -> list[JournalEntry]:
@@ -21,14 +23,31 @@ def entries(n: int, start: int = 0) -> list[JournalEntry]:
     ]
 
 
-async def open_journal(path: Path, **kw: Any) -> Journal:
-    journal = Journal(path, **kw)
+async def open_journal(path: Path, **kw: Any) -> SqliteJournal:
+    journal = SqliteJournal(path, **kw)
     await journal.open()
     return journal
 
 
-async def test_append_moves_cursor_with_events(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3")
+# Each backend's journal at a place: opened again at the same place, it holds the same state.
+BACKENDS: dict[str, Callable[..., StateJournal]] = {
+    "sqlite": lambda where, **kw: SqliteJournal(where / "j.sqlite3", **kw),
+}
+Opener = Callable[..., Awaitable[StateJournal]]
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    async def open_(**kw: Any) -> StateJournal:
+        journal = BACKENDS[request.param](tmp_path, **kw)
+        await journal.open()
+        return journal
+
+    return open_
+
+
+async def test_append_moves_cursor_with_events(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.register_sinks(["a", "b"])
     await journal.append("src", "org", entries(3), {"watermark_ms": 5})
     assert await journal.get_cursor("src", "org") == {"watermark_ms": 5}
@@ -38,8 +57,8 @@ async def test_append_moves_cursor_with_events(tmp_path: Path) -> None:
     await journal.close()
 
 
-async def test_failed_append_keeps_neither_events_nor_cursor(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3")
+async def test_failed_append_keeps_neither_events_nor_cursor(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.append("src", "org", entries(1), {"watermark_ms": 1})
     unwritable = {"watermark_ms": 99, "bad": object()}  # fails after the events were inserted
     with pytest.raises(TypeError):
@@ -49,8 +68,8 @@ async def test_failed_append_keeps_neither_events_nor_cursor(tmp_path: Path) -> 
     await journal.close()
 
 
-async def test_prune_waits_for_the_slowest_sink(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3")
+async def test_prune_waits_for_the_slowest_sink(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.register_sinks(["fast", "slow"])
     await journal.append("src", "org", entries(2), {"w": 1})
     await journal.append("src", "org", entries(2, 2), {"w": 2})
@@ -95,15 +114,14 @@ def test_chunks_cut_by_size_keep_every_line_whole(monkeypatch: pytest.MonkeyPatc
     assert list(chunks) == entries(7)
 
 
-async def test_head_survives_pruning_everything(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
-    journal = await open_journal(path)
+async def test_head_survives_pruning_everything(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(3), {"w": 1})
     await journal.commit("a", 3)
     assert await journal.prune() == 3
     await journal.close()
-    journal = await open_journal(path)
+    journal = await reopen()
     assert journal.head == 3  # seqs are never reused: offsets stay meaningful
     await journal.append("src", "org", entries(1, 3), {"w": 2})
     assert [r.seq for r in await journal.read(await journal.offset("a"), 10, 1 << 20)] == [4]
@@ -168,22 +186,21 @@ def test_a_line_feed_in_an_events_json_is_refused() -> None:
     assert len(chunks) == 0
 
 
-async def test_offsets_and_cursors_survive_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
-    journal = await open_journal(path)
+async def test_offsets_and_cursors_survive_reopen(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(3), {"w": 7})
     await journal.commit("a", 2)
     await journal.close()
-    journal = await open_journal(path)
+    journal = await reopen()
     assert await journal.offset("a") == 2
     assert await journal.get_cursor("src", "org") == {"w": 7}
     assert journal.head == 3
     await journal.close()
 
 
-async def test_cap_reports_full(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3", max_events=3)
+async def test_cap_reports_full(reopen: Opener) -> None:
+    journal = await reopen(max_events=3)
     await journal.append("src", "org", entries(2), {})
     assert not journal.is_full()
     await journal.append("src", "org", entries(1, 5), {})
@@ -191,16 +208,16 @@ async def test_cap_reports_full(tmp_path: Path) -> None:
     await journal.close()
 
 
-async def test_read_respects_byte_limit_but_returns_at_least_one(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3")
+async def test_read_respects_byte_limit_but_returns_at_least_one(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.append("src", "org", entries(5), {})
     assert len(await journal.read(0, 10, 1)) == 1
     assert len(await journal.read(0, 10, 30)) == 2
     await journal.close()
 
 
-async def test_dead_letters_commit_with_offset(tmp_path: Path) -> None:
-    journal = await open_journal(tmp_path / "j.sqlite3")
+async def test_dead_letters_commit_with_offset(reopen: Opener) -> None:
+    journal = await reopen()
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(2), {})
     batch = await journal.read(0, 10, 1 << 20)

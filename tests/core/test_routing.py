@@ -18,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from forwarder.chunks import JournalEntry
 from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.event import make_event
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.record import Record, record_of
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
 from sinks.base import DeliveryReport
@@ -123,7 +123,7 @@ class CountingFileSink(FileSink):
         return await super().send(batch)
 
 
-async def drain(workers: list[SinkWorker], journal: Journal) -> None:
+async def drain(workers: list[SinkWorker], journal: SqliteJournal) -> None:
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         async with asyncio.timeout(20):
@@ -136,7 +136,7 @@ async def drain(workers: list[SinkWorker], journal: Journal) -> None:
 
 
 async def test_two_sinks_one_journal(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     await journal.register_sinks(["everything", "security"])
     batch1 = [event(1), event(2, category="authentication", action="user.login"), event(3, outcome="failure")]

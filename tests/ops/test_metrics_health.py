@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 import forwarder.health as health_endpoint
 from forwarder.delivery import RetrySettings, SinkWorker
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.logs import register_secrets
 from forwarder.record import Record
 from sinks.file import FileSinkConfig
@@ -162,7 +162,7 @@ async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> No
         async def send(self, batch: Any) -> None:
             raise KeyError("weird")
 
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
     worker = SinkWorker("broken", cast(Any, Broken()), config, journal, RetrySettings(initial_backoff_s=0.01,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.chunks import JournalEntry
-from forwarder.journal import Journal
+from forwarder.journal import SqliteState
 from tests.helpers.daemon import cli
 from tests.reliability.conftest import Figures, codacy_source, file_sink, make_config
 
@@ -26,15 +26,14 @@ pytestmark = pytest.mark.integration
 
 def healthy_state(path: Path) -> None:
     """A real journal with a cursor and enough events to span many pages."""
-    journal = Journal(path)
-    journal.open_sync()
+    journal = SqliteState(path)
+    journal.open()
     now = datetime.now(UTC).isoformat()
     entries = [JournalEntry(f"codacy:{i:064x}", "codacy", 1_700_000_000_000 + i, b'{"pad":"' + b"x" * 900 + b'"}')
                for i in range(400)]  # fmt: skip
-    journal.append_sync("codacy", "gh/acme", entries, {"watermark_ms": 1_700_000_000_000, "at": now})
+    journal.append("codacy", "gh/acme", entries, {"watermark_ms": 1_700_000_000_000, "at": now})
     assert journal.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
-    journal.db.close()
-    journal._executor.shutdown()
+    journal.close()
 
 
 def corrupt(path: Path) -> None:

@@ -26,7 +26,7 @@ from forwarder.emulators.codacy import format_timestamp
 from forwarder.event import epoch_ms, event_time, format_time, make_event, parse_ms, parse_time
 from forwarder.formats import FORMATS, get_formatter
 from forwarder.formats.csv import FORMULA_START
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.polling import Poller
 from forwarder.record import Record
 from forwarder.sources import SOURCES
@@ -299,7 +299,7 @@ async def test_an_entry_nested_deeper_than_json_can_be_written_is_quarantined_al
         return [good, bad]
 
     source.fetcher.get_json = get_json  # type: ignore[method-assign]
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     try:
         assert await Poller(source, journal, lambda: None).poll()

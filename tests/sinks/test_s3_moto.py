@@ -437,13 +437,13 @@ async def test_a_batch_interrupted_before_its_commit_is_stored_once_after_a_rest
     bigger batch that repeats the events under another name."""
     from forwarder.chunks import Chunks, JournalEntry
     from forwarder.delivery import RetrySettings, SinkWorker
-    from forwarder.journal import Journal
+    from forwarder.journal import SqliteJournal
 
     def append(records: list[Record]) -> Any:
         entries = [JournalEntry(r.event_id, r.vendor, r.time_ms, r.data) for r in records]
         return journal.append("codacy-prod", "Acme Corp", Chunks.of(entries), {"w": 1})
 
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     try:
         await journal.register_sinks(["archive"])

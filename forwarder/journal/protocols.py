@@ -1,0 +1,97 @@
+"""What each part of the daemon needs of the journal, and nothing more.
+
+These are the seam a second state backend implements: the poller depends on ``PollJournal``,
+a sink worker on ``DeliveryJournal``, the daemon and the operator tools on ``StateJournal``.
+Whatever the backend, the rules of ``forwarder.journal`` hold: ``append`` writes a page's
+events, its quarantined entries and its cursor in one durable transaction; ``commit`` moves
+a sink's offset (with that batch's dead letters) only after the receiver confirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from forwarder.chunks import Chunks, JournalEntry
+from forwarder.journal.types import DeadLetter, JournalStats
+from forwarder.record import Record
+
+
+class PollJournal(Protocol):
+    async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None: ...
+
+    async def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Chunks,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        """Events, quarantined entries and the cursor in one durable transaction, or none."""
+        ...
+
+    def is_full(self) -> bool: ...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Events and bytes held."""
+        ...
+
+
+class DeliveryJournal(Protocol):
+    @property
+    def head(self) -> int:
+        """The seq of the last event journaled."""
+        ...
+
+    async def offset(self, sink: str) -> int: ...
+
+    async def inflight(self, sink: str) -> int | None:
+        """The last seq of a batch begun and never committed: the batch to send first."""
+        ...
+
+    async def begin(self, sink: str, last_seq: int) -> None: ...
+
+    async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]: ...
+
+    async def journaled_at(self, seq: int) -> float | None: ...
+
+    async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        """Moves the offset and records the batch's dead letters in one transaction."""
+        ...
+
+
+class StateJournal(PollJournal, DeliveryJournal, Protocol):
+    """Everything: the daemon's lifecycle and the operator tools."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry] | Chunks,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
+    ) -> None:
+        """``cursor_source`` keeps the cursor under another key than the events' source (a
+        backfill's progress lives apart from the live cursor)."""
+        ...
+
+    async def register_sinks(self, names: Iterable[str]) -> list[str]: ...
+
+    async def prune(self) -> int: ...
+
+    async def stats(self) -> JournalStats: ...
+
+    async def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None: ...
+
+    async def delete_cursors(self, source: str | None, organization: str | None) -> int: ...
+
+    async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]: ...
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int: ...

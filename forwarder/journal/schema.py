@@ -1,0 +1,142 @@
+"""The SQLite state file: its tables, its settings, and the checks and migration at opening.
+
+Damaged state is never reset silently: a file that fails ``PRAGMA quick_check``, is not a state
+file or has another state version is refused with a message naming the file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
+from forwarder.journal.dead_letters import event_summary
+from forwarder.journal.transaction import transaction
+from forwarder.journal.types import StateError
+
+STATE_VERSION = 2
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (
+    source TEXT NOT NULL, organization TEXT NOT NULL, state BLOB NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (source, organization));
+CREATE TABLE IF NOT EXISTS chunks (
+    first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, source TEXT NOT NULL,
+    organization TEXT NOT NULL, journaled_at REAL NOT NULL, bytes INTEGER NOT NULL,
+    meta BLOB NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sink_inflight (sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, organization TEXT NOT NULL,
+    reason TEXT NOT NULL, raw BLOB NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL, source TEXT NOT NULL, organization TEXT NOT NULL, vendor TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL, at REAL NOT NULL);
+"""
+
+
+def connect(path: Path, migrate: bool) -> sqlite3.Connection:
+    """The state file at ``path``, created, checked and migrated as needed. ``migrate=False`` for
+    openers without the state lock (``state show``, ``dlq list``): they must not rewrite a
+    journal that a daemon of the previous release may be using."""
+    existed = path.exists() and path.stat().st_size > 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        version = _verify(db, path) if existed else STATE_VERSION
+        if version == 1 and not migrate:
+            db.close()
+            raise StateError(
+                f"state database {path} has state version 1 and is migrated to version {STATE_VERSION} "
+                "when the daemon (or a state-changing command) next starts; start it once, then run this again"
+            )
+        if not existed:
+            # Chunks are ~1 MB blobs: 16 KiB pages read and write them in a quarter of the
+            # system calls of the default 4 KiB (a quarter of the system CPU). Only a new
+            # database takes it; an existing one keeps its page size.
+            db.execute("PRAGMA page_size=16384")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        # Debian builds SQLite with secure_delete on: every prune then rewrote each freed page
+        # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
+        # pages, without the extra page writes.
+        db.execute("PRAGMA secure_delete=FAST")
+        if migrate or not existed:  # a read-only opener leaves the schema of another release alone
+            db.executescript(_TABLES)
+        if version == 1:
+            _migrate(db, path)
+        elif not existed:
+            db.execute("INSERT INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
+    except sqlite3.DatabaseError as exc:
+        raise StateError(
+            f"state database {path} is unreadable ({exc}); restore it from a backup or move it "
+            "aside to start over (cursors would restart from initial_lookback)"
+        ) from None
+    return db
+
+
+def _verify(db: sqlite3.Connection, path: Path) -> int:
+    """The state version of a database that passes the checks."""
+    try:
+        result = db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise StateError(f"state database {path} is damaged: {result}")
+        row = db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(
+            f"state database {path} is not a valid audit-forwarder state file ({exc}); "
+            "restore it from a backup or move it aside to start over"
+        ) from None
+    if row is None:
+        raise StateError(f"state database {path} has no state_version: not an audit-forwarder state file")
+    if int(row[0]) not in (1, STATE_VERSION):
+        raise StateError(
+            f"state database {path} has state version {row[0]}, this build reads versions 1 "
+            f"and {STATE_VERSION}; use the matching audit-forwarder release"
+        )
+    return int(row[0])
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    try:
+        _migrate_from_v1(db)
+    except sqlite3.Error as exc:  # the transaction rolled back: version 1 is intact
+        raise StateError(
+            f"cannot migrate state database {path} from state version 1 ({exc}); the file is unchanged. "
+            "The migration needs about as much free space as the journal; free some and start again"
+        ) from None
+
+
+def _migrate_from_v1(db: sqlite3.Connection) -> None:
+    """State version 1 kept one row per event; version 2 keeps chunks. Same seqs, offsets and
+    cursors, in one transaction: a crash during the migration leaves version 1 intact."""
+    with transaction(db):
+        rows = db.execute(
+            "SELECT seq, event_id, source, organization, vendor, time_ms, journaled_at, data FROM events ORDER BY seq"
+        )
+        run: list[tuple[Any, ...]] = []
+
+        def flush() -> None:
+            first_seq, _, source, organization, _, _, journaled_at, _ = run[0]
+            chunks = Chunks.of(JournalEntry(r[1], r[4], r[5], r[7], **event_summary(r[7])) for r in run)
+            db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                chunks.rows(first_seq, source, organization, journaled_at),
+            )
+            run.clear()
+
+        for row in rows:  # streamed: a full journal does not fit in memory
+            if run and (row[0] != run[-1][0] + 1 or row[2:4] != run[0][2:4] or row[6] != run[0][6]
+                        or len(run) >= CHUNK_MAX_EVENTS):  # fmt: skip
+                flush()  # a gap, another source or organization, another page
+            run.append(row)
+        if run:
+            flush()
+        head = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+        if head:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head[0]),))
+        db.execute("DROP TABLE events")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))

@@ -1,0 +1,231 @@
+"""The embedded backend: one SQLite file in WAL mode, reached through one worker thread.
+
+``SqliteState`` does the work on its one connection, synchronously; ``SqliteJournal`` is the
+async face the daemon sees, running each call on the worker thread, so the event loop never
+blocks on disk and the connection is never shared between threads. ``synchronous=FULL``: a
+committed append survives a crash and a power cut; offset commits and prunes skip the fsync
+(``transaction(durable=False)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from forwarder.chunks import Chunks, JournalEntry
+from forwarder.journal import cursors, dead_letters, offsets, quarantine
+from forwarder.journal.events import EventStore
+from forwarder.journal.schema import connect
+from forwarder.journal.transaction import transaction
+from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, SinkLag
+from forwarder.record import Record
+
+T = TypeVar("T")
+
+
+class SqliteState:
+    """Every journal operation on one connection. Each method that writes is one transaction,
+    so a page, its quarantined entries and its cursor commit together or not at all."""
+
+    def __init__(self, path: Path, migrate: bool = True) -> None:
+        self.path = path
+        self.migrate = migrate
+        self.events = EventStore()
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("journal is not open")
+        return self._db
+
+    def open(self) -> None:
+        db = connect(self.path, self.migrate)
+        self.events.load(db)
+        self._db = db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry] | Chunks,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
+    ) -> None:
+        now = time.time()
+        db = self.db
+        chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
+        try:
+            with transaction(db):
+                added = self.events.insert(db, chunks, source, organization, now)
+                quarantine.insert(db, source, organization, quarantined, now)
+                cursors.put(db, cursor_source or source, organization, cursor, now)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
+                raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
+            raise
+        self.events.added(added)
+
+    def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
+        return cursors.get(self.db, source, organization)
+
+    def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
+        if cursor is None:
+            cursors.delete(self.db, source, organization)
+        else:
+            self.append(source, organization, [], cursor)
+
+    def delete_cursors(self, source: str | None, organization: str | None) -> int:
+        return cursors.delete(self.db, source, organization)
+
+    def register_sinks(self, names: list[str]) -> list[str]:
+        return offsets.register(self.db, names, self.events.first_seq(self.db))
+
+    def offset(self, sink: str) -> int:
+        return offsets.get(self.db, sink)
+
+    def inflight(self, sink: str) -> int | None:
+        return offsets.inflight(self.db, sink)
+
+    def begin(self, sink: str, last_seq: int) -> None:
+        offsets.begin(self.db, sink, last_seq)
+
+    def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
+        return self.events.read(self.db, after_seq, max_events, max_bytes)
+
+    def journaled_at(self, seq: int) -> float | None:
+        return self.events.journaled_at(self.db, seq)
+
+    def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        """Without waiting for an fsync: losing this commit in a power cut only sends the batch
+        again (duplicates with the same ids are allowed; losses are not)."""
+        db = self.db
+        with transaction(db, durable=False):
+            dead_letters.insert(db, sink, dead, time.time())
+            offsets.advance(db, sink, seq)
+
+    def prune(self) -> int:
+        db = self.db
+        floor = offsets.floor(db)
+        if floor is None:
+            return 0
+        with transaction(db, durable=False):  # losing a prune in a crash only deletes those chunks next time
+            freed = self.events.prune(db, floor)
+        return 0 if freed is None else self.events.pruned(floor, freed)
+
+    def stats(self) -> JournalStats:
+        db = self.db
+        sinks = [SinkLag(sink, seq, *self.events.pending(db, seq)) for sink, seq in offsets.listing(db)]
+        return JournalStats(
+            self.events.events, self.events.bytes, self.events.head, cursors.listing(db), sinks,
+            quarantine.counts(db), dead_letters.counts(db),
+        )  # fmt: skip
+
+    def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
+        return dead_letters.listing(self.db, sink, ids)
+
+    def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return dead_letters.delete(self.db, ids)
+
+
+class SqliteJournal:
+    """The async face of ``SqliteState`` (``forwarder.journal.protocols.StateJournal``)."""
+
+    def __init__(
+        self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True
+    ) -> None:
+        self.path = path
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.state = SqliteState(path, migrate)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.state.db
+
+    async def open(self) -> None:
+        await self._run(self.state.open)
+
+    async def close(self) -> None:
+        await self._run(self.state.close)
+        self._executor.shutdown(wait=True)
+
+    def is_full(self) -> bool:
+        events, size = self.size
+        return events >= self.max_events or size >= self.max_bytes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.state.events.events, self.state.events.bytes
+
+    @property
+    def head(self) -> int:
+        return self.state.events.head
+
+    async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
+        return await self._run(self.state.get_cursor, source, organization)
+
+    async def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry] | Chunks,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
+    ) -> None:
+        await self._run(self.state.append, source, organization, entries, cursor, quarantined, cursor_source)
+
+    async def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
+        await self._run(self.state.set_cursor, source, organization, cursor)
+
+    async def delete_cursors(self, source: str | None, organization: str | None) -> int:
+        return await self._run(self.state.delete_cursors, source, organization)
+
+    async def register_sinks(self, names: Iterable[str]) -> list[str]:
+        return await self._run(self.state.register_sinks, list(names))
+
+    async def offset(self, sink: str) -> int:
+        return await self._run(self.state.offset, sink)
+
+    async def inflight(self, sink: str) -> int | None:
+        return await self._run(self.state.inflight, sink)
+
+    async def begin(self, sink: str, last_seq: int) -> None:
+        await self._run(self.state.begin, sink, last_seq)
+
+    async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
+        return await self._run(self.state.read, after_seq, max_events, max_bytes)
+
+    async def journaled_at(self, seq: int) -> float | None:
+        return await self._run(self.state.journaled_at, seq)
+
+    async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        await self._run(self.state.commit, sink, seq, dead)
+
+    async def prune(self) -> int:
+        return await self._run(self.state.prune)
+
+    async def stats(self) -> JournalStats:
+        return await self._run(self.state.stats)
+
+    async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
+        return await self._run(self.state.dead_letters, sink, ids)
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        return await self._run(self.state.delete_dead_letters, ids)

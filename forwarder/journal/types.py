@@ -1,0 +1,47 @@
+"""What the journal hands out, whatever its backend: errors, statistics, dead letters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from forwarder.record import Record
+
+
+class StateError(Exception):
+    """The state database cannot be used as it is; the daemon refuses to start rather than
+    silently resetting cursors (that would re-send or lose history)."""
+
+
+class DiskFullError(Exception):
+    """Writing the journal failed for lack of space: nothing was committed, the cursor did not move."""
+
+
+@dataclass(frozen=True)
+class SinkLag:
+    sink: str
+    offset: int
+    events: int
+    oldest_ms: int | None
+
+
+@dataclass(frozen=True)
+class JournalStats:
+    events: int
+    bytes: int
+    head_seq: int
+    cursors: list[tuple[str, str, dict[str, Any], float]]
+    sinks: list[SinkLag]
+    quarantined: dict[tuple[str, str], int]
+    dead_letters: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record a sink gave up on, with why and when; ``record`` is what the sink was sent."""
+
+    id: int
+    sink: str
+    reason: str
+    at: float
+    record: Record
