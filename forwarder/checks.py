@@ -15,6 +15,7 @@ from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Source
+from forwarder.terminal import plain
 from forwarder.tools.common import open_state
 from sinks.base import Sink
 from sinks.registry import SINKS
@@ -61,12 +62,14 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
             continue
         built.append(component)
         probes.append(_probe(kind, name, component.check))
+        config = settings.sources[name] if kind == "source" else settings.sinks[name]
+        probes.extend(_said(True, f"WARN {kind} {name}: {warning}") for warning in config.transport_warnings())
     try:
         results = await asyncio.gather(*probes)
     finally:
         await asyncio.gather(*(component.close() for component in built), return_exceptions=True)
     for _, line in results:
-        echo(line)
+        echo(plain(line))  # a vendor's error body may hold escape sequences
     return all(passed for passed, _ in results)
 
 

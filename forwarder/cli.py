@@ -61,14 +61,14 @@ def settings_from(ctx: click.Context) -> Settings:
 
 def run_async(fn: Callable[[], Any]) -> Any:
     from forwarder.journal import StateError
-    from forwarder.logs import scrub
     from forwarder.sources.http import SourceError
+    from forwarder.terminal import plain
     from forwarder.tools.common import ToolError
 
     try:
         return asyncio.run(fn())
     except (StateError, ToolError, SourceError) as exc:
-        fail(f"error: {scrub(str(exc))}", 1)
+        fail(f"error: {plain(exc)}", 1)
     except ConfigError as exc:  # a source or sink the daemon could not build from a valid file
         invalid_config(exc)
     except KeyboardInterrupt:
@@ -309,8 +309,10 @@ def preview(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--format") from None
     events, problems = run_async(lambda: collect_preview(settings, source, orgs, since_ms, limit))
+    from forwarder.terminal import plain
+
     for problem in problems:
-        click.echo(problem, err=True)
+        click.echo(plain(problem), err=True)
     print_preview(events, output, fmt)
 
 

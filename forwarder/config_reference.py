@@ -51,6 +51,8 @@ def _default(field: Any) -> str:
 def _type(field: Any) -> str:
     text = str(field.annotation).replace("typing.", "").replace("pydantic.types.", "")
     text = text.replace("<class '", "").replace("'>", "").replace("pathlib.", "")
+    if text.startswith("dict[") and "SecretStr" in text:  # headers: secret values, no _file form
+        return "dict[str, str], values secret"
     if "SecretStr" in text:
         return "string, *secret*"
     return text.replace("|", "or")

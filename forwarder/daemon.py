@@ -89,9 +89,12 @@ class BuildError(Exception):
 def build(registry: Mapping[str, tuple[Any, Callable[[str, Any], Built]]], name: str, config: Any) -> Built:
     """The source or sink ``config`` describes, from its registry (``SOURCES`` or ``SINKS``)."""
     try:
-        return registry[config.type][1](name, config)
+        built = registry[config.type][1](name, config)
     except Exception as exc:
         raise BuildError(scrub(f"cannot be built: {type(exc).__name__}: {exc}")) from None
+    for warning in config.transport_warnings():  # every start, reload, tool and check builds through here
+        log.warning(f"insecure transport: {warning}", component=name, type=config.type)
+    return built
 
 
 class StateLock:

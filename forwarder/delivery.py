@@ -29,6 +29,7 @@ from tenacity import (
 from forwarder import metrics
 from forwarder.http_shared import BackoffWait
 from forwarder.journal import DeliveryJournal
+from forwarder.logs import scrub
 from forwarder.record import Record
 from forwarder.routing import Router
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
@@ -198,6 +199,7 @@ class SinkWorker:
             )
             dead = [(record, reason) for record in batch]
         self.offset = last_seq  # past the events this sink's filter left out, too
+        dead = _scrubbed(dead)
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
         self.status.state = "running"
@@ -241,3 +243,10 @@ class SinkWorker:
             "filtered": self.status.filtered,
             "last_delivery": self.status.last_delivery,
         }
+
+
+def _scrubbed(dead: list[tuple[Record, str]]) -> list[tuple[Record, str]]:
+    """A reason is the receiver's text: it is kept, and shown by ``dlq list``, without the
+    secrets and escape sequences it may quote. Once per distinct reason: a whole batch shares one."""
+    clean = {reason: scrub(reason) for reason in {reason for _, reason in dead}}
+    return [(record, clean[reason]) for record, reason in dead]

@@ -5,13 +5,14 @@ folders so that neither side depends on the other's modules."""
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import random
 import time
 from datetime import UTC
 from typing import Annotated
 
 import httpx
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 from tenacity import RetryCallState
 
 
@@ -28,6 +29,33 @@ def _http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_urls(config: BaseModel) -> list[str]:
+    """A warning for each ``HttpUrl`` of ``config`` that is ``http://`` to another machine:
+    allowed (a proxy on the same network may terminate TLS), but the token and the events
+    cross the network readable by anyone on the path, so start-up and ``check`` say so."""
+    found = []
+    for name, info in type(config).model_fields.items():
+        value = getattr(config, name)
+        if not isinstance(value, str) or not any(getattr(m, "func", None) is _http_url for m in info.metadata):
+            continue
+        url = httpx.URL(value)
+        if url.scheme == "http" and not _loopback(url.host):
+            found.append(
+                f"{name} {url.scheme}://{url.host} is plain HTTP to another machine: credentials and events "
+                "cross the network unencrypted; use https://"
+            )
+    return found
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -18,6 +18,8 @@ from urllib.parse import quote, quote_plus
 import orjson
 import structlog
 
+from forwarder.terminal import strip_controls
+
 _SECRETS: set[str] = set()
 HEADER_RE = re.compile(
     r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)\s*[:=]\s*)"
@@ -34,6 +36,9 @@ def register_secrets(values: set[str]) -> None:
 
 
 def scrub(text: str) -> str:
+    """Control characters out first (an escape sequence a vendor wrote inside an echoed token
+    would hide it from the replacement, then vanish on the terminal), then every secret."""
+    text = strip_controls(text)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "***")

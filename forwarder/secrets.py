@@ -9,6 +9,8 @@ option such as a sink's ``ca_file`` is never mistaken for one.
 from __future__ import annotations
 
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ from pydantic import BaseModel, SecretStr, model_validator
 
 
 def _is_secret(annotation: Any) -> bool:
+    """``SecretStr`` or an optional one: not a mapping of them (``headers``), which has no file form."""
     if annotation is SecretStr:
         return True
-    return SecretStr in getattr(annotation, "__args__", ())
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return union and SecretStr in typing.get_args(annotation)
 
 
 def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -131,12 +132,50 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def interpolate(value: Any, where: str, missing: list[str]) -> Any:
+@dataclass
+class FromEnvironment:
+    """What the environment put into the settings, so a config error never prints it: the
+    key's name (``auth: "Bearer ${TOKEN}"``, ``headers: {X-Key: ${KEY}}``) says nothing of
+    whether the value is a credential, so every such value is hidden, whatever its key."""
+
+    written: dict[str, str] = field(default_factory=dict)  # an interpolated text -> as the YAML wrote it
+    values: dict[str, str] = field(default_factory=dict)  # a value from the environment -> its variable
+
+    @classmethod
+    def overrides(cls) -> FromEnvironment:
+        """``AUDIT_FORWARDER_*`` variables override the file; their values are as private."""
+        return cls(values={v: f"${k}" for k, v in os.environ.items() if k.upper().startswith("AUDIT_FORWARDER_") and v})
+
+    def hides(self, value: Any) -> bool:
+        if isinstance(value, list | tuple):
+            return any(self.hides(item) for item in value)
+        if not isinstance(value, str):
+            value = str(value)
+        return value in self.written or any(
+            value == piece or (len(piece) >= 4 and piece in value) for piece in self.values
+        )
+
+    def shown(self, value: Any) -> str:
+        if isinstance(value, str) and value in self.written:
+            return f"<the value of {self.written[value]!r}>"
+        return "<a value from the environment>"
+
+    def strip(self, text: str) -> str:
+        """A validator's own message may quote the value too (``sd_id 'x' must ...``)."""
+        for piece, var in sorted(self.values.items(), key=lambda item: len(item[0]), reverse=True):
+            if len(piece) >= 4 and piece in text:
+                text = text.replace(piece, f"<{var}>")
+        return text
+
+
+def interpolate(value: Any, where: str, missing: list[str], seen: FromEnvironment | None = None) -> Any:
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in os.environ:
+                if seen is not None and os.environ[name]:
+                    seen.values[os.environ[name]] = f"${{{name}}}"
                 return os.environ[name]
             if default is not None:
                 return default
@@ -145,11 +184,14 @@ def interpolate(value: Any, where: str, missing: list[str]) -> Any:
             )
             return ""
 
-        return VAR_RE.sub(replace, value)
+        result = VAR_RE.sub(replace, value)
+        if seen is not None and result != value:
+            seen.written[result] = value
+        return result
     if isinstance(value, dict):
-        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing) for k, v in value.items()}
+        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing, seen) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, f"{where}[{i}]", missing) for i, v in enumerate(value)]
+        return [interpolate(v, f"{where}[{i}]", missing, seen) for i, v in enumerate(value)]
     return value
 
 
@@ -171,7 +213,13 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_errors(exc: ValidationError) -> list[str]:
+def format_errors(exc: ValidationError, env: FromEnvironment | None = None) -> list[str]:
+    env = env or FromEnvironment()
+    problems = [env.strip(problem) for problem in _problems(exc, env)]
+    return problems
+
+
+def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         where = _loc(err["loc"])
@@ -195,9 +243,13 @@ def format_errors(exc: ValidationError) -> list[str]:
             # a whole block, secrets and all: where it is says enough
             problems.append(f"{where}: {message}")
             continue
-        if any(h in where.rsplit(".", 1)[-1].lower() for h in SECRET_HINTS) and not where.endswith("_file"):
-            shown = "***"
-        problems.append(f"{where}: got {shown!r}; {message}")
+        secret = any(h in where.rsplit(".", 1)[-1].lower() for h in SECRET_HINTS) and not where.endswith("_file")
+        if secret or ".headers." in f".{where}.":  # an http_json header's value may be a credential
+            problems.append(f"{where}: got ***; {message}")
+        elif env.hides(shown):
+            problems.append(f"{where}: got {env.shown(shown)}; {message}")
+        else:
+            problems.append(f"{where}: got {shown!r}; {message}")
     return problems
 
 
@@ -220,12 +272,13 @@ def load_settings(path: Path | str) -> Settings:
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
-    data = interpolate(data, "", missing)
+    env = FromEnvironment.overrides()
+    data = interpolate(data, "", missing, env)
     if missing:
         raise ConfigError(path, missing)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(path, format_errors(exc)) from None
+        raise ConfigError(path, format_errors(exc, env)) from None
     except ValueError as exc:
-        raise ConfigError(path, [str(exc)]) from None
+        raise ConfigError(path, [env.strip(str(exc))]) from None

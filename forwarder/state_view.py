@@ -14,6 +14,7 @@ from forwarder.daemon import JOURNAL_FILE
 from forwarder.event import format_ms
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.settings import Settings
+from forwarder.terminal import markup
 
 
 async def collect_state(settings: Settings) -> dict[str, Any]:
@@ -62,18 +63,16 @@ async def show_state(settings: Settings, output: str) -> None:
     console = Console()
     j = data["journal"]
     console.print(
-        f"[bold]State[/bold] {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes"
+        f"[bold]State[/bold] {markup(data['state_file'])}: {j['events']} events journaled, {j['bytes']} bytes"
     )
     cursors = Table(
         "source", "organization", "watermark", "lag (s)", "quarantined", "updated", title="Cursors"
     )
     for c in data["cursors"]:
-        cursors.add_row(c["source"], c["organization"], c["watermark"] or "-", str(c["lag_s"]), str(c["quarantined"]),
-                        c["updated_at"])  # fmt: skip
+        cursors.add_row(*map(markup, (c["source"], c["organization"], c["watermark"] or "-", c["lag_s"],
+                                      c["quarantined"], c["updated_at"])))  # fmt: skip
     console.print(cursors)
     sinks = Table("sink", "offset", "lag (events)", "lag (s)", "dead letters", title="Sinks")
     for s in data["sinks"]:
-        sinks.add_row(
-            s["sink"], str(s["offset"]), str(s["lag_events"]), str(s["lag_s"]), str(s["dead_letters"])
-        )
+        sinks.add_row(*map(markup, (s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"])))
     console.print(sinks)

@@ -21,6 +21,7 @@ from isal import igzip
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from forwarder.formats import get_formatter
+from forwarder.http_shared import cleartext_urls
 from forwarder.record import Record
 from forwarder.routing import RedactRule, SinkFilter, check_redaction
 from forwarder.secrets import SecretFilesModel
@@ -133,6 +134,10 @@ class SinkConfig(SecretFilesModel):
         """Where the sink writes, when two sinks writing there would spoil each other (the
         configuration refuses it); None for receivers that take any number of senders."""
         return None
+
+    def transport_warnings(self) -> list[str]:
+        """What is allowed but exposes the credentials or the events: logged at start, shown by ``check``."""
+        return cleartext_urls(self)
 
 
 class Sink(Protocol):

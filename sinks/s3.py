@@ -3,7 +3,11 @@
 Idempotence without a coordinator: an object's name is derived from the ids of the events
 it holds, its gzip bytes are the same on every attempt (``mtime=0``), and it is written create-only with
 ``If-None-Match: *``. A batch retried after a crash maps to the same keys, and S3 answers
-``412 Precondition Failed`` for every object that already landed, which counts as delivered.
+``412 Precondition Failed`` for every object that already landed, which counts as delivered
+once the stored object is shown to hold these very bytes (``_already_stored``). Names are
+predictable, so anyone else allowed to write the bucket could place an object at a batch's
+key first; a 412 for an object that does not match (or cannot be read to compare) is logged
+as an error naming the key, and the batch is stored under the same name with a random suffix.
 
 Convention (``shared/research/sinks-schemas.md`` §4.3): the object *is* a ``.gz`` file, so it
 is stored as ``Content-Type: application/gzip`` with no ``Content-Encoding``; otherwise some
@@ -21,12 +25,14 @@ import asyncio
 import base64
 import hashlib
 import re
+import secrets
 import string
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar, Literal
 
+import structlog
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -73,6 +79,7 @@ _FATAL_HINTS = {
     "store each batch once), or the checksum, encryption or storage class settings",
 }
 KEY_MAX_BYTES = 1024  # S3's limit on a whole key, prefix included
+log = structlog.get_logger("sinks.s3")
 
 
 def _template_fields(template: str) -> list[str]:
@@ -306,14 +313,63 @@ class S3Sink:
                 params["SSEKMSKeyId"] = cfg.kms_key_id
         if cfg.storage_class:
             params["StorageClass"] = cfg.storage_class
+        if not self._create(client, params):
+            self._stored_elsewhere(client, params, records)
+
+    def _create(self, client: Any, params: dict[str, Any]) -> bool:
+        """True if this put created the object or found these very bytes there already."""
         try:
             client.put_object(**params)
         except ClientError as exc:
             if _error_code(exc) == "PreconditionFailed":
-                return  # the key exists: a previous attempt already delivered these events
-            raise self._classify(exc, f"PutObject s3://{cfg.bucket}/{key}") from None
+                return self._already_stored(client, params["Key"], params["Body"])
+            raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
         except Exception as exc:
-            raise self._classify(exc, f"PutObject s3://{cfg.bucket}/{key}") from None
+            raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
+        return True
+
+    def _already_stored(self, client: Any, key: str, body: bytes) -> bool:
+        """Whether the object a 412 found holds ``body``, judged by what S3 computed rather than
+        by anything the writer chose (metadata would be): the SHA-256 checksum S3 verified on
+        upload, else the ETag, which is the MD5 of the bytes for objects stored unencrypted or
+        with SSE-S3, else (SSE-KMS) the bytes themselves. False when it cannot be read
+        (s3:GetObject not granted): storing again may duplicate, trusting could lose."""
+        cfg = self.config
+        try:
+            head = client.head_object(Bucket=cfg.bucket, Key=key, ChecksumMode="ENABLED")
+            if int(head.get("ContentLength", -1)) != len(body):
+                return False
+            if head.get("ChecksumSHA256"):
+                return bool(head["ChecksumSHA256"] == _b64(hashlib.sha256(body)))
+            etag = str(head.get("ETag", "")).strip('"')
+            if not cfg.sse.startswith("aws:kms") and re.fullmatch(r"[0-9a-f]{32}", etag):
+                return etag == hashlib.md5(body, usedforsecurity=False).hexdigest()
+            stored = client.get_object(Bucket=cfg.bucket, Key=key)["Body"]
+            try:
+                return bool(stored.read(len(body) + 1) == body)
+            finally:
+                stored.close()
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (403, 404):  # not allowed to read it, or gone again: store anew
+                return False
+            raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
+        except Exception as exc:
+            raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
+
+    def _stored_elsewhere(self, client: Any, params: dict[str, Any], records: list[Record]) -> None:
+        """The batch's key holds an object that is not this batch's: another writer of the
+        bucket, or an earlier attempt with other format settings. It is left alone; the
+        events go under the same name with a random suffix, create-only still."""
+        key, name = params["Key"], object_name(records)
+        other = key.replace(name, f"{name}-{secrets.token_hex(8)}")
+        log.error(
+            "s3 object at the batch's key is not this batch (another writer, or other format settings): left "
+            "alone; the batch is stored under another key",
+            sink=self.name, bucket=self.config.bucket, key=key, stored_as=other, events=len(records),
+        )  # fmt: skip
+        if not self._create(client, {**params, "Key": other}):
+            raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
 
     def _where(self) -> str:
         return self.config.endpoint_url or f"region {self.config.region}"

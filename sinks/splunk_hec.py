@@ -74,6 +74,15 @@ class SplunkHecSinkConfig(SinkConfig):
     ca_file: str | None = None
     timeout_s: float = 30.0
 
+    def transport_warnings(self) -> list[str]:
+        found = super().transport_warnings()
+        if not self.tls_verify and self.url.startswith("https://"):
+            found.append(
+                "tls_verify: false: the server's certificate is not checked, so the HEC token goes to whoever "
+                "answers for the host; give ca_file for a private CA instead"
+            )
+        return found
+
     @field_validator("url")
     @classmethod
     def _base_url(cls, value: str) -> str:

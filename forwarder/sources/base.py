@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import ConfigDict, Field
 
 from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
+from forwarder.http_shared import cleartext_urls
 from forwarder.secrets import SecretFilesModel
 
 
@@ -48,6 +49,10 @@ class SourceConfig(SecretFilesModel):
     max_attempts: int = Field(6, ge=1, description="Attempts of one request before the poll gives up.")
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
+
+    def transport_warnings(self) -> list[str]:
+        """What is allowed but exposes the credentials: logged at start, shown by ``check``."""
+        return cleartext_urls(self)
 
 
 class Source(Protocol):

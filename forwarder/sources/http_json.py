@@ -99,7 +99,11 @@ class HttpJsonConfig(SourceConfig):
     url: HttpUrl = Field(description="Full URL; {organization} is replaced by each organization.")
     organizations: list[str] = Field(min_length=1, description="Values for {organization}.")
     auth: Auth = Field(default_factory=Auth)
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra, non-secret request headers.")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Extra request headers. Each value is treated as a secret (scrubbed from logs and errors), "
+        "but prefer auth for credentials.",
+    )
     params: dict[str, str | int] = Field(default_factory=dict, description="Fixed query parameters.")
     pagination: Pagination = Field(default_factory=Pagination)
     records_path: str = Field("", description="Dotted path of the list of records; empty: the body is the list.")
@@ -118,6 +122,16 @@ class HttpJsonConfig(SourceConfig):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        """A line break would split the request, and httpx's error would quote the header
+        whole; the message names the header only, since its value may be a credential."""
+        for name, secret in value.items():
+            if not secret.get_secret_value().isprintable():
+                raise ValueError(f"header {name!r} holds a line break or another control character")
         return value
 
     @field_validator("mapping", mode="before")
@@ -151,7 +165,7 @@ class HttpJsonSource:
         self.name = name
         self.config = config
         auth: httpx.Auth | None = None
-        headers = {"Accept": "application/json", **config.headers}
+        headers = {"Accept": "application/json", **{k: v.get_secret_value() for k, v in config.headers.items()}}
         a = config.auth
         if a.type == "basic" and a.username is not None and a.password is not None:
             auth = httpx.BasicAuth(a.username, a.password.get_secret_value())

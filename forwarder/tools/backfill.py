@@ -35,6 +35,7 @@ from forwarder.journal import StateJournal
 from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source
+from forwarder.terminal import markup
 from forwarder.tools.common import ToolError, build_source, closing, pick_organizations
 
 TAG = "#backfill:"
@@ -211,7 +212,8 @@ class Backfill:
             TextColumn("{task.fields[pages]} pages · {task.fields[events]} events · {task.fields[rate]}/s"),
             TimeRemainingColumn(), console=self.console, disable=not self.console.is_terminal,
         ) as bar:  # fmt: skip
-            tasks = {org: bar.add_task(org, total=until - self.since_ms, pages=0, events=0, rate=0) for org in orgs}
+            tasks = {org: bar.add_task(markup(org), total=until - self.since_ms, pages=0, events=0, rate=0)
+                     for org in orgs}  # fmt: skip
 
             def refresh() -> None:
                 elapsed = max(time.monotonic() - started, 1e-3)

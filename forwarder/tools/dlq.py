@@ -17,9 +17,10 @@ from rich.table import Table
 
 from forwarder.event import format_ms
 from forwarder.journal import DeadLetter, StateJournal
-from forwarder.logs import register_secrets, scrub
+from forwarder.logs import register_secrets
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
+from forwarder.terminal import markup, plain
 from forwarder.tools.common import ToolError, echo_json, open_state
 from sinks.base import Sink
 from sinks.registry import SINKS
@@ -30,7 +31,7 @@ Say = Callable[[str], None]
 def as_dict(letter: DeadLetter) -> dict[str, Any]:
     r = letter.record
     return {
-        "id": letter.id, "sink": letter.sink, "reason": letter.reason,
+        "id": letter.id, "sink": letter.sink, "reason": plain(letter.reason),
         "dead_lettered_at": format_ms(int(letter.at * 1000)),
         "seq": r.seq, "event_id": r.event_id, "source": r.source, "organization": r.organization,
         "time": format_ms(r.time_ms), "event": r.event(),
@@ -47,8 +48,8 @@ async def list_dead_letters(settings: Settings, sink: str | None, output: str) -
                   title=f"{len(letters)} dead letter(s)")  # fmt: skip
     for d in letters:
         r = d.record
-        table.add_row(str(d.id), d.sink, format_ms(r.time_ms), r.source, r.organization, r.event_id, d.reason,
-                      format_ms(int(d.at * 1000)))  # fmt: skip
+        table.add_row(*map(markup, (d.id, d.sink, format_ms(r.time_ms), r.source, r.organization, r.event_id,
+                                    d.reason, format_ms(int(d.at * 1000)))))  # fmt: skip
     Console().print(table)
 
 
@@ -91,7 +92,7 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
             if rejected:
                 say(f"sink {name}: {len(rejected)} record(s) rejected again; they stay in the dead-letter store")
     except Exception as exc:
-        say(f"sink {name}: replay stopped after {delivered} record(s): {scrub(str(exc))}; the rest stay dead-lettered, "
+        say(f"sink {name}: replay stopped after {delivered} record(s): {plain(exc)}; the rest stay dead-lettered, "
             "run the replay again once the receiver works")  # fmt: skip
         return False
     finally:

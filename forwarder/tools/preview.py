@@ -18,6 +18,7 @@ from forwarder.formats import HEADERS, get_formatter
 from forwarder.record import record_of
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
+from forwarder.terminal import markup
 from forwarder.tools.common import build_source, closing, echo_json, pick_organizations
 
 
@@ -64,6 +65,6 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
     table = Table("time", "organization", "actor", "action", "outcome", "category", title=f"{len(events)} event(s)")
     for e in events:
         actor = e.get("actor") or {}
-        table.add_row(e["time"], e["organization"], str(actor.get("email") or actor.get("id") or "-"), e["action"],
-                      e["outcome"], e["category"])  # fmt: skip
+        table.add_row(*map(markup, (e["time"], e["organization"], actor.get("email") or actor.get("id") or "-",
+                                    e["action"], e["outcome"], e["category"])))  # fmt: skip
     Console().print(table)

@@ -62,6 +62,11 @@ class SyslogSinkConfig(SinkConfig):
     connect_timeout_s: float = Field(10.0, gt=0)
     send_timeout_s: float = Field(30.0, gt=0, description="A receiver that stops reading fails the batch.")
 
+    def transport_warnings(self) -> list[str]:
+        if self.transport == "tls" and not self.verify:
+            return ["verify: false: the receiver's certificate is not checked; give ca_file for a private CA instead"]
+        return []
+
     @field_validator("sd_id")
     @classmethod
     def _check_sd_id(cls, value: str) -> str:

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from forwarder.event import make_event
 from forwarder.record import Record, record_of
@@ -161,15 +162,16 @@ async def test_retried_batch_is_not_written_twice_and_bytes_are_reproducible(
     original, _ = read_object(client, bucket, key)
     assert original[4:8] == bytes(4)  # gzip MTIME zero: a retry's bytes do not depend on the clock
 
-    # Overwrite out of band: if the retry overwrote the key, this marker would be gone.
-    client.put_object(Bucket=bucket, Key=key, Body=b"marker")
+    # The retry finds its own object (412, same bytes): delivered, nothing written again.
     retry = make_sink(sinks_to_close, moto_server.endpoint_url, bucket)
     await retry.start()
     sent = capture_puts(retry)
-    assert await retry.send(batch) is None
+    with capture_logs() as logs:
+        assert await retry.send(batch) is None
     assert len(sent) == 1 and sent[0].headers["If-None-Match"] == b"*"
     assert all_keys(client, bucket) == [key]
-    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"marker"
+    assert read_object(client, bucket, key)[0] == original
+    assert not [entry for entry in logs if entry["log_level"] == "error"]
 
     # The same batch, later, from another sink instance: same key, byte-identical object.
     other = f"{bucket}-b"
@@ -208,6 +210,40 @@ async def test_sse_kms_headers_reach_the_object(
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"] == "alias/audit"
     assert "StorageClass" not in head  # STANDARD is implied
+
+
+@pytest.mark.parametrize("options", [{}, {"checksum": "sha256"}, {"sse": "aws:kms", "kms_key_id": "alias/audit"}])
+async def test_a_foreign_object_at_the_batch_key_is_left_alone_and_the_batch_stored_beside_it(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    sinks_to_close: list[S3Sink],
+    options: dict[str, Any],
+) -> None:
+    """Names are predictable: whoever else may write the bucket can place an object at a
+    batch's key first. The 412 that follows must not count the batch as delivered. Each way
+    of comparing is taken: the ETag (MD5), S3's SHA-256 checksum, the bytes (SSE-KMS)."""
+    client = s3_client(moto_server.endpoint_url)
+    batch = BATCH[:1]
+    prefix = "audit/codacy/acme-corp/year=2024/month=05/day=01/hour=10/"
+    key = f"{prefix}{object_name(batch)}.ndjson.gz"
+    forged = gzip.compress(b'{"id":"codacy:1","action":"nothing happened"}\n', mtime=0)
+    extra = {"ChecksumSHA256": base64.b64encode(hashlib.sha256(forged).digest()).decode()} if options else {}
+    client.put_object(Bucket=bucket, Key=key, Body=forged, **extra)
+    sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket, **options)
+    with capture_logs() as logs:
+        assert await sink.send(batch) is None
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == forged  # left alone
+    [other] = [k for k in all_keys(client, bucket) if k != key]
+    assert re.fullmatch(re.escape(f"{prefix}{object_name(batch)}-") + "[0-9a-f]{16}" + re.escape(".ndjson.gz"), other)
+    assert read_object(client, bucket, other)[1] == [orjson.loads(batch[0].data)]  # the events, intact
+    [error] = [entry for entry in logs if entry["log_level"] == "error"]
+    assert error["key"] == key and error["stored_as"] == other and error["events"] == 1
+
+    # Sent again (a retry of the same batch): the forged object still does not count as it.
+    with capture_logs() as logs:
+        assert await sink.send(batch) is None
+    assert len(all_keys(client, bucket)) == 3
+    assert [entry["key"] for entry in logs if entry["log_level"] == "error"] == [key]
 
 
 @pytest.mark.parametrize(

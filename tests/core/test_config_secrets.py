@@ -1,0 +1,116 @@
+"""Values that came from the environment never appear in a config error, whatever their key is
+called; an ``http_json`` source's ``headers:`` values are secrets; ``check`` and start-up warn
+about plain HTTP to another machine and about HEC without certificate checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.journal import Journal
+from forwarder.logs import register_secrets
+from forwarder.secrets import collect_secrets
+from forwarder.settings import ConfigError, load_settings
+from sinks.base import DeliveryReport, Record
+from sinks.file import FileSinkConfig
+from tests.helpers.daemon import cli, write_config
+
+TOKEN = "env-token-3f9d1c0b"
+HEADER = "hdr-value-8c2e7a41"
+
+
+def http_json(**extra: Any) -> dict[str, Any]:
+    return {
+        "type": "http_json", "vendor": "acme", "url": "https://127.0.0.1:9/audit/{organization}",
+        "organizations": ["a"], "time_field": "ts", "mapping": {"action": "action"}, **extra,
+    }  # fmt: skip
+
+
+def config(tmp_path: Path, sources: dict[str, Any] | None = None, sinks: dict[str, Any] | None = None) -> Path:
+    out = {"type": "file", "path": str(tmp_path / "out.ndjson")}
+    return write_config(tmp_path / "config.yaml", {
+        "state_dir": str(tmp_path / "state"), "sources": sources or {"hj": http_json()}, "sinks": sinks or {"out": out},
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sources", "sinks", "env", "expected"),
+    [
+        ({"hj": http_json(auth="Bearer ${TOKEN}")}, None, {}, "hj.auth: got <the value of 'Bearer ${TOKEN}'>"),
+        (None, {"out": {"type": "file", "path": "/tmp/x", "batch_max_events": "${TOKEN}"}}, {},
+         "sinks.out.batch_max_events: got <the value of '${TOKEN}'>"),
+        (None, {"out": {"type": "syslog", "host": "127.0.0.1", "sd_id": "${TOKEN}"}}, {},
+         "sd_id '<${TOKEN}>' must look like"),
+        (None, None, {"AUDIT_FORWARDER_SINKS__OUT__BATCH_MAX_EVENTS": TOKEN},
+         "sinks.out.batch_max_events: got <a value from the environment>"),
+    ],
+)  # fmt: skip
+def test_a_config_error_never_echoes_a_value_from_the_environment(
+    tmp_path: Path, sources: Any, sinks: Any, env: dict[str, str], expected: str
+) -> None:
+    result = cli(config(tmp_path, sources, sinks), "check", env={"TOKEN": TOKEN, **env})
+    assert result.returncode == 2
+    assert expected in result.stderr, result.stderr
+    assert TOKEN not in result.stderr + result.stdout
+
+
+def test_header_values_are_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(config(tmp_path, {"hj": http_json(headers={"X-Tenant": HEADER})}))
+    assert HEADER not in repr(settings) and HEADER not in str(settings.sources["hj"])
+    assert HEADER in collect_secrets(settings)  # so logs, check, /readyz and dlq scrub it
+    monkeypatch.setenv("HDR", f"{HEADER}\nb")
+    for headers, expected in [({"X-Tenant": "${HDR}"}, "header 'X-Tenant' holds a line break"),
+                              ({"X-Other": [HEADER]}, "headers.X-Other: got ***")]:  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            load_settings(config(tmp_path, {"hj": http_json(headers=headers)}))
+        problems = "\n".join(info.value.problems)
+        assert expected in problems and HEADER not in problems, problems
+
+
+def test_check_warns_about_plain_http_and_hec_without_certificate_checks(tmp_path: Path) -> None:
+    hec = {"type": "splunk_hec", "url": "https://splunk.invalid:8088", "token": TOKEN, "tls_verify": False}
+    cfg = config(
+        tmp_path,
+        {"hj": http_json(url="http://audit.invalid/{organization}", max_attempts=1, timeout_s=2),
+         "local": http_json(url="http://127.0.0.1:9/{organization}", max_attempts=1, timeout_s=2)},
+        {"hec": hec, "plain": {**hec, "url": "http://splunk.invalid:8088", "tls_verify": True}},
+    )  # fmt: skip
+    result = cli(cfg, "check")
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
+    assert warnings == [
+        "WARN source hj: url http://audit.invalid is plain HTTP to another machine: credentials and events cross "
+        "the network unencrypted; use https://",
+        "WARN sink hec: tls_verify: false: the server's certificate is not checked, so the HEC token goes to whoever "
+        "answers for the host; give ca_file for a private CA instead",
+        "WARN sink plain: url http://splunk.invalid is plain HTTP to another machine: credentials and events "
+        "cross the network unencrypted; use https://",
+    ], result.stdout
+    logged = [line for line in result.stderr.splitlines() if "insecure transport" in line]
+    assert len(logged) == 3 and TOKEN not in result.stderr + result.stdout
+
+
+class Rejecting:
+    async def start(self) -> None:
+        return None
+
+    async def send(self, batch: list[Record]) -> DeliveryReport:
+        return DeliveryReport(rejected=[(r, f"receiver: bad token {TOKEN}\x1b[2J\x1b]0;x\x07 here") for r in batch])
+
+
+async def test_dead_letter_reasons_are_stored_scrubbed(tmp_path: Path) -> None:
+    register_secrets({TOKEN})
+    journal = Journal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    try:
+        config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
+        worker = SinkWorker("s", Rejecting(), config, journal, RetrySettings())  # type: ignore[arg-type]
+        with structlog.testing.capture_logs():
+            await worker._deliver([Record(1, "e1", "src", "org", 0, b"{}", "codacy")], 1)
+        [letter] = await journal.dead_letters()
+    finally:
+        await journal.close()
+    assert letter.reason == "receiver: bad token *** here"
