@@ -11,11 +11,12 @@ import pytest
 import structlog
 
 from forwarder.delivery import RetrySettings, SinkWorker
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.logs import register_secrets
+from forwarder.record import Record
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, load_settings
-from sinks.base import DeliveryReport, Record
+from sinks.base import DeliveryReport
 from sinks.file import FileSinkConfig
 from tests.helpers.daemon import cli, write_config
 
@@ -103,7 +104,7 @@ class Rejecting:
 
 async def test_dead_letter_reasons_are_stored_scrubbed(tmp_path: Path) -> None:
     register_secrets({TOKEN})
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     try:
         config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))

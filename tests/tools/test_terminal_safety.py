@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from tests.helpers.daemon import cli, write_config
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_dlq_list_and_state_show_take_an_event_id_of_closing_markup(tmp_path: Pa
     assert letter["event_id"] == "acme:[/]"
 
     async def add_hostile_reason() -> None:  # as a receiver's echo was stored before reasons were scrubbed
-        journal = Journal(tmp_path / "state" / "journal.sqlite3", migrate=False)
+        journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3", migrate=False)
         await journal.open()
         try:
             [stored] = await journal.dead_letters()
