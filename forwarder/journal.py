@@ -38,6 +38,7 @@ import orjson
 
 from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
 from forwarder.event import json_safe
+from forwarder.state_files import StateFileError, make_state_dir, secure_state_file
 from sinks.base import Record, summary
 
 STATE_VERSION = 2
@@ -127,7 +128,7 @@ class Journal:
 
     def open_sync(self) -> None:
         existed = self.path.exists() and self.path.stat().st_size > 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._secure_files()
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             version = self._verify(db) if existed else STATE_VERSION
@@ -145,10 +146,14 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
-            # Debian builds SQLite with secure_delete on: every prune then rewrote each freed page
-            # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
-            # pages, without the extra page writes.
-            db.execute("PRAGMA secure_delete=FAST")
+            # Pruned events, deleted dead letters and quarantined entries must not stay readable
+            # in free pages: ON zeroes every freed page (FAST left a chunk's overflow pages, the
+            # events themselves, in the file). The cost is measured in docs/performance.md.
+            db.execute("PRAGMA secure_delete=ON")
+            # A reset WAL is otherwise reused, not cut: the frames beyond the new log's end still
+            # held the appended (since pruned) events. 0 cuts it at the first commit after each
+            # checkpoint that reset it.
+            db.execute("PRAGMA journal_size_limit=0")
             if self.migrate or not existed:  # a read-only opener leaves the schema of another release alone
                 db.executescript(_SCHEMA)
             if version == 1:
@@ -169,6 +174,24 @@ class Journal:
                 "aside to start over (cursors would restart from initial_lookback)"
             ) from None
         self._db = db
+
+    def _secure_files(self) -> None:
+        """state_dir 0700, the database and the ``-wal`` and ``-shm`` SQLite makes beside it 0600,
+        none of them a symlink or another user's file (``forwarder.state_files``). The database is
+        created here, empty, so that SQLite, which gives its ``-wal`` and ``-shm`` the database's
+        mode, creates them 0600 too, then and after every checkpoint that deletes them."""
+        directory, name = self.path.parent, self.path.name
+        try:
+            make_state_dir(directory)
+            for suffix in ("", "-wal", "-shm"):
+                secure_state_file(directory, name + suffix, create=not suffix)
+        except StateFileError as exc:
+            raise StateError(str(exc)) from None
+        except OSError as exc:
+            raise StateError(
+                f"cannot open state database {self.path}: {exc.strerror}; run audit-forwarder and its tools as "
+                f"the user that owns {directory}"
+            ) from None
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         try:
