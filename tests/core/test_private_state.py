@@ -35,8 +35,7 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
 
 def entries(n: int, start: int = 0) -> list[JournalEntry]:
     return [
-        JournalEntry(f"id-{i}", "codacy", 1_700_000_000_000 + i,
-                     b'{"id":"id-%d","secret":"%s-%d"}' % (i, MARKER, i))  # fmt: skip
+        JournalEntry(f"id-{i}", "codacy", 1_700_000_000_000 + i, b'{"id":"id-%d","secret":"%s-%d"}' % (i, MARKER, i))
         for i in range(start, start + n)
     ]
 
