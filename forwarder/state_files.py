@@ -65,44 +65,68 @@ def make_state_dir(path: Path) -> None:
 def open_state_file(directory: Path, name: str, flags: int = os.O_RDWR, create: bool = True) -> int:
     """A file descriptor of ``directory/name``, created 0600 if ``create`` and missing, its mode
     narrowed to 0600 if it was wider. Refuses a symlink, anything but a regular file, and a file
-    owned by someone other than the directory's owner. The caller closes it."""
+    owned by someone other than the directory's owner. The caller closes it.
+
+    A file root creates in another user's state_dir is given to that user, as SQLite does with
+    the ``-wal`` and ``-shm`` it creates as root: a root-owned lock file would keep the daemon
+    from starting."""
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        owner = os.fstat(dir_fd).st_uid
-        path = directory / name
-        # O_NONBLOCK: a FIFO planted at the name must not hang the open
-        flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_CREAT if create else 0)
+        owner = os.fstat(dir_fd)
+        fd, created = _open_at(dir_fd, directory / name, flags, create)
         try:
-            fd = os.open(name, flags, FILE_MODE, dir_fd=dir_fd)
-        except OSError as exc:
-            if os.path.islink(path):
-                raise StateFileError(
-                    f"{path} is a symbolic link; state files must be regular files: remove it "
-                    "(someone may have planted it to make the forwarder write elsewhere)"
-                ) from None
-            if os.path.lexists(path) and not path.is_file():
-                raise StateFileError(f"{path} is not a regular file; state files must be: remove it") from None
-            raise exc
+            info = os.fstat(fd)
+            if created and info.st_uid != owner.st_uid:
+                if os.geteuid() == 0:
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
+                    info = os.fstat(fd)
+                else:  # not ours to leave in another user's directory
+                    os.unlink(name, dir_fd=dir_fd)
+            _check(directory, name, info, owner.st_uid)
+            if stat.S_IMODE(info.st_mode) != FILE_MODE:
+                with contextlib.suppress(PermissionError):  # not ours to change: its owner narrows it at its start
+                    os.fchmod(fd, FILE_MODE)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
     finally:
         os.close(dir_fd)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StateFileError(f"{path} is not a regular file; state files must be: remove it")
-        if info.st_uid != owner:
-            raise StateFileError(
-                f"{path} is owned by uid {info.st_uid}, but its state_dir {directory} by uid {owner}; "
-                "every state file must belong to the state_dir's owner: run audit-forwarder (and its "
-                "tools) as that user, and remove or chown the file"
-            )
-        if stat.S_IMODE(info.st_mode) != FILE_MODE:
-            with contextlib.suppress(PermissionError):  # not ours to change: its owner narrows it at its start
-                os.fchmod(fd, FILE_MODE)
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
     return fd
+
+
+def _open_at(dir_fd: int, path: Path, flags: int, create: bool) -> tuple[int, bool]:
+    """The file and whether this call created it; never through a symlink, never blocking on a
+    FIFO planted at the name."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        if create:
+            try:
+                return os.open(path.name, flags | os.O_CREAT | os.O_EXCL, FILE_MODE, dir_fd=dir_fd), True
+            except FileExistsError:
+                pass
+        return os.open(path.name, flags, dir_fd=dir_fd), False
+    except OSError as exc:
+        if os.path.islink(path):
+            raise StateFileError(
+                f"{path} is a symbolic link; state files must be regular files: remove it "
+                "(someone may have planted it to make the forwarder write elsewhere)"
+            ) from None
+        if os.path.lexists(path) and not path.is_file():
+            raise StateFileError(f"{path} is not a regular file; state files must be: remove it") from None
+        raise exc
+
+
+def _check(directory: Path, name: str, info: os.stat_result, owner: int) -> None:
+    path = directory / name
+    if not stat.S_ISREG(info.st_mode):
+        raise StateFileError(f"{path} is not a regular file; state files must be: remove it")
+    if info.st_uid != owner:
+        raise StateFileError(
+            f"{path} is owned by uid {info.st_uid}, but its state_dir {directory} by uid {owner}; "
+            "every state file must belong to the state_dir's owner: run audit-forwarder (and its "
+            "tools) as that user, and remove or chown the file"
+        )
 
 
 def secure_state_file(directory: Path, name: str, create: bool = True) -> None:

@@ -143,3 +143,16 @@ async def test_deleted_dead_letters_leave_no_bytes_behind(tmp_path: Path) -> Non
     assert path.read_bytes().count(MARKER) == 0
     await journal.close()
 
+
+
+async def test_files_root_creates_in_another_users_state_dir_are_given_to_that_user(tmp_path: Path) -> None:
+    """Root running a tool must not leave a root-owned file the daemon's user cannot open."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4243)
+    journal = Journal(state / "journal.sqlite3")
+    await journal.open()
+    await journal.append("src", "org", entries(3), {"w": 1})
+    owners = {path.name: (path.stat().st_uid, path.stat().st_gid) for path in state.iterdir()}
+    assert owners == dict.fromkeys(["journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"], (4242, 4243))
+    await journal.close()

@@ -110,3 +110,12 @@ def test_backfill_and_state_reset_refuse_in_the_same_words(tmp_path: Path, state
     for result in (reset, backfill, second):
         assert result.returncode == 1
         assert expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_lock_root_creates_in_another_users_state_dir_is_that_users(state: Path) -> None:
+    os.chown(state, OTHER_UID, OTHER_UID)
+    lock = StateLock(state)
+    lock.acquire()
+    lock.release()
+    info = (state / LOCK_FILE).stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (OTHER_UID, OTHER_UID, 0o600)
