@@ -12,7 +12,9 @@ each entry) is measured the same way, and every stage is also given as a multipl
 What the stages leave out: asyncio and thread hand-offs between them, start-up, and the
 sinks' I/O (sockets, S3 requests); the run's total minus the stages' sum is that overhead.
 The file sink's rotation (compressing each rotated file, which ``bench.run`` turns off) is
-given apart, at level 1 (the default) and 9, and is not in the sum.
+given apart, at level 1 (the default) and 9, and is not in the sum; so is the journal's
+append-and-prune cycle with pruned events zeroed (``secure_delete=ON``, as it runs) and
+without (``FAST``, as before), the cost of making pruned events unrecoverable.
 Writes ``bench/results/budget.json``.
 """
 
@@ -162,12 +164,41 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
     for level in (1, 9):
         cpu[f"file rotation (gzip_file, level {level})"] = per_page(compress, [level].__getitem__, 1, repeat)
     journal.close()
+    pages = [chunks(i) for i in range(n)]
+    for secure in (True, False):
+        setting = "ON, WAL cut" if secure else "FAST, WAL reused"
+        cpu[f"secure_delete {setting} (append + prune)"] = min(
+            append_and_prune(work, pages, secure) for _ in range(repeat)
+        )
     return cpu
+
+
+def append_and_prune(work: Path, pages: list[Chunks], secure: bool) -> float:
+    """Thread CPU of journaling every page, its sink confirming it and the prune deleting it, the
+    steady state of a daemon that keeps up. ``secure`` is the journal as it opens (pruned pages
+    zeroed, the WAL cut after each checkpoint); otherwise the settings before that (FAST, the
+    WAL reused), to give what keeping pruned events unrecoverable costs in the same run."""
+    shutil.rmtree(work / "prune", ignore_errors=True)
+    journal = SqliteState(work / "prune" / "journal.sqlite3")
+    journal.open()
+    if not secure:
+        journal.db.execute("PRAGMA secure_delete=FAST")
+        journal.db.execute("PRAGMA journal_size_limit=-1")
+    journal.register_sinks(["out"])
+    gc.collect()
+    started = time.thread_time()
+    for page in pages:
+        journal.append("codacy", ORG, page, {"watermark_ms": 0})
+        journal.commit("out", journal.events.head)
+        journal.prune()
+    used = time.thread_time() - started
+    journal.close()
+    return used
 
 
 def report(cpu: dict[str, float], events: int) -> dict[str, Any]:
     floor = cpu["floor: orjson loads + dumps each"]
-    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation")
+    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation", "secure_delete")
     to_file = sum(seconds for name, seconds in cpu.items() if not name.startswith(other))
     return {
         "events": events,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import fcntl
 import gc
 import os
 import platform
@@ -27,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from pydantic import BaseModel
@@ -35,13 +34,14 @@ from pydantic import BaseModel
 from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
-from forwarder.journal import SqliteJournal, StateError
+from forwarder.journal import SqliteJournal
 from forwarder.logs import register_secrets, scrub
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
+from forwarder.state_lock import StateLock
 from sinks.registry import SINKS
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("forwarder.daemon")
 JOURNAL_FILE = "journal.sqlite3"
-LOCK_FILE = "audit-forwarder.lock"
 RESTART_ONLY = ("state_dir", "journal", "metrics", "log")  # the rest of the settings apply at a reload
 
 
@@ -95,42 +94,6 @@ def build(registry: Mapping[str, tuple[Any, Callable[[str, Any], Built]]], name:
     for warning in config.transport_warnings():  # every start, reload, tool and check builds through here
         log.warning(f"insecure transport: {warning}", component=name, type=config.type)
     return built
-
-
-class StateLock:
-    """One daemon (or state-changing command) per state_dir: a second one would race on the
-    journal's offsets. flock is released by the kernel if the process dies, even by kill -9."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK_FILE
-        self.handle: TextIO | None = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+")
-        except OSError as exc:
-            raise StateError(
-                f"cannot write state_dir {self.path.parent}: {exc.strerror}; check that it exists and that the "
-                "daemon's user owns it (under systemd, StateDirectory= does both)"
-            ) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise StateError(
-                f"another audit-forwarder process holds {self.path}; stop it first (one process per state_dir)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self.handle = handle
-
-    def release(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
 
 
 def _same(old: BaseModel, new: BaseModel) -> bool:

@@ -7,6 +7,8 @@ file is renamed with a UTC timestamp and optionally gzipped. The gzip is written
 one of them whole; what a crash left unfinished is finished when the daemon next writes to
 that path. A crash mid-batch can leave a partial batch in the file; the delivery layer then
 re-sends the whole batch, so readers see duplicates with identical ids, never a gap.
+A new file's name, the directories made for it and a rotation's rename are made durable
+(their directory fsynced) before ``send`` returns, like the lines themselves.
 """
 
 from __future__ import annotations
@@ -202,13 +204,18 @@ class FileSink:
                 self._rotate(path)
                 entry = None
         if entry is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_directories(path.parent)
             if path not in self._resumed:
                 self._finish_compressions(path)
             if _end_unfinished_line(path):
                 log.warning("file sink ended an unfinished last line left by an interrupted write; its batch is "
                             "sent again", sink=self.name, path=str(path))  # fmt: skip
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, self.config.mode)
+            except FileExistsError:  # O_CREAT still: a dangling symlink's target is created, as it always was
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
+            else:
+                self._sync_directory(path.parent)  # the new name, before any offset moves past its events
             handle = os.fdopen(fd, "ab", buffering=0)
             if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:
                 _write_all(handle, self.header + b"\n")
@@ -224,8 +231,22 @@ class FileSink:
             target = path.with_name(f"{path.name}.{stamp}.{n}")
             n += 1
         path.rename(target)
+        self._sync_directory(path.parent)  # or a power cut could bring the old name back over the new file
         if self.config.compress_rotated:
             self._compress(target)
+
+    def _make_directories(self, directory: Path) -> None:
+        """``mkdir -p``, each new directory's name made durable in its parent like a new file's."""
+        missing = [d for d in (directory, *directory.parents) if not d.exists()]
+        directory.mkdir(parents=True, exist_ok=True)
+        for created in reversed(missing):
+            self._sync_directory(created.parent)
+
+    def _sync_directory(self, directory: Path) -> None:
+        """A new or renamed name is durable only once its directory is fsynced; ``fsync: false``
+        gives that up along with the files' own fsync."""
+        if self.config.fsync:
+            fsync_directory(directory)
 
     def _finish_compressions(self, path: Path) -> None:
         """A crash while rotating can leave a rotated file not yet compressed (with or without

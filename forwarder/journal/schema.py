@@ -13,6 +13,7 @@ from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import StateError
+from forwarder.state_files import StateFileError, make_state_dir, secure_state_file
 
 STATE_VERSION = 2
 
@@ -42,7 +43,7 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
     openers without the state lock (``state show``, ``dlq list``): they must not rewrite a
     journal that a daemon of the previous release may be using."""
     existed = path.exists() and path.stat().st_size > 0
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _secure_files(path)
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         version = _verify(db, path) if existed else STATE_VERSION
@@ -60,10 +61,14 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
-        # Debian builds SQLite with secure_delete on: every prune then rewrote each freed page
-        # with zeros (a seventh of the CPU). FAST still zeroes deleted rows inside b-tree
-        # pages, without the extra page writes.
-        db.execute("PRAGMA secure_delete=FAST")
+        # Pruned events, deleted dead letters and quarantined entries must not stay readable
+        # in free pages: ON zeroes every freed page (FAST left a chunk's overflow pages, the
+        # events themselves, in the file). The cost is measured in docs/performance.md.
+        db.execute("PRAGMA secure_delete=ON")
+        # A reset WAL is otherwise reused, not cut: the frames beyond the new log's end still
+        # held the appended (since pruned) events. 0 cuts it at the first commit after each
+        # checkpoint that reset it.
+        db.execute("PRAGMA journal_size_limit=0")
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
         if version == 1:
@@ -76,6 +81,25 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
             "aside to start over (cursors would restart from initial_lookback)"
         ) from None
     return db
+
+
+def _secure_files(path: Path) -> None:
+    """state_dir 0700, the database and the ``-wal`` and ``-shm`` SQLite makes beside it 0600,
+    none of them a symlink or another user's file (``forwarder.state_files``). The database is
+    created here, empty, so that SQLite, which gives its ``-wal`` and ``-shm`` the database's
+    mode, creates them 0600 too, then and after every checkpoint that deletes them."""
+    directory, name = path.parent, path.name
+    try:
+        make_state_dir(directory)
+        for suffix in ("", "-wal", "-shm"):
+            secure_state_file(directory, name + suffix, create=not suffix)
+    except StateFileError as exc:
+        raise StateError(str(exc)) from None
+    except OSError as exc:
+        raise StateError(
+            f"cannot open state database {path}: {exc.strerror}; run audit-forwarder and its tools as "
+            f"the user that owns {directory}"
+        ) from None
 
 
 def _verify(db: sqlite3.Connection, path: Path) -> int:

@@ -10,12 +10,13 @@ from typing import Any
 import click
 import orjson
 
-from forwarder.daemon import JOURNAL_FILE, BuildError, StateLock, build
+from forwarder.daemon import JOURNAL_FILE, BuildError, build
 from forwarder.event import parse_time
 from forwarder.journal import SqliteJournal, StateError, StateJournal
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source
+from forwarder.state_lock import StateLock
 
 
 class ToolError(Exception):
@@ -24,16 +25,10 @@ class ToolError(Exception):
 
 def lock_state(settings: Settings) -> StateLock:
     """Changing cursors, offsets or dead letters under a running daemon would race with it, so
-    state-changing commands take the daemon's own lock, without waiting."""
+    state-changing commands take the daemon's own lock, without waiting (refused as ``backfill``
+    and a second daemon are: ``StateLock`` words the refusal)."""
     lock = StateLock(settings.state_dir)
-    try:
-        lock.acquire()
-    except StateError:
-        raise StateError(
-            f"the daemon (or another state-changing command) is running on {settings.state_dir} and holds "
-            f"{lock.path}; stop it first, then run this command again (read-only commands such as "
-            "`state show` and `dlq list` work while it runs)"
-        ) from None
+    lock.acquire()
     return lock
 
 

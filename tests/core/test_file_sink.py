@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from forwarder.formats.csv import COLUMNS
 from forwarder.record import Record
+from sinks import file as file_sink
 from sinks.base import FatalSinkError
 from sinks.file import FileSink, FileSinkConfig
 
@@ -195,3 +197,33 @@ async def test_a_name_that_fits_a_file_name_is_kept_as_it_is(tmp_path: Path) -> 
     await sink.send([record(1, "o" * 220)])
     await sink.close()
     assert (tmp_path / ("o" * 220 + ".ndjson")).exists()
+
+
+async def test_new_names_and_rotation_renames_are_made_durable_before_send_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's fsync does not make its name durable: without its directory's fsync a power cut
+    after the offset moved could lose the new file, or bring the rotated one back at its old name."""
+    synced: list[tuple[Path, list[str]]] = []  # each directory fsync, with what the directory held then
+    monkeypatch.setattr(file_sink, "fsync_directory", lambda d: synced.append((d, sorted(os.listdir(d)))))
+    out = tmp_path / "new" / "out.ndjson"
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(out), rotate_max_bytes=10, compress_rotated=False))
+    await sink.send([record(1)])
+    assert synced == [(tmp_path, ["new"]), (out.parent, ["out.ndjson"])]
+    synced.clear()
+    await sink.send([record(2)])  # the file is over 10 bytes: rotated first
+    rotated = next(name for name in os.listdir(out.parent) if name != "out.ndjson")
+    assert synced == [(out.parent, [rotated]), (out.parent, ["out.ndjson", rotated])]
+    await sink.close()
+
+
+async def test_fsync_false_gives_up_the_directory_fsyncs_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    monkeypatch.setattr(file_sink, "fsync_directory", synced.append)
+    cfg = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=10, compress_rotated=False,
+                         fsync=False)  # fmt: skip
+    sink = FileSink("f", cfg)
+    await sink.send([record(1)])
+    await sink.send([record(2)])
+    await sink.close()
+    assert synced == [] and len(list(tmp_path.iterdir())) == 2

@@ -68,6 +68,14 @@ def test_unit_declares_notify_watchdog_and_dynamic_user() -> None:
     assert "#LoadCredential=codacy_token:" in UNIT.read_text()
 
 
+def test_unit_keeps_state_private_and_dumps_no_core() -> None:
+    """The journal holds unredacted events and memory holds tokens: a 0700 state directory, no
+    core dump (which would write that memory to disk for systemd-coredump)."""
+    found = directives(UNIT.read_text())
+    assert found["StateDirectoryMode"] == ["0700"]
+    assert found["LimitCORE"] == ["0"]
+
+
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
     path = str(tmp_path / "notify.sock")

@@ -1,0 +1,50 @@
+"""Through the real CLI, as an operator runs it by hand or from cron: whatever the umask, the
+state directory is 0700 and every file in it 0600, while the daemon runs and after ``once``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.daemon import cli, read_ndjson, start
+from tests.helpers.emulators import EmulatorProcess
+from tests.tools.conftest import make_config
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    old = os.umask(request.param)  # the child processes inherit it
+    yield request.param
+    os.umask(old)
+
+
+def modes(state: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.lstat().st_mode) for path in [state, *state.iterdir()]}
+
+
+def test_once_and_run_keep_the_state_private(tmp_path: Path, codacy: EmulatorProcess, umask: int) -> None:
+    cfg = make_config(tmp_path, codacy.url, source={"interval_s": 3600})
+    result = cli(cfg, "once")
+    assert result.returncode == 0, result.stderr
+    state = tmp_path / "state"
+    assert modes(state) == {"state": 0o700, "journal.sqlite3": 0o600, "audit-forwarder.lock": 0o600}
+    daemon = start(cfg, "run")
+    try:
+        wal = state / "journal.sqlite3-wal"
+        deadline = time.time() + 20
+        while time.time() < deadline and not (wal.exists() and (state / "journal.sqlite3-shm").exists()):
+            time.sleep(0.05)
+        assert modes(state) == {
+            "state": 0o700, "journal.sqlite3": 0o600, "journal.sqlite3-wal": 0o600, "journal.sqlite3-shm": 0o600,
+            "audit-forwarder.lock": 0o600,
+        }  # fmt: skip
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    assert len(read_ndjson(tmp_path / "out")) == 40
