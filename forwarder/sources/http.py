@@ -128,7 +128,7 @@ class HttpFetcher:
         self.timeout_s = timeout_s
 
     async def get_json(
-        self, organization: str, url: str, params: Mapping[str, Any] | None = None, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(

@@ -244,7 +244,7 @@ class HttpJsonSource:
                     query[pg.size_param] = pg.page_size
             elif pg.style == "offset":
                 query[pg.offset_param], query[pg.limit_param] = offset, pg.page_size
-            body = await fetcher.get_json(organization, next_url or url, None if next_url else query, budget)
+            body = await fetcher.get_json(organization, next_url or url, None if next_url else query, budget=budget)
             page = get_path(body, cfg.records_path)
             if not isinstance(page, list):
                 where = f"at {cfg.records_path!r}" if cfg.records_path else "as the body"
