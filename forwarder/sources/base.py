@@ -54,7 +54,8 @@ class SourceConfig(SecretFilesModel):
         "a listing that cannot be committed page by page (parsed, they take a few times this in memory). A walk "
         "over it fails that organization's poll, the cursor stays and the other organizations carry on; the "
         "remedy is a smaller slice_hours (ConfigCat: window_days) rather than a higher limit. A walk committed "
-        "page by page (http_json next links and cursors) holds one page and is not bound by it.",
+        "page by page (http_json next links and cursors) holds one page; only the hashes it keeps to number "
+        "twins of entries without an id count against this.",
     )
 
 

@@ -167,8 +167,7 @@ async def test_a_walk_resumed_after_a_failure_mid_slice_loses_nothing_not_even_a
     on from the second page: the twin there is numbered after its sibling on the first page (taken
     for it, it would be skipped as seen), and every entry is journaled once."""
     now = int(time.time() * 1000)
-    a, b, x, c, d = ({"ts": now - ms, "action": name} for name, ms in
-                     (("a", 9_000_000), ("b", 8_000_000), ("x", 7_000_000), ("c", 6_000_000), ("d", 5_000_000)))  # fmt: skip
+    a, b, x, c, d = ({"ts": now - (9 - n) * 1_000_000, "action": name} for n, name in enumerate("abxcd"))
     pages = {1: [a, b, x], 2: [dict(x), c], 3: [d]}
     failing = {"page 2": True}
 
