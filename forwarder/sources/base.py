@@ -49,6 +49,15 @@ class SourceConfig(SecretFilesModel):
     max_attempts: int = Field(6, ge=1, description="Attempts of one request before the poll gives up.")
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
+    max_walk_bytes: int = Field(
+        256 * 1024 * 1024, ge=1,
+        description="Bytes of vendor answers one walk may hold before any of it is journaled: one time slice, or "
+        "a listing that cannot be committed page by page (parsed, they take a few times this in memory). A walk "
+        "over it fails that organization's poll, the cursor stays and the other organizations carry on; the "
+        "remedy is a smaller slice_hours (ConfigCat: window_days) rather than a higher limit. A walk committed "
+        "page by page (http_json next links and cursors) holds one page; only the hashes it keeps to number "
+        "twins of entries without an id count against this.",
+    )
 
     def transport_warnings(self) -> list[str]:
         """What is allowed but exposes the credentials: logged at start, shown by ``check``."""

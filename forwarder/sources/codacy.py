@@ -21,6 +21,7 @@ from forwarder.event import SCHEMA_VERSION, event_time, format_observed
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.codacy")
@@ -170,8 +171,11 @@ class CodacySource:
         path = f"/organizations/{organization}/audit"
         params: dict[str, Any] = {"from": lo_ms, "to": hi_ms}
         items: list[Any] = []
+        # The whole slice is one answer (the documented API), or pages of an undocumented envelope
+        # in an unknown order: held to the end of the slice, so bound.
+        budget = WalkBudget("Codacy", organization, self.config.max_walk_bytes, "lower slice_hours")
         for _ in range(10_000):  # a page that repeats forever must not loop forever
-            body = await self.fetcher.get_json(organization, path, params)
+            body = await self.fetcher.get_json(organization, path, params, budget=budget)
             if isinstance(body, list):
                 page, cursor = body, None
             elif isinstance(body, dict) and isinstance(body.get("data"), list):

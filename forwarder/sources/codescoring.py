@@ -32,10 +32,15 @@ from forwarder.event import event_time, format_ms, format_time, make_event
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
 
 log = structlog.get_logger("forwarder.sources.codescoring")
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
+REMEDY = (
+    "poll more often (interval_s), lower initial_lookback_days for a first run, or set order: newest_first "
+    "if the server lists newest first"
+)
 
 
 class CodescoringConfig(SourceConfig):
@@ -284,8 +289,9 @@ class CodescoringSource:
         return [self.config.installation_name]
 
     async def fetch_page(
-        self, organization: str, page: int, per_page: int, window: tuple[int, int] | None
-    ) -> tuple[list[Any], bool | None]:
+        self, organization: str, page: int, per_page: int, window: tuple[int, int] | None, *,
+        budget: WalkBudget | None = None,
+    ) -> tuple[list[Any], bool | None]:  # fmt: skip
         """One page of entries, and whether the server says another follows (None: a bare
         list, which says nothing; another page is asked for while pages come back full)."""
         cfg = self.config
@@ -293,7 +299,7 @@ class CodescoringSource:
         if window is not None and cfg.use_time_filter:
             params[cfg.from_param], params[cfg.to_param] = format_ms(window[0]), format_ms(window[1])
         try:
-            body = await self.fetcher.get_json(organization, cfg.path, params)
+            body = await self.fetcher.get_json(organization, cfg.path, params, budget=budget)
         except _PastLastPage:
             return [], False
         if isinstance(body, list):
@@ -319,8 +325,10 @@ class CodescoringSource:
         seen: set[str] = set()
         previous: int | None = None  # time of the last parseable entry walked, across pages
         out_of_order = descending = False
+        # One walk, journaled as one page (the module's docstring), so what it holds is bound.
+        budget = WalkBudget("Codescoring", organization, self.config.max_walk_bytes, REMEDY)
         for page in range(1, MAX_PAGES + 1):
-            items, more = await self.fetch_page(organization, page, per_page, (floor, end))
+            items, more = await self.fetch_page(organization, page, per_page, (floor, end), budget=budget)
             keys = self._keys(organization, items, self.config.id_field)
             if page > 1 and items and set(keys) <= seen:
                 if more is None:

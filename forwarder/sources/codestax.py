@@ -30,6 +30,7 @@ from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.codestax")
@@ -283,9 +284,11 @@ class CodeStaxSource:
                 params[name] = value
         items: list[Any] = []
         seen: set[str] = set()
+        # skip/limit newest first: a slice is journaled once its last page is read, so it is bound
+        budget = WalkBudget("CodeStax", organization, cfg.max_walk_bytes, "lower slice_hours")
         for page in range(MAX_PAGES):
             body = await self.fetcher.get_json(
-                organization, cfg.path, {**params, "skip": page * cfg.limit, "limit": cfg.limit}
+                organization, cfg.path, {**params, "skip": page * cfg.limit, "limit": cfg.limit}, budget=budget
             )
             if not isinstance(body, list):
                 raise MalformedResponse(

@@ -30,6 +30,7 @@ from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
+from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
 log = structlog.get_logger("forwarder.sources.configcat")
@@ -246,15 +247,18 @@ class ConfigCatSource:
                    "environmentId": cfg.environment_id, "auditLogType": cfg.audit_log_type}  # fmt: skip
         params.update({k: v for k, v in filters.items() if v})
         path = self._path(unit)
+        # Page numbers, newest first: a window is journaled only once every page is read (the
+        # module's docstring), so what it holds until then is bound.
+        budget = WalkBudget("ConfigCat", unit, cfg.max_walk_bytes, "lower window_days")
         if cfg.api_version == "v1":
-            body = await self.fetcher.get_json(unit, path, params)
+            body = await self.fetcher.get_json(unit, path, params, budget=budget)
             if not isinstance(body, list):
                 raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
             return body
         items: list[Any] = []
         for page_number in range(1, cfg.max_pages + 1):
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
-                                                            "pageSize": cfg.page_size})  # fmt: skip
+                                                            "pageSize": cfg.page_size}, budget=budget)  # fmt: skip
             if (
                 not isinstance(body, dict)
                 or not isinstance(body.get("data", []), list | None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -19,6 +19,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from forwarder import metrics
 from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
+
+if TYPE_CHECKING:
+    from forwarder.sources.walk import WalkBudget
 
 log = structlog.get_logger("forwarder.http")
 
@@ -124,7 +127,10 @@ class HttpFetcher:
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
 
-    async def get_json(self, organization: str, url: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def get_json(
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
+    ) -> Any:
+        """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self.wait,
@@ -135,7 +141,7 @@ class HttpFetcher:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(organization, url, params)
+                    return await self._once(organization, url, params, budget)
         except httpx.TransportError as exc:
             raise SourceError(
                 f"{self.vendor} could not be reached for organization {organization!r} after "
@@ -165,7 +171,9 @@ class HttpFetcher:
         phases = [t for t in (timeout.connect, timeout.read, timeout.write, timeout.pool) if t is not None]
         return max(phases) if phases else None
 
-    async def _once(self, organization: str, url: str, params: Mapping[str, Any] | None) -> Any:
+    async def _once(
+        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: WalkBudget | None = None
+    ) -> Any:
         deadline = self._deadline()
         if self.before_attempt is not None:
             await self.before_attempt()
@@ -193,6 +201,9 @@ class HttpFetcher:
                 f"{self.vendor} sent a {size}-byte page for organization {organization!r}, "
                 f"over the {self.max_body_bytes}-byte limit; lower the window or page size"
             )
+        if budget is not None:  # the one place a walk's answers are counted (forwarder.sources.walk)
+            budget.charge(size)
+
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

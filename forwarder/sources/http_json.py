@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_time, parse_time
@@ -25,8 +26,15 @@ from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
-from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
+from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError
+from forwarder.sources.walk import TWIN_BYTES, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import WindowCursor, now_ms, slices, walk_keys
+
+log = structlog.get_logger("forwarder.sources.http_json")
+# Styles whose next link or token goes on from where a page ended: each page is journaled as it
+# comes. Page numbers and offsets shift under entries written meanwhile, and an unpaged answer
+# is the whole slice: those walks are held to their end, bound by max_walk_bytes.
+PAGED_STYLES = ("cursor", "next_link_body", "link_header")
 
 TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
 def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
@@ -200,7 +208,32 @@ class HttpJsonSource:
             self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep
         )
 
+    def _budget(self, organization: str) -> WalkBudget:
+        cfg = self.config
+        if cfg.pagination.style in PAGED_STYLES:
+            remedy = "each page is journaled; what grows is the hashes of entries without an id: set id_field"
+        elif cfg.from_param:
+            remedy = "lower slice_hours"
+        else:
+            remedy = "set from_param and to_param, then lower slice_hours"
+        return WalkBudget(cfg.vendor, organization, cfg.max_walk_bytes, remedy)
+
     async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
+        """Every record of a walk, held until it ends (page number, offset and unpaged styles,
+        whose order within a slice is unknown): bound by ``max_walk_bytes``."""
+        records: list[Any] = []
+        async for page, _, _ in self.answers(organization, lo_ms, hi_ms, self._budget(organization)):
+            records.extend(page)
+        return records
+
+    async def answers(
+        self, organization: str, lo_ms: int | None, hi_ms: int | None, budget: WalkBudget,
+        resume: str | None = None, walked: int = 0,
+    ) -> AsyncIterator[tuple[list[Any], bool, str | None]]:  # fmt: skip
+        """Each answer's records, whether it is the walk's last, and the next link or token to go
+        on from (next link and cursor styles). ``resume`` goes on from such a point, ``walked``
+        answers into the walk: ``max_pages`` counts the whole walk. The guards against a link or
+        token that repeats the page just read live here, once for both ways in."""
         cfg, pg = self.config, self.config.pagination
         url = cfg.url.replace("{organization}", quote(organization, safe="/@:"))
         params: dict[str, Any] = dict(cfg.params)
@@ -211,9 +244,13 @@ class HttpJsonSource:
         last: list[httpx.Response] = []
         fetcher = self._fetcher(last)
         page_no, offset = pg.first_page, 0
-        records: list[Any] = []
         next_url: str | None = None  # a next link carries its own query
-        for _ in range(pg.max_pages):
+        if resume is not None:
+            if pg.style == "cursor":
+                params[pg.cursor_param] = resume
+            else:
+                next_url = resume
+        for _ in range(walked, pg.max_pages):
             query = dict(params)
             if pg.style == "page_number":
                 query[pg.page_param] = page_no
@@ -221,7 +258,7 @@ class HttpJsonSource:
                     query[pg.size_param] = pg.page_size
             elif pg.style == "offset":
                 query[pg.offset_param], query[pg.limit_param] = offset, pg.page_size
-            body = await fetcher.get_json(organization, next_url or url, None if next_url else query)
+            body = await fetcher.get_json(organization, next_url or url, None if next_url else query, budget=budget)
             page = get_path(body, cfg.records_path)
             if not isinstance(page, list):
                 where = f"at {cfg.records_path!r}" if cfg.records_path else "as the body"
@@ -229,51 +266,71 @@ class HttpJsonSource:
                     f"{cfg.vendor} sent {type(page).__name__} {where} for organization {organization!r}, "
                     "expected a list of records; check records_path"
                 )
-            records.extend(page)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
             if not page or pg.style == "none" or has_next is False:
-                return records
+                yield page, True, None
+                return
             if pg.style in ("page_number", "offset"):
                 total = get_path(body, pg.total_pages_path) if pg.total_pages_path else None
                 done_by_total = isinstance(total, int) and page_no - pg.first_page + 1 >= total
                 if done_by_total or (pg.stop_on_short_page and len(page) < pg.page_size):
-                    return records
+                    yield page, True, None
+                    return
                 page_no, offset = page_no + 1, offset + len(page)
+                del body
+                yield page, False, None
+                del page  # before the next answer is read: the walk holds one page, not two
                 continue
+            nxt = self._next(organization, url, body, last, params)
+            del body
+            yield page, nxt is None, nxt
+            del page
+            if nxt is None:
+                return
             if pg.style == "cursor":
-                token = get_path(body, pg.next_path)
-                if token in (None, "") or token == params.get(pg.cursor_param):
-                    return records
-                params[pg.cursor_param] = token
-                continue
-            nxt = (
-                get_path(body, pg.next_path)
-                if pg.style == "next_link_body"
-                else next_link(last[0].headers.get("Link") if last else None)
-            )
-            if not nxt or not isinstance(nxt, str):
-                return records
-            base = last[0].url if last else httpx.URL(url)
-            if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
-                base = base.copy_remove_param(cfg.auth.param)
-            try:
-                joined = str(base.join(nxt))
-            except httpx.InvalidURL:
-                raise MalformedResponse(
-                    f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
-                ) from None
-            if joined == str(base):
-                return records
-            if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
-                raise MalformedResponse(
-                    f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
-                    "refusing to send the source's credentials there"
-                )
-            next_url = joined
+                params[pg.cursor_param] = nxt
+            else:
+                next_url = nxt
         raise SourceError(
             f"{cfg.vendor} pagination for organization {organization!r} went past max_pages={pg.max_pages}; "
             "raise it or narrow slice_hours"
         )
+
+    def _next(
+        self, organization: str, url: str, body: Any, last: list[httpx.Response], params: dict[str, Any]
+    ) -> str | None:
+        """The next link or token after ``body``, None at the end (none, or one that repeats the
+        page just read)."""
+        cfg, pg = self.config, self.config.pagination
+        if pg.style == "cursor":
+            token, current = get_path(body, pg.next_path), params.get(pg.cursor_param)
+            if token in (None, "") or (current is not None and str(token) == str(current)):
+                return None
+            return str(token)
+        nxt = (
+            get_path(body, pg.next_path)
+            if pg.style == "next_link_body"
+            else next_link(last[0].headers.get("Link") if last else None)
+        )
+        if not nxt or not isinstance(nxt, str):
+            return None
+        base = last[0].url if last else httpx.URL(url)
+        if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
+            base = base.copy_remove_param(cfg.auth.param)
+        try:
+            joined = str(base.join(nxt))
+        except httpx.InvalidURL:
+            raise MalformedResponse(
+                f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
+            ) from None
+        if joined == str(base):
+            return None
+        if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
+            raise MalformedResponse(
+                f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
+                "refusing to send the source's credentials there"
+            )
+        return joined
 
     def _time_ms(self, raw: Any) -> int | None:
         try:
@@ -296,9 +353,68 @@ class HttpJsonSource:
                 vendor=cfg.vendor, source=self.name, organization=organization,
                 cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
             )  # fmt: skip
+        paged = cfg.pagination.style in PAGED_STYLES
+        resume = Resume.load(cursor) if paged else None
+        if resume is not None:  # a slice left mid-walk: finish it before the next
+            async for page in self._paged(organization, state, resume.lo, resume.hi, overlap, gap, resume):
+                yield page
+                gap = []
+            start = max(start, resume.hi)
         width = int(cfg.slice_hours * 3_600_000) if cfg.from_param else max(end - start, 1)
         for lo, hi in slices(start, end, width):
-            yield self._page(organization, await self.fetch(organization, lo, hi), state, lo, hi, overlap, gap)
+            if paged:
+                async for page in self._paged(organization, state, lo, hi, overlap, gap, None):
+                    yield page
+                    gap = []
+            else:
+                yield self._page(organization, await self.fetch(organization, lo, hi), state, lo, hi, overlap, gap)
+            gap = []
+
+    async def _paged(
+        self, organization: str, state: WindowCursor, lo: int, hi: int, overlap: int, gap: list[dict[str, Any]],
+        resume: Resume | None,
+    ) -> AsyncIterator[Page]:  # fmt: skip
+        """One slice journaled answer by answer (next link and cursor styles): each page's cursor
+        resumes after it, the watermark moves to ``hi`` with the last. Memory holds one page.
+        A resume point the vendor refuses (an expired token) walks the slice again from its
+        start: entries journaled before may come twice, none is lost."""
+        cfg = self.config
+        budget = self._budget(organization)
+        walk = resume or Resume(lo, hi, "")
+        answers = self.answers(organization, lo, hi, budget, resume.next if resume else None, walk.pages)
+        if resume is not None:
+            try:
+                first = await anext(answers)
+            except (WalkTooLarge, RetryableHTTPError, MalformedResponse):
+                raise
+            except SourceError as exc:
+                log.warning(
+                    "the vendor refused to go on from where the last poll stopped; walking the slice again "
+                    "from its start (entries may come twice, none is lost)",
+                    source=self.name, organization=organization, error=str(exc),
+                )  # fmt: skip
+                walk = Resume(lo, hi, "")
+                answers = self.answers(organization, lo, hi, budget)
+            else:
+                answers = _chain(first, answers)
+        within = sent_window(lo, hi, cfg.window_format)
+        async for records, final, nxt in answers:
+            walk.pages += 1
+            keys = walk_keys(records, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:", walk.twins)
+            if final:
+                fresh, _ = state.take(records, keys, self._time_ms, hi, overlap, within=within)
+                cursor = state.dump()
+            else:
+                fresh = state.take_page(records, keys, self._time_ms, hi, overlap, within=within)
+                walk.next = nxt or ""
+                cursor = {**state.dump(), "walk": walk.dump()}
+            del records, keys
+            # what stays once this page is journaled: the hashes that number a twin on a later page
+            budget.hold(len(walk.twins) * TWIN_BYTES)
+            page = Page(entries=fresh, cursor=cursor, extra_events=gap)
+            del fresh
+            yield page
+            del page
             gap = []
 
     def _page(
@@ -325,3 +441,9 @@ class HttpJsonSource:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item

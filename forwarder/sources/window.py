@@ -42,6 +42,27 @@ class WindowCursor:
         outside ``within`` (a server that ignores the time filter sends everything). An entry
         whose time does not read counts as ``hi``: normalize quarantines it, and it is
         remembered until it leaves the overlap."""
+        fresh, new_keys, outside = self._select(items, keys, time_ms, hi, within)
+        self.advance(hi, new_keys, overlap_ms)
+        return fresh, outside
+
+    def take_page(
+        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        within: tuple[int, int] | None = None,
+    ) -> list[tuple[Any, str]]:  # fmt: skip
+        """``take`` for one page of a slice journaled page by page: the watermark stays until the
+        slice ends, and of this page's keys only those the next slice's overlap re-reads (time
+        at or after ``hi - overlap``) are remembered, so the cursor does not grow with the walk.
+        An entry a later page of the same walk shows again comes again: a duplicate, never a loss."""
+        fresh, new_keys, _ = self._select(items, keys, time_ms, hi, within)
+        floor = hi - overlap_ms
+        self.recent.update({key: ts for key, ts in new_keys.items() if ts >= floor})
+        return fresh
+
+    def _select(
+        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int,
+        within: tuple[int, int] | None,
+    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:  # fmt: skip
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         outside = 0
@@ -57,8 +78,7 @@ class WindowCursor:
             new_keys[key] = ts
             fresh.append((item, key))
         fresh.sort(key=lambda pair: (new_keys[pair[1]], len(pair[1]), pair[1]))
-        self.advance(hi, new_keys, overlap_ms)
-        return fresh, outside
+        return fresh, new_keys, outside
 
     def advance(self, slice_end_ms: int, new_keys: dict[str, int], overlap_ms: int) -> None:
         self.recent.update(new_keys)
@@ -79,12 +99,13 @@ def slices(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, int]
         lo = hi
 
 
-def with_occurrence(keys: list[str]) -> list[str]:
+def with_occurrence(keys: list[str], seen: dict[str, int] | None = None) -> list[str]:
     """Two byte-identical entries in one walk stay two events: the second gets ``#1``. Counted
     over the whole walk, not per response: with a keyset cursor a twin on the next page is a
     real second event, and only a duplicate (never a loss) comes of an entry that an offset
-    page shift shows twice."""
-    seen: dict[str, int] = {}
+    page shift shows twice. ``seen`` carries the count over the pages of a walk journaled page
+    by page (``forwarder.sources.walk.Resume.twins``)."""
+    seen = {} if seen is None else seen
     out = []
     for key in keys:
         n = seen.get(key, 0)
@@ -94,17 +115,19 @@ def with_occurrence(keys: list[str]) -> list[str]:
 
 
 def walk_keys(
-    items: list[Any], vendor: str, organization: str, id_field: str | None = None, id_prefix: str = ""
-) -> list[str]:
+    items: list[Any], vendor: str, organization: str, id_field: str | None = None, id_prefix: str = "",
+    twins: dict[str, int] | None = None,
+) -> list[str]:  # fmt: skip
     """The key of each entry of one walk: ``id_prefix`` and the vendor's id at ``id_field`` where
     it has one (an empty one is none), else a hash of the entry, twins numbered. An id seen
     again with the same content is the same event (a page shift showed it twice); with other
-    content it is numbered, since dropping it could lose one."""
+    content it is numbered, since dropping it could lose one. ``twins``: the hashes counted on
+    earlier pages of the walk (an id's versions are compared within ``items`` only)."""
     if not id_field:
-        return with_occurrence(content_ids(vendor, organization, items))
+        return with_occurrence(content_ids(vendor, organization, items), twins)
     ids = [None if (ident := get_path(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
     unkeyed = [item for item, ident in zip(items, ids, strict=True) if ident is None]
-    hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed)))
+    hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed), twins))
     versions: dict[str, list[Any]] = {}
     out = []
     for item, ident in zip(items, ids, strict=True):

@@ -125,7 +125,7 @@ async def _drain_codacy(body: Any) -> int:
                           lag_s=0, slice_hours=24)  # fmt: skip
     source = CodacySource("codacy", config)
 
-    async def get_json(organization: str, url: str, params: Any = None) -> Any:
+    async def get_json(organization: str, url: str, params: Any = None, *, budget: Any = None) -> Any:
         return body
 
     source.fetcher.get_json = get_json  # type: ignore[method-assign]
@@ -295,7 +295,7 @@ async def test_an_entry_nested_deeper_than_json_can_be_written_is_quarantined_al
     config = CodacyConfig(type="codacy", api_token=TOKEN, organizations=["gh/acme"], initial_lookback_days=1, lag_s=0)
     source = CodacySource("codacy", config)
 
-    async def get_json(organization: str, url: str, params: Any = None) -> Any:
+    async def get_json(organization: str, url: str, params: Any = None, *, budget: Any = None) -> Any:
         return [good, bad]
 
     source.fetcher.get_json = get_json  # type: ignore[method-assign]

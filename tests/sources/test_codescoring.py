@@ -309,7 +309,9 @@ async def test_a_page_shift_does_not_look_like_an_oldest_first_listing() -> None
     src = CodescoringSource("cs", config)
     fetched: list[int] = []
 
-    async def fetch_page(organization: str, page: int, per_page: int, window: Any) -> tuple[list[Any], None]:
+    async def fetch_page(
+        organization: str, page: int, per_page: int, window: Any, *, budget: Any = None
+    ) -> tuple[list[Any], None]:
         fetched.append(page)
         return pages.get(page, []), None
 

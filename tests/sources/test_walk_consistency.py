@@ -179,7 +179,7 @@ async def test_codacy_twins_on_two_keyset_pages_are_both_journaled() -> None:
     source = CodacySource("codacy", CodacyConfig(type="codacy", api_token="t", organizations=["gh/acme"],
                                                  slice_hours=48))  # fmt: skip
 
-    async def get_json(organization: str, path: str, params: dict[str, Any]) -> Any:
+    async def get_json(organization: str, url: str, params: Any = None, *, budget: Any = None) -> Any:
         if "cursor" not in params:
             return {"data": [a, b], "pagination": {"cursor": "k1"}}
         return {"data": [dict(b), c], "pagination": {}}

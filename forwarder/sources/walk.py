@@ -1,0 +1,79 @@
+"""What one walk over a vendor's listing may hold, and where a walk committed page by page resumes.
+
+A walk whose pages cannot be journaled before it ends (a time slice in an unknown order, a page
+number walk that must see every page before the watermark may move) holds every answer of
+it in memory: without a bound, a listing that never ends took the daemon, and every other
+source with it, out of memory, again after each restart. ``WalkBudget`` is that bound, counted
+once, in ``HttpFetcher``, over the raw bytes of every answer; a source names the remedy.
+
+A walk that can be committed page by page (a next link, a keyset token) holds one page: its
+cursor carries ``Resume``, the slice being walked and the point to go on from, and the watermark
+moves to the slice's end only once the slice is complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from forwarder.sources.http import SourceError
+
+# What remembering one id-less entry's hash costs a walk committed page by page (key, count, dict slot).
+TWIN_BYTES = 160
+
+
+class WalkTooLarge(SourceError):
+    """One walk held more than ``max_walk_bytes``: that organization fails, the others carry on."""
+
+
+class WalkBudget:
+    """The bytes one walk holds before it can be journaled; over ``limit`` the walk fails with a
+    message naming the vendor, the organization, the bytes and ``remedy`` (the setting to lower).
+    One per walk and organization: organizations are polled concurrently."""
+
+    def __init__(self, vendor: str, organization: str, limit: int, remedy: str) -> None:
+        self.vendor = vendor
+        self.organization = organization
+        self.limit = limit
+        self.remedy = remedy
+        self.held = 0
+
+    def charge(self, size: int) -> None:
+        """One more answer of ``size`` bytes is held until the walk is journaled."""
+        self.hold(self.held + size)
+
+    def hold(self, held: int) -> None:
+        """The walk now holds ``held`` bytes (a page was journaled: only what it must remember)."""
+        self.held = held
+        if held > self.limit:
+            raise WalkTooLarge(
+                f"{self.vendor} listed more than max_walk_bytes={self.limit} for organization "
+                f"{self.organization!r} in one walk ({held} bytes held before any of it could be journaled); "
+                f"{self.remedy}. The cursor stays where it was"
+            )
+
+
+@dataclass
+class Resume:
+    """A slice walked page by page and not finished: ``next`` is the next link or token, ``pages``
+    the answers walked so far (``max_pages`` counts over the whole walk, across restarts) and
+    ``twins`` how often each id-less entry's hash was seen, so a twin on a page read after a
+    restart is numbered after its sibling instead of being taken for it."""
+
+    lo: int
+    hi: int
+    next: str
+    pages: int = 0
+    twins: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, cursor: dict[str, Any] | None) -> Resume | None:
+        walk = (cursor or {}).get("walk")
+        if not isinstance(walk, dict) or not isinstance(walk.get("next"), str):
+            return None
+        twins = walk.get("twins") or {}
+        return cls(int(walk["lo"]), int(walk["hi"]), walk["next"], int(walk.get("pages", 0)),
+                      {str(k): int(v) for k, v in twins.items()})  # fmt: skip
+
+    def dump(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "next": self.next, "pages": self.pages, "twins": dict(self.twins)}
