@@ -353,8 +353,8 @@ def test_extra_params_join_every_request_through_the_real_daemon(tmp_path: Path,
     """A vendor filter no setting models yet: fixed extra query parameters, on every request
     (the real CLI, so the configuration file's mapping is what reaches the fetcher)."""
     actor = next(e["actor"] for e in codescoring.entries() if e["actor"] != "system")
-    cfg = config(tmp_path, {"codescoring": source(codescoring.url, user_param="username",
-                                                  extra_params={"actor": actor, "ordering": "-created_at"})})  # fmt: skip
+    extra = {"actor": actor, "ordering": "-created_at"}
+    cfg = config(tmp_path, {"codescoring": source(codescoring.url, user_param="username", extra_params=extra)})
     once(cfg)
     assert set(ids(tmp_path)) == {f"codescoring:acme:{e['id']}" for e in codescoring.entries() if e["actor"] == actor}
     requests = codescoring.control("GET", "requests")
