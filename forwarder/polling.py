@@ -25,6 +25,7 @@ from forwarder.journal import DiskFullError, PollJournal
 from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
+from forwarder.sources.window import clock_step, now_ms
 
 log = structlog.get_logger("forwarder.polling")
 _CONSUMED: tuple[Any, str] = (None, "")
@@ -68,6 +69,7 @@ class Poller:
         metrics.polling(name, organization)
         try:
             cursor = await self.journal.get_cursor(name, organization)
+            cursor, clock_problem = await self._clock_check(status, organization, cursor)
             async for page in self.source.pages(organization, cursor):
                 observed = datetime.now(UTC)
                 entries, quarantined = await self._normalize(organization, page.entries, observed)
@@ -94,6 +96,8 @@ class Poller:
         except Exception as exc:  # a source bug must not take the daemon down
             log.exception("source failed unexpectedly", source=name, organization=organization)
             return self._failed(status, organization, f"{type(exc).__name__}: {exc}")
+        if clock_problem is not None:  # read from the pulled-back cursor, but failing for this cycle
+            return False
         status.state = "ok"
         status.error = None
         status.failing_since = None
@@ -108,14 +112,33 @@ class Poller:
             source=self.source.name, organization=organization, journal_events=events, journal_bytes=size,
         )  # fmt: skip
 
-    def _failed(self, status: OrgStatus, organization: str, error: str) -> bool:
+    async def _clock_check(
+        self, status: OrgStatus, organization: str, cursor: dict[str, Any] | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The cursor pulled back if the clock stepped (``window.clock_step``), journaled at once:
+        were this poll's walk to fail, the next one must start from it, not pull back again
+        from a later now and skip the time in between. The organization shows failing, with
+        the reason, for this cycle: entries may have been missed while the clock was wrong.
+        A source without ``config.lag_s`` (a backfill's bounded walk) is not windowed by now."""
+        lag_s = getattr(getattr(self.source, "config", None), "lag_s", None)
+        if cursor is None or not isinstance(lag_s, int | float):
+            return cursor, None
+        cursor, problem = clock_step(cursor, now_ms(), int(lag_s * 1000))
+        if problem is not None and cursor is not None:
+            self._failed(status, organization, problem, "clock step: cursor ahead of the clock, pulled back")
+            await self.journal.append(self.source.name, organization, Chunks(), cursor)
+        return cursor, problem
+
+    def _failed(
+        self, status: OrgStatus, organization: str, error: str, message: str = "poll failed; will retry next cycle"
+    ) -> bool:
         status.state = "failed"
         status.error = error
         status.failures += 1
         if status.failing_since is None:
             status.failing_since = asyncio.get_running_loop().time()
         log.error(
-            "poll failed; will retry next cycle",
+            message,
             source=self.source.name,
             organization=organization,
             error=error,

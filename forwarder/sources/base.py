@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
 from forwarder.http_shared import cleartext_urls
@@ -62,6 +62,28 @@ class SourceConfig(SecretFilesModel):
     def transport_warnings(self) -> list[str]:
         """What is allowed but exposes the credentials: logged at start, shown by ``check``."""
         return cleartext_urls(self)
+
+    extra_params: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fixed query parameters added to every request to the vendor, for a vendor filter no setting "
+        "models yet; a parameter the source sends itself is refused.",
+    )
+
+    def own_params(self) -> set[str]:
+        """The query parameters this source may send itself (its windows, paging and filters):
+        an extra parameter of the same name would replace or double one of them."""
+        return set()
+
+    @model_validator(mode="after")
+    def _extra_params_apart(self) -> SourceConfig:
+        clash = sorted(set(self.extra_params) & self.own_params())
+        if clash:
+            raise ValueError(
+                f"extra_params {', '.join(clash)}: the {self.type} source sends "
+                f"{'this parameter' if len(clash) == 1 else 'these parameters'} itself; use its own setting "
+                "or rename the setting that names it"
+            )
+        return self
 
 
 class Source(Protocol):

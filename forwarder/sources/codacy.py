@@ -36,6 +36,9 @@ class CodacyConfig(SourceConfig):
     organizations: list[str] = Field(min_length=1, description="Each as provider/name, e.g. gh/acme.")
     slice_hours: float = Field(24.0, gt=0, description="Width of one request's time window.")
 
+    def own_params(self) -> set[str]:
+        return {"from", "to", "cursor"}
+
     @field_validator("organizations")
     @classmethod
     def _provider_and_name(cls, value: list[str]) -> list[str]:
@@ -161,8 +164,9 @@ class CodacySource:
             timeout=config.timeout_s,
         )
         self.fetcher = HttpFetcher(
-            self.client, "Codacy", config.max_attempts, config.backoff_initial_s, config.backoff_max_s
-        )
+            self.client, "Codacy", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
+            extra_params=config.extra_params,
+        )  # fmt: skip
 
     def organizations(self) -> list[str]:
         return list(self.config.organizations)

@@ -56,6 +56,10 @@ class CodescoringConfig(SourceConfig):
     from_param: str = Field("created_at_after", description="Name of the 'from' date-time filter.")
     to_param: str = Field("created_at_before", description="Name of the 'to' date-time filter.")
     per_page: int = Field(100, ge=1, description="Page size; at most the server's CODESCORING_API_MAX_PAGE_SIZE.")
+    user: str | None = Field(None, description="Collect only this username's entries (the audit log's user filter).")
+    user_param: str = Field("actor", min_length=1, description="Name of the user filter (undocumented).")
+    search: str | None = Field(None, description="Collect only entries matching this text (the audit log's Search).")
+    search_param: str = Field("search", min_length=1, description="Name of the search filter (undocumented).")
     time_field: str = Field(
         "created_at", min_length=1, description="Entry field holding its time (undocumented; a dotted path)."
     )
@@ -67,6 +71,9 @@ class CodescoringConfig(SourceConfig):
         description="Order the server lists entries in (undocumented). newest_first stops a walk at the "
         "watermark while pages really come newest first; oldest_first always walks every page.",
     )
+
+    def own_params(self) -> set[str]:
+        return {"page", "per_page", self.from_param, self.to_param, self.user_param, self.search_param}
 
     @model_validator(mode="after")
     def _one_name(self) -> CodescoringConfig:
@@ -282,7 +289,7 @@ class CodescoringSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "Codescoring", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=_past_last_page,
+            on_response=_past_last_page, extra_params=config.extra_params,
         )  # fmt: skip
 
     def organizations(self) -> list[str]:
@@ -298,6 +305,9 @@ class CodescoringSource:
         params: dict[str, Any] = {"page": page, "per_page": per_page}
         if window is not None and cfg.use_time_filter:
             params[cfg.from_param], params[cfg.to_param] = format_ms(window[0]), format_ms(window[1])
+        for name, value in ((cfg.user_param, cfg.user), (cfg.search_param, cfg.search)):
+            if value:
+                params[name] = value
         try:
             body = await self.fetcher.get_json(organization, cfg.path, params, budget=budget)
         except _PastLastPage:

@@ -78,6 +78,10 @@ class CodeStaxConfig(SourceConfig):
     action: str | None = Field(None, description="Collect only this action or category.")
     repository: str | None = Field(None, description="Collect only this repository's entries.")
 
+    def own_params(self) -> set[str]:
+        return {self.start_param, self.end_param, self.user_param, self.action_param, self.repository_param,
+                "skip", "limit"}  # fmt: skip
+
 
 class TokenBucket:
     """At most ``capacity + rate * t`` requests in any ``t`` seconds. Capacity is a tenth of the
@@ -235,7 +239,7 @@ class CodeStaxSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            before_attempt=self._pay_for_attempt,
+            before_attempt=self._pay_for_attempt, extra_params=config.extra_params,
         )  # fmt: skip
         self._prepaid = 0
         if config.initial_lookback_days > config.retention_days:

@@ -152,6 +152,10 @@ class ConfigCatConfig(SourceConfig):
     def _filter_id(cls, value: str | None) -> str | None:
         return _uuid(value) if value else None
 
+    def own_params(self) -> set[str]:
+        return {"fromUtcDateTime", "toUtcDateTime", "productId", "configId", "environmentId", "auditLogType",
+                "pageNumber", "pageSize"}  # fmt: skip
+
     @model_validator(mode="after")
     def _something(self) -> ConfigCatConfig:
         if not self.organizations and not self.product_ids:
@@ -210,7 +214,7 @@ class ConfigCatSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "ConfigCat", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=self._throttle,
+            on_response=self._throttle, extra_params=config.extra_params,
         )  # fmt: skip
 
     async def _throttle(self, response: httpx.Response) -> None:

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from forwarder import metrics
+from forwarder import lenient_json, metrics
 from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class HttpFetcher:
         max_body_bytes: int = 64 * 1024 * 1024,
         timeout_s: float | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
+        extra_params: Mapping[str, str] | None = None,
     ) -> None:
         """``timeout_s`` bounds one whole attempt; None takes the client's own timeout.
 
@@ -117,7 +118,11 @@ class HttpFetcher:
         hold a request (and the source's poll job) for ever; the deadline is what makes the
         configured ``timeout_s`` mean "one request" as documented. ``before_attempt`` runs
         before the deadline starts: a request budget may wait longer than ``timeout_s``.
+        ``extra_params`` (the source's ``extra_params`` setting) join every request here, the
+        one place each source's requests pass through; the configuration refuses a name the
+        source sends itself, so nothing the source asked for is replaced.
         """
+        self.extra_params = dict(extra_params or {})
         self.before_attempt = before_attempt
         self.client = client
         self.vendor = vendor
@@ -205,8 +210,8 @@ class HttpFetcher:
             budget.charge(size)
 
         try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
+            return lenient_json.loads(body)  # valid JSON orjson refuses is still read (see there)
+        except ValueError:
             kind = response.headers.get("Content-Type", "unknown content type")
             raise MalformedResponse(
                 f"{self.vendor} answered 200 with a body that is not JSON ({kind}) for organization "
@@ -221,6 +226,8 @@ class HttpFetcher:
         connection dropped as soon as it passes the limit. A page over the limit comes back
         with a size above it and an empty body; an error page is cut at ``ERROR_BODY_BYTES``.
         """
+        if self.extra_params:  # merged into a next link's own query too (same names replaced, not doubled)
+            params = {**self.extra_params, **(params or {})}
         async with self.client.stream("GET", url, params=params) as response:
             metrics.http_response(response.status_code)
             if response.status_code >= 400:

@@ -125,6 +125,15 @@ class HttpJsonConfig(SourceConfig):
     retention_days: float | None = Field(None, gt=0, description="Vendor retention; a cursor older gets a gap event.")
     mapping: dict[str, FieldSpec] = Field(description="Normalized field -> path or {path, const, map, default}.")
 
+    def own_params(self) -> set[str]:
+        pg = self.pagination
+        paging = {
+            "cursor": {pg.cursor_param}, "page_number": {pg.page_param, pg.size_param or ""},
+            "offset": {pg.offset_param, pg.limit_param},
+        }.get(pg.style, set())  # fmt: skip
+        auth = {self.auth.param} if self.auth.type == "query" else set()
+        return ({*self.params, self.from_param or "", self.to_param or "", *paging} | auth) - {""}
+
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
@@ -205,7 +214,8 @@ class HttpJsonSource:
 
         cfg = self.config
         return HttpFetcher(
-            self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep
+            self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep,
+            extra_params=cfg.extra_params,
         )
 
     def _budget(self, organization: str) -> WalkBudget:

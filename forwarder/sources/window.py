@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder.event import content_ids, parse_ms
+from forwarder.event import content_ids, format_ms, parse_ms
 from forwarder.mapping import entry_time, get_path
 from forwarder.sources.http import MalformedResponse
 
@@ -89,6 +89,36 @@ class WindowCursor:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# A watermark later than now by more than this means the clock was ahead when it was written.
+CLOCK_TOLERANCE_MS = 60_000
+
+
+def clock_step(cursor: dict[str, Any] | None, now: int, lag_ms: int) -> tuple[dict[str, Any] | None, str | None]:
+    """The cursor to poll from, and why it was pulled back if it was.
+
+    The watermark is the local clock's slice end. After the clock ran ahead (an NTP step, a VM
+    restored from a snapshot, a wrong RTC at boot) and came back, the next windows would start
+    in the future: nothing asked for until real time caught up, the entries in between lost.
+    A watermark more than ``CLOCK_TOLERANCE_MS`` ahead of ``now`` is pulled back to
+    ``now - lag``: the window re-reads the overlap before it, never more (a backward step
+    re-reads no older history), and the remembered keys drop what was journaled already.
+    Checked by the poller on every cursor it loads, for every source whose cursor is a
+    ``WindowCursor`` (all of them)."""
+    if not cursor or not isinstance(cursor.get("watermark_ms"), int):
+        return cursor, None
+    watermark = cursor["watermark_ms"]
+    if watermark <= now + CLOCK_TOLERANCE_MS:
+        return cursor, None
+    pulled = now - lag_ms
+    problem = (
+        f"the cursor's watermark {format_ms(watermark)} is {(watermark - now) / 1000:.0f}s ahead of this "
+        f"machine's clock: the clock was ahead when it was written (or has just stepped back). Pulled back to "
+        f"{format_ms(pulled)}; entries recorded while the clock was ahead, older than the overlap before that, "
+        "may be missing: check the clock (NTP) and run a backfill for the time it was wrong"
+    )
+    return {**cursor, "watermark_ms": pulled}, problem
 
 
 def slices(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, int]]:

@@ -1,0 +1,92 @@
+"""Parse a vendor's page when orjson refuses JSON that is valid all the same.
+
+orjson refuses two things the JSON grammar allows and other stacks write: a lone surrogate
+escape (``"\\ud83d"``, what ``JSON.stringify`` makes of an emoji cut in half) and a number
+beyond a double (``1e400``). Refusing the page stopped the organization's feed for good (the
+cursor never moved), and anyone who can type into an audited field could do that on purpose:
+an audit-evasion vector. Such a page is parsed again by the standard library, and the two
+oddities are made into values every later step can hash, serialize and write:
+
+* a lone surrogate becomes U+FFFD (no UTF-8 output could carry it; a pair written as two
+  escapes is one character already and is kept);
+* a number that does not fit a double (``1e400``, a 400-digit integer) is kept as its
+  original text, a JSON string, since ``inf`` would be written as ``null`` and lose it.
+  An integer beyond 64 bits that does fit a double becomes that double, as orjson reads it,
+  so a page parses to the same values whichever parser read it.
+
+``NaN`` and ``Infinity`` are not JSON: they stay refused. The fallback runs only on a page
+orjson refused, so the hot path pays nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def loads(body: bytes) -> Any:
+    """The parsed page; raises ``ValueError`` for anything that is not JSON text."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as refused:
+        try:
+            text = body.decode("utf-8")  # invalid UTF-8 is not JSON text either
+            value = json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            raise refused from None
+    return _clean(value) if "\\u" in text or "\\U" in text else value
+
+
+def _number(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+def _integer(text: str) -> int | float | str:
+    if len(text) > 21:  # past 64 bits for sure; int() would also refuse 4,300 digits
+        return _number(text)
+    value = int(text)
+    if _INT64_MIN <= value <= _UINT64_MAX:
+        return value
+    return _number(text)  # orjson reads it as a double; past a double, the text
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _text(value: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced, in keys and strings, at any depth; a loop
+    rather than recursion, since the standard parser reads nesting deeper than Python recurses
+    comfortably."""
+    if isinstance(value, str):
+        return _text(value)
+    if not isinstance(value, dict | list):
+        return value
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        holder, at = stack.pop()
+        item = holder[at]
+        if isinstance(item, str):
+            holder[at] = _text(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            if any(_LONE_SURROGATE.search(k) for k in item):
+                cleaned = {_text(k): v for k, v in item.items()}
+                item.clear()
+                item.update(cleaned)
+            stack.extend((item, k) for k in item)
+    return root[0]
