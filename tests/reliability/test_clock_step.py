@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.polling import Poller
 from forwarder.sources import window
 from forwarder.sources.codacy import CodacyConfig, CodacySource
@@ -37,7 +37,7 @@ from tests.reliability.test_hostile_input import codacy_entry
 DAY_MS = 86_400_000
 
 
-async def journaled(journal: Journal) -> list[dict[str, Any]]:
+async def journaled(journal: SqliteJournal) -> list[dict[str, Any]]:
     return [orjson.loads(r.data) for r in await journal.read(0, 100_000, 1 << 30)]
 
 
@@ -48,7 +48,7 @@ async def test_a_clock_that_ran_ahead_and_came_back_loses_nothing(
     monkeypatch.setattr(window, "time", SimpleNamespace(time=lambda: time.time() + offset[0]))
     config = CodacyConfig.model_validate(codacy_source(codacy.url, lag_s=0, overlap_s=600, initial_lookback_days=3))
     source = CodacySource("codacy", config)
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     try:
         poller = Poller(source, journal, lambda: None)
@@ -84,7 +84,7 @@ async def test_a_backward_step_re_reads_no_history_beyond_the_overlap(
     monkeypatch.setattr(window, "time", SimpleNamespace(time=lambda: time.time() + offset[0]))
     config = CodacyConfig.model_validate(codacy_source(codacy.url, lag_s=0, overlap_s=600, initial_lookback_days=3))
     source = CodacySource("codacy", config)
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     try:
         poller = Poller(source, journal, lambda: None)
@@ -125,7 +125,7 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
                                           "source_failing_threshold_s": 0.001},
     )  # fmt: skip
     async def write_future_cursor() -> None:
-        journal = Journal(tmp_path / "state" / "journal.sqlite3")
+        journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
         await journal.open()
         try:
             await journal.set_cursor("codacy", "gh/acme", WindowCursor(int(time.time() * 1000) + DAY_MS, {}).dump())

@@ -18,7 +18,7 @@ import pytest
 
 from forwarder.event import format_time
 from forwarder.formats import FORMATS, get_formatter
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.lenient_json import loads
 from forwarder.polling import Poller
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
@@ -72,7 +72,7 @@ def test_orjson_still_refuses_these_bodies() -> None:
 async def test_the_entry_reaches_the_journal_and_the_cursor_moves(tmp_path: Path) -> None:
     async with vendor(body(datetime.now(UTC) - timedelta(minutes=5))) as url:
         source = HttpJsonSource("odd", HttpJsonConfig.model_validate(settings(url)))
-        journal = Journal(tmp_path / "journal.sqlite3")
+        journal = SqliteJournal(tmp_path / "journal.sqlite3")
         await journal.open()
         try:
             poller = Poller(source, journal, lambda: None)
@@ -97,7 +97,7 @@ async def test_the_real_daemon_delivers_it_to_a_file_sink(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     (event,) = read_ndjson(tmp_path / "out")
     check(event)
-    journal = Journal(tmp_path / "state" / "journal.sqlite3")
+    journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
     await journal.open()
     try:
         assert await journal.get_cursor("odd", "o") is not None, "the cursor moved past the page"

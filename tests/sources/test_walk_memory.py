@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from forwarder.event import format_ms
-from forwarder.journal import Journal
+from forwarder.journal import SqliteJournal
 from forwarder.polling import Poller
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
@@ -90,8 +90,8 @@ def http_json(url: str, **overrides: Any) -> HttpJsonSource:
 
 
 @asynccontextmanager
-async def journal_at(path: Path) -> AsyncIterator[Journal]:
-    journal = Journal(path / "journal.sqlite3")
+async def journal_at(path: Path) -> AsyncIterator[SqliteJournal]:
+    journal = SqliteJournal(path / "journal.sqlite3")
     await journal.open()
     try:
         yield journal
@@ -99,7 +99,7 @@ async def journal_at(path: Path) -> AsyncIterator[Journal]:
         await journal.close()
 
 
-def counting_appends(journal: Journal) -> list[int]:
+def counting_appends(journal: SqliteJournal) -> list[int]:
     """How many entries each journal append carried: what the poll held before committing."""
     counts: list[int] = []
     append = journal.append
