@@ -44,8 +44,9 @@ class OrgStatus:
 
 
 class Poller:
-    def __init__(self, source: Source, journal: Journal, on_append: Callable[[], None]) -> None:
+    def __init__(self, source: Source, journal: Journal, on_append: Callable[[], None], *, once: bool = False) -> None:
         self.source = source
+        self.once = once  # ``once`` has no next cycle to promise
         self.journal = journal
         self.on_append = on_append
         self.status: dict[str, OrgStatus] = {org: OrgStatus() for org in source.organizations()}
@@ -115,7 +116,8 @@ class Poller:
         if status.failing_since is None:
             status.failing_since = asyncio.get_running_loop().time()
         log.error(
-            "poll failed; will retry next cycle",
+            "poll failed; the cursor stays, the next run starts from it" if self.once
+            else "poll failed; will retry next cycle",
             source=self.source.name,
             organization=organization,
             error=error,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forwarder.delivery import RetrySettings
+from forwarder.secrets import collect_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
@@ -131,7 +132,10 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def interpolate(value: Any, where: str, missing: list[str]) -> Any:
+def interpolate(value: Any, where: str, missing: list[str], unset: dict[str, str] | None = None) -> Any:
+    """``${VAR}`` replaced from the environment. An unset one is a problem in ``missing``; with
+    ``unset`` given, it becomes a placeholder (mapped there to that problem) for the caller to
+    accept where a secret was expected (see ``load_settings``)."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -140,16 +144,19 @@ def interpolate(value: Any, where: str, missing: list[str]) -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            missing.append(
-                f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
-            )
+            problem = f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+            if unset is not None:
+                placeholder = f"unset-{name}"
+                unset[placeholder] = problem
+                return placeholder
+            missing.append(problem)
             return ""
 
         return VAR_RE.sub(replace, value)
     if isinstance(value, dict):
-        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing) for k, v in value.items()}
+        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, f"{where}[{i}]", missing) for i, v in enumerate(value)]
+        return [interpolate(v, f"{where}[{i}]", missing, unset) for i, v in enumerate(value)]
     return value
 
 
@@ -201,7 +208,11 @@ def format_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
-def load_settings(path: Path | str) -> Settings:
+def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
+    """``read_only`` is for commands that read the state and never talk to a vendor or a
+    receiver (``state show``, ``dlq list``): a ``${VAR}`` left unset in a secret field loads as
+    a placeholder, so they work from a shell without the service's credentials. An unset
+    variable anywhere else is still refused, as it always is for ``run``, ``once`` and ``check``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -220,12 +231,20 @@ def load_settings(path: Path | str) -> Settings:
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
-    data = interpolate(data, "", missing)
+    unset: dict[str, str] | None = {} if read_only else None
+    data = interpolate(data, "", missing, unset)
     if missing:
         raise ConfigError(path, missing)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(path, format_errors(exc)) from None
+        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc)]) from None
     except ValueError as exc:
-        raise ConfigError(path, [str(exc)]) from None
+        raise ConfigError(path, [*(unset or {}).values(), str(exc)]) from None
+    if unset:
+        secrets = collect_secrets(settings)
+        not_secret = [problem for placeholder, problem in unset.items()
+                      if not any(placeholder in secret for secret in secrets)]  # fmt: skip
+        if not_secret:
+            raise ConfigError(path, not_secret)
+    return settings

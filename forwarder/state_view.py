@@ -7,13 +7,12 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from forwarder.daemon import JOURNAL_FILE
 from forwarder.event import format_ms
 from forwarder.journal import Journal, StateError
 from forwarder.settings import Settings
+from forwarder.tools.common import print_table
 
 
 async def collect_state(settings: Settings) -> dict[str, Any]:
@@ -59,21 +58,14 @@ async def show_state(settings: Settings, output: str) -> None:
     if output == "json":
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
-    console = Console()
     j = data["journal"]
-    console.print(
-        f"[bold]State[/bold] {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes"
+    click.echo(f"State {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes")
+    print_table(
+        "Cursors", ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),
+        ((c["source"], c["organization"], c["watermark"], c["lag_s"], c["quarantined"], c["updated_at"])
+         for c in data["cursors"]),
+    )  # fmt: skip
+    print_table(
+        "Sinks", ("sink", "offset", "lag (events)", "lag (s)", "dead letters"),
+        ((s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"]) for s in data["sinks"]),
     )
-    cursors = Table(
-        "source", "organization", "watermark", "lag (s)", "quarantined", "updated", title="Cursors"
-    )
-    for c in data["cursors"]:
-        cursors.add_row(c["source"], c["organization"], c["watermark"] or "-", str(c["lag_s"]), str(c["quarantined"]),
-                        c["updated_at"])  # fmt: skip
-    console.print(cursors)
-    sinks = Table("sink", "offset", "lag (events)", "lag (s)", "dead letters", title="Sinks")
-    for s in data["sinks"]:
-        sinks.add_row(
-            s["sink"], str(s["offset"]), str(s["lag_events"]), str(s["lag_s"]), str(s["dead_letters"])
-        )
-    console.print(sinks)
