@@ -457,6 +457,7 @@ class Daemon:
                 if worker.status.dead_lettered:
                     ok = False
             sources = self._sources_summary()
+            states = {name: worker.status.state for name, worker in workers.items()}  # shutdown makes them idle
         finally:
             await self.stop(sinks_timeout_s=deadline - time.monotonic())
         if timed_out:
@@ -468,7 +469,7 @@ class Daemon:
             "timeout_s": timeout_s,
             "elapsed_s": round(time.monotonic() - began, 3),
             "sources": sources,
-            "sinks": [self._sink_summary(name, worker) for name, worker in workers.items()],
+            "sinks": [self._sink_summary(name, worker, states[name]) for name, worker in workers.items()],
         }
         return 0 if ok and not timed_out else 1
 
@@ -484,9 +485,10 @@ class Daemon:
             for org, status in poller.status.items()
         ]  # fmt: skip
 
-    def _sink_summary(self, name: str, worker: SinkWorker) -> dict[str, Any]:
+    def _sink_summary(self, name: str, worker: SinkWorker, state: str) -> dict[str, Any]:
         return {
-            "sink": name, "state": worker.status.state, "delivered": worker.status.delivered,
+            "sink": name, "state": "stopped" if worker.status.state == "stopped" else state,
+            "delivered": worker.status.delivered,
             "pending": max(0, self.journal.head - worker.offset), "dead_lettered": worker.status.dead_lettered,
             "filtered": worker.status.filtered, "error": worker.status.error,
         }  # fmt: skip

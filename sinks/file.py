@@ -86,9 +86,8 @@ def _safe(value: str) -> str:
     return safe if safe.strip(".") else "_"
 
 
-# mkdir errors no retry can fix: no permission, a read-only or pseudo file system, a file in the path
-_CANNOT_CREATE = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EROFS, errno.ELOOP,
-                  errno.ENAMETOOLONG}  # fmt: skip
+# mkdir errors no retry can fix: no permission, a read-only or pseudo file system (/proc), a loop
+_CANNOT_CREATE = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS, errno.ELOOP, errno.ENAMETOOLONG}
 
 # Room a path component must leave for what rotation appends (".20261124T101010Z.12.gz")
 _ROTATION_ROOM = 24
@@ -266,7 +265,7 @@ class FileSink:
     def _make_directory(self, directory: Path) -> list[Path]:
         """Creates ``directory`` and its missing parents, returning those it created (outermost
         first). A directory that cannot be created (no permission, a read-only or pseudo file
-        system such as /proc, a file in the way) is a FatalSinkError: retrying cannot make it,
+        system such as /proc) is a FatalSinkError: retrying cannot make it,
         and a retried FileNotFoundError said neither which setting nor that mkdir failed."""
         missing = [d for d in (directory, *directory.parents) if not d.is_dir()][::-1]
         created: list[Path] = []
@@ -275,7 +274,7 @@ class FileSink:
                 d.mkdir()
             except FileExistsError:
                 if not d.is_dir():
-                    raise FatalSinkError(f"{self._where}: cannot create directory {d}: a file is in the way") from None
+                    raise  # a file in the way: retried (dead-lettered with a finite max_attempts) until removed
                 continue  # made meanwhile (another sink writing under the same parent)
             except OSError as exc:
                 if exc.errno not in _CANNOT_CREATE:
@@ -294,7 +293,10 @@ class FileSink:
         be created)."""
         parts = Path(self.config.path).parent.parts
         fixed = Path(*parts[: next((i for i, part in enumerate(parts) if "{" in part), len(parts))] or ".")
-        created = self._make_directory(fixed)
+        try:
+            created = self._make_directory(fixed)
+        except OSError as exc:  # a file in the way: retried by send, but the check must fail
+            raise FatalSinkError(f"{self._where}: cannot create directory {exc.filename}: {exc.strerror}") from None
         probe = fixed / f".audit-forwarder-check-{os.getpid()}"
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, self.config.mode))
