@@ -33,6 +33,9 @@ class Seconds(click.ParamType[float]):
 
 
 SECONDS = Seconds()
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -80,7 +83,7 @@ def run_async(fn: Callable[[], Any]) -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", "-c", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, envvar="AUDIT_FORWARDER_CONFIG",
-    show_default=True, help="The YAML configuration file.",
+    show_default=True, help="The YAML configuration file (may also follow the subcommand).",
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.pass_context
@@ -148,6 +151,9 @@ def once(ctx: click.Context, timeout: float, output: str) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the configuration, then try every source's credentials and every sink.
 
+    Tries rather than guesses: creates (and removes) a file in state_dir and in each file
+    sink's directory, creating missing directories as run would; each line names the setting.
+
     All components are tried at once; a request is retried at most once, so an unreachable
     vendor fails within seconds and one that never answers within a minute, instead of
     after the source's full retry policy.
@@ -183,10 +189,13 @@ def state() -> None:
 
 
 @state.command("show")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@OUTPUT
 @click.pass_context
 def state_show(ctx: click.Context, output: str) -> None:
     """Show cursors, journal depth, each sink's lag, quarantined and dead-lettered counts.
+
+    Read-only and safe while the daemon runs. Needs no credential: a secret given as
+    ${VAR} may be unset.
 
     \b
     Example:
@@ -210,10 +219,6 @@ def date_ms(value: str | None, option: str) -> int | None:
         return None if value is None else parse_date_ms(value, option)
     except ToolError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
 @state.command("set-cursor")
@@ -339,7 +344,7 @@ def dlq() -> None:
 @OUTPUT
 @click.pass_context
 def dlq_list(ctx: click.Context, sink: str | None, output: str) -> None:
-    """List dead letters with their reason (safe while the daemon runs).
+    """List dead letters with their reason (safe while the daemon runs; needs no credential).
 
     \b
     Example:
