@@ -479,7 +479,7 @@ class Daemon:
                 "source": name, "organization": org,
                 "state": "unfinished" if status.state == "polling" else status.state,
                 "events": status.events, "pages": status.pages, "quarantined": status.quarantined,
-                "failures": status.failures, "error": status.error,
+                "failures": status.failures, "error": status.error and scrub(status.error),  # printed, not logged
             }
             for name, poller in self.pollers.items()
             for org, status in poller.status.items()
@@ -490,7 +490,7 @@ class Daemon:
             "sink": name, "state": "stopped" if worker.status.state == "stopped" else state,
             "delivered": worker.status.delivered,
             "pending": max(0, self.journal.head - worker.offset), "dead_lettered": worker.status.dead_lettered,
-            "filtered": worker.status.filtered, "error": worker.status.error,
+            "filtered": worker.status.filtered, "error": worker.status.error and scrub(worker.status.error),
         }  # fmt: skip
 
     async def _race(self, work: Any, timeout_s: float) -> Any:
