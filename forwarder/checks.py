@@ -4,9 +4,11 @@ credential or receiver is wrong."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 from forwarder.daemon import JOURNAL_FILE, BuildError, build
 from forwarder.journal import StateError
@@ -35,17 +37,43 @@ async def _probe(kind: str, name: str, probe: Callable[[], Awaitable[str]]) -> t
 
 
 async def _state(settings: Settings) -> str:
-    """What ``run`` needs of state_dir, without creating anything: a writable directory (or a
-    writable place to create it), and a journal that opens, if there is one."""
+    """What ``run`` needs of state_dir, tried rather than guessed (access() said "writable" of
+    a directory that did not exist): state_dir, created if missing as ``run`` would, takes a
+    file; what this check created is removed again. Then the journal must open, if there is one."""
     state_dir = settings.state_dir
-    existing = next(path for path in (state_dir, *state_dir.parents) if path.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise StateError(f"cannot write {existing} (state_dir {state_dir}); check its owner and permissions")
+    created = await asyncio.to_thread(_try_directory, state_dir)
     if not (state_dir / JOURNAL_FILE).exists():
-        return f"{state_dir} is writable; the journal is created at the first start"
+        if created:
+            return (f"state_dir {state_dir} does not exist yet; created it and a file in it, then removed them "
+                    "(run creates it, and the journal, at its first start)")  # fmt: skip
+        return f"state_dir {state_dir}: created and removed a file in it; the journal is created at the first start"
     async with open_state(settings, change=False) as journal:
         stats = await journal.stats()
-    return f"{state_dir}: the journal opens and holds {stats.events} event(s)"
+    return f"state_dir {state_dir}: the journal opens and holds {stats.events} event(s)"
+
+
+def _try_directory(state_dir: Path) -> bool:
+    """True if ``state_dir`` was missing (it was created for the probe and removed again)."""
+    missing = [d for d in (state_dir, *state_dir.parents) if not d.is_dir()][::-1]
+    created: list[Path] = []
+    probe = state_dir / f".audit-forwarder-check-{os.getpid()}"
+    try:
+        for d in missing:
+            d.mkdir(mode=0o700)
+            created.append(d)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        what = "create" if any(d not in created for d in missing) else "create a file in"
+        raise StateError(
+            f"state_dir {state_dir}: cannot {what} {exc.filename or state_dir}: {exc.strerror}; check its owner and "
+            "permissions (under systemd, StateDirectory= creates it for the service's user)"
+        ) from None
+    finally:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+    return bool(missing)
 
 
 async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:

@@ -33,6 +33,9 @@ class Seconds(click.ParamType[float]):
 
 
 SECONDS = Seconds()
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -45,10 +48,12 @@ def invalid_config(exc: ConfigError) -> NoReturn:
     fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
 
 
-def settings_from(ctx: click.Context) -> Settings:
+def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
+    """``read_only`` commands (``state show``, ``dlq list``) need no credential: an unset
+    ``${VAR}`` in a secret field then loads as a placeholder instead of refusing the file."""
     path = ctx.obj["config"]
     try:
-        settings = load_settings(path)
+        settings = load_settings(path, read_only=read_only)
     except ConfigError as exc:
         invalid_config(exc)
     from forwarder.logs import configure_logging, register_secrets
@@ -78,7 +83,7 @@ def run_async(fn: Callable[[], Any]) -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", "-c", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, envvar="AUDIT_FORWARDER_CONFIG",
-    show_default=True, help="The YAML configuration file.",
+    show_default=True, help="The YAML configuration file (may also follow the subcommand).",
 )  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.pass_context
@@ -110,28 +115,44 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @click.option(
-    "--timeout", type=SECONDS, default=600.0, show_default=True, help="Give up after this many seconds."
-)
+    "--timeout", type=SECONDS, default=600.0, show_default=True,
+    help="Bound of the whole run, in seconds: polling, delivery and shutdown (which gets what is left, at most "
+    "shutdown_timeout_s). What is not delivered by then stays journaled for the next run.",
+)  # fmt: skip
+@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="The closing summary as tables (tab-separated off a terminal) or as one JSON document.")  # fmt: skip
 @click.pass_context
-def once(ctx: click.Context, timeout: float) -> None:
-    """Poll every source once, deliver everything, exit (for cron).
+def once(ctx: click.Context, timeout: float, output: str) -> None:
+    """Poll every source once, deliver everything, print a summary, exit (for cron).
 
-    Exits 1 if a source or a sink failed; nothing undelivered is lost, it stays journaled.
+    The summary (on stdout; logs go to stderr) gives per source and organization the events
+    collected, pages and failures, and per sink what was delivered, is still pending and was
+    dead-lettered. Exits 0 when every source was polled and every sink confirmed everything,
+    1 otherwise (a failure, a dead letter or the timeout); nothing undelivered is lost, it
+    stays journaled for the next run.
 
     \b
     Example:
-      audit-forwarder -c config.yaml once --timeout 300
+      audit-forwarder -c config.yaml once --timeout 300 --output json
     """
     from forwarder.daemon import Daemon
+    from forwarder.tools.summary import print_summary
 
     settings = settings_from(ctx)
-    sys.exit(run_async(lambda: Daemon(settings, config_path=ctx.obj["config"]).run_once(timeout)))
+    daemon = Daemon(settings, config_path=ctx.obj["config"], once=True)
+    code = run_async(lambda: daemon.run_once(timeout))
+    if daemon.summary is not None:
+        print_summary(daemon.summary, output)
+    sys.exit(code)
 
 
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the configuration, then try every source's credentials and every sink.
+
+    Tries rather than guesses: creates (and removes) a file in state_dir and in each file
+    sink's directory, creating missing directories as run would; each line names the setting.
 
     All components are tried at once; a request is retried at most once, so an unreachable
     vendor fails within seconds and one that never answers within a minute, instead of
@@ -168,10 +189,13 @@ def state() -> None:
 
 
 @state.command("show")
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@OUTPUT
 @click.pass_context
 def state_show(ctx: click.Context, output: str) -> None:
     """Show cursors, journal depth, each sink's lag, quarantined and dead-lettered counts.
+
+    Read-only and safe while the daemon runs. Needs no credential: a secret given as
+    ${VAR} may be unset.
 
     \b
     Example:
@@ -179,7 +203,7 @@ def state_show(ctx: click.Context, output: str) -> None:
     """
     from forwarder.state_view import show_state
 
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, read_only=True)
     run_async(lambda: show_state(settings, output))
 
 
@@ -195,10 +219,6 @@ def date_ms(value: str | None, option: str) -> int | None:
         return None if value is None else parse_date_ms(value, option)
     except ToolError as exc:
         raise click.BadParameter(str(exc)) from None
-
-
-YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 
 
 @state.command("set-cursor")
@@ -326,7 +346,7 @@ def dlq() -> None:
 @OUTPUT
 @click.pass_context
 def dlq_list(ctx: click.Context, sink: str | None, output: str) -> None:
-    """List dead letters with their reason (safe while the daemon runs).
+    """List dead letters with their reason (safe while the daemon runs; needs no credential).
 
     \b
     Example:
@@ -334,7 +354,7 @@ def dlq_list(ctx: click.Context, sink: str | None, output: str) -> None:
     """
     from forwarder.tools.dlq import list_dead_letters
 
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, read_only=True)
     run_async(lambda: list_dead_letters(settings, sink, output))
 
 
@@ -389,3 +409,23 @@ def demo(output_dir: Path, entries: int) -> None:
     from forwarder.demo import run_demo
 
     sys.exit(run_demo(output_dir, entries))
+
+
+def _config_anywhere(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["config"] = value
+
+
+def _accept_config_after_subcommands(group: click.Group) -> None:
+    """``audit-forwarder run --config FILE`` is how Vector and Filebeat users type it: every
+    subcommand takes ``-c/--config`` too, and the one nearest the end of the line wins."""
+    for command in group.commands.values():
+        command.params.append(click.Option(
+            ["--config", "-c"], type=click.Path(path_type=Path), default=None, expose_value=False,
+            callback=_config_anywhere, help="The YAML configuration file (also accepted before the subcommand).",
+        ))  # fmt: skip
+        if isinstance(command, click.Group):
+            _accept_config_after_subcommands(command)
+
+
+_accept_config_after_subcommands(main)

@@ -102,8 +102,10 @@ def _same(old: BaseModel, new: BaseModel) -> bool:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
+    def __init__(self, settings: Settings, config_path: Path | None = None, *, once: bool = False) -> None:
         self.settings = settings
+        self.once = once  # ``run_once``: no next cycle, so logs must not promise one
+        self.summary: dict[str, Any] | None = None  # what ``run_once`` did, for the CLI's closing summary
         self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
         self.lock = StateLock(settings.state_dir)
@@ -168,7 +170,7 @@ class Daemon:
         for name in sources:
             try:
                 source = await asyncio.to_thread(build, SOURCES, name, settings.sources[name])
-                pollers[name] = Poller(source, self.journal, self.notify_sinks)
+                pollers[name] = Poller(source, self.journal, self.notify_sinks, once=self.once)
             except BuildError as exc:
                 problems.append(f"sources.{name}: {exc}")
         for name in sinks:
@@ -200,14 +202,17 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await poller.source.close()
 
-    async def _stop_sinks(self, names: list[str]) -> None:
-        """Each worker finishes its in-flight batch (up to shutdown_timeout_s); what it did not
-        confirm stays journaled after its offset."""
+    async def _stop_sinks(self, names: list[str], timeout_s: float | None = None) -> None:
+        """Each worker finishes its in-flight batch (up to shutdown_timeout_s, or ``timeout_s``
+        if shorter); what it did not confirm stays journaled after its offset."""
         for name in names:
             self.workers[name].stop()
         tasks = [self.worker_tasks.pop(name) for name in names if name in self.worker_tasks]
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
+            grace = self.settings.shutdown_timeout_s
+            if timeout_s is not None:
+                grace = min(grace, timeout_s)
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace))
             for task in pending:
                 log.warning("sink did not finish its batch in time; it stays journaled", sink=task.get_name())
                 task.cancel()
@@ -217,7 +222,7 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await worker.sink.close()
 
-    async def stop(self) -> None:
+    async def stop(self, sinks_timeout_s: float | None = None) -> None:
         systemd.notify("STOPPING=1")
         await self.health.stop()
         for task in (self._watchdog_task, self._prune_task):
@@ -225,7 +230,7 @@ class Daemon:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self._stop_sources(list(self.pollers))
-        await self._stop_sinks(list(self.workers))
+        await self._stop_sinks(list(self.workers), sinks_timeout_s)
         with contextlib.suppress(Exception):
             await self.journal.prune()
         self.started = False
@@ -386,18 +391,29 @@ class Daemon:
         )
 
     async def run_once(self, timeout_s: float = 600.0) -> int:
-        """Poll every source once, deliver everything, stop. Exit code 1 if anything failed."""
+        """Poll every source once, deliver everything, stop. Exit code 1 if anything failed.
+
+        ``timeout_s`` bounds the whole run: the polls, the wait for the sinks and the shutdown,
+        whose in-flight batches get what is left of it (at most ``shutdown_timeout_s``), so cron
+        can rely on it. What was not confirmed by then stays journaled for the next run."""
+        began = time.monotonic()
+        deadline = began + timeout_s
         self._install_signals()
         await self.start()
         ok = True
+        timed_out = False
+        workers = dict(self.workers)
         try:
             polls = [asyncio.create_task(self.poll(name)) for name in self.pollers]
-            done = await self._race(asyncio.gather(*polls), timeout_s)
+            done = await self._race(asyncio.gather(*polls), deadline - time.monotonic())
             ok = bool(done) and all(done)
-            deadline = time.monotonic() + timeout_s
-            while not self.stopping.is_set() and time.monotonic() < deadline:
+            timed_out = done is None and not self.stopping.is_set()
+            while not self.stopping.is_set():
                 active = [w for w in self.workers.values() if w.status.state != "stopped"]
                 if all(w.caught_up for w in active):
+                    break
+                if time.monotonic() >= deadline:
+                    timed_out = True
                     break
                 await asyncio.sleep(0.05)
             for name, worker in self.workers.items():
@@ -406,14 +422,47 @@ class Daemon:
                     ok = False
                 if worker.status.dead_lettered:
                     ok = False
+            sources = self._sources_summary()
+            states = {name: worker.status.state for name, worker in workers.items()}  # shutdown makes them idle
         finally:
-            await self.stop()
-        return 0 if ok else 1
+            await self.stop(sinks_timeout_s=deadline - time.monotonic())
+        if timed_out:
+            log.error("once: the timeout ended the run; what was not delivered stays journaled", timeout_s=timeout_s)
+        self.summary = {
+            "ok": ok and not timed_out,
+            "timed_out": timed_out,
+            "interrupted": self.stopping.is_set(),
+            "timeout_s": timeout_s,
+            "elapsed_s": round(time.monotonic() - began, 3),
+            "sources": sources,
+            "sinks": [self._sink_summary(name, worker, states[name]) for name, worker in workers.items()],
+        }
+        return 0 if ok and not timed_out else 1
+
+    def _sources_summary(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "source": name, "organization": org,
+                "state": "unfinished" if status.state == "polling" else status.state,
+                "events": status.events, "pages": status.pages, "quarantined": status.quarantined,
+                "failures": status.failures, "error": status.error and scrub(status.error),  # printed, not logged
+            }
+            for name, poller in self.pollers.items()
+            for org, status in poller.status.items()
+        ]  # fmt: skip
+
+    def _sink_summary(self, name: str, worker: SinkWorker, state: str) -> dict[str, Any]:
+        return {
+            "sink": name, "state": "stopped" if worker.status.state == "stopped" else state,
+            "delivered": worker.status.delivered,
+            "pending": max(0, self.journal.head - worker.offset), "dead_lettered": worker.status.dead_lettered,
+            "filtered": worker.status.filtered, "error": worker.status.error and scrub(worker.status.error),
+        }  # fmt: skip
 
     async def _race(self, work: Any, timeout_s: float) -> Any:
         stop = asyncio.create_task(self.stopping.wait())
         task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, stop}, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if task in done:
             return task.result()

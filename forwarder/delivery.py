@@ -182,6 +182,7 @@ class SinkWorker:
             reraise=True,
         )
         dead: list[tuple[Record, str]] = []
+        gave_up = False
         oldest_journaled_at = await self.journal.journaled_at(batch[0].seq)
         await self.journal.begin(self.name, last_seq)
         try:
@@ -195,9 +196,11 @@ class SinkWorker:
         except Exception as exc:
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
-                "batch moved to the dead-letter store", sink=self.name, events=len(batch), reason=reason
+                "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "
+                "dead-letter store", sink=self.name, events=len(batch), reason=reason,
             )
             dead = [(record, reason) for record in batch]
+            gave_up = True
         self.offset = last_seq  # past the events this sink's filter left out, too
         dead = _scrubbed(dead)
         await self.journal.commit(self.name, self.offset, dead)
@@ -210,7 +213,7 @@ class SinkWorker:
         if len(dead) < len(batch):  # a batch wholly dead-lettered was not delivered
             self.status.batches += 1
             metrics.delivered(self.name, oldest_journaled_at, now)
-        if dead:
+        if dead and not gave_up:  # a batch given up on was logged above, with why: never "rejected" then
             log.warning(
                 "events rejected by the receiver, kept in the dead-letter store",
                 sink=self.name,

@@ -45,8 +45,11 @@ class OrgStatus:
 
 
 class Poller:
-    def __init__(self, source: Source, journal: PollJournal, on_append: Callable[[], None]) -> None:
+    def __init__(
+        self, source: Source, journal: PollJournal, on_append: Callable[[], None], *, once: bool = False
+    ) -> None:
         self.source = source
+        self.once = once  # ``once`` has no next cycle to promise
         self.journal = journal
         self.on_append = on_append
         self.status: dict[str, OrgStatus] = {org: OrgStatus() for org in source.organizations()}

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forwarder.delivery import RetrySettings
+from forwarder.secrets import collect_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
@@ -168,7 +169,13 @@ class FromEnvironment:
         return text
 
 
-def interpolate(value: Any, where: str, missing: list[str], seen: FromEnvironment | None = None) -> Any:
+def interpolate(
+    value: Any, where: str, missing: list[str], seen: FromEnvironment | None = None,
+    unset: dict[str, str] | None = None,
+) -> Any:
+    """``${VAR}`` replaced from the environment, noted in ``seen``. An unset one is a problem in
+    ``missing``; with ``unset`` given, it becomes a placeholder (mapped there to that problem) for
+    the caller to accept where a secret was expected (see ``load_settings``)."""
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -179,9 +186,12 @@ def interpolate(value: Any, where: str, missing: list[str], seen: FromEnvironmen
                 return os.environ[name]
             if default is not None:
                 return default
-            missing.append(
-                f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
-            )
+            problem = f"{where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+            if unset is not None:
+                placeholder = f"unset-{name}"
+                unset[placeholder] = problem
+                return placeholder
+            missing.append(problem)
             return ""
 
         result = VAR_RE.sub(replace, value)
@@ -189,9 +199,9 @@ def interpolate(value: Any, where: str, missing: list[str], seen: FromEnvironmen
             seen.written[result] = value
         return result
     if isinstance(value, dict):
-        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing, seen) for k, v in value.items()}
+        return {k: interpolate(v, f"{where}.{k}" if where else str(k), missing, seen, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, f"{where}[{i}]", missing, seen) for i, v in enumerate(value)]
+        return [interpolate(v, f"{where}[{i}]", missing, seen, unset) for i, v in enumerate(value)]
     return value
 
 
@@ -253,7 +263,11 @@ def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
     return problems
 
 
-def load_settings(path: Path | str) -> Settings:
+def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
+    """``read_only`` is for commands that read the state and never talk to a vendor or a
+    receiver (``state show``, ``dlq list``): a ``${VAR}`` left unset in a secret field loads as
+    a placeholder, so they work from a shell without the service's credentials. An unset
+    variable anywhere else is still refused, as it always is for ``run``, ``once`` and ``check``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -273,12 +287,20 @@ def load_settings(path: Path | str) -> Settings:
         raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
     env = FromEnvironment.overrides()
-    data = interpolate(data, "", missing, env)
+    unset: dict[str, str] | None = {} if read_only else None
+    data = interpolate(data, "", missing, env, unset)
     if missing:
         raise ConfigError(path, missing)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(path, format_errors(exc, env)) from None
+        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc, env)]) from None
     except ValueError as exc:
-        raise ConfigError(path, [env.strip(str(exc))]) from None
+        raise ConfigError(path, [*(unset or {}).values(), env.strip(str(exc))]) from None
+    if unset:
+        secrets = collect_secrets(settings)
+        not_secret = [problem for placeholder, problem in unset.items()
+                      if not any(placeholder in secret for secret in secrets)]  # fmt: skip
+        if not_secret:
+            raise ConfigError(path, not_secret)
+    return settings

@@ -7,14 +7,12 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from forwarder.daemon import JOURNAL_FILE
 from forwarder.event import format_ms
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.settings import Settings
-from forwarder.terminal import markup
+from forwarder.tools.common import print_table
 
 
 async def collect_state(settings: Settings) -> dict[str, Any]:
@@ -60,19 +58,14 @@ async def show_state(settings: Settings, output: str) -> None:
     if output == "json":
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
-    console = Console()
     j = data["journal"]
-    console.print(
-        f"[bold]State[/bold] {markup(data['state_file'])}: {j['events']} events journaled, {j['bytes']} bytes"
+    click.echo(f"State {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes")
+    print_table(
+        "Cursors", ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),
+        ((c["source"], c["organization"], c["watermark"], c["lag_s"], c["quarantined"], c["updated_at"])
+         for c in data["cursors"]),
+    )  # fmt: skip
+    print_table(
+        "Sinks", ("sink", "offset", "lag (events)", "lag (s)", "dead letters"),
+        ((s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"]) for s in data["sinks"]),
     )
-    cursors = Table(
-        "source", "organization", "watermark", "lag (s)", "quarantined", "updated", title="Cursors"
-    )
-    for c in data["cursors"]:
-        cursors.add_row(*map(markup, (c["source"], c["organization"], c["watermark"] or "-", c["lag_s"],
-                                      c["quarantined"], c["updated_at"])))  # fmt: skip
-    console.print(cursors)
-    sinks = Table("sink", "offset", "lag (events)", "lag (s)", "dead letters", title="Sinks")
-    for s in data["sinks"]:
-        sinks.add_row(*map(markup, (s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"])))
-    console.print(sinks)

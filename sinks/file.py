@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -87,6 +88,9 @@ def _safe(value: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in value)
     return safe if safe.strip(".") else "_"
 
+
+# mkdir errors no retry can fix: no permission, a read-only or pseudo file system (/proc), a loop
+_CANNOT_CREATE = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS, errno.ELOOP, errno.ENAMETOOLONG}
 
 # Room a path component must leave for what rotation appends (".20261124T101010Z.12.gz")
 _ROTATION_ROOM = 24
@@ -235,13 +239,6 @@ class FileSink:
         if self.config.compress_rotated:
             self._compress(target)
 
-    def _make_directories(self, directory: Path) -> None:
-        """``mkdir -p``, each new directory's name made durable in its parent like a new file's."""
-        missing = [d for d in (directory, *directory.parents) if not d.exists()]
-        directory.mkdir(parents=True, exist_ok=True)
-        for created in reversed(missing):
-            self._sync_directory(created.parent)
-
     def _sync_directory(self, directory: Path) -> None:
         """A new or renamed name is durable only once its directory is fsynced; ``fsync: false``
         gives that up along with the files' own fsync."""
@@ -276,19 +273,61 @@ class FileSink:
         fsync_directory(rotated.parent)
         rotated.unlink()
 
+    @property
+    def _where(self) -> str:
+        return f"file sink {self.name!r} (sinks.{self.name}.path {self.config.path})"
+
+    def _make_directories(self, directory: Path) -> list[Path]:
+        """``mkdir -p``, returning the directories it created (outermost first), each new name
+        made durable in its parent like a new file's. A directory that cannot be created (no
+        permission, a read-only or pseudo file system such as /proc) is a FatalSinkError:
+        retrying cannot make it, and a retried FileNotFoundError said neither which setting nor
+        that mkdir failed."""
+        missing = [d for d in (directory, *directory.parents) if not d.is_dir()][::-1]
+        created: list[Path] = []
+        for d in missing:
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if not d.is_dir():
+                    raise  # a file in the way: retried (dead-lettered with a finite max_attempts) until removed
+                continue  # made meanwhile (another sink writing under the same parent)
+            except OSError as exc:
+                if exc.errno not in _CANNOT_CREATE:
+                    raise  # disk full or I/O: may pass, so the batch is retried
+                raise FatalSinkError(f"{self._where}: cannot create directory {d}: {exc.strerror}") from None
+            created.append(d)
+            self._sync_directory(d.parent)
+        return created
+
     async def check(self) -> str:
         return await asyncio.to_thread(self._check)
 
     def _check(self) -> str:
-        """Creates nothing (a ``check`` directory made from the template was left behind): the
-        directories before the first placeholder, or the nearest one that exists, must be
-        writable, since the sink creates the rest."""
+        """Tries what the sink will do: creates the directories before the first placeholder as
+        ``send`` would, creates and removes a probe file in there, then removes the directories
+        it created, so nothing is left behind (an access() test passed /proc, where nothing can
+        be created)."""
         parts = Path(self.config.path).parent.parts
         fixed = Path(*parts[: next((i for i, part in enumerate(parts) if "{" in part), len(parts))] or ".")
-        existing = next(path for path in (fixed, *fixed.parents) if path.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise FatalSinkError(f"directory {existing} is not writable")
-        return f"writable: {fixed}" if existing == fixed else f"{fixed} will be created in {existing}"
+        try:
+            created = self._make_directories(fixed)
+        except OSError as exc:  # a file in the way: retried by send, but the check must fail
+            raise FatalSinkError(f"{self._where}: cannot create directory {exc.filename}: {exc.strerror}") from None
+        probe = fixed / f".audit-forwarder-check-{os.getpid()}"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, self.config.mode))
+            probe.unlink()
+        except OSError as exc:
+            raise FatalSinkError(f"{self._where}: cannot create a file in {fixed}: {exc.strerror}") from None
+        finally:
+            for d in reversed(created):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        if created:
+            return (f"sinks.{self.name}.path: created {created[0]}, a file in {fixed}, and removed them again "
+                    "(the sink creates them at its first write)")  # fmt: skip
+        return f"sinks.{self.name}.path: created and removed a file in {fixed}"
 
     async def close(self) -> None:
         files, self.files = self.files, {}

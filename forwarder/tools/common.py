@@ -3,12 +3,16 @@ configured source, reading dates, printing JSON."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import click
 import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from forwarder.daemon import JOURNAL_FILE, BuildError, build
 from forwarder.event import parse_time
@@ -17,6 +21,7 @@ from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source
 from forwarder.state_lock import StateLock
+from forwarder.terminal import plain
 
 
 class ToolError(Exception):
@@ -78,6 +83,27 @@ def parse_date_ms(value: str, option: str) -> int:
         return int(parse_time(value).timestamp()) * 1000
     except ValueError:
         raise ToolError(f"{option} {value!r} is not a date such as 2024-05-01 or 2024-05-01T12:00:00Z") from None
+
+
+_FLAT = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """The one place that decides how a tool prints a table. On a terminal: boxed, fitted to
+    its width. Anywhere else (a pipe to grep, a log file, cron's mail): tab-separated, a
+    ``# title`` line, the header, then one line per row with every value whole; rich cut
+    them to 80 columns there (``organizati…``) and wrapped one row over eight lines."""
+    cells = [["-" if value is None else plain(value) for value in row] for row in rows]  # vendor text: no escapes
+    if sys.stdout.isatty():
+        table = Table(*columns, title=title)
+        for row in cells:
+            table.add_row(*(Text(value) for value in row))  # Text: vendor text is never read as markup
+        Console().print(table)
+        return
+    click.echo(f"# {title}")
+    click.echo("\t".join(columns))
+    for row in cells:
+        click.echo("\t".join(value.translate(_FLAT) for value in row))
 
 
 def echo_json(data: Any) -> None:

@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from forwarder.event import format_ms
 from forwarder.journal import DeadLetter, StateJournal
 from forwarder.logs import register_secrets
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
-from forwarder.terminal import markup, plain
-from forwarder.tools.common import ToolError, echo_json, open_state
+from forwarder.terminal import plain
+from forwarder.tools.common import ToolError, echo_json, open_state, print_table
 from sinks.base import Sink
 from sinks.registry import SINKS
 
@@ -44,13 +41,12 @@ async def list_dead_letters(settings: Settings, sink: str | None, output: str) -
     if output == "json":
         echo_json([as_dict(d) for d in letters])
         return
-    table = Table("id", "sink", "event time", "source", "organization", "event id", "reason", "when",
-                  title=f"{len(letters)} dead letter(s)")  # fmt: skip
-    for d in letters:
-        r = d.record
-        table.add_row(*map(markup, (d.id, d.sink, format_ms(r.time_ms), r.source, r.organization, r.event_id,
-                                    d.reason, format_ms(int(d.at * 1000)))))  # fmt: skip
-    Console().print(table)
+    print_table(
+        f"{len(letters)} dead letter(s)",
+        ("id", "sink", "event time", "source", "organization", "event id", "reason", "when"),
+        ((d.id, d.sink, format_ms(d.record.time_ms), d.record.source, d.record.organization, d.record.event_id,
+          d.reason, format_ms(int(d.at * 1000))) for d in letters),
+    )  # fmt: skip
 
 
 async def replay_dead_letters(settings: Settings, sink: str | None, ids: Sequence[int], say: Say) -> bool:

@@ -11,15 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from forwarder.formats import HEADERS, get_formatter
 from forwarder.record import record_of
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
-from forwarder.terminal import markup
-from forwarder.tools.common import build_source, closing, echo_json, pick_organizations
+from forwarder.tools.common import build_source, closing, echo_json, pick_organizations, print_table
 
 
 async def collect_preview(
@@ -62,9 +59,9 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
     if output == "json":
         echo_json(events)
         return
-    table = Table("time", "organization", "actor", "action", "outcome", "category", title=f"{len(events)} event(s)")
+    rows = []
     for e in events:
         actor = e.get("actor") or {}
-        table.add_row(*map(markup, (e["time"], e["organization"], actor.get("email") or actor.get("id") or "-",
-                                    e["action"], e["outcome"], e["category"])))  # fmt: skip
-    Console().print(table)
+        rows.append((e["time"], e["organization"], str(actor.get("email") or actor.get("id") or "-"), e["action"],
+                     e["outcome"], e["category"]))  # fmt: skip
+    print_table(f"{len(events)} event(s)", ("time", "organization", "actor", "action", "outcome", "category"), rows)

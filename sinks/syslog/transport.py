@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import structlog
 
@@ -103,14 +103,27 @@ class StreamConnection:
 
     def _build_ssl_context(self) -> ssl.SSLContext:
         cfg = self.config
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ca_file)
+        with self._tls_file("ca_file", cfg.ca_file):
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cfg.ca_file)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if not cfg.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         if cfg.client_cert:
-            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+            key = "client_cert" if cfg.client_key is None else "client_cert/client_key"
+            with self._tls_file(key, f"{cfg.client_cert}" + (f", {cfg.client_key}" if cfg.client_key else "")):
+                context.load_cert_chain(cfg.client_cert, cfg.client_key)
         return context
+
+    @contextlib.contextmanager
+    def _tls_file(self, key: str, value: str | None) -> Iterator[None]:
+        """ssl's errors name no file ("[Errno 2] No such file or directory"): say which setting."""
+        try:
+            yield
+        except ssl.SSLError as exc:  # e.g. not PEM, or a key that does not match the certificate
+            raise OSError(f"sinks.{self.name}.{key} {value}: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise OSError(f"sinks.{self.name}.{key} {value}: {exc.strerror or exc}") from None
 
     async def disconnect(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -178,7 +178,7 @@ def test_a_state_dir_that_cannot_be_written_is_named_by_check_and_by_once(tmp_pa
     path = write(tmp_path, GOOD.format(state=blocker / "state"))
     env = {"CODACY_TOKEN": "codacy-test-token"}
     check = cli(path, "check", env=env)
-    assert check.returncode == 1 and f"FAIL state dir: cannot write {blocker}" in check.stdout
+    assert check.returncode == 1 and f"FAIL state dir: state_dir {blocker / 'state'}: cannot create" in check.stdout
     once = cli(path, "once", env=env)
     assert once.returncode == 1 and f"error: cannot write state_dir {blocker / 'state'}" in once.stderr
     assert "Traceback" not in check.stderr + once.stderr
@@ -198,7 +198,7 @@ def test_check_reports_each_component(tmp_path: Path, monkeypatch: pytest.Monkey
         emulator.stop()
     assert result.returncode == 1
     assert "FAIL source codacy: Codacy answered 404" in result.stdout
-    assert "ok   sink out: writable" in result.stdout
+    assert "ok   sink out: sinks.out.path: created and removed a file in" in result.stdout
 
 
 def test_schema_command_prints_json_schema(tmp_path: Path) -> None:

@@ -97,18 +97,20 @@ async def test_what_a_crash_left_of_a_rotation_is_finished_at_the_next_start(tmp
     assert [orjson.loads(line)["id"] for line in (tmp_path / "out.ndjson").read_bytes().splitlines()] == ["e1"]
 
 
-async def test_check_creates_nothing_and_names_the_directory_it_needs(tmp_path: Path) -> None:
+async def test_check_tries_the_directory_leaves_nothing_and_names_the_setting(tmp_path: Path) -> None:
     template = tmp_path / "logs" / "{source}" / "{organization}.ndjson"
     sink = FileSink("f", FileSinkConfig(type="file", path=str(template)))
-    assert await sink.check() == f"{tmp_path / 'logs'} will be created in {tmp_path}"
+    assert (await sink.check()).startswith(f"sinks.f.path: created {tmp_path / 'logs'}, a file in")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "logs").mkdir()
-    assert await sink.check() == f"writable: {tmp_path / 'logs'}"
+    assert await sink.check() == f"sinks.f.path: created and removed a file in {tmp_path / 'logs'}"
     assert list((tmp_path / "logs").iterdir()) == []
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(FatalSinkError, match=f"directory {blocker} is not writable"):
+    with pytest.raises(FatalSinkError, match=rf"sinks\.f\.path .*: cannot create directory {blocker}: File exists"):
         await FileSink("f", FileSinkConfig(type="file", path=str(blocker / "x.ndjson"))).check()
+    with pytest.raises(FatalSinkError, match=r"sinks\.f\.path .*: cannot create directory /proc/af-out: No such file"):
+        await FileSink("f", FileSinkConfig(type="file", path="/proc/af-out/{organization}.x")).check()
 
 
 @pytest.mark.parametrize("mode", [640, 0o1200, 0o444, -1])
