@@ -132,14 +132,17 @@ class Poller:
             await self.journal.append(self.source.name, organization, Chunks(), cursor)
         return cursor, problem
 
-    def _failed(
-        self, status: OrgStatus, organization: str, error: str, message: str = "poll failed; will retry next cycle"
-    ) -> bool:
+    def _failed(self, status: OrgStatus, organization: str, error: str, message: str | None = None) -> bool:
         status.state = "failed"
         status.error = error
         status.failures += 1
         if status.failing_since is None:
             status.failing_since = asyncio.get_running_loop().time()
+        if message is None:
+            message = (
+                "poll failed; the cursor stays, the next run starts from it" if self.once
+                else "poll failed; will retry next cycle"
+            )  # fmt: skip
         log.error(
             message,
             source=self.source.name,
