@@ -145,17 +145,21 @@ class EventStore:
         source, organization, journaled_at, meta, data = db.execute(
             "SELECT source, organization, journaled_at, meta, data FROM chunks WHERE first_seq=?", (first_seq,)
         ).fetchone()
-        ids, vendors, times, actions, categories, outcomes = orjson.loads(meta)
-        new = tuple.__new__
-        records = [
-            new(Record, (seq, event_id, source, organization, time_ms, line, vendor, action, category, outcome))
-            for seq, event_id, time_ms, line, vendor, action, category, outcome in zip(
-                range(first_seq, first_seq + len(ids)), ids, times, data.split(b"\n"), vendors, actions, categories,
-                outcomes, strict=True,
-            )
-        ]  # fmt: skip
-        decoded = (float(journaled_at), records)
+        decoded = (float(journaled_at), decode(first_seq, source, organization, meta, data))
         self._cache[first_seq] = decoded
         if len(self._cache) > _DECODED_CHUNKS:
             self._cache.popitem(last=False)
         return decoded
+
+
+def decode(first_seq: int, source: str, organization: str, meta: bytes, data: bytes) -> list[Record]:
+    """A chunk row's records: the columns from ``meta``, one JSON line each from ``data``."""
+    ids, vendors, times, actions, categories, outcomes = orjson.loads(meta)
+    new = tuple.__new__
+    return [
+        new(Record, (seq, event_id, source, organization, time_ms, line, vendor, action, category, outcome))
+        for seq, event_id, time_ms, line, vendor, action, category, outcome in zip(
+            range(first_seq, first_seq + len(ids)), ids, times, data.split(b"\n"), vendors, actions, categories,
+            outcomes, strict=True,
+        )
+    ]  # fmt: skip

@@ -17,7 +17,7 @@ def insert(
     """Inside the caller's transaction: quarantined entries commit with their page."""
     db.executemany(
         "INSERT INTO quarantine (source, organization, reason, raw, at) VALUES (?, ?, ?, ?, ?)",
-        [(source, organization, reason, _as_json(raw), now) for reason, raw in entries],
+        [(source, organization, reason, as_json(raw), now) for reason, raw in entries],
     )
 
 
@@ -27,7 +27,7 @@ def counts(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
     }
 
 
-def _as_json(raw: Any) -> bytes:
+def as_json(raw: Any) -> bytes:
     """Whatever made the entry fail (too deep, a value orjson cannot write) must not also fail
     the page's transaction, cursor and all."""
     try:

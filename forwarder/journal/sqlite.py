@@ -142,9 +142,7 @@ class SqliteState:
 class SqliteJournal:
     """The async face of ``SqliteState`` (``forwarder.journal.protocols.StateJournal``)."""
 
-    def __init__(
-        self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True
-    ) -> None:
+    def __init__(self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True) -> None:
         self.path = path
         self.max_events = max_events
         self.max_bytes = max_bytes

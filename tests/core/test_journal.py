@@ -14,6 +14,7 @@ import pytest
 from forwarder import chunks as chunks_module
 from forwarder.chunks import JournalEntry
 from forwarder.journal import SqliteJournal, StateError, StateJournal
+from forwarder.journal.postgres.journal import PostgresJournal
 
 
 def entries(n: int, start: int = 0) -> list[JournalEntry]:
@@ -29,17 +30,21 @@ async def open_journal(path: Path, **kw: Any) -> SqliteJournal:
     return journal
 
 
-# Each backend's journal at a place: opened again at the same place, it holds the same state.
-BACKENDS: dict[str, Callable[..., StateJournal]] = {
-    "sqlite": lambda where, **kw: SqliteJournal(where / "j.sqlite3", **kw),
-}
 Opener = Callable[..., Awaitable[StateJournal]]
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["sqlite", "postgresql"])
 def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Each backend's journal at one place: opened again there, it holds the same state."""
+    if request.param == "sqlite":
+        make: Callable[..., StateJournal] = lambda **kw: SqliteJournal(tmp_path / "j.sqlite3", **kw)  # noqa: E731
+    else:
+        server = request.getfixturevalue("postgres")
+        dsn = server.dsn(server.create_database())
+        make = lambda **kw: PostgresJournal(dsn, **kw)  # noqa: E731
+
     async def open_(**kw: Any) -> StateJournal:
-        journal = BACKENDS[request.param](tmp_path, **kw)
+        journal = make(**kw)
         await journal.open()
         return journal
 

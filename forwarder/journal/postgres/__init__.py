@@ -1,0 +1,1 @@
+"""The PostgreSQL state backend (``state: {backend: postgresql}``): the journal shared by replicas."""

@@ -1,0 +1,404 @@
+"""The shared backend: the journal in PostgreSQL, for several replicas or a database the
+operators already run highly available.
+
+The same rules as the SQLite journal, in PostgreSQL's terms: a page, its quarantined entries
+and its cursor are one transaction, committed durably (``synchronous_commit`` as the server
+has it, ``on`` by default); offsets, in-flight notes and prunes commit with
+``synchronous_commit = off``, since losing one only repeats work.
+
+Seqs are taken from the one ``af_head`` row, locked until the append commits: appends from
+several replicas then commit in seq order, so a sink can never read seq N+1 before seq N is
+visible (it would move its offset past N for good).
+
+Every write made under a lease (a source's page and cursor, a sink's in-flight note and
+offset) checks the lease in the same transaction when a ``Fence`` is given: the holder and
+the token must still be the row's and the lease unexpired by the database's clock. The check
+locks the lease row (``FOR SHARE``), so a takeover waits for the write or the write sees the
+takeover; a replica that lost its lease can never commit (``FencedError``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from forwarder.chunks import Chunks, JournalEntry
+from forwarder.journal.dead_letters import event_summary
+from forwarder.journal.events import decode
+from forwarder.journal.postgres.schema import check_version, migrate
+from forwarder.journal.quarantine import as_json
+from forwarder.journal.types import DeadLetter, JournalStats, SinkLag, StateError
+from forwarder.record import Record
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+_READ_CHUNKS = 16
+
+
+class FencedError(Exception):
+    """A write under a lease this replica no longer holds was refused; the work unit is dropped."""
+
+
+class Fence(Protocol):
+    """The leases a replica holds: ``holding(unit)`` is (holder, token), or None if not held."""
+
+    def holding(self, unit: str) -> tuple[str, int] | None: ...
+
+    def fenced(self, unit: str) -> None:
+        """Called when the database refused a write under ``unit``: count it, drop the unit."""
+        ...
+
+
+async def _rows(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    return await (await conn.execute(query, params)).fetchall()
+
+
+async def _row(conn: Conn, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    return await (await conn.execute(query, params)).fetchone()
+
+
+def source_unit(source: str, organization: str) -> str:
+    return f"source/{source}/{organization}"
+
+
+def sink_unit(sink: str) -> str:
+    return f"sink/{sink}"
+
+
+class PostgresJournal:
+    """``forwarder.journal.protocols.StateJournal`` on PostgreSQL."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        max_events: int = 1_000_000,
+        max_bytes: int = 1 << 30,
+        migrate: bool = True,
+        fence: Fence | None = None,
+        pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        where: str = "PostgreSQL",
+    ) -> None:
+        """``where`` names the database in messages (host and database name, never the
+        password that ``conninfo`` may hold)."""
+        self.path = where
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.migrate = migrate
+        self.fence = fence
+        self._connect_timeout_s = connect_timeout_s
+        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
+        )  # fmt: skip
+        self._head = 0
+        self._events = 0
+        self._bytes = 0
+        self._pruned_to = -1
+
+    # --- open and close -------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=self._connect_timeout_s)
+        except Exception as exc:  # psycopg_pool.PoolTimeout names no cause
+            await self.pool.close()
+            raise StateError(
+                f"cannot connect to the PostgreSQL state at {self.path} within {self._connect_timeout_s:.0f}s "
+                f"({type(exc).__name__}); check state.dsn, the server and the network"
+            ) from None
+        async with self.pool.connection() as conn:
+            if self.migrate:
+                await migrate(conn)
+            else:
+                await check_version(conn)
+            await self._load_head(conn)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _load_head(self, conn: Conn) -> None:
+        row = await _row(conn, "SELECT seq, events, bytes FROM af_head WHERE id = 1")
+        if row is not None:
+            self._head, self._events, self._bytes = int(row[0]), int(row[1]), int(row[2])
+
+    # --- the cap and the head, as last seen ----------------------------------------------------
+    def is_full(self) -> bool:
+        return self._events >= self.max_events or self._bytes >= self.max_bytes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._events, self._bytes
+
+    @property
+    def head(self) -> int:
+        """As of this replica's last append or read: other replicas' appends show at the next
+        read, which a sink worker makes at least every second."""
+        return self._head
+
+    # --- fencing --------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _under_lease(self, unit: str, durable: bool = True) -> AsyncIterator[Conn]:
+        """A transaction whose writes commit only while this replica holds ``unit``'s lease."""
+        async with self.pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    if not durable:
+                        await conn.execute("SET LOCAL synchronous_commit = off")
+                    await self._check_lease(conn, unit)
+                    yield conn
+            except FencedError:
+                await conn.execute(
+                    "INSERT INTO af_counters VALUES ('fenced_writes', 1) "
+                    "ON CONFLICT (name) DO UPDATE SET value = af_counters.value + 1"
+                )
+                raise
+
+    async def _check_lease(self, conn: Conn, unit: str) -> None:
+        if self.fence is None:
+            return
+        held = self.fence.holding(unit)
+        if held is not None:
+            cur = await conn.execute(
+                "SELECT 1 FROM af_leases WHERE unit = %s AND holder = %s AND token = %s AND expires_at > now() "
+                "FOR SHARE",
+                (unit, held[0], held[1]),
+            )
+            if await cur.fetchone() is not None:
+                return
+        self.fence.fenced(unit)
+        raise FencedError(f"this replica no longer holds the lease on {unit}; its write was refused")
+
+    # --- cursors and appends ----------------------------------------------------------------
+    async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT state FROM af_cursors WHERE source = %s AND organization = %s", (source, organization)
+            )
+            row = await cur.fetchone()
+        return None if row is None else dict(orjson.loads(row[0]))
+
+    async def append(
+        self,
+        source: str,
+        organization: str,
+        entries: Sequence[JournalEntry] | Chunks,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]] = (),
+        cursor_source: str | None = None,
+    ) -> None:
+        now = time.time()
+        chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
+        async with self._under_lease(source_unit(cursor_source or source, organization)) as conn:
+            await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now)
+
+    async def _write_page(
+        self, conn: Conn, chunks: Chunks, source: str, organization: str, cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]], cursor_source: str | None, now: float,
+    ) -> None:  # fmt: skip
+        row = await _row(conn, "SELECT seq FROM af_head WHERE id = 1 FOR UPDATE")
+        assert row is not None  # created with the schema
+        rows = chunks.rows(int(row[0]) + 1, source, organization, now)
+        async with conn.cursor() as cur:
+            if rows:
+                await cur.executemany("INSERT INTO af_chunks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            if quarantined:
+                await cur.executemany(
+                    "INSERT INTO af_quarantine (source, organization, reason, raw, at) VALUES (%s, %s, %s, %s, %s)",
+                    [(source, organization, reason, as_json(raw), now) for reason, raw in quarantined],
+                )
+        await conn.execute(
+            "INSERT INTO af_cursors VALUES (%s, %s, %s, %s) ON CONFLICT (source, organization) "
+            "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            (cursor_source or source, organization, orjson.dumps(cursor), now),
+        )
+        head = await _row(
+            conn,
+            "UPDATE af_head SET seq = seq + %s, events = events + %s, bytes = bytes + %s WHERE id = 1 "
+            "RETURNING seq, events, bytes",
+            (chunks.count, chunks.count, sum(r[5] for r in rows)),
+        )
+        assert head is not None
+        self._head, self._events, self._bytes = int(head[0]), int(head[1]), int(head[2])
+
+    async def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
+        if cursor is None:
+            await self.delete_cursors(source, organization)
+        else:
+            await self.append(source, organization, [], cursor)
+
+    async def delete_cursors(self, source: str | None, organization: str | None) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM af_cursors WHERE (%s::text IS NULL OR source = %s) "
+                "AND (%s::text IS NULL OR organization = %s)",
+                (source, source, organization, organization),
+            )
+            return cur.rowcount
+
+    # --- sinks ------------------------------------------------------------------------------
+    async def register_sinks(self, names: Iterable[str]) -> list[str]:
+        wanted = list(names)
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await _row(conn, "SELECT COALESCE(MIN(first_seq), (SELECT seq + 1 FROM af_head)) FROM af_chunks")
+            first = int(row[0]) if row and row[0] is not None else 1
+            for name in wanted:
+                await conn.execute(
+                    "INSERT INTO af_sink_offsets VALUES (%s, %s) ON CONFLICT (sink) DO NOTHING", (name, first - 1)
+                )
+            cur = await conn.execute("DELETE FROM af_sink_offsets WHERE NOT (sink = ANY(%s)) RETURNING sink", (wanted,))
+            dropped = sorted(str(r[0]) for r in await cur.fetchall())
+            await conn.execute("DELETE FROM af_sink_inflight WHERE NOT (sink = ANY(%s))", (wanted,))
+        return dropped
+
+    async def offset(self, sink: str) -> int:
+        async with self.pool.connection() as conn:
+            row = await _row(conn, "SELECT seq FROM af_sink_offsets WHERE sink = %s", (sink,))
+        return int(row[0]) if row else 0
+
+    async def inflight(self, sink: str) -> int | None:
+        async with self.pool.connection() as conn:
+            row = await _row(conn, "SELECT last_seq FROM af_sink_inflight WHERE sink = %s", (sink,))
+        return int(row[0]) if row else None
+
+    async def begin(self, sink: str, last_seq: int) -> None:
+        async with self._under_lease(sink_unit(sink), durable=False) as conn:
+            await conn.execute(
+                "INSERT INTO af_sink_inflight VALUES (%s, %s) "
+                "ON CONFLICT (sink) DO UPDATE SET last_seq = excluded.last_seq",
+                (sink, last_seq),
+            )
+
+    async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
+        out: list[Record] = []
+        total = 0
+        async with self.pool.connection() as conn:
+            await self._load_head(conn)
+            start = await _row(
+                conn, "SELECT COALESCE(MAX(first_seq), 0) FROM af_chunks WHERE first_seq <= %s", (after_seq + 1,)
+            )
+            last_first = (int(start[0]) if start else 0) - 1
+            while True:
+                rows = await _rows(
+                    conn,
+                    "SELECT first_seq, last_seq, source, organization, meta, data FROM af_chunks "
+                    "WHERE first_seq > %s ORDER BY first_seq LIMIT %s",
+                    (last_first, _READ_CHUNKS),
+                )
+                if not rows:
+                    return out
+                for first, last, source, organization, meta, data in rows:
+                    last_first = first
+                    if last <= after_seq:
+                        continue
+                    for record in decode(first, source, organization, meta, data)[max(0, after_seq + 1 - first) :]:
+                        total += len(record.data)
+                        if out and total > max_bytes:
+                            return out
+                        out.append(record)
+                        if len(out) >= max_events:
+                            return out
+
+    async def journaled_at(self, seq: int) -> float | None:
+        async with self.pool.connection() as conn:
+            row = await _row(
+                conn,
+                "SELECT journaled_at FROM af_chunks WHERE first_seq <= %s AND last_seq >= %s "
+                "ORDER BY first_seq DESC LIMIT 1",
+                (seq, seq),
+            )
+        return None if row is None else float(row[0])
+
+    async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
+        now = time.time()
+        async with self._under_lease(sink_unit(sink), durable=False) as conn:
+            if dead:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO af_dead_letters (sink, seq, event_id, source, organization, vendor, time_ms, "
+                        "reason, data, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        [
+                            (sink, r.seq, r.event_id, r.source, r.organization, r.vendor, r.time_ms, reason, r.data,
+                             now)
+                            for r, reason in dead
+                        ],
+                    )  # fmt: skip
+            await conn.execute("UPDATE af_sink_offsets SET seq = %s WHERE sink = %s AND seq < %s", (seq, sink, seq))
+            await conn.execute("DELETE FROM af_sink_inflight WHERE sink = %s AND last_seq <= %s", (sink, seq))
+
+    async def prune(self) -> int:
+        async with self.pool.connection() as conn:
+            row = await _row(conn, "SELECT MIN(seq) FROM af_sink_offsets")
+            if row is None or row[0] is None or int(row[0]) <= self._pruned_to:
+                return 0
+            floor = int(row[0])
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                freed = await _rows(
+                    conn,
+                    "DELETE FROM af_chunks WHERE first_seq <= %s AND last_seq <= %s "
+                    "RETURNING last_seq - first_seq + 1, bytes",
+                    (floor, floor),
+                )
+                events, size = sum(int(r[0]) for r in freed), sum(int(r[1]) for r in freed)
+                if freed:
+                    await conn.execute(
+                        "UPDATE af_head SET events = events - %s, bytes = bytes - %s WHERE id = 1", (events, size)
+                    )
+            await self._load_head(conn)
+        self._pruned_to = floor
+        return events
+
+    # --- inspection -------------------------------------------------------------------------
+    async def stats(self) -> JournalStats:
+        async with self.pool.connection() as conn:
+            await self._load_head(conn)
+            cursors = [
+                (str(s), str(o), dict(orjson.loads(state)), float(at))
+                for s, o, state, at in await _rows(
+                    conn, "SELECT source, organization, state, updated_at FROM af_cursors ORDER BY 1, 2"
+                )
+            ]
+            sinks = []
+            for sink, seq in await _rows(conn, "SELECT sink, seq FROM af_sink_offsets ORDER BY 1"):
+                count, oldest = await _row(
+                    conn,
+                    "SELECT COALESCE(SUM(last_seq - GREATEST(first_seq, %s) + 1), 0), MIN(journaled_at) "
+                    "FROM af_chunks WHERE last_seq > %s",
+                    (int(seq) + 1, int(seq)),
+                ) or (0, None)
+                sinks.append(SinkLag(str(sink), int(seq), int(count), None if oldest is None else int(oldest * 1000)))
+            quarantined = {
+                (str(s), str(o)): int(n)
+                for s, o, n in await _rows(
+                    conn, "SELECT source, organization, COUNT(*) FROM af_quarantine GROUP BY 1, 2"
+                )
+            }
+            dead = {
+                str(s): int(n) for s, n in await _rows(conn, "SELECT sink, COUNT(*) FROM af_dead_letters GROUP BY 1")
+            }
+        return JournalStats(self._events, self._bytes, self._head, cursors, sinks, quarantined, dead)
+
+    async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
+        async with self.pool.connection() as conn:
+            rows = await _rows(
+                conn,
+                "SELECT id, sink, reason, at, seq, event_id, source, organization, time_ms, data, vendor "
+                "FROM af_dead_letters WHERE (%s::text IS NULL OR sink = %s) ORDER BY id",
+                (sink, sink),
+            )
+        wanted = set(ids)
+        return [
+            DeadLetter(int(r[0]), r[1], r[2], float(r[3]), Record(*r[4:])._replace(**event_summary(bytes(r[9]))))
+            for r in rows
+            if not wanted or r[0] in wanted
+        ]
+
+    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM af_dead_letters WHERE id = ANY(%s)", (list(ids),))
+            return cur.rowcount

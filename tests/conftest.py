@@ -1,0 +1,27 @@
+"""Fixtures every part of the suite may use."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; each test takes a database of its own. Its
+    directory is not under pytest's (private to root): the server may run as ``postgres``."""
+    root = Path(tempfile.mkdtemp(prefix="af-postgres-"))
+    server = PostgresServer(root)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
