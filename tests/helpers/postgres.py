@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-PASSWORD = "af-test-password"  # noqa: S105 - a throwaway server on loopback
+PASSWORD = "af-test-password"
 
 
 def _bin_dir() -> Path:
