@@ -1,0 +1,191 @@
+"""Leases: how replicas sharing one PostgreSQL state divide the work among them.
+
+A work unit is one source × organization stream or one sink's delivery. Each has a row in
+``af_leases`` with its holder (a replica id), its expiry and a fencing token incremented at
+every acquisition. Expiry is always the database's clock (``now()``), never a replica's.
+
+Every ``renew_every_s`` a replica, in one transaction: marks itself alive in ``af_replicas``,
+renews the leases it holds (those not renewed were taken over: it drops them), releases what
+it holds beyond its fair share (``ceil(units / live replicas)``, so a joining replica gets work
+without waiting for an expiry) and acquires free or expired units up to its share.
+
+A replica that cannot reach the database keeps working only until ``valid_until``: the
+monotonic time at which it sent its last successful renewal, plus the TTL, less a margin. The
+database's lease ends at the earliest TTL after that renewal committed, so the replica stops
+before any other can take its units over. Writes are fenced in the journal
+(``forwarder.journal.postgres.journal``) whatever this module believes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from forwarder.journal.postgres.journal import Conn
+
+log = structlog.get_logger("forwarder.leases")
+SAFETY = 0.2  # the share of the TTL a replica gives up early, for clock rates and scheduling delays
+
+
+@dataclass
+class LeaseCounters:
+    takeovers: int = 0  # expired leases of another replica this one took
+    fenced: int = 0  # writes the database refused because the lease was lost
+    released: int = 0  # units given up for the balance
+
+
+@dataclass
+class Leases:
+    """The fence the journal consults, and the balancer that keeps it current."""
+
+    pool: AsyncConnectionPool[Conn]
+    replica: str
+    ttl_s: float
+    on_change: Callable[[], None] = lambda: None
+    held: dict[str, int] = field(default_factory=dict)
+    valid_until: float = 0.0
+    counters: LeaseCounters = field(default_factory=LeaseCounters)
+    units: list[str] = field(default_factory=list)
+    last_error: str | None = None
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.ttl_s / 4
+
+    # --- the fence (``forwarder.journal.postgres.journal.Fence``) ------------------------------
+    def holding(self, unit: str) -> tuple[str, int] | None:
+        token = self.held.get(unit)
+        if token is None or time.monotonic() >= self.valid_until:
+            return None
+        return self.replica, token
+
+    def owns(self, unit: str) -> bool:
+        return self.holding(unit) is not None
+
+    def fenced(self, unit: str) -> None:
+        self.counters.fenced += 1
+        if self.held.pop(unit, None) is not None:
+            log.warning("lease lost: a write was refused; this replica drops the unit", unit=unit)
+            self.on_change()
+
+    # --- balancing ---------------------------------------------------------------------------
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self.tick()
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=self.renew_every_s)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> None:
+        sent = time.monotonic()
+        try:
+            async with self.pool.connection(timeout=self.renew_every_s) as conn, conn.transaction():
+                changed = await self._balance(conn)
+        except Exception as exc:  # the database is unreachable or refused: keep what is still valid
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if error != self.last_error:
+                log.error("cannot renew leases; work stops when they would expire", error=error,
+                          held=len(self.held), seconds_left=round(max(0.0, self.valid_until - time.monotonic()), 1))  # fmt: skip
+            self.last_error = error
+            if self.held and time.monotonic() >= self.valid_until:
+                log.error("leases expired without renewal; this replica stopped working on its units", units=len(self.held))
+                self.held.clear()
+                self.on_change()
+            return
+        if self.last_error is not None:
+            log.info("leases renewed again", held=len(self.held))
+            self.last_error = None
+        self.valid_until = sent + self.ttl_s * (1 - SAFETY)
+        if changed:
+            self.on_change()
+
+    async def _balance(self, conn: Conn) -> bool:
+        ttl = f"{self.ttl_s} seconds"
+        await conn.execute(
+            "INSERT INTO af_replicas VALUES (%s, now() + %s::interval) "
+            "ON CONFLICT (replica) DO UPDATE SET expires_at = excluded.expires_at",
+            (self.replica, ttl),
+        )
+        await conn.execute("DELETE FROM af_replicas WHERE expires_at < now() - interval '1 day'")
+        await conn.execute(
+            "INSERT INTO af_leases (unit) SELECT unnest(%s::text[]) ON CONFLICT (unit) DO NOTHING", (self.units,)
+        )
+        before = dict(self.held)
+        renewed = await (
+            await conn.execute(
+                "UPDATE af_leases SET expires_at = now() + %s::interval "
+                "WHERE holder = %s AND unit = ANY(%s) AND expires_at > now() RETURNING unit, token",
+                (ttl, self.replica, list(self.held)),
+            )
+        ).fetchall()
+        self.held = {str(u): int(t) for u, t in renewed if before.get(str(u)) == int(t)}
+        for unit in sorted(set(before) - set(self.held)):
+            log.warning("lease lost to another replica or expired; this replica drops the unit", unit=unit)
+        gone = [u for u in self.held if u not in self.units]  # no longer configured
+        for unit in gone:
+            del self.held[unit]
+        share = await self._share(conn)
+        extra = sorted(self.held)[share:]
+        for unit in extra:
+            del self.held[unit]
+        if gone or extra:
+            await conn.execute(
+                "UPDATE af_leases SET holder = NULL, expires_at = '-infinity' WHERE holder = %s AND unit = ANY(%s)",
+                (self.replica, gone + extra),
+            )
+            self.counters.released += len(extra)
+        want = share - len(self.held)
+        if want > 0:
+            taken = await (
+                await conn.execute(
+                    "UPDATE af_leases AS l SET holder = %s, token = l.token + 1, expires_at = now() + %s::interval, "
+                    "takeovers = l.takeovers + (l.holder IS NOT NULL AND l.holder <> %s)::int "
+                    "FROM (SELECT unit, holder AS old FROM af_leases WHERE unit = ANY(%s) "
+                    "  AND (holder IS NULL OR expires_at <= now()) ORDER BY unit LIMIT %s FOR UPDATE SKIP LOCKED) AS f "
+                    "WHERE l.unit = f.unit RETURNING l.unit, l.token, f.old",
+                    (self.replica, ttl, self.replica, self.units, want),
+                )
+            ).fetchall()
+            for unit, token, old in taken:
+                self.held[str(unit)] = int(token)
+                if old is not None and old != self.replica:
+                    self.counters.takeovers += 1
+                    log.info("took over an expired lease", unit=unit, previous_holder=old, token=int(token))
+        return self.held != before
+
+    async def _share(self, conn: Conn) -> int:
+        """How many units this replica keeps: ``ceil(units / live)``, or one less while a live
+        replica holds fewer than ``floor(units / live)`` (a replica that just joined): with the
+        ceiling alone, 4 units on 3 replicas stay 2, 2, 0."""
+        rows = await (
+            await conn.execute(
+                "SELECT r.replica, COUNT(l.unit) FROM af_replicas r LEFT JOIN af_leases l ON l.holder = r.replica "
+                "AND l.expires_at > now() AND l.unit = ANY(%s) WHERE r.expires_at > now() GROUP BY r.replica",
+                (self.units,),
+            )
+        ).fetchall()
+        live = max(1, len(rows))
+        ceiling = math.ceil(len(self.units) / live)
+        starved = any(int(n) < len(self.units) // live for _, n in rows)
+        return ceiling - 1 if starved and len(self.held) >= ceiling else ceiling
+
+    async def release_all(self) -> None:
+        """At a clean stop: the others take the units at their next tick instead of at expiry."""
+        if not self.held:
+            return
+        units, self.held = list(self.held), {}
+        try:
+            async with self.pool.connection(timeout=5) as conn:
+                await conn.execute(
+                    "UPDATE af_leases SET holder = NULL, expires_at = '-infinity' WHERE holder = %s AND unit = ANY(%s)",
+                    (self.replica, units),
+                )
+        except Exception as exc:  # they expire by themselves
+            log.warning("could not release leases at stop; they expire after their TTL", error=type(exc).__name__)

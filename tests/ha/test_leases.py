@@ -1,0 +1,110 @@
+"""Leases against a real PostgreSQL: the fair share, rebalancing by release, takeover after
+expiry, and the fence that refuses a write of a replica that lost its lease."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from forwarder.chunks import JournalEntry
+from forwarder.journal.postgres.journal import FencedError, PostgresJournal, source_unit
+from forwarder.journal.postgres.leases import Leases
+from tests.helpers.postgres import PostgresServer
+
+UNITS = [source_unit("codacy", f"gh/org{i}") for i in range(4)]
+
+
+class Replica:
+    def __init__(self, dsn: str, name: str, ttl_s: float = 2.0) -> None:
+        self.journal = PostgresJournal(dsn)
+        self.name = name
+        self.ttl_s = ttl_s
+        self.leases: Leases | None = None
+
+    async def open(self) -> Replica:
+        await self.journal.open()
+        self.leases = Leases(self.journal.pool, self.name, self.ttl_s)
+        self.leases.units = list(UNITS)
+        self.journal.fence = self.leases
+        return self
+
+    @property
+    def held(self) -> set[str]:
+        assert self.leases is not None
+        return set(self.leases.held)
+
+
+@pytest.fixture
+async def dsn(postgres: PostgresServer) -> AsyncIterator[str]:
+    yield postgres.dsn(postgres.create_database())
+
+
+async def settle(*replicas: Replica, rounds: int = 3) -> None:
+    for _ in range(rounds):
+        for replica in replicas:
+            assert replica.leases is not None
+            await replica.leases.tick()
+
+
+async def test_units_are_shared_fairly_and_rebalance_when_a_replica_joins(dsn: str) -> None:
+    a, b = await Replica(dsn, "a").open(), await Replica(dsn, "b").open()
+    await settle(a, b)
+    assert len(a.held) == len(b.held) == 2 and not a.held & b.held
+    c = await Replica(dsn, "c").open()
+    await settle(a, b, c)
+    counts = sorted(len(r.held) for r in (a, b, c))
+    assert counts == [1, 1, 2]  # ceil(4/3) = 2: nobody above its share, every unit held once
+    assert a.held | b.held | c.held == set(UNITS) and len(a.held & b.held) == len(b.held & c.held) == 0
+    for r in (a, b, c):
+        await r.journal.close()
+
+
+async def test_a_paused_replica_is_taken_over_and_its_late_write_is_fenced(dsn: str) -> None:
+    a = await Replica(dsn, "a", ttl_s=1.0).open()
+    await settle(a)
+    assert a.held == set(UNITS)
+    unit_org = "gh/org0"
+    b = await Replica(dsn, "b", ttl_s=1.0).open()
+    # a stops renewing (paused); b keeps ticking and takes every unit once a's leases expired
+    deadline = time.monotonic() + 15
+    while b.held != set(UNITS):
+        assert time.monotonic() < deadline, "b never took the expired leases over"
+        await settle(b, rounds=1)
+        await asyncio.sleep(0.2)
+    assert b.leases is not None and b.leases.counters.takeovers == 4
+    # a wakes up believing it still holds the unit (as a SIGSTOPped process would, before its
+    # next tick): its write is refused by the database, not by its own clock
+    assert a.leases is not None
+    a.leases.valid_until = time.monotonic() + 60
+    entry = JournalEntry("id-1", "codacy", 1, b'{"id":"id-1"}')
+    with pytest.raises(FencedError):
+        await a.journal.append("codacy", unit_org, [entry], {"watermark_ms": 1})
+    assert a.leases.counters.fenced == 1 and source_unit("codacy", unit_org) not in a.held
+    assert await b.journal.get_cursor("codacy", unit_org) is None  # nothing of a's write landed
+    async with b.journal.pool.connection() as conn:
+        row = await (await conn.execute("SELECT value FROM af_counters WHERE name = 'fenced_writes'")).fetchone()
+    assert row is not None and row[0] == 1
+    await b.journal.append("codacy", unit_org, [entry], {"watermark_ms": 1})  # the holder writes
+    assert await b.journal.get_cursor("codacy", unit_org) == {"watermark_ms": 1}
+    for r in (a, b):
+        await r.journal.close()
+
+
+async def test_a_replica_that_cannot_renew_stops_before_its_leases_expire(dsn: str, postgres: PostgresServer) -> None:
+    a = await Replica(dsn, "a", ttl_s=1.0).open()
+    await settle(a)
+    assert a.held == set(UNITS)
+    assert a.leases is not None
+    valid_until = a.leases.valid_until
+    # The renewal fails (the pool cannot reach the database): a keeps nothing past valid_until.
+    await a.journal.pool.close()
+    await a.leases.tick()
+    assert all(a.leases.holding(u) is not None for u in UNITS) == (time.monotonic() < valid_until)
+    while time.monotonic() < valid_until:
+        await asyncio.sleep(0.05)
+    assert all(a.leases.holding(u) is None for u in UNITS)
+    await a.leases.tick()
+    assert a.held == set()
