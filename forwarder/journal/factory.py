@@ -1,0 +1,38 @@
+"""The one place that picks the backend a configuration asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from forwarder.journal.protocols import StateJournal
+from forwarder.journal.settings import StateSettings
+from forwarder.journal.sqlite import SqliteJournal
+
+JOURNAL_FILE = "journal.sqlite3"
+
+
+def make_journal(
+    state: StateSettings, state_dir: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True
+) -> StateJournal:
+    """``migrate=False`` for openers without the state lock: they must not change the schema."""
+    if state.backend == "sqlite":
+        return SqliteJournal(state_dir / JOURNAL_FILE, max_events, max_bytes, migrate=migrate)
+    from forwarder.journal.postgres.journal import PostgresJournal  # psycopg only where it is configured
+
+    conninfo, where = postgres_conninfo(state)
+    return PostgresJournal(
+        conninfo, max_events, max_bytes, migrate=migrate, pool_size=state.pool_size, where=where
+    )
+
+
+def postgres_conninfo(state: StateSettings) -> tuple[str, str]:
+    """The connection string with the password merged in, and how messages name the database
+    (host, port and database: never the password)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    assert state.dsn is not None  # checked by StateSettings
+    extra = {"password": state.password.get_secret_value()} if state.password else {}
+    conninfo = make_conninfo(state.dsn.get_secret_value(), application_name="audit-forwarder", **extra)
+    parts = conninfo_to_dict(conninfo)
+    where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+    return conninfo, f"PostgreSQL {where}"
