@@ -20,9 +20,7 @@ def make_journal(
     from forwarder.journal.postgres.journal import PostgresJournal  # psycopg only where it is configured
 
     conninfo, where = postgres_conninfo(state)
-    return PostgresJournal(
-        conninfo, max_events, max_bytes, migrate=migrate, pool_size=state.pool_size, where=where
-    )
+    return PostgresJournal(conninfo, max_events, max_bytes, migrate=migrate, pool_size=state.pool_size, where=where)
 
 
 def postgres_conninfo(state: StateSettings) -> tuple[str, str]:

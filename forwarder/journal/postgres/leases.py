@@ -91,11 +91,16 @@ class Leases:
         except Exception as exc:  # the database is unreachable or refused: keep what is still valid
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
             if error != self.last_error:
-                log.error("cannot renew leases; work stops when they would expire", error=error,
-                          held=len(self.held), seconds_left=round(max(0.0, self.valid_until - time.monotonic()), 1))  # fmt: skip
+                left = round(max(0.0, self.valid_until - time.monotonic()), 1)
+                log.error(
+                    "cannot renew leases; work stops when they would expire",
+                    error=error,
+                    held=len(self.held),
+                    seconds_left=left,
+                )
             self.last_error = error
             if self.held and time.monotonic() >= self.valid_until:
-                log.error("leases expired without renewal; this replica stopped working on its units", units=len(self.held))
+                log.error("leases expired without renewal; this replica stopped its units", units=len(self.held))
                 self.held.clear()
                 self.on_change()
             return
