@@ -1,6 +1,6 @@
 """Leases: how replicas sharing one PostgreSQL state divide the work among them.
 
-A work unit is one source × organization stream or one sink's delivery. Each has a row in
+A work unit is one source-and-organization stream or one sink's delivery. Each has a row in
 ``af_leases`` with its holder (a replica id), its expiry and a fencing token incremented at
 every acquisition. Expiry is always the database's clock (``now()``), never a replica's.
 
