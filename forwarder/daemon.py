@@ -36,7 +36,7 @@ from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal import Journal, StateError
-from forwarder.logs import register_secrets, scrub
+from forwarder.logs import register_secrets, scrub, watch_loop
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings
@@ -239,11 +239,11 @@ class Daemon:
         confirm stays journaled after its offset."""
         for name in names:
             self.workers[name].stop()
-        tasks = [self.worker_tasks.pop(name) for name in names if name in self.worker_tasks]
+        tasks = {self.worker_tasks.pop(name): name for name in names if name in self.worker_tasks}
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
             for task in pending:
-                log.warning("sink did not finish its batch in time; it stays journaled", sink=task.get_name())
+                log.warning("sink did not finish its batch in time; it stays journaled", sink=tasks[task])
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for name in names:
@@ -322,6 +322,7 @@ class Daemon:
         task.add_done_callback(self._background.discard)
 
     async def run_forever(self) -> None:
+        watch_loop()
         self._install_signals()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         await self.start()
@@ -421,6 +422,7 @@ class Daemon:
 
     async def run_once(self, timeout_s: float = 600.0) -> int:
         """Poll every source once, deliver everything, stop. Exit code 1 if anything failed."""
+        watch_loop()
         self._install_signals()
         await self.start()
         ok = True
