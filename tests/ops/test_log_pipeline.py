@@ -5,6 +5,7 @@ or the event loop's report of an exception nobody retrieved."""
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,11 @@ from structlog.testing import capture_logs
 
 from forwarder import logs
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
+from sinks.syslog import _UdpProtocol
 from tests.helpers.daemon import cli, write_config
 from tests.helpers.emulators import running
-from tests.ops.support import REPO_ROOT, daemon, free_port, wait_for
+from tests.ops.support import REPO_ROOT, daemon, free_port, get, metric, wait_for
+from tests.ops.test_metrics_health import logged_port
 from tests.sources.test_http_json import configcat_as_http_json
 
 pytestmark = pytest.mark.integration
@@ -156,3 +159,35 @@ def test_a_skipped_overlapping_poll_is_debug(level: int, shown: bool) -> None:
     )  # fmt: skip
     assert logs._LibraryFilter(level).filter(record) is shown
     assert record.levelname == "DEBUG"
+
+
+def test_the_sink_field_is_the_sinks_name(tmp_path: Path) -> None:
+    """``sink`` was sometimes ``sink:hec`` (a task's name), sometimes ``hec``; syslog's UDP
+    error put a sentence in it."""
+    with socket.socket() as silent:  # takes connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        codacy = running("codacy", entries=5, options={"orgs": ORGS[:1], "span_s": 86400})
+        try:
+            cfg = write_config(tmp_path / "config.yaml", {
+                "state_dir": str(tmp_path / "state"), "shutdown_timeout_s": 0.5, "metrics": {"listen": "127.0.0.1:0"},
+                "sources": {"codacy": {
+                    "type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": CODACY_TOKEN,
+                    "organizations": ORGS[:1], "lag_s": 0, "interval_s": 60, "jitter_s": 0,
+                }},
+                "sinks": {"hec": {"type": "splunk_hec", "url": url, "token": "hec-token-1234",
+                                  "batch_max_age_s": 0.05}},
+            })  # fmt: skip
+            with daemon(cfg) as proc:
+                port = wait_for("the metrics port", lambda: logged_port(proc))
+                wait_for("a batch in flight", lambda: metric(get(f"http://127.0.0.1:{port}/metrics").text,
+                                                             "audit_forwarder_source_events_total", source="codacy"))
+            lines = json_lines(proc.log())
+        finally:
+            codacy.stop()
+    late = [e for e in lines if e["event"] == "sink did not finish its batch in time; it stays journaled"]
+    assert [e["sink"] for e in late] == ["hec"], lines
+    with capture_logs() as seen:
+        _UdpProtocol("siem", "127.0.0.1:514").error_received(ConnectionRefusedError(111, "Connection refused"))
+    assert seen[0]["sink"] == "siem" and seen[0]["receiver"] == "127.0.0.1:514"

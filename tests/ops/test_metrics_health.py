@@ -274,7 +274,7 @@ def test_idle_connections_cannot_exhaust_the_daemons_descriptors(tmp_path: Path,
 async def test_headers_too_large_are_refused_and_a_silent_client_is_hung_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(health_endpoint, "HEADER_TIMEOUT_S", 0.2)
     monkeypatch.setattr(health_endpoint, "report", lambda daemon: (True, {}))
-    settings = Settings(metrics={"listen": "127.0.0.1:0"})  # type: ignore[arg-type]
+    settings = Settings(metrics={"listen": "127.0.0.1:0"})
     server = health_endpoint.HealthServer(cast(Any, SimpleNamespace(settings=settings)))
     await server.start()
     try:
