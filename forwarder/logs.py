@@ -14,7 +14,8 @@ message is rate-limited (``Throttle``), because a fault that repeats in a loop (
 out of descriptors) once filled stderr with megabytes of the same traceback. apscheduler's
 "skipped: maximum number of running instances reached" is expected (a poll still running when
 the next is due) and is demoted to debug. What the event loop reports (an exception no task
-retrieved, a callback that raised) goes the same way through ``watch_loop``.
+retrieved, a callback that raised) goes the same way through ``watch_loop``, and so does an
+exception that would end the process (``sys.excepthook``).
 """
 
 from __future__ import annotations
@@ -211,6 +212,15 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(logging.INFO if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     logging.captureWarnings(True)
     logging.raiseExceptions = False  # a record that cannot be formatted is dropped, not a traceback
+    sys.excepthook = _uncaught
+
+
+def _uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """The last line of a process that dies of a bug: still one JSON line, still redacted."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    log.critical("audit-forwarder crashed", error=f"{kind.__name__}: {exc}", exc_info=(kind, exc, tb))
 
 
 def watch_loop(loop: asyncio.AbstractEventLoop | None = None) -> None:

@@ -105,7 +105,7 @@ def test_a_token_in_a_url_a_library_logs_is_redacted(tmp_path: Path) -> None:
     assert token not in result.stderr and quote(token, safe="") not in result.stderr
 
 
-def test_the_event_loops_reports_and_warnings_are_json_and_redacted() -> None:
+def test_the_event_loops_reports_warnings_and_a_crash_are_json_and_redacted() -> None:
     """An exception no task retrieved reached stderr as asyncio's plain-text traceback."""
     code = (
         "import asyncio, gc, warnings\n"
@@ -123,6 +123,7 @@ def test_the_event_loops_reports_and_warnings_are_json_and_redacted() -> None:
         "        gc.collect()\n"
         "asyncio.run(main())\n"
         "warnings.warn('old thing loop-secret-987')\n"
+        "raise SystemError('fatal loop-secret-987')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=REPO_ROOT)  # fmt: skip
@@ -132,6 +133,7 @@ def test_the_event_loops_reports_and_warnings_are_json_and_redacted() -> None:
     assert len(reported) == logs.LINES_PER_WINDOW  # 30 of them, rate-limited
     assert any(e["event"] == "similar log lines are suppressed for the rest of the window" for e in lines)
     assert any(e.get("logger") == "py.warnings" and "old thing ***" in e["event"] for e in lines), lines
+    assert lines[-1]["event"] == "audit-forwarder crashed" and lines[-1]["error"] == "SystemError: fatal ***"
     assert "loop-secret-987" not in result.stderr
 
 
