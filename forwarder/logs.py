@@ -41,9 +41,6 @@ HEADER_RE = re.compile(
 LINES_PER_WINDOW = 10  # per logger and message
 WINDOW_S = 60.0
 MAX_KEYS = 1_000  # distinct messages tracked at once; a library formatting ids into them cannot grow it
-EXPECTED = (  # (logger prefix, text in the message): expected events, demoted to debug
-    ("apscheduler", "maximum number of running instances reached"),
-)
 
 log = structlog.get_logger("forwarder.logs")
 
@@ -140,6 +137,20 @@ def _template(record: logging.LogRecord) -> str:
     return template[:200]
 
 
+def _expected(record: logging.LogRecord, template: str) -> bool:
+    """What a library reports as a warning or an error but is expected here: apscheduler's
+    skipped run (a poll still running when the next is due) and its "raised an exception" for
+    a poll cancelled at shutdown or reload (the traceback of a cancellation says nothing)."""
+    if not record.name.startswith("apscheduler"):
+        return False
+    if "maximum number of running instances reached" in template:
+        return True
+    if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+        record.exc_info, record.exc_text = None, None
+        return True
+    return False
+
+
 class _LibraryFilter(logging.Filter):
     """Demotes expected events, then applies the daemon's level and the rate limit."""
 
@@ -149,9 +160,8 @@ class _LibraryFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         template = _template(record)
-        for prefix, text in EXPECTED:
-            if record.name.startswith(prefix) and text in template and record.levelno > logging.DEBUG:
-                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        if record.levelno > logging.DEBUG and _expected(record, template):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         if record.levelno < self.level:
             return False
         return THROTTLE.admit((record.name, template), record.levelname.lower())

@@ -4,6 +4,7 @@ or the event loop's report of an exception nobody retrieved."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import subprocess
@@ -55,7 +56,7 @@ def test_every_line_is_json_under_faults_and_an_overlapping_poll_is_a_debug_even
         ])  # fmt: skip
         cfg = write_config(tmp_path / "config.yaml", {
             "state_dir": str(tmp_path / "state"),
-            "log": {"level": "debug"},
+            "log": {"level": "debug"}, "shutdown_timeout_s": 1,
             "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
             "metrics": {"listen": "127.0.0.1:0"},
             "sources": {"codacy": {
@@ -75,13 +76,15 @@ def test_every_line_is_json_under_faults_and_an_overlapping_poll_is_a_debug_even
         lines = json_lines(proc.log())
     finally:
         codacy.stop()
+    assert lines[-1]["event"] == "audit-forwarder stopped"  # shutdown's lines included
     skipped = [e for e in lines if "maximum number of running instances" in e["event"]]
     assert skipped and {e["level"] for e in skipped} == {"debug"}
     assert {e["logger"] for e in skipped} == {"apscheduler.scheduler"}
     assert len(skipped) <= logs.LINES_PER_WINDOW  # 3.5 s at 4 polls a second: more were due
     assert any(e.get("logger") == "httpx" for e in lines)
     assert any(e["event"] == "sink delivery failed, retrying" and e["sink"] == "hec" for e in lines)
-    assert "hec-token-1234" not in str(lines) and "Traceback" not in str(lines)
+    assert "hec-token-1234" not in str(lines)
+    assert not [e for e in lines if "Traceback" in str(e)], [e for e in lines if "Traceback" in str(e)]
 
 
 def test_a_token_in_a_url_a_library_logs_is_redacted(tmp_path: Path) -> None:
@@ -154,13 +157,24 @@ def test_the_throttle_reports_what_it_suppressed() -> None:
 
 
 @pytest.mark.parametrize(("level", "shown"), [(logging.INFO, False), (logging.DEBUG, True)])
-def test_a_skipped_overlapping_poll_is_debug(level: int, shown: bool) -> None:
-    record = logging.LogRecord(
+def test_a_skipped_overlapping_poll_and_a_cancelled_one_are_debug(level: int, shown: bool) -> None:
+    skipped = logging.LogRecord(
         "apscheduler.scheduler", logging.WARNING, __file__, 1,
         'Execution of job "%s" skipped: maximum number of running instances reached (%d)', ("poll", 1), None,
     )  # fmt: skip
-    assert logs._LibraryFilter(level).filter(record) is shown
-    assert record.levelname == "DEBUG"
+    cancelled = logging.LogRecord(
+        "apscheduler.executors.default", logging.ERROR, __file__, 1, 'Job "%s" raised an exception', ("poll",),
+        (asyncio.CancelledError, asyncio.CancelledError(), None),
+    )  # fmt: skip
+    failed = logging.LogRecord(
+        "apscheduler.executors.default", logging.ERROR, __file__, 1, 'Job "%s" raised an exception', ("poll",),
+        (KeyError, KeyError("bug"), None),
+    )  # fmt: skip
+    for record in (skipped, cancelled):
+        assert logs._LibraryFilter(level).filter(record) is shown
+        assert record.levelname == "DEBUG"
+    assert cancelled.exc_info is None
+    assert logs._LibraryFilter(level).filter(failed) and failed.levelname == "ERROR"
 
 
 def test_the_sink_field_is_the_sinks_name(tmp_path: Path) -> None:
