@@ -35,7 +35,7 @@ from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal import SqliteJournal
-from forwarder.logs import register_secrets, scrub
+from forwarder.logs import register_secrets, scrub, watch_loop
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings
@@ -207,14 +207,14 @@ class Daemon:
         if shorter); what it did not confirm stays journaled after its offset."""
         for name in names:
             self.workers[name].stop()
-        tasks = [self.worker_tasks.pop(name) for name in names if name in self.worker_tasks]
+        tasks = {self.worker_tasks.pop(name): name for name in names if name in self.worker_tasks}
         if tasks:
             grace = self.settings.shutdown_timeout_s
             if timeout_s is not None:
                 grace = min(grace, timeout_s)
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace))
             for task in pending:
-                log.warning("sink did not finish its batch in time; it stays journaled", sink=task.get_name())
+                log.warning("sink did not finish its batch in time; it stays journaled", sink=tasks[task])
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for name in names:
@@ -293,6 +293,7 @@ class Daemon:
         task.add_done_callback(self._background.discard)
 
     async def run_forever(self) -> None:
+        watch_loop()
         self._install_signals()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         await self.start()
@@ -396,6 +397,7 @@ class Daemon:
         ``timeout_s`` bounds the whole run: the polls, the wait for the sinks and the shutdown,
         whose in-flight batches get what is left of it (at most ``shutdown_timeout_s``), so cron
         can rely on it. What was not confirmed by then stays journaled for the next run."""
+        watch_loop()
         began = time.monotonic()
         deadline = began + timeout_s
         self._install_signals()

@@ -1,8 +1,17 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` over a tiny HTTP/1.1 server on the daemon's loop.
 
-``asyncio.start_server`` rather than a web framework: three read-only GETs do not justify a
-dependency, and every handler only reads in-memory state (plus two small journal queries that
-run on the journal's own thread), so a scrape never blocks polling or delivery.
+Hand-written on asyncio sockets rather than a server library, decided again after a local client
+exhausted the daemon's descriptors (one idle connection each, unlimited): what that needed is a
+cap on connections held at once, a deadline for the headers and for the whole exchange, a cap on
+header bytes, and an ``accept()`` that runs out of descriptors without a traceback. aiohttp's
+server has no cap on connections held at once and would add half a dozen packages; uvicorn's
+``limit_concurrency`` answers 503 only after accepting (the descriptor is already spent) and
+brings h11 and an ASGI layer; prometheus-client's own server is ``http.server`` with a thread
+per connection and no read deadline. The asyncio-based ones accept through asyncio's server,
+whose ``EMFILE`` path is the traceback we had. Three read-only GETs with ``Connection: close``
+fit in the ~100 lines of ``HealthServer`` with every bound explicit; the handlers only read
+in-memory state (plus two small journal queries on the journal's own thread), so a scrape never
+blocks polling or delivery.
 
 ``/healthz`` answers 200 while the loop runs (a hung loop cannot answer: that is the signal).
 ``/readyz`` answers 200 only when the configuration is loaded, the journal is writable, no
@@ -16,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import socket
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -26,15 +37,23 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forwarder import metrics
-from forwarder.logs import scrub_value
+from forwarder.logs import THROTTLE, scrub_value
 
 if TYPE_CHECKING:
     from forwarder.daemon import Daemon
 
 log = structlog.get_logger("forwarder.health")
-READ_TIMEOUT_S = 5.0
-MAX_HEADER_BYTES = 16 * 1024
-REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+MAX_CONNECTIONS = 16  # a scraper and a health check or two; more wait in the listen backlog
+BACKLOG = 64
+HEADER_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 1.0
+MAX_HEADER_BYTES = 8 * 1024
+ACCEPT_BACKOFF_S = (0.1, 2.0)  # first and longest pause after accept() failed
+REASONS = {
+    200: "OK", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}  # fmt: skip
 
 
 def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
@@ -76,50 +95,104 @@ def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
 
 
 class HealthServer:
+    """Bounded so that no client can starve the daemon: at most ``MAX_CONNECTIONS`` at once
+    (the rest wait in the kernel's listen backlog, costing the daemon no descriptor), headers
+    within ``HEADER_TIMEOUT_S`` and ``MAX_HEADER_BYTES``, the whole exchange within
+    ``REQUEST_TIMEOUT_S``. An ``accept()`` that fails for lack of descriptors or memory is
+    logged (rate-limited, no traceback) and accepting pauses with a growing back-off."""
+
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
-        self.server: asyncio.Server | None = None
+        self.sockets: list[socket.socket] = []
+        self.address: str | None = None  # host:port actually listened on (port 0: the system's choice)
+        self._accepting: set[asyncio.Task[None]] = set()
+        self._serving: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
         host, port = self.daemon.settings.metrics.host_port
         try:
-            self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+            self.sockets = await _listen(host, port)
         except OSError as exc:
             # Not fatal: delivering audit logs matters more than being scraped.
             log.error("cannot serve metrics and health; carrying on without", listen=f"{host}:{port}",
                       error=exc.strerror or str(exc))  # fmt: skip
             return
-        log.info("serving /metrics, /healthz and /readyz", listen=f"{host}:{port}")
+        bound_host, bound_port = self.sockets[0].getsockname()[:2]
+        self.address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        for sock in self.sockets:
+            task = asyncio.create_task(self._accept(sock, self._slots), name="health:accept")
+            self._accepting.add(task)
+        log.info("serving /metrics, /healthz and /readyz", listen=self.address, port=bound_port,
+                 max_connections=MAX_CONNECTIONS)  # fmt: skip
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
-            self.server = None
+        tasks = [*self._accepting, *self._serving]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        self._accepting.clear()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets = []
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, sock: socket.socket, slots: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = ACCEPT_BACKOFF_S[0]
+        while True:
+            await slots.acquire()
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as exc:
+                slots.release()
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
+                    continue  # the client gave up before we took it: nothing to do
+                if THROTTLE.admit(("forwarder.health", "accept failed"), "warning"):
+                    log.warning("cannot accept a metrics or health connection; pausing accepts",
+                                error=exc.strerror or str(exc), retry_in_s=backoff)  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_S[1])
+                continue
+            backoff = ACCEPT_BACKOFF_S[0]
+            task = asyncio.create_task(self._serve(conn), name="health:connection")
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _serve(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        writer: asyncio.StreamWriter | None = None
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-            if len(head) > MAX_HEADER_BYTES:
-                return
-            method, _, rest = head.decode("latin-1").partition(" ")
-            path = rest.partition(" ")[0].partition("?")[0]
-            status, content_type, body = await self._route(method, path)
-            writer.write(
-                f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + (body if method != "HEAD" else b"")
-            )
-            await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES)
+                protocol = asyncio.StreamReaderProtocol(reader)
+                transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+                writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+                try:
+                    async with asyncio.timeout(HEADER_TIMEOUT_S):
+                        head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    method, answer = "GET", (431, "text/plain", b"request headers too large\n")
+                else:
+                    method, _, rest = head.decode("latin-1").partition(" ")
+                    path = rest.partition(" ")[0].partition("?")[0]
+                    answer = await self._route(method, path)
+                status, content_type, body = answer
+                writer.write(
+                    f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                    + (body if method != "HEAD" else b"")
+                )
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, OSError):
+            pass  # a client that went away, stalled or sent nothing: just hang up
         except Exception:
-            log.exception("health endpoint failed")
+            if THROTTLE.admit(("forwarder.health", "endpoint failed"), "error"):
+                log.exception("health endpoint failed")
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _hang_up(conn, writer)
 
     async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
         if method not in ("GET", "HEAD"):
@@ -133,3 +206,43 @@ class HealthServer:
             status = 200 if path == "/healthz" or ready else 503
             return status, "application/json", text.encode()
         return 404, "text/plain", b"try /metrics, /healthz or /readyz\n"
+
+
+async def _listen(host: str, port: int) -> list[socket.socket]:
+    """One listening socket per address ``host`` resolves to; with port 0 the first gets the
+    system's choice and the others the same port."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def _hang_up(conn: socket.socket, writer: asyncio.StreamWriter | None) -> None:
+    """Closes gracefully when the client reads, and aborts when it does not: a slot must never
+    wait on a peer that stopped reading."""
+    if writer is None:
+        conn.close()
+        return
+    writer.close()
+    try:
+        with contextlib.suppress(Exception):  # reset by the peer, or it stopped reading
+            await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
+    finally:
+        writer.transport.abort()  # a no-op once closed

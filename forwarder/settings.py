@@ -67,7 +67,9 @@ class MetricsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = Field(True, description="Serve /metrics, /healthz and /readyz (daemon `run` only).")
     listen: str = Field(
-        "127.0.0.1:9464", description="host:port of the HTTP endpoint; [::1]:9464 for IPv6. Unauthenticated."
+        "127.0.0.1:9464",
+        description="host:port of the HTTP endpoint; [::1]:9464 for IPv6; port 0 lets the system choose "
+        "(the start-up line `serving /metrics, /healthz and /readyz` names it). Unauthenticated.",
     )
     source_failing_threshold_s: float = Field(
         900.0, gt=0, description="/readyz fails once an organization has been failing this long."
@@ -77,7 +79,7 @@ class MetricsSettings(BaseModel):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65_536:
             raise ValueError("listen must be host:port, e.g. 127.0.0.1:9464")
         return value
 

@@ -149,8 +149,8 @@ class StreamConnection:
 class _UdpProtocol(asyncio.DatagramProtocol):
     """Flow control for datagrams: asyncio buffers when the socket is full and pauses us."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where  # which sink and receiver, for the log: an ICMP error says neither
+    def __init__(self, sink: str, receiver: str) -> None:
+        self.sink, self.receiver = sink, receiver  # for the log: an ICMP error says neither
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
@@ -162,7 +162,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.writable.set()
 
     def error_received(self, exc: Exception) -> None:
-        log.warning("syslog_udp_error", sink=self.where, error=str(exc))
+        log.warning("syslog_udp_error", sink=self.sink, receiver=self.receiver, error=str(exc))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -188,7 +188,8 @@ class DatagramConnection:
             loop = asyncio.get_running_loop()
             try:
                 self._udp = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self._where), remote_addr=(self.config.host, self.config.port)
+                    lambda: _UdpProtocol(self.name, f"{self.config.host}:{self.config.port}"),
+                    remote_addr=(self.config.host, self.config.port),
                 )
             except OSError as exc:
                 raise RetryableError(f"{self._where}: cannot open socket: {exc}") from exc

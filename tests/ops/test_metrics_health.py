@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -16,10 +23,11 @@ from forwarder.delivery import RetrySettings, SinkWorker
 from forwarder.journal import SqliteJournal
 from forwarder.logs import register_secrets
 from forwarder.record import Record
+from forwarder.settings import Settings
 from sinks.file import FileSinkConfig
-from tests.helpers.daemon import write_config
+from tests.helpers.daemon import read_ndjson, write_config
 from tests.helpers.emulators import EmulatorProcess, running
-from tests.ops.support import daemon, free_port, get, health, metric, unready, wait_for
+from tests.ops.support import DaemonProcess, daemon, free_port, get, health, metric, unready, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +184,112 @@ async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> No
     retried = [e for e in logs if e["event"] == "sink delivery failed, retrying"]
     assert [e["error"] for e in retried] == ["KeyError: 'weird'"]  # was only "'weird'"
     assert worker.status.dead_lettered == 1
+
+
+def logged_port(proc: DaemonProcess) -> int | None:
+    """The port the start-up line names (``metrics.listen`` with port 0)."""
+    for line in proc.log().splitlines():
+        if line.startswith("{") and "serving /metrics" in line:
+            return int(orjson.loads(line)["port"])
+    return None
+
+
+def non_json_lines(text: str) -> list[str]:
+    bad = []
+    for line in text.splitlines():
+        try:
+            if not isinstance(orjson.loads(line), dict):
+                bad.append(line)
+        except orjson.JSONDecodeError:
+            bad.append(line)
+    return bad
+
+
+def test_port_0_lets_the_system_choose_and_the_log_names_it(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    cfg = config(tmp_path, codacy.url, 0)
+    with daemon(cfg) as proc:
+        port = wait_for("the start-up line naming the port", lambda: logged_port(proc))
+        assert port > 0, proc.log()
+        assert health(port, "/healthz")[0] == 200
+        assert f'"listen":"127.0.0.1:{port}"' in proc.log()
+
+
+class Flood:
+    """Keeps opening idle connections to a port from a thread, holding up to ``hold`` of them
+    (the oldest closed first), as a misbehaving local client would."""
+
+    def __init__(self, port: int, hold: int = 150) -> None:
+        self.port, self.hold = port, hold
+        self.opened = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.conns: deque[socket.socket] = deque()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            sock = socket.socket()
+            sock.settimeout(0.2)
+            try:
+                sock.connect(("127.0.0.1", self.port))
+            except OSError:
+                sock.close()
+                continue
+            self.opened += 1
+            self.conns.append(sock)
+            while len(self.conns) > self.hold:
+                self.conns.popleft().close()
+
+    def __enter__(self) -> Flood:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        while self.conns:
+            self.conns.popleft().close()
+
+
+def test_idle_connections_cannot_exhaust_the_daemons_descriptors(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    """Under ``ulimit -n 96`` a client holding idle connections made the pollers fail with
+    ``Too many open files`` and filled stderr with plain-text ``socket.accept()`` tracebacks."""
+    cfg = config(tmp_path, codacy.url, 0)
+    command = ["prlimit", "--nofile=96:96", "--", sys.executable, "-m", "forwarder", "-c", str(cfg), "run"]
+    with daemon(cfg, cmd=command) as proc:
+        port = wait_for("the start-up line naming the port", lambda: logged_port(proc))
+        wait_for("the first 60 events", lambda: len(read_ndjson(tmp_path / "out")) == 60)
+        with Flood(port) as flood:
+            wait_for("more connections than the daemon may open files", lambda: flood.opened > 120, timeout=60)
+            codacy.control("POST", "entries", {"generate": 5, "orgs": ORGS, "span_s": 1})
+            # the pollers keep working while the flood goes on
+            wait_for("the new events", lambda: len(read_ndjson(tmp_path / "out")) == 70, timeout=60)
+        assert wait_for("/healthz once the flood is over", lambda: health(port, "/healthz")[0] == 200, timeout=60)
+        text = proc.log()
+        assert proc.process.poll() is None, text[-3000:]
+    assert "Traceback" not in text and "Too many open files" not in text, text[-3000:]
+    assert not non_json_lines(text), non_json_lines(text)[:5]
+    assert len(text) < 100_000, len(text)
+
+
+async def test_headers_too_large_are_refused_and_a_silent_client_is_hung_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health_endpoint, "HEADER_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(health_endpoint, "report", lambda daemon: (True, {}))
+    settings = Settings(metrics={"listen": "127.0.0.1:0"})
+    server = health_endpoint.HealthServer(cast(Any, SimpleNamespace(settings=settings)))
+    await server.start()
+    try:
+        assert server.address is not None
+        port = int(server.address.rpartition(":")[2])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * health_endpoint.MAX_HEADER_BYTES + b"\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 431 ")
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # says nothing
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    finally:
+        await server.stop()
