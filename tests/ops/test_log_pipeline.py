@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from forwarder import logs
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
-from sinks.syslog import _UdpProtocol
+from sinks.syslog.transport import _UdpProtocol
 from tests.helpers.daemon import cli, write_config
 from tests.helpers.emulators import running
 from tests.ops.support import REPO_ROOT, daemon, free_port, get, metric, wait_for
