@@ -57,6 +57,17 @@ def get_path(raw: Any, path: str | None) -> Any:
     return value
 
 
+def id_value(raw: Any, path: str | list[str]) -> Any:
+    """The id at ``path``, or the values at each path of a list joined by ``|`` (a composite
+    id, such as a time plus a qualifier); a composite with a part missing is no id at all."""
+    if isinstance(path, str):
+        return get_path(raw, path)
+    parts = [get_path(raw, step) for step in path]
+    if any(part is None or part == "" or isinstance(part, dict | list) for part in parts):
+        return None
+    return "|".join(str(part) for part in parts)
+
+
 def maybe_json(value: Any) -> Any:
     """Vendors put serialized objects in string fields; a string that is not JSON stays text."""
     if isinstance(value, str) and value[:1] in ("{", "["):

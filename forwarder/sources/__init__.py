@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from forwarder.presets import discover
 from forwarder.sources.base import Source, SourceConfig
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
@@ -24,3 +25,5 @@ SOURCES: dict[str, tuple[type[SourceConfig], Callable[[str, Any], Source]]] = {
     "codescoring": (CodescoringConfig, CodescoringSource),
     "codestax": (CodeStaxConfig, CodeStaxSource),
 }
+# Presets (forwarder/presets/*.yaml): http_json configured, one type per file.
+SOURCES.update({name: (model, HttpJsonSource) for name, model in discover().items()})

@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, model_validator
 from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
 from forwarder.http_shared import cleartext_urls
 from forwarder.secrets import SecretFilesModel
+from forwarder.sources.ratelimit import RateLimitSettings
 
 
 @dataclass
@@ -57,6 +58,12 @@ class SourceConfig(SecretFilesModel):
         "remedy is a smaller slice_hours (ConfigCat: window_days) rather than a higher limit. A walk committed "
         "page by page (http_json next links and cursors) holds one page; only the hashes it keeps to number "
         "twins of entries without an id count against this.",
+    )
+
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings,
+        description="The vendor's rate-limit headers: read them, keep early_limit requests in reserve and wait "
+        "for the reset, one budget per credential (forwarder/sources/ratelimit.py).",
     )
 
     def transport_warnings(self) -> list[str]:

@@ -21,6 +21,7 @@ from forwarder.event import SCHEMA_VERSION, event_time, format_observed
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.ratelimit import shared_budget
 from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
@@ -165,7 +166,7 @@ class CodacySource:
         )
         self.fetcher = HttpFetcher(
             self.client, "Codacy", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            extra_params=config.extra_params,
+            extra_params=config.extra_params, rate_limit=shared_budget(config),
         )  # fmt: skip
 
     def organizations(self) -> list[str]:

@@ -32,6 +32,7 @@ from forwarder.event import event_time, format_ms, format_time, make_event
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.ratelimit import shared_budget
 from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
 
@@ -289,7 +290,7 @@ class CodescoringSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "Codescoring", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=_past_last_page, extra_params=config.extra_params,
+            on_response=_past_last_page, extra_params=config.extra_params, rate_limit=shared_budget(config),
         )  # fmt: skip
 
     def organizations(self) -> list[str]:

@@ -30,6 +30,7 @@ from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.ratelimit import shared_budget
 from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
@@ -239,7 +240,7 @@ class CodeStaxSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            before_attempt=self._pay_for_attempt, extra_params=config.extra_params,
+            before_attempt=self._pay_for_attempt, extra_params=config.extra_params, rate_limit=shared_budget(config),
         )  # fmt: skip
         self._prepaid = 0
         if config.initial_lookback_days > config.retention_days:

@@ -30,6 +30,7 @@ from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
+from forwarder.sources.ratelimit import shared_budget
 from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
 
@@ -214,7 +215,7 @@ class ConfigCatSource:
         )
         self.fetcher = HttpFetcher(
             self.client, "ConfigCat", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=self._throttle, extra_params=config.extra_params,
+            on_response=self._throttle, extra_params=config.extra_params, rate_limit=shared_budget(config),
         )  # fmt: skip
 
     async def _throttle(self, response: httpx.Response) -> None:

@@ -21,6 +21,7 @@ from forwarder import lenient_json, metrics
 from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
 
 if TYPE_CHECKING:
+    from forwarder.sources.ratelimit import RateBudget
     from forwarder.sources.walk import WalkBudget
 
 log = structlog.get_logger("forwarder.http")
@@ -111,6 +112,7 @@ class HttpFetcher:
         timeout_s: float | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
         extra_params: Mapping[str, str] | None = None,
+        rate_limit: RateBudget | None = None,
     ) -> None:
         """``timeout_s`` bounds one whole attempt; None takes the client's own timeout.
 
@@ -120,8 +122,11 @@ class HttpFetcher:
         before the deadline starts: a request budget may wait longer than ``timeout_s``.
         ``extra_params`` (the source's ``extra_params`` setting) join every request here, the
         one place each source's requests pass through; the configuration refuses a name the
-        source sends itself, so nothing the source asked for is replaced.
+        source sends itself, so nothing the source asked for is replaced. ``rate_limit``, the
+        budget of the source's credential (``forwarder.sources.ratelimit.shared_budget``), is
+        asked before every attempt and told every answer's headers.
         """
+        self.rate_limit = rate_limit
         self.extra_params = dict(extra_params or {})
         self.before_attempt = before_attempt
         self.client = client
@@ -182,21 +187,39 @@ class HttpFetcher:
         deadline = self._deadline()
         if self.before_attempt is not None:
             await self.before_attempt()
+        limiter = self.rate_limit
+        if limiter is not None:
+            await limiter.acquire(self.vendor, organization)
         try:
             async with asyncio.timeout(deadline):
                 response, body, size = await self._receive(url, params)
         except TimeoutError:
+            if limiter is not None:
+                limiter.release()
             # the same retryable error as httpx's own timeouts, so the retry policy, the log and
             # the final message treat a slow trickle like any other timeout
             raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        except BaseException:
+            if limiter is not None:
+                limiter.release()
+            raise
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if limiter is not None:
+            limiter.observe(response.headers)
+            if retry_after is None and response.status_code in (403, *RETRY_STATUSES):
+                retry_after = limiter.stated_reset(response.headers)
+            if limiter.is_rate_limit(response.status_code, response.headers, body):
+                raise RetryableHTTPError(
+                    describe(self.vendor, organization, response, body).replace(
+                        HINTS[403], "the rate limit for this credential is used up (the vendor answers 403 for it)"
+                    ),
+                    retry_after,
+                )
         # after the body and outside the deadline: a hook may sleep (ConfigCat's throttle)
         if self.on_response is not None:
             await self.on_response(response)
         if response.status_code in RETRY_STATUSES:
-            raise RetryableHTTPError(
-                describe(self.vendor, organization, response, body),
-                parse_retry_after(response.headers.get("Retry-After")),
-            )
+            raise RetryableHTTPError(describe(self.vendor, organization, response, body), retry_after)
         if response.status_code >= 500:
             raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:

@@ -19,14 +19,15 @@ from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from forwarder.event import format_time, parse_time
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
-from forwarder.secrets import SecretFilesModel
+from forwarder.sources.auth import Auth, client_auth
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError
+from forwarder.sources.ratelimit import shared_budget
 from forwarder.sources.walk import TWIN_BYTES, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import WindowCursor, now_ms, slices, walk_keys
 
@@ -36,11 +37,11 @@ log = structlog.get_logger("forwarder.sources.http_json")
 # is the whole slice: those walks are held to their end, bound by max_walk_bytes.
 PAGED_STYLES = ("cursor", "next_link_body", "link_header")
 
-TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
+TimeFormat = Literal["iso8601", "iso8601_s", "epoch_s", "epoch_ms"]
 def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
     if value is None or isinstance(value, bool):
         raise ValueError("entry has no time")
-    if fmt == "iso8601":
+    if fmt in ("iso8601", "iso8601_s"):
         return parse_time(str(value))
     number = float(value)
     return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
@@ -50,7 +51,7 @@ def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
     """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
     whole seconds stand for the whole second. Filtering on the exact milliseconds instead
     dropped entries early in a slice boundary's second from both slices, for good."""
-    if fmt == "epoch_s":
+    if fmt in ("epoch_s", "iso8601_s"):
         return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
     return lo_ms, hi_ms
 
@@ -60,28 +61,12 @@ def format_instant(ms: int, fmt: TimeFormat) -> str:
         return str(ms)
     if fmt == "epoch_s":
         return str(ms // 1000)
+    if fmt == "iso8601_s":
+        return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
 # --- configuration -------------------------------------------------------------------------
-class Auth(SecretFilesModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["none", "header", "bearer", "basic", "query"] = "none"
-    header: str = Field("Authorization", description="type header: the header that carries token.")
-    param: str = Field("api_key", description="type query: the query parameter that carries token.")
-    token: SecretStr | None = Field(None, description="header value, bearer token or query value; or token_file.")
-    username: str | None = None
-    password: SecretStr | None = Field(None, description="type basic; or password_file.")
-
-    @model_validator(mode="after")
-    def _complete(self) -> Auth:
-        if self.type in ("header", "bearer", "query") and self.token is None:
-            raise ValueError(f"auth type {self.type} needs token (or token_file)")
-        if self.type == "basic" and (self.username is None or self.password is None):
-            raise ValueError("auth type basic needs username and password (or password_file)")
-        return self
-
-
 class Pagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     style: Literal["none", "next_link_body", "link_header", "cursor", "page_number", "offset"] = "none"
@@ -115,12 +100,21 @@ class HttpJsonConfig(SourceConfig):
     params: dict[str, str | int] = Field(default_factory=dict, description="Fixed query parameters.")
     pagination: Pagination = Field(default_factory=Pagination)
     records_path: str = Field("", description="Dotted path of the list of records; empty: the body is the list.")
-    id_field: str | None = Field(None, description="Path of the event id; none: a content hash.")
+    records_optional: bool = Field(False, description="An answer without records_path holds no records (not an error).")
+    id_field: str | list[str] | None = Field(
+        None, description="Path of the event id, or a list of paths whose values together are the id; none: a "
+        "content hash.",
+    )
     time_field: str = Field(description="Path of the event time.")
     time_format: TimeFormat = "iso8601"
     from_param: str | None = Field(None, description="Query parameter of the window start.")
     to_param: str | None = Field(None, description="Query parameter of the window end.")
     window_format: TimeFormat = Field("iso8601", description="How from_param/to_param are written.")
+    window_param: str | None = Field(
+        None, description="One query parameter holding the whole window, written from window_template (a search "
+        "phrase), instead of from_param/to_param.",
+    )
+    window_template: str = Field("{from}..{to}", description="window_param's value; {from} and {to} are replaced.")
     slice_hours: float = Field(24.0, gt=0, description="Window width, when from_param is set.")
     retention_days: float | None = Field(None, gt=0, description="Vendor retention; a cursor older gets a gap event.")
     mapping: dict[str, FieldSpec] = Field(description="Normalized field -> path or {path, const, map, default}.")
@@ -132,7 +126,8 @@ class HttpJsonConfig(SourceConfig):
             "offset": {pg.offset_param, pg.limit_param},
         }.get(pg.style, set())  # fmt: skip
         auth = {self.auth.param} if self.auth.type == "query" else set()
-        return ({*self.params, self.from_param or "", self.to_param or "", *paging} | auth) - {""}
+        windows = {self.from_param or "", self.to_param or "", self.window_param or ""}
+        return ({*self.params, *windows, *paging} | auth) - {""}
 
     @field_validator("url")
     @classmethod
@@ -181,15 +176,11 @@ class HttpJsonSource:
     def __init__(self, name: str, config: HttpJsonConfig) -> None:
         self.name = name
         self.config = config
-        auth: httpx.Auth | None = None
-        headers = {"Accept": "application/json", **{k: v.get_secret_value() for k, v in config.headers.items()}}
         a = config.auth
-        if a.type == "basic" and a.username is not None and a.password is not None:
-            auth = httpx.BasicAuth(a.username, a.password.get_secret_value())
-        elif a.type == "bearer" and a.token is not None:
-            headers["Authorization"] = f"Bearer {a.token.get_secret_value()}"
-        elif a.type == "header" and a.token is not None:
-            headers[a.header] = a.token.get_secret_value()
+        auth_headers, auth = client_auth(a, config.vendor, config.timeout_s)
+        headers = {"Accept": "application/json", **auth_headers,
+                   **{k: v.get_secret_value() for k, v in config.headers.items()}}  # fmt: skip
+        self.rate_budget = shared_budget(config)
         hooks = {"request": [self._add_query_token]} if a.type == "query" else {}
         self.client = httpx.AsyncClient(headers=headers, auth=auth, timeout=config.timeout_s, event_hooks=hooks)
         self.mapper = Mapper(config.mapping)
@@ -215,14 +206,14 @@ class HttpJsonSource:
         cfg = self.config
         return HttpFetcher(
             self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep,
-            extra_params=cfg.extra_params,
+            extra_params=cfg.extra_params, rate_limit=self.rate_budget,
         )
 
     def _budget(self, organization: str) -> WalkBudget:
         cfg = self.config
         if cfg.pagination.style in PAGED_STYLES:
             remedy = "each page is journaled; what grows is the hashes of entries without an id: set id_field"
-        elif cfg.from_param:
+        elif cfg.from_param or cfg.window_param:
             remedy = "lower slice_hours"
         else:
             remedy = "set from_param and to_param, then lower slice_hours"
@@ -251,6 +242,9 @@ class HttpJsonSource:
             params[cfg.from_param] = format_instant(lo_ms, cfg.window_format)
         if cfg.to_param and hi_ms is not None:
             params[cfg.to_param] = format_instant(hi_ms, cfg.window_format)
+        if cfg.window_param and lo_ms is not None and hi_ms is not None:
+            lo_text, hi_text = format_instant(lo_ms, cfg.window_format), format_instant(hi_ms, cfg.window_format)
+            params[cfg.window_param] = cfg.window_template.replace("{from}", lo_text).replace("{to}", hi_text)
         last: list[httpx.Response] = []
         fetcher = self._fetcher(last)
         page_no, offset = pg.first_page, 0
@@ -270,6 +264,8 @@ class HttpJsonSource:
                 query[pg.offset_param], query[pg.limit_param] = offset, pg.page_size
             body = await fetcher.get_json(organization, next_url or url, None if next_url else query, budget=budget)
             page = get_path(body, cfg.records_path)
+            if page is None and cfg.records_optional and isinstance(body, dict):
+                page = []
             if not isinstance(page, list):
                 where = f"at {cfg.records_path!r}" if cfg.records_path else "as the body"
                 raise MalformedResponse(
@@ -370,7 +366,7 @@ class HttpJsonSource:
                 yield page
                 gap = []
             start = max(start, resume.hi)
-        width = int(cfg.slice_hours * 3_600_000) if cfg.from_param else max(end - start, 1)
+        width = int(cfg.slice_hours * 3_600_000) if cfg.from_param or cfg.window_param else max(end - start, 1)
         for lo, hi in slices(start, end, width):
             if paged:
                 async for page in self._paged(organization, state, lo, hi, overlap, gap, None):

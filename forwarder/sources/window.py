@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forwarder.event import content_ids, format_ms, parse_ms
-from forwarder.mapping import entry_time, get_path
+from forwarder.mapping import entry_time, id_value
 from forwarder.sources.http import MalformedResponse
 
 
@@ -145,7 +145,7 @@ def with_occurrence(keys: list[str], seen: dict[str, int] | None = None) -> list
 
 
 def walk_keys(
-    items: list[Any], vendor: str, organization: str, id_field: str | None = None, id_prefix: str = "",
+    items: list[Any], vendor: str, organization: str, id_field: str | list[str] | None = None, id_prefix: str = "",
     twins: dict[str, int] | None = None,
 ) -> list[str]:  # fmt: skip
     """The key of each entry of one walk: ``id_prefix`` and the vendor's id at ``id_field`` where
@@ -155,7 +155,7 @@ def walk_keys(
     earlier pages of the walk (an id's versions are compared within ``items`` only)."""
     if not id_field:
         return with_occurrence(content_ids(vendor, organization, items), twins)
-    ids = [None if (ident := get_path(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
+    ids = [None if (ident := id_value(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
     unkeyed = [item for item, ident in zip(items, ids, strict=True) if ident is None]
     hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed), twins))
     versions: dict[str, list[Any]] = {}
