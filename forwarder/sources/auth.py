@@ -38,6 +38,11 @@ AuthType = Literal["none", "header", "bearer", "basic", "query", "jwt_bearer"]
 REFRESH_MARGIN_S = 60.0
 
 
+class PemSecret(SecretStr):
+    """A secret that spans lines (a PEM key): kept, scrubbed and never shown like any secret, but
+    exempt from the one-line rule of header secrets, since it never goes into a header."""
+
+
 class Auth(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
     type: AuthType = "none"
@@ -53,7 +58,7 @@ class Auth(SecretFilesModel):
         "token_uri); fills the three settings below.",
     )
     client_email: str | None = Field(None, description="type jwt_bearer: the assertion's issuer (iss).")
-    private_key: SecretStr | None = Field(
+    private_key: PemSecret | None = Field(
         None, description="type jwt_bearer: RSA private key, PEM; or private_key_file."
     )
     token_url: HttpUrl | None = Field(
@@ -68,6 +73,13 @@ class Auth(SecretFilesModel):
     def _service_account(cls, data: Any) -> Any:
         """A service-account key file fills the fields it holds; settings given beside it win.
         The file's content is never quoted: it holds the private key."""
+        if isinstance(data, dict) and data.get("private_key_file"):
+            data = dict(data)
+            path = Path(str(data.pop("private_key_file")))
+            try:
+                data.setdefault("private_key", path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                raise ValueError(f"cannot read private_key_file {path}") from None
         if not isinstance(data, dict) or not data.get("service_account_file"):
             return data
         path = Path(str(data["service_account_file"]))
@@ -101,7 +113,7 @@ class Auth(SecretFilesModel):
         return self
 
 
-def _load_key(pem: SecretStr | None) -> Any:
+def _load_key(pem: PemSecret | None) -> Any:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
