@@ -70,6 +70,9 @@ def config_entry(name: str, emulator: Emulator, url: str) -> tuple[str, dict[str
         }  # fmt: skip
     if isinstance(emulator, SplunkHecEmulator):
         return "sinks", {"splunk": {"type": "splunk_hec", "url": url, "token": emulator.tokens[0]}}
+    source_config = getattr(emulator, "source_config", None)
+    if callable(source_config):  # emulators that state their own entry (the presets')
+        return "sources", {name: source_config(url)}
     raise ValueError(f"no configuration entry for emulator {name}")
 
 

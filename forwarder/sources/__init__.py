@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from forwarder.presets import discover
 from forwarder.sources.base import Source, SourceConfig
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.presets import discover
 
 # The factory is typed so that mypy checks each class against the Source protocol.
 SOURCES: dict[str, tuple[type[SourceConfig], Callable[[str, Any], Source]]] = {

@@ -24,7 +24,7 @@ from pydantic import Field, create_model, model_validator
 
 from forwarder.sources.http_json import HttpJsonConfig
 
-PRESET_DIR = Path(__file__).resolve().parent
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 # Keys of a preset file that describe it rather than configure the source.
 META_KEYS = ("description",)
 
