@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,7 +20,7 @@ from forwarder.formats.ocsf import ocsf_event
 from forwarder.settings import ConfigError, load_settings
 from forwarder.sources import SOURCES, presets
 from forwarder.sources.http import SourceError
-from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 from forwarder.sources.window import walk_keys
 from tests.helpers.daemon import write_config
 from tests.helpers.emulators import EmulatorProcess, running
@@ -31,9 +31,13 @@ OCSF_CLASSES = {"okta": {3001, 3002, 3004, 3005, 3006}, "github": {3004, 3005, 3
                 "google_workspace": {3002, 3004, 3006, 6003}}  # fmt: skip
 
 
-def source(name: str, config: dict[str, Any]) -> HttpJsonSource:
+def preset(name: str, config: dict[str, Any]) -> HttpJsonConfig:
     model, _ = SOURCES[name]
-    return HttpJsonSource(name, model.model_validate(config))
+    return cast(HttpJsonConfig, model.model_validate(config))
+
+
+def source(name: str, config: dict[str, Any]) -> HttpJsonSource:
+    return HttpJsonSource(name, preset(name, config))
 
 
 async def drain(src: HttpJsonSource) -> list[tuple[Any, str]]:
@@ -73,14 +77,14 @@ def test_one_line_selects_a_preset_and_settings_override_it_key_by_key(tmp_path:
                              "mapping": {"category": {"const": "authentication"}}}},
         "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
     })  # fmt: skip
-    okta = load_settings(cfg).sources["okta"]
-    assert okta.type == "okta"
+    okta = cast(HttpJsonConfig, load_settings(cfg).sources["okta"])
+    assert str(okta.type) == "okta"
     assert okta.params == {"limit": 200}  # merged; null took sortOrder back out
-    assert okta.auth.type == "header" and okta.auth.scheme == "SSWS" and okta.auth.token is not None  # type: ignore[attr-defined]
-    spec = okta.mapping["category"]  # type: ignore[attr-defined]
+    assert okta.auth.type == "header" and okta.auth.scheme == "SSWS" and okta.auth.token is not None
+    spec = okta.mapping["category"]
     assert spec.const == "authentication" and spec.map is None  # one mapping field is replaced whole
-    assert okta.mapping["action"].path == "eventType"  # type: ignore[attr-defined]
-    assert okta.retention_days == 90 and okta.rate_limit.early_limit == 10  # type: ignore[attr-defined]
+    assert okta.mapping["action"].path == "eventType"
+    assert okta.retention_days == 90 and okta.rate_limit.early_limit == 10
 
 
 def test_a_preset_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
@@ -100,7 +104,7 @@ def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert list(found) == ["acme_idp"]
     config = found["acme_idp"].model_validate({"type": "acme_idp", "organizations": ["x.example"],
                                                "auth": {"token": "t"}})  # fmt: skip
-    assert config.type == "acme_idp" and config.id_field == "uuid"
+    assert str(config.type) == "acme_idp" and config.id_field == "uuid"
 
 
 # --- golden mappings -------------------------------------------------------------------------
@@ -108,8 +112,7 @@ def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.Mo
 def test_golden_mapping_and_ocsf_class(name: str) -> None:
     raw = json.loads((FIXTURES / name / "raw.json").read_text())
     expected = json.loads((FIXTURES / name / "expected.json").read_text())
-    model, _ = SOURCES[name]
-    config = model.model_validate({"type": name, "organizations": ["acme"], "auth": {"type": "bearer", "token": "t"}})
+    config = preset(name, {"type": name, "organizations": ["acme"], "auth": {"type": "bearer", "token": "t"}})
     src = HttpJsonSource(name, config)
     keys = walk_keys(raw, config.vendor, "acme", config.id_field, f"{config.vendor}:")
     observed = datetime(2026, 3, 1, tzinfo=UTC)
