@@ -147,6 +147,9 @@ class RateBudget:
                 return
             wait = self.reset_at - now
             if wait > self.settings.max_wait_s:
+                # forgotten, so the next poll asks and learns afresh: a garbled reset far ahead
+                # must not block this credential until a restart
+                self.remaining, self.reset_at = None, None
                 raise RateLimitWaitTooLong(
                     f"{vendor}'s rate limit for this credential is used up to rate_limit.early_limit="
                     f"{self.settings.early_limit} and resets in {wait:.0f}s, over rate_limit.max_wait_s="

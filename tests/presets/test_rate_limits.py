@@ -76,6 +76,7 @@ async def test_requests_in_flight_count_against_what_the_last_answer_said() -> N
     await budget.acquire("v", "o")  # two in flight: 3 - 2 = 1 left, the early limit
     with pytest.raises(SourceError, match="max_wait_s"):
         await budget.acquire("v", "o")
+    await budget.acquire("v", "o")  # forgotten once refused: the next poll asks and learns afresh
 
 
 # --- slowing down before running out ----------------------------------------------------------
