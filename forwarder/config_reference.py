@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from forwarder.delivery import RetrySettings
 from forwarder.settings import JournalSettings, LogSettings, MetricsSettings
 from forwarder.sources import SOURCES
+from forwarder.sources.presets import PresetConfig
 from sinks.registry import SINKS
 
 INTRO = """# Configuration reference
@@ -58,6 +59,15 @@ def _type(field: Any) -> str:
     return text.replace("|", "or")
 
 
+def preset_table(preset: dict[str, Any]) -> str:
+    """A preset's own values (its mapping summarized): the rest are ``http_json``'s defaults."""
+    rows = ["| key | preset value |", "| --- | --- |"]
+    for name, value in preset.items():
+        shown = f"{len(value)} fields (see the YAML file)" if name == "mapping" else f"`{value!r}`"
+        rows.append(f"| `{name}` | {shown.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
 def table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
@@ -87,7 +97,8 @@ def render() -> str:
     for kind, registry in (("source", SOURCES), ("sink", SINKS)):
         for type_name, (model, _) in sorted(registry.items()):
             doc = (model.__doc__ or "").strip()
-            parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{table(model)}\n")
+            body = preset_table(model.preset) if issubclass(model, PresetConfig) else table(model)
+            parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{body}\n")
     return "\n".join(parts)
 
 

@@ -8,8 +8,9 @@ cursor, published meanwhile) must deliver it, and nothing twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,14 +20,24 @@ from tests.presets.support import PRESETS, expected_keys, preset_source
 
 pytestmark = pytest.mark.integration
 
-LATE = {
+
+def _iso(ms: int) -> str:
+    return _iso(ms)
+
+
+def late_entry(name: str, ms: int) -> dict[str, Any]:
+    """An entry of ``name``'s shape that happened at ``ms``."""
+    return LATE[name](ms)
+
+
+LATE: dict[str, Callable[[int], dict[str, Any]]] = {
     "okta": lambda ms: {"uuid": "late-0000-4000-8000-000000000001", "eventType": "user.session.start",
-                        "published": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ms / 1000)),
+                        "published": _iso(ms),
                         "actor": {"id": "00u1", "type": "User", "alternateId": "late@example.com"},
                         "outcome": {"result": "SUCCESS"}, "_org": "acme"},
     "github": lambda ms: {"_document_id": "late-document-0001", "@timestamp": ms, "action": "org.add_member",
                           "actor": "late", "user": "newcomer", "_org": "octo-org"},
-    "google_workspace": lambda ms: {"id": {"time": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ms / 1000)),
+    "google_workspace": lambda ms: {"id": {"time": _iso(ms),
                                            "uniqueQualifier": "777", "applicationName": "login"},
                                     "actor": {"email": "late@example.com", "callerType": "USER"},
                                     "events": [{"type": "login", "name": "login_success"}]},
@@ -50,7 +61,7 @@ def test_preset_end_to_end_through_the_daemon_with_a_late_arrival(
     assert set(delivered_ids(tmp_path)) == want
 
     # an entry that happened five minutes ago, behind the cursor, shows up only now
-    late = LATE[name](int(time.time() * 1000) - 300_000)
+    late = late_entry(name, int(time.time() * 1000) - 300_000)
     emulator.control("POST", "entries", [late])
     once_ok(cfg)
     delivered = delivered_ids(tmp_path)
