@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _iso(ms: int) -> str:
-    return _iso(ms)
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ms / 1000))
 
 
 def late_entry(name: str, ms: int) -> dict[str, Any]:
