@@ -171,3 +171,20 @@ def test_google_quota_403_named_in_the_body_is_retried(tmp_path: Path) -> None:
         assert 403 in statuses(google)
     finally:
         google.stop()
+
+
+def test_every_dedicated_source_reads_rate_limits_through_the_shared_layer() -> None:
+    """The dedicated sources' fetchers get their credential's budget too (not only http_json)."""
+    from tests.reliability.conftest import codacy_source, codescoring_source, codestax_source, configcat_source
+
+    url = "http://127.0.0.1:9"
+    for make in (codacy_source, configcat_source, codescoring_source, codestax_source):
+        data = make(url)
+        model, factory = SOURCES[data["type"]]
+        cfg = model.model_validate(data)
+        src = factory(data["type"], cfg)
+        try:
+            fetcher = src.fetcher  # type: ignore[attr-defined]
+            assert fetcher.rate_limit is not None and fetcher.rate_limit is shared_budget(cfg), data["type"]
+        finally:
+            asyncio.run(src.close())
