@@ -30,17 +30,16 @@ import os
 import socket
 import time
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forwarder import metrics
-from forwarder.logs import THROTTLE, scrub_value
-
-if TYPE_CHECKING:
-    from forwarder.daemon import Daemon
+from forwarder.logs import THROTTLE
+from forwarder.redaction import scrub_value
+from forwarder.status import StatusView
 
 log = structlog.get_logger("forwarder.health")
 MAX_CONNECTIONS = 16  # a scraper and a health check or two; more wait in the listen backlog
@@ -56,10 +55,10 @@ REASONS = {
 }  # fmt: skip
 
 
-def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
-    """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests."""
+def report(daemon: StatusView, threshold: float) -> tuple[bool, dict[str, Any]]:
+    """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests; an
+    organization failing for over ``threshold`` seconds makes the daemon unready."""
     problems: list[str] = []
-    threshold = daemon.settings.metrics.source_failing_threshold_s
     journal_path = daemon.journal.path
     if not daemon.started:
         problems.append("the daemon has not finished starting")
@@ -101,8 +100,10 @@ class HealthServer:
     ``REQUEST_TIMEOUT_S``. An ``accept()`` that fails for lack of descriptors or memory is
     logged (rate-limited, no traceback) and accepting pauses with a growing back-off."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: StatusView, listen: tuple[str, int], failing_threshold_s: float) -> None:
         self.daemon = daemon
+        self.listen = listen  # ``metrics`` settings are restart-only: a reload never changes them
+        self.failing_threshold_s = failing_threshold_s
         self.sockets: list[socket.socket] = []
         self.address: str | None = None  # host:port actually listened on (port 0: the system's choice)
         self._accepting: set[asyncio.Task[None]] = set()
@@ -110,7 +111,7 @@ class HealthServer:
         self._slots: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
-        host, port = self.daemon.settings.metrics.host_port
+        host, port = self.listen
         try:
             self.sockets = await _listen(host, port)
         except OSError as exc:
@@ -198,9 +199,9 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await metrics.render()
+            return 200, CONTENT_TYPE_LATEST, await metrics.render(self.daemon)
         if path in ("/healthz", "/readyz"):
-            ready, body = report(self.daemon)
+            ready, body = report(self.daemon, self.failing_threshold_s)
             # scrubbed before encoding: JSON escapes a secret holding " or \ out of scrub's reach
             text = orjson.dumps(scrub_value(body), option=orjson.OPT_INDENT_2).decode() + "\n"
             status = 200 if path == "/healthz" or ready else 503
