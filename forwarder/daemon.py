@@ -96,9 +96,7 @@ class Daemon:
         self.started = False
         self.started_at = time.time()
         self.scheduler: AsyncIOScheduler | None = None
-        self.health = HealthServer(
-            self, settings.metrics.host_port, settings.metrics.source_failing_threshold_s
-        )  # fmt: skip
+        self.health = HealthServer(self)
         self._prune_task: asyncio.Task[None] | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()

@@ -55,10 +55,10 @@ REASONS = {
 }  # fmt: skip
 
 
-def report(daemon: StatusView, threshold: float) -> tuple[bool, dict[str, Any]]:
-    """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests; an
-    organization failing for over ``threshold`` seconds makes the daemon unready."""
+def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
+    """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests."""
     problems: list[str] = []
+    threshold = daemon.settings.metrics.source_failing_threshold_s
     journal_path = daemon.journal.path
     if not daemon.started:
         problems.append("the daemon has not finished starting")
@@ -100,10 +100,8 @@ class HealthServer:
     ``REQUEST_TIMEOUT_S``. An ``accept()`` that fails for lack of descriptors or memory is
     logged (rate-limited, no traceback) and accepting pauses with a growing back-off."""
 
-    def __init__(self, daemon: StatusView, listen: tuple[str, int], failing_threshold_s: float) -> None:
+    def __init__(self, daemon: StatusView) -> None:
         self.daemon = daemon
-        self.listen = listen  # ``metrics`` settings are restart-only: a reload never changes them
-        self.failing_threshold_s = failing_threshold_s
         self.sockets: list[socket.socket] = []
         self.address: str | None = None  # host:port actually listened on (port 0: the system's choice)
         self._accepting: set[asyncio.Task[None]] = set()
@@ -111,7 +109,7 @@ class HealthServer:
         self._slots: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
-        host, port = self.listen
+        host, port = self.daemon.settings.metrics.host_port
         try:
             self.sockets = await _listen(host, port)
         except OSError as exc:
@@ -201,7 +199,7 @@ class HealthServer:
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, await metrics.render(self.daemon)
         if path in ("/healthz", "/readyz"):
-            ready, body = report(self.daemon, self.failing_threshold_s)
+            ready, body = report(self.daemon)
             # scrubbed before encoding: JSON escapes a secret holding " or \ out of scrub's reach
             text = orjson.dumps(scrub_value(body), option=orjson.OPT_INDENT_2).decode() + "\n"
             status = 200 if path == "/healthz" or ready else 503

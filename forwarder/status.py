@@ -79,8 +79,26 @@ class JournalView(Protocol):
     async def journaled_at(self, seq: int) -> float | None: ...
 
 
+class MetricsView(Protocol):
+    @property
+    def host_port(self) -> tuple[str, int]: ...
+
+    @property
+    def source_failing_threshold_s(self) -> float: ...
+
+
+class SettingsView(Protocol):
+    """Of the settings, what the endpoints read (``metrics`` is restart-only)."""
+
+    @property
+    def metrics(self) -> MetricsView: ...
+
+
 class StatusView(Protocol):
     """The daemon as its endpoints see it; they read and never change it."""
+
+    @property
+    def settings(self) -> SettingsView: ...
 
     @property
     def started(self) -> bool: ...
