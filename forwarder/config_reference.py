@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from forwarder.delivery import RetrySettings
+from forwarder.retry import RetrySettings
 from forwarder.settings import JournalSettings, LogSettings, MetricsSettings
 from forwarder.sources import SOURCES
 from sinks.registry import SINKS

@@ -1,13 +1,14 @@
 """The daemon: wires configuration, journal, pollers and sink workers, and runs them.
 
 ``run_forever`` is the service (APScheduler polls each source on its interval with jitter;
-one worker task per sink drains the journal); ``run_once`` is one cycle of every source
-followed by delivering everything (for cron and the demo). Shutdown stops polling first,
-then gives each sink up to ``shutdown_timeout_s`` to finish its in-flight batch; whatever
-is not confirmed stays in the journal for the next start.
+one worker task per sink drains the journal); ``forwarder.once`` runs one cycle of every
+source followed by delivering everything (for cron and the demo) on the same lifecycle.
+Shutdown stops polling first, then gives each sink up to ``shutdown_timeout_s`` to finish its
+in-flight batch; whatever is not confirmed stays in the journal for the next start.
 
-``run_forever`` also serves metrics and health (``forwarder.health``), talks to systemd
-(``forwarder.systemd``) and reloads the configuration on SIGHUP (``reload``): sources and
+``run_forever`` also serves metrics and health (``forwarder.health``, given the daemon as a
+read-only ``forwarder.status.StatusView``), talks to systemd (``forwarder.systemd``) and
+reloads the configuration on SIGHUP (``reload``, planned by ``forwarder.reload``): sources and
 sinks whose configuration changed are replaced, the others keep running, and the journal
 and cursors are never touched, so a reload cannot lose or repeat anything a restart would not.
 A reload applies completely or not at all: a file that is invalid, or names a source or sink
@@ -24,19 +25,21 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from pydantic import BaseModel
 
-from forwarder import metrics, systemd
+from forwarder import systemd
+from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal import SqliteJournal
-from forwarder.logs import register_secrets, scrub, watch_loop
+from forwarder.journal.factory import JOURNAL_FILE
+from forwarder.logs import watch_loop
 from forwarder.polling import Poller
+from forwarder.redaction import register_secrets
+from forwarder.reload import ReloadPlan, plan
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings
 from forwarder.sources import SOURCES
@@ -48,8 +51,6 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger("forwarder.daemon")
-JOURNAL_FILE = "journal.sqlite3"
-RESTART_ONLY = ("state_dir", "journal", "metrics", "log")  # the rest of the settings apply at a reload
 
 
 def _tune_gc() -> None:
@@ -77,35 +78,10 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
 
 
-Built = TypeVar("Built")
-
-
-class BuildError(Exception):
-    """A constructor refused what validation let through (httpx refuses a token it cannot put
-    in a header, such as ``tök“en``); the message says so without a traceback."""
-
-
-def build(registry: Mapping[str, tuple[Any, Callable[[str, Any], Built]]], name: str, config: Any) -> Built:
-    """The source or sink ``config`` describes, from its registry (``SOURCES`` or ``SINKS``)."""
-    try:
-        built = registry[config.type][1](name, config)
-    except Exception as exc:
-        raise BuildError(scrub(f"cannot be built: {type(exc).__name__}: {exc}")) from None
-    for warning in config.transport_warnings():  # every start, reload, tool and check builds through here
-        log.warning(f"insecure transport: {warning}", component=name, type=config.type)
-    return built
-
-
-def _same(old: BaseModel, new: BaseModel) -> bool:
-    """Compares what the operator wrote: generated defaults (a HEC channel) differ per load."""
-    return type(old) is type(new) and old.model_dump(exclude_unset=True) == new.model_dump(exclude_unset=True)
-
-
 class Daemon:
     def __init__(self, settings: Settings, config_path: Path | None = None, *, once: bool = False) -> None:
         self.settings = settings
-        self.once = once  # ``run_once``: no next cycle, so logs must not promise one
-        self.summary: dict[str, Any] | None = None  # what ``run_once`` did, for the CLI's closing summary
+        self.once = once  # ``forwarder.once``: no next cycle, so logs must not promise one
         self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
         self.lock = StateLock(settings.state_dir)
@@ -125,7 +101,6 @@ class Daemon:
         self._watchdog_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        metrics.STATE.bind(self)
 
     @staticmethod
     def wall_time(loop_time: float | None) -> float | None:
@@ -267,7 +242,7 @@ class Daemon:
                 worker.flush()
 
     # --- modes ---------------------------------------------------------------------------------
-    def _install_signals(self) -> None:
+    def install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -294,7 +269,7 @@ class Daemon:
 
     async def run_forever(self) -> None:
         watch_loop()
-        self._install_signals()
+        self.install_signals()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         await self.start()
         from apscheduler.schedulers.asyncio import AsyncIOScheduler  # here: ``once`` needs no scheduler
@@ -345,7 +320,7 @@ class Daemon:
             log.error("cannot reload: the configuration file's path is unknown; restart instead")
             return False
         try:
-            await self._apply(await asyncio.to_thread(load_settings, self.config_path))
+            await self._apply(plan(self.settings, await asyncio.to_thread(load_settings, self.config_path)))
         except ConfigError as exc:
             log.error(
                 "configuration reload refused; the running configuration stays in force",
@@ -354,120 +329,19 @@ class Daemon:
             return False
         return True
 
-    async def _apply(self, new: Settings) -> None:
-        for key in RESTART_ONLY:
-            if getattr(new, key) != getattr(self.settings, key):
-                log.warning("this setting changes only on restart; keeping the running value", setting=key)
-        new = new.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY})
+    async def _apply(self, change: ReloadPlan) -> None:
+        new = change.settings
         register_secrets(collect_secrets(new))
-        old = self.settings
-        retry_changed = new.retry != old.retry
-        gone_sources = [n for n in old.sources if n not in new.sources or not _same(old.sources[n], new.sources[n])]
-        gone_sinks = [
-            n for n in old.sinks
-            if retry_changed or n not in new.sinks or not _same(old.sinks[n], new.sinks[n])
-        ]  # fmt: skip
-        added_sources = [n for n in new.sources if n in gone_sources or n not in old.sources]
-        added_sinks = [n for n in new.sinks if n in gone_sinks or n not in old.sinks]
-        pollers, workers = await self._build(new, added_sources, added_sinks)
+        pollers, workers = await self._build(new, change.added_sources, change.added_sinks)
         self.settings = new
-        await self._stop_sources(gone_sources)
-        await self._stop_sinks(gone_sinks)
+        await self._stop_sources(change.gone_sources)
+        await self._stop_sinks(change.gone_sinks)
         self.workers.update(workers)
         await self.journal.register_sinks(self.workers)
-        for name in added_sinks:
+        for name in change.added_sinks:
             self._start_worker(name)
         self.pollers.update(pollers)
-        for name in added_sources:
+        for name in change.added_sources:
             if self.scheduler is not None:
                 self._schedule(name, new.sources[name])
-        log.info(
-            "configuration reloaded",
-            sources_stopped=sorted(set(gone_sources) - set(added_sources)),
-            sources_started=sorted(set(added_sources) - set(gone_sources)),
-            sources_restarted=sorted(set(gone_sources) & set(added_sources)),
-            sinks_stopped=sorted(set(gone_sinks) - set(added_sinks)),
-            sinks_started=sorted(set(added_sinks) - set(gone_sinks)),
-            sinks_rebuilt=sorted(set(gone_sinks) & set(added_sinks)),
-        )
-
-    async def run_once(self, timeout_s: float = 600.0) -> int:
-        """Poll every source once, deliver everything, stop. Exit code 1 if anything failed.
-
-        ``timeout_s`` bounds the whole run: the polls, the wait for the sinks and the shutdown,
-        whose in-flight batches get what is left of it (at most ``shutdown_timeout_s``), so cron
-        can rely on it. What was not confirmed by then stays journaled for the next run."""
-        watch_loop()
-        began = time.monotonic()
-        deadline = began + timeout_s
-        self._install_signals()
-        await self.start()
-        ok = True
-        timed_out = False
-        workers = dict(self.workers)
-        try:
-            polls = [asyncio.create_task(self.poll(name)) for name in self.pollers]
-            done = await self._race(asyncio.gather(*polls), deadline - time.monotonic())
-            ok = bool(done) and all(done)
-            timed_out = done is None and not self.stopping.is_set()
-            while not self.stopping.is_set():
-                active = [w for w in self.workers.values() if w.status.state != "stopped"]
-                if all(w.caught_up for w in active):
-                    break
-                if time.monotonic() >= deadline:
-                    timed_out = True
-                    break
-                await asyncio.sleep(0.05)
-            for name, worker in self.workers.items():
-                if worker.status.state == "stopped" or not worker.caught_up:
-                    log.error("sink did not deliver everything", sink=name, **worker.describe())
-                    ok = False
-                if worker.status.dead_lettered:
-                    ok = False
-            sources = self._sources_summary()
-            states = {name: worker.status.state for name, worker in workers.items()}  # shutdown makes them idle
-        finally:
-            await self.stop(sinks_timeout_s=deadline - time.monotonic())
-        if timed_out:
-            log.error("once: the timeout ended the run; what was not delivered stays journaled", timeout_s=timeout_s)
-        self.summary = {
-            "ok": ok and not timed_out,
-            "timed_out": timed_out,
-            "interrupted": self.stopping.is_set(),
-            "timeout_s": timeout_s,
-            "elapsed_s": round(time.monotonic() - began, 3),
-            "sources": sources,
-            "sinks": [self._sink_summary(name, worker, states[name]) for name, worker in workers.items()],
-        }
-        return 0 if ok and not timed_out else 1
-
-    def _sources_summary(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "source": name, "organization": org,
-                "state": "unfinished" if status.state == "polling" else status.state,
-                "events": status.events, "pages": status.pages, "quarantined": status.quarantined,
-                "failures": status.failures, "error": status.error and scrub(status.error),  # printed, not logged
-            }
-            for name, poller in self.pollers.items()
-            for org, status in poller.status.items()
-        ]  # fmt: skip
-
-    def _sink_summary(self, name: str, worker: SinkWorker, state: str) -> dict[str, Any]:
-        return {
-            "sink": name, "state": "stopped" if worker.status.state == "stopped" else state,
-            "delivered": worker.status.delivered,
-            "pending": max(0, self.journal.head - worker.offset), "dead_lettered": worker.status.dead_lettered,
-            "filtered": worker.status.filtered, "error": worker.status.error and scrub(worker.status.error),
-        }  # fmt: skip
-
-    async def _race(self, work: Any, timeout_s: float) -> Any:
-        stop = asyncio.create_task(self.stopping.wait())
-        task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait({task, stop}, timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return None
+        change.log_applied()

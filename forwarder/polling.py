@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,22 +25,11 @@ from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
 from forwarder.sources.window import clock_step, now_ms
+from forwarder.status import OrgStatus
 
 log = structlog.get_logger("forwarder.polling")
 _CONSUMED: tuple[Any, str] = (None, "")
 YIELD_EVERY = 2_000  # entries normalized between two turns of the event loop (~30 ms)
-
-
-@dataclass
-class OrgStatus:
-    state: str = "idle"  # idle, polling, ok, failed, paused
-    error: str | None = None
-    last_success: float | None = None
-    events: int = 0
-    pages: int = 0
-    quarantined: int = 0
-    failures: int = 0
-    failing_since: float | None = None
 
 
 class Poller:

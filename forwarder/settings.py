@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from forwarder.delivery import RetrySettings
+from forwarder.retry import RetrySettings
 from forwarder.secrets import collect_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig

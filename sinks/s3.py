@@ -46,8 +46,8 @@ from pydantic import Field, field_validator, model_validator
 
 from forwarder.event import format_ms
 from forwarder.formats import get_formatter
-from forwarder.http_shared import parse_retry_after
 from forwarder.record import Record
+from forwarder.retry import parse_retry_after
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (

@@ -34,8 +34,9 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.formats import JSON_FORMATS, get_formatter
-from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
+from forwarder.http_shared import HttpUrl, read_at_most
 from forwarder.record import Record
+from forwarder.retry import parse_retry_after
 from sinks.base import (
     DeliveryReport,
     FatalSinkError,

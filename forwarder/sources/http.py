@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -18,10 +18,8 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from forwarder import lenient_json, metrics
-from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
-
-if TYPE_CHECKING:
-    from forwarder.sources.walk import WalkBudget
+from forwarder.http_shared import read_at_most
+from forwarder.retry import BackoffWait, parse_retry_after
 
 log = structlog.get_logger("forwarder.http")
 
@@ -36,6 +34,13 @@ HINTS = {
 # An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
 # error page from costing more than this, and a longer one is simply not quoted.
 ERROR_BODY_BYTES = 64 * 1024
+
+
+class Budget(Protocol):
+    """What one walk may hold (``forwarder.sources.walk.WalkBudget``): each complete answer is
+    charged to it. A protocol, so that this layer needs nothing of the walk's module."""
+
+    def charge(self, size: int) -> None: ...
 
 
 class SourceError(Exception):
@@ -133,7 +138,7 @@ class HttpFetcher:
         self.timeout_s = timeout_s
 
     async def get_json(
-        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: Budget | None = None
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
@@ -177,7 +182,7 @@ class HttpFetcher:
         return max(phases) if phases else None
 
     async def _once(
-        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: Budget | None = None
     ) -> Any:
         deadline = self._deadline()
         if self.before_attempt is not None:

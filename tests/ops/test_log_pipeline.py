@@ -112,7 +112,8 @@ def test_the_event_loops_reports_warnings_and_a_crash_are_json_and_redacted() ->
     """An exception no task retrieved reached stderr as asyncio's plain-text traceback."""
     code = (
         "import asyncio, gc, warnings\n"
-        "from forwarder.logs import configure_logging, register_secrets, watch_loop\n"
+        "from forwarder.logs import configure_logging, watch_loop\n"
+        "from forwarder.redaction import register_secrets\n"
         "register_secrets({'loop-secret-987'})\n"
         "configure_logging('info', 'json')\n"
         "async def boom():\n"

@@ -19,10 +19,11 @@ import pytest
 from structlog.testing import capture_logs
 
 import forwarder.health as health_endpoint
-from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.delivery import SinkWorker
 from forwarder.journal import SqliteJournal
-from forwarder.logs import register_secrets
 from forwarder.record import Record
+from forwarder.redaction import register_secrets
+from forwarder.retry import RetrySettings
 from forwarder.settings import Settings
 from sinks.file import FileSinkConfig
 from tests.helpers.daemon import read_ndjson, write_config

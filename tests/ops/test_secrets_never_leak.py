@@ -154,7 +154,8 @@ def test_the_scan_itself_finds_a_secret(tmp_path: Path) -> None:
     assert not scan({"x": "nothing to see"})
     # the redaction processor, end to end in a child process: a secret in an exception is masked
     code = (
-        "from forwarder.logs import configure_logging, register_secrets\n"
+        "from forwarder.logs import configure_logging\n"
+        "from forwarder.redaction import register_secrets\n"
         "import structlog\n"
         f"register_secrets({{{WRONG_HEC!r}}})\n"
         "configure_logging('info', 'json')\n"
