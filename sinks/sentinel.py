@@ -256,7 +256,7 @@ class SentinelSink:
         self._client: httpx.AsyncClient | None = None
         self._certificate: Certificate | None = None
         self.tokens = TokenCache(self._fetch_token, config.token_refresh_margin_s)
-        self._confirmed: set[int] = set()  # seqs of the current batch that Azure already took
+        self._confirmed: set[tuple[int, str]] = set()  # (seq, id) of the current batch Azure already took
 
     def __repr__(self) -> str:
         return f"SentinelSink(name={self.name!r}, endpoint={self.config.endpoint!r})"
@@ -300,10 +300,10 @@ class SentinelSink:
     # --- delivery --------------------------------------------------------------------------
     async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
         report = DeliveryReport()
-        self._confirmed &= {record.seq for record in batch}
+        self._confirmed &= {(record.seq, record.event_id) for record in batch}
         rows: list[_Row] = []
         for record in batch:
-            if record.seq in self._confirmed:
+            if (record.seq, record.event_id) in self._confirmed:
                 continue
             try:
                 data = self._row(record)
@@ -382,7 +382,7 @@ class SentinelSink:
         body = b"[" + b",".join(row.data for row in rows) + b"]"
         answer = await self._upload(body)
         if 200 <= answer.status < 300:
-            self._confirmed.update(row.record.seq for row in rows)
+            self._confirmed.update((row.record.seq, row.record.event_id) for row in rows)
             return
         if answer.status == 413:
             if len(rows) == 1:

@@ -389,6 +389,23 @@ def test_config_validation() -> None:
     assert SentinelSinkConfig(**(base | {"client_secret": None, "certificate_file": "/c.pem"})).certificate_file
 
 
+def test_client_secret_file_form(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text(CLIENT_SECRET + "\n")
+    base = {k: v for k, v in settings("https://dce.example").items() if k != "client_secret"}
+    config = SentinelSinkConfig(**(base | {"client_secret_file": str(tmp_path / "secret")}))
+    assert config.client_secret is not None and config.client_secret.get_secret_value() == CLIENT_SECRET
+
+
+async def test_the_printed_emulator_entry_reaches_the_receiver(azure: Receiver) -> None:
+    from forwarder.emulators.__main__ import config_entry
+    from forwarder.emulators.sentinel import SentinelEmulator
+
+    section, entry = config_entry("sentinel", SentinelEmulator(), azure.url)
+    assert section == "sinks"
+    sink = SentinelSink("sentinel", SentinelSinkConfig(**entry["sentinel"]))
+    assert await sink.send(records(1)) is None and ids(azure.rows()) == ["codacy:0000"]
+
+
 # --- the receiver's protocol -----------------------------------------------------------------
 def test_receiver_token_and_ingestion_codes(azure: Receiver) -> None:
     token = azure.token()
@@ -437,9 +454,9 @@ def delivered(azure: Receiver) -> list[str]:
 def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
     tmp_path: Path, codacy: EmulatorProcess, azure: Receiver
 ) -> None:
-    # short-lived tokens (refreshed at half life), a receiver taking at most ~6 KB per request
-    # against the sink's 1 MB (so 413s and splits), and a storm of 429s with Retry-After
-    azure.config(token_lifetime_s=4, max_body_bytes=6000)
+    # a receiver taking at most 3 KB per request against the sink's 1 MB (so 413s and splits),
+    # a storm of 429s with Retry-After, later a revocation of the token in use and 503s
+    azure.config(max_body_bytes=3000)
     azure.fault(status=429, retry_after="1", count=6, path_contains=INGEST)
     cfg = make_config(tmp_path, codacy_source(codacy.url), {"sentinel": sentinel_sink(azure.url, batch_max_events=50)})
     daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
@@ -459,9 +476,11 @@ def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
     got = delivered(azure)
     assert set(got) == want  # none lost, none under another id
     statuses = azure.statuses()
-    assert statuses.count(429) >= 6 and 413 in statuses and 401 in statuses and 503 in statuses
-    assert len(azure.token_requests()) >= 2  # a new token after the revocation (and at half life)
-    assert all(b["uncompressed"] <= 6000 for b in azure.batches())
+    assert statuses.count(429) >= 6, statuses
+    assert 413 in statuses, statuses
+    assert 401 in statuses and 503 in statuses, statuses
+    assert len(azure.token_requests()) == 2  # the first, and a new one after the revocation
+    assert all(b["uncompressed"] <= 3000 for b in azure.batches())
     logs = daemon.logs()
     assert "sink delivery failed, retrying" in logs and CLIENT_SECRET not in logs
 
