@@ -303,7 +303,6 @@ async def test_token_is_refreshed_before_it_expires(monkeypatch: pytest.MonkeyPa
     assert await cache.get() == "t1"
     clock[0] += 1  # 300 s before expiry
     assert await cache.get() == "t2"
-    short = TokenCache(fetch, margin_s=300)
 
     async def fetch_short() -> tuple[str, float]:
         return "s", 60.0
