@@ -21,11 +21,12 @@ from forwarder.emulators.codacy import CodacyEmulator
 from forwarder.emulators.codescoring import CodescoringEmulator
 from forwarder.emulators.codestax import DEFAULT_ORG, CodeStaxEmulator, api_key_for
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
+from forwarder.emulators.sentinel import SentinelEmulator, sentinel_entry
 from forwarder.emulators.splunk_hec import SplunkHecEmulator
 
 PROG = "python -m forwarder.emulators"
 DEFAULT_ENTRIES = 100  # per organization: enough for several pages, quick to generate
-RECEIVERS = {"splunk_hec"}  # they receive events instead of serving them: nothing to generate
+RECEIVERS = {"splunk_hec", "sentinel"}  # they receive events instead of serving them: nothing to generate
 
 EPILOG = """\
 examples:
@@ -70,6 +71,8 @@ def config_entry(name: str, emulator: Emulator, url: str) -> tuple[str, dict[str
         }  # fmt: skip
     if isinstance(emulator, SplunkHecEmulator):
         return "sinks", {"splunk": {"type": "splunk_hec", "url": url, "token": emulator.tokens[0]}}
+    if isinstance(emulator, SentinelEmulator):
+        return "sinks", {"sentinel": sentinel_entry(emulator, url)}
     raise ValueError(f"no configuration entry for emulator {name}")
 
 
