@@ -117,8 +117,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms
 from forwarder.formats import JSON_FORMATS, get_formatter
-from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
+from forwarder.http_shared import HttpUrl, read_at_most
 from forwarder.record import Record
+from forwarder.retry import parse_retry_after
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, gzip_compress
 from sinks.sentinel_auth import AADSTS_HINTS, ASSERTION_TYPE, Certificate, CredentialError, TokenCache, load_certificate
 
