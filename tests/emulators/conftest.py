@@ -14,7 +14,7 @@ from openapi_core import OpenAPI
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from openapi_core.testing import MockRequest, MockResponse
 
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
 
 # CI clones the repository as <dir>/main with the research material in <dir>/shared.
 SPECS = Path(__file__).parents[2] / ".." / "shared" / "vendor-specs"

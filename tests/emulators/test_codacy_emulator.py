@@ -11,7 +11,7 @@ import pytest
 
 from forwarder.event import parse_time
 from tests.emulators.conftest import Start, Validate
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

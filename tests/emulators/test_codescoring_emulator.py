@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.emulators.conftest import Start
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

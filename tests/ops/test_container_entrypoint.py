@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import REPO_ROOT, daemon, free_port, health, wait_for
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

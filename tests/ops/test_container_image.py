@@ -26,9 +26,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import REPO_ROOT, free_port, get, wait_for
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = [
     pytest.mark.integration,

@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 from forwarder import logs
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
 from sinks.syslog.transport import _UdpProtocol
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import running
 from tests.ops.support import REPO_ROOT, daemon, free_port, get, metric, wait_for
 from tests.ops.test_metrics_health import logged_port
 from tests.sources.test_http_json import configcat_as_http_json
+from tests.support.daemon import cli, write_config
+from tests.support.emulators import running
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from forwarder.logs import register_secrets
 from forwarder.record import Record
 from forwarder.settings import Settings
 from sinks.file import FileSinkConfig
-from tests.helpers.daemon import read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import DaemonProcess, daemon, free_port, get, health, metric, unready, wait_for
+from tests.support.daemon import read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacySource
 from sinks.registry import SINKS
 from sinks.syslog.sink import SyslogSink
-from tests.helpers.daemon import cli, read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.ops.support import daemon, free_port, health, wait_for
+from tests.support.daemon import cli, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.moto_server import MotoServer
 from tests.ops.support import DaemonProcess, daemon, free_port, get, unready, wait_for
+from tests.support.daemon import cli, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.moto_server import MotoServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from forwarder import systemd
-from tests.helpers.daemon import write_config
 from tests.ops.support import REPO_ROOT, daemon, wait_for
+from tests.support.daemon import write_config
 
 UNIT = REPO_ROOT / "systemd" / "audit-forwarder.service"
 MAX_EXPOSURE = 2.0

@@ -27,8 +27,8 @@ from forwarder.emulators.configcat import DEFAULT_ORG_ID as CONFIGCAT_ORG
 from forwarder.emulators.configcat import DEFAULT_PASSWORD as CONFIGCAT_PASSWORD
 from forwarder.emulators.configcat import DEFAULT_USER as CONFIGCAT_USER
 from forwarder.event import content_id
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.daemon import cli, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 TOKEN = "codacy-test-token"
 ORGS = ["gh/acme", "gl/globex"]

@@ -20,10 +20,10 @@ from typing import Any
 import boto3
 import orjson
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running, stop_emulator
-from tests.helpers.moto_server import MotoServer
-from tests.helpers.rsyslog import Rsyslog
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running, stop_emulator
+from tests.support.moto_server import MotoServer
+from tests.support.rsyslog import Rsyslog
 
 HEC_TOKEN = "hec-test-token"
 AWS_ENV = {

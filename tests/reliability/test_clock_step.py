@@ -21,8 +21,6 @@ from forwarder.polling import Poller
 from forwarder.sources import window
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.window import WindowCursor
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
 from tests.ops.support import free_port, get, health, metric
 from tests.reliability.conftest import (
     LoggedDaemon,
@@ -33,6 +31,8 @@ from tests.reliability.conftest import (
     wait_until,
 )
 from tests.reliability.test_hostile_input import codacy_entry
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess
 
 DAY_MS = 86_400_000
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, start
-from tests.helpers.emulators import EmulatorProcess
 from tests.reliability.conftest import VENDORS, Figures, expected_ids, make_config, vm_hwm_kb
 from tests.reliability.receivers import AWS_ENV, Receivers
+from tests.support.daemon import cli, start
+from tests.support.emulators import EmulatorProcess
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 
 from forwarder.chunks import JournalEntry
 from forwarder.journal import SqliteState
-from tests.helpers.daemon import cli
 from tests.reliability.conftest import Figures, codacy_source, file_sink, make_config
+from tests.support.daemon import cli
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,6 @@ import orjson
 import pytest
 
 from forwarder.emulators.codacy import parse_timestamp
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.reliability.conftest import (
     ORGS,
     Figures,
@@ -29,6 +27,8 @@ from tests.reliability.conftest import (
     vm_hwm_kb,
     wait_until,
 )
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

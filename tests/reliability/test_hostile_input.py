@@ -32,8 +32,6 @@ from forwarder.record import Record
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.http import SourceError
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
 from tests.reliability.conftest import (
     TOKEN,
     Figures,
@@ -44,6 +42,8 @@ from tests.reliability.conftest import (
     make_config,
     wait_until,
 )
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess
 
 OBSERVED = datetime(2024, 6, 1, tzinfo=UTC)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

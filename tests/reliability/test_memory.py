@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from forwarder import daemon
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.reliability.conftest import (
     Figures,
     LoggedDaemon,
@@ -25,6 +24,7 @@ from tests.reliability.conftest import (
     vm_hwm_kb,
     wait_until,
 )
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
 from tests.reliability.conftest import (
     ORGS,
     Figures,
@@ -28,6 +26,8 @@ from tests.reliability.conftest import (
     wait_until,
 )
 from tests.reliability.receivers import events_in_hec, free_port, hec_on_port, hec_sink
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ def test_receiver_outage_grows_only_its_lag_and_recovers_everything(
 def test_journal_cap_pauses_polling_and_drops_nothing(
     tmp_path: Path, cleanup: list[EmulatorProcess | LoggedDaemon], figures: Figures
 ) -> None:
-    from tests.helpers.emulators import running
+    from tests.support.emulators import running
 
     codacy = running("codacy", entries=150, options={"orgs": ORGS, "span_s": 2 * 86400})
     cleanup.append(codacy)

@@ -19,8 +19,8 @@ from forwarder.mapping import Mapper, match_glob
 from forwarder.sources.configcat import MAPPING
 from forwarder.sources.http import MalformedResponse
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
-from tests.helpers.daemon import cli, read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.daemon import cli, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 COMMON = {"lag_s": 0, "overlap_s": 600, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
 

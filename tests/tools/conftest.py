@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.daemon import cli, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 ORGS = ["gh/acme", "gl/globex"]
 

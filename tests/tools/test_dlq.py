@@ -10,8 +10,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers.daemon import cli, read_ndjson
-from tests.helpers.emulators import EmulatorProcess
+from tests.support.daemon import cli, read_ndjson
+from tests.support.emulators import EmulatorProcess
 from tests.tools.conftest import ORGS, json_of, make_config
 
 

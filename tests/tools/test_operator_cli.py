@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess
 from tests.tools.conftest import make_config
 
 AUDIT_FORWARDER = str(Path(sys.executable).parent / "audit-forwarder")

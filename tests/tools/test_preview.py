@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 
 from forwarder.event import content_id
-from tests.helpers.daemon import cli
-from tests.helpers.emulators import EmulatorProcess
+from tests.support.daemon import cli
+from tests.support.emulators import EmulatorProcess
 from tests.tools.conftest import ORGS, json_of, make_config
 
 

@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers.daemon import cli, read_ndjson, start
-from tests.helpers.emulators import EmulatorProcess
+from tests.support.daemon import cli, read_ndjson, start
+from tests.support.emulators import EmulatorProcess
 from tests.tools.conftest import json_of, make_config
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.state_lock import LOCK_FILE, StateLock
-from tests.helpers.daemon import cli
+from tests.support.daemon import cli
 from tests.tools.conftest import make_config
 
 OTHER_UID = 4242

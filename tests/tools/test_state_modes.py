@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import cli, read_ndjson, start
-from tests.helpers.emulators import EmulatorProcess
+from tests.support.daemon import cli, read_ndjson, start
+from tests.support.emulators import EmulatorProcess
 from tests.tools.conftest import make_config
 
 
