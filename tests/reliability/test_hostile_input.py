@@ -32,18 +32,12 @@ from forwarder.record import Record
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.http import SourceError
-from tests.reliability.conftest import (
-    TOKEN,
-    Figures,
-    LoggedDaemon,
-    codacy_source,
-    expected_ids,
-    file_sink,
-    make_config,
-    wait_until,
-)
-from tests.support.daemon import read_ndjson
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
 from tests.support.emulators import EmulatorProcess
+from tests.support.figures import Figures
+from tests.support.vendors import TOKEN, codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
 OBSERVED = datetime(2024, 6, 1, tzinfo=UTC)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -212,12 +206,12 @@ def test_daemon_survives_garbage_over_http_and_loses_nothing(
         fault["path_contains"] = "gh/acme/audit"
     codacy.control("POST", "faults", [fault for _, fault, _ in FAULTS])
     cfg = make_config(tmp_path, codacy_source(codacy.url, max_attempts=1), {"file": file_sink(out)})
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
         wait_until("every entry once the garbage stopped",
-                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.logs)  # fmt: skip
-        logs = daemon.logs()
+                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.log)  # fmt: skip
+        logs = daemon.log()
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
+
+from tests.support.processes import REPO_ROOT, kill_process, stop_process
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
@@ -59,3 +64,62 @@ def once_ok(cfg: Path, code: int = 0) -> str:
     result = cli(cfg, "once")
     assert result.returncode == code, result.stderr
     return result.stderr
+
+
+class DaemonProcess:
+    """``audit-forwarder run`` (or ``cmd``) with stdout and stderr in a file: a pipe nobody
+    reads would fill up and block the daemon in a long test."""
+
+    def __init__(
+        self, config: Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+        cmd: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        self.log_path = log_path
+        command = cmd or [sys.executable, "-m", "forwarder", "-c", str(config), *(args or ("run",))]
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as systemd would; returns the exit code (0 is a clean shutdown)."""
+        code = stop_process(self.process, timeout)
+        if code is None:
+            raise AssertionError("daemon did not stop within its shutdown timeout")
+        return code
+
+    def kill(self) -> None:
+        """For ``finally`` blocks: a test that failed mid-way must not leave the daemon running."""
+        kill_process(self.process)
+
+    def crashed(self) -> bool:
+        """Died on its own, or logged an unhandled exception's traceback."""
+        return self.process.poll() is not None or "Traceback" in self.log()
+
+
+
+
+@contextmanager
+def daemon(
+    config: Path, *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None
+) -> Iterator[DaemonProcess]:
+    """A ``DaemonProcess`` whose log sits beside ``config``, stopped (SIGTERM, then SIGKILL)
+    when the block ends."""
+    process = DaemonProcess(config, config.parent / f"daemon-{time.monotonic_ns()}.log", *args, env=env, cmd=cmd)
+    try:
+        yield process
+    finally:
+        stop_process(process.process)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -135,13 +134,6 @@ class Receivers:
                 body = client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
                 events.extend(orjson.loads(line) for line in gzip.decompress(body).splitlines() if line)
         return events
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def hec_on_port(port: int) -> EmulatorProcess:
