@@ -20,10 +20,9 @@ from structlog.testing import capture_logs
 from forwarder import logs
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
 from sinks.syslog.transport import _UdpProtocol
-from tests.ops.test_metrics_health import logged_port
 from tests.support.daemon import cli, daemon, write_config
 from tests.support.emulators import running
-from tests.support.health import get, metric
+from tests.support.health import get, logged_port, metric
 from tests.support.ports import free_port
 from tests.support.processes import REPO_ROOT
 from tests.support.vendors import configcat_as_http_json

@@ -25,9 +25,9 @@ from forwarder.logs import register_secrets
 from forwarder.record import Record
 from forwarder.settings import Settings
 from sinks.file import FileSinkConfig
-from tests.support.daemon import DaemonProcess, daemon, read_ndjson, write_config
+from tests.support.daemon import daemon, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
-from tests.support.health import get, health, metric, unready
+from tests.support.health import get, health, logged_port, metric, unready
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
@@ -186,14 +186,6 @@ async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> No
     retried = [e for e in logs if e["event"] == "sink delivery failed, retrying"]
     assert [e["error"] for e in retried] == ["KeyError: 'weird'"]  # was only "'weird'"
     assert worker.status.dead_lettered == 1
-
-
-def logged_port(proc: DaemonProcess) -> int | None:
-    """The port the start-up line names (``metrics.listen`` with port 0)."""
-    for line in proc.log().splitlines():
-        if line.startswith("{") and "serving /metrics" in line:
-            return int(orjson.loads(line)["port"])
-    return None
 
 
 def non_json_lines(text: str) -> list[str]:

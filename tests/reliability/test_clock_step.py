@@ -21,11 +21,11 @@ from forwarder.polling import Poller
 from forwarder.sources import window
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.window import WindowCursor
-from tests.reliability.test_hostile_input import codacy_entry
 from tests.support.config import file_sink, make_config
 from tests.support.daemon import DaemonProcess, read_ndjson
 from tests.support.emulators import EmulatorProcess
 from tests.support.health import get, health, metric
+from tests.support.hostile import codacy_entry
 from tests.support.ports import free_port
 from tests.support.vendors import codacy_source, expected_ids
 from tests.support.waiting import wait_until

@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.support.daemon import DaemonProcess
+
 
 def get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=5)
@@ -36,3 +38,11 @@ def unready(port: int) -> tuple[int, dict[str, Any]] | None:
     """For ``wait_until``: the /readyz answer once it is 503."""
     answer = health(port, "/readyz")
     return answer if answer[0] == 503 else None
+
+
+def logged_port(proc: DaemonProcess) -> int | None:
+    """The port the start-up line names (``metrics.listen`` with port 0)."""
+    for line in proc.log().splitlines():
+        if line.startswith("{") and "serving /metrics" in line:
+            return int(orjson.loads(line)["port"])
+    return None
