@@ -29,7 +29,6 @@ plausible_entries = st.dictionaries(st.sampled_from(VENDOR_KEYS), json_values, m
 entries = plausible_entries | json_values
 
 
-
 def codacy_entry(ts_ms: int) -> dict[str, Any]:
     return {"actor": {"email": "a@example.com"}, "action": "user.login", "result": "succeed",
             "timestamp": format_timestamp(ts_ms)}  # fmt: skip
