@@ -110,8 +110,6 @@ class DaemonProcess:
         return self.process.poll() is not None or "Traceback" in self.log()
 
 
-
-
 @contextmanager
 def daemon(
     config: Path, *args: str, env: dict[str, str] | None = None, cmd: list[str] | None = None
