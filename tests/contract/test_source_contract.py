@@ -115,6 +115,8 @@ async def test_the_cursor_is_json_and_resumes_where_the_walk_stopped(vendor: Run
         done = await walk(source)
         for page in done.pages:
             assert json.loads(json.dumps(page.cursor)) == page.cursor, "a cursor must be plain JSON"
+            # the clock-step check and the cursor-lag metric read it (forwarder.sources.window)
+            assert isinstance(page.cursor.get("watermark_ms"), int), page.cursor
         cursor = json.loads(json.dumps(done.pages[-1].cursor))  # as the journal stores it
         assert (await walk(source, cursor)).events == [], "resuming from the cursor read entries again"
         added = vendor.emulator.control("POST", "entries", {"generate": 3, "span_s": 1})
