@@ -30,9 +30,7 @@ def cleanup() -> Iterator[list[EmulatorProcess | DaemonProcess]]:
     yield started
     for item in reversed(started):
         if isinstance(item, DaemonProcess):
-            if item.alive():
-                item.process.kill()
-                item.process.wait(timeout=10)
+            item.kill()
         else:
             item.stop()
 
