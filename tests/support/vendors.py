@@ -54,7 +54,8 @@ def source_entry(
 
 
 def codacy_source(url: str, **overrides: Any) -> dict[str, Any]:
-    return source_entry("codacy", url, ORGS, **overrides)
+    """Both organizations of ORGS, unless ``overrides`` names others."""
+    return {**source_entry("codacy", url, ORGS), **overrides}
 
 
 @dataclass(frozen=True)
