@@ -69,6 +69,10 @@ def entra_error(status: int, error: str, code: int, text: str) -> Response:
 
 class SentinelEmulator(Emulator):
     name = "sentinel"
+    sink_type = "sentinel"
+
+    def sink_config(self, url: str) -> dict[str, Any]:
+        return sentinel_entry(self, url)
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,7 +19,7 @@ from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, load_settings
 from sinks.base import DeliveryReport
 from sinks.file import FileSinkConfig
-from tests.helpers.daemon import cli, write_config
+from tests.support.daemon import cli, write_config
 
 TOKEN = "env-token-3f9d1c0b"
 HEADER = "hdr-value-8c2e7a41"

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.moto_server import MotoServer
-from tests.ops.support import DaemonProcess, daemon, free_port, get, unready, wait_for
+from tests.support.daemon import DaemonProcess, cli, daemon, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import get, unready
+from tests.support.moto_server import MotoServer
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -125,12 +127,12 @@ def test_no_secret_reaches_logs_metrics_health_files_or_state_show(
         assert expected in once.stderr, f"{expected!r} not in the log:\n{once.stderr[-3000:]}"
 
     with daemon(cfg, "--log-level", "debug", "run", env=env) as proc:
-        status, _ = wait_for("readyz to report the failures", lambda: unready(port))
+        status, _ = wait_until("readyz to report the failures", lambda: unready(port))
         assert status == 503
         codacy.control("POST", "entries", {"generate": 3, "orgs": ["gh/acme"], "span_s": 1})
         for sink in ("hec", "s3", "syslog", "file"):
             marker = f'"sink":"{sink}"'
-            wait_for(f"sink {sink} to fail", partial(contains, proc, marker))
+            wait_until(f"sink {sink} to fail", partial(contains, proc, marker))
         for path in ("/metrics", "/healthz", "/readyz"):
             outputs[path] = get(f"http://127.0.0.1:{port}{path}").text
         assert "refused" in outputs["/readyz"] and "audit_forwarder_sink_stopped" in outputs["/metrics"]

@@ -29,7 +29,7 @@ from forwarder.event import make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

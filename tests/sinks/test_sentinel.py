@@ -25,9 +25,11 @@ from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.sentinel import SentinelSink, SentinelSinkConfig
 from sinks.sentinel_auth import TokenCache
-from tests.helpers.daemon import cli
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.reliability.conftest import ORGS, LoggedDaemon, codacy_source, expected_ids, make_config, wait_until
+from tests.support.config import make_config
+from tests.support.daemon import DaemonProcess, cli
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.vendors import ORGS, codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -458,7 +460,7 @@ def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
     azure.config(max_body_bytes=3000)
     azure.fault(status=429, retry_after="1", count=6, path_contains=INGEST)
     cfg = make_config(tmp_path, codacy_source(codacy.url), {"sentinel": sentinel_sink(azure.url, batch_max_events=50)})
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
         wait_until("the first events", lambda: set(delivered(azure)) & want != set(), detail=daemon.logs)
@@ -469,7 +471,7 @@ def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
         wait_until("every event", lambda: set(delivered(azure)) >= want, timeout=90, detail=daemon.logs)
         crashed = daemon.crashed()
         assert daemon.stop() == 0
-        assert not crashed, daemon.logs()[-3000:]
+        assert not crashed, daemon.log()[-3000:]
     finally:
         daemon.kill()
     got = delivered(azure)
@@ -480,7 +482,7 @@ def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
     assert 401 in statuses and 503 in statuses, statuses
     assert len(azure.token_requests()) == 2  # the first, and a new one after the revocation
     assert all(b["uncompressed"] <= 3000 for b in azure.batches())
-    logs = daemon.logs()
+    logs = daemon.log()
     assert "sink delivery failed, retrying" in logs and CLIENT_SECRET not in logs
 
 
@@ -494,16 +496,16 @@ def test_daemon_stops_the_sink_on_a_missing_role_and_check_says_why(
     result = cli(cfg, "check")
     assert result.returncode != 0
     assert "FAIL sink sentinel" in result.stdout and "Monitoring Metrics Publisher" in result.stdout
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
-        wait_until("the sink to stop", lambda: "sink stopped" in daemon.logs(), detail=daemon.logs)
-        from tests.helpers.daemon import read_ndjson
+        wait_until("the sink to stop", lambda: "sink stopped" in daemon.log(), detail=daemon.logs)
+        from tests.support.daemon import read_ndjson
 
         wait_until("the other sink to carry on", lambda: {e["id"] for e in read_ndjson(out)} == want,
                    detail=daemon.logs)  # fmt: skip
         assert daemon.alive()
-        assert "Monitoring Metrics Publisher" in daemon.logs() and CLIENT_SECRET not in daemon.logs()
+        assert "Monitoring Metrics Publisher" in daemon.log() and CLIENT_SECRET not in daemon.log()
         assert daemon.stop() == 0
     finally:
         daemon.kill()
