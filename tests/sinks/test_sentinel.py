@@ -463,12 +463,12 @@ def test_daemon_delivers_every_event_through_429_storms_token_expiry_and_413(
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
-        wait_until("the first events", lambda: set(delivered(azure)) & want != set(), detail=daemon.logs)
+        wait_until("the first events", lambda: set(delivered(azure)) & want != set(), detail=daemon.log)
         azure.revoke()  # every token issued so far is now invalid: an expiry mid-run
         azure.fault(status=503, retry_after="1", count=3, path_contains=INGEST)
         codacy.control("POST", "entries", {"generate": 20, "orgs": ORGS, "span_s": 5})
         want = expected_ids(codacy)
-        wait_until("every event", lambda: set(delivered(azure)) >= want, timeout=90, detail=daemon.logs)
+        wait_until("every event", lambda: set(delivered(azure)) >= want, timeout=90, detail=daemon.log)
         crashed = daemon.crashed()
         assert daemon.stop() == 0
         assert not crashed, daemon.log()[-3000:]
@@ -499,11 +499,11 @@ def test_daemon_stops_the_sink_on_a_missing_role_and_check_says_why(
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
-        wait_until("the sink to stop", lambda: "sink stopped" in daemon.log(), detail=daemon.logs)
+        wait_until("the sink to stop", lambda: "sink stopped" in daemon.log(), detail=daemon.log)
         from tests.support.daemon import read_ndjson
 
         wait_until("the other sink to carry on", lambda: {e["id"] for e in read_ndjson(out)} == want,
-                   detail=daemon.logs)  # fmt: skip
+                   detail=daemon.log)  # fmt: skip
         assert daemon.alive()
         assert "Monitoring Metrics Publisher" in daemon.log() and CLIENT_SECRET not in daemon.log()
         assert daemon.stop() == 0
