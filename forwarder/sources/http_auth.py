@@ -2,8 +2,9 @@
 
 Each method is one entry of ``METHODS``: a function from the validated ``Auth`` block to the
 headers, the ``httpx.Auth`` and the request hooks it needs. A new method (an OAuth token, a
-signed request) is one more ``type`` value, its fields on ``Auth`` with the check in
-``_complete``, and one entry here; the source builds its client from whatever the entry gives
+signed request) is one more ``type`` value with its fields and their check on
+``forwarder.sources.http_json.Auth``, and one entry here (or in a module of its own that adds
+itself here); the source builds its client from whatever the entry gives
 (``forwarder.sources.http.make_client``), so nothing else changes.
 """
 
@@ -11,36 +12,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Protocol
 
 import httpx
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import SecretStr
 
-from forwarder.secrets import SecretFilesModel
 from forwarder.sources.http import RequestHook
 
 
-class Auth(SecretFilesModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["none", "header", "bearer", "basic", "query"] = "none"
-    header: str = Field("Authorization", description="type header: the header that carries token.")
-    param: str = Field("api_key", description="type query: the query parameter that carries token.")
-    token: SecretStr | None = Field(None, description="header value, bearer token or query value; or token_file.")
-    username: str | None = None
-    password: SecretStr | None = Field(None, description="type basic; or password_file.")
+class AuthSettings(Protocol):
+    """The ``auth`` block of an http_json source (``forwarder.sources.http_json.Auth``), validated."""
 
-    @model_validator(mode="after")
-    def _complete(self) -> Auth:
-        if self.type in ("header", "bearer", "query") and self.token is None:
-            raise ValueError(f"auth type {self.type} needs token (or token_file)")
-        if self.type == "basic" and (self.username is None or self.password is None):
-            raise ValueError("auth type basic needs username and password (or password_file)")
-        return self
-
-    def query_param(self) -> str | None:
-        """The query parameter that carries the credential, if one does: never a parameter of the
-        source's own, and taken off a link before it is compared with the page it came from."""
-        return self.param if self.type == "query" else None
+    @property
+    def type(self) -> str: ...
+    @property
+    def header(self) -> str: ...
+    @property
+    def param(self) -> str: ...
+    @property
+    def token(self) -> SecretStr | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> SecretStr | None: ...
 
 
 @dataclass
@@ -52,31 +46,31 @@ class Credentials:
     request_hooks: list[RequestHook] = field(default_factory=list)
 
 
-def _none(auth: Auth) -> Credentials:
+def _none(auth: AuthSettings) -> Credentials:
     return Credentials()
 
 
-def _token(auth: Auth) -> str:
-    if auth.token is None:  # refused by Auth._complete already
+def _token(auth: AuthSettings) -> str:
+    if auth.token is None:  # refused by the model's validation already
         raise ValueError(f"auth type {auth.type} needs token")
     return auth.token.get_secret_value()
 
 
-def _header(auth: Auth) -> Credentials:
+def _header(auth: AuthSettings) -> Credentials:
     return Credentials(headers={auth.header: _token(auth)})
 
 
-def _bearer(auth: Auth) -> Credentials:
+def _bearer(auth: AuthSettings) -> Credentials:
     return Credentials(headers={"Authorization": f"Bearer {_token(auth)}"})
 
 
-def _basic(auth: Auth) -> Credentials:
-    if auth.username is None or auth.password is None:  # refused by Auth._complete already
+def _basic(auth: AuthSettings) -> Credentials:
+    if auth.username is None or auth.password is None:  # refused by the model's validation already
         raise ValueError("auth type basic needs username and password")
     return Credentials(auth=httpx.BasicAuth(auth.username, auth.password.get_secret_value()))
 
 
-def _query(auth: Auth) -> Credentials:
+def _query(auth: AuthSettings) -> Credentials:
     name, token = auth.param, _token(auth)
 
     async def add_query_token(request: httpx.Request) -> None:
@@ -88,7 +82,7 @@ def _query(auth: Auth) -> Credentials:
     return Credentials(request_hooks=[add_query_token])
 
 
-METHODS: dict[str, Callable[[Auth], Credentials]] = {
+METHODS: dict[str, Callable[[AuthSettings], Credentials]] = {
     "none": _none,
     "header": _header,
     "bearer": _bearer,
@@ -97,5 +91,5 @@ METHODS: dict[str, Callable[[Auth], Credentials]] = {
 }
 
 
-def credentials(auth: Auth) -> Credentials:
+def credentials(auth: AuthSettings) -> Credentials:
     return METHODS[auth.type](auth)

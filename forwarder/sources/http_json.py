@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_time, parse_time
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
+from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, make_client
-from forwarder.sources.http_auth import Auth as Auth  # the auth block's model and its methods
 from forwarder.sources.http_auth import credentials
 from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
-from forwarder.sources.window import walk_keys
+from forwarder.sources.window import TimeFormat, format_instant, parse_instant, sent_window, walk_keys
 from forwarder.sources.windowed import HOUR_MS, Walk, WindowedSource
 
 log = structlog.get_logger("forwarder.sources.http_json")
@@ -37,34 +36,30 @@ log = structlog.get_logger("forwarder.sources.http_json")
 # is the whole slice: those walks are held to their end, bound by max_walk_bytes.
 PAGED_STYLES = ("cursor", "next_link_body", "link_header")
 
-TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
-def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
-    if value is None or isinstance(value, bool):
-        raise ValueError("entry has no time")
-    if fmt == "iso8601":
-        return parse_time(str(value))
-    number = float(value)
-    return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
-
-
-def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
-    """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
-    whole seconds stand for the whole second. Filtering on the exact milliseconds instead
-    dropped entries early in a slice boundary's second from both slices, for good."""
-    if fmt == "epoch_s":
-        return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
-    return lo_ms, hi_ms
-
-
-def format_instant(ms: int, fmt: TimeFormat) -> str:
-    if fmt == "epoch_ms":
-        return str(ms)
-    if fmt == "epoch_s":
-        return str(ms // 1000)
-    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
-
-
 # --- configuration -------------------------------------------------------------------------
+class Auth(SecretFilesModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["none", "header", "bearer", "basic", "query"] = "none"
+    header: str = Field("Authorization", description="type header: the header that carries token.")
+    param: str = Field("api_key", description="type query: the query parameter that carries token.")
+    token: SecretStr | None = Field(None, description="header value, bearer token or query value; or token_file.")
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="type basic; or password_file.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        if self.type in ("header", "bearer", "query") and self.token is None:
+            raise ValueError(f"auth type {self.type} needs token (or token_file)")
+        if self.type == "basic" and (self.username is None or self.password is None):
+            raise ValueError("auth type basic needs username and password (or password_file)")
+        return self
+
+    def query_param(self) -> str | None:
+        """The query parameter that carries the credential, if one does: never a parameter of the
+        source's own, and taken off a link before it is compared with the page it came from."""
+        return self.param if self.type == "query" else None
+
+
 class Pagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     style: Literal["none", "next_link_body", "link_header", "cursor", "page_number", "offset"] = "none"
