@@ -19,7 +19,6 @@ from pydantic import Field, SecretStr, field_validator
 from forwarder.event import SCHEMA_VERSION, event_time, format_observed
 from forwarder.sources.base import HttpUrl, SourceConfig
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.walk import PageGuard, WalkBudget
 from forwarder.sources.window import time_at
 from forwarder.sources.windowed import WindowedSource
 
@@ -164,8 +163,8 @@ class CodacySource(WindowedSource[CodacyConfig]):
         items: list[Any] = []
         # The whole slice is one answer (the documented API), or pages of an undocumented envelope
         # in an unknown order: held to the end of the slice, so bound.
-        budget = WalkBudget("Codacy", organization, self.config.max_walk_bytes, "lower slice_hours")
-        guard = PageGuard("Codacy", organization, 10_000)  # a page that repeats forever must not loop forever
+        budget = self.walk_budget(organization, "lower slice_hours")
+        guard = self.page_guard(organization, 10_000)  # a page that repeats forever must not loop forever
         while guard.next_page():
             body = await self.fetcher.get_json(organization, path, params, budget=budget)
             if isinstance(body, list):

@@ -28,11 +28,11 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import event_time, format_ms, format_time, make_event
+from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, Page, SourceConfig
+from forwarder.sources.base import HttpUrl, Page, SourceConfig, entry_event
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.walk import PageGuard, WalkBudget
+from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
 from forwarder.sources.windowed import DAY_MS, HttpSource
 
@@ -246,13 +246,8 @@ def normalize_entry(
             fields["recorded_actor"] = actor_name
     if raw.get("duration") is not None:
         fields["duration"] = raw["duration"]
-    return make_event(
-        id=key,
-        time=when,
-        observed_time=format_time(observed),
-        vendor="codescoring",
-        source=source,
-        organization=organization,
+    return entry_event(
+        "codescoring", source, organization, key, when, observed,
         actor=actor,
         action=action,
         activity=activity,
@@ -331,12 +326,12 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
         newest_first = self.config.order == "newest_first"
         time_ms = time_at(self.config.time_field)
         walked: list[tuple[Any, int]] = []
-        guard = PageGuard(self.label, organization, MAX_PAGES, unit=self.unit)
+        guard = self.page_guard(organization, MAX_PAGES)
         seen = guard.seen
         previous: int | None = None  # time of the last parseable entry walked, across pages
         out_of_order = descending = False
         # One walk, journaled as one page (the module's docstring), so what it holds is bound.
-        budget = WalkBudget(self.label, organization, self.config.max_walk_bytes, REMEDY)
+        budget = self.walk_budget(organization, REMEDY)
         while True:
             page = guard.next_page()
             items, more = await self.fetch_page(organization, page, per_page, (floor, end), budget=budget)

@@ -25,11 +25,10 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms, format_time, make_event
+from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.walk import PageGuard, WalkBudget
 from forwarder.sources.window import entry_keys, time_at
 from forwarder.sources.windowed import WindowedSource
 
@@ -48,12 +47,9 @@ class CodeStaxConfig(SourceConfig):
     initial_lookback_days: float = Field(
         90.0, gt=0, description="How far back the first run starts, at most retention_days: all of it by default."
     )
-    retention_days: float = Field(
-        RETENTION_DAYS, gt=0,
-        description="How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it. "
-        "Every run starts at most this far back; a cursor older than this (the forwarder was stopped longer) "
-        "skips to it and journals a forwarder.gap event for the interval. A plan that keeps entries longer "
-        "must raise this, or entries CodeStax still serves are skipped and reported lost.",
+    retention_days: float = retention_setting(
+        RETENTION_DAYS, "How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it.",
+        "CodeStax",
     )
     path: str = Field("/audit-logs", description="Audit-log endpoint, relative to base_url (undocumented).")
     limit: int = Field(100, ge=1, description="Entries per request.")
@@ -182,13 +178,8 @@ def normalize_entry(
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
     if raw.get("category"):
         details["vendor_category"] = raw["category"]
-    return make_event(
-        id=key,
-        time=when,
-        observed_time=format_time(observed),
-        vendor="codestax",
-        source=source,
-        organization=organization,
+    return entry_event(
+        "codestax", source, organization, key, when, observed,
         actor={
             "id": user.get("email") or user.get("id"),
             "name": user.get("name"),
@@ -286,8 +277,8 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
                 params[name] = value
         items: list[Any] = []
         # skip/limit newest first: a slice is journaled once its last page is read, so it is bound
-        budget = WalkBudget("CodeStax", organization, cfg.max_walk_bytes, "lower slice_hours")
-        guard = PageGuard("CodeStax", organization, MAX_PAGES)
+        budget = self.walk_budget(organization, "lower slice_hours")
+        guard = self.page_guard(organization, MAX_PAGES)
         while True:
             skip = (guard.next_page() - 1) * cfg.limit
             body = await self.fetcher.get_json(

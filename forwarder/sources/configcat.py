@@ -26,9 +26,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.walk import PageGuard, WalkBudget
 from forwarder.sources.window import time_at
 from forwarder.sources.windowed import DAY_MS, WindowedSource
 
@@ -132,12 +131,9 @@ class ConfigCatConfig(SourceConfig):
     initial_lookback_days: float = Field(
         365.0, gt=0, description="How far back the first run starts, at most retention_days."
     )
-    retention_days: float = Field(
-        RETENTION_DAYS, gt=0,
-        description="The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750. Every run "
-        "starts at most this far back; a cursor older than this (the forwarder was stopped longer) skips to it "
-        "and journals a forwarder.gap event for the interval. A plan that keeps entries longer (Enterprise, "
-        "Dedicated) must raise this, or entries ConfigCat still serves are skipped and reported lost.",
+    retention_days: float = retention_setting(
+        RETENTION_DAYS, "The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750.", "ConfigCat",
+        " (Enterprise, Dedicated)",
     )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
 
@@ -251,14 +247,14 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
         path = self._path(unit)
         # Page numbers, newest first: a window is journaled only once every page is read (the
         # module's docstring), so what it holds until then is bound.
-        budget = WalkBudget("ConfigCat", unit, cfg.max_walk_bytes, "lower window_days")
+        budget = self.walk_budget(unit, "lower window_days")
         if cfg.api_version == "v1":
             body = await self.fetcher.get_json(unit, path, params, budget=budget)
             if not isinstance(body, list):
                 raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
             return body
         items: list[Any] = []
-        guard = PageGuard("ConfigCat", unit, cfg.max_pages, setting="lower window_days or raise max_pages")
+        guard = self.page_guard(unit, cfg.max_pages, "lower window_days or raise max_pages")
         while True:
             page_number = guard.next_page()
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,

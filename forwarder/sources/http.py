@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -23,7 +23,6 @@ from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
 
 if TYPE_CHECKING:
     from forwarder.sources.base import SourceConfig
-    from forwarder.sources.walk import WalkBudget
 
 log = structlog.get_logger("forwarder.http")
 
@@ -38,6 +37,12 @@ HINTS = {
 # An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
 # error page from costing more than this, and a longer one is simply not quoted.
 ERROR_BODY_BYTES = 64 * 1024
+
+
+class Budget(Protocol):
+    """What a walk's answers are charged to (``forwarder.sources.walk.WalkBudget``)."""
+
+    def charge(self, size: int) -> None: ...
 
 
 class SourceError(Exception):
@@ -177,7 +182,7 @@ class HttpFetcher:
         self.timeout_s = timeout_s
 
     async def get_json(
-        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: Budget | None = None
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
@@ -221,7 +226,7 @@ class HttpFetcher:
         return max(phases) if phases else None
 
     async def _once(
-        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: Budget | None = None
     ) -> Any:
         deadline = self._deadline()
         if self.before_attempt is not None:

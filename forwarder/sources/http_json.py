@@ -195,7 +195,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             remedy = "lower slice_hours"
         else:
             remedy = "set from_param and to_param, then lower slice_hours"
-        return WalkBudget(cfg.vendor, organization, cfg.max_walk_bytes, remedy)
+        return self.walk_budget(organization, remedy)
 
     async def fetch_window(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
         """Every record of a walk, held until it ends (page number, offset and unpaged styles,
@@ -229,8 +229,8 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 params[pg.cursor_param] = resume
             else:
                 next_url = resume
-        guard = PageGuard(cfg.vendor, organization, pg.max_pages, setting="raise it or narrow slice_hours",
-                          walked=walked)  # fmt: skip
+        guard = self.page_guard(organization, pg.max_pages, "raise it or narrow slice_hours")
+        guard.pages = walked
         if params.get(pg.cursor_param) is not None:
             guard.token = str(params[pg.cursor_param])
         while True:

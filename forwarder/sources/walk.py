@@ -82,6 +82,7 @@ class Resume:
         return {"lo": self.lo, "hi": self.hi, "next": self.next, "pages": self.pages, "twins": dict(self.twins)}
 
 
+@dataclass
 class PageGuard:
     """One walk's guard against paging that does not end, checked as each page comes (in the
     manner of singer_sdk's ``BaseAPIPaginator.advance``, which refuses a token equal to the last).
@@ -93,18 +94,14 @@ class PageGuard:
     the limit is a setting (``max_pages``), None when it is the module's own safety bound.
     """
 
-    def __init__(
-        self, label: str, organization: str, limit: int, *, unit: str = "organization", setting: str | None = None,
-        walked: int = 0,
-    ) -> None:  # fmt: skip
-        self.label = label
-        self.organization = organization
-        self.limit = limit
-        self.unit = unit
-        self.setting = setting
-        self.pages = walked  # answers read so far, earlier polls of a resumed walk included
-        self.token: object = None  # what fetched the page just read (a token or a URL)
-        self.seen: set[str] = set()
+    label: str
+    organization: str
+    limit: int
+    unit: str = "organization"
+    setting: str | None = None
+    pages: int = 0  # answers read so far, earlier polls of a resumed walk included
+    token: object = None  # what fetched the page just read (a token or a URL)
+    seen: set[str] = field(default_factory=set)
 
     def next_page(self) -> int:
         """Before each request: one more page of the walk (returns how many), or fail past the limit."""

@@ -22,7 +22,7 @@ import httpx
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher
-from forwarder.sources.walk import Resume
+from forwarder.sources.walk import PageGuard, Resume, WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
 
 DAY_MS = 86_400_000
@@ -61,6 +61,14 @@ class HttpSource(Generic[C]):
 
     def organizations(self) -> list[str]:
         return list(getattr(self.config, "organizations", []))
+
+    def page_guard(self, organization: str, limit: int, setting: str | None = None) -> PageGuard:
+        """The guard of one walk's paging (``forwarder.sources.walk.PageGuard``)."""
+        return PageGuard(self.label, organization, limit, self.unit, setting)
+
+    def walk_budget(self, organization: str, remedy: str) -> WalkBudget:
+        """The memory bound of one walk held to its end; ``remedy`` names the setting to lower."""
+        return WalkBudget(self.label, organization, self.config.max_walk_bytes, remedy)
 
     async def close(self) -> None:
         await self.client.aclose()
