@@ -9,8 +9,9 @@ what to check. Messages name the vendor, the organization and the status, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -20,6 +21,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
 from forwarder.retry import BackoffWait, parse_retry_after
+
+if TYPE_CHECKING:
+    from forwarder.sources.base import SourceConfig
 
 log = structlog.get_logger("forwarder.http")
 
@@ -101,8 +105,50 @@ def transport_error(exc: httpx.TransportError) -> str:
     return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
 
 
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
+
+
+def make_client(
+    config: SourceConfig,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    *,
+    follow_redirects: bool = False,
+    request_hooks: Sequence[RequestHook] = (),
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """The one place a source's HTTP client is made: every source asks for JSON, times out after
+    the source's ``timeout_s`` and verifies TLS unless told otherwise, so a new source cannot
+    forget any of it. ``base_url`` loses its trailing slash (paths are written with their own)."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Accept": "application/json", **(headers or {})},
+        auth=auth,
+        timeout=config.timeout_s,
+        follow_redirects=follow_redirects,
+        event_hooks={"request": list(request_hooks)} if request_hooks else None,
+        verify=verify,
+    )
+
+
 class HttpFetcher:
     """Sends one request with the source's retry policy and returns the parsed JSON."""
+
+    @classmethod
+    def for_source(
+        cls,
+        client: httpx.AsyncClient,
+        vendor: str,
+        config: SourceConfig,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> HttpFetcher:
+        """The fetcher of a source: its retry settings and ``extra_params`` read from its config."""
+        return cls(
+            client, vendor, config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
+            on_response=on_response, before_attempt=before_attempt, extra_params=config.extra_params,
+        )  # fmt: skip
 
     def __init__(
         self,

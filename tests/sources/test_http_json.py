@@ -264,7 +264,7 @@ async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch
     in that second after the round-down but before the exact boundary is only returned by the
     later slice, whose filter must still take it."""
     hour, now = 3_600_000, 1_700_000_000_437
-    monkeypatch.setattr("forwarder.sources.http_json.now_ms", lambda: now)
+    monkeypatch.setattr("forwarder.sources.windowed.now_ms", lambda: now)
     boundary = now - 6 * hour + hour  # the first slice's end, at .437 like every boundary
     rows = [{"id": name, "ts": ts, "action": "login"}
             for name, ts in (("a", boundary - 5_000), ("b", boundary // 1000 * 1000 + 100), ("c", boundary + 5_000))]
