@@ -11,7 +11,7 @@ import orjson
 
 from forwarder.daemon import Daemon
 from forwarder.settings import Settings, load_settings
-from tests.helpers.daemon import write_config
+from tests.support.daemon import write_config
 
 
 def settings(directory: Path, name: str) -> Settings:
