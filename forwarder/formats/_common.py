@@ -47,7 +47,7 @@ def actor_label(actor: dict[str, Any]) -> str | None:
     return text(actor.get("name")) or text(actor.get("email")) or text(actor.get("id"))
 
 
-def chain(event: dict[str, Any]) -> tuple[int, str, str] | None:
+def chain(event: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     """The event's ``(seq, prev, hash)`` in its stream's hash chain (``forwarder.evidence.chain``)."""
     value = event.get("chain")
     if not isinstance(value, dict):

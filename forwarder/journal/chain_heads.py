@@ -13,6 +13,7 @@ import sqlite3
 from forwarder.evidence.chain import START, Head
 from forwarder.journal.types import StateError
 
+
 class ChainConflict(StateError):
     """Another writer moved the stream's head since this poll read it: the page is not journaled."""
 
