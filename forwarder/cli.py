@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 
+from forwarder.evidence.cli import register as register_evidence
 from forwarder.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -428,4 +429,5 @@ def _accept_config_after_subcommands(group: click.Group) -> None:
             _accept_config_after_subcommands(command)
 
 
+register_evidence(main)  # keys, verify: forwarder/evidence/cli.py
 _accept_config_after_subcommands(main)

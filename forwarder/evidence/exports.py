@@ -112,7 +112,7 @@ def _splunk(result: Any) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _ranges(seqs: list[int]) -> str:
+def ranges_text(seqs: list[int]) -> str:
     out, start = [], None
     for i, seq in enumerate(seqs):
         if start is None:
@@ -159,7 +159,7 @@ def verify_exports(paths: list[Path], from_seq: int | None = None) -> tuple[list
         start = seqs[0] if from_seq is None else min(from_seq, seqs[0])
         missing = sorted(set(range(start, seqs[-1] + 1)) - set(seqs))
         if missing:
-            findings.append(Finding("missing", stream, f"seq {_ranges(missing)} not in the export", missing))
+            findings.append(Finding("missing", stream, f"seq {ranges_text(missing)} not in the export", missing))
         for seq in seqs:
             expected = known.get(seq - 1, GENESIS if seq == 1 else None)
             if expected is not None and prevs[stream][seq] != expected:
