@@ -12,7 +12,7 @@ import base64
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,12 +22,21 @@ from forwarder.event import canonical_json, format_time
 from forwarder.evidence.keys import fingerprint, public_pem, valid
 
 VERSION = 1
-NAME = re.compile(r"digest-(\d{8}T\d{6}\.\d{6}Z)\.json")
+NAME = re.compile(r"digest-(\d{8}T\d{6}\.\d{3}Z)\.json")
+_MS = timedelta(milliseconds=1)
 
 
 def digest_name(at: datetime) -> str:
-    """Sorts in time order; microseconds keep two digests of one second apart."""
-    return f"digest-{at.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}.json"
+    """Sorts in time order; the name is the body's ``to``, to the millisecond (``verify`` checks it)."""
+    at = at.astimezone(UTC)
+    return f"digest-{at:%Y%m%dT%H%M%S}.{at.microsecond // 1000:03d}Z.json"
+
+
+def interval_end(previous_end: datetime | None) -> datetime:
+    """Now, to the millisecond, and after the previous digest's end (two digests never share a name)."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return now if previous_end is None or now > previous_end else previous_end + _MS
 
 
 @dataclass

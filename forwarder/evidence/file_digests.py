@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -123,7 +123,7 @@ class FileDigests:
             if self._listed is None:
                 self._load()
             assert self._listed is not None
-            now = datetime.now(UTC)
+            now = digest.interval_end(None if self._previous is None else self._previous[2])
             listings = []
             for path in data_files(self.root, self.directory):
                 location = str(path.relative_to(self.root))

@@ -134,7 +134,7 @@ class S3Digests:
         with self._mutex:
             if not self._loaded:
                 self._load_previous()
-            now = datetime.now(UTC)
+            now = digest.interval_end(None if self._previous is None else self._previous[2])
             listings = self._pending()
             previous, start = None, now
             if self._previous is not None:

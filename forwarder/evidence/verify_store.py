@@ -206,6 +206,12 @@ def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool 
             hashes[hashlib.sha256(found).hexdigest()] = location
     moved_to: set[str] = set()
     streams: dict[str, set[int]] = {}
+
+    def holds(item: dict[str, Any]) -> None:
+        """The seqs an object shown intact (where listed, or moved) holds."""
+        for stream, chain in item.get("chains", {}).items():
+            streams.setdefault(stream, set()).update(range(chain["first"], chain["last"] + 1))
+
     for location, item in sorted(listed.items()):
         content = store.content(location, item["bytes"] if item.get("state") == "open" else None)
         if content is not None and item.get("state") == "open":
@@ -215,6 +221,7 @@ def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool 
             if elsewhere is not None:
                 moved_to.add(elsewhere)
                 bad("moved", f"{location}: not there; its content is at {elsewhere}")
+                holds(item)
             elif item.get("state") == "open" and _rotated_since(store, stored, location, item):
                 pass
             else:
@@ -225,8 +232,7 @@ def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool 
                 continue
             bad("altered", f"{location}: content does not match its digest's SHA-256")
             continue
-        for stream, chain in item.get("chains", {}).items():
-            streams.setdefault(stream, set()).update(range(chain["first"], chain["last"] + 1))
+        holds(item)
     newest_from = _time(parsed[newest][0]["from"])
     newest_to = _time(parsed[newest][0]["to"])
     pending = []
