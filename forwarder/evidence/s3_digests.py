@@ -33,7 +33,9 @@ def lock_params(lock: ObjectLock | None) -> dict[str, Any]:
     if lock is None:
         return {}
     until = datetime.now(UTC) + timedelta(days=lock.retain_days)
-    return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until}
+    # S3 refuses a locked PUT without a checksum it can name: x-amz-sdk-checksum-algorithm
+    # with the x-amz-checksum-sha256 the caller sets (or Content-MD5, which evidence does not use).
+    return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until, "ChecksumAlgorithm": "SHA256"}
 
 
 def sha256_b64(data: bytes) -> str:

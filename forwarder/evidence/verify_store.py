@@ -9,7 +9,7 @@ import gzip
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -233,7 +233,8 @@ def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool 
             bad("altered", f"{location}: content does not match its digest's SHA-256")
             continue
         holds(item)
-    newest_from = _time(parsed[newest][0]["from"])
+    # S3's LastModified and a rotation's stamp have whole seconds: a second's allowance
+    newest_from = _time(parsed[newest][0]["from"]) - timedelta(seconds=1)
     newest_to = _time(parsed[newest][0]["to"])
     pending = []
     for location in sorted(unlisted):
