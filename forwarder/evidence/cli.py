@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 OUTPUT = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 PUBLIC_KEY = click.option(
-    "--public-key", type=click.Path(path_type=Path, dir_okay=False), required=True,
-    help="The trusted public key (PEM), kept apart from the output it vouches for.",
+    "--public-key", "public_keys", type=click.Path(path_type=Path, dir_okay=False), required=True, multiple=True,
+    help="A trusted public key (PEM), kept apart from the output it vouches for; repeat it for each key "
+    "used over the period (a key rotation).",
 )  # fmt: skip
 
 
@@ -87,11 +88,15 @@ def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: 
 @click.option("--allow-chain-gaps", is_flag=True, help="The sink has a filter: not every seq reaches it.")
 @PUBLIC_KEY
 @OUTPUT
-def verify_files(directory: Path, digests: Path | None, allow_chain_gaps: bool, public_key: Path, output: str) -> None:
+def verify_files(
+    directory: Path, digests: Path | None, allow_chain_gaps: bool, public_keys: tuple[Path, ...], output: str
+) -> None:
     """A file sink's directory (the part of `path` before the first placeholder)."""
     from forwarder.evidence.verify_store import FileStore, verify_store
 
-    result = verify_store(FileStore(directory, digests), _key(public_key), allow_chain_gaps=allow_chain_gaps)
+    result = verify_store(
+        FileStore(directory, digests), [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps
+    )
     _done(result, output)
 
 
@@ -106,7 +111,7 @@ def verify_files(directory: Path, digests: Path | None, allow_chain_gaps: bool, 
 @OUTPUT
 def verify_s3(
     bucket: str, prefix: str, digest_prefix: str, endpoint_url: str | None, region: str, allow_chain_gaps: bool,
-    public_key: Path, output: str,
+    public_keys: tuple[Path, ...], output: str,
 ) -> None:  # fmt: skip
     """An S3 sink's bucket and prefix (credentials from the standard AWS chain; read-only access suffices)."""
     import boto3
@@ -115,7 +120,7 @@ def verify_s3(
 
     client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
     store = S3Store(client, bucket, prefix, digest_prefix)
-    _done(verify_store(store, _key(public_key), allow_chain_gaps=allow_chain_gaps), output)
+    _done(verify_store(store, [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps), output)
 
 
 def _done(result: Any, output: str) -> None:

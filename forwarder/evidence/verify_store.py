@@ -129,7 +129,8 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool = False) -> Result:
+def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps: bool = False) -> Result:
+    """``keys``: every public key trusted over the period (more than one across a key rotation)."""
     findings: list[Finding] = []
 
     def bad(kind: str, detail: str) -> None:
@@ -145,7 +146,7 @@ def verify_store(store: Store, key: Ed25519PublicKey, *, allow_chain_gaps: bool 
         except ValueError:
             bad("digest_unreadable", f"{location}: not a digest")
             continue
-        if not digest.signed_by(body, signature, key):
+        if not any(digest.signed_by(body, signature, key) for key in keys):
             other = ""
             try:
                 embedded = load_public(str(body.get("public_key", "")).encode(), location)

@@ -4,6 +4,7 @@ named exactly and fails the run."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import shutil
 from datetime import datetime
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from forwarder.cli import main
+from forwarder.event import canonical_json
 from forwarder.evidence import digest
 from forwarder.evidence.keys import generate, load_private
 from forwarder.record import record_of
@@ -22,10 +24,9 @@ from sinks.file import FileSink, FileSinkConfig
 from tests.evidence.test_verify_events import chained
 
 
-def verify(directory: Path, public: Path) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(
-        main, ["verify", "files", str(directory), "--public-key", str(public), "--output", "json"]
-    )
+def verify(directory: Path, *public: Path) -> tuple[int, dict[str, Any]]:
+    keys = [arg for key in public for arg in ("--public-key", str(key))]
+    result = CliRunner().invoke(main, ["verify", "files", str(directory), *keys, "--output", "json"])
     return result.exit_code, orjson.loads(result.output)
 
 
@@ -158,3 +159,22 @@ def test_a_digest_forged_with_another_key_is_named(
 
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_after_a_key_rotation_both_public_keys_verify_the_period(
+    copy: Path, written: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    generate(tmp_path / "new.key", tmp_path / "new.pub")
+    newest = digests(copy)[-1]
+    body, _ = digest.parse(newest.read_bytes())
+    resigned = digest.build(
+        sink="archive", kind="file", start=_time(body["from"]), end=_time(body["to"]), listings=[],
+        previous=body["previous"], key=load_private(tmp_path / "new.key"),
+    )  # fmt: skip
+    doc = orjson.loads(resigned)
+    doc["body"]["objects"] = body["objects"]  # the same listing, signed by the new key
+    doc["signature"] = base64.b64encode(load_private(tmp_path / "new.key").sign(canonical_json(doc["body"]))).decode()
+    newest.write_bytes(orjson.dumps(doc))
+    assert verify(copy, written[1])[0] == 1  # the old key alone does not vouch for the new digest
+    code, report = verify(copy, written[1], tmp_path / "new.pub")
+    assert code == 0, report
