@@ -15,8 +15,9 @@ import pytest
 from forwarder.chunks import Chunks
 from forwarder.event import make_event
 from forwarder.evidence.chain import GENESIS, START, Head, content_hash, fields, intact, link
-from forwarder.journal import SqliteJournal
+from forwarder.journal import SqliteJournal, StateJournal
 from forwarder.journal.chain_heads import ChainConflict
+from forwarder.journal.postgres.journal import PostgresJournal
 from forwarder.polling import Poller
 from forwarder.sources.base import Page
 from forwarder.sources.gaps import gap_event
@@ -105,23 +106,33 @@ async def test_every_stream_is_one_continuous_chain_across_polls_and_restarts(tm
         await journal.close()
 
 
-async def test_a_second_writer_of_a_stream_is_refused_and_nothing_of_its_page_is_journaled(tmp_path: Path) -> None:
-    journal = SqliteJournal(tmp_path / "journal.sqlite3")
-    await journal.open()
-    try:
-        first = event(1)
-        head = link(first, START)
-        page = Chunks()
-        page.add(("t:1", "t", 0, "x.y", "api", "success"), orjson.dumps(first))
-        await journal.append("t", "acme", page, {"n": 1}, chain=(START, head))
-        stale = event(2)
-        stale_head = link(stale, START)  # read the head before the first append committed
-        again = Chunks()
-        again.add(("t:2", "t", 0, "x.y", "api", "success"), orjson.dumps(stale))
-        with pytest.raises(ChainConflict, match="moved from seq 0 to 1"):
-            await journal.append("t", "acme", again, {"n": 2}, chain=(START, stale_head))
-        assert [r.event_id for r in await journal.read(0, 100, 1 << 20)] == ["t:1"]
-        assert await journal.get_cursor("t", "acme") == {"n": 1}
-        assert await journal.chain_head("t", "acme") == head
-    finally:
-        await journal.close()
+@pytest.fixture(params=["sqlite", "postgres"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateJournal]:
+    """Both backends: PostgreSQL's ``af_chain_heads`` comes with its schema version 2."""
+    if request.param == "sqlite":
+        opened: StateJournal = SqliteJournal(tmp_path / "journal.sqlite3")
+    else:
+        server = request.getfixturevalue("postgres")
+        opened = PostgresJournal(server.dsn(server.create_database()))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_a_second_writer_of_a_stream_is_refused_and_nothing_of_its_page_is_journaled(
+    journal: StateJournal,
+) -> None:
+    first = event(1)
+    head = link(first, START)
+    page = Chunks()
+    page.add(("t:1", "t", 0, "x.y", "api", "success"), orjson.dumps(first))
+    await journal.append("t", "acme", page, {"n": 1}, chain=(START, head))
+    stale = event(2)
+    stale_head = link(stale, START)  # read the head before the first append committed
+    again = Chunks()
+    again.add(("t:2", "t", 0, "x.y", "api", "success"), orjson.dumps(stale))
+    with pytest.raises(ChainConflict, match="moved from seq 0 to 1"):
+        await journal.append("t", "acme", again, {"n": 2}, chain=(START, stale_head))
+    assert [r.event_id for r in await journal.read(0, 100, 1 << 20)] == ["t:1"]
+    assert await journal.get_cursor("t", "acme") == {"n": 1}
+    assert await journal.chain_head("t", "acme") == head
