@@ -40,11 +40,11 @@ def keys_generate(private: Path, public: Path) -> None:
     Example:
       audit-forwarder keys generate --private /etc/audit-forwarder/evidence.key --public evidence.pub
     """
-    from forwarder.evidence.keys import KeyError_, generate
+    from forwarder.evidence.keys import SigningKeyError, generate
 
     try:
         print_ = generate(private, public)
-    except KeyError_ as exc:
+    except SigningKeyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"wrote {private} (private, 0600) and {public}; fingerprint {print_}")
@@ -60,11 +60,11 @@ def verify() -> None:
 
 
 def _key(path: Path) -> Any:
-    from forwarder.evidence.keys import KeyError_, load_public
+    from forwarder.evidence.keys import SigningKeyError, load_public
 
     try:
         return load_public(path.read_bytes(), str(path))
-    except (OSError, KeyError_) as exc:
+    except (OSError, SigningKeyError) as exc:
         click.echo(f"cannot read the public key: {exc}", err=True)
         sys.exit(2)
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
-class KeyError_(ValueError):
+class SigningKeyError(ValueError):
     """A key file that is missing, unreadable or not an Ed25519 key (message names the file)."""
 
 
@@ -31,7 +31,7 @@ def generate(private_path: Path, public_path: Path) -> str:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         except FileExistsError:
-            raise KeyError_(f"{path} exists already; move it aside to make a new key pair") from None
+            raise SigningKeyError(f"{path} exists already; move it aside to make a new key pair") from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             os.fsync(handle.fileno())
@@ -42,11 +42,13 @@ def load_private(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except OSError as exc:
-        raise KeyError_(f"cannot read signing key {path}: {exc.strerror}") from None
+        raise SigningKeyError(f"cannot read signing key {path}: {exc.strerror}") from None
     except ValueError:
-        raise KeyError_(f"{path} is not a PEM private key (make one with `audit-forwarder keys generate`)") from None
+        raise SigningKeyError(
+            f"{path} is not a PEM private key (make one with `audit-forwarder keys generate`)"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path} is not an Ed25519 key")
+        raise SigningKeyError(f"{path} is not an Ed25519 key")
     return key
 
 
@@ -54,9 +56,9 @@ def load_public(data: bytes, where: str) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
-        raise KeyError_(f"{where} is not a PEM public key") from None
+        raise SigningKeyError(f"{where} is not a PEM public key") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"{where} is not an Ed25519 public key")
+        raise SigningKeyError(f"{where} is not an Ed25519 public key")
     return key
 
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from forwarder.evidence import digest
 from forwarder.evidence.exports import Finding, ranges_text
 from forwarder.evidence.file_digests import ROTATED, data_files, identity, read_content
-from forwarder.evidence.keys import KeyError_, fingerprint, load_public
+from forwarder.evidence.keys import SigningKeyError, fingerprint, load_public
 
 _STAMP = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.\d+)?(?:\.gz)?$")
 
@@ -152,7 +152,7 @@ def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps
                 embedded = load_public(str(body.get("public_key", "")).encode(), location)
                 if digest.signed_by(body, signature, embedded):
                     other = f" (signed by another key, fingerprint {fingerprint(embedded)})"
-            except KeyError_:
+            except SigningKeyError:
                 pass
             bad("digest_signature", f"{location}: signature does not verify with the trusted key{other}")
             continue
