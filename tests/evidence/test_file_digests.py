@@ -178,3 +178,25 @@ def test_after_a_key_rotation_both_public_keys_verify_the_period(
     assert verify(copy, written[1])[0] == 1  # the old key alone does not vouch for the new digest
     code, report = verify(copy, written[1], tmp_path / "new.pub")
     assert code == 0, report
+
+
+def test_a_digest_is_written_every_interval_even_when_nothing_was(tmp_path: Path) -> None:
+    generate(tmp_path / "k", tmp_path / "k.pub")
+    config = FileSinkConfig.model_validate({
+        "type": "file", "path": str(tmp_path / "out" / "{organization}.ndjson"),
+        "evidence": {"signing_key_file": str(tmp_path / "k"), "digest_interval_s": 0.05},
+    })  # fmt: skip
+
+    async def idle() -> None:
+        sink = FileSink("archive", config)
+        await sink.start()
+        while not (tmp_path / "out" / "_digests").is_dir() or len(digests(tmp_path / "out")) < 3:
+            await asyncio.sleep(0.05)
+        await sink.close()
+
+    asyncio.run(idle())
+    bodies = [digest.parse(p.read_bytes())[0] for p in digests(tmp_path / "out")]
+    assert all(body["objects"] == [] for body in bodies)
+    assert bodies[0]["previous"] is None and all(b["previous"]["location"] for b in bodies[1:])
+    code, report = verify(tmp_path / "out", tmp_path / "k.pub")
+    assert code == 0 and report["digests"] == len(bodies), report
