@@ -41,18 +41,34 @@ def interval_end(previous_end: datetime | None) -> datetime:
 
 @dataclass
 class StreamRange:
-    """What one listed object holds of one stream's chain."""
+    """What one listed object holds of one stream's chain: its lowest and highest seq (with the
+    ``prev`` of the one and the ``hash`` of the other, to join objects into the chain) and the
+    exact seqs, as ``[first, last]`` runs: an object need not hold a contiguous run (a batch
+    split across two hourly partitions interleaves them)."""
 
     first: int
     last: int
     first_prev: str
     last_hash: str
+    seqs: list[list[int]] = field(default_factory=list)
+    _held: set[int] = field(default_factory=set, repr=False)
 
     def add(self, seq: int, prev: str, digest: str) -> None:
         if seq < self.first:
             self.first, self.first_prev = seq, prev
         if seq > self.last:
             self.last, self.last_hash = seq, digest
+        self._held.add(seq)
+
+    def as_dict(self) -> dict[str, Any]:
+        runs: list[list[int]] = [list(r) for r in self.seqs]
+        for seq in sorted(self._held):
+            if runs and runs[-1][1] + 1 >= seq:
+                runs[-1][1] = max(runs[-1][1], seq)
+            else:
+                runs.append([seq, seq])
+        return {"first": self.first, "last": self.last, "first_prev": self.first_prev,
+                "last_hash": self.last_hash, "seqs": runs}  # fmt: skip
 
 
 @dataclass
@@ -76,15 +92,14 @@ class Listing:
         if seq is not None:
             found = self.chains.get(stream)
             if found is None:
-                self.chains[stream] = StreamRange(seq, seq, prev, digest)
-            else:
-                found.add(seq, prev, digest)
+                found = self.chains[stream] = StreamRange(seq, seq, prev, digest)
+            found.add(seq, prev, digest)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "location": self.location, "sha256": self.sha256, "bytes": self.bytes, "events": self.events,
             "first_time": self.first_time, "last_time": self.last_time, "state": self.state,
-            "chains": {s: vars(r) for s, r in sorted(self.chains.items())},
+            "chains": {s: r.as_dict() for s, r in sorted(self.chains.items())},
         }  # fmt: skip
 
 

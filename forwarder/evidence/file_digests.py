@@ -95,14 +95,17 @@ class FileDigests:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-            await asyncio.to_thread(self.write)
+            try:
+                await asyncio.to_thread(self.write)
+            except Exception as exc:  # the next start's first digest covers it
+                log.error("cannot write the last digest; the next start writes it", sink=self.sink, error=str(exc))
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.settings.digest_interval_s)
             try:
                 await asyncio.to_thread(self.write)
-            except OSError as exc:
+            except Exception as exc:  # a full disk, a damaged digest: logged, tried again, the sink carries on
                 log.error("cannot write a digest; tried again next interval", sink=self.sink, error=str(exc))
 
     def _load(self) -> None:

@@ -211,7 +211,9 @@ def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps
     def holds(item: dict[str, Any]) -> None:
         """The seqs an object shown intact (where listed, or moved) holds."""
         for stream, chain in item.get("chains", {}).items():
-            streams.setdefault(stream, set()).update(range(chain["first"], chain["last"] + 1))
+            held = streams.setdefault(stream, set())
+            for first, last in chain.get("seqs") or [[chain["first"], chain["last"]]]:
+                held.update(range(first, last + 1))
 
     for location, item in sorted(listed.items()):
         content = store.content(location, item["bytes"] if item.get("state") == "open" else None)

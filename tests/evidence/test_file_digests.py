@@ -200,3 +200,13 @@ def test_a_digest_is_written_every_interval_even_when_nothing_was(tmp_path: Path
     assert bodies[0]["previous"] is None and all(b["previous"]["location"] for b in bodies[1:])
     code, report = verify(tmp_path / "out", tmp_path / "k.pub")
     assert code == 0 and report["digests"] == len(bodies), report
+
+
+def test_a_listing_names_the_exact_seqs_an_object_holds() -> None:
+    """A batch split across two hourly partitions interleaves seqs: 3 and 5 here, 4 elsewhere.
+    Were 3 to 5 claimed, losing the object with 4 would leave no gap in the chain's coverage."""
+    listing = digest.Listing("a", "0" * 64, 0)
+    for seq in (3, 5, 6, 7):
+        listing.add_event("t/acme", seq, f"p{seq}", f"h{seq}", None)
+    chain = listing.as_dict()["chains"]["t/acme"]
+    assert chain == {"first": 3, "last": 7, "first_prev": "p3", "last_hash": "h7", "seqs": [[3, 3], [5, 7]]}
