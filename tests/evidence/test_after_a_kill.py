@@ -17,10 +17,10 @@ import orjson
 import pytest
 
 from forwarder.evidence.keys import generate
-from tests.helpers.daemon import cli, start
+from tests.helpers.daemon import cli
 from tests.helpers.emulators import EmulatorProcess, running
 from tests.helpers.moto_server import MotoServer
-from tests.reliability.conftest import ORGS, codacy_source, expected_ids, make_config, wait_until
+from tests.reliability.conftest import ORGS, LoggedDaemon, codacy_source, expected_ids, make_config, wait_until
 from tests.reliability.receivers import AWS_ENV
 
 pytestmark = pytest.mark.integration
@@ -66,29 +66,28 @@ def test_verify_passes_after_a_sigkill_and_an_s3_outage(
     cfg = make_config(tmp_path, codacy_source(codacy.url), sinks)
     digests = out / "_digests"
 
-    daemon = start(cfg, "run", env=AWS_ENV)
+    first = LoggedDaemon(cfg, tmp_path / "first.log", env=AWS_ENV)
     try:
-        wait_until("a first digest", lambda: digests.is_dir() and len(list(digests.iterdir())) >= 2)
+        wait_until("two digests", lambda: digests.is_dir() and len(list(digests.iterdir())) >= 2, detail=first.logs)
         codacy.control("POST", "entries", {"generate": 20, "span_s": 5, "orgs": ORGS})
         time.sleep(0.7)
     finally:
-        os.kill(daemon.pid, signal.SIGKILL)  # mid-run: pages, batches and digests in flight
-        daemon.wait(timeout=30)
-        if daemon.stderr:
-            daemon.stderr.close()
+        os.kill(first.pid, signal.SIGKILL)  # mid-run: pages, batches and digests in flight
+        first.process.wait(timeout=30)
 
     assert moto._proc is not None
     os.kill(moto._proc.pid, signal.SIGSTOP)  # S3 unreachable (its data kept) while the daemon runs again
+    second = LoggedDaemon(cfg, tmp_path / "second.log", env=AWS_ENV)
     try:
         codacy.control("POST", "entries", {"generate": 20, "span_s": 5, "orgs": ORGS})
-        daemon = start(cfg, "run", env=AWS_ENV)
-        time.sleep(3)
+        wait_until(
+            "the outage felt by the S3 sink and its digests",
+            lambda: "s3 sink s3" in second.logs() and "cannot write a digest" in second.logs(),
+            detail=second.logs,
+        )
     finally:
         os.kill(moto._proc.pid, signal.SIGCONT)
-    daemon.send_signal(signal.SIGTERM)
-    daemon.wait(timeout=60)
-    if daemon.stderr:
-        daemon.stderr.close()
+    assert second.stop() == 0, second.logs()[-3000:]
     final = cli(cfg, "once", "--timeout", "60", timeout=120, env=AWS_ENV)
     assert final.returncode == 0, final.stderr[-3000:]
 
