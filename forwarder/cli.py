@@ -12,6 +12,7 @@ import orjson
 from forwarder.commands.common import OUTPUT, SECONDS, date_ms, run_async, settings_from
 from forwarder.commands.dlq import dlq
 from forwarder.commands.state import state
+from forwarder.evidence.cli import register as register_evidence
 from forwarder.settings import DEFAULT_CONFIG
 
 
@@ -227,4 +228,5 @@ def _accept_config_after_subcommands(group: click.Group) -> None:
 
 main.add_command(state)
 main.add_command(dlq)
+register_evidence(main)  # keys, verify: forwarder/evidence/cli.py
 _accept_config_after_subcommands(main)

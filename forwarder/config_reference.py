@@ -88,7 +88,18 @@ def render() -> str:
         for type_name, (model, _) in sorted(registry.items()):
             doc = (model.__doc__ or "").strip()
             parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{table(model)}\n")
+    parts += _evidence()
     return "\n".join(parts)
+
+
+def _evidence() -> list[str]:
+    """The nested blocks of the S3 and file sinks' compliance evidence (docs/evidence.md)."""
+    from forwarder.evidence.settings import EvidenceSettings, ObjectLock
+
+    return [
+        f"## sink `evidence` (`file` and `s3` sinks; docs/evidence.md)\n\n{table(EvidenceSettings)}\n",
+        f"## sink `object_lock` (`s3` sink)\n\n{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
+    ]
 
 
 SINKS_INTRO = """# Sinks

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
                 seen[where] = name
         return self
 
+    @model_validator(mode="after")
+    def _evidence_ledgers(self) -> Settings:
+        """An S3 sink's digest ledger lives in the state directory unless placed elsewhere."""
+        for sink in self.sinks.values():
+            evidence = getattr(sink, "evidence", None)
+            if evidence is not None and evidence.ledger_directory is None:
+                evidence.ledger_directory = self.state_dir / "evidence"
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

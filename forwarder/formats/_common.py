@@ -46,5 +46,17 @@ def actor_label(actor: dict[str, Any]) -> str | None:
     return text(actor.get("name")) or text(actor.get("email")) or text(actor.get("id"))
 
 
+def chain(event: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """The event's ``(seq, prev, hash)`` in its stream's hash chain (``forwarder.evidence.chain``)."""
+    value = event.get("chain")
+    if not isinstance(value, dict):
+        return None
+    return value.get("seq"), value.get("prev"), value.get("hash")
+
+
+CHAIN_KEYS = ("chainSeq", "chainPrev", "chainHash")
+"""CEF extension keys and LEEF attributes of the chain, last on the line."""
+
+
 def time_ms(event: dict[str, Any]) -> int:
     return round(parse_time(str(event["time"])).timestamp() * 1000)

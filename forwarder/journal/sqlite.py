@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from forwarder.chunks import Chunks, JournalEntry
-from forwarder.journal import cursors, dead_letters, offsets, quarantine
+from forwarder.evidence.chain import Head
+from forwarder.journal import chain_heads, cursors, dead_letters, offsets, quarantine
 from forwarder.journal.events import EventStore
 from forwarder.journal.schema import connect
 from forwarder.journal.transaction import transaction
@@ -64,6 +65,7 @@ class SqliteState:
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         now = time.time()
         db = self.db
@@ -73,6 +75,8 @@ class SqliteState:
                 added = self.events.insert(db, chunks, source, organization, now)
                 quarantine.insert(db, source, organization, quarantined, now)
                 cursors.put(db, cursor_source or source, organization, cursor, now)
+                if chain is not None:  # the stream's chain head, with the events it ends
+                    chain_heads.advance(db, source, organization, *chain)
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
                 raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
@@ -81,6 +85,9 @@ class SqliteState:
 
     def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
         return cursors.get(self.db, source, organization)
+
+    def chain_head(self, source: str, organization: str) -> Head:
+        return chain_heads.get(self.db, source, organization)
 
     def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
         if cursor is None:
@@ -189,6 +196,7 @@ class SqliteJournal:
 
     get_cursor = on_worker(SqliteState.get_cursor)
     append = on_worker(SqliteState.append)
+    chain_head = on_worker(SqliteState.chain_head)
     set_cursor = on_worker(SqliteState.set_cursor)
     delete_cursors = on_worker(SqliteState.delete_cursors)
     register_sinks = on_worker(SqliteState.register_sinks)
