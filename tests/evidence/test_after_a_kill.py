@@ -17,11 +17,11 @@ import orjson
 import pytest
 
 from forwarder.evidence.keys import generate
-from tests.reliability.receivers import AWS_ENV
 from tests.support.config import make_config
 from tests.support.daemon import DaemonProcess, cli
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.moto_server import MotoServer
+from tests.support.receivers import AWS_ENV
 from tests.support.vendors import ORGS, codacy_source, expected_ids
 from tests.support.waiting import wait_until
 
@@ -70,7 +70,7 @@ def test_verify_passes_after_a_sigkill_and_an_s3_outage(
 
     first = DaemonProcess(cfg, tmp_path / "first.log", env=AWS_ENV)
     try:
-        wait_until("two digests", lambda: digests.is_dir() and len(list(digests.iterdir())) >= 2, detail=first.logs)
+        wait_until("two digests", lambda: digests.is_dir() and len(list(digests.iterdir())) >= 2, detail=first.log)
         codacy.control("POST", "entries", {"generate": 20, "span_s": 5, "orgs": ORGS})
         time.sleep(0.7)
     finally:
@@ -85,7 +85,7 @@ def test_verify_passes_after_a_sigkill_and_an_s3_outage(
         wait_until(
             "the outage felt by the S3 sink and its digests",
             lambda: "s3 sink s3" in second.log() and "cannot write a digest" in second.log(),
-            detail=second.logs,
+            detail=second.log,
         )
     finally:
         os.kill(moto._proc.pid, signal.SIGCONT)
