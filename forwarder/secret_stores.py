@@ -200,15 +200,18 @@ def _fetch(store: AwsSecretsManagerRef | AwsSsmParameterRef) -> str:
     what = store.describe()
     region = _region(store)
     try:
+        service = "secretsmanager" if isinstance(store, AwsSecretsManagerRef) else "ssm"
+        client = _client(service, region, store.endpoint_url)
+        region = client.meta.region_name  # the one boto3's chain chose, for the error message
         if isinstance(store, AwsSecretsManagerRef):
-            answer = _client("secretsmanager", region, store.endpoint_url).get_secret_value(SecretId=store.secret_id)
+            answer = client.get_secret_value(SecretId=store.secret_id)
             if "SecretString" in answer:
                 return str(answer["SecretString"])
             try:
                 return bytes(answer.get("SecretBinary") or b"").decode("utf-8")
             except UnicodeDecodeError:
                 raise StoreError(f"{what} holds binary data, not text; store the secret as a string") from None
-        answer = _client("ssm", region, store.endpoint_url).get_parameter(Name=store.name, WithDecryption=True)
+        answer = client.get_parameter(Name=store.name, WithDecryption=True)
         return str(answer["Parameter"]["Value"])
     except ClientError as exc:
         error = exc.response.get("Error", {})
