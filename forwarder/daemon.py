@@ -342,18 +342,23 @@ class Daemon:
 
     # --- stored secrets ---------------------------------------------------------------------------
     async def _secrets_loop(self) -> None:
-        """Every ``secrets.refresh_s``, or sooner after a 401 (at most every REFUSED_REREAD_GAP_S)."""
+        """Every ``secrets.refresh_s``, and sooner after a 401 (at most every REFUSED_REREAD_GAP_S:
+        a wrong token refused at every poll must neither hammer AWS nor postpone the periodic read)."""
         loop = asyncio.get_running_loop()
+        due = loop.time() + self.settings.secrets.refresh_s
         last_refused = -REFUSED_REREAD_GAP_S
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.secrets.refresh_s):
+                async with asyncio.timeout_at(due):
                     await self._refused.wait()
-            if self._refused.is_set():
-                self._refused.clear()
-                if loop.time() - last_refused < REFUSED_REREAD_GAP_S or not self.settings.stored_secrets:
-                    continue
-                last_refused = loop.time()
+            refused, now = self._refused.is_set(), loop.time()
+            self._refused.clear()
+            if now >= due:
+                due = now + self.settings.secrets.refresh_s
+            elif not refused or now - last_refused < REFUSED_REREAD_GAP_S or not self.settings.stored_secrets:
+                continue
+            else:
+                last_refused = now
                 log.info("credentials refused; reading the stored secrets again")
             if self.settings.stored_secrets:
                 await self.refresh_secrets()

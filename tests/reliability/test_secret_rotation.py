@@ -139,3 +139,31 @@ def test_a_sink_token_rotated_in_ssm_rebuilds_the_sink_without_losing_a_batch(
     logs = daemon.logs()
     assert '"sinks_rebuilt":["hec"]' in logs
     assert HEC_OLD not in logs and HEC_NEW not in logs and "Traceback" not in logs
+
+
+def test_a_secret_gone_at_a_re_read_keeps_the_running_value_and_names_it(
+    tmp_path: Path, codacy: EmulatorProcess, moto_server: MotoServer, secrets: Any,  # noqa: F811
+) -> None:  # fmt: skip
+    secrets.create_secret(Name="prod/codacy", SecretString=OLD)
+    source = codacy_source(codacy.url)
+    del source["api_token"]
+    source["api_token_from"] = {
+        "aws_secrets_manager": {"secret_id": "prod/codacy", "endpoint_url": moto_server.endpoint_url}
+    }
+    out = tmp_path / "out"
+    config = make_config(tmp_path, source, {"out": file_sink(out)}, secrets={"refresh_s": 1})
+    daemon = LoggedDaemon(config, tmp_path / "daemon.log", env=AWS_ENV)
+    try:
+        total = len(codacy.entries())
+        wait_until("the first entries", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        secrets.delete_secret(SecretId="prod/codacy", ForceDeleteWithoutRecovery=True)
+        wait_until("the failed re-read", lambda: "could not be read again" in daemon.logs(), detail=daemon.logs)
+        codacy.control("POST", "entries", {"generate": 10, "orgs": ["gh/acme", "gl/globex"], "span_s": 5})
+        total = len(codacy.entries())
+        wait_until("the entries after it", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+    logs = daemon.logs()
+    assert "AWS Secrets Manager secret 'prod/codacy' in us-east-1: AWS answered ResourceNotFoundException" in logs
+    assert OLD not in logs and "Traceback" not in logs
