@@ -94,7 +94,7 @@ class Reading:
     ``dlq list``: they never talk to a vendor) read nothing and fill in a placeholder."""
 
     offline: bool = False
-    fetched: dict[tuple[str, str, str | None, str | None], str] = field(default_factory=dict)
+    fetched: dict[tuple[str, str, str | None, str | None], str | StoreError] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)  # what was read, by description
 
 
@@ -139,8 +139,14 @@ def resolve(key: str, value: Any) -> str:
     else:
         cache_key = ("ssm", store.name, store.region, store.endpoint_url)
     if cache_key not in current.fetched:
-        current.fetched[cache_key] = _fetch(store)
-    text = current.fetched[cache_key]
+        try:
+            current.fetched[cache_key] = _fetch(store)
+        except StoreError as exc:  # a failure too: an unreachable endpoint must not cost its timeout per use
+            current.fetched[cache_key] = exc
+    fetched = current.fetched[cache_key]
+    if isinstance(fetched, StoreError):
+        raise StoreError(str(fetched))
+    text = fetched
     if isinstance(store, AwsSecretsManagerRef) and store.json_key is not None:
         text = _json_key(store, text)
     text = text.strip()

@@ -190,6 +190,23 @@ def test_each_stored_secret_is_read_once_per_load(monkeypatch: pytest.MonkeyPatc
     assert calls == ["AWS Secrets Manager secret 'shared'"]
 
 
+def test_a_secret_that_cannot_be_read_is_tried_once_per_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable endpoint costs its timeouts once, not once per organization using it."""
+    calls: list[str] = []
+
+    def fetch(store: Any) -> str:
+        calls.append(store.describe())
+        raise secret_stores.StoreError(f"{store.describe()}: EndpointConnectionError")
+
+    monkeypatch.setattr(secret_stores, "_fetch", fetch)
+    ref = {"aws_ssm_parameter": {"name": "/shared", "region": REGION}}
+    with secret_stores.reading():
+        for key in ("a_from", "b_from"):
+            with pytest.raises(secret_stores.StoreError, match="SSM parameter '/shared': EndpointConnectionError"):
+                secret_stores.resolve(key, ref)
+    assert calls == ["SSM parameter '/shared'"]
+
+
 def test_the_region_of_an_arn_is_used() -> None:
     arn = "arn:aws:secretsmanager:eu-west-3:123456789012:secret:prod/codacy-AbCdEf"
     assert secret_stores._region(secret_stores.AwsSecretsManagerRef(secret_id=arn)) == "eu-west-3"
