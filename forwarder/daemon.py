@@ -13,6 +13,11 @@ sinks whose configuration changed are replaced, the others keep running, and the
 and cursors are never touched, so a reload cannot lose or repeat anything a restart would not.
 A reload applies completely or not at all: a file that is invalid, or names a source or sink
 that cannot be built, leaves everything running as it was.
+
+Secrets kept in AWS (``<field>_from``, ``forwarder.secret_stores``) rotate without a restart:
+every ``secrets.refresh_s``, or at once when a vendor answers 401, ``refresh_secrets`` validates
+the running configuration again with freshly read values and applies it through the same
+reload path, so only the sources and sinks whose secret changed are replaced.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from forwarder import systemd
+from forwarder import secret_stores, systemd
 from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
@@ -39,9 +44,9 @@ from forwarder.journal.factory import JOURNAL_FILE
 from forwarder.logs import watch_loop
 from forwarder.polling import Poller
 from forwarder.redaction import register_secrets
-from forwarder.reload import ReloadPlan, plan
+from forwarder.reload import RESTART_ONLY, ReloadPlan, plan
 from forwarder.secrets import collect_secrets
-from forwarder.settings import ConfigError, Settings, load_settings
+from forwarder.settings import ConfigError, Settings, load_settings, reread_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
 from forwarder.state_lock import StateLock
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger("forwarder.daemon")
+REFUSED_REREAD_GAP_S = 60.0  # a wrong token answers 401 at every poll: AWS is asked at most this often
 
 
 def _tune_gc() -> None:
@@ -101,6 +107,8 @@ class Daemon:
         self._watchdog_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._secrets_task: asyncio.Task[None] | None = None
+        self._refused = asyncio.Event()  # a 401 somewhere: the stored secrets may have rotated
 
     @staticmethod
     def wall_time(loop_time: float | None) -> float | None:
@@ -200,7 +208,7 @@ class Daemon:
     async def stop(self, sinks_timeout_s: float | None = None) -> None:
         systemd.notify("STOPPING=1")
         await self.health.stop()
-        for task in (self._watchdog_task, self._prune_task):
+        for task in (self._watchdog_task, self._prune_task, self._secrets_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -284,10 +292,13 @@ class Daemon:
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog_task = asyncio.create_task(self._watchdog(interval), name="watchdog")
+        self._secrets_task = asyncio.create_task(self._secrets_loop(), name="secrets")
+        unregister = secret_stores.on_credentials_refused(self._refused.set)
         try:
             await self.stopping.wait()
             log.info("stop requested; finishing in-flight batches")
         finally:
+            unregister()
             self.scheduler.shutdown(wait=False)
             await self.stop()
 
@@ -329,7 +340,61 @@ class Daemon:
             return False
         return True
 
-    async def _apply(self, change: ReloadPlan) -> None:
+    # --- stored secrets ---------------------------------------------------------------------------
+    async def _secrets_loop(self) -> None:
+        """Every ``secrets.refresh_s``, and sooner after a 401 (at most every REFUSED_REREAD_GAP_S:
+        a wrong token refused at every poll must neither hammer AWS nor postpone the periodic read)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.settings.secrets.refresh_s
+        last_refused = -REFUSED_REREAD_GAP_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(due):
+                    await self._refused.wait()
+            refused, now = self._refused.is_set(), loop.time()
+            self._refused.clear()
+            if now >= due:
+                due = now + self.settings.secrets.refresh_s
+            elif not refused or now - last_refused < REFUSED_REREAD_GAP_S or not self.settings.stored_secrets:
+                continue
+            else:
+                last_refused = now
+                log.info("credentials refused; reading the stored secrets again")
+            if self.settings.stored_secrets:
+                await self.refresh_secrets()
+
+    async def refresh_secrets(self) -> bool:
+        """Reads every stored secret again; if one changed, replaces the sources and sinks using
+        it through the reload path (sinks finish their in-flight batch). True if it applied one.
+        A secret that cannot be read leaves the running values in force, loudly."""
+        async with self._reload_lock:
+            try:
+                fresh = await asyncio.to_thread(reread_secrets, self.settings)
+            except ConfigError as exc:
+                log.error("stored secrets could not be read again; the running values stay in force",
+                          problems=exc.problems)  # fmt: skip
+                return False
+            except Exception:
+                log.exception("stored secrets could not be read again; the running values stay in force")
+                return False
+            # the running value of every restart-only setting, as a reload kept them: only secrets differ
+            change = plan(self.settings, fresh.model_copy(update={k: getattr(self.settings, k) for k in RESTART_ONLY}))
+            if change.empty:
+                log.debug("stored secrets unchanged", secrets=sorted(self.settings.stored_secrets))
+                return False
+            systemd.notify("RELOADING=1", systemd.monotonic_usec())
+            gc.unfreeze()
+            try:
+                await self._apply(change, "stored secrets changed; their users were rebuilt")
+            except Exception:
+                log.exception("applying the rotated secrets failed; the running configuration stays in force")
+                return False
+            finally:
+                _tune_gc()
+                systemd.notify("READY=1", f"STATUS={self._status_line()}")
+            return True
+
+    async def _apply(self, change: ReloadPlan, event: str = "configuration reloaded") -> None:
         new = change.settings
         register_secrets(collect_secrets(new))
         pollers, workers = await self._build(new, change.added_sources, change.added_sinks)
@@ -344,4 +409,4 @@ class Daemon:
         for name in change.added_sources:
             if self.scheduler is not None:
                 self._schedule(name, new.sources[name])
-        change.log_applied()
+        change.log_applied(event)

@@ -34,11 +34,15 @@ class ReloadPlan:
     added_sources: list[str]  # to start: new or changed
     added_sinks: list[str]
 
-    def log_applied(self) -> None:
+    @property
+    def empty(self) -> bool:
+        return not (self.gone_sources or self.gone_sinks or self.added_sources or self.added_sinks)
+
+    def log_applied(self, event: str = "configuration reloaded") -> None:
         gone_sources, added_sources = set(self.gone_sources), set(self.added_sources)
         gone_sinks, added_sinks = set(self.gone_sinks), set(self.added_sinks)
         log.info(
-            "configuration reloaded",
+            event,
             sources_stopped=sorted(gone_sources - added_sources),
             sources_started=sorted(added_sources - gone_sources),
             sources_restarted=sorted(gone_sources & added_sources),

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
 from forwarder.retry import BackoffWait, parse_retry_after
+from forwarder.secret_stores import credentials_refused
 
 if TYPE_CHECKING:
     from forwarder.sources.base import SourceConfig
@@ -251,6 +252,8 @@ class HttpFetcher:
         if response.status_code >= 500:
             raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:
+            if response.status_code == 401:  # a token from AWS may have rotated since it was read
+                credentials_refused()
             raise SourceError(describe(self.vendor, organization, response, body))
         if size > self.max_body_bytes:
             raise MalformedResponse(
