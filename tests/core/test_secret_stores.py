@@ -15,8 +15,8 @@ import pytest
 
 from forwarder import secret_stores
 from forwarder.settings import ConfigError, load_settings, reread_secrets
-from tests.helpers.daemon import write_config
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401 (fixture)
+from tests.support.daemon import write_config
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401 (fixture)
 
 REGION = "us-east-1"
 PLAIN = "sm-plain-token-4f1d9a"

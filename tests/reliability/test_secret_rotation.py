@@ -11,10 +11,12 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401 (fixture)
-from tests.reliability.conftest import LoggedDaemon, codacy_source, file_sink, make_config, wait_until
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401 (fixture)
+from tests.support.vendors import codacy_source
+from tests.support.waiting import wait_until
 
 REGION = "us-east-1"
 OLD = "codacy-test-token"  # the emulator's own token until the test rotates it
@@ -45,21 +47,21 @@ def run_rotation(
     source["api_token_from"] = ref
     out = tmp_path / "out"
     config = make_config(tmp_path, source, {"out": file_sink(out)}, secrets={"refresh_s": refresh_s})
-    daemon = LoggedDaemon(config, tmp_path / "daemon.log", env=AWS_ENV)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=AWS_ENV)
     try:
         total = len(codacy.entries())
-        wait_until("the first entries", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        wait_until("the first entries", lambda: len(read_ndjson(out)) >= total, detail=daemon.log)
         secrets.put_secret_value(SecretId="prod/codacy", SecretString=new)  # AWS first, as a rotation does
         codacy.control("POST", "config", {"token": new})  # then the vendor revokes the old token
         codacy.control("POST", "entries", {"generate": 10, "orgs": ["gh/acme", "gl/globex"], "span_s": 5})
         total = len(codacy.entries())
-        wait_until("the entries after the rotation", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        wait_until("the entries after the rotation", lambda: len(read_ndjson(out)) >= total, detail=daemon.log)
         assert daemon.stop() == 0
     finally:
         daemon.kill()
     delivered = read_ndjson(out)
     assert len(delivered) == total and len({e["id"] for e in delivered}) == total
-    logs = daemon.logs()
+    logs = daemon.log()
     assert "stored secrets changed; their users were rebuilt" in logs
     assert OLD not in logs and new not in logs
     assert "Traceback" not in logs
@@ -89,12 +91,12 @@ def test_an_unreadable_secret_at_start_names_it(
         "aws_secrets_manager": {"secret_id": "prod/absent", "endpoint_url": moto_server.endpoint_url}
     }
     config = make_config(tmp_path, source, {"out": file_sink(tmp_path / "out")})
-    daemon = LoggedDaemon(config, tmp_path / "daemon.log", env=AWS_ENV)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=AWS_ENV)
     try:
         assert daemon.process.wait(timeout=60) == 2
     finally:
         daemon.kill()
-    logs = daemon.logs()
+    logs = daemon.log()
     assert "sources.codacy: api_token_from: AWS Secrets Manager secret 'prod/absent' in us-east-1" in logs
     assert "ResourceNotFoundException" in logs and "Traceback" not in logs
 
@@ -119,24 +121,24 @@ def test_a_sink_token_rotated_in_ssm_rebuilds_the_sink_without_losing_a_batch(
     ref = {"aws_ssm_parameter": {"name": "/audit/hec-token", "endpoint_url": moto_server.endpoint_url}}
     sink = {"type": "splunk_hec", "url": hec.url, "batch_max_age_s": 0.05, "token_from": ref}
     config = make_config(tmp_path, codacy_source(codacy.url), {"hec": sink}, secrets={"refresh_s": 1})
-    daemon = LoggedDaemon(config, tmp_path / "daemon.log", env=AWS_ENV)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=AWS_ENV)
     try:
         total = len(codacy.entries())
-        wait_until("the first entries", lambda: len(hec.entries()) >= total, detail=daemon.logs)
+        wait_until("the first entries", lambda: len(hec.entries()) >= total, detail=daemon.log)
         hec.control("POST", "config", {"tokens": [HEC_OLD, HEC_NEW]})
         ssm.put_parameter(Name="/audit/hec-token", Value=HEC_NEW, Type="SecureString", Overwrite=True)
-        wait_until("the re-read", lambda: "stored secrets changed" in daemon.logs(), detail=daemon.logs)
+        wait_until("the re-read", lambda: "stored secrets changed" in daemon.log(), detail=daemon.log)
         hec.control("POST", "config", {"tokens": [HEC_NEW]})  # the old token revoked
         codacy.control("POST", "entries", {"generate": 10, "orgs": ["gh/acme", "gl/globex"], "span_s": 5})
         total = len(codacy.entries())
-        wait_until("the entries after the rotation", lambda: len(hec.entries()) >= total, detail=daemon.logs)
+        wait_until("the entries after the rotation", lambda: len(hec.entries()) >= total, detail=daemon.log)
         assert daemon.stop() == 0
     finally:
         daemon.kill()
         moto_server.reset()
     received = [e["fields"]["event_id"] for e in hec.entries()]
     assert len(set(received)) == total
-    logs = daemon.logs()
+    logs = daemon.log()
     assert '"sinks_rebuilt":["hec"]' in logs
     assert HEC_OLD not in logs and HEC_NEW not in logs and "Traceback" not in logs
 
@@ -152,18 +154,18 @@ def test_a_secret_gone_at_a_re_read_keeps_the_running_value_and_names_it(
     }
     out = tmp_path / "out"
     config = make_config(tmp_path, source, {"out": file_sink(out)}, secrets={"refresh_s": 1})
-    daemon = LoggedDaemon(config, tmp_path / "daemon.log", env=AWS_ENV)
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=AWS_ENV)
     try:
         total = len(codacy.entries())
-        wait_until("the first entries", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        wait_until("the first entries", lambda: len(read_ndjson(out)) >= total, detail=daemon.log)
         secrets.delete_secret(SecretId="prod/codacy", ForceDeleteWithoutRecovery=True)
-        wait_until("the failed re-read", lambda: "could not be read again" in daemon.logs(), detail=daemon.logs)
+        wait_until("the failed re-read", lambda: "could not be read again" in daemon.log(), detail=daemon.log)
         codacy.control("POST", "entries", {"generate": 10, "orgs": ["gh/acme", "gl/globex"], "span_s": 5})
         total = len(codacy.entries())
-        wait_until("the entries after it", lambda: len(read_ndjson(out)) >= total, detail=daemon.logs)
+        wait_until("the entries after it", lambda: len(read_ndjson(out)) >= total, detail=daemon.log)
         assert daemon.stop() == 0
     finally:
         daemon.kill()
-    logs = daemon.logs()
+    logs = daemon.log()
     assert "AWS Secrets Manager secret 'prod/codacy' in us-east-1: AWS answered ResourceNotFoundException" in logs
     assert OLD not in logs and "Traceback" not in logs
