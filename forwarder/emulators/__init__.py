@@ -10,6 +10,7 @@ from forwarder.emulators.configcat import ConfigCatEmulator
 from forwarder.emulators.github import GitHubEmulator
 from forwarder.emulators.google_workspace import GoogleWorkspaceEmulator
 from forwarder.emulators.okta import OktaEmulator
+from forwarder.emulators.sentinel import SentinelEmulator
 from forwarder.emulators.splunk_hec import SplunkHecEmulator
 
 EMULATORS: dict[str, type[Emulator]] = {
@@ -21,4 +22,5 @@ EMULATORS: dict[str, type[Emulator]] = {
     "okta": OktaEmulator,
     "github": GitHubEmulator,
     "google_workspace": GoogleWorkspaceEmulator,
+    "sentinel": SentinelEmulator,
 }

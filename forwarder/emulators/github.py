@@ -13,14 +13,13 @@ secondary limit (a queued fault) 403 or 429 with ``retry-after``.
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 from urllib.parse import urlencode
 
-from forwarder.emulators.base import Emulator, Request, Response
-from forwarder.emulators.fixtures import PEOPLE, documentation_ip, timeline_ms
-from forwarder.emulators.presets_common import Quota, Store, github_headers, now_ms, page_token, read_token
+from forwarder.emulators.base import Request, Response
+from forwarder.emulators.fixtures import PEOPLE, documentation_ip
+from forwarder.emulators.presets_common import PresetEmulator, Quota, github_headers, now_ms, page_token, read_token
 from forwarder.event import parse_time
 
 DEFAULT_ORG = "octo-org"
@@ -41,38 +40,31 @@ def error(status: int, message: str) -> Response:
     return Response.json({"message": message, "documentation_url": DOCS, "status": str(status)}, status)
 
 
-class GitHubEmulator(Emulator):
+class GitHubEmulator(PresetEmulator):
     name = "github"
+    source_type = "github"
+    default_organizations = (DEFAULT_ORG,)
 
     def __init__(self, token: str = "github-test-token", seed: int = 1) -> None:
-        super().__init__()
+        super().__init__(seed, Quota(limit=0, window_s=3600.0, headers=github_headers))
         self.token = token
-        self.rng = random.Random(seed)
-        self.store = Store()
         self.forbidden_orgs: list[str] = []
         self.limit_status = 403  # how the spent primary limit is answered: 403 or 429
-        self.quota = Quota(limit=0, window_s=3600.0, headers=github_headers)
         self.route("GET", r"/orgs/(?P<org>[^/]+)/audit-log", self.audit_log)
         self.route("GET", r"/enterprises/(?P<org>[^/]+)/audit-log", self.audit_log)
 
-    def configure(self, options: dict[str, Any]) -> None:
-        options = dict(options)
-        if "rate_limit" in options:
-            self.quota.limit = int(options.pop("rate_limit"))
-        if "rate_window_s" in options:
-            self.quota.window_s = float(options.pop("rate_window_s"))
-        super().configure(options)
-
-    def source_config(self, url: str) -> dict[str, Any]:
-        return {"type": "github", "url": f"{url}/orgs/{{organization}}/audit-log", "organizations": [DEFAULT_ORG],
+    # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        return {"type": "github", "url": f"{url}/orgs/{{organization}}/audit-log",
+                "organizations": self.organizations(organizations),
                 "auth": {"token": self.token}}  # fmt: skip
 
-    @staticmethod
-    def entry_key(entry: dict[str, Any]) -> str:
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        """The preset's ``id_field: _document_id`` under the ``github:`` prefix."""
         return f"github:{entry['_document_id']}"
 
     # --- data ------------------------------------------------------------------------------
-    def make_entry(self, ts: int, org: str) -> dict[str, Any]:
+    def make_entry(self, ts: int, org: str) -> tuple[dict[str, Any], str]:
         action, target = self.rng.choice(ACTIONS)
         name, _ = self.rng.choice(PEOPLE)
         login = name.split()[0].lower()
@@ -92,17 +84,7 @@ class GitHubEmulator(Emulator):
             entry["team"] = f"{org}/platform"
         if action.startswith("git."):
             entry.update({"transport_protocol_name": "http", "repository_public": False})
-        return entry
-
-    def generate(self, count: int, **options: Any) -> list[dict[str, Any]]:
-        orgs = list(options.get("orgs") or []) or self.store.orgs() or [DEFAULT_ORG]
-        created = []
-        for org in orgs:
-            for ts in timeline_ms(count, options):
-                entry = self.make_entry(ts, str(org))
-                self.store.add(str(org), ts, entry["_document_id"], entry)
-                created.append(entry)
-        return created
+        return entry, entry["_document_id"]
 
     def add_entries(self, entries: list[dict[str, Any]]) -> None:
         for raw in entries:
@@ -112,9 +94,6 @@ class GitHubEmulator(Emulator):
             entry.setdefault("created_at", entry["@timestamp"])
             org = str(raw.get("_org", DEFAULT_ORG))
             self.store.add(org, int(entry["@timestamp"]), entry["_document_id"], entry, float(raw.get("_delay_s", 0)))
-
-    def all_entries(self) -> list[dict[str, Any]]:
-        return [{**s.entry, "_org": s.org} for s in self.store.items]
 
     # --- the endpoint ------------------------------------------------------------------------
     @staticmethod

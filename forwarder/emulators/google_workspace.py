@@ -12,23 +12,25 @@ administrator of the domain) and exchanged for a one-hour access token (``invali
 ``rateLimitExceeded`` (or 429 ``RESOURCE_EXHAUSTED``, ``limit_status``).
 
 ``GET /_emulator/service_account`` serves a service-account key file (with this emulator's
-generated private key and ``token_uri``), so a test or the demo configures what a Google Cloud
-console would have downloaded. Late arrivals: post an entry with ``_delay_s``.
+private key and ``token_uri``), so a test or the demo configures what a Google Cloud console
+would have downloaded. The key is a fixed, published test key (``EMULATOR_KEY_PEM``), so that
+``source_config`` of any instance holds the credentials the running emulator accepts, as the
+other emulators' fixed test tokens do; it signs nothing but assertions to this emulator.
+Late arrivals: post an entry with ``_delay_s``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import random
 import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
-from forwarder.emulators.base import Emulator, Request, Response
-from forwarder.emulators.fixtures import PEOPLE, documentation_ip, timeline_ms
-from forwarder.emulators.presets_common import Quota, Store, now_ms, page_token, read_token
+from forwarder.emulators.base import Request, Response
+from forwarder.emulators.fixtures import PEOPLE, documentation_ip
+from forwarder.emulators.presets_common import PresetEmulator, Quota, now_ms, page_token, read_token
 from forwarder.event import parse_time
 
 SCOPE = "https://www.googleapis.com/auth/admin.reports.audit.readonly"
@@ -42,6 +44,38 @@ APPLICATIONS = {
     "token": [("auth", "authorize"), ("auth", "revoke")],
     "drive": [("access", "view"), ("access", "edit"), ("access", "download")],
 }  # fmt: skip
+DEFAULT_APPLICATION = "login"
+# The emulated service account's key: a test key, published here, never a real credential.
+EMULATOR_KEY_PEM = """\
+-----BEGIN PRIVATE KEY-----
+MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDgb+LEKBwEwmNW
+FXmjRetzvY1z68Nb5D996oOQXJi6JvXqKbaapEVxds1Dn0Ks9QrW3USbFK7FZe8c
+N/1wU3dcfKnyBHeTJNe77Ff3laUamZmS8Rx8UUXx8zKCUbWhSehUWbbcdh5BnYKA
+SiAsG7s7qnQydGNt13SvgvfXKMWlGav+Y0NaKugHveL303j4ZcbKIKLV8bpwK5Jo
+mgSK0Zg7Y3/cD7viaJtpMjnwyMMMWEUo++irmkYF+RThvatnA9ljTp8nD5YOx4ZY
+PX/RfrMtpPs7ANk+CVOMKfb8S5L03LrgJwWBAYzbZSyaecckE0Vpn1JZWM+HE0a/
+s1JWhwUFAgMBAAECggEAK5DcampEwhG/uZqSkYSFh2KAnkNiGSjNwFHw9ulahiwA
+6VLujMcdacB/aMR161/nmjy6UAYsRMocJ5SgwBibn1rdnEqMsYXh0Ks4iilEssyl
+GHZwKpuWIbitEcntoWDY1eLSUaomBmOeTOvWoelCJ3tXceHQ2SYNEvKvzFawQvND
+I++An7vmhoH7sCoXC90Cod+O5XokvbGP0ZHcn9PsSrOR0CucOl3sV9bsBfQ3mkPy
+kEo/h6Gzh9Fg/1xVyfu/saGZPNMK0mndANs1fUm9uZrQgiY6WEdyIjihr4lNEGG8
+8UeoRVznozMm9jJBdHnmfsYeml1+JVc2FtZ2tJfngwKBgQD5R2Vsg5X0BcVzmRvI
+izlLpv1Ch1W946SUqKb2sBKkhviWF5WMd0FxT19okXcsto+r2uEQZOCyFVIT4wnL
+x9VP2rsoEjGS9mRb6IIqiOtUBsKo+21BITXerMYlkWDzWEoBeoStnVjG8CuK02V4
+ofNBsfRy86yvmPxvTya070yUowKBgQDmfQXwDE+VIK25EathJCJ60VADuoUz0jf5
+9DI82+RZU1Mv9pN463eF6J3ONJTwbY7y3p/8Jg9Zxd8unrUOy3PZSPXFSu7nGr+G
+Gq+aswOKEXOroJEPCrWGU4lzYKdhC1OKTDyEkBff3aqKicTbPJoA04QWVZoVeB5b
+69BuDTvyNwKBgQDNy7Se/o9Ysz8MrVVzngUCQO2K9CHEL+Ca3hVhSYFKlSc6+mN7
+YKUFf8q7kIQ7xMgd0AjIuQ+L1fA5/NEEjIi9cU3byhFlS8cU3YJAzWLCrwYb7d6H
+y3wmxqqbL0dD/xqx180ba/Bz5Kl95gI6sjEahmjSUfu5yGp3FnhVHc4yUwKBgFTQ
+ZML0hMRnhgW4DsxsM5PmOf9lP2bWUGrWBTaH4/tKwi3AGnxAiXbpJkie6L+gUR3l
+9hEfID70pS/OjummzDaEtounC0pXeWqrnzrZ7M99pIbfSwGx+yI20zl1s6HuPQuD
+CjHtpBtowjzAfYP/RNxQ+SYO0ehcjy9cExKsJAb5AoGBAPUvA5VOTADC5MmnPy9L
+l6UPrQniU7uEqGmYJ+JpKdOJxMEdynb4YdWEi638nD+cGjZW7sPuBIp1tFsJ6Lhn
+4+g2rco9f58TMjphBwqT0Kfnru9xqVHhC80m4GJ9Ga96nrXfAS2dWMBsAyU5QMZC
+kI39CibwIS8anYJuSzdckizg
+-----END PRIVATE KEY-----
+"""
 ALL_APPLICATIONS = {*APPLICATIONS, "saml", "groups", "user_accounts", "calendar", "chat", "meet", "mobile"}
 
 
@@ -59,33 +93,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class GoogleWorkspaceEmulator(Emulator):
+class GoogleWorkspaceEmulator(PresetEmulator):
     name = "google_workspace"
+    source_type = "google_workspace"
+    default_organizations = (DEFAULT_APPLICATION,)
 
     def __init__(self, seed: int = 1) -> None:
-        super().__init__()
+        super().__init__(seed, Quota(limit=0, window_s=60.0))
+        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
-        self.rng = random.Random(seed)
-        self.store = Store()
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = serialization.load_pem_private_key(EMULATOR_KEY_PEM.encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError("EMULATOR_KEY_PEM must be an RSA key")
+        self.key = key
         self.client_email = CLIENT_EMAIL
         self.admins = [ADMIN]
         self.tokens: dict[str, float] = {}  # access token -> expiry (time.time)
         self.token_lifetime_s = 3599
         self.token_requests = 0
         self.limit_status = 403
-        self.quota = Quota(limit=0, window_s=60.0)
         self.route("POST", r"/token", self.token)
         self.route("GET", r"/_emulator/service_account", self.service_account)
         self.route("GET", r"/admin/reports/v1/activity/users/all/applications/(?P<app>[^/]+)", self.activities)
 
     def configure(self, options: dict[str, Any]) -> None:
         options = dict(options)
-        if "rate_limit" in options:
-            self.quota.limit = int(options.pop("rate_limit"))
-        if "rate_window_s" in options:
-            self.quota.window_s = float(options.pop("rate_window_s"))
         if options.pop("expire_tokens", False):
             self.tokens.clear()
         super().configure(options)
@@ -99,42 +132,38 @@ class GoogleWorkspaceEmulator(Emulator):
                 "private_key": pem, "client_email": self.client_email, "client_id": "1" * 21,
                 "token_uri": f"{url}/token"}  # fmt: skip
 
-    def source_config(self, url: str) -> dict[str, Any]:
+    # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        """Each organization is an application (login, admin, ...)."""
         key = self.key_file(url)
         return {"type": "google_workspace", "url": f"{url}/admin/reports/v1/activity/users/all/applications/"
-                "{organization}", "organizations": ["login", "admin"],
+                "{organization}", "organizations": self.organizations(organizations),
                 "auth": {"client_email": key["client_email"], "private_key": key["private_key"],
                          "token_url": key["token_uri"], "subject": ADMIN}}  # fmt: skip
 
-    @staticmethod
-    def entry_key(entry: dict[str, Any]) -> str:
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        """The preset's composite ``id_field`` (time, uniqueQualifier, applicationName) joined by ``|``."""
         ident = entry["id"]
         return f"google_workspace:{ident['time']}|{ident['uniqueQualifier']}|{ident['applicationName']}"
 
     # --- data ------------------------------------------------------------------------------
-    def make_entry(self, ts: int, app: str) -> dict[str, Any]:
+    def make_entry(self, ts: int, org: str) -> tuple[dict[str, Any], str]:
+        """``org`` is the application."""
+        app = org
         kind, name = self.rng.choice(APPLICATIONS.get(app, APPLICATIONS["admin"]))
         _, email = self.rng.choice(PEOPLE)
         parameters: list[dict[str, Any]] = [{"name": "login_type", "value": "google_password"}] if app == "login" \
             else [{"name": "USER_EMAIL", "value": self.rng.choice(PEOPLE)[1]}]  # fmt: skip
-        return {
-            "kind": "admin#reports#activity", "etag": f'"{self.rng.getrandbits(64):x}"',
-            "id": {"time": rfc3339(ts), "uniqueQualifier": str(self.rng.randint(-(2**62), 2**62)),
-                   "applicationName": app, "customerId": "C03az79cb"},
+        etag = f'"{self.rng.getrandbits(64):x}"'  # drawn in the order the entries were always drawn
+        ident = {"time": rfc3339(ts), "uniqueQualifier": str(self.rng.randint(-(2**62), 2**62)),
+                 "applicationName": app, "customerId": "C03az79cb"}  # fmt: skip
+        entry: dict[str, Any] = {
+            "kind": "admin#reports#activity", "etag": etag, "id": ident,
             "actor": {"callerType": "USER", "email": email, "profileId": str(self.rng.randint(10**20, 10**21))},
             "ownerDomain": "example.com", "ipAddress": documentation_ip(self.rng),
             "events": [{"type": kind, "name": name, "parameters": parameters}],
         }  # fmt: skip
-
-    def generate(self, count: int, **options: Any) -> list[dict[str, Any]]:
-        apps = list(options.get("orgs") or []) or self.store.orgs() or ["login", "admin"]
-        created = []
-        for app in apps:
-            for ts in timeline_ms(count, options):
-                entry = self.make_entry(ts, str(app))
-                self.store.add(str(app), ts, entry["id"]["uniqueQualifier"], entry)
-                created.append(entry)
-        return created
+        return entry, ident["uniqueQualifier"]
 
     def add_entries(self, entries: list[dict[str, Any]]) -> None:
         """Posted entries name their application in ``id.applicationName`` (or ``_org``)."""
@@ -146,9 +175,6 @@ class GoogleWorkspaceEmulator(Emulator):
             entry["id"] = ident
             ts = int(parse_time(ident["time"]).timestamp() * 1000)
             self.store.add(app, ts, str(ident["uniqueQualifier"]), entry, float(raw.get("_delay_s", 0)))
-
-    def all_entries(self) -> list[dict[str, Any]]:
-        return [{**s.entry, "_org": s.org} for s in self.store.items]
 
     # --- the token endpoint -----------------------------------------------------------------
     def service_account(self, req: Request) -> Response:

@@ -14,14 +14,13 @@ in the past, but it is served only once that many seconds passed.
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from forwarder.emulators.base import Emulator, Request, Response
-from forwarder.emulators.fixtures import PEOPLE, documentation_ip, random_uuid, timeline_ms
-from forwarder.emulators.presets_common import Quota, Store, now_ms, okta_headers, page_token, read_token
+from forwarder.emulators.base import Request, Response
+from forwarder.emulators.fixtures import PEOPLE, documentation_ip, random_uuid
+from forwarder.emulators.presets_common import PresetEmulator, Quota, now_ms, okta_headers, page_token, read_token
 from forwarder.event import parse_time
 
 DEFAULT_ORG = "acme"
@@ -52,39 +51,30 @@ def error(status: int, code: str, summary: str) -> Response:
                           "errorId": "oae0000000000000000", "errorCauses": []}, status)  # fmt: skip
 
 
-class OktaEmulator(Emulator):
+class OktaEmulator(PresetEmulator):
     name = "okta"
+    source_type = "okta"
+    default_organizations = (DEFAULT_ORG,)
 
     def __init__(self, token: str = "okta-test-token", seed: int = 1) -> None:
-        super().__init__()
+        super().__init__(seed, Quota(limit=0, window_s=60.0, headers=okta_headers))
         self.token = token
-        self.rng = random.Random(seed)
-        self.store = Store()
         self.forbidden_orgs: list[str] = []
-        self.quota = Quota(limit=0, window_s=60.0, headers=okta_headers)
         self.route("GET", r"/api/v1/logs", self.logs)
         self.route("GET", r"/(?P<org>[^/]+)/api/v1/logs", self.logs)
 
-    def configure(self, options: dict[str, Any]) -> None:
-        """``rate_limit`` (requests per ``rate_window_s``) on top of the generic switches."""
-        options = dict(options)
-        if "rate_limit" in options:
-            self.quota.limit = int(options.pop("rate_limit"))
-        if "rate_window_s" in options:
-            self.quota.window_s = float(options.pop("rate_window_s"))
-        super().configure(options)
-
-    # --- metadata for tests (s3's contract: the source settings and an entry's event id) -----
-    def source_config(self, url: str) -> dict[str, Any]:
-        return {"type": "okta", "url": f"{url}/{{organization}}/api/v1/logs", "organizations": [DEFAULT_ORG],
+    # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        return {"type": "okta", "url": f"{url}/{{organization}}/api/v1/logs",
+                "organizations": self.organizations(organizations),
                 "auth": {"token": self.token}}  # fmt: skip
 
-    @staticmethod
-    def entry_key(entry: dict[str, Any]) -> str:
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        """The preset's ``id_field: uuid`` under the ``okta:`` prefix http_json gives ids."""
         return f"okta:{entry['uuid']}"
 
     # --- data ------------------------------------------------------------------------------
-    def make_entry(self, ts: int) -> dict[str, Any]:
+    def make_entry(self, ts: int, org: str) -> tuple[dict[str, Any], str]:
         event_type, message, target_type, result = self.rng.choice(EVENTS)
         name, email = self.rng.choice(PEOPLE)
         other_name, other_email = self.rng.choice(PEOPLE)
@@ -113,17 +103,7 @@ class OktaEmulator(Emulator):
         if target_type:
             entry["target"] = [{"id": f"0{self.rng.getrandbits(56):014x}", "type": target_type,
                                 "alternateId": other_email, "displayName": other_name}]  # fmt: skip
-        return entry
-
-    def generate(self, count: int, **options: Any) -> list[dict[str, Any]]:
-        orgs = list(options.get("orgs") or []) or self.store.orgs() or [DEFAULT_ORG]
-        created = []
-        for org in orgs:
-            for ts in timeline_ms(count, options):
-                entry = self.make_entry(ts)
-                self.store.add(str(org), ts, entry["uuid"], entry)
-                created.append(entry)
-        return created
+        return entry, entry["uuid"]
 
     def add_entries(self, entries: list[dict[str, Any]]) -> None:
         """Posted entries may carry ``_org`` and ``_delay_s`` (a late arrival); neither is served."""
@@ -133,9 +113,6 @@ class OktaEmulator(Emulator):
             entry.setdefault("published", iso(now_ms()))
             ts = int(parse_time(entry["published"]).timestamp() * 1000)
             self.store.add(str(raw.get("_org", DEFAULT_ORG)), ts, entry["uuid"], entry, float(raw.get("_delay_s", 0)))
-
-    def all_entries(self) -> list[dict[str, Any]]:
-        return [{**s.entry, "_org": s.org} for s in self.store.items]
 
     # --- the endpoint ------------------------------------------------------------------------
     def logs(self, req: Request, org: str = DEFAULT_ORG) -> Response:

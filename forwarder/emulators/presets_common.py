@@ -5,18 +5,22 @@
   forwarder's watermark, published ``_delay_s`` seconds later) as the vendors document them;
 * keyset page tokens over (time, id), which stay right when entries arrive between pages;
 * ``Quota``: a fixed-window request limit stated in the vendor's rate-limit headers, answered
-  with the vendor's refusal (429, or 403 with zero remaining) once spent.
+  with the vendor's refusal (429, or 403 with zero remaining) once spent;
+* ``PresetEmulator``: the emulator contract's organizations, generation and entries over a
+  ``Store``, and the ``rate_limit``/``rate_window_s`` switches of its ``Quota``.
 """
 
 from __future__ import annotations
 
 import base64
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from forwarder.emulators.base import Response
+from forwarder.emulators.base import Emulator, Response
+from forwarder.emulators.fixtures import timeline_ms
 
 
 def now_ms() -> int:
@@ -116,3 +120,44 @@ class Quota:
 def with_headers(response: Response, headers: dict[str, str]) -> Response:
     response.headers.update(headers)
     return response
+
+
+class PresetEmulator(Emulator):
+    """A preset vendor's emulator: its entries in a ``Store`` by organization, its ``Quota``."""
+
+    default_organizations: ClassVar[tuple[str, ...]]  # one, so the contract suite's source reads them all
+
+    def __init__(self, seed: int, quota: Quota) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.store = Store()
+        self.quota = quota
+
+    def configure(self, options: dict[str, Any]) -> None:
+        """``rate_limit`` (requests per ``rate_window_s``) on top of the generic switches."""
+        options = dict(options)
+        if "rate_limit" in options:
+            self.quota.limit = int(options.pop("rate_limit"))
+        if "rate_window_s" in options:
+            self.quota.window_s = float(options.pop("rate_window_s"))
+        super().configure(options)
+
+    def organizations(self, given: list[str] | None = None) -> list[str]:
+        """The organizations asked for, else the ones held, else the default one."""
+        return [str(org) for org in given or []] or self.store.orgs() or list(self.default_organizations)
+
+    def make_entry(self, ts: int, org: str) -> tuple[dict[str, Any], str]:
+        """A generated entry at ``ts`` and the key the store orders it by."""
+        raise NotImplementedError
+
+    def generate(self, count: int, **options: Any) -> list[dict[str, Any]]:
+        created = []
+        for org in self.organizations(options.get("orgs")):
+            for ts in timeline_ms(count, options):
+                entry, key = self.make_entry(ts, org)
+                self.store.add(org, ts, key, entry)
+                created.append(entry)
+        return created
+
+    def all_entries(self) -> list[dict[str, Any]]:
+        return [{**s.entry, "_org": s.org} for s in self.store.items]

@@ -9,8 +9,9 @@ what to check. Messages name the vendor, the organization and the status, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -18,11 +19,16 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from forwarder import lenient_json, metrics
-from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
+from forwarder.http_shared import read_at_most
+from forwarder.retry import BackoffWait, parse_retry_after
+from forwarder.secret_stores import credentials_refused
+from forwarder.sources.errors import MalformedResponse as MalformedResponse
+from forwarder.sources.errors import RetryableHTTPError as RetryableHTTPError
+from forwarder.sources.errors import SourceError as SourceError
+from forwarder.sources.ratelimit import RateBudget, shared_budget
 
 if TYPE_CHECKING:
-    from forwarder.sources.ratelimit import RateBudget
-    from forwarder.sources.walk import WalkBudget
+    from forwarder.sources.base import SourceConfig
 
 log = structlog.get_logger("forwarder.http")
 
@@ -39,18 +45,11 @@ HINTS = {
 ERROR_BODY_BYTES = 64 * 1024
 
 
-class SourceError(Exception):
-    """A poll of one organization failed; that organization waits for its next cycle."""
+class Budget(Protocol):
+    """What one walk may hold (``forwarder.sources.walk.WalkBudget``): each complete answer is
+    charged to it. A protocol, so that this layer needs nothing of the walk's module."""
 
-
-class RetryableHTTPError(SourceError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class MalformedResponse(SourceError):
-    """The vendor answered 200 with something that is not the documented JSON."""
+    def charge(self, size: int) -> None: ...
 
 
 def describe(vendor: str, organization: str, response: httpx.Response, body: bytes = b"") -> str:
@@ -97,8 +96,52 @@ def transport_error(exc: httpx.TransportError) -> str:
     return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
 
 
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
+
+
+def make_client(
+    config: SourceConfig,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    *,
+    follow_redirects: bool = False,
+    request_hooks: Sequence[RequestHook] = (),
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """The one place a source's HTTP client is made: every source asks for JSON, times out after
+    the source's ``timeout_s`` and verifies TLS unless told otherwise, so a new source cannot
+    forget any of it. ``base_url`` loses its trailing slash (paths are written with their own)."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Accept": "application/json", **(headers or {})},
+        auth=auth,
+        timeout=config.timeout_s,
+        follow_redirects=follow_redirects,
+        event_hooks={"request": list(request_hooks)} if request_hooks else None,
+        verify=verify,
+    )
+
+
 class HttpFetcher:
     """Sends one request with the source's retry policy and returns the parsed JSON."""
+
+    @classmethod
+    def for_source(
+        cls,
+        client: httpx.AsyncClient,
+        vendor: str,
+        config: SourceConfig,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> HttpFetcher:
+        """The fetcher of a source: its retry settings, ``extra_params`` and the rate budget of its
+        credential (``rate_limit``, shared with every source using the same one) read from its config."""
+        return cls(
+            client, vendor, config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
+            on_response=on_response, before_attempt=before_attempt, extra_params=config.extra_params,
+            rate_limit=shared_budget(config),
+        )  # fmt: skip
 
     def __init__(
         self,
@@ -138,7 +181,7 @@ class HttpFetcher:
         self.timeout_s = timeout_s
 
     async def get_json(
-        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: Budget | None = None
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
@@ -182,7 +225,7 @@ class HttpFetcher:
         return max(phases) if phases else None
 
     async def _once(
-        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: Budget | None = None
     ) -> Any:
         deadline = self._deadline()
         if self.before_attempt is not None:
@@ -199,6 +242,11 @@ class HttpFetcher:
             # the same retryable error as httpx's own timeouts, so the retry policy, the log and
             # the final message treat a slow trickle like any other timeout
             raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        except SourceError as exc:  # an auth flow's (a token endpoint's refusal), which knows no organization
+            if limiter is not None:
+                limiter.release()
+            exc.args = (f"{exc} (organization {organization!r})",)
+            raise
         except BaseException:
             if limiter is not None:
                 limiter.release()
@@ -223,6 +271,8 @@ class HttpFetcher:
         if response.status_code >= 500:
             raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:
+            if response.status_code == 401:  # a token from AWS may have rotated since it was read
+                credentials_refused()
             raise SourceError(describe(self.vendor, organization, response, body))
         if size > self.max_body_bytes:
             raise MalformedResponse(

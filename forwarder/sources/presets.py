@@ -8,7 +8,7 @@ configuration gives overrides the preset's, key by key: mappings (``params``, ``
 takes the key back to the ``http_json`` default, and one ``mapping`` field is replaced whole.
 
 A preset that needs something the engine cannot express is the engine's gap, filled in a
-vendor-neutral module (``forwarder/sources/auth.py``, ``ratelimit.py``, ``http_json``'s time
+vendor-neutral module (``forwarder/sources/http_auth.py``, ``ratelimit.py``, ``http_json``'s time
 formats and window parameter), never with vendor code: a new vendor is one YAML file here,
 its fixtures and its emulator.
 """

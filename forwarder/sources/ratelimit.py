@@ -20,19 +20,18 @@ missing permission.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import time
 import weakref
-from datetime import UTC
 from typing import Any, Literal
 
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from forwarder.retry import until_http_date
 from forwarder.secrets import collect_secrets
-from forwarder.sources.http import SourceError
+from forwarder.sources.errors import SourceError
 
 log = structlog.get_logger("forwarder.sources.ratelimit")
 
@@ -90,13 +89,7 @@ def reset_delay(value: str | None, fmt: ResetFormat, now: float | None = None) -
     if number is not None and number != number:  # NaN
         return None
     if fmt == "http_date" or (fmt == "auto" and number is None):
-        try:
-            parsed = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return max(0.0, parsed.timestamp() - now)
+        return until_http_date(text, now)
     if number is None:
         return None
     if fmt == "auto":

@@ -19,8 +19,8 @@ FAST: dict[str, Any] = {
     "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.5, "timeout_s": 10,
 }  # fmt: skip
 ORGS = {"okta": ["acme"], "github": ["octo-org"], "google_workspace": ["login", "admin"]}
-KEYS = {"okta": OktaEmulator.entry_key, "github": GitHubEmulator.entry_key,
-        "google_workspace": GoogleWorkspaceEmulator.entry_key}  # fmt: skip
+KEYS = {"okta": OktaEmulator().entry_key, "github": GitHubEmulator().entry_key,
+        "google_workspace": GoogleWorkspaceEmulator().entry_key}  # fmt: skip
 
 
 def service_account_file(url: str, directory: Path) -> Path:

@@ -1,6 +1,6 @@
 """Presets: YAML only, one line to select, overridable key by key, golden mappings, auth methods.
 
-The emulators run in their own processes on 127.0.0.1 (``tests.helpers.emulators.running``).
+The emulators run in their own processes on 127.0.0.1 (``tests.support.emulators.running``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from forwarder.sources import SOURCES, presets
 from forwarder.sources.http import SourceError
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 from forwarder.sources.window import walk_keys
-from tests.helpers.daemon import write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.presets.support import PRESETS, expected_keys, preset_source
+from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
+from tests.support.daemon import write_config
+from tests.support.emulators import EmulatorProcess, running
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 OCSF_CLASSES = {"okta": {3001, 3002, 3004, 3005, 3006}, "github": {3004, 3005, 3006, 6003},
@@ -54,7 +54,7 @@ async def drain(src: HttpJsonSource) -> list[tuple[Any, str]]:
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorProcess]:
     name = request.param
-    started = running(name, entries=40, options={"span_s": 2 * 86400})
+    started = running(name, entries=40, options={"span_s": 2 * 86400, "orgs": ORGS[name]})
     yield started
     started.stop()
 
@@ -152,7 +152,7 @@ def test_okta_takes_an_oauth_access_token_as_bearer_and_names_a_refused_token(tm
 
 
 def test_google_service_account_token_is_exchanged_refreshed_and_refusals_are_clear(tmp_path: Path) -> None:
-    google = running("google_workspace", entries=10, options={"span_s": 86400})
+    google = running("google_workspace", entries=10, options={"span_s": 86400, "orgs": ORGS["google_workspace"]})
     try:
         config = preset_source("google_workspace", google.url, tmp_path)
         assert len(asyncio.run(drain(source("google_workspace", config)))) == 20  # login and admin

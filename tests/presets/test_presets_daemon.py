@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import delivered_ids, file_sink_config, once_ok, read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.presets.support import PRESETS, expected_keys, preset_source
+from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
+from tests.support.daemon import delivered_ids, file_sink_config, once_ok, read_ndjson
+from tests.support.emulators import EmulatorProcess, running
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ LATE: dict[str, Callable[[int], dict[str, Any]]] = {
 
 @pytest.fixture(params=PRESETS)
 def preset(request: pytest.FixtureRequest) -> Iterator[tuple[str, EmulatorProcess]]:
-    emulator = running(request.param, entries=25, options={"span_s": 2 * 86400})
+    emulator = running(request.param, entries=25, options={"span_s": 2 * 86400, "orgs": ORGS[request.param]})
     yield request.param, emulator
     emulator.stop()
 

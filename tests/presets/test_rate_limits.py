@@ -17,8 +17,8 @@ from forwarder.sources import SOURCES
 from forwarder.sources.http import SourceError
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 from forwarder.sources.ratelimit import RateBudget, RateLimitSettings, reset_delay, shared_budget
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.presets.support import expected_keys, preset_source
+from tests.support.emulators import EmulatorProcess, running
 
 
 def config(name: str, data: dict[str, Any]) -> HttpJsonConfig:
@@ -173,13 +173,16 @@ def test_google_quota_403_named_in_the_body_is_retried(tmp_path: Path) -> None:
         google.stop()
 
 
-def test_every_dedicated_source_reads_rate_limits_through_the_shared_layer() -> None:
-    """The dedicated sources' fetchers get their credential's budget too (not only http_json)."""
-    from tests.reliability.conftest import codacy_source, codescoring_source, codestax_source, configcat_source
+def test_every_source_reads_rate_limits_through_the_shared_layer() -> None:
+    """Every registered source's fetcher gets its credential's budget (``HttpFetcher.for_source``),
+    the dedicated ones as well as http_json and the presets."""
+    from tests.contract.sources import case_of
 
     url = "http://127.0.0.1:9"
-    for make in (codacy_source, configcat_source, codescoring_source, codestax_source):
-        data = make(url)
+    for source_type in sorted(SOURCES):
+        case = case_of(source_type)
+        assert case is not None, source_type
+        data = case.config(url)
         model, factory = SOURCES[data["type"]]
         cfg = model.model_validate(data)
         src = factory(data["type"], cfg)

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, start
-from tests.helpers.emulators import EmulatorProcess, running
 from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
-from tests.reliability.conftest import make_config
-from tests.reliability.receivers import AWS_ENV, Receivers
+from tests.support.config import make_config
+from tests.support.daemon import cli, start
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.receivers import AWS_ENV, Receivers
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,8 @@ def emulators() -> Iterator[dict[str, EmulatorProcess]]:
     started: dict[str, EmulatorProcess] = {}
     try:
         for name in PRESETS:
-            started[name] = running(name, entries=20, options={"span_s": 2 * 86400, **OPTIONS[name]})
+            options = {"span_s": 2 * 86400, "orgs": ORGS[name], **OPTIONS[name]}
+            started[name] = running(name, entries=20, options=options)
         yield started
     finally:
         for emulator in started.values():

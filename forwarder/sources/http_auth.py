@@ -1,4 +1,5 @@
-"""How an ``http_json`` source (and so every preset) authenticates: the ``auth:`` block.
+"""How an ``http_json`` source (and so every preset) proves who it is: the ``auth`` block and
+what it adds to requests.
 
 Vendor-neutral methods only; a vendor is a choice among them in its preset's YAML:
 
@@ -12,6 +13,12 @@ Vendor-neutral methods only; a vendor is a choice among them in its preset's YAM
   access token it returns is sent as a bearer token until shortly before it expires, and
   fetched again after a 401.
 
+Each method is one entry of ``METHODS``: a function from the validated ``Auth`` block to the
+headers, the ``httpx.Auth`` and the request hooks it needs. A new method (another OAuth grant, a
+signed request) is one more ``type`` value with its fields and their check on ``Auth``, and one
+entry here; the source builds its client from whatever the entry gives
+(``forwarder.sources.http.make_client``), so nothing else changes.
+
 No credential, assertion or access token ever appears in a message: the token endpoint's
 refusal is quoted by its OAuth ``error`` code and description only.
 """
@@ -22,16 +29,19 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
+from forwarder.http_shared import HttpUrl, read_at_most
+from forwarder.retry import parse_retry_after
+from forwarder.secret_stores import credentials_refused
 from forwarder.secrets import SecretFilesModel
-from forwarder.sources.http import RetryableHTTPError, SourceError
+from forwarder.sources.http import RequestHook, RetryableHTTPError, SourceError
 
 AuthType = Literal["none", "header", "bearer", "basic", "query", "jwt_bearer"]
 # An access token is fetched again this long before the expiry the endpoint stated.
@@ -111,6 +121,11 @@ class Auth(SecretFilesModel):
                 raise ValueError("auth type jwt_bearer needs scopes")
             _load_key(self.private_key)
         return self
+
+    def query_param(self) -> str | None:
+        """The query parameter that carries the credential, if one does: never a parameter of the
+        source's own, and taken off a link before it is compared with the page it came from."""
+        return self.param if self.type == "query" else None
 
 
 def _load_key(pem: PemSecret | None) -> Any:
@@ -194,11 +209,13 @@ class JwtBearerAuth(httpx.Auth):
             raise RetryableHTTPError(f"{where} answered {response.status_code}", parse_retry_after(
                 response.headers.get("Retry-After")))  # fmt: skip
         if response.status_code != 200 or not isinstance(parsed, dict):
+            if response.status_code in (400, 401):  # a key from AWS may have rotated since it was read
+                credentials_refused()
             said = ""
             if isinstance(parsed, dict):
                 said = ": ".join(str(parsed.get(k))[:200] for k in ("error", "error_description") if parsed.get(k))
             raise SourceError(
-                f"{where} refused the service account's assertion ({response.status_code}"
+                f"{where} refused the service account's credentials ({response.status_code}"
                 f"{'; ' + said if said else ''}); check client_email, the key, subject (an admin of the domain) "
                 "and that domain-wide delegation grants the scopes"
             )
@@ -212,17 +229,74 @@ class JwtBearerAuth(httpx.Auth):
         return token, min(max(lifetime, 0.0), 86_400.0)
 
 
-def client_auth(auth: Auth, vendor: str, timeout_s: float) -> tuple[dict[str, str], httpx.Auth | None]:
-    """The headers and the httpx auth an ``http_json`` client is built with (type query is a
-    request hook of the source, since it must join next links too)."""
-    headers: dict[str, str] = {}
-    if auth.type == "basic" and auth.username is not None and auth.password is not None:
-        return headers, httpx.BasicAuth(auth.username, auth.password.get_secret_value())
-    if auth.type == "bearer" and auth.token is not None:
-        headers["Authorization"] = f"Bearer {auth.token.get_secret_value()}"
-    elif auth.type == "header" and auth.token is not None:
-        value = auth.token.get_secret_value()
-        headers[auth.header] = f"{auth.scheme} {value}" if auth.scheme else value
-    elif auth.type == "jwt_bearer":
-        return headers, JwtBearerAuth(auth, vendor, timeout_s)
-    return headers, None
+@dataclass(frozen=True)
+class Caller:
+    """Who uses the credential: the vendor a method names in its own messages (a token endpoint's
+    refusal) and the timeout of the requests it makes itself."""
+
+    vendor: str
+    timeout_s: float
+
+
+@dataclass
+class Credentials:
+    """What a method adds to every request of the source."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    auth: httpx.Auth | None = None
+    request_hooks: list[RequestHook] = field(default_factory=list)
+
+
+def _none(auth: Auth, caller: Caller) -> Credentials:
+    return Credentials()
+
+
+def _token(auth: Auth) -> str:
+    if auth.token is None:  # refused by the model's validation already
+        raise ValueError(f"auth type {auth.type} needs token")
+    return auth.token.get_secret_value()
+
+
+def _header(auth: Auth, caller: Caller) -> Credentials:
+    value = _token(auth)
+    return Credentials(headers={auth.header: f"{auth.scheme} {value}" if auth.scheme else value})
+
+
+def _bearer(auth: Auth, caller: Caller) -> Credentials:
+    return Credentials(headers={"Authorization": f"Bearer {_token(auth)}"})
+
+
+def _basic(auth: Auth, caller: Caller) -> Credentials:
+    if auth.username is None or auth.password is None:  # refused by the model's validation already
+        raise ValueError("auth type basic needs username and password")
+    return Credentials(auth=httpx.BasicAuth(auth.username, auth.password.get_secret_value()))
+
+
+def _query(auth: Auth, caller: Caller) -> Credentials:
+    name, token = auth.param, _token(auth)
+
+    async def add_query_token(request: httpx.Request) -> None:
+        """The token joins every request's query, next links included (which never leave the url's
+        origin). A client's own ``params`` would replace a next link's query instead. As a secret
+        it is scrubbed like any other; no message quotes a path or query."""
+        request.url = request.url.copy_merge_params({name: token})
+
+    return Credentials(request_hooks=[add_query_token])
+
+
+def _jwt_bearer(auth: Auth, caller: Caller) -> Credentials:
+    return Credentials(auth=JwtBearerAuth(auth, caller.vendor, caller.timeout_s))
+
+
+METHODS: dict[str, Callable[[Auth, Caller], Credentials]] = {
+    "none": _none,
+    "header": _header,
+    "bearer": _bearer,
+    "basic": _basic,
+    "query": _query,
+    "jwt_bearer": _jwt_bearer,
+}
+
+
+def credentials(auth: Auth, vendor: str, timeout_s: float) -> Credentials:
+    return METHODS[auth.type](auth, Caller(vendor, timeout_s))
