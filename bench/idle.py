@@ -48,13 +48,18 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def jitter_s(interval_s: float) -> float:
+    """The default 10 s at the issue's 60 s interval; shorter intervals (the smoke test) get a sixth."""
+    return min(10.0, interval_s / 6)
+
+
 def idle_config(work: Path, url: str, orgs: int, interval_s: float) -> Path:
     config = {
         "state_dir": str(work / "state"),
         "metrics": {"listen": "127.0.0.1:0"},
         "sources": {"codacy": {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": CodacyEmulator().token,
                                "organizations": idle_orgs(orgs), "initial_lookback_days": 1,
-                               "interval_s": interval_s}},
+                               "interval_s": interval_s, "jitter_s": jitter_s(interval_s)}},
         "sinks": {"out": {"type": "file", "path": str(work / "out.ndjson")}},
     }  # fmt: skip
     path = work / "config.yaml"
@@ -104,6 +109,7 @@ def measure(tree: Path, work: Path, orgs: int, interval_s: float, window_s: floa
     return {
         "organizations": orgs,
         "interval_s": interval_s,
+        "jitter_s": jitter_s(interval_s),
         "window_s": round(elapsed, 1),
         "warmup_s": round(warmup_s, 1),
         "requests_in_window": requests,
