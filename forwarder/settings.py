@@ -30,7 +30,6 @@ from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
 from sinks.registry import SINKS
 
-DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

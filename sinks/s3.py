@@ -30,18 +30,9 @@ import string
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import structlog
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    NoCredentialsError,
-    ParamValidationError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import Field, field_validator, model_validator
 
 from forwarder.event import format_ms
@@ -51,6 +42,9 @@ from forwarder.formats import get_formatter
 from forwarder.record import Record
 from forwarder.retry import parse_retry_after
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_compress
+
+if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
+    from botocore.exceptions import ClientError
 
 DEFAULT_KEY_TEMPLATE = (
     "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
@@ -338,6 +332,8 @@ class S3Sink:
 
     def _create(self, client: Any, params: dict[str, Any]) -> bool:
         """True if this put created the object or found these very bytes there already."""
+        from botocore.exceptions import ClientError
+
         try:
             client.put_object(**params)
         except ClientError as exc:
@@ -354,6 +350,8 @@ class S3Sink:
         upload, else the ETag, which is the MD5 of the bytes for objects stored unencrypted or
         with SSE-S3, else (SSE-KMS) the bytes themselves. False when it cannot be read
         (s3:GetObject not granted): storing again may duplicate, trusting could lose."""
+        from botocore.exceptions import ClientError
+
         cfg = self.config
         try:
             head = client.head_object(Bucket=cfg.bucket, Key=key, ChecksumMode="ENABLED")
@@ -398,6 +396,16 @@ class S3Sink:
     def _classify(self, exc: Exception, what: str) -> Exception:
         """Map boto errors onto the delivery layer's two outcomes. Messages carry S3's error
         code and text only: never request headers, which hold the signature."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+            NoCredentialsError,
+            ParamValidationError,
+            PartialCredentialsError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
         prefix = f"s3 sink {self.name}: {what}"
         if isinstance(exc, ClientError):
             code = _error_code(exc)
