@@ -83,7 +83,10 @@ class SinkWorker:
 
     def flush(self) -> None:
         """A poll just ended: no more events are coming before the next one, so what is journaled
-        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill."""
+        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill, unless
+        the sink wants its batches full (``flush_on_poll_end``)."""
+        if not self.config.flush_on_poll_end:
+            return
         self.flush_upto = self.journal.head
         self.wakeup.set()
 

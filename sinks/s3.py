@@ -104,13 +104,11 @@ def _hour_fields(hour_index: int) -> dict[str, str]:
     }
 
 
-class S3SinkConfig(SinkConfig):
-    """Defaults favour few, large objects: S3 bills per request and Athena-style readers
-    are slow on many small files, while the journal already makes waiting safe."""
+class S3ObjectsConfig(SinkConfig):
+    """Where and how objects are written: shared by every sink that stores batches as S3 objects
+    (``s3``, ``security_lake``)."""
 
-    type: Literal["s3"]
     bucket: str = Field(min_length=3, max_length=63)
-    key_template: str = DEFAULT_KEY_TEMPLATE
     region: str = "us-east-1"
     endpoint_url: str | None = None
     force_path_style: bool = False
@@ -118,13 +116,27 @@ class S3SinkConfig(SinkConfig):
     kms_key_id: str | None = None
     storage_class: str | None = None
     checksum: Literal["md5", "sha256"] = "md5"
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_parallel_puts: int = Field(default=4, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _check_kms(self) -> S3ObjectsConfig:
+        if self.kms_key_id and not self.sse.startswith("aws:kms"):
+            raise ValueError("kms_key_id needs sse: aws:kms or aws:kms:dsse")
+        return self
+
+
+class S3SinkConfig(S3ObjectsConfig):
+    """Defaults favour few, large objects: S3 bills per request and Athena-style readers
+    are slow on many small files, while the journal already makes waiting safe."""
+
+    type: Literal["s3"]
+    key_template: str = DEFAULT_KEY_TEMPLATE
     gzip_level: int = Field(
         default=1, ge=1, le=9,
         description="1 compresses with ISA-L: a quarter of zlib's level-1 CPU for the same size. 2 to 9 are "
         "zlib's levels, for smaller objects at more CPU (6: ten times the CPU of 1, objects ~30 % smaller).",
     )
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_parallel_puts: int = Field(default=4, ge=1, le=32)
     # ~0.3 MB gzip objects: a batch's records, NDJSON and gzip are in memory at once, and at
     # 5,000 events the daemon peaked at ~160 MB draining a 1M backlog (2,000: 146 to 150 MB).
     # Raise both for fewer, larger objects.
@@ -162,40 +174,37 @@ class S3SinkConfig(SinkConfig):
         attempts (412) and store nothing."""
         return f"S3 objects {self.endpoint_url or self.region} s3://{self.bucket}/{self.key_template}"
 
-    @model_validator(mode="after")
-    def _check_kms(self) -> S3SinkConfig:
-        if self.kms_key_id and not self.sse.startswith("aws:kms"):
-            raise ValueError("kms_key_id needs sse: aws:kms or aws:kms:dsse")
-        return self
 
+class S3Objects:
+    """The S3 client and the create-only PUT that sinks storing batches as objects share: a 412
+    counts as delivered once the stored object is shown to hold the same bytes."""
 
-class S3Sink:
     type_name: ClassVar[str] = "s3"
 
-    def __init__(self, name: str, config: S3SinkConfig) -> None:
+    def __init__(self, name: str, config: S3ObjectsConfig) -> None:
         self.name = name
         self.config = config
-        self._format = get_formatter(config.format, config.format_options)
-        self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
         self._client: Any = None
         self._parallel = asyncio.Semaphore(config.max_parallel_puts)
 
     async def start(self) -> None:
         await self._get_client()
 
-    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
-        if not batch:
-            return None
-        client = await self._get_client()
-        groups = await asyncio.to_thread(self._group, batch)
+    async def _put_all(self, client: Any, objects: dict[str, list[Record]]) -> None:
         results = await asyncio.gather(
-            *(self._put(client, key, records) for key, records in groups.items()), return_exceptions=True
+            *(self._put(client, key, records) for key, records in objects.items()), return_exceptions=True
         )
         errors = [result for result in results if isinstance(result, BaseException)]
         if errors:
             # Objects that did land are harmless on the retry: their keys answer 412.
             raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])
-        return None
+
+    async def _put(self, client: Any, key: str, records: list[Record]) -> None:
+        async with self._parallel:
+            await asyncio.to_thread(self._put_sync, client, key, records)
+
+    def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
+        raise NotImplementedError
 
     async def check(self) -> str:
         client = await self._get_client()
@@ -240,67 +249,23 @@ class S3Sink:
             "s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config
         )
 
-    def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
-        """Split the batch so that no object spans two partitions, then name each group. Records
-        are grouped by their raw values first: slugging and formatting the partition once per
-        group instead of once per record was a tenth of this sink's CPU."""
-        raw: dict[tuple[Any, ...], list[Record]] = {}
-        for record in batch:
-            raw.setdefault((record.time_ms // _HOUR_MS, record.source, record.organization, record.vendor), []).append(
-                record
-            )
-        groups: dict[tuple[str, ...], list[Record]] = {}
-        merged = set()
-        for (hour, source, organization, vendor), records in raw.items():
-            values = {
-                **_hour_fields(hour), "source": _slug(source), "organization": _slug(organization),
-                "vendor": _slug(vendor or "unknown"),
-            }  # fmt: skip
-            partition = tuple(values[f] for f in self._partition_fields)
-            if partition in groups:  # e.g. a template without {hour}
-                groups[partition] = groups[partition] + records
-                merged.add(partition)
-            else:
-                groups[partition] = records
-        for partition in merged:  # journal order inside an object, as without merging
-            groups[partition].sort(key=lambda r: r.seq)
-        keyed: dict[str, list[Record]] = {}
-        for partition, records in groups.items():
-            fields = dict(zip(self._partition_fields, partition, strict=True))
-            key = self.config.key_template.format(**fields, name=object_name(records))
-            if len(key.encode()) > KEY_MAX_BYTES:  # long names: bounded, with a hash (short ones keep their keys)
-                bounded_fields = {k: bounded(v, 64) for k, v in fields.items()}
-                key = self.config.key_template.format(**bounded_fields, name=object_name(records))
-            if len(key.encode()) > KEY_MAX_BYTES:
-                raise FatalSinkError(
-                    f"s3 sink {self.name}: key_template makes keys of {len(key.encode())} bytes, over S3's "
-                    f"{KEY_MAX_BYTES}; shorten it"
-                )
-            keyed[key] = records
-        return keyed
-
-    async def _put(self, client: Any, key: str, records: list[Record]) -> None:
-        async with self._parallel:
-            await asyncio.to_thread(self._put_sync, client, key, records)
-
-    def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
+    def _store(
+        self, client: Any, key: str, body: bytes, records: Sequence[Record], content_type: str, extra: dict[str, str]
+    ) -> None:
+        """``body`` at ``key``, create-only, with the integrity, encryption and metadata headers."""
         cfg = self.config
-        lines = [self._format(r) for r in records]
-        lines.append(b"")  # the last line ends with a LF too
-        body = gzip_compress(b"\n".join(lines), cfg.gzip_level)
-        del lines
         times = [r.time_ms for r in records]
         params: dict[str, Any] = {
             "Bucket": cfg.bucket,
             "Key": key,
             "Body": body,
             "IfNoneMatch": "*",
-            "ContentType": CONTENT_TYPE,
+            "ContentType": content_type,
             "Metadata": {
                 "event-count": str(len(records)),
                 "first-event-time": format_ms(min(times)),
                 "last-event-time": format_ms(max(times)),
-                "format": cfg.format,
+                **extra,
             },
         }
         if cfg.checksum == "md5":
@@ -314,7 +279,7 @@ class S3Sink:
         if cfg.storage_class:
             params["StorageClass"] = cfg.storage_class
         if not self._create(client, params):
-            self._stored_elsewhere(client, params, records)
+            self._stored_elsewhere(client, params, object_name(records), len(records))
 
     def _create(self, client: Any, params: dict[str, Any]) -> bool:
         """True if this put created the object or found these very bytes there already."""
@@ -357,16 +322,16 @@ class S3Sink:
         except Exception as exc:
             raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
 
-    def _stored_elsewhere(self, client: Any, params: dict[str, Any], records: list[Record]) -> None:
+    def _stored_elsewhere(self, client: Any, params: dict[str, Any], name: str, events: int) -> None:
         """The batch's key holds an object that is not this batch's: another writer of the
         bucket, or an earlier attempt with other format settings. It is left alone; the
         events go under the same name with a random suffix, create-only still."""
-        key, name = params["Key"], object_name(records)
+        key = params["Key"]
         other = key.replace(name, f"{name}-{secrets.token_hex(8)}")
         log.error(
             "s3 object at the batch's key is not this batch (another writer, or other format settings): left "
             "alone; the batch is stored under another key",
-            sink=self.name, bucket=self.config.bucket, key=key, stored_as=other, events=len(records),
+            sink=self.name, bucket=self.config.bucket, key=key, stored_as=other, events=events,
         )  # fmt: skip
         if not self._create(client, {**params, "Key": other}):
             raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
@@ -402,6 +367,71 @@ class S3Sink:
         if isinstance(exc, BotoCoreError):
             return RetryableError(f"{prefix} failed: {type(exc).__name__}: {exc}")
         return exc
+
+
+class S3Sink(S3Objects):
+    type_name: ClassVar[str] = "s3"
+    config: S3SinkConfig
+
+    def __init__(self, name: str, config: S3SinkConfig) -> None:
+        super().__init__(name, config)
+        self._format = get_formatter(config.format, config.format_options)
+        self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
+
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        if not batch:
+            return None
+        client = await self._get_client()
+        groups = await asyncio.to_thread(self._group, batch)
+        await self._put_all(client, groups)
+        return None
+
+    def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
+        cfg = self.config
+        lines = [self._format(r) for r in records]
+        lines.append(b"")  # the last line ends with a LF too
+        body = gzip_compress(b"\n".join(lines), cfg.gzip_level)
+        del lines
+        self._store(client, key, body, records, CONTENT_TYPE, {"format": cfg.format})
+
+    def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
+        """Split the batch so that no object spans two partitions, then name each group. Records
+        are grouped by their raw values first: slugging and formatting the partition once per
+        group instead of once per record was a tenth of this sink's CPU."""
+        raw: dict[tuple[Any, ...], list[Record]] = {}
+        for record in batch:
+            raw.setdefault((record.time_ms // _HOUR_MS, record.source, record.organization, record.vendor), []).append(
+                record
+            )
+        groups: dict[tuple[str, ...], list[Record]] = {}
+        merged = set()
+        for (hour, source, organization, vendor), records in raw.items():
+            values = {
+                **_hour_fields(hour), "source": _slug(source), "organization": _slug(organization),
+                "vendor": _slug(vendor or "unknown"),
+            }  # fmt: skip
+            partition = tuple(values[f] for f in self._partition_fields)
+            if partition in groups:  # e.g. a template without {hour}
+                groups[partition] = groups[partition] + records
+                merged.add(partition)
+            else:
+                groups[partition] = records
+        for partition in merged:  # journal order inside an object, as without merging
+            groups[partition].sort(key=lambda r: r.seq)
+        keyed: dict[str, list[Record]] = {}
+        for partition, records in groups.items():
+            fields = dict(zip(self._partition_fields, partition, strict=True))
+            key = self.config.key_template.format(**fields, name=object_name(records))
+            if len(key.encode()) > KEY_MAX_BYTES:  # long names: bounded, with a hash (short ones keep their keys)
+                bounded_fields = {k: bounded(v, 64) for k, v in fields.items()}
+                key = self.config.key_template.format(**bounded_fields, name=object_name(records))
+            if len(key.encode()) > KEY_MAX_BYTES:
+                raise FatalSinkError(
+                    f"s3 sink {self.name}: key_template makes keys of {len(key.encode())} bytes, over S3's "
+                    f"{KEY_MAX_BYTES}; shorten it"
+                )
+            keyed[key] = records
+        return keyed
 
 
 def object_name(records: Sequence[Record]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +25,7 @@ from forwarder.event import parse_time
 from forwarder.formats._common import PRODUCT, Formatter, time_ms, vendor_name
 from forwarder.record import Record
 
-OCSF_VERSION = "1.8.0"
+OCSF_VERSION: Final = "1.8.0"
 Version = Literal["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.6.0", "1.7.0", "1.8.0"]
 VERSIONS: tuple[str, ...] = get_args(Version)
 IAM_CHANGES = (3004, 3005, 3006)

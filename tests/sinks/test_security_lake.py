@@ -1,0 +1,172 @@
+"""The Security Lake sink against moto's S3 server: custom-source layout, Parquet as the guide
+asks, rows valid against the official OCSF 1.1.0 schema, create-only replays, the check probe,
+and the optional extra kept out of the base install."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from forwarder.formats import ocsf
+from forwarder.record import Record, record_of
+from sinks.base import FatalSinkError
+from sinks.security_lake.config import SecurityLakeSinkConfig
+from sinks.security_lake.parquet import PAGE_BYTES, class_schema, to_parquet, unknown_attributes
+from sinks.security_lake.sink import CLASS_NAMES, SecurityLakeSink
+from tests.formats.test_ocsf import SHAPES
+from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.helpers.ocsf_schema import official
+from tests.sinks.security_lake_objects import _page_sizes, read_lake
+from tests.sinks.test_s3_moto import aws_env, s3_client  # noqa: F401
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture
+def bucket(moto_server: MotoServer) -> str:  # noqa: F811
+    name = f"lake-{uuid.uuid4().hex[:12]}"
+    s3_client(moto_server.endpoint_url).create_bucket(Bucket=name)
+    return name
+
+
+def make_sink(endpoint_url: str, bucket: str, **options: Any) -> SecurityLakeSink:
+    config = SecurityLakeSinkConfig.model_validate({
+        "type": "security_lake", "bucket": bucket, "endpoint_url": endpoint_url, "force_path_style": True,
+        "account_id": ACCOUNT, "region": "us-east-1", **options,
+    })  # fmt: skip
+    return SecurityLakeSink("lake", config)
+
+
+EVENTS = [{**event, "id": f"{event['id']}-{i}"} for i, event in enumerate(SHAPES[::5])]
+"""Every class, with unique ids (the shapes share theirs)."""
+
+
+def records() -> list[Record]:
+    return [record_of(event, seq) for seq, event in enumerate(EVENTS, start=1)]
+
+
+def test_the_class_names_are_the_official_ones() -> None:
+    export = official("1.1.0").schema
+    for class_uid, name in CLASS_NAMES.items():
+        assert export.lookup_class_name_from_uid(class_uid) == name
+
+
+def test_the_parquet_schema_holds_every_attribute_the_mapping_emits() -> None:
+    for event in SHAPES:
+        doc = ocsf.ocsf_event(event, version="1.1.0")
+        assert not unknown_attributes(doc, class_schema("1.1.0", doc["class_uid"])[1])
+
+
+async def test_a_batch_lands_as_the_guide_asks_and_a_replay_stores_nothing_new(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+) -> None:
+    sink = make_sink(moto_server.endpoint_url, bucket)
+    batch = records()
+    await sink.start()
+    try:
+        await sink.send(batch)
+        client = s3_client(moto_server.endpoint_url)
+        first = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+        documents = read_lake(client, bucket, "audit-forwarder-{class}", "us-east-1", ACCOUNT)
+        await sink.send(batch)  # a crash replay: the same keys, 412, nothing new
+        again = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    finally:
+        await sink.close()
+    assert again == first
+    assert len({key.split("/")[1] for key in first}) == len({doc["class_uid"] for doc in documents}) == 6
+    want = {event["id"]: ocsf.ocsf_event(event, version="1.1.0") for event in EVENTS}
+    assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(want)
+    for doc in documents:  # the round trip loses nothing the mapping made
+        assert doc == want[doc["metadata"]["uid"]]
+
+
+def test_a_large_column_is_cut_into_pages_of_about_a_megabyte() -> None:
+    event = dict(SHAPES[0])
+    docs = []
+    for i in range(3000):
+        doc = ocsf.ocsf_event({**event, "id": f"e{i}", "message": f"{i:08d}" + "x" * 2000}, version="1.1.0")
+        docs.append(doc)
+    body = to_parquet(docs, "1.1.0", docs[0]["class_uid"])
+    meta = pq.ParquetFile(io.BytesIO(body)).metadata
+    (column,) = [i for i in range(meta.num_columns) if meta.row_group(0).column(i).path_in_schema == "message"]
+    assert meta.schema.to_arrow_schema().field("message").type == pa.string()
+    sizes = _page_sizes(body, column)
+    assert len(sizes) > 3 and max(sizes) <= PAGE_BYTES
+
+
+async def test_check_probes_the_prefix_and_names_a_missing_bucket(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+) -> None:
+    sink = make_sink(moto_server.endpoint_url, bucket)
+    try:
+        said = await sink.check()
+        assert f"s3://{bucket}/ext/audit-forwarder-api_activity/ writable" in said
+        assert "Contents" not in s3_client(moto_server.endpoint_url).list_objects_v2(Bucket=bucket)  # cleaned up
+    finally:
+        await sink.close()
+    missing = make_sink(moto_server.endpoint_url, f"{bucket}-gone")
+    try:
+        with pytest.raises(FatalSinkError, match="NoSuchBucket"):
+            await missing.check()
+    finally:
+        await missing.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"source_name": "one-source"}, "one class per source"),
+        ({"source_name": "bad name {class}"}, "letters, digits"),
+        ({"format_options": {"version": "1.8.0"}}, "writes OCSF 1.1.0"),
+        ({"batch_max_age_s": 60}, "greater than or equal to 300"),
+        ({"batch_max_age_s": 90_000}, "less than or equal to 86400"),
+        ({"format": "json"}, "ocsf"),
+        ({"account_id": "a/b"}, "account id"),
+    ],
+)
+def test_settings_that_break_the_guide_are_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make_sink("http://127.0.0.1:1", "lake-bucket", **options)
+
+
+def test_the_base_install_does_not_load_pyarrow() -> None:
+    """The registry lists the sink without importing pyarrow (extra ``security-lake``)."""
+    code = "import sys, sinks.registry, forwarder.cli; print('pyarrow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+def test_check_says_when_the_extra_is_missing(tmp_path: Path) -> None:
+    """pyarrow hidden from the interpreter: ``check`` names the extra to install."""
+    (tmp_path / "pyarrow").mkdir()
+    (tmp_path / "pyarrow" / "__init__.py").write_text("raise ImportError('hidden', name='pyarrow')\n")
+    code = (
+        "import asyncio\n"
+        "from sinks.security_lake.config import SecurityLakeSinkConfig\n"
+        "from sinks.security_lake.sink import SecurityLakeSink\n"
+        "c = SecurityLakeSinkConfig(type='security_lake', bucket='lake-bucket', account_id='1')\n"
+        "try:\n"
+        "    asyncio.run(SecurityLakeSink('lake', c).check())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert "FatalSinkError" in out.stdout and "audit-forwarder[security-lake]" in out.stdout, out.stdout + out.stderr
+
+
+def test_boto3_is_the_client(bucket: str) -> None:
+    assert boto3.__name__ == "boto3" and bucket.startswith("lake-")
