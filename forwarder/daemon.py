@@ -410,6 +410,8 @@ class Daemon:
             done = await self._race(asyncio.gather(*polls), deadline - time.monotonic())
             ok = bool(done) and all(done)
             timed_out = done is None and not self.stopping.is_set()
+            for worker in self.workers.values():  # everything now, even what a sink would let wait
+                worker.flush(force=True)
             while not self.stopping.is_set():
                 active = [w for w in self.workers.values() if w.status.state != "stopped"]
                 if all(w.caught_up for w in active):

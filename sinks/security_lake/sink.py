@@ -1,18 +1,52 @@
 """Amazon Security Lake custom sources: OCSF 1.1.0 events as Parquet objects in the lake's bucket.
 
-What the Security Lake user guide ("Collecting data from custom sources") asks, and how: one OCSF
-event class per object (a batch is split by class, and each class is its own custom source,
-``source_name``); Apache Parquet, zstd, data pages of about 1 MB at most and row groups of 256 MB
-at most, records sorted by time (``parquet.to_parquet``); objects under
-``ext/<source>/region=<region>/accountId=<account>/eventDay=<YYYYMMDD>/`` (event time, UTC); an
-object at most every five minutes unless large, at least once an event day (the batch settings,
-``config.py``).
+Install the extra first: `pip install 'audit-forwarder[security-lake]'` (pyarrow and the official
+OCSF schema; the base install stays without them). `audit-forwarder check` says so when it is
+missing, and probes that the bucket takes objects under the source's prefix (it writes an empty
+object there, create-only, and deletes it).
 
-Nothing lost, nothing twice: an object's name comes from the ids of the events it holds (as the
-``s3`` sink's do) and it is written create-only through the same ``S3Objects`` machinery, so a
-batch replayed after a crash lands on the same keys, and S3's 412 for an object holding the same
-bytes counts as delivered. Parquet output is deterministic for the same rows, which that
-comparison needs.
+**What Amazon's user guide asks** ("Collecting data from custom sources in Security Lake", as
+stored in 2026-12; only its opening could be read in full here): the data must be converted to
+OCSF and meet Security Lake's requirements for partitioning, Parquet format, object size and rate;
+each unique OCSF event class should be delivered as a separate custom source (at most 50 per
+account), written as S3 objects under the prefix Security Lake assigns to the source; every object
+is an Apache Parquet file, and the same OCSF event class applies to every record in an object; a
+source should be checked with the OCSF validation tool for compatibility with **OCSF 1.1**, the
+only version the guide names. Its best-practice section (partitions
+`ext/<source>/region=<region>/accountId=<account or external id>/eventDay=<YYYYMMDD>/`, objects
+sent every five minutes to once an event day, zstd, pages of about 1 MB at most, row groups of
+256 MB at most, records sorted by time) is taken from the issue's and the research's summary of
+the guide and from Tenzir's Security Lake documentation, which lists the same partitioning, rate
+and sorting. The sink is pinned to OCSF **1.1.0**; the plain `ocsf` format defaults to 1.8.0 and
+moves on independently.
+
+**How the sink does it:**
+
+- One object per OCSF class and event day (UTC, from the event's time): a batch is split by both.
+  Each class is its own custom source, named by `source_name` (`{class}` or `{class_uid}` filled
+  in, e.g. `audit-forwarder-entity_management`): register one custom source per class the
+  events use (3001 Account Change, 3002 Authentication, 3004 Entity Management, 3005 User Access
+  Management, 3006 Group Management, 6003 API Activity: `docs/formats.md` says which events go where).
+- Parquet (pyarrow), zstd, data pages aimed at 3/4 MB and kept within 1 MB, row groups within
+  256 MB; rows sorted by event time (then journal order).
+- The columns of each class are its attributes in OCSF 1.1.0 (plus the `host` profile, which 1.1
+  needs for an actor on 3004/3005/3006), derived from the official schema export, so every object of
+  a class has the same schema; free-form values (`unmapped`) and objects nested deeper than three
+  levels are JSON text. Every row is valid against the official 1.1.0 schema (tested).
+- Rate, through the shared batching: a batch waits `batch_max_age_s` (default 300 s, at least 300,
+  at most 86,400) unless it reaches `batch_max_events` or `batch_max_bytes` first; the end of a
+  poll does not send it early (other sinks do). So an object goes out at most every five minutes
+  unless it is large, and every event is in an object within `batch_max_age_s` (at least once an
+  event day). A `once` run and a shutdown send what is waiting at once.
+
+**Guarantees:** nothing lost, nothing stored twice. An object's name comes from the ids of the
+events it holds (`<time of the first>-<hash of the ids>.parquet`) and it is written create-only
+(`If-None-Match: *`) through the `s3` sink's object writer: a batch replayed after a crash lands
+on the same keys, and S3's `412` for an object holding the same bytes counts as delivered (the
+Parquet bytes are the same for the same events). Proven under SIGKILLs with every object read back
+(`tests/reliability/test_security_lake_crash.py`). Credentials come only from boto3's standard
+chain: the role Security Lake created for the custom source, assumed through the environment or a
+profile. Connection, encryption and integrity options are the `s3` sink's.
 """
 
 from __future__ import annotations

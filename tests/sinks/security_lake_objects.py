@@ -65,7 +65,7 @@ def read_lake(client: Any, bucket: str, source_name: str, region: str, account: 
                 chunk = row_group.column(column)
                 assert chunk.compression == "ZSTD", f"{key}: {chunk.path_in_schema} is {chunk.compression}"
         for column in range(meta.num_columns):  # data pages: about 1 MB at most (one huge value may exceed it)
-            assert all(size <= PAGE_BYTES for size in _page_sizes(body, column)), f"{key}: a page over 1 MB"
+            assert all(size <= PAGE_BYTES for size in _page_sizes(body, column, meta)), f"{key}: a page over 1 MB"
         times = table.column("time").to_pylist()
         assert times == sorted(times), f"{key}: records not sorted by time"
         day = {f"{t // 86_400_000}" for t in times}
@@ -141,10 +141,10 @@ def _struct(data: bytes, pos: int) -> tuple[dict[int, int], int]:
             pos = _skip(data, pos, kind)
 
 
-def _page_sizes(body: bytes, column: int) -> list[int]:
+def _page_sizes(body: bytes, column: int, meta: Any = None) -> list[int]:
     """Uncompressed sizes of the column's pages, read from the page headers themselves
     (PageHeader: 1 type, 2 uncompressed_page_size, 3 compressed_page_size)."""
-    meta = pq.ParquetFile(io.BytesIO(body)).metadata
+    meta = meta or pq.ParquetFile(io.BytesIO(body)).metadata
     sizes = []
     for group in range(meta.num_row_groups):
         chunk = meta.row_group(group).column(column)

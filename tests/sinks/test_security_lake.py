@@ -170,3 +170,17 @@ def test_check_says_when_the_extra_is_missing(tmp_path: Path) -> None:
 
 def test_boto3_is_the_client(bucket: str) -> None:
     assert boto3.__name__ == "boto3" and bucket.startswith("lake-")
+
+
+def test_the_end_of_a_poll_does_not_send_a_small_batch_early() -> None:
+    """Security Lake wants objects at most every five minutes: the poll-end flush other sinks get
+    is skipped, and only a ``once`` run's final flush (force) sends a small batch at once."""
+    from forwarder.delivery import RetrySettings, SinkWorker
+
+    config = make_sink("http://127.0.0.1:1", "lake-bucket").config
+    journal = type("J", (), {"head": 42})()
+    worker = SinkWorker("lake", SecurityLakeSink("lake", config), config, journal, RetrySettings())  # type: ignore[arg-type]
+    worker.flush()
+    assert worker.flush_upto == 0 and not worker.wakeup.is_set()
+    worker.flush(force=True)
+    assert worker.flush_upto == 42 and worker.wakeup.is_set()
