@@ -33,7 +33,8 @@ PROFILES = frozenset({"host"})
 _SCALARS = {"boolean_t": "bool_", "float_t": "float64", "integer_t": "int32", "long_t": "int64", "string_t": "string"}
 
 Spec = Any
-"""A column's conversion: "json" (encode as text), None (as is), or a dict/list of specs."""
+"""A column's conversion: "json" (encode as text), a scalar's Arrow type name, or a dict/list of specs."""
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 class MissingExtra(RuntimeError):
@@ -75,7 +76,7 @@ def _attributes(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _field(pa: Any, export: dict[str, Any], name: str, attr: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, Spec]:
     base = _base_type(export, attr.get("type", "string_t"))
-    spec: Spec = None
+    spec: Spec = _SCALARS.get(base)
     if base == "object_t":
         object_type = attr.get("object_type", "object")
         definition = export["objects"].get(object_type)
@@ -114,15 +115,30 @@ def class_schema(version: str, class_uid: int) -> tuple[Any, Spec]:
 
 
 def _convert(value: Any, spec: Spec) -> Any:
-    if value is None or spec is None:
-        return value
-    if spec == "json":
-        return orjson.dumps(value).decode()
+    """``value`` in the column's type. Hostile input (a number where OCSF has a string) must not
+    make a batch that can never be written: strings take any value as text, and a value that
+    cannot be the column's number or boolean is left out (null)."""
+    if value is None:
+        return None
     if isinstance(spec, list):
         return [_convert(item, spec[0]) for item in value] if isinstance(value, list) else None
-    if not isinstance(value, dict):
-        return None
-    return {key: _convert(value.get(key), sub) for key, sub in spec.items()}
+    if isinstance(spec, dict):
+        return {key: _convert(value.get(key), sub) for key, sub in spec.items()} if isinstance(value, dict) else None
+    if spec == "json" or (spec == "string" and not isinstance(value, str)):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits
+            return str(value)
+    if spec == "string":
+        return value
+    if spec in _INT_RANGES:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        low, high = _INT_RANGES[spec]
+        return value if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high else None
+    if spec == "float64":
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return value if isinstance(value, bool) else None  # bool_
 
 
 def unknown_attributes(doc: dict[str, Any], specs: Spec, prefix: str = "") -> list[str]:

@@ -91,8 +91,9 @@ class SecurityLakeSink(S3Objects):
         return None
 
     async def check(self) -> str:
-        """The extra is installed, and the bucket takes objects under the prefix: a probe object is
-        written (create-only) and deleted again."""
+        """The extra is installed, and the bucket takes objects under the prefix: an empty probe
+        object is written (create-only) and deleted again; if the role may not delete, ``check``
+        still passes and names the object to delete."""
         try:
             await asyncio.to_thread(self._parquet)
         except RuntimeError as exc:
@@ -107,8 +108,9 @@ class SecurityLakeSink(S3Objects):
             raise self._classify(exc, f"PutObject s3://{cfg.bucket}/{key}") from None
         try:
             await asyncio.to_thread(client.delete_object, Bucket=cfg.bucket, Key=key)
-        except Exception as exc:
-            raise self._classify(exc, f"DeleteObject s3://{cfg.bucket}/{key}") from None
+        except Exception as exc:  # the role Security Lake makes may grant PutObject only
+            reason = self._classify(exc, "DeleteObject")
+            return f"s3://{cfg.bucket}/{prefix} writable at {self._where()}; delete the probe object {key} ({reason})"
         return f"s3://{cfg.bucket}/{prefix} writable at {self._where()}"
 
     @staticmethod

@@ -35,7 +35,7 @@ def _document(row: dict[str, Any], specs: Any) -> Any:
             return None
         out = {key: _document(row.get(key), spec) for key, spec in specs.items()}
         return {key: value for key, value in out.items() if value is not None}
-    return row
+    return row  # a scalar column
 
 
 def read_lake(client: Any, bucket: str, source_name: str, region: str, account: str) -> list[dict[str, Any]]:

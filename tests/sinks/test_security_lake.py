@@ -15,6 +15,8 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from forwarder.formats import ocsf
@@ -23,6 +25,7 @@ from sinks.base import FatalSinkError
 from sinks.security_lake.config import SecurityLakeSinkConfig
 from sinks.security_lake.parquet import PAGE_BYTES, class_schema, to_parquet, unknown_attributes
 from sinks.security_lake.sink import CLASS_NAMES, SecurityLakeSink
+from tests.formats.test_hostile import HOSTILE, hostile_event
 from tests.formats.test_ocsf import SHAPES
 from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
 from tests.helpers.ocsf_schema import official
@@ -184,3 +187,21 @@ def test_the_end_of_a_poll_does_not_send_a_small_batch_early() -> None:
     assert worker.flush_upto == 0 and not worker.wakeup.is_set()
     worker.flush(force=True)
     assert worker.flush_upto == 42 and worker.wakeup.is_set()
+
+
+@given(
+    st.lists(
+        st.one_of(HOSTILE, st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans()),
+        min_size=14,
+        max_size=14,
+    )
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_hostile_values_never_make_a_batch_that_cannot_be_written(values: list[Any]) -> None:
+    """Numbers and booleans where OCSF has strings, huge and nasty text: the object is still
+    written and its rows read back."""
+    event = hostile_event([str(v) for v in values[:3]] + values[3:])  # type: ignore[list-item]
+    doc = ocsf.ocsf_event(event, version="1.1.0")
+    body = to_parquet([doc], "1.1.0", doc["class_uid"])
+    row = pq.read_table(io.BytesIO(body)).to_pylist()[0]
+    assert row["class_uid"] == doc["class_uid"] and row["time"] == doc["time"]
