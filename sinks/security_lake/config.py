@@ -33,8 +33,11 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
         "`{class_uid}` (e.g. `3004`) is filled in. Register each as a custom source in Security Lake.",
     )
     account_id: str = Field(description="The AWS account id or external id the custom sources were created with.")
-    batch_max_events: int = 100_000
-    batch_max_bytes: int = 64 * 1024 * 1024
+    region: str = Field("us-east-1", description="The lake's Region: the bucket's, and the `region=` partition.")
+    # A batch is held as records, OCSF documents and Arrow columns at once: 20,000 events or 16 MiB
+    # of journaled JSON keeps that to some tens of MB (an estimate, not measured like the s3 sink's).
+    batch_max_events: int = Field(20_000, description="A batch this large goes out at once, however young.")
+    batch_max_bytes: int = Field(16 * 1024 * 1024, description="Likewise for its size (journaled JSON).")
     batch_max_age_s: float = Field(
         300.0, ge=300.0, le=86_400.0,
         description="How long a small batch waits to fill: five minutes to one day (the guide's rate).",
