@@ -1,8 +1,10 @@
 """Prometheus metrics: one registry for the process, read by ``/metrics`` (``forwarder.health``).
 
 Most numbers already live in ``Poller.status`` and ``SinkWorker.status``; rather than counting
-twice, ``StateCollector`` turns them into metric families at scrape time, so a reload that
-replaces a poller or a worker never leaves a stale series behind. Only what those objects do
+twice, ``StateCollector`` turns them into metric families at scrape time, from the read-only
+``StatusView`` the health server was given (``forwarder.status``), so a reload that replaces a
+poller or a worker never leaves a stale series behind, and a second daemon in the process
+(``backfill``'s) never changes what a first one's ``/metrics`` shows. Only what those objects do
 not keep is counted here: HTTP responses, source retries and rate-limit waits (hooks in
 ``forwarder.sources.http``, labelled through a context variable the poller sets, so the
 fetcher never needs to know its source), and the delivery-latency histogram.
@@ -16,14 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from forwarder.daemon import Daemon
+from forwarder.status import StatusView
 
 PREFIX = "audit_forwarder"
 REGISTRY = CollectorRegistry()
@@ -83,17 +84,14 @@ class StateCollector(Collector):
     beforehand, on the event loop, what needs the journal's database (cursor and sink lag
     in seconds), because a collector is called synchronously."""
 
-    def __init__(self) -> None:
-        self.daemon: Daemon | None = None
+    def __init__(self, daemon: StatusView) -> None:
+        self.daemon = daemon
         self.cursor_lag: dict[tuple[str, str], float] = {}
         self.sink_lag_s: dict[str, float] = {}
 
-    def bind(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
     async def refresh(self) -> None:
         daemon = self.daemon
-        if daemon is None or not daemon.started:
+        if not daemon.started:
             return
         now = time.time()
         cursor_lag: dict[tuple[str, str], float] = {}
@@ -111,8 +109,6 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         daemon = self.daemon
-        if daemon is None:
-            return
         yield from self._sources(daemon)
         yield from self._sinks(daemon)
         events, size = daemon.journal.size
@@ -123,7 +119,7 @@ class StateCollector(Collector):
             [([], int(daemon.journal.is_full()))],
         )  # fmt: skip
 
-    def _sources(self, daemon: Daemon) -> Iterator[Metric]:
+    def _sources(self, daemon: StatusView) -> Iterator[Metric]:
         rows = [(name, org, st) for name, p in daemon.pollers.items() for org, st in p.status.items()]
         for attr, help_text in (
             ("events", "Events fetched and journaled."),
@@ -148,7 +144,7 @@ class StateCollector(Collector):
             [([n, o], lag) for (n, o), lag in self.cursor_lag.items() if n in daemon.pollers],
         )  # fmt: skip
 
-    def _sinks(self, daemon: Daemon) -> Iterator[Metric]:
+    def _sinks(self, daemon: StatusView) -> Iterator[Metric]:
         workers = list(daemon.workers.items())
         for attr, metric, help_text in (
             ("delivered", "events_delivered", "Events the receiver confirmed."),
@@ -181,10 +177,12 @@ def _gauge(name: str, help_text: str, labels: list[str], rows: list[tuple[list[s
     return family
 
 
-STATE = StateCollector()
-REGISTRY.register(STATE)
-
-
-async def render() -> bytes:
-    await STATE.refresh()
-    return generate_latest(REGISTRY)
+async def render(daemon: StatusView) -> bytes:
+    """The process's counters and ``daemon``'s state, read now: a collector per scrape, so
+    nothing outlives the daemon it was made for."""
+    state = StateCollector(daemon)
+    await state.refresh()
+    scrape = CollectorRegistry()
+    scrape.register(REGISTRY)
+    scrape.register(state)
+    return generate_latest(scrape)

@@ -14,6 +14,7 @@ from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
 from sinks.security_lake.config import SecurityLakeSinkConfig
 from sinks.security_lake.sink import SecurityLakeSink
+from sinks.sentinel import SentinelSink, SentinelSinkConfig
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
@@ -23,6 +24,7 @@ SINKS: dict[str, tuple[type[SinkConfig], Callable[[str, Any], Sink]]] = {
     "file": (FileSinkConfig, FileSink),
     "s3": (S3SinkConfig, S3Sink),
     "security_lake": (SecurityLakeSinkConfig, SecurityLakeSink),
+    "sentinel": (SentinelSinkConfig, SentinelSink),
     "splunk_hec": (SplunkHecSinkConfig, SplunkHecSink),
     "syslog": (SyslogSinkConfig, SyslogSink),
 }

@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from forwarder.event import parse_time
-from forwarder.formats._common import PRODUCT, Formatter, time_ms, vendor_name
+from forwarder.formats._common import PRODUCT, Formatter, chain, time_ms, vendor_name
 from forwarder.record import Record
 
 OCSF_VERSION: Final = "1.8.0"
@@ -154,6 +154,15 @@ def classify(event: dict[str, Any], feats: Features | None = None) -> tuple[int,
     return 6003, {"api": api, **({"resources": resources} if resources else {})}
 
 
+def chain_metadata(event: dict[str, Any]) -> dict[str, Any]:
+    """Where OCSF carries the hash chain (``forwarder.evidence.chain``), decided here once for
+    every OCSF writer: the seq as ``metadata.sequence`` (OCSF's own "exact ordering of events"
+    attribute, an integer in every version from 1.1.0 to 1.8.0); the whole link
+    ``{seq, prev, hash}`` as ``unmapped.chain`` (no version has an integrity attribute for it)."""
+    links = chain(event)
+    return {} if links is None else {"sequence": links[0]}
+
+
 ACTIVITIES_SINCE_1_3 = {3004: frozenset({"enable", "disable"})}
 """Activities a class gained in 1.3 (Entity Management's Enable and Disable): "Other" before."""
 
@@ -193,7 +202,7 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
             "uid": event.get("id"), "original_time": event.get("time"), "event_code": event.get("action"),
             "logged_time": round(parse_time(observed).timestamp() * 1000) if observed else None,
             "log_name": event.get("source"), "log_provider": "audit-forwarder",
-            "tenant_uid": event.get("organization"),
+            "tenant_uid": event.get("organization"), **chain_metadata(event),
             # before 1.4 these classes carry an actor only under the host profile
             "profiles": ["host"] if iam_change and not feats.iam_actor_core else None,
         }),
@@ -204,7 +213,7 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
         "unmapped": _compact({
             "vendor": event.get("vendor"), "activity": event.get("activity"), "category": event.get("category"),
             "target": _compact(event.get("target") or {}), "repository": event.get("repository"),
-            "details": event.get("details") or None, **unplaced,
+            "details": event.get("details") or None, **unplaced, "chain": event.get("chain"),
         }),
     })  # fmt: skip
 

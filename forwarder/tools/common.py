@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from forwarder.daemon import JOURNAL_FILE, BuildError, build
+from forwarder.build import BuildError, build
 from forwarder.event import parse_time
 from forwarder.journal import SqliteJournal, StateError, StateJournal
+from forwarder.journal.factory import JOURNAL_FILE
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sinks.s3 import S3ObjectsConfig
+from sinks.s3_objects import S3ObjectsConfig
 
 OCSF_VERSION = "1.1.0"
 """The OCSF version Amazon Security Lake validates custom sources against (its user guide's custom

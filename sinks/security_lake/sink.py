@@ -41,12 +41,20 @@ moves on independently.
 
 **Guarantees:** nothing lost, nothing stored twice. An object's name comes from the ids of the
 events it holds (`<time of the first>-<hash of the ids>.parquet`) and it is written create-only
-(`If-None-Match: *`) through the `s3` sink's object writer: a batch replayed after a crash lands
-on the same keys, and S3's `412` for an object holding the same bytes counts as delivered (the
-Parquet bytes are the same for the same events). Proven under SIGKILLs with every object read back
+(`If-None-Match: *`) through the object writer it shares with the `s3` sink: a batch replayed
+after a crash lands on the same keys, and S3's `412` for an object holding the same bytes counts
+as delivered (the Parquet bytes are the same for the same events). Proven under SIGKILLs with every object read back
 (`tests/reliability/test_security_lake_crash.py`). Credentials come only from boto3's standard
 chain: the role Security Lake created for the custom source, assumed through the environment or a
-profile. Connection, encryption and integrity options are the `s3` sink's.
+profile. Connection, encryption, integrity and Object Lock options are the `s3` sink's (the shared
+object writer, `sinks/s3_objects.py`): with `object_lock` every object is written under the lock and
+with its SHA-256 (without a lock, `checksum: sha256` sends the SHA-256 alone).
+
+**Evidence:** every row carries its event's hash-chain link (`metadata.sequence` and
+`unmapped.chain`, docs/formats.md). The signed digests of the `s3` and `file` sinks (`evidence`) are
+not offered here: they list each object's NDJSON lines and `audit-forwarder verify` reads gzip
+NDJSON back, neither of which a Parquet object is, and the lake's bucket belongs to Security Lake,
+not to a digest prefix of ours. Keep an `s3` sink with `evidence` beside this one for that proof.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ from typing import Any, ClassVar
 from forwarder.formats import ocsf
 from forwarder.record import Record
 from sinks.base import DeliveryReport, FatalSinkError
-from sinks.s3 import S3Objects, object_name
+from sinks.s3_objects import S3Objects, object_name
 from sinks.security_lake.config import OCSF_VERSION, SecurityLakeSinkConfig
 
 CONTENT_TYPE = "application/vnd.apache.parquet"

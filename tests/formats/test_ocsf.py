@@ -1,5 +1,5 @@
 """OCSF output validates against the official schema (every class, every version the format
-offers: tests/helpers/ocsf_schema.py), and the classes carry what the mapping promises."""
+offers: tests/support/ocsf_schema.py), and the classes carry what the mapping promises."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from forwarder.event import Activity, Category, Outcome, make_event
 from forwarder.formats import get_formatter, ocsf
 from tests.formats.samples import events, record
-from tests.helpers.ocsf_schema import problems
+from tests.support.ocsf_schema import problems
 
 CLASSES_USED = {3001, 3002, 3004, 3005, 3006, 6003}
 
@@ -61,6 +61,16 @@ def test_every_shape_validates_against_the_official_schema_in_every_version(vers
         assert doc["status_id"] == {"success": 1, "failure": 2, "unknown": 0}[event["outcome"]]
         used.add(doc["class_uid"])
     assert used == CLASSES_USED
+
+
+@pytest.mark.parametrize("version", ocsf.VERSIONS)
+def test_the_chain_goes_where_every_version_allows_it(version: str) -> None:
+    """``metadata.sequence`` (an integer since 1.1.0) holds the seq, ``unmapped.chain`` the link."""
+    for event in events().values():
+        doc = orjson.loads(get_formatter("ocsf", {"version": version})(record(event)))
+        validate(doc)
+        assert doc["metadata"]["sequence"] == event["chain"]["seq"]
+        assert doc["unmapped"]["chain"] == event["chain"]
 
 
 def test_an_unknown_version_is_refused_at_configuration() -> None:

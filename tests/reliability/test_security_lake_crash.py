@@ -3,7 +3,7 @@
 One run in test_crash.py's style: the four vendor emulators gain entries while the daemon lives
 (seeded, 0.3 to 1.5 s) and is killed, batches going out as they fill (the sink lets a small batch
 wait five minutes, so they fill by count here). After a final clean ``once``, every object in moto's
-bucket is read with pyarrow and checked (tests/sinks/security_lake_objects.py: layout, codec, page
+bucket is read with pyarrow and checked (tests/support/security_lake_objects.py: layout, codec, page
 and row-group sizes, time order, one class per object, every row valid against the official OCSF
 1.1.0 schema); every entry of every vendor is there, and none is stored twice.
 """
@@ -22,12 +22,13 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers.daemon import cli, start
-from tests.helpers.emulators import EmulatorProcess
-from tests.helpers.moto_server import MotoServer
-from tests.reliability.conftest import VENDORS, expected_ids, make_config
-from tests.reliability.receivers import AWS_ENV
-from tests.sinks.security_lake_objects import read_lake
+from tests.support.config import make_config
+from tests.support.daemon import cli, start
+from tests.support.emulators import EmulatorProcess
+from tests.support.moto_server import MotoServer
+from tests.support.receivers import AWS_ENV
+from tests.support.security_lake_objects import read_lake
+from tests.support.vendors import VENDORS, expected_ids
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from forwarder.event import make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -398,7 +398,7 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
 
 def test_a_412_without_an_error_code_is_an_object_already_there() -> None:
     """Some S3-compatible stores answer 412 with no body; botocore then names the code "412"."""
-    from sinks.s3 import _error_code
+    from sinks.s3_objects import _error_code
 
     assert _error_code(client_error(412, "412")) == "PreconditionFailed"
     assert _error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"
@@ -472,8 +472,9 @@ async def test_a_batch_interrupted_before_its_commit_is_stored_once_after_a_rest
     members first, so S3's create-only write finds its object (412) instead of storing a
     bigger batch that repeats the events under another name."""
     from forwarder.chunks import Chunks, JournalEntry
-    from forwarder.delivery import RetrySettings, SinkWorker
+    from forwarder.delivery import SinkWorker
     from forwarder.journal import SqliteJournal
+    from forwarder.retry import RetrySettings
 
     def append(records: list[Record]) -> Any:
         entries = [JournalEntry(r.event_id, r.vendor, r.time_ms, r.data) for r in records]

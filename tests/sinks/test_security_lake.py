@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from forwarder.evidence.chain import START, link
 from forwarder.formats import ocsf
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError
@@ -27,10 +29,10 @@ from sinks.security_lake.parquet import PAGE_BYTES, class_schema, to_parquet, un
 from sinks.security_lake.sink import CLASS_NAMES, SecurityLakeSink
 from tests.formats.test_hostile import HOSTILE, hostile_event
 from tests.formats.test_ocsf import SHAPES
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
-from tests.helpers.ocsf_schema import official
-from tests.sinks.security_lake_objects import _page_sizes, read_lake
 from tests.sinks.test_s3_moto import aws_env, s3_client  # noqa: F401
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.support.ocsf_schema import official
+from tests.support.security_lake_objects import _page_sizes, read_lake
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "123456789012"
@@ -65,10 +67,55 @@ def test_the_class_names_are_the_official_ones() -> None:
         assert export.lookup_class_name_from_uid(class_uid) == name
 
 
+def chained_shapes() -> list[dict[str, Any]]:
+    """Every shape as the poller journals it: linked into one stream's hash chain."""
+    head, out = START, []
+    for i, shape in enumerate(SHAPES):
+        event = {**shape, "id": f"{shape['id']}-{i}"}
+        head = link(event, head)
+        out.append(event)
+    return out
+
+
 def test_the_parquet_schema_holds_every_attribute_the_mapping_emits() -> None:
-    for event in SHAPES:
+    for event in chained_shapes():
         doc = ocsf.ocsf_event(event, version="1.1.0")
+        assert doc["metadata"]["sequence"] == event["chain"]["seq"]  # the chain fields are among them
         assert not unknown_attributes(doc, class_schema("1.1.0", doc["class_uid"])[1])
+
+
+def test_the_chain_survives_the_parquet_round_trip() -> None:
+    """The seq in the ``metadata.sequence`` column, the whole link in ``unmapped`` (JSON text)."""
+    by_class: dict[int, list[dict[str, Any]]] = {}
+    for event in chained_shapes():
+        doc = ocsf.ocsf_event(event, version="1.1.0")
+        by_class.setdefault(doc["class_uid"], []).append(doc)
+    assert set(by_class) == set(CLASS_NAMES)
+    for class_uid, docs in by_class.items():
+        rows = pq.read_table(io.BytesIO(to_parquet(docs, "1.1.0", class_uid))).to_pylist()
+        assert [row["metadata"]["sequence"] for row in rows] == [doc["metadata"]["sequence"] for doc in docs]
+        assert [orjson.loads(row["unmapped"])["chain"] for row in rows] == [doc["unmapped"]["chain"] for doc in docs]
+
+
+async def test_object_lock_and_sha256_checksums_reach_every_object(
+    moto_server: MotoServer,  # noqa: F811
+) -> None:
+    """The shared object writer's Object Lock: a lock-enabled bucket refuses a PUT without a
+    checksum, so every object goes with its SHA-256 and the lock."""
+    name = f"lake-{uuid.uuid4().hex[:12]}"
+    client = s3_client(moto_server.endpoint_url)
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    sink = make_sink(moto_server.endpoint_url, name, object_lock={"mode": "GOVERNANCE", "retain_days": 1})
+    await sink.start()
+    try:
+        await sink.send(records())
+    finally:
+        await sink.close()
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=name)["Contents"]]
+    assert len({key.split("/")[1] for key in keys}) == 6  # every class
+    for key in keys:
+        head = client.head_object(Bucket=name, Key=key, ChecksumMode="ENABLED")
+        assert head["ObjectLockMode"] == "GOVERNANCE" and head["ChecksumSHA256"], key
 
 
 async def test_a_batch_lands_as_the_guide_asks_and_a_replay_stores_nothing_new(
@@ -138,6 +185,8 @@ async def test_check_probes_the_prefix_and_names_a_missing_bucket(
         ({"batch_max_age_s": 90_000}, "less than or equal to 86400"),
         ({"format": "json"}, "ocsf"),
         ({"account_id": "a/b"}, "account id"),
+        # the digests list NDJSON lines and `evidence verify` reads them: not Parquet (docs/evidence.md)
+        ({"evidence": {"signing_key_file": "/k"}}, "Extra inputs are not permitted"),
     ],
 )
 def test_settings_that_break_the_guide_are_refused(options: dict[str, Any], message: str) -> None:
@@ -178,7 +227,8 @@ def test_boto3_is_the_client(bucket: str) -> None:
 def test_the_end_of_a_poll_does_not_send_a_small_batch_early() -> None:
     """Security Lake wants objects at most every five minutes: the poll-end flush other sinks get
     is skipped, and only a ``once`` run's final flush (force) sends a small batch at once."""
-    from forwarder.delivery import RetrySettings, SinkWorker
+    from forwarder.delivery import SinkWorker
+    from forwarder.retry import RetrySettings
 
     config = make_sink("http://127.0.0.1:1", "lake-bucket").config
     journal = type("J", (), {"head": 42})()

@@ -29,6 +29,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
+from forwarder.evidence.chain import START, Head
+from forwarder.journal import chain_heads
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.events import decode
 from forwarder.journal.postgres.schema import check_version, migrate
@@ -190,11 +192,40 @@ class PostgresJournal:
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         now = time.time()
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
         async with self._under_lease(source_unit(cursor_source or source, organization)) as conn:
+            if chain is not None:
+                await self._advance_chain(conn, source, organization, *chain)
             await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now)
+
+    async def chain_head(self, source: str, organization: str) -> Head:
+        async with self.pool.connection() as conn:
+            row = await _row(
+                conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
+                (source, organization),
+            )  # fmt: skip
+        return START if row is None else Head(int(row[0]), str(row[1]))
+
+    async def _advance_chain(self, conn: Conn, source: str, organization: str, before: Head, after: Head) -> None:
+        """In the page's transaction, the row locked: a replica whose lease lapsed mid-page cannot
+        chain onto a head another replica moved meanwhile."""
+        if after == before:
+            return
+        row = await _row(
+            conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
+            (source, organization),
+        )  # fmt: skip
+        current = START if row is None else Head(int(row[0]), str(row[1]))
+        if current != before:
+            raise chain_heads.conflict(source, organization, before, current)
+        await conn.execute(
+            "INSERT INTO af_chain_heads VALUES (%s, %s, %s, %s) ON CONFLICT (source, organization) "
+            "DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (source, organization, after.seq, after.hash),
+        )
 
     async def _write_page(
         self, conn: Conn, chunks: Chunks, source: str, organization: str, cursor: dict[str, Any],

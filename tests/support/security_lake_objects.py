@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from sinks.security_lake.parquet import PAGE_BYTES, ROW_GROUP_BYTES, class_schema
 from sinks.security_lake.sink import CLASS_NAMES
-from tests.helpers.ocsf_schema import problems
+from tests.support.ocsf_schema import problems
 
 KEY = re.compile(
     r"^ext/(?P<source>[A-Za-z0-9_-]+)/region=(?P<region>[a-z0-9-]+)/accountId=(?P<account>[^/]+)/"
