@@ -159,7 +159,8 @@ def _evidence() -> list[str]:
 
     return [
         f"## sink `evidence` (`file` and `s3` sinks; docs/evidence.md)\n\n{table(EvidenceSettings)}\n",
-        f"## sink `object_lock` (`s3` sink)\n\n{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
+        f"## sink `object_lock` (`s3` and `security_lake` sinks)\n\n"
+        f"{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
     ]
 
 
