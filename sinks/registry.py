@@ -12,7 +12,8 @@ from typing import Any
 from sinks.base import Sink, SinkConfig
 from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
-from sinks.sentinel import SentinelSink, SentinelSinkConfig
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.sink import SentinelSink
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
