@@ -14,7 +14,8 @@ from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
 from sinks.security_lake.config import SecurityLakeSinkConfig
 from sinks.security_lake.sink import SecurityLakeSink
-from sinks.sentinel import SentinelSink, SentinelSinkConfig
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.sink import SentinelSink
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
