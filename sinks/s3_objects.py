@@ -26,7 +26,7 @@ from forwarder.event import format_ms
 from forwarder.evidence.s3_digests import S3Digests, lock_params
 from forwarder.evidence.settings import EvidenceSettings, ObjectLock
 from forwarder.record import Record
-from forwarder.retry import parse_retry_after
+from forwarder.retry import parse_retry_after, retryable_status
 from sinks.base import FatalSinkError, RetryableError, SinkConfig
 
 if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
@@ -288,7 +288,7 @@ class S3Objects:
             status = int(meta.get("HTTPStatusCode") or 0)
             message = exc.response.get("Error", {}).get("Message")
             detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
-            if code in _RETRYABLE_CODES or (status >= 500 and status != 501) or status in (408, 429):
+            if code in _RETRYABLE_CODES or retryable_status(status):
                 return RetryableError(detail, parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")))
             hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
