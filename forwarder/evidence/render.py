@@ -14,6 +14,7 @@ from typing import Any
 from forwarder.event import parse_ms
 
 DAY_MS = 86_400_000
+DASHES = ("", "6 3")
 PALETTE = ("#1f5fa8", "#d9822b", "#2e8b57", "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#b8860b")
 
 
@@ -127,6 +128,7 @@ table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 1
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--band); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.time { white-space: nowrap; }
 code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; word-break: break-all; }
 .ok { color: var(--ok); font-weight: 600; }
 .bad { color: var(--bad); font-weight: 600; }
@@ -164,10 +166,10 @@ def chart(data: dict[str, Any]) -> str:
     width, height, left, right, top, bottom = 1080, 280, 56, 16, 16, 52
     plot_w, plot_h = width - left - right, height - top - bottom
     peak: int = max([1, *(int(n) for s in data["streams"] for n in s["per_day"].values())])
-    step = plot_w / max(len(days) - 1, 1)
+    step = plot_w / len(days)  # a day is a column; its count is drawn at its middle
 
-    def x(i: float) -> float:
-        return float(left + (i * step if len(days) > 1 else plot_w / 2))
+    def x(day: float) -> float:
+        return float(left + day * step)
 
     def y(n: float) -> float:
         return top + plot_h - plot_h * n / peak
@@ -178,8 +180,8 @@ def chart(data: dict[str, Any]) -> str:
         for g in s["gaps"]:
             lo = parse_ms(g["from"]) if g["from"] else parse_ms(g["noticed"])
             hi = parse_ms(g["to"]) if g["to"] else lo
-            a = min(max((lo - first_ms) / DAY_MS, -0.5), len(days) - 0.5)
-            b = min(max((hi - first_ms) / DAY_MS, -0.5), len(days) - 0.5)
+            a = min(max((lo - first_ms) / DAY_MS, 0), len(days))
+            b = min(max((hi - first_ms) / DAY_MS, 0), len(days))
             x0, x1 = x(a), max(x(b), x(a) + 3)
             out.append(
                 f'<rect x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" height="{plot_h}" fill="#b3261e" '
@@ -192,16 +194,21 @@ def chart(data: dict[str, Any]) -> str:
     every = max(1, len(days) // 12)
     for i, day in enumerate(days):
         if i % every == 0 or i == len(days) - 1:
-            out.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{day[5:]}</text>')
+            out.append(f'<text x="{x(i + 0.5):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{day[5:]}</text>')
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#8a949e"/>')
     legend_x = left
     for k, s in enumerate(data["streams"]):
         color = PALETTE[k % len(PALETTE)]
-        points = " ".join(f"{x(i):.1f},{y(s['per_day'].get(d, 0)):.1f}" for i, d in enumerate(days))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2.2"/>')
+        points = " ".join(f"{x(i + 0.5):.1f},{y(s['per_day'].get(d, 0)):.1f}" for i, d in enumerate(days))
+        dash = DASHES[k // len(PALETTE) % len(DASHES)] if k < len(PALETTE) else "6 3"
+        width_ = max(4.5 - 1.2 * k, 1.8)  # the first ones wider: equal series stay visible under each other
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="{width_:.1f}" '
+            f'stroke-dasharray="{dash}" stroke-linejoin="round"/>'
+        )
         if len(days) <= 62:
             out += [
-                f'<circle cx="{x(i):.1f}" cy="{y(s["per_day"].get(d, 0)):.1f}" r="3" fill="{color}"/>'
+                f'<circle cx="{x(i + 0.5):.1f}" cy="{y(s["per_day"].get(d, 0)):.1f}" r="3" fill="{color}"/>'
                 for i, d in enumerate(days)
             ]
         label = escape(f"{s['source']}/{s['organization']}")
@@ -284,9 +291,9 @@ def html(data: dict[str, Any]) -> str:
             )
             parts += [
                 "<tr>"
-                + _cell(g["noticed"])
-                + _cell(g["from"])
-                + _cell(g["to"])
+                + _cell(g["noticed"], "time")
+                + _cell(g["from"], "time")
+                + _cell(g["to"], "time")
                 + _cell(g["chain_seq"], "num")
                 + _cell(g["reason"])
                 + "</tr>"
@@ -306,7 +313,7 @@ def html(data: dict[str, Any]) -> str:
                 "<tr>"
                 + _cell(d["sink"])
                 + f'<td class="hash">{e(d["id"])}</td>'
-                + _cell(d["time"])
+                + _cell(d["time"], "time")
                 + _cell(d["reason"])
                 + "</tr>"
                 for d in s["dead_letters"]
@@ -318,7 +325,7 @@ def html(data: dict[str, Any]) -> str:
         "<table><thead><tr><th>kind</th><th>scope</th><th>at</th><th>result</th></tr></thead><tbody>",
     ]
     parts += [
-        "<tr>" + _cell(r["kind"]) + _cell(r["scope"]) + _cell(r["at"]) + _status(r["ok"]) + "</tr>"
+        "<tr>" + _cell(r["kind"]) + _cell(r["scope"]) + _cell(r["at"], "time") + _status(r["ok"]) + "</tr>"
         for r in data["runs"]
     ]
     if not data["runs"]:
