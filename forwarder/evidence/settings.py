@@ -34,8 +34,8 @@ class ObjectLock(BaseModel):
 
 
 class EvidenceLedgerSettings(BaseModel):
-    """The top-level ``evidence`` block: how long the evidence ledger (``forwarder.journal.ledger``)
-    that ``reconcile`` and ``report`` read is kept after the journal pruned the events."""
+    """The top-level `evidence` block: how long the evidence ledger (`forwarder.journal.ledger`)
+    that `reconcile` and `report` read is kept after the journal pruned the events."""
 
     model_config = ConfigDict(extra="forbid")
     ledger_retention_days: float | None = Field(
