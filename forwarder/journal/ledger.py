@@ -98,15 +98,35 @@ def rows_of(
     rows: list[LedgerRow] = []
     gaps: list[LedgerGap] = []
     ordered = chain is not None and chain[1].seq - chain[0].seq == chunks.count
-    next_chain = chain[0].seq + 1 if chain is not None else 0
-    for i, entry in enumerate(chunks):
-        found = hash_of(entry.data, parse=not ordered)
-        if found is None:
-            continue
-        chain_seq = next_chain + i if ordered else found[0]
-        rows.append(LedgerRow(first_seq + i, chain_seq, entry.event_id, entry.time_ms, found[1]))
-        if entry.action == GAP_ACTION:
-            gaps.append(_gap(source, organization, chain_seq, entry.time_ms, entry.data))
+    if not ordered:
+        for i, entry in enumerate(chunks):
+            found = hash_of(entry.data, parse=True)
+            if found is not None:
+                rows.append(LedgerRow(first_seq + i, found[0], entry.event_id, entry.time_ms, found[1]))
+                if entry.action == GAP_ACTION:
+                    gaps.append(_gap(source, organization, found[0], entry.time_ms, entry.data))
+        return rows, gaps
+    assert chain is not None
+    chunks.cut()
+    seq, chain_seq = first_seq, chain[0].seq + 1
+    new = tuple.__new__
+    for (ids, _, times, actions, _, _), data in chunks.done:  # the columns as stored: no per-event tuple
+        lines = data.split(b"\n")
+        for event_id, time_ms, action, line in zip(ids, times, actions, lines, strict=True):
+            if line[-76:-67] == _HASH_KEY and line[-3:] == b'"}}':
+                digest = line[-67:-3].decode()
+            else:
+                found = hash_of(line, parse=True)
+                if found is None:
+                    seq += 1
+                    chain_seq += 1
+                    continue
+                digest = found[1]
+            rows.append(new(LedgerRow, (seq, chain_seq, event_id, time_ms, digest)))
+            if action == GAP_ACTION:
+                gaps.append(_gap(source, organization, chain_seq, time_ms, line))
+            seq += 1
+            chain_seq += 1
     return rows, gaps
 
 
