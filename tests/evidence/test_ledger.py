@@ -111,3 +111,21 @@ async def test_rows_go_by_event_time_and_runs_keep_the_newest(journal: StateJour
         ("verify", "files /x", True, {"problems": 0}),
     ]
     assert all(abs(r.at - time.time()) < 3600 for r in runs)
+
+
+def test_the_ledger_is_kept_for_each_vendors_retention_unless_set() -> None:
+    from types import SimpleNamespace
+
+    from forwarder.evidence.retention import DAY_MS, UNKNOWN_RETENTION_DAYS, cutoffs
+
+    configcat = SimpleNamespace(name="configcat", retention=lambda: 35.0)
+    codacy = SimpleNamespace(name="codacy", retention=lambda: None)
+    now = 1_000 * DAY_MS
+    per_source, default = cutoffs([configcat, codacy], None, now)
+    assert per_source == {"configcat": now - 35 * DAY_MS, "codacy": now - int(UNKNOWN_RETENTION_DAYS * DAY_MS)}
+    assert default == now - int(UNKNOWN_RETENTION_DAYS * DAY_MS)  # a stream no longer configured: the longest
+    per_source, default = cutoffs([configcat, codacy], 400.0, now)
+    assert (
+        per_source == {"configcat": now - 400 * DAY_MS, "codacy": now - 400 * DAY_MS}
+        and default == per_source["codacy"]
+    )
