@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 DEMO_OUTPUT ?= demo-output
 BIN     = $(VENV)/bin
-APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind postgresql
+APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind postgresql chromium
 # tests/ops/test_container_image.py builds and runs the image with podman on a debootstrap base
 CONTAINER_PACKAGES = podman runc conmon debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins
 SAY = @printf '==> %s\n'

@@ -39,9 +39,10 @@ from bench.run import ORG, RESULTS, SPAN_S, windows
 from forwarder.chunks import Chunks
 from forwarder.emulators.base import start_in_thread
 from forwarder.event import content_ids, parse_ms
+from forwarder.evidence.chain import StreamChain
 from forwarder.formats import get_formatter
 from forwarder.journal import SqliteState
-from forwarder.polling import Poller
+from forwarder.record import summary
 from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
 from sinks.base import gzip_compress, gzip_file
@@ -94,12 +95,19 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         page, keys = keyed(i)
         return [normalize_entry("codacy", ORG, item, key, observed) for item, key in zip(page, keys, strict=True)]
 
-    def chunks(i: int) -> Chunks:
+    def serialized(events: list[dict[str, Any]]) -> Chunks:
+        """What ``Poller._add`` does to each event: its chain link, then its bytes and columns."""
         out = Chunks()
-        for event in normalized(i):
-            Poller._add(out, event)
+        chain = StreamChain()
+        for event in events:
+            chain.link(event)
+            out.add((event["id"], event["vendor"], parse_ms(event["time"]), *summary(event)), orjson.dumps(event))
+            chain.keep()
         out.cut()
         return out
+
+    def chunks(i: int) -> Chunks:
+        return serialized(normalized(i))
 
     cpu: dict[str, float] = {}
     cpu["fetch (httpx, client side)"] = fetch_cpu
@@ -117,13 +125,7 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         lambda pk: [normalize_entry("codacy", ORG, i, k, observed) for i, k in zip(*pk, strict=True)], keyed, n, repeat
     )
 
-    def serialize(events: list[dict[str, Any]]) -> None:
-        out = Chunks()
-        for event in events:
-            Poller._add(out, event)
-        out.cut()
-
-    cpu["serialize (orjson.dumps, time, chunk)"] = per_page(serialize, normalized, n, repeat)
+    cpu["serialize (chain link, orjson.dumps, time, chunk)"] = per_page(serialized, normalized, n, repeat)
     shutil.rmtree(work / "state", ignore_errors=True)
     journal = SqliteState(work / "state" / "journal.sqlite3")
     journal.open()

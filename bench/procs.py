@@ -1,8 +1,15 @@
 """Child processes of the benchmark and what they cost.
 
-The forwarder's CPU and peak memory come from ``os.wait4`` on its own process: the kernel's
-accounting of that child (and of any child it waited for) alone, so the receivers, the
-emulator and the benchmark's own sampling never count.
+The forwarder's CPU comes from ``os.wait4`` on its own process: the kernel's accounting of
+that child (and of any child it waited for) alone, so the receivers, the emulator and the
+benchmark's own sampling never count.
+
+Its peak memory does not: ``ru_maxrss`` keeps the high-water mark of the memory the child had
+*before* it exec'd, which is the benchmark process's own (forked, or shared under vfork):
+``--help`` measured 63 MB that way and 16 MB under ``/usr/bin/time``. A ``python -m MODULE``
+command is therefore run through ``PEAK_SHIM``, which runs the module as ``-m`` would and, at
+exit, writes the process's ``VmHWM`` (the peak RSS of its own address space since the exec)
+to a file; ``ru_maxrss`` stays the fallback when a process dies before writing it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PEAK_FILE_ENV = "AF_BENCH_PEAK_FILE"
+PEAK_SHIM = f"""
+import atexit, os, runpy, sys
+
+def _peak(path=os.environ.pop({PEAK_FILE_ENV!r})):
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            with open(path, "w") as out:
+                out.write(line.split()[1])
+
+atexit.register(_peak)
+sys.argv.pop(0)
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
 
 
 def start_listening(module_args: Sequence[str], log: Path, timeout: float = 300.0) -> tuple[subprocess.Popen[str], str]:
@@ -51,15 +73,21 @@ def run_measured(
     log: Path | None = None,
     count: Callable[[], int] | None = None,
     interval_s: float = 0.1,
+    cwd: Path = REPO_ROOT,
 ) -> Measured:
-    """Run ``cmd`` to its end; while it runs, sample ``count()`` every ``interval_s``."""
+    """Run ``cmd`` to its end (from ``cwd``, another tree's root for ``--compare``); while it
+    runs, sample ``count()`` every ``interval_s``."""
     samples: list[tuple[float, int]] = []
     done = threading.Event()
     out = log.open("wb") if log else subprocess.DEVNULL
+    cmd, env = list(cmd), {**os.environ, **(env or {})}
+    peak_file = None
+    if cmd[:2] == [sys.executable, "-m"]:
+        fd, peak_file = tempfile.mkstemp(prefix="af-bench-peak-")
+        os.close(fd)
+        cmd, env[PEAK_FILE_ENV] = [sys.executable, "-c", PEAK_SHIM, *cmd[2:]], peak_file
     started = time.monotonic()
-    proc = subprocess.Popen(
-        list(cmd), cwd=REPO_ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def sample() -> None:
         while not done.wait(interval_s):
@@ -76,4 +104,9 @@ def run_measured(
         sampler.join()
     if not isinstance(out, int):
         out.close()
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, samples)
+    peak_kb = usage.ru_maxrss
+    if peak_file is not None:
+        written = Path(peak_file).read_text().strip()
+        os.unlink(peak_file)
+        peak_kb = int(written) if written else peak_kb
+    return Measured(wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024, proc.returncode, samples)

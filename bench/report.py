@@ -23,7 +23,37 @@ def table(results: dict[str, Any]) -> str:
         lines.append(row)
     for name, base in baselines.items():
         lines.append(f"{name:14} {base['events_per_s']:>10.0f} {base['cpu_s_per_100k']:>11.2f}")
+    lines += extras(results)
     return "\n".join(lines)
+
+
+def extras(results: dict[str, Any]) -> list[str]:
+    """Start-up, idle and ``--compare`` lines (each only when measured)."""
+    ref = results.get("compare", {})
+    ratio = ref.get("ratio", {})
+    lines = []
+    for name, cmd in results.get("startup", {}).items():
+        line = f"start-up {name:12} CPU {cmd['cpu_s']:.3f} s (target {cmd['target_cpu_s']:g})"
+        line += f" RSS {cmd['peak_rss_mb']:.0f} MB"
+        if name in ratio.get("startup", {}):
+            theirs = ref["startup"][name]
+            line += f"  | {ref['ref']}: {theirs['cpu_s']:.3f} s, {theirs['peak_rss_mb']:.0f} MB"
+            line += f" (x{_num(ratio['startup'][name]['cpu_s'])} CPU)"
+        lines.append(line)
+    if "idle" in results:
+        idle = results["idle"]
+        line = (f"idle: {idle['organizations']} orgs every {idle['interval_s']:g} s: "
+                f"{idle['cpu_percent_of_one_core']:.2f} % of a core over {idle['window_s']:g} s "
+                f"(target {idle['target_cpu_percent']:g}), "
+                f"RSS {idle['rss_mb_start']:.1f} -> {idle['rss_mb_end']:.1f} MB")  # fmt: skip
+        if "idle" in ref:
+            theirs = ref["idle"]
+            line += f"  | {ref['ref']}: {theirs['cpu_percent_of_one_core']:.2f} %, {theirs['rss_mb_end']:.1f} MB"
+        lines.append(line)
+    for name, sink_ratio in ratio.get("sinks", {}).items():
+        lines.append(f"drain {name} vs {ref['ref']}: CPU x{_num(sink_ratio['cpu_s_per_100k'])}, "
+                     f"peak RSS x{_num(sink_ratio['peak_rss_mb'])}")  # fmt: skip
+    return lines
 
 
 def _num(value: float | None) -> str:

@@ -1,19 +1,20 @@
-"""The ``audit-forwarder`` command line."""
+"""The ``audit-forwarder`` command line.
+
+Imports here stay light (click, the command modules): ``--help`` and ``schema`` must answer
+without loading the settings, httpx or any sink; each command imports what it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
-import orjson
 
-from forwarder.commands.common import OUTPUT, SECONDS, date_ms, run_async, settings_from
+from forwarder.commands.common import DEFAULT_CONFIG, OUTPUT, SECONDS, date_ms, run_async, settings_from
 from forwarder.commands.dlq import dlq
 from forwarder.commands.state import state
 from forwarder.evidence.cli import register as register_evidence
-from forwarder.settings import DEFAULT_CONFIG
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,6 +100,8 @@ def check(ctx: click.Context) -> None:
     Example:
       audit-forwarder -c config.yaml check
     """
+    import asyncio
+
     from forwarder.checks import run_checks
 
     settings = settings_from(ctx)
@@ -115,9 +118,9 @@ def schema() -> None:
     Example:
       audit-forwarder schema > audit-event.schema.json
     """
-    from forwarder.event import json_schema
+    from forwarder.event_schema import SCHEMA_FILE
 
-    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+    click.echo(SCHEMA_FILE.read_text(encoding="utf-8"), nl=False)
 
 
 @main.command()

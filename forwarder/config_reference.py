@@ -147,6 +147,7 @@ def render() -> str:
         "| `sources` | `{}` | Named sources, each with a `type`. |\n"
         "| `sinks` | `{}` | Named sinks, each with a `type`. |\n"
         "| `secrets` | | Re-reading secrets kept in AWS, below. |\n"
+        "| `evidence` | | The evidence ledger of `reconcile` and `report`, below. |\n"
     )
     models: tuple[tuple[str, type[BaseModel]], ...] = (
         ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings), ("metrics", MetricsSettings),
@@ -166,11 +167,14 @@ def render() -> str:
 
 def _evidence() -> list[str]:
     """The nested blocks of the S3 and file sinks' compliance evidence (docs/evidence.md)."""
-    from forwarder.evidence.settings import EvidenceSettings, ObjectLock
+    from forwarder.evidence.settings import EvidenceLedgerSettings, EvidenceSettings, ObjectLock
 
+    ledger = " ".join((EvidenceLedgerSettings.__doc__ or "").split())
     return [
+        f"## `evidence` (top level; docs/evidence.md)\n\n{ledger}\n\n{table(EvidenceLedgerSettings)}\n",
         f"## sink `evidence` (`file` and `s3` sinks; docs/evidence.md)\n\n{table(EvidenceSettings)}\n",
-        f"## sink `object_lock` (`s3` sink)\n\n{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
+        f"## sink `object_lock` (`s3` and `security_lake` sinks)\n\n"
+        f"{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
     ]
 
 

@@ -55,6 +55,7 @@ from sinks.registry import SINKS
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+LEDGER_PRUNE_EVERY_S = 600.0  # the ledger's retention is in days: a prune every ten minutes is plenty
 log = structlog.get_logger("forwarder.daemon")
 REFUSED_REREAD_GAP_S = 60.0  # a wrong token answers 401 at every poll: AWS is asked at most this often
 
@@ -226,12 +227,32 @@ class Daemon:
             worker.notify()
 
     async def _prune_loop(self) -> None:
+        ledger_due = 0.0
         while True:
             await asyncio.sleep(2.0)
             try:
                 await self.journal.prune()
             except Exception:
                 log.exception("journal prune failed")
+            if time.monotonic() >= ledger_due:
+                ledger_due = time.monotonic() + LEDGER_PRUNE_EVERY_S
+                await self._prune_ledger()
+
+    async def _prune_ledger(self) -> None:
+        """The evidence ledger's rows past their retention (``evidence.ledger_retention_days``)."""
+        from forwarder.evidence.retention import cutoffs
+
+        per_source, default = cutoffs(
+            [p.source for p in self.pollers.values()], self.settings.evidence.ledger_retention_days,
+            int(time.time() * 1000),
+        )  # fmt: skip
+        try:
+            deleted = await self.journal.prune_ledger(per_source, default)
+        except Exception:
+            log.exception("evidence ledger prune failed")
+            return
+        if deleted:
+            log.info("evidence ledger rows past their retention deleted", rows=deleted)
 
     async def poll(self, name: str) -> bool:
         poller = self.pollers.get(name)

@@ -61,9 +61,13 @@ class SinkWorker:
         self._stopping = True
         self.wakeup.set()
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         """A poll just ended: no more events are coming before the next one, so what is journaled
-        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill."""
+        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill, unless
+        the sink wants its batches full (``flush_on_poll_end``) and this is not the end of a
+        ``once`` run (``force``)."""
+        if not (force or self.config.flush_on_poll_end):
+            return
         self.flush_upto = self.journal.head
         self.wakeup.set()
 

@@ -53,6 +53,12 @@ def until_http_date(value: str, now: float | None = None) -> float | None:
     return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
 
 
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP answer is worth the same request again: 408 and 429 (the receiver asks
+    for time), 5xx but 501 (Not Implemented says the request itself is wrong)."""
+    return status in (408, 429) or (status >= 500 and status != 501)
+
+
 class BackoffWait:
     """Full-jitter exponential backoff that never waits less than the server's Retry-After."""
 

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from forwarder.evidence.settings import EvidenceLedgerSettings
 from forwarder.retry import RetrySettings
 from forwarder.secret_stores import reading
 from forwarder.secrets import collect_secrets
@@ -30,7 +31,6 @@ from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
 from sinks.registry import SINKS
 
-DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -126,6 +126,7 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfigs] = Field(default_factory=dict)
     sinks: dict[str, SinkConfigs] = Field(default_factory=dict)
     secrets: SecretStoreSettings = SecretStoreSettings()
+    evidence: EvidenceLedgerSettings = EvidenceLedgerSettings()
     _loaded: Loaded | None = PrivateAttr(None)
 
     @property

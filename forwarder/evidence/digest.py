@@ -13,13 +13,15 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from forwarder.event import canonical_json, format_time
 from forwarder.evidence.keys import fingerprint, public_pem, valid
+
+if TYPE_CHECKING:  # cryptography is loaded where a key is: a daemon without evidence never loads it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 VERSION = 1
 NAME = re.compile(r"digest-(\d{8}T\d{6}\.\d{3}Z)\.json")

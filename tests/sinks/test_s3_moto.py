@@ -398,7 +398,7 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
 
 def test_a_412_without_an_error_code_is_an_object_already_there() -> None:
     """Some S3-compatible stores answer 412 with no body; botocore then names the code "412"."""
-    from sinks.s3 import _error_code
+    from sinks.s3_objects import _error_code
 
     assert _error_code(client_error(412, "412")) == "PreconditionFailed"
     assert _error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"

@@ -23,8 +23,9 @@ from forwarder.emulators.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, 
 from forwarder.event import format_ms, make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
-from sinks.sentinel import SentinelSink, SentinelSinkConfig
-from sinks.sentinel_auth import TokenCache
+from sinks.sentinel.auth import TokenCache
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.sink import SentinelSink
 from tests.support.config import make_config
 from tests.support.daemon import DaemonProcess, cli
 from tests.support.emulators import EmulatorProcess, running
@@ -293,7 +294,7 @@ async def test_token_endpoint_busy_is_retryable(azure: Receiver) -> None:
 
 async def test_token_is_refreshed_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("sinks.sentinel_auth.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("sinks.sentinel.auth.time.monotonic", lambda: clock[0])
     issued = iter(["t1", "t2", "t3"])
 
     async def fetch() -> tuple[str, float]:

@@ -103,148 +103,30 @@ DCR's `immutableId` (its JSON view) into `dcr_immutable_id`. Sovereign clouds: s
 from __future__ import annotations
 
 import asyncio
-import re
-import ssl
-import urllib.parse
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NoReturn, Self
+from typing import ClassVar, NoReturn
 
 import httpx
 import orjson
-from pydantic import Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_ms
-from forwarder.formats import JSON_FORMATS, get_formatter
-from forwarder.http_shared import HttpUrl, read_at_most
+from forwarder.formats import get_formatter
 from forwarder.record import Record
-from forwarder.retry import parse_retry_after
-from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, gzip_compress
-from sinks.sentinel_auth import AADSTS_HINTS, ASSERTION_TYPE, Certificate, CredentialError, TokenCache, load_certificate
-
-ANSWER_BYTES = 64 * 1024  # an answer is read for its status, error code and message only
-ROLE = "Monitoring Metrics Publisher"
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")  # a GUID or a domain (contoso.onmicrosoft.com)
-_DCR = re.compile(r"^dcr-[0-9A-Za-z]+$")
-_STREAM = re.compile(r"^(Custom|Microsoft)-[A-Za-z0-9_-]+$")
-
-
-class SentinelSinkConfig(SinkConfig):
-    type: Literal["sentinel"]
-    tenant_id: str = Field(description="Directory (tenant) ID of the app registration, a GUID or a domain.")
-    client_id: str = Field(description="Application (client) ID of the app registration.")
-    client_secret: SecretStr | None = Field(None, description="Client secret (its Value); or use a certificate.")
-    certificate_file: str | None = Field(
-        None, description="PEM certificate uploaded to the app registration (instead of client_secret)."
-    )
-    private_key_file: str | None = Field(
-        None, description="PEM private key (RSA) of certificate_file; omitted: read from certificate_file."
-    )
-    private_key_password: SecretStr | None = Field(None, description="Password of an encrypted private key.")
-    endpoint: HttpUrl = Field(
-        description="Logs ingestion URL of the DCR (kind Direct) or of its data collection endpoint, "
-        "e.g. https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com"
-    )
-    dcr_immutable_id: str = Field(description="The DCR's immutableId, dcr-... (its JSON view).")
-    stream_name: str = Field(description="Stream of the DCR, e.g. Custom-AuditForwarder_CL.")
-    api_version: str = Field("2023-01-01", description="api-version of the Logs Ingestion API.")
-    authority_host: HttpUrl = Field(
-        "https://login.microsoftonline.com", description="Entra ID host; another for sovereign clouds."
-    )
-    scope: str = Field(
-        "https://monitor.azure.com//.default",
-        description="Token scope: the Logs Ingestion audience plus /.default (monitor.azure.us, .cn elsewhere).",
-    )
-    max_request_bytes: int = Field(
-        1_000_000, ge=1024, le=1_048_576,
-        description="Largest uncompressed JSON array per request; Azure takes at most 1 MB per call.",
-    )  # fmt: skip
-    token_refresh_margin_s: float = Field(300.0, ge=0, description="Fetch a new token this long before expiry.")
-    tls_verify: bool = True
-    ca_file: str | None = None
-    timeout_s: float = 30.0
-
-    @field_validator("tenant_id")
-    @classmethod
-    def _tenant(cls, value: str) -> str:
-        if not _TENANT.match(value):
-            raise ValueError("tenant_id must be the directory (tenant) ID, a GUID, or a domain such as contoso.com")
-        return value
-
-    @field_validator("client_id")
-    @classmethod
-    def _client(cls, value: str) -> str:
-        if not _GUID.match(value):
-            raise ValueError("client_id must be the application (client) ID, a GUID")
-        return value
-
-    @field_validator("dcr_immutable_id")
-    @classmethod
-    def _dcr(cls, value: str) -> str:
-        if not _DCR.match(value):
-            raise ValueError("dcr_immutable_id must be the DCR's immutableId, dcr-<hex> (not its name or ARM id)")
-        return value
-
-    @field_validator("stream_name")
-    @classmethod
-    def _stream(cls, value: str) -> str:
-        if not _STREAM.match(value):
-            raise ValueError("stream_name must be a stream of the DCR, e.g. Custom-AuditForwarder_CL")
-        return value
-
-    @field_validator("endpoint", "authority_host")
-    @classmethod
-    def _no_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> Self:
-        if self.format not in JSON_FORMATS:
-            raise ValueError(f"format {self.format!r} is text; the Logs Ingestion API takes JSON (json, ecs or ocsf)")
-        has_secret = self.client_secret is not None and bool(self.client_secret.get_secret_value().strip())
-        if has_secret == (self.certificate_file is not None):
-            raise ValueError("give exactly one credential: client_secret, or certificate_file (and private_key_file)")
-        if self.private_key_file and not self.certificate_file:
-            raise ValueError("private_key_file needs certificate_file")
-        return self
-
-    def transport_warnings(self) -> list[str]:
-        found = super().transport_warnings()
-        if not self.tls_verify:
-            found.append(
-                "tls_verify: false: Entra ID's and the endpoint's certificates are not checked, so the client "
-                "credential goes to whoever answers; give ca_file for a private CA instead"
-            )
-        return found
-
-    @property
-    def token_url(self) -> str:
-        return f"{self.authority_host}/{self.tenant_id}/oauth2/v2.0/token"
-
-    @property
-    def ingestion_path(self) -> str:
-        return f"/dataCollectionRules/{self.dcr_immutable_id}/streams/{self.stream_name}"
-
-
-@dataclass(slots=True)
-class _Row:
-    record: Record
-    data: bytes
-
-
-@dataclass(slots=True)
-class _Answer:
-    status: int
-    code: str
-    message: str
-    retry_after: float | None
-    payload: dict[str, Any]
-
-    def describe(self) -> str:
-        code = f" {self.code}" if self.code else ""
-        return f"HTTP {self.status}{code}: {self.message}" if self.message else f"HTTP {self.status}{code}"
+from forwarder.retry import retryable_status
+from sinks.base import DeliveryReport, FatalSinkError, RetryableError, gzip_compress
+from sinks.http_exchange import exchange, tls_verify
+from sinks.sentinel.answers import Answer, answer_of, refusal_hint
+from sinks.sentinel.auth import (
+    Certificate,
+    CredentialError,
+    TokenCache,
+    credentials_hint,
+    load_certificate,
+    token_form,
+    token_of,
+)
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.rows import Row, array, chunks, row_of
 
 
 class SentinelSink:
@@ -275,12 +157,7 @@ class SentinelSink:
                 )
             except CredentialError as exc:  # a missing file or a wrong key: retrying cannot help
                 raise FatalSinkError(f"sink {self.name}: {exc}") from None
-        verify: ssl.SSLContext | bool = config.tls_verify
-        if config.tls_verify and config.ca_file:
-            try:
-                verify = await asyncio.to_thread(ssl.create_default_context, cafile=config.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise FatalSinkError(f"sink {self.name}: cannot use ca_file {config.ca_file}: {exc}") from None
+        verify = await tls_verify(self.name, config.tls_verify, config.ca_file)
         self._client = await asyncio.to_thread(httpx.AsyncClient, verify=verify, timeout=config.timeout_s)
 
     async def close(self) -> None:
@@ -302,7 +179,7 @@ class SentinelSink:
     async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
         report = DeliveryReport()
         self._confirmed &= {(record.seq, record.event_id) for record in batch}
-        rows: list[_Row] = []
+        rows: list[Row] = []
         for record in batch:
             if (record.seq, record.event_id) in self._confirmed:
                 continue
@@ -314,8 +191,8 @@ class SentinelSink:
             if len(data) + 2 > self.config.max_request_bytes:
                 report.rejected.append((record, self._too_large(len(data) + 2)))
                 continue
-            rows.append(_Row(record, data))
-        for chunk in self._chunks(rows):
+            rows.append(Row(record, data))
+        for chunk in chunks(rows, self.config.max_request_bytes):
             await self._post(chunk, report)
         self._confirmed.clear()
         return report if report.rejected else None
@@ -328,59 +205,10 @@ class SentinelSink:
 
     def _row(self, record: Record) -> bytes:
         """One row of the table (the mapping in this module's docstring)."""
-        time_generated = format_ms(record.time_ms)
-        if self.config.format != "json":
-            event = orjson.loads(self._format(record))
-            return orjson.dumps({"TimeGenerated": time_generated, "EventId": record.event_id, "Event": event})
-        event = record.event()
-        actor = _mapping(event.get("actor"))
-        target = _mapping(event.get("target"))
-        row = {
-            "TimeGenerated": time_generated,
-            "EventId": record.event_id,
-            "ObservedTime": _text(event.get("observed_time")),
-            "Vendor": record.vendor or _text(event.get("vendor")),
-            "Source": record.source,
-            "Organization": record.organization,
-            "Action": _text(event.get("action")),
-            "Activity": _text(event.get("activity")),
-            "Category": _text(event.get("category")),
-            "Outcome": _text(event.get("outcome")),
-            "ActorId": _text(actor.get("id")),
-            "ActorName": _text(actor.get("name")),
-            "ActorEmail": _text(actor.get("email")),
-            "ActorIp": _text(actor.get("ip")),
-            "ActorUserAgent": _text(actor.get("user_agent")),
-            "ActorType": _text(actor.get("type")),
-            "TargetType": _text(target.get("type")),
-            "TargetId": _text(target.get("id")),
-            "TargetName": _text(target.get("name")),
-            "Repository": _text(event.get("repository")),
-            "Message": _text(event.get("message")),
-            "SchemaVersion": _text(event.get("schema_version")),
-            "Details": event.get("details"),
-            "Raw": event.get("raw"),
-        }
-        return orjson.dumps(row)
+        return row_of(record, self.config.format, self._format)
 
-    def _chunks(self, rows: list[_Row]) -> list[list[_Row]]:
-        """Consecutive runs of rows whose JSON array (``[`` rows joined by ``,`` ``]``) fits."""
-        chunks: list[list[_Row]] = []
-        current: list[_Row] = []
-        size = 2
-        for row in rows:
-            extra = len(row.data) + (1 if current else 0)
-            if current and size + extra > self.config.max_request_bytes:
-                chunks.append(current)
-                current, size, extra = [], 2, len(row.data)
-            current.append(row)
-            size += extra
-        if current:
-            chunks.append(current)
-        return chunks
-
-    async def _post(self, rows: list[_Row], report: DeliveryReport) -> None:
-        body = b"[" + b",".join(row.data for row in rows) + b"]"
+    async def _post(self, rows: list[Row], report: DeliveryReport) -> None:
+        body = array(rows)
         answer = await self._upload(body)
         if 200 <= answer.status < 300:
             self._confirmed.update((row.record.seq, row.record.event_id) for row in rows)
@@ -398,7 +226,7 @@ class SentinelSink:
         self._raise_for(answer)
 
     # --- HTTP --------------------------------------------------------------------------------
-    async def _upload(self, body: bytes) -> _Answer:
+    async def _upload(self, body: bytes) -> Answer:
         """POST ``body``; a 401 on a token from the cache (revoked, or expired sooner than it said)
         drops it and tries once more with a new one. A 401 on a new token is the answer."""
         compressed = await asyncio.to_thread(gzip_compress, body) if len(body) > 4096 else gzip_compress(body)
@@ -410,7 +238,7 @@ class SentinelSink:
             answer = await self._ingest(compressed, await self.tokens.get())
         return answer
 
-    async def _ingest(self, compressed: bytes, token: str) -> _Answer:
+    async def _ingest(self, compressed: bytes, token: str) -> Answer:
         headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
@@ -424,99 +252,45 @@ class SentinelSink:
     async def _fetch_token(self) -> tuple[str, float]:
         await self.start()  # loads the certificate
         config = self.config
-        form = {"grant_type": "client_credentials", "client_id": config.client_id, "scope": config.scope}
+        assertion = None
         if self._certificate is not None:
             assertion = await asyncio.to_thread(self._certificate.assertion, config.client_id, config.token_url)
-            form |= {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
-        elif config.client_secret is not None:
-            form["client_secret"] = config.client_secret.get_secret_value()
-        content = urllib.parse.urlencode(form).encode()
+        content = token_form(config, assertion)
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         answer = await self._call(config.token_url, "Entra ID", content, headers, None, token_answer=True)
         if answer.status == 200:
-            return self._token_from(answer)
-        if answer.status in (408, 429) or (answer.status >= 500 and answer.status != 501):
+            found = token_of(answer.payload)
+            if found is None:
+                raise RetryableError(
+                    f"sink {self.name}: Entra ID's token answer has no access_token/expires_in: is something else "
+                    f"answering at {self.config.authority_host}?"
+                )
+            return found
+        if retryable_status(answer.status):
             raise RetryableError(f"sink {self.name}: Entra ID answered {answer.describe()}", answer.retry_after)
-        hints = [hint for code, hint in AADSTS_HINTS.items() if f"AADSTS{code}:" in answer.message]
-        hint = f" ({'; '.join(hints)})" if hints else " (check tenant_id, client_id and the secret or certificate)"
         raise FatalSinkError(
             f"sink {self.name}: Entra ID refused the client credentials of {config.client_id}: "
-            f"{answer.describe()}{hint}"
+            f"{answer.describe()}{credentials_hint(answer.message)}"
         )
-
-    def _token_from(self, answer: _Answer) -> tuple[str, float]:
-        payload = answer.payload
-        token = payload.get("access_token")
-        lifetime = payload.get("expires_in")
-        if isinstance(lifetime, str) and lifetime.isdigit():
-            lifetime = int(lifetime)
-        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float) or lifetime <= 0:
-            raise RetryableError(
-                f"sink {self.name}: Entra ID's token answer has no access_token/expires_in: is something else "
-                f"answering at {self.config.authority_host}?"
-            )
-        return token, float(lifetime)
 
     async def _call(
         self, url: str, what: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None,
         token_answer: bool = False,
-    ) -> _Answer:  # fmt: skip
+    ) -> Answer:  # fmt: skip
         await self.start()
         assert self._client is not None
-        try:
-            async with asyncio.timeout(self.config.timeout_s):
-                async with self._client.stream("POST", url, content=body, headers=headers, params=params) as resp:
-                    content = await read_at_most(resp, ANSWER_BYTES)
-        except TimeoutError:
-            raise RetryableError(
-                f"sink {self.name}: {what} gave no complete answer within timeout_s={self.config.timeout_s:g}s"
-            ) from None
-        except httpx.LocalProtocolError as exc:  # its text may quote our headers, token and all
-            raise RetryableError(f"sink {self.name}: request to {what} not sent: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(f"sink {self.name}: {what} unreachable: {type(exc).__name__}: {exc}") from None
-        try:
-            parsed = orjson.loads(content) if content else {}
-        except orjson.JSONDecodeError:
-            parsed = {}
-        payload: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
-        if token_answer:  # {"error", "error_description"}; the description's first line has the AADSTS code
-            code = str(payload.get("error") or "")
-            lines = str(payload.get("error_description") or resp.reason_phrase or "").splitlines()
-            message = lines[0] if lines else ""
-        else:  # Azure.Core ErrorResponse: {"error": {"code", "message"}}
-            error = _mapping(payload.get("error"))
-            code = str(error.get("code") or resp.headers.get("x-ms-error-code") or "")
-            message = str(error.get("message") or resp.reason_phrase or "")
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        return _Answer(resp.status_code, self._scrub(code)[:100], self._scrub(message)[:300], retry_after, payload)
+        found = await exchange(
+            self._client, "POST", url, sink=self.name, what=what, timeout_s=self.config.timeout_s,
+            content=body, headers=headers, params=params,
+        )  # fmt: skip
+        return answer_of(found, token_answer, self._scrub)
 
-    def _raise_for(self, answer: _Answer) -> NoReturn:
-        status = answer.status
-        config = self.config
-        if status in (408, 429) or (status >= 500 and status != 501):
+    def _raise_for(self, answer: Answer) -> NoReturn:
+        if retryable_status(answer.status):
             raise RetryableError(
                 f"sink {self.name}: Logs Ingestion API answered {answer.describe()}", answer.retry_after
             )
-        if status == 403:
-            hint = (
-                f"the app registration {config.client_id} needs the '{ROLE}' role on the data collection rule "
-                f"{config.dcr_immutable_id}: assign it under the DCR's Access control (IAM); a new assignment "
-                "may take up to 30 minutes to apply, then restart or reload"
-            )
-        elif status == 401:
-            hint = (
-                f"a fresh token was refused: check that scope {config.scope} matches the endpoint's cloud and that "
-                f"tenant_id {config.tenant_id} is the DCR's tenant"
-            )
-        elif status == 404:
-            hint = (
-                f"no DCR {config.dcr_immutable_id} with stream {config.stream_name} at {config.endpoint}: check "
-                "dcr_immutable_id (immutableId in the DCR's JSON view), stream_name (its streamDeclarations) and "
-                "that endpoint is this DCR's (or its DCE's) logs ingestion URL"
-            )
-        else:
-            hint = f"check api_version {config.api_version} and that the DCR's stream declares this sink's columns"
+        hint = refusal_hint(answer.status, self.config)
         raise FatalSinkError(f"sink {self.name}: Logs Ingestion API refused: {answer.describe()} ({hint})")
 
     def _scrub(self, text: str) -> str:
@@ -529,16 +303,3 @@ class SentinelSink:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def _text(value: Any) -> str | None:
-    """A string column's value: hostile events may hold numbers, booleans or objects there."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
