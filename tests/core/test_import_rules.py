@@ -17,6 +17,7 @@ WIRING = (
     "forwarder.__main__", "forwarder.build", "forwarder.checks", "forwarder.cli", "forwarder.commands",
     "forwarder.config_reference", "forwarder.daemon", "forwarder.demo", "forwarder.once", "forwarder.reload",
     "forwarder.settings", "forwarder.state_view", "forwarder.tools",
+    "forwarder.evidence.cli", "forwarder.evidence.reconcile",  # the evidence commands, as tools/ is for state
 )  # fmt: skip
 
 
