@@ -153,6 +153,7 @@ class CodacySource(WindowedSource[CodacyConfig]):
     vendor: ClassVar[str] = "codacy"
     display_name: ClassVar[str] = "Codacy"
     retention_days: ClassVar[float | None] = 365.0
+    answer_entries: ClassVar[int | None] = 2_000  # a slice is one unpaged answer: its size is our memory
 
     def make_client(self) -> httpx.AsyncClient:
         return make_client(self.config, self.config.base_url, {"api-token": self.config.api_token.get_secret_value()})
