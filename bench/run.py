@@ -34,6 +34,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SPAN_S = 86_400.0  # the backlog covers one day
 ENTRIES_PER_PAGE = 10_000  # Codacy answers a whole slice at once: size slices to ~10k entries
 ORG = "gh/acme"
+# A Codacy backlog of 1,000,000 entries over 30 days in the default 24-hour slices: what one answer
+# holds when the vendor is denser than the bench's 10,000-entry slices (issue 24's memory target)
+LARGE_ANSWER_ENTRIES = 33_000
 TOKEN = CodacyEmulator().token
 DRAIN_TIMEOUT_S = 60.0  # after the forwarder exits, how long a receiver may take to write
 
@@ -73,8 +76,8 @@ def percentile_time(samples: list[tuple[float, int]], wanted: int) -> float | No
     return next((t for t, n in samples if n >= wanted), None)
 
 
-def run_sink(target: Target, work: Path, url: str, events: int) -> dict[str, Any]:
-    config = forwarder_config(work, url, events, target.config)
+def run_sink(target: Target, work: Path, url: str, events: int, **source: float) -> dict[str, Any]:
+    config = forwarder_config(work, url, events, target.config, **source)
     cmd = [sys.executable, "-m", "forwarder", "-c", str(config), "once", "--timeout", "7200"]
     measured = run_measured(cmd, env=target.env, log=work / "forwarder.log", count=target.count)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -96,6 +99,27 @@ def run_sink(target: Target, work: Path, url: str, events: int) -> dict[str, Any
         "delivered": delivered,
         "exit_code": measured.returncode,
     }
+
+
+def run_large_answers(name: str, work: Path, events: int) -> dict[str, Any]:
+    """The drain phase over a backlog as dense as ``LARGE_ANSWER_ENTRIES`` per day, read with the
+    default 24-hour slices: each answer the vendor would send for a configured slice holds that
+    many entries, whatever N (N / 33,000 days of backlog), so the peak is the forwarder's bound
+    on answer size, not the bench's choice of slices."""
+    work.mkdir()
+    span_s = max(1.0, events / LARGE_ANSWER_ENTRIES) * 86_400
+    emulator, url = start_listening(
+        ["bench.emulators", "codacy", "--entries", str(events), "--span-s", str(span_s), "--org", ORG],
+        work / "codacy.log",
+    )
+    try:
+        with TARGETS[name](work) as target:
+            result = run_sink(target, work, url, events, slice_hours=24, initial_lookback_days=(span_s + 3600) / 86_400)
+    finally:
+        emulator.kill()
+        emulator.wait(timeout=10)
+    return {"entries_per_configured_slice": round(events / (span_s / 86_400)), "span_days": round(span_s / 86_400, 2),
+            **result}  # fmt: skip
 
 
 def run_live_sink(name: str, work: Path, feed: Feed) -> dict[str, Any]:
@@ -184,7 +208,7 @@ def machine(events: int) -> dict[str, Any]:
 
 def ratios(results: dict[str, Any]) -> None:
     """Our CPU per event divided by each baseline's: how many times the floor we spend."""
-    for sink in results["sinks"].values():
+    for sink in [*results["sinks"].values(), *results["large_answers"].values()]:
         sink["cpu_ratio"] = {
             name: round(sink["cpu_s_per_100k"] / base["cpu_s_per_100k"], 2)
             for name, base in results["baselines"].items()
@@ -194,8 +218,10 @@ def ratios(results: dict[str, Any]) -> None:
         }
 
 
-def run(events: int, sinks: list[str], out_dir: Path, feed: Feed | None) -> dict[str, Any]:
-    results: dict[str, Any] = {"sinks": {}, "baselines": {}, "machine": machine(events)}
+def run(
+    events: int, sinks: list[str], out_dir: Path, feed: Feed | None, large: list[str] | None = None
+) -> dict[str, Any]:
+    results: dict[str, Any] = {"sinks": {}, "baselines": {}, "large_answers": {}, "machine": machine(events)}
     with tempfile.TemporaryDirectory(prefix="af-bench-") as tmp:
         work = Path(tmp)
         print(f"generating {events:,} Codacy entries ...", flush=True)
@@ -218,6 +244,9 @@ def run(events: int, sinks: list[str], out_dir: Path, feed: Feed | None) -> dict
                 results["sinks"][name].update(
                     latency_p50_s=live.pop("latency_p50_s"), latency_p99_s=live.pop("latency_p99_s"), live=live
                 )
+            for name in large or []:
+                print(f"forwarding {LARGE_ANSWER_ENTRIES:,}-entry answers into {name} ...", flush=True)
+                results["large_answers"][name] = run_large_answers(name, work / f"large-{name}", events)
             print("baselines ...", flush=True)
             results["baselines"] = run_baselines(url, work, events, listening_ms)
         finally:
@@ -239,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--live-s", type=float, default=30.0, help="seconds of live feed per sink; 0 skips it")
     parser.add_argument("--live-rate", type=float, default=20.0, help="entries per second of the live feed")
+    parser.add_argument("--large-answers", default="file",
+                        help="sinks to drain again with 33,000-entry answers (24 h slices); '' skips it")  # fmt: skip
     parser.add_argument("--live-interval", type=float, default=5.0, help="the daemon's poll interval_s when live")
     args = parser.parse_args(argv)
     events = args.events or (100_000 if args.quick else 1_000_000)
@@ -247,7 +278,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown sinks {unknown}; choose among {sorted(TARGETS)}")
     feed = Feed(args.live_s, args.live_rate, args.live_interval) if args.live_s > 0 else None
-    results = run(events, sinks, args.output_dir, feed)
+    large = [s for s in args.large_answers.split(",") if s]
+    unknown = sorted(set(large) - set(TARGETS))
+    if unknown:
+        parser.error(f"unknown sinks {unknown}; choose among {sorted(TARGETS)}")
+    results = run(events, sinks, args.output_dir, feed, large)
     print(table(results))
     print(f"wrote {args.output_dir / 'latest.json'} and latest.png")
 
