@@ -42,7 +42,7 @@ from forwarder.event import content_ids, parse_ms
 from forwarder.evidence.chain import StreamChain
 from forwarder.formats import get_formatter
 from forwarder.journal import SqliteState
-from forwarder.record import summary
+from forwarder.polling import Poller
 from forwarder.sources.codacy import normalize_entry
 from forwarder.sources.window import with_occurrence
 from sinks.base import gzip_compress, gzip_file
@@ -95,19 +95,15 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         page, keys = keyed(i)
         return [normalize_entry("codacy", ORG, item, key, observed) for item, key in zip(page, keys, strict=True)]
 
-    def serialized(events: list[dict[str, Any]]) -> Chunks:
-        """What ``Poller._add`` does to each event: its chain link, then its bytes and columns."""
-        out = Chunks()
-        chain = StreamChain()
-        for event in events:
-            chain.link(event)
-            out.add((event["id"], event["vendor"], parse_ms(event["time"]), *summary(event)), orjson.dumps(event))
-            chain.keep()
-        out.cut()
-        return out
+    poller = Poller.__new__(Poller)  # ``_add`` reads only ``keep``: no source, no journal
+    poller.keep = None
 
     def chunks(i: int) -> Chunks:
-        return serialized(normalized(i))
+        out, chain = Chunks(), StreamChain()
+        for event in normalized(i):
+            poller._add(out, event, chain)
+        out.cut()
+        return out
 
     cpu: dict[str, float] = {}
     cpu["fetch (httpx, client side)"] = fetch_cpu
@@ -125,7 +121,20 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         lambda pk: [normalize_entry("codacy", ORG, i, k, observed) for i, k in zip(*pk, strict=True)], keyed, n, repeat
     )
 
-    cpu["serialize (chain link, orjson.dumps, time, chunk)"] = per_page(serialized, normalized, n, repeat)
+    def serialize(events: list[dict[str, Any]]) -> None:
+        out, chain = Chunks(), StreamChain()
+        for event in events:
+            poller._add(out, event, chain)
+        out.cut()
+
+    def link(events: list[dict[str, Any]]) -> None:
+        chain = StreamChain()
+        for event in events:
+            chain.link(event)
+            chain.keep()
+
+    cpu["serialize (orjson.dumps, time, chunk, chain)"] = per_page(serialize, normalized, n, repeat)
+    cpu["chain link (canonical JSON + SHA-256; in serialize)"] = per_page(link, normalized, n, repeat)
     shutil.rmtree(work / "state", ignore_errors=True)
     journal = SqliteState(work / "state" / "journal.sqlite3")
     journal.open()
@@ -200,7 +209,7 @@ def append_and_prune(work: Path, pages: list[Chunks], secure: bool) -> float:
 
 def report(cpu: dict[str, float], events: int) -> dict[str, Any]:
     floor = cpu["floor: orjson loads + dumps each"]
-    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation", "secure_delete")
+    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation", "secure_delete", "chain link")
     to_file = sum(seconds for name, seconds in cpu.items() if not name.startswith(other))
     return {
         "events": events,

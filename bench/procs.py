@@ -1,15 +1,12 @@
 """Child processes of the benchmark and what they cost.
 
-The forwarder's CPU comes from ``os.wait4`` on its own process: the kernel's accounting of
-that child (and of any child it waited for) alone, so the receivers, the emulator and the
-benchmark's own sampling never count.
-
-Its peak memory does not: ``ru_maxrss`` keeps the high-water mark of the memory the child had
-*before* it exec'd, which is the benchmark process's own (forked, or shared under vfork):
-``--help`` measured 63 MB that way and 16 MB under ``/usr/bin/time``. A ``python -m MODULE``
-command is therefore run through ``PEAK_SHIM``, which runs the module as ``-m`` would and, at
-exit, writes the process's ``VmHWM`` (the peak RSS of its own address space since the exec)
-to a file; ``ru_maxrss`` stays the fallback when a process dies before writing it.
+The forwarder's CPU comes from ``os.wait4`` on its own process: the kernel's accounting of that
+child (and of any child it waited for) alone, so the receivers, the emulator and the benchmark's
+own sampling never count. Its peak memory is the ``VmHWM`` of its own address space, read from
+``/proc`` while it runs (the last reading before it exits): ``ru_maxrss`` also counts the address
+space the child was started from, and CPython starts children with ``vfork``, so every child
+reported at least the benchmark's own peak (215 MB for two different sinks in one run, after the
+benchmark had read a receiver's output into memory).
 """
 
 from __future__ import annotations
@@ -93,20 +90,30 @@ def run_measured(
         while not done.wait(interval_s):
             samples.append((time.monotonic() - started, count()))  # type: ignore[misc]
 
+    hwm = [0.0]
+
+    def watch_memory() -> None:  # the address space after exec is the child's own: VmHWM is its peak
+        status = Path(f"/proc/{proc.pid}/status")
+        while not done.wait(0.02):
+            try:
+                line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                continue  # exited (a zombie has no VmHWM) or not yet readable
+            hwm[0] = int(line.split()[1]) / 1024
+
     sampler = threading.Thread(target=sample, daemon=True)
     if count is not None:
         sampler.start()
+    watcher = threading.Thread(target=watch_memory, daemon=True)
+    watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     done.set()
+    watcher.join()
     if count is not None:
         sampler.join()
     if not isinstance(out, int):
         out.close()
-    peak_kb = usage.ru_maxrss
-    if peak_file is not None:
-        written = Path(peak_file).read_text().strip()
-        os.unlink(peak_file)
-        peak_kb = int(written) if written else peak_kb
-    return Measured(wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024, proc.returncode, samples)
+    peak = hwm[0] or usage.ru_maxrss / 1024  # no reading (not Linux, or a process too short to sample)
+    return Measured(wall, usage.ru_utime + usage.ru_stime, peak, proc.returncode, samples)

@@ -21,6 +21,9 @@ def table(results: dict[str, Any]) -> str:
         row += f" {_verdict(sink['live']):>6}"
         row += "".join(f" {sink['cpu_ratio'][b]:>20.1f}" for b in baselines)
         lines.append(row)
+    for name, sink in results.get("large_answers", {}).items():
+        row = f"{name + ' (33k/answer)':14} {sink['events_per_s']:>10.0f} {sink['cpu_s_per_100k']:>11.2f}"
+        lines.append(row + f" {sink['peak_rss_mb']:>7.0f} {_num(sink['drain_p99_s']):>9}")
     for name, base in baselines.items():
         lines.append(f"{name:14} {base['events_per_s']:>10.0f} {base['cpu_s_per_100k']:>11.2f}")
     lines += extras(results)

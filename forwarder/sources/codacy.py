@@ -31,7 +31,10 @@ class CodacyConfig(SourceConfig):
     base_url: HttpUrl = Field("https://app.codacy.com/api/v3", description="Self-hosted: https://HOST/api/v3")
     api_token: SecretStr = Field(description="An account API token of an organization admin or manager.")
     organizations: list[str] = Field(min_length=1, description="Each as provider/name, e.g. gh/acme.")
-    slice_hours: float = Field(24.0, gt=0, description="Width of one request's time window.")
+    slice_hours: float = Field(
+        24.0, gt=0, description="Widest time window of one request; narrower while the log is dense (~2,000 entries "
+        "per answer, which bounds memory: Codacy answers a whole window at once).",
+    )
 
     def own_params(self) -> set[str]:
         return {"from", "to", "cursor"}
@@ -153,6 +156,7 @@ class CodacySource(WindowedSource[CodacyConfig]):
     vendor: ClassVar[str] = "codacy"
     display_name: ClassVar[str] = "Codacy"
     retention_days: ClassVar[float | None] = 365.0
+    answer_entries: ClassVar[int | None] = 2_000  # a slice is one unpaged answer: its size is our memory
 
     def make_client(self) -> httpx.AsyncClient:
         return make_client(self.config, self.config.base_url, {"api-token": self.config.api_token.get_secret_value()})

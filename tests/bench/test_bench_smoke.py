@@ -25,7 +25,7 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
           "--live-s", "2", "--live-rate", str(LIVE_RATE), "--live-interval", "1", *QUICK_EXTRAS])  # fmt: skip
 
     results = orjson.loads((tmp_path / "latest.json").read_bytes())
-    assert set(results) == {"sinks", "baselines", "machine", "startup", "idle"}
+    assert set(results) == {"sinks", "baselines", "large_answers", "machine", "startup", "idle"}
     assert_startup_and_idle(results)
     assert set(results["sinks"]) == {"file"}
     assert set(results["baselines"]) == {"orjson", "httpx_loop", "normalize_loop", "curl_jq"}
@@ -44,6 +44,9 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
         assert base["events"] == EVENTS, name
     assert set(sink["cpu_ratio"]) == set(results["baselines"])
     assert results["machine"]["events"] == EVENTS
+    large = results["large_answers"]["file"]  # the 24-hour slices of a backlog 33,000 entries a day
+    assert large["delivered"] == EVENTS and large["exit_code"] == 0 and large["span_days"] == 1.0
+    assert large["peak_rss_mb"] > 0 and set(large["cpu_ratio"]) == set(results["baselines"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -87,10 +87,13 @@ async def test_http_json_a_shifted_entry_with_an_id_is_one_event(serve: Any) -> 
     assert not [key for key in keys if "#" in key]
 
 
-async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_loses_nothing(serve: Any) -> None:
+async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_loses_nothing(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Entries without an id: a twin on the next page may be a real second event (a keyset
     cursor shifts nothing), so twins are numbered over the whole walk; an entry that an
     offset shift shows twice then comes twice, under ``#1``: a duplicate, never a loss."""
+    monkeypatch.setattr(CodacySource, "answer_entries", None)  # the pages of one slice, not slices
     emulator = CodacyEmulator()
     emulator.envelope, emulator.page_limit = True, 5
     now = int(time.time() * 1000)
