@@ -10,6 +10,7 @@ from _pytest.terminal import TerminalReporter
 
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.figures import FIGURES, Figures
+from tests.support.moto_server import moto_server  # noqa: F401 (the fixture, for the tests here)
 from tests.support.vendors import ORGS, VENDORS
 
 

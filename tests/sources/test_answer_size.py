@@ -63,10 +63,19 @@ async def test_a_backlog_denser_than_the_aim_is_walked_in_small_answers_every_en
     emulator, url = codacy
     now = int(time.time() * 1000)
     emulator.generate(12_000, orgs=["gh/acme"], span_s=86_400, end_ms=now - 120_000)
-    source = CodacySource("codacy", CodacyConfig(
-        type="codacy", base_url=f"{url}/api/v3", api_token=emulator.token, organizations=["gh/acme"],
-        initial_lookback_days=1.1, lag_s=60, slice_hours=24, max_attempts=1,
-    ))  # fmt: skip
+    source = CodacySource(
+        "codacy",
+        CodacyConfig(
+            type="codacy",
+            base_url=f"{url}/api/v3",
+            api_token=emulator.token,
+            organizations=["gh/acme"],
+            initial_lookback_days=1.1,
+            lag_s=60,
+            slice_hours=24,
+            max_attempts=1,
+        ),
+    )
     answers: list[int] = []
     keys: list[str] = []
     cursor: dict[str, Any] | None = None
