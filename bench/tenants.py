@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def rate_use(work: Path, limit: int, window_s: float, entries: int, early_limit:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-tenants"))
+    parser.add_argument("--work", type=Path, default=None, help="default: a new temporary directory")
     parser.add_argument("--orgs", type=int, default=500)
     parser.add_argument("--interval-s", type=float, default=30.0)
     parser.add_argument("--window-s", type=float, default=90.0)
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--early-limit", type=int, default=1)
     parser.add_argument("--skip-orgs", action="store_true")
     args = parser.parse_args()
+    args.work = args.work or Path(tempfile.mkdtemp(prefix="bench-tenants-"))
     results: dict[str, Any] = {}
     results["rate_use"] = rate_use(args.work / "rate", args.limit, args.limit_window_s, args.entries, args.early_limit)
     print(json.dumps(results["rate_use"]), flush=True)

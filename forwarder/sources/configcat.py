@@ -28,7 +28,13 @@ from forwarder.event import format_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, SourceConfig, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.tenants import CREDENTIALS_DOC, ORGANIZATIONS_DOC, Organizations, organization_configs, with_defaults
+from forwarder.sources.tenants import (
+    CREDENTIALS_DOC,
+    ORGANIZATIONS_DOC,
+    Organizations,
+    organization_configs,
+    with_defaults,
+)  # fmt: skip
 from forwarder.sources.window import time_at
 from forwarder.sources.windowed import DAY_MS, WindowedSource
 

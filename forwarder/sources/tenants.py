@@ -45,7 +45,7 @@ class Discovery(BaseModel):
     id_field: str | None = Field(None, description="Path of an organization's id (the value polled) in one record.")
     name_field: str | None = Field(None, description="Path of its display name; include/exclude match it too.")
     params: dict[str, str | int] = Field(default_factory=dict, description="Fixed query parameters of the listing.")
-    max_pages: int = Field(100, ge=1, description="Listing pages followed through Link rel=\"next\" at most.")
+    max_pages: int = Field(100, ge=1, description='Listing pages followed through Link rel="next" at most.')
 
 
 class Organizations(BaseModel):
@@ -178,9 +178,7 @@ def _next(url: str, headers: httpx.Headers) -> str | None:
     return None
 
 
-def organization_configs(
-    config: BaseModel, credentials: Mapping[str, Any], keys: tuple[str, ...]
-) -> dict[str, Any]:
+def organization_configs(config: BaseModel, credentials: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """One configuration per organization of ``credentials``: the source's, with that
     organization's credential settings merged over it (mappings merged key by key). Only
     ``keys`` (the source's credential settings, and their ``_file``/``_from`` forms) may differ."""

@@ -54,7 +54,7 @@ class HttpSource(Generic[C]):
         # discovered or typed organizations, and those with credentials of their own (forwarder.sources.tenants)
         self.tenants = Tenants(self.label, getattr(config, "organizations", []))
         self.children: dict[str, HttpSource[C]] = {
-            org: type(self)(name, org_config)  # type: ignore[call-arg]
+            org: type(self)(name, org_config)
             for org, org_config in getattr(config, "credentials", {}).items()
         }
 
