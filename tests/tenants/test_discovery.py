@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.emulators.configcat import DEFAULT_PASSWORD, DEFAULT_USER
-from tests.support.daemon import daemon, file_sink_config, read_ndjson
+from tests.support.config import json_of
+from tests.support.daemon import cli, daemon, file_sink_config, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.waiting import wait_until
 
@@ -70,5 +71,19 @@ def test_include_patterns_match_the_name_and_a_failed_listing_keeps_the_last_lis
             assert "organization listing failed" in proc.log()
             assert not proc.crashed(), proc.log()
         assert EXCLUDED not in delivered(tmp_path)
+    finally:
+        emulator.stop()
+
+
+def test_operator_tools_read_the_listing_of_a_discovering_source(tmp_path: Path) -> None:
+    """``preview`` (like ``backfill`` and ``cursor set``) picks organizations from the listing."""
+    emulator = running("configcat")
+    try:
+        emulator.control("POST", "entries", {"generate": 2, "orgs": [KEPT, EXCLUDED], "span_s": DAY_S})
+        cfg = file_sink_config(tmp_path, {"cc": source(emulator.url)})
+        events = json_of(cfg, "preview", "--source", "cc", "--limit", "5")
+        assert Counter(e["organization"] for e in events) == {KEPT: 2}
+        refused = cli(cfg, "preview", "--source", "cc", "--org", EXCLUDED)
+        assert refused.returncode != 0 and "not configured" in refused.stderr
     finally:
         emulator.stop()
