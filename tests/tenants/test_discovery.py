@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.emulators.configcat import DEFAULT_PASSWORD, DEFAULT_USER
+from tests.presets.support import preset_source
 from tests.support.config import json_of
 from tests.support.daemon import cli, daemon, file_sink_config, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
@@ -87,3 +88,24 @@ def test_operator_tools_read_the_listing_of_a_discovering_source(tmp_path: Path)
         assert refused.returncode != 0 and "not configured" in refused.stderr
     finally:
         emulator.stop()
+
+
+def test_github_organizations_discovered_through_user_orgs_with_paging(tmp_path: Path) -> None:
+    """The github preset with ``discover: {url: /user/orgs, id_field: login}`` over three listing pages."""
+    github = running("github", entries=3, options={"orgs": ["octo-a", "octo-b", "octo-sandbox"], "span_s": DAY_S})
+    try:
+        organizations = {
+            "discover": {"url": "/user/orgs", "id_field": "login", "params": {"per_page": 1}},
+            "exclude": ["*-sandbox"], "refresh_s": 0.5,
+        }  # fmt: skip
+        cfg = file_sink_config(
+            tmp_path, {"gh": preset_source("github", github.url, tmp_path, organizations=organizations)}
+        )
+        with daemon(cfg) as proc:
+            wait_until("both organizations' entries", lambda: delivered(tmp_path) == {"octo-a": 3, "octo-b": 3},
+                       detail=proc.log)  # fmt: skip
+            github.control("POST", "entries", {"generate": 2, "orgs": ["octo-c"], "span_s": DAY_S})
+            wait_until("the new organization's entries", lambda: delivered(tmp_path)["octo-c"] == 2, detail=proc.log)
+        assert not [row for row in github.control("GET", "requests") if "octo-sandbox/audit-log" in str(row[2])]
+    finally:
+        github.stop()
