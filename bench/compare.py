@@ -50,13 +50,19 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"sinks": {}, "startup": {}}
     for name, theirs in ref.get("sinks", {}).items():
         ours = results["sinks"][name]
-        out["sinks"][name] = {"cpu_s_per_100k": ratio(ours["cpu_s_per_100k"], theirs["cpu_s_per_100k"]),
-                              "peak_rss_mb": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"])}  # fmt: skip
+        out["sinks"][name] = {
+            "cpu_s_per_100k": ratio(ours["cpu_s_per_100k"], theirs["cpu_s_per_100k"]),
+            "peak_rss_mb": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),
+        }
     for name, theirs in ref.get("startup", {}).items():
         ours = results["startup"][name]
-        out["startup"][name] = {"cpu_s": ratio(ours["cpu_s"], theirs["cpu_s"]),
-                                "peak_rss_mb": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"])}  # fmt: skip
+        out["startup"][name] = {
+            "cpu_s": ratio(ours["cpu_s"], theirs["cpu_s"]),
+            "peak_rss_mb": ratio(ours["peak_rss_mb"], theirs["peak_rss_mb"]),
+        }
     if "idle" in ref:
-        out["idle"] = {"cpu_s": ratio(results["idle"]["cpu_s"], ref["idle"]["cpu_s"]),
-                       "rss_mb_end": ratio(results["idle"]["rss_mb_end"], ref["idle"]["rss_mb_end"])}  # fmt: skip
+        out["idle"] = {
+            "cpu_s": ratio(results["idle"]["cpu_s"], ref["idle"]["cpu_s"]),
+            "rss_mb_end": ratio(results["idle"]["rss_mb_end"], ref["idle"]["rss_mb_end"]),
+        }
     return out

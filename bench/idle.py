@@ -57,11 +57,19 @@ def idle_config(work: Path, url: str, orgs: int, interval_s: float) -> Path:
     config = {
         "state_dir": str(work / "state"),
         "metrics": {"listen": "127.0.0.1:0"},
-        "sources": {"codacy": {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": CodacyEmulator().token,
-                               "organizations": idle_orgs(orgs), "initial_lookback_days": 1,
-                               "interval_s": interval_s, "jitter_s": jitter_s(interval_s)}},
+        "sources": {
+            "codacy": {
+                "type": "codacy",
+                "base_url": f"{url}/api/v3",
+                "api_token": CodacyEmulator().token,
+                "organizations": idle_orgs(orgs),
+                "initial_lookback_days": 1,
+                "interval_s": interval_s,
+                "jitter_s": jitter_s(interval_s),
+            }
+        },
         "sinks": {"out": {"type": "file", "path": str(work / "out.ndjson")}},
-    }  # fmt: skip
+    }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -78,8 +86,11 @@ def measure(tree: Path, work: Path, orgs: int, interval_s: float, window_s: floa
     log = (work / "forwarder.log").open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "forwarder", "-c", str(idle_config(work, url, orgs, interval_s)), "run"],
-        cwd=tree, env={**os.environ, **tree_env(tree)}, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=tree,
+        env={**os.environ, **tree_env(tree)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         warmup_s = _first_poll(control, daemon, orgs)
         time.sleep(1.0)  # the first poll's last pages are journaled and its cursors committed

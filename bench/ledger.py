@@ -47,11 +47,21 @@ def pages(events: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         out = []
         for n in range(first, min(first + PAGE, events)):
             raw = {"n": n, "action": "repositories.settings.update", "actor": {"email": f"user{n % 50}@acme.example"}}
-            out.append(make_event(
-                id=content_id("codacy", org, raw), time=format_ms(start + n * 1000), observed_time=format_ms(start),
-                vendor="codacy", source="codacy", organization=org, action="repositories.settings.update",
-                activity="update", category="configuration", outcome="success", raw=raw,
-            ))  # fmt: skip
+            out.append(
+                make_event(
+                    id=content_id("codacy", org, raw),
+                    time=format_ms(start + n * 1000),
+                    observed_time=format_ms(start),
+                    vendor="codacy",
+                    source="codacy",
+                    organization=org,
+                    action="repositories.settings.update",
+                    activity="update",
+                    category="configuration",
+                    outcome="success",
+                    raw=raw,
+                )
+            )
         yield org, out
 
 

@@ -42,17 +42,21 @@ def extras(results: dict[str, Any]) -> list[str]:
         lines.append(line)
     if "idle" in results:
         idle = results["idle"]
-        line = (f"idle: {idle['organizations']} orgs every {idle['interval_s']:g} s: "
-                f"{idle['cpu_percent_of_one_core']:.2f} % of a core over {idle['window_s']:g} s "
-                f"(target {idle['target_cpu_percent']:g}), "
-                f"RSS {idle['rss_mb_start']:.1f} -> {idle['rss_mb_end']:.1f} MB")  # fmt: skip
+        line = (
+            f"idle: {idle['organizations']} orgs every {idle['interval_s']:g} s: "
+            f"{idle['cpu_percent_of_one_core']:.2f} % of a core over {idle['window_s']:g} s "
+            f"(target {idle['target_cpu_percent']:g}), "
+            f"RSS {idle['rss_mb_start']:.1f} -> {idle['rss_mb_end']:.1f} MB"
+        )
         if "idle" in ref:
             theirs = ref["idle"]
             line += f"  | {ref['ref']}: {theirs['cpu_percent_of_one_core']:.2f} %, {theirs['rss_mb_end']:.1f} MB"
         lines.append(line)
     for name, sink_ratio in ratio.get("sinks", {}).items():
-        lines.append(f"drain {name} vs {ref['ref']}: CPU x{_num(sink_ratio['cpu_s_per_100k'])}, "
-                     f"peak RSS x{_num(sink_ratio['peak_rss_mb'])}")  # fmt: skip
+        lines.append(
+            f"drain {name} vs {ref['ref']}: CPU x{_num(sink_ratio['cpu_s_per_100k'])}, "
+            f"peak RSS x{_num(sink_ratio['peak_rss_mb'])}"
+        )
     return lines
 
 
@@ -88,8 +92,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_rss.set_ylim(0, 1.1 * max(TARGET_PEAK_RSS_MB, *(s["peak_rss_mb"] for s in sinks.values())))
     ax_rss.set_title("Forwarder peak RSS MB (red: target)")
     for i, sink in enumerate(sinks.values()):
-        ax_live.bar([i - 0.2, i + 0.2], [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0], width=0.4,
-                    color=["tab:cyan", "tab:blue"])  # fmt: skip
+        ax_live.bar(
+            [i - 0.2, i + 0.2],
+            [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0],
+            width=0.4,
+            color=["tab:cyan", "tab:blue"],
+        )
         if "target_p99_s" in sink["live"]:
             ax_live.hlines(sink["live"]["target_p99_s"], i - 0.4, i + 0.4, colors="tab:red", linestyles="dashed")
     ax_live.set_xticks(range(len(sinks)), list(sinks))

@@ -112,9 +112,16 @@ def run_live_sink(name: str, work: Path, feed: Feed) -> dict[str, Any]:
         with TARGETS[name](work, live=True) as target:
             # lag_s 0: a positive lag_s delays every entry by that much, by design
             config = forwarder_config(
-                work, url, 1, target.config,
-                interval_s=feed.interval_s, jitter_s=0, lag_s=0, initial_lookback_days=0.01, slice_hours=24,
-            )  # fmt: skip
+                work,
+                url,
+                1,
+                target.config,
+                interval_s=feed.interval_s,
+                jitter_s=0,
+                lag_s=0,
+                initial_lookback_days=0.01,
+                slice_hours=24,
+            )
             return run_live(target, config, url, feed, ORG, work / "forwarder.log")
     finally:
         emulator.kill()
@@ -152,9 +159,13 @@ def run_baselines(url: str, work: Path, events: int, listening_ms: int) -> dict[
     count, cpu = baselines.orjson_floor(pages)
     del pages
     results: dict[str, Any] = {
-        "orjson": {"events_per_s": round(count / cpu, 1), "cpu_s_per_100k": round(cpu / count * 100_000, 3),
-                   "cpu_s": round(cpu, 3), "events": count},
-    }  # fmt: skip
+        "orjson": {
+            "events_per_s": round(count / cpu, 1),
+            "cpu_s_per_100k": round(cpu / count * 100_000, 3),
+            "cpu_s": round(cpu, 3),
+            "events": count,
+        },
+    }
     for kind in baselines.LOOPS:
         out = work / f"{kind}.ndjson"
         cmd = [sys.executable, "-m", "bench.baselines", kind, audit, TOKEN, ORG, str(out), orjson.dumps(spans).decode()]
@@ -162,8 +173,10 @@ def run_baselines(url: str, work: Path, events: int, listening_ms: int) -> dict[
     out = work / "curl_jq.ndjson"
     script = work / "curl_jq.sh"
     script.write_text(baselines.curl_jq_script(audit, TOKEN, out, spans))
-    results["curl_jq"] = {**costs(run_measured(["bash", str(script)], log=work / "curl_jq.log"), count),
-                          "events": _lines(out)}  # fmt: skip
+    results["curl_jq"] = {
+        **costs(run_measured(["bash", str(script)], log=work / "curl_jq.log"), count),
+        "events": _lines(out),
+    }
     return results
 
 
@@ -175,8 +188,10 @@ def machine(events: int) -> dict[str, Any]:
     model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                      if ln.startswith("model name")), model)  # fmt: skip
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")),
+            model,
+        )
     return {
         "events": events,
         "cpu_model": model,
@@ -216,16 +231,20 @@ def run_extras(results: dict[str, Any], key: str, tree: Path, work: Path, extras
     into = results if tree == REPO_ROOT else results["compare"]
     if extras.startup_runs > 0:
         print(f"command-line start-up ({key}, {extras.startup_runs} runs each) ...", flush=True)
-        emulator, url = start_listening(["bench.emulators", "codacy", "--entries", "200", "--org", ORG],
-                                        work / f"startup-codacy-{key}.log")  # fmt: skip
+        emulator, url = start_listening(
+            ["bench.emulators", "codacy", "--entries", "200", "--org", ORG], work / f"startup-codacy-{key}.log"
+        )
         try:
             into["startup"] = startup.measure(tree, work / f"startup-{key}", url, extras.startup_runs)
         finally:
             emulator.kill()
             emulator.wait(timeout=10)
     if extras.idle_s > 0:
-        print(f"idle daemon ({key}: {extras.idle_orgs} organizations every {extras.idle_interval_s:g} s, "
-              f"{extras.idle_s:g} s window) ...", flush=True)  # fmt: skip
+        print(
+            f"idle daemon ({key}: {extras.idle_orgs} organizations every {extras.idle_interval_s:g} s, "
+            f"{extras.idle_s:g} s window) ...",
+            flush=True,
+        )
         into["idle"] = idle.measure(tree, work / f"idle-{key}", extras.idle_orgs, extras.idle_interval_s, extras.idle_s)
 
 
@@ -301,14 +320,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--live-s", type=float, default=30.0, help="seconds of live feed per sink; 0 skips it")
     parser.add_argument("--live-rate", type=float, default=20.0, help="entries per second of the live feed")
     parser.add_argument("--live-interval", type=float, default=5.0, help="the daemon's poll interval_s when live")
-    parser.add_argument("--startup-runs", type=int, default=5,
-                        help="runs of each command for the start-up figures (median); 0 skips them")  # fmt: skip
-    parser.add_argument("--idle-s", type=float, default=120.0,
-                        help="the idle window in seconds (the issue asks 600); 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        default=5,
+        help="runs of each command for the start-up figures (median); 0 skips them",
+    )
+    parser.add_argument(
+        "--idle-s", type=float, default=120.0, help="the idle window in seconds (the issue asks 600); 0 skips it"
+    )
     parser.add_argument("--idle-orgs", type=int, default=100, help="organizations the idle daemon polls")
     parser.add_argument("--idle-interval", type=float, default=60.0, help="the idle daemon's interval_s")
-    parser.add_argument("--compare", metavar="REF", default=None,
-                        help="also measure git revision REF in the same run (drain, start-up, idle)")  # fmt: skip
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        default=None,
+        help="also measure git revision REF in the same run (drain, start-up, idle)",
+    )
     args = parser.parse_args(argv)
     events = args.events or (100_000 if args.quick else 1_000_000)
     sinks = [s for s in args.sinks.split(",") if s]

@@ -39,10 +39,18 @@ def state_config(work: Path, url: str) -> Path:
     """A Codacy source and a file sink; its state is made by one ``once``."""
     config = {
         "state_dir": str(work / "state"),
-        "sources": {"codacy": {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": CodacyEmulator().token,
-                               "organizations": ["gh/acme"], "initial_lookback_days": 2, "lag_s": 0}},
+        "sources": {
+            "codacy": {
+                "type": "codacy",
+                "base_url": f"{url}/api/v3",
+                "api_token": CodacyEmulator().token,
+                "organizations": ["gh/acme"],
+                "initial_lookback_days": 2,
+                "lag_s": 0,
+            }
+        },
         "sinks": {"out": {"type": "file", "path": str(work / "out.ndjson")}},
-    }  # fmt: skip
+    }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -67,8 +75,9 @@ def measure(tree: Path, work: Path, url: str, runs: int) -> dict[str, Any]:
     config = state_config(work, url)
     python = [sys.executable, "-m", "forwarder"]
     env = {**tree_env(tree), "PYTHONPYCACHEPREFIX": str(work / "pycache"), "PYTHONDONTWRITEBYTECODE": ""}
-    made = run_measured([*python, "-c", str(config), "once", "--timeout", "120"], env=env, log=work / "once.log",
-                        cwd=tree)  # fmt: skip
+    made = run_measured(
+        [*python, "-c", str(config), "once", "--timeout", "120"], env=env, log=work / "once.log", cwd=tree
+    )
     if made.returncode != 0:
         raise RuntimeError(f"once (making state for `state show`) exited {made.returncode}; see {work / 'once.log'}")
     results: dict[str, Any] = {}

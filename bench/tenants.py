@@ -49,11 +49,18 @@ def rate_use(work: Path, limit: int, window_s: float, entries: int, early_limit:
         work / "okta.log",
     )
     try:
-        config = SOURCES["okta"][0].model_validate({
-            "type": "okta", "url": f"{url}/{{organization}}/api/v1/logs", "organizations": ["acme"],
-            "auth": {"token": "okta-test-token"}, "params": {"limit": 20}, "initial_lookback_days": 3, "lag_s": 0,
-            "rate_limit": {"early_limit": early_limit},
-        })  # fmt: skip
+        config = SOURCES["okta"][0].model_validate(
+            {
+                "type": "okta",
+                "url": f"{url}/{{organization}}/api/v1/logs",
+                "organizations": ["acme"],
+                "auth": {"token": "okta-test-token"},
+                "params": {"limit": 20},
+                "initial_lookback_days": 3,
+                "lag_s": 0,
+                "rate_limit": {"early_limit": early_limit},
+            }
+        )
         source = HttpJsonSource("okta", config)  # type: ignore[arg-type]
 
         async def backfill() -> int:
@@ -83,11 +90,17 @@ def rate_use(work: Path, limit: int, window_s: float, entries: int, early_limit:
     whole = [count for window, count in sorted(per_window.items())][:-1] or list(per_window.values())
     used = sum(whole) / len(whole) / limit
     return {
-        "limit": limit, "window_s": window_s, "early_limit": early_limit, "entries": got, "requests": len(statuses),
-        "elapsed_s": round(elapsed, 2), "share_of_allowed_rate": round(used, 3),
-        "windows": len(whole), "ceiling": round((limit - early_limit) / limit, 3),
+        "limit": limit,
+        "window_s": window_s,
+        "early_limit": early_limit,
+        "entries": got,
+        "requests": len(statuses),
+        "elapsed_s": round(elapsed, 2),
+        "share_of_allowed_rate": round(used, 3),
+        "windows": len(whole),
+        "ceiling": round((limit - early_limit) / limit, 3),
         "responses_429": statuses.count(429),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

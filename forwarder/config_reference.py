@@ -150,9 +150,12 @@ def render() -> str:
         "| `evidence` | | The evidence ledger of `reconcile` and `report`, below. |\n"
     )
     models: tuple[tuple[str, type[BaseModel]], ...] = (
-        ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings), ("metrics", MetricsSettings),
+        ("journal", JournalSettings),
+        ("log", LogSettings),
+        ("retry", RetrySettings),
+        ("metrics", MetricsSettings),
         ("secrets", SecretStoreSettings),
-    )  # fmt: skip
+    )
     for title, model in models:
         parts.append(f"## `{title}`\n\n{table(model)}\n")
     parts.append(_stores())

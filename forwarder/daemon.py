@@ -243,9 +243,10 @@ class Daemon:
         from forwarder.evidence.retention import cutoffs
 
         per_source, default = cutoffs(
-            [p.source for p in self.pollers.values()], self.settings.evidence.ledger_retention_days,
+            [p.source for p in self.pollers.values()],
+            self.settings.evidence.ledger_retention_days,
             int(time.time() * 1000),
-        )  # fmt: skip
+        )
         try:
             deleted = await self.journal.prune_ledger(per_source, default)
         except Exception:
@@ -356,8 +357,9 @@ class Daemon:
         except ConfigError as exc:
             log.error(
                 "configuration reload refused; the running configuration stays in force",
-                config=str(exc.path), problems=exc.problems,
-            )  # fmt: skip
+                config=str(exc.path),
+                problems=exc.problems,
+            )
             return False
         return True
 
@@ -392,8 +394,9 @@ class Daemon:
             try:
                 fresh = await asyncio.to_thread(reread_secrets, self.settings)
             except ConfigError as exc:
-                log.error("stored secrets could not be read again; the running values stay in force",
-                          problems=exc.problems)  # fmt: skip
+                log.error(
+                    "stored secrets could not be read again; the running values stay in force", problems=exc.problems
+                )
                 return False
             except Exception:
                 log.exception("stored secrets could not be read again; the running values stay in force")

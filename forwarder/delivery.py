@@ -91,8 +91,9 @@ class SinkWorker:
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
                     self.status.state = "retrying"
                     self.status.error = f"{type(exc).__name__}: {exc}"
-                    log.error("sink worker error; the batch will be sent again", sink=self.name,
-                              error=self.status.error)  # fmt: skip
+                    log.error(
+                        "sink worker error; the batch will be sent again", sink=self.name, error=self.status.error
+                    )
                     with contextlib.suppress(Exception):
                         self.offset = await self.journal.offset(self.name)
                         self.replay_upto = await self.journal.inflight(self.name)  # the same batch again
@@ -155,9 +156,7 @@ class SinkWorker:
 
     async def _deliver(self, batch: Sequence[Record], last_seq: int) -> None:
         attempts = AsyncRetrying(
-            stop=stop_never
-            if self.retry.max_attempts is None
-            else stop_after_attempt(self.retry.max_attempts),
+            stop=stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
             # kept a stopping daemon sending for ever past shutdown_timeout_s
@@ -181,7 +180,10 @@ class SinkWorker:
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "
-                "dead-letter store", sink=self.name, events=len(batch), reason=reason,
+                "dead-letter store",
+                sink=self.name,
+                events=len(batch),
+                reason=reason,
             )
             dead = [(record, reason) for record in batch]
             gave_up = True

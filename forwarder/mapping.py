@@ -24,9 +24,19 @@ ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values
     "outcome": ("unknown", set(get_args(Outcome))),
 }
 STRING_FIELDS = {
-    "action", "message", "repository", "actor.id", "actor.name", "actor.email", "actor.ip",
-    "actor.user_agent", "actor.type", "target.type", "target.id", "target.name",
-}  # fmt: skip
+    "action",
+    "message",
+    "repository",
+    "actor.id",
+    "actor.name",
+    "actor.email",
+    "actor.ip",
+    "actor.user_agent",
+    "actor.type",
+    "target.type",
+    "target.id",
+    "target.name",
+}
 ACTOR_TYPES = {"user", "service", "system", "unknown"}
 
 

@@ -51,12 +51,8 @@ class ConfigError(Exception):
 
 class JournalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_events: int = Field(
-        1_000_000, gt=0, description="Polling pauses when the journal holds this many events."
-    )
-    max_bytes: int = Field(
-        1 << 30, gt=0, description="Polling pauses when the journal's events take this many bytes."
-    )
+    max_events: int = Field(1_000_000, gt=0, description="Polling pauses when the journal holds this many events.")
+    max_bytes: int = Field(1 << 30, gt=0, description="Polling pauses when the journal's events take this many bytes.")
 
 
 class LogSettings(BaseModel):
@@ -213,7 +209,10 @@ class FromEnvironment:
 
 
 def interpolate(
-    value: Any, where: str, missing: list[str], seen: FromEnvironment | None = None,
+    value: Any,
+    where: str,
+    missing: list[str],
+    seen: FromEnvironment | None = None,
     unset: dict[str, str] | None = None,
 ) -> Any:
     """``${VAR}`` replaced from the environment, noted in ``seen``. An unset one is a problem in
@@ -324,9 +323,7 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
-        ) from None
+        raise ConfigError(path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
@@ -338,8 +335,9 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     settings = _validate(path, data, env, unset, offline=read_only)
     if unset:
         secrets = collect_secrets(settings)
-        not_secret = [problem for placeholder, problem in unset.items()
-                      if not any(placeholder in secret for secret in secrets)]  # fmt: skip
+        not_secret = [
+            problem for placeholder, problem in unset.items() if not any(placeholder in secret for secret in secrets)
+        ]
         if not_secret:
             raise ConfigError(path, not_secret)
     return settings

@@ -44,9 +44,17 @@ async def tls_verify(sink: str, verify: bool, ca_file: str | None) -> ssl.SSLCon
 
 
 async def exchange(
-    client: httpx.AsyncClient, method: str, url: str, *, sink: str, what: str, timeout_s: float,
-    content: bytes | None = None, headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-) -> Exchange:  # fmt: skip
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    sink: str,
+    what: str,
+    timeout_s: float,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> Exchange:
     """``what`` names the receiver in messages ("HEC", "Entra ID")."""
     try:
         # httpx's timeout is per read: a receiver trickling its answer, or sending one without

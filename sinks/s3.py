@@ -37,9 +37,7 @@ from forwarder.record import Record
 from sinks.base import DeliveryReport, FatalSinkError, bounded, gzip_compress
 from sinks.s3_objects import S3Objects, S3ObjectsConfig, object_name
 
-DEFAULT_KEY_TEMPLATE = (
-    "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
-)
+DEFAULT_KEY_TEMPLATE = "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
 KEY_FIELDS = frozenset({"source", "vendor", "organization", "year", "month", "day", "hour", "date", "name"})
 CONTENT_TYPE = "application/gzip"
 _HOUR_MS = 3_600_000
@@ -68,6 +66,7 @@ def _hour_fields(hour_index: int) -> dict[str, str]:
         "date": dt.strftime("%Y-%m-%d"),
     }
 
+
 class S3SinkConfig(S3ObjectsConfig):
     """Defaults favour few, large objects: S3 bills per request and Athena-style readers
     are slow on many small files, while the journal already makes waiting safe."""
@@ -75,7 +74,9 @@ class S3SinkConfig(S3ObjectsConfig):
     type: Literal["s3"]
     key_template: str = DEFAULT_KEY_TEMPLATE
     gzip_level: int = Field(
-        default=1, ge=1, le=9,
+        default=1,
+        ge=1,
+        le=9,
         description="1 compresses with ISA-L: a quarter of zlib's level-1 CPU for the same size. 2 to 9 are "
         "zlib's levels, for smaller objects at more CPU (6: ten times the CPU of 1, objects ~30 % smaller).",
     )
@@ -98,9 +99,7 @@ class S3SinkConfig(S3ObjectsConfig):
             raise ValueError(f"key_template is not a valid format string: {exc}") from None
         unknown = sorted(set(fields) - KEY_FIELDS)
         if unknown:
-            raise ValueError(
-                f"key_template has unknown placeholders {unknown}; allowed: {sorted(KEY_FIELDS)}"
-            )
+            raise ValueError(f"key_template has unknown placeholders {unknown}; allowed: {sorted(KEY_FIELDS)}")
         # Without {name} every batch of a partition would share one key, and create-only
         # writes would then drop all but the first as "already delivered".
         if "name" not in fields:
@@ -159,9 +158,11 @@ class S3Sink(S3Objects):
         merged = set()
         for (hour, source, organization, vendor), records in raw.items():
             values = {
-                **_hour_fields(hour), "source": _slug(source), "organization": _slug(organization),
+                **_hour_fields(hour),
+                "source": _slug(source),
+                "organization": _slug(organization),
                 "vendor": _slug(vendor or "unknown"),
-            }  # fmt: skip
+            }
             partition = tuple(values[f] for f in self._partition_fields)
             if partition in groups:  # e.g. a template without {hour}
                 groups[partition] = groups[partition] + records

@@ -33,11 +33,23 @@ if TYPE_CHECKING:  # botocore is imported where a client is built or its errors 
     from botocore.exceptions import ClientError
 
 # Codes a later attempt can get past; anything else in 4xx means the request itself is wrong.
-_RETRYABLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
-    "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable", "OperationAborted",
-    "ConditionalRequestConflict", "ExpiredToken", "TokenRefreshRequired",
-})  # fmt: skip
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+    }
+)
 _FATAL_HINTS = {
     "AccessDenied": "check the IAM policy allows s3:PutObject (and kms:GenerateDataKey for SSE-KMS)",
     "403": "check the IAM policy allows s3:ListBucket on the bucket",
@@ -92,9 +104,11 @@ class S3Objects:
         self.config = config
         self._client: Any = None
         self._parallel = asyncio.Semaphore(config.max_parallel_puts)
-        self.digests = None if evidence is None else S3Digests(
-            name, config.bucket, evidence, config.object_lock, lambda: self._client
-        )  # fmt: skip
+        self.digests = (
+            None
+            if evidence is None
+            else S3Digests(name, config.bucket, evidence, config.object_lock, lambda: self._client)
+        )
 
     async def start(self) -> None:
         await self._get_client()
@@ -259,8 +273,12 @@ class S3Objects:
         log.error(
             "s3 object at the batch's key is not this batch (another writer, or other format settings): left "
             "alone; the batch is stored under another key",
-            sink=self.name, bucket=self.config.bucket, key=key, stored_as=other, events=events,
-        )  # fmt: skip
+            sink=self.name,
+            bucket=self.config.bucket,
+            key=key,
+            stored_as=other,
+            events=events,
+        )
         if not self._create(client, {**params, "Key": other}):
             raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
         return str(other)

@@ -224,7 +224,12 @@ class SplunkHecSink:
         seconds, millis = divmod(record.time_ms, 1000)
         head, fields = parts
         return b'{"time":%d.%03d,%s%s,"fields":%s%s}}' % (
-            seconds, millis, head, body, fields, orjson.dumps(record.event_id)
+            seconds,
+            millis,
+            head,
+            body,
+            fields,
+            orjson.dumps(record.event_id),
         )
 
     def _envelope_parts(self, record: Record) -> tuple[bytes, bytes]:
@@ -310,9 +315,7 @@ class SplunkHecSink:
             await asyncio.sleep(self.config.ack_poll_interval_s)
 
     # --- HTTP --------------------------------------------------------------------------------
-    async def _call(
-        self, method: str, path: str, body: bytes | None = None, compress: bool = False
-    ) -> _Answer:
+    async def _call(self, method: str, path: str, body: bytes | None = None, compress: bool = False) -> _Answer:
         await self.start()
         assert self._client is not None
         headers = {"Content-Type": "application/json"}
@@ -320,9 +323,15 @@ class SplunkHecSink:
             body = await asyncio.to_thread(gzip_compress, body)
             headers["Content-Encoding"] = "gzip"
         answer = await exchange(
-            self._client, method, path, sink=self.name, what="HEC", timeout_s=self.config.timeout_s,
-            content=body, headers=headers,
-        )  # fmt: skip
+            self._client,
+            method,
+            path,
+            sink=self.name,
+            what="HEC",
+            timeout_s=self.config.timeout_s,
+            content=body,
+            headers=headers,
+        )
         payload = answer.payload  # read for its code, text and ackId
         code = payload.get("code")
         text = self._scrub(str(payload.get("text") or answer.reason))[:200]

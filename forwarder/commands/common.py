@@ -39,8 +39,13 @@ class Seconds(click.ParamType[float]):
 
 SECONDS = Seconds()
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
-                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
+OUTPUT = click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table (tab-separated, values whole, off a terminal) or JSON.",
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

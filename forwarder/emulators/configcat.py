@@ -99,9 +99,12 @@ class ConfigCatEmulator(Emulator):
     # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
         return {
-            "type": "configcat", "base_url": url, "username": self.username, "password": self.password,
+            "type": "configcat",
+            "base_url": url,
+            "username": self.username,
+            "password": self.password,
             "organizations": organizations or list(self.orgs) or [DEFAULT_ORG_ID],
-        }  # fmt: skip
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         return f"configcat:{entry['auditLogId']}"

@@ -28,12 +28,23 @@ RETENTION_MS = 180 * 86_400_000
 GIT_RETENTION_MS = 7 * 86_400_000
 DOCS = "https://docs.github.com/rest/orgs/orgs#get-the-audit-log-for-an-organization"
 ACTIONS = [
-    ("org.add_member", "user"), ("org.remove_member", "user"), ("org.update_member", "user"),
-    ("team.add_member", "user"), ("team.remove_member", "user"), ("team.create", None),
-    ("repo.create", None), ("repo.destroy", None), ("repo.access", None), ("repo.add_member", "user"),
-    ("protected_branch.update", None), ("hook.create", None), ("org.update_default_repository_permission", None),
-    ("personal_access_token.access_granted", "user"), ("git.clone", None), ("git.push", None),
-]  # fmt: skip
+    ("org.add_member", "user"),
+    ("org.remove_member", "user"),
+    ("org.update_member", "user"),
+    ("team.add_member", "user"),
+    ("team.remove_member", "user"),
+    ("team.create", None),
+    ("repo.create", None),
+    ("repo.destroy", None),
+    ("repo.access", None),
+    ("repo.add_member", "user"),
+    ("protected_branch.update", None),
+    ("hook.create", None),
+    ("org.update_default_repository_permission", None),
+    ("personal_access_token.access_granted", "user"),
+    ("git.clone", None),
+    ("git.push", None),
+]
 CREATED = re.compile(r"created:(?:(>=|>|<=|<)?(\S+?)(?:\.\.(\S+))?)(?:\s|$)")
 
 
@@ -58,9 +69,12 @@ class GitHubEmulator(PresetEmulator):
 
     # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "github", "url": f"{url}/orgs/{{organization}}/audit-log",
-                "organizations": self.organizations(organizations),
-                "auth": {"token": self.token}}  # fmt: skip
+        return {
+            "type": "github",
+            "url": f"{url}/orgs/{{organization}}/audit-log",
+            "organizations": self.organizations(organizations),
+            "auth": {"token": self.token},
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         """The preset's ``id_field: _document_id`` under the ``github:`` prefix."""
@@ -72,12 +86,20 @@ class GitHubEmulator(PresetEmulator):
         name, _ = self.rng.choice(PEOPLE)
         login = name.split()[0].lower()
         entry: dict[str, Any] = {
-            "@timestamp": ts, "created_at": ts, "_document_id": f"{self.rng.getrandbits(128):032x}"[:22],
-            "action": action, "actor": self.rng.choice([login, "github-actions[bot]"]),
-            "actor_id": self.rng.randint(1, 10**8), "actor_location": {"country_code": "DE"},
-            "org": org, "org_id": 4242, "business": "octo-business", "operation_type": "modify",
-            "user_agent": "Mozilla/5.0", "actor_ip": documentation_ip(self.rng),
-        }  # fmt: skip
+            "@timestamp": ts,
+            "created_at": ts,
+            "_document_id": f"{self.rng.getrandbits(128):032x}"[:22],
+            "action": action,
+            "actor": self.rng.choice([login, "github-actions[bot]"]),
+            "actor_id": self.rng.randint(1, 10**8),
+            "actor_location": {"country_code": "DE"},
+            "org": org,
+            "org_id": 4242,
+            "business": "octo-business",
+            "operation_type": "modify",
+            "user_agent": "Mozilla/5.0",
+            "actor_ip": documentation_ip(self.rng),
+        }
         if target == "user":
             other = self.rng.choice(PEOPLE)[0].split()[0].lower()
             entry.update({"user": other, "user_id": self.rng.randint(1, 10**8)})
@@ -159,11 +181,12 @@ class GitHubEmulator(PresetEmulator):
             if include not in ("web", "git", "all"):
                 return self._with(error(422, "Validation Failed: include"), headers)
             found = [
-                s for s in self.store.window(org, lo, hi)
+                s
+                for s in self.store.window(org, lo, hi)
                 if (include == "all" or (include == "git") == str(s.entry.get("action", "")).startswith("git."))
-                and s.time_ms >= now - (GIT_RETENTION_MS if str(s.entry.get("action")).startswith("git.")
-                                        else RETENTION_MS)
-            ]  # fmt: skip
+                and s.time_ms
+                >= now - (GIT_RETENTION_MS if str(s.entry.get("action")).startswith("git.") else RETENTION_MS)
+            ]
             descending = (req.arg("order") or "desc") == "desc"
             if descending:
                 found = found[::-1]

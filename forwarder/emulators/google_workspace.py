@@ -39,11 +39,15 @@ ADMIN = "admin@example.com"
 RETENTION_MS = 180 * 86_400_000
 APPLICATIONS = {
     "login": [("login", "login_success"), ("login", "login_failure"), ("login", "logout")],
-    "admin": [("USER_SETTINGS", "CREATE_USER"), ("USER_SETTINGS", "SUSPEND_USER"),
-              ("GROUP_SETTINGS", "ADD_GROUP_MEMBER"), ("DELEGATED_ADMIN_SETTINGS", "GRANT_ADMIN_PRIVILEGE")],
+    "admin": [
+        ("USER_SETTINGS", "CREATE_USER"),
+        ("USER_SETTINGS", "SUSPEND_USER"),
+        ("GROUP_SETTINGS", "ADD_GROUP_MEMBER"),
+        ("DELEGATED_ADMIN_SETTINGS", "GRANT_ADMIN_PRIVILEGE"),
+    ],
     "token": [("auth", "authorize"), ("auth", "revoke")],
     "drive": [("access", "view"), ("access", "edit"), ("access", "download")],
-}  # fmt: skip
+}
 DEFAULT_APPLICATION = "login"
 # The emulated service account's key: a test key, published here, never a real credential.
 EMULATOR_KEY_PEM = """\
@@ -84,9 +88,17 @@ def rfc3339(ms: int) -> str:
 
 
 def google_error(status: int, message: str, reason: str, state: str) -> Response:
-    return Response.json({"error": {"code": status, "message": message, "status": state,
-                                    "errors": [{"message": message, "domain": "global", "reason": reason}]}},
-                         status)  # fmt: skip
+    return Response.json(
+        {
+            "error": {
+                "code": status,
+                "message": message,
+                "status": state,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+            }
+        },
+        status,
+    )
 
 
 def _unb64(text: str) -> bytes:
@@ -126,20 +138,34 @@ class GoogleWorkspaceEmulator(PresetEmulator):
     def key_file(self, url: str) -> dict[str, Any]:
         from cryptography.hazmat.primitives import serialization
 
-        pem = self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()  # fmt: skip
-        return {"type": "service_account", "project_id": "example-project", "private_key_id": "0" * 40,
-                "private_key": pem, "client_email": self.client_email, "client_id": "1" * 21,
-                "token_uri": f"{url}/token"}  # fmt: skip
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return {
+            "type": "service_account",
+            "project_id": "example-project",
+            "private_key_id": "0" * 40,
+            "private_key": pem,
+            "client_email": self.client_email,
+            "client_id": "1" * 21,
+            "token_uri": f"{url}/token",
+        }
 
     # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
         """Each organization is an application (login, admin, ...)."""
         key = self.key_file(url)
-        return {"type": "google_workspace", "url": f"{url}/admin/reports/v1/activity/users/all/applications/"
-                "{organization}", "organizations": self.organizations(organizations),
-                "auth": {"client_email": key["client_email"], "private_key": key["private_key"],
-                         "token_url": key["token_uri"], "subject": ADMIN}}  # fmt: skip
+        return {
+            "type": "google_workspace",
+            "url": f"{url}/admin/reports/v1/activity/users/all/applications/{{organization}}",
+            "organizations": self.organizations(organizations),
+            "auth": {
+                "client_email": key["client_email"],
+                "private_key": key["private_key"],
+                "token_url": key["token_uri"],
+                "subject": ADMIN,
+            },
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         """The preset's composite ``id_field`` (time, uniqueQualifier, applicationName) joined by ``|``."""
@@ -152,17 +178,27 @@ class GoogleWorkspaceEmulator(PresetEmulator):
         app = org
         kind, name = self.rng.choice(APPLICATIONS.get(app, APPLICATIONS["admin"]))
         _, email = self.rng.choice(PEOPLE)
-        parameters: list[dict[str, Any]] = [{"name": "login_type", "value": "google_password"}] if app == "login" \
-            else [{"name": "USER_EMAIL", "value": self.rng.choice(PEOPLE)[1]}]  # fmt: skip
+        parameters: list[dict[str, Any]] = (
+            [{"name": "login_type", "value": "google_password"}]
+            if app == "login"
+            else [{"name": "USER_EMAIL", "value": self.rng.choice(PEOPLE)[1]}]
+        )
         etag = f'"{self.rng.getrandbits(64):x}"'  # drawn in the order the entries were always drawn
-        ident = {"time": rfc3339(ts), "uniqueQualifier": str(self.rng.randint(-(2**62), 2**62)),
-                 "applicationName": app, "customerId": "C03az79cb"}  # fmt: skip
+        ident = {
+            "time": rfc3339(ts),
+            "uniqueQualifier": str(self.rng.randint(-(2**62), 2**62)),
+            "applicationName": app,
+            "customerId": "C03az79cb",
+        }
         entry: dict[str, Any] = {
-            "kind": "admin#reports#activity", "etag": etag, "id": ident,
+            "kind": "admin#reports#activity",
+            "etag": etag,
+            "id": ident,
             "actor": {"callerType": "USER", "email": email, "profileId": str(self.rng.randint(10**20, 10**21))},
-            "ownerDomain": "example.com", "ipAddress": documentation_ip(self.rng),
+            "ownerDomain": "example.com",
+            "ipAddress": documentation_ip(self.rng),
             "events": [{"type": kind, "name": name, "parameters": parameters}],
-        }  # fmt: skip
+        }
         return entry, ident["uniqueQualifier"]
 
     def add_entries(self, entries: list[dict[str, Any]]) -> None:
@@ -170,8 +206,12 @@ class GoogleWorkspaceEmulator(PresetEmulator):
         for raw in entries:
             entry = {k: v for k, v in raw.items() if k not in ("_org", "_delay_s")}
             app = str(raw.get("_org") or entry.get("id", {}).get("applicationName") or "admin")
-            ident = {"time": rfc3339(now_ms()), "uniqueQualifier": str(self.rng.randint(1, 2**62)),
-                     "applicationName": app, **entry.get("id", {})}  # fmt: skip
+            ident = {
+                "time": rfc3339(now_ms()),
+                "uniqueQualifier": str(self.rng.randint(1, 2**62)),
+                "applicationName": app,
+                **entry.get("id", {}),
+            }
             entry["id"] = ident
             ts = int(parse_time(ident["time"]).timestamp() * 1000)
             self.store.add(app, ts, str(ident["uniqueQualifier"]), entry, float(raw.get("_delay_s", 0)))
@@ -196,8 +236,9 @@ class GoogleWorkspaceEmulator(PresetEmulator):
         if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(claims, dict):
             return "Invalid JWT: alg must be RS256"
         try:
-            self.key.public_key().verify(signature, f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(),
-                                         hashes.SHA256())  # fmt: skip
+            self.key.public_key().verify(
+                signature, f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
         except InvalidSignature:
             return "Invalid JWT Signature."
         now = time.time()
@@ -220,9 +261,15 @@ class GoogleWorkspaceEmulator(PresetEmulator):
             return Response.json({"error": "invalid_grant", "error_description": claims}, 400)
         scopes = str(claims.get("scope", "")).split()
         if SCOPE not in scopes or claims.get("sub") not in self.admins:
-            return Response.json({"error": "unauthorized_client", "error_description": "Client is unauthorized to "
-                                  "retrieve access tokens using this method, or client not authorized for any of "
-                                  "the scopes requested."}, 401)  # fmt: skip
+            return Response.json(
+                {
+                    "error": "unauthorized_client",
+                    "error_description": "Client is unauthorized to "
+                    "retrieve access tokens using this method, or client not authorized for any of "
+                    "the scopes requested.",
+                },
+                401,
+            )
         access = f"ya29.{secrets.token_urlsafe(32)}"
         with self.lock:
             self.tokens[access] = time.time() + self.token_lifetime_s
@@ -234,21 +281,34 @@ class GoogleWorkspaceEmulator(PresetEmulator):
         with self.lock:
             valid = scheme == "Bearer" and self.tokens.get(token, 0) > time.time()
         if not valid:
-            return google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
-                                "token, login cookie or other valid authentication credential.", "authError",
-                                "UNAUTHENTICATED")  # fmt: skip
+            return google_error(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential.",
+                "authError",
+                "UNAUTHENTICATED",
+            )
         with self.lock:
             allowed, _ = self.quota.take()
             if not allowed:
                 if self.limit_status == 429:
-                    return google_error(429, "Quota exceeded for quota metric 'Queries'", "rateLimitExceeded",
-                                        "RESOURCE_EXHAUSTED")  # fmt: skip
-                return google_error(403, "Quota exceeded for quota metric 'Queries' and limit 'Queries per "
-                                    "minute per user'", "rateLimitExceeded", "PERMISSION_DENIED")  # fmt: skip
+                    return google_error(
+                        429, "Quota exceeded for quota metric 'Queries'", "rateLimitExceeded", "RESOURCE_EXHAUSTED"
+                    )
+                return google_error(
+                    403,
+                    "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'",
+                    "rateLimitExceeded",
+                    "PERMISSION_DENIED",
+                )
             if app not in ALL_APPLICATIONS:
-                return google_error(400, f"Invalid value '{app}'. Values must match the following regular "
-                                    "expression: '(access_transparency)|(admin)|(calendar)|...'", "invalid",
-                                    "INVALID_ARGUMENT")  # fmt: skip
+                return google_error(
+                    400,
+                    f"Invalid value '{app}'. Values must match the following regular "
+                    "expression: '(access_transparency)|(admin)|(calendar)|...'",
+                    "invalid",
+                    "INVALID_ARGUMENT",
+                )
             now = now_ms()
             try:
                 start, end = req.arg("startTime"), req.arg("endTime")
@@ -257,11 +317,13 @@ class GoogleWorkspaceEmulator(PresetEmulator):
                 size = int(req.arg("maxResults") or 1000)
                 after = read_token(req.arg("pageToken"))
             except (ValueError, TypeError):
-                return google_error(400, "Invalid value for startTime, endTime, maxResults or pageToken",
-                                    "invalid", "INVALID_ARGUMENT")  # fmt: skip
+                return google_error(
+                    400, "Invalid value for startTime, endTime, maxResults or pageToken", "invalid", "INVALID_ARGUMENT"
+                )
             if lo > now or (end and lo > hi):
-                return google_error(400, "Start time must be less than end time and the current time",
-                                    "invalid", "INVALID_ARGUMENT")  # fmt: skip
+                return google_error(
+                    400, "Start time must be less than end time and the current time", "invalid", "INVALID_ARGUMENT"
+                )
             if not 1 <= size <= 1000:
                 return google_error(400, "Invalid value for maxResults", "invalid", "INVALID_ARGUMENT")
             found = self.store.window(app, max(lo, now - RETENTION_MS), hi)[::-1]  # newest first

@@ -47,8 +47,16 @@ def iso(ms: int) -> str:
 
 
 def error(status: int, code: str, summary: str) -> Response:
-    return Response.json({"errorCode": code, "errorSummary": summary, "errorLink": code,
-                          "errorId": "oae0000000000000000", "errorCauses": []}, status)  # fmt: skip
+    return Response.json(
+        {
+            "errorCode": code,
+            "errorSummary": summary,
+            "errorLink": code,
+            "errorId": "oae0000000000000000",
+            "errorCauses": [],
+        },
+        status,
+    )
 
 
 class OktaEmulator(PresetEmulator):
@@ -66,9 +74,12 @@ class OktaEmulator(PresetEmulator):
 
     # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
-        return {"type": "okta", "url": f"{url}/{{organization}}/api/v1/logs",
-                "organizations": self.organizations(organizations),
-                "auth": {"token": self.token}}  # fmt: skip
+        return {
+            "type": "okta",
+            "url": f"{url}/{{organization}}/api/v1/logs",
+            "organizations": self.organizations(organizations),
+            "auth": {"token": self.token},
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         """The preset's ``id_field: uuid`` under the ``okta:`` prefix http_json gives ids."""
@@ -87,23 +98,37 @@ class OktaEmulator(PresetEmulator):
             "severity": "WARN" if result == "FAILURE" else "INFO",
             "legacyEventType": None,
             "displayMessage": message,
-            "actor": {"id": f"00u{self.rng.getrandbits(48):012x}", "type": "User", "alternateId": email,
-                      "displayName": name, "detailEntry": None},
-            "client": {"userAgent": {"rawUserAgent": "Mozilla/5.0 (X11; Linux x86_64)", "os": "Linux",
-                                     "browser": "FIREFOX"},
-                       "zone": "null", "device": "Computer", "id": None, "ipAddress": documentation_ip(self.rng),
-                       "geographicalContext": {"city": "Berlin", "state": "Berlin", "country": "Germany",
-                                               "postalCode": None}},
+            "actor": {
+                "id": f"00u{self.rng.getrandbits(48):012x}",
+                "type": "User",
+                "alternateId": email,
+                "displayName": name,
+                "detailEntry": None,
+            },
+            "client": {
+                "userAgent": {"rawUserAgent": "Mozilla/5.0 (X11; Linux x86_64)", "os": "Linux", "browser": "FIREFOX"},
+                "zone": "null",
+                "device": "Computer",
+                "id": None,
+                "ipAddress": documentation_ip(self.rng),
+                "geographicalContext": {"city": "Berlin", "state": "Berlin", "country": "Germany", "postalCode": None},
+            },
             "outcome": {"result": result, "reason": "INVALID_CREDENTIALS" if result == "FAILURE" else None},
             "transaction": {"type": "WEB", "id": f"Y{self.rng.getrandbits(64):016x}", "detail": {}},
             "debugContext": {"debugData": {"requestUri": "/api/v1/authn"}},
             "authenticationContext": {"authenticationStep": 0, "externalSessionId": f"102{self.rng.getrandbits(40):x}"},
             "securityContext": {"asNumber": None, "asOrg": None, "isp": None, "domain": None, "isProxy": None},
             "target": [],
-        }  # fmt: skip
+        }
         if target_type:
-            entry["target"] = [{"id": f"0{self.rng.getrandbits(56):014x}", "type": target_type,
-                                "alternateId": other_email, "displayName": other_name}]  # fmt: skip
+            entry["target"] = [
+                {
+                    "id": f"0{self.rng.getrandbits(56):014x}",
+                    "type": target_type,
+                    "alternateId": other_email,
+                    "displayName": other_name,
+                }
+            ]
         return entry, entry["uuid"]
 
     def add_entries(self, entries: list[dict[str, Any]]) -> None:
@@ -128,8 +153,9 @@ class OktaEmulator(PresetEmulator):
                 response.headers.update(headers)
                 return response
             if org in self.forbidden_orgs:
-                return self._with(error(403, "E0000006", "You do not have permission to perform the requested action"),
-                                  headers)  # fmt: skip
+                return self._with(
+                    error(403, "E0000006", "You do not have permission to perform the requested action"), headers
+                )
             now = now_ms()
             try:
                 since, until = req.arg("since"), req.arg("until")
@@ -138,8 +164,9 @@ class OktaEmulator(PresetEmulator):
                 limit = int(req.arg("limit") or 100)
                 after = read_token(req.arg("after"))
             except (ValueError, TypeError):
-                return self._with(error(400, "E0000001", "Api validation failed: since, until, limit or after"),
-                                  headers)  # fmt: skip
+                return self._with(
+                    error(400, "E0000001", "Api validation failed: since, until, limit or after"), headers
+                )
             if not 1 <= limit <= 1000:
                 return self._with(error(400, "E0000001", "Api validation failed: limit"), headers)
             lo = max(lo, now - RETENTION_MS)

@@ -73,14 +73,21 @@ HeaderStyle = Callable[[int, int, int], dict[str, str]]
 
 
 def okta_headers(limit: int, remaining: int, reset_s: int) -> dict[str, str]:
-    return {"X-Rate-Limit-Limit": str(limit), "X-Rate-Limit-Remaining": str(remaining),
-            "X-Rate-Limit-Reset": str(reset_s)}  # fmt: skip
+    return {
+        "X-Rate-Limit-Limit": str(limit),
+        "X-Rate-Limit-Remaining": str(remaining),
+        "X-Rate-Limit-Reset": str(reset_s),
+    }
 
 
 def github_headers(limit: int, remaining: int, reset_s: int) -> dict[str, str]:
-    return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
-            "x-ratelimit-used": str(limit - remaining), "x-ratelimit-reset": str(reset_s),
-            "x-ratelimit-resource": "audit_log"}  # fmt: skip
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-used": str(limit - remaining),
+        "x-ratelimit-reset": str(reset_s),
+        "x-ratelimit-resource": "audit_log",
+    }
 
 
 def no_headers(limit: int, remaining: int, reset_s: int) -> dict[str, str]:

@@ -19,10 +19,14 @@ if TYPE_CHECKING:
 
 OUTPUT = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 PUBLIC_KEY = click.option(
-    "--public-key", "public_keys", type=click.Path(path_type=Path, dir_okay=False), required=True, multiple=True,
+    "--public-key",
+    "public_keys",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    multiple=True,
     help="A trusted public key (PEM), kept apart from the output it vouches for; repeat it for each key "
     "used over the period (a key rotation).",
-)  # fmt: skip
+)
 
 
 @click.group()
@@ -96,8 +100,12 @@ def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: 
 
 @verify.command("files")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--digests", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The digest directory, if not `_digests` under DIRECTORY (evidence.digest_directory).")  # fmt: skip
+@click.option(
+    "--digests",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The digest directory, if not `_digests` under DIRECTORY (evidence.digest_directory).",
+)
 @click.option("--allow-chain-gaps", is_flag=True, help="The sink has a filter: not every seq reaches it.")
 @PUBLIC_KEY
 @OUTPUT
@@ -123,9 +131,15 @@ def verify_files(
 @PUBLIC_KEY
 @OUTPUT
 def verify_s3(
-    bucket: str, prefix: str, digest_prefix: str, endpoint_url: str | None, region: str, allow_chain_gaps: bool,
-    public_keys: tuple[Path, ...], output: str,
-) -> None:  # fmt: skip
+    bucket: str,
+    prefix: str,
+    digest_prefix: str,
+    endpoint_url: str | None,
+    region: str,
+    allow_chain_gaps: bool,
+    public_keys: tuple[Path, ...],
+    output: str,
+) -> None:
     """An S3 sink's bucket and prefix (credentials from the standard AWS chain; read-only access suffices)."""
     import boto3
 
@@ -209,14 +223,24 @@ def reconcile(
 
         for r in results:
             sinks = ", ".join(f"{k} {v}" for k, v in sorted(r.confirmed.items())) or "none"
-            click.echo(plain(f"{r.source}/{r.organization}: the vendor holds {r.vendor_entries} entr(ies) up to "
-                             f"{r.read_to}; {r.journaled} journaled; confirmed per sink: {sinks}"))  # fmt: skip
+            click.echo(
+                plain(
+                    f"{r.source}/{r.organization}: the vendor holds {r.vendor_entries} entr(ies) up to "
+                    f"{r.read_to}; {r.journaled} journaled; confirmed per sink: {sinks}"
+                )
+            )
         findings = [f for r in results for f in r.findings]
         if findings:
-            print_table(f"{len(findings)} missing", ("problem", "organization", "id", "time", "sink", "detail"),
-                        [(f.kind, f.organization, f.id, f.time, f.sink, f.detail) for f in findings])  # fmt: skip
-        click.echo("OK: every vendor entry was collected and confirmed by every sink" if ok else
-                   f"FAILED: {len(findings)} missing")  # fmt: skip
+            print_table(
+                f"{len(findings)} missing",
+                ("problem", "organization", "id", "time", "sink", "detail"),
+                [(f.kind, f.organization, f.id, f.time, f.sink, f.detail) for f in findings],
+            )
+        click.echo(
+            "OK: every vendor entry was collected and confirmed by every sink"
+            if ok
+            else f"FAILED: {len(findings)} missing"
+        )
     sys.exit(0 if ok else 1)
 
 
@@ -257,8 +281,9 @@ async def _record(journal: Any, kind: str, scope: str, ok: bool, summary: dict[s
     try:
         await journal.record_run(kind, scope, ok, summary)
     except sqlite3.OperationalError as exc:
-        click.echo(f"note: the result is not recorded in the state ({exc}); start the daemon of this release once",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"note: the result is not recorded in the state ({exc}); start the daemon of this release once", err=True
+        )
 
 
 FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
@@ -267,8 +292,13 @@ FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
 @click.command()
 @click.option("--from", "from_", required=True, help="Start of the period (event time), e.g. 2026-11-01.")
 @click.option("--to", "to", required=True, help="End of the period (excluded), e.g. 2026-12-01.")
-@click.option("--format", "fmt", type=click.Choice(["html", "json", "markdown"]), default=None,
-              help="Default: from the --output file's suffix (.html, .json, .md), else markdown.")  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json", "markdown"]),
+    default=None,
+    help="Default: from the --output file's suffix (.html, .json, .md), else markdown.",
+)
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
 @click.pass_context
 def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Path | None) -> None:
@@ -294,8 +324,13 @@ def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Pat
         sys.exit(int(data or 1))
     from forwarder.evidence import render
 
-    text = (orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n" if fmt == "json"
-            else render.html(data) if fmt == "html" else render.markdown(data))  # fmt: skip
+    text = (
+        orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+        if fmt == "json"
+        else render.html(data)
+        if fmt == "html"
+        else render.markdown(data)
+    )
     if output is None:
         click.echo(text, nl=False)
         return

@@ -91,5 +91,6 @@ class DigestWriter(ABC):
         if self._previous is not None:
             previous = digest.previous_of(self._previous[0], self._previous[1])
             start = self._previous[2]
-        return digest.build(sink=self.sink, kind=self.kind, start=start, end=end, listings=listings,
-                            previous=previous, key=self.key)  # fmt: skip
+        return digest.build(
+            sink=self.sink, kind=self.kind, start=start, end=end, listings=listings, previous=previous, key=self.key
+        )

@@ -106,9 +106,14 @@ async def read_vendor(source: Source, organization: str, from_ms: int, to_ms: in
 
 
 def compare(
-    source: str, organization: str, vendor: VendorRead, ledger: list[LedgerRow], sinks: list[SinkConfirmation],
-    from_ms: int, to_ms: int,
-) -> StreamResult:  # fmt: skip
+    source: str,
+    organization: str,
+    vendor: VendorRead,
+    ledger: list[LedgerRow],
+    sinks: list[SinkConfirmation],
+    from_ms: int,
+    to_ms: int,
+) -> StreamResult:
     by_id: dict[str, list[LedgerRow]] = {}
     for row in ledger:
         by_id.setdefault(row.event_id, []).append(row)
@@ -129,12 +134,21 @@ def compare(
             state = states[0]
             kind = {"not confirmed": "not_confirmed", "dead-lettered": "dead_lettered"}.get(state, "not_sent")
             seqs = ", ".join(str(r.seq) for r in rows)
-            findings.append(Finding(kind, organization, entry.id, when, sink.sink,
-                                    f"{entry.action}: journal seq {seqs} {state} (offset {sink.offset})"))  # fmt: skip
+            findings.append(
+                Finding(
+                    kind,
+                    organization,
+                    entry.id,
+                    when,
+                    sink.sink,
+                    f"{entry.action}: journal seq {seqs} {state} (offset {sink.offset})",
+                )
+            )
     findings += [Finding("unkeyed", organization, "-", "-", "-", f"would be quarantined: {u}") for u in vendor.unkeyed]
     journaled = sum(1 for r in ledger if from_ms <= r.time_ms < to_ms)
-    return StreamResult(source, organization, len(vendor.entries), journaled, confirmed,
-                        format_ms(vendor.read_to_ms), findings)  # fmt: skip
+    return StreamResult(
+        source, organization, len(vendor.entries), journaled, confirmed, format_ms(vendor.read_to_ms), findings
+    )
 
 
 async def reconcile(
@@ -154,6 +168,12 @@ def run_summary(result: StreamResult, from_ms: int, to_ms: int) -> dict[str, Any
     """What ``evidence_runs`` keeps of a reconcile: the counts and the first findings."""
     summary = result.as_dict()
     summary["findings"] = summary["findings"][:100]
-    summary.update({"from": format_ms(from_ms), "to": format_ms(to_ms), "missing": len(result.findings),
-                    "at": format_ms(int(time.time() * 1000))})  # fmt: skip
+    summary.update(
+        {
+            "from": format_ms(from_ms),
+            "to": format_ms(to_ms),
+            "missing": len(result.findings),
+            "at": format_ms(int(time.time() * 1000)),
+        }
+    )
     return summary

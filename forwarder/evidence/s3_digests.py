@@ -87,8 +87,9 @@ class S3Digests(DigestWriter):
                 item = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue  # a note cut by a crash: its batch was not confirmed, it is noted again
-            listing = digest.Listing(item["location"], item["sha256"], item["bytes"], item["events"],
-                                     item["first_time"], item["last_time"])  # fmt: skip
+            listing = digest.Listing(
+                item["location"], item["sha256"], item["bytes"], item["events"], item["first_time"], item["last_time"]
+            )
             listing.chains = {s: digest.StreamRange(**r) for s, r in item["chains"].items()}
             seen[listing.location] = listing
         return list(seen.values())
@@ -101,9 +102,14 @@ class S3Digests(DigestWriter):
             data = self._signed(self._pending(), now)
             key = self.settings.digest_prefix + digest.digest_name(now)
             self.client().put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ContentType="application/json",
-                ChecksumSHA256=sha256_b64(data), **lock_params(self.object_lock),
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+                ContentType="application/json",
+                ChecksumSHA256=sha256_b64(data),
+                **lock_params(self.object_lock),
+            )
             self._chain_to(key, data, now)
             self.ledger.unlink(missing_ok=True)  # a crash before this lists them again: verify allows it
             return key

@@ -32,18 +32,39 @@ IAM_CHANGES = (3004, 3005, 3006)
 """The IAM classes whose attributes moved most between versions (actor, src_endpoint, http_request)."""
 CATEGORIES = {3: "Identity & Access Management", 6: "Application Activity"}
 CLASSES: dict[int, tuple[str, dict[str, tuple[int, str]]]] = {
-    3001: ("Account Change", {"create": (1, "Create"), "enable": (2, "Enable"), "disable": (5, "Disable"),
-                              "delete": (6, "Delete")}),
+    3001: (
+        "Account Change",
+        {"create": (1, "Create"), "enable": (2, "Enable"), "disable": (5, "Disable"), "delete": (6, "Delete")},
+    ),
     3002: ("Authentication", {"login": (1, "Logon"), "logout": (2, "Logoff")}),
-    3004: ("Entity Management", {"create": (1, "Create"), "read": (2, "Read"), "update": (3, "Update"),
-                                 "delete": (4, "Delete"), "enable": (8, "Enable"), "disable": (9, "Disable")}),
+    3004: (
+        "Entity Management",
+        {
+            "create": (1, "Create"),
+            "read": (2, "Read"),
+            "update": (3, "Update"),
+            "delete": (4, "Delete"),
+            "enable": (8, "Enable"),
+            "disable": (9, "Disable"),
+        },
+    ),
     3005: ("User Access Management", {"grant": (1, "Assign Privileges"), "revoke": (2, "Revoke Privileges")}),
-    3006: ("Group Management", {"grant": (1, "Assign Privileges"), "revoke": (2, "Revoke Privileges"),
-                                "add_member": (3, "Add User"), "remove_member": (4, "Remove User"),
-                                "delete": (5, "Delete"), "create": (6, "Create")}),
-    6003: ("API Activity", {"create": (1, "Create"), "read": (2, "Read"), "update": (3, "Update"),
-                            "delete": (4, "Delete")}),
-}  # fmt: skip
+    3006: (
+        "Group Management",
+        {
+            "grant": (1, "Assign Privileges"),
+            "revoke": (2, "Revoke Privileges"),
+            "add_member": (3, "Add User"),
+            "remove_member": (4, "Remove User"),
+            "delete": (5, "Delete"),
+            "create": (6, "Create"),
+        },
+    ),
+    6003: (
+        "API Activity",
+        {"create": (1, "Create"), "read": (2, "Read"), "update": (3, "Update"), "delete": (4, "Delete")},
+    ),
+}
 STATUS = {"success": (1, "Success"), "failure": (2, "Failure"), "unknown": (0, "Unknown")}
 USER_TYPES = {"user": (1, "User"), "system": (3, "System"), "service": (4, "Service"), "unknown": (0, "Unknown")}
 GROUP_TARGETS = ("team", "group")
@@ -76,9 +97,14 @@ def features(version: str) -> Features:
         raise ValueError(f"OCSF version {version!r} is not supported; expected one of {', '.join(VERSIONS)}")
     v = tuple(int(part) for part in version.split("."))
     return Features(
-        version=version, app_name=v >= (1, 2), service_user=v >= (1, 6), entity_type_id=v >= (1, 3),
-        iam_endpoints=v >= (1, 2), iam_actor_core=v >= (1, 4), group_needs_user=v < (1, 4),
-    )  # fmt: skip
+        version=version,
+        app_name=v >= (1, 2),
+        service_user=v >= (1, 6),
+        entity_type_id=v >= (1, 3),
+        iam_endpoints=v >= (1, 2),
+        iam_actor_core=v >= (1, 4),
+        group_needs_user=v < (1, 4),
+    )
 
 
 def _compact(value: dict[str, Any]) -> dict[str, Any]:
@@ -128,12 +154,16 @@ def classify(event: dict[str, Any], feats: Features | None = None) -> tuple[int,
     if category == "access_management" and activity in ("add_member", "remove_member"):
         if target.get("type") in GROUP_TARGETS and (target.get("id") or target.get("name")):
             if feats.group_needs_user:
-                return 3006, {"group": _compact({"uid": target.get("id"), "name": target.get("name")}),
-                              "privileges": [str(event.get("action"))]}  # fmt: skip
+                return 3006, {
+                    "group": _compact({"uid": target.get("id"), "name": target.get("name")}),
+                    "privileges": [str(event.get("action"))],
+                }
             return 3006, {"group": _compact({"uid": target.get("id"), "name": target.get("name")})}
         if target_user or not feats.group_needs_user:
-            return 3006, {"group": {"name": event.get("organization"), "type": "organization"},
-                          **({"user": target_user} if target_user else {})}  # fmt: skip
+            return 3006, {
+                "group": {"name": event.get("organization"), "type": "organization"},
+                **({"user": target_user} if target_user else {}),
+            }
     if category == "access_management" and activity in ("grant", "revoke") and target_user:
         role = (event.get("details") or {}).get("role")
         return 3005, {"user": target_user, "privileges": [str(role or event.get("action"))]}
@@ -190,32 +220,56 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
     if unplaced:
         endpoints = {}
     doc_actor = {"user": user} if user else {"app_name": vendor} if feats.app_name else {"invoked_by": vendor}
-    return _compact({
-        "class_uid": class_uid, "class_name": class_name,
-        "category_uid": class_uid // 1000, "category_name": CATEGORIES[class_uid // 1000],
-        "activity_id": activity_id, "activity_name": activity_name,
-        "type_uid": class_uid * 100 + activity_id, "type_name": f"{class_name}: {activity_name}",
-        "severity_id": severity_id, "severity": severity, "time": time_ms(event),
-        "status_id": status_id, "status": status, "message": event.get("message"),
-        "metadata": _compact({
-            "version": feats.version, "product": {"name": PRODUCT, "vendor_name": vendor},
-            "uid": event.get("id"), "original_time": event.get("time"), "event_code": event.get("action"),
-            "logged_time": round(parse_time(observed).timestamp() * 1000) if observed else None,
-            "log_name": event.get("source"), "log_provider": "audit-forwarder",
-            "tenant_uid": event.get("organization"), **chain_metadata(event),
-            # before 1.4 these classes carry an actor only under the host profile
-            "profiles": ["host"] if iam_change and not feats.iam_actor_core else None,
-        }),
-        "actor": doc_actor,
-        **endpoints,
-        **specific,
-        "raw_data": orjson.dumps(event.get("raw")).decode() if include_raw else None,
-        "unmapped": _compact({
-            "vendor": event.get("vendor"), "activity": event.get("activity"), "category": event.get("category"),
-            "target": _compact(event.get("target") or {}), "repository": event.get("repository"),
-            "details": event.get("details") or None, **unplaced, "chain": event.get("chain"),
-        }),
-    })  # fmt: skip
+    return _compact(
+        {
+            "class_uid": class_uid,
+            "class_name": class_name,
+            "category_uid": class_uid // 1000,
+            "category_name": CATEGORIES[class_uid // 1000],
+            "activity_id": activity_id,
+            "activity_name": activity_name,
+            "type_uid": class_uid * 100 + activity_id,
+            "type_name": f"{class_name}: {activity_name}",
+            "severity_id": severity_id,
+            "severity": severity,
+            "time": time_ms(event),
+            "status_id": status_id,
+            "status": status,
+            "message": event.get("message"),
+            "metadata": _compact(
+                {
+                    "version": feats.version,
+                    "product": {"name": PRODUCT, "vendor_name": vendor},
+                    "uid": event.get("id"),
+                    "original_time": event.get("time"),
+                    "event_code": event.get("action"),
+                    "logged_time": round(parse_time(observed).timestamp() * 1000) if observed else None,
+                    "log_name": event.get("source"),
+                    "log_provider": "audit-forwarder",
+                    "tenant_uid": event.get("organization"),
+                    **chain_metadata(event),
+                    # before 1.4 these classes carry an actor only under the host profile
+                    "profiles": ["host"] if iam_change and not feats.iam_actor_core else None,
+                }
+            ),
+            "actor": doc_actor,
+            **endpoints,
+            **specific,
+            "raw_data": orjson.dumps(event.get("raw")).decode() if include_raw else None,
+            "unmapped": _compact(
+                {
+                    "vendor": event.get("vendor"),
+                    "activity": event.get("activity"),
+                    "category": event.get("category"),
+                    "target": _compact(event.get("target") or {}),
+                    "repository": event.get("repository"),
+                    "details": event.get("details") or None,
+                    **unplaced,
+                    "chain": event.get("chain"),
+                }
+            ),
+        }
+    )
 
 
 def build(options: Options) -> Formatter:

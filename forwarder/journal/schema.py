@@ -158,8 +158,12 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
             run.clear()
 
         for row in rows:  # streamed: a full journal does not fit in memory
-            if run and (row[0] != run[-1][0] + 1 or row[2:4] != run[0][2:4] or row[6] != run[0][6]
-                        or len(run) >= CHUNK_MAX_EVENTS):  # fmt: skip
+            if run and (
+                row[0] != run[-1][0] + 1
+                or row[2:4] != run[0][2:4]
+                or row[6] != run[0][6]
+                or len(run) >= CHUNK_MAX_EVENTS
+            ):
                 flush()  # a gap, another source or organization, another page
             run.append(row)
         if run:

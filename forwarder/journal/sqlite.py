@@ -141,9 +141,14 @@ class SqliteState:
         db = self.db
         sinks = [SinkLag(sink, seq, *self.events.pending(db, seq)) for sink, seq in offsets.listing(db)]
         return JournalStats(
-            self.events.events, self.events.bytes, self.events.head, cursors.listing(db), sinks,
-            quarantine.counts(db), dead_letters.counts(db),
-        )  # fmt: skip
+            self.events.events,
+            self.events.bytes,
+            self.events.head,
+            cursors.listing(db),
+            sinks,
+            quarantine.counts(db),
+            dead_letters.counts(db),
+        )
 
     def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
         return dead_letters.listing(self.db, sink, ids)

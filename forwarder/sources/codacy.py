@@ -42,9 +42,7 @@ class CodacyConfig(SourceConfig):
         for item in value:
             provider, _, name = item.partition("/")
             if provider not in PROVIDERS or not name:
-                raise ValueError(
-                    f"{item!r} is not provider/name with a provider among {', '.join(PROVIDERS)}"
-                )
+                raise ValueError(f"{item!r} is not provider/name with a provider among {', '.join(PROVIDERS)}")
         return value
 
 
@@ -63,12 +61,26 @@ CATEGORY_BY_PREFIX = [
     ("repositories.", "configuration"),
 ]
 ACTIVITY_BY_VERB = {
-    "login": "login", "create": "create", "read": "read", "delete": "delete", "update": "update",
-    "apply": "update", "setdefault": "update", "setcodacydefault": "update", "promote": "update",
-    "join": "add_member", "ignore": "update", "unignore": "update", "export": "export",
-    "bypass": "update", "sync": "update", "refreshprovider": "update", "reanalyzecommit": "execute",
-    "postcommithook": "create", "analyze": "execute",
-}  # fmt: skip
+    "login": "login",
+    "create": "create",
+    "read": "read",
+    "delete": "delete",
+    "update": "update",
+    "apply": "update",
+    "setdefault": "update",
+    "setcodacydefault": "update",
+    "promote": "update",
+    "join": "add_member",
+    "ignore": "update",
+    "unignore": "update",
+    "export": "export",
+    "bypass": "update",
+    "sync": "update",
+    "refreshprovider": "update",
+    "reanalyzecommit": "execute",
+    "postcommithook": "create",
+    "analyze": "execute",
+}
 OUTCOMES = {"succeed": "success", "failed": "failure", "rejected": "failure"}
 
 

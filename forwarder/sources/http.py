@@ -138,10 +138,16 @@ class HttpFetcher:
         """The fetcher of a source: its retry settings, ``extra_params`` and the rate budget of its
         credential (``rate_limit``, shared with every source using the same one) read from its config."""
         return cls(
-            client, vendor, config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=on_response, before_attempt=before_attempt, extra_params=config.extra_params,
+            client,
+            vendor,
+            config.max_attempts,
+            config.backoff_initial_s,
+            config.backoff_max_s,
+            on_response=on_response,
+            before_attempt=before_attempt,
+            extra_params=config.extra_params,
             rate_limit=shared_budget(config),
-        )  # fmt: skip
+        )
 
     def __init__(
         self,

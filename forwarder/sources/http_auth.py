@@ -101,8 +101,11 @@ class Auth(SecretFilesModel):
             raise ValueError(f"service_account_file {path} is not JSON") from None
         if not isinstance(key, dict):
             raise ValueError(f"service_account_file {path} is not a JSON object")
-        filled = {"client_email": key.get("client_email"), "private_key": key.get("private_key"),
-                  "token_url": key.get("token_uri")}  # fmt: skip
+        filled = {
+            "client_email": key.get("client_email"),
+            "private_key": key.get("private_key"),
+            "token_url": key.get("token_uri"),
+        }
         return {**{k: v for k, v in filled.items() if v}, **data}
 
     @model_validator(mode="after")
@@ -151,9 +154,12 @@ def signed_assertion(auth: Auth, now: float) -> str:
     from cryptography.hazmat.primitives.asymmetric import padding
 
     claims: dict[str, Any] = {
-        "iss": auth.client_email, "scope": " ".join(auth.scopes), "aud": auth.token_url,
-        "iat": int(now), "exp": int(now) + auth.token_lifetime_s,
-    }  # fmt: skip
+        "iss": auth.client_email,
+        "scope": " ".join(auth.scopes),
+        "aud": auth.token_url,
+        "iat": int(now),
+        "exp": int(now) + auth.token_lifetime_s,
+    }
     if auth.subject:
         claims["sub"] = auth.subject
     header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
@@ -194,8 +200,10 @@ class JwtBearerAuth(httpx.Auth):
 
     async def _exchange(self) -> tuple[str, float]:
         url = str(self.auth.token_url)
-        data = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": signed_assertion(self.auth, time.time())}  # fmt: skip
+        data = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": signed_assertion(self.auth, time.time()),
+        }
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             async with client.stream("POST", url, data=data, headers={"Accept": "application/json"}) as response:
                 body = await read_at_most(response, 64 * 1024)
@@ -206,8 +214,9 @@ class JwtBearerAuth(httpx.Auth):
             parsed = None
         where = f"{self.vendor}'s token endpoint ({httpx.URL(url).host})"
         if response.status_code == 429 or response.status_code >= 500:
-            raise RetryableHTTPError(f"{where} answered {response.status_code}", parse_retry_after(
-                response.headers.get("Retry-After")))  # fmt: skip
+            raise RetryableHTTPError(
+                f"{where} answered {response.status_code}", parse_retry_after(response.headers.get("Retry-After"))
+            )
         if response.status_code != 200 or not isinstance(parsed, dict):
             if response.status_code in (400, 401):  # a key from AWS may have rotated since it was read
                 credentials_refused()

@@ -37,6 +37,7 @@ log = structlog.get_logger("forwarder.sources.http_json")
 # slice backwards: those walks are held to their end, bound by max_walk_bytes.
 PAGED_STYLES = ("cursor", "next_link_body", "link_header")
 
+
 # --- configuration -------------------------------------------------------------------------
 class Pagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -66,13 +67,9 @@ class HttpJsonConfig(SourceConfig):
     type: Literal["http_json"]
     vendor: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The vendor name the events carry.")
     url: HttpUrl = Field(description="Full URL; {organization} is replaced by each organization.")
-    organizations: list[str] | Organizations = Field(
-        description="Values for {organization}; or " + ORGANIZATIONS_DOC
-    )
+    organizations: list[str] | Organizations = Field(description="Values for {organization}; or " + ORGANIZATIONS_DOC)
     auth: Auth = Field(default_factory=Auth)
-    credentials: dict[str, Any] = Field(
-        default_factory=dict, description=CREDENTIALS_DOC + " Here: auth and headers."
-    )
+    credentials: dict[str, Any] = Field(default_factory=dict, description=CREDENTIALS_DOC + " Here: auth and headers.")
     credential_keys: ClassVar[tuple[str, ...]] = ("auth", "headers")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -84,8 +81,8 @@ class HttpJsonConfig(SourceConfig):
     records_path: str = Field("", description="Dotted path of the list of records; empty: the body is the list.")
     records_optional: bool = Field(False, description="An answer without records_path holds no records (not an error).")
     id_field: str | list[str] | None = Field(
-        None, description="Path of the event id, or a list of paths whose values together are the id; none: a "
-        "content hash.",
+        None,
+        description="Path of the event id, or a list of paths whose values together are the id; none: a content hash.",
     )
     time_field: str = Field(description="Path of the event time.")
     time_format: TimeFormat = "iso8601"
@@ -93,7 +90,8 @@ class HttpJsonConfig(SourceConfig):
     to_param: str | None = Field(None, description="Query parameter of the window end.")
     window_format: TimeFormat = Field("iso8601", description="How from_param/to_param are written.")
     window_param: str | None = Field(
-        None, description="One query parameter holding the whole window, written from window_template (a search "
+        None,
+        description="One query parameter holding the whole window, written from window_template (a search "
         "phrase), instead of from_param/to_param.",
     )
     window_template: str = Field("{from}..{to}", description="window_param's value; {from} and {to} are replaced.")
@@ -104,9 +102,10 @@ class HttpJsonConfig(SourceConfig):
     def own_params(self) -> set[str]:
         pg = self.pagination
         paging = {
-            "cursor": {pg.cursor_param}, "page_number": {pg.page_param, pg.size_param or ""},
+            "cursor": {pg.cursor_param},
+            "page_number": {pg.page_param, pg.size_param or ""},
             "offset": {pg.offset_param, pg.limit_param},
-        }.get(pg.style, set())  # fmt: skip
+        }.get(pg.style, set())
         windows = {self.from_param or "", self.to_param or "", self.window_param or ""}
         return {*self.params, *windows, *paging, self.auth.query_param() or ""} - {""}
 
@@ -214,9 +213,14 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         return records
 
     async def answers(
-        self, organization: str, lo_ms: int | None, hi_ms: int | None, budget: WalkBudget,
-        resume: str | None = None, walked: int = 0,
-    ) -> AsyncIterator[tuple[list[Any], bool, str | None]]:  # fmt: skip
+        self,
+        organization: str,
+        lo_ms: int | None,
+        hi_ms: int | None,
+        budget: WalkBudget,
+        resume: str | None = None,
+        walked: int = 0,
+    ) -> AsyncIterator[tuple[list[Any], bool, str | None]]:
         """Each answer's records, whether it is the walk's last, and the next link or token to go
         on from (next link and cursor styles). ``resume`` goes on from such a point, ``walked``
         answers into the walk: ``max_pages`` counts the whole walk. The guards against a link or
@@ -368,8 +372,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 log.warning(
                     "the vendor refused to go on from where the last poll stopped; walking the slice again "
                     "from its start (entries may come twice, none is lost)",
-                    source=self.name, organization=organization, error=str(exc),
-                )  # fmt: skip
+                    source=self.name,
+                    organization=organization,
+                    error=str(exc),
+                )
                 point = Resume(lo, hi, "")
                 answers = self.answers(organization, lo, hi, budget)
             else:
@@ -396,9 +402,14 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         cfg = self.config
         return self.mapper.event(
-            raw=raw, key=key, time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
-            observed=observed, vendor=cfg.vendor, source=self.name, organization=organization,
-        )  # fmt: skip
+            raw=raw,
+            key=key,
+            time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
+            observed=observed,
+            vendor=cfg.vendor,
+            source=self.name,
+            organization=organization,
+        )
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

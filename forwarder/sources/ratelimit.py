@@ -60,10 +60,11 @@ class RateLimitSettings(BaseModel):
         1, ge=0, description="Requests left unused in each window: the source waits for the reset at this many."
     )
     max_wait_s: float = Field(
-        900.0, ge=0,
+        900.0,
+        ge=0,
         description="Longest wait for a reset; a later reset fails the poll of that organization (its cursor "
         "stays) and the next poll tries again.",
-    )  # fmt: skip
+    )
     refusal_words: list[str] = Field(
         default_factory=list,
         description="A 403 whose body contains one of these words is a rate limit (retried), not a refusal.",
@@ -151,9 +152,13 @@ class RateBudget:
                 )
             self.waits += 1
             log.info(
-                "rate limit nearly used; waiting for its reset", vendor=vendor, organization=organization,
-                remaining=self.remaining, early_limit=self.settings.early_limit, wait_s=round(wait, 2),
-            )  # fmt: skip
+                "rate limit nearly used; waiting for its reset",
+                vendor=vendor,
+                organization=organization,
+                remaining=self.remaining,
+                early_limit=self.settings.early_limit,
+                wait_s=round(wait, 2),
+            )
             await asyncio.sleep(wait)
 
     def release(self) -> None:

@@ -38,9 +38,10 @@ class Discovery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     url: str | None = Field(
-        None, description="The listing's URL, absolute or a path on the source's host; a source that knows its "
+        None,
+        description="The listing's URL, absolute or a path on the source's host; a source that knows its "
         "vendor's listing (configcat: /v1/organizations) fills it in.",
-    )  # fmt: skip
+    )
     records_path: str = Field("", description="Dotted path of the list in the answer; empty: the body is the list.")
     id_field: str | None = Field(None, description="Path of an organization's id (the value polled) in one record.")
     name_field: str | None = Field(None, description="Path of its display name; include/exclude match it too.")
@@ -128,9 +129,13 @@ class Tenants:
             return False
         added, gone = sorted(set(fresh) - set(self.current)), sorted(set(self.current) - set(fresh))
         log.info(
-            "organization list read", vendor=self.label, organizations=len(fresh), listed=len(found),
-            added=added[:20], removed=gone[:20],
-        )  # fmt: skip
+            "organization list read",
+            vendor=self.label,
+            organizations=len(fresh),
+            listed=len(found),
+            added=added[:20],
+            removed=gone[:20],
+        )
         self.current = fresh
         return True
 

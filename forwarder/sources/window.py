@@ -35,9 +35,14 @@ class WindowCursor:
         return {"watermark_ms": self.watermark_ms, "recent": dict(self.recent)}
 
     def take(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
+        overlap_ms: int,
         within: tuple[int, int] | None = None,
-    ) -> tuple[list[tuple[Any, str]], int]:  # fmt: skip
+    ) -> tuple[list[tuple[Any, str]], int]:
         """A slice's entries not journaled before, oldest first (ties by key, numeric ids in
         number order), with the cursor advanced to ``hi``; and how many were dropped for lying
         outside ``within`` (a server that ignores the time filter sends everything). An entry
@@ -48,9 +53,14 @@ class WindowCursor:
         return fresh, outside
 
     def take_page(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
+        overlap_ms: int,
         within: tuple[int, int] | None = None,
-    ) -> list[tuple[Any, str]]:  # fmt: skip
+    ) -> list[tuple[Any, str]]:
         """``take`` for one page of a slice journaled page by page: the watermark stays until the
         slice ends, and of this page's keys only those the next slice's overlap re-reads (time
         at or after ``hi - overlap``) are remembered, so the cursor does not grow with the walk.
@@ -61,9 +71,13 @@ class WindowCursor:
         return fresh
 
     def _select(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
         within: tuple[int, int] | None,
-    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:  # fmt: skip
+    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         outside = 0
@@ -146,9 +160,13 @@ def with_occurrence(keys: list[str], seen: dict[str, int] | None = None) -> list
 
 
 def walk_keys(
-    items: list[Any], vendor: str, organization: str, id_field: str | list[str] | None = None, id_prefix: str = "",
+    items: list[Any],
+    vendor: str,
+    organization: str,
+    id_field: str | list[str] | None = None,
+    id_prefix: str = "",
     twins: dict[str, int] | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """The key of each entry of one walk: ``id_prefix`` and the vendor's id at ``id_field`` where
     it has one (an empty one is none), else a hash of the entry, twins numbered. An id seen
     again with the same content is the same event (a page shift showed it twice); with other

@@ -42,9 +42,13 @@ class HttpSource(Generic[C]):
     unit: ClassVar[str] = "organization"  # what one of ``organizations()`` is, in messages
 
     def __init__(
-        self, name: str, config: C, *, on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+        self,
+        name: str,
+        config: C,
+        *,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.config = config
         self.client = self.make_client()
@@ -54,8 +58,7 @@ class HttpSource(Generic[C]):
         # discovered or typed organizations, and those with credentials of their own (forwarder.sources.tenants)
         self.tenants = Tenants(self.label, getattr(config, "organizations", []))
         self.children: dict[str, HttpSource[C]] = {
-            org: type(self)(name, org_config)
-            for org, org_config in getattr(config, "credentials", {}).items()
+            org: type(self)(name, org_config) for org, org_config in getattr(config, "credentials", {}).items()
         }
 
     def make_client(self) -> httpx.AsyncClient:
@@ -176,9 +179,12 @@ class WindowedSource(HttpSource[C]):
         if oldest is not None:
             start = max(start, oldest)
             walk.gap = retention_gap(
-                vendor=self.event_vendor, source=self.name, organization=organization,
-                cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
-            )  # fmt: skip
+                vendor=self.event_vendor,
+                source=self.name,
+                organization=organization,
+                cursor_ms=state.watermark_ms if cursor else None,
+                oldest_ms=oldest,
+            )
         resume = self.resume_point(cursor)
         if resume is not None:  # a slice left mid-walk: finish it before the next
             async for page in self.walk_slice(walk, resume.lo, resume.hi, resume):

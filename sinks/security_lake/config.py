@@ -39,9 +39,11 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
     batch_max_events: int = Field(20_000, description="A batch this large goes out at once, however young.")
     batch_max_bytes: int = Field(16 * 1024 * 1024, description="Likewise for its size (journaled JSON).")
     batch_max_age_s: float = Field(
-        300.0, ge=300.0, le=86_400.0,
+        300.0,
+        ge=300.0,
+        le=86_400.0,
         description="How long a small batch waits to fill: five minutes to one day (the guide's rate).",
-    )  # fmt: skip
+    )
 
     @field_validator("source_name")
     @classmethod

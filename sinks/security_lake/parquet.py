@@ -69,9 +69,10 @@ def _base_type(export: dict[str, Any], type_name: str) -> str:
 
 def _attributes(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        name: attr for name, attr in sorted(definition.get("attributes", {}).items())
+        name: attr
+        for name, attr in sorted(definition.get("attributes", {}).items())
         if not attr.get("profile") or attr["profile"] in PROFILES
-    }  # fmt: skip
+    }
 
 
 def _field(pa: Any, export: dict[str, Any], name: str, attr: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, Spec]:
@@ -164,9 +165,13 @@ def to_parquet(docs: Sequence[dict[str, Any]], version: str, class_uid: int) -> 
     # pyarrow closes a page once it has passed data_page_size, checking after each write batch:
     # aim at 3/4 MB with batches of at most 1/4 MB of rows, so that pages stay within 1 MB.
     pq.write_table(
-        table, sink, compression="zstd", data_page_size=PAGE_BYTES * 3 // 4,
+        table,
+        sink,
+        compression="zstd",
+        data_page_size=PAGE_BYTES * 3 // 4,
         write_batch_size=max(1, min(1024, PAGE_BYTES // 4 // row_bytes)),
         dictionary_pagesize_limit=PAGE_BYTES,
-        row_group_size=max(1, ROW_GROUP_BYTES // row_bytes), write_statistics=True,
-    )  # fmt: skip
+        row_group_size=max(1, ROW_GROUP_BYTES // row_bytes),
+        write_statistics=True,
+    )
     return sink.getvalue()

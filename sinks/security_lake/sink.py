@@ -72,8 +72,14 @@ from sinks.security_lake.config import OCSF_VERSION, SecurityLakeSinkConfig
 
 CONTENT_TYPE = "application/vnd.apache.parquet"
 _DAY_MS = 86_400_000
-CLASS_NAMES = {3001: "account_change", 3002: "authentication", 3004: "entity_management", 3005: "user_access",
-               3006: "group_management", 6003: "api_activity"}  # fmt: skip
+CLASS_NAMES = {
+    3001: "account_change",
+    3002: "authentication",
+    3004: "entity_management",
+    3005: "user_access",
+    3006: "group_management",
+    6003: "api_activity",
+}
 """The OCSF 1.1.0 names of the classes the mapping emits (tests check them against the schema)."""
 
 
@@ -161,6 +167,10 @@ class SecurityLakeSink(S3Objects):
         body = self._parquet().to_parquet(docs, OCSF_VERSION, class_uid)
         del docs
         self._store(
-            client, key, body, records, CONTENT_TYPE,
+            client,
+            key,
+            body,
+            records,
+            CONTENT_TYPE,
             {"format": f"ocsf-{OCSF_VERSION}-parquet", "ocsf-class-uid": str(class_uid)},
-        )  # fmt: skip
+        )

@@ -98,9 +98,14 @@ class Certificate:
         issued = int(time.time() if now is None else now)
         header = {"alg": "PS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256}
         claims = {
-            "aud": audience, "iss": client_id, "sub": client_id, "jti": str(uuid.uuid4()),
-            "nbf": issued, "iat": issued, "exp": issued + ASSERTION_LIFETIME_S,
-        }  # fmt: skip
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": str(uuid.uuid4()),
+            "nbf": issued,
+            "iat": issued,
+            "exp": issued + ASSERTION_LIFETIME_S,
+        }
         signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(claims))}".encode()
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
         signature = self.key.sign(signing_input, pss, hashes.SHA256())

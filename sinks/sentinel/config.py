@@ -52,9 +52,11 @@ class SentinelSinkConfig(SinkConfig):
         description="Token scope: the Logs Ingestion audience plus /.default (monitor.azure.us, .cn elsewhere).",
     )
     max_request_bytes: int = Field(
-        1_000_000, ge=1024, le=1_048_576,
+        1_000_000,
+        ge=1024,
+        le=1_048_576,
         description="Largest uncompressed JSON array per request; Azure takes at most 1 MB per call.",
-    )  # fmt: skip
+    )
     token_refresh_margin_s: float = Field(300.0, ge=0, description="Fetch a new token this long before expiry.")
     tls_verify: bool = True
     ca_file: str | None = None

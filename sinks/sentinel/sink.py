@@ -274,15 +274,27 @@ class SentinelSink:
         )
 
     async def _call(
-        self, url: str, what: str, body: bytes, headers: dict[str, str], params: dict[str, str] | None,
+        self,
+        url: str,
+        what: str,
+        body: bytes,
+        headers: dict[str, str],
+        params: dict[str, str] | None,
         token_answer: bool = False,
-    ) -> Answer:  # fmt: skip
+    ) -> Answer:
         await self.start()
         assert self._client is not None
         found = await exchange(
-            self._client, "POST", url, sink=self.name, what=what, timeout_s=self.config.timeout_s,
-            content=body, headers=headers, params=params,
-        )  # fmt: skip
+            self._client,
+            "POST",
+            url,
+            sink=self.name,
+            what=what,
+            timeout_s=self.config.timeout_s,
+            content=body,
+            headers=headers,
+            params=params,
+        )
         return answer_of(found, token_answer, self._scrub)
 
     def _raise_for(self, answer: Answer) -> NoReturn:

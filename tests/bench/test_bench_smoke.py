@@ -21,8 +21,23 @@ QUICK_EXTRAS = ["--startup-runs", "1", "--idle-s", "2", "--idle-orgs", "3", "--i
 
 
 def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
-    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path),
-          "--live-s", "2", "--live-rate", str(LIVE_RATE), "--live-interval", "1", *QUICK_EXTRAS])  # fmt: skip
+    main(
+        [
+            "--events",
+            str(EVENTS),
+            "--sinks",
+            "file",
+            "--output-dir",
+            str(tmp_path),
+            "--live-s",
+            "2",
+            "--live-rate",
+            str(LIVE_RATE),
+            "--live-interval",
+            "1",
+            *QUICK_EXTRAS,
+        ]
+    )
 
     results = orjson.loads((tmp_path / "latest.json").read_bytes())
     assert set(results) == {"sinks", "baselines", "machine", "startup", "idle"}
@@ -55,8 +70,12 @@ def test_budget_splits_the_hot_path_into_its_stages(tmp_path: Path) -> None:
     assert result["events"] == EVENTS
     stages = result["stages"]
     assert "floor: orjson loads + dumps each" in stages and "journal append (SQLite, fsync)" in stages
-    assert {"sink: file (json lines)", "sink: syslog (RFC 5424 encode)", "sink: HEC (envelopes)",
-            "sink: S3 (NDJSON + gzip -1)"} <= set(stages)  # fmt: skip
+    assert {
+        "sink: file (json lines)",
+        "sink: syslog (RFC 5424 encode)",
+        "sink: HEC (envelopes)",
+        "sink: S3 (NDJSON + gzip -1)",
+    } <= set(stages)
     for name, stage in stages.items():
         assert stage["us_per_event"] >= 0 and stage["x_floor"] >= 0, name
     assert result["pipeline_to_file_s_per_100k"] > 0
@@ -106,8 +125,21 @@ def assert_startup_and_idle(results: dict[str, Any]) -> None:
 def test_compare_measures_another_revision_in_the_same_run(tmp_path: Path) -> None:
     """``--compare HEAD`` (the committed tree): the drain, the start-up and the idle daemon are
     measured on both trees, the ratios are ours over REF's, and the temporary worktree is gone."""
-    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path), "--live-s", "0",
-          *QUICK_EXTRAS, "--compare", "HEAD"])  # fmt: skip
+    main(
+        [
+            "--events",
+            str(EVENTS),
+            "--sinks",
+            "file",
+            "--output-dir",
+            str(tmp_path),
+            "--live-s",
+            "0",
+            *QUICK_EXTRAS,
+            "--compare",
+            "HEAD",
+        ]
+    )
 
     results = orjson.loads((tmp_path / "latest.json").read_bytes())
     ref = results["compare"]
@@ -117,8 +149,9 @@ def test_compare_measures_another_revision_in_the_same_run(tmp_path: Path) -> No
     assert_startup_and_idle(ref)
     ratio = ref["ratio"]
     sink = ratio["sinks"]["file"]
-    assert sink["cpu_s_per_100k"] == round(results["sinks"]["file"]["cpu_s_per_100k"]
-                                           / ref["sinks"]["file"]["cpu_s_per_100k"], 3)  # fmt: skip
+    assert sink["cpu_s_per_100k"] == round(
+        results["sinks"]["file"]["cpu_s_per_100k"] / ref["sinks"]["file"]["cpu_s_per_100k"], 3
+    )
     assert set(ratio["startup"]) == {"help", "schema", "state_show"} and set(ratio["idle"]) == {"cpu_s", "rss_mb_end"}
     worktrees = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, check=True).stdout
     assert "af-bench-ref-" not in worktrees

@@ -153,9 +153,12 @@ class S3Receiver(Receiver):
 
     def _client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.moto.endpoint_url, region_name="us-east-1",
-            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.moto.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def config(self) -> dict[str, Any]:
         return self.config_at(self.moto.endpoint_url)

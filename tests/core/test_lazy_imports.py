@@ -40,8 +40,14 @@ main()
 
 
 def launch(*args: str, **popen: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, *args], text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ}, **popen)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+        **popen,
+    )
 
 
 def loaded(stderr: str) -> set[str]:
@@ -83,13 +89,25 @@ def codacy() -> Iterator[EmulatorProcess]:
 
 
 def file_only(tmp_path: Path, url: str) -> Path:
-    source = {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": CodacyEmulator().token,
-              "organizations": ["gh/acme"], "initial_lookback_days": 2, "lag_s": 0, "interval_s": 60}  # fmt: skip
+    source = {
+        "type": "codacy",
+        "base_url": f"{url}/api/v3",
+        "api_token": CodacyEmulator().token,
+        "organizations": ["gh/acme"],
+        "initial_lookback_days": 2,
+        "lag_s": 0,
+        "interval_s": 60,
+    }
     sink = {"type": "file", "path": str(tmp_path / "out" / "events.ndjson"), "batch_max_age_s": 0.05}
-    return write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"), "metrics": {"listen": "127.0.0.1:0"},
-        "sources": {"codacy": source}, "sinks": {"out": sink},
-    })  # fmt: skip
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "metrics": {"listen": "127.0.0.1:0"},
+            "sources": {"codacy": source},
+            "sinks": {"out": sink},
+        },
+    )
 
 
 def test_once_with_a_file_sink_imports_no_other_sinks_library(tmp_path: Path, codacy: EmulatorProcess) -> None:

@@ -23,8 +23,19 @@ DAY_MS = 86_400_000
 
 def reconcile(cfg: Path, source: str, *extra: str) -> tuple[int, dict[str, Any]]:
     now = int(time.time() * 1000)
-    result = cli(cfg, "reconcile", "--source", source, "--from", format_ms(now - 4 * DAY_MS),
-                 "--to", format_ms(now + DAY_MS), *extra, "--output", "json")  # fmt: skip
+    result = cli(
+        cfg,
+        "reconcile",
+        "--source",
+        source,
+        "--from",
+        format_ms(now - 4 * DAY_MS),
+        "--to",
+        format_ms(now + DAY_MS),
+        *extra,
+        "--output",
+        "json",
+    )
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, orjson.loads(result.stdout)
 
@@ -78,8 +89,12 @@ def test_each_defect_is_named_exactly(tmp_path: Path) -> None:
 
         # 2. an entry the vendor holds (inside the period, behind the cursor) that was never collected
         template = dict(emulator.entries()[0])
-        late = {**template, "_org": ORGS[1], "timestamp": format_ms(int(time.time() * 1000) - DAY_MS),
-                "details": {"requestId": "0123456789abcdef"}}  # fmt: skip
+        late = {
+            **template,
+            "_org": ORGS[1],
+            "timestamp": format_ms(int(time.time() * 1000) - DAY_MS),
+            "details": {"requestId": "0123456789abcdef"},
+        }
         emulator.control("POST", "entries", [late])
         (late_id,) = (
             entry_keys(emulator, "codacy") - {r[0] for r in db.execute("SELECT event_id FROM ledger")} - {removed}

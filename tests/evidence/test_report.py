@@ -48,10 +48,18 @@ class StubSource:
         if raw == "bad":
             raise ValueError("no timestamp in the entry")
         return make_event(
-            id=key, time=format_ms(NOW - raw * DAY_MS - 3_600_000), observed_time=format_ms(NOW), vendor="stub",
-            source="stub", organization=organization, action="user.login", activity="logon", category="authentication",
-            outcome="success", raw={"n": raw},
-        )  # fmt: skip
+            id=key,
+            time=format_ms(NOW - raw * DAY_MS - 3_600_000),
+            observed_time=format_ms(NOW),
+            vendor="stub",
+            source="stub",
+            organization=organization,
+            action="user.login",
+            activity="logon",
+            category="authentication",
+            outcome="success",
+            raw={"n": raw},
+        )
 
 
 async def add_stub_stream(state: Path) -> None:
@@ -97,9 +105,13 @@ def test_report_in_three_formats_and_the_html_renders(tmp_path: Path) -> None:
     assert (gap["from"], gap["to"]) == (format_ms(GAP[0]), format_ms(GAP[1])) and "were lost" in gap["reason"]
     assert stub["quarantined"] == {"count": 1, "reasons": {"ValueError: no timestamp in the entry": 1}}
     assert stub["dead_letters"] == [
-        {"sink": "out", "id": "s:1", "time": format_ms(NOW - DAY_MS - 3_600_000),
-         "reason": "HTTP 400: rejected by the receiver"}
-    ]  # fmt: skip
+        {
+            "sink": "out",
+            "id": "s:1",
+            "time": format_ms(NOW - DAY_MS - 3_600_000),
+            "reason": "HTTP 400: rejected by the receiver",
+        }
+    ]
     assert stub["delivered"]["out"] == {"confirmed": 3, "dead_lettered": 1, "not_confirmed": 0, "not_sent": 0}
     assert stub["delivered"]["archive"]["not_confirmed"] == 4 and stub["last_reconcile"] is None
     runs = {(r["kind"], r["ok"]) for r in data["runs"]}
@@ -122,10 +134,20 @@ def test_report_in_three_formats_and_the_html_renders(tmp_path: Path) -> None:
     assert chromium, "Debian's chromium is needed (make test installs it)"
     png = tmp_path / "report.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}", "--window-size=1280,2000",
-         f"file://{html_path}"],
-        capture_output=True, timeout=120, check=False, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={png}",
+            "--window-size=1280,2000",
+            f"file://{html_path}",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
     assert png.exists() and png.stat().st_size > 10_000
     with Image.open(png) as image:
         assert image.size == (1280, 2000)

@@ -30,11 +30,24 @@ def shapes() -> list[dict[str, Any]]:
     for (category, activity, outcome), target, actor in itertools.product(
         itertools.product(get_args(Category), get_args(Activity), get_args(Outcome)), targets, actors
     ):
-        out.append(make_event(
-            id="x", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:01.000Z", vendor="v",
-            source="s", organization="o", action="a.b", activity=activity, category=category, outcome=outcome,
-            raw={"k": 1}, actor=actor, target=target, repository="r" if outcome == "failure" else None,
-        ))  # fmt: skip
+        out.append(
+            make_event(
+                id="x",
+                time="2026-01-01T00:00:00.000Z",
+                observed_time="2026-01-01T00:00:01.000Z",
+                vendor="v",
+                source="s",
+                organization="o",
+                action="a.b",
+                activity=activity,
+                category=category,
+                outcome=outcome,
+                raw={"k": 1},
+                actor=actor,
+                target=target,
+                repository="r" if outcome == "failure" else None,
+            )
+        )
     return out
 
 
@@ -90,11 +103,20 @@ def test_what_an_old_version_has_no_place_for_goes_to_unmapped() -> None:
     """OCSF 1.1 Entity Management has no src_endpoint nor http_request, and an actor only under
     the host profile: the IP and the user agent stay in the event, under unmapped."""
     event = make_event(
-        id="e1", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:01.000Z", vendor="acme",
-        source="acme", organization="o", action="repo.enable", activity="enable", category="configuration",
-        outcome="success", raw={}, actor={"name": "al", "ip": "192.0.2.9", "user_agent": "ua/1", "type": "service"},
+        id="e1",
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:01.000Z",
+        vendor="acme",
+        source="acme",
+        organization="o",
+        action="repo.enable",
+        activity="enable",
+        category="configuration",
+        outcome="success",
+        raw={},
+        actor={"name": "al", "ip": "192.0.2.9", "user_agent": "ua/1", "type": "service"},
         target={"type": "repository", "id": "R1", "name": "web"},
-    )  # fmt: skip
+    )
     old, new = ocsf.ocsf_event(event, version="1.1.0"), ocsf.ocsf_event(event, version="1.8.0")
     validate(old)
     validate(new)
@@ -108,9 +130,14 @@ def test_what_an_old_version_has_no_place_for_goes_to_unmapped() -> None:
 
 @pytest.mark.parametrize(
     ("vendor", "class_uid", "activity_id"),
-    [("codacy", 3004, 3), ("configcat", 3004, 3), ("codescoring", 6003, 99), ("codestax", 3002, 1),
-     ("codacy-gap", 6003, 99)],
-)  # fmt: skip
+    [
+        ("codacy", 3004, 3),
+        ("configcat", 3004, 3),
+        ("codescoring", 6003, 99),
+        ("codestax", 3002, 1),
+        ("codacy-gap", 6003, 99),
+    ],
+)
 def test_vendor_classes(vendor: str, class_uid: int, activity_id: int) -> None:
     doc = ocsf.ocsf_event(events()[vendor])
     assert (doc["class_uid"], doc["activity_id"]) == (class_uid, activity_id)
@@ -140,8 +167,17 @@ def test_only_a_target_that_names_a_user_makes_an_account_class(
     category: str, activity: str, target_type: str | None, class_uid: int
 ) -> None:
     event = make_event(
-        id="e1", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:01.000Z", vendor="acme",
-        source="acme", organization="o", action="x.y", activity=activity, category=category, outcome="success",
-        raw={}, target={"type": target_type, "id": "T_1", "name": "thing"},
-    )  # fmt: skip
+        id="e1",
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:01.000Z",
+        vendor="acme",
+        source="acme",
+        organization="o",
+        action="x.y",
+        activity=activity,
+        category=category,
+        outcome="success",
+        raw={},
+        target={"type": target_type, "id": "T_1", "name": "thing"},
+    )
     assert ocsf.classify(event)[0] == class_uid

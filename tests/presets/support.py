@@ -15,12 +15,22 @@ from forwarder.emulators.okta import OktaEmulator
 
 PRESETS = ("okta", "github", "google_workspace")
 FAST: dict[str, Any] = {
-    "initial_lookback_days": 3, "lag_s": 0, "overlap_s": 600, "interval_s": 1, "jitter_s": 0,
-    "max_attempts": 4, "backoff_initial_s": 0.05, "backoff_max_s": 0.5, "timeout_s": 10,
-}  # fmt: skip
+    "initial_lookback_days": 3,
+    "lag_s": 0,
+    "overlap_s": 600,
+    "interval_s": 1,
+    "jitter_s": 0,
+    "max_attempts": 4,
+    "backoff_initial_s": 0.05,
+    "backoff_max_s": 0.5,
+    "timeout_s": 10,
+}
 ORGS = {"okta": ["acme"], "github": ["octo-org"], "google_workspace": ["login", "admin"]}
-KEYS = {"okta": OktaEmulator().entry_key, "github": GitHubEmulator().entry_key,
-        "google_workspace": GoogleWorkspaceEmulator().entry_key}  # fmt: skip
+KEYS = {
+    "okta": OktaEmulator().entry_key,
+    "github": GitHubEmulator().entry_key,
+    "google_workspace": GoogleWorkspaceEmulator().entry_key,
+}
 
 
 def service_account_file(url: str, directory: Path) -> Path:

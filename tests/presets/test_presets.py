@@ -27,8 +27,11 @@ from tests.support.daemon import write_config
 from tests.support.emulators import EmulatorProcess, running
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-OCSF_CLASSES = {"okta": {3001, 3002, 3004, 3005, 3006}, "github": {3004, 3005, 3006, 6003},
-                "google_workspace": {3002, 3004, 3006, 6003}}  # fmt: skip
+OCSF_CLASSES = {
+    "okta": {3001, 3002, 3004, 3005, 3006},
+    "github": {3004, 3005, 3006, 6003},
+    "google_workspace": {3002, 3004, 3006, 6003},
+}
 
 
 def preset(name: str, config: dict[str, Any]) -> HttpJsonConfig:
@@ -70,13 +73,22 @@ def test_every_preset_is_a_packaged_yaml_file_of_http_json_settings() -> None:
 
 
 def test_one_line_selects_a_preset_and_settings_override_it_key_by_key(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "sources": {"okta": {"type": "okta", "organizations": ["acme.okta.com"], "auth": {"token": "t0k"},
-                             "params": {"limit": 200, "sortOrder": None},
-                             "mapping": {"category": {"const": "authentication"}}}},
-        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
-    })  # fmt: skip
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {
+                "okta": {
+                    "type": "okta",
+                    "organizations": ["acme.okta.com"],
+                    "auth": {"token": "t0k"},
+                    "params": {"limit": 200, "sortOrder": None},
+                    "mapping": {"category": {"const": "authentication"}},
+                }
+            },
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
     okta = cast(HttpJsonConfig, load_settings(cfg).sources["okta"])
     assert str(okta.type) == "okta"
     assert okta.params == {"limit": 200}  # merged; null took sortOrder back out
@@ -88,11 +100,14 @@ def test_one_line_selects_a_preset_and_settings_override_it_key_by_key(tmp_path:
 
 
 def test_a_preset_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "sources": {"gh": {"type": "github", "organizations": ["o"], "auth": {"token": "t"}, "per_page": 100}},
-        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
-    })  # fmt: skip
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {"gh": {"type": "github", "organizations": ["o"], "auth": {"token": "t"}, "per_page": 100}},
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
     with pytest.raises(ConfigError, match="per_page"):
         load_settings(cfg)
 
@@ -102,8 +117,9 @@ def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
     found = presets.discover()
     assert list(found) == ["acme_idp"]
-    config = found["acme_idp"].model_validate({"type": "acme_idp", "organizations": ["x.example"],
-                                               "auth": {"token": "t"}})  # fmt: skip
+    config = found["acme_idp"].model_validate(
+        {"type": "acme_idp", "organizations": ["x.example"], "auth": {"token": "t"}}
+    )
     assert str(config.type) == "acme_idp" and config.id_field == "uuid"
 
 
@@ -130,8 +146,9 @@ def test_golden_mapping_and_ocsf_class(name: str) -> None:
 
 # --- each preset against its emulator ------------------------------------------------------
 @pytest.mark.parametrize("emulator", PRESETS, indirect=True)
-def test_preset_reads_everything_its_emulator_holds(emulator: EmulatorProcess, tmp_path: Path,
-                                                    request: pytest.FixtureRequest) -> None:  # fmt: skip
+def test_preset_reads_everything_its_emulator_holds(
+    emulator: EmulatorProcess, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     name = request.node.callspec.params["emulator"]
     got = asyncio.run(drain(source(name, preset_source(name, emulator.url, tmp_path))))
     assert {key for _, key in got} == expected_keys(name, emulator.entries())

@@ -31,17 +31,28 @@ def late_entry(name: str, ms: int) -> dict[str, Any]:
 
 
 LATE: dict[str, Callable[[int], dict[str, Any]]] = {
-    "okta": lambda ms: {"uuid": "late-0000-4000-8000-000000000001", "eventType": "user.session.start",
-                        "published": _iso(ms),
-                        "actor": {"id": "00u1", "type": "User", "alternateId": "late@example.com"},
-                        "outcome": {"result": "SUCCESS"}, "_org": "acme"},
-    "github": lambda ms: {"_document_id": "late-document-0001", "@timestamp": ms, "action": "org.add_member",
-                          "actor": "late", "user": "newcomer", "_org": "octo-org"},
-    "google_workspace": lambda ms: {"id": {"time": _iso(ms),
-                                           "uniqueQualifier": "777", "applicationName": "login"},
-                                    "actor": {"email": "late@example.com", "callerType": "USER"},
-                                    "events": [{"type": "login", "name": "login_success"}]},
-}  # fmt: skip
+    "okta": lambda ms: {
+        "uuid": "late-0000-4000-8000-000000000001",
+        "eventType": "user.session.start",
+        "published": _iso(ms),
+        "actor": {"id": "00u1", "type": "User", "alternateId": "late@example.com"},
+        "outcome": {"result": "SUCCESS"},
+        "_org": "acme",
+    },
+    "github": lambda ms: {
+        "_document_id": "late-document-0001",
+        "@timestamp": ms,
+        "action": "org.add_member",
+        "actor": "late",
+        "user": "newcomer",
+        "_org": "octo-org",
+    },
+    "google_workspace": lambda ms: {
+        "id": {"time": _iso(ms), "uniqueQualifier": "777", "applicationName": "login"},
+        "actor": {"email": "late@example.com", "callerType": "USER"},
+        "events": [{"type": "login", "name": "login_success"}],
+    },
+}
 
 
 @pytest.fixture(params=PRESETS)

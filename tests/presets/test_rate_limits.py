@@ -85,8 +85,12 @@ def test_a_backfill_waits_for_the_reset_instead_of_provoking_429s(tmp_path: Path
     backfill needs more than ten requests; it must get everything without one 429."""
     okta = running("okta", entries=30, options={"span_s": 86400, "config": {"rate_limit": 4, "rate_window_s": 2}})
     try:
-        cfg = config("okta", preset_source("okta", okta.url, tmp_path, params={"limit": 3},
-                                           slice_hours=24, rate_limit={"early_limit": 1}))  # fmt: skip
+        cfg = config(
+            "okta",
+            preset_source(
+                "okta", okta.url, tmp_path, params={"limit": 3}, slice_hours=24, rate_limit={"early_limit": 1}
+            ),
+        )
         keys = asyncio.run(drain(HttpJsonSource("okta", cfg)))
         assert set(keys) == expected_keys("okta", okta.entries())
         seen = statuses(okta)
@@ -99,15 +103,17 @@ def test_organizations_sharing_a_credential_share_one_budget(tmp_path: Path) -> 
     """Two sources and two organizations with the same token, polled at once against one
     limit: without one shared budget each would spend the whole limit on its own."""
     orgs = ["acme", "globex"]
-    okta = running("okta", entries=15, options={"orgs": orgs, "span_s": 86400,
-                                                "config": {"rate_limit": 5, "rate_window_s": 2}})  # fmt: skip
+    okta = running(
+        "okta", entries=15, options={"orgs": orgs, "span_s": 86400, "config": {"rate_limit": 5, "rate_window_s": 2}}
+    )
     try:
         settings = {"params": {"limit": 4}, "rate_limit": {"early_limit": 1}, "initial_lookback_days": 1.5}
         first = config(
             "okta", preset_source("okta", okta.url, tmp_path, organizations=orgs, slice_hours=24, **settings)
         )
-        second = config("okta", preset_source("okta", okta.url, tmp_path, organizations=orgs, **settings,
-                                              slice_hours=12))  # fmt: skip
+        second = config(
+            "okta", preset_source("okta", okta.url, tmp_path, organizations=orgs, **settings, slice_hours=12)
+        )
         keys = asyncio.run(drain(HttpJsonSource("first", first), HttpJsonSource("second", second)))
         assert set(keys) == expected_keys("okta", okta.entries())
         assert 429 not in statuses(okta)
@@ -120,9 +126,15 @@ def test_github_403_with_zero_remaining_is_a_rate_limit_not_a_refusal(tmp_path: 
     github = running("github", entries=12, options={"span_s": 86400})
     try:
         reset = str(int(time.time()) + 1)
-        github.control("POST", "faults", {"status": 403, "headers": {"x-ratelimit-remaining": "0",
-                                                                     "x-ratelimit-reset": reset},
-                                          "body": '{"message": "API rate limit exceeded"}'})  # fmt: skip
+        github.control(
+            "POST",
+            "faults",
+            {
+                "status": 403,
+                "headers": {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset},
+                "body": '{"message": "API rate limit exceeded"}',
+            },
+        )
         cfg = config("github", preset_source("github", github.url, tmp_path))
         keys = asyncio.run(drain(HttpJsonSource("github", cfg)))
         assert set(keys) == expected_keys("github", github.entries())
@@ -134,10 +146,14 @@ def test_github_403_with_zero_remaining_is_a_rate_limit_not_a_refusal(tmp_path: 
 def test_github_secondary_limit_403_and_429_with_retry_after_are_waited_out(tmp_path: Path) -> None:
     github = running("github", entries=12, options={"span_s": 86400})
     try:
-        github.control("POST", "faults", [
-            {"status": 403, "retry_after": "1", "body": '{"message": "You have exceeded a secondary rate limit"}'},
-            {"status": 429, "retry_after": "1", "body": '{"message": "You have exceeded a secondary rate limit"}'},
-        ])  # fmt: skip
+        github.control(
+            "POST",
+            "faults",
+            [
+                {"status": 403, "retry_after": "1", "body": '{"message": "You have exceeded a secondary rate limit"}'},
+                {"status": 429, "retry_after": "1", "body": '{"message": "You have exceeded a secondary rate limit"}'},
+            ],
+        )
         cfg = config("github", preset_source("github", github.url, tmp_path))
         keys = asyncio.run(drain(HttpJsonSource("github", cfg)))
         assert set(keys) == expected_keys("github", github.entries())
@@ -163,9 +179,19 @@ def test_google_quota_403_named_in_the_body_is_retried(tmp_path: Path) -> None:
     options = {"span_s": 86400, "config": {"rate_limit": 3, "rate_window_s": 1}}
     google = running("google_workspace", entries=10, options=options)
     try:
-        cfg = config("google_workspace", preset_source(
-            "google_workspace", google.url, tmp_path, params={"maxResults": 4}, slice_hours=24, max_attempts=30,
-            backoff_initial_s=0.3, backoff_max_s=1.0))  # fmt: skip
+        cfg = config(
+            "google_workspace",
+            preset_source(
+                "google_workspace",
+                google.url,
+                tmp_path,
+                params={"maxResults": 4},
+                slice_hours=24,
+                max_attempts=30,
+                backoff_initial_s=0.3,
+                backoff_max_s=1.0,
+            ),
+        )
         keys = asyncio.run(drain(HttpJsonSource("google_workspace", cfg)))
         assert set(keys) == expected_keys("google_workspace", google.entries())
         assert 403 in statuses(google)

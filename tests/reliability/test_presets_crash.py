@@ -59,11 +59,16 @@ def test_sigkills_lose_nothing_from_any_preset_in_any_sink(
     tmp_path: Path, emulators: dict[str, EmulatorProcess], receivers: Receivers
 ) -> None:
     sources = {
-        name: preset_source(name, emulator.url, tmp_path, params={"okta": {"limit": 7}, "github": {"per_page": 7},
-                                                                  "google_workspace": {"maxResults": 7}}[name],
-                            rate_limit={"early_limit": 1}, slice_hours=12)
+        name: preset_source(
+            name,
+            emulator.url,
+            tmp_path,
+            params={"okta": {"limit": 7}, "github": {"per_page": 7}, "google_workspace": {"maxResults": 7}}[name],
+            rate_limit={"early_limit": 1},
+            slice_hours=12,
+        )
         for name, emulator in emulators.items()
-    }  # fmt: skip
+    }
     cfg = make_config(tmp_path, sources, receivers.sinks())
     rng = random.Random(SEED)
     unexpected_exits = []

@@ -47,9 +47,12 @@ def moto() -> Iterator[MotoServer]:
 
 def s3(moto: MotoServer) -> Any:
     return boto3.client(
-        "s3", endpoint_url=moto.endpoint_url, region_name="us-east-1",
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )  # fmt: skip
+        "s3",
+        endpoint_url=moto.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @pytest.mark.timeout(600)
@@ -59,9 +62,15 @@ def test_sigkills_mid_run_lose_nothing_and_store_nothing_twice(
     s3(moto).create_bucket(Bucket=BUCKET)
     sources = {name: VENDORS[name].source(emulator.url) for name, emulator in vendor_emulators.items()}
     sink = {
-        "type": "security_lake", "bucket": BUCKET, "endpoint_url": moto.endpoint_url, "force_path_style": True,
-        "region": "us-east-1", "account_id": ACCOUNT, "source_name": SOURCE, "batch_max_events": 20,
-    }  # fmt: skip
+        "type": "security_lake",
+        "bucket": BUCKET,
+        "endpoint_url": moto.endpoint_url,
+        "force_path_style": True,
+        "region": "us-east-1",
+        "account_id": ACCOUNT,
+        "source_name": SOURCE,
+        "batch_max_events": 20,
+    }
     cfg = make_config(tmp_path, sources, {"lake": sink})
     rng = random.Random(SEED)
     unexpected_exits = []
@@ -70,8 +79,7 @@ def test_sigkills_mid_run_lose_nothing_and_store_nothing_twice(
     while life < KILLS or (life < 4 * KILLS and not s3(moto).list_objects_v2(Bucket=BUCKET).get("KeyCount")):
         life += 1
         for name, emulator in vendor_emulators.items():
-            emulator.control("POST", "entries", {"generate": rng.randint(1, 8), "span_s": 5,
-                                                 **VENDORS[name].generate})  # fmt: skip
+            emulator.control("POST", "entries", {"generate": rng.randint(1, 8), "span_s": 5, **VENDORS[name].generate})
         daemon = start(cfg, "run", env=AWS_ENV)
         time.sleep(rng.uniform(0.3, 1.5))
         if daemon.poll() is not None:

@@ -46,10 +46,17 @@ def bucket(moto_server: MotoServer) -> str:  # noqa: F811
 
 
 def make_sink(endpoint_url: str, bucket: str, **options: Any) -> SecurityLakeSink:
-    config = SecurityLakeSinkConfig.model_validate({
-        "type": "security_lake", "bucket": bucket, "endpoint_url": endpoint_url, "force_path_style": True,
-        "account_id": ACCOUNT, "region": "us-east-1", **options,
-    })  # fmt: skip
+    config = SecurityLakeSinkConfig.model_validate(
+        {
+            "type": "security_lake",
+            "bucket": bucket,
+            "endpoint_url": endpoint_url,
+            "force_path_style": True,
+            "account_id": ACCOUNT,
+            "region": "us-east-1",
+            **options,
+        }
+    )
     return SecurityLakeSink("lake", config)
 
 

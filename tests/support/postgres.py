@@ -46,9 +46,14 @@ class PostgresServer:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.bin / args[0]), *args[1:]], preexec_fn=self._demote, capture_output=True, text=True,
-            check=check, timeout=120, cwd=self.root,
-        )  # fmt: skip
+            [str(self.bin / args[0]), *args[1:]],
+            preexec_fn=self._demote,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+            cwd=self.root,
+        )
 
     def init(self) -> None:
         pwfile = self.root / "pwfile"
@@ -56,8 +61,19 @@ class PostgresServer:
         if self._demote is not None:
             user = pwd.getpwnam("postgres")
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions")  # fmt: skip
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         pwfile.unlink()
 
     def start(self) -> None:

@@ -19,11 +19,19 @@ OWN_TOKEN = "globex-own-token-7f3a"
 
 
 def test_an_organization_with_its_own_token_is_read_with_it_and_the_token_never_logged(tmp_path: Path) -> None:
-    okta = running("okta", entries=4, options={"orgs": ["acme", "globex"], "span_s": 86400,
-                                               "config": {"org_tokens": {"globex": OWN_TOKEN}}})  # fmt: skip
+    okta = running(
+        "okta",
+        entries=4,
+        options={"orgs": ["acme", "globex"], "span_s": 86400, "config": {"org_tokens": {"globex": OWN_TOKEN}}},
+    )
     try:
-        source = preset_source("okta", okta.url, tmp_path, organizations=["acme", "globex"],
-                               credentials={"globex": {"auth": {"token": OWN_TOKEN}}})  # fmt: skip
+        source = preset_source(
+            "okta",
+            okta.url,
+            tmp_path,
+            organizations=["acme", "globex"],
+            credentials={"globex": {"auth": {"token": OWN_TOKEN}}},
+        )
         cfg = file_sink_config(tmp_path, {"okta": source})
         with daemon(cfg) as proc:
             wait_until(
@@ -35,8 +43,7 @@ def test_an_organization_with_its_own_token_is_read_with_it_and_the_token_never_
             assert 401 not in [int(row[3]) for row in okta.control("GET", "requests")]
             # a refused request's message must not carry it either: make one fail and read the log
             okta.control("POST", "config", {"org_tokens": {"globex": "rotated"}})
-            wait_until("globex refused", lambda: "Invalid token" in proc.log() or "401" in proc.log(),
-                       detail=proc.log)  # fmt: skip
+            wait_until("globex refused", lambda: "Invalid token" in proc.log() or "401" in proc.log(), detail=proc.log)
             assert OWN_TOKEN not in proc.log()
     finally:
         okta.stop()

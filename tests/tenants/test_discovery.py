@@ -22,10 +22,17 @@ DAY_S = 86_400
 
 def source(url: str, **extra: Any) -> dict[str, Any]:
     return {
-        "type": "configcat", "base_url": url, "username": DEFAULT_USER, "password": DEFAULT_PASSWORD,
+        "type": "configcat",
+        "base_url": url,
+        "username": DEFAULT_USER,
+        "password": DEFAULT_PASSWORD,
         "organizations": {"discover": True, "exclude": [EXCLUDED], "refresh_s": 0.5},
-        "interval_s": 1, "jitter_s": 0, "lag_s": 0, "max_attempts": 2, **extra,
-    }  # fmt: skip
+        "interval_s": 1,
+        "jitter_s": 0,
+        "lag_s": 0,
+        "max_attempts": 2,
+        **extra,
+    }
 
 
 def delivered(tmp_path: Path) -> Counter[str]:
@@ -46,8 +53,11 @@ def test_an_organization_added_to_the_vendor_is_collected_from_its_lookback_with
         with daemon(cfg) as proc:
             wait_until("the listed organization's entries", lambda: delivered(tmp_path)[KEPT] == 5, detail=proc.log)
             # a new organization whose entries are 20 days old: read from its lookback (the retention, 35 days)
-            emulator.control("POST", "entries", {"generate": 7, "orgs": [LATER], "span_s": 10 * DAY_S,
-                                                 "end_ms": (time.time() - 10 * DAY_S) * 1000})  # fmt: skip
+            emulator.control(
+                "POST",
+                "entries",
+                {"generate": 7, "orgs": [LATER], "span_s": 10 * DAY_S, "end_ms": (time.time() - 10 * DAY_S) * 1000},
+            )
             wait_until("the new organization's entries", lambda: delivered(tmp_path)[LATER] == 7, detail=proc.log)
             assert not proc.crashed(), proc.log()
         assert EXCLUDED not in delivered(tmp_path)
@@ -67,8 +77,11 @@ def test_include_patterns_match_the_name_and_a_failed_listing_keeps_the_last_lis
             wait_until("Acme's entries", lambda: delivered(tmp_path)[KEPT] == 3, detail=proc.log)
             emulator.control("POST", "faults", {"path_contains": "/v1/organizations", "status": 500, "count": 50})
             emulator.control("POST", "entries", {"generate": 2, "orgs": [KEPT], "span_s": 60})
-            wait_until("Acme's later entries, polled while the listing fails",
-                       lambda: delivered(tmp_path)[KEPT] == 5, detail=proc.log)  # fmt: skip
+            wait_until(
+                "Acme's later entries, polled while the listing fails",
+                lambda: delivered(tmp_path)[KEPT] == 5,
+                detail=proc.log,
+            )
             assert "organization listing failed" in proc.log()
             assert not proc.crashed(), proc.log()
         assert EXCLUDED not in delivered(tmp_path)
@@ -96,14 +109,18 @@ def test_github_organizations_discovered_through_user_orgs_with_paging(tmp_path:
     try:
         organizations = {
             "discover": {"url": "/user/orgs", "id_field": "login", "params": {"per_page": 1}},
-            "exclude": ["*-sandbox"], "refresh_s": 0.5,
-        }  # fmt: skip
+            "exclude": ["*-sandbox"],
+            "refresh_s": 0.5,
+        }
         cfg = file_sink_config(
             tmp_path, {"gh": preset_source("github", github.url, tmp_path, organizations=organizations)}
         )
         with daemon(cfg) as proc:
-            wait_until("both organizations' entries", lambda: delivered(tmp_path) == {"octo-a": 3, "octo-b": 3},
-                       detail=proc.log)  # fmt: skip
+            wait_until(
+                "both organizations' entries",
+                lambda: delivered(tmp_path) == {"octo-a": 3, "octo-b": 3},
+                detail=proc.log,
+            )
             github.control("POST", "entries", {"generate": 2, "orgs": ["octo-c"], "span_s": DAY_S})
             wait_until("the new organization's entries", lambda: delivered(tmp_path)["octo-c"] == 2, detail=proc.log)
         assert not [row for row in github.control("GET", "requests") if "octo-sandbox/audit-log" in str(row[2])]

@@ -97,9 +97,13 @@ class PostgresJournal:
         self.fence = fence
         self._connect_timeout_s = connect_timeout_s
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout_s,
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=connect_timeout_s,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
-        )  # fmt: skip
+        )
         self._head = 0
         self._events = 0
         self._bytes = 0
@@ -206,9 +210,10 @@ class PostgresJournal:
     async def chain_head(self, source: str, organization: str) -> Head:
         async with self.pool.connection() as conn:
             row = await _row(
-                conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
+                conn,
+                "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
                 (source, organization),
-            )  # fmt: skip
+            )
         return START if row is None else Head(int(row[0]), str(row[1]))
 
     async def _advance_chain(self, conn: Conn, source: str, organization: str, before: Head, after: Head) -> None:
@@ -217,9 +222,10 @@ class PostgresJournal:
         if after == before:
             return
         row = await _row(
-            conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
+            conn,
+            "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
             (source, organization),
-        )  # fmt: skip
+        )
         current = START if row is None else Head(int(row[0]), str(row[1]))
         if current != before:
             raise chain_heads.conflict(source, organization, before, current)
@@ -230,15 +236,23 @@ class PostgresJournal:
         )
 
     async def _write_page(
-        self, conn: Conn, chunks: Chunks, source: str, organization: str, cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]], cursor_source: str | None, now: float,
+        self,
+        conn: Conn,
+        chunks: Chunks,
+        source: str,
+        organization: str,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]],
+        cursor_source: str | None,
+        now: float,
         chain: tuple[Head, Head] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         row = await _row(conn, "SELECT seq FROM af_head WHERE id = 1 FOR UPDATE")
         assert row is not None  # created with the schema
         rows = chunks.rows(int(row[0]) + 1, source, organization, now)
-        await pg_ledger.insert(conn, source, organization, *ledger.rows_of(chunks, int(row[0]) + 1, source,
-                                                                          organization, chain))  # fmt: skip
+        await pg_ledger.insert(
+            conn, source, organization, *ledger.rows_of(chunks, int(row[0]) + 1, source, organization, chain)
+        )
         async with conn.cursor() as cur:
             if rows:
                 await cur.executemany("INSERT INTO af_chunks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
@@ -360,11 +374,21 @@ class PostgresJournal:
                         "INSERT INTO af_dead_letters (sink, seq, event_id, source, organization, vendor, time_ms, "
                         "reason, data, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
-                            (sink, r.seq, r.event_id, r.source, r.organization, r.vendor, r.time_ms, reason, r.data,
-                             now)
+                            (
+                                sink,
+                                r.seq,
+                                r.event_id,
+                                r.source,
+                                r.organization,
+                                r.vendor,
+                                r.time_ms,
+                                reason,
+                                r.data,
+                                now,
+                            )
                             for r, reason in dead
                         ],
-                    )  # fmt: skip
+                    )
                 await pg_ledger.mark_dead(conn, sink, ledger.dead_seqs(dead))
             await conn.execute("UPDATE af_sink_offsets SET seq = %s WHERE sink = %s AND seq < %s", (seq, sink, seq))
             await conn.execute("DELETE FROM af_sink_inflight WHERE sink = %s AND last_seq <= %s", (sink, seq))

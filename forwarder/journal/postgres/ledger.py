@@ -118,8 +118,9 @@ async def prune(conn: Conn, cutoffs: Mapping[str, int], default_cutoff: int) -> 
         deleted += cur.rowcount
         await conn.execute("DELETE FROM af_ledger_gaps WHERE stream = %s AND time_ms < %s", (stream, cutoff))
     if deleted:
-        await conn.execute("DELETE FROM af_ledger_dead WHERE seq < COALESCE((SELECT MIN(seq) FROM af_ledger), %s)",
-                           (1 << 62,))  # fmt: skip
+        await conn.execute(
+            "DELETE FROM af_ledger_dead WHERE seq < COALESCE((SELECT MIN(seq) FROM af_ledger), %s)", (1 << 62,)
+        )
     return deleted
 
 
