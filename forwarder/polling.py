@@ -55,8 +55,29 @@ class Poller:
         """One cycle over every organization, concurrently; True if all succeeded.
         The lock makes a second poll of the same source wait instead of overlapping."""
         async with self._lock:
-            results = await asyncio.gather(*(self.poll_org(org) for org in self.source.organizations()))
-        return all(results)
+            listed = await self._refresh_organizations()
+            organizations = self.source.organizations()
+            for gone in set(self.status) - set(organizations):  # no longer listed: no longer polled, nor shown
+                del self.status[gone]
+            results = await asyncio.gather(*(self.poll_org(org) for org in organizations))
+        return listed and all(results)
+
+    async def _refresh_organizations(self) -> bool:
+        """A source that discovers its organizations reads its listing again when due
+        (``forwarder.sources.tenants``); a listing that fails leaves the last list polled."""
+        refresh = getattr(self.source, "refresh_organizations", None)
+        if refresh is None:
+            return True
+        try:
+            await refresh()
+        except Exception as exc:
+            log.error(
+                "organization listing failed; the last list is polled",
+                source=self.source.name,
+                error=str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        return True
 
     async def poll_org(self, organization: str) -> bool:
         status = self.status.setdefault(organization, OrgStatus())

@@ -6,7 +6,8 @@ organization the token may not read; ``phrase`` with a ``created:FROM..TO`` qual
 both ends inclusive; ``created:>=FROM`` too); ``include`` web (default), git or all; ``order``
 asc or desc (default desc); ``per_page`` up to 100 (default 30); ``after``/``before`` cursors
 in the ``Link`` header; ``@timestamp`` and ``created_at`` in epoch milliseconds;
-``_document_id``; 180-day retention, 7 days for Git events; ``x-ratelimit-*`` headers, the
+``_document_id``; ``GET /user/orgs`` (the token user's organizations, ``login``, ``per_page``
+and ``page`` with a ``Link`` next); 180-day retention, 7 days for Git events; ``x-ratelimit-*`` headers, the
 primary limit answered 403 with ``x-ratelimit-remaining: 0`` (or 429, ``limit_status``) and a
 secondary limit (a queued fault) 403 or 429 with ``retry-after``.
 """
@@ -63,6 +64,8 @@ class GitHubEmulator(PresetEmulator):
         self.limit_status = 403  # how the spent primary limit is answered: 403 or 429
         self.route("GET", r"/orgs/(?P<org>[^/]+)/audit-log", self.audit_log)
         self.route("GET", r"/enterprises/(?P<org>[^/]+)/audit-log", self.audit_log)
+        self.route("GET", r"/user/orgs", self.user_orgs)
+        self.member_orgs: list[str] = []  # /user/orgs beyond the organizations holding entries
 
     # --- the emulator contract (forwarder/emulators/base.py) --------------------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
@@ -135,6 +138,23 @@ class GitHubEmulator(PresetEmulator):
         if op in ("<=", "<"):
             return 0, ms(first) - (1 if op == "<" else 0)
         return ms(first), ms(first) + 86_400_000 - 1
+
+    def user_orgs(self, req: Request) -> Response:
+        """``GET /user/orgs``: organization objects (``login``, ``id``...), paged by ``page`` and
+        ``per_page`` (default 30, at most 100) with a ``Link: rel="next"``."""
+        scheme, _, token = (req.header("authorization") or "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or token != self.token:
+            return error(401, "Bad credentials")
+        with self.lock:
+            logins = list(dict.fromkeys([*self.store.orgs(), *self.member_orgs]))
+        per_page = min(int(req.arg("per_page") or 30), 100)
+        page = max(int(req.arg("page") or 1), 1)
+        chunk = logins[(page - 1) * per_page : page * per_page]
+        body = [{"login": login, "id": 1000 + logins.index(login), "url": f"/orgs/{login}"} for login in chunk]
+        response = Response.json(body)
+        if page * per_page < len(logins):
+            response.headers["Link"] = f'</user/orgs?{urlencode({"per_page": per_page, "page": page + 1})}>; rel="next"'
+        return response
 
     def audit_log(self, req: Request, org: str) -> Response:
         scheme, _, token = (req.header("authorization") or "").partition(" ")

@@ -68,6 +68,7 @@ class OktaEmulator(PresetEmulator):
         super().__init__(seed, Quota(limit=0, window_s=60.0, headers=okta_headers))
         self.token = token
         self.forbidden_orgs: list[str] = []
+        self.org_tokens: dict[str, str] = {}  # an org's own API token (tokens are per org at Okta)
         self.route("GET", r"/api/v1/logs", self.logs)
         self.route("GET", r"/(?P<org>[^/]+)/api/v1/logs", self.logs)
 
@@ -143,7 +144,7 @@ class OktaEmulator(PresetEmulator):
     def logs(self, req: Request, org: str = DEFAULT_ORG) -> Response:
         auth = req.header("authorization") or ""
         scheme, _, token = auth.partition(" ")
-        if scheme not in ("SSWS", "Bearer") or token != self.token:
+        if scheme not in ("SSWS", "Bearer") or token != self.org_tokens.get(org, self.token):
             return error(401, "E0000011", "Invalid token provided")
         with self.lock:
             allowed, headers = self.quota.take()

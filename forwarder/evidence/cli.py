@@ -252,7 +252,7 @@ async def _reconcile(settings: Any, source_name: str, orgs: tuple[str, ...], fro
     source = build_source(settings, source_name)
     try:
         async with open_state(settings, change=False) as journal:
-            results = await run(journal, source, pick_organizations(source, orgs), from_ms, to_ms)
+            results = await run(journal, source, await pick_organizations(source, orgs), from_ms, to_ms)
             for r in results:
                 scope = f"{r.source}/{r.organization}"
                 await _record(journal, "reconcile", scope, r.ok, run_summary(r, from_ms, to_ms))

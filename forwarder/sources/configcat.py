@@ -28,11 +28,20 @@ from forwarder.event import format_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
 from forwarder.sources.base import HttpUrl, SourceConfig, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
+from forwarder.sources.tenants import (
+    CREDENTIALS_DOC,
+    ORGANIZATIONS_DOC,
+    Organizations,
+    organization_configs,
+    with_defaults,
+)
 from forwarder.sources.window import time_at
 from forwarder.sources.windowed import DAY_MS, WindowedSource
 
 log = structlog.get_logger("forwarder.sources.configcat")
 PRODUCT_PREFIX = "product:"
+# GET /v1/organizations: OrganizationModel items (the Public Management API's OpenAPI document)
+DISCOVERY = {"url": "/v1/organizations", "id_field": "organizationId", "name_field": "name"}
 RETENTION_DAYS = 35.0  # Pro/Smart; Free 7, Enterprise/Dedicated 750: the setting retention_days
 
 # auditLogTypeEnum -> category and target type. Containers (organization, product, config,
@@ -182,7 +191,15 @@ class ConfigCatConfig(SourceConfig):
     base_url: HttpUrl = "https://api.configcat.com"
     username: str = Field(description="Public API credential user name (not an SDK key).")
     password: SecretStr = Field(description="Public API credential password.")
-    organizations: list[str] = Field(default_factory=list, description="Organization ids (UUIDs) to read.")
+    organizations: list[str] | Organizations = Field(
+        default_factory=list,
+        description="Organization ids (UUIDs) to read; or " + ORGANIZATIONS_DOC + " discover: true reads "
+        "GET /v1/organizations (organizationId, name).",
+    )
+    credentials: dict[str, Any] = Field(
+        default_factory=dict, description=CREDENTIALS_DOC + " Here: username and password."
+    )
+    credential_keys: ClassVar[tuple[str, ...]] = ("username", "password")
     product_ids: list[str] = Field(
         default_factory=list, description="Product ids read through the product endpoint, as product:<id>."
     )
@@ -205,10 +222,15 @@ class ConfigCatConfig(SourceConfig):
     )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
 
+    @field_validator("organizations", mode="before")
+    @classmethod
+    def _listing(cls, value: Any) -> Any:
+        return with_defaults(value, DISCOVERY)
+
     @field_validator("organizations", "product_ids")
     @classmethod
-    def _ids(cls, value: list[str]) -> list[str]:
-        return [_uuid(v) for v in value]
+    def _ids(cls, value: list[str] | Organizations) -> list[str] | Organizations:
+        return [_uuid(v) for v in value] if isinstance(value, list) else value
 
     @field_validator("product_id", "config_id", "environment_id")
     @classmethod
@@ -231,6 +253,7 @@ class ConfigCatConfig(SourceConfig):
     def _something(self) -> ConfigCatConfig:
         if not self.organizations and not self.product_ids:
             raise ValueError("configcat needs organizations or product_ids")
+        self.credentials = organization_configs(self, self.credentials, self.credential_keys)
         return self
 
 
@@ -315,7 +338,7 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
             await asyncio.sleep(delay)
 
     def organizations(self) -> list[str]:
-        return [*self.config.organizations, *(PRODUCT_PREFIX + p for p in self.config.product_ids)]
+        return [*self.tenants.current, *(PRODUCT_PREFIX + p for p in self.config.product_ids)]
 
     def _path(self, unit: str) -> str:
         version = self.config.api_version

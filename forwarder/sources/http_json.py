@@ -19,12 +19,13 @@ from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, make_client
 from forwarder.sources.http_auth import Auth, credentials
+from forwarder.sources.tenants import CREDENTIALS_DOC, ORGANIZATIONS_DOC, Organizations, organization_configs
 from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import TimeFormat, format_instant, parse_instant, sent_window, walk_keys
 from forwarder.sources.windowed import HOUR_MS, Walk, WindowedSource
@@ -66,8 +67,10 @@ class HttpJsonConfig(SourceConfig):
     type: Literal["http_json"]
     vendor: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="The vendor name the events carry.")
     url: HttpUrl = Field(description="Full URL; {organization} is replaced by each organization.")
-    organizations: list[str] = Field(min_length=1, description="Values for {organization}.")
+    organizations: list[str] | Organizations = Field(description="Values for {organization}; or " + ORGANIZATIONS_DOC)
     auth: Auth = Field(default_factory=Auth)
+    credentials: dict[str, Any] = Field(default_factory=dict, description=CREDENTIALS_DOC + " Here: auth and headers.")
+    credential_keys: ClassVar[tuple[str, ...]] = ("auth", "headers")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Extra request headers. Each value is treated as a secret (scrubbed from logs and errors), "
@@ -105,6 +108,13 @@ class HttpJsonConfig(SourceConfig):
         }.get(pg.style, set())
         windows = {self.from_param or "", self.to_param or "", self.window_param or ""}
         return {*self.params, *windows, *paging, self.auth.query_param() or ""} - {""}
+
+    @model_validator(mode="after")
+    def _organizations(self) -> HttpJsonConfig:
+        if isinstance(self.organizations, list) and not self.organizations:
+            raise ValueError("organizations: list at least one, or discover them (organizations.discover)")
+        self.credentials = organization_configs(self, self.credentials, self.credential_keys)
+        return self
 
     @field_validator("url")
     @classmethod

@@ -23,6 +23,7 @@ from forwarder.sources.answer_size import SliceSizer
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher
+from forwarder.sources.tenants import Tenants
 from forwarder.sources.walk import PageGuard, Resume, WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices
 
@@ -56,6 +57,11 @@ class HttpSource(Generic[C]):
         self.fetcher = HttpFetcher.for_source(
             self.client, self.label, config, on_response=on_response, before_attempt=before_attempt
         )
+        # discovered or typed organizations, and those with credentials of their own (forwarder.sources.tenants)
+        self.tenants = Tenants(self.label, getattr(config, "organizations", []))
+        self.children: dict[str, HttpSource[C]] = {
+            org: type(self)(name, org_config) for org, org_config in getattr(config, "credentials", {}).items()
+        }
 
     def make_client(self) -> httpx.AsyncClient:
         raise NotImplementedError
@@ -66,7 +72,24 @@ class HttpSource(Generic[C]):
         return self.display_name
 
     def organizations(self) -> list[str]:
-        return list(getattr(self.config, "organizations", []))
+        return list(self.tenants.current)
+
+    async def refresh_organizations(self, *, force: bool = False) -> bool:
+        """Reads the vendor's organization listing again when due (``organizations.discover``);
+        the ``Poller`` calls it before each cycle. True if the list changed."""
+        config = self.config
+        base = str(getattr(config, "base_url", None) or getattr(config, "url", ""))
+        return await self.tenants.refresh(self._list_organizations, base, force=force)
+
+    async def _list_organizations(self, url: str, params: Any) -> tuple[Any, httpx.Headers]:
+        last: list[httpx.Response] = []
+
+        async def keep(response: httpx.Response) -> None:
+            last[:] = [response]
+
+        fetcher = HttpFetcher.for_source(self.client, self.label, self.config, on_response=keep)
+        body = await fetcher.get_json("(organization listing)", url, params)
+        return body, last[0].headers if last else httpx.Headers()
 
     def page_guard(self, organization: str, limit: int, setting: str | None = None) -> PageGuard:
         """The guard of one walk's paging (``forwarder.sources.walk.PageGuard``)."""
@@ -77,6 +100,8 @@ class HttpSource(Generic[C]):
         return WalkBudget(self.label, organization, self.config.max_walk_bytes, remedy)
 
     async def close(self) -> None:
+        for child in self.children.values():
+            await child.close()
         await self.client.aclose()
 
 
@@ -143,6 +168,12 @@ class WindowedSource(HttpSource[C]):
         return None
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
+        child = self.children.get(organization)
+        if isinstance(child, WindowedSource):  # an organization with credentials of its own
+            async for page in child.pages(organization, cursor):
+                yield page
+                del page
+            return
         cfg = self.config
         now = now_ms()
         state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * DAY_MS))
@@ -209,7 +240,10 @@ class WindowedSource(HttpSource[C]):
 
     async def check(self) -> str:
         now = now_ms()
+        await self.refresh_organizations(force=True)
         units = self.organizations()
         for unit in units:
-            await self.fetch_window(unit, now - 60_000, now)
+            source = self.children.get(unit, self)
+            assert isinstance(source, WindowedSource)
+            await source.fetch_window(unit, now - 60_000, now)
         return self.check_message.format(n=len(units), vendor=self.label)

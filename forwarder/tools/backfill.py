@@ -201,7 +201,7 @@ class Backfill:
     async def run(self) -> int:
         source = build_source(self.settings, self.source_name)
         try:
-            orgs = pick_organizations(source, self.orgs)
+            orgs = await pick_organizations(source, self.orgs)
             lag_ms = int(self.settings.sources[self.source_name].lag_s * 1000)
             daemon = Daemon(self.settings)
             await daemon.start()  # takes the state lock: refused while the daemon runs

@@ -66,7 +66,14 @@ def build_source(settings: Settings, name: str) -> Source:
     return source
 
 
-def pick_organizations(source: Source, wanted: tuple[str, ...] | list[str]) -> list[str]:
+async def pick_organizations(source: Source, wanted: tuple[str, ...] | list[str]) -> list[str]:
+    """The organizations asked for, or all; a source that discovers them reads its listing first."""
+    refresh = getattr(source, "refresh_organizations", None)
+    if refresh is not None:
+        try:
+            await refresh(force=True)
+        except Exception as exc:
+            raise ToolError(f"source {source.name!r}: the organization listing failed: {exc}") from None
     configured = source.organizations()
     unknown = [org for org in wanted if org not in configured]
     if unknown:

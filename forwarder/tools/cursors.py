@@ -23,7 +23,7 @@ async def set_cursor(
 ) -> bool:
     source = build_source(settings, source_name)
     try:
-        pick_organizations(source, [organization])
+        await pick_organizations(source, [organization])
     finally:
         await source.close()
     if to_ms > time.time() * 1000 - settings.sources[source_name].lag_s * 1000:

@@ -27,7 +27,7 @@ async def collect_preview(
     events: list[dict[str, Any]] = []
     problems: list[str] = []
     try:
-        for org in pick_organizations(source, orgs):
+        for org in await pick_organizations(source, orgs):
             cursor = None if since_ms is None else WindowCursor(since_ms, {}).dump()
             taken = 0
             async with closing(source.pages(org, cursor)) as pages:
