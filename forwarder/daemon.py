@@ -34,7 +34,8 @@ from pydantic import BaseModel
 from forwarder import metrics, systemd
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
-from forwarder.journal import SqliteJournal
+from forwarder.journal.factory import JOURNAL_FILE as JOURNAL_FILE  # where the tools look for it
+from forwarder.journal.factory import make_journal
 from forwarder.logs import register_secrets, scrub, watch_loop
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
@@ -47,9 +48,10 @@ from sinks.registry import SINKS
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+    from forwarder.replicas import Replicas
+
 log = structlog.get_logger("forwarder.daemon")
-JOURNAL_FILE = "journal.sqlite3"
-RESTART_ONLY = ("state_dir", "journal", "metrics", "log")  # the rest of the settings apply at a reload
+RESTART_ONLY = ("state_dir", "state", "journal", "metrics", "log")  # the rest of the settings apply at a reload
 
 
 def _tune_gc() -> None:
@@ -102,16 +104,28 @@ def _same(old: BaseModel, new: BaseModel) -> bool:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config_path: Path | None = None, *, once: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, config_path: Path | None = None, *, once: bool = False, exclusive: bool = False
+    ) -> None:
+        """``exclusive``: a state-changing tool (``backfill``) on a PostgreSQL state takes it
+        alone, refused while a replica runs (SQLite's flock is exclusive anyway)."""
         self.settings = settings
         self.once = once  # ``run_once``: no next cycle, so logs must not promise one
         self.summary: dict[str, Any] | None = None  # what ``run_once`` did, for the CLI's closing summary
         self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
-        self.lock = StateLock(settings.state_dir)
-        self.journal = SqliteJournal(
-            settings.state_dir / JOURNAL_FILE, settings.journal.max_events, settings.journal.max_bytes
+        self.journal = make_journal(
+            settings.state, settings.state_dir, settings.journal.max_events, settings.journal.max_bytes
         )
+        # one process per SQLite state (flock); replicas of a PostgreSQL state share it (forwarder.replicas)
+        self.lock = StateLock(settings.state_dir) if settings.state.backend == "sqlite" else None
+        self.replicas: Replicas | None = None
+        if settings.state.backend == "postgresql":
+            from forwarder.journal.postgres.journal import PostgresJournal
+            from forwarder.replicas import Replicas
+
+            assert isinstance(self.journal, PostgresJournal)
+            self.replicas = Replicas(settings.state, self.journal, self._gained, exclusive=exclusive)
         self.pollers: dict[str, Poller] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.worker_tasks: dict[str, asyncio.Task[None]] = {}
@@ -138,13 +152,18 @@ class Daemon:
     async def start(self) -> None:
         limit_malloc_arenas()
         _tune_gc()
-        self.lock.acquire()
+        if self.lock is not None:
+            self.lock.acquire()
         await self.journal.open()
+        if self.replicas is not None:
+            await self.replicas.acquire_lock()
         settings = self.settings
         self.pollers, self.workers = await self._build(settings, list(settings.sources), list(settings.sinks))
         dropped = await self.journal.register_sinks(self.workers)
         if dropped:
             log.warning("sinks no longer configured; their journal offsets were removed", sinks=dropped)
+        if self.replicas is not None:
+            await self.replicas.start(self._units())
         for name in self.workers:
             self._start_worker(name)
         self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
@@ -170,14 +189,16 @@ class Daemon:
         for name in sources:
             try:
                 source = await asyncio.to_thread(build, SOURCES, name, settings.sources[name])
-                pollers[name] = Poller(source, self.journal, self.notify_sinks, once=self.once)
+                owns = None if self.replicas is None else self.replicas.source_owner(name)
+                pollers[name] = Poller(source, self.journal, self.notify_sinks, once=self.once, owns=owns)
             except BuildError as exc:
                 problems.append(f"sources.{name}: {exc}")
         for name in sinks:
             sink_cfg = settings.sinks[name]
             try:
                 sink = await asyncio.to_thread(build, SINKS, name, sink_cfg)
-                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry)
+                owner = None if self.replicas is None else self.replicas.sink_owner(name)
+                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry, owner)
             except BuildError as exc:
                 problems.append(f"sinks.{name}: {exc}")
         if problems:
@@ -234,9 +255,27 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.journal.prune()
         self.started = False
+        if self.replicas is not None:
+            await self.replicas.stop()
         await self.journal.close()
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
         log.info("audit-forwarder stopped")
+
+    def _units(self) -> list[str]:
+        from forwarder.replicas import units_of
+
+        return units_of({n: p.source.organizations() for n, p in self.pollers.items()}, self.workers)
+
+    def _gained(self, units: set[str]) -> None:
+        """Leases just taken (a takeover, a rebalance): the sinks look at once, and a source
+        with a gained organization polls now rather than at its next interval."""
+        self.notify_sinks()
+        if self.once or self.scheduler is None:
+            return
+        for name in {u.split("/")[1] for u in units if u.startswith("source/")}:
+            if name in self.pollers:
+                self._spawn(self.poll(name), f"poll:{name}")
 
     def notify_sinks(self) -> None:
         for worker in self.workers.values():
@@ -381,6 +420,8 @@ class Daemon:
         for name in added_sources:
             if self.scheduler is not None:
                 self._schedule(name, new.sources[name])
+        if self.replicas is not None:
+            self.replicas.set_units(self._units())
         log.info(
             "configuration reloaded",
             sources_stopped=sorted(set(gone_sources) - set(added_sources)),

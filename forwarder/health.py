@@ -30,6 +30,7 @@ import os
 import socket
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -63,7 +64,11 @@ def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
     journal_path = daemon.journal.path
     if not daemon.started:
         problems.append("the daemon has not finished starting")
-    elif not (os.access(journal_path, os.W_OK) and os.access(journal_path.parent, os.W_OK)):
+    elif daemon.replicas is not None:  # a PostgreSQL state: is it reachable, are the leases renewed
+        problems.extend(daemon.replicas.problems())
+    elif isinstance(journal_path, Path) and not (
+        os.access(journal_path, os.W_OK) and os.access(journal_path.parent, os.W_OK)
+    ):
         problems.append(f"the journal {journal_path} is not writable")
     sources: dict[str, dict[str, Any]] = {}
     for name, poller in list(daemon.pollers.items()):
@@ -91,6 +96,8 @@ def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
         "sources": sources,
         "sinks": sinks,
     }
+    if daemon.replicas is not None:
+        body["leases"] = daemon.replicas.describe()
     return not problems, body
 
 

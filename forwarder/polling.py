@@ -21,7 +21,8 @@ import structlog
 from forwarder import metrics
 from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
-from forwarder.journal import DiskFullError, PollJournal
+from forwarder.journal import DiskFullError, FencedError, PollJournal
+from forwarder.journal.types import unreachable
 from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
@@ -46,9 +47,13 @@ class OrgStatus:
 
 class Poller:
     def __init__(
-        self, source: Source, journal: PollJournal, on_append: Callable[[], None], *, once: bool = False
-    ) -> None:
+        self, source: Source, journal: PollJournal, on_append: Callable[[], None], *, once: bool = False,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:  # fmt: skip
+        """``owns(organization)``: whether this replica holds that organization's lease (a
+        PostgreSQL state shared by replicas, ``forwarder.replicas``); None polls every one."""
         self.source = source
+        self.owns = owns
         self.once = once  # ``once`` has no next cycle to promise
         self.journal = journal
         self.on_append = on_append
@@ -59,7 +64,8 @@ class Poller:
         """One cycle over every organization, concurrently; True if all succeeded.
         The lock makes a second poll of the same source wait instead of overlapping."""
         async with self._lock:
-            results = await asyncio.gather(*(self.poll_org(org) for org in self.source.organizations()))
+            orgs = [org for org in self.source.organizations() if self.owns is None or self.owns(org)]
+            results = await asyncio.gather(*(self.poll_org(org) for org in orgs))
         return all(results)
 
     async def poll_org(self, organization: str) -> bool:
@@ -96,7 +102,12 @@ class Poller:
                     return True
         except (SourceError, DiskFullError) as exc:
             return self._failed(status, organization, str(exc))
+        except FencedError:  # another replica holds this organization now (logged and counted by the fence)
+            status.state = "idle"
+            return True
         except Exception as exc:  # a source bug must not take the daemon down
+            if unreachable(exc):
+                return self._failed(status, organization, f"the state database is unreachable: {type(exc).__name__}")
             log.exception("source failed unexpectedly", source=name, organization=organization)
             return self._failed(status, organization, f"{type(exc).__name__}: {exc}")
         if clock_problem is not None:  # read from the pulled-back cursor, but failing for this cycle

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forwarder.delivery import RetrySettings
+from forwarder.journal.settings import StateSettings
 from forwarder.secrets import collect_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
         env_prefix="AUDIT_FORWARDER_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
     state_dir: Path = Field(Path("/var/lib/audit-forwarder"), description="Journal, cursors and lock file.")
+    state: StateSettings = Field(default_factory=StateSettings)
     shutdown_timeout_s: float = Field(30.0, gt=0, description="How long sinks may finish in-flight batches.")
     journal: JournalSettings = JournalSettings()
     log: LogSettings = LogSettings()

@@ -10,6 +10,7 @@ a sink's offset (with that batch's dead letters) only after the receiver confirm
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from forwarder.chunks import Chunks, JournalEntry
@@ -64,6 +65,11 @@ class DeliveryJournal(Protocol):
 
 class StateJournal(PollJournal, DeliveryJournal, Protocol):
     """Everything: the daemon's lifecycle and the operator tools."""
+
+    @property
+    def path(self) -> Path | str:
+        """Where the state is, for messages: the SQLite file, or PostgreSQL's host and database."""
+        ...
 
     async def open(self) -> None: ...
 

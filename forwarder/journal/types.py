@@ -13,6 +13,19 @@ class StateError(Exception):
     silently resetting cursors (that would re-send or lose history)."""
 
 
+class FencedError(Exception):
+    """A write under a lease this replica no longer holds was refused; the work unit is dropped.
+    Here, not beside the PostgreSQL journal, so the poller and the sink workers can catch it
+    without importing the driver."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """A PostgreSQL state out of reach (server down or restarting, network cut, pool exhausted
+    waiting for it): the work waits for the database, with a one-line reason, no traceback.
+    By module, so that the SQLite-only install needs no driver."""
+    return type(exc).__module__.split(".")[0] in ("psycopg", "psycopg_pool")
+
+
 class DiskFullError(Exception):
     """Writing the journal failed for lack of space: nothing was committed, the cursor did not move."""
 

@@ -33,15 +33,12 @@ from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.events import decode
 from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.quarantine import as_json
-from forwarder.journal.types import DeadLetter, JournalStats, SinkLag, StateError
+from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError
 from forwarder.record import Record
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+__all__ = ["Conn", "Fence", "FencedError", "PostgresJournal", "sink_unit", "source_unit"]
 _READ_CHUNKS = 16
-
-
-class FencedError(Exception):
-    """A write under a lease this replica no longer holds was refused; the work unit is dropped."""
 
 
 class Fence(Protocol):
