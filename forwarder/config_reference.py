@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from forwarder.delivery import RetrySettings
+from forwarder.journal.settings import StateSettings
 from forwarder.settings import JournalSettings, LogSettings, MetricsSettings
 from forwarder.sources import SOURCES
 from sinks.registry import SINKS
@@ -73,6 +74,7 @@ def render() -> str:
     parts.append(
         "| key | default | meaning |\n| --- | --- | --- |\n"
         "| `state_dir` | `/var/lib/audit-forwarder` | Journal, cursors and lock file. |\n"
+        "| `state` | | Where the state lives: SQLite in `state_dir` (default) or PostgreSQL, below. |\n"
         "| `shutdown_timeout_s` | `30.0` | How long sinks may finish in-flight batches on SIGTERM. |\n"
         "| `journal` | | Journal cap, below. |\n| `log` | | Logging, below. |\n"
         "| `retry` | | Sink retry policy, below. |\n| `metrics` | | Metrics and health endpoint, below. |\n"
@@ -80,7 +82,8 @@ def render() -> str:
         "| `sinks` | `{}` | Named sinks, each with a `type`. |\n"
     )
     models: tuple[tuple[str, type[BaseModel]], ...] = (
-        ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings), ("metrics", MetricsSettings),
+        ("state", StateSettings), ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings),
+        ("metrics", MetricsSettings),
     )  # fmt: skip
     for title, model in models:
         parts.append(f"## `{title}`\n\n{table(model)}\n")

@@ -36,6 +36,7 @@ from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal.factory import JOURNAL_FILE as JOURNAL_FILE  # where the tools look for it
 from forwarder.journal.factory import make_journal
+from forwarder.journal.types import unreachable
 from forwarder.logs import register_secrets, scrub, watch_loop
 from forwarder.polling import Poller
 from forwarder.secrets import collect_secrets
@@ -286,7 +287,9 @@ class Daemon:
             await asyncio.sleep(2.0)
             try:
                 await self.journal.prune()
-            except Exception:
+            except Exception as exc:
+                if unreachable(exc):  # the renewals and the workers say so already, once
+                    continue
                 log.exception("journal prune failed")
 
     async def poll(self, name: str) -> bool:

@@ -61,6 +61,7 @@ class AdvisoryLock:
         self.where = where
         self.connect_timeout_s = connect_timeout_s
         self.conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self.last_error: str | None = None
 
     async def _try(self, function: str) -> bool:
         import psycopg
@@ -96,24 +97,30 @@ class AdvisoryLock:
                 "then start this replica again"
             )
 
-    async def keep_shared(self) -> bool:
+    async def keep_shared(self, timeout_s: float) -> bool:
         """True while the shared lock is held. A connection the server dropped (a restart, a
-        terminated backend) took the lock with it: it is taken again on a new connection."""
-        if self.conn is not None:
-            try:
-                await self.conn.execute("SELECT 1")
-                return True
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await self.conn.close()
-                self.conn = None
+        terminated backend) took the lock with it: it is taken again on a new connection.
+        Bounded by ``timeout_s``: a cut network must not hold up the lease renewals."""
         try:
-            await self.shared()
-        except StateError as exc:
-            log.error("the state's advisory lock is not held; this replica works on nothing until it is",
-                      error=str(exc))  # fmt: skip
+            if self.conn is not None:
+                try:
+                    await asyncio.wait_for(self.conn.execute("SELECT 1"), timeout=timeout_s)
+                    return True
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await self.conn.close()
+                    self.conn = None
+            await asyncio.wait_for(self.shared(), timeout=timeout_s)
+        except (StateError, TimeoutError) as exc:
+            error = str(exc) or "no answer in time"
+            if error != self.last_error:
+                log.error("the state's advisory lock is not held; this replica works on nothing until it is",
+                          error=error)  # fmt: skip
+            self.last_error = error
             return False
-        log.info("the state's advisory lock is held again")
+        if self.last_error is not None:
+            log.info("the state's advisory lock is held again")
+            self.last_error = None
         return True
 
     async def close(self) -> None:
@@ -189,8 +196,8 @@ class Replicas:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.locked = await self.lock.keep_shared()
                 await self.leases.tick()
+                self.locked = await self.lock.keep_shared(self.leases.renew_every_s)
             except Exception:  # the balancer must outlive any surprise: work stops when leases lapse
                 log.exception("lease renewal failed unexpectedly")
             with contextlib.suppress(TimeoutError):
