@@ -4,6 +4,7 @@ state moves over with ``state migrate`` without loss or re-collection."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections import Counter
@@ -214,9 +215,8 @@ def test_replicas_ride_out_a_database_restart(
         finally:
             postgres.start()
         all_delivered(tmp_path, codacy, daemons)
-        for d in daemons:
-            assert d.alive()
-            wait_until("renewals resumed", lambda d=d: "leases renewed again" in d.logs(), timeout=30)
+        assert all(d.alive() for d in daemons)
+        wait_until("renewals resumed", lambda: all("leases renewed again" in d.logs() for d in daemons), timeout=30)
         assert stop_all(daemons) == [0, 0]
     finally:
         for d in daemons:
@@ -298,3 +298,37 @@ def test_the_dsn_password_never_shows_in_errors(tmp_path: Path, postgres: Postgr
         assert result.returncode != 0
         assert "PostgreSQL 127.0.0.1" in result.stdout + result.stderr  # the server is named, not the DSN
         assert wrong not in result.stderr + result.stdout
+
+
+def documented_grants() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "high-availability.md").read_text()
+    return text.split("-- af_replica: the grants\n", 1)[1].split("-- end of grants", 1)[0]
+
+
+async def create_tables(dsn: str) -> None:
+    from forwarder.journal.postgres.journal import PostgresJournal
+
+    journal = PostgresJournal(dsn)  # as the owner's first start does
+    await journal.open()
+    await journal.close()
+
+
+def test_the_documented_replica_role_is_enough(
+    tmp_path: Path, codacy: EmulatorProcess, postgres: PostgresServer
+) -> None:
+    database = postgres.create_database()
+    asyncio.run(create_tables(postgres.dsn(database)))
+    role, password = f"af_replica_{database[3:]}", "replica-password-4711"
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(documented_grants().replace("af_replica", role))
+    dsn = f"host=127.0.0.1 port={postgres.port} dbname={database} user={role} password={password}"
+    (daemon,) = start_replicas(tmp_path, codacy.url, dsn, "a")
+    try:
+        all_delivered(tmp_path, codacy, [daemon])
+        assert set(holders(tmp_path / "a.yaml").values()) == {"a"}
+        assert stop_all([daemon]) == [0]
+    finally:
+        daemon.kill()
+    assert "permission denied" not in daemon.logs()
+    assert password not in daemon.logs()
