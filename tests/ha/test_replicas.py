@@ -5,6 +5,7 @@ state moves over with ``state migrate`` without loss or re-collection."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 from collections import Counter
@@ -321,7 +322,7 @@ def test_the_documented_replica_role_is_enough(
     role, password = f"af_replica_{database[3:]}", "replica-password-4711"
     with psycopg.connect(postgres.dsn(database), autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        conn.execute(documented_grants().replace("af_replica", role))
+        conn.execute(re.sub(r"\baf_replica\b", role, documented_grants()))
     dsn = f"host=127.0.0.1 port={postgres.port} dbname={database} user={role} password={password}"
     (daemon,) = start_replicas(tmp_path, codacy.url, dsn, "a")
     try:
