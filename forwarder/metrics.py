@@ -13,6 +13,7 @@ or an error text, so a secret cannot reach a label.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -22,10 +23,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from forwarder.journal.types import unreachable
+
 if TYPE_CHECKING:
     from forwarder.daemon import Daemon
 
 PREFIX = "audit_forwarder"
+REFRESH_TIMEOUT_S = 3.0
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 
@@ -186,5 +190,9 @@ REGISTRY.register(STATE)
 
 
 async def render() -> bytes:
-    await STATE.refresh()
+    try:  # bounded: a PostgreSQL state out of reach must not hold up the scrape
+        await asyncio.wait_for(STATE.refresh(), timeout=REFRESH_TIMEOUT_S)
+    except Exception as exc:  # then the lags in seconds stay as last read
+        if not (isinstance(exc, TimeoutError) or unreachable(exc)):
+            raise
     return generate_latest(REGISTRY)

@@ -213,6 +213,11 @@ def test_replicas_ride_out_a_database_restart(
                 timeout=30,
             )
             time.sleep(TTL_S)  # past every lease: the replicas stopped working on their units
+            port = metrics_port(daemons[0])
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            assert ready.status_code == 503 and "cannot renew leases" in ready.text
+            assert ready.json()["leases"]["held"] == []
+            assert metric(daemons[0], "audit_forwarder_leases_held") == 0  # /metrics answers without the database
         finally:
             postgres.start()
         all_delivered(tmp_path, codacy, daemons)
