@@ -155,9 +155,9 @@ class Daemon:
         _tune_gc()
         if self.lock is not None:
             self.lock.acquire()
-        await self.journal.open()
-        if self.replicas is not None:
+        if self.replicas is not None:  # before the journal opens: a refused start migrates nothing
             await self.replicas.acquire_lock()
+        await self.journal.open()
         settings = self.settings
         self.pollers, self.workers = await self._build(settings, list(settings.sources), list(settings.sinks))
         dropped = await self.journal.register_sinks(self.workers)

@@ -142,10 +142,12 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
         assert ready["leases"]["replica"] == "a" and len(ready["leases"]["held"]) == held[daemons[0]]
 
         # a state-changing tool is refused while any replica runs, worded as the SQLite lock's refusal
-        refused = cli(config, "state", "reset", "--yes", timeout=60)
-        assert refused.returncode == 1
-        assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
-        assert PASSWORD not in refused.stderr + refused.stdout
+        for tool in (("state", "reset", "--yes"), ("dlq", "purge", "--yes"),
+                     ("backfill", "--source", "codacy", "--since", "2026-01-01")):  # fmt: skip
+            refused = cli(config, *tool, timeout=60)
+            assert refused.returncode == 1, (tool, refused.stderr)
+            assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
+            assert PASSWORD not in refused.stderr + refused.stdout
 
         codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
         all_delivered(tmp_path, codacy, daemons)
