@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers.daemon import write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.postgres import PostgresServer
-from tests.reliability.conftest import LoggedDaemon, codacy_source, file_sink
+from tests.support.config import file_sink
+from tests.support.daemon import DaemonProcess, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.postgres import PostgresServer
+from tests.support.vendors import codacy_source
 
 INTERVAL_S = 10
 MEASURED_S = 40
@@ -58,7 +59,7 @@ def measure(organizations: int) -> str:
             "state": {"backend": "postgresql", "dsn": dsn, "lease_ttl_s": 30, "pool_size": 8},
             "sources": {"codacy": source}, "sinks": {"out": file_sink(root / "out")},
         })  # fmt: skip
-        daemon = LoggedDaemon(config, root / "daemon.log")
+        daemon = DaemonProcess(config, root / "daemon.log")
         time.sleep(15)  # the first collection
         cpu0, requests0 = cpu_s(daemon.pid), audit_requests(emulator)
         time.sleep(MEASURED_S)

@@ -23,7 +23,7 @@ import httpx
 
 from bench.emulators import CountingHecReceiver, request_ids
 from bench.procs import start_listening
-from tests.helpers.moto_server import MotoServer
+from tests.support.moto_server import MotoServer
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",

@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-from forwarder.daemon import JOURNAL_FILE, BuildError, build
+from forwarder.build import BuildError, build
 from forwarder.journal import StateError
-from forwarder.logs import register_secrets, scrub
+from forwarder.journal.factory import JOURNAL_FILE
+from forwarder.redaction import register_secrets, scrub
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES

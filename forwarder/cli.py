@@ -3,81 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
 import orjson
 
-from forwarder.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings
-
-EXIT_CONFIG = 2
-
-
-class Seconds(click.ParamType[float]):
-    """A positive, finite number of seconds (click's FloatRange lets NaN through)."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not 0 < seconds < math.inf:
-            self.fail(f"{value!r} is not a positive number of seconds", param, ctx)
-        return seconds
-
-
-SECONDS = Seconds()
-YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
-                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-def invalid_config(exc: ConfigError) -> NoReturn:
-    lines = "\n".join(f"  - {p}" for p in exc.problems)
-    fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
-
-
-def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
-    """``read_only`` commands (``state show``, ``dlq list``) need no credential: an unset
-    ``${VAR}`` in a secret field then loads as a placeholder instead of refusing the file."""
-    path = ctx.obj["config"]
-    try:
-        settings = load_settings(path, read_only=read_only)
-    except ConfigError as exc:
-        invalid_config(exc)
-    from forwarder.logs import configure_logging, register_secrets
-    from forwarder.secrets import collect_secrets
-
-    configure_logging(ctx.obj["log_level"] or settings.log.level, settings.log.format)
-    register_secrets(collect_secrets(settings))  # every command: a vendor may echo a token in its errors
-    return settings
-
-
-def run_async(fn: Callable[[], Any]) -> Any:
-    from forwarder.journal import StateError
-    from forwarder.sources.http import SourceError
-    from forwarder.terminal import plain
-    from forwarder.tools.common import ToolError
-
-    try:
-        return asyncio.run(fn())
-    except (StateError, ToolError, SourceError) as exc:
-        fail(f"error: {plain(exc)}", 1)
-    except ConfigError as exc:  # a source or sink the daemon could not build from a valid file
-        invalid_config(exc)
-    except KeyboardInterrupt:
-        return 130
+from forwarder.commands.common import OUTPUT, SECONDS, date_ms, run_async, settings_from
+from forwarder.commands.dlq import dlq
+from forwarder.commands.state import state
+from forwarder.evidence.cli import register as register_evidence
+from forwarder.settings import DEFAULT_CONFIG
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,13 +72,14 @@ def once(ctx: click.Context, timeout: float, output: str) -> None:
       audit-forwarder -c config.yaml once --timeout 300 --output json
     """
     from forwarder.daemon import Daemon
+    from forwarder.once import OnceRun
     from forwarder.tools.summary import print_summary
 
     settings = settings_from(ctx)
-    daemon = Daemon(settings, config_path=ctx.obj["config"], once=True)
-    code = run_async(lambda: daemon.run_once(timeout))
-    if daemon.summary is not None:
-        print_summary(daemon.summary, output)
+    job = OnceRun(Daemon(settings, config_path=ctx.obj["config"], once=True))
+    code = run_async(lambda: job.run(timeout))
+    if job.summary is not None:
+        print_summary(job.summary, output)
     sys.exit(code)
 
 
@@ -181,120 +118,6 @@ def schema() -> None:
     from forwarder.event import json_schema
 
     click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
-
-
-@main.group()
-def state() -> None:
-    """Inspect the journal and cursors, move or reset cursors."""
-
-
-@state.command("show")
-@OUTPUT
-@click.pass_context
-def state_show(ctx: click.Context, output: str) -> None:
-    """Show cursors, journal depth, each sink's lag, quarantined and dead-lettered counts.
-
-    Read-only and safe while the daemon runs. Needs no credential: a secret given as
-    ${VAR} may be unset.
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml state show --output json
-    """
-    from forwarder.state_view import show_state
-
-    settings = settings_from(ctx, read_only=True)
-    run_async(lambda: show_state(settings, output))
-
-
-@state.command("migrate")
-@click.option("--to", "to", default=None, metavar="DSN",
-              help="The empty PostgreSQL state, as a libpq DSN or URI. A password written here shows in `ps`: "
-              "prefer --to-dsn-file, PGPASSWORD or ~/.pgpass.")  # fmt: skip
-@click.option("--to-dsn-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A file holding that DSN (one line).")  # fmt: skip
-@OUTPUT
-@click.pass_context
-def state_migrate(ctx: click.Context, to: str | None, to_dsn_file: Path | None, output: str) -> None:
-    """Copy this configuration's SQLite state into an EMPTY PostgreSQL state (daemon stopped).
-
-    Cursors, offsets, in-flight notes, undelivered events, dead letters and quarantine move
-    with their numbers; a target holding anything is refused; the counts are compared after
-    the copy and printed. Then set `state: {backend: postgresql, ...}` and start the replicas.
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml state migrate --to-dsn-file /run/secrets/af-dsn
-    """
-    from forwarder.tools.common import echo_json, print_table
-    from forwarder.tools.migrate import migrate_state
-
-    if (to is None) == (to_dsn_file is None):
-        raise click.UsageError("give the target as exactly one of --to DSN or --to-dsn-file FILE")
-    dsn = to if to is not None else to_dsn_file.read_text(encoding="utf-8").strip()  # type: ignore[union-attr]
-    settings = settings_from(ctx)
-    counts = run_async(lambda: migrate_state(settings, dsn, lambda line: click.echo(line, err=True)))
-    if output == "json":
-        echo_json(counts)
-    else:
-        print_table("Migrated (verified)", ("what", "count"), sorted(counts.items()))
-
-
-def confirmer(yes: bool) -> Callable[[str], bool]:
-    """``--yes`` for scripts; otherwise the operator answers (no answer, e.g. no terminal, means no)."""
-    return (lambda _: True) if yes else (lambda question: click.confirm(question, default=False))
-
-
-def date_ms(value: str | None, option: str) -> int | None:
-    from forwarder.tools.common import ToolError, parse_date_ms
-
-    try:
-        return None if value is None else parse_date_ms(value, option)
-    except ToolError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-@state.command("set-cursor")
-@click.option("--source", required=True, help="A source name from the configuration.")
-@click.option("--org", required=True, help="One of that source's organizations.")
-@click.option("--to", "to", required=True, help="The new watermark: a date such as 2024-05-01T00:00:00Z.")
-@YES
-@click.pass_context
-def state_set_cursor(ctx: click.Context, source: str, org: str, to: str, yes: bool) -> None:
-    """Move where a source resumes for one organization (the daemon must be stopped).
-
-    Earlier entries are collected again on the next run; later ones are skipped.
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml state set-cursor --source codacy --org gh/acme --to 2024-05-01
-    """
-    from forwarder.tools.cursors import set_cursor
-
-    settings = settings_from(ctx)
-    to_ms = date_ms(to, "--to")
-    assert to_ms is not None
-    ok = run_async(lambda: set_cursor(settings, source, org, to_ms, confirmer(yes), click.echo))
-    sys.exit(0 if ok else 1)
-
-
-@state.command("reset")
-@click.option("--source", default=None, help="Only this source's cursors (default: all).")
-@click.option("--org", default=None, help="Only this organization's cursors.")
-@YES
-@click.pass_context
-def state_reset(ctx: click.Context, source: str | None, org: str | None, yes: bool) -> None:
-    """Forget cursors, so their next run starts again from initial_lookback_days (daemon stopped).
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml state reset --source codacy --org gh/acme
-    """
-    from forwarder.tools.cursors import reset_cursors
-
-    settings = settings_from(ctx)
-    ok = run_async(lambda: reset_cursors(settings, source, org, confirmer(yes), click.echo))
-    sys.exit(0 if ok else 1)
 
 
 @main.command()
@@ -369,64 +192,6 @@ def preview(
     print_preview(events, output, fmt)
 
 
-@main.group()
-def dlq() -> None:
-    """Inspect, replay or purge the records a sink gave up on (dead letters)."""
-
-
-@dlq.command("list")
-@click.option("--sink", default=None, help="Only this sink's dead letters.")
-@OUTPUT
-@click.pass_context
-def dlq_list(ctx: click.Context, sink: str | None, output: str) -> None:
-    """List dead letters with their reason (safe while the daemon runs; needs no credential).
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml dlq list --sink splunk --output json
-    """
-    from forwarder.tools.dlq import list_dead_letters
-
-    settings = settings_from(ctx, read_only=True)
-    run_async(lambda: list_dead_letters(settings, sink, output))
-
-
-@dlq.command("replay")
-@click.option("--sink", default=None, help="Only this sink's dead letters.")
-@click.option("--id", "ids", type=int, multiple=True, help="Only these dead letters (repeatable).")
-@click.pass_context
-def dlq_replay(ctx: click.Context, sink: str | None, ids: tuple[int, ...]) -> None:
-    """Send dead letters again to their own sink only, then delete those it confirmed (daemon stopped).
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml dlq replay --sink splunk --id 12 --id 13
-    """
-    from forwarder.tools.dlq import replay_dead_letters
-
-    settings = settings_from(ctx)
-    ok = run_async(lambda: replay_dead_letters(settings, sink, ids, click.echo))
-    sys.exit(0 if ok else 1)
-
-
-@dlq.command("purge")
-@click.option("--sink", default=None, help="Only this sink's dead letters.")
-@YES
-@click.pass_context
-def dlq_purge(ctx: click.Context, sink: str | None, yes: bool) -> None:
-    """Delete dead letters for good (daemon stopped).
-
-    \b
-    Example:
-      audit-forwarder -c config.yaml dlq purge --sink splunk --yes
-    """
-    from forwarder.tools.dlq import purge_dead_letters
-
-    settings = settings_from(ctx)
-    ok = run_async(lambda: purge_dead_letters(settings, sink, confirmer(yes), click.echo))
-    sys.exit(0 if ok else 1)
-
-
 @main.command()
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
 @click.option(
@@ -461,4 +226,7 @@ def _accept_config_after_subcommands(group: click.Group) -> None:
             _accept_config_after_subcommands(command)
 
 
+main.add_command(state)
+main.add_command(dlq)
+register_evidence(main)  # keys, verify: forwarder/evidence/cli.py
 _accept_config_after_subcommands(main)

@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -27,33 +25,15 @@ from tenacity import (
 )
 
 from forwarder import metrics
-from forwarder.http_shared import BackoffWait
 from forwarder.journal import DeliveryJournal, FencedError
-from forwarder.logs import scrub
 from forwarder.record import Record
+from forwarder.redaction import scrub
+from forwarder.retry import BackoffWait, RetrySettings
 from forwarder.routing import Router
+from forwarder.status import SinkState
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
-
-
-class RetrySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    initial_backoff_s: float = Field(0.5, gt=0)
-    max_backoff_s: float = Field(60.0, gt=0)
-    max_attempts: int | None = Field(None, ge=1, description="None retries forever (the default).")
-
-
-@dataclass
-class SinkState:
-    state: str = "starting"  # starting, running, retrying, stopped
-    error: str | None = None
-    delivered: int = 0
-    dead_lettered: int = 0
-    filtered: int = 0
-    batches: int = 0
-    retries: int = 0
-    last_delivery: float | None = None  # wall time of the last confirmed batch
 
 
 class SinkWorker:

@@ -31,6 +31,7 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 def run_demo(output_dir: Path, entries: int) -> int:
     from forwarder.daemon import Daemon
     from forwarder.logs import configure_logging
+    from forwarder.once import OnceRun
     from forwarder.settings import ConfigError, load_settings
 
     console = Console()
@@ -65,7 +66,7 @@ def run_demo(output_dir: Path, entries: int) -> int:
         console.print("\n".join(exc.problems))
         return 2
     configure_logging("warning", "console")
-    code = asyncio.run(Daemon(settings).run_once(timeout_s=120))
+    code = asyncio.run(OnceRun(Daemon(settings)).run(timeout_s=120))
     for server, _ in servers.values():
         server.shutdown()
     summarize(console, output_dir)

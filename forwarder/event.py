@@ -53,6 +53,15 @@ class Target(BaseModel):
     name: str | None = None
 
 
+class Chain(BaseModel):
+    """The event's place in its stream's hash chain (``forwarder.evidence.chain``, docs/evidence.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq: int = Field(ge=1, description="Position in the stream (source x organization), from 1.")
+    prev: str = Field(description="`hash` of the stream's previous event; 64 zeros for the first.")
+    hash: str = Field(description="SHA-256 of the canonical content (docs/evidence.md).")
+
+
 class NormalizedEvent(BaseModel):
     """Schema of every event the forwarder emits (``docs/schema.md`` explains each field)."""
 
@@ -74,6 +83,9 @@ class NormalizedEvent(BaseModel):
     message: str | None
     details: dict[str, Any]
     raw: Any = Field(description="The original entry, unchanged.")
+    chain: Chain | None = Field(
+        None, description="Place in the stream's hash chain; set when the event is journaled (docs/evidence.md)."
+    )
 
 
 def json_schema() -> dict[str, Any]:

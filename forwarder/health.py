@@ -26,22 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 import socket
 import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from forwarder import metrics
-from forwarder.logs import THROTTLE, scrub_value
-
-if TYPE_CHECKING:
-    from forwarder.daemon import Daemon
+from forwarder.logs import THROTTLE
+from forwarder.redaction import scrub_value
+from forwarder.status import StatusView
 
 log = structlog.get_logger("forwarder.health")
 MAX_CONNECTIONS = 16  # a scraper and a health check or two; more wait in the listen backlog
@@ -57,19 +54,16 @@ REASONS = {
 }  # fmt: skip
 
 
-def report(daemon: Daemon) -> tuple[bool, dict[str, Any]]:
+def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
     """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests."""
     problems: list[str] = []
     threshold = daemon.settings.metrics.source_failing_threshold_s
-    journal_path = daemon.journal.path
     if not daemon.started:
         problems.append("the daemon has not finished starting")
-    elif daemon.replicas is not None:  # a PostgreSQL state: is it reachable, are the leases renewed
-        problems.extend(daemon.replicas.problems())
-    elif isinstance(journal_path, Path) and not (
-        os.access(journal_path, os.W_OK) and os.access(journal_path.parent, os.W_OK)
-    ):
-        problems.append(f"the journal {journal_path} is not writable")
+    else:
+        problems.extend(daemon.journal.problems())
+        if daemon.replicas is not None:  # a PostgreSQL state: is it reachable, are the leases renewed
+            problems.extend(daemon.replicas.problems())
     sources: dict[str, dict[str, Any]] = {}
     for name, poller in list(daemon.pollers.items()):
         orgs = sources.setdefault(name, {})
@@ -108,7 +102,7 @@ class HealthServer:
     ``REQUEST_TIMEOUT_S``. An ``accept()`` that fails for lack of descriptors or memory is
     logged (rate-limited, no traceback) and accepting pauses with a growing back-off."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: StatusView) -> None:
         self.daemon = daemon
         self.sockets: list[socket.socket] = []
         self.address: str | None = None  # host:port actually listened on (port 0: the system's choice)
@@ -205,7 +199,7 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await metrics.render()
+            return 200, CONTENT_TYPE_LATEST, await metrics.render(self.daemon)
         if path in ("/healthz", "/readyz"):
             ready, body = report(self.daemon)
             # scrubbed before encoding: JSON escapes a secret holding " or \ out of scrub's reach

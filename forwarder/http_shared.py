@@ -1,19 +1,14 @@
-"""HTTP conventions the sources and the sinks share: what a valid URL is, how much of an
-answer is read, what ``Retry-After`` asks for and how retries back off. Kept outside both
-folders so that neither side depends on the other's modules."""
+"""HTTP conventions the sources and the sinks share: what a valid URL is and how much of an
+answer is read (retries, backoff and ``Retry-After`` are in ``forwarder.retry``). Kept outside
+both folders so that neither side depends on the other's modules."""
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
-import random
-import time
-from datetime import UTC
 from typing import Annotated
 
 import httpx
 from pydantic import AfterValidator, BaseModel
-from tenacity import RetryCallState
 
 
 def _http_url(value: str) -> str:
@@ -56,46 +51,6 @@ def cleartext_urls(config: BaseModel) -> list[str]:
                 "cross the network unencrypted; use https://"
             )
     return found
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds the server asked to wait, or None when the header says nothing usable.
-
-    A garbled value (``soon``, ``120s``) must not fail the request: ``parsedate_to_datetime``
-    raises on it rather than returning None, and an exception here would escape the retry
-    policy, so such a value is ignored and the normal backoff applies. An HTTP-date without
-    a zone (``-0000``) is UTC, as RFC 9110 dates always are.
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return max(0.0, parsed.timestamp() - time.time())
-
-
-class BackoffWait:
-    """Full-jitter exponential backoff that never waits less than the server's Retry-After."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-
-    def __call__(self, state: RetryCallState) -> float:
-        ceiling = min(self.cap, self.initial * 2 ** (state.attempt_number - 1))
-        wait = random.uniform(0, ceiling)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            wait = max(wait, min(float(retry_after), self.cap * 10))
-        return wait
 
 
 async def read_at_most(response: httpx.Response, limit: int) -> bytes:

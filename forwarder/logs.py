@@ -2,8 +2,8 @@
 
 Every log line passes through ``redact`` before it is rendered: configured secret values and
 the values of credential headers are replaced by ``***`` wherever they appear, including in
-exception text. JSON lines when not on a terminal (for journald and log shippers), readable
-lines on one.
+exception text (``forwarder.redaction``, where the secrets are registered). JSON lines when
+not on a terminal (for journald and log shippers), readable lines on one.
 
 The libraries' standard ``logging`` (asyncio, apscheduler, httpx, httpcore, botocore, urllib3,
 tenacity, ``warnings``) goes through the same processors: one handler on the root logger renders
@@ -22,59 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
-from urllib.parse import quote, quote_plus
 
 import orjson
 import structlog
 
-from forwarder.terminal import strip_controls
+from forwarder.redaction import scrub_value
 
-_SECRETS: set[str] = set()
-HEADER_RE = re.compile(
-    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)\s*[:=]\s*)"
-    r"(\"?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}]+"
-)
 LINES_PER_WINDOW = 10  # per logger and message
 WINDOW_S = 60.0
 MAX_KEYS = 1_000  # distinct messages tracked at once; a library formatting ids into them cannot grow it
 
 log = structlog.get_logger("forwarder.logs")
-
-
-def register_secrets(values: set[str]) -> None:
-    """Each secret also as a URL writes it (``+`` as ``%2B``, ...): a token sent in a query
-    string comes back that way in a vendor's echo of the request."""
-    for value in values:
-        if len(value) >= 4:
-            _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
-
-
-def scrub(text: str) -> str:
-    """Control characters out first (an escape sequence a vendor wrote inside an echoed token
-    would hide it from the replacement, then vanish on the terminal), then every secret."""
-    text = strip_controls(text)
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return HEADER_RE.sub(r"\1\2***", text)
-
-
-def scrub_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: scrub_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_value(v) for v in value]
-    if isinstance(value, BaseException):
-        return scrub(f"{type(value).__name__}: {value}")
-    return value
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -1,8 +1,10 @@
 """Prometheus metrics: one registry for the process, read by ``/metrics`` (``forwarder.health``).
 
 Most numbers already live in ``Poller.status`` and ``SinkWorker.status``; rather than counting
-twice, ``StateCollector`` turns them into metric families at scrape time, so a reload that
-replaces a poller or a worker never leaves a stale series behind. Only what those objects do
+twice, ``StateCollector`` turns them into metric families at scrape time, from the read-only
+``StatusView`` the health server was given (``forwarder.status``), so a reload that replaces a
+poller or a worker never leaves a stale series behind, and a second daemon in the process
+(``backfill``'s) never changes what a first one's ``/metrics`` shows. Only what those objects do
 not keep is counted here: HTTP responses, source retries and rate-limit waits (hooks in
 ``forwarder.sources.http``, labelled through a context variable the poller sets, so the
 fetcher never needs to know its source), and the delivery-latency histogram.
@@ -17,16 +19,14 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from forwarder.journal.types import unreachable
-
-if TYPE_CHECKING:
-    from forwarder.daemon import Daemon
+from forwarder.status import StatusView
 
 PREFIX = "audit_forwarder"
 REFRESH_TIMEOUT_S = 3.0
@@ -87,17 +87,14 @@ class StateCollector(Collector):
     beforehand, on the event loop, what needs the journal's database (cursor and sink lag
     in seconds), because a collector is called synchronously."""
 
-    def __init__(self) -> None:
-        self.daemon: Daemon | None = None
+    def __init__(self, daemon: StatusView) -> None:
+        self.daemon = daemon
         self.cursor_lag: dict[tuple[str, str], float] = {}
         self.sink_lag_s: dict[str, float] = {}
 
-    def bind(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-
     async def refresh(self) -> None:
         daemon = self.daemon
-        if daemon is None or not daemon.started:
+        if not daemon.started:
             return
         now = time.time()
         cursor_lag: dict[tuple[str, str], float] = {}
@@ -115,8 +112,6 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         daemon = self.daemon
-        if daemon is None:
-            return
         yield from self._sources(daemon)
         yield from self._sinks(daemon)
         events, size = daemon.journal.size
@@ -126,8 +121,23 @@ class StateCollector(Collector):
             "journal_full", "1 while the journal is at its cap and polling is paused.", [],
             [([], int(daemon.journal.is_full()))],
         )  # fmt: skip
+        if daemon.replicas is not None:
+            yield from self._leases(daemon.replicas.describe())
 
-    def _sources(self, daemon: Daemon) -> Iterator[Metric]:
+    @staticmethod
+    def _leases(leases: dict[str, Any]) -> Iterator[Metric]:
+        """Present only on a replica of a PostgreSQL state (``forwarder.replicas``)."""
+        yield _gauge("leases_held", "Work units whose lease this replica holds.", [], [([], len(leases["held"]))])
+        for key, metric, help_text in (
+            ("takeovers", "lease_takeovers", "Expired leases of another replica this one took over."),
+            ("fenced_writes", "fenced_writes",
+             "Writes refused because this replica no longer held the lease (the work was dropped, not lost)."),
+        ):  # fmt: skip
+            family = CounterMetricFamily(f"{PREFIX}_{metric}", help_text)
+            family.add_metric([], float(leases[key]))
+            yield family
+
+    def _sources(self, daemon: StatusView) -> Iterator[Metric]:
         rows = [(name, org, st) for name, p in daemon.pollers.items() for org, st in p.status.items()]
         for attr, help_text in (
             ("events", "Events fetched and journaled."),
@@ -152,7 +162,7 @@ class StateCollector(Collector):
             [([n, o], lag) for (n, o), lag in self.cursor_lag.items() if n in daemon.pollers],
         )  # fmt: skip
 
-    def _sinks(self, daemon: Daemon) -> Iterator[Metric]:
+    def _sinks(self, daemon: StatusView) -> Iterator[Metric]:
         workers = list(daemon.workers.items())
         for attr, metric, help_text in (
             ("delivered", "events_delivered", "Events the receiver confirmed."),
@@ -185,14 +195,16 @@ def _gauge(name: str, help_text: str, labels: list[str], rows: list[tuple[list[s
     return family
 
 
-STATE = StateCollector()
-REGISTRY.register(STATE)
-
-
-async def render() -> bytes:
+async def render(daemon: StatusView) -> bytes:
+    """The process's counters and ``daemon``'s state, read now: a collector per scrape, so
+    nothing outlives the daemon it was made for."""
+    state = StateCollector(daemon)
     try:  # bounded: a PostgreSQL state out of reach must not hold up the scrape
-        await asyncio.wait_for(STATE.refresh(), timeout=REFRESH_TIMEOUT_S)
-    except Exception as exc:  # then the lags in seconds stay as last read
+        await asyncio.wait_for(state.refresh(), timeout=REFRESH_TIMEOUT_S)
+    except Exception as exc:  # then this scrape goes without the lags in seconds
         if not (isinstance(exc, TimeoutError) or unreachable(exc)):
             raise
-    return generate_latest(REGISTRY)
+    scrape = CollectorRegistry()
+    scrape.register(REGISTRY)
+    scrape.register(state)
+    return generate_latest(scrape)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,38 +20,29 @@ import structlog
 from forwarder import metrics
 from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
+from forwarder.evidence.chain import StreamChain
 from forwarder.journal import DiskFullError, FencedError, PollJournal
 from forwarder.journal.types import unreachable
 from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
 from forwarder.sources.window import clock_step, now_ms
+from forwarder.status import OrgStatus
 
 log = structlog.get_logger("forwarder.polling")
 _CONSUMED: tuple[Any, str] = (None, "")
 YIELD_EVERY = 2_000  # entries normalized between two turns of the event loop (~30 ms)
 
 
-@dataclass
-class OrgStatus:
-    state: str = "idle"  # idle, polling, ok, failed, paused
-    error: str | None = None
-    last_success: float | None = None
-    events: int = 0
-    pages: int = 0
-    quarantined: int = 0
-    failures: int = 0
-    failing_since: float | None = None
-
-
 class Poller:
     def __init__(
         self, source: Source, journal: PollJournal, on_append: Callable[[], None], *, once: bool = False,
-        owns: Callable[[str], bool] | None = None,
+        keep: Callable[[int], bool] | None = None, owns: Callable[[str], bool] | None = None,
     ) -> None:  # fmt: skip
         """``owns(organization)``: whether this replica holds that organization's lease (a
         PostgreSQL state shared by replicas, ``forwarder.replicas``); None polls every one."""
         self.source = source
+        self.keep = keep  # by event time (ms): a backfill journals only its window, and chains only that
         self.owns = owns
         self.once = once  # ``once`` has no next cycle to promise
         self.journal = journal
@@ -79,12 +69,16 @@ class Poller:
         try:
             cursor = await self.journal.get_cursor(name, organization)
             cursor, clock_problem = await self._clock_check(status, organization, cursor)
+            chain = StreamChain(await self.journal.chain_head(name, organization))
             async for page in self.source.pages(organization, cursor):
                 observed = datetime.now(UTC)
-                entries, quarantined = await self._normalize(organization, page.entries, observed)
-                for extra in page.extra_events:
-                    self._add(entries, extra)
-                await self.journal.append(name, organization, entries, page.cursor, quarantined)
+                entries, quarantined = await self._normalize(organization, page.entries, observed, chain)
+                for extra in page.extra_events:  # gap events are links of the chain too
+                    self._add(entries, extra, chain)
+                await self.journal.append(
+                    name, organization, entries, page.cursor, quarantined, chain=(chain.journaled, chain.head)
+                )
+                chain.journaled = chain.head
                 status.events += entries.count
                 status.pages += 1
                 status.quarantined += len(quarantined)
@@ -163,7 +157,8 @@ class Poller:
         return False
 
     async def _normalize(
-        self, organization: str, raw_entries: list[tuple[Any, str]], observed: datetime
+        self, organization: str, raw_entries: list[tuple[Any, str]], observed: datetime,
+        chain: StreamChain | None = None,
     ) -> tuple[Chunks, list[tuple[str, Any]]]:
         """Consumes ``raw_entries``: each entry is let go once it is serialized, so a page's parsed
         entries shrink while its chunks grow instead of both being held at their largest.
@@ -174,20 +169,30 @@ class Poller:
         entries = Chunks()
         quarantined: list[tuple[str, Any]] = []
         normalize = self.source.normalize
+        chain = chain or StreamChain()
         for i, (raw, key) in enumerate(raw_entries):
             raw_entries[i] = _CONSUMED
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
             try:
-                self._add(entries, normalize(organization, raw, key, observed))
+                self._add(entries, normalize(organization, raw, key, observed), chain)
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 quarantined.append((reason[:500], raw))
             del raw
         return entries, quarantined
 
-    @staticmethod
-    def _add(entries: Chunks, event: dict[str, Any]) -> None:
-        """Serialized here, once: every sink gets these bytes (or formats from them)."""
+    def _add(self, entries: Chunks, event: dict[str, Any], chain: StreamChain) -> None:
+        """Serialized here, once: every sink gets these bytes (or formats from them), chain
+        fields included (``forwarder.evidence.chain``). The link is kept only once the bytes are
+        in: an event that fails here is quarantined and must not consume a seq."""
         fields = (event["id"], event["vendor"], parse_ms(event["time"]), *summary(event))
-        entries.add(fields, orjson.dumps(event))
+        if self.keep is not None and not self.keep(fields[2]):
+            return
+        chain.link(event)
+        try:
+            entries.add(fields, orjson.dumps(event))
+        except BaseException:
+            chain.drop()
+            raise
+        chain.keep()

@@ -7,7 +7,8 @@ polls only the organizations whose lease this replica holds, a sink worker deliv
 while it holds its sink's lease, and the journal fences every write with the same leases
 (``ReplicaFence``), so a replica that lost a lease can never commit under it.
 
-Imported only where the configuration names PostgreSQL: psycopg is an optional dependency.
+psycopg is an optional dependency: this module imports it only where the configuration names
+PostgreSQL, so the daemon holds its state through ``StateOwner`` whatever the backend.
 
 The SQLite state's flock (``forwarder.state_lock``) cannot span hosts; its place is taken by a
 PostgreSQL advisory lock held on a dedicated connection (``AdvisoryLock``): every replica
@@ -20,24 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from forwarder import metrics
-from forwarder.journal.postgres.journal import sink_unit, source_unit
 from forwarder.journal.protocols import StateJournal
 from forwarder.journal.settings import StateSettings
-from forwarder.journal.types import StateError
+from forwarder.journal.types import StateError, sink_unit, source_unit
+from forwarder.state_lock import StateLock
 
 if TYPE_CHECKING:
     import psycopg
 
+    from forwarder.delivery import SinkWorker
     from forwarder.journal.postgres.journal import PostgresJournal
     from forwarder.journal.postgres.leases import Leases
+    from forwarder.polling import Poller
 
 log = structlog.get_logger("forwarder.replicas")
 LOCK_NAME = "audit-forwarder state"  # hashtext() of it is the advisory lock's key
@@ -183,7 +184,6 @@ class Replicas:
         if self.exclusive:  # alone on the state: nothing to share, nothing to fence
             return
         self.journal.fence = self
-        COLLECTOR.replicas = self
         await self.leases.tick()
         log.info("replica started", replica=self.replica, units=len(self.leases.units), held=len(self.leases.held),
                  lease_ttl_s=self.leases.ttl_s)  # fmt: skip
@@ -212,8 +212,6 @@ class Replicas:
         await self.leases.release_all()
         self.locked = False
         await self.lock.close()
-        if COLLECTOR.replicas is self:
-            COLLECTOR.replicas = None
 
     def _changed(self) -> None:
         owned = {unit for unit in self.leases.held if self.owns(unit)}
@@ -243,9 +241,61 @@ class Replicas:
         return []
 
 
-def units_of(sources: dict[str, list[str]], sinks: Iterable[str]) -> list[str]:
-    """Every work unit of a configuration: ``sources`` maps a source to its organizations."""
-    return [source_unit(s, o) for s, orgs in sources.items() for o in orgs] + [sink_unit(s) for s in sinks]
+def units_of(pollers: Mapping[str, Poller], sinks: Iterable[str]) -> list[str]:
+    """Every work unit of a configuration: each organization of each source, each sink."""
+    organizations = [source_unit(n, org) for n, poller in pollers.items() for org in poller.source.organizations()]
+    return organizations + [sink_unit(s) for s in sinks]
+
+
+class StateOwner:
+    """How a daemon holds its state, whatever the backend: a SQLite state by its flock (one
+    process); a PostgreSQL state by the advisory lock, shared, and the leases (``Replicas``).
+    The daemon calls the same five steps either way, so it knows nothing of leases."""
+
+    def __init__(
+        self, state: StateSettings, state_dir: Path, journal: StateJournal, on_gain: Callable[[set[str]], None],
+        *, exclusive: bool,
+    ) -> None:  # fmt: skip
+        self.lock = StateLock(state_dir) if state.backend == "sqlite" else None
+        self.replicas: Replicas | None = None
+        if state.backend == "postgresql":
+            from forwarder.journal.postgres.journal import PostgresJournal
+
+            assert isinstance(journal, PostgresJournal)
+            self.replicas = Replicas(state, journal, on_gain, exclusive=exclusive)
+
+    async def acquire(self) -> None:
+        """Before the journal opens: a refused start migrates nothing."""
+        if self.lock is not None:
+            self.lock.acquire()
+        if self.replicas is not None:
+            await self.replicas.acquire_lock()
+
+    async def start(self, pollers: Mapping[str, Poller], workers: Mapping[str, SinkWorker]) -> None:
+        if self.replicas is not None:
+            await self.replicas.start(units_of(pollers, workers))
+
+    def reconfigured(self, pollers: Mapping[str, Poller], workers: Mapping[str, SinkWorker]) -> None:
+        """After a reload: units no longer configured are released at the next renewal."""
+        if self.replicas is not None:
+            self.replicas.set_units(units_of(pollers, workers))
+
+    def source_owner(self, source: str) -> Callable[[str], bool] | None:
+        """None: one process owns the state, every organization is polled."""
+        return None if self.replicas is None else self.replicas.source_owner(source)
+
+    def sink_owner(self, sink: str) -> Callable[[], bool] | None:
+        return None if self.replicas is None else self.replicas.sink_owner(sink)
+
+    async def stop(self) -> None:
+        """After the sinks finished their batches, before the journal closes: leases released."""
+        if self.replicas is not None:
+            await self.replicas.stop()
+
+    def release(self) -> None:
+        """After the journal closed."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 async def schema_version(conninfo: str, where: str) -> int | None:
@@ -292,35 +342,3 @@ async def lease_rows(journal: StateJournal) -> list[dict[str, Any]]:
         }
         for unit, holder, expires, token, takeovers, live in rows
     ]  # fmt: skip
-
-
-class LeaseCollector(Collector):
-    """``audit_forwarder_leases_held``, ``..._lease_takeovers_total``, ``..._fenced_writes_total``:
-    present only while a replica of a PostgreSQL state runs."""
-
-    def __init__(self) -> None:
-        self.replicas: Replicas | None = None
-
-    def collect(self) -> Iterator[Metric]:
-        replicas = self.replicas
-        if replicas is None:
-            return
-        counters = replicas.leases.counters
-        held = GaugeMetricFamily(f"{metrics.PREFIX}_leases_held", "Work units whose lease this replica holds.")
-        held.add_metric([], float(sum(1 for unit in list(replicas.leases.held) if replicas.owns(unit))))
-        yield held
-        takeovers = CounterMetricFamily(
-            f"{metrics.PREFIX}_lease_takeovers", "Expired leases of another replica this one took over."
-        )
-        takeovers.add_metric([], float(counters.takeovers))
-        yield takeovers
-        fenced = CounterMetricFamily(
-            f"{metrics.PREFIX}_fenced_writes",
-            "Writes refused because this replica no longer held the lease (the work was dropped, not lost).",
-        )
-        fenced.add_metric([], float(counters.fenced))
-        yield fenced
-
-
-COLLECTOR = LeaseCollector()
-metrics.REGISTRY.register(COLLECTOR)

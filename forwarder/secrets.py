@@ -1,9 +1,10 @@
-"""Secrets: ``<field>_file`` indirection and the set of values that must never be printed.
+"""Secrets: ``<field>_file`` and ``<field>_from`` indirection and the set of values that must never be printed.
 
-A secret may be given inline, through ``${VAR}``, or as ``<field>_file: /path`` (systemd
+A secret may be given inline, through ``${VAR}``, as ``<field>_file: /path`` (systemd
 ``LoadCredential=`` puts them under ``$CREDENTIALS_DIRECTORY``; Docker secrets under
-``/run/secrets``). Only fields typed ``SecretStr`` accept the ``_file`` form, so an ordinary
-option such as a sink's ``ca_file`` is never mistaken for one.
+``/run/secrets``), or as ``<field>_from: {aws_secrets_manager: ...}`` / ``{aws_ssm_parameter: ...}``
+(``forwarder.secret_stores``, read again when it rotates). Only fields typed ``SecretStr``
+accept these forms, so an ordinary option such as a sink's ``ca_file`` is never mistaken for one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     out = dict(data)
+    for name, field in model.model_fields.items():
+        key = f"{name}_from"
+        if key not in out or not _is_secret(field.annotation):
+            continue
+        ref = out.pop(key)
+        if f"{name}_file" in out:
+            raise ValueError(f"give one of {name}_file and {key}")
+        if name not in out:  # an inline value (an AUDIT_FORWARDER_* override) wins, as over _file
+            from forwarder.secret_stores import resolve  # AWS only for a configuration that asks for it
+
+            try:
+                out[name] = resolve(key, ref)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
     for name, field in model.model_fields.items():
         key = f"{name}_file"
         if key not in out or not _is_secret(field.annotation):
@@ -59,7 +74,7 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
 
 
 class SecretFilesModel(BaseModel):
-    """Base of every config model with secrets: accepts ``<field>_file`` for each SecretStr field."""
+    """Base of every config model with secrets: ``<field>_file`` and ``<field>_from`` for each SecretStr field."""
 
     @model_validator(mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 Precedence, highest first: ``AUDIT_FORWARDER_*`` environment variables (nested keys joined by
 ``__``, e.g. ``AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN``), then the YAML file. Inside the
 YAML, ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment before validation,
-and any secret ``<field>`` may be given as ``<field>_file`` (``forwarder.secrets``).
+and any secret ``<field>`` may be given as ``<field>_file`` (``forwarder.secrets``) or read from
+AWS Secrets Manager or SSM Parameter Store as ``<field>_from`` (``forwarder.secret_stores``).
 
 Errors never show a traceback: ``ConfigError`` carries one line per problem, naming the YAML
 path, the bad value and what is expected; the CLI prints them and exits with code 2.
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from forwarder.delivery import RetrySettings
 from forwarder.journal.settings import StateSettings
+from forwarder.retry import RetrySettings
+from forwarder.secret_stores import reading
 from forwarder.secrets import collect_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
@@ -90,6 +92,28 @@ class MetricsSettings(BaseModel):
         return host.strip("[]"), int(port)
 
 
+class SecretStoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_s: float = Field(
+        300.0,
+        gt=0,
+        description="How often `run` reads every `<field>_from` secret again (AWS Secrets Manager, SSM); the "
+        "sources and sinks whose value changed are rebuilt, as by SIGHUP. A vendor's 401 also triggers a "
+        "re-read (at most once a minute).",
+    )
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a Settings was validated from, so the daemon can validate it again for fresh stored
+    secrets without rereading the file (an edit not yet SIGHUPed must not apply by itself)."""
+
+    path: Path
+    data: dict[str, Any]  # the YAML, ``${VAR}`` replaced
+    env: FromEnvironment
+    stores: frozenset[str]  # the stored secrets it read (``forwarder.secret_stores``), by description
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUDIT_FORWARDER_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -103,6 +127,13 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     sources: dict[str, SourceConfigs] = Field(default_factory=dict)
     sinks: dict[str, SinkConfigs] = Field(default_factory=dict)
+    secrets: SecretStoreSettings = SecretStoreSettings()
+    _loaded: Loaded | None = PrivateAttr(None)
+
+    @property
+    def stored_secrets(self) -> frozenset[str]:
+        """The AWS-stored secrets this configuration reads (empty: nothing to re-read)."""
+        return self._loaded.stores if self._loaded is not None else frozenset()
 
     @field_validator("sources", "sinks")
     @classmethod
@@ -123,6 +154,15 @@ class Settings(BaseSettings):
                 )
             if where is not None:
                 seen[where] = name
+        return self
+
+    @model_validator(mode="after")
+    def _evidence_ledgers(self) -> Settings:
+        """An S3 sink's digest ledger lives in the state directory unless placed elsewhere."""
+        for sink in self.sinks.values():
+            evidence = getattr(sink, "evidence", None)
+            if evidence is not None and evidence.ledger_directory is None:
+                evidence.ledger_directory = self.state_dir / "evidence"
         return self
 
     @classmethod
@@ -271,7 +311,8 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     """``read_only`` is for commands that read the state and never talk to a vendor or a
     receiver (``state show``, ``dlq list``): a ``${VAR}`` left unset in a secret field loads as
     a placeholder, so they work from a shell without the service's credentials. An unset
-    variable anywhere else is still refused, as it always is for ``run``, ``once`` and ``check``."""
+    variable anywhere else is still refused, as it always is for ``run``, ``once`` and ``check``.
+    Nor do they read a ``<field>_from`` secret from AWS: a placeholder stands in for it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -295,12 +336,7 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     data = interpolate(data, "", missing, env, unset)
     if missing:
         raise ConfigError(path, missing)
-    try:
-        settings = Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc, env)]) from None
-    except ValueError as exc:
-        raise ConfigError(path, [*(unset or {}).values(), env.strip(str(exc))]) from None
+    settings = _validate(path, data, env, unset, offline=read_only)
     if unset:
         secrets = collect_secrets(settings)
         not_secret = [problem for placeholder, problem in unset.items()
@@ -308,3 +344,27 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
         if not_secret:
             raise ConfigError(path, not_secret)
     return settings
+
+
+def _validate(
+    path: Path, data: dict[str, Any], env: FromEnvironment, unset: dict[str, str] | None, *, offline: bool
+) -> Settings:
+    """``offline`` (the read-only commands) reads no stored secret: a placeholder stands in."""
+    try:
+        with reading(offline=offline) as read:
+            settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc, env)]) from None
+    except ValueError as exc:
+        raise ConfigError(path, [*(unset or {}).values(), env.strip(str(exc))]) from None
+    settings._loaded = Loaded(path, data, env, frozenset(read.used))
+    return settings
+
+
+def reread_secrets(settings: Settings) -> Settings:
+    """The same configuration validated again, each stored secret read afresh (blocking: AWS).
+    Raises ConfigError naming the secret that could not be read; never a value."""
+    loaded = settings._loaded
+    if loaded is None:
+        return settings
+    return _validate(loaded.path, loaded.data, loaded.env, None, offline=False)

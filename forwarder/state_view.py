@@ -8,10 +8,9 @@ from typing import Any
 import click
 import orjson
 
-from forwarder.daemon import JOURNAL_FILE
 from forwarder.event import format_ms
 from forwarder.journal import StateError
-from forwarder.journal.factory import make_journal
+from forwarder.journal.factory import JOURNAL_FILE, make_journal
 from forwarder.settings import Settings
 from forwarder.tools.common import print_table
 

@@ -12,30 +12,11 @@ the text still reads as it was sent.
 
 from __future__ import annotations
 
-import re
-
-# ESC-introduced sequences (and their 8-bit C1 forms): CSI (colours, cursor moves), string
-# commands ended by BEL or ST (OSC titles and hyperlinks, DCS, APC...), then any other escape.
-_ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
-    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
-    r"|\x1b[ -/]*[0-~]?"
-)
-# C0 but tab and line feed, DEL, C1: what is left once the sequences are gone.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def strip_controls(text: str) -> str:
-    """Escape sequences and control characters out; tabs and line feeds stay (tracebacks)."""
-    if text.isprintable():  # the common case, at the cost of one scan
-        return text
-    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+from forwarder.redaction import scrub
 
 
 def plain(text: object) -> str:
     """For ``click.echo``: scrubbed of secrets and of control characters."""
-    from forwarder.logs import scrub  # forwarder.logs uses strip_controls from here
-
     return scrub(str(text))  # scrub strips the control characters first, then the secrets
 
 

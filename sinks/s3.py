@@ -45,9 +45,11 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import Field, field_validator, model_validator
 
 from forwarder.event import format_ms
+from forwarder.evidence.s3_digests import S3Digests, lock_params
+from forwarder.evidence.settings import EvidenceSettings, ObjectLock
 from forwarder.formats import get_formatter
-from forwarder.http_shared import parse_retry_after
 from forwarder.record import Record
+from forwarder.retry import parse_retry_after
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_compress
 
 DEFAULT_KEY_TEMPLATE = (
@@ -131,6 +133,13 @@ class S3SinkConfig(SinkConfig):
     batch_max_events: int = 2_000
     batch_max_bytes: int = 2 * 1024 * 1024
     batch_max_age_s: float = 60.0
+    evidence: EvidenceSettings | None = Field(
+        None, description="Signed, chained digests of the objects stored (docs/evidence.md)."
+    )
+    object_lock: ObjectLock | None = Field(
+        None,
+        description="Write every object and digest under S3 Object Lock: `{mode: COMPLIANCE, retain_days: 400}`.",
+    )
 
     @field_validator("key_template")
     @classmethod
@@ -179,9 +188,14 @@ class S3Sink:
         self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
         self._client: Any = None
         self._parallel = asyncio.Semaphore(config.max_parallel_puts)
+        self.digests = None if config.evidence is None else S3Digests(
+            name, config.bucket, config.evidence, config.object_lock, lambda: self._client
+        )  # fmt: skip
 
     async def start(self) -> None:
         await self._get_client()
+        if self.digests is not None:
+            self.digests.start()
 
     async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
         if not batch:
@@ -206,6 +220,8 @@ class S3Sink:
         return f"bucket {self.config.bucket} reachable at {self._where()}"
 
     async def close(self) -> None:
+        if self.digests is not None:
+            await self.digests.stop()
         client, self._client = self._client, None
         if client is not None:
             await asyncio.to_thread(client.close)
@@ -287,7 +303,8 @@ class S3Sink:
         cfg = self.config
         lines = [self._format(r) for r in records]
         lines.append(b"")  # the last line ends with a LF too
-        body = gzip_compress(b"\n".join(lines), cfg.gzip_level)
+        content = b"\n".join(lines)
+        body = gzip_compress(content, cfg.gzip_level)
         del lines
         times = [r.time_ms for r in records]
         params: dict[str, Any] = {
@@ -303,7 +320,9 @@ class S3Sink:
                 "format": cfg.format,
             },
         }
-        if cfg.checksum == "md5":
+        if cfg.object_lock is not None:  # a lock-enabled bucket requires a checksum; evidence wants SHA-256
+            params.update(lock_params(cfg.object_lock))
+        if cfg.checksum == "md5" and cfg.object_lock is None:
             params["ContentMD5"] = _b64(hashlib.md5(body, usedforsecurity=False))
         else:
             params["ChecksumSHA256"] = _b64(hashlib.sha256(body))
@@ -313,8 +332,9 @@ class S3Sink:
                 params["SSEKMSKeyId"] = cfg.kms_key_id
         if cfg.storage_class:
             params["StorageClass"] = cfg.storage_class
-        if not self._create(client, params):
-            self._stored_elsewhere(client, params, records)
+        stored = key if self._create(client, params) else self._stored_elsewhere(client, params, records)
+        if self.digests is not None:  # noted before the batch counts as delivered (forwarder.evidence.s3_digests)
+            self.digests.note(stored, content)
 
     def _create(self, client: Any, params: dict[str, Any]) -> bool:
         """True if this put created the object or found these very bytes there already."""
@@ -357,7 +377,7 @@ class S3Sink:
         except Exception as exc:
             raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
 
-    def _stored_elsewhere(self, client: Any, params: dict[str, Any], records: list[Record]) -> None:
+    def _stored_elsewhere(self, client: Any, params: dict[str, Any], records: list[Record]) -> str:
         """The batch's key holds an object that is not this batch's: another writer of the
         bucket, or an earlier attempt with other format settings. It is left alone; the
         events go under the same name with a random suffix, create-only still."""
@@ -370,6 +390,7 @@ class S3Sink:
         )  # fmt: skip
         if not self._create(client, {**params, "Key": other}):
             raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
+        return str(other)
 
     def _where(self) -> str:
         return self.config.endpoint_url or f"region {self.config.region}"

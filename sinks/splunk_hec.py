@@ -34,8 +34,10 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.formats import JSON_FORMATS, get_formatter
-from forwarder.http_shared import HttpUrl, parse_retry_after, read_at_most
+from forwarder.http_shared import HttpUrl, read_at_most
 from forwarder.record import Record
+from forwarder.retry import parse_retry_after
+from forwarder.secret_stores import credentials_refused
 from sinks.base import (
     DeliveryReport,
     FatalSinkError,
@@ -356,6 +358,8 @@ class SplunkHecSink:
 
     def _fatal(self, answer: _Answer) -> NoReturn:
         hint = " (check the HEC token)" if answer.status in (401, 403) else ""
+        if answer.status in (401, 403):  # an invalid token is Splunk's 403 (code 4)
+            credentials_refused()  # a token from AWS may have rotated: read it again
         raise FatalSinkError(f"sink {self.name}: HEC refused: {answer.describe()}{hint}")
 
     def _scrub(self, text: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")

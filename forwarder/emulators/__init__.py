@@ -7,6 +7,7 @@ from forwarder.emulators.codacy import CodacyEmulator
 from forwarder.emulators.codescoring import CodescoringEmulator
 from forwarder.emulators.codestax import CodeStaxEmulator
 from forwarder.emulators.configcat import ConfigCatEmulator
+from forwarder.emulators.sentinel import SentinelEmulator
 from forwarder.emulators.splunk_hec import SplunkHecEmulator
 
 EMULATORS: dict[str, type[Emulator]] = {
@@ -15,4 +16,5 @@ EMULATORS: dict[str, type[Emulator]] = {
     "codescoring": CodescoringEmulator,
     "codestax": CodeStaxEmulator,
     "splunk_hec": SplunkHecEmulator,
+    "sentinel": SentinelEmulator,
 }

@@ -17,15 +17,9 @@ import yaml
 
 from forwarder.emulators import EMULATORS
 from forwarder.emulators.base import Emulator, make_server
-from forwarder.emulators.codacy import CodacyEmulator
-from forwarder.emulators.codescoring import CodescoringEmulator
-from forwarder.emulators.codestax import DEFAULT_ORG, CodeStaxEmulator, api_key_for
-from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
-from forwarder.emulators.splunk_hec import SplunkHecEmulator
 
 PROG = "python -m forwarder.emulators"
 DEFAULT_ENTRIES = 100  # per organization: enough for several pages, quick to generate
-RECEIVERS = {"splunk_hec"}  # they receive events instead of serving them: nothing to generate
 
 EPILOG = """\
 examples:
@@ -43,39 +37,13 @@ values; the emulators are for loopback only. docs/emulators.md describes each on
 
 def config_entry(name: str, emulator: Emulator, url: str) -> tuple[str, dict[str, Any]]:
     """("sources" or "sinks", {entry name: settings}) that reach this emulator as served."""
-    if isinstance(emulator, CodacyEmulator):
-        orgs = [f"{p}/{o}" for p, o in emulator.orgs] or ["gh/acme"]
-        return "sources", {name: {
-            "type": "codacy", "base_url": f"{url}/api/v3", "api_token": emulator.token, "organizations": orgs,
-        }}  # fmt: skip
-    if isinstance(emulator, ConfigCatEmulator):
-        return "sources", {name: {
-            "type": "configcat", "base_url": url, "username": emulator.username, "password": emulator.password,
-            "organizations": list(emulator.orgs) or [DEFAULT_ORG_ID],
-        }}  # fmt: skip
-    if isinstance(emulator, CodescoringEmulator):
-        return "sources", {name: {
-            "type": "codescoring", "base_url": url, "token": emulator.token, "path": emulator.path,
-            "installation": emulator.installation,
-        }}  # fmt: skip
-    if isinstance(emulator, CodeStaxEmulator):
-        # one organization per key, so one source per organization
-        orgs = list(emulator.orgs) or [DEFAULT_ORG]
-        return "sources", {
-            name if len(orgs) == 1 else f"{name}_{org}": {
-                "type": "codestax", "base_url": url, "path": emulator.path, "api_key": api_key_for(org),
-                "organization": org,
-            }
-            for org in orgs
-        }  # fmt: skip
-    if isinstance(emulator, SplunkHecEmulator):
-        return "sinks", {"splunk": {"type": "splunk_hec", "url": url, "token": emulator.tokens[0]}}
-    raise ValueError(f"no configuration entry for emulator {name}")
+    return ("sinks" if emulator.sink_type is not None else "sources"), emulator.config_entries(name, url)
+
 
 
 def announce(name: str, emulator: Emulator, url: str, entries: int) -> None:
     section, entry = config_entry(name, emulator, url)
-    what = f"{entries} entries per organization" if name not in RECEIVERS else "a receiver"
+    what = f"{entries} entries per organization" if emulator.sink_type is None else "a receiver"
     print(f"{name} emulator ({what}) at {url}; put this under {section}: in a configuration:")
     text = yaml.safe_dump(entry, sort_keys=False, default_flow_style=False)
     print("".join(f"  {line}\n" for line in text.splitlines()), end="")
@@ -114,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--options: {exc}")
     if args.org:
         options["orgs"] = args.org
-    entries = args.entries if args.entries is not None else (0 if args.name in RECEIVERS else DEFAULT_ENTRIES)
+    entries = args.entries if args.entries is not None else (0 if emulator.sink_type is not None else DEFAULT_ENTRIES)
     if entries:
         try:
             emulator.generate(entries, **options)

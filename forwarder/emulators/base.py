@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -72,9 +72,36 @@ Handler = Callable[[Request], Response]
 
 
 class Emulator:
-    """Routes, entries and faults of one emulated vendor API."""
+    """Routes, entries and faults of one emulated vendor API (or one receiver of a sink).
+
+    **The emulator contract.** What an emulator declares so that the tests, ``demo`` and
+    ``python -m forwarder.emulators`` drive it from the registries alone, with no table of
+    their own. A new emulator is one module in this folder plus one line in ``EMULATORS``
+    (``forwarder/emulators/__init__.py``); the contract suite (``tests/contract/``) then runs
+    the source it names against it.
+
+    - ``name``: its key in ``EMULATORS`` and its name on the command line.
+    - ``source_type``: the ``type`` of the source that reads this API, a key of
+      ``forwarder.sources.SOURCES``. A receiver (Splunk HEC) sets ``sink_type`` instead, a
+      key of ``sinks.registry.SINKS``, and implements ``sink_config``.
+    - ``source_config(url, organizations)``: a working source entry against this emulator
+      served at ``url``: the base URL, the credentials it accepts and the organizations
+      (by default the ones it holds, else its default one). Tests add only their timing
+      settings; the command line prints it for an operator to paste.
+    - ``entry_key(entry)``: the event ``id`` the source gives one entry of
+      ``all_entries()`` (which carries the organization as ``_org``). Tests compare what a
+      receiver holds with these ids, so this must be the source's own rule.
+    - ``generate(count, orgs=..., span_s=..., end_ms=...)``: ``count`` entries per
+      organization spread over the ``span_s`` seconds before ``end_ms`` (default now),
+      oldest first; ``add_entries`` and ``all_entries`` back ``/_control/entries``.
+    - Faults need no code: the control plane answers any status (a 401, a 5xx, a 429 with
+      ``Retry-After``) on the next matching requests, which the contract suite relies on;
+      the emulator's own 401 for wrong credentials is the vendor's documented answer.
+    """
 
     name = "emulator"
+    source_type: ClassVar[str | None] = None
+    sink_type: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -91,6 +118,25 @@ class Emulator:
 
     def all_entries(self) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        """A source entry (``type`` included) that reads this emulator served at ``url``."""
+        raise NotImplementedError
+
+    def sink_config(self, url: str) -> dict[str, Any]:
+        """A receiver's counterpart of ``source_config``: a sink entry that writes to it."""
+        raise NotImplementedError
+
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        """The event id the source of ``source_type`` gives ``entry`` (``_org`` included)."""
+        raise NotImplementedError
+
+    def config_entries(self, name: str, url: str) -> dict[str, dict[str, Any]]:
+        """What ``python -m forwarder.emulators`` prints to paste under ``sources:`` (or
+        ``sinks:``): one entry, unless a source reads one organization only."""
+        if self.sink_type is not None:
+            return {name: self.sink_config(url)}
+        return {name: self.source_config(url)}
 
     def configure(self, options: dict[str, Any]) -> None:
         """Vendor-specific switches (roles, plan, page size...), set through /_control/config."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from forwarder.emulators.base import Emulator, Request, Response
+from forwarder.event import content_id
 
 PROVIDERS = {"gh", "ghe", "gl", "gle", "bb", "bbe"}
 RETENTION_MS = 365 * 24 * 3600 * 1000
@@ -68,6 +69,7 @@ def parse_timestamp(value: str) -> int:
 
 class CodacyEmulator(Emulator):
     name = "codacy"
+    source_type = "codacy"
 
     def __init__(self, token: str = "codacy-test-token", seed: int = 1) -> None:
         super().__init__()
@@ -128,6 +130,18 @@ class CodacyEmulator(Emulator):
 
     def all_entries(self) -> list[dict[str, Any]]:
         return [{**e, "_org": f"{p}/{o}"} for (p, o), items in self.orgs.items() for e in items]
+
+    # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        orgs = organizations or [f"{p}/{o}" for p, o in self.orgs] or ["gh/acme"]
+        return {"type": "codacy", "base_url": f"{url}/api/v3", "api_token": self.token, "organizations": orgs}
+
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        """Codacy has no ids: a content hash (the generated entries are all distinct, so no
+        occurrence suffix is involved)."""
+        fields = dict(entry)
+        org = fields.pop("_org")
+        return content_id("codacy", org, fields)
 
     # --- the endpoint --------------------------------------------------------------------
     def _throttled(self) -> bool:

@@ -87,6 +87,7 @@ def detail(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 class CodescoringEmulator(Emulator):
     name = "codescoring"
+    source_type = "codescoring"
 
     def __init__(self, token: str = DEFAULT_TOKEN, seed: int = 1) -> None:
         super().__init__()
@@ -261,6 +262,17 @@ class CodescoringEmulator(Emulator):
 
     def all_entries(self) -> list[dict[str, Any]]:
         return [{**item, "_org": self.installation} for item in self.log.all()]
+
+    # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        """One installation per source; ``organizations``, if given, holds its name."""
+        return {
+            "type": "codescoring", "base_url": url, "token": self.token, "path": self.path,
+            "installation": (organizations or [self.installation])[0],
+        }  # fmt: skip
+
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        return f"codescoring:{entry['_org']}:{entry['id']}"
 
     def configure(self, options: dict[str, Any]) -> None:
         if options.get("order", "newest_first") not in ("newest_first", "oldest_first"):

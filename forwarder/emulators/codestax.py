@@ -107,6 +107,7 @@ class Record:
 
 class CodeStaxEmulator(Emulator):
     name = "codestax"
+    source_type = "codestax"
 
     def __init__(self, seed: int = 1) -> None:
         super().__init__()
@@ -130,6 +131,23 @@ class CodeStaxEmulator(Emulator):
         self._budgets: dict[str, tuple[float, int]] = {}  # key -> (window start, requests)
         self._next_id = 5000 + self.rng.randrange(1000)
         self.route("GET", r"(?P<path>/.*)", self.serve)
+
+    # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        """One organization per API key, so per source: the first of ``organizations``."""
+        org = (organizations or list(self.orgs) or [DEFAULT_ORG])[0]
+        return {
+            "type": "codestax", "base_url": url, "path": self.path, "api_key": api_key_for(org), "organization": org,
+        }  # fmt: skip
+
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        return f"codestax:{entry['_org']}:{entry['id']}"
+
+    def config_entries(self, name: str, url: str) -> dict[str, dict[str, Any]]:
+        orgs = list(self.orgs) or [DEFAULT_ORG]
+        if len(orgs) == 1:
+            return {name: self.source_config(url, orgs)}
+        return {f"{name}_{org}": self.source_config(url, [org]) for org in orgs}
 
     def ensure_org(self, org: str) -> Timeline[Record]:
         if org not in self.orgs:

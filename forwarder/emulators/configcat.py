@@ -234,6 +234,7 @@ class Query:
 
 class ConfigCatEmulator(Emulator):
     name = "configcat"
+    source_type = "configcat"
 
     def __init__(self, username: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD, seed: int = 1) -> None:
         super().__init__()
@@ -258,6 +259,16 @@ class ConfigCatEmulator(Emulator):
         self.route("GET", v1 + r"products/(?P<product_id>[^/]+)/auditlogs", self.product_auditlogs_v1)
         self.route("GET", v1 + r"organizations", self.list_organizations)
         self.route("GET", v1 + r"products", self.list_products)
+
+    # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
+    def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
+        return {
+            "type": "configcat", "base_url": url, "username": self.username, "password": self.password,
+            "organizations": organizations or list(self.orgs) or [DEFAULT_ORG_ID],
+        }  # fmt: skip
+
+    def entry_key(self, entry: dict[str, Any]) -> str:
+        return f"configcat:{entry['auditLogId']}"
 
     def configure(self, options: dict[str, Any]) -> None:
         super().configure(options)

@@ -57,6 +57,13 @@ class Rejected(Exception):
 
 class SplunkHecEmulator(Emulator):
     name = "splunk_hec"
+    sink_type = "splunk_hec"
+
+    def sink_config(self, url: str) -> dict[str, Any]:
+        return {"type": "splunk_hec", "url": url, "token": self.tokens[0]}
+
+    def config_entries(self, name: str, url: str) -> dict[str, dict[str, Any]]:
+        return {"splunk": self.sink_config(url)}
 
     def __init__(self) -> None:
         super().__init__()

@@ -11,22 +11,21 @@ from typing import Any
 
 from forwarder.event import SCHEMA_VERSION, parse_time
 from forwarder.record import Record
+from forwarder.sources import display_name
 
 Formatter = Callable[[Record], bytes]
 
 PRODUCT = "Audit Log"
 VERSION = SCHEMA_VERSION
-VENDOR_NAMES = {
-    "codacy": "Codacy",
-    "configcat": "ConfigCat",
-    "codescoring": "CodeScoring",
-    "codestax": "CodeStax",
-    "forwarder": "audit-forwarder",
-}
+FORWARDER = "audit-forwarder"  # the vendor of the forwarder's own events
 
 
 def vendor_name(vendor: str) -> str:
-    return VENDOR_NAMES.get(vendor, vendor or "unknown")
+    """The display name on the vendor's source class (``forwarder.sources``), else the name the
+    event carries (an http_json vendor's own)."""
+    if vendor == "forwarder":
+        return FORWARDER
+    return display_name(vendor) or vendor or "unknown"
 
 
 def severity(event: dict[str, Any]) -> int:
@@ -45,6 +44,18 @@ def text(value: Any) -> str | None:
 
 def actor_label(actor: dict[str, Any]) -> str | None:
     return text(actor.get("name")) or text(actor.get("email")) or text(actor.get("id"))
+
+
+def chain(event: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """The event's ``(seq, prev, hash)`` in its stream's hash chain (``forwarder.evidence.chain``)."""
+    value = event.get("chain")
+    if not isinstance(value, dict):
+        return None
+    return value.get("seq"), value.get("prev"), value.get("hash")
+
+
+CHAIN_KEYS = ("chainSeq", "chainPrev", "chainHash")
+"""CEF extension keys and LEEF attributes of the chain, last on the line."""
 
 
 def time_ms(event: dict[str, Any]) -> int:

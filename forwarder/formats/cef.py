@@ -13,10 +13,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from forwarder.formats._common import (
+    CHAIN_KEYS,
     PRODUCT,
     VERSION,
     Formatter,
     actor_label,
+    chain,
     severity,
     text,
     time_ms,
@@ -62,6 +64,9 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
         if text(value) is not None:
             pairs += [(f"cs{i}Label", LABELS[f"cs{i}"]), (f"cs{i}", value)]
     pairs.append(("msg", event.get("message")))
+    links = chain(event)
+    if links is not None:
+        pairs += zip(CHAIN_KEYS, links, strict=True)
     out = []
     for key, value in pairs:
         value_text = text(value)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from forwarder.formats._common import Formatter, vendor_name
+from forwarder.formats._common import Formatter, chain, vendor_name
 from forwarder.record import Record
 
 ECS_VERSION = "9.3.0"
@@ -101,6 +101,13 @@ def _distinct(*values: Any) -> list[str]:
     return out
 
 
+def chain_fields(event: dict[str, Any]) -> dict[str, Any]:
+    """ECS's own ``event.sequence`` and ``event.hash`` ("to demonstrate log integrity") carry the
+    seq and hash; the whole link (with ``prev``) is under the vendor's namespace as ``chain``."""
+    links = chain(event)
+    return {} if links is None else {"sequence": links[0], "hash": links[2]}
+
+
 def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
     vendor = str(event.get("vendor") or "")
     actor = event.get("actor") or {}
@@ -117,6 +124,7 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
             "action": event.get("action"), "outcome": outcome, "id": event.get("id"), "module": vendor,
             "dataset": f"{vendor}.audit", "provider": event.get("source"), "created": event.get("observed_time"),
             "original": orjson.dumps(event.get("raw")).decode() if include_raw else None,
+            **chain_fields(event),
         }),
         "user": _compact({"id": actor.get("id"), "name": actor.get("name"), "email": actor.get("email")}),
         "source": _compact({"ip": ip}),
@@ -137,7 +145,7 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
         "actor": _compact({"type": actor.get("type"), "ip": actor.get("ip") if ip is None else None}),
         "target": _compact(target),
         "repository": event.get("repository"), "details": event.get("details") or None,
-        "schema_version": event.get("schema_version"),
+        "schema_version": event.get("schema_version"), "chain": event.get("chain"),
     })  # fmt: skip
     return _compact(doc)
 

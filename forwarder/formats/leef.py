@@ -12,10 +12,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forwarder.formats._common import (
+    CHAIN_KEYS,
     PRODUCT,
     VERSION,
     Formatter,
     actor_label,
+    chain,
     severity,
     text,
     vendor_name,
@@ -70,6 +72,7 @@ def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
         ("outcome", event.get("outcome")), ("org", event.get("organization")), ("sourceName", event.get("source")),
         ("targetType", target.get("type")), ("targetId", target.get("id")), ("targetName", target.get("name")),
         ("repository", event.get("repository")), ("msg", event.get("message")),
+        *zip(CHAIN_KEYS, chain(event) or (), strict=False),
     ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from forwarder.event import parse_time
-from forwarder.formats._common import PRODUCT, Formatter, time_ms, vendor_name
+from forwarder.formats._common import PRODUCT, Formatter, chain, time_ms, vendor_name
 from forwarder.record import Record
 
 OCSF_VERSION = "1.8.0"
@@ -103,6 +103,15 @@ def classify(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 6003, {"api": api, **({"resources": resources} if resources else {})}
 
 
+def chain_metadata(event: dict[str, Any]) -> dict[str, Any]:
+    """Where OCSF carries the hash chain (``forwarder.evidence.chain``), decided here once for
+    every OCSF writer: the seq as ``metadata.sequence`` (OCSF's own "exact ordering of events"
+    attribute); the whole link ``{seq, prev, hash}`` as ``unmapped.chain`` (1.8.0 has no
+    integrity attribute for it)."""
+    links = chain(event)
+    return {} if links is None else {"sequence": links[0]}
+
+
 def ocsf_event(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
     vendor = vendor_name(str(event.get("vendor", "")))
     actor = event.get("actor") or {}
@@ -125,7 +134,7 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any
             "uid": event.get("id"), "original_time": event.get("time"), "event_code": event.get("action"),
             "logged_time": round(parse_time(observed).timestamp() * 1000) if observed else None,
             "log_name": event.get("source"), "log_provider": "audit-forwarder",
-            "tenant_uid": event.get("organization"),
+            "tenant_uid": event.get("organization"), **chain_metadata(event),
         }),
         "actor": {"user": user} if user else {"app_name": vendor},
         "src_endpoint": {"ip": actor["ip"]} if actor.get("ip") else {"svc_name": vendor},
@@ -135,7 +144,7 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any
         "unmapped": _compact({
             "vendor": event.get("vendor"), "activity": event.get("activity"), "category": event.get("category"),
             "target": _compact(event.get("target") or {}), "repository": event.get("repository"),
-            "details": event.get("details") or None,
+            "details": event.get("details") or None, "chain": event.get("chain"),
         }),
     })  # fmt: skip
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from forwarder.journal.protocols import StateJournal
 from forwarder.journal.settings import StateSettings
 from forwarder.journal.sqlite import SqliteJournal
-from forwarder.logs import register_secrets
+from forwarder.redaction import register_secrets
 
 JOURNAL_FILE = "journal.sqlite3"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from forwarder.chunks import Chunks, JournalEntry
+from forwarder.evidence.chain import Head
 from forwarder.journal.types import DeadLetter, JournalStats
 from forwarder.record import Record
 
@@ -28,8 +29,16 @@ class PollJournal(Protocol):
         entries: Chunks,
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
+        *,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
-        """Events, quarantined entries and the cursor in one durable transaction, or none."""
+        """Events, quarantined entries and the cursor in one durable transaction, or none.
+        ``chain`` (head before, head after) moves the stream's hash-chain head in that same
+        transaction, refused if another writer moved it meanwhile."""
+        ...
+
+    async def chain_head(self, source: str, organization: str) -> Head:
+        """The head of the stream's hash chain (``forwarder.evidence.chain.START`` if none)."""
         ...
 
     def is_full(self) -> bool: ...
@@ -71,6 +80,10 @@ class StateJournal(PollJournal, DeliveryJournal, Protocol):
         """Where the state is, for messages: the SQLite file, or PostgreSQL's host and database."""
         ...
 
+    def problems(self) -> list[str]:
+        """What keeps the state from taking writes, for ``/readyz`` (an unwritable file)."""
+        ...
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -83,6 +96,7 @@ class StateJournal(PollJournal, DeliveryJournal, Protocol):
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         """``cursor_source`` keeps the cursor under another key than the events' source (a
         backfill's progress lives apart from the live cursor)."""

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, seq INTEGER NOT NULL,
     event_id TEXT NOT NULL, source TEXT NOT NULL, organization TEXT NOT NULL, vendor TEXT NOT NULL,
     time_ms INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chain_heads (
+    source TEXT NOT NULL, organization TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL,
+    PRIMARY KEY (source, organization));
 """
 
 

@@ -10,15 +10,18 @@ committed append survives a crash and a power cut; offset commits and prunes ski
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from forwarder.chunks import Chunks, JournalEntry
-from forwarder.journal import cursors, dead_letters, offsets, quarantine
+from forwarder.evidence.chain import Head
+from forwarder.journal import chain_heads, cursors, dead_letters, offsets, quarantine
 from forwarder.journal.events import EventStore
 from forwarder.journal.schema import connect
 from forwarder.journal.transaction import transaction
@@ -26,6 +29,7 @@ from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, Sin
 from forwarder.record import Record
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class SqliteState:
@@ -62,6 +66,7 @@ class SqliteState:
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         now = time.time()
         db = self.db
@@ -71,6 +76,8 @@ class SqliteState:
                 added = self.events.insert(db, chunks, source, organization, now)
                 quarantine.insert(db, source, organization, quarantined, now)
                 cursors.put(db, cursor_source or source, organization, cursor, now)
+                if chain is not None:  # the stream's chain head, with the events it ends
+                    chain_heads.advance(db, source, organization, *chain)
         except sqlite3.OperationalError as exc:
             if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
                 raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
@@ -79,6 +86,9 @@ class SqliteState:
 
     def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
         return cursors.get(self.db, source, organization)
+
+    def chain_head(self, source: str, organization: str) -> Head:
+        return chain_heads.get(self.db, source, organization)
 
     def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
         if cursor is None:
@@ -89,8 +99,8 @@ class SqliteState:
     def delete_cursors(self, source: str | None, organization: str | None) -> int:
         return cursors.delete(self.db, source, organization)
 
-    def register_sinks(self, names: list[str]) -> list[str]:
-        return offsets.register(self.db, names, self.events.first_seq(self.db))
+    def register_sinks(self, names: Iterable[str]) -> list[str]:
+        return offsets.register(self.db, list(names), self.events.first_seq(self.db))
 
     def offset(self, sink: str) -> int:
         return offsets.get(self.db, sink)
@@ -139,8 +149,22 @@ class SqliteState:
         return dead_letters.delete(self.db, ids)
 
 
+def on_worker(
+    method: Callable[Concatenate[SqliteState, P], T],
+) -> Callable[Concatenate[SqliteJournal, P], Coroutine[Any, Any, T]]:
+    """``SqliteState``'s method as a coroutine method of ``SqliteJournal``, run on its thread."""
+
+    async def run(self: SqliteJournal, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(method, self.state, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    run.__doc__ = method.__doc__
+    return run
+
+
 class SqliteJournal:
-    """The async face of ``SqliteState`` (``forwarder.journal.protocols.StateJournal``)."""
+    """The async face of ``SqliteState`` (``forwarder.journal.protocols.StateJournal``): every
+    call runs on the journal's one thread."""
 
     def __init__(self, path: Path, max_events: int = 1_000_000, max_bytes: int = 1 << 30, migrate: bool = True) -> None:
         self.path = path
@@ -149,19 +173,21 @@ class SqliteJournal:
         self.state = SqliteState(path, migrate)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
     @property
     def db(self) -> sqlite3.Connection:
         return self.state.db
 
-    async def open(self) -> None:
-        await self._run(self.state.open)
+    open = on_worker(SqliteState.open)
 
     async def close(self) -> None:
-        await self._run(self.state.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.state.close)
         self._executor.shutdown(wait=True)
+
+    def problems(self) -> list[str]:
+        """``/readyz``: the file and its directory must stay writable (a remount read-only)."""
+        if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+            return []
+        return [f"the journal {self.path} is not writable"]
 
     def is_full(self) -> bool:
         events, size = self.size
@@ -175,55 +201,19 @@ class SqliteJournal:
     def head(self) -> int:
         return self.state.events.head
 
-    async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
-        return await self._run(self.state.get_cursor, source, organization)
-
-    async def append(
-        self,
-        source: str,
-        organization: str,
-        entries: Sequence[JournalEntry] | Chunks,
-        cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        cursor_source: str | None = None,
-    ) -> None:
-        await self._run(self.state.append, source, organization, entries, cursor, quarantined, cursor_source)
-
-    async def set_cursor(self, source: str, organization: str, cursor: dict[str, Any] | None) -> None:
-        await self._run(self.state.set_cursor, source, organization, cursor)
-
-    async def delete_cursors(self, source: str | None, organization: str | None) -> int:
-        return await self._run(self.state.delete_cursors, source, organization)
-
-    async def register_sinks(self, names: Iterable[str]) -> list[str]:
-        return await self._run(self.state.register_sinks, list(names))
-
-    async def offset(self, sink: str) -> int:
-        return await self._run(self.state.offset, sink)
-
-    async def inflight(self, sink: str) -> int | None:
-        return await self._run(self.state.inflight, sink)
-
-    async def begin(self, sink: str, last_seq: int) -> None:
-        await self._run(self.state.begin, sink, last_seq)
-
-    async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
-        return await self._run(self.state.read, after_seq, max_events, max_bytes)
-
-    async def journaled_at(self, seq: int) -> float | None:
-        return await self._run(self.state.journaled_at, seq)
-
-    async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
-        await self._run(self.state.commit, sink, seq, dead)
-
-    async def prune(self) -> int:
-        return await self._run(self.state.prune)
-
-    async def stats(self) -> JournalStats:
-        return await self._run(self.state.stats)
-
-    async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
-        return await self._run(self.state.dead_letters, sink, ids)
-
-    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
-        return await self._run(self.state.delete_dead_letters, ids)
+    get_cursor = on_worker(SqliteState.get_cursor)
+    append = on_worker(SqliteState.append)
+    chain_head = on_worker(SqliteState.chain_head)
+    set_cursor = on_worker(SqliteState.set_cursor)
+    delete_cursors = on_worker(SqliteState.delete_cursors)
+    register_sinks = on_worker(SqliteState.register_sinks)
+    offset = on_worker(SqliteState.offset)
+    inflight = on_worker(SqliteState.inflight)
+    begin = on_worker(SqliteState.begin)
+    read = on_worker(SqliteState.read)
+    journaled_at = on_worker(SqliteState.journaled_at)
+    commit = on_worker(SqliteState.commit)
+    prune = on_worker(SqliteState.prune)
+    stats = on_worker(SqliteState.stats)
+    dead_letters = on_worker(SqliteState.dead_letters)
+    delete_dead_letters = on_worker(SqliteState.delete_dead_letters)

@@ -1,7 +1,9 @@
 """Source registry: adding a source is one module in this folder plus one line here.
 
 Each entry maps the ``type`` used in the YAML to the source's config model and its class,
-built as ``SourceClass(name, config)``.
+built as ``SourceClass(name, config)``. What else the rest of the forwarder needs of a vendor
+is read off the class: ``display_name`` (the SIEM formats' vendor field, via ``display_name``
+below) and ``retention_days`` (``forwarder.sources.windowed``).
 """
 
 from __future__ import annotations
@@ -24,3 +26,17 @@ SOURCES: dict[str, tuple[type[SourceConfig], Callable[[str, Any], Source]]] = {
     "codescoring": (CodescoringConfig, CodescoringSource),
     "codestax": (CodeStaxConfig, CodeStaxSource),
 }
+
+# The vendor an event carries -> how people write it; read by forwarder.formats.
+DISPLAY_NAMES: dict[str, str] = {
+    vendor: name
+    for _, factory in SOURCES.values()
+    if isinstance(vendor := getattr(factory, "vendor", None), str)
+    and isinstance(name := getattr(factory, "display_name", None), str)
+}
+
+
+def display_name(vendor: str) -> str | None:
+    """The vendor's name as its source class spells it; None for a vendor no source module
+    reads (an http_json description names its own)."""
+    return DISPLAY_NAMES.get(vendor)

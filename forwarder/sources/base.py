@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import ConfigDict, Field, model_validator
 
+from forwarder.event import format_time, make_event
 from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
 from forwarder.http_shared import cleartext_urls
 from forwarder.secrets import SecretFilesModel
@@ -84,6 +85,28 @@ class SourceConfig(SecretFilesModel):
                 "or rename the setting that names it"
             )
         return self
+
+
+def retention_setting(days: float, plans: str, vendor: str, longer: str = "") -> Any:
+    """A ``retention_days`` setting, for a vendor whose retention depends on the plan: ``plans``
+    says which keeps how long, ``longer`` which plans keep longer than the default."""
+    return Field(
+        days, gt=0,
+        description=f"{plans} Every run starts at most this far back; a cursor older than this (the forwarder "
+        "was stopped longer) skips to it and journals a forwarder.gap event for the interval. A plan that keeps "
+        f"entries longer{longer} must raise this, or entries {vendor} still serves are skipped and reported lost.",
+    )  # fmt: skip
+
+
+def entry_event(
+    vendor: str, source: str, organization: str, key: str, time: str, observed: datetime, **fields: Any
+) -> dict[str, Any]:
+    """The normalized event of one vendor entry: its key as the id, the time it happened and
+    the time it was read; ``fields`` are the rest of ``make_event``."""
+    return make_event(
+        id=key, time=time, observed_time=format_time(observed), vendor=vendor, source=source,
+        organization=organization, **fields,
+    )  # fmt: skip
 
 
 class Source(Protocol):

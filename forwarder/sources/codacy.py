@@ -9,7 +9,6 @@ through ``pagination.cursor``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -18,14 +17,12 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.event import SCHEMA_VERSION, event_time, format_observed
-from forwarder.sources.base import HttpUrl, Page, SourceConfig
-from forwarder.sources.gaps import retention_gap
-from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.walk import WalkBudget
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
+from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.http import MalformedResponse, make_client
+from forwarder.sources.window import time_at
+from forwarder.sources.windowed import WindowedSource
 
 log = structlog.get_logger("forwarder.sources.codacy")
-RETENTION_MS = 365 * 24 * 3600 * 1000
 PROVIDERS = ("gh", "ghe", "gl", "gle", "bb", "bbe")
 
 
@@ -151,34 +148,24 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
 _time_ms = time_at("timestamp")
 
 
-class CodacySource:
+class CodacySource(WindowedSource[CodacyConfig]):
     type_name: ClassVar[str] = "codacy"
     vendor: ClassVar[str] = "codacy"
+    display_name: ClassVar[str] = "Codacy"
+    retention_days: ClassVar[float | None] = 365.0
 
-    def __init__(self, name: str, config: CodacyConfig) -> None:
-        self.name = name
-        self.config = config
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers={"api-token": config.api_token.get_secret_value(), "Accept": "application/json"},
-            timeout=config.timeout_s,
-        )
-        self.fetcher = HttpFetcher(
-            self.client, "Codacy", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            extra_params=config.extra_params,
-        )  # fmt: skip
+    def make_client(self) -> httpx.AsyncClient:
+        return make_client(self.config, self.config.base_url, {"api-token": self.config.api_token.get_secret_value()})
 
-    def organizations(self) -> list[str]:
-        return list(self.config.organizations)
-
-    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> list[Any]:
+    async def fetch_window(self, organization: str, lo_ms: int, hi_ms: int) -> list[Any]:
         path = f"/organizations/{organization}/audit"
         params: dict[str, Any] = {"from": lo_ms, "to": hi_ms}
         items: list[Any] = []
         # The whole slice is one answer (the documented API), or pages of an undocumented envelope
         # in an unknown order: held to the end of the slice, so bound.
-        budget = WalkBudget("Codacy", organization, self.config.max_walk_bytes, "lower slice_hours")
-        for _ in range(10_000):  # a page that repeats forever must not loop forever
+        budget = self.walk_budget(organization, "lower slice_hours")
+        guard = self.page_guard(organization, 10_000)  # a page that repeats forever must not loop forever
+        while guard.next_page():
             body = await self.fetcher.get_json(organization, path, params, budget=budget)
             if isinstance(body, list):
                 page, cursor = body, None
@@ -197,46 +184,17 @@ class CodacySource:
                 )
             items.extend(page)
             if not cursor or not page:
-                return items
-            if cursor == params.get("cursor") or not isinstance(cursor, str | int):
-                # Ending here would skip the rest of the window for good: fail, retry next cycle.
-                raise MalformedResponse(
-                    f"Codacy pagination for organization {organization!r} returned the cursor it was given "
-                    "(or not a cursor at all); the cursor stays where it was"
-                )
+                break
+            if not isinstance(cursor, str | int) or guard.repeats(cursor):
+                raise guard.token_repeated()  # ending here would skip the rest of the window for good
             params = {**params, "cursor": cursor}
-        raise MalformedResponse(f"Codacy pagination for organization {organization!r} never ended")
+        return items
 
-    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        cfg = self.config
-        now = now_ms()
-        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * 86_400_000))
-        end = now - int(cfg.lag_s * 1000)
-        overlap = int(cfg.overlap_s * 1000)
-        start = max(state.watermark_ms - overlap, now - RETENTION_MS)
-        gap = retention_gap(
-            vendor="codacy", source=self.name, organization=organization,
-            cursor_ms=state.watermark_ms if cursor else None, oldest_ms=now - RETENTION_MS,
-        )  # fmt: skip
-        for lo, hi in slices(start, end, int(cfg.slice_hours * 3_600_000)):
-            items = await self.fetch(organization, lo, hi)
-            keys = entry_keys("codacy", "Codacy", organization, items, None, "")
-            fresh, _ = state.take(items, keys, _time_ms, hi, overlap)
-            del items, keys  # only ``fresh`` is needed from here; the next fetch must not sit beside it
-            page = Page(entries=fresh, cursor=state.dump(), extra_events=gap)
-            del fresh
-            yield page
-            del page
-            gap = []
+    def keys(self, organization: str, items: list[Any]) -> list[str]:
+        return self.entry_keys(organization, items, None, "")
+
+    def time_ms(self, raw: Any) -> int | None:
+        return _time_ms(raw)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)
-
-    async def check(self) -> str:
-        now = now_ms()
-        for org in self.config.organizations:
-            await self.fetch(org, now - 60_000, now)
-        return f"credentials accepted for {len(self.config.organizations)} organization(s)"
-
-    async def close(self) -> None:
-        await self.client.aclose()

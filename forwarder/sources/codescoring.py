@@ -28,12 +28,13 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.event import event_time, format_ms, format_time, make_event
+from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, Page, SourceConfig
-from forwarder.sources.http import HttpFetcher, MalformedResponse
+from forwarder.sources.base import HttpUrl, Page, SourceConfig, entry_event
+from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.walk import WalkBudget
 from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
+from forwarder.sources.windowed import DAY_MS, HttpSource
 
 log = structlog.get_logger("forwarder.sources.codescoring")
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
@@ -245,13 +246,8 @@ def normalize_entry(
             fields["recorded_actor"] = actor_name
     if raw.get("duration") is not None:
         fields["duration"] = raw["duration"]
-    return make_event(
-        id=key,
-        time=when,
-        observed_time=format_time(observed),
-        vendor="codescoring",
-        source=source,
-        organization=organization,
+    return entry_event(
+        "codescoring", source, organization, key, when, observed,
         actor=actor,
         action=action,
         activity=activity,
@@ -274,22 +270,20 @@ async def _past_last_page(response: httpx.Response) -> None:
         raise _PastLastPage
 
 
-class CodescoringSource:
+class CodescoringSource(HttpSource[CodescoringConfig]):
     type_name: ClassVar[str] = "codescoring"
     vendor: ClassVar[str] = "codescoring"
+    display_name: ClassVar[str] = "CodeScoring"
+    unit: ClassVar[str] = "installation"
 
     def __init__(self, name: str, config: CodescoringConfig) -> None:
-        self.name = name
-        self.config = config
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers={"Authorization": f"Token {config.token.get_secret_value()}", "Accept": "application/json"},
-            timeout=config.timeout_s,
+        super().__init__(name, config, on_response=_past_last_page)
+
+    def make_client(self) -> httpx.AsyncClient:
+        cfg = self.config
+        return make_client(
+            cfg, cfg.base_url, {"Authorization": f"Token {cfg.token.get_secret_value()}"},
             follow_redirects=True,  # Django's APPEND_SLASH redirects a path without its slash
-        )
-        self.fetcher = HttpFetcher(
-            self.client, "Codescoring", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=_past_last_page, extra_params=config.extra_params,
         )  # fmt: skip
 
     def organizations(self) -> list[str]:
@@ -317,7 +311,7 @@ class CodescoringSource:
         if isinstance(body, dict) and isinstance(body.get("results"), list):
             return body["results"], bool(body.get("next"))
         raise MalformedResponse(
-            f"Codescoring answered with {type(body).__name__} for installation {organization!r}, "
+            f"CodeScoring answered with {type(body).__name__} for installation {organization!r}, "
             "expected a list of audit entries or a {count, next, results} envelope"
         )
 
@@ -332,21 +326,20 @@ class CodescoringSource:
         newest_first = self.config.order == "newest_first"
         time_ms = time_at(self.config.time_field)
         walked: list[tuple[Any, int]] = []
-        seen: set[str] = set()
+        guard = self.page_guard(organization, MAX_PAGES)
+        seen = guard.seen
         previous: int | None = None  # time of the last parseable entry walked, across pages
         out_of_order = descending = False
         # One walk, journaled as one page (the module's docstring), so what it holds is bound.
-        budget = WalkBudget("Codescoring", organization, self.config.max_walk_bytes, REMEDY)
-        for page in range(1, MAX_PAGES + 1):
+        budget = self.walk_budget(organization, REMEDY)
+        while True:
+            page = guard.next_page()
             items, more = await self.fetch_page(organization, page, per_page, (floor, end), budget=budget)
             keys = self._keys(organization, items, self.config.id_field)
-            if page > 1 and items and set(keys) <= seen:
+            if guard.stale(keys):
                 if more is None:
                     break  # a bare list that ignores ``page``: the same entries again
-                raise MalformedResponse(
-                    f"Codescoring sent page {page} with only entries already seen for installation "
-                    f"{organization!r}; the walk stops instead of looping"
-                )
+                raise guard.looped(str(page))
             reached_floor = False
             for item, key in zip(items, keys, strict=True):
                 read = time_ms(item)
@@ -360,23 +353,21 @@ class CodescoringSource:
                     reached_floor = True
                 elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled
                     walked.append((item, ts))
-            seen.update(keys)
+            guard.remember(keys)
             if reached_floor and newest_first and not out_of_order:
                 break
             if not items or more is False or (more is None and len(items) < per_page):
                 break
-        else:
-            raise MalformedResponse(f"Codescoring paging for installation {organization!r} never ended")
         if newest_first and out_of_order:
             log.warning(
-                "Codescoring listed entries oldest first (or unordered) although order is newest_first; "
+                "CodeScoring listed entries oldest first (or unordered) although order is newest_first; "
                 "every page was walked instead of stopping at the watermark. Set order: oldest_first "
                 "if the server lists oldest first",
                 source=self.name, installation=organization,
             )  # fmt: skip
         elif not newest_first and descending and not out_of_order:
             log.info(
-                "Codescoring listed every entry newest first although order is oldest_first; "
+                "CodeScoring listed every entry newest first although order is oldest_first; "
                 "order: newest_first would stop walks at the watermark",
                 source=self.name, installation=organization,
             )  # fmt: skip
@@ -389,12 +380,12 @@ class CodescoringSource:
     @staticmethod
     def _keys(organization: str, items: list[Any], id_field: str | None = "id") -> list[str]:
         """``codescoring:<installation>:<id>``, or a hash of the whole entry without an id."""
-        return entry_keys("codescoring", "Codescoring", organization, items, id_field, f"codescoring:{organization}:")
+        return entry_keys("codescoring", "CodeScoring", organization, items, id_field, f"codescoring:{organization}:")
 
     async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
         cfg = self.config
         now = now_ms()
-        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * 86_400_000))
+        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * DAY_MS))
         overlap = int(cfg.overlap_s * 1000)
         end = now - int(cfg.lag_s * 1000)
         found = await self.walk(organization, state.watermark_ms - overlap, end)
@@ -408,6 +399,3 @@ class CodescoringSource:
     async def check(self) -> str:
         await self.fetch_page(self.config.installation_name, 1, 1, None)
         return f"credentials accepted for installation {self.config.installation_name!r}"
-
-    async def close(self) -> None:
-        await self.client.aclose()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -25,16 +25,15 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms, format_time, make_event
+from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, Page, SourceConfig
-from forwarder.sources.gaps import retention_gap
-from forwarder.sources.http import HttpFetcher, MalformedResponse
-from forwarder.sources.walk import WalkBudget
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
+from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, retention_setting
+from forwarder.sources.http import MalformedResponse, make_client
+from forwarder.sources.window import entry_keys, time_at
+from forwarder.sources.windowed import WindowedSource
 
 log = structlog.get_logger("forwarder.sources.codestax")
-DAY_MS = 86_400_000
+RETENTION_DAYS = 90.0  # every plan; Enterprise can extend it: the setting retention_days
 MAX_PAGES = 100_000  # a server that never sends a short page must not keep a poll alive forever
 
 
@@ -48,12 +47,9 @@ class CodeStaxConfig(SourceConfig):
     initial_lookback_days: float = Field(
         90.0, gt=0, description="How far back the first run starts, at most retention_days: all of it by default."
     )
-    retention_days: float = Field(
-        90.0, gt=0,
-        description="How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it. "
-        "Every run starts at most this far back; a cursor older than this (the forwarder was stopped longer) "
-        "skips to it and journals a forwarder.gap event for the interval. A plan that keeps entries longer "
-        "must raise this, or entries CodeStax still serves are skipped and reported lost.",
+    retention_days: float = retention_setting(
+        RETENTION_DAYS, "How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it.",
+        "CodeStax",
     )
     path: str = Field("/audit-logs", description="Audit-log endpoint, relative to base_url (undocumented).")
     limit: int = Field(100, ge=1, description="Entries per request.")
@@ -182,13 +178,8 @@ def normalize_entry(
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
     if raw.get("category"):
         details["vendor_category"] = raw["category"]
-    return make_event(
-        id=key,
-        time=when,
-        observed_time=format_time(observed),
-        vendor="codestax",
-        source=source,
-        organization=organization,
+    return entry_event(
+        "codestax", source, organization, key, when, observed,
         actor={
             "id": user.get("email") or user.get("id"),
             "name": user.get("name"),
@@ -221,27 +212,17 @@ def entry_key(organization: str, item: Any, id_field: str | None = "id") -> str:
     return _keys(organization, [item], id_field)[0]
 
 
-class CodeStaxSource:
+class CodeStaxSource(WindowedSource[CodeStaxConfig]):
     type_name: ClassVar[str] = "codestax"
     vendor: ClassVar[str] = "codestax"
+    display_name: ClassVar[str] = "CodeStax"
+    retention_days: ClassVar[float | None] = RETENTION_DAYS
 
     def __init__(self, name: str, config: CodeStaxConfig, bucket: TokenBucket | None = None) -> None:
-        self.name = name
-        self.config = config
         self.bucket = bucket or TokenBucket(config.hourly_request_budget)
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            headers={"X-API-Key": config.api_key.get_secret_value(), "Accept": "application/json"},
-            timeout=config.timeout_s,
-            follow_redirects=True,  # FastAPI redirects a path that differs by its trailing slash
-            # every attempt, retries and redirects included, spends budget
-            event_hooks={"request": [self._same_origin, self._paced]},
-        )
-        self.fetcher = HttpFetcher(
-            self.client, "CodeStax", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            before_attempt=self._pay_for_attempt, extra_params=config.extra_params,
-        )  # fmt: skip
         self._prepaid = 0
+        self._time_ms = time_at(config.time_field)
+        super().__init__(name, config, before_attempt=self._pay_for_attempt)
         if config.initial_lookback_days > config.retention_days:
             log.warning(
                 "initial_lookback_days is longer than retention_days; the first run starts retention_days back. "
@@ -249,6 +230,15 @@ class CodeStaxSource:
                 source=name, initial_lookback_days=config.initial_lookback_days,
                 retention_days=config.retention_days,
             )  # fmt: skip
+
+    def make_client(self) -> httpx.AsyncClient:
+        cfg = self.config
+        return make_client(
+            cfg, cfg.base_url, {"X-API-Key": cfg.api_key.get_secret_value()},
+            follow_redirects=True,  # FastAPI redirects a path that differs by its trailing slash
+            # every attempt, retries and redirects included, spends budget
+            request_hooks=[self._same_origin, self._paced],
+        )  # fmt: skip
 
     async def _pay_for_attempt(self) -> None:
         """Before the attempt's deadline starts: on a small plan the wait for budget is longer
@@ -277,9 +267,8 @@ class CodeStaxSource:
     def organizations(self) -> list[str]:
         return [self.config.organization]
 
-    async def fetch(self, organization: str, lo_ms: int, hi_ms: int) -> tuple[list[Any], list[str]]:
-        """Every entry from ``lo_ms`` to ``hi_ms`` and their keys, newest first, walked until a
-        short page."""
+    async def fetch_window(self, organization: str, lo_ms: int, hi_ms: int) -> list[Any]:
+        """Every entry from ``lo_ms`` to ``hi_ms``, newest first, walked until a short page."""
         cfg = self.config
         params: dict[str, Any] = {cfg.start_param: format_ms(lo_ms), cfg.end_param: format_ms(hi_ms)}
         for name, value in ((cfg.user_param, cfg.user), (cfg.action_param, cfg.action),
@@ -287,58 +276,42 @@ class CodeStaxSource:
             if value:
                 params[name] = value
         items: list[Any] = []
-        seen: set[str] = set()
         # skip/limit newest first: a slice is journaled once its last page is read, so it is bound
-        budget = WalkBudget("CodeStax", organization, cfg.max_walk_bytes, "lower slice_hours")
-        for page in range(MAX_PAGES):
+        budget = self.walk_budget(organization, "lower slice_hours")
+        guard = self.page_guard(organization, MAX_PAGES)
+        while True:
+            skip = (guard.next_page() - 1) * cfg.limit
             body = await self.fetcher.get_json(
-                organization, cfg.path, {**params, "skip": page * cfg.limit, "limit": cfg.limit}, budget=budget
+                organization, cfg.path, {**params, "skip": skip, "limit": cfg.limit}, budget=budget
             )
             if not isinstance(body, list):
                 raise MalformedResponse(
                     f"CodeStax answered with {type(body).__name__} for organization {organization!r}, "
                     "expected a list of audit entries"
                 )
-            keys = _keys(organization, body, cfg.id_field)
-            if page and body and set(keys) <= seen:
-                raise MalformedResponse(
-                    f"CodeStax sent page skip={page * cfg.limit} with only entries already seen for organization "
-                    f"{organization!r}; the walk stops instead of looping"
-                )
-            seen.update(keys)
+            keys = self.keys(organization, body)
+            if guard.stale(keys):
+                raise guard.looped(f"skip={skip}")
+            guard.remember(keys)
             items.extend(body)
-            if len(body) < cfg.limit:  # keyed over the whole walk: no twin is lost
-                return items, _keys(organization, items, cfg.id_field)
-        raise MalformedResponse(f"CodeStax paging for organization {organization!r} never ended")
+            if len(body) < cfg.limit:  # keyed again over the whole walk by ``keys``: no twin is lost
+                return items
 
-    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        cfg = self.config
-        now = now_ms()
-        oldest = now - int(cfg.retention_days * DAY_MS)
-        state = WindowCursor.load(cursor, max(oldest, now - int(cfg.initial_lookback_days * DAY_MS)))
-        overlap = int(cfg.overlap_s * 1000)
-        extra = retention_gap(
-            vendor="codestax", source=self.name, organization=organization,
-            cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
+    def keys(self, organization: str, items: list[Any]) -> list[str]:
+        return _keys(organization, items, self.config.id_field)
+
+    def time_ms(self, raw: Any) -> int | None:
+        return self._time_ms(raw)
+
+    def within(self, lo_ms: int, hi_ms: int) -> tuple[int, int]:
+        return lo_ms, hi_ms
+
+    def warn_outside(self, organization: str, count: int) -> None:
+        log.warning(
+            "CodeStax sent entries outside the window asked for; they were skipped. The server "
+            "ignores the time filter: check start_param and end_param",
+            source=self.name, organization=organization, entries=count,
         )  # fmt: skip
-        start = max(state.watermark_ms - overlap, oldest)
-        warned, time_ms = False, time_at(cfg.time_field)
-        for lo, hi in slices(start, now - int(cfg.lag_s * 1000), int(cfg.slice_hours * 3_600_000)):
-            items, keys = await self.fetch(organization, lo, hi)
-            fresh, outside = state.take(items, keys, time_ms, hi, overlap, within=(lo, hi))
-            del items, keys
-            if outside and not warned:  # at once: such a walk may spend the budget before the poll ends
-                warned = True
-                log.warning(
-                    "CodeStax sent entries outside the window asked for; they were skipped. The server "
-                    "ignores the time filter: check start_param and end_param",
-                    source=self.name, organization=organization, entries=outside,
-                )  # fmt: skip
-            yield Page(entries=fresh, cursor=state.dump(), extra_events=extra)
-            extra = []
-        if extra:  # nothing to walk (lag longer than the run's window), but the gap is still news
-            state.watermark_ms = max(state.watermark_ms, oldest)
-            yield Page(entries=[], cursor=state.dump(), extra_events=extra)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
@@ -347,6 +320,3 @@ class CodeStaxSource:
         cfg = self.config
         await self.fetcher.get_json(cfg.organization, cfg.path, {"skip": 0, "limit": 1})
         return f"credentials accepted for organization {cfg.organization!r}"
-
-    async def close(self) -> None:
-        await self.client.aclose()

@@ -17,7 +17,6 @@ import asyncio
 import email.utils
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -27,15 +26,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms, parse_time
 from forwarder.mapping import FieldSpec, Mapper, validate_mapping
-from forwarder.sources.base import HttpUrl, Page, SourceConfig
-from forwarder.sources.gaps import retention_gap
-from forwarder.sources.http import HttpFetcher, MalformedResponse, SourceError
-from forwarder.sources.walk import WalkBudget
-from forwarder.sources.window import WindowCursor, entry_keys, now_ms, slices, time_at
+from forwarder.sources.base import HttpUrl, SourceConfig, retention_setting
+from forwarder.sources.http import MalformedResponse, make_client
+from forwarder.sources.window import time_at
+from forwarder.sources.windowed import DAY_MS, WindowedSource
 
 log = structlog.get_logger("forwarder.sources.configcat")
-DAY_MS = 86_400_000
 PRODUCT_PREFIX = "product:"
+RETENTION_DAYS = 35.0  # Pro/Smart; Free 7, Enterprise/Dedicated 750: the setting retention_days
 
 # auditLogTypeEnum -> category and target type. Containers (organization, product, config,
 # environment) are entity_management; what lives in them (feature flags and their values,
@@ -133,12 +131,9 @@ class ConfigCatConfig(SourceConfig):
     initial_lookback_days: float = Field(
         365.0, gt=0, description="How far back the first run starts, at most retention_days."
     )
-    retention_days: float = Field(
-        35.0, gt=0,
-        description="The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750. Every run "
-        "starts at most this far back; a cursor older than this (the forwarder was stopped longer) skips to it "
-        "and journals a forwarder.gap event for the interval. A plan that keeps entries longer (Enterprise, "
-        "Dedicated) must raise this, or entries ConfigCat still serves are skipped and reported lost.",
+    retention_days: float = retention_setting(
+        RETENTION_DAYS, "The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750.", "ConfigCat",
+        " (Enterprise, Dedicated)",
     )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
 
@@ -199,23 +194,22 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
 _time_ms = time_at("auditLogDateTime")
 
 
-class ConfigCatSource:
+class ConfigCatSource(WindowedSource[ConfigCatConfig]):
     type_name: ClassVar[str] = "configcat"
     vendor: ClassVar[str] = "configcat"
+    display_name: ClassVar[str] = "ConfigCat"
+    retention_days: ClassVar[float | None] = RETENTION_DAYS
+    check_message: ClassVar[str] = "credentials accepted for {n} organization(s)/product(s)"
 
     def __init__(self, name: str, config: ConfigCatConfig) -> None:
-        self.name = name
-        self.config = config
-        self.client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/"),
-            auth=httpx.BasicAuth(config.username, config.password.get_secret_value()),
-            headers={"Accept": "application/json"},
-            timeout=config.timeout_s,
-        )
-        self.fetcher = HttpFetcher(
-            self.client, "ConfigCat", config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=self._throttle, extra_params=config.extra_params,
-        )  # fmt: skip
+        super().__init__(name, config, on_response=self._throttle)
+
+    def make_client(self) -> httpx.AsyncClient:
+        cfg = self.config
+        return make_client(cfg, cfg.base_url, auth=httpx.BasicAuth(cfg.username, cfg.password.get_secret_value()))
+
+    def slice_ms(self, start_ms: int, end_ms: int) -> int:
+        return int(self.config.window_days * DAY_MS)
 
     async def _throttle(self, response: httpx.Response) -> None:
         """Sleep before the bucket is empty rather than collect a 429 (which the fetcher
@@ -244,7 +238,7 @@ class ConfigCatSource:
             return f"/{version}/products/{unit.removeprefix(PRODUCT_PREFIX)}/auditlogs"
         return f"/{version}/organizations/{unit}/auditlogs"
 
-    async def fetch(self, unit: str, lo_ms: int, hi_ms: int) -> list[Any]:
+    async def fetch_window(self, unit: str, lo_ms: int, hi_ms: int) -> list[Any]:
         cfg = self.config
         params: dict[str, Any] = {"fromUtcDateTime": format_ms(lo_ms), "toUtcDateTime": format_ms(hi_ms)}
         filters = {"productId": cfg.product_id, "configId": cfg.config_id,
@@ -253,14 +247,16 @@ class ConfigCatSource:
         path = self._path(unit)
         # Page numbers, newest first: a window is journaled only once every page is read (the
         # module's docstring), so what it holds until then is bound.
-        budget = WalkBudget("ConfigCat", unit, cfg.max_walk_bytes, "lower window_days")
+        budget = self.walk_budget(unit, "lower window_days")
         if cfg.api_version == "v1":
             body = await self.fetcher.get_json(unit, path, params, budget=budget)
             if not isinstance(body, list):
                 raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
             return body
         items: list[Any] = []
-        for page_number in range(1, cfg.max_pages + 1):
+        guard = self.page_guard(unit, cfg.max_pages, "lower window_days or raise max_pages")
+        while True:
+            page_number = guard.next_page()
             body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
                                                             "pageSize": cfg.page_size}, budget=budget)  # fmt: skip
             if (
@@ -281,43 +277,14 @@ class ConfigCatSource:
                 or (isinstance(total, int) and isinstance(current, int) and current >= total)
             ):
                 return items
-        raise SourceError(
-            f"ConfigCat paging for {unit!r} went past max_pages={cfg.max_pages} in one window; "
-            "lower window_days or raise max_pages"
-        )
 
-    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        cfg = self.config
-        now = now_ms()
-        oldest = now - int(cfg.retention_days * DAY_MS)
-        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * DAY_MS))
-        end = now - int(cfg.lag_s * 1000)
-        overlap = int(cfg.overlap_s * 1000)
-        start = max(state.watermark_ms - overlap, oldest)
-        gap = retention_gap(
-            vendor="configcat", source=self.name, organization=organization,
-            cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
-        )  # fmt: skip
-        for lo, hi in slices(start, end, int(cfg.window_days * DAY_MS)):
-            items = await self.fetch(organization, lo, hi)
-            fresh, _ = state.take(items, self._keys(organization, items), _time_ms, hi, overlap)
-            yield Page(entries=fresh, cursor=state.dump(), extra_events=gap)
-            gap = []
-
-    @staticmethod
-    def _keys(organization: str, items: list[Any]) -> list[str]:
+    def keys(self, organization: str, items: list[Any]) -> list[str]:
         """``auditLogId``; every field of the older shape may be null, so an entry without one is
         keyed on its content instead of failing the window at every poll."""
-        return entry_keys("configcat", "ConfigCat", organization, items, "auditLogId", "configcat:")
+        return self.entry_keys(organization, items, "auditLogId", "configcat:")
+
+    def time_ms(self, raw: Any) -> int | None:
+        return _time_ms(raw)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed)
-
-    async def check(self) -> str:
-        now = now_ms()
-        for unit in self.organizations():
-            await self.fetch(unit, now - 60_000, now)
-        return f"credentials accepted for {len(self.organizations())} organization(s)/product(s)"
-
-    async def close(self) -> None:
-        await self.client.aclose()

@@ -9,8 +9,9 @@ what to check. Messages name the vendor, the organization and the status, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -18,10 +19,12 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from forwarder import lenient_json, metrics
-from forwarder.http_shared import BackoffWait, parse_retry_after, read_at_most
+from forwarder.http_shared import read_at_most
+from forwarder.retry import BackoffWait, parse_retry_after
+from forwarder.secret_stores import credentials_refused
 
 if TYPE_CHECKING:
-    from forwarder.sources.walk import WalkBudget
+    from forwarder.sources.base import SourceConfig
 
 log = structlog.get_logger("forwarder.http")
 
@@ -36,6 +39,13 @@ HINTS = {
 # An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
 # error page from costing more than this, and a longer one is simply not quoted.
 ERROR_BODY_BYTES = 64 * 1024
+
+
+class Budget(Protocol):
+    """What one walk may hold (``forwarder.sources.walk.WalkBudget``): each complete answer is
+    charged to it. A protocol, so that this layer needs nothing of the walk's module."""
+
+    def charge(self, size: int) -> None: ...
 
 
 class SourceError(Exception):
@@ -96,8 +106,50 @@ def transport_error(exc: httpx.TransportError) -> str:
     return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
 
 
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
+
+
+def make_client(
+    config: SourceConfig,
+    base_url: str = "",
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | None = None,
+    *,
+    follow_redirects: bool = False,
+    request_hooks: Sequence[RequestHook] = (),
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """The one place a source's HTTP client is made: every source asks for JSON, times out after
+    the source's ``timeout_s`` and verifies TLS unless told otherwise, so a new source cannot
+    forget any of it. ``base_url`` loses its trailing slash (paths are written with their own)."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Accept": "application/json", **(headers or {})},
+        auth=auth,
+        timeout=config.timeout_s,
+        follow_redirects=follow_redirects,
+        event_hooks={"request": list(request_hooks)} if request_hooks else None,
+        verify=verify,
+    )
+
+
 class HttpFetcher:
     """Sends one request with the source's retry policy and returns the parsed JSON."""
+
+    @classmethod
+    def for_source(
+        cls,
+        client: httpx.AsyncClient,
+        vendor: str,
+        config: SourceConfig,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
+    ) -> HttpFetcher:
+        """The fetcher of a source: its retry settings and ``extra_params`` read from its config."""
+        return cls(
+            client, vendor, config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
+            on_response=on_response, before_attempt=before_attempt, extra_params=config.extra_params,
+        )  # fmt: skip
 
     def __init__(
         self,
@@ -133,7 +185,7 @@ class HttpFetcher:
         self.timeout_s = timeout_s
 
     async def get_json(
-        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None = None, *, budget: Budget | None = None
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
@@ -177,7 +229,7 @@ class HttpFetcher:
         return max(phases) if phases else None
 
     async def _once(
-        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: WalkBudget | None = None
+        self, organization: str, url: str, params: Mapping[str, Any] | None, budget: Budget | None = None
     ) -> Any:
         deadline = self._deadline()
         if self.before_attempt is not None:
@@ -200,6 +252,8 @@ class HttpFetcher:
         if response.status_code >= 500:
             raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:
+            if response.status_code == 401:  # a token from AWS may have rotated since it was read
+                credentials_refused()
             raise SourceError(describe(self.vendor, organization, response, body))
         if size > self.max_body_bytes:
             raise MalformedResponse(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -21,47 +21,20 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from forwarder.event import format_time, parse_time
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
-from forwarder.sources.gaps import retention_gap
-from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError
-from forwarder.sources.walk import TWIN_BYTES, Resume, WalkBudget, WalkTooLarge
-from forwarder.sources.window import WindowCursor, now_ms, slices, walk_keys
+from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, make_client
+from forwarder.sources.http_auth import credentials
+from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
+from forwarder.sources.window import TimeFormat, format_instant, parse_instant, sent_window, walk_keys
+from forwarder.sources.windowed import HOUR_MS, Walk, WindowedSource
 
 log = structlog.get_logger("forwarder.sources.http_json")
 # Styles whose next link or token goes on from where a page ended: each page is journaled as it
 # comes. Page numbers and offsets shift under entries written meanwhile, and an unpaged answer
 # is the whole slice: those walks are held to their end, bound by max_walk_bytes.
 PAGED_STYLES = ("cursor", "next_link_body", "link_header")
-
-TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]
-def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
-    if value is None or isinstance(value, bool):
-        raise ValueError("entry has no time")
-    if fmt == "iso8601":
-        return parse_time(str(value))
-    number = float(value)
-    return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
-
-
-def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
-    """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
-    whole seconds stand for the whole second. Filtering on the exact milliseconds instead
-    dropped entries early in a slice boundary's second from both slices, for good."""
-    if fmt == "epoch_s":
-        return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
-    return lo_ms, hi_ms
-
-
-def format_instant(ms: int, fmt: TimeFormat) -> str:
-    if fmt == "epoch_ms":
-        return str(ms)
-    if fmt == "epoch_s":
-        return str(ms // 1000)
-    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))
-
 
 # --- configuration -------------------------------------------------------------------------
 class Auth(SecretFilesModel):
@@ -80,6 +53,11 @@ class Auth(SecretFilesModel):
         if self.type == "basic" and (self.username is None or self.password is None):
             raise ValueError("auth type basic needs username and password (or password_file)")
         return self
+
+    def query_param(self) -> str | None:
+        """The query parameter that carries the credential, if one does: never a parameter of the
+        source's own, and taken off a link before it is compared with the page it came from."""
+        return self.param if self.type == "query" else None
 
 
 class Pagination(BaseModel):
@@ -131,8 +109,7 @@ class HttpJsonConfig(SourceConfig):
             "cursor": {pg.cursor_param}, "page_number": {pg.page_param, pg.size_param or ""},
             "offset": {pg.offset_param, pg.limit_param},
         }.get(pg.style, set())  # fmt: skip
-        auth = {self.auth.param} if self.auth.type == "query" else set()
-        return ({*self.params, self.from_param or "", self.to_param or "", *paging} | auth) - {""}
+        return {*self.params, self.from_param or "", self.to_param or "", *paging, self.auth.query_param() or ""} - {""}
 
     @field_validator("url")
     @classmethod
@@ -174,36 +151,32 @@ def next_link(header: str | None) -> str | None:
     return None
 
 
-class HttpJsonSource:
+class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     type_name: ClassVar[str] = "http_json"
     vendor: ClassVar[str] = "http_json"  # events carry the configured vendor name instead
+    display_name: ClassVar[str] = "http_json"
+    check_message: ClassVar[str] = "{vendor} answered for {n} organization(s)"
 
     def __init__(self, name: str, config: HttpJsonConfig) -> None:
-        self.name = name
-        self.config = config
-        auth: httpx.Auth | None = None
-        headers = {"Accept": "application/json", **{k: v.get_secret_value() for k, v in config.headers.items()}}
-        a = config.auth
-        if a.type == "basic" and a.username is not None and a.password is not None:
-            auth = httpx.BasicAuth(a.username, a.password.get_secret_value())
-        elif a.type == "bearer" and a.token is not None:
-            headers["Authorization"] = f"Bearer {a.token.get_secret_value()}"
-        elif a.type == "header" and a.token is not None:
-            headers[a.header] = a.token.get_secret_value()
-        hooks = {"request": [self._add_query_token]} if a.type == "query" else {}
-        self.client = httpx.AsyncClient(headers=headers, auth=auth, timeout=config.timeout_s, event_hooks=hooks)
+        super().__init__(name, config)
         self.mapper = Mapper(config.mapping)
+        self.paged = config.pagination.style in PAGED_STYLES
 
-    def organizations(self) -> list[str]:
-        return list(self.config.organizations)
+    def make_client(self) -> httpx.AsyncClient:
+        """The auth method's headers after the configured ones: a credential is never replaced by a
+        header of the same name. Which method gives what: ``forwarder.sources.http_auth``."""
+        cfg = self.config
+        given = credentials(cfg.auth)
+        headers = {**{k: v.get_secret_value() for k, v in cfg.headers.items()}, **given.headers}
+        return make_client(cfg, headers=headers, auth=given.auth, request_hooks=given.request_hooks)
 
-    async def _add_query_token(self, request: httpx.Request) -> None:
-        """Type query: the token joins every request's query, next links included (which never
-        leave the url's origin). A client's own ``params`` would replace a next link's query
-        instead. As a secret it is scrubbed like any other; no message quotes a path or query."""
-        auth = self.config.auth
-        if auth.token is not None:
-            request.url = request.url.copy_merge_params({auth.param: auth.token.get_secret_value()})
+    @property
+    def label(self) -> str:
+        return self.config.vendor
+
+    @property
+    def event_vendor(self) -> str:
+        return self.config.vendor
 
     def _fetcher(self, sink: list[httpx.Response]) -> HttpFetcher:
         """One per walk: the hook keeps that walk's last response (Link header, URL to resolve
@@ -212,11 +185,7 @@ class HttpJsonSource:
         async def keep(response: httpx.Response) -> None:
             sink[:] = [response]
 
-        cfg = self.config
-        return HttpFetcher(
-            self.client, cfg.vendor, cfg.max_attempts, cfg.backoff_initial_s, cfg.backoff_max_s, on_response=keep,
-            extra_params=cfg.extra_params,
-        )
+        return HttpFetcher.for_source(self.client, self.config.vendor, self.config, on_response=keep)
 
     def _budget(self, organization: str) -> WalkBudget:
         cfg = self.config
@@ -226,9 +195,9 @@ class HttpJsonSource:
             remedy = "lower slice_hours"
         else:
             remedy = "set from_param and to_param, then lower slice_hours"
-        return WalkBudget(cfg.vendor, organization, cfg.max_walk_bytes, remedy)
+        return self.walk_budget(organization, remedy)
 
-    async def fetch(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
+    async def fetch_window(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
         """Every record of a walk, held until it ends (page number, offset and unpaged styles,
         whose order within a slice is unknown): bound by ``max_walk_bytes``."""
         records: list[Any] = []
@@ -260,7 +229,12 @@ class HttpJsonSource:
                 params[pg.cursor_param] = resume
             else:
                 next_url = resume
-        for _ in range(walked, pg.max_pages):
+        guard = self.page_guard(organization, pg.max_pages, "raise it or narrow slice_hours")
+        guard.pages = walked
+        if params.get(pg.cursor_param) is not None:
+            guard.token = str(params[pg.cursor_param])
+        while True:
+            guard.next_page()
             query = dict(params)
             if pg.style == "page_number":
                 query[pg.page_param] = page_no
@@ -291,7 +265,7 @@ class HttpJsonSource:
                 yield page, False, None
                 del page  # before the next answer is read: the walk holds one page, not two
                 continue
-            nxt = self._next(organization, url, body, last, params)
+            nxt = self._next(organization, url, body, last, guard)
             del body
             yield page, nxt is None, nxt
             del page
@@ -301,20 +275,14 @@ class HttpJsonSource:
                 params[pg.cursor_param] = nxt
             else:
                 next_url = nxt
-        raise SourceError(
-            f"{cfg.vendor} pagination for organization {organization!r} went past max_pages={pg.max_pages}; "
-            "raise it or narrow slice_hours"
-        )
 
-    def _next(
-        self, organization: str, url: str, body: Any, last: list[httpx.Response], params: dict[str, Any]
-    ) -> str | None:
+    def _next(self, organization: str, url: str, body: Any, last: list[httpx.Response], guard: PageGuard) -> str | None:
         """The next link or token after ``body``, None at the end (none, or one that repeats the
-        page just read)."""
+        page just read: the guard holds what fetched it)."""
         cfg, pg = self.config, self.config.pagination
         if pg.style == "cursor":
-            token, current = get_path(body, pg.next_path), params.get(pg.cursor_param)
-            if token in (None, "") or (current is not None and str(token) == str(current)):
+            token = get_path(body, pg.next_path)
+            if token in (None, "") or guard.repeats(str(token)):
                 return None
             return str(token)
         nxt = (
@@ -325,15 +293,16 @@ class HttpJsonSource:
         if not nxt or not isinstance(nxt, str):
             return None
         base = last[0].url if last else httpx.URL(url)
-        if cfg.auth.type == "query":  # as asked for: a link back to this page must still look like one
-            base = base.copy_remove_param(cfg.auth.param)
+        if (param := cfg.auth.query_param()) is not None:  # as asked for: a link back to this page must look like one
+            base = base.copy_remove_param(param)
         try:
             joined = str(base.join(nxt))
         except httpx.InvalidURL:
             raise MalformedResponse(
                 f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
             ) from None
-        if joined == str(base):
+        guard.token = str(base)
+        if guard.repeats(joined):
             return None
         if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
             raise MalformedResponse(
@@ -342,56 +311,41 @@ class HttpJsonSource:
             )
         return joined
 
-    def _time_ms(self, raw: Any) -> int | None:
+    def keys(self, organization: str, items: list[Any], twins: dict[str, int] | None = None) -> list[str]:
+        cfg = self.config
+        return walk_keys(items, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:", twins)
+
+    def time_ms(self, raw: Any) -> int | None:
         try:
             return int(parse_instant(get_path(raw, self.config.time_field), self.config.time_format).timestamp() * 1000)
         except (ValueError, TypeError, OverflowError, OSError):  # OSError: an epoch past the C time_t
             return None
 
-    async def pages(self, organization: str, cursor: dict[str, Any] | None) -> AsyncIterator[Page]:
-        cfg = self.config
-        now = now_ms()
-        state = WindowCursor.load(cursor, now - int(cfg.initial_lookback_days * 86_400_000))
-        end = now - int(cfg.lag_s * 1000)
-        overlap = int(cfg.overlap_s * 1000)
-        start = state.watermark_ms - overlap
-        gap: list[dict[str, Any]] = []
-        if cfg.retention_days is not None:
-            oldest = now - int(cfg.retention_days * 86_400_000)
-            start = max(start, oldest)
-            gap = retention_gap(
-                vendor=cfg.vendor, source=self.name, organization=organization,
-                cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
-            )  # fmt: skip
-        paged = cfg.pagination.style in PAGED_STYLES
-        resume = Resume.load(cursor) if paged else None
-        if resume is not None:  # a slice left mid-walk: finish it before the next
-            async for page in self._paged(organization, state, resume.lo, resume.hi, overlap, gap, resume):
-                yield page
-                gap = []
-            start = max(start, resume.hi)
-        width = int(cfg.slice_hours * 3_600_000) if cfg.from_param else max(end - start, 1)
-        for lo, hi in slices(start, end, width):
-            if paged:
-                async for page in self._paged(organization, state, lo, hi, overlap, gap, None):
-                    yield page
-                    gap = []
-            else:
-                yield self._page(organization, await self.fetch(organization, lo, hi), state, lo, hi, overlap, gap)
-            gap = []
+    def within(self, lo_ms: int, hi_ms: int) -> tuple[int, int]:
+        return sent_window(lo_ms, hi_ms, self.config.window_format)
 
-    async def _paged(
-        self, organization: str, state: WindowCursor, lo: int, hi: int, overlap: int, gap: list[dict[str, Any]],
-        resume: Resume | None,
-    ) -> AsyncIterator[Page]:  # fmt: skip
+    def slice_ms(self, start_ms: int, end_ms: int) -> int:
+        """Without a time filter a run asks once: the whole run is one slice."""
+        cfg = self.config
+        return int(cfg.slice_hours * HOUR_MS) if cfg.from_param else max(end_ms - start_ms, 1)
+
+    def resume_point(self, cursor: dict[str, Any] | None) -> Resume | None:
+        return Resume.load(cursor) if self.paged else None
+
+    def walk_slice(self, walk: Walk, lo: int, hi: int, resume: Resume | None = None) -> AsyncIterator[Page]:
+        if self.paged:
+            return self._paged(walk, lo, hi, resume)
+        return super().walk_slice(walk, lo, hi, resume)
+
+    async def _paged(self, walk: Walk, lo: int, hi: int, resume: Resume | None) -> AsyncIterator[Page]:
         """One slice journaled answer by answer (next link and cursor styles): each page's cursor
         resumes after it, the watermark moves to ``hi`` with the last. Memory holds one page.
         A resume point the vendor refuses (an expired token) walks the slice again from its
         start: entries journaled before may come twice, none is lost."""
-        cfg = self.config
+        organization, state = walk.organization, walk.state
         budget = self._budget(organization)
-        walk = resume or Resume(lo, hi, "")
-        answers = self.answers(organization, lo, hi, budget, resume.next if resume else None, walk.pages)
+        point = resume or Resume(lo, hi, "")
+        answers = self.answers(organization, lo, hi, budget, resume.next if resume else None, point.pages)
         if resume is not None:
             try:
                 first = await anext(answers)
@@ -403,38 +357,28 @@ class HttpJsonSource:
                     "from its start (entries may come twice, none is lost)",
                     source=self.name, organization=organization, error=str(exc),
                 )  # fmt: skip
-                walk = Resume(lo, hi, "")
+                point = Resume(lo, hi, "")
                 answers = self.answers(organization, lo, hi, budget)
             else:
                 answers = _chain(first, answers)
-        within = sent_window(lo, hi, cfg.window_format)
+        within = self.within(lo, hi)
         async for records, final, nxt in answers:
-            walk.pages += 1
-            keys = walk_keys(records, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:", walk.twins)
+            point.pages += 1
+            keys = self.keys(organization, records, point.twins)
             if final:
-                fresh, _ = state.take(records, keys, self._time_ms, hi, overlap, within=within)
+                fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within)
                 cursor = state.dump()
             else:
-                fresh = state.take_page(records, keys, self._time_ms, hi, overlap, within=within)
-                walk.next = nxt or ""
-                cursor = {**state.dump(), "walk": walk.dump()}
+                fresh = state.take_page(records, keys, self.time_ms, hi, walk.overlap, within=within)
+                point.next = nxt or ""
+                cursor = {**state.dump(), "walk": point.dump()}
             del records, keys
             # what stays once this page is journaled: the hashes that number a twin on a later page
-            budget.hold(len(walk.twins) * TWIN_BYTES)
-            page = Page(entries=fresh, cursor=cursor, extra_events=gap)
+            budget.hold(len(point.twins) * TWIN_BYTES)
+            page = walk.page(fresh, cursor)
             del fresh
             yield page
             del page
-            gap = []
-
-    def _page(
-        self, organization: str, items: list[Any], state: WindowCursor, lo: int, hi: int, overlap: int,
-        gap: list[dict[str, Any]],
-    ) -> Page:  # fmt: skip
-        cfg = self.config
-        keys = walk_keys(items, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:")
-        fresh, _ = state.take(items, keys, self._time_ms, hi, overlap, within=sent_window(lo, hi, cfg.window_format))
-        return Page(entries=fresh, cursor=state.dump(), extra_events=gap)
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         cfg = self.config
@@ -442,15 +386,6 @@ class HttpJsonSource:
             raw=raw, key=key, time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
             observed=observed, vendor=cfg.vendor, source=self.name, organization=organization,
         )  # fmt: skip
-
-    async def check(self) -> str:
-        now = now_ms()
-        for org in self.config.organizations:
-            await self.fetch(org, now - 60_000, now)
-        return f"{self.config.vendor} answered for {len(self.config.organizations)} organization(s)"
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -9,6 +9,9 @@ once, in ``HttpFetcher``, over the raw bytes of every answer; a source names the
 A walk that can be committed page by page (a next link, a keyset token) holds one page: its
 cursor carries ``Resume``, the slice being walked and the point to go on from, and the watermark
 moves to the slice's end only once the slice is complete.
+
+``PageGuard`` is the one guard against a vendor whose paging does not end: a page limit, a next
+token that repeats the one that fetched the page, a page holding only entries already walked.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from forwarder.sources.http import SourceError
+from forwarder.sources.http import MalformedResponse, SourceError
 
 # What remembering one id-less entry's hash costs a walk committed page by page (key, count, dict slot).
 TWIN_BYTES = 160
@@ -77,3 +80,66 @@ class Resume:
 
     def dump(self) -> dict[str, Any]:
         return {"lo": self.lo, "hi": self.hi, "next": self.next, "pages": self.pages, "twins": dict(self.twins)}
+
+
+@dataclass
+class PageGuard:
+    """One walk's guard against paging that does not end, checked as each page comes (in the
+    manner of singer_sdk's ``BaseAPIPaginator.advance``, which refuses a token equal to the last).
+
+    Ending a walk early skips the rest of its window for good, looping holds the poll (and the
+    memory of the walk) for ever: each source asks the guard and decides whether a repeat means
+    the end (a token equal to the last: nothing more) or an error (the cursor stays). ``unit``
+    names what the walk reads ("organization", "installation"); ``setting`` is the remedy when
+    the limit is a setting (``max_pages``), None when it is the module's own safety bound.
+    """
+
+    label: str
+    organization: str
+    limit: int
+    unit: str = "organization"
+    setting: str | None = None
+    pages: int = 0  # answers read so far, earlier polls of a resumed walk included
+    token: object = None  # what fetched the page just read (a token or a URL)
+    seen: set[str] = field(default_factory=set)
+
+    def next_page(self) -> int:
+        """Before each request: one more page of the walk (returns how many), or fail past the limit."""
+        if self.pages >= self.limit:
+            if self.setting is not None:
+                raise SourceError(
+                    f"{self.label} paging for {self.unit} {self.organization!r} went past max_pages={self.limit}; "
+                    f"{self.setting}"
+                )
+            raise MalformedResponse(f"{self.label} paging for {self.unit} {self.organization!r} never ended")
+        self.pages += 1
+        return self.pages
+
+    def repeats(self, token: object) -> bool:
+        """Whether the vendor's next token is the one that fetched the page just read: following
+        it would read the same page for ever. The token is the current one from here on."""
+        same = token is not None and token == self.token
+        self.token = token
+        return same
+
+    def stale(self, keys: list[str]) -> bool:
+        """Whether a page after the first holds only entries an earlier page of this walk held
+        (a server that ignores the paging parameter); ``remember`` adds a page's keys."""
+        return self.pages > 1 and bool(keys) and set(keys) <= self.seen
+
+    def remember(self, keys: list[str]) -> None:
+        self.seen.update(keys)
+
+    def looped(self, where: str) -> MalformedResponse:
+        """The error for a stale page: ``where`` names the page (``3``, ``skip=300``)."""
+        return MalformedResponse(
+            f"{self.label} sent page {where} with only entries already seen for {self.unit} "
+            f"{self.organization!r}; the walk stops instead of looping"
+        )
+
+    def token_repeated(self) -> MalformedResponse:
+        """The error for a token that repeats (or is not a token) where a repeat cannot be the end."""
+        return MalformedResponse(
+            f"{self.label} pagination for {self.unit} {self.organization!r} returned the cursor it was given "
+            "(or not a cursor at all); the cursor stays where it was"
+        )

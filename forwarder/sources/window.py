@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from forwarder.event import content_ids, format_ms, parse_ms
+from forwarder.event import content_ids, format_ms, format_time, parse_ms, parse_time
 from forwarder.mapping import entry_time, get_path
 from forwarder.sources.http import MalformedResponse
 
@@ -192,3 +193,32 @@ def time_at(field: str) -> Callable[[Any], int | None]:
             return None
 
     return time_ms
+
+
+TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]  # how a configured source writes and reads instants
+
+
+def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
+    if value is None or isinstance(value, bool):
+        raise ValueError("entry has no time")
+    if fmt == "iso8601":
+        return parse_time(str(value))
+    number = float(value)
+    return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
+
+
+def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
+    """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
+    whole seconds stand for the whole second. Filtering on the exact milliseconds instead
+    dropped entries early in a slice boundary's second from both slices, for good."""
+    if fmt == "epoch_s":
+        return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
+    return lo_ms, hi_ms
+
+
+def format_instant(ms: int, fmt: TimeFormat) -> str:
+    if fmt == "epoch_ms":
+        return str(ms)
+    if fmt == "epoch_s":
+        return str(ms // 1000)
+    return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from forwarder.chunks import Chunks
 from forwarder.daemon import Daemon
+from forwarder.evidence.chain import Head
 from forwarder.journal import StateJournal
 from forwarder.polling import Poller
 from forwarder.settings import Settings
@@ -70,6 +71,9 @@ class Window:
     @property
     def key(self) -> str:
         return backfill_key(self.source, self.since_ms, self.until_ms)
+
+    def inside(self, time_ms: int) -> bool:
+        return self.since_ms <= time_ms < self.until_ms
 
 
 class BoundedSource:
@@ -114,15 +118,21 @@ class WindowJournal:
         entries: Chunks,
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
+        *,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         w = self.window
-        inside = Chunks.of(e for e in entries if w.since_ms <= e.time_ms < w.until_ms)
-        await self.journal.append(source, organization, inside, cursor, quarantined, cursor_source=w.key)
+        inside = Chunks.of(e for e in entries if w.inside(e.time_ms))  # the poller kept only these already
+        await self.journal.append(source, organization, inside, cursor, quarantined, cursor_source=w.key, chain=chain)
         progress = w.progress.setdefault(organization, OrgProgress())
         progress.pages += 1
         progress.events += inside.count
         progress.watermark_ms = int(cursor.get("watermark_ms", progress.watermark_ms))
         self.on_page()
+
+    async def chain_head(self, source: str, organization: str) -> Head:
+        """The live stream's: a backfill's events are links of the same chain."""
+        return await self.journal.chain_head(source, organization)
 
     def is_full(self) -> bool:
         return self.journal.is_full()
@@ -224,7 +234,9 @@ class Backfill:
                 daemon.notify_sinks()
 
             journal = WindowJournal(daemon.journal, window, refresh)
-            poller = Poller(cast(Source, BoundedSource(source, until)), journal, daemon.notify_sinks)
+            poller = Poller(
+                cast(Source, BoundedSource(source, until)), journal, daemon.notify_sinks, keep=window.inside
+            )
             limit = asyncio.Semaphore(self.concurrency)
             results = await until_stopped(
                 daemon.stopping, asyncio.gather(*(self._one(poller, journal, org, limit) for org in orgs))

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from forwarder.daemon import JOURNAL_FILE, BuildError, build
+from forwarder.build import BuildError, build
 from forwarder.event import parse_time
 from forwarder.journal import StateError, StateJournal
-from forwarder.journal.factory import make_journal
+from forwarder.journal.factory import JOURNAL_FILE, make_journal
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source

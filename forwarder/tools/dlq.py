@@ -14,7 +14,7 @@ from typing import Any
 
 from forwarder.event import format_ms
 from forwarder.journal import DeadLetter, StateJournal
-from forwarder.logs import register_secrets
+from forwarder.redaction import register_secrets
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.terminal import plain

@@ -1,7 +1,8 @@
 """``audit-forwarder state migrate --to DSN``: a SQLite state copied into an empty PostgreSQL one.
 
 Everything the journal holds moves, with its numbers unchanged: the event chunks (their seqs,
-so every sink's offset and in-flight note still points where it did), the head, cursors,
+so every sink's offset and in-flight note still points where it did), the head, cursors and
+the head of each stream's hash chain (``forwarder.evidence.chain``: the next page links on),
 offsets, in-flight notes, quarantine and dead letters (their ids, so ``dlq replay --id``
 still names the same letter). The copy is one PostgreSQL transaction: a failure leaves the
 target as empty as it was. Both states are locked while it runs: the SQLite one by its flock
@@ -22,14 +23,15 @@ from pydantic import SecretStr
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.journal.factory import JOURNAL_FILE, dsn_secrets, postgres_conninfo
 from forwarder.journal.settings import StateSettings
-from forwarder.logs import register_secrets, scrub
+from forwarder.redaction import register_secrets, scrub
 from forwarder.settings import Settings
 from forwarder.tools.common import lock_state
 
 BATCH = 256  # chunk rows per round trip: at most 256 x ~1 MB in memory
-TABLES = ("cursors", "chunks", "sink_offsets", "sink_inflight", "quarantine", "dead_letters")
+TABLES = ("cursors", "chain_heads", "chunks", "sink_offsets", "sink_inflight", "quarantine", "dead_letters")
 _COLUMNS = {  # fixed names, the only text ever put into a query here
     "cursors": "source, organization, state, updated_at",
+    "chain_heads": "source, organization, seq, hash",  # each stream's chain goes on where it stood
     "chunks": "first_seq, last_seq, source, organization, journaled_at, bytes, meta, data",
     "sink_offsets": "sink, seq",
     "sink_inflight": "sink, last_seq",

@@ -15,8 +15,8 @@ import pytest
 
 from forwarder.emulators.codacy import format_timestamp
 from forwarder.event import content_id
-from tests.helpers.daemon import cli, read_ndjson, start, write_config
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.daemon import cli, read_ndjson, start, write_config
+from tests.support.emulators import EmulatorProcess, running
 
 TOKEN = "codacy-test-token"
 ORGS = ["gh/acme", "gl/globex"]

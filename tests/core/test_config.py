@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from forwarder.settings import ConfigError, load_settings
-from tests.helpers.daemon import cli
+from tests.support.daemon import cli
 
 GOOD = """
 state_dir: {state}
@@ -185,7 +185,7 @@ def test_a_state_dir_that_cannot_be_written_is_named_by_check_and_by_once(tmp_pa
 
 
 def test_check_reports_each_component(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.helpers.emulators import running
+    from tests.support.emulators import running
 
     emulator = running("codacy", entries=1, options={"orgs": ["gh/acme"]})
     try:
@@ -227,7 +227,7 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(tmp_path:
 async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Path) -> None:
     """One after the other with the full retry policy, unreachable vendors added up to minutes."""
     from forwarder.checks import CHECK_ATTEMPTS, run_checks
-    from tests.helpers.raw_http import raw_http_server
+    from tests.support.raw_http import raw_http_server
 
     requests = waiting = most_waiting = 0
     both = asyncio.Event()

@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 import structlog
 
-from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.delivery import SinkWorker
 from forwarder.journal import SqliteJournal
-from forwarder.logs import register_secrets
 from forwarder.record import Record
+from forwarder.redaction import register_secrets
+from forwarder.retry import RetrySettings
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, load_settings
 from sinks.base import DeliveryReport
 from sinks.file import FileSinkConfig
-from tests.helpers.daemon import cli, write_config
+from tests.support.daemon import cli, write_config
 
 TOKEN = "env-token-3f9d1c0b"
 HEADER = "hdr-value-8c2e7a41"

@@ -10,9 +10,10 @@ from typing import Any, cast
 import pytest
 
 from forwarder.chunks import JournalEntry
-from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.delivery import SinkWorker
 from forwarder.journal import SqliteJournal
 from forwarder.record import Record
+from forwarder.retry import RetrySettings
 from sinks.base import FatalSinkError, RetryableError
 from sinks.file import FileSinkConfig
 

@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.helpers.daemon import read_ndjson
+from tests.support.daemon import read_ndjson
 
 
 def test_demo_collects_every_vendor(tmp_path: Path) -> None:

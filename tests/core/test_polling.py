@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from forwarder.evidence.chain import START, Head
 from forwarder.journal import FencedError
 from forwarder.polling import YIELD_EVERY, Poller
 from forwarder.sources.base import Page
@@ -61,7 +62,12 @@ class _Journal:
         self.read.append(organization)
         return None
 
-    async def append(self, source: str, organization: str, entries: Any, cursor: Any, quarantined: Any = ()) -> None:
+    async def chain_head(self, source: str, organization: str) -> Head:
+        return START
+
+    async def append(
+        self, source: str, organization: str, entries: Any, cursor: Any, quarantined: Any = (), *, chain: Any = None
+    ) -> None:
         if organization == self.fenced:
             raise FencedError("lost the lease")
         self.appended.append(organization)

@@ -16,10 +16,11 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from forwarder.chunks import JournalEntry
-from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.delivery import SinkWorker
 from forwarder.event import make_event
 from forwarder.journal import SqliteJournal
 from forwarder.record import Record, record_of
+from forwarder.retry import RetrySettings
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
 from sinks.base import DeliveryReport
 from sinks.file import FileSink, FileSinkConfig

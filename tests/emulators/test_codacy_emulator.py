@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from forwarder.event import parse_time
-from tests.emulators.conftest import Start, Validate
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.openapi import Start, Validate
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.emulators.conftest import Start
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.openapi import Start
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import pytest
 
 from forwarder.emulators.codestax import DEFAULT_API_KEY, api_key_for
 from forwarder.event import parse_time
-from tests.emulators.conftest import Start
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.openapi import Start
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
 from forwarder.event import parse_time
-from tests.emulators.conftest import Start, Validate
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.openapi import Start, Validate
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.helpers.emulators import REPO_ROOT, stop_emulator
+from tests.support.emulators import REPO_ROOT, stop_emulator
 
 pytestmark = pytest.mark.integration
 

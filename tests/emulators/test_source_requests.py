@@ -14,7 +14,7 @@ import pytest
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
-from tests.emulators.conftest import Start, Validate
+from tests.support.openapi import Start, Validate
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from forwarder.evidence.chain import START, link
 from forwarder.formats import get_formatter
 from forwarder.record import Record, record_of
 from forwarder.sources import codacy, codescoring, codestax, configcat
@@ -78,6 +79,14 @@ def _from_fixture(normalize: Callable[[Any], dict[str, Any]], path: str, index: 
 
 
 def events() -> dict[str, dict[str, Any]]:
+    """Each one linked as the first event of its stream, as the poller journals it."""
+    shapes = _shapes()
+    for event in shapes.values():
+        link(event, START)
+    return shapes
+
+
+def _shapes() -> dict[str, dict[str, Any]]:
     configcat_raw, codescoring_raw, codestax_raw = "configcat/entries.json", "codescoring/raw.json", "codestax/raw.json"
     return {
         "codacy": codacy.normalize_entry("codacy", "gh/acme", CODACY_RAW, "codacy:0001", OBSERVED),

@@ -18,7 +18,7 @@ ECS_FIELDS = {
     "event.outcome", "event.id", "event.module", "event.dataset", "event.provider", "event.created",
     "event.original", "user.id", "user.name", "user.email", "user.target.id", "user.target.name", "group.id",
     "group.name", "source.ip", "user_agent.original", "organization.id", "organization.name", "related.user",
-    "related.ip", "observer.vendor", "observer.product",
+    "related.ip", "observer.vendor", "observer.product", "event.sequence", "event.hash",
 }  # fmt: skip
 ALLOWED_CATEGORIES = {"api", "authentication", "configuration", "database", "driver", "email", "file", "host",
                       "iam", "intrusion_detection", "library", "malware", "network", "package", "process",

@@ -55,4 +55,4 @@ def test_csv_defuses_formulas_and_names_the_actor_id() -> None:
     by_column = dict(zip(COLUMNS, row, strict=True))
     assert by_column["message"] == "'=HYPERLINK(\"http://evil/\",\"x\")"
     assert by_column["repository"] == "'+cmd|' /C calc'!A0"
-    assert by_column["actor_id"] == "svc-42" and COLUMNS[-1] == "actor_id"
+    assert by_column["actor_id"] == "svc-42" and COLUMNS[-4:-3] == ["actor_id"]

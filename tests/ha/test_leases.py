@@ -12,7 +12,7 @@ import pytest
 from forwarder.chunks import JournalEntry
 from forwarder.journal.postgres.journal import FencedError, PostgresJournal, source_unit
 from forwarder.journal.postgres.leases import Leases
-from tests.helpers.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
 
 UNITS = [source_unit("codacy", f"gh/org{i}") for i in range(4)]
 

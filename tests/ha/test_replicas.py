@@ -18,10 +18,12 @@ import orjson
 import psycopg
 import pytest
 
-from tests.helpers.daemon import cli, read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.postgres import PASSWORD, PostgresServer
-from tests.reliability.conftest import LoggedDaemon, codacy_source, expected_ids, file_sink, wait_until
+from tests.support.config import file_sink
+from tests.support.daemon import DaemonProcess, cli, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.postgres import PASSWORD, PostgresServer
+from tests.support.vendors import codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
 ORGS = [f"gh/org{i}" for i in range(4)]
 TTL_S = 3
@@ -55,9 +57,9 @@ def replica_config(tmp_path: Path, name: str, url: str, dsn: str, **source: Any)
     return write_config(tmp_path / f"{name}.yaml", config)
 
 
-def start_replicas(tmp_path: Path, url: str, dsn: str, *names: str, **source: Any) -> list[LoggedDaemon]:
+def start_replicas(tmp_path: Path, url: str, dsn: str, *names: str, **source: Any) -> list[DaemonProcess]:
     return [
-        LoggedDaemon(replica_config(tmp_path, name, url, dsn, **source), tmp_path / f"{name}.log") for name in names
+        DaemonProcess(replica_config(tmp_path, name, url, dsn, **source), tmp_path / f"{name}.log") for name in names
     ]
 
 
@@ -86,14 +88,14 @@ def assert_no_conflicting_duplicates(events: list[dict[str, Any]]) -> None:
     assert {i: c for i, c in contents.items() if len(c) > 1} == {}
 
 
-def metrics_port(daemon: LoggedDaemon) -> int:
-    for line in daemon.logs().splitlines():
+def metrics_port(daemon: DaemonProcess) -> int:
+    for line in daemon.log().splitlines():
         if "serving /metrics" in line:
             return int(orjson.loads(line)["port"])
-    raise AssertionError("no metrics line\n" + daemon.logs()[-2000:])
+    raise AssertionError("no metrics line\n" + daemon.log()[-2000:])
 
 
-def metric(daemon: LoggedDaemon, name: str) -> float:
+def metric(daemon: DaemonProcess, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{metrics_port(daemon)}/metrics", timeout=10).text
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -107,20 +109,20 @@ def counter(dsn: str, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def all_delivered(tmp_path: Path, emulator: EmulatorProcess, daemons: list[LoggedDaemon]) -> None:
+def all_delivered(tmp_path: Path, emulator: EmulatorProcess, daemons: list[DaemonProcess]) -> None:
     wanted = expected_ids(emulator)
     wait_until(
         "every entry delivered",
         lambda: wanted <= {e["id"] for e in delivered(tmp_path)},
         timeout=120,
-        detail=lambda: "\n".join(d.logs()[-3000:] for d in daemons),
+        detail=lambda: "\n".join(d.log()[-3000:] for d in daemons),
     )
 
 
-def stop_all(daemons: list[LoggedDaemon]) -> list[int]:
+def stop_all(daemons: list[DaemonProcess]) -> list[int]:
     codes = [d.stop() for d in daemons]
     for d in daemons:
-        assert "Traceback" not in d.logs(), d.logs()[-4000:]
+        assert "Traceback" not in d.log(), d.log()[-4000:]
     return codes
 
 
@@ -160,7 +162,7 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
     assert_no_conflicting_duplicates(events)
     assert set(holders(config).values()) == {None}  # a clean stop released every lease
     for d in daemons:
-        assert PASSWORD not in d.logs()
+        assert PASSWORD not in d.log()
 
 
 def test_a_paused_replica_is_fenced_and_nothing_is_lost(tmp_path: Path, codacy: EmulatorProcess, dsn: str) -> None:
@@ -180,15 +182,15 @@ def test_a_paused_replica_is_fenced_and_nothing_is_lost(tmp_path: Path, codacy: 
                 "b took over a's units",
                 lambda: set(holders(config).values()) == {"b"},
                 timeout=60,
-                detail=b.logs,
+                detail=b.log,
             )
             codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
         finally:
             a.process.send_signal(signal.SIGCONT)
-        wait_until("a's late write refused", lambda: counter(dsn, "fenced_writes") >= 1, timeout=30, detail=a.logs)
+        wait_until("a's late write refused", lambda: counter(dsn, "fenced_writes") >= 1, timeout=30, detail=a.log)
         assert metric(a, "audit_forwarder_fenced_writes_total") >= 1
         assert metric(b, "audit_forwarder_lease_takeovers_total") >= 1
-        assert "took over an expired lease" in b.logs()
+        assert "took over an expired lease" in b.log()
         all_delivered(tmp_path, codacy, daemons)
         assert stop_all(daemons) == [0, 0]
     finally:
@@ -211,7 +213,7 @@ def test_replicas_ride_out_a_database_restart(
             codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
             wait_until(
                 "both replicas report the outage",
-                lambda: all("cannot renew leases" in d.logs() for d in daemons),
+                lambda: all("cannot renew leases" in d.log() for d in daemons),
                 timeout=30,
             )
             time.sleep(TTL_S)  # past every lease: the replicas stopped working on their units
@@ -224,7 +226,7 @@ def test_replicas_ride_out_a_database_restart(
             postgres.start()
         all_delivered(tmp_path, codacy, daemons)
         assert all(d.alive() for d in daemons)
-        wait_until("renewals resumed", lambda: all("leases renewed again" in d.logs() for d in daemons), timeout=30)
+        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons), timeout=30)
         assert stop_all(daemons) == [0, 0]
     finally:
         for d in daemons:
@@ -270,7 +272,7 @@ def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
     (tmp_path / "blocked").unlink()
     shared = {**sqlite_config, "state": {"backend": "postgresql", "dsn": dsn, "lease_ttl_s": TTL_S}}
     shared["sinks"] = {"out": file_sink(tmp_path / "out" / "pg"), "late": file_sink(tmp_path / "late")}
-    daemon = LoggedDaemon(write_config(tmp_path / "pg.yaml", shared), tmp_path / "pg.log")
+    daemon = DaemonProcess(write_config(tmp_path / "pg.yaml", shared), tmp_path / "pg.log")
     try:
         codacy.control("POST", "entries", {"generate": 5, "orgs": ORGS, "span_s": 60})
         wanted = expected_ids(codacy)
@@ -281,7 +283,7 @@ def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
                 and len(read_ndjson(tmp_path / "out")) >= len(wanted)
             ),
             timeout=90,
-            detail=daemon.logs,
+            detail=daemon.log,
         )
         assert daemon.stop() == 0
     finally:
@@ -289,7 +291,7 @@ def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
     out = Counter(e["id"] for e in read_ndjson(tmp_path / "out"))
     assert set(out) == wanted and set(out.values()) == {1}  # the cursors moved over: nothing collected twice
     assert Counter(e["id"] for e in read_ndjson(tmp_path / "late")) == Counter(wanted)
-    assert PASSWORD not in daemon.logs()
+    assert PASSWORD not in daemon.log()
 
 
 def test_the_dsn_password_never_shows_in_errors(tmp_path: Path, postgres: PostgresServer) -> None:
@@ -338,5 +340,5 @@ def test_the_documented_replica_role_is_enough(
         assert stop_all([daemon]) == [0]
     finally:
         daemon.kill()
-    assert "permission denied" not in daemon.logs()
-    assert password not in daemon.logs()
+    assert "permission denied" not in daemon.log()
+    assert password not in daemon.log()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.postgres import PASSWORD, PostgresServer
+from tests.support.daemon import cli, write_config
+from tests.support.postgres import PASSWORD, PostgresServer
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.ops.support import REPO_ROOT, daemon, free_port, health, wait_for
+from tests.support.daemon import daemon, read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import health
+from tests.support.ports import free_port
+from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +131,7 @@ def test_entrypoint_runs_unprivileged_and_healthcheck_passes(root: Path, codacy:
     healthcheck = unprivileged(exec_form("HEALTHCHECK"))
     command = unprivileged(exec_form("ENTRYPOINT") + exec_form("CMD"))
     with daemon(config, cmd=command, env=run_env) as proc:
-        wait_for("the events", lambda: len(read_ndjson(state / "out")) == 15 or None)
+        wait_until("the events", lambda: len(read_ndjson(state / "out")) == 15 or None)
         assert health(port, "/readyz")[0] == 200, proc.log()
         uid_line = next(
             line for line in Path(f"/proc/{proc.process.pid}/status").read_text().splitlines()

@@ -26,9 +26,12 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.ops.support import REPO_ROOT, free_port, get, wait_for
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import get
+from tests.support.ports import free_port
+from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -163,7 +166,7 @@ def container(image: str, codacy: EmulatorProcess) -> Iterator[Container]:
 def test_image_runs_unprivileged_serves_health_delivers_to_a_volume_and_stops_on_sigterm(
     container: Container,
 ) -> None:
-    wait_for("the events in the mounted volume", lambda: len(read_ndjson(container.out)) == 15 or None, timeout=60)
+    wait_until("the events in the mounted volume", lambda: len(read_ndjson(container.out)) == 15 or None, timeout=60)
     events = read_ndjson(container.out)
     assert {e["vendor"] for e in events} == {"codacy"} and len({e["id"] for e in events}) == 15
     assert all(path.stat().st_uid == UID for path in container.out.rglob("*.ndjson"))

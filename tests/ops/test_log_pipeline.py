@@ -20,11 +20,13 @@ from structlog.testing import capture_logs
 from forwarder import logs
 from forwarder.emulators.configcat import DEFAULT_ORG_ID
 from sinks.syslog.transport import _UdpProtocol
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import running
-from tests.ops.support import REPO_ROOT, daemon, free_port, get, metric, wait_for
-from tests.ops.test_metrics_health import logged_port
-from tests.sources.test_http_json import configcat_as_http_json
+from tests.support.daemon import cli, daemon, write_config
+from tests.support.emulators import running
+from tests.support.health import get, logged_port, metric
+from tests.support.ports import free_port
+from tests.support.processes import REPO_ROOT
+from tests.support.vendors import configcat_as_http_json
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +72,9 @@ def test_every_line_is_json_under_faults_and_an_overlapping_poll_is_a_debug_even
             },
         })  # fmt: skip
         with daemon(cfg) as proc:
-            wait_for("an overlapping poll", lambda: "maximum number of running instances" in proc.log())
-            wait_for("the vendor's 500", lambda: "500 Internal Server Error" in proc.log())
-            wait_for("the sink's failures", lambda: "sink delivery failed, retrying" in proc.log())
+            wait_until("an overlapping poll", lambda: "maximum number of running instances" in proc.log())
+            wait_until("the vendor's 500", lambda: "500 Internal Server Error" in proc.log())
+            wait_until("the sink's failures", lambda: "sink delivery failed, retrying" in proc.log())
         lines = json_lines(proc.log())
     finally:
         codacy.stop()
@@ -112,7 +114,8 @@ def test_the_event_loops_reports_warnings_and_a_crash_are_json_and_redacted() ->
     """An exception no task retrieved reached stderr as asyncio's plain-text traceback."""
     code = (
         "import asyncio, gc, warnings\n"
-        "from forwarder.logs import configure_logging, register_secrets, watch_loop\n"
+        "from forwarder.logs import configure_logging, watch_loop\n"
+        "from forwarder.redaction import register_secrets\n"
         "register_secrets({'loop-secret-987'})\n"
         "configure_logging('info', 'json')\n"
         "async def boom():\n"
@@ -196,8 +199,8 @@ def test_the_sink_field_is_the_sinks_name(tmp_path: Path) -> None:
                                   "batch_max_age_s": 0.05}},
             })  # fmt: skip
             with daemon(cfg) as proc:
-                port = wait_for("the metrics port", lambda: logged_port(proc))
-                wait_for("a batch in flight", lambda: metric(get(f"http://127.0.0.1:{port}/metrics").text,
+                port = wait_until("the metrics port", lambda: logged_port(proc))
+                wait_until("a batch in flight", lambda: metric(get(f"http://127.0.0.1:{port}/metrics").text,
                                                              "audit_forwarder_source_events_total", source="codacy"))
             lines = json_lines(proc.log())
         finally:

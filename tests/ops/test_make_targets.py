@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import REPO_ROOT
+from tests.support.processes import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -19,15 +19,18 @@ import pytest
 from structlog.testing import capture_logs
 
 import forwarder.health as health_endpoint
-from forwarder.delivery import RetrySettings, SinkWorker
+from forwarder.delivery import SinkWorker
 from forwarder.journal import SqliteJournal
-from forwarder.logs import register_secrets
 from forwarder.record import Record
+from forwarder.redaction import register_secrets
+from forwarder.retry import RetrySettings
 from forwarder.settings import Settings
 from sinks.file import FileSinkConfig
-from tests.helpers.daemon import read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.ops.support import DaemonProcess, daemon, free_port, get, health, metric, unready, wait_for
+from tests.support.daemon import daemon, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import get, health, logged_port, metric, unready
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +74,7 @@ def test_metrics_count_what_was_fetched_and_delivered(tmp_path: Path, codacy: Em
             body = get(url).text
             return body if metric(body, "audit_forwarder_sink_events_delivered_total", sink="out") == 60 else None
 
-        text = wait_for("every event delivered", all_delivered)
+        text = wait_until("every event delivered", all_delivered)
         assert get(url).headers["content-type"].startswith("text/plain"), proc.log()
         for org in ORGS:
             assert metric(text, "audit_forwarder_source_events_total", source="codacy", organization=org) == 30
@@ -111,7 +114,7 @@ def test_readyz_fails_while_a_source_keeps_failing(tmp_path: Path, codacy: Emula
     codacy.control("POST", "faults", [{"status": 401, "count": 10_000, "path_contains": "globex"}])
     port = free_port()
     with daemon(config(tmp_path, codacy.url, port)) as proc:
-        _status, body = wait_for("readyz to fail", lambda: unready(port))
+        _status, body = wait_until("readyz to fail", lambda: unready(port))
         assert any("gl/globex" in p and "failing" in p for p in body["problems"]), body
         assert body["sources"]["codacy"]["gl/globex"]["state"] == "failed"
         assert "credentials were refused" in body["sources"]["codacy"]["gl/globex"]["error"]
@@ -129,7 +132,7 @@ def test_readyz_fails_when_a_sink_stops_on_bad_credentials(tmp_path: Path, codac
         sinks = {"hec": {"type": "splunk_hec", "url": hec.url, "token": "wrong-hec-token", "batch_max_age_s": 0.05}}
         port = free_port()
         with daemon(config(tmp_path, codacy.url, port, sinks=sinks)) as proc:
-            _status, body = wait_for("readyz to fail", lambda: unready(port))
+            _status, body = wait_until("readyz to fail", lambda: unready(port))
             assert body["sinks"]["hec"]["state"] == "stopped", proc.log()
             assert any(p.startswith("sink hec stopped") for p in body["problems"]), body
             text = get(f"http://127.0.0.1:{port}/metrics").text
@@ -145,8 +148,8 @@ def test_metrics_can_be_turned_off(tmp_path: Path, codacy: EmulatorProcess) -> N
     port = free_port()
     cfg = config(tmp_path, codacy.url, port, metrics={"enabled": False, "listen": f"127.0.0.1:{port}"})
     with daemon(cfg) as proc:
-        wait_for("the daemon to start", lambda: "audit-forwarder started" in proc.log())
-        wait_for("a poll", lambda: list((tmp_path / "out").glob("*.ndjson")))
+        wait_until("the daemon to start", lambda: "audit-forwarder started" in proc.log())
+        wait_until("a poll", lambda: list((tmp_path / "out").glob("*.ndjson")))
         with pytest.raises(httpx.ConnectError):
             get(f"http://127.0.0.1:{port}/healthz")
 
@@ -186,14 +189,6 @@ async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> No
     assert worker.status.dead_lettered == 1
 
 
-def logged_port(proc: DaemonProcess) -> int | None:
-    """The port the start-up line names (``metrics.listen`` with port 0)."""
-    for line in proc.log().splitlines():
-        if line.startswith("{") and "serving /metrics" in line:
-            return int(orjson.loads(line)["port"])
-    return None
-
-
 def non_json_lines(text: str) -> list[str]:
     bad = []
     for line in text.splitlines():
@@ -208,7 +203,7 @@ def non_json_lines(text: str) -> list[str]:
 def test_port_0_lets_the_system_choose_and_the_log_names_it(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = config(tmp_path, codacy.url, 0)
     with daemon(cfg) as proc:
-        port = wait_for("the start-up line naming the port", lambda: logged_port(proc))
+        port = wait_until("the start-up line naming the port", lambda: logged_port(proc))
         assert port > 0, proc.log()
         assert health(port, "/healthz")[0] == 200
         assert f'"listen":"127.0.0.1:{port}"' in proc.log()
@@ -256,14 +251,14 @@ def test_idle_connections_cannot_exhaust_the_daemons_descriptors(tmp_path: Path,
     cfg = config(tmp_path, codacy.url, 0)
     command = ["prlimit", "--nofile=96:96", "--", sys.executable, "-m", "forwarder", "-c", str(cfg), "run"]
     with daemon(cfg, cmd=command) as proc:
-        port = wait_for("the start-up line naming the port", lambda: logged_port(proc))
-        wait_for("the first 60 events", lambda: len(read_ndjson(tmp_path / "out")) == 60)
+        port = wait_until("the start-up line naming the port", lambda: logged_port(proc))
+        wait_until("the first 60 events", lambda: len(read_ndjson(tmp_path / "out")) == 60)
         with Flood(port) as flood:
-            wait_for("more connections than the daemon may open files", lambda: flood.opened > 120, timeout=60)
+            wait_until("more connections than the daemon may open files", lambda: flood.opened > 120, timeout=60)
             codacy.control("POST", "entries", {"generate": 5, "orgs": ORGS, "span_s": 1})
             # the pollers keep working while the flood goes on
-            wait_for("the new events", lambda: len(read_ndjson(tmp_path / "out")) == 70, timeout=60)
-        assert wait_for("/healthz once the flood is over", lambda: health(port, "/healthz")[0] == 200, timeout=60)
+            wait_until("the new events", lambda: len(read_ndjson(tmp_path / "out")) == 70, timeout=60)
+        assert wait_until("/healthz once the flood is over", lambda: health(port, "/healthz")[0] == 200, timeout=60)
         text = proc.log()
         assert proc.process.poll() is None, text[-3000:]
     assert "Traceback" not in text and "Too many open files" not in text, text[-3000:]

@@ -20,9 +20,11 @@ from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacySource
 from sinks.registry import SINKS
 from sinks.syslog.sink import SyslogSink
-from tests.helpers.daemon import cli, read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.ops.support import daemon, free_port, health, wait_for
+from tests.support.daemon import cli, daemon, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import health
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +70,12 @@ def test_sighup_applies_a_new_config_and_refuses_an_invalid_one(tmp_path: Path, 
     first, second = tmp_path / "first", tmp_path / "second"
     cfg = write(tmp_path, port, {"acme": source(codacy.url, "gh/acme")}, {"out": file_sink(first)})
     with daemon(cfg) as proc:
-        wait_for("acme's entries", lambda: count(first, 20))
+        wait_until("acme's entries", lambda: count(first, 20))
 
         # an invalid config is refused, loudly, and the running one carries on
         cfg.write_text(cfg.read_text().replace("interval_s: 0.5", "interval_s: -1"))
         proc.signal(signal.SIGHUP)
-        wait_for("the refusal", lambda: "configuration reload refused" in proc.log())
+        wait_until("the refusal", lambda: "configuration reload refused" in proc.log())
         refusal = next(line for line in proc.log().splitlines() if "reload refused" in line)
         assert "sources.acme.interval_s" in refusal
         status, body = health(port)
@@ -83,8 +85,8 @@ def test_sighup_applies_a_new_config_and_refuses_an_invalid_one(tmp_path: Path, 
         # remove acme, add globex, change the sink: it is rebuilt and resumes from its offset
         write(tmp_path, port, {"globex": source(codacy.url, "gl/globex")}, {"out": file_sink(second)})
         proc.signal(signal.SIGHUP)
-        wait_for("the reload", lambda: "configuration reloaded" in proc.log())
-        wait_for("globex's entries", lambda: count(second, 20))
+        wait_until("the reload", lambda: "configuration reloaded" in proc.log())
+        wait_until("globex's entries", lambda: count(second, 20))
         status, body = health(port)
         assert status == 200 and set(body["sources"]) == {"globex"} and set(body["sinks"]) == {"out"}, body
         reloaded = orjson.loads(next(line for line in proc.log().splitlines() if "configuration reloaded" in line))
@@ -93,7 +95,7 @@ def test_sighup_applies_a_new_config_and_refuses_an_invalid_one(tmp_path: Path, 
 
         # the removed source no longer polls: new acme entries stay at the vendor
         codacy.control("POST", "entries", {"generate": 3, "orgs": ORGS, "span_s": 1})
-        wait_for("new globex entries", lambda: count(second, 23))
+        wait_until("new globex entries", lambda: count(second, 23))
         assert {e["organization"] for e in read_ndjson(second)} == {"gl/globex"}
         assert len(read_ndjson(first)) == 20
     assert proc.process.returncode == 0, proc.log()
@@ -111,15 +113,15 @@ def test_an_added_sink_starts_and_an_unchanged_one_keeps_running(tmp_path: Path,
     sources = {"acme": source(codacy.url, "gh/acme")}
     cfg = write(tmp_path, port, sources, {"out": file_sink(first)})
     with daemon(cfg) as proc:
-        wait_for("acme's entries", lambda: count(first, 20))
+        wait_until("acme's entries", lambda: count(first, 20))
         write(tmp_path, port, sources, {"out": file_sink(first), "extra": file_sink(extra)})
         proc.signal(signal.SIGHUP)
-        wait_for("the reload", lambda: "configuration reloaded" in proc.log())
+        wait_until("the reload", lambda: "configuration reloaded" in proc.log())
         reloaded = orjson.loads(next(line for line in proc.log().splitlines() if "configuration reloaded" in line))
         assert reloaded["sinks_started"] == ["extra"] and reloaded["sinks_rebuilt"] == []
         assert reloaded["sources_restarted"] == [] and reloaded["sources_stopped"] == []
         codacy.control("POST", "entries", {"generate": 2, "orgs": ["gh/acme"], "span_s": 1})
-        wait_for("new entries in both sinks", lambda: count(first, 22) and count(extra, 2))
+        wait_until("new entries in both sinks", lambda: count(first, 22) and count(extra, 2))
         assert len(read_ndjson(first)) == 22  # the unchanged sink delivered nothing twice
         assert set(health(port)[1]["sinks"]) == {"out", "extra"}
 
@@ -130,18 +132,18 @@ def test_a_reload_that_cannot_build_a_source_changes_nothing(tmp_path: Path, cod
     sources = {"main": source(codacy.url, "gh/acme")}
     cfg = write(tmp_path, port, sources, {"out": file_sink(out)})
     with daemon(cfg) as proc:
-        wait_for("main's entries", lambda: count(out, 20))
+        wait_until("main's entries", lambda: count(out, 20))
 
         # main changes (so it is replaced) and "bad", built before it, passes validation but httpx
         # cannot put its token in a header: main must neither be stopped nor replaced
         bad = {**source(codacy.url, "gl/globex"), "api_token": "t\u00f6ken"}
         write(tmp_path, port, {"bad": bad, "main": {**sources["main"], "interval_s": 0.6}}, {"out": file_sink(out)})
         proc.signal(signal.SIGHUP)
-        wait_for("the reload's outcome", lambda: "the running configuration stays in force" in proc.log())
+        wait_until("the reload's outcome", lambda: "the running configuration stays in force" in proc.log())
         status, body = health(port)
         assert status == 200 and set(body["sources"]) == {"main"}, body
         codacy.control("POST", "entries", {"generate": 3, "orgs": ["gh/acme"], "span_s": 1})
-        wait_for("new entries from main", lambda: count(out, 23))
+        wait_until("new entries from main", lambda: count(out, 23))
         refusal = orjson.loads(next(line for line in proc.log().splitlines() if "reload refused" in line))
         (problem,) = refusal["problems"]
         assert problem.startswith("sources.bad: cannot be built: UnicodeEncodeError: 'ascii' codec"), problem
@@ -149,7 +151,7 @@ def test_a_reload_that_cannot_build_a_source_changes_nothing(tmp_path: Path, cod
         # the running settings are still the old ones: reloading them again changes nothing
         write(tmp_path, port, sources, {"out": file_sink(out)})
         proc.signal(signal.SIGHUP)
-        wait_for("the reload", lambda: "configuration reloaded" in proc.log())
+        wait_until("the reload", lambda: "configuration reloaded" in proc.log())
         reloaded = orjson.loads(next(line for line in proc.log().splitlines() if "configuration reloaded" in line))
         assert reloaded["sources_restarted"] == [] and reloaded["sources_started"] == [], reloaded
         assert proc.process.poll() is None

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.moto_server import MotoServer
-from tests.ops.support import DaemonProcess, daemon, free_port, get, unready, wait_for
+from tests.support.daemon import DaemonProcess, cli, daemon, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import get, unready
+from tests.support.moto_server import MotoServer
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -125,12 +127,12 @@ def test_no_secret_reaches_logs_metrics_health_files_or_state_show(
         assert expected in once.stderr, f"{expected!r} not in the log:\n{once.stderr[-3000:]}"
 
     with daemon(cfg, "--log-level", "debug", "run", env=env) as proc:
-        status, _ = wait_for("readyz to report the failures", lambda: unready(port))
+        status, _ = wait_until("readyz to report the failures", lambda: unready(port))
         assert status == 503
         codacy.control("POST", "entries", {"generate": 3, "orgs": ["gh/acme"], "span_s": 1})
         for sink in ("hec", "s3", "syslog", "file"):
             marker = f'"sink":"{sink}"'
-            wait_for(f"sink {sink} to fail", partial(contains, proc, marker))
+            wait_until(f"sink {sink} to fail", partial(contains, proc, marker))
         for path in ("/metrics", "/healthz", "/readyz"):
             outputs[path] = get(f"http://127.0.0.1:{port}{path}").text
         assert "refused" in outputs["/readyz"] and "audit_forwarder_sink_stopped" in outputs["/metrics"]
@@ -154,7 +156,8 @@ def test_the_scan_itself_finds_a_secret(tmp_path: Path) -> None:
     assert not scan({"x": "nothing to see"})
     # the redaction processor, end to end in a child process: a secret in an exception is masked
     code = (
-        "from forwarder.logs import configure_logging, register_secrets\n"
+        "from forwarder.logs import configure_logging\n"
+        "from forwarder.redaction import register_secrets\n"
         "import structlog\n"
         f"register_secrets({{{WRONG_HEC!r}}})\n"
         "configure_logging('info', 'json')\n"

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from forwarder import systemd
-from tests.helpers.daemon import write_config
-from tests.ops.support import REPO_ROOT, daemon, wait_for
+from tests.support.daemon import daemon, write_config
+from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_until
 
 UNIT = REPO_ROOT / "systemd" / "audit-forwarder.service"
 MAX_EXPOSURE = 2.0
@@ -139,7 +140,7 @@ def test_daemon_reports_ready_watchdog_reload_and_stop(
 
         assert received("READY=1"), proc.log()
         assert "STATUS=0 sources, 1 sinks" in next(m for m in messages if m.startswith("READY=1"))
-        assert wait_for("watchdog pings", lambda: received("WATCHDOG=1") and messages.count("WATCHDOG=1") >= 1)
+        assert wait_until("watchdog pings", lambda: received("WATCHDOG=1") and messages.count("WATCHDOG=1") >= 1)
         messages.clear()
         proc.signal(signal.SIGHUP)
         assert received("RELOADING=1")

@@ -21,18 +21,14 @@ from forwarder.polling import Poller
 from forwarder.sources import window
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.window import WindowCursor
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
-from tests.ops.support import free_port, get, health, metric
-from tests.reliability.conftest import (
-    LoggedDaemon,
-    codacy_source,
-    expected_ids,
-    file_sink,
-    make_config,
-    wait_until,
-)
-from tests.reliability.test_hostile_input import codacy_entry
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.emulators import EmulatorProcess
+from tests.support.health import get, health, metric
+from tests.support.hostile import codacy_entry
+from tests.support.ports import free_port
+from tests.support.vendors import codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
 DAY_MS = 86_400_000
 
@@ -135,7 +131,7 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
     asyncio.run(write_future_cursor())
     recent = int(time.time() * 1000) - 5_000
     codacy.control("POST", "entries", [{**codacy_entry(recent), "_org": "gh/acme"}])
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         def failing() -> bool:
             try:
@@ -143,7 +139,7 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
             except (httpx.HTTPError, KeyError):
                 return False  # not serving yet, or not polled yet
 
-        wait_until("gh/acme shown failing", failing, timeout=60, detail=daemon.logs)
+        wait_until("gh/acme shown failing", failing, timeout=60, detail=daemon.log)
         status, body = health(port, "/readyz")
         assert status == 503, body
         acme = body["sources"]["codacy"]["gh/acme"]
@@ -154,8 +150,8 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
         assert metric(text, "audit_forwarder_source_failing", source="codacy", organization="gh/acme") == 1
         wait_until("the entry recorded after the cursor's real time delivered",
                    lambda: any(e["raw"]["timestamp"] == codacy_entry(recent)["timestamp"]
-                               for e in read_ndjson(out)), timeout=60, detail=daemon.logs)  # fmt: skip
-        logs = daemon.logs()
+                               for e in read_ndjson(out)), timeout=60, detail=daemon.log)  # fmt: skip
+        logs = daemon.log()
         assert daemon.stop() == 0
     finally:
         daemon.kill()

@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import cli, start
-from tests.helpers.emulators import EmulatorProcess
-from tests.reliability.conftest import VENDORS, Figures, expected_ids, make_config, vm_hwm_kb
-from tests.reliability.receivers import AWS_ENV, Receivers
+from tests.support.config import make_config
+from tests.support.daemon import cli, start
+from tests.support.emulators import EmulatorProcess
+from tests.support.figures import Figures, vm_hwm_kb
+from tests.support.receivers import AWS_ENV, Receivers
+from tests.support.vendors import VENDORS, expected_ids
 
 pytestmark = pytest.mark.integration
 

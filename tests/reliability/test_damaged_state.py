@@ -18,8 +18,10 @@ import pytest
 
 from forwarder.chunks import JournalEntry
 from forwarder.journal import SqliteState
-from tests.helpers.daemon import cli
-from tests.reliability.conftest import Figures, codacy_source, file_sink, make_config
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import cli
+from tests.support.figures import Figures
+from tests.support.vendors import codacy_source
 
 pytestmark = pytest.mark.integration
 

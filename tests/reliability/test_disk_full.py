@@ -16,19 +16,12 @@ import orjson
 import pytest
 
 from forwarder.emulators.codacy import parse_timestamp
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.reliability.conftest import (
-    ORGS,
-    Figures,
-    LoggedDaemon,
-    codacy_source,
-    expected_ids,
-    file_sink,
-    make_config,
-    vm_hwm_kb,
-    wait_until,
-)
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.figures import Figures, vm_hwm_kb
+from tests.support.vendors import ORGS, codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +69,11 @@ def test_full_disk_is_reported_keeps_cursors_and_recovers_without_loss(
 ) -> None:
     out = tmp_path / "out"
     cfg = make_config(tmp_path, codacy_source(big_backlog.url, slice_hours=48), {"file": file_sink(out)})
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
-        wait_until("the disk-full error", lambda: DISK_FULL_LOG in daemon.logs(), detail=daemon.logs)
-        wait_until("a second failed attempt", lambda: daemon.logs().count(DISK_FULL_LOG) >= 2, detail=daemon.logs)
-        assert daemon.alive(), daemon.logs()[-3000:]
+        wait_until("the disk-full error", lambda: DISK_FULL_LOG in daemon.log(), detail=daemon.log)
+        wait_until("a second failed attempt", lambda: daemon.log().count(DISK_FULL_LOG) >= 2, detail=daemon.log)
+        assert daemon.alive(), daemon.log()[-3000:]
         journal = small_state_dir / "journal.sqlite3"
         oldest = oldest_entry_ms(big_backlog)
         for org, watermark in cursors(journal).items():  # empty windows before the backlog may pass
@@ -90,17 +83,17 @@ def test_full_disk_is_reported_keeps_cursors_and_recovers_without_loss(
         mount("-o", "remount,size=64m", str(small_state_dir))
         want = expected_ids(big_backlog)
         wait_until("every entry after space was freed",
-                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=120, detail=daemon.logs)  # fmt: skip
+                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=120, detail=daemon.log)  # fmt: skip
         rss = vm_hwm_kb(daemon.pid)
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:
         daemon.kill()
-    assert not crashed, daemon.logs()[-3000:]
+    assert not crashed, daemon.log()[-3000:]
     with sqlite3.connect(journal) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert set(cursors(journal)) == set(ORGS)
     got = [e["id"] for e in read_ndjson(out)]
     figures.record(lost=len(want - set(got)), duplicated=len(got) - len(set(got)), rss_kb=rss)
-    line = next(x for x in daemon.logs().splitlines() if DISK_FULL_LOG in x)
+    line = next(x for x in daemon.log().splitlines() if DISK_FULL_LOG in x)
     print(f"\ndisk full: {len(want)} entries recovered after: {line[:200]}")

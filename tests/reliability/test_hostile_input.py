@@ -22,7 +22,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from forwarder.emulators.codacy import format_timestamp
 from forwarder.event import epoch_ms, event_time, format_time, make_event, parse_ms, parse_time
 from forwarder.formats import FORMATS, get_formatter
 from forwarder.formats.csv import FORMULA_START
@@ -32,38 +31,15 @@ from forwarder.record import Record
 from forwarder.sources import SOURCES
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.http import SourceError
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
-from tests.reliability.conftest import (
-    TOKEN,
-    Figures,
-    LoggedDaemon,
-    codacy_source,
-    expected_ids,
-    file_sink,
-    make_config,
-    wait_until,
-)
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.emulators import EmulatorProcess
+from tests.support.figures import Figures
+from tests.support.hostile import OBSERVED, codacy_entry, entries, json_values, scalars, text
+from tests.support.vendors import TOKEN, codacy_source, expected_ids
+from tests.support.waiting import wait_until
 
-OBSERVED = datetime(2024, 6, 1, tzinfo=UTC)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-# --- strategies ---------------------------------------------------------------------------
-text = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
-    ["", "\n", "\r\n", "\x00", '"', ",", "\u2028", "🦄", "a" * 300, "1970-01-01T00:00:00Z",
-     "2024-02-30T25:61:61Z", "9999-12-31T23:59:59.9999999+14:00", "-1", "NaN"]
-)  # fmt: skip
-scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | text
-json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4), max_leaves=12
-)
-# Keys every vendor uses for its entries, with any value type: the closest to a real but broken entry.
-VENDOR_KEYS = ["id", "action", "event", "timestamp", "created_at", "createdAt", "time", "date", "actor", "user",
-               "result", "details", "repositoryName", "entityId", "organization", "message", "description",
-               "ip", "type", "data", "changes", "object", "meta"]  # fmt: skip
-plausible_entries = st.dictionaries(st.sampled_from(VENDOR_KEYS), json_values, max_size=10)
-entries = plausible_entries | json_values
-
 
 # Sources whose mapping is a module-level ``normalize_entry`` (the convention of codacy.py); a
 # configurable mapping (http_json) needs its own config and is covered by its own tests.
@@ -104,11 +80,6 @@ def test_every_entry_is_normalized_or_quarantined_with_a_reason(type_name: str, 
         assert event["id"] == entry.event_id and entry.event_id.startswith(f"{type_name}:key")
         assert isinstance(event["time"], str) and isinstance(event["action"], str)
         assert (entry.action, entry.category, entry.outcome) == (event["action"], event["category"], event["outcome"])
-
-
-def codacy_entry(ts_ms: int) -> dict[str, Any]:
-    return {"actor": {"email": "a@example.com"}, "action": "user.login", "result": "succeed",
-            "timestamp": format_timestamp(ts_ms)}  # fmt: skip
 
 
 pages = (
@@ -212,12 +183,12 @@ def test_daemon_survives_garbage_over_http_and_loses_nothing(
         fault["path_contains"] = "gh/acme/audit"
     codacy.control("POST", "faults", [fault for _, fault, _ in FAULTS])
     cfg = make_config(tmp_path, codacy_source(codacy.url, max_attempts=1), {"file": file_sink(out)})
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
         wait_until("every entry once the garbage stopped",
-                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.logs)  # fmt: skip
-        logs = daemon.logs()
+                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.log)  # fmt: skip
+        logs = daemon.log()
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:

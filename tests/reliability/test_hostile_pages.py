@@ -41,7 +41,7 @@ from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http import SourceError
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
 from forwarder.sources.window import now_ms
-from tests.reliability.test_hostile_input import OBSERVED, entries, json_values, text
+from tests.support.hostile import OBSERVED, entries, json_values, text
 
 # HOSTILE_EXAMPLES=1000 for a deeper hunt than the suite's quick one
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "60"))

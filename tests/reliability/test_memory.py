@@ -15,16 +15,12 @@ import orjson
 import pytest
 
 from forwarder import daemon
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.reliability.conftest import (
-    Figures,
-    LoggedDaemon,
-    codacy_source,
-    file_sink,
-    make_config,
-    vm_hwm_kb,
-    wait_until,
-)
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.figures import Figures, vm_hwm_kb
+from tests.support.vendors import codacy_source
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +46,17 @@ def test_large_backlog_stays_within_the_memory_bound(
     source = codacy_source(backlog.url, organizations=["gh/acme"], slice_hours=2, overlap_s=60, interval_s=5)
     cfg = make_config(tmp_path, source, {"file": file_sink(out, batch_max_events=2000, rotate_max_bytes=1 << 40)})
     began = time.monotonic()
-    daemon = LoggedDaemon(cfg, tmp_path / "daemon.log")
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         wait_until(f"{BACKLOG} events in the file sink", lambda: count_lines(out) >= BACKLOG,
-                   timeout=150, every=1.0, detail=daemon.logs)  # fmt: skip
+                   timeout=150, every=1.0, detail=daemon.log)  # fmt: skip
         took = time.monotonic() - began
         peak_kb = vm_hwm_kb(daemon.pid)
         crashed = daemon.crashed()
         assert daemon.stop() == 0
     finally:
         daemon.kill()
-    assert not crashed, daemon.logs()[-3000:]
+    assert not crashed, daemon.log()[-3000:]
     ids = [orjson.loads(line)["id"] for path in out.glob("*.ndjson") for line in path.read_bytes().splitlines()]
     unique = len(set(ids))
     figures.record(lost=BACKLOG - unique, duplicated=len(ids) - unique, rss_kb=peak_kb)

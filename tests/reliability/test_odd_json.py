@@ -22,8 +22,8 @@ from forwarder.journal import SqliteJournal
 from forwarder.lenient_json import loads
 from forwarder.polling import Poller
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
-from tests.helpers.daemon import cli, file_sink_config, read_ndjson
-from tests.helpers.raw_http import raw_http_server
+from tests.support.daemon import cli, file_sink_config, read_ndjson
+from tests.support.raw_http import raw_http_server
 
 ODD = rb'"who": "cut \ud83d", "note": "\udc00 alone, \ud83d\ude00 paired", "size": 1e400, "count": -1e400'
 

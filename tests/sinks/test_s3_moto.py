@@ -29,7 +29,7 @@ from forwarder.event import make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.s3 import S3Sink, S3SinkConfig, object_name
-from tests.helpers.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -472,8 +472,9 @@ async def test_a_batch_interrupted_before_its_commit_is_stored_once_after_a_rest
     members first, so S3's create-only write finds its object (412) instead of storing a
     bigger batch that repeats the events under another name."""
     from forwarder.chunks import Chunks, JournalEntry
-    from forwarder.delivery import RetrySettings, SinkWorker
+    from forwarder.delivery import SinkWorker
     from forwarder.journal import SqliteJournal
+    from forwarder.retry import RetrySettings
 
     def append(records: list[Record]) -> Any:
         entries = [JournalEntry(r.event_id, r.vendor, r.time_ms, r.data) for r in records]

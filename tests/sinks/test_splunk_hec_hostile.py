@@ -13,7 +13,7 @@ import pytest
 from forwarder.record import Record
 from sinks.base import FatalSinkError, RetryableError
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
-from tests.helpers.raw_http import Answer, raw_http_server, trickle
+from tests.support.raw_http import Answer, raw_http_server, trickle
 
 pytestmark = pytest.mark.integration
 

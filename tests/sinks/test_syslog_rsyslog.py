@@ -23,7 +23,7 @@ from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
-from tests.helpers.rsyslog import Received, Rsyslog, as_shown
+from tests.support.rsyslog import Received, Rsyslog, as_shown
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from forwarder.record import Record
 from sinks.base import RetryableError
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
-from tests.helpers.rsyslog import Pki, make_pki
+from tests.support.rsyslog import Pki, make_pki
 
 pytestmark = pytest.mark.integration
 

@@ -24,12 +24,12 @@ from forwarder.sources.codescoring import (
     normalize_entry,
     parse_message,
 )
-from tests.helpers.daemon import delivered_ids as ids
-from tests.helpers.daemon import file_sink_config as config
-from tests.helpers.daemon import once_ok as once
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.repeating_pages import assert_a_repeated_page_stops_the_walk
+from tests.support.daemon import delivered_ids as ids
+from tests.support.daemon import file_sink_config as config
+from tests.support.daemon import once_ok as once
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.repeating_pages import assert_a_repeated_page_stops_the_walk
 
 TOKEN = "codescoring-test-token"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codescoring"

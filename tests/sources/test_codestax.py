@@ -19,12 +19,12 @@ from forwarder.emulators.codestax import DEFAULT_API_KEY, format_timestamp
 from forwarder.event import NormalizedEvent, content_id, parse_ms
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource, TokenBucket, entry_key, normalize_entry
 from forwarder.sources.http import MalformedResponse
-from tests.helpers.daemon import delivered_ids as ids
-from tests.helpers.daemon import file_sink_config as config
-from tests.helpers.daemon import once_ok as once
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.helpers.repeating_pages import assert_a_repeated_page_stops_the_walk
+from tests.support.daemon import delivered_ids as ids
+from tests.support.daemon import file_sink_config as config
+from tests.support.daemon import once_ok as once
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.repeating_pages import assert_a_repeated_page_stops_the_walk
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codestax"
 DAY_MS = 86_400_000

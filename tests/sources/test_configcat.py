@@ -19,10 +19,10 @@ from forwarder.event import NormalizedEvent, format_ms, parse_time
 from forwarder.sources.codestax import CodeStaxConfig
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource, normalize_entry, reset_delay
 from forwarder.sources.gaps import gap_event
-from tests.helpers.daemon import cli, read_ndjson
-from tests.helpers.daemon import file_sink_config as config
-from tests.helpers.daemon import once_ok as once
-from tests.helpers.emulators import EmulatorProcess, running
+from tests.support.daemon import cli, read_ndjson
+from tests.support.daemon import file_sink_config as config
+from tests.support.daemon import once_ok as once
+from tests.support.emulators import EmulatorProcess, running
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "configcat"
 ORG = DEFAULT_ORG_ID

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from forwarder.http_shared import parse_retry_after
-from forwarder.logs import register_secrets, scrub
+from forwarder.redaction import register_secrets, scrub
+from forwarder.retry import parse_retry_after
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError
-from tests.helpers.raw_http import raw_http_server, trickle
+from tests.support.raw_http import raw_http_server, trickle
 
 SECRET = "s3cret-token-value"
 

@@ -16,13 +16,12 @@ from pydantic import ValidationError
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFAULT_USER
 from forwarder.event import NormalizedEvent, content_id
 from forwarder.mapping import Mapper, match_glob
-from forwarder.sources.configcat import MAPPING
 from forwarder.sources.http import MalformedResponse
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
-from tests.helpers.daemon import cli, read_ndjson, write_config
-from tests.helpers.emulators import EmulatorProcess, running
-
-COMMON = {"lag_s": 0, "overlap_s": 600, "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2}
+from tests.support.daemon import cli, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.vendors import HTTP_JSON_COMMON as COMMON
+from tests.support.vendors import configcat_as_http_json
 
 
 @pytest.fixture
@@ -30,20 +29,6 @@ def configcat() -> Iterator[EmulatorProcess]:
     emulator = running("configcat", entries=60, options={"span_s": 3 * 86400, "config": {"has_next_lies": True}})
     yield emulator
     emulator.stop()
-
-
-def configcat_as_http_json(url: str) -> dict[str, Any]:
-    return {
-        "type": "http_json", "vendor": "configcat", **COMMON,
-        "url": url + "/v2/organizations/{organization}/auditlogs", "organizations": [DEFAULT_ORG_ID],
-        "auth": {"type": "basic", "username": DEFAULT_USER, "password": DEFAULT_PASSWORD},
-        "pagination": {"style": "page_number", "page_param": "pageNumber", "size_param": "pageSize",
-                       "page_size": 10, "total_pages_path": "paging.totalPages", "has_next_path": "paging.hasNext"},
-        "records_path": "data", "id_field": "auditLogId", "time_field": "auditLogDateTime",
-        "from_param": "fromUtcDateTime", "to_param": "toUtcDateTime", "window_format": "iso8601",
-        "slice_hours": 720, "retention_days": 35,
-        "mapping": {k: v.model_dump(exclude_defaults=True) for k, v in MAPPING.items()},
-    }  # fmt: skip
 
 
 def test_configcat_through_http_json_equals_the_dedicated_source(tmp_path: Path, configcat: EmulatorProcess) -> None:
@@ -279,7 +264,7 @@ async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch
     in that second after the round-down but before the exact boundary is only returned by the
     later slice, whose filter must still take it."""
     hour, now = 3_600_000, 1_700_000_000_437
-    monkeypatch.setattr("forwarder.sources.http_json.now_ms", lambda: now)
+    monkeypatch.setattr("forwarder.sources.windowed.now_ms", lambda: now)
     boundary = now - 6 * hour + hour  # the first slice's end, at .437 like every boundary
     rows = [{"id": name, "ts": ts, "action": "login"}
             for name, ts in (("a", boundary - 5_000), ("b", boundary // 1000 * 1000 + 100), ("c", boundary + 5_000))]

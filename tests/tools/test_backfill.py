@@ -14,9 +14,11 @@ import pytest
 
 from forwarder.emulators.codacy import parse_timestamp
 from forwarder.event import content_id, format_ms
-from tests.helpers.daemon import cli, read_ndjson, start
-from tests.helpers.emulators import EmulatorProcess, running
-from tests.tools.conftest import ORGS, json_of, make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.config import json_of
+from tests.support.daemon import cli, read_ndjson, start
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.vendors import ORGS
 
 DAY_MS = 86_400_000
 

@@ -10,9 +10,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers.daemon import cli, read_ndjson
-from tests.helpers.emulators import EmulatorProcess
-from tests.tools.conftest import ORGS, json_of, make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.config import json_of
+from tests.support.daemon import cli, read_ndjson
+from tests.support.emulators import EmulatorProcess
+from tests.support.vendors import ORGS
 
 
 def block(path: Path) -> None:

@@ -5,7 +5,6 @@ terminal, read-only commands need no secret, ``--config`` goes after the subcomm
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,10 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess
-from tests.tools.conftest import make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess
+from tests.support.ports import free_port
 
 AUDIT_FORWARDER = str(Path(sys.executable).parent / "audit-forwarder")
 
@@ -31,9 +31,7 @@ def af(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> s
 
 def closed_port() -> int:
     """A loopback port nothing listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 def edit(cfg: Path, change: dict[str, Any]) -> Path:

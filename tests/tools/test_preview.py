@@ -9,9 +9,11 @@ from pathlib import Path
 import orjson
 
 from forwarder.event import content_id
-from tests.helpers.daemon import cli
-from tests.helpers.emulators import EmulatorProcess
-from tests.tools.conftest import ORGS, json_of, make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.config import json_of
+from tests.support.daemon import cli
+from tests.support.emulators import EmulatorProcess
+from tests.support.vendors import ORGS
 
 
 def snapshot(tmp_path: Path, cfg: Path) -> tuple[object, dict[str, bytes]]:

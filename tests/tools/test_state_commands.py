@@ -11,9 +11,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers.daemon import cli, read_ndjson, start
-from tests.helpers.emulators import EmulatorProcess
-from tests.tools.conftest import json_of, make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.config import json_of
+from tests.support.daemon import cli, read_ndjson, start
+from tests.support.emulators import EmulatorProcess
 
 
 def cursors(cfg: Path) -> dict[tuple[str, str], str]:

@@ -14,8 +14,8 @@ import pytest
 
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.state_lock import LOCK_FILE, StateLock
-from tests.helpers.daemon import cli
-from tests.tools.conftest import make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.daemon import cli
 
 OTHER_UID = 4242
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.daemon import cli, read_ndjson, start
-from tests.helpers.emulators import EmulatorProcess
-from tests.tools.conftest import make_config
+from tests.support.config import codacy_files_config as make_config
+from tests.support.daemon import cli, read_ndjson, start
+from tests.support.emulators import EmulatorProcess
 
 
 @pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])

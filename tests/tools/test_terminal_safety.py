@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from forwarder.journal import SqliteJournal
-from tests.helpers.daemon import cli, write_config
+from tests.support.daemon import cli, write_config
 
 pytestmark = pytest.mark.integration
 

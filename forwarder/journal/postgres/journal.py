@@ -29,11 +29,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
+from forwarder.evidence.chain import START, Head
+from forwarder.journal import chain_heads
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.events import decode
 from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.quarantine import as_json
-from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError
+from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError, sink_unit, source_unit
 from forwarder.record import Record
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -57,14 +59,6 @@ async def _rows(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[tupl
 
 async def _row(conn: Conn, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     return await (await conn.execute(query, params)).fetchone()
-
-
-def source_unit(source: str, organization: str) -> str:
-    return f"source/{source}/{organization}"
-
-
-def sink_unit(sink: str) -> str:
-    return f"sink/{sink}"
 
 
 class PostgresJournal:
@@ -124,6 +118,11 @@ class PostgresJournal:
             self._head, self._events, self._bytes = int(row[0]), int(row[1]), int(row[2])
 
     # --- the cap and the head, as last seen ----------------------------------------------------
+    def problems(self) -> list[str]:
+        """Nothing to check locally: whether the database is reachable is the replica's to say
+        (its lease renewals, ``forwarder.replicas``), asked without a query here."""
+        return []
+
     def is_full(self) -> bool:
         return self._events >= self.max_events or self._bytes >= self.max_bytes
 
@@ -187,11 +186,40 @@ class PostgresJournal:
         cursor: dict[str, Any],
         quarantined: Sequence[tuple[str, Any]] = (),
         cursor_source: str | None = None,
+        chain: tuple[Head, Head] | None = None,
     ) -> None:
         now = time.time()
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
         async with self._under_lease(source_unit(cursor_source or source, organization)) as conn:
+            if chain is not None:
+                await self._advance_chain(conn, source, organization, *chain)
             await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now)
+
+    async def chain_head(self, source: str, organization: str) -> Head:
+        async with self.pool.connection() as conn:
+            row = await _row(
+                conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
+                (source, organization),
+            )  # fmt: skip
+        return START if row is None else Head(int(row[0]), str(row[1]))
+
+    async def _advance_chain(self, conn: Conn, source: str, organization: str, before: Head, after: Head) -> None:
+        """In the page's transaction, the row locked: a replica whose lease lapsed mid-page cannot
+        chain onto a head another replica moved meanwhile."""
+        if after == before:
+            return
+        row = await _row(
+            conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
+            (source, organization),
+        )  # fmt: skip
+        current = START if row is None else Head(int(row[0]), str(row[1]))
+        if current != before:
+            raise chain_heads.conflict(source, organization, before, current)
+        await conn.execute(
+            "INSERT INTO af_chain_heads VALUES (%s, %s, %s, %s) ON CONFLICT (source, organization) "
+            "DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (source, organization, after.seq, after.hash),
+        )
 
     async def _write_page(
         self, conn: Conn, chunks: Chunks, source: str, organization: str, cursor: dict[str, Any],

@@ -35,6 +35,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE af_replicas (replica text PRIMARY KEY, expires_at timestamptz NOT NULL)",
         "CREATE TABLE af_counters (name text PRIMARY KEY, value bigint NOT NULL)",
     ],
+    [  # version 2: the head of each stream's hash chain (forwarder.evidence.chain)
+        "CREATE TABLE af_chain_heads (source text NOT NULL, organization text NOT NULL, seq bigint NOT NULL,"
+        " hash text NOT NULL, PRIMARY KEY (source, organization))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,10 +19,10 @@ from typing import Any
 import boto3
 import orjson
 
-from tests.helpers.daemon import read_ndjson
-from tests.helpers.emulators import EmulatorProcess, running, stop_emulator
-from tests.helpers.moto_server import MotoServer
-from tests.helpers.rsyslog import Rsyslog
+from tests.support.daemon import read_ndjson
+from tests.support.emulators import EmulatorProcess, running, stop_emulator
+from tests.support.moto_server import MotoServer
+from tests.support.rsyslog import Rsyslog
 
 HEC_TOKEN = "hec-test-token"
 AWS_ENV = {
@@ -135,13 +134,6 @@ class Receivers:
                 body = client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
                 events.extend(orjson.loads(line) for line in gzip.decompress(body).splitlines() if line)
         return events
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def hec_on_port(port: int) -> EmulatorProcess:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+
+from tests.support.ports import free_port
 
 PASSWORD = "af-test-password"
 
@@ -25,18 +26,12 @@ def _bin_dir() -> Path:
     return found[-1].parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, root: Path) -> None:
         self.bin = _bin_dir()
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root / "postgres.log"
         self._demote: Callable[[], None] | None = None
         if os.geteuid() == 0:

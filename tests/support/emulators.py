@@ -7,10 +7,11 @@ import select
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.processes import REPO_ROOT, kill_process
 
 
 class EmulatorProcess:
@@ -28,12 +29,9 @@ class EmulatorProcess:
         return result
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_emulator(self.process)
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 15.0
 
 
@@ -62,9 +60,7 @@ def start_emulator(
 
 
 def stop_emulator(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
+    kill_process(process)
     if process.stdout is not None:
         process.stdout.close()
 

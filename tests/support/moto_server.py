@@ -30,6 +30,8 @@ from typing import NoReturn
 
 import pytest
 
+from tests.support.processes import stop_process
+
 _LISTENING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
 
 
@@ -95,12 +97,7 @@ class MotoServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, 5)
 
     def _drain(self) -> None:
         proc = self._proc

@@ -38,6 +38,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.ports import free_port
+from tests.support.processes import stop_process
+
 RSYSLOGD = "/usr/sbin/rsyslogd"
 
 Received = dict[str, Any]
@@ -182,13 +185,6 @@ def as_shown(text: str) -> str:
     return "".join(f"#{ord(c):03o}" if ord(c) < 0x20 else c for c in text)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _udp_port_taken(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
@@ -225,7 +221,7 @@ class Rsyslog:
         for sub in ("work", "out"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.ports["udp"]:
-            self.ports["udp"] = _free_udp_port()
+            self.ports["udp"] = free_port(udp=True)
         for name in STREAM_INPUTS:
             (self.dir / f"{name}.port").unlink(missing_ok=True)
         conf = self.dir / "rsyslog.conf"
@@ -265,12 +261,7 @@ class Rsyslog:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, 10)
 
     def __enter__(self) -> Rsyslog:
         return self.start()

@@ -1,0 +1,94 @@
+"""What every command shares: option types, loading the settings, running a coroutine and
+turning the errors an operator can fix into a message and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from forwarder.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+class Seconds(click.ParamType[float]):
+    """A positive, finite number of seconds (click's FloatRange lets NaN through)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < seconds < math.inf:
+            self.fail(f"{value!r} is not a positive number of seconds", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def invalid_config(exc: ConfigError) -> NoReturn:
+    lines = "\n".join(f"  - {p}" for p in exc.problems)
+    fail(f"invalid configuration in {exc.path}:\n{lines}", EXIT_CONFIG)
+
+
+def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
+    """``read_only`` commands (``state show``, ``dlq list``) need no credential: an unset
+    ``${VAR}`` in a secret field then loads as a placeholder instead of refusing the file."""
+    path = ctx.obj["config"]
+    try:
+        settings = load_settings(path, read_only=read_only)
+    except ConfigError as exc:
+        invalid_config(exc)
+    from forwarder.logs import configure_logging
+    from forwarder.redaction import register_secrets
+    from forwarder.secrets import collect_secrets
+
+    configure_logging(ctx.obj["log_level"] or settings.log.level, settings.log.format)
+    register_secrets(collect_secrets(settings))  # every command: a vendor may echo a token in its errors
+    return settings
+
+
+def run_async(fn: Callable[[], Any]) -> Any:
+    from forwarder.journal import StateError
+    from forwarder.sources.http import SourceError
+    from forwarder.terminal import plain
+    from forwarder.tools.common import ToolError
+
+    try:
+        return asyncio.run(fn())
+    except (StateError, ToolError, SourceError) as exc:
+        fail(f"error: {plain(exc)}", 1)
+    except ConfigError as exc:  # a source or sink the daemon could not build from a valid file
+        invalid_config(exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def confirmer(yes: bool) -> Callable[[str], bool]:
+    """``--yes`` for scripts; otherwise the operator answers (no answer, e.g. no terminal, means no)."""
+    return (lambda _: True) if yes else (lambda question: click.confirm(question, default=False))
+
+
+def date_ms(value: str | None, option: str) -> int | None:
+    from forwarder.tools.common import ToolError, parse_date_ms
+
+    try:
+        return None if value is None else parse_date_ms(value, option)
+    except ToolError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -1,0 +1,65 @@
+"""Text someone else wrote, made safe to show or log: control characters out, secrets out.
+
+The lowest layer of everything that prints or logs: the log pipeline (``forwarder.logs``)
+redacts every line with ``scrub_value``, the terminal helpers (``forwarder.terminal``) run every
+vendor text through ``scrub``, and the health endpoints, the dead-letter reasons and
+``check`` do too. It imports nothing of the project, so any module may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+_SECRETS: set[str] = set()
+HEADER_RE = re.compile(
+    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)\s*[:=]\s*)"
+    r"(\"?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}]+"
+)
+# ESC-introduced sequences (and their 8-bit C1 forms): CSI (colours, cursor moves), string
+# commands ended by BEL or ST (OSC titles and hyperlinks, DCS, APC...), then any other escape.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P^_X]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]?"
+)
+# C0 but tab and line feed, DEL, C1: what is left once the sequences are gone.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """Escape sequences and control characters out; tabs and line feeds stay (tracebacks)."""
+    if text.isprintable():  # the common case, at the cost of one scan
+        return text
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
+
+
+def register_secrets(values: set[str]) -> None:
+    """Each secret also as a URL writes it (``+`` as ``%2B``, ...): a token sent in a query
+    string comes back that way in a vendor's echo of the request."""
+    for value in values:
+        if len(value) >= 4:
+            _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
+
+
+def scrub(text: str) -> str:
+    """Control characters out first (an escape sequence a vendor wrote inside an echoed token
+    would hide it from the replacement, then vanish on the terminal), then every secret."""
+    text = strip_controls(text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return HEADER_RE.sub(r"\1\2***", text)
+
+
+def scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
+    return value

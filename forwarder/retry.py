@@ -1,0 +1,64 @@
+"""Retrying, in one place: the delivery retry settings, the full-jitter backoff both sources
+and sinks wait with, and what a server's ``Retry-After`` asks for.
+
+Kept apart from the delivery layer and from the HTTP helpers so that the settings, the
+sources, the sinks and the delivery layer all depend on this one small module rather than
+on each other.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from datetime import UTC
+
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import RetryCallState
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    initial_backoff_s: float = Field(0.5, gt=0)
+    max_backoff_s: float = Field(60.0, gt=0)
+    max_attempts: int | None = Field(None, ge=1, description="None retries forever (the default).")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds the server asked to wait, or None when the header says nothing usable.
+
+    A garbled value (``soon``, ``120s``) must not fail the request: ``parsedate_to_datetime``
+    raises on it rather than returning None, and an exception here would escape the retry
+    policy, so such a value is ignored and the normal backoff applies. An HTTP-date without
+    a zone (``-0000``) is UTC, as RFC 9110 dates always are.
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+class BackoffWait:
+    """Full-jitter exponential backoff that never waits less than the server's Retry-After."""
+
+    def __init__(self, initial: float, cap: float) -> None:
+        self.initial = initial
+        self.cap = cap
+
+    def __call__(self, state: RetryCallState) -> float:
+        ceiling = min(self.cap, self.initial * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(0, ceiling)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            wait = max(wait, min(float(retry_after), self.cap * 10))
+        return wait
