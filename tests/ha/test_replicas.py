@@ -22,11 +22,20 @@ from tests.support.config import file_sink
 from tests.support.daemon import DaemonProcess, cli, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.postgres import PASSWORD, PostgresServer
+from tests.support.replicas import (
+    TTL_S,
+    assert_no_conflicting_duplicates,
+    counter,
+    holders,
+    metric,
+    metrics_port,
+    state_config,
+    stop_all,
+)
 from tests.support.vendors import codacy_source, expected_ids
 from tests.support.waiting import wait_until
 
 ORGS = [f"gh/org{i}" for i in range(4)]
-TTL_S = 3
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -47,7 +56,7 @@ def replica_config(tmp_path: Path, name: str, url: str, dsn: str, **source: Any)
     replica_id and where its file sink writes differ (a directory per replica)."""
     config = {
         "state_dir": str(tmp_path / f"state-{name}"),
-        "state": {"backend": "postgresql", "dsn": dsn, "lease_ttl_s": TTL_S, "replica_id": name},
+        "state": state_config(dsn, name),
         "shutdown_timeout_s": 5,
         "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.5},
         "metrics": {"enabled": True, "listen": "127.0.0.1:0"},
@@ -63,50 +72,8 @@ def start_replicas(tmp_path: Path, url: str, dsn: str, *names: str, **source: An
     ]
 
 
-def shown_state(config: Path) -> dict[str, Any]:
-    result = cli(config, "state", "show", "--output", "json", timeout=60)
-    assert result.returncode == 0, result.stderr
-    value: dict[str, Any] = orjson.loads(result.stdout)
-    return value
-
-
-def holders(config: Path) -> dict[str, str | None]:
-    return {row["unit"]: None if row["expired"] else row["holder"] for row in shown_state(config)["leases"]}
-
-
 def delivered(tmp_path: Path) -> list[dict[str, Any]]:
     return read_ndjson(tmp_path / "out")
-
-
-def assert_no_conflicting_duplicates(events: list[dict[str, Any]]) -> None:
-    """A batch a replica sent but could not commit is sent again by the next holder: the same
-    id with the same content. The same id with another content would be a real fault."""
-    contents: dict[str, set[bytes]] = {}
-    for event in events:
-        body = {k: v for k, v in event.items() if k != "observed"}  # when it was read, per collection
-        contents.setdefault(event["id"], set()).add(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
-    assert {i: c for i, c in contents.items() if len(c) > 1} == {}
-
-
-def metrics_port(daemon: DaemonProcess) -> int:
-    for line in daemon.log().splitlines():
-        if "serving /metrics" in line:
-            return int(orjson.loads(line)["port"])
-    raise AssertionError("no metrics line\n" + daemon.log()[-2000:])
-
-
-def metric(daemon: DaemonProcess, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{metrics_port(daemon)}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
-def counter(dsn: str, name: str) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT value FROM af_counters WHERE name = %s", (name,)).fetchone()
-    return int(row[0]) if row else 0
 
 
 def all_delivered(tmp_path: Path, emulator: EmulatorProcess, daemons: list[DaemonProcess]) -> None:
@@ -117,13 +84,6 @@ def all_delivered(tmp_path: Path, emulator: EmulatorProcess, daemons: list[Daemo
         timeout=120,
         detail=lambda: "\n".join(d.log()[-3000:] for d in daemons),
     )
-
-
-def stop_all(daemons: list[DaemonProcess]) -> list[int]:
-    codes = [d.stop() for d in daemons]
-    for d in daemons:
-        assert "Traceback" not in d.log(), d.log()[-4000:]
-    return codes
 
 
 def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, codacy: EmulatorProcess, dsn: str) -> None:
