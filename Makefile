@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 DEMO_OUTPUT ?= demo-output
 BIN     = $(VENV)/bin
-APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind postgresql
+APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind postgresql chromium
 # tests/ops/test_container_image.py builds and runs the image with podman on a debootstrap base
 CONTAINER_PACKAGES = podman runc conmon debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins
 SAY = @printf '==> %s\n'
@@ -57,8 +57,10 @@ test: venv system-deps
 	$(SAY) "running the test suite"
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Formatting, lint and types over forwarder, sinks and bench (pyproject's mypy packages); CI runs it first.
 lint: venv
-	$(BIN)/ruff check . && $(BIN)/mypy
+	$(SAY) "checking formatting (ruff format --check), lint (ruff check) and types (mypy --strict)"
+	@$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy
 
 # Refresh constraints.txt (the exact versions the container image installs) from a fresh
 # runtime-only install; then rebuild the image (pytest tests/ops/test_container_image.py).

@@ -39,6 +39,7 @@ from bench.run import ORG, RESULTS, SPAN_S, windows
 from forwarder.chunks import Chunks
 from forwarder.emulators.base import start_in_thread
 from forwarder.event import content_ids, parse_ms
+from forwarder.evidence.chain import StreamChain
 from forwarder.formats import get_formatter
 from forwarder.journal import SqliteState
 from forwarder.polling import Poller
@@ -94,10 +95,13 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
         page, keys = keyed(i)
         return [normalize_entry("codacy", ORG, item, key, observed) for item, key in zip(page, keys, strict=True)]
 
+    poller = Poller.__new__(Poller)  # ``_add`` reads only ``keep``: no source, no journal
+    poller.keep = None
+
     def chunks(i: int) -> Chunks:
-        out = Chunks()
+        out, chain = Chunks(), StreamChain()
         for event in normalized(i):
-            Poller._add(out, event)
+            poller._add(out, event, chain)
         out.cut()
         return out
 
@@ -118,12 +122,19 @@ def stages(url: str, token: str, events: int, listening_ms: int, repeat: int, wo
     )
 
     def serialize(events: list[dict[str, Any]]) -> None:
-        out = Chunks()
+        out, chain = Chunks(), StreamChain()
         for event in events:
-            Poller._add(out, event)
+            poller._add(out, event, chain)
         out.cut()
 
-    cpu["serialize (orjson.dumps, time, chunk)"] = per_page(serialize, normalized, n, repeat)
+    def link(events: list[dict[str, Any]]) -> None:
+        chain = StreamChain()
+        for event in events:
+            chain.link(event)
+            chain.keep()
+
+    cpu["serialize (orjson.dumps, time, chunk, chain)"] = per_page(serialize, normalized, n, repeat)
+    cpu["chain link (canonical JSON + SHA-256; in serialize)"] = per_page(link, normalized, n, repeat)
     shutil.rmtree(work / "state", ignore_errors=True)
     journal = SqliteState(work / "state" / "journal.sqlite3")
     journal.open()
@@ -198,7 +209,7 @@ def append_and_prune(work: Path, pages: list[Chunks], secure: bool) -> float:
 
 def report(cpu: dict[str, float], events: int) -> dict[str, Any]:
     floor = cpu["floor: orjson loads + dumps each"]
-    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation", "secure_delete")
+    other = ("floor", "sink: syslog", "sink: HEC", "sink: S3", "file rotation", "secure_delete", "chain link")
     to_file = sum(seconds for name, seconds in cpu.items() if not name.startswith(other))
     return {
         "events": events,

@@ -141,6 +141,11 @@ class CountingHecReceiver(SplunkHecEmulator):
 EMULATORS = ("codacy", "splunk_hec")
 
 
+def idle_orgs(count: int) -> list[str]:
+    """The organizations of the idle measurement (``bench.idle``), each with nothing to collect."""
+    return [f"gh/org-{i:04d}" for i in range(count)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a benchmark emulator on loopback.")
     parser.add_argument("name", choices=EMULATORS)
@@ -148,6 +153,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=0)
     parser.add_argument("--span-s", type=float, default=86_400.0)
     parser.add_argument("--org", default="gh/acme")
+    parser.add_argument("--orgs", type=int, default=0, help="codacy: N empty organizations gh/org-0000... (idle)")
     parser.add_argument("--arrivals", action="store_true", help="splunk_hec: stamp each entry's arrival")
     args = parser.parse_args()
     emulator: Emulator
@@ -158,7 +164,8 @@ def main() -> None:
         if args.entries:
             emulator.generate(args.entries, orgs=[args.org], span_s=args.span_s)
         else:  # the live feed starts empty, but the organization exists (an unknown one is a 404)
-            emulator.ensure_org(*args.org.split("/", 1))
+            for org in idle_orgs(args.orgs) if args.orgs else [args.org]:
+                emulator.ensure_org(*org.split("/", 1))
             emulator.reindex()
     serve_forever(emulator, "127.0.0.1", args.port)
 

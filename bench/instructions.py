@@ -57,9 +57,19 @@ def count(tree: Path, events: int, work: Path) -> tuple[int, Path]:
         config = forwarder_config(work, url, events, {"type": "file", "path": str(out), "rotate_max_bytes": 1 << 40})
         profile = work / "cachegrind.out"
         cmd = [
-            "valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={profile}",
-            sys.executable, "-m", "forwarder", "-c", str(config), "once", "--timeout", "7200",
-        ]  # fmt: skip
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            f"--cachegrind-out-file={profile}",
+            sys.executable,
+            "-m",
+            "forwarder",
+            "-c",
+            str(config),
+            "once",
+            "--timeout",
+            "7200",
+        ]
         env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)}
         with open(work / "forwarder.log", "wb") as log:
             done = subprocess.run(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -97,8 +107,12 @@ def measure(tree: Path, events: int, work: Path, repeat: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=10_000, help="N: the runs serve N and 2N entries.")
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parents[1],
-                        help="The checkout whose forwarder is counted (default: this one).")  # fmt: skip
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=Path(__file__).resolve().parents[1],
+        help="The checkout whose forwarder is counted (default: this one).",
+    )
     parser.add_argument("--repeat", type=int, default=2, help="Runs per size; the fewest instructions count.")
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--work-dir", type=Path, help="Where the runs and profiles go (default: a new temp dir).")

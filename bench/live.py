@@ -73,8 +73,11 @@ def run_live(target: Target, config: Path, url: str, feed: Feed, org: str, log: 
     with log.open("wb") as out:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "forwarder", "-c", str(config), "run"],
-            cwd=REPO_ROOT, env={**os.environ, **target.env}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env={**os.environ, **target.env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait_first_poll(control, daemon)
         observer.start()

@@ -21,9 +21,46 @@ def table(results: dict[str, Any]) -> str:
         row += f" {_verdict(sink['live']):>6}"
         row += "".join(f" {sink['cpu_ratio'][b]:>20.1f}" for b in baselines)
         lines.append(row)
+    for name, sink in results.get("large_answers", {}).items():
+        row = f"{name + ' (33k/answer)':14} {sink['events_per_s']:>10.0f} {sink['cpu_s_per_100k']:>11.2f}"
+        lines.append(row + f" {sink['peak_rss_mb']:>7.0f} {_num(sink['drain_p99_s']):>9}")
     for name, base in baselines.items():
         lines.append(f"{name:14} {base['events_per_s']:>10.0f} {base['cpu_s_per_100k']:>11.2f}")
+    lines += extras(results)
     return "\n".join(lines)
+
+
+def extras(results: dict[str, Any]) -> list[str]:
+    """Start-up, idle and ``--compare`` lines (each only when measured)."""
+    ref = results.get("compare", {})
+    ratio = ref.get("ratio", {})
+    lines = []
+    for name, cmd in results.get("startup", {}).items():
+        line = f"start-up {name:12} CPU {cmd['cpu_s']:.3f} s (target {cmd['target_cpu_s']:g})"
+        line += f" RSS {cmd['peak_rss_mb']:.0f} MB"
+        if name in ratio.get("startup", {}):
+            theirs = ref["startup"][name]
+            line += f"  | {ref['ref']}: {theirs['cpu_s']:.3f} s, {theirs['peak_rss_mb']:.0f} MB"
+            line += f" (x{_num(ratio['startup'][name]['cpu_s'])} CPU)"
+        lines.append(line)
+    if "idle" in results:
+        idle = results["idle"]
+        line = (
+            f"idle: {idle['organizations']} orgs every {idle['interval_s']:g} s: "
+            f"{idle['cpu_percent_of_one_core']:.2f} % of a core over {idle['window_s']:g} s "
+            f"(target {idle['target_cpu_percent']:g}), "
+            f"RSS {idle['rss_mb_start']:.1f} -> {idle['rss_mb_end']:.1f} MB"
+        )
+        if "idle" in ref:
+            theirs = ref["idle"]
+            line += f"  | {ref['ref']}: {theirs['cpu_percent_of_one_core']:.2f} %, {theirs['rss_mb_end']:.1f} MB"
+        lines.append(line)
+    for name, sink_ratio in ratio.get("sinks", {}).items():
+        lines.append(
+            f"drain {name} vs {ref['ref']}: CPU x{_num(sink_ratio['cpu_s_per_100k'])}, "
+            f"peak RSS x{_num(sink_ratio['peak_rss_mb'])}"
+        )
+    return lines
 
 
 def _num(value: float | None) -> str:
@@ -58,8 +95,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_rss.set_ylim(0, 1.1 * max(TARGET_PEAK_RSS_MB, *(s["peak_rss_mb"] for s in sinks.values())))
     ax_rss.set_title("Forwarder peak RSS MB (red: target)")
     for i, sink in enumerate(sinks.values()):
-        ax_live.bar([i - 0.2, i + 0.2], [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0], width=0.4,
-                    color=["tab:cyan", "tab:blue"])  # fmt: skip
+        ax_live.bar(
+            [i - 0.2, i + 0.2],
+            [sink["latency_p50_s"] or 0, sink["latency_p99_s"] or 0],
+            width=0.4,
+            color=["tab:cyan", "tab:blue"],
+        )
         if "target_p99_s" in sink["live"]:
             ax_live.hlines(sink["live"]["target_p99_s"], i - 0.4, i + 0.4, colors="tab:red", linestyles="dashed")
     ax_live.set_xticks(range(len(sinks)), list(sinks))

@@ -135,8 +135,10 @@ def syslog_target(work: Path, live: bool = False) -> Iterator[Target]:
     log = (directory / "rsyslogd.log").open("wb")
     proc = subprocess.Popen(
         ["/usr/sbin/rsyslogd", "-n", "-f", str(conf), "-i", str(directory / "rsyslogd.pid")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         port = _wait_port_file(directory / "tcp.port", proc)
         config = {"type": "syslog", "host": "127.0.0.1", "port": port, "transport": "tcp"}
@@ -166,10 +168,11 @@ def hec_target(work: Path, live: bool = False) -> Iterator[Target]:
     try:
         config = {"type": "splunk_hec", "url": url, "token": CountingHecReceiver().tokens[0], "tls_verify": False}
         yield _Target(
-            "hec", config,
+            "hec",
+            config,
             lambda: int(client.get("/_control/count").json()["events"]),
             lambda: {str(k): float(v) for k, v in client.get("/_control/arrivals").json().items()},
-        )  # fmt: skip
+        )
     finally:
         client.close()
         proc.kill()
@@ -211,9 +214,12 @@ def s3_target(work: Path, live: bool = False) -> Iterator[Target]:
         boto3.client("s3", endpoint_url=moto.endpoint_url, **_boto_credentials()).create_bucket(Bucket=bucket)
         # the default 60 s batch age would make the last partial batch wait a minute in `once`
         config = {
-            "type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url, "force_path_style": True,
+            "type": "s3",
+            "bucket": bucket,
+            "endpoint_url": moto.endpoint_url,
+            "force_path_style": True,
             "batch_max_age_s": 1.0,
-        }  # fmt: skip
+        }
         objects = moto.endpoint_url, bucket
         count, arrivals = LineCounter(S3Objects(*objects)), LineArrivals(S3Objects(*objects))
         yield _Target("s3", config, count, arrivals, env=dict(AWS_ENV))

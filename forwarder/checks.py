@@ -47,8 +47,10 @@ async def _state(settings: Settings) -> str:
     created = await asyncio.to_thread(_try_directory, state_dir)
     if not (state_dir / JOURNAL_FILE).exists():
         if created:
-            return (f"state_dir {state_dir} does not exist yet; created it and a file in it, then removed them "
-                    "(run creates it, and the journal, at its first start)")  # fmt: skip
+            return (
+                f"state_dir {state_dir} does not exist yet; created it and a file in it, then removed them "
+                "(run creates it, and the journal, at its first start)"
+            )
         return f"state_dir {state_dir}: created and removed a file in it; the journal is created at the first start"
     async with open_state(settings, change=False) as journal:
         stats = await journal.stats()
@@ -126,8 +128,9 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
 def _factories(settings: Settings) -> Iterator[tuple[str, str, Callable[[], Source | Sink]]]:
     for name, source in settings.sources.items():
         attempts = min(source.max_attempts, CHECK_ATTEMPTS)  # each within its share of the probe's time
-        source = source.model_copy(update={"max_attempts": attempts,
-                                           "timeout_s": min(source.timeout_s, PROBE_TIMEOUT_S / (attempts + 1))})
+        source = source.model_copy(
+            update={"max_attempts": attempts, "timeout_s": min(source.timeout_s, PROBE_TIMEOUT_S / (attempts + 1))}
+        )
         yield "source", name, partial(build, SOURCES, name, source)
     for name, sink in settings.sinks.items():
         yield "sink", name, partial(build, SINKS, name, sink)

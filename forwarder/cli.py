@@ -1,26 +1,32 @@
-"""The ``audit-forwarder`` command line."""
+"""The ``audit-forwarder`` command line.
+
+Imports here stay light (click, the command modules): ``--help`` and ``schema`` must answer
+without loading the settings, httpx or any sink; each command imports what it runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
-import orjson
 
-from forwarder.commands.common import OUTPUT, SECONDS, date_ms, run_async, settings_from
+from forwarder.commands.common import DEFAULT_CONFIG, OUTPUT, SECONDS, date_ms, run_async, settings_from
 from forwarder.commands.dlq import dlq
 from forwarder.commands.state import state
 from forwarder.evidence.cli import register as register_evidence
-from forwarder.settings import DEFAULT_CONFIG
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "-c", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, envvar="AUDIT_FORWARDER_CONFIG",
-    show_default=True, help="The YAML configuration file (may also follow the subcommand).",
-)  # fmt: skip
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG,
+    envvar="AUDIT_FORWARDER_CONFIG",
+    show_default=True,
+    help="The YAML configuration file (may also follow the subcommand).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.pass_context
 def main(ctx: click.Context, config: Path, log_level: str | None) -> None:
@@ -51,12 +57,20 @@ def run(ctx: click.Context) -> None:
 
 @main.command()
 @click.option(
-    "--timeout", type=SECONDS, default=600.0, show_default=True,
+    "--timeout",
+    type=SECONDS,
+    default=600.0,
+    show_default=True,
     help="Bound of the whole run, in seconds: polling, delivery and shutdown (which gets what is left, at most "
     "shutdown_timeout_s). What is not delivered by then stays journaled for the next run.",
-)  # fmt: skip
-@click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="The closing summary as tables (tab-separated off a terminal) or as one JSON document.")  # fmt: skip
+)
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="The closing summary as tables (tab-separated off a terminal) or as one JSON document.",
+)
 @click.pass_context
 def once(ctx: click.Context, timeout: float, output: str) -> None:
     """Poll every source once, deliver everything, print a summary, exit (for cron).
@@ -99,6 +113,8 @@ def check(ctx: click.Context) -> None:
     Example:
       audit-forwarder -c config.yaml check
     """
+    import asyncio
+
     from forwarder.checks import run_checks
 
     settings = settings_from(ctx)
@@ -115,9 +131,9 @@ def schema() -> None:
     Example:
       audit-forwarder schema > audit-event.schema.json
     """
-    from forwarder.event import json_schema
+    from forwarder.event_schema import SCHEMA_FILE
 
-    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+    click.echo(SCHEMA_FILE.read_text(encoding="utf-8"), nl=False)
 
 
 @main.command()
@@ -125,15 +141,30 @@ def schema() -> None:
 @click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
 @click.option("--since", required=True, help="Start of the window, e.g. 2024-01-01 (UTC unless an offset is given).")
 @click.option("--until", default=None, help="End of the window (default: now, or the unfinished window's end).")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Organizations collected at the same time.")  # fmt: skip
-@click.option("--timeout", type=SECONDS, default=600.0, show_default=True,
-              help="Seconds to wait for the sinks to deliver after collecting.")  # fmt: skip
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Organizations collected at the same time.",
+)
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the sinks to deliver after collecting.",
+)
 @click.pass_context
 def backfill(
-    ctx: click.Context, source: str, orgs: tuple[str, ...], since: str, until: str | None, concurrency: int,
+    ctx: click.Context,
+    source: str,
+    orgs: tuple[str, ...],
+    since: str,
+    until: str | None,
+    concurrency: int,
     timeout: float,
-) -> None:  # fmt: skip
+) -> None:
     """Collect a past window and deliver it through the configured sinks (daemon stopped).
 
     Resumable: after an interruption, run the same command again. The live cursor is not
@@ -150,8 +181,9 @@ def backfill(
     settings = settings_from(ctx)
     since_ms = date_ms(since, "--since")
     assert since_ms is not None
-    job = Backfill(settings, source, orgs, since_ms, date_ms(until, "--until"), concurrency, timeout,
-                   Console(stderr=True))  # fmt: skip
+    job = Backfill(
+        settings, source, orgs, since_ms, date_ms(until, "--until"), concurrency, timeout, Console(stderr=True)
+    )
     sys.exit(run_async(job.run))
 
 
@@ -160,14 +192,20 @@ def backfill(
 @click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
 @click.option("--since", default=None, help="Read from this date (default: as a first run would).")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Events per organization.")
-@click.option("--format", "fmt", default=None,
-              help="Print each event as a sink with this format (json, csv...) would write it.")  # fmt: skip
+@click.option(
+    "--format", "fmt", default=None, help="Print each event as a sink with this format (json, csv...) would write it."
+)
 @OUTPUT
 @click.pass_context
 def preview(
-    ctx: click.Context, source: str, orgs: tuple[str, ...], since: str | None, limit: int, fmt: str | None,
+    ctx: click.Context,
+    source: str,
+    orgs: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    fmt: str | None,
     output: str,
-) -> None:  # fmt: skip
+) -> None:
     """Fetch and print normalized events; touches no cursor, journal or sink (safe while running).
 
     \b
@@ -194,9 +232,7 @@ def preview(
 
 @main.command()
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
-@click.option(
-    "--entries", type=int, default=200, show_default=True, help="Entries per emulated organization."
-)
+@click.option("--entries", type=int, default=200, show_default=True, help="Entries per emulated organization.")
 def demo(output_dir: Path, entries: int) -> None:
     """Run the daemon against local vendor emulators and show what it collected.
 
@@ -218,10 +254,16 @@ def _accept_config_after_subcommands(group: click.Group) -> None:
     """``audit-forwarder run --config FILE`` is how Vector and Filebeat users type it: every
     subcommand takes ``-c/--config`` too, and the one nearest the end of the line wins."""
     for command in group.commands.values():
-        command.params.append(click.Option(
-            ["--config", "-c"], type=click.Path(path_type=Path), default=None, expose_value=False,
-            callback=_config_anywhere, help="The YAML configuration file (also accepted before the subcommand).",
-        ))  # fmt: skip
+        command.params.append(
+            click.Option(
+                ["--config", "-c"],
+                type=click.Path(path_type=Path),
+                default=None,
+                expose_value=False,
+                callback=_config_anywhere,
+                help="The YAML configuration file (also accepted before the subcommand).",
+            )
+        )
         if isinstance(command, click.Group):
             _accept_config_after_subcommands(command)
 

@@ -19,6 +19,7 @@ from forwarder.retry import RetrySettings
 from forwarder.secret_stores import AwsSecretsManagerRef, AwsSsmParameterRef
 from forwarder.settings import JournalSettings, LogSettings, MetricsSettings, SecretStoreSettings
 from forwarder.sources import SOURCES
+from forwarder.sources.presets import PresetConfig
 from sinks.registry import SINKS
 
 INTRO = """# Configuration reference
@@ -117,6 +118,15 @@ def _type(field: Any) -> str:
     return text.replace("|", "or")
 
 
+def preset_table(preset: dict[str, Any]) -> str:
+    """A preset's own values (its mapping summarized): the rest are ``http_json``'s defaults."""
+    rows = ["| key | preset value |", "| --- | --- |"]
+    for name, value in preset.items():
+        shown = f"{len(value)} fields (see the YAML file)" if name == "mapping" else f"`{value!r}`"
+        rows.append(f"| `{name}` | {shown.replace('|', chr(92) + '|')} |")
+    return "\n".join(rows)
+
+
 def table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> str:
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
@@ -139,29 +149,38 @@ def render() -> str:
         "| `sources` | `{}` | Named sources, each with a `type`. |\n"
         "| `sinks` | `{}` | Named sinks, each with a `type`. |\n"
         "| `secrets` | | Re-reading secrets kept in AWS, below. |\n"
+        "| `evidence` | | The evidence ledger of `reconcile` and `report`, below. |\n"
     )
     models: tuple[tuple[str, type[BaseModel]], ...] = (
-        ("state", StateSettings), ("journal", JournalSettings), ("log", LogSettings), ("retry", RetrySettings),
-        ("metrics", MetricsSettings), ("secrets", SecretStoreSettings),
-    )  # fmt: skip
+        ("state", StateSettings),
+        ("journal", JournalSettings),
+        ("log", LogSettings),
+        ("retry", RetrySettings),
+        ("metrics", MetricsSettings),
+        ("secrets", SecretStoreSettings),
+    )
     for title, model in models:
         parts.append(f"## `{title}`\n\n{table(model)}\n")
     parts.append(_stores())
     for kind, registry in (("source", SOURCES), ("sink", SINKS)):
         for type_name, (model, _) in sorted(registry.items()):
             doc = (model.__doc__ or "").strip()
-            parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{table(model)}\n")
+            body = preset_table(model.preset) if issubclass(model, PresetConfig) else table(model)
+            parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{body}\n")
     parts += _evidence()
     return "\n".join(parts)
 
 
 def _evidence() -> list[str]:
     """The nested blocks of the S3 and file sinks' compliance evidence (docs/evidence.md)."""
-    from forwarder.evidence.settings import EvidenceSettings, ObjectLock
+    from forwarder.evidence.settings import EvidenceLedgerSettings, EvidenceSettings, ObjectLock
 
+    ledger = " ".join((EvidenceLedgerSettings.__doc__ or "").split())
     return [
+        f"## `evidence` (top level; docs/evidence.md)\n\n{ledger}\n\n{table(EvidenceLedgerSettings)}\n",
         f"## sink `evidence` (`file` and `s3` sinks; docs/evidence.md)\n\n{table(EvidenceSettings)}\n",
-        f"## sink `object_lock` (`s3` sink)\n\n{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
+        f"## sink `object_lock` (`s3` and `security_lake` sinks)\n\n"
+        f"{(ObjectLock.__doc__ or '').strip()}\n\n{table(ObjectLock)}\n",
     ]
 
 

@@ -55,6 +55,7 @@ from sinks.registry import SINKS
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+LEDGER_PRUNE_EVERY_S = 600.0  # the ledger's retention is in days: a prune every ten minutes is plenty
 log = structlog.get_logger("forwarder.daemon")
 REFUSED_REREAD_GAP_S = 60.0  # a wrong token answers 401 at every poll: AWS is asked at most this often
 
@@ -243,6 +244,7 @@ class Daemon:
             worker.notify()
 
     async def _prune_loop(self) -> None:
+        ledger_due = 0.0
         while True:
             await asyncio.sleep(2.0)
             try:
@@ -250,6 +252,27 @@ class Daemon:
             except Exception as exc:
                 if not unreachable(exc):  # the renewals and the workers say so already, once
                     log.exception("journal prune failed")
+            if time.monotonic() >= ledger_due:
+                ledger_due = time.monotonic() + LEDGER_PRUNE_EVERY_S
+                await self._prune_ledger()
+
+    async def _prune_ledger(self) -> None:
+        """The evidence ledger's rows past their retention (``evidence.ledger_retention_days``)."""
+        from forwarder.evidence.retention import cutoffs
+
+        per_source, default = cutoffs(
+            [p.source for p in self.pollers.values()],
+            self.settings.evidence.ledger_retention_days,
+            int(time.time() * 1000),
+        )
+        try:
+            deleted = await self.journal.prune_ledger(per_source, default)
+        except Exception as exc:
+            if not unreachable(exc):  # a PostgreSQL state out of reach: said once by the renewals
+                log.exception("evidence ledger prune failed")
+            return
+        if deleted:
+            log.info("evidence ledger rows past their retention deleted", rows=deleted)
 
     async def poll(self, name: str) -> bool:
         poller = self.pollers.get(name)
@@ -353,8 +376,9 @@ class Daemon:
         except ConfigError as exc:
             log.error(
                 "configuration reload refused; the running configuration stays in force",
-                config=str(exc.path), problems=exc.problems,
-            )  # fmt: skip
+                config=str(exc.path),
+                problems=exc.problems,
+            )
             return False
         return True
 
@@ -389,8 +413,9 @@ class Daemon:
             try:
                 fresh = await asyncio.to_thread(reread_secrets, self.settings)
             except ConfigError as exc:
-                log.error("stored secrets could not be read again; the running values stay in force",
-                          problems=exc.problems)  # fmt: skip
+                log.error(
+                    "stored secrets could not be read again; the running values stay in force", problems=exc.problems
+                )
                 return False
             except Exception:
                 log.exception("stored secrets could not be read again; the running values stay in force")

@@ -66,9 +66,13 @@ class SinkWorker:
         self._stopping = True
         self.wakeup.set()
 
-    def flush(self) -> None:
+    def flush(self, force: bool = False) -> None:
         """A poll just ended: no more events are coming before the next one, so what is journaled
-        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill."""
+        now goes out at once instead of waiting ``batch_max_age_s`` for the batch to fill, unless
+        the sink wants its batches full (``flush_on_poll_end``) and this is not the end of a
+        ``once`` run (``force``)."""
+        if not (force or self.config.flush_on_poll_end):
+            return
         self.flush_upto = self.journal.head
         self.wakeup.set()
 
@@ -96,8 +100,9 @@ class SinkWorker:
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
                     self.status.state = "retrying"
                     self.status.error = f"{type(exc).__name__}: {exc}"
-                    log.error("sink worker error; the batch will be sent again", sink=self.name,
-                              error=self.status.error)  # fmt: skip
+                    log.error(
+                        "sink worker error; the batch will be sent again", sink=self.name, error=self.status.error
+                    )
                     with contextlib.suppress(Exception):
                         self.offset = await self.journal.offset(self.name)
                         self.replay_upto = await self.journal.inflight(self.name)  # the same batch again
@@ -182,9 +187,7 @@ class SinkWorker:
 
     async def _deliver(self, batch: Sequence[Record], last_seq: int) -> None:
         attempts = AsyncRetrying(
-            stop=stop_never
-            if self.retry.max_attempts is None
-            else stop_after_attempt(self.retry.max_attempts),
+            stop=stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
             # kept a stopping daemon sending for ever past shutdown_timeout_s
@@ -208,7 +211,10 @@ class SinkWorker:
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "
-                "dead-letter store", sink=self.name, events=len(batch), reason=reason,
+                "dead-letter store",
+                sink=self.name,
+                events=len(batch),
+                reason=reason,
             )
             dead = [(record, reason) for record in batch]
             gave_up = True

@@ -41,8 +41,11 @@ def run_demo(output_dir: Path, entries: int) -> int:
     codacy, configcat = CodacyEmulator(), ConfigCatEmulator()
     codescoring, codestax = CodescoringEmulator(), CodeStaxEmulator()
     emulators: dict[str, Emulator] = {
-        "CODACY": codacy, "CONFIGCAT": configcat, "CODESCORING": codescoring, "CODESTAX": codestax,
-    }  # fmt: skip
+        "CODACY": codacy,
+        "CONFIGCAT": configcat,
+        "CODESCORING": codescoring,
+        "CODESTAX": codestax,
+    }
     span = {"span_s": 3 * 86400}
     codacy.generate(entries, orgs=["gh/acme", "gl/globex"], **span)
     configcat.generate(entries, orgs=[DEFAULT_ORG_ID], **span)
@@ -53,10 +56,13 @@ def run_demo(output_dir: Path, entries: int) -> int:
     for name, (_, url) in servers.items():
         os.environ[f"DEMO_{name}_URL"] = url
     os.environ.update(
-        DEMO_CODACY_TOKEN=codacy.token, DEMO_CONFIGCAT_USER=configcat.username,
-        DEMO_CONFIGCAT_PASSWORD=configcat.password, DEMO_CONFIGCAT_ORG=DEFAULT_ORG_ID,
-        DEMO_CODESCORING_TOKEN=codescoring.token, DEMO_CODESTAX_KEY=DEFAULT_API_KEY,
-    )  # fmt: skip
+        DEMO_CODACY_TOKEN=codacy.token,
+        DEMO_CONFIGCAT_USER=configcat.username,
+        DEMO_CONFIGCAT_PASSWORD=configcat.password,
+        DEMO_CONFIGCAT_ORG=DEFAULT_ORG_ID,
+        DEMO_CODESCORING_TOKEN=codescoring.token,
+        DEMO_CODESTAX_KEY=DEFAULT_API_KEY,
+    )
     console.print(f"[bold]audit-forwarder demo[/bold]: output in {output_dir}")
     for name, (_, url) in servers.items():
         console.print(f"  {name.title()} emulator at {url}")

@@ -31,9 +31,22 @@ Category = Literal[
     "unknown",
 ]
 Activity = Literal[
-    "create", "read", "update", "delete", "login", "logout", "grant", "revoke",
-    "add_member", "remove_member", "enable", "disable", "execute", "export", "other",
-]  # fmt: skip
+    "create",
+    "read",
+    "update",
+    "delete",
+    "login",
+    "logout",
+    "grant",
+    "revoke",
+    "add_member",
+    "remove_member",
+    "enable",
+    "disable",
+    "execute",
+    "export",
+    "other",
+]
 
 
 class Actor(BaseModel):
@@ -118,10 +131,18 @@ def event_time(value: str) -> str:
     that canonical form already; then the checked text is kept as it is, since formatting cost
     more than normalizing the rest of the entry."""
     if (
-        type(value) is str and len(value) == 24 and value[23] == "Z" and value[19] == "." and value[10] == "T"
-        and value[4] == "-" and value[7] == "-" and value[13] == ":" and value[16] == ":"
-        and value[20:23].isdigit() and value.isascii()  # the tolerant parser reads junk digits there
-    ):  # fmt: skip
+        type(value) is str
+        and len(value) == 24
+        and value[23] == "Z"
+        and value[19] == "."
+        and value[10] == "T"
+        and value[4] == "-"
+        and value[7] == "-"
+        and value[13] == ":"
+        and value[16] == ":"
+        and value[20:23].isdigit()
+        and value.isascii()  # the tolerant parser reads junk digits there
+    ):
         datetime.fromisoformat(value)  # raises on a date that does not exist
         return value
     return format_time(parse_time(value))

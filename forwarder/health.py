@@ -49,9 +49,12 @@ CLOSE_TIMEOUT_S = 1.0
 MAX_HEADER_BYTES = 8 * 1024
 ACCEPT_BACKOFF_S = (0.1, 2.0)  # first and longest pause after accept() failed
 REASONS = {
-    200: "OK", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+    200: "OK",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
     503: "Service Unavailable",
-}  # fmt: skip
+}
 
 
 def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
@@ -116,8 +119,11 @@ class HealthServer:
             self.sockets = await _listen(host, port)
         except OSError as exc:
             # Not fatal: delivering audit logs matters more than being scraped.
-            log.error("cannot serve metrics and health; carrying on without", listen=f"{host}:{port}",
-                      error=exc.strerror or str(exc))  # fmt: skip
+            log.error(
+                "cannot serve metrics and health; carrying on without",
+                listen=f"{host}:{port}",
+                error=exc.strerror or str(exc),
+            )
             return
         bound_host, bound_port = self.sockets[0].getsockname()[:2]
         self.address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
@@ -125,8 +131,12 @@ class HealthServer:
         for sock in self.sockets:
             task = asyncio.create_task(self._accept(sock, self._slots), name="health:accept")
             self._accepting.add(task)
-        log.info("serving /metrics, /healthz and /readyz", listen=self.address, port=bound_port,
-                 max_connections=MAX_CONNECTIONS)  # fmt: skip
+        log.info(
+            "serving /metrics, /healthz and /readyz",
+            listen=self.address,
+            port=bound_port,
+            max_connections=MAX_CONNECTIONS,
+        )
 
     async def stop(self) -> None:
         tasks = [*self._accepting, *self._serving]
@@ -151,8 +161,11 @@ class HealthServer:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN):
                     continue  # the client gave up before we took it: nothing to do
                 if THROTTLE.admit(("forwarder.health", "accept failed"), "warning"):
-                    log.warning("cannot accept a metrics or health connection; pausing accepts",
-                                error=exc.strerror or str(exc), retry_in_s=backoff)  # fmt: skip
+                    log.warning(
+                        "cannot accept a metrics or health connection; pausing accepts",
+                        error=exc.strerror or str(exc),
+                        retry_in_s=backoff,
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, ACCEPT_BACKOFF_S[1])
                 continue
@@ -212,9 +225,7 @@ class HealthServer:
 async def _listen(host: str, port: int) -> list[socket.socket]:
     """One listening socket per address ``host`` resolves to; with port 0 the first gets the
     system's choice and the others the same port."""
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):

@@ -77,13 +77,19 @@ class Throttle:
         if note == "suppressing":
             getattr(log, level, log.warning)(
                 "similar log lines are suppressed for the rest of the window",
-                logger=key[0], message=key[1], limit=self.limit, window_s=self.window_s,
-            )  # fmt: skip
+                logger=key[0],
+                message=key[1],
+                limit=self.limit,
+                window_s=self.window_s,
+            )
         elif note == "suppressed":
             getattr(log, level, log.warning)(
-                "similar log lines were suppressed", logger=key[0], message=key[1], suppressed=suppressed,
+                "similar log lines were suppressed",
+                logger=key[0],
+                message=key[1],
+                suppressed=suppressed,
                 window_s=self.window_s,
-            )  # fmt: skip
+            )
         return admitted
 
     def _expire(self, now: float) -> None:

@@ -24,9 +24,19 @@ ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values
     "outcome": ("unknown", set(get_args(Outcome))),
 }
 STRING_FIELDS = {
-    "action", "message", "repository", "actor.id", "actor.name", "actor.email", "actor.ip",
-    "actor.user_agent", "actor.type", "target.type", "target.id", "target.name",
-}  # fmt: skip
+    "action",
+    "message",
+    "repository",
+    "actor.id",
+    "actor.name",
+    "actor.email",
+    "actor.ip",
+    "actor.user_agent",
+    "actor.type",
+    "target.type",
+    "target.id",
+    "target.name",
+}
 ACTOR_TYPES = {"user", "service", "system", "unknown"}
 
 
@@ -55,6 +65,17 @@ def get_path(raw: Any, path: str | None) -> Any:
         else:
             return None
     return value
+
+
+def id_value(raw: Any, path: str | list[str]) -> Any:
+    """The id at ``path``, or the values at each path of a list joined by ``|`` (a composite
+    id, such as a time plus a qualifier); a composite with a part missing is no id at all."""
+    if isinstance(path, str):
+        return get_path(raw, path)
+    parts = [get_path(raw, step) for step in path]
+    if any(part is None or part == "" or isinstance(part, dict | list) for part in parts):
+        return None
+    return "|".join(str(part) for part in parts)
 
 
 def maybe_json(value: Any) -> Any:

@@ -37,27 +37,36 @@ _polling: ContextVar[tuple[str, str]] = ContextVar("audit_forwarder_polling", de
 _ORG = ["source", "organization"]
 
 HTTP_RESPONSES = Counter(
-    f"{PREFIX}_source_http_responses", "Vendor API responses by status class (2xx, 4xx, ...).",
-    [*_ORG, "status_class"], registry=REGISTRY,
-)  # fmt: skip
+    f"{PREFIX}_source_http_responses",
+    "Vendor API responses by status class (2xx, 4xx, ...).",
+    [*_ORG, "status_class"],
+    registry=REGISTRY,
+)
 SOURCE_RETRIES = Counter(
-    f"{PREFIX}_source_retries", "Vendor API requests retried after an error or a throttle.", _ORG,
+    f"{PREFIX}_source_retries",
+    "Vendor API requests retried after an error or a throttle.",
+    _ORG,
     registry=REGISTRY,
-)  # fmt: skip
+)
 RATE_LIMIT_WAITS = Counter(
-    f"{PREFIX}_source_rate_limit_waits", "Retries the vendor paced with Retry-After (429 or 503).", _ORG,
+    f"{PREFIX}_source_rate_limit_waits",
+    "Retries the vendor paced with Retry-After (429 or 503).",
+    _ORG,
     registry=REGISTRY,
-)  # fmt: skip
+)
 RATE_LIMIT_WAIT_SECONDS = Counter(
-    f"{PREFIX}_source_rate_limit_wait_seconds", "Time spent waiting as the vendor's Retry-After asked.",
-    _ORG, registry=REGISTRY,
-)  # fmt: skip
+    f"{PREFIX}_source_rate_limit_wait_seconds",
+    "Time spent waiting as the vendor's Retry-After asked.",
+    _ORG,
+    registry=REGISTRY,
+)
 DELIVERY_LATENCY = Histogram(
     f"{PREFIX}_sink_delivery_latency_seconds",
     "Per batch: from the journaling of its oldest event to the receiver's confirmation.",
-    ["sink"], registry=REGISTRY,
+    ["sink"],
+    registry=REGISTRY,
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400),
-)  # fmt: skip
+)
 
 
 def polling(source: str, organization: str) -> None:
@@ -118,9 +127,11 @@ class StateCollector(Collector):
         yield _gauge("journal_events", "Events held in the journal.", [], [([], events)])
         yield _gauge("journal_bytes", "Bytes of events held in the journal.", [], [([], size)])
         yield _gauge(
-            "journal_full", "1 while the journal is at its cap and polling is paused.", [],
+            "journal_full",
+            "1 while the journal is at its cap and polling is paused.",
+            [],
             [([], int(daemon.journal.is_full()))],
-        )  # fmt: skip
+        )
         if daemon.replicas is not None:
             yield from self._leases(daemon.replicas.describe())
 
@@ -150,17 +161,23 @@ class StateCollector(Collector):
                 family.add_metric([name, org], getattr(st, attr))
             yield family
         yield _gauge(
-            "source_last_success_timestamp_seconds", "Unix time of the organization's last successful poll.",
-            _ORG, [([n, o], daemon.wall_time(st.last_success)) for n, o, st in rows if st.last_success],
-        )  # fmt: skip
+            "source_last_success_timestamp_seconds",
+            "Unix time of the organization's last successful poll.",
+            _ORG,
+            [([n, o], daemon.wall_time(st.last_success)) for n, o, st in rows if st.last_success],
+        )
         yield _gauge(
-            "source_failing", "1 while the organization's polls fail.", _ORG,
+            "source_failing",
+            "1 while the organization's polls fail.",
+            _ORG,
             [([n, o], int(st.state == "failed")) for n, o, st in rows],
-        )  # fmt: skip
+        )
         yield _gauge(
-            "source_cursor_lag_seconds", "How far the cursor's watermark is behind now.", _ORG,
+            "source_cursor_lag_seconds",
+            "How far the cursor's watermark is behind now.",
+            _ORG,
             [([n, o], lag) for (n, o), lag in self.cursor_lag.items() if n in daemon.pollers],
-        )  # fmt: skip
+        )
 
     def _sinks(self, daemon: StatusView) -> Iterator[Metric]:
         workers = list(daemon.workers.items())
@@ -175,17 +192,23 @@ class StateCollector(Collector):
                 family.add_metric([name], getattr(worker.status, attr))
             yield family
         yield _gauge(
-            "sink_lag_events", "Journaled events the sink has not confirmed yet.", ["sink"],
+            "sink_lag_events",
+            "Journaled events the sink has not confirmed yet.",
+            ["sink"],
             [([n], max(0, daemon.journal.head - w.offset)) for n, w in workers],
-        )  # fmt: skip
+        )
         yield _gauge(
-            "sink_lag_seconds", "Age of the oldest event the sink has not confirmed yet.", ["sink"],
+            "sink_lag_seconds",
+            "Age of the oldest event the sink has not confirmed yet.",
+            ["sink"],
             [([n], self.sink_lag_s.get(n, 0.0)) for n, _ in workers],
-        )  # fmt: skip
+        )
         yield _gauge(
-            "sink_stopped", "1 when the sink stopped on an error retrying cannot fix (e.g. auth).",
-            ["sink"], [([n], int(w.status.state == "stopped")) for n, w in workers],
-        )  # fmt: skip
+            "sink_stopped",
+            "1 when the sink stopped on an error retrying cannot fix (e.g. auth).",
+            ["sink"],
+            [([n], int(w.status.state == "stopped")) for n, w in workers],
+        )
 
 
 def _gauge(name: str, help_text: str, labels: list[str], rows: list[tuple[list[str], Any]]) -> Metric:

@@ -47,6 +47,8 @@ class OnceRun:
             done = await self._race(asyncio.gather(*polls), deadline - time.monotonic())
             ok = bool(done) and all(done)
             timed_out = done is None and not daemon.stopping.is_set()
+            for worker in daemon.workers.values():  # everything now, even what a sink would let wait
+                worker.flush(force=True)
             while not daemon.stopping.is_set():
                 active = [w for w in daemon.workers.values() if w.status.state != "stopped"]
                 if all(w.caught_up for w in active):

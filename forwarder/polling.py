@@ -36,9 +36,15 @@ YIELD_EVERY = 2_000  # entries normalized between two turns of the event loop (~
 
 class Poller:
     def __init__(
-        self, source: Source, journal: PollJournal, on_append: Callable[[], None], *, once: bool = False,
-        keep: Callable[[int], bool] | None = None, owns: Callable[[str], bool] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        source: Source,
+        journal: PollJournal,
+        on_append: Callable[[], None],
+        *,
+        once: bool = False,
+        keep: Callable[[int], bool] | None = None,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         """``owns(organization)``: whether this replica holds that organization's lease (a
         PostgreSQL state shared by replicas, ``forwarder.replicas``); None polls every one."""
         self.source = source
@@ -84,9 +90,12 @@ class Poller:
                 status.quarantined += len(quarantined)
                 if quarantined:
                     log.warning(
-                        "entries quarantined", source=name, organization=organization, count=len(quarantined),
+                        "entries quarantined",
+                        source=name,
+                        organization=organization,
+                        count=len(quarantined),
                         reason=quarantined[0][0],
-                    )  # fmt: skip
+                    )
                 if entries.count:
                     self.on_append()
                 # Dropped before the source fetches its next page, so two pages never sit in memory.
@@ -117,8 +126,11 @@ class Poller:
         events, size = self.journal.size
         log.warning(
             "journal is full; polling paused until sinks drain (nothing is dropped)",
-            source=self.source.name, organization=organization, journal_events=events, journal_bytes=size,
-        )  # fmt: skip
+            source=self.source.name,
+            organization=organization,
+            journal_events=events,
+            journal_bytes=size,
+        )
 
     async def _clock_check(
         self, status: OrgStatus, organization: str, cursor: dict[str, Any] | None
@@ -145,9 +157,10 @@ class Poller:
             status.failing_since = asyncio.get_running_loop().time()
         if message is None:
             message = (
-                "poll failed; the cursor stays, the next run starts from it" if self.once
+                "poll failed; the cursor stays, the next run starts from it"
+                if self.once
                 else "poll failed; will retry next cycle"
-            )  # fmt: skip
+            )
         log.error(
             message,
             source=self.source.name,
@@ -157,7 +170,10 @@ class Poller:
         return False
 
     async def _normalize(
-        self, organization: str, raw_entries: list[tuple[Any, str]], observed: datetime,
+        self,
+        organization: str,
+        raw_entries: list[tuple[Any, str]],
+        observed: datetime,
         chain: StreamChain | None = None,
     ) -> tuple[Chunks, list[tuple[str, Any]]]:
         """Consumes ``raw_entries``: each entry is let go once it is serialized, so a page's parsed

@@ -53,6 +53,12 @@ def record_of(event: dict[str, Any], seq: int = 0, time_ms: int | None = None) -
     if time_ms is None:
         time_ms = parse_ms(str(event["time"]))
     return Record(
-        seq, event["id"], event["source"], event["organization"], time_ms, orjson.dumps(event), event["vendor"],
+        seq,
+        event["id"],
+        event["source"],
+        event["organization"],
+        time_ms,
+        orjson.dumps(event),
+        event["vendor"],
         *summary(event),
-    )  # fmt: skip
+    )

@@ -60,10 +60,7 @@ def plan(old: Settings, new: Settings) -> ReloadPlan:
     new = new.model_copy(update={k: getattr(old, k) for k in RESTART_ONLY})
     retry_changed = new.retry != old.retry
     gone_sources = [n for n in old.sources if n not in new.sources or not same(old.sources[n], new.sources[n])]
-    gone_sinks = [
-        n for n in old.sinks
-        if retry_changed or n not in new.sinks or not same(old.sinks[n], new.sinks[n])
-    ]  # fmt: skip
+    gone_sinks = [n for n in old.sinks if retry_changed or n not in new.sinks or not same(old.sinks[n], new.sinks[n])]
     added_sources = [n for n in new.sources if n in gone_sources or n not in old.sources]
     added_sinks = [n for n in new.sinks if n in gone_sinks or n not in old.sinks]
     return ReloadPlan(new, gone_sources, gone_sinks, added_sources, added_sinks)

@@ -38,13 +38,25 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    return until_http_date(value)
+
+
+def until_http_date(value: str, now: float | None = None) -> float | None:
+    """Seconds from ``now`` until an HTTP-date (never negative), None for text that is not one.
+    Shared with the rate-limit reset headers (``forwarder.sources.ratelimit``)."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return max(0.0, parsed.timestamp() - time.time())
+    return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP answer is worth the same request again: 408 and 429 (the receiver asks
+    for time), 5xx but 501 (Not Implemented says the request itself is wrong)."""
+    return status in (408, 429) or (status >= 500 and status != 501)
 
 
 class BackoffWait:

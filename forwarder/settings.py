@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from forwarder.evidence.settings import EvidenceLedgerSettings
 from forwarder.journal.settings import StateSettings
 from forwarder.retry import RetrySettings
 from forwarder.secret_stores import reading
@@ -31,7 +32,6 @@ from forwarder.sources.base import SourceConfig
 from sinks.base import SinkConfig
 from sinks.registry import SINKS
 
-DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -52,12 +52,8 @@ class ConfigError(Exception):
 
 class JournalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_events: int = Field(
-        1_000_000, gt=0, description="Polling pauses when the journal holds this many events."
-    )
-    max_bytes: int = Field(
-        1 << 30, gt=0, description="Polling pauses when the journal's events take this many bytes."
-    )
+    max_events: int = Field(1_000_000, gt=0, description="Polling pauses when the journal holds this many events.")
+    max_bytes: int = Field(1 << 30, gt=0, description="Polling pauses when the journal's events take this many bytes.")
 
 
 class LogSettings(BaseModel):
@@ -128,6 +124,7 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfigs] = Field(default_factory=dict)
     sinks: dict[str, SinkConfigs] = Field(default_factory=dict)
     secrets: SecretStoreSettings = SecretStoreSettings()
+    evidence: EvidenceLedgerSettings = EvidenceLedgerSettings()
     _loaded: Loaded | None = PrivateAttr(None)
 
     @property
@@ -214,7 +211,10 @@ class FromEnvironment:
 
 
 def interpolate(
-    value: Any, where: str, missing: list[str], seen: FromEnvironment | None = None,
+    value: Any,
+    where: str,
+    missing: list[str],
+    seen: FromEnvironment | None = None,
     unset: dict[str, str] | None = None,
 ) -> Any:
     """``${VAR}`` replaced from the environment, noted in ``seen``. An unset one is a problem in
@@ -325,9 +325,7 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
-        ) from None
+        raise ConfigError(path, [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise ConfigError(path, [f"{path} must be a mapping of settings, named by text, at the top level"])
     missing: list[str] = []
@@ -339,8 +337,9 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     settings = _validate(path, data, env, unset, offline=read_only)
     if unset:
         secrets = collect_secrets(settings)
-        not_secret = [problem for placeholder, problem in unset.items()
-                      if not any(placeholder in secret for secret in secrets)]  # fmt: skip
+        not_secret = [
+            problem for placeholder, problem in unset.items() if not any(placeholder in secret for secret in secrets)
+        ]
         if not_secret:
             raise ConfigError(path, not_secret)
     return settings

@@ -58,7 +58,8 @@ def make_state_dir(path: Path) -> None:
             log.warning(
                 "state_dir is accessible to other users; its files are private (0600), but their names "
                 "are visible: chmod 700 it (under systemd, StateDirectoryMode=0700)",
-                state_dir=str(path), mode=f"{mode:04o}",
+                state_dir=str(path),
+                mode=f"{mode:04o}",
             )
 
 

@@ -70,12 +70,16 @@ async def show_state(settings: Settings, output: str) -> None:
     j = data["journal"]
     click.echo(f"State {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes")
     print_table(
-        "Cursors", ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),
-        ((c["source"], c["organization"], c["watermark"], c["lag_s"], c["quarantined"], c["updated_at"])
-         for c in data["cursors"]),
-    )  # fmt: skip
+        "Cursors",
+        ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),
+        (
+            (c["source"], c["organization"], c["watermark"], c["lag_s"], c["quarantined"], c["updated_at"])
+            for c in data["cursors"]
+        ),
+    )
     print_table(
-        "Sinks", ("sink", "offset", "lag (events)", "lag (s)", "dead letters"),
+        "Sinks",
+        ("sink", "offset", "lag (events)", "lag (s)", "dead letters"),
         ((s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"]) for s in data["sinks"]),
     )
     if "leases" in data:

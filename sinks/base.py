@@ -108,6 +108,9 @@ class SinkConfig(SecretFilesModel):
     """Fields every sink accepts; each sink's config model extends it."""
 
     model_config = ConfigDict(extra="forbid")
+    flush_on_poll_end: ClassVar[bool] = True
+    """Whether a batch goes out as soon as a poll ends (False: it waits for ``batch_max_age_s``
+    or a full batch, for receivers that want few objects: Security Lake)."""
     type: str
     format: str = "json"
     batch_max_events: int = 500

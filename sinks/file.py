@@ -46,15 +46,15 @@ class FileSinkConfig(SinkConfig):
     rotate_max_age_s: float = Field(86_400.0, gt=0)
     compress_rotated: bool = True
     compress_level: int = Field(
-        1, ge=1, le=9,
+        1,
+        ge=1,
+        le=9,
         description="gzip level of rotated files. 1 compresses with ISA-L (on NDJSON: ~1.7 µs per event, files "
         "~6.5x smaller); 2 to 9 are zlib's (9: ~24 µs per event, half as much again as the rest of the "
         "forwarder; ~9.7x smaller).",
-    )  # fmt: skip
-    mode: int = Field(0o640, description="Permission bits of new files, as an octal string in YAML: '0640'.")
-    fsync: bool = Field(
-        True, description="fsync before the offset moves; turning it off weakens the guarantee."
     )
+    mode: int = Field(0o640, description="Permission bits of new files, as an octal string in YAML: '0640'.")
+    fsync: bool = Field(True, description="fsync before the offset moves; turning it off weakens the guarantee.")
     evidence: EvidenceSettings | None = Field(
         None, description="Signed, chained digests of the files written (docs/evidence.md)."
     )
@@ -183,9 +183,7 @@ class FileSink:
         try:
             await asyncio.to_thread(self._write, groups)
         except PermissionError as exc:
-            raise FatalSinkError(
-                f"file sink {self.name!r} cannot write {exc.filename}: permission denied"
-            ) from None
+            raise FatalSinkError(f"file sink {self.name!r} cannot write {exc.filename}: permission denied") from None
         return None
 
     def _write(self, groups: dict[Path, list[bytes]]) -> None:
@@ -212,10 +210,7 @@ class FileSink:
         entry = self.files.get(path)
         if entry is not None:
             size = entry.handle.tell()
-            if (
-                size >= self.config.rotate_max_bytes
-                or time.time() - entry.opened_at >= self.config.rotate_max_age_s
-            ):
+            if size >= self.config.rotate_max_bytes or time.time() - entry.opened_at >= self.config.rotate_max_age_s:
                 entry.handle.close()
                 del self.files[path]
                 self._rotate(path)
@@ -225,8 +220,11 @@ class FileSink:
             if path not in self._resumed:
                 self._finish_compressions(path)
             if _end_unfinished_line(path):
-                log.warning("file sink ended an unfinished last line left by an interrupted write; its batch is "
-                            "sent again", sink=self.name, path=str(path))  # fmt: skip
+                log.warning(
+                    "file sink ended an unfinished last line left by an interrupted write; its batch is sent again",
+                    sink=self.name,
+                    path=str(path),
+                )
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, self.config.mode)
             except FileExistsError:  # O_CREAT still: a dangling symlink's target is created, as it always was
@@ -338,8 +336,10 @@ class FileSink:
                 with contextlib.suppress(OSError):
                     d.rmdir()
         if created:
-            return (f"sinks.{self.name}.path: created {created[0]}, a file in {fixed}, and removed them again "
-                    "(the sink creates them at its first write)")  # fmt: skip
+            return (
+                f"sinks.{self.name}.path: created {created[0]}, a file in {fixed}, and removed them again "
+                "(the sink creates them at its first write)"
+            )
         return f"sinks.{self.name}.path: created and removed a file in {fixed}"
 
     async def close(self) -> None:

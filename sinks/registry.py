@@ -12,7 +12,10 @@ from typing import Any
 from sinks.base import Sink, SinkConfig
 from sinks.file import FileSink, FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
-from sinks.sentinel import SentinelSink, SentinelSinkConfig
+from sinks.security_lake.config import SecurityLakeSinkConfig
+from sinks.security_lake.sink import SecurityLakeSink
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.sink import SentinelSink
 from sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.sink import SyslogSink
@@ -21,6 +24,7 @@ from sinks.syslog.sink import SyslogSink
 SINKS: dict[str, tuple[type[SinkConfig], Callable[[str, Any], Sink]]] = {
     "file": (FileSinkConfig, FileSink),
     "s3": (S3SinkConfig, S3Sink),
+    "security_lake": (SecurityLakeSinkConfig, SecurityLakeSink),
     "sentinel": (SentinelSinkConfig, SentinelSink),
     "splunk_hec": (SplunkHecSinkConfig, SplunkHecSink),
     "syslog": (SyslogSinkConfig, SyslogSink),

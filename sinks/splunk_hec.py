@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import ssl
 import time
 import uuid
 from collections import defaultdict
@@ -34,9 +33,9 @@ import orjson
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.formats import JSON_FORMATS, get_formatter
-from forwarder.http_shared import HttpUrl, read_at_most
+from forwarder.http_shared import HttpUrl
 from forwarder.record import Record
-from forwarder.retry import parse_retry_after
+from forwarder.retry import retryable_status
 from forwarder.secret_stores import credentials_refused
 from sinks.base import (
     DeliveryReport,
@@ -46,9 +45,9 @@ from sinks.base import (
     gzip_compress,
     plain_fields,
 )
+from sinks.http_exchange import exchange, tls_verify
 
 PER_EVENT_CODES = {6, 12, 13}  # answers that name one bad envelope
-ANSWER_BYTES = 64 * 1024  # HEC answers are a few dozen bytes; a longer one is cut, never held whole
 EVENT_FIELDS = ("vendor", "action", "category", "outcome")  # copied from the record into ``fields``
 TEMPLATE_KEYS = {*EVENT_FIELDS, "organization", "source", "event_id"}
 # Any endpoint URL Splunk's docs show, reduced to the base the sink adds its paths to
@@ -155,12 +154,7 @@ class SplunkHecSink:
     async def start(self) -> None:
         if self._client is not None:
             return
-        verify: ssl.SSLContext | bool = self.config.tls_verify
-        if self.config.tls_verify and self.config.ca_file:
-            try:
-                verify = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
-            except (OSError, ssl.SSLError) as exc:  # a missing or bad file: retrying cannot help
-                raise FatalSinkError(f"sink {self.name}: cannot use ca_file {self.config.ca_file}: {exc}") from None
+        verify = await tls_verify(self.name, self.config.tls_verify, self.config.ca_file)
         self._client = await asyncio.to_thread(  # loading the CA bundle takes ~60 ms: not on the loop
             httpx.AsyncClient,
             base_url=self.config.url,
@@ -230,7 +224,12 @@ class SplunkHecSink:
         seconds, millis = divmod(record.time_ms, 1000)
         head, fields = parts
         return b'{"time":%d.%03d,%s%s,"fields":%s%s}}' % (
-            seconds, millis, head, body, fields, orjson.dumps(record.event_id)
+            seconds,
+            millis,
+            head,
+            body,
+            fields,
+            orjson.dumps(record.event_id),
         )
 
     def _envelope_parts(self, record: Record) -> tuple[bytes, bytes]:
@@ -316,43 +315,32 @@ class SplunkHecSink:
             await asyncio.sleep(self.config.ack_poll_interval_s)
 
     # --- HTTP --------------------------------------------------------------------------------
-    async def _call(
-        self, method: str, path: str, body: bytes | None = None, compress: bool = False
-    ) -> _Answer:
+    async def _call(self, method: str, path: str, body: bytes | None = None, compress: bool = False) -> _Answer:
         await self.start()
         assert self._client is not None
         headers = {"Content-Type": "application/json"}
         if compress and body:
             body = await asyncio.to_thread(gzip_compress, body)
             headers["Content-Encoding"] = "gzip"
-        try:
-            # httpx's timeout is per read: a receiver trickling its answer, or sending one without
-            # end, would hold the sink for ever or fill the memory; an answer is only read for
-            # its code, text and ackId
-            async with asyncio.timeout(self.config.timeout_s):
-                async with self._client.stream(method, path, content=body, headers=headers) as resp:
-                    content = await read_at_most(resp, ANSWER_BYTES)
-        except TimeoutError:
-            raise RetryableError(
-                f"sink {self.name}: HEC gave no complete answer within timeout_s={self.config.timeout_s:g}s"
-            ) from None
-        except httpx.LocalProtocolError as exc:  # our own request is malformed; its text quotes the headers
-            raise RetryableError(f"sink {self.name}: HEC request not sent: {type(exc).__name__}") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(f"sink {self.name}: HEC unreachable: {type(exc).__name__}: {exc}") from None
-        try:
-            parsed = orjson.loads(content) if content else {}
-        except orjson.JSONDecodeError:
-            parsed = {}
-        payload: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        answer = await exchange(
+            self._client,
+            method,
+            path,
+            sink=self.name,
+            what="HEC",
+            timeout_s=self.config.timeout_s,
+            content=body,
+            headers=headers,
+        )
+        payload = answer.payload  # read for its code, text and ackId
         code = payload.get("code")
-        text = self._scrub(str(payload.get("text") or resp.reason_phrase))[:200]
+        text = self._scrub(str(payload.get("text") or answer.reason))[:200]
         code = code if isinstance(code, int) else None
-        return _Answer(resp.status_code, code, text, payload, parse_retry_after(resp.headers.get("Retry-After")))
+        return _Answer(answer.status, code, text, payload, answer.retry_after)
 
     def _raise_for(self, answer: _Answer) -> NoReturn:
         status = answer.status
-        if status in (408, 429) or (status >= 500 and status != 501):
+        if retryable_status(status):
             raise RetryableError(f"sink {self.name}: HEC answered {answer.describe()}", answer.retry_after)
         self._fatal(answer)
 

@@ -1,18 +1,24 @@
 """What every command shares: option types, loading the settings, running a coroutine and
-turning the errors an operator can fix into a message and an exit code."""
+turning the errors an operator can fix into a message and an exit code.
+
+``forwarder.settings`` (every source's and sink's config model, httpx with them) is imported
+only by the functions that load or report a configuration, so that ``--help`` and ``schema``
+never pay for it (docs/performance.md, round 8)."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from forwarder.settings import ConfigError, Settings, load_settings
+if TYPE_CHECKING:
+    from forwarder.settings import ConfigError, Settings
 
+DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
 EXIT_CONFIG = 2
 
 
@@ -33,8 +39,13 @@ class Seconds(click.ParamType[float]):
 
 SECONDS = Seconds()
 YES = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-OUTPUT = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
-                      help="A table (tab-separated, values whole, off a terminal) or JSON.")  # fmt: skip
+OUTPUT = click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table (tab-separated, values whole, off a terminal) or JSON.",
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -50,6 +61,8 @@ def invalid_config(exc: ConfigError) -> NoReturn:
 def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
     """``read_only`` commands (``state show``, ``dlq list``) need no credential: an unset
     ``${VAR}`` in a secret field then loads as a placeholder instead of refusing the file."""
+    from forwarder.settings import ConfigError, load_settings
+
     path = ctx.obj["config"]
     try:
         settings = load_settings(path, read_only=read_only)
@@ -65,7 +78,10 @@ def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
 
 
 def run_async(fn: Callable[[], Any]) -> Any:
+    import asyncio
+
     from forwarder.journal import StateError
+    from forwarder.settings import ConfigError
     from forwarder.sources.http import SourceError
     from forwarder.terminal import plain
     from forwarder.tools.common import ToolError

@@ -40,7 +40,6 @@ def config_entry(name: str, emulator: Emulator, url: str) -> tuple[str, dict[str
     return ("sinks" if emulator.sink_type is not None else "sources"), emulator.config_entries(name, url)
 
 
-
 def announce(name: str, emulator: Emulator, url: str, entries: int) -> None:
     section, entry = config_entry(name, emulator, url)
     what = f"{entries} entries per organization" if emulator.sink_type is None else "a receiver"
@@ -61,17 +60,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument(
-        "--entries", type=int, default=None,
+        "--entries",
+        type=int,
+        default=None,
         help=f"entries to generate per organization (default: {DEFAULT_ENTRIES}; 0 for splunk_hec)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--org", action="append", default=[], metavar="ORG",
+        "--org",
+        action="append",
+        default=[],
+        metavar="ORG",
         help="organization to generate entries for (repeatable; codacy: provider/name, configcat: a UUID)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--options", default="{}",
+        "--options",
+        default="{}",
         help='JSON: generation options (orgs, span_s, end_ms, ...) and "config": emulator switches',
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     emulator = EMULATORS[args.name]()
     try:

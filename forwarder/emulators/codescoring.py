@@ -267,9 +267,12 @@ class CodescoringEmulator(Emulator):
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
         """One installation per source; ``organizations``, if given, holds its name."""
         return {
-            "type": "codescoring", "base_url": url, "token": self.token, "path": self.path,
+            "type": "codescoring",
+            "base_url": url,
+            "token": self.token,
+            "path": self.path,
             "installation": (organizations or [self.installation])[0],
-        }  # fmt: skip
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         return f"codescoring:{entry['_org']}:{entry['id']}"

@@ -137,8 +137,12 @@ class CodeStaxEmulator(Emulator):
         """One organization per API key, so per source: the first of ``organizations``."""
         org = (organizations or list(self.orgs) or [DEFAULT_ORG])[0]
         return {
-            "type": "codestax", "base_url": url, "path": self.path, "api_key": api_key_for(org), "organization": org,
-        }  # fmt: skip
+            "type": "codestax",
+            "base_url": url,
+            "path": self.path,
+            "api_key": api_key_for(org),
+            "organization": org,
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         return f"codestax:{entry['_org']}:{entry['id']}"

@@ -9,180 +9,45 @@ validation (400), unknown organization or product (404), newest-first order (tie
 ``X-Rate-Limit-Remaining``/``X-Rate-Limit-Reset`` on every answer and 429 + ``Retry-After``
 once empty. Switches reproduce what is unverified or known to bite clients: ``hasNext`` that
 stays true on the last page, the legacy item shape, and the v1 window rules on v2.
+
+This module is the API (routes, validation, paging, the rate limit); the audit log's model is
+``configcat_model`` and what is generated into it ``configcat_data``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hmac
-import itertools
 import json
 import math
 import random
-import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
 from forwarder.emulators.base import Emulator, Request, Response
-from forwarder.emulators.fixtures import (
-    PEOPLE,
-    US_PER_DAY,
-    Timeline,
-    epoch_us,
-    random_uuid,
-    timeline_ms,
+from forwarder.emulators.configcat_data import ORG_NAMES, new_product, new_record
+from forwarder.emulators.configcat_model import (
+    CURRENT_TYPES,
+    LEGACY_ONLY_TYPES,
+    Organization,
+    Product,
+    Record,
+    is_uuid,
 )
+from forwarder.emulators.fixtures import US_PER_DAY, epoch_us, timeline_ms
 from forwarder.event import format_ms, parse_time
 
 DEFAULT_USER = "configcat-user"
 DEFAULT_PASSWORD = "configcat-pass"  # a test credential of a loopback emulator
 DEFAULT_ORG_ID = "0a3c4b52-7f1e-4d2a-9b61-5c8e2f7d9a10"
-MODEL_VERSION = 6
 MAX_PAGE_SIZE = 100
 V1_DEFAULT_DAYS = 7
 V1_MAX_SPAN_DAYS = 30
-
-# The current AuditLogType enum of the OpenAPI document; the seed's v1 list is a subset of it
-# plus the four values below, which only the legacy shape can carry.
-CURRENT_TYPES = """
-productCreated productChanged productDeleted productsReordered productPreferencesUpdated
-teamMemberInvited teamMemberInvitationRevoked teamMemberJoined teamMemberPermissionGroupChanged
-teamMemberRemoved teamMemberLeft teamMemberInvitationChanged teamMemberInvitationResent
-teamMemberInvitationRejected teamMemberAddedToProduct configCreated configChanged configDeleted
-configsReordered environmentCreated environmentChanged environmentDeleted environmentsReordered
-settingCreated settingChanged settingDeleted settingsReordered predefinedVariationsChanged
-settingConvertedToPredefinedVariations settingConvertedToFreeFormValues settingValueChanged
-webHookCreated webHookChanged webHookDeleted permissionGroupCreated permissionGroupChanged
-permissionGroupDeleted permissionGroupDefault apiKeyAdded apiKeyRemoved integrationAdded
-integrationChanged integrationRemoved apiKeyConnected integrationLinkAdded integrationLinkRemoved
-organizationAdded organizationChanged organizationSubscriptionTypeChanged organizationAdminChanged
-organizationAdminLeft twoFactorDisabledForMember tagAdded tagChanged tagRemoved settingTagAdded
-settingTagRemoved publicApiAccessTokenAdded publicApiAccessTokenRemoved domainAdded domainVerified
-domainRemoved autoProvisioningConfigurationChanged samlIdpConfigurationAdded
-samlIdpConfigurationRemoved samlIdpConfigurationUpdated autoProvisioningEnabledChanged
-organizationMemberJoined organizationMemberProductJoinRequested
-organizationMemberProductJoinRequestRejected organizationMemberProductJoinRequestApproved
-organizationMemberRemoved codeReferencesUploaded codeReferenceDeleted codeReferenceStaleBranchDeleted
-segmentCreated segmentChanged segmentDeleted webhookSigningKeyDeleted webhookSigningKeyCreated
-userProvisioningConfigurationChanged syncGroupProvisioningRuleChanged syncGroupsReordered
-syncUserProvisioningEnabled syncUserProvisioningDisabled userEmailChanged userFullNameChanged
-userDisabled awsConnected awsDisconnected userEnabled syncUserDeleted syncGroupDeleted
-proxyConfigurationCreated proxyConfigurationChanged proxyConfigurationDeleted
-proxyConfigurationSecretRegenerated proxyNotificationSettingsUpdated proxyNotificationSettingsDeleted
-proxyNotificationSigningKeyAdded proxyNotificationSigningKeyDeleted changeRequestCreated
-changeRequestUpdated changeRequestSettingValuesUpdated changeRequestSettingValueRebased
-changeRequestApproved changeRequestApprovalDismissed changeRequestApplied
-changeRequestAppliedOnSchedule changeRequestClosed changeRequestNeedsAttention
-changeRequestCommentAdded changeRequestCommentEdited changeRequestCommentDeleted
-changeRequestSettingDeleted changeRequestNeedsAttentionFixed changeRequestOwnershipClaimed
-""".split()
-LEGACY_ONLY_TYPES = [
-    "productOwnershipTransferred",
-    "organizationRemoved",
-    "domainSamlConfigured",
-    "domainSamlDeleted",
-]
-# Flag edits dominate a real audit log; everything else happens now and then.
-TYPE_WEIGHTS = {
-    "settingValueChanged": 40,
-    "settingChanged": 8,
-    "settingCreated": 6,
-    "changeRequestApplied": 4,
-}
-TYPE_DRAW = {  # by legacy_shape: the types to draw from and their cumulative weights
-    legacy: (types, list(itertools.accumulate(TYPE_WEIGHTS.get(t, 1) for t in types)))
-    for legacy, types in ((False, CURRENT_TYPES), (True, CURRENT_TYPES + LEGACY_ONLY_TYPES))
-}
-SYSTEM_TYPES = {
-    "changeRequestAppliedOnSchedule",
-    "changeRequestNeedsAttention",
-    "codeReferenceStaleBranchDeleted",
-    "syncUserDeleted",
-    "syncGroupDeleted",
-}
-
-ORG_NAMES = ["Acme Inc.", "Globex Corporation", "Initech", "Umbrella Labs"]
-PRODUCT_NAMES = ["Main", "Mobile App", "Checkout", "Backoffice"]
-CONFIG_NAMES = ["Web", "Mobile", "Backend"]
-ENVIRONMENTS = [("Production", "#e74c3c"), ("Staging", "#f39c12"), ("Development", "#27ae60")]
-FLAGS: dict[str, list[Any]] = {
-    "isNewCheckoutEnabled": [False, True],
-    "enableDarkMode": [False, True],
-    "betaDashboard": [False, True],
-    "showPromoBanner": [False, True],
-    "maxUploadSizeMb": [10, 25, 50, 100],
-    "pricingExperimentVariant": ["control", "variantA", "variantB"],
-    "searchBackend": ["elastic", "opensearch"],
-}
-PERMISSION_GROUPS = ["Administrators", "Developers", "Read only", "Product managers"]
-TAGS = ["beta", "experiment", "ops", "marketing", "deprecated"]
-SEGMENTS = ["Beta users", "Internal staff", "EU customers"]
-INTEGRATIONS = ["Slack", "Datadog", "Jira", "Amplitude", "Microsoft Teams"]
-REASONS = [
-    "Release 2.4 rollout",
-    "JIRA-1234: enable for beta users",
-    "Rollback after incident INC-88",
-    "Requested by the product team",
-]
-
-WORDING = [
-    (r"\bweb hook\b", "webhook"),
-    (r"(?<!notification )\bsettings\b", "feature flags"),
-    (r"\bsetting\b", "feature flag"),
-    (r"\bapi key\b", "SDK key"),
-    (r"\bapi\b", "API"),
-    (r"\bsaml idp\b", "SAML IdP"),
-    (r"\bsaml\b", "SAML"),
-    (r"\baws\b", "AWS"),
-    (r"\btwo factor\b", "two-factor"),
-]
-
-
-@functools.cache
-def type_text(kind: str) -> str:
-    """The human-readable ``auditLogType``, e.g. settingValueChanged -> Feature flag value changed."""
-    phrase = " ".join(w.lower() for w in re.findall(r"[A-Z]?[a-z]+", kind))
-    for pattern, replacement in WORDING:
-        phrase = re.sub(pattern, replacement, phrase)
-    return phrase[0].upper() + phrase[1:]
-
-
-def scope_of(kind: str) -> str:
-    """How deep in organization > product > config/environment an action of this type lands."""
-    if kind == "settingValueChanged" or kind.startswith(("changeRequest", "apiKey")):
-        return "config_env"
-    if kind.startswith(("setting", "predefinedVariations", "codeReference", "config")):
-        return "config"
-    if kind.startswith("environment"):
-        return "environment"
-    if kind.startswith(
-        (
-            "product",
-            "teamMember",
-            "permissionGroup",
-            "webHook",
-            "webhookSigningKey",
-            "tag",
-            "segment",
-            "integration",
-        )
-    ):
-        return "product"
-    return "organization"
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def problem(status: int, title: str, errors: dict[str, list[str]] | None = None) -> Response:
@@ -191,35 +56,6 @@ def problem(status: int, title: str, errors: dict[str, list[str]] | None = None)
     if errors:
         body["errors"] = errors
     return Response(status, json.dumps(body).encode(), {"Content-Type": "application/problem+json"})
-
-
-@dataclass
-class Record:
-    """A served item plus the ids it was filed under, which the item itself does not show."""
-
-    item: dict[str, Any]
-    org_id: str
-    product_id: str | None = None
-    config_id: str | None = None
-    environment_id: str | None = None
-    change_set_id: str | None = None
-
-
-@dataclass
-class Product:
-    product_id: str
-    name: str
-    order: int
-    configs: dict[str, str] = field(default_factory=dict)
-    environments: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Organization:
-    org_id: str
-    name: str
-    products: dict[str, Product] = field(default_factory=dict)
-    log: Timeline[Record] = field(default_factory=Timeline)
 
 
 @dataclass
@@ -263,9 +99,12 @@ class ConfigCatEmulator(Emulator):
     # --- the emulator contract (``forwarder.emulators.base.Emulator``) --------------------
     def source_config(self, url: str, organizations: list[str] | None = None) -> dict[str, Any]:
         return {
-            "type": "configcat", "base_url": url, "username": self.username, "password": self.password,
+            "type": "configcat",
+            "base_url": url,
+            "username": self.username,
+            "password": self.password,
             "organizations": organizations or list(self.orgs) or [DEFAULT_ORG_ID],
-        }  # fmt: skip
+        }
 
     def entry_key(self, entry: dict[str, Any]) -> str:
         return f"configcat:{entry['auditLogId']}"
@@ -286,13 +125,7 @@ class ConfigCatEmulator(Emulator):
         if org is None:
             org = self.orgs[org_id] = Organization(org_id, ORG_NAMES[len(self.orgs) % len(ORG_NAMES)])
         while len(org.products) < products:
-            product = Product(
-                random_uuid(self.rng),
-                PRODUCT_NAMES[len(org.products) % len(PRODUCT_NAMES)],
-                len(org.products),
-            )
-            product.configs = {random_uuid(self.rng): name for name in CONFIG_NAMES}
-            product.environments = {random_uuid(self.rng): name for name, _ in ENVIRONMENTS}
+            product = new_product(self.rng, len(org.products))
             org.products[product.product_id] = product
         return org
 
@@ -302,97 +135,9 @@ class ConfigCatEmulator(Emulator):
                 return org, org.products[product_id]
         return None
 
-    def _describe(self, kind: str, org: Organization, flag: str, config: str, env: str) -> tuple[str, Any]:
-        """``actionTarget`` and the details object of one entry, after what the dashboard shows."""
-        rng = self.rng
-        if kind in ("settingValueChanged", "changeRequestSettingValuesUpdated"):
-            old, new = rng.sample(FLAGS[flag], 2)
-            return flag, {"oldValue": old, "newValue": new}
-        if kind.startswith("changeRequest"):
-            return f"Change request #{rng.randint(1, 400)}", {"settingKey": flag, "environment": env}
-        if kind.startswith("settingTag"):
-            return flag, {"tag": rng.choice(TAGS)}
-        if kind.startswith(("setting", "predefinedVariations")):
-            return flag, {"key": flag, "name": type_text(flag), "hint": ""}
-        if kind.startswith("codeReference"):
-            return flag, {
-                "repository": "github.com/acme/web",
-                "branch": rng.choice(["main", "develop", "feature/x"]),
-            }
-        if kind.startswith("config"):
-            return config, {"name": config}
-        if kind.startswith("environment"):
-            return env, {"name": env, "color": dict(ENVIRONMENTS)[env]}
-        if kind.startswith(("teamMember", "organizationMember", "organizationAdmin", "twoFactor", "user")):
-            return rng.choice(PEOPLE)[1], {"permissionGroup": rng.choice(PERMISSION_GROUPS)}
-        if kind.startswith("permissionGroup"):
-            return rng.choice(PERMISSION_GROUPS), {"canManageMembers": rng.random() < 0.3}
-        if kind.startswith(("webHook", "webhookSigningKey")):
-            url = f"https://hooks.example.com/configcat/{rng.getrandbits(32):08x}"
-            return url, {"url": url, "httpMethod": "post"}
-        if kind.startswith("tag"):
-            return rng.choice(TAGS), {"color": rng.choice(["panther", "whale", "salmon"])}
-        if kind.startswith("segment"):
-            return rng.choice(SEGMENTS), {"comparisonAttribute": "Email", "comparator": "containsAnyOf"}
-        if kind.startswith("integration"):
-            return rng.choice(INTEGRATIONS), {"environment": env}
-        if kind.startswith("apiKey"):
-            return f"{config} / {env}", {"keyType": "sdkKey"}
-        if kind == "organizationSubscriptionTypeChanged":
-            old, new = rng.sample(["Free", "Pro", "Smart", "Enterprise"], 2)
-            return org.name, {"oldValue": old, "newValue": new}
-        if kind.startswith(("domain", "saml", "autoProvisioning")):
-            return "example.com", {"identityProvider": rng.choice(["Okta", "Entra ID", "Google Workspace"])}
-        if kind.startswith("sync"):
-            return rng.choice(["Engineering", "Product", "Support"]), {}
-        if kind.startswith("aws"):
-            return f"AWS account {rng.randrange(10**11, 10**12)}", {}
-        if kind.startswith("proxy"):
-            return rng.choice(["EU proxy", "US proxy"]), {}
-        return org.name, {"name": org.name}
-
     def make_record(self, org: Organization, ts_ms: int) -> Record:
-        rng = self.rng
-        types, cum_weights = TYPE_DRAW[self.legacy_shape]
-        kind = rng.choices(types, cum_weights=cum_weights)[0]
-        scope = scope_of(kind) if org.products else "organization"
-        record = Record({}, org.org_id)
-        where = f"Organization: {org.name}"
-        config = env = ""
-        if scope != "organization":
-            product = rng.choice(list(org.products.values()))
-            record.product_id, where = product.product_id, f"Product: {product.name}"
-            if scope in ("config", "config_env"):
-                record.config_id, config = rng.choice(list(product.configs.items()))
-                where += f" / Config: {config}"
-            if scope in ("environment", "config_env"):
-                record.environment_id, env = rng.choice(list(product.environments.items()))
-                where += f" / Environment: {env}"
-        target, details = self._describe(kind, org, rng.choice(list(FLAGS)), config or "Web", env or "Production")
-        text = details if "Reordered" not in kind else f"New order: {', '.join(rng.sample(PRODUCT_NAMES, 3))}"
-        detail_text = text if isinstance(text, str) else json.dumps(text, separators=(",", ":"))
-        truncated = rng.random() < 0.01
-        if truncated:
-            detail_text = detail_text[: max(len(detail_text) // 2, 1)]
-        name, email = rng.choice(PEOPLE)
-        system = kind in SYSTEM_TYPES
-        if kind.startswith("setting") or kind.startswith("changeRequest"):
-            record.change_set_id = random_uuid(rng)
-        self._next_id += 1 + rng.randrange(3)
-        record.item = {
-            "auditLogId": self._next_id,
-            "auditLogDateTime": format_ms(ts_ms),
-            "auditLogTypeEnum": kind,
-            "truncated": truncated,
-            "modelVersion": MODEL_VERSION,
-            "auditLogType": type_text(kind),
-            "userEmail": None if system else email,
-            "userName": "System" if system else name,
-            "where": where,
-            "why": rng.choice(REASONS) if scope.startswith("config") and rng.random() < 0.3 else None,
-            "actionTarget": target,
-            "details": detail_text,
-        }
+        record = new_record(self.rng, org, ts_ms, legacy_shape=self.legacy_shape, last_id=self._next_id)
+        self._next_id = int(record.item["auditLogId"])
         return record
 
     def _file(self, record: Record, ts_ms: int | None = None) -> None:

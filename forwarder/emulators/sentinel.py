@@ -133,8 +133,14 @@ class SentinelEmulator(Emulator):
         form = {k: v[0] for k, v in parse_qs(req.body.decode(errors="replace")).items()}
         client_id = form.get("client_id", "")
         with self.lock:
-            self.token_requests.append({"tenant": tenant, "client_id": client_id, "scope": form.get("scope"),
-                                        "assertion": "client_assertion" in form})  # fmt: skip
+            self.token_requests.append(
+                {
+                    "tenant": tenant,
+                    "client_id": client_id,
+                    "scope": form.get("scope"),
+                    "assertion": "client_assertion" in form,
+                }
+            )
         if tenant not in self.tenants:
             return entra_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
         if form.get("grant_type") != "client_credentials":
@@ -154,13 +160,20 @@ class SentinelEmulator(Emulator):
             if self.clients.get(client_id) != form["client_secret"]:
                 return entra_error(401, "invalid_client", 7000215, "Invalid client secret provided.")
         else:
-            return entra_error(400, "invalid_client", 7000218, "The request body must contain client_assertion or "
-                               "client_secret.")  # fmt: skip
+            return entra_error(
+                400, "invalid_client", 7000218, "The request body must contain client_assertion or client_secret."
+            )
         token = secrets.token_urlsafe(32)
         with self.lock:
             self.issued[token] = (client_id, time.monotonic() + self.token_lifetime_s)
-        return Response.json({"token_type": "Bearer", "expires_in": self.token_lifetime_s,
-                              "ext_expires_in": self.token_lifetime_s, "access_token": token})  # fmt: skip
+        return Response.json(
+            {
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime_s,
+                "ext_expires_in": self.token_lifetime_s,
+                "access_token": token,
+            }
+        )
 
     def _assertion(self, form: dict[str, str], client_id: str, audience: str) -> Response | None:
         bad = entra_error(401, "invalid_client", 700027, "Client assertion failed signature validation.")
@@ -221,8 +234,12 @@ class SentinelEmulator(Emulator):
         if dcr not in self.dcrs:
             return azure_error(404, "NotFound", f"Data collection rule with immutable Id '{dcr}' not found.")
         if holder[0] not in self.publishers:
-            return azure_error(403, "OperationFailed", "The authentication token provided does not have access to "
-                               f"ingest data for the data collection rule with immutable Id '{dcr}'.")  # fmt: skip
+            return azure_error(
+                403,
+                "OperationFailed",
+                "The authentication token provided does not have access to "
+                f"ingest data for the data collection rule with immutable Id '{dcr}'.",
+            )
         if stream not in self.dcrs[dcr]:
             return azure_error(404, "InvalidStream", f"Stream '{stream}' is not declared in the data collection rule.")
         too_large = azure_error(413, "ContentLengthLimitExceeded", f"Maximum request size {self.max_body_bytes}.")
@@ -250,9 +267,17 @@ class SentinelEmulator(Emulator):
         if not all(isinstance(row, dict) for row in rows):
             return azure_error(400, "InvalidPayload", "The request body must be an array of JSON objects.")
         with self.lock:
-            self.batches.append({"dcr": dcr, "stream": stream, "rows": len(rows), "bytes": len(req.body),
-                                 "uncompressed": len(data), "content_encoding": req.header("content-encoding"),
-                                 "request_id": req.header("x-ms-client-request-id")})  # fmt: skip
+            self.batches.append(
+                {
+                    "dcr": dcr,
+                    "stream": stream,
+                    "rows": len(rows),
+                    "bytes": len(req.body),
+                    "uncompressed": len(data),
+                    "content_encoding": req.header("content-encoding"),
+                    "request_id": req.header("x-ms-client-request-id"),
+                }
+            )
             self.rows.extend(rows)
             if self.throttle_after_accepted > 0:
                 self.throttle_after_accepted -= 1
@@ -268,6 +293,12 @@ def sentinel_entry(emulator: SentinelEmulator, url: str) -> dict[str, Any]:
     client_id, secret = next(iter(emulator.clients.items()))
     dcr, streams = next(iter(emulator.dcrs.items()))
     return {
-        "type": "sentinel", "tenant_id": emulator.tenants[0], "client_id": client_id, "client_secret": secret,
-        "authority_host": url, "endpoint": url, "dcr_immutable_id": dcr, "stream_name": streams[0],
-    }  # fmt: skip
+        "type": "sentinel",
+        "tenant_id": emulator.tenants[0],
+        "client_id": client_id,
+        "client_secret": secret,
+        "authority_host": url,
+        "endpoint": url,
+        "dcr_immutable_id": dcr,
+        "stream_name": streams[0],
+    }

@@ -31,13 +31,25 @@ from forwarder.emulators.base import Emulator, Fault, Request, Response
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 TEXTS = {
-    0: "Success", 1: "Token disabled", 2: "Token is required", 3: "Invalid authorization",
-    4: "Invalid token", 5: "No data", 6: "Invalid data format", 7: "Incorrect index",
-    8: "Internal server error", 9: "Server is busy", 10: "Data channel is missing",
-    11: "Invalid data channel", 12: "Event field is required", 13: "Event field cannot be blank",
-    14: "ACK is disabled", 15: "Error in handling indexed fields", 17: "HEC is healthy",
+    0: "Success",
+    1: "Token disabled",
+    2: "Token is required",
+    3: "Invalid authorization",
+    4: "Invalid token",
+    5: "No data",
+    6: "Invalid data format",
+    7: "Incorrect index",
+    8: "Internal server error",
+    9: "Server is busy",
+    10: "Data channel is missing",
+    11: "Invalid data channel",
+    12: "Event field is required",
+    13: "Event field cannot be blank",
+    14: "ACK is disabled",
+    15: "Error in handling indexed fields",
+    17: "HEC is healthy",
     18: "HEC is unhealthy, queues are full",
-}  # fmt: skip
+}
 STATUS = {0: 200, 1: 403, 2: 401, 3: 401, 4: 403, 8: 500, 9: 503, 17: 200, 18: 503}
 COLLECTOR = "/services/collector"
 
@@ -198,9 +210,12 @@ class SplunkHecEmulator(Emulator):
 
     def _accept(self, req: Request, envelopes: list[dict[str, Any]], channel: str | None) -> Response:
         info: dict[str, Any] = {
-            "path": req.path, "channel": channel, "events": len(envelopes),
-            "content_encoding": req.header("content-encoding"), "bytes": len(req.body),
-        }  # fmt: skip
+            "path": req.path,
+            "channel": channel,
+            "events": len(envelopes),
+            "content_encoding": req.header("content-encoding"),
+            "bytes": len(req.body),
+        }
         with self.lock:
             self.batches.append(info)
             if not (self.use_ack and channel):

@@ -19,10 +19,14 @@ if TYPE_CHECKING:
 
 OUTPUT = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 PUBLIC_KEY = click.option(
-    "--public-key", "public_keys", type=click.Path(path_type=Path, dir_okay=False), required=True, multiple=True,
+    "--public-key",
+    "public_keys",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    multiple=True,
     help="A trusted public key (PEM), kept apart from the output it vouches for; repeat it for each key "
     "used over the period (a key rotation).",
-)  # fmt: skip
+)
 
 
 @click.group()
@@ -51,12 +55,18 @@ def keys_generate(private: Path, public: Path) -> None:
 
 
 @click.group()
-def verify() -> None:
+@click.option(
+    "--record", is_flag=True, help="Also note the result in the forwarder's state (that of -c), for `report`."
+)
+@click.pass_context
+def verify(ctx: click.Context, record: bool) -> None:
     """Check stored output against its signed digests, or exported events against their chains.
 
     Exit status 0 only when everything checks; 1 when something is missing, altered, moved or
     unlisted (each named); 2 when the input cannot be read.
     """
+    ctx.ensure_object(dict)
+    ctx.obj["record_verify"] = record
 
 
 def _key(path: Path) -> Any:
@@ -69,9 +79,16 @@ def _key(path: Path) -> Any:
         sys.exit(2)
 
 
-def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: str) -> None:
+def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: str, scope: str) -> None:
+    ctx = click.get_current_context()
+    if (ctx.find_root().obj or {}).get("record_verify"):
+        kept = {k: v for k, v in summary.items() if k not in ("lines", "streams")}
+        kept["problems"] = len(findings)
+        kept["findings"] = [f.as_dict() for f in findings[:100]]
+        _record_verify(ctx, scope, ok, kept)
     if output == "json":
-        click.echo(orjson.dumps({**summary, "ok": ok, "findings": [f.as_dict() for f in findings]}).decode())
+        shown = {k: v for k, v in summary.items() if k != "lines"}
+        click.echo(orjson.dumps({**shown, "ok": ok, "findings": [f.as_dict() for f in findings]}).decode())
     else:
         for f in findings:
             click.echo(plain(f"{f.kind.upper()}: {f.stream + ': ' if f.stream != '-' else ''}{f.detail}"))
@@ -83,8 +100,12 @@ def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: 
 
 @verify.command("files")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--digests", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The digest directory, if not `_digests` under DIRECTORY (evidence.digest_directory).")  # fmt: skip
+@click.option(
+    "--digests",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The digest directory, if not `_digests` under DIRECTORY (evidence.digest_directory).",
+)
 @click.option("--allow-chain-gaps", is_flag=True, help="The sink has a filter: not every seq reaches it.")
 @PUBLIC_KEY
 @OUTPUT
@@ -97,7 +118,7 @@ def verify_files(
     result = verify_store(
         FileStore(directory, digests), [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps
     )
-    _done(result, output)
+    _done(result, output, f"files {directory}")
 
 
 @verify.command("s3")
@@ -110,9 +131,15 @@ def verify_files(
 @PUBLIC_KEY
 @OUTPUT
 def verify_s3(
-    bucket: str, prefix: str, digest_prefix: str, endpoint_url: str | None, region: str, allow_chain_gaps: bool,
-    public_keys: tuple[Path, ...], output: str,
-) -> None:  # fmt: skip
+    bucket: str,
+    prefix: str,
+    digest_prefix: str,
+    endpoint_url: str | None,
+    region: str,
+    allow_chain_gaps: bool,
+    public_keys: tuple[Path, ...],
+    output: str,
+) -> None:
     """An S3 sink's bucket and prefix (credentials from the standard AWS chain; read-only access suffices)."""
     import boto3
 
@@ -120,16 +147,17 @@ def verify_s3(
 
     client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
     store = S3Store(client, bucket, prefix, digest_prefix)
-    _done(verify_store(store, [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps), output)
+    result = verify_store(store, [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps)
+    _done(result, output, f"s3 {bucket}/{prefix}")
 
 
-def _done(result: Any, output: str) -> None:
+def _done(result: Any, output: str, scope: str) -> None:
     summary = result.as_dict()
     summary.pop("findings")
     lines = [f"{result.digests} digest(s) on the chain, {result.objects} object(s) listed"]
     lines += [f"stream {s}: seq {a} to {b}" for s, (a, b) in sorted(result.streams.items())]
     lines += [f"PENDING (after the newest digest): {p}" for p in result.pending]
-    _report(not result.findings, {**summary, "lines": lines} if output == "text" else summary, result.findings, output)
+    _report(not result.findings, {**summary, "lines": lines}, result.findings, output, scope)
 
 
 @verify.command("events")
@@ -151,9 +179,181 @@ def verify_events(files: tuple[Path, ...], from_seq: int | None, output: str) ->
             f"stream {s.stream}: seq {s.first} to {s.last}, {s.events} event(s), {s.duplicates} duplicate(s)"
             for s in streams
         ]
-    _report(not findings, summary, findings, output)
+    _report(not findings, summary, findings, output, "events " + " ".join(str(f) for f in files))
+
+
+TABLE_OR_JSON = click.option("--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+
+
+@click.command()
+@click.option("--source", "source_name", required=True, help="A configured source.")
+@click.option("--organization", "organizations", multiple=True, help="Repeatable; default: every configured one.")
+@click.option("--from", "from_", required=True, help="Start of the period (event time), e.g. 2026-11-01.")
+@click.option("--to", "to", required=True, help="End of the period (excluded), e.g. 2026-12-01.")
+@TABLE_OR_JSON
+@click.pass_context
+def reconcile(
+    ctx: click.Context, source_name: str, organizations: tuple[str, ...], from_: str, to: str, output: str
+) -> None:
+    """Read the vendor again for the period and name every entry it holds that was never
+    collected, or never confirmed by a sink (docs/evidence.md). Touches no cursor, no journal
+    event: safe next to a running daemon; the result is recorded for `report`.
+
+    Exit status 0 only when nothing is missing; 1 names each missing entry.
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml reconcile --source codacy --organization gh/acme --from 2026-11-01 --to 2026-12-01
+    """
+    from forwarder.commands.common import date_ms, run_async, settings_from
+
+    settings = settings_from(ctx)
+    from_ms, to_ms = date_ms(from_, "--from"), date_ms(to, "--to")
+    assert from_ms is not None and to_ms is not None
+    if to_ms <= from_ms:
+        raise click.BadParameter("--to must be after --from")
+    results = run_async(lambda: _reconcile(settings, source_name, organizations, from_ms, to_ms))
+    if not isinstance(results, list):  # interrupted
+        sys.exit(int(results or 1))
+    ok = all(r.ok for r in results)
+    if output == "json":
+        click.echo(orjson.dumps({"ok": ok, "streams": [r.as_dict() for r in results]}).decode())
+    else:
+        from forwarder.tools.common import print_table
+
+        for r in results:
+            sinks = ", ".join(f"{k} {v}" for k, v in sorted(r.confirmed.items())) or "none"
+            click.echo(
+                plain(
+                    f"{r.source}/{r.organization}: the vendor holds {r.vendor_entries} entr(ies) up to "
+                    f"{r.read_to}; {r.journaled} journaled; confirmed per sink: {sinks}"
+                )
+            )
+        findings = [f for r in results for f in r.findings]
+        if findings:
+            print_table(
+                f"{len(findings)} missing",
+                ("problem", "organization", "id", "time", "sink", "detail"),
+                [(f.kind, f.organization, f.id, f.time, f.sink, f.detail) for f in findings],
+            )
+        click.echo(
+            "OK: every vendor entry was collected and confirmed by every sink"
+            if ok
+            else f"FAILED: {len(findings)} missing"
+        )
+    sys.exit(0 if ok else 1)
+
+
+async def _reconcile(settings: Any, source_name: str, orgs: tuple[str, ...], from_ms: int, to_ms: int) -> Any:
+    from forwarder.evidence.reconcile import reconcile as run
+    from forwarder.evidence.reconcile import run_summary
+    from forwarder.tools.common import build_source, open_state, pick_organizations
+
+    source = build_source(settings, source_name)
+    try:
+        async with open_state(settings, change=False) as journal:
+            results = await run(journal, source, pick_organizations(source, orgs), from_ms, to_ms)
+            for r in results:
+                scope = f"{r.source}/{r.organization}"
+                await _record(journal, "reconcile", scope, r.ok, run_summary(r, from_ms, to_ms))
+    finally:
+        await source.close()
+    return results
+
+
+def _record_verify(ctx: click.Context, scope: str, ok: bool, summary: dict[str, Any]) -> None:
+    from forwarder.commands.common import run_async, settings_from
+    from forwarder.tools.common import open_state
+
+    settings = settings_from(ctx.find_root(), read_only=True)
+
+    async def note() -> None:
+        async with open_state(settings, change=False) as journal:
+            await _record(journal, "verify", scope, ok, summary)
+
+    run_async(note)
+
+
+async def _record(journal: Any, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
+    """Kept for ``report``; a state written by a release without the table only loses the note."""
+    import sqlite3
+
+    try:
+        await journal.record_run(kind, scope, ok, summary)
+    except sqlite3.OperationalError as exc:
+        click.echo(
+            f"note: the result is not recorded in the state ({exc}); start the daemon of this release once", err=True
+        )
+
+
+FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
+
+
+@click.command()
+@click.option("--from", "from_", required=True, help="Start of the period (event time), e.g. 2026-11-01.")
+@click.option("--to", "to", required=True, help="End of the period (excluded), e.g. 2026-12-01.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "json", "markdown"]),
+    default=None,
+    help="Default: from the --output file's suffix (.html, .json, .md), else markdown.",
+)
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
+@click.pass_context
+def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Path | None) -> None:
+    """The document an auditor is handed: per source and organization, the events collected
+    in the period, delivered per sink, gaps with their reasons, quarantined entries and dead
+    letters, chain heads, and the last verify and reconcile (docs/evidence.md). Reads the
+    state only: safe next to a running daemon.
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml report --from 2026-11-01 --to 2026-12-01 --output november.html
+    """
+    from forwarder.commands.common import date_ms, run_async, settings_from
+
+    settings = settings_from(ctx, read_only=True)
+    from_ms, to_ms = date_ms(from_, "--from"), date_ms(to, "--to")
+    assert from_ms is not None and to_ms is not None
+    if to_ms <= from_ms:
+        raise click.BadParameter("--to must be after --from")
+    fmt = fmt or (FORMATS.get(output.suffix.lower(), "markdown") if output is not None else "markdown")
+    data = run_async(lambda: _report_data(settings, from_ms, to_ms))
+    if not isinstance(data, dict):  # interrupted
+        sys.exit(int(data or 1))
+    from forwarder.evidence import render
+
+    text = (
+        orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+        if fmt == "json"
+        else render.html(data)
+        if fmt == "html"
+        else render.markdown(data)
+    )
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    partial = output.with_name(output.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(output)
+    except OSError as exc:
+        click.echo(f"cannot write {output}: {exc.strerror}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {output} ({fmt}, {len(data['streams'])} stream(s))", err=True)
+
+
+async def _report_data(settings: Any, from_ms: int, to_ms: int) -> dict[str, Any]:
+    from forwarder.evidence.report import report_data
+    from forwarder.tools.common import open_state
+
+    async with open_state(settings, change=False) as journal:
+        return await report_data(journal, from_ms, to_ms)
 
 
 def register(main: click.Group) -> None:
     main.add_command(keys)
     main.add_command(verify)
+    main.add_command(reconcile)
+    main.add_command(report)

@@ -13,13 +13,15 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from forwarder.event import canonical_json, format_time
 from forwarder.evidence.keys import fingerprint, public_pem, valid
+
+if TYPE_CHECKING:  # cryptography is loaded where a key is: a daemon without evidence never loads it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 VERSION = 1
 NAME = re.compile(r"digest-(\d{8}T\d{6}\.\d{3}Z)\.json")
@@ -67,8 +69,13 @@ class StreamRange:
                 runs[-1][1] = max(runs[-1][1], seq)
             else:
                 runs.append([seq, seq])
-        return {"first": self.first, "last": self.last, "first_prev": self.first_prev,
-                "last_hash": self.last_hash, "seqs": runs}  # fmt: skip
+        return {
+            "first": self.first,
+            "last": self.last,
+            "first_prev": self.first_prev,
+            "last_hash": self.last_hash,
+            "seqs": runs,
+        }
 
 
 @dataclass
@@ -97,22 +104,38 @@ class Listing:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "location": self.location, "sha256": self.sha256, "bytes": self.bytes, "events": self.events,
-            "first_time": self.first_time, "last_time": self.last_time, "state": self.state,
+            "location": self.location,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "events": self.events,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "state": self.state,
             "chains": {s: r.as_dict() for s, r in sorted(self.chains.items())},
-        }  # fmt: skip
+        }
 
 
 def build(
-    *, sink: str, kind: str, start: datetime, end: datetime, listings: list[Listing],
-    previous: dict[str, Any] | None, key: Ed25519PrivateKey,
-) -> bytes:  # fmt: skip
+    *,
+    sink: str,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    listings: list[Listing],
+    previous: dict[str, Any] | None,
+    key: Ed25519PrivateKey,
+) -> bytes:
     body = {
-        "version": VERSION, "sink": sink, "kind": kind, "from": format_time(start), "to": format_time(end),
-        "previous": previous, "key_fingerprint": fingerprint(key.public_key()),
+        "version": VERSION,
+        "sink": sink,
+        "kind": kind,
+        "from": format_time(start),
+        "to": format_time(end),
+        "previous": previous,
+        "key_fingerprint": fingerprint(key.public_key()),
         "public_key": public_pem(key.public_key()),
         "objects": [listing.as_dict() for listing in sorted(listings, key=lambda x: x.location)],
-    }  # fmt: skip
+    }
     signature = base64.b64encode(key.sign(canonical_json(body))).decode()
     return orjson.dumps({"body": body, "signature": signature}, option=orjson.OPT_INDENT_2) + b"\n"
 

@@ -148,8 +148,9 @@ def verify_exports(paths: list[Path], from_seq: int | None = None) -> tuple[list
                 if known[seq] == digest:
                     duplicates[stream] = duplicates.get(stream, 0) + 1
                 else:
-                    findings.append(Finding("conflict", stream, f"{path}:{number}: seq {seq} seen with two hashes",
-                                            [seq]))  # fmt: skip
+                    findings.append(
+                        Finding("conflict", stream, f"{path}:{number}: seq {seq} seen with two hashes", [seq])
+                    )
                 continue
             known[seq] = digest
             prevs.setdefault(stream, {})[seq] = prev
@@ -164,6 +165,7 @@ def verify_exports(paths: list[Path], from_seq: int | None = None) -> tuple[list
             expected = known.get(seq - 1, GENESIS if seq == 1 else None)
             if expected is not None and prevs[stream][seq] != expected:
                 findings.append(Finding("broken", stream, f"seq {seq}'s prev is not seq {seq - 1}'s hash", [seq]))
-        summaries.append(StreamSummary(stream, seqs[0], seqs[-1], len(seqs), duplicates.get(stream, 0),
-                                       known[seqs[-1]]))  # fmt: skip
+        summaries.append(
+            StreamSummary(stream, seqs[0], seqs[-1], len(seqs), duplicates.get(stream, 0), known[seqs[-1]])
+        )
     return findings, summaries

@@ -10,23 +10,16 @@ seen; closed files already listed are known from the digests themselves (read on
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import hashlib
 import os
 import re
 import threading
-from datetime import datetime
 from pathlib import Path
 
-import structlog
-
 from forwarder.evidence import digest
-from forwarder.evidence.keys import load_private
-from forwarder.evidence.lines import link_of
+from forwarder.evidence.digest_writer import DigestWriter, listing_of
 from forwarder.evidence.settings import EvidenceSettings
 
-log = structlog.get_logger("forwarder.evidence")
 ROTATED = re.compile(r".*\.\d{8}T\d{6}Z(?:\.\d+)?(?:\.gz)?")
 
 
@@ -62,51 +55,15 @@ def read_content(path: Path, limit: int | None = None) -> bytes:
         return handle.read() if limit is None else handle.read(limit)
 
 
-def listing(location: str, content: bytes, state: str) -> digest.Listing:
-    out = digest.Listing(location, hashlib.sha256(content).hexdigest(), len(content), state=state)
-    for line in content.split(b"\n"):
-        try:
-            found = link_of(line)
-        except (ValueError, IndexError):
-            continue  # a line cut by a crash, ended by the sink: listed by its bytes, not as an event
-        if found is not None:
-            out.add_event(found.stream, found.seq, found.prev, found.hash, found.time)
-    return out
+class FileDigests(DigestWriter):
+    kind = "file"
 
-
-class FileDigests:
     def __init__(self, sink: str, path_template: str, settings: EvidenceSettings, lock: threading.Lock) -> None:
-        self.sink = sink
-        self.settings = settings
+        super().__init__(sink, settings)
         self.root = data_root(path_template)
         self.directory = digest_dir(path_template, settings)
         self.lock = lock
-        self.key = load_private(settings.signing_key_file)
         self._listed: set[str] | None = None
-        self._previous: tuple[str, bytes, datetime] | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        """A last digest at shutdown: what was written since the last one is covered now."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-            try:
-                await asyncio.to_thread(self.write)
-            except Exception as exc:  # the next start's first digest covers it
-                log.error("cannot write the last digest; the next start writes it", sink=self.sink, error=str(exc))
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.digest_interval_s)
-            try:
-                await asyncio.to_thread(self.write)
-            except Exception as exc:  # a full disk, a damaged digest: logged, tried again, the sink carries on
-                log.error("cannot write a digest; tried again next interval", sink=self.sink, error=str(exc))
 
     def _load(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -116,33 +73,24 @@ class FileDigests:
             body, _ = digest.parse(path.read_bytes())
             self._listed |= {o["location"] for o in body["objects"] if o.get("state") == "closed"}
         if names:
-            data = names[-1].read_bytes()
-            body, _ = digest.parse(data)
-            end = datetime.fromisoformat(body["to"].replace("Z", "+00:00"))
-            self._previous = (names[-1].name, data, end)
+            self._chain_to(names[-1].name, names[-1].read_bytes())
 
     def write(self) -> Path:
         with self.lock:
             if self._listed is None:
                 self._load()
             assert self._listed is not None
-            now = digest.interval_end(None if self._previous is None else self._previous[2])
+            now = self._end()
             listings = []
             for path in data_files(self.root, self.directory):
                 location = str(path.relative_to(self.root))
                 if ROTATED.fullmatch(path.name):
                     name = str(Path(identity(path)).relative_to(self.root))
                     if name not in self._listed:
-                        listings.append(listing(name, read_content(path), "closed"))
+                        listings.append(listing_of(name, read_content(path), "closed"))
                 else:
-                    listings.append(listing(location, read_content(path), "open"))
-            previous = None
-            start = now
-            if self._previous is not None:
-                previous = digest.previous_of(self._previous[0], self._previous[1])
-                start = self._previous[2]
-            data = digest.build(sink=self.sink, kind="file", start=start, end=now, listings=listings,
-                                previous=previous, key=self.key)  # fmt: skip
+                    listings.append(listing_of(location, read_content(path), "open"))
+            data = self._signed(listings, now)
             target = self.directory / digest.digest_name(now)
             partial = target.with_name(target.name + ".partial")
             with partial.open("wb") as handle:
@@ -151,5 +99,5 @@ class FileDigests:
                 os.fsync(handle.fileno())
             partial.rename(target)
             self._listed |= {x.location for x in listings if x.state == "closed"}
-            self._previous = (target.name, data, now)
+            self._chain_to(target.name, data, now)
             return target

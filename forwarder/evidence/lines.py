@@ -51,8 +51,11 @@ def link_of(line: bytes) -> Link | None:
     if text.startswith(("CEF:", "LEEF:")):
         found = dict(_KV.findall(text))
         stream = f"{found.get('deviceExternalId') or found.get('sourceName')}/{found.get('cs1') or found.get('org')}"
-        chain = {"seq": int(found["chainSeq"]), "prev": found.get("chainPrev"), "hash": found.get("chainHash")} \
-            if found.get("chainSeq", "").isdigit() else None  # fmt: skip
+        chain = (
+            {"seq": int(found["chainSeq"]), "prev": found.get("chainPrev"), "hash": found.get("chainHash")}
+            if found.get("chainSeq", "").isdigit()
+            else None
+        )
         return _from_chain(stream, chain, found.get("devTime"))
     row = next(csv.reader([text]))
     if row[: len(COLUMNS)] == COLUMNS or len(row) < len(COLUMNS):

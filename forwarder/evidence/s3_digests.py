@@ -9,7 +9,6 @@ to the newest digest already there, and is emptied. A digest is written even wit
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -19,14 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 
 from forwarder.evidence import digest
-from forwarder.evidence.keys import load_private
-from forwarder.evidence.lines import link_of
+from forwarder.evidence.digest_writer import DigestWriter, listing_of
 from forwarder.evidence.settings import EvidenceSettings, ObjectLock
-
-log = structlog.get_logger("forwarder.evidence")
 
 
 def lock_params(lock: ObjectLock | None) -> dict[str, Any]:
@@ -42,31 +37,20 @@ def sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-def listing_of(key: str, content: bytes) -> digest.Listing:
-    out = digest.Listing(key, hashlib.sha256(content).hexdigest(), len(content))
-    for line in content.split(b"\n"):
-        found = link_of(line)
-        if found is not None:
-            out.add_event(found.stream, found.seq, found.prev, found.hash, found.time)
-    return out
+class S3Digests(DigestWriter):
+    kind = "s3"
 
-
-class S3Digests:
     def __init__(
         self, sink: str, bucket: str, settings: EvidenceSettings, lock: ObjectLock | None, client: Any
     ) -> None:
-        self.sink = sink
+        super().__init__(sink, settings)
         self.bucket = bucket
-        self.settings = settings
         self.object_lock = lock
         self.client = client  # a callable returning the sink's boto3 client
-        self.key = load_private(settings.signing_key_file)
         directory = settings.ledger_directory or Path(".")
         self.ledger = directory / f"{sink}.pending.jsonl"
         self._mutex = threading.Lock()
-        self._previous: tuple[str, bytes, datetime] | None = None
         self._loaded = False
-        self._task: asyncio.Task[None] | None = None
 
     def note(self, key: str, content: bytes) -> None:
         """In the PUT's worker thread, after S3 confirmed it: durable before the batch is."""
@@ -80,27 +64,6 @@ class S3Digests:
             finally:
                 os.close(fd)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-            try:
-                await asyncio.to_thread(self.write)
-            except Exception as exc:  # S3 unreachable at shutdown: the ledger keeps it for the next start
-                log.error("cannot write the last digest; the next start writes it", sink=self.sink, error=str(exc))
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.digest_interval_s)
-            try:
-                await asyncio.to_thread(self.write)
-            except Exception as exc:
-                log.error("cannot write a digest; tried again next interval", sink=self.sink, error=str(exc))
-
     def _load_previous(self) -> None:
         client, prefix = self.client(), self.settings.digest_prefix
         newest: str | None = None
@@ -110,9 +73,7 @@ class S3Digests:
                 if digest.NAME.fullmatch(name) and (newest is None or name > newest):
                     newest = name
         if newest is not None:
-            data = client.get_object(Bucket=self.bucket, Key=prefix + newest)["Body"].read()
-            body, _ = digest.parse(data)
-            self._previous = (prefix + newest, data, datetime.fromisoformat(body["to"].replace("Z", "+00:00")))
+            self._chain_to(prefix + newest, client.get_object(Bucket=self.bucket, Key=prefix + newest)["Body"].read())
         self._loaded = True
 
     def _pending(self) -> list[digest.Listing]:
@@ -126,8 +87,9 @@ class S3Digests:
                 item = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue  # a note cut by a crash: its batch was not confirmed, it is noted again
-            listing = digest.Listing(item["location"], item["sha256"], item["bytes"], item["events"],
-                                     item["first_time"], item["last_time"])  # fmt: skip
+            listing = digest.Listing(
+                item["location"], item["sha256"], item["bytes"], item["events"], item["first_time"], item["last_time"]
+            )
             listing.chains = {s: digest.StreamRange(**r) for s, r in item["chains"].items()}
             seen[listing.location] = listing
         return list(seen.values())
@@ -136,19 +98,18 @@ class S3Digests:
         with self._mutex:
             if not self._loaded:
                 self._load_previous()
-            now = digest.interval_end(None if self._previous is None else self._previous[2])
-            listings = self._pending()
-            previous, start = None, now
-            if self._previous is not None:
-                previous = digest.previous_of(self._previous[0], self._previous[1])
-                start = self._previous[2]
-            data = digest.build(sink=self.sink, kind="s3", start=start, end=now, listings=listings,
-                                previous=previous, key=self.key)  # fmt: skip
+            now = self._end()
+            data = self._signed(self._pending(), now)
             key = self.settings.digest_prefix + digest.digest_name(now)
             self.client().put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ContentType="application/json",
-                ChecksumSHA256=sha256_b64(data), **lock_params(self.object_lock),
-            )  # fmt: skip
-            self._previous = (key, data, now)
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+                ContentType="application/json",
+                ChecksumSHA256=sha256_b64(data),
+                **lock_params(self.object_lock),
+            )
+            self._chain_to(key, data, now)
             self.ledger.unlink(missing_ok=True)  # a crash before this lists them again: verify allows it
             return key

@@ -31,3 +31,17 @@ class ObjectLock(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(description="COMPLIANCE: nobody, root included, can shorten it.")
     retain_days: int = Field(gt=0, le=36500)
+
+
+class EvidenceLedgerSettings(BaseModel):
+    """The top-level `evidence` block: how long the evidence ledger (`forwarder.journal.ledger`)
+    that `reconcile` and `report` read is kept after the journal pruned the events."""
+
+    model_config = ConfigDict(extra="forbid")
+    ledger_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Days each event's ledger row (id, time, chain hash, delivery) is kept, by event time. Default: "
+        "each source's vendor retention (its `retention_days`; 365 where the vendor's is not known), past which "
+        "the vendor cannot be asked again anyway. About 100 bytes per event (docs/evidence.md).",
+    )

@@ -115,10 +115,13 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": not self.findings, "digests": self.digests, "objects": self.objects, "pending": self.pending,
+            "ok": not self.findings,
+            "digests": self.digests,
+            "objects": self.objects,
+            "pending": self.pending,
             "streams": {s: {"first": a, "last": b} for s, a, b in ((s, *r) for s, r in sorted(self.streams.items()))},
             "findings": [f.as_dict() for f in self.findings],
-        }  # fmt: skip
+        }
 
 
 def _name(location: str) -> str:

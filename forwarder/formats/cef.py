@@ -29,8 +29,14 @@ from forwarder.record import Record
 HEADER_MAX = 512
 VALUE_MAX = 1023
 CUSTOM_MAX = 4000
-LABELS = {"cs1": "org", "cs2": "actorEmail", "cs3": "targetType", "cs4": "targetId", "cs5": "repository",
-          "cs6": "targetName"}  # fmt: skip
+LABELS = {
+    "cs1": "org",
+    "cs2": "actorEmail",
+    "cs3": "targetType",
+    "cs4": "targetId",
+    "cs5": "repository",
+    "cs6": "targetName",
+}
 
 
 class Options(BaseModel):
@@ -50,16 +56,28 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
     pairs: list[tuple[str, Any]] = [
-        ("rt", time_ms(event)), ("externalId", event.get("id")), ("suser", actor_label(actor)),
-        ("suid", actor.get("id")), ("spriv", actor.get("type")), ("src", actor.get("ip")),
-        ("requestClientApplication", actor.get("user_agent")), ("act", event.get("activity")),
-        ("outcome", event.get("outcome")), ("cat", event.get("category")),
+        ("rt", time_ms(event)),
+        ("externalId", event.get("id")),
+        ("suser", actor_label(actor)),
+        ("suid", actor.get("id")),
+        ("spriv", actor.get("type")),
+        ("src", actor.get("ip")),
+        ("requestClientApplication", actor.get("user_agent")),
+        ("act", event.get("activity")),
+        ("outcome", event.get("outcome")),
+        ("cat", event.get("category")),
         ("deviceExternalId", event.get("source")),
-    ]  # fmt: skip
+    ]
     if target.get("type") == "user":
         pairs += [("duser", target.get("name")), ("duid", target.get("id"))]
-    custom = [event.get("organization"), actor.get("email"), target.get("type"), target.get("id"),
-              event.get("repository"), target.get("name")]  # fmt: skip
+    custom = [
+        event.get("organization"),
+        actor.get("email"),
+        target.get("type"),
+        target.get("id"),
+        event.get("repository"),
+        target.get("name"),
+    ]
     for i, value in enumerate(custom, 1):
         if text(value) is not None:
             pairs += [(f"cs{i}Label", LABELS[f"cs{i}"]), (f"cs{i}", value)]
@@ -80,8 +98,13 @@ def cef_format(record: Record) -> bytes:
     event = record.event()
     action = text(event.get("action")) or "unknown"
     who = actor_label(event.get("actor") or {})
-    header = [vendor_name(str(event.get("vendor", ""))), PRODUCT, VERSION, action,
-              f"{action} by {who}" if who else action]  # fmt: skip
+    header = [
+        vendor_name(str(event.get("vendor", ""))),
+        PRODUCT,
+        VERSION,
+        action,
+        f"{action} by {who}" if who else action,
+    ]
     head = "|".join(escape_header(part) for part in header)
     ext = " ".join(f"{key}={escape_value(value)}" for key, value in extensions(event))
     return f"CEF:0|{head}|{severity(event)}|{ext}".encode()

@@ -10,11 +10,28 @@ from forwarder.formats._common import chain
 from forwarder.record import Record
 
 COLUMNS = [
-    "time", "id", "vendor", "source", "organization", "actor_email", "actor_name", "actor_ip",
-    "action", "activity", "category", "outcome", "target_type", "target_id", "target_name",
-    "repository", "message", "actor_id",  # last: added after the others, where readers by position look least
-    "chain_seq", "chain_prev", "chain_hash",  # forwarder.evidence.chain, appended likewise
-]  # fmt: skip
+    "time",
+    "id",
+    "vendor",
+    "source",
+    "organization",
+    "actor_email",
+    "actor_name",
+    "actor_ip",
+    "action",
+    "activity",
+    "category",
+    "outcome",
+    "target_type",
+    "target_id",
+    "target_name",
+    "repository",
+    "message",
+    "actor_id",  # last: added after the others, where readers by position look least
+    "chain_seq",
+    "chain_prev",
+    "chain_hash",  # forwarder.evidence.chain, appended likewise
+]
 # A cell a spreadsheet would read as a formula (=HYPERLINK(...), +cmd|...) is written with a
 # leading apostrophe, as OWASP advises: audit data is attacker-written text.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -24,11 +41,26 @@ def _row(event: dict[str, Any]) -> list[str]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
     values = [
-        event.get("time"), event.get("id"), event.get("vendor"), event.get("source"), event.get("organization"),
-        actor.get("email"), actor.get("name"), actor.get("ip"), event.get("action"), event.get("activity"),
-        event.get("category"), event.get("outcome"), target.get("type"), target.get("id"), target.get("name"),
-        event.get("repository"), event.get("message"), actor.get("id"), *(chain(event) or (None, None, None)),
-    ]  # fmt: skip
+        event.get("time"),
+        event.get("id"),
+        event.get("vendor"),
+        event.get("source"),
+        event.get("organization"),
+        actor.get("email"),
+        actor.get("name"),
+        actor.get("ip"),
+        event.get("action"),
+        event.get("activity"),
+        event.get("category"),
+        event.get("outcome"),
+        target.get("type"),
+        target.get("id"),
+        target.get("name"),
+        event.get("repository"),
+        event.get("message"),
+        actor.get("id"),
+        *(chain(event) or (None, None, None)),
+    ]
     cells = ["" if v is None else str(v) for v in values]
     return [f"'{cell}" if cell.startswith(FORMULA_START) else cell for cell in cells]
 

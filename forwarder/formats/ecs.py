@@ -20,14 +20,47 @@ from forwarder.record import Record
 ECS_VERSION = "9.3.0"
 EVENT_KINDS = ("alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal")
 EVENT_CATEGORIES = (
-    "api", "authentication", "configuration", "database", "driver", "email", "file", "host", "iam",
-    "intrusion_detection", "library", "malware", "network", "package", "process", "registry", "session",
-    "threat", "vulnerability", "web",
-)  # fmt: skip
+    "api",
+    "authentication",
+    "configuration",
+    "database",
+    "driver",
+    "email",
+    "file",
+    "host",
+    "iam",
+    "intrusion_detection",
+    "library",
+    "malware",
+    "network",
+    "package",
+    "process",
+    "registry",
+    "session",
+    "threat",
+    "vulnerability",
+    "web",
+)
 EVENT_TYPES = (
-    "access", "admin", "allowed", "change", "connection", "creation", "deletion", "denied", "device", "end",
-    "error", "group", "indicator", "info", "installation", "protocol", "start", "user",
-)  # fmt: skip
+    "access",
+    "admin",
+    "allowed",
+    "change",
+    "connection",
+    "creation",
+    "deletion",
+    "denied",
+    "device",
+    "end",
+    "error",
+    "group",
+    "indicator",
+    "info",
+    "installation",
+    "protocol",
+    "start",
+    "user",
+)
 EVENT_OUTCOMES = ("success", "failure", "unknown")
 EXPECTED_TYPES = {
     "api": ("access", "admin", "allowed", "change", "creation", "deletion", "denied", "end", "info", "start", "user"),
@@ -36,15 +69,68 @@ EXPECTED_TYPES = {
     "configuration": ("access", "change", "creation", "deletion", "info"),
 }
 """event.type values ECS expects with each event.category we emit."""
-TOP_LEVEL = frozenset({
-    "@timestamp", "agent", "as", "client", "cloud", "code_signature", "container", "data_stream", "destination",
-    "device", "dll", "dns", "ecs", "elf", "email", "error", "event", "faas", "file", "geo", "group", "hash", "host",
-    "http", "interface", "labels", "log", "macho", "message", "network", "observer", "orchestrator",
-    "organization", "os", "package", "pe", "process", "registry", "related", "risk", "rule", "server", "service",
-    "source", "span", "tags", "threat", "tls", "trace", "transaction", "url", "user", "user_agent",
-    "volume", "vulnerability", "x509",
-})  # fmt: skip
+TOP_LEVEL = frozenset(
+    {
+        "@timestamp",
+        "agent",
+        "as",
+        "client",
+        "cloud",
+        "code_signature",
+        "container",
+        "data_stream",
+        "destination",
+        "device",
+        "dll",
+        "dns",
+        "ecs",
+        "elf",
+        "email",
+        "error",
+        "event",
+        "faas",
+        "file",
+        "geo",
+        "group",
+        "hash",
+        "host",
+        "http",
+        "interface",
+        "labels",
+        "log",
+        "macho",
+        "message",
+        "network",
+        "observer",
+        "orchestrator",
+        "organization",
+        "os",
+        "package",
+        "pe",
+        "process",
+        "registry",
+        "related",
+        "risk",
+        "rule",
+        "server",
+        "service",
+        "source",
+        "span",
+        "tags",
+        "threat",
+        "tls",
+        "trace",
+        "transaction",
+        "url",
+        "user",
+        "user_agent",
+        "volume",
+        "vulnerability",
+        "x509",
+    }
+)
 """ECS field sets a vendor namespace must not collide with."""
+
 
 def _ip(value: Any) -> str | None:
     """An address for ECS's ``ip``-typed fields, else None: Elasticsearch refuses the whole
@@ -56,15 +142,34 @@ def _ip(value: Any) -> str | None:
 
 
 CATEGORY = {
-    "authentication": "authentication", "user_management": "iam", "access_management": "iam",
-    "entity_management": "configuration", "configuration": "configuration", "data_access": "api",
-    "api": "api", "analysis": "api", "forwarder": "api", "unknown": "api",
-}  # fmt: skip
+    "authentication": "authentication",
+    "user_management": "iam",
+    "access_management": "iam",
+    "entity_management": "configuration",
+    "configuration": "configuration",
+    "data_access": "api",
+    "api": "api",
+    "analysis": "api",
+    "forwarder": "api",
+    "unknown": "api",
+}
 TYPE_BY_ACTIVITY = {
-    "create": "creation", "delete": "deletion", "update": "change", "enable": "change", "disable": "change",
-    "grant": "change", "revoke": "change", "add_member": "change", "remove_member": "change", "read": "access",
-    "export": "access", "login": "start", "logout": "end", "execute": "start", "other": "info",
-}  # fmt: skip
+    "create": "creation",
+    "delete": "deletion",
+    "update": "change",
+    "enable": "change",
+    "disable": "change",
+    "grant": "change",
+    "revoke": "change",
+    "add_member": "change",
+    "remove_member": "change",
+    "read": "access",
+    "export": "access",
+    "login": "start",
+    "logout": "end",
+    "execute": "start",
+    "other": "info",
+}
 
 
 class Options(BaseModel):
@@ -119,34 +224,50 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
         "@timestamp": event.get("time"),
         "ecs": {"version": ECS_VERSION},
         "message": event.get("message"),
-        "event": _compact({
-            "kind": "event", "category": [category], "type": event_types(category, event),
-            "action": event.get("action"), "outcome": outcome, "id": event.get("id"), "module": vendor,
-            "dataset": f"{vendor}.audit", "provider": event.get("source"), "created": event.get("observed_time"),
-            "original": orjson.dumps(event.get("raw")).decode() if include_raw else None,
-            **chain_fields(event),
-        }),
+        "event": _compact(
+            {
+                "kind": "event",
+                "category": [category],
+                "type": event_types(category, event),
+                "action": event.get("action"),
+                "outcome": outcome,
+                "id": event.get("id"),
+                "module": vendor,
+                "dataset": f"{vendor}.audit",
+                "provider": event.get("source"),
+                "created": event.get("observed_time"),
+                "original": orjson.dumps(event.get("raw")).decode() if include_raw else None,
+                **chain_fields(event),
+            }
+        ),
         "user": _compact({"id": actor.get("id"), "name": actor.get("name"), "email": actor.get("email")}),
         "source": _compact({"ip": ip}),
         "user_agent": _compact({"original": actor.get("user_agent")}),
         "organization": _compact({"id": event.get("organization"), "name": event.get("organization")}),
         "observer": {"vendor": vendor_name(vendor), "product": vendor_name(vendor)},
-        "related": _compact({
-            "user": _distinct(actor.get("name"), actor.get("email"), actor.get("id")),
-            "ip": _distinct(ip),
-        }),
+        "related": _compact(
+            {
+                "user": _distinct(actor.get("name"), actor.get("email"), actor.get("id")),
+                "ip": _distinct(ip),
+            }
+        ),
     }
     if target.get("type") == "user":
         doc["user"]["target"] = _compact({"id": target.get("id"), "name": target.get("name")})
     elif target.get("type") in ("team", "group"):
         doc["group"] = _compact({"id": target.get("id"), "name": target.get("name")})
-    doc[namespace(vendor)] = _compact({
-        "activity": event.get("activity"), "category": event.get("category"),
-        "actor": _compact({"type": actor.get("type"), "ip": actor.get("ip") if ip is None else None}),
-        "target": _compact(target),
-        "repository": event.get("repository"), "details": event.get("details") or None,
-        "schema_version": event.get("schema_version"), "chain": event.get("chain"),
-    })  # fmt: skip
+    doc[namespace(vendor)] = _compact(
+        {
+            "activity": event.get("activity"),
+            "category": event.get("category"),
+            "actor": _compact({"type": actor.get("type"), "ip": actor.get("ip") if ip is None else None}),
+            "target": _compact(target),
+            "repository": event.get("repository"),
+            "details": event.get("details") or None,
+            "schema_version": event.get("schema_version"),
+            "chain": event.get("chain"),
+        }
+    )
     return _compact(doc)
 
 

@@ -65,15 +65,28 @@ def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
     return [
-        ("devTimeFormat", DEV_TIME_FORMAT), ("devTime", event.get("time")), ("cat", event.get("category")),
-        ("sev", severity(event)), ("usrName", actor_label(actor)), ("src", actor.get("ip")),
-        ("role", actor.get("type")), ("usrId", actor.get("id")), ("usrEmail", actor.get("email")),
-        ("userAgent", actor.get("user_agent")), ("externalId", event.get("id")), ("action", event.get("activity")),
-        ("outcome", event.get("outcome")), ("org", event.get("organization")), ("sourceName", event.get("source")),
-        ("targetType", target.get("type")), ("targetId", target.get("id")), ("targetName", target.get("name")),
-        ("repository", event.get("repository")), ("msg", event.get("message")),
+        ("devTimeFormat", DEV_TIME_FORMAT),
+        ("devTime", event.get("time")),
+        ("cat", event.get("category")),
+        ("sev", severity(event)),
+        ("usrName", actor_label(actor)),
+        ("src", actor.get("ip")),
+        ("role", actor.get("type")),
+        ("usrId", actor.get("id")),
+        ("usrEmail", actor.get("email")),
+        ("userAgent", actor.get("user_agent")),
+        ("externalId", event.get("id")),
+        ("action", event.get("activity")),
+        ("outcome", event.get("outcome")),
+        ("org", event.get("organization")),
+        ("sourceName", event.get("source")),
+        ("targetType", target.get("type")),
+        ("targetId", target.get("id")),
+        ("targetName", target.get("name")),
+        ("repository", event.get("repository")),
+        ("msg", event.get("message")),
         *zip(CHAIN_KEYS, chain(event) or (), strict=False),
-    ]  # fmt: skip
+    ]
 
 
 def build(options: Options) -> Formatter:

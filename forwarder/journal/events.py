@@ -159,7 +159,14 @@ def decode(first_seq: int, source: str, organization: str, meta: bytes, data: by
     return [
         new(Record, (seq, event_id, source, organization, time_ms, line, vendor, action, category, outcome))
         for seq, event_id, time_ms, line, vendor, action, category, outcome in zip(
-            range(first_seq, first_seq + len(ids)), ids, times, data.split(b"\n"), vendors, actions, categories,
-            outcomes, strict=True,
+            range(first_seq, first_seq + len(ids)),
+            ids,
+            times,
+            data.split(b"\n"),
+            vendors,
+            actions,
+            categories,
+            outcomes,
+            strict=True,
         )
-    ]  # fmt: skip
+    ]

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 
+from forwarder.journal import ledger
 from forwarder.journal.transaction import transaction
 
 
 def register(db: sqlite3.Connection, names: list[str], first_seq: int) -> list[str]:
     """A new sink starts at ``first_seq`` (the oldest event still journaled); a sink no longer
-    configured loses its offset so it stops holding back pruning. Returns the sinks dropped."""
+    configured loses its offset so it stops holding back pruning. Returns the sinks dropped.
+    The evidence ledger notes where a new sink started: what was pruned before (up to
+    ``first_seq - 1``) never went to it, whatever its offset says."""
     known = {row[0] for row in db.execute("SELECT sink FROM sink_offsets")}
     dropped = sorted(known - set(names))
     with transaction(db):
         for name in names:
             if name not in known:
                 db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first_seq - 1))
+                ledger.note_start(db, name, first_seq - 1)
         for name in dropped:
             db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
             db.execute("DELETE FROM sink_inflight WHERE sink=?", (name,))

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import Head
+from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
 from forwarder.journal.types import DeadLetter, JournalStats
 from forwarder.record import Record
 
@@ -72,7 +73,32 @@ class DeliveryJournal(Protocol):
         ...
 
 
-class StateJournal(PollJournal, DeliveryJournal, Protocol):
+class EvidenceLedger(Protocol):
+    """What ``reconcile`` and ``report`` read, kept after the events are pruned
+    (``forwarder.journal.ledger``), and the runs of ``verify`` and ``reconcile``."""
+
+    async def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]: ...
+
+    async def ledger_streams(self) -> list[tuple[str, str]]: ...
+
+    async def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]: ...
+
+    async def confirmations(self) -> list[SinkConfirmation]: ...
+
+    async def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]: ...
+
+    async def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
+        """Deletes the rows whose event time (ms) is before their source's cutoff."""
+        ...
+
+    async def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None: ...
+
+    async def evidence_runs(self) -> list[EvidenceRun]:
+        """The newest run of each kind and scope."""
+        ...
+
+
+class StateJournal(PollJournal, DeliveryJournal, EvidenceLedger, Protocol):
     """Everything: the daemon's lifecycle and the operator tools."""
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
+from forwarder.journal import ledger
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import StateError
@@ -74,6 +75,7 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         db.execute("PRAGMA journal_size_limit=0")
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
+            db.executescript(ledger.TABLES)  # new tables only: state version 2 still, older releases ignore them
         if version == 1:
             _migrate(db, path)
         elif not existed:
@@ -156,8 +158,12 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
             run.clear()
 
         for row in rows:  # streamed: a full journal does not fit in memory
-            if run and (row[0] != run[-1][0] + 1 or row[2:4] != run[0][2:4] or row[6] != run[0][6]
-                        or len(run) >= CHUNK_MAX_EVENTS):  # fmt: skip
+            if run and (
+                row[0] != run[-1][0] + 1
+                or row[2:4] != run[0][2:4]
+                or row[6] != run[0][6]
+                or len(run) >= CHUNK_MAX_EVENTS
+            ):
                 flush()  # a gap, another source or organization, another page
             run.append(row)
         if run:

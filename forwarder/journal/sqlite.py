@@ -21,8 +21,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import Head
-from forwarder.journal import chain_heads, cursors, dead_letters, offsets, quarantine
+from forwarder.journal import chain_heads, cursors, dead_letters, ledger, offsets, quarantine
 from forwarder.journal.events import EventStore
+from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
 from forwarder.journal.schema import connect
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, SinkLag
@@ -71,9 +72,11 @@ class SqliteState:
         now = time.time()
         db = self.db
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
+        noted = ledger.rows_of(chunks, self.events.head + 1, source, organization, chain)
         try:
             with transaction(db):
                 added = self.events.insert(db, chunks, source, organization, now)
+                ledger.insert(db, source, organization, *noted)
                 quarantine.insert(db, source, organization, quarantined, now)
                 cursors.put(db, cursor_source or source, organization, cursor, now)
                 if chain is not None:  # the stream's chain head, with the events it ends
@@ -123,6 +126,7 @@ class SqliteState:
         db = self.db
         with transaction(db, durable=False):
             dead_letters.insert(db, sink, dead, time.time())
+            ledger.mark_dead(db, sink, ledger.dead_seqs(dead))
             offsets.advance(db, sink, seq)
 
     def prune(self) -> int:
@@ -138,15 +142,49 @@ class SqliteState:
         db = self.db
         sinks = [SinkLag(sink, seq, *self.events.pending(db, seq)) for sink, seq in offsets.listing(db)]
         return JournalStats(
-            self.events.events, self.events.bytes, self.events.head, cursors.listing(db), sinks,
-            quarantine.counts(db), dead_letters.counts(db),
-        )  # fmt: skip
+            self.events.events,
+            self.events.bytes,
+            self.events.head,
+            cursors.listing(db),
+            sinks,
+            quarantine.counts(db),
+            dead_letters.counts(db),
+        )
 
     def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
         return dead_letters.listing(self.db, sink, ids)
 
     def delete_dead_letters(self, ids: Sequence[int]) -> int:
         return dead_letters.delete(self.db, ids)
+
+    def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
+        return ledger.listing(self.db, source, organization, from_ms, to_ms)
+
+    def ledger_streams(self) -> list[tuple[str, str]]:
+        return ledger.streams(self.db)
+
+    def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]:
+        return ledger.gaps(self.db, from_ms, to_ms)
+
+    def confirmations(self) -> list[SinkConfirmation]:
+        return ledger.confirmations(self.db)
+
+    def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]:
+        return ledger.quarantined(self.db, from_s, to_s)
+
+    def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
+        """Rows past their retention; no fsync (a lost prune is done again next time)."""
+        db = self.db
+        with transaction(db, durable=False):
+            return ledger.prune(db, cutoffs, default_cutoff)
+
+    def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
+        db = self.db
+        with transaction(db):
+            ledger.record_run(db, kind, scope, ok, summary)
+
+    def evidence_runs(self) -> list[EvidenceRun]:
+        return ledger.last_runs(self.db)
 
 
 def on_worker(
@@ -217,3 +255,11 @@ class SqliteJournal:
     stats = on_worker(SqliteState.stats)
     dead_letters = on_worker(SqliteState.dead_letters)
     delete_dead_letters = on_worker(SqliteState.delete_dead_letters)
+    ledger = on_worker(SqliteState.ledger)
+    ledger_streams = on_worker(SqliteState.ledger_streams)
+    ledger_gaps = on_worker(SqliteState.ledger_gaps)
+    confirmations = on_worker(SqliteState.confirmations)
+    quarantined_in = on_worker(SqliteState.quarantined_in)
+    prune_ledger = on_worker(SqliteState.prune_ledger)
+    record_run = on_worker(SqliteState.record_run)
+    evidence_runs = on_worker(SqliteState.evidence_runs)

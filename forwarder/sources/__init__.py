@@ -17,6 +17,7 @@ from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.presets import discover
 
 # The factory is typed so that mypy checks each class against the Source protocol.
 SOURCES: dict[str, tuple[type[SourceConfig], Callable[[str, Any], Source]]] = {
@@ -26,6 +27,8 @@ SOURCES: dict[str, tuple[type[SourceConfig], Callable[[str, Any], Source]]] = {
     "codescoring": (CodescoringConfig, CodescoringSource),
     "codestax": (CodeStaxConfig, CodeStaxSource),
 }
+# Presets (forwarder/presets/*.yaml): http_json configured, one type per file.
+SOURCES.update({name: (model, HttpJsonSource) for name, model in discover().items()})
 
 # The vendor an event carries -> how people write it; read by forwarder.formats.
 DISPLAY_NAMES: dict[str, str] = {

@@ -18,6 +18,7 @@ from forwarder.event import format_time, make_event
 from forwarder.http_shared import HttpUrl as HttpUrl  # each source's base_url
 from forwarder.http_shared import cleartext_urls
 from forwarder.secrets import SecretFilesModel
+from forwarder.sources.ratelimit import RateLimitSettings
 
 
 @dataclass
@@ -40,7 +41,8 @@ class SourceConfig(SecretFilesModel):
     interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
     jitter_s: float = Field(10.0, ge=0, description="Random delay added to each poll, to spread load.")
     initial_lookback_days: float = Field(
-        365.0, gt=0,
+        365.0,
+        gt=0,
         description="How far back the first run starts; sources that know the vendor's retention start at most "
         "that far back.",
     )
@@ -51,13 +53,20 @@ class SourceConfig(SecretFilesModel):
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
     max_walk_bytes: int = Field(
-        256 * 1024 * 1024, ge=1,
+        256 * 1024 * 1024,
+        ge=1,
         description="Bytes of vendor answers one walk may hold before any of it is journaled: one time slice, or "
         "a listing that cannot be committed page by page (parsed, they take a few times this in memory). A walk "
         "over it fails that organization's poll, the cursor stays and the other organizations carry on; the "
         "remedy is a smaller slice_hours (ConfigCat: window_days) rather than a higher limit. A walk committed "
         "page by page (http_json next links and cursors) holds one page; only the hashes it keeps to number "
         "twins of entries without an id count against this.",
+    )
+
+    rate_limit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings,
+        description="The vendor's rate-limit headers: read them, keep early_limit requests in reserve and wait "
+        "for the reset, one budget per credential (forwarder/sources/ratelimit.py).",
     )
 
     def transport_warnings(self) -> list[str]:
@@ -91,11 +100,12 @@ def retention_setting(days: float, plans: str, vendor: str, longer: str = "") ->
     """A ``retention_days`` setting, for a vendor whose retention depends on the plan: ``plans``
     says which keeps how long, ``longer`` which plans keep longer than the default."""
     return Field(
-        days, gt=0,
+        days,
+        gt=0,
         description=f"{plans} Every run starts at most this far back; a cursor older than this (the forwarder "
         "was stopped longer) skips to it and journals a forwarder.gap event for the interval. A plan that keeps "
         f"entries longer{longer} must raise this, or entries {vendor} still serves are skipped and reported lost.",
-    )  # fmt: skip
+    )
 
 
 def entry_event(
@@ -104,9 +114,14 @@ def entry_event(
     """The normalized event of one vendor entry: its key as the id, the time it happened and
     the time it was read; ``fields`` are the rest of ``make_event``."""
     return make_event(
-        id=key, time=time, observed_time=format_time(observed), vendor=vendor, source=source,
-        organization=organization, **fields,
-    )  # fmt: skip
+        id=key,
+        time=time,
+        observed_time=format_time(observed),
+        vendor=vendor,
+        source=source,
+        organization=organization,
+        **fields,
+    )
 
 
 class Source(Protocol):

@@ -31,7 +31,12 @@ class CodacyConfig(SourceConfig):
     base_url: HttpUrl = Field("https://app.codacy.com/api/v3", description="Self-hosted: https://HOST/api/v3")
     api_token: SecretStr = Field(description="An account API token of an organization admin or manager.")
     organizations: list[str] = Field(min_length=1, description="Each as provider/name, e.g. gh/acme.")
-    slice_hours: float = Field(24.0, gt=0, description="Width of one request's time window.")
+    slice_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Widest time window of one request; narrower while the log is dense (~2,000 entries "
+        "per answer, which bounds memory: Codacy answers a whole window at once).",
+    )
 
     def own_params(self) -> set[str]:
         return {"from", "to", "cursor"}
@@ -42,9 +47,7 @@ class CodacyConfig(SourceConfig):
         for item in value:
             provider, _, name = item.partition("/")
             if provider not in PROVIDERS or not name:
-                raise ValueError(
-                    f"{item!r} is not provider/name with a provider among {', '.join(PROVIDERS)}"
-                )
+                raise ValueError(f"{item!r} is not provider/name with a provider among {', '.join(PROVIDERS)}")
         return value
 
 
@@ -63,12 +66,26 @@ CATEGORY_BY_PREFIX = [
     ("repositories.", "configuration"),
 ]
 ACTIVITY_BY_VERB = {
-    "login": "login", "create": "create", "read": "read", "delete": "delete", "update": "update",
-    "apply": "update", "setdefault": "update", "setcodacydefault": "update", "promote": "update",
-    "join": "add_member", "ignore": "update", "unignore": "update", "export": "export",
-    "bypass": "update", "sync": "update", "refreshprovider": "update", "reanalyzecommit": "execute",
-    "postcommithook": "create", "analyze": "execute",
-}  # fmt: skip
+    "login": "login",
+    "create": "create",
+    "read": "read",
+    "delete": "delete",
+    "update": "update",
+    "apply": "update",
+    "setdefault": "update",
+    "setcodacydefault": "update",
+    "promote": "update",
+    "join": "add_member",
+    "ignore": "update",
+    "unignore": "update",
+    "export": "export",
+    "bypass": "update",
+    "sync": "update",
+    "refreshprovider": "update",
+    "reanalyzecommit": "execute",
+    "postcommithook": "create",
+    "analyze": "execute",
+}
 OUTCOMES = {"succeed": "success", "failed": "failure", "rejected": "failure"}
 
 
@@ -153,6 +170,7 @@ class CodacySource(WindowedSource[CodacyConfig]):
     vendor: ClassVar[str] = "codacy"
     display_name: ClassVar[str] = "Codacy"
     retention_days: ClassVar[float | None] = 365.0
+    answer_entries: ClassVar[int | None] = 2_000  # a slice is one unpaged answer: its size is our memory
 
     def make_client(self) -> httpx.AsyncClient:
         return make_client(self.config, self.config.base_url, {"api-token": self.config.api_token.get_secret_value()})

@@ -89,10 +89,16 @@ class CodescoringConfig(SourceConfig):
 
 # --- message templates -------------------------------------------------------------------
 STATUS_OUTCOME = {
-    "started": "success", "finished": "success", "completed": "success", "failed": "failure",
-    "cancelled": "unknown", "created": "success", "updated": "success", "deleted": "success",
+    "started": "success",
+    "finished": "success",
+    "completed": "success",
+    "failed": "failure",
+    "cancelled": "unknown",
+    "created": "success",
+    "updated": "success",
+    "deleted": "success",
     "activated": "success",
-}  # fmt: skip
+}
 VERB_ACTIVITY = {"created": "create", "updated": "update", "deleted": "delete", "activated": "enable"}
 INT_FIELDS = {"sequence", "project_count", "policy_id", "authors_limit"}
 SCA_HEAD = r"\[SCA\]\[(?P<project>.+)\]\[(?P<sequence>\d+)/(?P<run_id>[^\]]+)\]"
@@ -113,89 +119,215 @@ class Template:
     target: tuple[str, str | None, str | None] | None = None  # type, group for name, group for id
 
 
-def _t(action: str, regex: str, category: str, activity: str | None, outcome: str | None,
-       target: tuple[str, str | None, str | None] | None = None) -> Template:  # fmt: skip
+def _t(
+    action: str,
+    regex: str,
+    category: str,
+    activity: str | None,
+    outcome: str | None,
+    target: tuple[str, str | None, str | None] | None = None,
+) -> Template:
     return Template(action, re.compile(f"^{regex}$", re.DOTALL), category, activity, outcome, target)
 
 
 PROJECT = ("project", "project", None)
 TEMPLATES = [
     # license activation (before the generic object template: it is an Object ... created)
-    _t("license.activation_key_created",
-       r"Object <ActivationKey: Owner: (?P<owner>.*?)\. Expired: (?P<expires>.*?)\. "
-       r"Authors limit: (?P<authors_limit>\d+)> created",
-       "configuration", "create", "success", ("activation_key", "owner", None)),
+    _t(
+        "license.activation_key_created",
+        r"Object <ActivationKey: Owner: (?P<owner>.*?)\. Expired: (?P<expires>.*?)\. "
+        r"Authors limit: (?P<authors_limit>\d+)> created",
+        "configuration",
+        "create",
+        "success",
+        ("activation_key", "owner", None),
+    ),
     _t("license.no_activation_key", r"No activation key", "configuration", "other", "failure"),
-    _t("license.activation_key_problem", r"Problem with activation key: (?P<reason>.*)",
-       "configuration", "other", "failure"),
+    _t(
+        "license.activation_key_problem",
+        r"Problem with activation key: (?P<reason>.*)",
+        "configuration",
+        "other",
+        "failure",
+    ),
     # user authentication
     _t("user.login", r"User logged in", "authentication", "login", "success"),
     _t("user.logout", r"User logged out", "authentication", "logout", "success"),
-    _t("user.login_failed", r"Failed login attempt (?P<username>.*)", "authentication", "login", "failure",
-       ("user", "username", None)),
+    _t(
+        "user.login_failed",
+        r"Failed login attempt (?P<username>.*)",
+        "authentication",
+        "login",
+        "failure",
+        ("user", "username", None),
+    ),
     # object management
-    _t("object.{verb}", r"Object (?P<object_repr>.*) (?P<verb>created|updated|deleted)",
-       "entity_management", None, None),
+    _t(
+        "object.{verb}",
+        r"Object (?P<object_repr>.*) (?P<verb>created|updated|deleted)",
+        "entity_management",
+        None,
+        None,
+    ),
     # SCA analysis
     _t("sca.analysis_{status}", rf"{SCA_HEAD} Analysis {FAILED}", "analysis", "execute", None, PROJECT),
     _t("sca.step", rf"{SCA_HEAD} (?P<step>.+)", "analysis", "execute", "success", PROJECT),
-    _t("sca.analysis_not_started", r"\[\[SCA\]\[(?P<project>.+)\] Analysis didn't start \(Reason: (?P<reason>.*)\)\]",
-       "analysis", "execute", "failure", PROJECT),
-    _t("sca.overall_run_started", r"Overall SCA run started for (?P<project_count>\d+) project\(s\)",
-       "analysis", "execute", "success"),
-    _t("sca.clone_failed_project_deleted",
-       r"Failed to clone for repository (?P<repository>.+) because project was deleted",
-       "analysis", "execute", "failure", ("repository", "repository", None)),
-    _t("sca.clone_failed", r"Failed to clone for repository (?P<repository>.+)\.",
-       "analysis", "execute", "failure", ("repository", "repository", None)),
-    _t("sca.branch_detection_failed", r'Failed to detect branch for repository "(?P<repository>.+?)"?',
-       "analysis", "execute", "failure", ("repository", "repository", None)),
+    _t(
+        "sca.analysis_not_started",
+        r"\[\[SCA\]\[(?P<project>.+)\] Analysis didn't start \(Reason: (?P<reason>.*)\)\]",
+        "analysis",
+        "execute",
+        "failure",
+        PROJECT,
+    ),
+    _t(
+        "sca.overall_run_started",
+        r"Overall SCA run started for (?P<project_count>\d+) project\(s\)",
+        "analysis",
+        "execute",
+        "success",
+    ),
+    _t(
+        "sca.clone_failed_project_deleted",
+        r"Failed to clone for repository (?P<repository>.+) because project was deleted",
+        "analysis",
+        "execute",
+        "failure",
+        ("repository", "repository", None),
+    ),
+    _t(
+        "sca.clone_failed",
+        r"Failed to clone for repository (?P<repository>.+)\.",
+        "analysis",
+        "execute",
+        "failure",
+        ("repository", "repository", None),
+    ),
+    _t(
+        "sca.branch_detection_failed",
+        r'Failed to detect branch for repository "(?P<repository>.+?)"?',
+        "analysis",
+        "execute",
+        "failure",
+        ("repository", "repository", None),
+    ),
     # TQI analysis and analyses started via the API
     _t("analysis.started_via_api", rf"{RUN_HEAD} Analysis started via API", "analysis", "execute", "success"),
     _t("tqi.authors_analysis_{status}", rf"{RUN_HEAD} Authors analysis {FAILED}", "analysis", "execute", None),
     _t("tqi.clones_analysis_{status}", rf"{RUN_HEAD} Clones analysis {FAILED}", "analysis", "execute", None),
-    _t("tqi.step", rf"{RUN_HEAD} (?P<step>(?:Collect commits data for|Update|Clone source code for) "
-       r"project) (?P<project>.+)", "analysis", "execute", "success", PROJECT),
+    _t(
+        "tqi.step",
+        rf"{RUN_HEAD} (?P<step>(?:Collect commits data for|Update|Clone source code for) "
+        r"project) (?P<project>.+)",
+        "analysis",
+        "execute",
+        "success",
+        PROJECT,
+    ),
     _t("tqi.step", rf"{RUN_HEAD} (?P<step>.+)", "analysis", "execute", "success"),
-    _t("tqi.rebuild_author", r"Rebuild author (?P<author_email>.+)", "analysis", "update", "success",
-       ("author", "author_email", None)),
+    _t(
+        "tqi.rebuild_author",
+        r"Rebuild author (?P<author_email>.+)",
+        "analysis",
+        "update",
+        "success",
+        ("author", "author_email", None),
+    ),
     _t("tqi.generate_merge_rules", r"Generate authors merge rules", "analysis", "create", "success"),
     # policy management
-    _t("policy_ignore.{verb}", r"Policy ignore (?P<policy_ignore>.+) (?P<verb>created|activated)",
-       "configuration", None, None, ("policy_ignore", "policy_ignore", None)),
-    _t("policy_ignore.policy_added", r"To Policy ignore (?P<policy_ignore>.+) added Policy (?P<policy>.+)",
-       "configuration", "update", "success", ("policy_ignore", "policy_ignore", None)),
-    _t("policy.skipped", r'Policy "(?P<policy>.*)" \(id: (?P<policy_id>\d+)\) skipped\. Reason: (?P<reason>.*)',
-       "analysis", "execute", "failure", ("policy", "policy", "policy_id")),
+    _t(
+        "policy_ignore.{verb}",
+        r"Policy ignore (?P<policy_ignore>.+) (?P<verb>created|activated)",
+        "configuration",
+        None,
+        None,
+        ("policy_ignore", "policy_ignore", None),
+    ),
+    _t(
+        "policy_ignore.policy_added",
+        r"To Policy ignore (?P<policy_ignore>.+) added Policy (?P<policy>.+)",
+        "configuration",
+        "update",
+        "success",
+        ("policy_ignore", "policy_ignore", None),
+    ),
+    _t(
+        "policy.skipped",
+        r'Policy "(?P<policy>.*)" \(id: (?P<policy_id>\d+)\) skipped\. Reason: (?P<reason>.*)',
+        "analysis",
+        "execute",
+        "failure",
+        ("policy", "policy", "policy_id"),
+    ),
     # secrets analysis
-    _t("secrets.analysis_{status}", rf"\[Secrets\]\[(?P<analysis_object>.+)\] Analysis {FAILED}",
-       "analysis", "execute", None, ("analysis_object", "analysis_object", None)),
+    _t(
+        "secrets.analysis_{status}",
+        rf"\[Secrets\]\[(?P<analysis_object>.+)\] Analysis {FAILED}",
+        "analysis",
+        "execute",
+        None,
+        ("analysis_object", "analysis_object", None),
+    ),
     _t("secrets.training_{status}", rf"\[Secrets\] Training run {FAILED}", "analysis", "execute", None),
     # container images
-    _t("container_image.dependency_changed",
-       r"In container image (?P<container_image>.+) dependency (?P<dependency>.+) was changed",
-       "analysis", "update", "success", ("container_image", "container_image", None)),
-    _t("container_registry.update_triggered",
-       r"Updating images list for registry (?P<container_registry>.+) triggered via update button\.",
-       "analysis", "execute", "success", ("container_registry", "container_registry", None)),
+    _t(
+        "container_image.dependency_changed",
+        r"In container image (?P<container_image>.+) dependency (?P<dependency>.+) was changed",
+        "analysis",
+        "update",
+        "success",
+        ("container_image", "container_image", None),
+    ),
+    _t(
+        "container_registry.update_triggered",
+        r"Updating images list for registry (?P<container_registry>.+) triggered via update button\.",
+        "analysis",
+        "execute",
+        "success",
+        ("container_registry", "container_registry", None),
+    ),
     # LDAP
-    _t("ldap.group_mapping_triggered", r"Applying all LDAP group mapping rules triggered",
-       "access_management", "update", "success"),
-    _t("ldap.group_mapping_failed",
-       r"(?P<summary>.*?) ?While processing, failed to apply some of rules related to following LDAP servers: "
-       r"(?P<ldap_servers>.+)\. Check server logs\.",
-       "access_management", "update", "failure"),
+    _t(
+        "ldap.group_mapping_triggered",
+        r"Applying all LDAP group mapping rules triggered",
+        "access_management",
+        "update",
+        "success",
+    ),
+    _t(
+        "ldap.group_mapping_failed",
+        r"(?P<summary>.*?) ?While processing, failed to apply some of rules related to following LDAP servers: "
+        r"(?P<ldap_servers>.+)\. Check server logs\.",
+        "access_management",
+        "update",
+        "failure",
+    ),
     # miscellaneous
     _t("analysis.some_tasks_failed", r"Some tasks in analysis failed", "analysis", "execute", "failure"),
-    _t("analysis.oss_index_unreachable", r"Could not connect to OSS Index, reason: (?P<reason>.*)",
-       "analysis", "execute", "failure"),
+    _t(
+        "analysis.oss_index_unreachable",
+        r"Could not connect to OSS Index, reason: (?P<reason>.*)",
+        "analysis",
+        "execute",
+        "failure",
+    ),
     _t("analysis.already_running", r"There is already running analysis", "analysis", "execute", "failure"),
-    _t("analysis.parallel_forbidden", r"Another analysis in progress\. Parallel execution forbidden\.",
-       "analysis", "execute", "failure"),
-    _t("project.repo_path_missing",
-       r"Repo path for (?P<project>.+) does not exist, setting status to Not cloned",
-       "analysis", "update", "failure", PROJECT),
-]  # fmt: skip
+    _t(
+        "analysis.parallel_forbidden",
+        r"Another analysis in progress\. Parallel execution forbidden\.",
+        "analysis",
+        "execute",
+        "failure",
+    ),
+    _t(
+        "project.repo_path_missing",
+        r"Repo path for (?P<project>.+) does not exist, setting status to Not cloned",
+        "analysis",
+        "update",
+        "failure",
+        PROJECT,
+    ),
+]
 OBJECT_REPR = re.compile(r"^<(?P<type>\w+): (?P<name>.*)>$", re.DOTALL)
 
 
@@ -247,7 +379,12 @@ def normalize_entry(
     if raw.get("duration") is not None:
         fields["duration"] = raw["duration"]
     return entry_event(
-        "codescoring", source, organization, key, when, observed,
+        "codescoring",
+        source,
+        organization,
+        key,
+        when,
+        observed,
         actor=actor,
         action=action,
         activity=activity,
@@ -282,17 +419,24 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
     def make_client(self) -> httpx.AsyncClient:
         cfg = self.config
         return make_client(
-            cfg, cfg.base_url, {"Authorization": f"Token {cfg.token.get_secret_value()}"},
+            cfg,
+            cfg.base_url,
+            {"Authorization": f"Token {cfg.token.get_secret_value()}"},
             follow_redirects=True,  # Django's APPEND_SLASH redirects a path without its slash
-        )  # fmt: skip
+        )
 
     def organizations(self) -> list[str]:
         return [self.config.installation_name]
 
     async def fetch_page(
-        self, organization: str, page: int, per_page: int, window: tuple[int, int] | None, *,
+        self,
+        organization: str,
+        page: int,
+        per_page: int,
+        window: tuple[int, int] | None,
+        *,
         budget: WalkBudget | None = None,
-    ) -> tuple[list[Any], bool | None]:  # fmt: skip
+    ) -> tuple[list[Any], bool | None]:
         """One page of entries, and whether the server says another follows (None: a bare
         list, which says nothing; another page is asked for while pages come back full)."""
         cfg = self.config
@@ -363,17 +507,20 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
                 "CodeScoring listed entries oldest first (or unordered) although order is newest_first; "
                 "every page was walked instead of stopping at the watermark. Set order: oldest_first "
                 "if the server lists oldest first",
-                source=self.name, installation=organization,
-            )  # fmt: skip
+                source=self.name,
+                installation=organization,
+            )
         elif not newest_first and descending and not out_of_order:
             log.info(
                 "CodeScoring listed every entry newest first although order is oldest_first; "
                 "order: newest_first would stop walks at the watermark",
-                source=self.name, installation=organization,
-            )  # fmt: skip
+                source=self.name,
+                installation=organization,
+            )
         found: dict[str, tuple[Any, str, int]] = {}  # keyed over the whole walk: no twin is lost
-        for (item, ts), key in zip(walked, self._keys(organization, [i for i, _ in walked], self.config.id_field),
-                                   strict=True):  # fmt: skip
+        for (item, ts), key in zip(
+            walked, self._keys(organization, [i for i, _ in walked], self.config.id_field), strict=True
+        ):
             found.setdefault(key, (item, key, ts))
         return list(found.values())
 

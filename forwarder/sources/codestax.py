@@ -48,7 +48,8 @@ class CodeStaxConfig(SourceConfig):
         90.0, gt=0, description="How far back the first run starts, at most retention_days: all of it by default."
     )
     retention_days: float = retention_setting(
-        RETENTION_DAYS, "How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it.",
+        RETENTION_DAYS,
+        "How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it.",
         "CodeStax",
     )
     path: str = Field("/audit-logs", description="Audit-log endpoint, relative to base_url (undocumented).")
@@ -75,8 +76,15 @@ class CodeStaxConfig(SourceConfig):
     repository: str | None = Field(None, description="Collect only this repository's entries.")
 
     def own_params(self) -> set[str]:
-        return {self.start_param, self.end_param, self.user_param, self.action_param, self.repository_param,
-                "skip", "limit"}  # fmt: skip
+        return {
+            self.start_param,
+            self.end_param,
+            self.user_param,
+            self.action_param,
+            self.repository_param,
+            "skip",
+            "limit",
+        }
 
 
 class TokenBucket:
@@ -111,8 +119,10 @@ class TokenBucket:
                 if now - self.last_log >= 60.0:
                     log.info(
                         "pacing requests to stay within the hourly request budget",
-                        source=source, wait_s=round(wait, 2), requests_per_hour=round(self.rate * 3600),
-                    )  # fmt: skip
+                        source=source,
+                        wait_s=round(wait, 2),
+                        requests_per_hour=round(self.rate * 3600),
+                    )
                     self.last_log = now
                 await self.sleep(wait)
                 self.tokens, self.stamp = 1.0, self.clock()
@@ -122,28 +132,63 @@ class TokenBucket:
 
 # --- mapping -----------------------------------------------------------------------------
 CATEGORIES = {
-    "auth": "authentication", "authentication": "authentication", "repositories": "configuration",
-    "scans": "analysis", "findings": "entity_management", "team": "user_management",
-    "settings": "configuration", "integrations": "configuration",
-}  # fmt: skip
+    "auth": "authentication",
+    "authentication": "authentication",
+    "repositories": "configuration",
+    "scans": "analysis",
+    "findings": "entity_management",
+    "team": "user_management",
+    "settings": "configuration",
+    "integrations": "configuration",
+}
 CATEGORY_BY_PREFIX = {
-    "auth": "auth", "repository": "repositories", "scan": "scans", "finding": "findings",
-    "team": "team", "settings": "settings", "integration": "integrations",
-}  # fmt: skip
+    "auth": "auth",
+    "repository": "repositories",
+    "scan": "scans",
+    "finding": "findings",
+    "team": "team",
+    "settings": "settings",
+    "integration": "integrations",
+}
 TARGET_TYPES = {
-    "auth": "user", "repositories": "repository", "scans": "repository", "findings": "finding",
-    "team": "user", "settings": "setting", "integrations": "integration",
-}  # fmt: skip
+    "auth": "user",
+    "repositories": "repository",
+    "scans": "repository",
+    "findings": "finding",
+    "team": "user",
+    "settings": "setting",
+    "integrations": "integration",
+}
 ACTIVITIES = {
-    "login": "login", "logout": "logout", "created": "create", "revoked": "revoke",
-    "connected": "create", "disconnected": "delete", "settings_changed": "update",
-    "triggered": "execute", "completed": "execute", "failed": "execute", "cancelled": "execute",
-    "triaged": "update", "ignored": "update", "commented": "create", "member_invited": "add_member",
-    "role_changed": "update", "member_removed": "remove_member", "updated": "update",
-    "webhook_configured": "update", "policy_changed": "update", "jira_linked": "create",
-    "oauth_token_refreshed": "update", "webhook_enabled": "enable", "webhook_disabled": "disable",
-    "viewed": "read", "exported": "export", "deleted": "delete", "login_failed": "login",
-}  # fmt: skip
+    "login": "login",
+    "logout": "logout",
+    "created": "create",
+    "revoked": "revoke",
+    "connected": "create",
+    "disconnected": "delete",
+    "settings_changed": "update",
+    "triggered": "execute",
+    "completed": "execute",
+    "failed": "execute",
+    "cancelled": "execute",
+    "triaged": "update",
+    "ignored": "update",
+    "commented": "create",
+    "member_invited": "add_member",
+    "role_changed": "update",
+    "member_removed": "remove_member",
+    "updated": "update",
+    "webhook_configured": "update",
+    "policy_changed": "update",
+    "jira_linked": "create",
+    "oauth_token_refreshed": "update",
+    "webhook_enabled": "enable",
+    "webhook_disabled": "disable",
+    "viewed": "read",
+    "exported": "export",
+    "deleted": "delete",
+    "login_failed": "login",
+}
 READS = {"read", "export"}  # findings read or exported are data access, not entity changes
 FAILURES = ("failed", "denied", "rejected", "login_failed")
 
@@ -179,7 +224,12 @@ def normalize_entry(
     if raw.get("category"):
         details["vendor_category"] = raw["category"]
     return entry_event(
-        "codestax", source, organization, key, when, observed,
+        "codestax",
+        source,
+        organization,
+        key,
+        when,
+        observed,
         actor={
             "id": user.get("email") or user.get("id"),
             "name": user.get("name"),
@@ -227,18 +277,21 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
             log.warning(
                 "initial_lookback_days is longer than retention_days; the first run starts retention_days back. "
                 "Raise retention_days if the plan keeps entries longer",
-                source=name, initial_lookback_days=config.initial_lookback_days,
+                source=name,
+                initial_lookback_days=config.initial_lookback_days,
                 retention_days=config.retention_days,
-            )  # fmt: skip
+            )
 
     def make_client(self) -> httpx.AsyncClient:
         cfg = self.config
         return make_client(
-            cfg, cfg.base_url, {"X-API-Key": cfg.api_key.get_secret_value()},
+            cfg,
+            cfg.base_url,
+            {"X-API-Key": cfg.api_key.get_secret_value()},
             follow_redirects=True,  # FastAPI redirects a path that differs by its trailing slash
             # every attempt, retries and redirects included, spends budget
             request_hooks=[self._same_origin, self._paced],
-        )  # fmt: skip
+        )
 
     async def _pay_for_attempt(self) -> None:
         """Before the attempt's deadline starts: on a small plan the wait for budget is longer
@@ -271,8 +324,11 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
         """Every entry from ``lo_ms`` to ``hi_ms``, newest first, walked until a short page."""
         cfg = self.config
         params: dict[str, Any] = {cfg.start_param: format_ms(lo_ms), cfg.end_param: format_ms(hi_ms)}
-        for name, value in ((cfg.user_param, cfg.user), (cfg.action_param, cfg.action),
-                            (cfg.repository_param, cfg.repository)):  # fmt: skip
+        for name, value in (
+            (cfg.user_param, cfg.user),
+            (cfg.action_param, cfg.action),
+            (cfg.repository_param, cfg.repository),
+        ):
             if value:
                 params[name] = value
         items: list[Any] = []
@@ -310,8 +366,10 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
         log.warning(
             "CodeStax sent entries outside the window asked for; they were skipped. The server "
             "ignores the time filter: check start_param and end_param",
-            source=self.name, organization=organization, entries=count,
-        )  # fmt: skip
+            source=self.name,
+            organization=organization,
+            entries=count,
+        )
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)

@@ -41,64 +41,130 @@ RETENTION_DAYS = 35.0  # Pro/Smart; Free 7, Enterprise/Dedicated 750: the settin
 # are user_management; whatever grants access (permission groups, SDK keys, Public API tokens,
 # 2FA, SAML, domains, signing keys and secrets) is access_management. Most specific glob wins.
 CATEGORY_BY_TYPE = {
-    "teamMember*": "user_management", "organizationMember*": "user_management",
-    "organizationAdmin*": "user_management", "user*": "user_management", "sync*": "user_management",
-    "twoFactor*": "access_management", "permissionGroup*": "access_management", "apiKey*": "access_management",
-    "publicApiAccessToken*": "access_management", "domain*": "access_management", "saml*": "access_management",
-    "autoProvisioning*": "access_management", "webhookSigningKey*": "access_management",
-    "proxyConfigurationSecretRegenerated": "access_management", "proxyNotificationSigningKey*": "access_management",
-    "organization*": "entity_management", "product*": "entity_management", "config*": "entity_management",
+    "teamMember*": "user_management",
+    "organizationMember*": "user_management",
+    "organizationAdmin*": "user_management",
+    "user*": "user_management",
+    "sync*": "user_management",
+    "twoFactor*": "access_management",
+    "permissionGroup*": "access_management",
+    "apiKey*": "access_management",
+    "publicApiAccessToken*": "access_management",
+    "domain*": "access_management",
+    "saml*": "access_management",
+    "autoProvisioning*": "access_management",
+    "webhookSigningKey*": "access_management",
+    "proxyConfigurationSecretRegenerated": "access_management",
+    "proxyNotificationSigningKey*": "access_management",
+    "organization*": "entity_management",
+    "product*": "entity_management",
+    "config*": "entity_management",
     "environment*": "entity_management",
-    "setting*": "configuration", "predefinedVariations*": "configuration", "segment*": "configuration",
-    "tag*": "configuration", "webHook*": "configuration", "integration*": "configuration",
-    "codeReference*": "configuration", "changeRequest*": "configuration", "proxy*": "configuration",
+    "setting*": "configuration",
+    "predefinedVariations*": "configuration",
+    "segment*": "configuration",
+    "tag*": "configuration",
+    "webHook*": "configuration",
+    "integration*": "configuration",
+    "codeReference*": "configuration",
+    "changeRequest*": "configuration",
+    "proxy*": "configuration",
     "aws*": "configuration",
-}  # fmt: skip
+}
 TARGET_BY_TYPE = {
-    "teamMember*": "team_member", "organizationMember*": "organization_member",
-    "organizationAdmin*": "organization_admin", "user*": "user", "syncUser*": "user", "syncGroup*": "group",
-    "twoFactor*": "user", "permissionGroup*": "permission_group", "apiKey*": "sdk_key",
-    "publicApiAccessToken*": "public_api_token", "domain*": "domain", "saml*": "saml_idp",
-    "autoProvisioning*": "auto_provisioning", "webhookSigningKey*": "webhook_signing_key",
-    "organization*": "organization", "product*": "product", "config*": "config", "environment*": "environment",
-    "setting*": "setting", "predefinedVariations*": "setting", "segment*": "segment", "tag*": "tag",
-    "webHook*": "webhook", "integration*": "integration", "codeReference*": "code_reference",
-    "changeRequest*": "change_request", "proxy*": "proxy", "aws*": "aws",
-}  # fmt: skip
+    "teamMember*": "team_member",
+    "organizationMember*": "organization_member",
+    "organizationAdmin*": "organization_admin",
+    "user*": "user",
+    "syncUser*": "user",
+    "syncGroup*": "group",
+    "twoFactor*": "user",
+    "permissionGroup*": "permission_group",
+    "apiKey*": "sdk_key",
+    "publicApiAccessToken*": "public_api_token",
+    "domain*": "domain",
+    "saml*": "saml_idp",
+    "autoProvisioning*": "auto_provisioning",
+    "webhookSigningKey*": "webhook_signing_key",
+    "organization*": "organization",
+    "product*": "product",
+    "config*": "config",
+    "environment*": "environment",
+    "setting*": "setting",
+    "predefinedVariations*": "setting",
+    "segment*": "segment",
+    "tag*": "tag",
+    "webHook*": "webhook",
+    "integration*": "integration",
+    "codeReference*": "code_reference",
+    "changeRequest*": "change_request",
+    "proxy*": "proxy",
+    "aws*": "aws",
+}
 # The verb the type ends with -> activity; member moves before plain removals.
 ACTIVITY_BY_TYPE = {
-    "*Created": "create", "*Added": "create", "*Connected": "create", "*Uploaded": "create",
-    "*Requested": "create", "*Deleted": "delete", "*Removed": "delete", "*Disconnected": "delete",
-    "*Revoked": "revoke", "*Invited": "add_member", "*Joined": "add_member", "*AddedToProduct": "add_member",
-    "*JoinRequestApproved": "add_member", "teamMemberRemoved": "remove_member",
-    "organizationMemberRemoved": "remove_member", "*Left": "remove_member",
-    "*Disabled": "disable", "*DisabledForMember": "disable", "*Enabled": "enable",
-    "*Changed": "update", "*Updated": "update", "*Reordered": "update", "*Edited": "update",
-    "*Rebased": "update", "*Resent": "update", "*Verified": "update", "*Default": "update",
-    "*Regenerated": "update", "*Fixed": "update", "*Claimed": "update", "*Applied": "update",
-    "*AppliedOnSchedule": "update", "*Closed": "update", "*NeedsAttention": "update", "*Approved": "update",
-    "*Dismissed": "update", "*Rejected": "update", "*ConvertedTo*": "update", "*Transferred": "update",
+    "*Created": "create",
+    "*Added": "create",
+    "*Connected": "create",
+    "*Uploaded": "create",
+    "*Requested": "create",
+    "*Deleted": "delete",
+    "*Removed": "delete",
+    "*Disconnected": "delete",
+    "*Revoked": "revoke",
+    "*Invited": "add_member",
+    "*Joined": "add_member",
+    "*AddedToProduct": "add_member",
+    "*JoinRequestApproved": "add_member",
+    "teamMemberRemoved": "remove_member",
+    "organizationMemberRemoved": "remove_member",
+    "*Left": "remove_member",
+    "*Disabled": "disable",
+    "*DisabledForMember": "disable",
+    "*Enabled": "enable",
+    "*Changed": "update",
+    "*Updated": "update",
+    "*Reordered": "update",
+    "*Edited": "update",
+    "*Rebased": "update",
+    "*Resent": "update",
+    "*Verified": "update",
+    "*Default": "update",
+    "*Regenerated": "update",
+    "*Fixed": "update",
+    "*Claimed": "update",
+    "*Applied": "update",
+    "*AppliedOnSchedule": "update",
+    "*Closed": "update",
+    "*NeedsAttention": "update",
+    "*Approved": "update",
+    "*Dismissed": "update",
+    "*Rejected": "update",
+    "*ConvertedTo*": "update",
+    "*Transferred": "update",
     "*Configured": "update",
-}  # fmt: skip
-MAPPING: dict[str, FieldSpec] = validate_mapping({
-    "action": FieldSpec(path="auditLogTypeEnum", default="unknown"),
-    "category": FieldSpec(path="auditLogTypeEnum", map=CATEGORY_BY_TYPE, default="unknown"),
-    "activity": FieldSpec(path="auditLogTypeEnum", map=ACTIVITY_BY_TYPE, default="other"),
-    "outcome": FieldSpec(const="success"),  # the audit log records performed changes only
-    "actor.id": "userEmail",
-    "actor.email": "userEmail",
-    "actor.name": "userName",
-    "actor.type": FieldSpec(path="userEmail", map={"*": "user"}, default="system"),
-    "target.type": FieldSpec(path="auditLogTypeEnum", map=TARGET_BY_TYPE),
-    "target.name": "actionTarget",
-    "message": "auditLogType",
-    "details.where": "where",
-    "details.why": "why",
-    "details.details": FieldSpec(path="details", parse_json=True),
-    "details.truncated": "truncated",
-    "details.changeSetId": "changeSetId",
-    "details.modelVersion": "modelVersion",
-})  # fmt: skip
+}
+MAPPING: dict[str, FieldSpec] = validate_mapping(
+    {
+        "action": FieldSpec(path="auditLogTypeEnum", default="unknown"),
+        "category": FieldSpec(path="auditLogTypeEnum", map=CATEGORY_BY_TYPE, default="unknown"),
+        "activity": FieldSpec(path="auditLogTypeEnum", map=ACTIVITY_BY_TYPE, default="other"),
+        "outcome": FieldSpec(const="success"),  # the audit log records performed changes only
+        "actor.id": "userEmail",
+        "actor.email": "userEmail",
+        "actor.name": "userName",
+        "actor.type": FieldSpec(path="userEmail", map={"*": "user"}, default="system"),
+        "target.type": FieldSpec(path="auditLogTypeEnum", map=TARGET_BY_TYPE),
+        "target.name": "actionTarget",
+        "message": "auditLogType",
+        "details.where": "where",
+        "details.why": "why",
+        "details.details": FieldSpec(path="details", parse_json=True),
+        "details.truncated": "truncated",
+        "details.changeSetId": "changeSetId",
+        "details.modelVersion": "modelVersion",
+    }
+)
 MAPPER = Mapper(MAPPING)
 
 
@@ -132,7 +198,9 @@ class ConfigCatConfig(SourceConfig):
         365.0, gt=0, description="How far back the first run starts, at most retention_days."
     )
     retention_days: float = retention_setting(
-        RETENTION_DAYS, "The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750.", "ConfigCat",
+        RETENTION_DAYS,
+        "The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750.",
+        "ConfigCat",
         " (Enterprise, Dedicated)",
     )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
@@ -148,8 +216,16 @@ class ConfigCatConfig(SourceConfig):
         return _uuid(value) if value else None
 
     def own_params(self) -> set[str]:
-        return {"fromUtcDateTime", "toUtcDateTime", "productId", "configId", "environmentId", "auditLogType",
-                "pageNumber", "pageSize"}  # fmt: skip
+        return {
+            "fromUtcDateTime",
+            "toUtcDateTime",
+            "productId",
+            "configId",
+            "environmentId",
+            "auditLogType",
+            "pageNumber",
+            "pageSize",
+        }
 
     @model_validator(mode="after")
     def _something(self) -> ConfigCatConfig:
@@ -186,9 +262,14 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     if not isinstance(raw, dict):
         raise ValueError(f"a ConfigCat audit entry is an object, not {type(raw).__name__}")
     return MAPPER.event(
-        raw=raw, key=key, time=parse_time(str(raw.get("auditLogDateTime"))), observed=observed,
-        vendor="configcat", source=source, organization=organization,
-    )  # fmt: skip
+        raw=raw,
+        key=key,
+        time=parse_time(str(raw.get("auditLogDateTime"))),
+        observed=observed,
+        vendor="configcat",
+        source=source,
+        organization=organization,
+    )
 
 
 _time_ms = time_at("auditLogDateTime")
@@ -225,8 +306,12 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
         delay = reset_delay(response.headers.get("X-Rate-Limit-Reset"), time.time())
         delay = min(max(delay if delay is not None else 1.0, 0.0), self.config.max_throttle_s)
         if delay > 0:
-            log.info("ConfigCat rate limit nearly used; throttling", source=self.name, remaining=remaining,
-                     sleep_s=round(delay, 2))  # fmt: skip
+            log.info(
+                "ConfigCat rate limit nearly used; throttling",
+                source=self.name,
+                remaining=remaining,
+                sleep_s=round(delay, 2),
+            )
             await asyncio.sleep(delay)
 
     def organizations(self) -> list[str]:
@@ -241,8 +326,12 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
     async def fetch_window(self, unit: str, lo_ms: int, hi_ms: int) -> list[Any]:
         cfg = self.config
         params: dict[str, Any] = {"fromUtcDateTime": format_ms(lo_ms), "toUtcDateTime": format_ms(hi_ms)}
-        filters = {"productId": cfg.product_id, "configId": cfg.config_id,
-                   "environmentId": cfg.environment_id, "auditLogType": cfg.audit_log_type}  # fmt: skip
+        filters = {
+            "productId": cfg.product_id,
+            "configId": cfg.config_id,
+            "environmentId": cfg.environment_id,
+            "auditLogType": cfg.audit_log_type,
+        }
         params.update({k: v for k, v in filters.items() if v})
         path = self._path(unit)
         # Page numbers, newest first: a window is journaled only once every page is read (the
@@ -257,8 +346,9 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
         guard = self.page_guard(unit, cfg.max_pages, "lower window_days or raise max_pages")
         while True:
             page_number = guard.next_page()
-            body = await self.fetcher.get_json(unit, path, {**params, "pageNumber": page_number,
-                                                            "pageSize": cfg.page_size}, budget=budget)  # fmt: skip
+            body = await self.fetcher.get_json(
+                unit, path, {**params, "pageNumber": page_number, "pageSize": cfg.page_size}, budget=budget
+            )
             if (
                 not isinstance(body, dict)
                 or not isinstance(body.get("data", []), list | None)

@@ -18,10 +18,14 @@ import orjson
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from forwarder import lenient_json, metrics
+from forwarder import lenient_json
 from forwarder.http_shared import read_at_most
 from forwarder.retry import BackoffWait, parse_retry_after
 from forwarder.secret_stores import credentials_refused
+from forwarder.sources.errors import MalformedResponse as MalformedResponse
+from forwarder.sources.errors import RetryableHTTPError as RetryableHTTPError
+from forwarder.sources.errors import SourceError as SourceError
+from forwarder.sources.ratelimit import RateBudget, shared_budget
 
 if TYPE_CHECKING:
     from forwarder.sources.base import SourceConfig
@@ -46,20 +50,6 @@ class Budget(Protocol):
     charged to it. A protocol, so that this layer needs nothing of the walk's module."""
 
     def charge(self, size: int) -> None: ...
-
-
-class SourceError(Exception):
-    """A poll of one organization failed; that organization waits for its next cycle."""
-
-
-class RetryableHTTPError(SourceError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class MalformedResponse(SourceError):
-    """The vendor answered 200 with something that is not the documented JSON."""
 
 
 def describe(vendor: str, organization: str, response: httpx.Response, body: bytes = b"") -> str:
@@ -145,11 +135,19 @@ class HttpFetcher:
         on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
     ) -> HttpFetcher:
-        """The fetcher of a source: its retry settings and ``extra_params`` read from its config."""
+        """The fetcher of a source: its retry settings, ``extra_params`` and the rate budget of its
+        credential (``rate_limit``, shared with every source using the same one) read from its config."""
         return cls(
-            client, vendor, config.max_attempts, config.backoff_initial_s, config.backoff_max_s,
-            on_response=on_response, before_attempt=before_attempt, extra_params=config.extra_params,
-        )  # fmt: skip
+            client,
+            vendor,
+            config.max_attempts,
+            config.backoff_initial_s,
+            config.backoff_max_s,
+            on_response=on_response,
+            before_attempt=before_attempt,
+            extra_params=config.extra_params,
+            rate_limit=shared_budget(config),
+        )
 
     def __init__(
         self,
@@ -163,6 +161,7 @@ class HttpFetcher:
         timeout_s: float | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
         extra_params: Mapping[str, str] | None = None,
+        rate_limit: RateBudget | None = None,
     ) -> None:
         """``timeout_s`` bounds one whole attempt; None takes the client's own timeout.
 
@@ -172,8 +171,11 @@ class HttpFetcher:
         before the deadline starts: a request budget may wait longer than ``timeout_s``.
         ``extra_params`` (the source's ``extra_params`` setting) join every request here, the
         one place each source's requests pass through; the configuration refuses a name the
-        source sends itself, so nothing the source asked for is replaced.
+        source sends itself, so nothing the source asked for is replaced. ``rate_limit``, the
+        budget of the source's credential (``forwarder.sources.ratelimit.shared_budget``), is
+        asked before every attempt and told every answer's headers.
         """
+        self.rate_limit = rate_limit
         self.extra_params = dict(extra_params or {})
         self.before_attempt = before_attempt
         self.client = client
@@ -208,6 +210,8 @@ class HttpFetcher:
 
     def _log_retry(self, organization: str) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
+            from forwarder import metrics  # prometheus_client only where requests are made (round 8)
+
             exc = state.outcome.exception() if state.outcome else None
             metrics.source_retry(state.upcoming_sleep, getattr(exc, "retry_after", None) is not None)
             log.warning(
@@ -234,21 +238,44 @@ class HttpFetcher:
         deadline = self._deadline()
         if self.before_attempt is not None:
             await self.before_attempt()
+        limiter = self.rate_limit
+        if limiter is not None:
+            await limiter.acquire(self.vendor, organization)
         try:
             async with asyncio.timeout(deadline):
                 response, body, size = await self._receive(url, params)
         except TimeoutError:
+            if limiter is not None:
+                limiter.release()
             # the same retryable error as httpx's own timeouts, so the retry policy, the log and
             # the final message treat a slow trickle like any other timeout
             raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        except SourceError as exc:  # an auth flow's (a token endpoint's refusal), which knows no organization
+            if limiter is not None:
+                limiter.release()
+            exc.args = (f"{exc} (organization {organization!r})",)
+            raise
+        except BaseException:
+            if limiter is not None:
+                limiter.release()
+            raise
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if limiter is not None:
+            limiter.observe(response.headers)
+            if retry_after is None and response.status_code in (403, *RETRY_STATUSES):
+                retry_after = limiter.stated_reset(response.headers)
+            if limiter.is_rate_limit(response.status_code, response.headers, body):
+                raise RetryableHTTPError(
+                    describe(self.vendor, organization, response, body).replace(
+                        HINTS[403], "the rate limit for this credential is used up (the vendor answers 403 for it)"
+                    ),
+                    retry_after,
+                )
         # after the body and outside the deadline: a hook may sleep (ConfigCat's throttle)
         if self.on_response is not None:
             await self.on_response(response)
         if response.status_code in RETRY_STATUSES:
-            raise RetryableHTTPError(
-                describe(self.vendor, organization, response, body),
-                parse_retry_after(response.headers.get("Retry-After")),
-            )
+            raise RetryableHTTPError(describe(self.vendor, organization, response, body), retry_after)
         if response.status_code >= 500:
             raise RetryableHTTPError(describe(self.vendor, organization, response, body), None)
         if response.status_code >= 400:
@@ -280,6 +307,8 @@ class HttpFetcher:
         connection dropped as soon as it passes the limit. A page over the limit comes back
         with a size above it and an empty body; an error page is cut at ``ERROR_BODY_BYTES``.
         """
+        from forwarder import metrics  # prometheus_client only where requests are made (round 8)
+
         if self.extra_params:  # merged into a next link's own query too (same names replaced, not doubled)
             params = {**self.extra_params, **(params or {})}
         async with self.client.stream("GET", url, params=params) as response:

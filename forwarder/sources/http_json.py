@@ -19,47 +19,25 @@ from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
-from forwarder.secrets import SecretFilesModel
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, make_client
-from forwarder.sources.http_auth import credentials
+from forwarder.sources.http_auth import Auth, credentials
 from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import TimeFormat, format_instant, parse_instant, sent_window, walk_keys
 from forwarder.sources.windowed import HOUR_MS, Walk, WindowedSource
 
 log = structlog.get_logger("forwarder.sources.http_json")
 # Styles whose next link or token goes on from where a page ended: each page is journaled as it
-# comes. Page numbers and offsets shift under entries written meanwhile, and an unpaged answer
-# is the whole slice: those walks are held to their end, bound by max_walk_bytes.
+# comes (when the vendor lists oldest first). Page numbers and offsets shift under entries written
+# meanwhile, an unpaged answer is the whole slice, and pages listed newest first would journal a
+# slice backwards: those walks are held to their end, bound by max_walk_bytes.
 PAGED_STYLES = ("cursor", "next_link_body", "link_header")
 
+
 # --- configuration -------------------------------------------------------------------------
-class Auth(SecretFilesModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["none", "header", "bearer", "basic", "query"] = "none"
-    header: str = Field("Authorization", description="type header: the header that carries token.")
-    param: str = Field("api_key", description="type query: the query parameter that carries token.")
-    token: SecretStr | None = Field(None, description="header value, bearer token or query value; or token_file.")
-    username: str | None = None
-    password: SecretStr | None = Field(None, description="type basic; or password_file.")
-
-    @model_validator(mode="after")
-    def _complete(self) -> Auth:
-        if self.type in ("header", "bearer", "query") and self.token is None:
-            raise ValueError(f"auth type {self.type} needs token (or token_file)")
-        if self.type == "basic" and (self.username is None or self.password is None):
-            raise ValueError("auth type basic needs username and password (or password_file)")
-        return self
-
-    def query_param(self) -> str | None:
-        """The query parameter that carries the credential, if one does: never a parameter of the
-        source's own, and taken off a link before it is compared with the page it came from."""
-        return self.param if self.type == "query" else None
-
-
 class Pagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     style: Literal["none", "next_link_body", "link_header", "cursor", "page_number", "offset"] = "none"
@@ -75,6 +53,11 @@ class Pagination(BaseModel):
     has_next_path: str | None = Field(None, description="Stop when this is false (never trusted alone).")
     stop_on_short_page: bool = Field(True, description="page_number/offset: a page under page_size is the last.")
     max_pages: int = Field(10_000, ge=1, description="A walk longer than this fails rather than loops.")
+    order: Literal["oldest_first", "newest_first"] = Field(
+        "oldest_first",
+        description="The order the vendor lists a window in. newest_first: a next-link or cursor walk is held "
+        "to the end of its slice (bound by max_walk_bytes) and journaled oldest first, instead of page by page.",
+    )
 
 
 class HttpJsonConfig(SourceConfig):
@@ -93,12 +76,22 @@ class HttpJsonConfig(SourceConfig):
     params: dict[str, str | int] = Field(default_factory=dict, description="Fixed query parameters.")
     pagination: Pagination = Field(default_factory=Pagination)
     records_path: str = Field("", description="Dotted path of the list of records; empty: the body is the list.")
-    id_field: str | None = Field(None, description="Path of the event id; none: a content hash.")
+    records_optional: bool = Field(False, description="An answer without records_path holds no records (not an error).")
+    id_field: str | list[str] | None = Field(
+        None,
+        description="Path of the event id, or a list of paths whose values together are the id; none: a content hash.",
+    )
     time_field: str = Field(description="Path of the event time.")
     time_format: TimeFormat = "iso8601"
     from_param: str | None = Field(None, description="Query parameter of the window start.")
     to_param: str | None = Field(None, description="Query parameter of the window end.")
     window_format: TimeFormat = Field("iso8601", description="How from_param/to_param are written.")
+    window_param: str | None = Field(
+        None,
+        description="One query parameter holding the whole window, written from window_template (a search "
+        "phrase), instead of from_param/to_param.",
+    )
+    window_template: str = Field("{from}..{to}", description="window_param's value; {from} and {to} are replaced.")
     slice_hours: float = Field(24.0, gt=0, description="Window width, when from_param is set.")
     retention_days: float | None = Field(None, gt=0, description="Vendor retention; a cursor older gets a gap event.")
     mapping: dict[str, FieldSpec] = Field(description="Normalized field -> path or {path, const, map, default}.")
@@ -106,10 +99,12 @@ class HttpJsonConfig(SourceConfig):
     def own_params(self) -> set[str]:
         pg = self.pagination
         paging = {
-            "cursor": {pg.cursor_param}, "page_number": {pg.page_param, pg.size_param or ""},
+            "cursor": {pg.cursor_param},
+            "page_number": {pg.page_param, pg.size_param or ""},
             "offset": {pg.offset_param, pg.limit_param},
-        }.get(pg.style, set())  # fmt: skip
-        return {*self.params, self.from_param or "", self.to_param or "", *paging, self.auth.query_param() or ""} - {""}
+        }.get(pg.style, set())
+        windows = {self.from_param or "", self.to_param or "", self.window_param or ""}
+        return {*self.params, *windows, *paging, self.auth.query_param() or ""} - {""}
 
     @field_validator("url")
     @classmethod
@@ -160,13 +155,14 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     def __init__(self, name: str, config: HttpJsonConfig) -> None:
         super().__init__(name, config)
         self.mapper = Mapper(config.mapping)
-        self.paged = config.pagination.style in PAGED_STYLES
+        pg = config.pagination
+        self.paged = pg.style in PAGED_STYLES and pg.order == "oldest_first"  # journaled page by page
 
     def make_client(self) -> httpx.AsyncClient:
         """The auth method's headers after the configured ones: a credential is never replaced by a
         header of the same name. Which method gives what: ``forwarder.sources.http_auth``."""
         cfg = self.config
-        given = credentials(cfg.auth)
+        given = credentials(cfg.auth, cfg.vendor, cfg.timeout_s)
         headers = {**{k: v.get_secret_value() for k, v in cfg.headers.items()}, **given.headers}
         return make_client(cfg, headers=headers, auth=given.auth, request_hooks=given.request_hooks)
 
@@ -189,9 +185,9 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
 
     def _budget(self, organization: str) -> WalkBudget:
         cfg = self.config
-        if cfg.pagination.style in PAGED_STYLES:
+        if self.paged:
             remedy = "each page is journaled; what grows is the hashes of entries without an id: set id_field"
-        elif cfg.from_param:
+        elif cfg.from_param or cfg.window_param:
             remedy = "lower slice_hours"
         else:
             remedy = "set from_param and to_param, then lower slice_hours"
@@ -199,16 +195,22 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
 
     async def fetch_window(self, organization: str, lo_ms: int | None, hi_ms: int | None) -> list[Any]:
         """Every record of a walk, held until it ends (page number, offset and unpaged styles,
-        whose order within a slice is unknown): bound by ``max_walk_bytes``."""
+        whose order within a slice is unknown, and pages listed newest first): bound by
+        ``max_walk_bytes``."""
         records: list[Any] = []
         async for page, _, _ in self.answers(organization, lo_ms, hi_ms, self._budget(organization)):
             records.extend(page)
         return records
 
     async def answers(
-        self, organization: str, lo_ms: int | None, hi_ms: int | None, budget: WalkBudget,
-        resume: str | None = None, walked: int = 0,
-    ) -> AsyncIterator[tuple[list[Any], bool, str | None]]:  # fmt: skip
+        self,
+        organization: str,
+        lo_ms: int | None,
+        hi_ms: int | None,
+        budget: WalkBudget,
+        resume: str | None = None,
+        walked: int = 0,
+    ) -> AsyncIterator[tuple[list[Any], bool, str | None]]:
         """Each answer's records, whether it is the walk's last, and the next link or token to go
         on from (next link and cursor styles). ``resume`` goes on from such a point, ``walked``
         answers into the walk: ``max_pages`` counts the whole walk. The guards against a link or
@@ -220,6 +222,9 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             params[cfg.from_param] = format_instant(lo_ms, cfg.window_format)
         if cfg.to_param and hi_ms is not None:
             params[cfg.to_param] = format_instant(hi_ms, cfg.window_format)
+        if cfg.window_param and lo_ms is not None and hi_ms is not None:
+            lo_text, hi_text = format_instant(lo_ms, cfg.window_format), format_instant(hi_ms, cfg.window_format)
+            params[cfg.window_param] = cfg.window_template.replace("{from}", lo_text).replace("{to}", hi_text)
         last: list[httpx.Response] = []
         fetcher = self._fetcher(last)
         page_no, offset = pg.first_page, 0
@@ -244,6 +249,8 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 query[pg.offset_param], query[pg.limit_param] = offset, pg.page_size
             body = await fetcher.get_json(organization, next_url or url, None if next_url else query, budget=budget)
             page = get_path(body, cfg.records_path)
+            if page is None and cfg.records_optional and isinstance(body, dict):
+                page = []
             if not isinstance(page, list):
                 where = f"at {cfg.records_path!r}" if cfg.records_path else "as the body"
                 raise MalformedResponse(
@@ -327,7 +334,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         """Without a time filter a run asks once: the whole run is one slice."""
         cfg = self.config
-        return int(cfg.slice_hours * HOUR_MS) if cfg.from_param else max(end_ms - start_ms, 1)
+        return int(cfg.slice_hours * HOUR_MS) if cfg.from_param or cfg.window_param else max(end_ms - start_ms, 1)
 
     def resume_point(self, cursor: dict[str, Any] | None) -> Resume | None:
         return Resume.load(cursor) if self.paged else None
@@ -355,8 +362,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 log.warning(
                     "the vendor refused to go on from where the last poll stopped; walking the slice again "
                     "from its start (entries may come twice, none is lost)",
-                    source=self.name, organization=organization, error=str(exc),
-                )  # fmt: skip
+                    source=self.name,
+                    organization=organization,
+                    error=str(exc),
+                )
                 point = Resume(lo, hi, "")
                 answers = self.answers(organization, lo, hi, budget)
             else:
@@ -383,9 +392,14 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
         cfg = self.config
         return self.mapper.event(
-            raw=raw, key=key, time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
-            observed=observed, vendor=cfg.vendor, source=self.name, organization=organization,
-        )  # fmt: skip
+            raw=raw,
+            key=key,
+            time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
+            observed=observed,
+            vendor=cfg.vendor,
+            source=self.name,
+            organization=organization,
+        )
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -75,8 +75,13 @@ class Resume:
         if not isinstance(walk, dict) or not isinstance(walk.get("next"), str):
             return None
         twins = walk.get("twins") or {}
-        return cls(int(walk["lo"]), int(walk["hi"]), walk["next"], int(walk.get("pages", 0)),
-                      {str(k): int(v) for k, v in twins.items()})  # fmt: skip
+        return cls(
+            int(walk["lo"]),
+            int(walk["hi"]),
+            walk["next"],
+            int(walk.get("pages", 0)),
+            {str(k): int(v) for k, v in twins.items()},
+        )
 
     def dump(self) -> dict[str, Any]:
         return {"lo": self.lo, "hi": self.hi, "next": self.next, "pages": self.pages, "twins": dict(self.twins)}

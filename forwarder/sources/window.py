@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from forwarder.event import content_ids, format_ms, format_time, parse_ms, parse_time
-from forwarder.mapping import entry_time, get_path
+from forwarder.mapping import entry_time, id_value
 from forwarder.sources.http import MalformedResponse
 
 
@@ -35,9 +35,14 @@ class WindowCursor:
         return {"watermark_ms": self.watermark_ms, "recent": dict(self.recent)}
 
     def take(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
+        overlap_ms: int,
         within: tuple[int, int] | None = None,
-    ) -> tuple[list[tuple[Any, str]], int]:  # fmt: skip
+    ) -> tuple[list[tuple[Any, str]], int]:
         """A slice's entries not journaled before, oldest first (ties by key, numeric ids in
         number order), with the cursor advanced to ``hi``; and how many were dropped for lying
         outside ``within`` (a server that ignores the time filter sends everything). An entry
@@ -48,9 +53,14 @@ class WindowCursor:
         return fresh, outside
 
     def take_page(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int, overlap_ms: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
+        overlap_ms: int,
         within: tuple[int, int] | None = None,
-    ) -> list[tuple[Any, str]]:  # fmt: skip
+    ) -> list[tuple[Any, str]]:
         """``take`` for one page of a slice journaled page by page: the watermark stays until the
         slice ends, and of this page's keys only those the next slice's overlap re-reads (time
         at or after ``hi - overlap``) are remembered, so the cursor does not grow with the walk.
@@ -61,9 +71,13 @@ class WindowCursor:
         return fresh
 
     def _select(
-        self, items: list[Any], keys: list[str], time_ms: Callable[[Any], int | None], hi: int,
+        self,
+        items: list[Any],
+        keys: list[str],
+        time_ms: Callable[[Any], int | None],
+        hi: int,
         within: tuple[int, int] | None,
-    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:  # fmt: skip
+    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         outside = 0
@@ -146,9 +160,13 @@ def with_occurrence(keys: list[str], seen: dict[str, int] | None = None) -> list
 
 
 def walk_keys(
-    items: list[Any], vendor: str, organization: str, id_field: str | None = None, id_prefix: str = "",
+    items: list[Any],
+    vendor: str,
+    organization: str,
+    id_field: str | list[str] | None = None,
+    id_prefix: str = "",
     twins: dict[str, int] | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """The key of each entry of one walk: ``id_prefix`` and the vendor's id at ``id_field`` where
     it has one (an empty one is none), else a hash of the entry, twins numbered. An id seen
     again with the same content is the same event (a page shift showed it twice); with other
@@ -156,7 +174,7 @@ def walk_keys(
     earlier pages of the walk (an id's versions are compared within ``items`` only)."""
     if not id_field:
         return with_occurrence(content_ids(vendor, organization, items), twins)
-    ids = [None if (ident := get_path(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
+    ids = [None if (ident := id_value(item, id_field)) in (None, "") else f"{id_prefix}{ident}" for item in items]
     unkeyed = [item for item, ident in zip(items, ids, strict=True) if ident is None]
     hashed = iter(with_occurrence(content_ids(vendor, organization, unkeyed), twins))
     versions: dict[str, list[Any]] = {}
@@ -174,7 +192,7 @@ def walk_keys(
 
 
 def entry_keys(
-    vendor: str, label: str, organization: str, items: list[Any], id_field: str | None, id_prefix: str
+    vendor: str, label: str, organization: str, items: list[Any], id_field: str | list[str] | None, id_prefix: str
 ) -> list[str]:
     """``walk_keys`` for entries that must be objects."""
     for item in items:
@@ -195,13 +213,13 @@ def time_at(field: str) -> Callable[[Any], int | None]:
     return time_ms
 
 
-TimeFormat = Literal["iso8601", "epoch_s", "epoch_ms"]  # how a configured source writes and reads instants
+TimeFormat = Literal["iso8601", "iso8601_s", "epoch_s", "epoch_ms"]  # how a configured source writes and reads instants
 
 
 def parse_instant(value: Any, fmt: TimeFormat) -> datetime:
     if value is None or isinstance(value, bool):
         raise ValueError("entry has no time")
-    if fmt == "iso8601":
+    if fmt in ("iso8601", "iso8601_s"):
         return parse_time(str(value))
     number = float(value)
     return datetime.fromtimestamp(number / 1000 if fmt == "epoch_ms" else number, tz=UTC)
@@ -211,7 +229,7 @@ def sent_window(lo_ms: int, hi_ms: int, fmt: TimeFormat) -> tuple[int, int]:
     """The times an API may return for ``[lo_ms, hi_ms]`` once the bounds are written in ``fmt``:
     whole seconds stand for the whole second. Filtering on the exact milliseconds instead
     dropped entries early in a slice boundary's second from both slices, for good."""
-    if fmt == "epoch_s":
+    if fmt in ("epoch_s", "iso8601_s"):
         return lo_ms // 1000 * 1000, hi_ms // 1000 * 1000 + 999
     return lo_ms, hi_ms
 
@@ -221,4 +239,6 @@ def format_instant(ms: int, fmt: TimeFormat) -> str:
         return str(ms)
     if fmt == "epoch_s":
         return str(ms // 1000)
+    if fmt == "iso8601_s":
+        return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return format_time(datetime.fromtimestamp(ms / 1000, tz=UTC))

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
+from forwarder.sources.answer_size import SliceSizer
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher
@@ -41,12 +42,17 @@ class HttpSource(Generic[C]):
     unit: ClassVar[str] = "organization"  # what one of ``organizations()`` is, in messages
 
     def __init__(
-        self, name: str, config: C, *, on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
+        self,
+        name: str,
+        config: C,
+        *,
+        on_response: Callable[[httpx.Response], Awaitable[None]] | None = None,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.name = name
         self.config = config
         self.client = self.make_client()
+        self.slice_widths: dict[str, int] = {}  # per organization, the width its last walk ended with
         self.fetcher = HttpFetcher.for_source(
             self.client, self.label, config, on_response=on_response, before_attempt=before_attempt
         )
@@ -84,6 +90,7 @@ class Walk:
     overlap: int
     gap: list[dict[str, Any]] = field(default_factory=list)
     warned: bool = False  # entries outside the window asked for were reported this poll
+    answered: int = 0  # entries the last slice's answer held (``answer_size``)
 
     def page(self, entries: list[tuple[Any, str]], cursor: dict[str, Any]) -> Page:
         page = Page(entries=entries, cursor=cursor, extra_events=self.gap)
@@ -95,6 +102,9 @@ class WindowedSource(HttpSource[C]):
     """The time-window walk; a vendor module implements ``fetch_window``, ``keys`` and ``time_ms``."""
 
     check_message: ClassVar[str] = "credentials accepted for {n} organization(s)"
+    # Entries one answer should hold, for a vendor that answers a whole slice at once: slices are
+    # then sized to it (``forwarder.sources.answer_size``); None keeps the configured width.
+    answer_entries: ClassVar[int | None] = None
 
     async def fetch_window(self, organization: str, lo_ms: int, hi_ms: int) -> list[Any]:
         """Every entry the vendor lists from ``lo_ms`` to ``hi_ms``, in any order; a walk held to
@@ -144,19 +154,35 @@ class WindowedSource(HttpSource[C]):
         if oldest is not None:
             start = max(start, oldest)
             walk.gap = retention_gap(
-                vendor=self.event_vendor, source=self.name, organization=organization,
-                cursor_ms=state.watermark_ms if cursor else None, oldest_ms=oldest,
-            )  # fmt: skip
+                vendor=self.event_vendor,
+                source=self.name,
+                organization=organization,
+                cursor_ms=state.watermark_ms if cursor else None,
+                oldest_ms=oldest,
+            )
         resume = self.resume_point(cursor)
         if resume is not None:  # a slice left mid-walk: finish it before the next
             async for page in self.walk_slice(walk, resume.lo, resume.hi, resume):
                 yield page
                 del page  # not held while the next answer is read
             start = max(start, resume.hi)
-        for lo, hi in slices(start, end, self.slice_ms(start, end)):
-            async for page in self.walk_slice(walk, lo, hi):
-                yield page
-                del page
+        width = self.slice_ms(start, end)
+        if self.answer_entries is None:
+            for lo, hi in slices(start, end, width):
+                async for page in self.walk_slice(walk, lo, hi):
+                    yield page
+                    del page
+        else:  # each answer's size sets the next slice's width, so no answer holds the whole backlog
+            widths = self.slice_widths
+            sizer = SliceSizer(self.answer_entries, width, widths.get(organization))
+            lo = start
+            while lo < end:
+                hi = min(lo + sizer.width, end)
+                async for page in self.walk_slice(walk, lo, hi):
+                    yield page
+                    del page
+                widths[organization] = sizer.answered(walk.answered, hi - lo)
+                lo = hi
         if walk.gap and oldest is not None:  # nothing to walk (lag longer than the run's window): the gap is news
             state.watermark_ms = max(state.watermark_ms, oldest)
             yield walk.page([], state.dump())
@@ -169,6 +195,7 @@ class WindowedSource(HttpSource[C]):
     async def walk_slice(self, walk: Walk, lo: int, hi: int, resume: Resume | None = None) -> AsyncIterator[Page]:
         """One slice as one page: read whole, its new entries journaled with the cursor at ``hi``."""
         items = await self.fetch_window(walk.organization, lo, hi)
+        walk.answered = len(items)
         keys = self.keys(walk.organization, items)
         fresh, outside = walk.state.take(items, keys, self.time_ms, hi, walk.overlap, within=self.within(lo, hi))
         del items, keys  # only ``fresh`` is needed from here; the next fetch must not sit beside it

@@ -179,9 +179,16 @@ async def until_stopped(stopping: asyncio.Event, work: asyncio.Future[list[bool]
 
 class Backfill:
     def __init__(
-        self, settings: Settings, source_name: str, orgs: tuple[str, ...], since_ms: int, until_ms: int | None,
-        concurrency: int, timeout_s: float, console: Console,
-    ) -> None:  # fmt: skip
+        self,
+        settings: Settings,
+        source_name: str,
+        orgs: tuple[str, ...],
+        since_ms: int,
+        until_ms: int | None,
+        concurrency: int,
+        timeout_s: float,
+        console: Console,
+    ) -> None:
         self.settings = settings
         self.source_name = source_name
         self.orgs = orgs
@@ -209,8 +216,9 @@ class Backfill:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stopping.set)
-        until, resumed = await resolve_until(daemon.journal, self.source_name, orgs, self.since_ms, self.until_ms,
-                                       int(time.time() * 1000) - lag_ms)  # fmt: skip
+        until, resumed = await resolve_until(
+            daemon.journal, self.source_name, orgs, self.since_ms, self.until_ms, int(time.time() * 1000) - lag_ms
+        )
         if until <= self.since_ms:
             raise ToolError("--since must be earlier than --until")
         window = Window(self.source_name, self.since_ms, until)
@@ -218,12 +226,17 @@ class Backfill:
             self.console.print(f"resuming backfill {window.key}")
         started = time.monotonic()
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
             TextColumn("{task.fields[pages]} pages · {task.fields[events]} events · {task.fields[rate]}/s"),
-            TimeRemainingColumn(), console=self.console, disable=not self.console.is_terminal,
-        ) as bar:  # fmt: skip
-            tasks = {org: bar.add_task(markup(org), total=until - self.since_ms, pages=0, events=0, rate=0)
-                     for org in orgs}  # fmt: skip
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.console.is_terminal,
+        ) as bar:
+            tasks = {
+                org: bar.add_task(markup(org), total=until - self.since_ms, pages=0, events=0, rate=0) for org in orgs
+            }
 
             def refresh() -> None:
                 elapsed = max(time.monotonic() - started, 1e-3)
@@ -252,8 +265,9 @@ class Backfill:
             f"complete in {elapsed:.1f}s ({events / max(elapsed, 1e-3):.0f} events/s); "
             + ("all delivered" if delivered else "NOT all delivered (see `state show` and `dlq list`)")
             + ("" if complete == len(orgs) else "; rerun the same command to resume"),
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            highlight=False,
+            soft_wrap=True,
+        )
         return 0 if complete == len(orgs) and delivered else 1
 
     async def _one(self, poller: Poller, journal: WindowJournal, org: str, limit: asyncio.Semaphore) -> bool:

@@ -49,9 +49,10 @@ async def reset_cursors(
     async with open_state(settings, change=True) as journal:
         stats = await journal.stats()
         matching = [
-            (s, o) for s, o, _, _ in stats.cursors
+            (s, o)
+            for s, o, _, _ in stats.cursors
             if (source is None or s == source) and (organization is None or o == organization)
-        ]  # fmt: skip
+        ]
         if not matching:
             raise ToolError("no cursor matches; `state show` lists them")
         listing = "\n".join(f"  {s} / {o}" for s, o in matching)

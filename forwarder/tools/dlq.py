@@ -28,11 +28,17 @@ Say = Callable[[str], None]
 def as_dict(letter: DeadLetter) -> dict[str, Any]:
     r = letter.record
     return {
-        "id": letter.id, "sink": letter.sink, "reason": plain(letter.reason),
+        "id": letter.id,
+        "sink": letter.sink,
+        "reason": plain(letter.reason),
         "dead_lettered_at": format_ms(int(letter.at * 1000)),
-        "seq": r.seq, "event_id": r.event_id, "source": r.source, "organization": r.organization,
-        "time": format_ms(r.time_ms), "event": r.event(),
-    }  # fmt: skip
+        "seq": r.seq,
+        "event_id": r.event_id,
+        "source": r.source,
+        "organization": r.organization,
+        "time": format_ms(r.time_ms),
+        "event": r.event(),
+    }
 
 
 async def list_dead_letters(settings: Settings, sink: str | None, output: str) -> None:
@@ -44,9 +50,20 @@ async def list_dead_letters(settings: Settings, sink: str | None, output: str) -
     print_table(
         f"{len(letters)} dead letter(s)",
         ("id", "sink", "event time", "source", "organization", "event id", "reason", "when"),
-        ((d.id, d.sink, format_ms(d.record.time_ms), d.record.source, d.record.organization, d.record.event_id,
-          d.reason, format_ms(int(d.at * 1000))) for d in letters),
-    )  # fmt: skip
+        (
+            (
+                d.id,
+                d.sink,
+                format_ms(d.record.time_ms),
+                d.record.source,
+                d.record.organization,
+                d.record.event_id,
+                d.reason,
+                format_ms(int(d.at * 1000)),
+            )
+            for d in letters
+        ),
+    )
 
 
 async def replay_dead_letters(settings: Settings, sink: str | None, ids: Sequence[int], say: Say) -> bool:
@@ -56,8 +73,10 @@ async def replay_dead_letters(settings: Settings, sink: str | None, ids: Sequenc
         letters = await journal.dead_letters(sink, ids)
         missing = set(ids) - {d.id for d in letters}
         if missing:
-            raise ToolError(f"no dead letter with id(s) {', '.join(map(str, sorted(missing)))}" +
-                            (f" for sink {sink!r}" if sink else ""))  # fmt: skip
+            raise ToolError(
+                f"no dead letter with id(s) {', '.join(map(str, sorted(missing)))}"
+                + (f" for sink {sink!r}" if sink else "")
+            )
         by_sink: dict[str, list[DeadLetter]] = {}
         for letter in letters:
             by_sink.setdefault(letter.sink, []).append(letter)
@@ -88,8 +107,10 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
             if rejected:
                 say(f"sink {name}: {len(rejected)} record(s) rejected again; they stay in the dead-letter store")
     except Exception as exc:
-        say(f"sink {name}: replay stopped after {delivered} record(s): {plain(exc)}; the rest stay dead-lettered, "
-            "run the replay again once the receiver works")  # fmt: skip
+        say(
+            f"sink {name}: replay stopped after {delivered} record(s): {plain(exc)}; the rest stay dead-lettered, "
+            "run the replay again once the receiver works"
+        )
         return False
     finally:
         await sink.close()
@@ -97,9 +118,7 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
     return delivered == len(letters)
 
 
-async def purge_dead_letters(
-    settings: Settings, sink: str | None, confirm: Callable[[str], bool], say: Say
-) -> bool:
+async def purge_dead_letters(settings: Settings, sink: str | None, confirm: Callable[[str], bool], say: Say) -> bool:
     async with open_state(settings, change=True) as journal:
         letters = await journal.dead_letters(sink)
         if not letters:

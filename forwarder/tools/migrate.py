@@ -3,6 +3,7 @@
 Everything the journal holds moves, with its numbers unchanged: the event chunks (their seqs,
 so every sink's offset and in-flight note still points where it did), the head, cursors and
 the head of each stream's hash chain (``forwarder.evidence.chain``: the next page links on),
+the evidence ledger (``forwarder.journal.ledger``: ``reconcile`` and ``report`` read it),
 offsets, in-flight notes, quarantine and dead letters (their ids, so ``dlq replay --id``
 still names the same letter). The copy is one PostgreSQL transaction: a failure leaves the
 target as empty as it was. Both states are locked while it runs: the SQLite one by its flock
@@ -28,7 +29,10 @@ from forwarder.settings import Settings
 from forwarder.tools.common import lock_state
 
 BATCH = 256  # chunk rows per round trip: at most 256 x ~1 MB in memory
-TABLES = ("cursors", "chain_heads", "chunks", "sink_offsets", "sink_inflight", "quarantine", "dead_letters")
+TABLES = (
+    "cursors", "chain_heads", "chunks", "sink_offsets", "sink_inflight", "quarantine", "dead_letters",
+    "ledger_streams", "ledger", "ledger_gaps", "ledger_dead", "sink_starts", "evidence_runs",
+)  # fmt: skip
 _COLUMNS = {  # fixed names, the only text ever put into a query here
     "cursors": "source, organization, state, updated_at",
     "chain_heads": "source, organization, seq, hash",  # each stream's chain goes on where it stood
@@ -37,8 +41,17 @@ _COLUMNS = {  # fixed names, the only text ever put into a query here
     "sink_inflight": "sink, last_seq",
     "quarantine": "id, source, organization, reason, raw, at",
     "dead_letters": "id, sink, seq, event_id, source, organization, vendor, time_ms, reason, data, at",
+    # the evidence ledger (forwarder.journal.ledger): reconcile and report read the same history
+    "ledger_streams": "id, source, organization",
+    "ledger": "stream, time_ms, seq, chain_seq, event_id, hash",
+    "ledger_gaps": "stream, chain_seq, time_ms, from_ms, to_ms, reason",
+    "ledger_dead": "sink, seq",
+    "sink_starts": "sink, seq",
+    "evidence_runs": "id, kind, at, scope, ok, summary",
 }
-_BLOBS = {"cursors": (2,), "chunks": (6, 7), "quarantine": (4,), "dead_letters": (9,)}
+_BLOBS = {"cursors": (2,), "chunks": (6, 7), "quarantine": (4,), "dead_letters": (9,), "ledger": (5,),
+          "evidence_runs": (5,)}  # fmt: skip
+_BOOLS = {"evidence_runs": (4,)}  # SQLite's 0/1
 
 
 def target_state(settings: Settings, dsn: str) -> StateSettings:
@@ -93,7 +106,7 @@ async def _migrate(settings: Settings, target: StateSettings, echo: Callable[[st
                     "UPDATE af_head SET seq = %s, events = %s, bytes = %s WHERE id = 1",
                     (expected["head_seq"], expected["events"], expected["bytes"]),
                 )
-                for table in ("quarantine", "dead_letters"):
+                for table in ("quarantine", "dead_letters", "ledger_streams", "evidence_runs"):
                     await conn.execute(
                         f"SELECT setval(pg_get_serial_sequence('af_{table}', 'id'), "  # noqa: S608  # fixed names
                         f"GREATEST((SELECT MAX(id) FROM af_{table}), 1), (SELECT COUNT(*) > 0 FROM af_{table}))"
@@ -143,7 +156,10 @@ async def _copy(db: sqlite3.Connection, conn: Any, table: str) -> None:
         rows = await asyncio.to_thread(cursor.fetchmany, BATCH)
         if not rows:
             return
-        rows = [tuple(_bytes(v) if i in blobs else v for i, v in enumerate(row)) for row in rows]
+        bools = _BOOLS.get(table, ())
+        rows = [
+            tuple(_bytes(v) if i in blobs else bool(v) if i in bools else v for i, v in enumerate(row)) for row in rows
+        ]
         async with conn.cursor() as cur:
             await cur.executemany(f"INSERT INTO af_{table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
 

@@ -62,6 +62,14 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
     rows = []
     for e in events:
         actor = e.get("actor") or {}
-        rows.append((e["time"], e["organization"], str(actor.get("email") or actor.get("id") or "-"), e["action"],
-                     e["outcome"], e["category"]))  # fmt: skip
+        rows.append(
+            (
+                e["time"],
+                e["organization"],
+                str(actor.get("email") or actor.get("id") or "-"),
+                e["action"],
+                e["outcome"],
+                e["category"],
+            )
+        )
     print_table(f"{len(events)} event(s)", ("time", "organization", "actor", "action", "outcome", "category"), rows)

@@ -27,13 +27,28 @@ def print_summary(summary: dict[str, Any], output: str) -> None:
         echo_json(summary)
         return
     print_table(
-        "Sources", ("source", "organization", "state", "events", "pages", "quarantined", "failures", "last error"),
-        ((s["source"], s["organization"], s["state"], s["events"], s["pages"], s["quarantined"], s["failures"],
-          s["error"]) for s in summary["sources"]),
-    )  # fmt: skip
+        "Sources",
+        ("source", "organization", "state", "events", "pages", "quarantined", "failures", "last error"),
+        (
+            (
+                s["source"],
+                s["organization"],
+                s["state"],
+                s["events"],
+                s["pages"],
+                s["quarantined"],
+                s["failures"],
+                s["error"],
+            )
+            for s in summary["sources"]
+        ),
+    )
     print_table(
-        "Sinks", ("sink", "state", "delivered", "pending", "dead-lettered", "last error"),
-        ((s["sink"], s["state"], s["delivered"], s["pending"], s["dead_lettered"], s["error"])
-         for s in summary["sinks"]),
-    )  # fmt: skip
+        "Sinks",
+        ("sink", "state", "delivered", "pending", "dead-lettered", "last error"),
+        (
+            (s["sink"], s["state"], s["delivered"], s["pending"], s["dead_lettered"], s["error"])
+            for s in summary["sinks"]
+        ),
+    )
     click.echo(f"{verdict(summary)} ({summary['elapsed_s']:.1f} s)")

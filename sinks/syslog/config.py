@@ -14,10 +14,25 @@ from sinks.syslog.framing import udp_message_cap
 log = structlog.get_logger("sinks.syslog")
 
 FACILITIES = {
-    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
-    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "audit": 13, "security": 13,
-    "alert": 14, "clock": 15, **{f"local{i}": 16 + i for i in range(8)},
-}  # fmt: skip
+    "kern": 0,
+    "user": 1,
+    "mail": 2,
+    "daemon": 3,
+    "auth": 4,
+    "syslog": 5,
+    "lpr": 6,
+    "news": 7,
+    "uucp": 8,
+    "cron": 9,
+    "authpriv": 10,
+    "ftp": 11,
+    "ntp": 12,
+    "audit": 13,
+    "security": 13,
+    "alert": 14,
+    "clock": 15,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
 DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
 
 
@@ -45,7 +60,8 @@ class SyslogSinkConfig(SinkConfig):
         "messages by '\\n'.",
     )
     max_message_bytes: int | None = Field(
-        None, ge=480,
+        None,
+        ge=480,
         description="Cap per message; UDP defaults to 2048 (RFC 3164 over UDP: 1024, the RFC's limit; set more "
         "for receivers that take it), TCP/TLS are "
         "uncapped unless set. Each structured-data value is cut at 255 bytes.",

@@ -125,10 +125,7 @@ class SyslogEncoder:
         cached = self._headers.get(key) if cacheable else None
         if cached is None:
             values = {"vendor": vendor, "org": organization, "action": action, "outcome": outcome, "category": category}
-            tail = b"".join(
-                b' %s="%s"' % (k.encode(), _sd_value(str(v)))
-                for k in SD_PARAMS[1:] if (v := values[k])
-            )  # fmt: skip
+            tail = b"".join(b' %s="%s"' % (k.encode(), _sd_value(str(v))) for k in SD_PARAMS[1:] if (v := values[k]))
             msgid = header_token(str(action or ""), 32)
             cached = (
                 b"<%d>1 " % self._prival(record),

@@ -93,9 +93,12 @@ class SyslogSink:
         messages = [self.encoder.encode(record) for record in batch]
         if truncated := self.encoder.truncated_count - truncated:  # one line a batch, not one an event
             log.warning(
-                "syslog messages truncated to max_message_bytes", sink=self.name, messages=truncated,
-                limit=self.config.max_message_bytes, last_event_id=self.encoder.last_truncated,
-            )  # fmt: skip
+                "syslog messages truncated to max_message_bytes",
+                sink=self.name,
+                messages=truncated,
+                limit=self.config.max_message_bytes,
+                last_event_id=self.encoder.last_truncated,
+            )
         async with self._lock:
             if self.config.transport == "udp":
                 await self._datagrams.send(messages)

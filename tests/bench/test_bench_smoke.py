@@ -4,7 +4,9 @@ its load)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,12 +17,31 @@ EVENTS = 2000
 LIVE_RATE = 10
 
 
+QUICK_EXTRAS = ["--startup-runs", "1", "--idle-s", "2", "--idle-orgs", "3", "--idle-interval", "1"]
+
+
 def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
-    main(["--events", str(EVENTS), "--sinks", "file", "--output-dir", str(tmp_path),
-          "--live-s", "2", "--live-rate", str(LIVE_RATE), "--live-interval", "1"])  # fmt: skip
+    main(
+        [
+            "--events",
+            str(EVENTS),
+            "--sinks",
+            "file",
+            "--output-dir",
+            str(tmp_path),
+            "--live-s",
+            "2",
+            "--live-rate",
+            str(LIVE_RATE),
+            "--live-interval",
+            "1",
+            *QUICK_EXTRAS,
+        ]
+    )
 
     results = orjson.loads((tmp_path / "latest.json").read_bytes())
-    assert set(results) == {"sinks", "baselines", "machine"}
+    assert set(results) == {"sinks", "baselines", "large_answers", "machine", "startup", "idle"}
+    assert_startup_and_idle(results)
     assert set(results["sinks"]) == {"file"}
     assert set(results["baselines"]) == {"orjson", "httpx_loop", "normalize_loop", "curl_jq"}
     sink = results["sinks"]["file"]
@@ -38,6 +59,9 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
         assert base["events"] == EVENTS, name
     assert set(sink["cpu_ratio"]) == set(results["baselines"])
     assert results["machine"]["events"] == EVENTS
+    large = results["large_answers"]["file"]  # the 24-hour slices of a backlog 33,000 entries a day
+    assert large["delivered"] == EVENTS and large["exit_code"] == 0 and large["span_days"] == 1.0
+    assert large["peak_rss_mb"] > 0 and set(large["cpu_ratio"]) == set(results["baselines"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -49,8 +73,12 @@ def test_budget_splits_the_hot_path_into_its_stages(tmp_path: Path) -> None:
     assert result["events"] == EVENTS
     stages = result["stages"]
     assert "floor: orjson loads + dumps each" in stages and "journal append (SQLite, fsync)" in stages
-    assert {"sink: file (json lines)", "sink: syslog (RFC 5424 encode)", "sink: HEC (envelopes)",
-            "sink: S3 (NDJSON + gzip -1)"} <= set(stages)  # fmt: skip
+    assert {
+        "sink: file (json lines)",
+        "sink: syslog (RFC 5424 encode)",
+        "sink: HEC (envelopes)",
+        "sink: S3 (NDJSON + gzip -1)",
+    } <= set(stages)
     for name, stage in stages.items():
         assert stage["us_per_event"] >= 0 and stage["x_floor"] >= 0, name
     assert result["pipeline_to_file_s_per_100k"] > 0
@@ -84,3 +112,49 @@ def test_instruction_count_reads_cachegrinds_summary(tmp_path: Path) -> None:
     profile.write_text("events: Ir\n")
     with pytest.raises(ValueError, match="no summary line"):
         summary_instructions(profile)
+
+
+def assert_startup_and_idle(results: dict[str, Any]) -> None:
+    assert set(results["startup"]) == {"help", "schema", "state_show"}
+    for name, cmd in results["startup"].items():
+        assert cmd["runs"] == 1 and cmd["exit_codes"] == [0], name
+        assert 0 < cmd["cpu_s_min"] <= cmd["cpu_s"] <= cmd["cpu_s_max"] and cmd["peak_rss_mb"] > 0, name
+    idle = results["idle"]
+    assert idle["organizations"] == 3 and idle["interval_s"] == 1 and idle["exit_code"] == 0
+    assert idle["window_s"] >= 2 and idle["requests_in_window"] >= 3  # every organization polled in the window
+    assert idle["cpu_s"] >= 0 and idle["rss_mb_start"] > 0 and isinstance(idle["meets_cpu_target"], bool)
+
+
+def test_compare_measures_another_revision_in_the_same_run(tmp_path: Path) -> None:
+    """``--compare HEAD`` (the committed tree): the drain, the start-up and the idle daemon are
+    measured on both trees, the ratios are ours over REF's, and the temporary worktree is gone."""
+    main(
+        [
+            "--events",
+            str(EVENTS),
+            "--sinks",
+            "file",
+            "--output-dir",
+            str(tmp_path),
+            "--live-s",
+            "0",
+            *QUICK_EXTRAS,
+            "--compare",
+            "HEAD",
+        ]
+    )
+
+    results = orjson.loads((tmp_path / "latest.json").read_bytes())
+    ref = results["compare"]
+    assert ref["ref"] == "HEAD" and len(ref["commit"]) == 40
+    assert ref["sinks"]["file"]["delivered"] == EVENTS and ref["sinks"]["file"]["exit_code"] == 0
+    assert_startup_and_idle(results)
+    assert_startup_and_idle(ref)
+    ratio = ref["ratio"]
+    sink = ratio["sinks"]["file"]
+    assert sink["cpu_s_per_100k"] == round(
+        results["sinks"]["file"]["cpu_s_per_100k"] / ref["sinks"]["file"]["cpu_s_per_100k"], 3
+    )
+    assert set(ratio["startup"]) == {"help", "schema", "state_show"} and set(ratio["idle"]) == {"cpu_s", "rss_mb_end"}
+    worktrees = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True, check=True).stdout
+    assert "af-bench-ref-" not in worktrees

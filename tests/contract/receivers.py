@@ -28,6 +28,7 @@ from tests.support.emulators import EmulatorProcess, running
 from tests.support.moto_server import MotoServer
 from tests.support.receivers import AWS_ENV
 from tests.support.rsyslog import Rsyslog
+from tests.support.security_lake_objects import read_lake
 
 # The rules a receiver may be exempt from, with what the rule needs from it.
 RULES = {
@@ -152,9 +153,12 @@ class S3Receiver(Receiver):
 
     def _client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.moto.endpoint_url, region_name="us-east-1",
-            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"], aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.moto.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def config(self) -> dict[str, Any]:
         return self.config_at(self.moto.endpoint_url)
@@ -178,6 +182,21 @@ class S3Receiver(Receiver):
                 body = client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
                 events.extend(orjson.loads(line) for line in gzip.decompress(body).splitlines() if line)
         return events
+
+
+class SecurityLakeReceiver(S3Receiver):
+    """moto's S3 server as the lake's bucket: every object read back with pyarrow and checked
+    (layout, Parquet settings, one class, rows valid against OCSF 1.1.0), rows keyed by their
+    ``metadata.uid``, the event id."""
+
+    ACCOUNT = "123456789012"
+
+    def config_at(self, url: str) -> dict[str, Any]:
+        return {**super().config_at(url), "type": "security_lake", "account_id": self.ACCOUNT}
+
+    def received(self) -> list[dict[str, Any]]:
+        rows = read_lake(self._client(), self.bucket, "audit-forwarder-{class}", "us-east-1", self.ACCOUNT)
+        return [{"id": row["metadata"]["uid"], **row} for row in rows]
 
 
 class SentinelReceiver(Receiver):
@@ -211,5 +230,6 @@ RECEIVERS: dict[str, type[Receiver]] = {
     "syslog": SyslogReceiver,
     "splunk_hec": SplunkHecReceiver,
     "s3": S3Receiver,
+    "security_lake": SecurityLakeReceiver,
     "sentinel": SentinelReceiver,
 }

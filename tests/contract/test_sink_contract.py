@@ -40,11 +40,19 @@ def batch(count: int = 5) -> list[Record]:
     for i in range(count):
         ms = BASE_MS + i * 1001
         event = make_event(
-            id=f"contract:{i:04d}", time=format_ms(ms), observed_time=format_ms(ms + 5), vendor="codacy",
-            source="contract", organization="gh/acme", action="user.login", activity="login",
-            category="authentication", outcome="success", raw={"n": i},
+            id=f"contract:{i:04d}",
+            time=format_ms(ms),
+            observed_time=format_ms(ms + 5),
+            vendor="codacy",
+            source="contract",
+            organization="gh/acme",
+            action="user.login",
+            activity="login",
+            category="authentication",
+            outcome="success",
+            raw={"n": i},
             actor={"email": "alice@example.com", "type": "user"},
-        )  # fmt: skip
+        )
         out.append(record_of(event, i + 1, ms))
     return out
 

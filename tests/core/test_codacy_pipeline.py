@@ -73,9 +73,7 @@ def delivered(tmp_path: Path) -> list[dict[str, Any]]:
     return read_ndjson(tmp_path / "out")
 
 
-def test_first_run_collects_every_entry_once_and_second_run_nothing(
-    tmp_path: Path, codacy: EmulatorProcess
-) -> None:
+def test_first_run_collects_every_entry_once_and_second_run_nothing(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = config(tmp_path, codacy.url)
     result = cli(cfg, "once")
     assert result.returncode == 0, result.stderr
@@ -102,14 +100,10 @@ def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codacy: E
     cfg = config(tmp_path, codacy.url)
     tie = format_timestamp(int(time.time() * 1000) - 1000)
     base = {"actor": {"email": "tie@example.com"}, "result": "succeed", "timestamp": tie, "_org": "gh/acme"}
-    codacy.control(
-        "POST", "entries", [{**base, "action": "user.login"}, {**base, "action": "user.tokens.read"}]
-    )
+    codacy.control("POST", "entries", [{**base, "action": "user.login"}, {**base, "action": "user.tokens.read"}])
     assert cli(cfg, "once").returncode == 0
     # a late entry with the very same millisecond as the cursor's boundary, plus a byte-identical twin
-    codacy.control(
-        "POST", "entries", [{**base, "action": "user.tokens.create"}, {**base, "action": "user.login"}]
-    )
+    codacy.control("POST", "entries", [{**base, "action": "user.tokens.create"}, {**base, "action": "user.login"}])
     assert cli(cfg, "once").returncode == 0
     ids = Counter(e["id"] for e in delivered(tmp_path))
     assert max(ids.values()) == 1
@@ -122,17 +116,21 @@ def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codacy: E
     ]
 
 
-def test_auth_failure_on_one_organization_leaves_the_others_flowing(
-    tmp_path: Path, codacy: EmulatorProcess
-) -> None:
+def test_auth_failure_on_one_organization_leaves_the_others_flowing(tmp_path: Path, codacy: EmulatorProcess) -> None:
     codacy.control("POST", "config", {"forbidden_orgs": ["globex"]})
     cfg = config(tmp_path, codacy.url, sources={})
-    good = {"type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": TOKEN, "organizations": ORGS,
-            "initial_lookback_days": 7, "lag_s": 0, "max_attempts": 2, "backoff_initial_s": 0.05}  # fmt: skip
+    good = {
+        "type": "codacy",
+        "base_url": f"{codacy.url}/api/v3",
+        "api_token": TOKEN,
+        "organizations": ORGS,
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "max_attempts": 2,
+        "backoff_initial_s": 0.05,
+    }
     bad = {**good, "api_token": "wrong-token-value", "organizations": ["gh/acme"]}
-    write_config(
-        cfg, {**__import__("yaml").safe_load(cfg.read_text()), "sources": {"good": good, "bad": bad}}
-    )
+    write_config(cfg, {**__import__("yaml").safe_load(cfg.read_text()), "sources": {"good": good, "bad": bad}})
     result = cli(cfg, "once")
     assert result.returncode == 1
     assert "401" in result.stderr and "check the source's token" in result.stderr
@@ -153,8 +151,17 @@ def test_throttling_503_is_retried(tmp_path: Path, codacy: EmulatorProcess) -> N
 
 
 def test_html_error_page_with_200_does_not_move_the_cursor(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    codacy.control("POST", "faults", {"status": 200, "count": 1, "content_type": "text/html",
-                                      "body": "<html>maintenance</html>", "path_contains": "gh/acme"})  # fmt: skip
+    codacy.control(
+        "POST",
+        "faults",
+        {
+            "status": 200,
+            "count": 1,
+            "content_type": "text/html",
+            "body": "<html>maintenance</html>",
+            "path_contains": "gh/acme",
+        },
+    )
     cfg = config(tmp_path, codacy.url)
     result = cli(cfg, "once")
     assert result.returncode == 1

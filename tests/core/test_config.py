@@ -79,8 +79,9 @@ def test_credentials_directory_is_used_for_relative_secret_files(
         (("type: codacy", "type: codacy\n    base_url: codacy.example.com/api"), "must be an http:// or https:// URL"),
     ],
 )
-def test_bad_config_names_the_path_and_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               edit: tuple[str, str], expected: str) -> None:  # fmt: skip
+def test_bad_config_names_the_path_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: tuple[str, str], expected: str
+) -> None:
     monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
     path = write(tmp_path, GOOD.format(state=tmp_path).replace(*edit))
     with pytest.raises(ConfigError) as info:
@@ -109,8 +110,9 @@ HEC = """
         (HEC.replace("token: ${CODACY_TOKEN}", "token_file: {secret}"), "sinks.hec: token holds a line break"),
     ],
 )
-def test_errors_about_a_block_never_show_its_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    edit: str, expected: str) -> None:  # fmt: skip
+def test_errors_about_a_block_never_show_its_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str, expected: str
+) -> None:
     monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
     secret = tmp_path / "token"
     secret.write_text("super-secret\ntoken-value\n")  # two lines: one too many for an HTTP header
@@ -125,8 +127,9 @@ def test_errors_about_a_block_never_show_its_secrets(tmp_path: Path, monkeypatch
     ("content", "expected"),
     [(b"state_dir: /tmp\n\xff\xfe: x\n", "is not UTF-8 text"), (b"1: 2\n", "named by text")],
 )
-def test_a_config_file_that_is_not_text_or_not_named_settings_exits_2(tmp_path: Path, content: bytes,
-                                                                      expected: str) -> None:  # fmt: skip
+def test_a_config_file_that_is_not_text_or_not_named_settings_exits_2(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
     path = tmp_path / "config.yaml"
     path.write_bytes(content)
     result = cli(path, "check")
@@ -137,14 +140,20 @@ def test_a_config_file_that_is_not_text_or_not_named_settings_exits_2(tmp_path: 
 @pytest.mark.parametrize(
     ("sinks", "expected"),
     [
-        ("  lake:\n    type: s3\n    bucket: audit-lake\n    format: ocsf\n"
-         "  copy:\n    type: s3\n    bucket: audit-lake\n", "sinks lake and copy both write S3 objects"),
-        ("  again:\n    type: file\n    path: {state}/out.ndjson\n    format: csv\n",
-         "sinks out and again both write files"),
+        (
+            "  lake:\n    type: s3\n    bucket: audit-lake\n    format: ocsf\n"
+            "  copy:\n    type: s3\n    bucket: audit-lake\n",
+            "sinks lake and copy both write S3 objects",
+        ),
+        (
+            "  again:\n    type: file\n    path: {state}/out.ndjson\n    format: csv\n",
+            "sinks out and again both write files",
+        ),
     ],
-)  # fmt: skip
-def test_two_sinks_writing_the_same_place_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      sinks: str, expected: str) -> None:  # fmt: skip
+)
+def test_two_sinks_writing_the_same_place_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sinks: str, expected: str
+) -> None:
     """S3 keys name only the events: the second sink would take the first one's objects for its
     own earlier attempts and store nothing; two file sinks would rotate one file under each other."""
     monkeypatch.setenv("CODACY_TOKEN", "codacy-test-token")
@@ -162,11 +171,14 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("command", "expected"),
-    [(("check",), "FAIL source codacy: cannot be built: UnicodeEncodeError"),
-     (("preview", "--source", "codacy"), "error: source 'codacy' cannot be built: UnicodeEncodeError")],
+    [
+        (("check",), "FAIL source codacy: cannot be built: UnicodeEncodeError"),
+        (("preview", "--source", "codacy"), "error: source 'codacy' cannot be built: UnicodeEncodeError"),
+    ],
 )
-def test_a_token_httpx_cannot_send_is_named_not_a_traceback(tmp_path: Path, command: tuple[str, ...],
-                                                            expected: str) -> None:  # fmt: skip
+def test_a_token_httpx_cannot_send_is_named_not_a_traceback(
+    tmp_path: Path, command: tuple[str, ...], expected: str
+) -> None:
     result = cli(write(tmp_path, GOOD.format(state=tmp_path)), *command, env={"CODACY_TOKEN": "t\u00f6ken"})
     assert result.returncode == 1
     assert expected in result.stdout + result.stderr and "Traceback" not in result.stderr
@@ -253,8 +265,11 @@ async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Pat
             f"    base_url: {url}/api/v3\n    max_attempts: 6\n    backoff_initial_s: 0.01\n"
             for name in ("b", "a")
         )
-        path = write(tmp_path, f"state_dir: {tmp_path}\nsources:\n{sources}sinks:\n  out:\n    type: file\n"
-                               f"    path: {tmp_path}/out.ndjson\n")  # fmt: skip
+        path = write(
+            tmp_path,
+            f"state_dir: {tmp_path}\nsources:\n{sources}sinks:\n  out:\n    type: file\n"
+            f"    path: {tmp_path}/out.ndjson\n",
+        )
         lines: list[str] = []
         assert not await run_checks(load_settings(path), lines.append)
     heads = [line.split(":")[0] for line in lines]  # in configuration order, whatever finished first

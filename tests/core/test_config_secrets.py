@@ -27,30 +27,52 @@ HEADER = "hdr-value-8c2e7a41"
 
 def http_json(**extra: Any) -> dict[str, Any]:
     return {
-        "type": "http_json", "vendor": "acme", "url": "https://127.0.0.1:9/audit/{organization}",
-        "organizations": ["a"], "time_field": "ts", "mapping": {"action": "action"}, **extra,
-    }  # fmt: skip
+        "type": "http_json",
+        "vendor": "acme",
+        "url": "https://127.0.0.1:9/audit/{organization}",
+        "organizations": ["a"],
+        "time_field": "ts",
+        "mapping": {"action": "action"},
+        **extra,
+    }
 
 
 def config(tmp_path: Path, sources: dict[str, Any] | None = None, sinks: dict[str, Any] | None = None) -> Path:
     out = {"type": "file", "path": str(tmp_path / "out.ndjson")}
-    return write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"), "sources": sources or {"hj": http_json()}, "sinks": sinks or {"out": out},
-    })  # fmt: skip
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": sources or {"hj": http_json()},
+            "sinks": sinks or {"out": out},
+        },
+    )
 
 
 @pytest.mark.parametrize(
     ("sources", "sinks", "env", "expected"),
     [
         ({"hj": http_json(auth="Bearer ${TOKEN}")}, None, {}, "hj.auth: got <the value of 'Bearer ${TOKEN}'>"),
-        (None, {"out": {"type": "file", "path": "/tmp/x", "batch_max_events": "${TOKEN}"}}, {},
-         "sinks.out.batch_max_events: got <the value of '${TOKEN}'>"),
-        (None, {"out": {"type": "syslog", "host": "127.0.0.1", "sd_id": "${TOKEN}"}}, {},
-         "sd_id '<${TOKEN}>' must look like"),
-        (None, None, {"AUDIT_FORWARDER_SINKS__OUT__BATCH_MAX_EVENTS": TOKEN},
-         "sinks.out.batch_max_events: got <a value from the environment>"),
+        (
+            None,
+            {"out": {"type": "file", "path": "/tmp/x", "batch_max_events": "${TOKEN}"}},
+            {},
+            "sinks.out.batch_max_events: got <the value of '${TOKEN}'>",
+        ),
+        (
+            None,
+            {"out": {"type": "syslog", "host": "127.0.0.1", "sd_id": "${TOKEN}"}},
+            {},
+            "sd_id '<${TOKEN}>' must look like",
+        ),
+        (
+            None,
+            None,
+            {"AUDIT_FORWARDER_SINKS__OUT__BATCH_MAX_EVENTS": TOKEN},
+            "sinks.out.batch_max_events: got <a value from the environment>",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_config_error_never_echoes_a_value_from_the_environment(
     tmp_path: Path, sources: Any, sinks: Any, env: dict[str, str], expected: str
 ) -> None:
@@ -65,8 +87,10 @@ def test_header_values_are_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert HEADER not in repr(settings) and HEADER not in str(settings.sources["hj"])
     assert HEADER in collect_secrets(settings)  # so logs, check, /readyz and dlq scrub it
     monkeypatch.setenv("HDR", f"{HEADER}\nb")
-    for headers, expected in [({"X-Tenant": "${HDR}"}, "header 'X-Tenant' holds a line break"),
-                              ({"X-Other": [HEADER]}, "headers.X-Other: got ***")]:  # fmt: skip
+    for headers, expected in [
+        ({"X-Tenant": "${HDR}"}, "header 'X-Tenant' holds a line break"),
+        ({"X-Other": [HEADER]}, "headers.X-Other: got ***"),
+    ]:
         with pytest.raises(ConfigError) as info:
             load_settings(config(tmp_path, {"hj": http_json(headers=headers)}))
         problems = "\n".join(info.value.problems)
@@ -77,10 +101,12 @@ def test_check_warns_about_plain_http_and_hec_without_certificate_checks(tmp_pat
     hec = {"type": "splunk_hec", "url": "https://splunk.invalid:8088", "token": TOKEN, "tls_verify": False}
     cfg = config(
         tmp_path,
-        {"hj": http_json(url="http://audit.invalid/{organization}", max_attempts=1, timeout_s=2),
-         "local": http_json(url="http://127.0.0.1:9/{organization}", max_attempts=1, timeout_s=2)},
+        {
+            "hj": http_json(url="http://audit.invalid/{organization}", max_attempts=1, timeout_s=2),
+            "local": http_json(url="http://127.0.0.1:9/{organization}", max_attempts=1, timeout_s=2),
+        },
         {"hec": hec, "plain": {**hec, "url": "http://splunk.invalid:8088", "tls_verify": True}},
-    )  # fmt: skip
+    )
     result = cli(cfg, "check")
     warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
     assert warnings == [

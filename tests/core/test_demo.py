@@ -14,8 +14,10 @@ def test_demo_collects_every_vendor(tmp_path: Path) -> None:
     out = tmp_path / "demo-output"
     result = subprocess.run(
         [sys.executable, "-m", "forwarder", "demo", "--output-dir", str(out), "--entries", "25"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     events = read_ndjson(out)
     per_vendor = {
@@ -29,8 +31,11 @@ def test_demo_collects_every_vendor(tmp_path: Path) -> None:
     hint = result.stdout.split("Inspect the journal, cursors and sink offsets with:")[1].strip().splitlines()[0]
     shown = subprocess.run(
         ["bash", "-c", hint.replace("audit-forwarder", f"{sys.executable} -m forwarder", 1)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert shown.returncode == 0 and "events journaled" in shown.stdout, shown.stdout + shown.stderr
 
 
@@ -39,7 +44,9 @@ def test_the_demo_config_ships_in_the_wheel(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("audit_forwarder-*.whl")
     assert "forwarder/demo.yaml" in zipfile.ZipFile(wheel).namelist()

@@ -22,9 +22,15 @@ from sinks.file import FileSink, FileSinkConfig
 
 def record(i: int, org: str = "gh/acme") -> Record:
     event = {
-        "id": f"e{i}", "time": "2026-01-01T00:00:00.000Z", "vendor": "codacy", "source": "src",
-        "organization": org, "actor": {"email": "a@b.c"}, "action": "user.login", "message": 'x, "y"\nz',
-    }  # fmt: skip
+        "id": f"e{i}",
+        "time": "2026-01-01T00:00:00.000Z",
+        "vendor": "codacy",
+        "source": "src",
+        "organization": org,
+        "actor": {"email": "a@b.c"},
+        "action": "user.login",
+        "message": 'x, "y"\nz',
+    }
     return Record(i, f"e{i}", "src", org, 0, orjson.dumps(event), "codacy")
 
 
@@ -222,8 +228,9 @@ async def test_new_names_and_rotation_renames_are_made_durable_before_send_retur
 async def test_fsync_false_gives_up_the_directory_fsyncs_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[Path] = []
     monkeypatch.setattr(file_sink, "fsync_directory", synced.append)
-    cfg = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=10, compress_rotated=False,
-                         fsync=False)  # fmt: skip
+    cfg = FileSinkConfig(
+        type="file", path=str(tmp_path / "out.ndjson"), rotate_max_bytes=10, compress_rotated=False, fsync=False
+    )
     sink = FileSink("f", cfg)
     await sink.send([record(1)])
     await sink.send([record(2)])

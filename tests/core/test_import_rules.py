@@ -14,10 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("forwarder", "sinks")
 # Wiring and front ends: they build and run the rest, so only they may import each other.
 WIRING = (
-    "forwarder.__main__", "forwarder.build", "forwarder.checks", "forwarder.cli", "forwarder.commands",
-    "forwarder.config_reference", "forwarder.daemon", "forwarder.demo", "forwarder.once", "forwarder.reload",
-    "forwarder.settings", "forwarder.state_view", "forwarder.tools",
-)  # fmt: skip
+    "forwarder.__main__",
+    "forwarder.build",
+    "forwarder.checks",
+    "forwarder.cli",
+    "forwarder.commands",
+    "forwarder.config_reference",
+    "forwarder.daemon",
+    "forwarder.demo",
+    "forwarder.once",
+    "forwarder.reload",
+    "forwarder.settings",
+    "forwarder.state_view",
+    "forwarder.tools",
+    "forwarder.evidence.cli",
+    "forwarder.evidence.reconcile",  # the evidence commands, as tools/ is for state
+)
 
 
 def _modules() -> dict[str, Path]:

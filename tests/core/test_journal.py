@@ -19,8 +19,7 @@ from forwarder.journal.postgres.journal import PostgresJournal
 
 def entries(n: int, start: int = 0) -> list[JournalEntry]:
     return [
-        JournalEntry(f"id-{i}", "codacy", 1_700_000_000_000 + i, b'{"id":"id-%d"}' % i)
-        for i in range(start, start + n)
+        JournalEntry(f"id-{i}", "codacy", 1_700_000_000_000 + i, b'{"id":"id-%d"}' % i) for i in range(start, start + n)
     ]
 
 
@@ -144,9 +143,15 @@ async def test_state_version_1_is_migrated(tmp_path: Path) -> None:
     for seq in (3, 4, 5, 7, 8, 9):  # 1-2 pruned; 6 never committed (a gap); 9 a later page
         db.execute(
             "INSERT INTO events VALUES (?, ?, 'src', ?, 'codacy', ?, ?, ?)",
-            (seq, f"id-{seq}", "org" if seq < 5 else "org2", seq * 10, 2.5 if seq == 9 else 1.5,
-             b'{"seq":%d,"action":"a.b","category":"authentication","outcome":"success"}' % seq),
-        )  # fmt: skip
+            (
+                seq,
+                f"id-{seq}",
+                "org" if seq < 5 else "org2",
+                seq * 10,
+                2.5 if seq == 9 else 1.5,
+                b'{"seq":%d,"action":"a.b","category":"authentication","outcome":"success"}' % seq,
+            ),
+        )
     db.close()
     before = path.read_bytes()
     with pytest.raises(StateError, match="state version 1 and is migrated"):
@@ -157,9 +162,12 @@ async def test_state_version_1_is_migrated(tmp_path: Path) -> None:
     assert journal.size[0] == 6
     records = await journal.read(await journal.offset("a"), 10, 1 << 20)
     assert [(r.seq, r.event_id, r.organization, r.time_ms) for r in records] == [
-        (4, "id-4", "org", 40), (5, "id-5", "org2", 50), (7, "id-7", "org2", 70), (8, "id-8", "org2", 80),
+        (4, "id-4", "org", 40),
+        (5, "id-5", "org2", 50),
+        (7, "id-7", "org2", 70),
+        (8, "id-8", "org2", 80),
         (9, "id-9", "org2", 90),
-    ]  # fmt: skip
+    ]
     assert all(orjson.loads(r.data)["seq"] == r.seq for r in records)
     assert {(r.action, r.category, r.outcome) for r in records} == {("a.b", "authentication", "success")}
     chunks = journal.db.execute("SELECT first_seq, last_seq, journaled_at FROM chunks ORDER BY 1").fetchall()

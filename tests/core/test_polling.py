@@ -25,8 +25,10 @@ class _Codacy:
 
 
 async def test_a_huge_page_lets_the_loop_run_while_it_is_normalized() -> None:
-    entries = [({"timestamp": "2026-11-24T10:00:00Z", "action": "user.login", "result": "succeed"}, f"codacy:{i}")
-               for i in range(5 * YIELD_EVERY)]  # fmt: skip
+    entries = [
+        ({"timestamp": "2026-11-24T10:00:00Z", "action": "user.login", "result": "succeed"}, f"codacy:{i}")
+        for i in range(5 * YIELD_EVERY)
+    ]
     turns = 0
 
     async def other_work() -> None:

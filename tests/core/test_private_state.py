@@ -144,7 +144,6 @@ async def test_deleted_dead_letters_leave_no_bytes_behind(tmp_path: Path) -> Non
     await journal.close()
 
 
-
 async def test_files_root_creates_in_another_users_state_dir_are_given_to_that_user(tmp_path: Path) -> None:
     """Root running a tool must not leave a root-owned file the daemon's user cannot open."""
     state = tmp_path / "state"

@@ -29,14 +29,32 @@ from sinks.registry import SINKS
 KEY = "k3y-for-tests"
 
 
-def event(n: int, *, category: str = "configuration", action: str = "settings.update", outcome: str = "success",
-          vendor: str = "codacy", org: str = "gh/acme", email: str = "alice@example.com") -> dict[str, Any]:
+def event(
+    n: int,
+    *,
+    category: str = "configuration",
+    action: str = "settings.update",
+    outcome: str = "success",
+    vendor: str = "codacy",
+    org: str = "gh/acme",
+    email: str = "alice@example.com",
+) -> dict[str, Any]:
     return make_event(
-        id=f"e{n}", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:01.000Z", vendor=vendor,
-        source=vendor, organization=org, action=action, activity="update", category=category, outcome=outcome,
-        actor={"email": email, "id": email, "ip": "192.0.2.7"}, target={"type": "user", "name": email},
-        details={"who": email, "n": 7}, raw={"actor": {"email": email}, "seen": [email, "other"], "count": 7},
-    )  # fmt: skip
+        id=f"e{n}",
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:01.000Z",
+        vendor=vendor,
+        source=vendor,
+        organization=org,
+        action=action,
+        activity="update",
+        category=category,
+        outcome=outcome,
+        actor={"email": email, "id": email, "ip": "192.0.2.7"},
+        target={"type": "user", "name": email},
+        details={"who": email, "n": 7},
+        raw={"actor": {"email": email}, "seen": [email, "other"], "count": 7},
+    )
 
 
 def digest(value: str) -> str:
@@ -48,10 +66,12 @@ def rec(ev: dict[str, Any], seq: int = 1) -> Record:
 
 
 def test_filter_include_exclude_and_globs() -> None:
-    flt = SinkFilter.model_validate({
-        "include": [{"category": ["authentication"]}, {"vendor": ["code*"], "outcome": ["failure"]}],
-        "exclude": {"action": ["*.logout"]},
-    })  # fmt: skip
+    flt = SinkFilter.model_validate(
+        {
+            "include": [{"category": ["authentication"]}, {"vendor": ["code*"], "outcome": ["failure"]}],
+            "exclude": {"action": ["*.logout"]},
+        }
+    )
     assert flt.accepts(event(1, category="authentication", action="user.login"))
     assert not flt.accepts(event(2, category="authentication", action="user.logout"))
     assert flt.accepts(event(3, vendor="codestax", outcome="failure"))
@@ -90,19 +110,22 @@ def test_drop_and_nested_paths() -> None:
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"redact": [{"field": "actor.email", "action": "hmac"}]}, "need redact_key"),
-     ({"redact": [{"field": "organization"}]}, "cannot redact 'organization'"),
-     ({"redact": [{"field": "actor.phone"}]}, "expected one of actor.id"),
-     ({"redact": [{"field": "message.x"}]}, "has no sub-fields")],
-)  # fmt: skip
+    [
+        ({"redact": [{"field": "actor.email", "action": "hmac"}]}, "need redact_key"),
+        ({"redact": [{"field": "organization"}]}, "cannot redact 'organization'"),
+        ({"redact": [{"field": "actor.phone"}]}, "expected one of actor.id"),
+        ({"redact": [{"field": "message.x"}]}, "has no sub-fields"),
+    ],
+)
 def test_bad_redaction_config(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         SINKS["file"][0].model_validate({"type": "file", "path": "/tmp/x", **config})
 
 
 def test_redact_key_never_in_repr() -> None:
-    cfg = SINKS["file"][0].model_validate({"type": "file", "path": "/x", "redact_key": KEY,
-                                            "redact": [{"field": "actor.email", "action": "hmac"}]})  # fmt: skip
+    cfg = SINKS["file"][0].model_validate(
+        {"type": "file", "path": "/x", "redact_key": KEY, "redact": [{"field": "actor.email", "action": "hmac"}]}
+    )
     assert KEY not in repr(cfg) and KEY not in str(cfg.model_dump())
 
 
@@ -147,12 +170,18 @@ async def test_two_sinks_one_journal(tmp_path: Path) -> None:
         await journal.append("codacy", "gh/acme", entries, {"w": 1})
     configs = {
         "everything": FileSinkConfig(type="file", path=str(tmp_path / "all.ndjson"), batch_max_age_s=0),
-        "security": FileSinkConfig.model_validate({
-            "type": "file", "path": str(tmp_path / "sec.ndjson"), "batch_max_age_s": 0, "batch_max_events": 3,
-            "filter": {"include": [{"category": ["authentication"]}, {"outcome": ["failure"]}]},
-            "redact": [{"field": "actor.email", "action": "hmac"}, {"field": "actor.ip"}], "redact_key": KEY,
-        }),
-    }  # fmt: skip
+        "security": FileSinkConfig.model_validate(
+            {
+                "type": "file",
+                "path": str(tmp_path / "sec.ndjson"),
+                "batch_max_age_s": 0,
+                "batch_max_events": 3,
+                "filter": {"include": [{"category": ["authentication"]}, {"outcome": ["failure"]}]},
+                "redact": [{"field": "actor.email", "action": "hmac"}, {"field": "actor.ip"}],
+                "redact_key": KEY,
+            }
+        ),
+    }
     sinks = {name: CountingFileSink(name, cfg) for name, cfg in configs.items()}
     retry = RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.01)
     workers = [SinkWorker(name, sinks[name], configs[name], journal, retry) for name in configs]

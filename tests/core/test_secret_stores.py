@@ -35,9 +35,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def stores(moto_server: MotoServer) -> Iterator[MotoServer]:  # noqa: F811
     kwargs: dict[str, Any] = {
-        "endpoint_url": moto_server.endpoint_url, "region_name": REGION,
-        "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-    }  # fmt: skip
+        "endpoint_url": moto_server.endpoint_url,
+        "region_name": REGION,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
     sm = boto3.client("secretsmanager", **kwargs)
     sm.create_secret(Name="codacy/plain", SecretString=PLAIN)
     sm.create_secret(Name="codacy/json", SecretString=json.dumps({"token": IN_JSON, "user": "svc"}))
@@ -48,8 +50,9 @@ def stores(moto_server: MotoServer) -> Iterator[MotoServer]:  # noqa: F811
 
 
 def sm_ref(moto: MotoServer, secret_id: str, **extra: Any) -> dict[str, Any]:
-    return {"aws_secrets_manager": {"secret_id": secret_id, "region": REGION,
-                                    "endpoint_url": moto.endpoint_url, **extra}}  # fmt: skip
+    return {
+        "aws_secrets_manager": {"secret_id": secret_id, "region": REGION, "endpoint_url": moto.endpoint_url, **extra}
+    }
 
 
 def codacy(token_from: dict[str, Any]) -> dict[str, Any]:
@@ -59,9 +62,12 @@ def codacy(token_from: dict[str, Any]) -> dict[str, Any]:
 def config(tmp_path: Path, sources: dict[str, Any], sinks: dict[str, Any] | None = None) -> Path:
     return write_config(
         tmp_path / "config.yaml",
-        {"state_dir": str(tmp_path / "state"), "sources": sources,
-         "sinks": sinks or {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}}},
-    )  # fmt: skip
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": sources,
+            "sinks": sinks or {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
 
 
 def problems(path: Path, **kwargs: Any) -> str:
@@ -71,16 +77,20 @@ def problems(path: Path, **kwargs: Any) -> str:
 
 
 def test_source_tokens_from_secrets_manager_plain_and_json_key(tmp_path: Path, stores: MotoServer) -> None:
-    path = config(tmp_path, {
-        "plain": codacy(sm_ref(stores, "codacy/plain")),
-        "keyed": codacy(sm_ref(stores, "codacy/json", json_key="token")),
-    })  # fmt: skip
+    path = config(
+        tmp_path,
+        {
+            "plain": codacy(sm_ref(stores, "codacy/plain")),
+            "keyed": codacy(sm_ref(stores, "codacy/json", json_key="token")),
+        },
+    )
     settings = load_settings(path)
     assert settings.sources["plain"].api_token.get_secret_value() == PLAIN  # type: ignore[attr-defined]
     assert settings.sources["keyed"].api_token.get_secret_value() == IN_JSON  # type: ignore[attr-defined]
     assert settings.stored_secrets == {
-        "AWS Secrets Manager secret 'codacy/plain'", "AWS Secrets Manager secret 'codacy/json'"
-    }  # fmt: skip
+        "AWS Secrets Manager secret 'codacy/plain'",
+        "AWS Secrets Manager secret 'codacy/json'",
+    }
     # the values join the redaction set like any secret (logs, check, /readyz, dlq)
     assert {PLAIN, IN_JSON} <= secret_stores_secrets(settings)
 
@@ -92,9 +102,13 @@ def secret_stores_secrets(settings: Any) -> set[str]:
 
 
 def test_sink_token_from_an_ssm_securestring(tmp_path: Path, stores: MotoServer) -> None:
-    hec = {"type": "splunk_hec", "url": "https://127.0.0.1:8088",
-           "token_from": {"aws_ssm_parameter": {"name": "/audit/hec-token", "region": REGION,
-                                                "endpoint_url": stores.endpoint_url}}}  # fmt: skip
+    hec = {
+        "type": "splunk_hec",
+        "url": "https://127.0.0.1:8088",
+        "token_from": {
+            "aws_ssm_parameter": {"name": "/audit/hec-token", "region": REGION, "endpoint_url": stores.endpoint_url}
+        },
+    }
     path = config(tmp_path, {"plain": codacy(sm_ref(stores, "codacy/plain"))}, {"hec": hec})
     settings = load_settings(path)
     assert settings.sinks["hec"].token.get_secret_value() == HEC  # type: ignore[attr-defined]
@@ -119,9 +133,13 @@ def test_a_missing_secret_is_named_with_the_aws_error(tmp_path: Path, stores: Mo
 
 
 def test_a_missing_parameter_is_named_with_the_aws_error(tmp_path: Path, stores: MotoServer) -> None:
-    hec = {"type": "splunk_hec", "url": "https://127.0.0.1:8088",
-           "token_from": {"aws_ssm_parameter": {"name": "/audit/absent", "region": REGION,
-                                                "endpoint_url": stores.endpoint_url}}}  # fmt: skip
+    hec = {
+        "type": "splunk_hec",
+        "url": "https://127.0.0.1:8088",
+        "token_from": {
+            "aws_ssm_parameter": {"name": "/audit/absent", "region": REGION, "endpoint_url": stores.endpoint_url}
+        },
+    }
     text = problems(config(tmp_path, {}, {"hec": hec}))
     assert "sinks.hec: token_from: SSM parameter '/audit/absent'" in text and "ParameterNotFound" in text
 

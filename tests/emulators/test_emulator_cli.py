@@ -85,16 +85,37 @@ def test_the_printed_entry_is_a_working_configuration(
     url = lines[0].split(" ", 1)[1]
     assert entry[vendor]["base_url"].startswith(url)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "state_dir": str(tmp_path / "state"),
-        "sources": {name: {**settings, "initial_lookback_days": 7, "lag_s": 0} for name, settings in entry.items()},
-        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "sources": {
+                    name: {**settings, "initial_lookback_days": 7, "lag_s": 0} for name, settings in entry.items()
+                },
+                "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+            }
+        )
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "forwarder", "-c", str(config), "preview", "--source", vendor, "--limit", "5",
-         "--output", "json"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "forwarder",
+            "-c",
+            str(config),
+            "preview",
+            "--source",
+            vendor,
+            "--limit",
+            "5",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     events = orjson.loads(result.stdout)
     assert len(events) == 5 and {e["vendor"] for e in events} == {vendor}
@@ -121,8 +142,9 @@ def test_the_hec_receiver_prints_a_sink_entry(processes: list[subprocess.Popen[s
     response = httpx.post(
         f"{entry['splunk']['url']}/services/collector/event",
         headers={"Authorization": f"Splunk {entry['splunk']['token']}"},
-        content=b'{"event": {"n": 1}}', timeout=10,
-    )  # fmt: skip
+        content=b'{"event": {"n": 1}}',
+        timeout=10,
+    )
     assert response.status_code == 200 and response.json()["code"] == 0, response.text
 
 

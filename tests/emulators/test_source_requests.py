@@ -45,8 +45,15 @@ async def walk(source: CodacySource | ConfigCatSource, organization: str) -> lis
 
 async def test_codacy_source_requests_follow_the_document(start: Start, validate_codacy: Validate) -> None:
     emulator = start("codacy", 30, {"orgs": ["gh/acme"], "span_s": 3 * DAY})
-    config = CodacyConfig(type="codacy", base_url=f"{emulator.url}/api/v3", api_token="codacy-test-token",
-                          organizations=["gh/acme"], initial_lookback_days=5, lag_s=0, max_attempts=1)  # fmt: skip
+    config = CodacyConfig(
+        type="codacy",
+        base_url=f"{emulator.url}/api/v3",
+        api_token="codacy-test-token",
+        organizations=["gh/acme"],
+        initial_lookback_days=5,
+        lag_s=0,
+        max_attempts=1,
+    )
     source = CodacySource("codacy", config)
     seen = record(source.client)
     try:
@@ -68,7 +75,8 @@ def products(emulator_url: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    "variant", ["v2", "v2-filters", "v2-product-route", "v1"],
+    "variant",
+    ["v2", "v2-filters", "v2-product-route", "v1"],
 )
 async def test_configcat_source_requests_follow_the_document(
     start: Start, validate_configcat: Validate, variant: str
@@ -76,13 +84,23 @@ async def test_configcat_source_requests_follow_the_document(
     emulator = start("configcat", 120, {"span_s": 30 * DAY, "config": {"bucket_size": 100000}})
     product = products(emulator.url)[0]["productId"]
     settings: dict[str, Any] = {
-        "type": "configcat", "base_url": emulator.url, "username": DEFAULT_USER, "password": DEFAULT_PASSWORD,
-        "organizations": [DEFAULT_ORG_ID], "page_size": 10, "lag_s": 0, "max_attempts": 1,
-    }  # fmt: skip
+        "type": "configcat",
+        "base_url": emulator.url,
+        "username": DEFAULT_USER,
+        "password": DEFAULT_PASSWORD,
+        "organizations": [DEFAULT_ORG_ID],
+        "page_size": 10,
+        "lag_s": 0,
+        "max_attempts": 1,
+    }
     unit = DEFAULT_ORG_ID
     if variant == "v2-filters":
-        settings.update(product_id=product, config_id=str(uuid.uuid4()), environment_id=str(uuid.uuid4()),
-                        audit_log_type="settingValueChanged")  # fmt: skip
+        settings.update(
+            product_id=product,
+            config_id=str(uuid.uuid4()),
+            environment_id=str(uuid.uuid4()),
+            audit_log_type="settingValueChanged",
+        )
     elif variant == "v2-product-route":
         settings.update(organizations=[], product_ids=[product])
         unit = f"product:{product}"

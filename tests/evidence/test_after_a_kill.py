@@ -60,11 +60,24 @@ def test_verify_passes_after_a_sigkill_and_an_s3_outage(
     evidence = {"signing_key_file": str(private), "digest_interval_s": 0.5}
     out = tmp_path / "out"
     sinks = {
-        "file": {"type": "file", "path": str(out / "{organization}.ndjson"), "batch_max_age_s": 0.05,
-                 "rotate_max_bytes": 6000, "evidence": evidence},
-        "s3": {"type": "s3", "bucket": "audit", "endpoint_url": moto.endpoint_url, "force_path_style": True,
-               "batch_max_age_s": 0.2, "batch_max_events": 20, "timeout_s": 2, "evidence": evidence},
-    }  # fmt: skip
+        "file": {
+            "type": "file",
+            "path": str(out / "{organization}.ndjson"),
+            "batch_max_age_s": 0.05,
+            "rotate_max_bytes": 6000,
+            "evidence": evidence,
+        },
+        "s3": {
+            "type": "s3",
+            "bucket": "audit",
+            "endpoint_url": moto.endpoint_url,
+            "force_path_style": True,
+            "batch_max_age_s": 0.2,
+            "batch_max_events": 20,
+            "timeout_s": 2,
+            "evidence": evidence,
+        },
+    }
     cfg = make_config(tmp_path, codacy_source(codacy.url), sinks)
     digests = out / "_digests"
 
@@ -94,8 +107,17 @@ def test_verify_passes_after_a_sigkill_and_an_s3_outage(
     assert final.returncode == 0, final.stderr[-3000:]
 
     files = verify("files", str(out), "--public-key", str(public))
-    s3 = verify("s3", "--bucket", "audit", "--prefix", "audit/", "--endpoint-url", moto.endpoint_url,
-                "--public-key", str(public))  # fmt: skip
+    s3 = verify(
+        "s3",
+        "--bucket",
+        "audit",
+        "--prefix",
+        "audit/",
+        "--endpoint-url",
+        moto.endpoint_url,
+        "--public-key",
+        str(public),
+    )
     want = len(expected_ids(codacy))
     streams = {f"codacy/{org}" for org in ORGS}
     for report in (files, s3):

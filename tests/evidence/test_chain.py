@@ -25,10 +25,18 @@ from forwarder.sources.gaps import gap_event
 
 def event(n: int, org: str = "acme") -> dict[str, Any]:
     return make_event(
-        id=f"t:{n}", time=f"2026-11-24T05:{n // 60:02d}:{n % 60:02d}.000Z", observed_time="2026-11-24T06:00:00.000Z",
-        vendor="t", source="t", organization=org, action="x.y", activity="other", category="api",
-        outcome="success", raw={"n": n},
-    )  # fmt: skip
+        id=f"t:{n}",
+        time=f"2026-11-24T05:{n // 60:02d}:{n % 60:02d}.000Z",
+        observed_time="2026-11-24T06:00:00.000Z",
+        vendor="t",
+        source="t",
+        organization=org,
+        action="x.y",
+        activity="other",
+        category="api",
+        outcome="success",
+        raw={"n": n},
+    )
 
 
 class PagedSource:

@@ -42,10 +42,14 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     generate(private, public)
     assert oct(private.stat().st_mode & 0o777) == "0o600"
     out = base / "out"
-    config = FileSinkConfig.model_validate({
-        "type": "file", "path": str(out / "{organization}.ndjson"), "rotate_max_bytes": 1500,
-        "evidence": {"signing_key_file": str(private)},
-    })  # fmt: skip
+    config = FileSinkConfig.model_validate(
+        {
+            "type": "file",
+            "path": str(out / "{organization}.ndjson"),
+            "rotate_max_bytes": 1500,
+            "evidence": {"signing_key_file": str(private)},
+        }
+    )
     records = [record_of(e, i) for i, e in enumerate(chained(12) + chained(4, "globex"), 1)]
 
     async def run() -> None:
@@ -149,8 +153,15 @@ def test_a_digest_forged_with_another_key_is_named(
     other = load_private(tmp_path / "other.key")
     newest = digests(copy)[-1]
     body, _ = digest.parse(newest.read_bytes())
-    forged = digest.build(sink="archive", kind="file", start=_time(body["from"]), end=_time(body["to"]),
-                          listings=[], previous=body["previous"], key=other)  # fmt: skip
+    forged = digest.build(
+        sink="archive",
+        kind="file",
+        start=_time(body["from"]),
+        end=_time(body["to"]),
+        listings=[],
+        previous=body["previous"],
+        key=other,
+    )
     newest.write_bytes(forged)
     code, report = verify(copy, written[1])
     assert code == 1 and kinds(report)[0] == "digest_signature"
@@ -168,9 +179,14 @@ def test_after_a_key_rotation_both_public_keys_verify_the_period(
     newest = digests(copy)[-1]
     body, _ = digest.parse(newest.read_bytes())
     resigned = digest.build(
-        sink="archive", kind="file", start=_time(body["from"]), end=_time(body["to"]), listings=[],
-        previous=body["previous"], key=load_private(tmp_path / "new.key"),
-    )  # fmt: skip
+        sink="archive",
+        kind="file",
+        start=_time(body["from"]),
+        end=_time(body["to"]),
+        listings=[],
+        previous=body["previous"],
+        key=load_private(tmp_path / "new.key"),
+    )
     doc = orjson.loads(resigned)
     doc["body"]["objects"] = body["objects"]  # the same listing, signed by the new key
     doc["signature"] = base64.b64encode(load_private(tmp_path / "new.key").sign(canonical_json(doc["body"]))).decode()
@@ -182,10 +198,13 @@ def test_after_a_key_rotation_both_public_keys_verify_the_period(
 
 def test_a_digest_is_written_every_interval_even_when_nothing_was(tmp_path: Path) -> None:
     generate(tmp_path / "k", tmp_path / "k.pub")
-    config = FileSinkConfig.model_validate({
-        "type": "file", "path": str(tmp_path / "out" / "{organization}.ndjson"),
-        "evidence": {"signing_key_file": str(tmp_path / "k"), "digest_interval_s": 0.05},
-    })  # fmt: skip
+    config = FileSinkConfig.model_validate(
+        {
+            "type": "file",
+            "path": str(tmp_path / "out" / "{organization}.ndjson"),
+            "evidence": {"signing_key_file": str(tmp_path / "k"), "digest_interval_s": 0.05},
+        }
+    )
 
     async def idle() -> None:
         sink = FileSink("archive", config)

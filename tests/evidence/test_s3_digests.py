@@ -32,10 +32,23 @@ class Output:
         self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
     def verify(self) -> tuple[int, dict[str, Any]]:
-        result = CliRunner().invoke(main, [
-            "verify", "s3", "--bucket", self.bucket, "--prefix", "audit/", "--endpoint-url", self.endpoint,
-            "--public-key", str(self.public), "--output", "json",
-        ])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "verify",
+                "s3",
+                "--bucket",
+                self.bucket,
+                "--prefix",
+                "audit/",
+                "--endpoint-url",
+                self.endpoint,
+                "--public-key",
+                str(self.public),
+                "--output",
+                "json",
+            ],
+        )
         return result.exit_code, orjson.loads(result.output)
 
     def objects(self) -> list[str]:
@@ -70,11 +83,16 @@ def output(moto_server: MotoServer, tmp_path: Path) -> Output:  # noqa: F811
     boto3.client("s3", endpoint_url=moto_server.endpoint_url, region_name="us-east-1").create_bucket(
         Bucket=bucket, ObjectLockEnabledForBucket=True
     )
-    config = S3SinkConfig.model_validate({
-        "type": "s3", "bucket": bucket, "endpoint_url": moto_server.endpoint_url, "force_path_style": True,
-        "object_lock": {"mode": "GOVERNANCE", "retain_days": 1},
-        "evidence": {"signing_key_file": str(private), "ledger_directory": str(tmp_path / "ledger")},
-    })  # fmt: skip
+    config = S3SinkConfig.model_validate(
+        {
+            "type": "s3",
+            "bucket": bucket,
+            "endpoint_url": moto_server.endpoint_url,
+            "force_path_style": True,
+            "object_lock": {"mode": "GOVERNANCE", "retain_days": 1},
+            "evidence": {"signing_key_file": str(private), "ledger_directory": str(tmp_path / "ledger")},
+        }
+    )
     records = [record_of(e, i) for i, e in enumerate(chained(12) + chained(4, "globex"), 1)]
 
     async def run() -> None:

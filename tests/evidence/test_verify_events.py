@@ -42,8 +42,9 @@ def test_an_untouched_export_with_duplicates_passes(tmp_path: Path) -> None:
     code, report = run(str(ndjson(tmp_path / "a.ndjson", events + events[2:4])))  # duplicates: at-least-once
     assert code == 0 and report["ok"], report
     assert {s["stream"]: (s["first"], s["last"], s["duplicates"]) for s in report["streams"]} == {
-        "t/acme": (1, 6, 2), "t/globex": (1, 3, 0),
-    }  # fmt: skip
+        "t/acme": (1, 6, 2),
+        "t/globex": (1, 3, 0),
+    }
 
 
 def test_one_event_removed_is_named_by_stream_and_seq(tmp_path: Path) -> None:
@@ -76,10 +77,14 @@ def test_gzip_splunk_and_syslog_exports_are_read(tmp_path: Path) -> None:
     splunk = tmp_path / "splunk.json"
     splunk.write_bytes(orjson.dumps({"preview": False, "result": {"_raw": orjson.dumps(events[1]).decode()}}) + b"\n")
     syslog = tmp_path / "audit.log"
-    syslog.write_bytes(b"".join(
-        b'<110>1 2026-11-24T05:00:00.000Z host audit-forwarder 42 x.y [origin x="a]\\"b"] \xef\xbb\xbf'
-        + orjson.dumps(e) + b"\n" for e in events[2:]
-    ))  # fmt: skip
+    syslog.write_bytes(
+        b"".join(
+            b'<110>1 2026-11-24T05:00:00.000Z host audit-forwarder 42 x.y [origin x="a]\\"b"] \xef\xbb\xbf'
+            + orjson.dumps(e)
+            + b"\n"
+            for e in events[2:]
+        )
+    )
     code, report = run(str(gz), str(splunk), str(syslog), "--from-seq", "1")
     assert code == 0, report
     assert report["streams"][0]["events"] == 4

@@ -32,26 +32,46 @@ OBSERVED = datetime(2026, 11, 24, 5, 45, tzinfo=UTC)
 CONFIGCAT_ORG = "08d8a2b5-8f0b-4b1c-8c7c-9a6c1b2d3e4f"
 
 CODACY_RAW = {
-    "actor": {"email": "alice@example.com", "role": "organizationAdmin"}, "action": "repositories.settings.update",
-    "result": "succeed", "timestamp": "2026-11-24T05:44:44.935Z", "source": "UI", "repositoryName": "web=app|x",
-    "description": "Update repository settings", "details": {"requestId": "c386bbc4cd613e30"}, "entityId": "520501",
-}  # fmt: skip
+    "actor": {"email": "alice@example.com", "role": "organizationAdmin"},
+    "action": "repositories.settings.update",
+    "result": "succeed",
+    "timestamp": "2026-11-24T05:44:44.935Z",
+    "source": "UI",
+    "repositoryName": "web=app|x",
+    "description": "Update repository settings",
+    "details": {"requestId": "c386bbc4cd613e30"},
+    "entityId": "520501",
+}
 CONFIGCAT_RAW = {
-    "auditLogId": 480140894, "auditLogDateTime": "2026-11-24T05:44:44.933Z", "auditLogTypeEnum": "settingValueChanged",
-    "truncated": False, "modelVersion": 6, "auditLogType": "Setting value changed",
-    "userEmail": "carol.ivanova@example.com", "userName": "Carol Ivanova", "why": "rollout",
+    "auditLogId": 480140894,
+    "auditLogDateTime": "2026-11-24T05:44:44.933Z",
+    "auditLogTypeEnum": "settingValueChanged",
+    "truncated": False,
+    "modelVersion": 6,
+    "auditLogType": "Setting value changed",
+    "userEmail": "carol.ivanova@example.com",
+    "userName": "Carol Ivanova",
+    "why": "rollout",
     "where": "Product: Main / Config: Mobile / Environment: Production",
-    "actionTarget": "pricingExperimentVariant", "details": '{"settingKey":"pricingExperimentVariant"}',
-}  # fmt: skip
+    "actionTarget": "pricingExperimentVariant",
+    "details": '{"settingKey":"pricingExperimentVariant"}',
+}
 CODESCORING_RAW = {
-    "id": 41138, "created_at": "2026-11-24T08:44:44.934000+03:00", "actor": "system",
-    "message": "[SCA][mobile-app][1/c9e9c616] Analysis started", "duration": None,
-}  # fmt: skip
+    "id": 41138,
+    "created_at": "2026-11-24T08:44:44.934000+03:00",
+    "actor": "system",
+    "message": "[SCA][mobile-app][1/c9e9c616] Analysis started",
+    "duration": None,
+}
 CODESTAX_RAW = {
-    "id": 5138, "timestamp": "2026-11-24T05:44:44.934000Z", "user": {"name": "Bob Ng", "email": "bob@example.com"},
-    "action": "auth.login_failed", "category": "auth", "target": "acme",
+    "id": 5138,
+    "timestamp": "2026-11-24T05:44:44.934000Z",
+    "user": {"name": "Bob Ng", "email": "bob@example.com"},
+    "action": "auth.login_failed",
+    "category": "auth",
+    "target": "acme",
     "metadata": {"ip": "198.51.100.121", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)"},
-}  # fmt: skip
+}
 
 
 def _fixture(path: str) -> list[Any]:

@@ -14,15 +14,60 @@ from tests.formats.samples import events, record
 
 # Taken from the ECS 9.x field reference (schemas/*.yml), independently of the module's lists.
 ECS_FIELDS = {
-    "@timestamp", "message", "ecs.version", "event.kind", "event.category", "event.type", "event.action",
-    "event.outcome", "event.id", "event.module", "event.dataset", "event.provider", "event.created",
-    "event.original", "user.id", "user.name", "user.email", "user.target.id", "user.target.name", "group.id",
-    "group.name", "source.ip", "user_agent.original", "organization.id", "organization.name", "related.user",
-    "related.ip", "observer.vendor", "observer.product", "event.sequence", "event.hash",
-}  # fmt: skip
-ALLOWED_CATEGORIES = {"api", "authentication", "configuration", "database", "driver", "email", "file", "host",
-                      "iam", "intrusion_detection", "library", "malware", "network", "package", "process",
-                      "registry", "session", "threat", "vulnerability", "web"}  # fmt: skip
+    "@timestamp",
+    "message",
+    "ecs.version",
+    "event.kind",
+    "event.category",
+    "event.type",
+    "event.action",
+    "event.outcome",
+    "event.id",
+    "event.module",
+    "event.dataset",
+    "event.provider",
+    "event.created",
+    "event.original",
+    "user.id",
+    "user.name",
+    "user.email",
+    "user.target.id",
+    "user.target.name",
+    "group.id",
+    "group.name",
+    "source.ip",
+    "user_agent.original",
+    "organization.id",
+    "organization.name",
+    "related.user",
+    "related.ip",
+    "observer.vendor",
+    "observer.product",
+    "event.sequence",
+    "event.hash",
+}
+ALLOWED_CATEGORIES = {
+    "api",
+    "authentication",
+    "configuration",
+    "database",
+    "driver",
+    "email",
+    "file",
+    "host",
+    "iam",
+    "intrusion_detection",
+    "library",
+    "malware",
+    "network",
+    "package",
+    "process",
+    "registry",
+    "session",
+    "threat",
+    "vulnerability",
+    "web",
+}
 
 
 def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -38,11 +83,23 @@ def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def every_shape() -> list[dict[str, Any]]:
     shapes = list(events().values())
     for category, activity, outcome in itertools.product(get_args(Category), get_args(Activity), get_args(Outcome)):
-        shapes.append(make_event(
-            id="x", time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:00.000Z", vendor="user",
-            source="s", organization="o", action="a.b", activity=activity, category=category, outcome=outcome,
-            raw={}, actor={"name": "n", "ip": "192.0.2.1"}, target={"type": "user", "id": "u1"},
-        ))  # fmt: skip
+        shapes.append(
+            make_event(
+                id="x",
+                time="2026-01-01T00:00:00.000Z",
+                observed_time="2026-01-01T00:00:00.000Z",
+                vendor="user",
+                source="s",
+                organization="o",
+                action="a.b",
+                activity=activity,
+                category=category,
+                outcome=outcome,
+                raw={},
+                actor={"name": "n", "ip": "192.0.2.1"},
+                target={"type": "user", "id": "u1"},
+            )
+        )
     return shapes
 
 

@@ -15,8 +15,33 @@ from forwarder.event import make_event
 from forwarder.formats import cef, get_formatter, leef
 from tests.formats.samples import parse_cef, parse_leef, record
 
-NASTY = st.sampled_from(["|", "\\", "=", "\n", "\r", "\r\n", "]", '"', "'", "^", "\t", " ", "x=y", "\\n", "\\=",
-                         "é", "日本語", "🙂", "\u2028", "\x00", "a", "key=", " k=v"])  # fmt: skip
+NASTY = st.sampled_from(
+    [
+        "|",
+        "\\",
+        "=",
+        "\n",
+        "\r",
+        "\r\n",
+        "]",
+        '"',
+        "'",
+        "^",
+        "\t",
+        " ",
+        "x=y",
+        "\\n",
+        "\\=",
+        "é",
+        "日本語",
+        "🙂",
+        "\u2028",
+        "\x00",
+        "a",
+        "key=",
+        " k=v",
+    ]
+)
 HOSTILE = st.one_of(
     st.lists(NASTY, min_size=1, max_size=12).map("".join),
     st.text(min_size=1, max_size=40),
@@ -28,12 +53,22 @@ DELIMITERS = st.sampled_from(["\t", "^", "x5E", "0x01", ";", "~"])
 def hostile_event(values: list[str]) -> dict[str, Any]:
     v = itertools.cycle(values)
     return make_event(
-        id=next(v), time="2026-01-01T00:00:00.000Z", observed_time="2026-01-01T00:00:00.000Z", vendor="codacy",
-        source=next(v), organization=next(v), action=next(v), activity="update", category="configuration",
-        outcome="success", raw={"text": next(v)}, message=next(v), repository=next(v),
+        id=next(v),
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:00.000Z",
+        vendor="codacy",
+        source=next(v),
+        organization=next(v),
+        action=next(v),
+        activity="update",
+        category="configuration",
+        outcome="success",
+        raw={"text": next(v)},
+        message=next(v),
+        repository=next(v),
         actor={"id": next(v), "name": next(v), "email": next(v), "ip": next(v), "user_agent": next(v)},
         target={"type": next(v), "id": next(v), "name": next(v)},
-    )  # fmt: skip
+    )
 
 
 def check_line(line: bytes) -> str:

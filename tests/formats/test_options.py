@@ -22,12 +22,16 @@ def test_leef_delimiter(given: str, announced: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "options", "message"),
-    [("leef", {"delimiter": "="}, "delimiter must be one ASCII"), ("leef", {"delimiter": "xZZ"}, "not a hex code"),
-     ("leef", {"delimiter": " "}, "no letter, digit, space"),  # values keep their spaces: they would split
-     ("leef", {"delimiter": "x20"}, "no letter, digit, space"),
-     ("leef", {"delim": "^"}, "delim"), ("json", {"x": 1}, "format_options for 'json'"),
-     ("syslog5424", {}, "unknown format 'syslog5424'")],
-)  # fmt: skip
+    [
+        ("leef", {"delimiter": "="}, "delimiter must be one ASCII"),
+        ("leef", {"delimiter": "xZZ"}, "not a hex code"),
+        ("leef", {"delimiter": " "}, "no letter, digit, space"),  # values keep their spaces: they would split
+        ("leef", {"delimiter": "x20"}, "no letter, digit, space"),
+        ("leef", {"delim": "^"}, "delim"),
+        ("json", {"x": 1}, "format_options for 'json'"),
+        ("syslog5424", {}, "unknown format 'syslog5424'"),
+    ],
+)
 def test_bad_options_fail_clearly(name: str, options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         get_formatter(name, options)
@@ -49,10 +53,14 @@ def test_sink_config_rejects_a_bad_format_at_load() -> None:
 def test_csv_defuses_formulas_and_names_the_actor_id() -> None:
     """Audit data is text anyone with an account writes; a spreadsheet must not run it."""
     sample = next(iter(events().values()))
-    event = {**sample, "message": "=HYPERLINK(\"http://evil/\",\"x\")", "repository": "+cmd|' /C calc'!A0",
-             "actor": {"id": "svc-42", "email": None, "name": None, "ip": None}}  # fmt: skip
+    event = {
+        **sample,
+        "message": '=HYPERLINK("http://evil/","x")',
+        "repository": "+cmd|' /C calc'!A0",
+        "actor": {"id": "svc-42", "email": None, "name": None, "ip": None},
+    }
     row = next(csv.reader([get_formatter("csv")(record(event)).decode()]))
     by_column = dict(zip(COLUMNS, row, strict=True))
-    assert by_column["message"] == "'=HYPERLINK(\"http://evil/\",\"x\")"
+    assert by_column["message"] == '\'=HYPERLINK("http://evil/","x")'
     assert by_column["repository"] == "'+cmd|' /C calc'!A0"
     assert by_column["actor_id"] == "svc-42" and COLUMNS[-4:-3] == ["actor_id"]

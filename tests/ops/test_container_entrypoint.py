@@ -119,13 +119,20 @@ def test_entrypoint_runs_unprivileged_and_healthcheck_passes(root: Path, codacy:
     state.mkdir(parents=True, mode=0o700)
     os.chown(state, NOBODY, NOBODY)
     mounted: dict[str, Any] = {
-        "sources": {"codacy": {
-            "type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": "${CODACY_TOKEN}",
-            "organizations": ORGS, "initial_lookback_days": 7, "lag_s": 0,
-        }},
-        "sinks": {"out": {"type": "file", "path": str(state / "out" / "{organization}.ndjson"),
-                          "batch_max_age_s": 0.05}},
-    }  # fmt: skip
+        "sources": {
+            "codacy": {
+                "type": "codacy",
+                "base_url": f"{codacy.url}/api/v3",
+                "api_token": "${CODACY_TOKEN}",
+                "organizations": ORGS,
+                "initial_lookback_days": 7,
+                "lag_s": 0,
+            }
+        },
+        "sinks": {
+            "out": {"type": "file", "path": str(state / "out" / "{organization}.ndjson"), "batch_max_age_s": 0.05}
+        },
+    }
     config.write_text(yaml.safe_dump(mounted))
     config.chmod(0o644)
     healthcheck = unprivileged(exec_form("HEALTHCHECK"))
@@ -134,9 +141,10 @@ def test_entrypoint_runs_unprivileged_and_healthcheck_passes(root: Path, codacy:
         wait_until("the events", lambda: len(read_ndjson(state / "out")) == 15 or None)
         assert health(port, "/readyz")[0] == 200, proc.log()
         uid_line = next(
-            line for line in Path(f"/proc/{proc.process.pid}/status").read_text().splitlines()
+            line
+            for line in Path(f"/proc/{proc.process.pid}/status").read_text().splitlines()
             if line.startswith("Uid:")
-        )  # fmt: skip
+        )
         assert uid_line.split()[1:] == [str(NOBODY)] * 4
         assert (state / "journal.sqlite3").stat().st_uid == NOBODY
         result = subprocess.run(healthcheck, env=run_env, capture_output=True, timeout=30)

@@ -77,10 +77,18 @@ def ensure_base_image() -> str:
     with tempfile.TemporaryDirectory(prefix="af-rootfs-") as work:
         rootfs = Path(work) / "rootfs"
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs),
-             debian_mirror()],
-            check=True, capture_output=True, timeout=900,
-        )  # fmt: skip
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={BASE_PACKAGES}",
+                "bookworm",
+                str(rootfs),
+                debian_mirror(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
             shutil.rmtree(rootfs / cache, ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -137,25 +145,42 @@ def container(image: str, codacy: EmulatorProcess) -> Iterator[Container]:
         directory.mkdir(mode=0o700)
         os.chown(directory, UID, UID)
     config: dict[str, Any] = {
-        "sources": {"codacy": {
-            "type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": "${CODACY_TOKEN}",
-            "organizations": ORGS, "initial_lookback_days": 7, "lag_s": 0,
-        }},
+        "sources": {
+            "codacy": {
+                "type": "codacy",
+                "base_url": f"{codacy.url}/api/v3",
+                "api_token": "${CODACY_TOKEN}",
+                "organizations": ORGS,
+                "initial_lookback_days": 7,
+                "lag_s": 0,
+            }
+        },
         "sinks": {"out": {"type": "file", "path": "/srv/out/{organization}.ndjson", "batch_max_age_s": 0.05}},
-    }  # fmt: skip
+    }
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     (work / "config.yaml").chmod(0o644)
     name, port = f"af-test-{uuid.uuid4().hex[:10]}", free_port()
     podman(
-        "run", "--detach", "--name", name, "--network", "host", *ULIMITS,
-        "--volume", f"{work / 'config.yaml'}:/etc/audit-forwarder/config.yaml:ro",
-        "--volume", f"{state}:/var/lib/audit-forwarder",
-        "--volume", f"{out}:/srv/out",
-        "--env", "CODACY_TOKEN=codacy-test-token",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        *ULIMITS,
+        "--volume",
+        f"{work / 'config.yaml'}:/etc/audit-forwarder/config.yaml:ro",
+        "--volume",
+        f"{state}:/var/lib/audit-forwarder",
+        "--volume",
+        f"{out}:/srv/out",
+        "--env",
+        "CODACY_TOKEN=codacy-test-token",
         # on the host's network the image's 0.0.0.0 would listen on every host address: loopback only
-        "--env", f"AUDIT_FORWARDER_METRICS__LISTEN=127.0.0.1:{port}",
+        "--env",
+        f"AUDIT_FORWARDER_METRICS__LISTEN=127.0.0.1:{port}",
         image,
-    )  # fmt: skip
+    )
     try:
         yield Container(name, port, out)
     finally:

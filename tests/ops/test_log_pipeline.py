@@ -52,25 +52,47 @@ def test_every_line_is_json_under_faults_and_an_overlapping_poll_is_a_debug_even
     log with a plain-text warning per occurrence."""
     codacy = running("codacy", entries=10, options={"orgs": ORGS, "span_s": 86400})
     try:
-        codacy.control("POST", "faults", [
-            {"status": 0, "delay_s": 3.5, "count": 1, "path_contains": "acme"},  # polls overlap
-            {"status": 500, "count": 3, "path_contains": "globex"},  # the vendor fails
-        ])  # fmt: skip
-        cfg = write_config(tmp_path / "config.yaml", {
-            "state_dir": str(tmp_path / "state"),
-            "log": {"level": "debug"}, "shutdown_timeout_s": 1,
-            "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
-            "metrics": {"listen": "127.0.0.1:0"},
-            "sources": {"codacy": {
-                "type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": CODACY_TOKEN, "organizations": ORGS,
-                "initial_lookback_days": 7, "lag_s": 0, "interval_s": 0.25, "jitter_s": 0, "max_attempts": 2,
-                "backoff_initial_s": 0.05, "backoff_max_s": 0.1,
-            }},
-            "sinks": {  # a receiver that is not there
-                "hec": {"type": "splunk_hec", "url": f"http://127.0.0.1:{free_port()}", "token": "hec-token-1234",
-                        "batch_max_age_s": 0.05},
+        codacy.control(
+            "POST",
+            "faults",
+            [
+                {"status": 0, "delay_s": 3.5, "count": 1, "path_contains": "acme"},  # polls overlap
+                {"status": 500, "count": 3, "path_contains": "globex"},  # the vendor fails
+            ],
+        )
+        cfg = write_config(
+            tmp_path / "config.yaml",
+            {
+                "state_dir": str(tmp_path / "state"),
+                "log": {"level": "debug"},
+                "shutdown_timeout_s": 1,
+                "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+                "metrics": {"listen": "127.0.0.1:0"},
+                "sources": {
+                    "codacy": {
+                        "type": "codacy",
+                        "base_url": f"{codacy.url}/api/v3",
+                        "api_token": CODACY_TOKEN,
+                        "organizations": ORGS,
+                        "initial_lookback_days": 7,
+                        "lag_s": 0,
+                        "interval_s": 0.25,
+                        "jitter_s": 0,
+                        "max_attempts": 2,
+                        "backoff_initial_s": 0.05,
+                        "backoff_max_s": 0.1,
+                    }
+                },
+                "sinks": {  # a receiver that is not there
+                    "hec": {
+                        "type": "splunk_hec",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "token": "hec-token-1234",
+                        "batch_max_age_s": 0.05,
+                    },
+                },
             },
-        })  # fmt: skip
+        )
         with daemon(cfg) as proc:
             wait_until("an overlapping poll", lambda: "maximum number of running instances" in proc.log())
             wait_until("the vendor's 500", lambda: "500 Internal Server Error" in proc.log())
@@ -95,12 +117,20 @@ def test_a_token_in_a_url_a_library_logs_is_redacted(tmp_path: Path) -> None:
     token = "q+tok/en=1234"
     configcat = running("configcat", entries=5)
     try:
-        source = {**configcat_as_http_json(configcat.url), "max_attempts": 1,
-                  "auth": {"type": "query", "param": "apikey", "token": token}}  # fmt: skip
-        cfg = write_config(tmp_path / "config.yaml", {
-            "state_dir": str(tmp_path / "state"), "log": {"level": "debug"}, "sources": {"hj": source},
-            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
-        })  # fmt: skip
+        source = {
+            **configcat_as_http_json(configcat.url),
+            "max_attempts": 1,
+            "auth": {"type": "query", "param": "apikey", "token": token},
+        }
+        cfg = write_config(
+            tmp_path / "config.yaml",
+            {
+                "state_dir": str(tmp_path / "state"),
+                "log": {"level": "debug"},
+                "sources": {"hj": source},
+                "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+            },
+        )
         result = cli(cfg, "once")
     finally:
         configcat.stop()
@@ -131,8 +161,7 @@ def test_the_event_loops_reports_warnings_and_a_crash_are_json_and_redacted() ->
         "warnings.warn('old thing loop-secret-987')\n"
         "raise SystemError('fatal loop-secret-987')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=REPO_ROOT)  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     lines = json_lines(result.stderr)
     reported = [e for e in lines if e["event"] == "Task exception was never retrieved"]
     assert reported and all(e["error"] == "RuntimeError: refused ***" for e in reported), lines
@@ -162,17 +191,32 @@ def test_the_throttle_reports_what_it_suppressed() -> None:
 @pytest.mark.parametrize(("level", "shown"), [(logging.INFO, False), (logging.DEBUG, True)])
 def test_a_skipped_overlapping_poll_and_a_cancelled_one_are_debug(level: int, shown: bool) -> None:
     skipped = logging.LogRecord(
-        "apscheduler.scheduler", logging.WARNING, __file__, 1,
-        'Execution of job "%s" skipped: maximum number of running instances reached (%d)', ("poll", 1), None,
-    )  # fmt: skip
+        "apscheduler.scheduler",
+        logging.WARNING,
+        __file__,
+        1,
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        ("poll", 1),
+        None,
+    )
     cancelled = logging.LogRecord(
-        "apscheduler.executors.default", logging.ERROR, __file__, 1, 'Job "%s" raised an exception', ("poll",),
+        "apscheduler.executors.default",
+        logging.ERROR,
+        __file__,
+        1,
+        'Job "%s" raised an exception',
+        ("poll",),
         (asyncio.CancelledError, asyncio.CancelledError(), None),
-    )  # fmt: skip
+    )
     failed = logging.LogRecord(
-        "apscheduler.executors.default", logging.ERROR, __file__, 1, 'Job "%s" raised an exception', ("poll",),
+        "apscheduler.executors.default",
+        logging.ERROR,
+        __file__,
+        1,
+        'Job "%s" raised an exception',
+        ("poll",),
         (KeyError, KeyError("bug"), None),
-    )  # fmt: skip
+    )
     for record in (skipped, cancelled):
         assert logs._LibraryFilter(level).filter(record) is shown
         assert record.levelname == "DEBUG"
@@ -189,19 +233,38 @@ def test_the_sink_field_is_the_sinks_name(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         codacy = running("codacy", entries=5, options={"orgs": ORGS[:1], "span_s": 86400})
         try:
-            cfg = write_config(tmp_path / "config.yaml", {
-                "state_dir": str(tmp_path / "state"), "shutdown_timeout_s": 0.5, "metrics": {"listen": "127.0.0.1:0"},
-                "sources": {"codacy": {
-                    "type": "codacy", "base_url": f"{codacy.url}/api/v3", "api_token": CODACY_TOKEN,
-                    "organizations": ORGS[:1], "lag_s": 0, "interval_s": 60, "jitter_s": 0,
-                }},
-                "sinks": {"hec": {"type": "splunk_hec", "url": url, "token": "hec-token-1234",
-                                  "batch_max_age_s": 0.05}},
-            })  # fmt: skip
+            cfg = write_config(
+                tmp_path / "config.yaml",
+                {
+                    "state_dir": str(tmp_path / "state"),
+                    "shutdown_timeout_s": 0.5,
+                    "metrics": {"listen": "127.0.0.1:0"},
+                    "sources": {
+                        "codacy": {
+                            "type": "codacy",
+                            "base_url": f"{codacy.url}/api/v3",
+                            "api_token": CODACY_TOKEN,
+                            "organizations": ORGS[:1],
+                            "lag_s": 0,
+                            "interval_s": 60,
+                            "jitter_s": 0,
+                        }
+                    },
+                    "sinks": {
+                        "hec": {"type": "splunk_hec", "url": url, "token": "hec-token-1234", "batch_max_age_s": 0.05}
+                    },
+                },
+            )
             with daemon(cfg) as proc:
                 port = wait_until("the metrics port", lambda: logged_port(proc))
-                wait_until("a batch in flight", lambda: metric(get(f"http://127.0.0.1:{port}/metrics").text,
-                                                             "audit_forwarder_source_events_total", source="codacy"))
+                wait_until(
+                    "a batch in flight",
+                    lambda: metric(
+                        get(f"http://127.0.0.1:{port}/metrics").text,
+                        "audit_forwarder_source_events_total",
+                        source="codacy",
+                    ),
+                )
             lines = json_lines(proc.log())
         finally:
             codacy.stop()

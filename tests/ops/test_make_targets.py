@@ -18,8 +18,10 @@ pytestmark = pytest.mark.integration
 def make(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["make", "--no-print-directory", "-C", str(REPO_ROOT), *args],
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -37,8 +39,11 @@ def test_make_demo_installs_the_runtime_only_and_says_what_it_does(tmp_path: Pat
     assert "Collected" in result.stdout and any(out.rglob("*.ndjson"))
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "list", "--format", "freeze"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.lower()  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.lower()
     assert "audit-forwarder==" in installed and "httpx==" in installed
     for tool in ("pytest", "moto", "mypy", "ruff", "matplotlib", "hypothesis"):
         assert f"\n{tool}==" not in f"\n{installed}", f"make demo installed {tool}"

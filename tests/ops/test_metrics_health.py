@@ -52,14 +52,22 @@ def config(tmp_path: Path, url: str, port: int, sinks: dict[str, Any] | None = N
         "metrics": {"listen": f"127.0.0.1:{port}", "source_failing_threshold_s": 1},
         "sources": {
             "codacy": {
-                "type": "codacy", "base_url": f"{url}/api/v3", "api_token": TOKEN, "organizations": ORGS,
-                "initial_lookback_days": 7, "lag_s": 0, "interval_s": 1, "jitter_s": 0, "max_attempts": 3,
-                "backoff_initial_s": 0.05, "backoff_max_s": 0.1,
+                "type": "codacy",
+                "base_url": f"{url}/api/v3",
+                "api_token": TOKEN,
+                "organizations": ORGS,
+                "initial_lookback_days": 7,
+                "lag_s": 0,
+                "interval_s": 1,
+                "jitter_s": 0,
+                "max_attempts": 3,
+                "backoff_initial_s": 0.05,
+                "backoff_max_s": 0.1,
             }
         },
         "sinks": sinks
         or {"out": {"type": "file", "path": str(tmp_path / "out" / "{organization}.ndjson"), "batch_max_age_s": 0.05}},
-    }  # fmt: skip
+    }
     cfg.update(extra)
     return write_config(tmp_path / "config.yaml", cfg)
 
@@ -79,10 +87,16 @@ def test_metrics_count_what_was_fetched_and_delivered(tmp_path: Path, codacy: Em
         for org in ORGS:
             assert metric(text, "audit_forwarder_source_events_total", source="codacy", organization=org) == 30
             assert metric(text, "audit_forwarder_source_pages_total", source="codacy", organization=org)
-            assert metric(text, "audit_forwarder_source_http_responses_total", source="codacy",
-                          organization=org, status_class="2xx")  # fmt: skip
-            assert metric(text, "audit_forwarder_source_last_success_timestamp_seconds", source="codacy",
-                          organization=org)  # fmt: skip
+            assert metric(
+                text,
+                "audit_forwarder_source_http_responses_total",
+                source="codacy",
+                organization=org,
+                status_class="2xx",
+            )
+            assert metric(
+                text, "audit_forwarder_source_last_success_timestamp_seconds", source="codacy", organization=org
+            )
             lag = metric(text, "audit_forwarder_source_cursor_lag_seconds", source="codacy", organization=org)
             assert lag is not None and 0 <= lag < 300
         acme = {"source": "codacy", "organization": "gh/acme"}
@@ -176,8 +190,9 @@ async def test_a_retry_names_an_unexpected_exceptions_type(tmp_path: Path) -> No
     journal = SqliteJournal(tmp_path / "journal.sqlite3")
     await journal.open()
     config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
-    worker = SinkWorker("broken", cast(Any, Broken()), config, journal, RetrySettings(initial_backoff_s=0.01,
-                                                                                       max_attempts=2))  # fmt: skip
+    worker = SinkWorker(
+        "broken", cast(Any, Broken()), config, journal, RetrySettings(initial_backoff_s=0.01, max_attempts=2)
+    )
     record = Record(1, "e1", "src", "org", 0, b"{}", "codacy")
     try:
         with capture_logs() as logs:

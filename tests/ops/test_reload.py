@@ -41,10 +41,19 @@ def codacy() -> Iterator[EmulatorProcess]:
 
 def source(url: str, org: str) -> dict[str, Any]:
     return {
-        "type": "codacy", "base_url": f"{url}/api/v3", "api_token": TOKEN, "organizations": [org],
-        "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "interval_s": 0.5, "jitter_s": 0, "max_attempts": 2,
-        "backoff_initial_s": 0.05, "backoff_max_s": 0.1,
-    }  # fmt: skip
+        "type": "codacy",
+        "base_url": f"{url}/api/v3",
+        "api_token": TOKEN,
+        "organizations": [org],
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "overlap_s": 600,
+        "interval_s": 0.5,
+        "jitter_s": 0,
+        "max_attempts": 2,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.1,
+    }
 
 
 def file_sink(directory: Path) -> dict[str, Any]:
@@ -52,13 +61,16 @@ def file_sink(directory: Path) -> dict[str, Any]:
 
 
 def write(tmp_path: Path, port: int, sources: dict[str, Any], sinks: dict[str, Any]) -> Path:
-    return write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "metrics": {"listen": f"127.0.0.1:{port}"},
-        "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
-        "sources": sources,
-        "sinks": sinks,
-    })  # fmt: skip
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+            "sources": sources,
+            "sinks": sinks,
+        },
+    )
 
 
 def count(directory: Path, n: int) -> bool:
@@ -215,14 +227,16 @@ class ThreadRecordingSource(CodacySource):
         super().__init__(name, config)
 
 
-async def test_sources_and_sinks_are_built_off_the_event_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_sources_and_sinks_are_built_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each httpx client loads the CA bundle when built: on the loop, a reload stalled every sink."""
     monkeypatch.setitem(SINKS, "syslog", (SINKS["syslog"][0], ThreadRecordingSink))
     monkeypatch.setitem(SOURCES, "codacy", (SOURCES["codacy"][0], ThreadRecordingSource))
-    cfg = write(tmp_path, free_port(), {"main": source("http://127.0.0.1:9", "gh/acme")},
-                {"extra": {"type": "syslog", "host": "127.0.0.1"}})  # fmt: skip
+    cfg = write(
+        tmp_path,
+        free_port(),
+        {"main": source("http://127.0.0.1:9", "gh/acme")},
+        {"extra": {"type": "syslog", "host": "127.0.0.1"}},
+    )
     daemon = Daemon(load_settings(cfg), config_path=cfg)
     pollers, workers = await daemon._build(daemon.settings, ["main"], ["extra"])
     try:

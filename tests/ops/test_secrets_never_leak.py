@@ -65,27 +65,48 @@ def config(tmp_path: Path, codacy: str, hec: str, moto: str, port: int) -> Path:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the sink wants a directory\n")
     source: dict[str, Any] = {
-        "type": "codacy", "base_url": f"{codacy}/api/v3", "initial_lookback_days": 7, "lag_s": 0,
-        "interval_s": 0.5, "jitter_s": 0, "max_attempts": 2, "backoff_initial_s": 0.02, "backoff_max_s": 0.05,
-    }  # fmt: skip
+        "type": "codacy",
+        "base_url": f"{codacy}/api/v3",
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "interval_s": 0.5,
+        "jitter_s": 0,
+        "max_attempts": 2,
+        "backoff_initial_s": 0.02,
+        "backoff_max_s": 0.05,
+    }
     batch = {"batch_max_age_s": 0.05}
-    return write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "retry": {"initial_backoff_s": 0.02, "max_backoff_s": 0.05, "max_attempts": 2},
-        "metrics": {"listen": f"127.0.0.1:{port}", "source_failing_threshold_s": 0.1},
-        "sources": {
-            "refused": {**source, "api_token": WRONG_CODACY, "organizations": ["gh/acme"]},
-            "unavailable": {**source, "api_token": GOOD_CODACY, "organizations": ["gh/acme", "gl/globex"]},
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "retry": {"initial_backoff_s": 0.02, "max_backoff_s": 0.05, "max_attempts": 2},
+            "metrics": {"listen": f"127.0.0.1:{port}", "source_failing_threshold_s": 0.1},
+            "sources": {
+                "refused": {**source, "api_token": WRONG_CODACY, "organizations": ["gh/acme"]},
+                "unavailable": {**source, "api_token": GOOD_CODACY, "organizations": ["gh/acme", "gl/globex"]},
+            },
+            "sinks": {
+                "hec": {"type": "splunk_hec", "url": hec, "token": WRONG_HEC, **batch},
+                "s3": {
+                    "type": "s3",
+                    "bucket": "no-such-bucket",
+                    "endpoint_url": moto,
+                    "force_path_style": True,
+                    **batch,
+                },
+                "syslog": {
+                    "type": "syslog",
+                    "host": "127.0.0.1",
+                    "port": closed_port(),
+                    "transport": "tcp",
+                    "connect_timeout_s": 1,
+                    **batch,
+                },
+                "file": {"type": "file", "path": str(blocker / "{organization}.ndjson"), **batch},
+            },
         },
-        "sinks": {
-            "hec": {"type": "splunk_hec", "url": hec, "token": WRONG_HEC, **batch},
-            "s3": {"type": "s3", "bucket": "no-such-bucket", "endpoint_url": moto, "force_path_style": True,
-                   **batch},
-            "syslog": {"type": "syslog", "host": "127.0.0.1", "port": closed_port(), "transport": "tcp",
-                       "connect_timeout_s": 1, **batch},
-            "file": {"type": "file", "path": str(blocker / "{organization}.ndjson"), **batch},
-        },
-    })  # fmt: skip
+    )
 
 
 def contains(proc: DaemonProcess, text: str) -> bool:
@@ -122,8 +143,14 @@ def test_no_secret_reaches_logs_metrics_health_files_or_state_show(
     assert once.returncode == 1, once.stderr  # everything failed, and it says so
     outputs.update({"once stdout": once.stdout, "once stderr": once.stderr})
     # the failures were really exercised, or this test would prove nothing
-    for expected in ("credentials were refused", "503 Service Unavailable", "Invalid token", "NoSuchBucket",
-                     '"sink":"syslog"', '"sink":"file"'):  # fmt: skip
+    for expected in (
+        "credentials were refused",
+        "503 Service Unavailable",
+        "Invalid token",
+        "NoSuchBucket",
+        '"sink":"syslog"',
+        '"sink":"file"',
+    ):
         assert expected in once.stderr, f"{expected!r} not in the log:\n{once.stderr[-3000:]}"
 
     with daemon(cfg, "--log-level", "debug", "run", env=env) as proc:
@@ -163,7 +190,8 @@ def test_the_scan_itself_finds_a_secret(tmp_path: Path) -> None:
         "configure_logging('info', 'json')\n"
         f"structlog.get_logger().error('boom', error=RuntimeError('token {WRONG_HEC} refused'))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                            env={**os.environ})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env={**os.environ}
+    )
     assert "boom" in result.stderr and "***" in result.stderr
     assert not scan({"stderr": result.stderr})

@@ -16,14 +16,23 @@ from tests.support.daemon import write_config
 
 def settings(directory: Path, name: str) -> Settings:
     source = {
-        "type": "codacy", "base_url": "http://127.0.0.1:9/api/v3", "api_token": "codacy-test-token",
+        "type": "codacy",
+        "base_url": "http://127.0.0.1:9/api/v3",
+        "api_token": "codacy-test-token",
         "organizations": ["gh/acme"],
-    }  # fmt: skip
+    }
     sink = {"type": "file", "path": str(directory / "out" / "{organization}.ndjson")}
-    return load_settings(write_config(directory / "config.yaml", {
-        "state_dir": str(directory / "state"), "metrics": {"listen": "127.0.0.1:0"},
-        "sources": {f"{name}_source": source}, "sinks": {f"{name}_sink": sink},
-    }))  # fmt: skip
+    return load_settings(
+        write_config(
+            directory / "config.yaml",
+            {
+                "state_dir": str(directory / "state"),
+                "metrics": {"listen": "127.0.0.1:0"},
+                "sources": {f"{name}_source": source},
+                "sinks": {f"{name}_sink": sink},
+            },
+        )
+    )
 
 
 async def test_a_second_daemon_leaves_the_first_ones_endpoints_alone(tmp_path: Path) -> None:

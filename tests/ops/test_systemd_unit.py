@@ -51,8 +51,10 @@ def test_unit_passes_systemd_analyze_verify(unit: Path) -> None:
 def test_unit_sandboxing_exposure_is_at_most_2(unit: Path) -> None:
     result = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", f"--threshold={int(MAX_EXPOSURE * 10)}", str(unit)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
@@ -125,11 +127,14 @@ def test_daemon_reports_ready_watchdog_reload_and_stop(
 ) -> None:
     sock, path = notify_socket
     out = tmp_path / "out" / "{organization}.ndjson"
-    cfg = write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "metrics": {"enabled": False},
-        "sinks": {"out": {"type": "file", "path": str(out)}},
-    })  # fmt: skip
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "metrics": {"enabled": False},
+            "sinks": {"out": {"type": "file", "path": str(out)}},
+        },
+    )
     with daemon(cfg, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}) as proc:
         messages: list[str] = []
 

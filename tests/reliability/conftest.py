@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.emulators import EmulatorProcess, running
+from tests.support.moto_server import moto_server  # noqa: F401 (the fixture, for the tests here)
 from tests.support.vendors import ORGS, VENDORS
 
 

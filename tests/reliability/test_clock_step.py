@@ -116,10 +116,12 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
     out = tmp_path / "out"
     port = free_port()
     cfg = make_config(
-        tmp_path, codacy_source(codacy.url, lag_s=0, overlap_s=600, interval_s=3600, initial_lookback_days=3),
-        {"file": file_sink(out)}, metrics={"enabled": True, "listen": f"127.0.0.1:{port}",
-                                          "source_failing_threshold_s": 0.001},
-    )  # fmt: skip
+        tmp_path,
+        codacy_source(codacy.url, lag_s=0, overlap_s=600, interval_s=3600, initial_lookback_days=3),
+        {"file": file_sink(out)},
+        metrics={"enabled": True, "listen": f"127.0.0.1:{port}", "source_failing_threshold_s": 0.001},
+    )
+
     async def write_future_cursor() -> None:
         journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
         await journal.open()
@@ -133,6 +135,7 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
     codacy.control("POST", "entries", [{**codacy_entry(recent), "_org": "gh/acme"}])
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
+
         def failing() -> bool:
             try:
                 return health(port, "/readyz")[1]["sources"]["codacy"]["gh/acme"]["state"] == "failed"
@@ -148,9 +151,12 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
         assert body["sources"]["codacy"]["gl/globex"]["state"] == "ok"
         text = get(f"http://127.0.0.1:{port}/metrics").text
         assert metric(text, "audit_forwarder_source_failing", source="codacy", organization="gh/acme") == 1
-        wait_until("the entry recorded after the cursor's real time delivered",
-                   lambda: any(e["raw"]["timestamp"] == codacy_entry(recent)["timestamp"]
-                               for e in read_ndjson(out)), timeout=60, detail=daemon.log)  # fmt: skip
+        wait_until(
+            "the entry recorded after the cursor's real time delivered",
+            lambda: any(e["raw"]["timestamp"] == codacy_entry(recent)["timestamp"] for e in read_ndjson(out)),
+            timeout=60,
+            detail=daemon.log,
+        )
         logs = daemon.log()
         assert daemon.stop() == 0
     finally:

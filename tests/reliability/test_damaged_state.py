@@ -31,8 +31,10 @@ def healthy_state(path: Path) -> None:
     journal = SqliteState(path)
     journal.open()
     now = datetime.now(UTC).isoformat()
-    entries = [JournalEntry(f"codacy:{i:064x}", "codacy", 1_700_000_000_000 + i, b'{"pad":"' + b"x" * 900 + b'"}')
-               for i in range(400)]  # fmt: skip
+    entries = [
+        JournalEntry(f"codacy:{i:064x}", "codacy", 1_700_000_000_000 + i, b'{"pad":"' + b"x" * 900 + b'"}')
+        for i in range(400)
+    ]
     journal.append("codacy", "gh/acme", entries, {"watermark_ms": 1_700_000_000_000, "at": now})
     assert journal.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
     journal.close()

@@ -82,8 +82,12 @@ def test_full_disk_is_reported_keeps_cursors_and_recovers_without_loss(
 
         mount("-o", "remount,size=64m", str(small_state_dir))
         want = expected_ids(big_backlog)
-        wait_until("every entry after space was freed",
-                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=120, detail=daemon.log)  # fmt: skip
+        wait_until(
+            "every entry after space was freed",
+            lambda: {e["id"] for e in read_ndjson(out)} == want,
+            timeout=120,
+            detail=daemon.log,
+        )
         rss = vm_hwm_kb(daemon.pid)
         crashed = daemon.crashed()
         assert daemon.stop() == 0

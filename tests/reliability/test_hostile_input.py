@@ -85,15 +85,17 @@ def test_every_entry_is_normalized_or_quarantined_with_a_reason(type_name: str, 
 pages = (
     json_values
     | st.lists(entries, max_size=5)
-    | st.fixed_dictionaries({"data": st.lists(entries, max_size=5)},
-                            optional={"pagination": st.dictionaries(st.sampled_from(["cursor", "limit"]), json_values)
-                                      | json_values})
-)  # fmt: skip
+    | st.fixed_dictionaries(
+        {"data": st.lists(entries, max_size=5)},
+        optional={"pagination": st.dictionaries(st.sampled_from(["cursor", "limit"]), json_values) | json_values},
+    )
+)
 
 
 async def _drain_codacy(body: Any) -> int:
-    config = CodacyConfig(type="codacy", api_token=TOKEN, organizations=["gh/acme"], initial_lookback_days=2,
-                          lag_s=0, slice_hours=24)  # fmt: skip
+    config = CodacyConfig(
+        type="codacy", api_token=TOKEN, organizations=["gh/acme"], initial_lookback_days=2, lag_s=0, slice_hours=24
+    )
     source = CodacySource("codacy", config)
 
     async def get_json(organization: str, url: str, params: Any = None, *, budget: Any = None) -> Any:
@@ -127,13 +129,23 @@ times = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12
 events = st.builds(
     make_event,
     # the journal only holds events whose time parsed (``Poller._entry``): everything else is free
-    id=text, time=times, observed_time=times, vendor=text, source=text, organization=text, action=text,
-    activity=text, category=text, outcome=text, raw=json_values,
+    id=text,
+    time=times,
+    observed_time=times,
+    vendor=text,
+    source=text,
+    organization=text,
+    action=text,
+    activity=text,
+    category=text,
+    outcome=text,
+    raw=json_values,
     actor=st.dictionaries(st.sampled_from(["id", "name", "email", "ip", "user_agent", "type"]), scalars),
     target=st.dictionaries(st.sampled_from(["type", "id", "name"]), scalars),
-    repository=st.none() | text, message=st.none() | text,
+    repository=st.none() | text,
+    message=st.none() | text,
     details=st.dictionaries(text, json_values, max_size=3),
-)  # fmt: skip
+)
 
 
 JSON_FORMATS = {"json", "ecs", "ocsf"}
@@ -163,15 +175,24 @@ def test_every_format_writes_a_line_its_own_rules_parse(name: str, event: dict[s
 
 REPEATING = {"data": [codacy_entry(0)], "pagination": {"cursor": "same-again"}}
 FAULTS = [
-    ("malformed JSON", {"status": 200, "body": '{"data": [{"action": "user.login",', "count": 1},
-     "not JSON"),
-    ("HTML with 200", {"status": 200, "content_type": "text/html", "count": 1,
-                       "body": "<!doctype html><html><body>Maintenance</body></html>"}, "not JSON"),
-    ("10 MB page", {"status": 200, "count": 1, "body": '["' + "x" * (10 * 1024 * 1024) + '"]'},
-     "where an audit entry belongs"),
-    ("endless pagination", {"status": 200, "count": 2, "body": orjson.dumps(REPEATING).decode()},
-     "pagination"),
-]  # fmt: skip
+    ("malformed JSON", {"status": 200, "body": '{"data": [{"action": "user.login",', "count": 1}, "not JSON"),
+    (
+        "HTML with 200",
+        {
+            "status": 200,
+            "content_type": "text/html",
+            "count": 1,
+            "body": "<!doctype html><html><body>Maintenance</body></html>",
+        },
+        "not JSON",
+    ),
+    (
+        "10 MB page",
+        {"status": 200, "count": 1, "body": '["' + "x" * (10 * 1024 * 1024) + '"]'},
+        "where an audit entry belongs",
+    ),
+    ("endless pagination", {"status": 200, "count": 2, "body": orjson.dumps(REPEATING).decode()}, "pagination"),
+]
 
 
 @pytest.mark.integration
@@ -186,8 +207,12 @@ def test_daemon_survives_garbage_over_http_and_loses_nothing(
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
         want = expected_ids(codacy)
-        wait_until("every entry once the garbage stopped",
-                   lambda: {e["id"] for e in read_ndjson(out)} == want, timeout=90, detail=daemon.log)  # fmt: skip
+        wait_until(
+            "every entry once the garbage stopped",
+            lambda: {e["id"] for e in read_ndjson(out)} == want,
+            timeout=90,
+            detail=daemon.log,
+        )
         logs = daemon.log()
         crashed = daemon.crashed()
         assert daemon.stop() == 0
@@ -250,8 +275,11 @@ def test_event_time_never_keeps_junk_in_the_milliseconds(value: str) -> None:
 
 
 def test_epoch_ms_is_exact_far_from_the_epoch() -> None:
-    for value, ms in [("9999-12-31T23:59:58.999999Z", 253402300798999), ("1969-12-31T23:59:59.999Z", -1),
-                      ("2024-05-01T12:00:00.001Z", 1714564800001)]:  # fmt: skip
+    for value, ms in [
+        ("9999-12-31T23:59:58.999999Z", 253402300798999),
+        ("1969-12-31T23:59:59.999Z", -1),
+        ("2024-05-01T12:00:00.001Z", 1714564800001),
+    ]:
         assert epoch_ms(parse_time(value)) == ms, value
 
 

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from forwarder.event import format_time, parse_time
 from forwarder.polling import Poller
-from forwarder.sources import codescoring, codestax
+from forwarder.sources import SOURCES, codescoring, codestax
 from forwarder.sources.base import Page
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
@@ -40,6 +40,7 @@ from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http import SourceError
 from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.ratelimit import RateLimitWaitTooLong
 from forwarder.sources.window import now_ms
 from tests.support.hostile import OBSERVED, entries, json_values, text
 
@@ -49,8 +50,16 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=
 MAX_REQUESTS = 200  # far above what the small page limits below allow: more is a loop
 MAX_PAGES = 8  # the module-level walk limits of codescoring/codestax (100 000) made test-sized
 CONFIGCAT_ORG = "08d86d63-2726-47cd-8bfc-59608ecb91e2"
-FAST: dict[str, Any] = {"initial_lookback_days": 2, "lag_s": 0, "overlap_s": 600, "max_attempts": 1,
-                        "backoff_initial_s": 0.01, "backoff_max_s": 0.01}  # fmt: skip
+# rate_limit: a drawn reset header may ask for any wait; a poll then fails instead (RateLimitWaitTooLong)
+FAST: dict[str, Any] = {
+    "initial_lookback_days": 2,
+    "lag_s": 0,
+    "overlap_s": 600,
+    "max_attempts": 1,
+    "backoff_initial_s": 0.01,
+    "backoff_max_s": 0.01,
+    "rate_limit": {"max_wait_s": 0},
+}
 
 # --- strategies ---------------------------------------------------------------------------
 
@@ -172,7 +181,7 @@ async def drain(source: Any, organization: str, replay: Replay) -> None:
                 assert {entry.event_id for entry in normalized} <= set(keys)
     except SourceError as exc:  # the poller logs it; the cursor stays before the failed window
         assert str(exc)
-        if last_watermark is not None:
+        if last_watermark is not None and not isinstance(exc, RateLimitWaitTooLong):  # that one asked nothing
             assert replay.window_end is not None and replay.window_end > last_watermark, (
                 "a window whose response failed lies within the cursor already yielded"
             )
@@ -193,8 +202,14 @@ codacy_bodies = codacy_entries | st.fixed_dictionaries({}, optional=codacy_envel
 @PROPERTY
 @given(answers=sequences(codacy_bodies))
 def test_codacy_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
-    config = CodacyConfig(type="codacy", base_url="http://codacy.invalid/api/v3", api_token="t",
-                          organizations=["gh/acme"], slice_hours=12, **FAST)  # fmt: skip
+    config = CodacyConfig(
+        type="codacy",
+        base_url="http://codacy.invalid/api/v3",
+        api_token="t",
+        organizations=["gh/acme"],
+        slice_hours=12,
+        **FAST,
+    )
     asyncio.run(drain(CodacySource("codacy", config), "gh/acme", Replay(answers, "to", int)))
 
 
@@ -219,9 +234,19 @@ rate_headers = st.fixed_dictionaries(
 @PROPERTY
 @given(answers=sequences(configcat_bodies, headers=rate_headers), version=st.sampled_from(["v1", "v2"]))
 def test_configcat_pages(answers: list[tuple[int, bytes, dict[str, str]]], version: str) -> None:
-    config = ConfigCatConfig(type="configcat", base_url="http://configcat.invalid", username="u", password="p",
-                             organizations=[CONFIGCAT_ORG], api_version=version, window_days=1, page_size=3,
-                             max_pages=4, max_throttle_s=0, **FAST)  # fmt: skip
+    config = ConfigCatConfig(
+        type="configcat",
+        base_url="http://configcat.invalid",
+        username="u",
+        password="p",
+        organizations=[CONFIGCAT_ORG],
+        api_version=version,
+        window_days=1,
+        page_size=3,
+        max_pages=4,
+        max_throttle_s=0,
+        **FAST,
+    )
     asyncio.run(drain(ConfigCatSource("configcat", config), CONFIGCAT_ORG, Replay(answers, "toUtcDateTime", iso_ms)))
 
 
@@ -236,11 +261,13 @@ codescoring_bodies = codescoring_entries | st.fixed_dictionaries({}, optional=dr
 @PROPERTY
 @given(answers=sequences(codescoring_bodies))
 def test_codescoring_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
-    config = CodescoringConfig(type="codescoring", base_url="http://codescoring.invalid", token="t",
-                               installation="default", per_page=3, **FAST)  # fmt: skip
+    config = CodescoringConfig(
+        type="codescoring", base_url="http://codescoring.invalid", token="t", installation="default", per_page=3, **FAST
+    )
     with patch.object(codescoring, "MAX_PAGES", MAX_PAGES):
-        asyncio.run(drain(CodescoringSource("codescoring", config), "default",
-                          Replay(answers, "created_at_before", iso_ms)))  # fmt: skip
+        asyncio.run(
+            drain(CodescoringSource("codescoring", config), "default", Replay(answers, "created_at_before", iso_ms))
+        )
 
 
 # --- CodeStax -----------------------------------------------------------------------------
@@ -254,8 +281,15 @@ codestax_bodies = codestax_entries | st.fixed_dictionaries({}, optional={"items"
 @PROPERTY
 @given(answers=sequences(codestax_bodies))
 def test_codestax_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
-    config = CodeStaxConfig(type="codestax", base_url="http://codestax.invalid/api", api_key="k", limit=3,
-                            slice_hours=24, hourly_request_budget=100_000, **FAST)  # fmt: skip
+    config = CodeStaxConfig(
+        type="codestax",
+        base_url="http://codestax.invalid/api",
+        api_key="k",
+        limit=3,
+        slice_hours=24,
+        hourly_request_budget=100_000,
+        **FAST,
+    )
     with patch.object(codestax, "MAX_PAGES", MAX_PAGES):
         asyncio.run(drain(CodeStaxSource("codestax", config), "default", Replay(answers, "end_date", iso_ms)))
 
@@ -272,10 +306,25 @@ MAPPING: dict[str, Any] = {
     "details.changes": {"path": "changes", "parse_json": True},
 }
 STYLES = ["none", "next_link_body", "link_header", "cursor", "page_number", "offset"]
-links = st.sampled_from(
-    ["?page=2", "/audit?page=3", "http://vendor.invalid/o/audit?after=x", "http://other.invalid/a", "", "#",
-     "http://[::1", "::::", "\x00", "//[", "javascript:alert(1)", "https://vendor.invalid:99999/"]
-) | text  # fmt: skip
+links = (
+    st.sampled_from(
+        [
+            "?page=2",
+            "/audit?page=3",
+            "http://vendor.invalid/o/audit?after=x",
+            "http://other.invalid/a",
+            "",
+            "#",
+            "http://[::1",
+            "::::",
+            "\x00",
+            "//[",
+            "javascript:alert(1)",
+            "https://vendor.invalid:99999/",
+        ]
+    )
+    | text
+)
 
 
 def http_json_entry(time_format: str) -> st.SearchStrategy[Any]:
@@ -294,18 +343,32 @@ def http_json_entry(time_format: str) -> st.SearchStrategy[Any]:
 def http_json_case(draw: st.DrawFn) -> tuple[HttpJsonConfig, list[tuple[int, bytes, dict[str, str]]]]:
     time_format = draw(st.sampled_from(["iso8601", "epoch_s", "epoch_ms"]))
     records_path = draw(st.sampled_from(["", "data", "data.items"]))
-    config = HttpJsonConfig.model_validate({
-        "type": "http_json", "vendor": "acme", "url": "http://vendor.invalid/{organization}/audit",
-        "organizations": ["o"], "records_path": records_path, "time_field": "timestamp", "time_format": time_format,
-        "id_field": draw(st.sampled_from([None, "id"])), "from_param": "since", "to_param": "until",
-        "window_format": "epoch_ms", "slice_hours": 24, "retention_days": draw(st.sampled_from([None, 1.0])),
-        "mapping": MAPPING, **FAST,
-        "pagination": {
-            "style": draw(st.sampled_from(STYLES)),
-            "page_size": 3, "max_pages": 4, "total_pages_path": draw(st.sampled_from([None, "total"])),
-            "has_next_path": draw(st.sampled_from([None, "has_more"])),
-        },
-    })  # fmt: skip
+    config = HttpJsonConfig.model_validate(
+        {
+            "type": "http_json",
+            "vendor": "acme",
+            "url": "http://vendor.invalid/{organization}/audit",
+            "organizations": ["o"],
+            "records_path": records_path,
+            "time_field": "timestamp",
+            "time_format": time_format,
+            "id_field": draw(st.sampled_from([None, "id"])),
+            "from_param": "since",
+            "to_param": "until",
+            "window_format": "epoch_ms",
+            "slice_hours": 24,
+            "retention_days": draw(st.sampled_from([None, 1.0])),
+            "mapping": MAPPING,
+            **FAST,
+            "pagination": {
+                "style": draw(st.sampled_from(STYLES)),
+                "page_size": 3,
+                "max_pages": 4,
+                "total_pages_path": draw(st.sampled_from([None, "total"])),
+                "has_next_path": draw(st.sampled_from([None, "has_more"])),
+            },
+        }
+    )
     records = st.lists(http_json_entry(time_format), max_size=4)
     at_path = records if not records_path else records | anything
     if records_path == "data":
@@ -337,10 +400,17 @@ def test_http_json_pages(case: tuple[HttpJsonConfig, list[tuple[int, bytes, dict
 def test_http_json_entry_is_normalized_or_quarantined_with_a_reason(time_format: str, batch: st.DataObject) -> None:
     """http_json has no module-level normalizer: its mapping is configuration, so the
     source built from one configuration is what maps."""
-    config = HttpJsonConfig.model_validate({
-        "type": "http_json", "vendor": "acme", "url": "http://vendor.invalid/audit", "organizations": ["o"],
-        "time_field": "timestamp", "time_format": time_format, "mapping": MAPPING,
-    })  # fmt: skip
+    config = HttpJsonConfig.model_validate(
+        {
+            "type": "http_json",
+            "vendor": "acme",
+            "url": "http://vendor.invalid/audit",
+            "organizations": ["o"],
+            "time_field": "timestamp",
+            "time_format": time_format,
+            "mapping": MAPPING,
+        }
+    )
     raws = batch.draw(st.lists(http_json_entry(time_format), max_size=6))
     source = HttpJsonSource("acme", config)
     try:
@@ -355,3 +425,114 @@ def test_http_json_entry_is_normalized_or_quarantined_with_a_reason(time_format:
         event = orjson.loads(entry.data)
         assert event["id"] == entry.event_id and entry.event_id.startswith("acme:key")
         assert event["vendor"] == "acme" and isinstance(event["time"], str) and isinstance(event["action"], str)
+
+
+# --- presets (okta, github, google_workspace): http_json configured by packaged YAML --------------
+def preset_config(name: str, **overrides: Any) -> HttpJsonConfig:
+    model, _ = SOURCES[name]
+    base = {
+        "type": name,
+        "organizations": ["o"],
+        **FAST,
+        "slice_hours": 24,
+        "pagination": {"max_pages": 4},
+        **overrides,
+    }
+    return cast(HttpJsonConfig, model.model_validate(base))
+
+
+rate_limit_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "X-Rate-Limit-Remaining": st.sampled_from(["0", "1", "x", "-5", "99999999999999999999"]),
+        "X-Rate-Limit-Reset": st.sampled_from(["0", "1", str(2**40), "soon", "Wed, 21 Oct 2015 07:28:00 GMT"])
+        | ascii_text,
+        "x-ratelimit-remaining": st.sampled_from(["0", "3"]),
+        "Retry-After": st.sampled_from(["0", "x", "-1"]),
+    },
+)
+
+
+@st.composite
+def link_and_limits(draw: st.DrawFn) -> dict[str, str]:
+    headers = dict(draw(rate_limit_headers))
+    link = draw(st.none() | links.filter(str.isascii))
+    if link is not None:
+        headers["Link"] = f'<{link}>; rel="next"'
+    return headers
+
+
+okta_entries = st.lists(
+    vendor_entry(
+        "uuid",
+        "published",
+        eventType=text | anything,
+        actor=anything,
+        target=anything,
+        outcome=anything,
+        client=anything,
+    ),
+    max_size=4,
+)
+
+
+@PROPERTY
+@given(answers=sequences(okta_entries | anything, headers=link_and_limits()))
+def test_okta_preset_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
+    config = preset_config("okta", url="http://okta.invalid/{organization}/api/v1/logs", auth={"token": "t"})
+    asyncio.run(drain(HttpJsonSource("okta", config), "o", Replay(answers, "until", iso_ms)))
+
+
+github_times = st.integers(0, 2 * 86_400_000).map(lambda ago: now_ms() - ago) | huge | anything
+github_entries = st.lists(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "_document_id": ids,
+            "@timestamp": github_times,
+            "action": text | anything,
+            "actor": anything,
+            "user": anything,
+            "repo": anything,
+        },
+    )
+    | entries,
+    max_size=4,
+)
+
+
+def phrase_end(phrase: str) -> int:
+    """The end of the ``created:FROM..TO`` window the GitHub preset writes into ``phrase``."""
+    return iso_ms(phrase.split("..", 1)[1]) + 999  # whole seconds: the whole last second
+
+
+@PROPERTY
+@given(answers=sequences(github_entries | anything, headers=link_and_limits()))
+def test_github_preset_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
+    config = preset_config("github", url="http://github.invalid/orgs/{organization}/audit-log", auth={"token": "t"})
+    asyncio.run(drain(HttpJsonSource("github", config), "o", Replay(answers, "phrase", phrase_end)))
+
+
+google_ids = st.fixed_dictionaries({}, optional={"time": times, "uniqueQualifier": ids, "applicationName": text})
+google_entries = st.lists(
+    st.fixed_dictionaries({}, optional={"id": google_ids | anything, "events": anything, "actor": anything}) | entries,
+    max_size=4,
+)
+google_bodies = (
+    st.fixed_dictionaries(
+        {}, optional={"items": google_entries | anything, "nextPageToken": text | anything, "kind": text}
+    )
+    | anything
+)
+
+
+@PROPERTY
+@given(answers=sequences(google_bodies, headers=rate_limit_headers))
+def test_google_workspace_preset_pages(answers: list[tuple[int, bytes, dict[str, str]]]) -> None:
+    # the token exchange has its own tests (tests/presets); here a bearer token keeps the walk offline
+    config = preset_config(
+        "google_workspace",
+        url="http://google.invalid/applications/{organization}",
+        auth={"type": "bearer", "token": "t"},
+    )
+    asyncio.run(drain(HttpJsonSource("google_workspace", config), "o", Replay(answers, "endTime", iso_ms)))

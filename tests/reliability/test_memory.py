@@ -48,8 +48,13 @@ def test_large_backlog_stays_within_the_memory_bound(
     began = time.monotonic()
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
-        wait_until(f"{BACKLOG} events in the file sink", lambda: count_lines(out) >= BACKLOG,
-                   timeout=150, every=1.0, detail=daemon.log)  # fmt: skip
+        wait_until(
+            f"{BACKLOG} events in the file sink",
+            lambda: count_lines(out) >= BACKLOG,
+            timeout=150,
+            every=1.0,
+            detail=daemon.log,
+        )
         took = time.monotonic() - began
         peak_kb = vm_hwm_kb(daemon.pid)
         crashed = daemon.crashed()

@@ -36,8 +36,10 @@ def body(when: datetime) -> bytes:
 @asynccontextmanager
 async def vendor(page: bytes) -> AsyncIterator[str]:
     async def answer(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     b"Connection: close\r\n\r\n%s" % (len(page), page))  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(page), page)
+        )
         await writer.drain()
 
     async with raw_http_server(answer) as url:
@@ -46,10 +48,17 @@ async def vendor(page: bytes) -> AsyncIterator[str]:
 
 def settings(url: str) -> dict[str, Any]:
     return {
-        "type": "http_json", "vendor": "acme", "url": f"{url}/audit/{{organization}}", "organizations": ["o"],
-        "id_field": "id", "time_field": "time", "mapping": {"action": "action", "actor.name": "who"},
-        "initial_lookback_days": 1, "lag_s": 0, "max_attempts": 1,
-    }  # fmt: skip
+        "type": "http_json",
+        "vendor": "acme",
+        "url": f"{url}/audit/{{organization}}",
+        "organizations": ["o"],
+        "id_field": "id",
+        "time_field": "time",
+        "mapping": {"action": "action", "actor.name": "who"},
+        "initial_lookback_days": 1,
+        "lag_s": 0,
+        "max_attempts": 1,
+    }
 
 
 def check(event: dict[str, Any]) -> None:

@@ -67,8 +67,11 @@ def test_receiver_outage_grows_only_its_lag_and_recovers_everything(
 
     receiver = hec_on_port(port)
     cleanup.append(receiver)
-    wait_until("the returned receiver to get everything",
-               lambda: {e["id"] for e in events_in_hec(receiver)} >= want, detail=daemon.log)  # fmt: skip
+    wait_until(
+        "the returned receiver to get everything",
+        lambda: {e["id"] for e in events_in_hec(receiver)} >= want,
+        detail=daemon.log,
+    )
     wait_until("the lag to drain", lambda: sink_lag(cfg, "hec") == 0, detail=daemon.log)
     rss = vm_hwm_kb(daemon.pid)
     crashed = daemon.crashed()

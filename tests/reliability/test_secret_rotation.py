@@ -14,7 +14,7 @@ import pytest
 from tests.support.config import file_sink, make_config
 from tests.support.daemon import DaemonProcess, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
-from tests.support.moto_server import MotoServer, moto_server  # noqa: F401 (fixture)
+from tests.support.moto_server import MotoServer
 from tests.support.vendors import codacy_source
 from tests.support.waiting import wait_until
 
@@ -26,11 +26,14 @@ AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "
 
 
 @pytest.fixture
-def secrets(moto_server: MotoServer) -> Iterator[Any]:  # noqa: F811
+def secrets(moto_server: MotoServer) -> Iterator[Any]:
     client = boto3.client(
-        "secretsmanager", endpoint_url=moto_server.endpoint_url, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+        "secretsmanager",
+        endpoint_url=moto_server.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     yield client
     moto_server.reset()
 
@@ -69,22 +72,31 @@ def run_rotation(
 
 
 def test_a_rotated_token_is_picked_up_within_the_refresh_interval(
-    tmp_path: Path, codacy: EmulatorProcess, moto_server: MotoServer, secrets: Any,  # noqa: F811
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    moto_server: MotoServer,
+    secrets: Any,
+) -> None:
     run_rotation(tmp_path, codacy, moto_server, secrets, refresh_s=1, new="rotated-codacy-token-5d81c2")
 
 
 def test_a_vendors_401_reads_the_secret_again_at_once(
-    tmp_path: Path, codacy: EmulatorProcess, moto_server: MotoServer, secrets: Any,  # noqa: F811
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    moto_server: MotoServer,
+    secrets: Any,
+) -> None:
     """An hour's refresh interval: only the re-read the 401 triggers can explain the recovery."""
     logs = run_rotation(tmp_path, codacy, moto_server, secrets, refresh_s=3600, new="rotated-after-401-token-a7e3")
     assert "credentials refused; reading the stored secrets again" in logs
 
 
 def test_an_unreadable_secret_at_start_names_it(
-    tmp_path: Path, codacy: EmulatorProcess, moto_server: MotoServer, secrets: Any,  # noqa: F811
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    moto_server: MotoServer,
+    secrets: Any,
+) -> None:
     source = codacy_source(codacy.url)
     del source["api_token"]
     source["api_token_from"] = {
@@ -109,14 +121,20 @@ def hec() -> Iterator[EmulatorProcess]:
 
 
 def test_a_sink_token_rotated_in_ssm_rebuilds_the_sink_without_losing_a_batch(
-    tmp_path: Path, codacy: EmulatorProcess, hec: EmulatorProcess, moto_server: MotoServer,  # noqa: F811
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    hec: EmulatorProcess,
+    moto_server: MotoServer,
+) -> None:
     """The rotation Splunk's own procedure gives: a new token beside the old, AWS updated, the
     daemon picks it up (the HEC sink is rebuilt, finishing its in-flight batch), the old revoked."""
     ssm = boto3.client(
-        "ssm", endpoint_url=moto_server.endpoint_url, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+        "ssm",
+        endpoint_url=moto_server.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     ssm.put_parameter(Name="/audit/hec-token", Value=HEC_OLD, Type="SecureString")
     ref = {"aws_ssm_parameter": {"name": "/audit/hec-token", "endpoint_url": moto_server.endpoint_url}}
     sink = {"type": "splunk_hec", "url": hec.url, "batch_max_age_s": 0.05, "token_from": ref}
@@ -144,8 +162,11 @@ def test_a_sink_token_rotated_in_ssm_rebuilds_the_sink_without_losing_a_batch(
 
 
 def test_a_secret_gone_at_a_re_read_keeps_the_running_value_and_names_it(
-    tmp_path: Path, codacy: EmulatorProcess, moto_server: MotoServer, secrets: Any,  # noqa: F811
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    moto_server: MotoServer,
+    secrets: Any,
+) -> None:
     secrets.create_secret(Name="prod/codacy", SecretString=OLD)
     source = codacy_source(codacy.url)
     del source["api_token"]

@@ -47,8 +47,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):  # fmt: skip
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -83,13 +89,22 @@ def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def record(seq: int, when: str, organization: str = "Acme Corp", source: str = "codacy-prod",
-           vendor: str = "codacy") -> Record:  # fmt: skip
+def record(
+    seq: int, when: str, organization: str = "Acme Corp", source: str = "codacy-prod", vendor: str = "codacy"
+) -> Record:
     event = make_event(
-        id=f"{vendor}:{seq}", time=f"{when}.000Z", observed_time="2024-05-01T12:00:00.000Z",
-        vendor=vendor, source=source, organization=organization, action="user.login",
-        activity="login", category="authentication", outcome="success", raw={"n": seq},
-    )  # fmt: skip
+        id=f"{vendor}:{seq}",
+        time=f"{when}.000Z",
+        observed_time="2024-05-01T12:00:00.000Z",
+        vendor=vendor,
+        source=source,
+        organization=organization,
+        action="user.login",
+        activity="login",
+        category="authentication",
+        outcome="success",
+        raw={"n": seq},
+    )
     return record_of(event, seq, ms(when))
 
 
@@ -186,9 +201,7 @@ async def test_sse_s3_and_storage_class_reach_the_object(
     bucket: str,
     sinks_to_close: list[S3Sink],
 ) -> None:
-    sink = make_sink(
-        sinks_to_close, moto_server.endpoint_url, bucket, sse="AES256", storage_class="STANDARD_IA"
-    )
+    sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket, sse="AES256", storage_class="STANDARD_IA")
     await sink.send(BATCH[:1])
     client = s3_client(moto_server.endpoint_url)
     head = client.head_object(Bucket=bucket, Key=all_keys(client, bucket)[0])
@@ -302,9 +315,7 @@ async def test_template_with_source_and_date(
     bucket: str,
     sinks_to_close: list[S3Sink],
 ) -> None:
-    sink = make_sink(
-        sinks_to_close, moto_server.endpoint_url, bucket, key_template="logs/{source}/dt={date}/{name}.gz"
-    )
+    sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket, key_template="logs/{source}/dt={date}/{name}.gz")
     batch = [
         record(1, "2024-05-01T23:59:59", source="CodeStax EU", vendor="codestax"),
         record(2, "2024-05-02T00:00:01", source="CodeStax EU", vendor="codestax"),
@@ -398,7 +409,7 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
 
 def test_a_412_without_an_error_code_is_an_object_already_there() -> None:
     """Some S3-compatible stores answer 412 with no body; botocore then names the code "412"."""
-    from sinks.s3 import _error_code
+    from sinks.s3_objects import _error_code
 
     assert _error_code(client_error(412, "412")) == "PreconditionFailed"
     assert _error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"
@@ -435,13 +446,16 @@ def test_partitions_merge_in_journal_order() -> None:
     journal order, so a re-read batch gets the same name."""
     sink = S3Sink("archive", S3SinkConfig(type="s3", bucket="bucket", key_template="audit/{vendor}/{name}.gz"))
     batch = [
-        record(1, "2024-05-01T10:00:00"), record(2, "2024-05-01T11:00:00", source="other"),
-        record(3, "2024-05-01T10:30:00"), record(4, "2024-05-01T12:00:00", vendor="configcat"),
-    ]  # fmt: skip
+        record(1, "2024-05-01T10:00:00"),
+        record(2, "2024-05-01T11:00:00", source="other"),
+        record(3, "2024-05-01T10:30:00"),
+        record(4, "2024-05-01T12:00:00", vendor="configcat"),
+    ]
     groups = sink._group(batch)
     assert sorted((key.split("/")[1], [r.seq for r in records]) for key, records in groups.items()) == [
-        ("codacy", [1, 2, 3]), ("configcat", [4]),
-    ]  # fmt: skip
+        ("codacy", [1, 2, 3]),
+        ("configcat", [4]),
+    ]
     assert sink._group(list(batch)) == groups
 
 

@@ -23,8 +23,9 @@ from forwarder.emulators.sentinel import CLIENT_ID, CLIENT_SECRET, DCR, STREAM, 
 from forwarder.event import format_ms, make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
-from sinks.sentinel import SentinelSink, SentinelSinkConfig
-from sinks.sentinel_auth import TokenCache
+from sinks.sentinel.auth import TokenCache
+from sinks.sentinel.config import SentinelSinkConfig
+from sinks.sentinel.sink import SentinelSink
 from tests.support.config import make_config
 from tests.support.daemon import DaemonProcess, cli
 from tests.support.emulators import EmulatorProcess, running
@@ -65,10 +66,15 @@ class Receiver:
         return [status for _, _, path, status in self.http.get("/_control/requests").json() if INGEST in path]
 
     def token(self, secret: str = CLIENT_SECRET) -> str:
-        reply = self.http.post(f"/{TENANT}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": secret,
-            "scope": "https://monitor.azure.com//.default",
-        })  # fmt: skip
+        reply = self.http.post(
+            f"/{TENANT}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": CLIENT_ID,
+                "client_secret": secret,
+                "scope": "https://monitor.azure.com//.default",
+            },
+        )
         return str(reply.json().get("access_token", ""))
 
     def upload(
@@ -77,9 +83,11 @@ class Receiver:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         return self.http.post(
-            f"/dataCollectionRules/{DCR}/streams/{STREAM}", params={"api-version": version}, content=body,
+            f"/dataCollectionRules/{DCR}/streams/{STREAM}",
+            params={"api-version": version},
+            content=body,
             headers={k.replace("_", "-"): v for k, v in headers.items()},
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture
@@ -98,21 +106,37 @@ def records(count: int, start: int = 0, pad: int = 0) -> list[Record]:
     for i in range(start, start + count):
         ms = BASE_MS + i * 1001
         event = make_event(
-            id=f"codacy:{i:04d}", time=format_ms(ms), observed_time=format_ms(ms + 5), vendor="codacy",
-            source="codacy-prod", organization="gh/acme", action="user.login", activity="login",
-            category="authentication", outcome="success", raw={"n": i, "pad": "x" * pad},
+            id=f"codacy:{i:04d}",
+            time=format_ms(ms),
+            observed_time=format_ms(ms + 5),
+            vendor="codacy",
+            source="codacy-prod",
+            organization="gh/acme",
+            action="user.login",
+            activity="login",
+            category="authentication",
+            outcome="success",
+            raw={"n": i, "pad": "x" * pad},
             actor={"email": "alice@example.com", "type": "user", "ip": "192.0.2.7"},
-            target={"type": "repository", "id": "r1", "name": "api"}, repository="acme/api",
-        )  # fmt: skip
+            target={"type": "repository", "id": "r1", "name": "api"},
+            repository="acme/api",
+        )
         out.append(record_of(event, i, ms))
     return out
 
 
 def settings(url: str, **options: Any) -> dict[str, Any]:
     return {
-        "type": "sentinel", "tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "authority_host": url, "endpoint": url, "dcr_immutable_id": DCR, "stream_name": STREAM, **options,
-    }  # fmt: skip
+        "type": "sentinel",
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "authority_host": url,
+        "endpoint": url,
+        "dcr_immutable_id": DCR,
+        "stream_name": STREAM,
+        **options,
+    }
 
 
 def make_sink(url: str, **options: Any) -> SentinelSink:
@@ -136,14 +160,31 @@ async def test_delivers_gzipped_rows_with_the_documented_columns(azure: Receiver
     assert len(azure.token_requests()) == 1  # cached across sends
     first = rows[1]
     assert first == {
-        "TimeGenerated": "2023-11-14T22:13:21.001Z", "EventId": "codacy:0001",
+        "TimeGenerated": "2023-11-14T22:13:21.001Z",
+        "EventId": "codacy:0001",
         "ObservedTime": "2023-11-14T22:13:21.006Z",
-        "Vendor": "codacy", "Source": "codacy-prod", "Organization": "gh/acme", "Action": "user.login",
-        "Activity": "login", "Category": "authentication", "Outcome": "success", "ActorId": None, "ActorName": None,
-        "ActorEmail": "alice@example.com", "ActorIp": "192.0.2.7", "ActorUserAgent": None, "ActorType": "user",
-        "TargetType": "repository", "TargetId": "r1", "TargetName": "api", "Repository": "acme/api", "Message": None,
-        "SchemaVersion": batch[1].event()["schema_version"], "Details": {}, "Raw": {"n": 1, "pad": ""},
-    }  # fmt: skip
+        "Vendor": "codacy",
+        "Source": "codacy-prod",
+        "Organization": "gh/acme",
+        "Action": "user.login",
+        "Activity": "login",
+        "Category": "authentication",
+        "Outcome": "success",
+        "ActorId": None,
+        "ActorName": None,
+        "ActorEmail": "alice@example.com",
+        "ActorIp": "192.0.2.7",
+        "ActorUserAgent": None,
+        "ActorType": "user",
+        "TargetType": "repository",
+        "TargetId": "r1",
+        "TargetName": "api",
+        "Repository": "acme/api",
+        "Message": None,
+        "SchemaVersion": batch[1].event()["schema_version"],
+        "Details": {},
+        "Raw": {"n": 1, "pad": ""},
+    }
     assert dt.datetime.fromisoformat(first["TimeGenerated"]).timestamp() * 1000 == batch[1].time_ms
 
 
@@ -221,10 +262,17 @@ async def test_a_batch_throttled_midway_resends_only_what_azure_did_not_confirm(
     assert ids(azure.rows()) == [r.event_id for r in batch]  # nothing twice, nothing missing
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (408, RetryableError), (500, RetryableError), (502, RetryableError), (503, RetryableError),
-    (400, FatalSinkError), (501, FatalSinkError),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (408, RetryableError),
+        (500, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (400, FatalSinkError),
+        (501, FatalSinkError),
+    ],
+)
 async def test_status_classification(azure: Receiver, status: int, error: type[Exception]) -> None:
     azure.fault(status=status, path_contains=INGEST)
     with pytest.raises(error, match=f"HTTP {status}"):
@@ -268,12 +316,15 @@ async def test_revoked_token_is_replaced_once_then_a_refused_fresh_token_is_fata
         await sink.send(records(1, start=2))
 
 
-@pytest.mark.parametrize(("option", "hint"), [
-    ({"client_secret": "wrong-secret-9d0e"}, "AADSTS7000215.*client_secret is wrong"),
-    ({"tenant_id": "00000000-0000-0000-0000-000000000000"}, "AADSTS90002.*tenant_id names no tenant"),
-    ({"client_id": "11111111-2222-3333-4444-555555555555"}, "AADSTS700016.*client_id is not an application"),
-    ({"scope": "https://graph.example/.default"}, "AADSTS70011"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ({"client_secret": "wrong-secret-9d0e"}, "AADSTS7000215.*client_secret is wrong"),
+        ({"tenant_id": "00000000-0000-0000-0000-000000000000"}, "AADSTS90002.*tenant_id names no tenant"),
+        ({"client_id": "11111111-2222-3333-4444-555555555555"}, "AADSTS700016.*client_id is not an application"),
+        ({"scope": "https://graph.example/.default"}, "AADSTS70011"),
+    ],
+)
 async def test_refused_credentials_are_fatal_with_what_to_fix(
     azure: Receiver, option: dict[str, str], hint: str
 ) -> None:
@@ -293,7 +344,7 @@ async def test_token_endpoint_busy_is_retryable(azure: Receiver) -> None:
 
 async def test_token_is_refreshed_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr("sinks.sentinel_auth.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("sinks.sentinel.auth.time.monotonic", lambda: clock[0])
     issued = iter(["t1", "t2", "t3"])
 
     async def fetch() -> tuple[str, float]:
@@ -324,8 +375,11 @@ async def test_certificate_credential_signs_a_ps256_assertion(azure: Receiver, t
     azure.config(clients={}, certificates={CLIENT_ID: cert_pem.decode()})
     (tmp_path / "cert.pem").write_bytes(cert_pem)
     (tmp_path / "key.pem").write_bytes(key_pem)
-    options = {"client_secret": None, "certificate_file": str(tmp_path / "cert.pem"),
-               "private_key_file": str(tmp_path / "key.pem")}  # fmt: skip
+    options = {
+        "client_secret": None,
+        "certificate_file": str(tmp_path / "cert.pem"),
+        "private_key_file": str(tmp_path / "key.pem"),
+    }
     assert await make_sink(azure.url, **options).send(records(2)) is None
     assert ids(azure.rows()) == ["codacy:0000", "codacy:0001"]
     assert azure.token_requests()[0]["assertion"] is True
@@ -351,10 +405,15 @@ def make_certificate() -> tuple[bytes, bytes]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "audit-forwarder")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -379,11 +438,17 @@ def test_config_validation() -> None:
     assert CLIENT_SECRET not in repr(config)
     assert config.token_url.endswith(f"/{TENANT}/oauth2/v2.0/token")
     bad_options: list[dict[str, Any]] = [
-        {"client_secret": None}, {"certificate_file": "/x.pem"}, {"tenant_id": "a/b"}, {"client_id": "app"},
-        {"dcr_immutable_id": "my-dcr"}, {"stream_name": "AuditForwarder_CL"}, {"format": "cef"},
-        {"endpoint": "dce.example"}, {"client_secret": None, "private_key_file": "/k.pem"},
+        {"client_secret": None},
+        {"certificate_file": "/x.pem"},
+        {"tenant_id": "a/b"},
+        {"client_id": "app"},
+        {"dcr_immutable_id": "my-dcr"},
+        {"stream_name": "AuditForwarder_CL"},
+        {"format": "cef"},
+        {"endpoint": "dce.example"},
+        {"client_secret": None, "private_key_file": "/k.pem"},
         {"max_request_bytes": 2_000_000},
-    ]  # fmt: skip
+    ]
     for bad in bad_options:
         with pytest.raises(ValidationError):
             SentinelSinkConfig(**(base | bad))
@@ -502,8 +567,7 @@ def test_daemon_stops_the_sink_on_a_missing_role_and_check_says_why(
         wait_until("the sink to stop", lambda: "sink stopped" in daemon.log(), detail=daemon.log)
         from tests.support.daemon import read_ndjson
 
-        wait_until("the other sink to carry on", lambda: {e["id"] for e in read_ndjson(out)} == want,
-                   detail=daemon.log)  # fmt: skip
+        wait_until("the other sink to carry on", lambda: {e["id"] for e in read_ndjson(out)} == want, detail=daemon.log)
         assert daemon.alive()
         assert "Monitoring Metrics Publisher" in daemon.log() and CLIENT_SECRET not in daemon.log()
         assert daemon.stop() == 0

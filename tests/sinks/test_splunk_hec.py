@@ -53,9 +53,7 @@ class Hec:
 
     def post(self, body: bytes, path: str = "/services/collector/event", **headers: str) -> httpx.Response:
         headers.setdefault("Authorization", f"Splunk {TOKEN}")
-        return self.http.post(
-            path, content=body, headers={k.replace("_", "-"): v for k, v in headers.items()}
-        )
+        return self.http.post(path, content=body, headers={k.replace("_", "-"): v for k, v in headers.items()})
 
 
 @pytest.fixture
@@ -83,11 +81,19 @@ def records(count: int, start: int = 0, pad: int = 0) -> list[Record]:
     for i in range(start, start + count):
         ms = BASE_MS + i * 1001
         event = make_event(
-            id=f"codacy:{i:04d}", time=format_ms(ms), observed_time=format_ms(ms + 5), vendor="codacy",
-            source="codacy-prod", organization="gh/acme", action="user.login", activity="login",
-            category="authentication", outcome="success", raw={"n": i, "pad": "x" * pad},
+            id=f"codacy:{i:04d}",
+            time=format_ms(ms),
+            observed_time=format_ms(ms + 5),
+            vendor="codacy",
+            source="codacy-prod",
+            organization="gh/acme",
+            action="user.login",
+            activity="login",
+            category="authentication",
+            outcome="success",
+            raw={"n": i, "pad": "x" * pad},
             actor={"email": "alice@example.com", "type": "user"},
-        )  # fmt: skip
+        )
         out.append(record_of(event, i, ms))
     return out
 
@@ -117,12 +123,20 @@ async def test_delivers_one_post_per_batch_with_envelope_fields(hec: Hec, compre
     first = entries[1]
     assert first["time"] == pytest.approx(1_700_000_001.001, abs=1e-6)
     assert (first["host"], first["source"], first["sourcetype"], first["index"]) == (
-        "fwd-1", "codacy:gh/acme", "audit-forwarder:json", "audit",
-    )  # fmt: skip
+        "fwd-1",
+        "codacy:gh/acme",
+        "audit-forwarder:json",
+        "audit",
+    )
     assert first["fields"] == {
-        "vendor": "codacy", "organization": "gh/acme", "source": "codacy-prod", "action": "user.login",
-        "category": "authentication", "outcome": "success", "event_id": "codacy:0001",
-    }  # fmt: skip
+        "vendor": "codacy",
+        "organization": "gh/acme",
+        "source": "codacy-prod",
+        "action": "user.login",
+        "category": "authentication",
+        "outcome": "success",
+        "event_id": "codacy:0001",
+    }
 
 
 async def test_envelope_time_has_three_decimals_and_index_is_optional() -> None:
@@ -143,18 +157,28 @@ async def test_remembered_envelope_parts_never_mix_events() -> None:
     same = a._replace(event_id="codacy:same", action="1", category="True")
     envelopes = [orjson.loads(sink._envelope(r)) for r in (a, b, odd, same, a)]
     assert [e["source"] for e in envelopes] == [
-        "codacy:codacy:0000", "codacy:codacy:0001", "codacy:codacy:odd", "codacy:codacy:same", "codacy:codacy:0000",
-    ]  # fmt: skip
+        "codacy:codacy:0000",
+        "codacy:codacy:0001",
+        "codacy:codacy:odd",
+        "codacy:codacy:same",
+        "codacy:codacy:0000",
+    ]
     assert [e["fields"]["event_id"] for e in envelopes] == [
-        "codacy:0000", "codacy:0001", "codacy:odd", "codacy:same", "codacy:0000",
-    ]  # fmt: skip
+        "codacy:0000",
+        "codacy:0001",
+        "codacy:odd",
+        "codacy:same",
+        "codacy:0000",
+    ]
     assert [e["event"] for e in envelopes] == [orjson.loads(r.data) for r in (a, b, odd, same, a)]
     assert envelopes[2]["fields"]["action"] == envelopes[3]["fields"]["action"] == "1"
     assert envelopes[0]["time"] != envelopes[1]["time"]
     plain = make_sink("http://127.0.0.1:9")
     assert [orjson.loads(plain._envelope(r))["fields"]["event_id"] for r in (a, b, a)] == [
-        "codacy:0000", "codacy:0001", "codacy:0000",
-    ]  # fmt: skip
+        "codacy:0000",
+        "codacy:0001",
+        "codacy:0000",
+    ]
     assert len(plain._envelopes) == 1
 
 
@@ -214,9 +238,17 @@ async def test_busy_503_is_retryable_with_retry_after(hec: Hec) -> None:
     assert len(hec.entries()) == 2
 
 
-@pytest.mark.parametrize(("status", "error"), [(408, RetryableError), (429, RetryableError),
-                                               (500, RetryableError), (502, RetryableError),
-                                               (404, FatalSinkError), (501, FatalSinkError)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (408, RetryableError),
+        (429, RetryableError),
+        (500, RetryableError),
+        (502, RetryableError),
+        (404, FatalSinkError),
+        (501, FatalSinkError),
+    ],
+)
 async def test_status_classification(hec: Hec, status: int, error: type[Exception]) -> None:
     hec.fault(status=status)
     with pytest.raises(error, match=f"HTTP {status}"):
@@ -247,9 +279,7 @@ async def test_413_splits_the_batch_and_rejects_a_lone_oversized_event(hec: Hec)
 
 
 @pytest.mark.parametrize("code", [6, 12, 13])
-async def test_per_event_rejection_dead_letters_the_bad_one_and_delivers_the_rest(
-    hec: Hec, code: int
-) -> None:
+async def test_per_event_rejection_dead_letters_the_bad_one_and_delivers_the_rest(hec: Hec, code: int) -> None:
     batch = records(5)
     hec.config(poison_events={"codacy:0002": code})
     report = await make_sink(hec.url).send(batch)
@@ -308,13 +338,18 @@ async def test_check_reports_health_and_token(hec: Hec) -> None:
 
 
 def test_config_normalizes_url_and_validates() -> None:
-    config = SplunkHecSinkConfig(
-        type="splunk_hec", url="https://s:8088/services/collector/event/", token=TOKEN
-    )
+    config = SplunkHecSinkConfig(type="splunk_hec", url="https://s:8088/services/collector/event/", token=TOKEN)
     assert config.url == "https://s:8088"
-    for endpoint in ("/services/collector", "/services/collector/event/1.0", "/services/collector/raw",
-                     "/services/collector/raw/1.0", "/services/collector/health/1.0"):  # fmt: skip
-        assert SplunkHecSinkConfig(type="splunk_hec", url=f"https://s:8088{endpoint}", token=TOKEN).url == "https://s:8088"
+    for endpoint in (
+        "/services/collector",
+        "/services/collector/event/1.0",
+        "/services/collector/raw",
+        "/services/collector/raw/1.0",
+        "/services/collector/health/1.0",
+    ):
+        assert (
+            SplunkHecSinkConfig(type="splunk_hec", url=f"https://s:8088{endpoint}", token=TOKEN).url == "https://s:8088"
+        )
     proxied = SplunkHecSinkConfig(type="splunk_hec", url="https://proxy.example/splunk", token=TOKEN)
     assert proxied.url == "https://proxy.example/splunk"  # a path prefix of a proxy stays
     assert uuid.UUID(config.channel) and TOKEN not in repr(config)
@@ -344,8 +379,12 @@ def test_receiver_parses_concatenated_envelopes_on_every_alias(hec: Hec) -> None
 
 
 def test_receiver_per_event_errors_keep_the_events_before(hec: Hec) -> None:
-    cases = [(b'{"event":"a"}{"event":', 6), (b'{"event":"a"}[1]', 6), (b'{"event":"a"}{"time":1}', 12),
-             (b'{"event":"a"}{"event":""}', 13)]  # fmt: skip
+    cases = [
+        (b'{"event":"a"}{"event":', 6),
+        (b'{"event":"a"}[1]', 6),
+        (b'{"event":"a"}{"time":1}', 12),
+        (b'{"event":"a"}{"event":""}', 13),
+    ]
     for body, code in cases:
         reply = hec.post(body)
         assert reply.status_code == 400
@@ -368,16 +407,12 @@ def test_receiver_content_encoding_and_size_limit(hec: Hec) -> None:
 
 def test_receiver_ack_protocol(hec: Hec) -> None:
     ack_path = "/services/collector/ack"
-    assert (
-        hec.post(b'{"acks":[0]}', ack_path, X_Splunk_Request_Channel=str(uuid.uuid4())).json()["code"] == 14
-    )
+    assert hec.post(b'{"acks":[0]}', ack_path, X_Splunk_Request_Channel=str(uuid.uuid4())).json()["code"] == 14
     hec.config(use_ack=True)
     assert hec.post(b'{"event":"a"}').json()["code"] == 10
     assert hec.post(b'{"event":"a"}', X_Splunk_Request_Channel="chan-1").json()["code"] == 11
     one, two = str(uuid.uuid4()), str(uuid.uuid4())
-    got = [
-        hec.post(b'{"event":"a"}', X_Splunk_Request_Channel=c).json().get("ackId") for c in (one, one, two)
-    ]
+    got = [hec.post(b'{"event":"a"}', X_Splunk_Request_Channel=c).json().get("ackId") for c in (one, one, two)]
     assert got == [0, 1, 0]
     assert hec.post(b'{"acks":[0,1,5]}', ack_path, X_Splunk_Request_Channel=one).json() == {
         "acks": {"0": True, "1": True, "5": False}

@@ -22,8 +22,10 @@ TOKEN = "11111111-2222-3333-4444-555555555555"
 
 def fixed(status: str, body: bytes, content_type: bytes = b"application/json") -> Answer:
     async def answer(writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                     % (status.encode(), content_type, len(body), body))  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (status.encode(), content_type, len(body), body)
+        )
         await writer.drain()
 
     return answer
@@ -42,8 +44,12 @@ def batch() -> list[Record]:
 
 
 def sink(url: str, **overrides: object) -> SplunkHecSink:
-    return SplunkHecSink("hec", SplunkHecSinkConfig.model_validate(
-        {"type": "splunk_hec", "url": url, "token": TOKEN, "timeout_s": 1, **overrides}))  # fmt: skip
+    return SplunkHecSink(
+        "hec",
+        SplunkHecSinkConfig.model_validate(
+            {"type": "splunk_hec", "url": url, "token": TOKEN, "timeout_s": 1, **overrides}
+        ),
+    )
 
 
 @pytest.mark.parametrize(

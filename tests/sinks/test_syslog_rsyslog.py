@@ -313,8 +313,12 @@ async def test_start_fails_retryably_when_nobody_listens(own_rsyslog: Rsyslog) -
 def test_config_defaults_and_validation() -> None:
     tcp = SyslogSinkConfig.model_validate({"type": "syslog", "host": "h"})
     assert (tcp.port, tcp.transport, tcp.framing, tcp.max_message_bytes, tcp.facility) == (
-        514, "tcp", "octet_counting", None, 16,
-    )  # fmt: skip
+        514,
+        "tcp",
+        "octet_counting",
+        None,
+        16,
+    )
     assert (tcp.app_name, tcp.sd_id) == ("audit-forwarder", "audit@32473")
     udp = SyslogSinkConfig.model_validate({"type": "syslog", "host": "h", "transport": "udp"})
     assert udp.max_message_bytes == 2048

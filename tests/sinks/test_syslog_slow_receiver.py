@@ -79,10 +79,20 @@ def receiver(request: pytest.FixtureRequest, pki: Pki) -> Iterator[tuple[str, St
 
 def batch(first: int, size: int = 20) -> list[Record]:
     return [
-        Record(n, f"ev{n}", "src", "org", 1_700_000_000_000, orjson.dumps({"id": f"ev{n}", "pad": "x" * 400}),
-               "codacy", "a", "c", "success")
+        Record(
+            n,
+            f"ev{n}",
+            "src",
+            "org",
+            1_700_000_000_000,
+            orjson.dumps({"id": f"ev{n}", "pad": "x" * 400}),
+            "codacy",
+            "a",
+            "c",
+            "success",
+        )
         for n in range(first, first + size)
-    ]  # fmt: skip
+    ]
 
 
 async def test_send_returns_only_once_nothing_is_left_in_the_process(

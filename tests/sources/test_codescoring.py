@@ -44,17 +44,23 @@ def codescoring() -> Iterator[EmulatorProcess]:
 
 def source(url: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "type": "codescoring", "base_url": url, "token": TOKEN, "installation": "acme", "per_page": 10,
-        "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "max_attempts": 4,
-        "backoff_initial_s": 0.05, "backoff_max_s": 0.2, **overrides,
-    }  # fmt: skip
-
+        "type": "codescoring",
+        "base_url": url,
+        "token": TOKEN,
+        "installation": "acme",
+        "per_page": 10,
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "overlap_s": 600,
+        "max_attempts": 4,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+        **overrides,
+    }
 
 
 def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
     return Counter(f"codescoring:acme:{e['id']}" for e in emulator.entries())
-
-
 
 
 def test_first_run_collects_everything_once_then_only_new_entries(tmp_path: Path, codescoring: EmulatorProcess) -> None:
@@ -101,8 +107,9 @@ def test_walk_stops_at_the_watermark(tmp_path: Path, codescoring: EmulatorProces
 def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codescoring: EmulatorProcess) -> None:
     cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
     tie = format_created_at((int(time.time()) - 2) * 1_000_000)
-    codescoring.control("POST", "entries", [{"created_at": tie, "actor": "tie", "message": f"User logged in {n}"}
-                                            for n in range(3)])  # fmt: skip
+    codescoring.control(
+        "POST", "entries", [{"created_at": tie, "actor": "tie", "message": f"User logged in {n}"} for n in range(3)]
+    )
     once(cfg)
     codescoring.control("POST", "entries", [{"created_at": tie, "actor": "tie", "message": "User logged out"}])
     once(cfg)
@@ -113,8 +120,14 @@ def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codescori
 
 
 def test_429_and_503_storm_is_retried_honouring_retry_after(tmp_path: Path, codescoring: EmulatorProcess) -> None:
-    codescoring.control("POST", "faults", [{"status": 429, "count": 2, "retry_after": "1", "path_contains": "audit"},
-                                           {"status": 503, "count": 1, "path_contains": "audit"}])  # fmt: skip
+    codescoring.control(
+        "POST",
+        "faults",
+        [
+            {"status": 429, "count": 2, "retry_after": "1", "path_contains": "audit"},
+            {"status": 503, "count": 1, "path_contains": "audit"},
+        ],
+    )
     cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
     stderr = once(cfg)
     assert "source request retried" in stderr
@@ -138,12 +151,16 @@ def test_auth_failure_is_isolated_to_its_source(tmp_path: Path, codescoring: Emu
 def test_entries_written_mid_walk_shift_pages_without_loss(tmp_path: Path, codescoring: EmulatorProcess) -> None:
     # page 1 is served at once; page 2 is held while 15 newer entries land, pushing page 1's
     # tail onto page 2 and everything after it one and a half pages down
-    pass_then_hold = [{"status": 0, "count": 1, "path_contains": "audit"},
-                      {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"}]  # fmt: skip
+    pass_then_hold = [
+        {"status": 0, "count": 1, "path_contains": "audit"},
+        {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"},
+    ]
     codescoring.control("POST", "faults", pass_then_hold)
     now_us = int(time.time() * 1_000_000)
-    late = [{"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
-            for n in range(15)]  # fmt: skip
+    late = [
+        {"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
+        for n in range(15)
+    ]
     writer = threading.Thread(target=insert_after_first_page, args=(codescoring, late))
     cfg = config(tmp_path, {"codescoring": source(codescoring.url)})
     original = set(expected_ids(codescoring))
@@ -186,8 +203,14 @@ def test_golden_mapping_of_every_template() -> None:
         NormalizedEvent.model_validate(event)
     used = {id(parse_message(r["message"])[0]) for r in raw}
     assert {id(t) for t in TEMPLATES} <= used, "every template needs a golden entry"
-    assert {e["category"] for e in got} >= {"authentication", "entity_management", "analysis", "configuration",
-                                            "access_management", "unknown"}  # fmt: skip
+    assert {e["category"] for e in got} >= {
+        "authentication",
+        "entity_management",
+        "analysis",
+        "configuration",
+        "access_management",
+        "unknown",
+    }
     failed_login = next(e for e in got if e["action"] == "user.login_failed")
     assert failed_login["actor"]["name"] == "asmith" and failed_login["outcome"] == "failure"
     assert got[-1]["id"].startswith("codescoring:") and got[-1]["id"].count(":") == 1  # no id: content hash
@@ -197,11 +220,19 @@ async def test_an_envelope_that_repeats_the_same_page_forever_stops_the_walk() -
     from forwarder.sources.codescoring import CodescoringConfig
 
     now = datetime.now(UTC).isoformat()
-    results = [{"id": i, "created_at": now, "actor": "jdoe", "message": "User logged in", "duration": None}
-               for i in range(10)]  # fmt: skip
+    results = [
+        {"id": i, "created_at": now, "actor": "jdoe", "message": "User logged in", "duration": None} for i in range(10)
+    ]
     body = {"count": 10_000, "next": "http://cs.test/api/audit_logs/?page=2", "previous": None, "results": results}
-    config = CodescoringConfig(type="codescoring", base_url="http://cs.test", token="t", per_page=10,
-                               initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
+    config = CodescoringConfig(
+        type="codescoring",
+        base_url="http://cs.test",
+        token="t",
+        per_page=10,
+        initial_lookback_days=1,
+        lag_s=0,
+        max_attempts=1,
+    )
     await assert_a_repeated_page_stops_the_walk(CodescoringSource("cs", config), body)
 
 
@@ -232,9 +263,14 @@ async def test_an_oldest_first_server_without_a_working_time_filter_loses_nothin
         with capture_logs() as logs:
             first, cursor = await poll(src, None)
             now_us = int(time.time() * 1_000_000)
-            codescoring.control("POST", "entries", [
-                {"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
-                for n in range(5)])  # fmt: skip
+            codescoring.control(
+                "POST",
+                "entries",
+                [
+                    {"created_at": format_created_at(now_us - n * 1000), "actor": "late", "message": "User logged in"}
+                    for n in range(5)
+                ],
+            )
             second, cursor = await poll(src, cursor)
             third, _ = await poll(src, cursor)
     finally:
@@ -304,8 +340,12 @@ async def test_a_page_shift_does_not_look_like_an_oldest_first_listing() -> None
     def entry(i: int) -> dict[str, Any]:
         return {"id": i, "created_at": format_ms(t0 + i * 1000), "actor": "a", "message": "User logged in"}
 
-    pages = {1: [entry(100), entry(99), entry(98)], 2: [entry(99), entry(98), entry(97)],
-             3: [entry(96), entry(95), entry(94)], 4: [entry(93), entry(92), entry(91)]}  # fmt: skip
+    pages = {
+        1: [entry(100), entry(99), entry(98)],
+        2: [entry(99), entry(98), entry(97)],
+        3: [entry(96), entry(95), entry(94)],
+        4: [entry(93), entry(92), entry(91)],
+    }
     config = CodescoringConfig(type="codescoring", base_url="http://x.test", token="t", per_page=3)
     src = CodescoringSource("cs", config)
     fetched: list[int] = []
@@ -338,8 +378,11 @@ async def test_user_and_search_filters_reach_the_server_under_their_configured_n
     actor = Counter(e["actor"] for e in codescoring.entries() if e["actor"] != "system").most_common(1)[0][0]
     mine = [e["message"].lower() for e in codescoring.entries() if e["actor"] == actor]
     word = next(w for m in mine for w in m.split() if w.isalpha() and 0 < sum(w in n for n in mine) < len(mine))
-    want = {f"codescoring:acme:{e['id']}" for e in codescoring.entries()
-            if e["actor"] == actor and word in e["message"].lower()}  # fmt: skip
+    want = {
+        f"codescoring:acme:{e['id']}"
+        for e in codescoring.entries()
+        if e["actor"] == actor and word in e["message"].lower()
+    }
     settings = source(codescoring.url, user=actor, user_param="username", search=word, search_param="q")
     src = CodescoringSource("cs", CodescoringConfig.model_validate(settings))
     try:

@@ -39,24 +39,36 @@ def codestax() -> Iterator[EmulatorProcess]:
 
 def source(url: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "type": "codestax", "base_url": f"{url}/api", "api_key": DEFAULT_API_KEY, "organization": "acme",
-        "limit": 10, "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "max_attempts": 4,
-        "backoff_initial_s": 0.05, "backoff_max_s": 0.2, "hourly_request_budget": 100_000, **overrides,
-    }  # fmt: skip
-
+        "type": "codestax",
+        "base_url": f"{url}/api",
+        "api_key": DEFAULT_API_KEY,
+        "organization": "acme",
+        "limit": 10,
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "overlap_s": 600,
+        "max_attempts": 4,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+        "hourly_request_budget": 100_000,
+        **overrides,
+    }
 
 
 def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
     return Counter(f"codestax:acme:{e['id']}" for e in emulator.entries())
 
 
-
-
 def test_first_run_incremental_run_and_boundary_ties(tmp_path: Path, codestax: EmulatorProcess) -> None:
     cfg = config(tmp_path, {"codestax": source(codestax.url, slice_hours=24)})
     tie = format_timestamp((int(time.time()) - 2) * 1_000_000)
-    entry = {"timestamp": tie, "user": {"name": "Tie", "email": "tie@example.com"}, "category": "auth",
-             "target": "tie@example.com", "metadata": {"ip": "192.0.2.9"}}  # fmt: skip
+    entry = {
+        "timestamp": tie,
+        "user": {"name": "Tie", "email": "tie@example.com"},
+        "category": "auth",
+        "target": "tie@example.com",
+        "metadata": {"ip": "192.0.2.9"},
+    }
     codestax.control("POST", "entries", [{**entry, "action": "auth.login"}, {**entry, "action": "auth.logout"}])
     once(cfg)
     assert ids(tmp_path) == expected_ids(codestax)
@@ -71,7 +83,10 @@ def test_first_run_incremental_run_and_boundary_ties(tmp_path: Path, codestax: E
     assert sum(got.values()) == 68
     events = read_ndjson(tmp_path / "out")
     assert sorted(e["action"] for e in events if e["actor"]["email"] == "tie@example.com") == [
-        "api_key.created", "auth.login", "auth.logout"]  # fmt: skip
+        "api_key.created",
+        "auth.login",
+        "auth.logout",
+    ]
     for event in events:
         NormalizedEvent.model_validate(event)
 
@@ -108,12 +123,22 @@ def insert_after_first_page(emulator: EmulatorProcess, entries: list[dict[str, A
 
 
 def test_entries_written_mid_walk_shift_pages_without_loss(tmp_path: Path, codestax: EmulatorProcess) -> None:
-    pass_then_hold = [{"status": 0, "count": 1, "path_contains": "audit"},
-                      {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"}]  # fmt: skip
+    pass_then_hold = [
+        {"status": 0, "count": 1, "path_contains": "audit"},
+        {"status": 0, "count": 1, "delay_s": 1.5, "path_contains": "audit"},
+    ]
     codestax.control("POST", "faults", pass_then_hold)
     now_us = int(time.time() * 1_000_000)
-    late = [{"timestamp": format_timestamp(now_us - n * 1000), "user": {"email": "late@example.com"},
-             "action": "scan.triggered", "category": "scans", "target": "acme/web-app"} for n in range(15)]  # fmt: skip
+    late = [
+        {
+            "timestamp": format_timestamp(now_us - n * 1000),
+            "user": {"email": "late@example.com"},
+            "action": "scan.triggered",
+            "category": "scans",
+            "target": "acme/web-app",
+        }
+        for n in range(15)
+    ]
     writer = threading.Thread(target=insert_after_first_page, args=(codestax, late))
     cfg = config(tmp_path, {"codestax": source(codestax.url, slice_hours=24 * 30)})  # one walk
     original = set(expected_ids(codestax))
@@ -163,8 +188,9 @@ async def test_token_bucket_spreads_a_backlog_within_the_budget(caplog: pytest.L
 
 
 async def test_a_wait_for_budget_longer_than_the_request_timeout_is_no_timeout(codestax: EmulatorProcess) -> None:
-    config = CodeStaxConfig.model_validate(source(codestax.url, hourly_request_budget=100, timeout_s=0.5,
-                                                  max_attempts=1))  # fmt: skip
+    config = CodeStaxConfig.model_validate(
+        source(codestax.url, hourly_request_budget=100, timeout_s=0.5, max_attempts=1)
+    )
     src = CodeStaxSource("cx", config)
     src.bucket.tokens = 1 - 0.03  # the next token in 0.03 / (90 per hour) = 1.2 s, over timeout_s
     started = time.monotonic()
@@ -200,8 +226,15 @@ def test_golden_mapping_of_every_category() -> None:
     assert got == expected
     for event in got:
         NormalizedEvent.model_validate(event)
-    assert {r.get("category") for r in raw} >= {"auth", "repositories", "scans", "findings", "team", "settings",
-                                                "integrations"}  # fmt: skip
+    assert {r.get("category") for r in raw} >= {
+        "auth",
+        "repositories",
+        "scans",
+        "findings",
+        "team",
+        "settings",
+        "integrations",
+    }
     by_action = {e["action"]: e for e in got}
     assert by_action["scan.failed"]["outcome"] == "failure"
     assert by_action["auth.login"]["activity"] == "login" and by_action["auth.login"]["category"] == "authentication"
@@ -213,8 +246,15 @@ def test_golden_mapping_of_every_category() -> None:
 async def test_full_pages_that_repeat_forever_stop_the_walk() -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     page = [{"id": i, "timestamp": now, "user": {"email": "a@b.c"}, "action": "scan.triggered"} for i in range(5)]
-    config = CodeStaxConfig(type="codestax", base_url="http://cx.test/api", api_key=DEFAULT_API_KEY, limit=5,
-                            initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
+    config = CodeStaxConfig(
+        type="codestax",
+        base_url="http://cx.test/api",
+        api_key=DEFAULT_API_KEY,
+        limit=5,
+        initial_lookback_days=1,
+        lag_s=0,
+        max_attempts=1,
+    )
     await assert_a_repeated_page_stops_the_walk(CodeStaxSource("cx", config), page)
 
 
@@ -229,8 +269,14 @@ async def test_entries_without_id_that_differ_only_in_metadata_are_both_kept() -
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=served)
 
-    config = CodeStaxConfig(type="codestax", base_url="http://cx.test/api", api_key=DEFAULT_API_KEY,
-                            initial_lookback_days=1, lag_s=0, max_attempts=1)  # fmt: skip
+    config = CodeStaxConfig(
+        type="codestax",
+        base_url="http://cx.test/api",
+        api_key=DEFAULT_API_KEY,
+        initial_lookback_days=1,
+        lag_s=0,
+        max_attempts=1,
+    )
     src = CodeStaxSource("cx", config)
     await src.client.aclose()
     src.client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://cx.test/api")
@@ -277,8 +323,12 @@ def serve(location: str | None) -> ThreadingHTTPServer:
 async def test_a_redirect_to_another_origin_never_gets_the_api_key() -> None:
     elsewhere = serve(None)
     redirecting = serve(f"http://127.0.0.1:{elsewhere.server_port}")
-    config = CodeStaxConfig(type="codestax", base_url=f"http://127.0.0.1:{redirecting.server_port}/api",
-                            api_key=DEFAULT_API_KEY, max_attempts=1)  # fmt: skip
+    config = CodeStaxConfig(
+        type="codestax",
+        base_url=f"http://127.0.0.1:{redirecting.server_port}/api",
+        api_key=DEFAULT_API_KEY,
+        max_attempts=1,
+    )
     src = CodeStaxSource("cx", config)
     try:
         with pytest.raises(MalformedResponse, match="refusing to send the API key there"):
@@ -327,8 +377,12 @@ async def test_a_plan_that_keeps_longer_is_a_retention_days_setting(retention_da
     now = int(time.time() * 1000)
     options = {"span_s": 100 * 86400, "end_ms": now - 3_600_000, "config": {"retention_days": 365}}
     emulator = running("codestax", entries=100, options=options)
-    settings = source(emulator.url, slice_hours=24 * 30, initial_lookback_days=365,
-                      **({} if retention_days == 90 else {"retention_days": retention_days}))  # fmt: skip
+    settings = source(
+        emulator.url,
+        slice_hours=24 * 30,
+        initial_lookback_days=365,
+        **({} if retention_days == 90 else {"retention_days": retention_days}),
+    )
     src = CodeStaxSource("cx", CodeStaxConfig.model_validate(settings))
     try:
         entries = emulator.entries()
@@ -347,14 +401,14 @@ async def test_a_plan_that_keeps_longer_is_a_retention_days_setting(retention_da
         assert 80 < len(kept) < 100 and [g["action"] for g in gaps] == ["forwarder.gap"]
 
 
-
 def test_a_lookback_past_retention_days_is_said_not_silently_cut() -> None:
     from structlog.testing import capture_logs
 
     with capture_logs() as logs:
         CodeStaxSource("cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365)))
-        CodeStaxSource("cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365,
-                                                                  retention_days=365)))  # fmt: skip
+        CodeStaxSource(
+            "cx", CodeStaxConfig.model_validate(source("http://cx.test", initial_lookback_days=365, retention_days=365))
+        )
     assert [e["retention_days"] for e in logs if "retention_days" in e["event"]] == [90.0]
 
 

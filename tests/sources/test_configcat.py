@@ -37,18 +37,24 @@ def configcat() -> Iterator[EmulatorProcess]:
 
 def source(url: str, **overrides: Any) -> dict[str, Any]:
     cfg = {
-        "type": "configcat", "base_url": url, "username": DEFAULT_USER, "password": DEFAULT_PASSWORD,
-        "organizations": [ORG], "lag_s": 0, "overlap_s": 600, "page_size": 10, "max_attempts": 4,
-        "backoff_initial_s": 0.05, "backoff_max_s": 0.2,
-    }  # fmt: skip
+        "type": "configcat",
+        "base_url": url,
+        "username": DEFAULT_USER,
+        "password": DEFAULT_PASSWORD,
+        "organizations": [ORG],
+        "lag_s": 0,
+        "overlap_s": 600,
+        "page_size": 10,
+        "max_attempts": 4,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+    }
     cfg.update(overrides)
     return cfg
 
 
-
 def expected(emulator: EmulatorProcess) -> Counter[str]:
     return Counter(f"configcat:{e['auditLogId']}" for e in emulator.entries())
-
 
 
 def test_first_run_collects_all_once_then_incremental_with_boundary_ties(
@@ -64,8 +70,15 @@ def test_first_run_collects_all_once_then_incremental_with_boundary_ties(
     once(cfg)
     assert len(read_ndjson(tmp_path / "out")) == 45
     tie = format_ms(int(time.time() * 1000) - 2000)
-    base = {"auditLogDateTime": tie, "auditLogTypeEnum": "settingValueChanged", "userEmail": "tie@example.com",
-            "userName": "Tie", "truncated": False, "modelVersion": 6, "_org": ORG}  # fmt: skip
+    base = {
+        "auditLogDateTime": tie,
+        "auditLogTypeEnum": "settingValueChanged",
+        "userEmail": "tie@example.com",
+        "userName": "Tie",
+        "truncated": False,
+        "modelVersion": 6,
+        "_org": ORG,
+    }
     configcat.control("POST", "entries", [{**base, "actionTarget": "a"}, {**base, "actionTarget": "b"}])
     once(cfg)
     # late arrivals carrying the very same millisecond, one of them a new id at the boundary
@@ -137,8 +150,11 @@ def test_cursor_older_than_retention_emits_one_gap_event(tmp_path: Path, configc
     assert len(gaps) == 1
     gap = gaps[0]
     assert (gap["vendor"], gap["category"], gap["activity"], gap["outcome"]) == (
-        "configcat", "forwarder", "other", "unknown",
-    )  # fmt: skip
+        "configcat",
+        "forwarder",
+        "other",
+        "unknown",
+    )
     assert gap["organization"] == ORG and gap["details"]["from"] < gap["details"]["to"]
     NormalizedEvent.model_validate(gap)
 
@@ -153,14 +169,22 @@ def test_cursor_older_than_retention_emits_one_gap_event(tmp_path: Path, configc
 
 
 def test_product_endpoint_and_filters(tmp_path: Path, configcat: EmulatorProcess) -> None:
-    entry = {"auditLogDateTime": format_ms(int(time.time() * 1000) - 5000), "auditLogTypeEnum": "segmentCreated",
-             "userEmail": "p@example.com", "userName": "P", "_org": ORG}  # fmt: skip
+    entry = {
+        "auditLogDateTime": format_ms(int(time.time() * 1000) - 5000),
+        "auditLogTypeEnum": "segmentCreated",
+        "userEmail": "p@example.com",
+        "userName": "P",
+        "_org": ORG,
+    }
     product = "7d0a1b2c-3d4e-4f50-8a9b-0c1d2e3f4a5b"
     configcat.control("POST", "entries", [{**entry, "_productId": product, "actionTarget": "in-product"}])
-    cfg = config(tmp_path, {
-        "prod": source(configcat.url, organizations=[], product_ids=[product]),
-        "typed": source(configcat.url, audit_log_type="segmentCreated"),
-    })  # fmt: skip
+    cfg = config(
+        tmp_path,
+        {
+            "prod": source(configcat.url, organizations=[], product_ids=[product]),
+            "typed": source(configcat.url, audit_log_type="segmentCreated"),
+        },
+    )
     once(cfg)
     events = read_ndjson(tmp_path / "out")
     prod = [e for e in events if e["source"] == "prod"]
@@ -221,8 +245,11 @@ async def test_an_enterprise_plan_keeps_750_days_once_retention_days_says_so(ret
     finally:
         await src.close()
         emulator.stop()
-    kept = {f"configcat:{e['auditLogId']}" for e in entries
-            if parse_time(e["auditLogDateTime"]).timestamp() * 1000 >= now - retention_days * day}  # fmt: skip
+    kept = {
+        f"configcat:{e['auditLogId']}"
+        for e in entries
+        if parse_time(e["auditLogDateTime"]).timestamp() * 1000 >= now - retention_days * day
+    }
     gaps = [e for p in pages for e in p.extra_events]
     assert {key for p in pages for _, key in p.entries} == kept
     if retention_days == 750:

@@ -18,14 +18,25 @@ BASE: dict[type[Any], dict[str, Any]] = {
     CodacyConfig: {"type": "codacy", "api_token": "t", "organizations": ["gh/acme"]},
     CodescoringConfig: {"type": "codescoring", "base_url": "http://127.0.0.1:1", "token": "t"},
     CodeStaxConfig: {"type": "codestax", "api_key": "ch_t", "organization": "acme"},
-    ConfigCatConfig: {"type": "configcat", "username": "u", "password": "p",
-                      "organizations": ["08d86d63-2726-47cd-8bfc-59608ecb91e2"]},
-    HttpJsonConfig: {"type": "http_json", "vendor": "acme", "url": "http://127.0.0.1:1/audit",
-                     "organizations": ["o"], "time_field": "t", "mapping": {"action": "a"},
-                     "params": {"kind": "audit"}, "from_param": "since",
-                     "pagination": {"style": "cursor", "cursor_param": "after"},
-                     "auth": {"type": "query", "param": "key", "token": "t"}},
-}  # fmt: skip
+    ConfigCatConfig: {
+        "type": "configcat",
+        "username": "u",
+        "password": "p",
+        "organizations": ["08d86d63-2726-47cd-8bfc-59608ecb91e2"],
+    },
+    HttpJsonConfig: {
+        "type": "http_json",
+        "vendor": "acme",
+        "url": "http://127.0.0.1:1/audit",
+        "organizations": ["o"],
+        "time_field": "t",
+        "mapping": {"action": "a"},
+        "params": {"kind": "audit"},
+        "from_param": "since",
+        "pagination": {"style": "cursor", "cursor_param": "after"},
+        "auth": {"type": "query", "param": "key", "token": "t"},
+    },
+}
 CLASHES = [
     (CodacyConfig, {}, "from"),
     (CodacyConfig, {}, "cursor"),

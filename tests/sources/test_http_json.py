@@ -33,14 +33,24 @@ def configcat() -> Iterator[EmulatorProcess]:
 
 def test_configcat_through_http_json_equals_the_dedicated_source(tmp_path: Path, configcat: EmulatorProcess) -> None:
     dedicated = {
-        "type": "configcat", "base_url": configcat.url, "username": DEFAULT_USER, "password": DEFAULT_PASSWORD,
-        "organizations": [DEFAULT_ORG_ID], "page_size": 10, **COMMON,
-    }  # fmt: skip
-    cfg = write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "sources": {"cc": dedicated, "hj": configcat_as_http_json(configcat.url)},
-        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}},
-    })  # fmt: skip
+        "type": "configcat",
+        "base_url": configcat.url,
+        "username": DEFAULT_USER,
+        "password": DEFAULT_PASSWORD,
+        "organizations": [DEFAULT_ORG_ID],
+        "page_size": 10,
+        **COMMON,
+    }
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {"cc": dedicated, "hj": configcat_as_http_json(configcat.url)},
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
+        },
+    )
     for _ in range(2):  # the second run adds nothing to either
         result = cli(cfg, "once")
         assert result.returncode == 0, result.stderr
@@ -49,17 +59,23 @@ def test_configcat_through_http_json_equals_the_dedicated_source(tmp_path: Path,
     for event in events:
         assert event["id"] not in by_source[event["source"]], "duplicate"
         name = event.pop("source")
-        by_source[name][event["id"]] = {k: v for k, v in event.items() if k != "observed_time"}
+        # the evidence chain is per stream, so its hashes differ between the two sources
+        by_source[name][event["id"]] = {k: v for k, v in event.items() if k not in ("observed_time", "chain")}
     assert len(by_source["cc"]) == 60
-    assert by_source["hj"] == by_source["cc"]  # every field but source and observed_time
+    assert by_source["hj"] == by_source["cc"]  # every field but source, observed_time and chain
 
 
 # --- a scripted API, for each paging style ---------------------------------------------------
 RECORDS = [
-    {"id": i, "ts": 1_700_000_000_000 + i * 1000, "user": {"email": f"u{i}@example.com"},
-     "action": ["login", "repo.delete", "repo.create"][i % 3], "ok": i % 4 != 0}
+    {
+        "id": i,
+        "ts": 1_700_000_000_000 + i * 1000,
+        "user": {"email": f"u{i}@example.com"},
+        "action": ["login", "repo.delete", "repo.create"][i % 3],
+        "ok": i % 4 != 0,
+    }
     for i in range(25)
-]  # fmt: skip
+]
 PAGE = 10
 
 
@@ -92,15 +108,28 @@ def api(style: str, seen: list[httpx.Request]) -> Callable[[httpx.Request], http
 
 def make_source(handler: Callable[[httpx.Request], httpx.Response], **overrides: Any) -> HttpJsonSource:
     cfg: dict[str, Any] = {
-        "type": "http_json", "vendor": "acme", "url": "http://api.test/audit/{organization}",
-        "organizations": ["acme"], "records_path": "items", "id_field": "id", "time_field": "ts",
-        "time_format": "epoch_ms", "from_param": "since", "to_param": "until", "window_format": "epoch_ms",
-        "initial_lookback_days": 365 * 10, "slice_hours": 24 * 365 * 11, "lag_s": 0,
-        "mapping": {"action": "action", "actor.email": "user.email",
-                    "outcome": {"path": "ok", "map": {"true": "success", "false": "failure"}},
-                    "category": {"map": {"login": "authentication", "repo.*": "configuration"}},
-                    "activity": {"map": {"*.delete": "delete", "*.create": "create", "login": "login"}}},
-    }  # fmt: skip
+        "type": "http_json",
+        "vendor": "acme",
+        "url": "http://api.test/audit/{organization}",
+        "organizations": ["acme"],
+        "records_path": "items",
+        "id_field": "id",
+        "time_field": "ts",
+        "time_format": "epoch_ms",
+        "from_param": "since",
+        "to_param": "until",
+        "window_format": "epoch_ms",
+        "initial_lookback_days": 365 * 10,
+        "slice_hours": 24 * 365 * 11,
+        "lag_s": 0,
+        "mapping": {
+            "action": "action",
+            "actor.email": "user.email",
+            "outcome": {"path": "ok", "map": {"true": "success", "false": "failure"}},
+            "category": {"map": {"login": "authentication", "repo.*": "configuration"}},
+            "activity": {"map": {"*.delete": "delete", "*.create": "create", "login": "login"}},
+        },
+    }
     cfg.update(overrides)
     source = HttpJsonSource("hj", HttpJsonConfig.model_validate(cfg))
     old = source.client
@@ -174,7 +203,7 @@ async def test_mapping_time_formats_and_content_hash() -> None:
         ({"type": "bearer", "token": "t-456"}, "Authorization", "Bearer t-456"),
         ({"type": "basic", "username": "u", "password": "p"}, "Authorization", "Basic dTpw"),
     ],
-)  # fmt: skip
+)
 async def test_auth_styles(auth: dict[str, Any], header: str, value: str) -> None:
     seen: list[httpx.Request] = []
     source = make_source(api("none", seen), auth=auth, records_path="")
@@ -186,8 +215,12 @@ async def test_auth_styles(auth: dict[str, Any], header: str, value: str) -> Non
 async def test_query_auth_goes_with_every_request_next_links_included() -> None:
     seen: list[httpx.Request] = []
     auth = {"type": "query", "param": "apikey", "token": "q-789"}
-    source = make_source(api("next_link_body", seen), auth=auth, records_path="items",
-                         pagination={"style": "next_link_body", "next_path": "links.next"})  # fmt: skip
+    source = make_source(
+        api("next_link_body", seen),
+        auth=auth,
+        records_path="items",
+        pagination={"style": "next_link_body", "next_path": "links.next"},
+    )
     keys, _ = await collect(source)
     assert len(keys) == 25 and len(seen) == 3
     assert [r.url.params["apikey"] for r in seen] == ["q-789"] * 3
@@ -213,8 +246,14 @@ async def test_query_auth_still_sees_a_link_back_to_the_same_page_as_the_end() -
 def test_token_file_and_config_errors(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("from-a-file\n")
-    base = {"type": "http_json", "vendor": "acme", "url": "https://x/{organization}", "organizations": ["a"],
-            "time_field": "t", "mapping": {"action": "a"}}  # fmt: skip
+    base = {
+        "type": "http_json",
+        "vendor": "acme",
+        "url": "https://x/{organization}",
+        "organizations": ["a"],
+        "time_field": "t",
+        "mapping": {"action": "a"},
+    }
     cfg = HttpJsonConfig.model_validate({**base, "auth": {"type": "bearer", "token_file": str(token)}})
     assert cfg.auth.token is not None and cfg.auth.token.get_secret_value() == "from-a-file"
     for bad in (
@@ -244,7 +283,9 @@ async def test_pagination_that_never_ends_fails_clearly() -> None:
         await collect(source)
 
 
-@pytest.mark.parametrize("target", ["http://elsewhere.test/audit/acme?after=10", "https://api.test/audit/acme?after=10"])
+@pytest.mark.parametrize(
+    "target", ["http://elsewhere.test/audit/acme?after=10", "https://api.test/audit/acme?after=10"]
+)
 async def test_next_link_to_another_origin_is_refused_before_credentials_go_there(target: str) -> None:
     seen: list[httpx.Request] = []
 
@@ -252,8 +293,11 @@ async def test_next_link_to_another_origin_is_refused_before_credentials_go_ther
         seen.append(request)
         return httpx.Response(200, json={"items": RECORDS[:PAGE], "links": {"next": target}})
 
-    source = make_source(handler, auth={"type": "bearer", "token": "t-456"},
-                         pagination={"style": "next_link_body", "next_path": "links.next"})  # fmt: skip
+    source = make_source(
+        handler,
+        auth={"type": "bearer", "token": "t-456"},
+        pagination={"style": "next_link_body", "next_path": "links.next"},
+    )
     with pytest.raises(MalformedResponse, match="another origin"):
         await collect(source)
     assert [r.url.host for r in seen] == ["api.test"]
@@ -266,8 +310,10 @@ async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch
     hour, now = 3_600_000, 1_700_000_000_437
     monkeypatch.setattr("forwarder.sources.windowed.now_ms", lambda: now)
     boundary = now - 6 * hour + hour  # the first slice's end, at .437 like every boundary
-    rows = [{"id": name, "ts": ts, "action": "login"}
-            for name, ts in (("a", boundary - 5_000), ("b", boundary // 1000 * 1000 + 100), ("c", boundary + 5_000))]
+    rows = [
+        {"id": name, "ts": ts, "action": "login"}
+        for name, ts in (("a", boundary - 5_000), ("b", boundary // 1000 * 1000 + 100), ("c", boundary + 5_000))
+    ]
 
     def handler(request: httpx.Request) -> httpx.Response:  # compares full-precision times, as most APIs do
         lo, hi = int(request.url.params["since"]) * 1000, int(request.url.params["until"]) * 1000
@@ -280,10 +326,16 @@ async def test_whole_second_windows_lose_nothing_at_slice_boundaries(monkeypatch
 
 def test_mapped_values_of_the_wrong_shape_fall_back_instead_of_quarantining() -> None:
     """Schema drift (a list or an object where a word was) must not stop events."""
-    mapping = HttpJsonConfig.model_validate({
-        "type": "http_json", "vendor": "acme", "url": "https://x/{organization}", "organizations": ["a"],
-        "time_field": "t", "mapping": {"action": "a", "outcome": "result", "category": "meta.cat", "actor.name": "who"},
-    }).mapping  # fmt: skip
+    mapping = HttpJsonConfig.model_validate(
+        {
+            "type": "http_json",
+            "vendor": "acme",
+            "url": "https://x/{organization}",
+            "organizations": ["a"],
+            "time_field": "t",
+            "mapping": {"action": "a", "outcome": "result", "category": "meta.cat", "actor.name": "who"},
+        }
+    ).mapping
     fields = Mapper(mapping).fields({"a": "login", "result": ["ok"], "meta": {"cat": {"n": 1}}, "who": {"id": 5}})
     assert (fields["outcome"], fields["category"]) == ("unknown", "unknown")
     assert fields["actor.name"] == '{"id":5}'  # JSON, not Python's repr

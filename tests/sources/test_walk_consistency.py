@@ -71,13 +71,22 @@ async def test_http_json_a_shifted_entry_with_an_id_is_one_event(serve: Any) -> 
     emulator = CodeStaxEmulator()
     emulator.generate(12, span_s=3600, end_ms=int(time.time() * 1000) - 300_000)
     url = serve(emulator)
-    source = HttpJsonSource("generic", HttpJsonConfig(
-        type="http_json", vendor="codestax_generic", url=f"{url}/api/audit-logs", organizations=["default"],
-        auth={"type": "header", "header": "X-API-Key", "token": DEFAULT_API_KEY},
-        pagination={"style": "offset", "offset_param": "skip", "limit_param": "limit", "page_size": 5},
-        id_field="id", time_field="timestamp", mapping={"action": "action"}, initial_lookback_days=1,
-        max_attempts=1,
-    ))  # fmt: skip
+    source = HttpJsonSource(
+        "generic",
+        HttpJsonConfig(
+            type="http_json",
+            vendor="codestax_generic",
+            url=f"{url}/api/audit-logs",
+            organizations=["default"],
+            auth={"type": "header", "header": "X-API-Key", "token": DEFAULT_API_KEY},
+            pagination={"style": "offset", "offset_param": "skip", "limit_param": "limit", "page_size": 5},
+            id_field="id",
+            time_field="timestamp",
+            mapping={"action": "action"},
+            initial_lookback_days=1,
+            max_attempts=1,
+        ),
+    )
     after_first_response(source.client, lambda: emulator.add_entries([{"action": "auth.login"}]))
     try:
         keys, _ = await keys_of(source.pages("default", None))
@@ -87,10 +96,13 @@ async def test_http_json_a_shifted_entry_with_an_id_is_one_event(serve: Any) -> 
     assert not [key for key in keys if "#" in key]
 
 
-async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_loses_nothing(serve: Any) -> None:
+async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_loses_nothing(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Entries without an id: a twin on the next page may be a real second event (a keyset
     cursor shifts nothing), so twins are numbered over the whole walk; an entry that an
     offset shift shows twice then comes twice, under ``#1``: a duplicate, never a loss."""
+    monkeypatch.setattr(CodacySource, "answer_entries", None)  # the pages of one slice, not slices
     emulator = CodacyEmulator()
     emulator.envelope, emulator.page_limit = True, 5
     now = int(time.time() * 1000)
@@ -99,10 +111,17 @@ async def test_codacy_envelope_twins_on_two_pages_are_two_events_and_a_shift_los
     twin = dict(entries[-5])  # newest first: the last of page 1 and the first of page 2
     entries.insert(len(entries) - 5, twin)
     url = serve(emulator)
-    source = CodacySource("codacy", CodacyConfig(
-        type="codacy", base_url=f"{url}/api/v3", api_token=emulator.token, organizations=["gh/acme"],
-        initial_lookback_days=1, max_attempts=1,
-    ))  # fmt: skip
+    source = CodacySource(
+        "codacy",
+        CodacyConfig(
+            type="codacy",
+            base_url=f"{url}/api/v3",
+            api_token=emulator.token,
+            organizations=["gh/acme"],
+            initial_lookback_days=1,
+            max_attempts=1,
+        ),
+    )
     late = emulator.make_entry(now - 650_000)  # written late, inside the window, newer than most
     after_first_response(source.client, lambda: entries.append(late))
     try:
@@ -120,10 +139,16 @@ async def test_codestax_entries_outside_the_window_are_not_journaled_again(serve
     emulator.start_param, emulator.end_param = "from", "to"
     entries = emulator.generate(60, span_s=30 * 86400, end_ms=int(time.time() * 1000) - 300_000)
     url = serve(emulator)
-    source = CodeStaxSource("codestax", CodeStaxConfig(
-        type="codestax", base_url=f"{url}/api", api_key=DEFAULT_API_KEY, hourly_request_budget=100_000,
-        max_attempts=1,
-    ))  # fmt: skip
+    source = CodeStaxSource(
+        "codestax",
+        CodeStaxConfig(
+            type="codestax",
+            base_url=f"{url}/api",
+            api_key=DEFAULT_API_KEY,
+            hourly_request_budget=100_000,
+            max_attempts=1,
+        ),
+    )
     try:
         with capture_logs() as logs:
             first, cursor = await keys_of(source.pages("default", None))
@@ -142,14 +167,28 @@ async def test_configcat_an_entry_without_its_id_is_keyed_on_its_content(serve: 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1000 - 600))
     with_id = {"auditLogId": 1, "auditLogDateTime": stamp, "auditLogTypeEnum": "settingChanged"}
     without = {"auditLogDateTime": stamp, "auditLogTypeEnum": "settingChanged", "details": "legacy"}
-    paging = {"currentPage": 1, "totalPages": 1, "pageSize": 100, "totalCount": 3, "hasPrevious": False,
-              "hasNext": False}  # fmt: skip
-    emulator.faults.append(Fault(status=200, count=1, body=json.dumps({"data": [with_id, without, without],
-                                                                       "paging": paging})))  # fmt: skip
-    source = ConfigCatSource("configcat", ConfigCatConfig(
-        type="configcat", base_url=url, username="configcat-user", password="configcat-pass",
-        organizations=[DEFAULT_ORG_ID], max_attempts=1,
-    ))  # fmt: skip
+    paging = {
+        "currentPage": 1,
+        "totalPages": 1,
+        "pageSize": 100,
+        "totalCount": 3,
+        "hasPrevious": False,
+        "hasNext": False,
+    }
+    emulator.faults.append(
+        Fault(status=200, count=1, body=json.dumps({"data": [with_id, without, without], "paging": paging}))
+    )
+    source = ConfigCatSource(
+        "configcat",
+        ConfigCatConfig(
+            type="configcat",
+            base_url=url,
+            username="configcat-user",
+            password="configcat-pass",
+            organizations=[DEFAULT_ORG_ID],
+            max_attempts=1,
+        ),
+    )
     try:
         keys, cursor = await keys_of(source.pages(DEFAULT_ORG_ID, {"watermark_ms": now - 3_600_000, "recent": {}}))
     finally:
@@ -174,10 +213,13 @@ def test_keys_over_a_walk_number_twins_and_keep_an_id_once_per_content() -> None
 async def test_codacy_twins_on_two_keyset_pages_are_both_journaled() -> None:
     """A keyset cursor shifts nothing: a twin on the next page is a second event (unit: stubbed vendor)."""
     now = int(time.time() * 1000)
-    a, b, c = ({"timestamp": format_ms(now - ms), "action": f"x.{n}", "result": "succeed"}
-               for n, ms in (("a", 7_000_000), ("b", 6_000_000), ("c", 5_000_000)))  # fmt: skip
-    source = CodacySource("codacy", CodacyConfig(type="codacy", api_token="t", organizations=["gh/acme"],
-                                                 slice_hours=48))  # fmt: skip
+    a, b, c = (
+        {"timestamp": format_ms(now - ms), "action": f"x.{n}", "result": "succeed"}
+        for n, ms in (("a", 7_000_000), ("b", 6_000_000), ("c", 5_000_000))
+    )
+    source = CodacySource(
+        "codacy", CodacyConfig(type="codacy", api_token="t", organizations=["gh/acme"], slice_hours=48)
+    )
 
     async def get_json(organization: str, url: str, params: Any = None, *, budget: Any = None) -> Any:
         if "cursor" not in params:

@@ -46,7 +46,8 @@ async def vendor(route: Route, asked: list[str]) -> AsyncIterator[str]:
             data = orjson.dumps(body)
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                "Connection: close\r\n\r\n".encode() + data
+                "Connection: close\r\n\r\n".encode()
+                + data
             )
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -79,12 +80,22 @@ def endless(ts: int) -> Route:
 
 def http_json(url: str, **overrides: Any) -> HttpJsonSource:
     cfg: dict[str, Any] = {
-        "type": "http_json", "vendor": "acme", "url": f"{url}/audit/{{organization}}", "organizations": ["acme"],
-        "records_path": "items", "id_field": "id", "time_field": "ts", "time_format": "epoch_ms",
-        "from_param": "since", "to_param": "until", "window_format": "epoch_ms", "initial_lookback_days": 1,
-        "pagination": {"style": "next_link_body", "next_path": "next"}, "mapping": {"action": "action"},
+        "type": "http_json",
+        "vendor": "acme",
+        "url": f"{url}/audit/{{organization}}",
+        "organizations": ["acme"],
+        "records_path": "items",
+        "id_field": "id",
+        "time_field": "ts",
+        "time_format": "epoch_ms",
+        "from_param": "since",
+        "to_param": "until",
+        "window_format": "epoch_ms",
+        "initial_lookback_days": 1,
+        "pagination": {"style": "next_link_body", "next_path": "next"},
+        "mapping": {"action": "action"},
         "max_attempts": 1,
-    }  # fmt: skip
+    }
     cfg.update(overrides)
     return HttpJsonSource("hj", HttpJsonConfig.model_validate(cfg))
 
@@ -208,18 +219,34 @@ async def test_a_windowed_source_over_the_bound_fails_that_organization_alone(tm
     now = int(time.time() * 1000)
 
     def entries(n: int) -> list[dict[str, Any]]:
-        return [{"timestamp": format_ms(now - 3_600_000 + i), "action": "organizations.people.join",
-                 "result": "succeed", "description": PAD} for i in range(n)]  # fmt: skip
+        return [
+            {
+                "timestamp": format_ms(now - 3_600_000 + i),
+                "action": "organizations.people.join",
+                "result": "succeed",
+                "description": PAD,
+            }
+            for i in range(n)
+        ]
 
     def route(target: str) -> tuple[int, Any]:
         return 200, entries(300 if "/gh/big/" in target else 3)
 
     asked: list[str] = []
     async with vendor(route, asked) as url, journal_at(tmp_path) as journal:
-        source = CodacySource("codacy", CodacyConfig(
-            type="codacy", base_url=f"{url}/api/v3", api_token="t", organizations=["gh/big", "gh/small"],
-            initial_lookback_days=1, slice_hours=48, max_attempts=1, max_walk_bytes=100_000,
-        ))  # fmt: skip
+        source = CodacySource(
+            "codacy",
+            CodacyConfig(
+                type="codacy",
+                base_url=f"{url}/api/v3",
+                api_token="t",
+                organizations=["gh/big", "gh/small"],
+                initial_lookback_days=1,
+                slice_hours=48,
+                max_attempts=1,
+                max_walk_bytes=100_000,
+            ),
+        )
         poller = Poller(source, journal, lambda: None)
         try:
             assert not await poller.poll()

@@ -38,10 +38,19 @@ def make_config(tmp_path: Path, source: dict[str, Any], sinks: dict[str, Any], *
 def codacy_files_config(tmp_path: Path, url: str, sinks: tuple[str, ...] = ("out",), **overrides: Any) -> Path:
     """The operator tools' setting: one Codacy source, one NDJSON file sink per name in ``sinks``."""
     source = {
-        "type": "codacy", "base_url": f"{url}/api/v3", "api_token": "codacy-test-token", "organizations": ORGS,
-        "initial_lookback_days": 7, "lag_s": 0, "overlap_s": 600, "interval_s": 1, "jitter_s": 0,
-        "max_attempts": 3, "backoff_initial_s": 0.05, "backoff_max_s": 0.2,
-    }  # fmt: skip
+        "type": "codacy",
+        "base_url": f"{url}/api/v3",
+        "api_token": "codacy-test-token",
+        "organizations": ORGS,
+        "initial_lookback_days": 7,
+        "lag_s": 0,
+        "overlap_s": 600,
+        "interval_s": 1,
+        "jitter_s": 0,
+        "max_attempts": 3,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.2,
+    }
     source.update(overrides.pop("source", {}))
     cfg: dict[str, Any] = {
         "state_dir": str(tmp_path / "state"),

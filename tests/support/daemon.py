@@ -28,15 +28,20 @@ def cli(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "forwarder", "-c", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def start(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "forwarder", "-c", str(config), *(args or ("run",))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def read_ndjson(directory: Path) -> list[dict[str, Any]]:
@@ -71,9 +76,13 @@ class DaemonProcess:
     reads would fill up and block the daemon in a long test."""
 
     def __init__(
-        self, config: Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+        self,
+        config: Path,
+        log_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
         cmd: list[str] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.log_path = log_path
         command = cmd or [sys.executable, "-m", "forwarder", "-c", str(config), *(args or ("run",))]
         with log_path.open("ab") as log:

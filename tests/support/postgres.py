@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from tests.support.ports import free_port
 
@@ -46,9 +47,14 @@ class PostgresServer:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.bin / args[0]), *args[1:]], preexec_fn=self._demote, capture_output=True, text=True,
-            check=check, timeout=120, cwd=self.root,
-        )  # fmt: skip
+            [str(self.bin / args[0]), *args[1:]],
+            preexec_fn=self._demote,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+            cwd=self.root,
+        )
 
     def init(self) -> None:
         pwfile = self.root / "pwfile"
@@ -56,8 +62,19 @@ class PostgresServer:
         if self._demote is not None:
             user = pwd.getpwnam("postgres")
             os.chown(pwfile, user.pw_uid, user.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                  "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions")  # fmt: skip
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        )
         pwfile.unlink()
 
     def start(self) -> None:
@@ -74,5 +91,5 @@ class PostgresServer:
     def create_database(self) -> str:
         name = f"af_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]  # a name we made
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name

@@ -21,8 +21,14 @@ async def raw_http_server(answer: Answer) -> AsyncIterator[str]:
         tasks.add(task)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             await reader.readexactly(length)
             await answer(writer)
         except (ConnectionError, asyncio.IncompleteReadError):

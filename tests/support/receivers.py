@@ -141,8 +141,10 @@ def hec_on_port(port: int) -> EmulatorProcess:
     finds it when it comes up."""
     process = subprocess.Popen(
         [sys.executable, "-m", "forwarder.emulators", "splunk_hec", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline().strip()
     if not line.startswith("LISTENING "):

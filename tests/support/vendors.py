@@ -96,13 +96,27 @@ HTTP_JSON_COMMON = {"lag_s": 0, "overlap_s": 600, "max_attempts": 3, "backoff_in
 
 def configcat_as_http_json(url: str) -> dict[str, Any]:
     return {
-        "type": "http_json", "vendor": "configcat", **HTTP_JSON_COMMON,
-        "url": url + "/v2/organizations/{organization}/auditlogs", "organizations": [DEFAULT_ORG_ID],
+        "type": "http_json",
+        "vendor": "configcat",
+        **HTTP_JSON_COMMON,
+        "url": url + "/v2/organizations/{organization}/auditlogs",
+        "organizations": [DEFAULT_ORG_ID],
         "auth": {"type": "basic", "username": DEFAULT_USER, "password": DEFAULT_PASSWORD},
-        "pagination": {"style": "page_number", "page_param": "pageNumber", "size_param": "pageSize",
-                       "page_size": 10, "total_pages_path": "paging.totalPages", "has_next_path": "paging.hasNext"},
-        "records_path": "data", "id_field": "auditLogId", "time_field": "auditLogDateTime",
-        "from_param": "fromUtcDateTime", "to_param": "toUtcDateTime", "window_format": "iso8601",
-        "slice_hours": 720, "retention_days": 35,
+        "pagination": {
+            "style": "page_number",
+            "page_param": "pageNumber",
+            "size_param": "pageSize",
+            "page_size": 10,
+            "total_pages_path": "paging.totalPages",
+            "has_next_path": "paging.hasNext",
+        },
+        "records_path": "data",
+        "id_field": "auditLogId",
+        "time_field": "auditLogDateTime",
+        "from_param": "fromUtcDateTime",
+        "to_param": "toUtcDateTime",
+        "window_format": "iso8601",
+        "slice_hours": 720,
+        "retention_days": 35,
         "mapping": {k: v.model_dump(exclude_defaults=True) for k, v in MAPPING.items()},
-    }  # fmt: skip
+    }

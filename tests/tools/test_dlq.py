@@ -27,14 +27,19 @@ def block(path: Path) -> None:
 def test_dead_letters_are_listed_replayed_to_their_sink_only_and_purged(
     tmp_path: Path, codacy: EmulatorProcess
 ) -> None:
-    cfg = make_config(tmp_path, codacy.url, sinks=("out", "good"),
-                      retry={"initial_backoff_s": 0.05, "max_backoff_s": 0.1, "max_attempts": 1})  # fmt: skip
+    cfg = make_config(
+        tmp_path,
+        codacy.url,
+        sinks=("out", "good"),
+        retry={"initial_backoff_s": 0.05, "max_backoff_s": 0.1, "max_attempts": 1},
+    )
     block(tmp_path / "out")
     assert cli(cfg, "once").returncode == 1  # dead letters make `once` fail
     letters = json_of(cfg, "dlq", "list")
     assert len(letters) == 40 and {d["sink"] for d in letters} == {"out"}
-    assert all(d["reason"].startswith("gave up after 1 attempts") and d["event"]["id"] == d["event_id"]
-               for d in letters)  # fmt: skip
+    assert all(
+        d["reason"].startswith("gave up after 1 attempts") and d["event"]["id"] == d["event_id"] for d in letters
+    )
     assert json_of(cfg, "dlq", "list", "--sink", "good") == []
 
     still_blocked = cli(cfg, "dlq", "replay", "--sink", "out")
@@ -57,9 +62,13 @@ def test_dead_letters_are_listed_replayed_to_their_sink_only_and_purged(
     assert cli(cfg, "once").returncode == 1
     assert len(json_of(cfg, "dlq", "list", "--sink", "out")) == 6
     declined = subprocess.run(
-        [sys.executable, "-m", "forwarder", "-c", str(cfg), "dlq", "purge"], input="n\n", capture_output=True,
-        text=True, timeout=60, env=dict(os.environ),
-    )  # fmt: skip
+        [sys.executable, "-m", "forwarder", "-c", str(cfg), "dlq", "purge"],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
     assert declined.returncode == 1 and "delete 6 dead letter(s) for good?" in declined.stdout
     purged = cli(cfg, "dlq", "purge", "--sink", "out", "--yes")
     assert purged.returncode == 0 and "6 dead letter(s) purged" in purged.stdout

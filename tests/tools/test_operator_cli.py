@@ -24,9 +24,12 @@ AUDIT_FORWARDER = str(Path(sys.executable).parent / "audit-forwarder")
 def af(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The installed console script, stdout and stderr piped (not a terminal)."""
     return subprocess.run(
-        [AUDIT_FORWARDER, *args], capture_output=True, text=True, timeout=timeout,
+        [AUDIT_FORWARDER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def closed_port() -> int:
@@ -43,16 +46,26 @@ def edit(cfg: Path, change: dict[str, Any]) -> Path:
 
 
 def hec(port: int) -> dict[str, Any]:
-    return {"type": "splunk_hec", "url": f"http://127.0.0.1:{port}", "token": "00000000-0000-0000-0000-000000000000",
-            "batch_max_age_s": 0.05, "timeout_s": 2}  # fmt: skip
+    return {
+        "type": "splunk_hec",
+        "url": f"http://127.0.0.1:{port}",
+        "token": "00000000-0000-0000-0000-000000000000",
+        "batch_max_age_s": 0.05,
+        "timeout_s": 2,
+    }
 
 
 def test_check_creates_what_it_claims_and_names_the_setting(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = make_config(tmp_path, codacy.url, state_dir=str(tmp_path / "new" / "state"))
     data = yaml.safe_load(cfg.read_text())
     data["sinks"]["proc"] = {"type": "file", "path": "/proc/af-out/{organization}.ndjson"}
-    data["sinks"]["siem"] = {"type": "syslog", "host": "127.0.0.1", "port": closed_port(), "transport": "tls",
-                             "ca_file": str(tmp_path / "missing-ca.pem")}  # fmt: skip
+    data["sinks"]["siem"] = {
+        "type": "syslog",
+        "host": "127.0.0.1",
+        "port": closed_port(),
+        "transport": "tls",
+        "ca_file": str(tmp_path / "missing-ca.pem"),
+    }
     cfg.write_text(yaml.safe_dump(data))
 
     result = af("-c", str(cfg), "check")
@@ -99,12 +112,21 @@ def test_once_timeout_bounds_the_whole_run(tmp_path: Path, codacy: EmulatorProce
     assert result.returncode == 1
     summary = orjson.loads(result.stdout)
     assert summary["timed_out"] is True and summary["ok"] is False and summary["timeout_s"] == 5
-    assert summary["sinks"] == [{"sink": "splunk", "state": summary["sinks"][0]["state"], "delivered": 0,
-                                 "pending": 40, "dead_lettered": 0, "filtered": 0,
-                                 "error": summary["sinks"][0]["error"]}]  # fmt: skip
+    assert summary["sinks"] == [
+        {
+            "sink": "splunk",
+            "state": summary["sinks"][0]["state"],
+            "delivered": 0,
+            "pending": 40,
+            "dead_lettered": 0,
+            "filtered": 0,
+            "error": summary["sinks"][0]["error"],
+        }
+    ]
     assert "HEC unreachable" in summary["sinks"][0]["error"]
     assert {(s["organization"], s["events"], s["failures"]) for s in summary["sources"]} == {
-        ("gh/acme", 20, 0), ("gl/globex", 20, 0)
+        ("gh/acme", 20, 0),
+        ("gl/globex", 20, 0),
     }
 
     table = af("-c", str(cfg), "once", "--timeout", "3", timeout=90)  # the same as a table, off a terminal
@@ -113,9 +135,7 @@ def test_once_timeout_bounds_the_whole_run(tmp_path: Path, codacy: EmulatorProce
     assert "once: FAILED (the --timeout of 3 s ended the run)" in table.stdout
 
 
-def test_once_summarizes_a_failed_poll_without_promising_a_next_cycle(
-    tmp_path: Path, codacy: EmulatorProcess
-) -> None:
+def test_once_summarizes_a_failed_poll_without_promising_a_next_cycle(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = make_config(tmp_path, f"http://127.0.0.1:{closed_port()}", source={"max_attempts": 1})
     result = af("-c", str(cfg), "once", "--output", "json")
     assert result.returncode == 1
@@ -134,16 +154,20 @@ def test_once_summarizes_a_failed_poll_without_promising_a_next_cycle(
 
 
 def test_tables_off_a_terminal_keep_every_value_whole(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    cfg = make_config(tmp_path, codacy.url, sinks=("out",),
-                      retry={"initial_backoff_s": 0.05, "max_backoff_s": 0.1, "max_attempts": 1})  # fmt: skip
+    cfg = make_config(
+        tmp_path, codacy.url, sinks=("out",), retry={"initial_backoff_s": 0.05, "max_backoff_s": 0.1, "max_attempts": 1}
+    )
     edit(cfg, {"sinks": {"splunk_receiver_that_is_down": hec(closed_port())}})
     once = af("-c", str(cfg), "once")
     assert once.returncode == 1  # dead letters
     # dead-lettered because nothing answered: never logged as rejected by the receiver
     assert "rejected by the receiver" not in once.stderr and "not confirmed after every attempt" in once.stderr
 
-    for args, key in ((("state", "show"), "cursors"), (("dlq", "list"), None),
-                      (("preview", "--source", "codacy", "--limit", "3"), None)):  # fmt: skip
+    for args, key in (
+        (("state", "show"), "cursors"),
+        (("dlq", "list"), None),
+        (("preview", "--source", "codacy", "--limit", "3"), None),
+    ):
         piped = af("-c", str(cfg), *args)
         assert piped.returncode == 0, piped.stderr
         as_json = orjson.loads(af("-c", str(cfg), *args, "--output", "json").stdout)
@@ -152,8 +176,16 @@ def test_tables_off_a_terminal_keep_every_value_whole(tmp_path: Path, codacy: Em
         assert "…" not in piped.stdout
         for row in rows:
             if args[0] == "dlq":
-                wanted = [str(row["id"]), row["sink"], row["time"], row["source"], row["organization"],
-                          row["event_id"], row["reason"], row["dead_lettered_at"]]  # fmt: skip
+                wanted = [
+                    str(row["id"]),
+                    row["sink"],
+                    row["time"],
+                    row["source"],
+                    row["organization"],
+                    row["event_id"],
+                    row["reason"],
+                    row["dead_lettered_at"],
+                ]
             elif args[0] == "preview":
                 wanted = [row["time"], row["organization"]]
             else:
@@ -186,8 +218,12 @@ def test_read_only_commands_need_no_secret(tmp_path: Path, codacy: EmulatorProce
 
 def test_config_is_accepted_after_the_subcommand(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = make_config(tmp_path, codacy.url)
-    for args in (("once", "--config", str(cfg)), ("state", "show", "-c", str(cfg), "--output", "json"),
-                 ("dlq", "list", "--config", str(cfg)), ("check", "-c", str(cfg))):  # fmt: skip
+    for args in (
+        ("once", "--config", str(cfg)),
+        ("state", "show", "-c", str(cfg), "--output", "json"),
+        ("dlq", "list", "--config", str(cfg)),
+        ("check", "-c", str(cfg)),
+    ):
         result = af(*args)
         assert result.returncode == 0, (args, result.stderr)
     wrong = af("-c", str(tmp_path / "missing.yaml"), "state", "show", "--config", str(cfg))

@@ -30,8 +30,11 @@ def test_changes_are_refused_while_run_holds_the_lock(tmp_path: Path, codacy: Em
             time.sleep(0.1)
         before = cursors(cfg)  # inspection works while it runs
         assert len(before) == 2
-        for args in (("state", "set-cursor", "--source", "codacy", "--org", "gh/acme", "--to", "2024-01-01", "-y"),
-                     ("state", "reset", "-y"), ("dlq", "replay")):  # fmt: skip
+        for args in (
+            ("state", "set-cursor", "--source", "codacy", "--org", "gh/acme", "--to", "2024-01-01", "-y"),
+            ("state", "reset", "-y"),
+            ("dlq", "replay"),
+        ):
             result = cli(cfg, *args)
             assert result.returncode == 1, args
             assert "is running" in result.stderr and "stop it first" in result.stderr
@@ -47,10 +50,27 @@ def test_set_cursor_and_reset_when_stopped(tmp_path: Path, codacy: EmulatorProce
     first = cursors(cfg)
 
     no = subprocess.run(
-        [sys.executable, "-m", "forwarder", "-c", str(cfg), "state", "set-cursor", "--source", "codacy",
-         "--org", "gh/acme", "--to", "2024-01-01"], input="n\n", capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "forwarder",
+            "-c",
+            str(cfg),
+            "state",
+            "set-cursor",
+            "--source",
+            "codacy",
+            "--org",
+            "gh/acme",
+            "--to",
+            "2024-01-01",
+        ],
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=dict(os.environ),
-    )  # fmt: skip
+    )
     assert no.returncode == 1 and "move the cursor of codacy / gh/acme" in no.stdout
 
     # a mistyped year would skip everything until then, silently and for good

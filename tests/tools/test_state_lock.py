@@ -45,8 +45,12 @@ def victim(tmp_path: Path) -> Path:
 
 def untouched(victim: Path) -> bool:
     info = victim.stat()
-    return (victim.read_text() == "root's file\n" and info.st_mtime == 1_600_000_000
-            and stat.S_IMODE(info.st_mode) == 0o644 and info.st_uid == 0)  # fmt: skip
+    return (
+        victim.read_text() == "root's file\n"
+        and info.st_mtime == 1_600_000_000
+        and stat.S_IMODE(info.st_mode) == 0o644
+        and info.st_uid == 0
+    )
 
 
 def test_a_symlink_at_the_lock_path_is_refused_and_its_target_untouched(

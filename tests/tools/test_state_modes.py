@@ -41,9 +41,12 @@ def test_once_and_run_keep_the_state_private(tmp_path: Path, codacy: EmulatorPro
         while time.time() < deadline and not (wal.exists() and (state / "journal.sqlite3-shm").exists()):
             time.sleep(0.05)
         assert modes(state) == {
-            "state": 0o700, "journal.sqlite3": 0o600, "journal.sqlite3-wal": 0o600, "journal.sqlite3-shm": 0o600,
+            "state": 0o700,
+            "journal.sqlite3": 0o600,
+            "journal.sqlite3-wal": 0o600,
+            "journal.sqlite3-shm": 0o600,
             "audit-forwarder.lock": 0o600,
-        }  # fmt: skip
+        }
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0

@@ -21,15 +21,22 @@ from tests.support.daemon import cli, write_config
 pytestmark = pytest.mark.integration
 
 HEADER_SECRET = "hdr-SECRET-5b1e0c9a77"  # in an http_json source's headers:, not in auth:
-HOSTILE = "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \x1b[2J\x1b[31mred\x1b[0m \x9b31m [/] [link=http://x]y[/link]"
+HOSTILE = (
+    "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \x1b[2J\x1b[31mred\x1b[0m \x9b31m [/] [link=http://x]y[/link]"
+)
 WIDE = {"COLUMNS": "400"}  # rich wraps table cells to the terminal's width; keep each on one line
 
 
 def vendor_api(now_ms: int) -> Iterator[str]:
-    records = [{
-        "id": "[/]", "ts": now_ms - 60_000, "user": {"email": "[link=http://x]mallory[/link]"},
-        "action": "login\x1b[2J\x1b]0;pwned\x07", "ok": True,
-    }]  # fmt: skip
+    records = [
+        {
+            "id": "[/]",
+            "ts": now_ms - 60_000,
+            "user": {"email": "[link=http://x]mallory[/link]"},
+            "action": "login\x1b[2J\x1b]0;pwned\x07",
+            "ok": True,
+        }
+    ]
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -64,23 +71,38 @@ def api() -> Iterator[str]:
 
 def source(url: str, path: str) -> dict[str, Any]:
     return {
-        "type": "http_json", "vendor": "acme", "url": f"{url}/{path}/{{organization}}",
-        "organizations": ["[/]acme"], "records_path": "items", "id_field": "id", "time_field": "ts",
-        "time_format": "epoch_ms", "initial_lookback_days": 1, "lag_s": 0, "max_attempts": 1,
+        "type": "http_json",
+        "vendor": "acme",
+        "url": f"{url}/{path}/{{organization}}",
+        "organizations": ["[/]acme"],
+        "records_path": "items",
+        "id_field": "id",
+        "time_field": "ts",
+        "time_format": "epoch_ms",
+        "initial_lookback_days": 1,
+        "lag_s": 0,
+        "max_attempts": 1,
         "headers": {"X-Tenant-Key": HEADER_SECRET},
-        "mapping": {"action": "action", "actor.email": "user.email", "category": {"const": "authentication"},
-                    "outcome": {"const": "success"}},
-    }  # fmt: skip
+        "mapping": {
+            "action": "action",
+            "actor.email": "user.email",
+            "category": {"const": "authentication"},
+            "outcome": {"const": "success"},
+        },
+    }
 
 
 def config(tmp_path: Path, url: str, path: str = "ok", **extra: Any) -> Path:
-    return write_config(tmp_path / "config.yaml", {
-        "state_dir": str(tmp_path / "state"),
-        "retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.02, "max_attempts": 1},
-        "sources": {"hj": source(url, path)},
-        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "x.ndjson"), "batch_max_age_s": 0.05}},
-        **extra,
-    })  # fmt: skip
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.02, "max_attempts": 1},
+            "sources": {"hj": source(url, path)},
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "x.ndjson"), "batch_max_age_s": 0.05}},
+            **extra,
+        },
+    )
 
 
 def assert_inert(text: str) -> None:

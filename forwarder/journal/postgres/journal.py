@@ -30,9 +30,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import START, Head
-from forwarder.journal import chain_heads
+from forwarder.journal import chain_heads, ledger
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.events import decode
+from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
+from forwarder.journal.postgres import ledger as pg_ledger
 from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.quarantine import as_json
 from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError, sink_unit, source_unit
@@ -84,9 +86,13 @@ class PostgresJournal:
         self.fence = fence
         self._connect_timeout_s = connect_timeout_s
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout_s,
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=connect_timeout_s,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
-        )  # fmt: skip
+        )
         self._head = 0
         self._events = 0
         self._bytes = 0
@@ -193,14 +199,15 @@ class PostgresJournal:
         async with self._under_lease(source_unit(cursor_source or source, organization)) as conn:
             if chain is not None:
                 await self._advance_chain(conn, source, organization, *chain)
-            await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now)
+            await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now, chain)
 
     async def chain_head(self, source: str, organization: str) -> Head:
         async with self.pool.connection() as conn:
             row = await _row(
-                conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
+                conn,
+                "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s",
                 (source, organization),
-            )  # fmt: skip
+            )
         return START if row is None else Head(int(row[0]), str(row[1]))
 
     async def _advance_chain(self, conn: Conn, source: str, organization: str, before: Head, after: Head) -> None:
@@ -209,9 +216,10 @@ class PostgresJournal:
         if after == before:
             return
         row = await _row(
-            conn, "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
+            conn,
+            "SELECT seq, hash FROM af_chain_heads WHERE source = %s AND organization = %s FOR UPDATE",
             (source, organization),
-        )  # fmt: skip
+        )
         current = START if row is None else Head(int(row[0]), str(row[1]))
         if current != before:
             raise chain_heads.conflict(source, organization, before, current)
@@ -222,12 +230,23 @@ class PostgresJournal:
         )
 
     async def _write_page(
-        self, conn: Conn, chunks: Chunks, source: str, organization: str, cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]], cursor_source: str | None, now: float,
-    ) -> None:  # fmt: skip
+        self,
+        conn: Conn,
+        chunks: Chunks,
+        source: str,
+        organization: str,
+        cursor: dict[str, Any],
+        quarantined: Sequence[tuple[str, Any]],
+        cursor_source: str | None,
+        now: float,
+        chain: tuple[Head, Head] | None = None,
+    ) -> None:
         row = await _row(conn, "SELECT seq FROM af_head WHERE id = 1 FOR UPDATE")
         assert row is not None  # created with the schema
         rows = chunks.rows(int(row[0]) + 1, source, organization, now)
+        await pg_ledger.insert(
+            conn, source, organization, *ledger.rows_of(chunks, int(row[0]) + 1, source, organization, chain)
+        )
         async with conn.cursor() as cur:
             if rows:
                 await cur.executemany("INSERT INTO af_chunks VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
@@ -272,9 +291,11 @@ class PostgresJournal:
             row = await _row(conn, "SELECT COALESCE(MIN(first_seq), (SELECT seq + 1 FROM af_head)) FROM af_chunks")
             first = int(row[0]) if row and row[0] is not None else 1
             for name in wanted:
-                await conn.execute(
+                cur = await conn.execute(
                     "INSERT INTO af_sink_offsets VALUES (%s, %s) ON CONFLICT (sink) DO NOTHING", (name, first - 1)
                 )
+                if cur.rowcount:  # a new sink: what was pruned before it never went to it
+                    await pg_ledger.note_start(conn, name, first - 1)
             cur = await conn.execute("DELETE FROM af_sink_offsets WHERE NOT (sink = ANY(%s)) RETURNING sink", (wanted,))
             dropped = sorted(str(r[0]) for r in await cur.fetchall())
             await conn.execute("DELETE FROM af_sink_inflight WHERE NOT (sink = ANY(%s))", (wanted,))
@@ -347,11 +368,22 @@ class PostgresJournal:
                         "INSERT INTO af_dead_letters (sink, seq, event_id, source, organization, vendor, time_ms, "
                         "reason, data, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [
-                            (sink, r.seq, r.event_id, r.source, r.organization, r.vendor, r.time_ms, reason, r.data,
-                             now)
+                            (
+                                sink,
+                                r.seq,
+                                r.event_id,
+                                r.source,
+                                r.organization,
+                                r.vendor,
+                                r.time_ms,
+                                reason,
+                                r.data,
+                                now,
+                            )
                             for r, reason in dead
                         ],
-                    )  # fmt: skip
+                    )
+                await pg_ledger.mark_dead(conn, sink, ledger.dead_seqs(dead))
             await conn.execute("UPDATE af_sink_offsets SET seq = %s WHERE sink = %s AND seq < %s", (seq, sink, seq))
             await conn.execute("DELETE FROM af_sink_inflight WHERE sink = %s AND last_seq <= %s", (sink, seq))
 
@@ -427,3 +459,37 @@ class PostgresJournal:
         async with self.pool.connection() as conn:
             cur = await conn.execute("DELETE FROM af_dead_letters WHERE id = ANY(%s)", (list(ids),))
             return cur.rowcount
+
+    # --- evidence ledger (forwarder.journal.ledger) -------------------------------------------
+    async def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.listing(conn, source, organization, from_ms, to_ms)
+
+    async def ledger_streams(self) -> list[tuple[str, str]]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.streams(conn)
+
+    async def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.gaps(conn, from_ms, to_ms)
+
+    async def confirmations(self) -> list[SinkConfirmation]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.confirmations(conn)
+
+    async def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.quarantined(conn, from_s, to_s)
+
+    async def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            return await pg_ledger.prune(conn, cutoffs, default_cutoff)
+
+    async def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await pg_ledger.record_run(conn, kind, scope, ok, summary)
+
+    async def evidence_runs(self) -> list[EvidenceRun]:
+        async with self.pool.connection() as conn:
+            return await pg_ledger.last_runs(conn)

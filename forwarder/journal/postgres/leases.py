@@ -110,7 +110,9 @@ class Leases:
             self.on_change()
 
     async def _renew(self, sent: float) -> tuple[float, bool]:
-        async with self.pool.connection(timeout=self.renew_every_s) as conn, conn.transaction():
+        # the pool gives up before ``tick`` does: a database that refuses connections reads as
+        # one error, not as that and "no answer" by turns (a log line each)
+        async with self.pool.connection(timeout=self.renew_every_s * 0.8) as conn, conn.transaction():
             return sent, await self._balance(conn)
 
     def _failed(self, error: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
+from forwarder.journal.postgres import ledger
 from forwarder.journal.types import StateError
 
 MIGRATIONS: list[list[str]] = [
@@ -39,6 +40,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE af_chain_heads (source text NOT NULL, organization text NOT NULL, seq bigint NOT NULL,"
         " hash text NOT NULL, PRIMARY KEY (source, organization))",
     ],
+    ledger.MIGRATION,  # version 3: the evidence ledger and the verify/reconcile runs (forwarder.journal.ledger)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

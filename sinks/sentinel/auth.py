@@ -1,4 +1,4 @@
-"""Entra ID client-credentials tokens for the Sentinel sink (``sinks/sentinel.py``).
+"""Entra ID client-credentials tokens for the Sentinel sink (``sinks/sentinel/sink.py``).
 
 Kept apart from the sink: how a token is obtained (a client secret, or a JWT assertion signed
 with the app registration's certificate), cached and refreshed is one job; what the ingestion
@@ -22,6 +22,7 @@ import base64
 import hashlib
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from sinks.sentinel.config import SentinelSinkConfig
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_S = 600  # "keep it short - 5-10 minutes after nbf at most"
@@ -44,6 +47,33 @@ AADSTS_HINTS = {
     "500011": "scope names a resource this tenant does not know (sovereign cloud? set scope)",
     "70011": "scope is invalid",
 }
+
+
+def token_form(config: SentinelSinkConfig, assertion: str | None) -> bytes:
+    """The token request's form body: the certificate's signed assertion, or else the secret."""
+    form = {"grant_type": "client_credentials", "client_id": config.client_id, "scope": config.scope}
+    if assertion is not None:
+        form |= {"client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+    elif config.client_secret is not None:
+        form["client_secret"] = config.client_secret.get_secret_value()
+    return urllib.parse.urlencode(form).encode()
+
+
+def token_of(payload: dict[str, Any]) -> tuple[str, float] | None:
+    """The token and its lifetime in seconds from a 200 answer; None when it holds neither."""
+    token = payload.get("access_token")
+    lifetime = payload.get("expires_in")
+    if isinstance(lifetime, str) and lifetime.isdigit():
+        lifetime = int(lifetime)
+    if not isinstance(token, str) or not token or not isinstance(lifetime, int | float) or lifetime <= 0:
+        return None
+    return token, float(lifetime)
+
+
+def credentials_hint(message: str) -> str:
+    """What the AADSTS codes in a refusal ask the operator to fix."""
+    hints = [hint for code, hint in AADSTS_HINTS.items() if f"AADSTS{code}:" in message]
+    return f" ({'; '.join(hints)})" if hints else " (check tenant_id, client_id and the secret or certificate)"
 
 
 def _b64url(data: bytes) -> str:
@@ -68,9 +98,14 @@ class Certificate:
         issued = int(time.time() if now is None else now)
         header = {"alg": "PS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256}
         claims = {
-            "aud": audience, "iss": client_id, "sub": client_id, "jti": str(uuid.uuid4()),
-            "nbf": issued, "iat": issued, "exp": issued + ASSERTION_LIFETIME_S,
-        }  # fmt: skip
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": str(uuid.uuid4()),
+            "nbf": issued,
+            "iat": issued,
+            "exp": issued + ASSERTION_LIFETIME_S,
+        }
         signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(claims))}".encode()
         pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
         signature = self.key.sign(signing_input, pss, hashes.SHA256())

@@ -1,0 +1,345 @@
+"""The object writer shared by the sinks that store batches as S3 objects (``s3``,
+``security_lake``): the boto3 client, create-only PUTs (``If-None-Match: *``, a 412 for the
+same bytes counts as delivered, a foreign object at the key is left alone), the integrity
+checksum, S3 Object Lock, encryption, and the mapping of S3's errors onto the delivery layer's
+two outcomes. With ``evidence`` (the ``s3`` sink only) every confirmed object is noted in the
+digest ledger before its batch counts as delivered (``forwarder.evidence.s3_digests``).
+
+boto3 blocks: callers run ``_store`` in a worker thread (``_put_all``), never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import structlog
+from pydantic import Field, model_validator
+
+from forwarder.event import format_ms
+from forwarder.evidence.s3_digests import S3Digests, lock_params
+from forwarder.evidence.settings import EvidenceSettings, ObjectLock
+from forwarder.record import Record
+from forwarder.retry import parse_retry_after, retryable_status
+from sinks.base import FatalSinkError, RetryableError, SinkConfig
+
+if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
+    from botocore.exceptions import ClientError
+
+# Codes a later attempt can get past; anything else in 4xx means the request itself is wrong.
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+    }
+)
+_FATAL_HINTS = {
+    "AccessDenied": "check the IAM policy allows s3:PutObject (and kms:GenerateDataKey for SSE-KMS)",
+    "403": "check the IAM policy allows s3:ListBucket on the bucket",
+    "InvalidAccessKeyId": "the access key id from the AWS credential chain is not known to S3",
+    "SignatureDoesNotMatch": "the secret key from the AWS credential chain does not match its key id",
+    "NoSuchBucket": "create the bucket or fix `bucket` in the config",
+    "404": "create the bucket or fix `bucket` in the config",
+    "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
+    "301": "the bucket lives in another region: fix `region` in the config",
+    "NotImplemented": "the store does not implement a header the sink sent: If-None-Match (create-only "
+    "writes, which store each batch once), or the checksum, encryption or storage class settings",
+    "501": "the store does not implement a header the sink sent: If-None-Match (create-only writes, which "
+    "store each batch once), or the checksum, encryption or storage class settings",
+}
+log = structlog.get_logger("sinks.s3")
+
+
+class S3ObjectsConfig(SinkConfig):
+    """Where and how objects are written: shared by every sink that stores batches as S3 objects
+    (``s3``, ``security_lake``)."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    force_path_style: bool = False
+    sse: Literal["none", "AES256", "aws:kms", "aws:kms:dsse"] = "none"
+    kms_key_id: str | None = None
+    storage_class: str | None = None
+    checksum: Literal["md5", "sha256"] = "md5"
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_parallel_puts: int = Field(default=4, ge=1, le=32)
+    object_lock: ObjectLock | None = Field(
+        None,
+        description="Write every object (and digest) under S3 Object Lock: `{mode: COMPLIANCE, retain_days: 400}`.",
+    )
+
+    @model_validator(mode="after")
+    def _check_kms(self) -> S3ObjectsConfig:
+        if self.kms_key_id and not self.sse.startswith("aws:kms"):
+            raise ValueError("kms_key_id needs sse: aws:kms or aws:kms:dsse")
+        return self
+
+
+class S3Objects:
+    """The S3 client and the create-only PUT that sinks storing batches as objects share: a 412
+    counts as delivered once the stored object is shown to hold the same bytes."""
+
+    type_name: ClassVar[str] = "s3"
+
+    def __init__(self, name: str, config: S3ObjectsConfig, evidence: EvidenceSettings | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._client: Any = None
+        self._parallel = asyncio.Semaphore(config.max_parallel_puts)
+        self.digests = (
+            None
+            if evidence is None
+            else S3Digests(name, config.bucket, evidence, config.object_lock, lambda: self._client)
+        )
+
+    async def start(self) -> None:
+        await self._get_client()
+        if self.digests is not None:
+            self.digests.start()
+
+    async def _put_all(self, client: Any, objects: dict[str, list[Record]]) -> None:
+        results = await asyncio.gather(
+            *(self._put(client, key, records) for key, records in objects.items()), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            # Objects that did land are harmless on the retry: their keys answer 412.
+            raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])
+
+    async def _put(self, client: Any, key: str, records: list[Record]) -> None:
+        async with self._parallel:
+            await asyncio.to_thread(self._put_sync, client, key, records)
+
+    def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
+        raise NotImplementedError
+
+    async def check(self) -> str:
+        client = await self._get_client()
+        try:
+            await asyncio.to_thread(client.head_bucket, Bucket=self.config.bucket)
+        except Exception as exc:
+            raise self._classify(exc, f"HeadBucket {self.config.bucket}") from None
+        return f"bucket {self.config.bucket} reachable at {self._where()}"
+
+    async def close(self) -> None:
+        if self.digests is not None:
+            await self.digests.stop()
+        client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
+    async def _get_client(self) -> Any:
+        if self._client is None:
+            # Building a client loads botocore's service model from disk: keep it off the loop.
+            self._client = await asyncio.to_thread(self._make_client)
+        return self._client
+
+    def _make_client(self) -> Any:
+        # Imported here: boto3 and botocore.config take ~0.15 s to import, paid by every CLI
+        # command (the registry imports this module) although only an S3 sink needs them.
+        import boto3
+        from botocore.config import Config
+
+        cfg = self.config
+        botocore_config = Config(
+            connect_timeout=min(10.0, cfg.timeout_s),
+            read_timeout=cfg.timeout_s,
+            # The delivery layer owns retries and backoff for every sink; a second retry
+            # loop inside botocore would only stretch outages and hide them from metrics.
+            retries={"total_max_attempts": 1},
+            s3={"addressing_style": "path" if cfg.force_path_style else "auto"},
+            # We always send our own Content-MD5 or SHA-256; botocore's default extra CRC32
+            # header is rejected by some S3-compatible stores.
+            request_checksum_calculation="when_required",
+            max_pool_connections=max(10, cfg.max_parallel_puts),
+        )
+        session = boto3.session.Session()
+        return session.client("s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config)
+
+    def _store(
+        self,
+        client: Any,
+        key: str,
+        body: bytes,
+        records: Sequence[Record],
+        content_type: str,
+        extra: dict[str, str],
+        content: bytes = b"",
+    ) -> None:
+        """``body`` at ``key``, create-only, with the integrity, lock, encryption and metadata
+        headers; then, with evidence on, ``content`` (the NDJSON inside ``body``) noted in the
+        digest ledger before the batch counts as delivered (``forwarder.evidence.s3_digests``)."""
+        cfg = self.config
+        times = [r.time_ms for r in records]
+        params: dict[str, Any] = {
+            "Bucket": cfg.bucket,
+            "Key": key,
+            "Body": body,
+            "IfNoneMatch": "*",
+            "ContentType": content_type,
+            "Metadata": {
+                "event-count": str(len(records)),
+                "first-event-time": format_ms(min(times)),
+                "last-event-time": format_ms(max(times)),
+                **extra,
+            },
+        }
+        if cfg.object_lock is not None:  # a lock-enabled bucket requires a checksum; evidence wants SHA-256
+            params.update(lock_params(cfg.object_lock))
+        if cfg.checksum == "md5" and cfg.object_lock is None:
+            params["ContentMD5"] = _b64(hashlib.md5(body, usedforsecurity=False))
+        else:
+            params["ChecksumSHA256"] = _b64(hashlib.sha256(body))
+        if cfg.sse != "none":
+            params["ServerSideEncryption"] = cfg.sse
+            if cfg.kms_key_id:
+                params["SSEKMSKeyId"] = cfg.kms_key_id
+        if cfg.storage_class:
+            params["StorageClass"] = cfg.storage_class
+        name = object_name(records)
+        stored = key if self._create(client, params) else self._stored_elsewhere(client, params, name, len(records))
+        if self.digests is not None:
+            self.digests.note(stored, content)
+
+    def _create(self, client: Any, params: dict[str, Any]) -> bool:
+        """True if this put created the object or found these very bytes there already."""
+        from botocore.exceptions import ClientError
+
+        try:
+            client.put_object(**params)
+        except ClientError as exc:
+            if _error_code(exc) == "PreconditionFailed":
+                return self._already_stored(client, params["Key"], params["Body"])
+            raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
+        except Exception as exc:
+            raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
+        return True
+
+    def _already_stored(self, client: Any, key: str, body: bytes) -> bool:
+        """Whether the object a 412 found holds ``body``, judged by what S3 computed rather than
+        by anything the writer chose (metadata would be): the SHA-256 checksum S3 verified on
+        upload, else the ETag, which is the MD5 of the bytes for objects stored unencrypted or
+        with SSE-S3, else (SSE-KMS) the bytes themselves. False when it cannot be read
+        (s3:GetObject not granted): storing again may duplicate, trusting could lose."""
+        from botocore.exceptions import ClientError
+
+        cfg = self.config
+        try:
+            head = client.head_object(Bucket=cfg.bucket, Key=key, ChecksumMode="ENABLED")
+            if int(head.get("ContentLength", -1)) != len(body):
+                return False
+            if head.get("ChecksumSHA256"):
+                return bool(head["ChecksumSHA256"] == _b64(hashlib.sha256(body)))
+            etag = str(head.get("ETag", "")).strip('"')
+            if not cfg.sse.startswith("aws:kms") and re.fullmatch(r"[0-9a-f]{32}", etag):
+                return etag == hashlib.md5(body, usedforsecurity=False).hexdigest()
+            stored = client.get_object(Bucket=cfg.bucket, Key=key)["Body"]
+            try:
+                return bool(stored.read(len(body) + 1) == body)
+            finally:
+                stored.close()
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (403, 404):  # not allowed to read it, or gone again: store anew
+                return False
+            raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
+        except Exception as exc:
+            raise self._classify(exc, f"HeadObject s3://{cfg.bucket}/{key}") from None
+
+    def _stored_elsewhere(self, client: Any, params: dict[str, Any], name: str, events: int) -> str:
+        """The batch's key holds an object that is not this batch's: another writer of the
+        bucket, or an earlier attempt with other format settings. It is left alone; the
+        events go under the same name with a random suffix, create-only still."""
+        key = params["Key"]
+        other = key.replace(name, f"{name}-{secrets.token_hex(8)}")
+        log.error(
+            "s3 object at the batch's key is not this batch (another writer, or other format settings): left "
+            "alone; the batch is stored under another key",
+            sink=self.name,
+            bucket=self.config.bucket,
+            key=key,
+            stored_as=other,
+            events=events,
+        )
+        if not self._create(client, {**params, "Key": other}):
+            raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
+        return str(other)
+
+    def _where(self) -> str:
+        return self.config.endpoint_url or f"region {self.config.region}"
+
+    def _classify(self, exc: Exception, what: str) -> Exception:
+        """Map boto errors onto the delivery layer's two outcomes. Messages carry S3's error
+        code and text only: never request headers, which hold the signature."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            HTTPClientError,
+            NoCredentialsError,
+            ParamValidationError,
+            PartialCredentialsError,
+        )
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        prefix = f"s3 sink {self.name}: {what}"
+        if isinstance(exc, ClientError):
+            code = _error_code(exc)
+            meta = exc.response.get("ResponseMetadata", {})
+            status = int(meta.get("HTTPStatusCode") or 0)
+            message = exc.response.get("Error", {}).get("Message")
+            detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
+            if code in _RETRYABLE_CODES or retryable_status(status):
+                return RetryableError(detail, parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")))
+            hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
+            return FatalSinkError(f"{detail}; {hint}" if hint else detail)
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return FatalSinkError(
+                f"{prefix} failed: no usable AWS credentials in the standard chain "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance or container role)"
+            )
+        if isinstance(exc, ParamValidationError):
+            return FatalSinkError(f"{prefix} rejected by botocore: {exc}")
+        if isinstance(exc, BotoConnectionError | HTTPClientError):
+            return RetryableError(f"{prefix} failed: cannot reach S3 at {self._where()} ({type(exc).__name__})")
+        if isinstance(exc, BotoCoreError):
+            return RetryableError(f"{prefix} failed: {type(exc).__name__}: {exc}")
+        return exc
+
+
+def object_name(records: Sequence[Record]) -> str:
+    """Same events, same name: the time of the earliest event keeps listings in time order,
+    and a hash of every event id in journal order (with the count) tells batches apart.
+    A batch re-read from the journal after a crash therefore lands on the same key."""
+    digest = hashlib.sha256(f"{len(records)}\n".encode())
+    for record in records:
+        digest.update(record.event_id.encode() + b"\n")
+    first = datetime.fromtimestamp(min(r.time_ms for r in records) / 1000, tz=UTC)
+    return f"{first:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:24]}"
+
+
+def _b64(digest: Any) -> str:
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _error_code(exc: ClientError) -> str:
+    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+        return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")
+    return str(exc.response.get("Error", {}).get("Code", ""))

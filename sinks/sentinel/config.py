@@ -1,0 +1,104 @@
+"""Settings of the Sentinel sink, each checked at load for the shape Azure gives it (a GUID,
+``dcr-...``, ``Custom-...``), so that a value copied from the wrong field of the portal is said
+at start rather than as a 404 at the first batch."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from forwarder.formats import JSON_FORMATS
+from forwarder.http_shared import HttpUrl
+from sinks.base import SinkConfig
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")  # a GUID or a domain (contoso.onmicrosoft.com)
+_DCR = re.compile(r"^dcr-[0-9A-Za-z]+$")
+_STREAM = re.compile(r"^(Custom|Microsoft)-[A-Za-z0-9_-]+$")
+_SHAPES = {  # what each id looks like, and how to say where to find the right one
+    "tenant_id": (_TENANT, "the directory (tenant) ID, a GUID, or a domain such as contoso.com"),
+    "client_id": (_GUID, "the application (client) ID, a GUID"),
+    "dcr_immutable_id": (_DCR, "the DCR's immutableId, dcr-<hex> (not its name or ARM id)"),
+    "stream_name": (_STREAM, "a stream of the DCR, e.g. Custom-AuditForwarder_CL"),
+}
+
+
+class SentinelSinkConfig(SinkConfig):
+    type: Literal["sentinel"]
+    tenant_id: str = Field(description="Directory (tenant) ID of the app registration, a GUID or a domain.")
+    client_id: str = Field(description="Application (client) ID of the app registration.")
+    client_secret: SecretStr | None = Field(None, description="Client secret (its Value); or use a certificate.")
+    certificate_file: str | None = Field(
+        None, description="PEM certificate uploaded to the app registration (instead of client_secret)."
+    )
+    private_key_file: str | None = Field(
+        None, description="PEM private key (RSA) of certificate_file; omitted: read from certificate_file."
+    )
+    private_key_password: SecretStr | None = Field(None, description="Password of an encrypted private key.")
+    endpoint: HttpUrl = Field(
+        description="Logs ingestion URL of the DCR (kind Direct) or of its data collection endpoint, "
+        "e.g. https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com"
+    )
+    dcr_immutable_id: str = Field(description="The DCR's immutableId, dcr-... (its JSON view).")
+    stream_name: str = Field(description="Stream of the DCR, e.g. Custom-AuditForwarder_CL.")
+    api_version: str = Field("2023-01-01", description="api-version of the Logs Ingestion API.")
+    authority_host: HttpUrl = Field(
+        "https://login.microsoftonline.com", description="Entra ID host; another for sovereign clouds."
+    )
+    scope: str = Field(
+        "https://monitor.azure.com//.default",
+        description="Token scope: the Logs Ingestion audience plus /.default (monitor.azure.us, .cn elsewhere).",
+    )
+    max_request_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        le=1_048_576,
+        description="Largest uncompressed JSON array per request; Azure takes at most 1 MB per call.",
+    )
+    token_refresh_margin_s: float = Field(300.0, ge=0, description="Fetch a new token this long before expiry.")
+    tls_verify: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 30.0
+
+    @field_validator("tenant_id", "client_id", "dcr_immutable_id", "stream_name")
+    @classmethod
+    def _shape(cls, value: str, info: ValidationInfo) -> str:
+        pattern, expected = _SHAPES[str(info.field_name)]
+        if not pattern.match(value):
+            raise ValueError(f"{info.field_name} must be {expected}")
+        return value
+
+    @field_validator("endpoint", "authority_host")
+    @classmethod
+    def _no_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Self:
+        if self.format not in JSON_FORMATS:
+            raise ValueError(f"format {self.format!r} is text; the Logs Ingestion API takes JSON (json, ecs or ocsf)")
+        has_secret = self.client_secret is not None and bool(self.client_secret.get_secret_value().strip())
+        if has_secret == (self.certificate_file is not None):
+            raise ValueError("give exactly one credential: client_secret, or certificate_file (and private_key_file)")
+        if self.private_key_file and not self.certificate_file:
+            raise ValueError("private_key_file needs certificate_file")
+        return self
+
+    def transport_warnings(self) -> list[str]:
+        found = super().transport_warnings()
+        if not self.tls_verify:
+            found.append(
+                "tls_verify: false: Entra ID's and the endpoint's certificates are not checked, so the client "
+                "credential goes to whoever answers; give ca_file for a private CA instead"
+            )
+        return found
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def ingestion_path(self) -> str:
+        return f"/dataCollectionRules/{self.dcr_immutable_id}/streams/{self.stream_name}"

@@ -1,0 +1,123 @@
+"""`reconcile` against the vendor emulators, after a real collection (`once`): nothing missing;
+then each defect made behind the forwarder's back is named exactly (a ledger row deleted, an
+entry the vendor holds that was never collected, a sink whose offset is behind)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from forwarder.event import format_ms
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import cli
+from tests.support.emulators import running
+from tests.support.vendors import ORGS, VENDORS, entry_keys
+
+DAY_MS = 86_400_000
+
+
+def reconcile(cfg: Path, source: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    now = int(time.time() * 1000)
+    result = cli(
+        cfg,
+        "reconcile",
+        "--source",
+        source,
+        "--from",
+        format_ms(now - 4 * DAY_MS),
+        "--to",
+        format_ms(now + DAY_MS),
+        *extra,
+        "--output",
+        "json",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, orjson.loads(result.stdout)
+
+
+def findings(answer: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return sorted((f["kind"], f["id"], f["sink"]) for s in answer["streams"] for f in s["findings"])
+
+
+def collect(tmp_path: Path, vendor: str, url: str) -> Path:
+    sinks = {"out": file_sink(tmp_path / "out"), "archive": file_sink(tmp_path / "archive")}
+    cfg = make_config(tmp_path, {vendor: VENDORS[vendor].source(url)}, sinks)
+    once = cli(cfg, "once", timeout=180)
+    assert once.returncode == 0, once.stderr
+    return cfg
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_nothing_missing_after_a_real_collection(tmp_path: Path, vendor: str) -> None:
+    emulator = running(vendor, entries=15, options=VENDORS[vendor].options)
+    try:
+        cfg = collect(tmp_path, vendor, emulator.url)
+        code, answer = reconcile(cfg, vendor)
+        assert code == 0 and answer["ok"] and findings(answer) == []
+        held = sum(s["vendor_entries"] for s in answer["streams"])
+        assert held == len(entry_keys(emulator, vendor)) > 0
+        for stream in answer["streams"]:
+            assert stream["journaled"] >= stream["vendor_entries"]
+            assert stream["confirmed"] == {"archive": stream["vendor_entries"], "out": stream["vendor_entries"]}
+    finally:
+        emulator.stop()
+
+
+def test_each_defect_is_named_exactly(tmp_path: Path) -> None:
+    emulator = running("codacy", entries=12, options=VENDORS["codacy"].options)
+    try:
+        cfg = collect(tmp_path, "codacy", emulator.url)
+        assert reconcile(cfg, "codacy")[0] == 0
+        db = sqlite3.connect(tmp_path / "state" / "journal.sqlite3")
+
+        # 1. one entry's record removed behind the forwarder's back: named, and only it
+        (removed,) = db.execute(
+            "SELECT event_id FROM ledger JOIN ledger_streams s ON s.id = stream WHERE s.organization = ? "
+            "ORDER BY seq LIMIT 1 OFFSET 5",
+            (ORGS[0],),
+        ).fetchone()
+        db.execute("DELETE FROM ledger WHERE event_id = ?", (removed,))
+        db.commit()
+        code, answer = reconcile(cfg, "codacy")
+        assert code == 1 and not answer["ok"]
+        assert findings(answer) == [("never_collected", removed, "-")]
+
+        # 2. an entry the vendor holds (inside the period, behind the cursor) that was never collected
+        template = dict(emulator.entries()[0])
+        late = {
+            **template,
+            "_org": ORGS[1],
+            "timestamp": format_ms(int(time.time() * 1000) - DAY_MS),
+            "details": {"requestId": "0123456789abcdef"},
+        }
+        emulator.control("POST", "entries", [late])
+        (late_id,) = (
+            entry_keys(emulator, "codacy") - {r[0] for r in db.execute("SELECT event_id FROM ledger")} - {removed}
+        )
+        code, answer = reconcile(cfg, "codacy", "--organization", ORGS[1])
+        assert code == 1 and [s["organization"] for s in answer["streams"]] == [ORGS[1]]
+        assert findings(answer) == [("never_collected", late_id, "-")]
+
+        # 3. a sink whose offset is behind: what it has not confirmed is named for it alone
+        (offset,) = db.execute("SELECT seq FROM sink_offsets WHERE sink='archive'").fetchone()
+        db.execute("UPDATE sink_offsets SET seq = ? WHERE sink='archive'", (offset - 3,))
+        db.commit()
+        behind = [r[0] for r in db.execute("SELECT event_id FROM ledger WHERE seq > ?", (offset - 3,))]
+        assert len(behind) == 3
+        code, answer = reconcile(cfg, "codacy")
+        expected = [("never_collected", removed, "-"), ("never_collected", late_id, "-")]
+        expected += [("not_confirmed", i, "archive") for i in behind]
+        assert code == 1 and findings(answer) == sorted(expected)
+        db.close()
+
+        now = int(time.time() * 1000)
+        period = ("--from", format_ms(now - 4 * DAY_MS), "--to", format_ms(now + DAY_MS))
+        table = cli(cfg, "reconcile", "--source", "codacy", *period)
+        assert table.returncode == 1 and removed in table.stdout and "FAILED: 5 missing" in table.stdout
+    finally:
+        emulator.stop()

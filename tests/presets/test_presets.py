@@ -1,0 +1,197 @@
+"""Presets: YAML only, one line to select, overridable key by key, golden mappings, auth methods.
+
+The emulators run in their own processes on 127.0.0.1 (``tests.support.emulators.running``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from forwarder.event import NormalizedEvent
+from forwarder.formats.ocsf import ocsf_event
+from forwarder.settings import ConfigError, load_settings
+from forwarder.sources import SOURCES, presets
+from forwarder.sources.http import SourceError
+from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.window import walk_keys
+from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
+from tests.support.daemon import write_config
+from tests.support.emulators import EmulatorProcess, running
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OCSF_CLASSES = {
+    "okta": {3001, 3002, 3004, 3005, 3006},
+    "github": {3004, 3005, 3006, 6003},
+    "google_workspace": {3002, 3004, 3006, 6003},
+}
+
+
+def preset(name: str, config: dict[str, Any]) -> HttpJsonConfig:
+    model, _ = SOURCES[name]
+    return cast(HttpJsonConfig, model.model_validate(config))
+
+
+def source(name: str, config: dict[str, Any]) -> HttpJsonSource:
+    return HttpJsonSource(name, preset(name, config))
+
+
+async def drain(src: HttpJsonSource) -> list[tuple[Any, str]]:
+    got: list[tuple[Any, str]] = []
+    try:
+        for org in src.organizations():
+            async for page in src.pages(org, None):
+                got.extend(page.entries)
+    finally:
+        await src.close()
+    return got
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorProcess]:
+    name = request.param
+    started = running(name, entries=40, options={"span_s": 2 * 86400, "orgs": ORGS[name]})
+    yield started
+    started.stop()
+
+
+# --- YAML only, one line, key by key -------------------------------------------------------
+def test_every_preset_is_a_packaged_yaml_file_of_http_json_settings() -> None:
+    found = sorted(path.stem for path in presets.PRESET_DIR.glob("*.yaml"))
+    assert found == sorted(PRESETS)
+    for name in PRESETS:
+        model, factory = SOURCES[name]
+        assert factory is HttpJsonSource  # the engine, configured: no vendor code
+        assert issubclass(model, presets.PresetConfig)
+
+
+def test_one_line_selects_a_preset_and_settings_override_it_key_by_key(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {
+                "okta": {
+                    "type": "okta",
+                    "organizations": ["acme.okta.com"],
+                    "auth": {"token": "t0k"},
+                    "params": {"limit": 200, "sortOrder": None},
+                    "mapping": {"category": {"const": "authentication"}},
+                }
+            },
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
+    okta = cast(HttpJsonConfig, load_settings(cfg).sources["okta"])
+    assert str(okta.type) == "okta"
+    assert okta.params == {"limit": 200}  # merged; null took sortOrder back out
+    assert okta.auth.type == "header" and okta.auth.scheme == "SSWS" and okta.auth.token is not None
+    spec = okta.mapping["category"]
+    assert spec.const == "authentication" and spec.map is None  # one mapping field is replaced whole
+    assert okta.mapping["action"].path == "eventType"
+    assert okta.retention_days == 90 and okta.rate_limit.early_limit == 10
+
+
+def test_a_preset_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {"gh": {"type": "github", "organizations": ["o"], "auth": {"token": "t"}, "per_page": 100}},
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
+    with pytest.raises(ConfigError, match="per_page"):
+        load_settings(cfg)
+
+
+def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(presets.PRESET_DIR / "okta.yaml", tmp_path / "acme_idp.yaml")
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+    found = presets.discover()
+    assert list(found) == ["acme_idp"]
+    config = found["acme_idp"].model_validate(
+        {"type": "acme_idp", "organizations": ["x.example"], "auth": {"token": "t"}}
+    )
+    assert str(config.type) == "acme_idp" and config.id_field == "uuid"
+
+
+# --- golden mappings -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", PRESETS)
+def test_golden_mapping_and_ocsf_class(name: str) -> None:
+    raw = json.loads((FIXTURES / name / "raw.json").read_text())
+    expected = json.loads((FIXTURES / name / "expected.json").read_text())
+    config = preset(name, {"type": name, "organizations": ["acme"], "auth": {"type": "bearer", "token": "t"}})
+    src = HttpJsonSource(name, config)
+    keys = walk_keys(raw, config.vendor, "acme", config.id_field, f"{config.vendor}:")
+    observed = datetime(2026, 3, 1, tzinfo=UTC)
+    got = []
+    for entry, key in zip(raw, keys, strict=True):
+        event = src.normalize("acme", entry, key, observed)
+        NormalizedEvent.model_validate(event)
+        got.append({"event": event, "ocsf_class_uid": ocsf_event(event)["class_uid"]})
+    asyncio.run(src.close())
+    assert got == expected
+    assert len({g["event"]["id"] for g in got}) == len(got)
+    # each event family lands in its OCSF class: sign-ins, account changes, access grants, groups
+    assert {g["ocsf_class_uid"] for g in got} == OCSF_CLASSES[name]
+
+
+# --- each preset against its emulator ------------------------------------------------------
+@pytest.mark.parametrize("emulator", PRESETS, indirect=True)
+def test_preset_reads_everything_its_emulator_holds(
+    emulator: EmulatorProcess, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    name = request.node.callspec.params["emulator"]
+    got = asyncio.run(drain(source(name, preset_source(name, emulator.url, tmp_path))))
+    assert {key for _, key in got} == expected_keys(name, emulator.entries())
+    assert len(got) == len(emulator.entries())
+
+
+def test_okta_takes_an_oauth_access_token_as_bearer_and_names_a_refused_token(tmp_path: Path) -> None:
+    okta = running("okta", entries=5)
+    try:
+        ok = preset_source("okta", okta.url, tmp_path, auth={"token": "okta-test-token", "scheme": "Bearer"})
+        assert len(asyncio.run(drain(source("okta", ok)))) == 5
+        bad = preset_source("okta", okta.url, tmp_path, auth={"token": "wrong-secret-value"})
+        with pytest.raises(SourceError) as caught:
+            asyncio.run(drain(source("okta", bad)))
+        assert "401" in str(caught.value) and "wrong-secret-value" not in str(caught.value)
+    finally:
+        okta.stop()
+
+
+def test_google_service_account_token_is_exchanged_refreshed_and_refusals_are_clear(tmp_path: Path) -> None:
+    google = running("google_workspace", entries=10, options={"span_s": 86400, "orgs": ORGS["google_workspace"]})
+    try:
+        config = preset_source("google_workspace", google.url, tmp_path)
+        assert len(asyncio.run(drain(source("google_workspace", config)))) == 20  # login and admin
+
+        async def expiring() -> int:
+            src = source("google_workspace", config)
+            count = 0
+            async for page in src.pages("login", None):
+                count += len(page.entries)
+            google.control("POST", "config", {"expire_tokens": True})  # revoked mid-way: a 401 next
+            async for page in src.pages("admin", None):
+                count += len(page.entries)
+            await src.close()
+            return count
+
+        assert asyncio.run(expiring()) == 20
+        not_admin = preset_source("google_workspace", google.url, tmp_path)
+        not_admin["auth"] = {**not_admin["auth"], "subject": "someone@example.com"}
+        with pytest.raises(SourceError) as caught:
+            asyncio.run(drain(source("google_workspace", not_admin)))
+        message = str(caught.value)
+        assert "unauthorized_client" in message and "subject" in message
+        assert "PRIVATE KEY" not in message and "eyJ" not in message  # neither the key nor the assertion
+    finally:
+        google.stop()
