@@ -45,8 +45,8 @@ def state_show(ctx: click.Context, output: str) -> None:
 def state_migrate(ctx: click.Context, to: str | None, to_dsn_file: Path | None, output: str) -> None:
     """Copy this configuration's SQLite state into an EMPTY PostgreSQL state (daemon stopped).
 
-    Cursors, chain heads, offsets, in-flight notes, undelivered events, dead letters and
-    quarantine move with their numbers; a target holding anything is refused; the counts are
+    Cursors, chain heads, offsets, in-flight notes, undelivered events, dead letters,
+    quarantine and the evidence ledger move with their numbers; a target holding anything is refused; the counts are
     compared after the copy and printed. Then set `state: {backend: postgresql, ...}` and
     start the replicas.
 
