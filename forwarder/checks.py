@@ -41,6 +41,8 @@ async def _state(settings: Settings) -> str:
     """What ``run`` needs of state_dir, tried rather than guessed (access() said "writable" of
     a directory that did not exist): state_dir, created if missing as ``run`` would, takes a
     file; what this check created is removed again. Then the journal must open, if there is one."""
+    if settings.state.backend == "postgresql":
+        return await _shared_state(settings)
     state_dir = settings.state_dir
     created = await asyncio.to_thread(_try_directory, state_dir)
     if not (state_dir / JOURNAL_FILE).exists():
@@ -53,6 +55,24 @@ async def _state(settings: Settings) -> str:
     async with open_state(settings, change=False) as journal:
         stats = await journal.stats()
     return f"state_dir {state_dir}: the journal opens and holds {stats.events} event(s)"
+
+
+async def _shared_state(settings: Settings) -> str:
+    """A PostgreSQL state: reachable with these credentials, and of a schema this build reads
+    (or empty: ``run`` creates the tables at its first start). Changes nothing."""
+    from forwarder.journal.factory import postgres_conninfo
+    from forwarder.journal.postgres.schema import SCHEMA_VERSION
+    from forwarder.replicas import schema_version
+
+    conninfo, where = postgres_conninfo(settings.state)
+    version = await schema_version(conninfo, where)
+    if version is None:
+        return f"{where}: reachable; the state's tables are created at the first start"
+    if version != SCHEMA_VERSION:
+        raise StateError(f"{where}: the state has schema version {version}; this build reads {SCHEMA_VERSION}")
+    async with open_state(settings, change=False) as journal:
+        stats = await journal.stats()
+    return f"{where}: the state opens and holds {stats.events} event(s)"
 
 
 def _try_directory(state_dir: Path) -> bool:
@@ -83,7 +103,8 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
     """Every component is probed at once (one after the other, unreachable hosts and their
     retries added up to minutes); the lines come in configuration order."""
     register_secrets(collect_secrets(settings))
-    probes: list[Awaitable[tuple[bool, str]]] = [_probe("state", "dir", lambda: _state(settings))]
+    where = "dir" if settings.state.backend == "sqlite" else "postgresql"
+    probes: list[Awaitable[tuple[bool, str]]] = [_probe("state", where, lambda: _state(settings))]
     built: list[Source | Sink] = []
     for kind, name, make in _factories(settings):
         try:

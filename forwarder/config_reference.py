@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from forwarder.journal.settings import StateSettings
 from forwarder.retry import RetrySettings
 from forwarder.secret_stores import AwsSecretsManagerRef, AwsSsmParameterRef
 from forwarder.settings import JournalSettings, LogSettings, MetricsSettings, SecretStoreSettings
@@ -141,6 +142,7 @@ def render() -> str:
     parts.append(
         "| key | default | meaning |\n| --- | --- | --- |\n"
         "| `state_dir` | `/var/lib/audit-forwarder` | Journal, cursors and lock file. |\n"
+        "| `state` | | Where the state lives: SQLite in `state_dir` (default) or PostgreSQL, below. |\n"
         "| `shutdown_timeout_s` | `30.0` | How long sinks may finish in-flight batches on SIGTERM. |\n"
         "| `journal` | | Journal cap, below. |\n| `log` | | Logging, below. |\n"
         "| `retry` | | Sink retry policy, below. |\n| `metrics` | | Metrics and health endpoint, below. |\n"
@@ -150,6 +152,7 @@ def render() -> str:
         "| `evidence` | | The evidence ledger of `reconcile` and `report`, below. |\n"
     )
     models: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("state", StateSettings),
         ("journal", JournalSettings),
         ("log", LogSettings),
         ("retry", RetrySettings),

@@ -39,17 +39,17 @@ from forwarder import secret_stores, systemd
 from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
-from forwarder.journal import SqliteJournal
-from forwarder.journal.factory import JOURNAL_FILE
+from forwarder.journal.factory import make_journal
+from forwarder.journal.types import unreachable
 from forwarder.logs import watch_loop
 from forwarder.polling import Poller
 from forwarder.redaction import register_secrets
 from forwarder.reload import RESTART_ONLY, ReloadPlan, plan
+from forwarder.replicas import StateOwner
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings, reread_secrets
 from forwarder.sources import SOURCES
 from forwarder.sources.base import SourceConfig
-from forwarder.state_lock import StateLock
 from sinks.registry import SINKS
 
 if TYPE_CHECKING:
@@ -86,15 +86,20 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, config_path: Path | None = None, *, once: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, config_path: Path | None = None, *, once: bool = False, exclusive: bool = False
+    ) -> None:
+        """``exclusive``: a state-changing tool (``backfill``) on a PostgreSQL state takes it
+        alone, refused while a replica runs (SQLite's flock is exclusive anyway)."""
         self.settings = settings
         self.once = once  # ``forwarder.once``: no next cycle, so logs must not promise one
         self.config_path = config_path  # reread on SIGHUP; None means reload is unavailable
         register_secrets(collect_secrets(settings))
-        self.lock = StateLock(settings.state_dir)
-        self.journal = SqliteJournal(
-            settings.state_dir / JOURNAL_FILE, settings.journal.max_events, settings.journal.max_bytes
+        self.journal = make_journal(
+            settings.state, settings.state_dir, settings.journal.max_events, settings.journal.max_bytes
         )
+        self.owner = StateOwner(settings.state, settings.state_dir, self.journal, self._gained, exclusive=exclusive)
+        self.replicas = self.owner.replicas  # None on a SQLite state
         self.pollers: dict[str, Poller] = {}
         self.workers: dict[str, SinkWorker] = {}
         self.worker_tasks: dict[str, asyncio.Task[None]] = {}
@@ -122,13 +127,14 @@ class Daemon:
     async def start(self) -> None:
         limit_malloc_arenas()
         _tune_gc()
-        self.lock.acquire()
+        await self.owner.acquire()
         await self.journal.open()
         settings = self.settings
         self.pollers, self.workers = await self._build(settings, list(settings.sources), list(settings.sinks))
         dropped = await self.journal.register_sinks(self.workers)
         if dropped:
             log.warning("sinks no longer configured; their journal offsets were removed", sinks=dropped)
+        await self.owner.start(self.pollers, self.workers)
         for name in self.workers:
             self._start_worker(name)
         self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
@@ -154,14 +160,16 @@ class Daemon:
         for name in sources:
             try:
                 source = await asyncio.to_thread(build, SOURCES, name, settings.sources[name])
-                pollers[name] = Poller(source, self.journal, self.notify_sinks, once=self.once)
+                owns = self.owner.source_owner(name)
+                pollers[name] = Poller(source, self.journal, self.notify_sinks, once=self.once, owns=owns)
             except BuildError as exc:
                 problems.append(f"sources.{name}: {exc}")
         for name in sinks:
             sink_cfg = settings.sinks[name]
             try:
                 sink = await asyncio.to_thread(build, SINKS, name, sink_cfg)
-                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry)
+                owner = self.owner.sink_owner(name)
+                workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry, owner)
             except BuildError as exc:
                 problems.append(f"sinks.{name}: {exc}")
         if problems:
@@ -218,9 +226,18 @@ class Daemon:
         with contextlib.suppress(Exception):
             await self.journal.prune()
         self.started = False
+        await self.owner.stop()
         await self.journal.close()
-        self.lock.release()
+        self.owner.release()
         log.info("audit-forwarder stopped")
+
+    def _gained(self, units: set[str]) -> None:
+        """Leases just taken (a takeover, a rebalance): the sinks look at once, and a source
+        with a gained organization polls now rather than at its next interval."""
+        self.notify_sinks()
+        for name in {u.split("/")[1] for u in units if u.startswith("source/")} & set(self.pollers):
+            if self.scheduler is not None and not self.once:
+                self._spawn(self.poll(name), f"poll:{name}")
 
     def notify_sinks(self) -> None:
         for worker in self.workers.values():
@@ -232,8 +249,9 @@ class Daemon:
             await asyncio.sleep(2.0)
             try:
                 await self.journal.prune()
-            except Exception:
-                log.exception("journal prune failed")
+            except Exception as exc:
+                if not unreachable(exc):  # the renewals and the workers say so already, once
+                    log.exception("journal prune failed")
             if time.monotonic() >= ledger_due:
                 ledger_due = time.monotonic() + LEDGER_PRUNE_EVERY_S
                 await self._prune_ledger()
@@ -249,8 +267,9 @@ class Daemon:
         )
         try:
             deleted = await self.journal.prune_ledger(per_source, default)
-        except Exception:
-            log.exception("evidence ledger prune failed")
+        except Exception as exc:
+            if not unreachable(exc):  # a PostgreSQL state out of reach: said once by the renewals
+                log.exception("evidence ledger prune failed")
             return
         if deleted:
             log.info("evidence ledger rows past their retention deleted", rows=deleted)
@@ -433,4 +452,5 @@ class Daemon:
         for name in change.added_sources:
             if self.scheduler is not None:
                 self._schedule(name, new.sources[name])
+        self.owner.reconfigured(self.pollers, self.workers)
         change.log_applied(event)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -25,7 +25,7 @@ from tenacity import (
 )
 
 from forwarder import metrics
-from forwarder.journal import DeliveryJournal
+from forwarder.journal import DeliveryJournal, FencedError
 from forwarder.record import Record
 from forwarder.redaction import scrub
 from forwarder.retry import BackoffWait, RetrySettings
@@ -38,9 +38,14 @@ log = structlog.get_logger("forwarder.delivery")
 
 class SinkWorker:
     def __init__(
-        self, name: str, sink: Sink, config: SinkConfig, journal: DeliveryJournal, retry: RetrySettings
-    ) -> None:
+        self, name: str, sink: Sink, config: SinkConfig, journal: DeliveryJournal, retry: RetrySettings,
+        owns: Callable[[], bool] | None = None,
+    ) -> None:  # fmt: skip
+        """``owns()``: whether this replica holds the sink's lease (``forwarder.replicas``);
+        None delivers always (one process owns the state)."""
         self.name = name
+        self.owns = owns
+        self._standby = False  # not holding the lease: the offset may be moved by another replica
         self.sink = sink
         self.config = config
         self.journal = journal
@@ -81,13 +86,17 @@ class SinkWorker:
         self.status.state = "running"
         try:
             while not self._stopping:
-                batch = await self._next_batch()
-                if not batch:
-                    continue
-                try:
+                try:  # reads too: a PostgreSQL state may be out of reach for a while
+                    if not await self._holding():
+                        continue
+                    batch = await self._next_batch()
+                    if not batch:
+                        continue
                     await self._route_and_deliver(batch)
                 except FatalSinkError:
                     raise
+                except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
+                    self._standby = True
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
                     self.status.state = "retrying"
                     self.status.error = f"{type(exc).__name__}: {exc}"
@@ -105,6 +114,28 @@ class SinkWorker:
         finally:
             if self.status.state != "stopped":
                 self.status.state = "idle"
+
+    async def _holding(self) -> bool:
+        """Waits (a second, or until woken) while another replica holds this sink's lease.
+        Regained, the offset and the in-flight note are read again: the other replica moved them."""
+        if self.owns is None:
+            return True
+        if not self.owns():
+            if not self._standby:
+                log.info("sink delivered by another replica; standing by", sink=self.name)
+            self._standby = True
+            self.status.state = "standby"
+            self.wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=1.0)
+            return False
+        if self._standby:
+            self.offset = await self.journal.offset(self.name)
+            self.replay_upto = await self.journal.inflight(self.name)
+            self._standby = False
+            self.status.state = "running"
+            log.info("sink's lease held; delivering from its journaled offset", sink=self.name, offset=self.offset)
+        return True
 
     async def _route_and_deliver(self, batch: list[Record]) -> None:
         routed = self.router.apply(batch)

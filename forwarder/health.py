@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 import socket
 import time
 from dataclasses import asdict
@@ -62,11 +61,12 @@ def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
     """Readiness and the state behind it, for ``/readyz``, ``/healthz`` and tests."""
     problems: list[str] = []
     threshold = daemon.settings.metrics.source_failing_threshold_s
-    journal_path = daemon.journal.path
     if not daemon.started:
         problems.append("the daemon has not finished starting")
-    elif not (os.access(journal_path, os.W_OK) and os.access(journal_path.parent, os.W_OK)):
-        problems.append(f"the journal {journal_path} is not writable")
+    else:
+        problems.extend(daemon.journal.problems())
+        if daemon.replicas is not None:  # a PostgreSQL state: is it reachable, are the leases renewed
+            problems.extend(daemon.replicas.problems())
     sources: dict[str, dict[str, Any]] = {}
     for name, poller in list(daemon.pollers.items()):
         orgs = sources.setdefault(name, {})
@@ -93,6 +93,8 @@ def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
         "sources": sources,
         "sinks": sinks,
     }
+    if daemon.replicas is not None:
+        body["leases"] = daemon.replicas.describe()
     return not problems, body
 
 

@@ -15,6 +15,7 @@ or an error text, so a secret cannot reach a label.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -24,9 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from forwarder.journal.types import unreachable
 from forwarder.status import StatusView
 
 PREFIX = "audit_forwarder"
+REFRESH_TIMEOUT_S = 3.0
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 
@@ -129,6 +132,21 @@ class StateCollector(Collector):
             [],
             [([], int(daemon.journal.is_full()))],
         )
+        if daemon.replicas is not None:
+            yield from self._leases(daemon.replicas.describe())
+
+    @staticmethod
+    def _leases(leases: dict[str, Any]) -> Iterator[Metric]:
+        """Present only on a replica of a PostgreSQL state (``forwarder.replicas``)."""
+        yield _gauge("leases_held", "Work units whose lease this replica holds.", [], [([], len(leases["held"]))])
+        for key, metric, help_text in (
+            ("takeovers", "lease_takeovers", "Expired leases of another replica this one took over."),
+            ("fenced_writes", "fenced_writes",
+             "Writes refused because this replica no longer held the lease (the work was dropped, not lost)."),
+        ):  # fmt: skip
+            family = CounterMetricFamily(f"{PREFIX}_{metric}", help_text)
+            family.add_metric([], float(leases[key]))
+            yield family
 
     def _sources(self, daemon: StatusView) -> Iterator[Metric]:
         rows = [(name, org, st) for name, p in daemon.pollers.items() for org, st in p.status.items()]
@@ -204,7 +222,11 @@ async def render(daemon: StatusView) -> bytes:
     """The process's counters and ``daemon``'s state, read now: a collector per scrape, so
     nothing outlives the daemon it was made for."""
     state = StateCollector(daemon)
-    await state.refresh()
+    try:  # bounded: a PostgreSQL state out of reach must not hold up the scrape
+        await asyncio.wait_for(state.refresh(), timeout=REFRESH_TIMEOUT_S)
+    except Exception as exc:  # then this scrape goes without the lags in seconds
+        if not (isinstance(exc, TimeoutError) or unreachable(exc)):
+            raise
     scrape = CollectorRegistry()
     scrape.register(REGISTRY)
     scrape.register(state)

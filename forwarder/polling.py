@@ -21,7 +21,8 @@ from forwarder import metrics
 from forwarder.chunks import Chunks
 from forwarder.event import parse_ms
 from forwarder.evidence.chain import StreamChain
-from forwarder.journal import DiskFullError, PollJournal
+from forwarder.journal import DiskFullError, FencedError, PollJournal
+from forwarder.journal.types import unreachable
 from forwarder.record import summary
 from forwarder.sources.base import Source
 from forwarder.sources.http import SourceError
@@ -42,9 +43,13 @@ class Poller:
         *,
         once: bool = False,
         keep: Callable[[int], bool] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """``owns(organization)``: whether this replica holds that organization's lease (a
+        PostgreSQL state shared by replicas, ``forwarder.replicas``); None polls every one."""
         self.source = source
         self.keep = keep  # by event time (ms): a backfill journals only its window, and chains only that
+        self.owns = owns
         self.once = once  # ``once`` has no next cycle to promise
         self.journal = journal
         self.on_append = on_append
@@ -59,7 +64,8 @@ class Poller:
             organizations = self.source.organizations()
             for gone in set(self.status) - set(organizations):  # no longer listed: no longer polled, nor shown
                 del self.status[gone]
-            results = await asyncio.gather(*(self.poll_org(org) for org in organizations))
+            owned = [org for org in organizations if self.owns is None or self.owns(org)]
+            results = await asyncio.gather(*(self.poll_org(org) for org in owned))
         return listed and all(results)
 
     async def _refresh_organizations(self) -> bool:
@@ -120,7 +126,12 @@ class Poller:
                     return True
         except (SourceError, DiskFullError) as exc:
             return self._failed(status, organization, str(exc))
+        except FencedError:  # another replica holds this organization now (logged and counted by the fence)
+            status.state = "idle"
+            return True
         except Exception as exc:  # a source bug must not take the daemon down
+            if unreachable(exc):
+                return self._failed(status, organization, f"the state database is unreachable: {type(exc).__name__}")
             log.exception("source failed unexpectedly", source=name, organization=organization)
             return self._failed(status, organization, f"{type(exc).__name__}: {exc}")
         if clock_problem is not None:  # read from the pulled-back cursor, but failing for this cycle

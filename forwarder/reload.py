@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from forwarder.settings import Settings
 
 log = structlog.get_logger("forwarder.reload")
-RESTART_ONLY = ("state_dir", "journal", "metrics", "log")  # the rest of the settings apply at a reload
+RESTART_ONLY = ("state_dir", "state", "journal", "metrics", "log")  # the rest of the settings apply at a reload
 
 
 def same(old: BaseModel, new: BaseModel) -> bool:

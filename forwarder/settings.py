@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from forwarder.evidence.settings import EvidenceLedgerSettings
+from forwarder.journal.settings import StateSettings
 from forwarder.retry import RetrySettings
 from forwarder.secret_stores import reading
 from forwarder.secrets import collect_secrets
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
         env_prefix="AUDIT_FORWARDER_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
     )
     state_dir: Path = Field(Path("/var/lib/audit-forwarder"), description="Journal, cursors and lock file.")
+    state: StateSettings = Field(default_factory=StateSettings)
     shutdown_timeout_s: float = Field(30.0, gt=0, description="How long sinks may finish in-flight batches.")
     journal: JournalSettings = JournalSettings()
     log: LogSettings = LogSettings()

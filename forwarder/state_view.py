@@ -9,25 +9,31 @@ import click
 import orjson
 
 from forwarder.event import format_ms
-from forwarder.journal import SqliteJournal, StateError
-from forwarder.journal.factory import JOURNAL_FILE
+from forwarder.journal import StateError
+from forwarder.journal.factory import JOURNAL_FILE, make_journal
 from forwarder.settings import Settings
 from forwarder.tools.common import print_table
 
 
 async def collect_state(settings: Settings) -> dict[str, Any]:
+    shared = settings.state.backend == "postgresql"
     path = settings.state_dir / JOURNAL_FILE
-    if not path.exists():
+    if not shared and not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
-    journal = SqliteJournal(path, migrate=False)  # read-only: no lock held
+    journal = make_journal(settings.state, settings.state_dir, migrate=False)  # read-only: no lock held
     await journal.open()
+    leases: list[dict[str, Any]] = []
     try:
         stats = await journal.stats()
+        if shared:
+            from forwarder.replicas import lease_rows
+
+            leases = await lease_rows(journal)
     finally:
         await journal.close()
     now = time.time()
-    return {
-        "state_file": str(path),
+    data = {
+        "state_file": str(journal.path),
         "journal": {"events": stats.events, "bytes": stats.bytes, "head_seq": stats.head_seq},
         "cursors": [
             {
@@ -51,6 +57,9 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
             for lag in stats.sinks
         ],
     }
+    if shared:
+        data["leases"] = leases
+    return data
 
 
 async def show_state(settings: Settings, output: str) -> None:
@@ -73,3 +82,8 @@ async def show_state(settings: Settings, output: str) -> None:
         ("sink", "offset", "lag (events)", "lag (s)", "dead letters"),
         ((s["sink"], s["offset"], s["lag_events"], s["lag_s"], s["dead_letters"]) for s in data["sinks"]),
     )
+    if "leases" in data:
+        print_table(
+            "Leases", ("unit", "holder", "expires", "token", "takeovers"),
+            ((row["unit"], row["holder"], row["expires_at"], row["token"], row["takeovers"]) for row in data["leases"]),
+        )  # fmt: skip

@@ -5,7 +5,9 @@ The poller writes an ``OrgStatus`` per organization and a sink worker a ``SinkSt
 daemon passes itself to the health server as a ``StatusView``. The readers (``forwarder.metrics``,
 ``forwarder.health``) depend on these protocols only, never on the daemon, so any number of
 daemons may live in one process (``backfill`` builds its own) without one's endpoints
-reading another's state, and a second state backend only has to offer ``JournalView``.
+reading another's state, and a second state backend only has to offer ``JournalView`` (its
+``problems`` replaces the file's writable check; a PostgreSQL state's reachability is its
+replica's, ``ReplicasView``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,13 @@ class WorkerView(Protocol):
 
 class JournalView(Protocol):
     @property
-    def path(self) -> Path: ...
+    def path(self) -> Path | str:
+        """The SQLite file, or how a PostgreSQL state is named (host, port, database)."""
+        ...
+
+    def problems(self) -> list[str]:
+        """What keeps this state from taking writes, for ``/readyz`` (an unwritable file)."""
+        ...
 
     @property
     def head(self) -> int: ...
@@ -77,6 +85,18 @@ class JournalView(Protocol):
     async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None: ...
 
     async def journaled_at(self, seq: int) -> float | None: ...
+
+
+class ReplicasView(Protocol):
+    """A replica's leases on a PostgreSQL state (``forwarder.replicas.Replicas``)."""
+
+    def describe(self) -> dict[str, Any]:
+        """``held`` (units), ``takeovers``, ``fenced_writes``, ``error``, ..."""
+        ...
+
+    def problems(self) -> list[str]:
+        """Why this replica cannot work now (leases not renewed, advisory lock not held)."""
+        ...
 
 
 class MetricsView(Protocol):
@@ -119,6 +139,11 @@ class StatusView(Protocol):
 
     @property
     def journal(self) -> JournalView: ...
+
+    @property
+    def replicas(self) -> ReplicasView | None:
+        """None on a SQLite state: one process, no leases."""
+        ...
 
     def wall_time(self, loop_time: float | None) -> float | None:
         """Unix time of an event-loop (monotonic) timestamp, as pollers record them."""

@@ -8,8 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.terminal import TerminalReporter
 
+from tests.support.figures import FIGURES, Figures
 from tests.support.postgres import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def figures() -> Figures:
+    """What the reliability and HA suites measured (``tests/support/figures.py``)."""
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    if FIGURES.recorded:
+        terminalreporter.write_line(FIGURES.line())
 
 
 @pytest.fixture(scope="session")

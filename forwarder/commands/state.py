@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -31,6 +32,40 @@ def state_show(ctx: click.Context, output: str) -> None:
 
     settings = settings_from(ctx, read_only=True)
     run_async(lambda: show_state(settings, output))
+
+
+@state.command("migrate")
+@click.option("--to", "to", default=None, metavar="DSN",
+              help="The empty PostgreSQL state, as a libpq DSN or URI. A password written here shows in `ps`: "
+              "prefer --to-dsn-file, PGPASSWORD or ~/.pgpass.")  # fmt: skip
+@click.option("--to-dsn-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A file holding that DSN (one line).")  # fmt: skip
+@OUTPUT
+@click.pass_context
+def state_migrate(ctx: click.Context, to: str | None, to_dsn_file: Path | None, output: str) -> None:
+    """Copy this configuration's SQLite state into an EMPTY PostgreSQL state (daemon stopped).
+
+    Cursors, chain heads, offsets, in-flight notes, undelivered events, dead letters,
+    quarantine and the evidence ledger move with their numbers; a target holding anything is refused; the counts are
+    compared after the copy and printed. Then set `state: {backend: postgresql, ...}` and
+    start the replicas.
+
+    \b
+    Example:
+      audit-forwarder -c config.yaml state migrate --to-dsn-file /run/secrets/af-dsn
+    """
+    from forwarder.tools.common import echo_json, print_table
+    from forwarder.tools.migrate import migrate_state
+
+    if (to is None) == (to_dsn_file is None):
+        raise click.UsageError("give the target as exactly one of --to DSN or --to-dsn-file FILE")
+    dsn = to if to is not None else to_dsn_file.read_text(encoding="utf-8").strip()  # type: ignore[union-attr]
+    settings = settings_from(ctx)
+    counts = run_async(lambda: migrate_state(settings, dsn, lambda line: click.echo(line, err=True)))
+    if output == "json":
+        echo_json(counts)
+    else:
+        print_table("Migrated (verified)", ("what", "count"), sorted(counts.items()))
 
 
 @state.command("set-cursor")

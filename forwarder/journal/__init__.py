@@ -17,13 +17,14 @@ that a page and its cursor stay one transaction.
 from forwarder.journal.protocols import DeliveryJournal, PollJournal, StateJournal
 from forwarder.journal.schema import STATE_VERSION
 from forwarder.journal.sqlite import SqliteJournal, SqliteState
-from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, SinkLag, StateError
+from forwarder.journal.types import DeadLetter, DiskFullError, FencedError, JournalStats, SinkLag, StateError
 
 __all__ = [
     "STATE_VERSION",
     "DeadLetter",
     "DeliveryJournal",
     "DiskFullError",
+    "FencedError",
     "JournalStats",
     "PollJournal",
     "SinkLag",

@@ -7,6 +7,7 @@ from pathlib import Path
 from forwarder.journal.protocols import StateJournal
 from forwarder.journal.settings import StateSettings
 from forwarder.journal.sqlite import SqliteJournal
+from forwarder.redaction import register_secrets
 
 JOURNAL_FILE = "journal.sqlite3"
 
@@ -20,6 +21,7 @@ def make_journal(
     from forwarder.journal.postgres.journal import PostgresJournal  # psycopg only where it is configured
 
     conninfo, where = postgres_conninfo(state)
+    register_secrets(dsn_secrets(state))
     return PostgresJournal(conninfo, max_events, max_bytes, migrate=migrate, pool_size=state.pool_size, where=where)
 
 
@@ -34,3 +36,18 @@ def postgres_conninfo(state: StateSettings) -> tuple[str, str]:
     parts = conninfo_to_dict(conninfo)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return conninfo, f"PostgreSQL {where}"
+
+
+def dsn_secrets(state: StateSettings) -> set[str]:
+    """The password written inside the DSN (``password=`` or a URI's ``user:password@``): the
+    whole DSN is a secret already, but a driver's or server's message could quote the password
+    alone, so every opener registers it for redaction."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if state.dsn is None:
+        return set()
+    try:
+        password = conninfo_to_dict(state.dsn.get_secret_value()).get("password")
+    except Exception:  # an unparsable DSN: libpq refuses it at connect, without quoting it
+        return set()
+    return {str(password)} if password else set()

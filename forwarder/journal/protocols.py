@@ -10,6 +10,7 @@ a sink's offset (with that batch's dead letters) only after the receiver confirm
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from forwarder.chunks import Chunks, JournalEntry
@@ -99,6 +100,15 @@ class EvidenceLedger(Protocol):
 
 class StateJournal(PollJournal, DeliveryJournal, EvidenceLedger, Protocol):
     """Everything: the daemon's lifecycle and the operator tools."""
+
+    @property
+    def path(self) -> Path | str:
+        """Where the state is, for messages: the SQLite file, or PostgreSQL's host and database."""
+        ...
+
+    def problems(self) -> list[str]:
+        """What keeps the state from taking writes, for ``/readyz`` (an unwritable file)."""
+        ...
 
     async def open(self) -> None: ...
 

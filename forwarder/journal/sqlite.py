@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -219,6 +220,12 @@ class SqliteJournal:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.state.close)
         self._executor.shutdown(wait=True)
+
+    def problems(self) -> list[str]:
+        """``/readyz``: the file and its directory must stay writable (a remount read-only)."""
+        if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+            return []
+        return [f"the journal {self.path} is not writable"]
 
     def is_full(self) -> bool:
         events, size = self.size

@@ -203,8 +203,8 @@ class Backfill:
         try:
             orgs = await pick_organizations(source, self.orgs)
             lag_ms = int(self.settings.sources[self.source_name].lag_s * 1000)
-            daemon = Daemon(self.settings)
-            await daemon.start()  # takes the state lock: refused while the daemon runs
+            daemon = Daemon(self.settings, exclusive=True)
+            await daemon.start()  # takes the state lock: refused while the daemon (any replica) runs
             try:
                 return await self._collect_and_deliver(daemon, source, orgs, lag_ms)
             finally:

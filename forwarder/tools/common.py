@@ -16,8 +16,8 @@ from rich.text import Text
 
 from forwarder.build import BuildError, build
 from forwarder.event import parse_time
-from forwarder.journal import SqliteJournal, StateError, StateJournal
-from forwarder.journal.factory import JOURNAL_FILE
+from forwarder.journal import StateError, StateJournal
+from forwarder.journal.factory import JOURNAL_FILE, make_journal
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Page, Source
@@ -40,11 +40,15 @@ def lock_state(settings: Settings) -> StateLock:
 
 @asynccontextmanager
 async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[StateJournal]:
+    if settings.state.backend == "postgresql":
+        async with _open_shared_state(settings, change=change) as journal:
+            yield journal
+        return
     path = settings.state_dir / JOURNAL_FILE
     if not path.exists():
         raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
     lock = lock_state(settings) if change else None
-    journal = SqliteJournal(path, migrate=change)  # only the lock holder may migrate
+    journal = make_journal(settings.state, settings.state_dir, migrate=change)  # only the lock holder may migrate
     try:
         await journal.open()
         yield journal
@@ -52,6 +56,27 @@ async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[State
         await journal.close()
         if lock is not None:
             lock.release()
+
+
+@asynccontextmanager
+async def _open_shared_state(settings: Settings, *, change: bool) -> AsyncIterator[StateJournal]:
+    """A PostgreSQL state: changing it takes the replicas' advisory lock exclusively, refused
+    while any replica runs (``forwarder.replicas``); reading takes nothing."""
+    from forwarder.journal.factory import postgres_conninfo
+    from forwarder.replicas import AdvisoryLock
+
+    lock = None
+    if change:
+        lock = AdvisoryLock(*postgres_conninfo(settings.state))
+        await lock.exclusive()
+    journal = make_journal(settings.state, settings.state_dir, migrate=change)
+    try:
+        await journal.open()
+        yield journal
+    finally:
+        await journal.close()
+        if lock is not None:
+            await lock.close()
 
 
 def build_source(settings: Settings, name: str) -> Source:

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from forwarder.chunks import JournalEntry
 from forwarder.delivery import SinkWorker
 from forwarder.journal import SqliteJournal
 from forwarder.record import Record
@@ -118,3 +119,50 @@ async def test_a_batch_whose_commit_failed_is_sent_again_with_the_same_members(
     await task
     assert sink.batches == [[1, 2, 3], [1, 2, 3], [4, 5]]
     assert await journal.inflight("s") is None
+
+
+def entry(i: int) -> JournalEntry:
+    return JournalEntry(f"e{i}", "codacy", i, b"{}")
+
+
+class Recording(Hanging):
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    async def send(self, batch: Any) -> None:
+        self.sent.extend(record.seq for record in batch)
+
+
+async def test_a_worker_regaining_its_lease_resumes_from_the_journaled_offset(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
+    """While another replica held the sink's lease it delivered and moved the offset: the worker
+    that regains the lease must start from there, not from where it stood when it lost it."""
+    await journal.register_sinks(["s"])
+    await journal.append("src", "org", [entry(1)], {"w": 1})
+    owned = True
+    sink = Recording()
+    w = SinkWorker("s", cast(Any, sink), FileSinkConfig(type="file", path=str(tmp_path / "o"), batch_max_age_s=0),
+                   journal, RetrySettings(), owns=lambda: owned)  # fmt: skip
+    task = asyncio.create_task(w.run())
+    for _ in range(200):
+        if sink.sent == [1]:
+            break
+        await asyncio.sleep(0.01)
+    owned = False  # the lease moves to another replica, which delivers seqs 2 and 3
+    w.notify()
+    await asyncio.sleep(0.05)
+    await journal.append("src", "org", [entry(2), entry(3)], {"w": 2})
+    await journal.commit("s", 3)
+    await asyncio.sleep(0.1)
+    assert w.status.state == "standby" and sink.sent == [1]
+    owned = True
+    await journal.append("src", "org", [entry(4)], {"w": 3})
+    w.notify()
+    for _ in range(300):
+        if 4 in sink.sent:
+            break
+        await asyncio.sleep(0.01)
+    w.stop()
+    await asyncio.wait_for(task, 5)
+    assert sink.sent == [1, 4]

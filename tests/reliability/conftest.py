@@ -1,27 +1,15 @@
-"""Fixtures of the reliability suite, and the one line of figures it prints at the end
-(``tests/support/figures.py``). Helpers live in ``tests/support``."""
+"""Fixtures of the reliability suite (its figures fixture and the line it prints at the end are
+in ``tests/conftest.py``: the HA suite records there too). Helpers live in ``tests/support``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from _pytest.terminal import TerminalReporter
 
 from tests.support.emulators import EmulatorProcess, running
-from tests.support.figures import FIGURES, Figures
 from tests.support.moto_server import moto_server  # noqa: F401 (the fixture, for the tests here)
 from tests.support.vendors import ORGS, VENDORS
-
-
-@pytest.fixture(scope="session")
-def figures() -> Figures:
-    return FIGURES
-
-
-def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
-    if FIGURES.recorded:
-        terminalreporter.write_line(FIGURES.line())
 
 
 @pytest.fixture

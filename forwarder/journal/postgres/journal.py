@@ -37,15 +37,12 @@ from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConf
 from forwarder.journal.postgres import ledger as pg_ledger
 from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.quarantine import as_json
-from forwarder.journal.types import DeadLetter, JournalStats, SinkLag, StateError
+from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError, sink_unit, source_unit
 from forwarder.record import Record
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+__all__ = ["Conn", "Fence", "FencedError", "PostgresJournal", "sink_unit", "source_unit"]
 _READ_CHUNKS = 16
-
-
-class FencedError(Exception):
-    """A write under a lease this replica no longer holds was refused; the work unit is dropped."""
 
 
 class Fence(Protocol):
@@ -64,14 +61,6 @@ async def _rows(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[tupl
 
 async def _row(conn: Conn, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
     return await (await conn.execute(query, params)).fetchone()
-
-
-def source_unit(source: str, organization: str) -> str:
-    return f"source/{source}/{organization}"
-
-
-def sink_unit(sink: str) -> str:
-    return f"sink/{sink}"
 
 
 class PostgresJournal:
@@ -135,6 +124,11 @@ class PostgresJournal:
             self._head, self._events, self._bytes = int(row[0]), int(row[1]), int(row[2])
 
     # --- the cap and the head, as last seen ----------------------------------------------------
+    def problems(self) -> list[str]:
+        """Nothing to check locally: whether the database is reachable is the replica's to say
+        (its lease renewals, ``forwarder.replicas``), asked without a query here."""
+        return []
+
     def is_full(self) -> bool:
         return self._events >= self.max_events or self._bytes >= self.max_bytes
 

@@ -53,6 +53,7 @@ class Leases:
     counters: LeaseCounters = field(default_factory=LeaseCounters)
     units: list[str] = field(default_factory=list)
     last_error: str | None = None
+    _attempt: asyncio.Future[tuple[float, bool]] | None = field(default=None, repr=False)
 
     @property
     def renew_every_s(self) -> float:
@@ -84,31 +85,45 @@ class Leases:
                 pass
 
     async def tick(self) -> None:
-        sent = time.monotonic()
+        """One renewal, answered or not within ``renew_every_s``. A silent partition (a route
+        dropped, a firewall discarding packets) hangs a query instead of failing it: that
+        renewal is left to finish in the background, never doubled, and counted as failed now,
+        so ``/readyz`` and the log say so while the leases run out."""
+        if self._attempt is None:
+            self._attempt = asyncio.ensure_future(self._renew(time.monotonic()))
+        done, _ = await asyncio.wait({self._attempt}, timeout=self.renew_every_s)
+        if not done:
+            self._failed(f"no answer from the database within {self.renew_every_s:g}s")
+            return
+        attempt, self._attempt = self._attempt, None
         try:
-            async with self.pool.connection(timeout=self.renew_every_s) as conn, conn.transaction():
-                changed = await self._balance(conn)
+            sent, changed = attempt.result()
         except Exception as exc:  # the database is unreachable or refused: keep what is still valid
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            if error != self.last_error:
-                left = round(max(0.0, self.valid_until - time.monotonic()), 1)
-                log.error(
-                    "cannot renew leases; work stops when they would expire",
-                    error=error,
-                    held=len(self.held),
-                    seconds_left=left,
-                )
-            self.last_error = error
-            if self.held and time.monotonic() >= self.valid_until:
-                log.error("leases expired without renewal; this replica stopped its units", units=len(self.held))
-                self.held.clear()
-                self.on_change()
+            self._failed(f"{type(exc).__name__}: {str(exc)[:200]}")
             return
         if self.last_error is not None:
             log.info("leases renewed again", held=len(self.held))
             self.last_error = None
+        # from when the renewal was sent: one answered late (a healed partition) may be valid no more
         self.valid_until = sent + self.ttl_s * (1 - SAFETY)
         if changed:
+            self.on_change()
+
+    async def _renew(self, sent: float) -> tuple[float, bool]:
+        # the pool gives up before ``tick`` does: a database that refuses connections reads as
+        # one error, not as that and "no answer" by turns (a log line each)
+        async with self.pool.connection(timeout=self.renew_every_s * 0.8) as conn, conn.transaction():
+            return sent, await self._balance(conn)
+
+    def _failed(self, error: str) -> None:
+        if error != self.last_error:
+            left = round(max(0.0, self.valid_until - time.monotonic()), 1)
+            log.error("cannot renew leases; work stops when they would expire", error=error, held=len(self.held),
+                      seconds_left=left)  # fmt: skip
+        self.last_error = error
+        if self.held and time.monotonic() >= self.valid_until:
+            log.error("leases expired without renewal; this replica stopped its units", units=len(self.held))
+            self.held.clear()
             self.on_change()
 
     async def _balance(self, conn: Conn) -> bool:
@@ -183,6 +198,9 @@ class Leases:
 
     async def release_all(self) -> None:
         """At a clean stop: the others take the units at their next tick instead of at expiry."""
+        if self._attempt is not None:  # a renewal the database never answered
+            self._attempt.cancel()
+            self._attempt = None
         if not self.held:
             return
         units, self.held = list(self.held), {}

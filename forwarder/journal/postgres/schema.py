@@ -63,6 +63,8 @@ async def migrate(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
                 f"the PostgreSQL state has schema version {version}; this build knows versions 1 to "
                 f"{SCHEMA_VERSION}: run the release that wrote it, or a newer one"
             )
+        if version == SCHEMA_VERSION:  # nothing to write: a replica's role needs no DDL, not even on af_meta
+            return version
         for statements in MIGRATIONS[version:]:
             for statement in statements:
                 await conn.execute(statement)  # fixed DDL, no user input

@@ -1,0 +1,350 @@
+"""Replicas sharing one PostgreSQL state: the daemon's side of the leases.
+
+With ``state.backend: postgresql`` any number of ``audit-forwarder run`` processes with the
+same configuration divide the work units (each source x organization, each sink) through
+``forwarder.journal.postgres.leases``. This module wires that into the daemon: the poller
+polls only the organizations whose lease this replica holds, a sink worker delivers only
+while it holds its sink's lease, and the journal fences every write with the same leases
+(``ReplicaFence``), so a replica that lost a lease can never commit under it.
+
+psycopg is an optional dependency: this module imports it only where the configuration names
+PostgreSQL, so the daemon holds its state through ``StateOwner`` whatever the backend.
+
+The SQLite state's flock (``forwarder.state_lock``) cannot span hosts; its place is taken by a
+PostgreSQL advisory lock held on a dedicated connection (``AdvisoryLock``): every replica
+holds it shared, and a state-changing tool (``state set-cursor``, ``state reset``,
+``backfill``, ``dlq replay``/``purge``, ``state migrate``) takes it exclusively without
+waiting, refused as the SQLite lock refuses while any replica runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from forwarder.journal.protocols import StateJournal
+from forwarder.journal.settings import StateSettings
+from forwarder.journal.types import StateError, sink_unit, source_unit
+from forwarder.state_lock import StateLock
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from forwarder.delivery import SinkWorker
+    from forwarder.journal.postgres.journal import PostgresJournal
+    from forwarder.journal.postgres.leases import Leases
+    from forwarder.polling import Poller
+
+log = structlog.get_logger("forwarder.replicas")
+LOCK_NAME = "audit-forwarder state"  # hashtext() of it is the advisory lock's key
+
+
+def refusal(where: str) -> str:
+    """The SQLite lock's wording (``forwarder.state_lock``), for the PostgreSQL state."""
+    return (
+        f"the daemon (or another state-changing command) is running on {where} and holds its advisory lock "
+        f"'{LOCK_NAME}'; stop it first (every replica), then run this command again (read-only commands such "
+        "as `state show` and `dlq list` work while it runs)"
+    )
+
+
+class AdvisoryLock:
+    """A session-level advisory lock on its own connection (a pooled one would hand the lock
+    to whatever borrowed the connection next, and lose it when the pool recycles it)."""
+
+    def __init__(self, conninfo: str, where: str, connect_timeout_s: float = 10.0) -> None:
+        self.conninfo = conninfo
+        self.where = where
+        self.connect_timeout_s = connect_timeout_s
+        self.conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        self.last_error: str | None = None
+
+    async def _try(self, function: str) -> bool:
+        import psycopg
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s))
+            )
+        except psycopg.Error as exc:
+            raise StateError(
+                f"cannot connect to the PostgreSQL state at {self.where} ({type(exc).__name__}: {_first_line(exc)}); "
+                "check state.dsn, the password, the server and the network"
+            ) from None
+        query = f"SELECT {function}(hashtext(%s))"  # one of two fixed function names
+        row = await (await conn.execute(query, (LOCK_NAME,))).fetchone()
+        if not (row and row[0]):
+            await conn.close()
+            return False
+        self.conn = conn
+        return True
+
+    async def exclusive(self) -> None:
+        """For a state-changing tool: refused at once while any replica (or tool) holds it."""
+        if not await self._try("pg_try_advisory_lock"):
+            raise StateError(refusal(self.where))
+
+    async def shared(self) -> None:
+        """For a replica: refused only while a state-changing tool holds it exclusively."""
+        if not await self._try("pg_try_advisory_lock_shared"):
+            raise StateError(
+                f"a state-changing command (state set-cursor, state reset, backfill, dlq replay or purge, state "
+                f"migrate) is running on {self.where} and holds its advisory lock '{LOCK_NAME}'; let it finish, "
+                "then start this replica again"
+            )
+
+    async def keep_shared(self, timeout_s: float) -> bool:
+        """True while the shared lock is held. A connection the server dropped (a restart, a
+        terminated backend) took the lock with it: it is taken again on a new connection.
+        Bounded by ``timeout_s``: a cut network must not hold up the lease renewals."""
+        try:
+            if self.conn is not None:
+                try:
+                    await asyncio.wait_for(self.conn.execute("SELECT 1"), timeout=timeout_s)
+                    return True
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await self.conn.close()
+                    self.conn = None
+            await asyncio.wait_for(self.shared(), timeout=timeout_s)
+        except (StateError, TimeoutError) as exc:
+            error = str(exc) or "no answer in time"
+            if error != self.last_error:
+                log.error("the state's advisory lock is not held; this replica works on nothing until it is",
+                          error=error)  # fmt: skip
+            self.last_error = error
+            return False
+        if self.last_error is not None:
+            log.info("the state's advisory lock is held again")
+            self.last_error = None
+        return True
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await self.conn.close()
+            self.conn = None
+
+
+class Replicas:
+    """This replica's leases, kept current in the background, and the journal's fence."""
+
+    def __init__(
+        self, state: StateSettings, journal: PostgresJournal, on_gain: Callable[[set[str]], None] = lambda _: None,
+        *, exclusive: bool = False,
+    ) -> None:  # fmt: skip
+        """``exclusive``: a state-changing tool that runs the daemon's machinery (``backfill``):
+        it takes the advisory lock exclusively, so no replica runs beside it, and needs no lease."""
+        from forwarder.journal.factory import postgres_conninfo
+        from forwarder.journal.postgres.leases import Leases
+
+        conninfo, where = postgres_conninfo(state)
+        self.journal = journal
+        self.replica = state.replica_id
+        self.lock = AdvisoryLock(conninfo, where)
+        self.locked = False
+        self.leases: Leases = Leases(journal.pool, state.replica_id, state.lease_ttl_s, on_change=self._changed)
+        self.on_gain = on_gain
+        self.exclusive = exclusive
+        self._owned: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the fence the journal consults -------------------------------------------------------
+    def holding(self, unit: str) -> tuple[str, int] | None:
+        return self.leases.holding(unit) if self.locked else None
+
+    def owns(self, unit: str) -> bool:
+        return self.exclusive or self.holding(unit) is not None
+
+    def fenced(self, unit: str) -> None:
+        self.leases.fenced(unit)
+
+    def source_owner(self, source: str) -> Callable[[str], bool]:
+        def owns(organization: str) -> bool:
+            unit = source_unit(source, organization)
+            if unit not in self.leases.units:  # discovered since the start (forwarder.sources.tenants)
+                self.leases.units = sorted({*self.leases.units, unit})  # taken at the next renewal
+            return self.owns(unit)
+
+        return owns
+
+    def sink_owner(self, sink: str) -> Callable[[], bool]:
+        return lambda: self.owns(sink_unit(sink))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def acquire_lock(self) -> None:
+        """Before anything changes the state: refused while a state-changing tool runs."""
+        await (self.lock.exclusive() if self.exclusive else self.lock.shared())
+        self.locked = True
+
+    async def start(self, units: Iterable[str]) -> None:
+        """Takes this replica's share at once (the first polls then have work), then keeps the
+        leases renewed every ``lease_ttl_s / 4`` until ``stop``."""
+        self.leases.units = sorted(units)
+        if self.exclusive:  # alone on the state: nothing to share, nothing to fence
+            return
+        self.journal.fence = self
+        await self.leases.tick()
+        log.info("replica started", replica=self.replica, units=len(self.leases.units), held=len(self.leases.held),
+                 lease_ttl_s=self.leases.ttl_s)  # fmt: skip
+        self._task = asyncio.create_task(self._run(), name="leases")
+
+    def set_units(self, units: Iterable[str]) -> None:
+        """After a reload: units no longer configured are released at the next renewal."""
+        self.leases.units = sorted(units)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.leases.tick()
+                self.locked = await self.lock.keep_shared(self.leases.renew_every_s)
+            except Exception:  # the balancer must outlive any surprise: work stops when leases lapse
+                log.exception("lease renewal failed unexpectedly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.leases.renew_every_s)
+
+    async def stop(self) -> None:
+        """At a clean stop, after the sinks finished their batches: the units are released, so
+        the other replicas take them at their next renewal instead of after the TTL."""
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.leases.release_all()
+        self.locked = False
+        await self.lock.close()
+
+    def _changed(self) -> None:
+        owned = {unit for unit in self.leases.held if self.owns(unit)}
+        gained = owned - self._owned
+        self._owned = owned
+        self.on_gain(gained)
+
+    # --- what operators see --------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        counters = self.leases.counters
+        return {
+            "replica": self.replica,
+            "units": len(self.leases.units),
+            "held": sorted(unit for unit in self.leases.held if self.owns(unit)),
+            "takeovers": counters.takeovers,
+            "fenced_writes": counters.fenced,
+            "released": counters.released,
+            "advisory_lock": self.locked,
+            "error": self.leases.last_error,
+        }
+
+    def problems(self) -> list[str]:
+        if self.leases.last_error is not None:
+            return [f"cannot renew leases on the PostgreSQL state: {self.leases.last_error}"]
+        if not self.locked:
+            return ["the PostgreSQL state's advisory lock is not held (a state-changing command runs)"]
+        return []
+
+
+def units_of(pollers: Mapping[str, Poller], sinks: Iterable[str]) -> list[str]:
+    """Every work unit of a configuration: each organization of each source, each sink."""
+    organizations = [source_unit(n, org) for n, poller in pollers.items() for org in poller.source.organizations()]
+    return organizations + [sink_unit(s) for s in sinks]
+
+
+class StateOwner:
+    """How a daemon holds its state, whatever the backend: a SQLite state by its flock (one
+    process); a PostgreSQL state by the advisory lock, shared, and the leases (``Replicas``).
+    The daemon calls the same five steps either way, so it knows nothing of leases."""
+
+    def __init__(
+        self, state: StateSettings, state_dir: Path, journal: StateJournal, on_gain: Callable[[set[str]], None],
+        *, exclusive: bool,
+    ) -> None:  # fmt: skip
+        self.lock = StateLock(state_dir) if state.backend == "sqlite" else None
+        self.replicas: Replicas | None = None
+        if state.backend == "postgresql":
+            from forwarder.journal.postgres.journal import PostgresJournal
+
+            assert isinstance(journal, PostgresJournal)
+            self.replicas = Replicas(state, journal, on_gain, exclusive=exclusive)
+
+    async def acquire(self) -> None:
+        """Before the journal opens: a refused start migrates nothing."""
+        if self.lock is not None:
+            self.lock.acquire()
+        if self.replicas is not None:
+            await self.replicas.acquire_lock()
+
+    async def start(self, pollers: Mapping[str, Poller], workers: Mapping[str, SinkWorker]) -> None:
+        if self.replicas is not None:
+            await self.replicas.start(units_of(pollers, workers))
+
+    def reconfigured(self, pollers: Mapping[str, Poller], workers: Mapping[str, SinkWorker]) -> None:
+        """After a reload: units no longer configured are released at the next renewal."""
+        if self.replicas is not None:
+            self.replicas.set_units(units_of(pollers, workers))
+
+    def source_owner(self, source: str) -> Callable[[str], bool] | None:
+        """None: one process owns the state, every organization is polled."""
+        return None if self.replicas is None else self.replicas.source_owner(source)
+
+    def sink_owner(self, sink: str) -> Callable[[], bool] | None:
+        return None if self.replicas is None else self.replicas.sink_owner(sink)
+
+    async def stop(self) -> None:
+        """After the sinks finished their batches, before the journal closes: leases released."""
+        if self.replicas is not None:
+            await self.replicas.stop()
+
+    def release(self) -> None:
+        """After the journal closed."""
+        if self.lock is not None:
+            self.lock.release()
+
+
+async def schema_version(conninfo: str, where: str) -> int | None:
+    """The state's schema version, or None for a database without the state's tables yet."""
+    import psycopg
+
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            row = await (await conn.execute("SELECT to_regclass('af_meta') IS NOT NULL")).fetchone()
+            if not (row and row[0]):
+                return None
+            found = await (await conn.execute("SELECT value FROM af_meta WHERE key = 'schema_version'")).fetchone()
+    except psycopg.Error as exc:
+        raise StateError(
+            f"cannot connect to the PostgreSQL state at {where} ({type(exc).__name__}: {_first_line(exc)}); "
+            "check state.dsn, the password, the server and the network"
+        ) from None
+    return int(str(found[0])) if found else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    """libpq's messages name host, port and user, never the password; scrubbed anyway where logged."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+async def lease_rows(journal: StateJournal) -> list[dict[str, Any]]:
+    """Every lease of a PostgreSQL state, for ``state show``: read-only, safe while replicas run.
+    A unit whose lease has expired shows its last holder with ``expired``."""
+    from forwarder.journal.postgres.journal import PostgresJournal
+
+    assert isinstance(journal, PostgresJournal)
+    async with journal.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT unit, holder, CASE WHEN isfinite(expires_at) THEN expires_at END, token, takeovers, "
+                "expires_at > now() FROM af_leases ORDER BY unit"
+            )
+        ).fetchall()
+    return [
+        {
+            "unit": unit, "holder": holder,
+            "expires_at": None if holder is None or expires is None else expires.isoformat(),
+            "token": int(token), "takeovers": int(takeovers), "expired": holder is not None and not live,
+        }
+        for unit, holder, expires, token, takeovers, live in rows
+    ]  # fmt: skip

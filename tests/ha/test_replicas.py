@@ -1,0 +1,304 @@
+"""Replicas of the real daemon sharing one real PostgreSQL state: the work is split, a paused
+replica's late writes are refused by the fence, a database restart is survived, and a SQLite
+state moves over with ``state migrate`` without loss or re-collection."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+
+from tests.support.config import file_sink
+from tests.support.daemon import DaemonProcess, cli, read_ndjson, write_config
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.postgres import PASSWORD, PostgresServer
+from tests.support.replicas import (
+    TTL_S,
+    assert_no_conflicting_duplicates,
+    counter,
+    holders,
+    metric,
+    metrics_port,
+    state_config,
+    stop_all,
+)
+from tests.support.vendors import codacy_source, expected_ids
+from tests.support.waiting import wait_until
+
+ORGS = [f"gh/org{i}" for i in range(4)]
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def codacy() -> Iterator[EmulatorProcess]:
+    emulator = running("codacy", entries=30, options={"orgs": ORGS, "span_s": 2 * 86400})
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def dsn(postgres: PostgresServer) -> str:
+    return postgres.dsn(postgres.create_database())
+
+
+def replica_config(tmp_path: Path, name: str, url: str, dsn: str, **source: Any) -> Path:
+    """One replica's configuration: the same sources, sink and state as the others; only its
+    replica_id and where its file sink writes differ (a directory per replica)."""
+    config = {
+        "state_dir": str(tmp_path / f"state-{name}"),
+        "state": state_config(dsn, name),
+        "shutdown_timeout_s": 5,
+        "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.5},
+        "metrics": {"enabled": True, "listen": "127.0.0.1:0"},
+        "sources": {"codacy": codacy_source(url, organizations=ORGS, **source)},
+        "sinks": {"out": file_sink(tmp_path / "out" / name)},
+    }
+    return write_config(tmp_path / f"{name}.yaml", config)
+
+
+def start_replicas(tmp_path: Path, url: str, dsn: str, *names: str, **source: Any) -> list[DaemonProcess]:
+    return [
+        DaemonProcess(replica_config(tmp_path, name, url, dsn, **source), tmp_path / f"{name}.log") for name in names
+    ]
+
+
+def delivered(tmp_path: Path) -> list[dict[str, Any]]:
+    return read_ndjson(tmp_path / "out")
+
+
+def all_delivered(tmp_path: Path, emulator: EmulatorProcess, daemons: list[DaemonProcess]) -> None:
+    wanted = expected_ids(emulator)
+    wait_until(
+        "every entry delivered",
+        lambda: wanted <= {e["id"] for e in delivered(tmp_path)},
+        timeout=120,
+        detail=lambda: "\n".join(d.log()[-3000:] for d in daemons),
+    )
+
+
+def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, codacy: EmulatorProcess, dsn: str) -> None:
+    daemons = start_replicas(tmp_path, codacy.url, dsn, "a", "b")
+    config = tmp_path / "a.yaml"
+    try:
+        all_delivered(tmp_path, codacy, daemons)
+        units = [f"source/codacy/{org}" for org in ORGS] + ["sink/out"]
+        wait_until("the units split between both replicas", lambda: (
+            set(holders(config)) == set(units)
+            and sorted(Counter(holders(config).values()).values()) == [2, 3]
+            and set(holders(config).values()) == {"a", "b"}
+        ), timeout=60)  # fmt: skip
+        held = {d: metric(d, "audit_forwarder_leases_held") for d in daemons}
+        assert sum(held.values()) == len(units) and all(n >= 2 for n in held.values()), held
+        assert metric(daemons[0], "audit_forwarder_fenced_writes_total") >= 0  # exposed (counted in test 2)
+        ready = httpx.get(f"http://127.0.0.1:{metrics_port(daemons[0])}/readyz", timeout=10).json()
+        assert ready["leases"]["replica"] == "a" and len(ready["leases"]["held"]) == held[daemons[0]]
+
+        # a state-changing tool is refused while any replica runs, worded as the SQLite lock's refusal
+        for tool in (("state", "reset", "--yes"), ("dlq", "purge", "--yes"),
+                     ("backfill", "--source", "codacy", "--since", "2026-01-01")):  # fmt: skip
+            refused = cli(config, *tool, timeout=60)
+            assert refused.returncode == 1, (tool, refused.stderr)
+            assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
+            assert PASSWORD not in refused.stderr + refused.stdout
+
+        codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+        all_delivered(tmp_path, codacy, daemons)
+        assert stop_all(daemons) == [0, 0]
+    finally:
+        for d in daemons:
+            d.kill()
+    events = delivered(tmp_path)
+    assert {e["id"] for e in events} == expected_ids(codacy)
+    assert_no_conflicting_duplicates(events)
+    assert set(holders(config).values()) == {None}  # a clean stop released every lease
+    for d in daemons:
+        assert PASSWORD not in d.log()
+
+
+def test_a_paused_replica_is_fenced_and_nothing_is_lost(tmp_path: Path, codacy: EmulatorProcess, dsn: str) -> None:
+    # a generous request timeout: the paused replica's request must still be answered when it wakes
+    a, b = daemons = start_replicas(tmp_path, codacy.url, dsn, "a", "b", timeout_s=60)
+    config = tmp_path / "a.yaml"
+    try:
+        all_delivered(tmp_path, codacy, daemons)
+        wait_until("both replicas hold units", lambda: set(holders(config).values()) == {"a", "b"}, timeout=60)
+        org = next(u.split("/", 2)[2] for u, h in holders(config).items() if h == "a" and u.startswith("source/"))
+        # a's next request for its organization hangs 3 s: a is paused in the middle of that poll
+        codacy.control("POST", "faults", {"status": 0, "delay_s": 3, "count": 1, "path_contains": f"/{org}/audit"})
+        time.sleep(1.5)
+        a.process.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(
+                "b took over a's units",
+                lambda: set(holders(config).values()) == {"b"},
+                timeout=60,
+                detail=b.log,
+            )
+            codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+        finally:
+            a.process.send_signal(signal.SIGCONT)
+        wait_until("a's late write refused", lambda: counter(dsn, "fenced_writes") >= 1, timeout=30, detail=a.log)
+        assert metric(a, "audit_forwarder_fenced_writes_total") >= 1
+        assert metric(b, "audit_forwarder_lease_takeovers_total") >= 1
+        assert "took over an expired lease" in b.log()
+        all_delivered(tmp_path, codacy, daemons)
+        assert stop_all(daemons) == [0, 0]
+    finally:
+        for d in daemons:
+            d.process.send_signal(signal.SIGCONT)
+            d.kill()
+    events = delivered(tmp_path)
+    assert {e["id"] for e in events} == expected_ids(codacy)
+    assert_no_conflicting_duplicates(events)
+
+
+def test_replicas_ride_out_a_database_restart(
+    tmp_path: Path, codacy: EmulatorProcess, postgres: PostgresServer, dsn: str
+) -> None:
+    daemons = start_replicas(tmp_path, codacy.url, dsn, "a", "b")
+    try:
+        all_delivered(tmp_path, codacy, daemons)
+        postgres.stop("immediate")
+        try:
+            codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+            wait_until(
+                "both replicas report the outage",
+                lambda: all("cannot renew leases" in d.log() for d in daemons),
+                timeout=30,
+            )
+            time.sleep(TTL_S)  # past every lease: the replicas stopped working on their units
+            port = metrics_port(daemons[0])
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            assert ready.status_code == 503 and "cannot renew leases" in ready.text
+            assert ready.json()["leases"]["held"] == []
+            assert metric(daemons[0], "audit_forwarder_leases_held") == 0  # /metrics answers without the database
+        finally:
+            postgres.start()
+        all_delivered(tmp_path, codacy, daemons)
+        assert all(d.alive() for d in daemons)
+        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons), timeout=30)
+        assert stop_all(daemons) == [0, 0]
+    finally:
+        for d in daemons:
+            d.kill()
+    events = delivered(tmp_path)
+    assert {e["id"] for e in events} == expected_ids(codacy)
+    assert_no_conflicting_duplicates(events)
+
+
+def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
+    tmp_path: Path, codacy: EmulatorProcess, dsn: str
+) -> None:
+    # the SQLite state: everything collected once; sink "late" could not deliver (its directory is a file)
+    (tmp_path / "blocked").write_text("")
+    sinks = {"out": file_sink(tmp_path / "out" / "sqlite"), "late": file_sink(tmp_path / "blocked" / "late")}
+    sqlite_config: dict[str, Any] = {
+        "state_dir": str(tmp_path / "state"),
+        "shutdown_timeout_s": 5,
+        "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+        "metrics": {"enabled": False},
+        "sources": {"codacy": codacy_source(codacy.url, organizations=ORGS)},
+        "sinks": sinks,
+    }
+    config = write_config(tmp_path / "sqlite.yaml", sqlite_config)
+    once = cli(config, "once", "--timeout", "20")
+    assert once.returncode == 1, once.stderr  # "late" did not deliver
+    before = cli(config, "state", "show", "--output", "json")
+    lag = {row["sink"]: row["lag_events"] for row in orjson.loads(before.stdout)["sinks"]}
+    assert lag["out"] == 0 and lag["late"] == 4 * 30
+
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(dsn)
+    moved = cli(config, "state", "migrate", "--to-dsn-file", str(dsn_file), "--output", "json")
+    assert moved.returncode == 0, moved.stderr
+    counts = orjson.loads(moved.stdout)
+    assert counts["cursors"] == 4 and counts["sink_offsets"] == 2 and counts["events"] == 4 * 30
+    assert PASSWORD not in moved.stdout + moved.stderr
+
+    again = cli(config, "state", "migrate", "--to", dsn)  # the target now holds a state
+    assert again.returncode == 1 and "is not empty" in again.stderr
+    assert PASSWORD not in again.stdout + again.stderr
+
+    (tmp_path / "blocked").unlink()
+    shared = {**sqlite_config, "state": {"backend": "postgresql", "dsn": dsn, "lease_ttl_s": TTL_S}}
+    shared["sinks"] = {"out": file_sink(tmp_path / "out" / "pg"), "late": file_sink(tmp_path / "late")}
+    daemon = DaemonProcess(write_config(tmp_path / "pg.yaml", shared), tmp_path / "pg.log")
+    try:
+        codacy.control("POST", "entries", {"generate": 5, "orgs": ORGS, "span_s": 60})
+        wanted = expected_ids(codacy)
+        wait_until(
+            "the new entries in out and everything in late",
+            lambda: (
+                {e["id"] for e in read_ndjson(tmp_path / "late")} == wanted
+                and len(read_ndjson(tmp_path / "out")) >= len(wanted)
+            ),
+            timeout=90,
+            detail=daemon.log,
+        )
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+    out = Counter(e["id"] for e in read_ndjson(tmp_path / "out"))
+    assert set(out) == wanted and set(out.values()) == {1}  # the cursors moved over: nothing collected twice
+    assert Counter(e["id"] for e in read_ndjson(tmp_path / "late")) == Counter(wanted)
+    assert PASSWORD not in daemon.log()
+
+
+def test_the_dsn_password_never_shows_in_errors(tmp_path: Path, postgres: PostgresServer) -> None:
+    wrong = "not-the-password-4711"
+    dsn = postgres.dsn(password=False) + f" password={wrong}"
+    config = write_config(
+        tmp_path / "c.yaml",
+        {"state_dir": str(tmp_path / "s"), "state": {"backend": "postgresql", "dsn": dsn}, "sources": {},
+         "sinks": {}},
+    )  # fmt: skip
+    checked = cli(config, "check", timeout=60)
+    assert checked.returncode == 1 and "password authentication failed" in checked.stdout, checked.stdout
+    for result in (checked, cli(config, "state", "show", timeout=60)):
+        assert result.returncode != 0
+        assert "PostgreSQL 127.0.0.1" in result.stdout + result.stderr  # the server is named, not the DSN
+        assert wrong not in result.stderr + result.stdout
+
+
+def documented_grants() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "high-availability.md").read_text()
+    return text.split("-- af_replica: the grants\n", 1)[1].split("-- end of grants", 1)[0]
+
+
+async def create_tables(dsn: str) -> None:
+    from forwarder.journal.postgres.journal import PostgresJournal
+
+    journal = PostgresJournal(dsn)  # as the owner's first start does
+    await journal.open()
+    await journal.close()
+
+
+def test_the_documented_replica_role_is_enough(
+    tmp_path: Path, codacy: EmulatorProcess, postgres: PostgresServer
+) -> None:
+    database = postgres.create_database()
+    asyncio.run(create_tables(postgres.dsn(database)))
+    role, password = f"af_replica_{database[3:]}", "replica-password-4711"
+    with psycopg.connect(postgres.dsn(database), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(re.sub(r"\baf_replica\b", role, documented_grants()))
+    dsn = f"host=127.0.0.1 port={postgres.port} dbname={database} user={role} password={password}"
+    (daemon,) = start_replicas(tmp_path, codacy.url, dsn, "a")
+    try:
+        all_delivered(tmp_path, codacy, [daemon])
+        assert set(holders(tmp_path / "a.yaml").values()) == {"a"}
+        assert stop_all([daemon]) == [0]
+    finally:
+        daemon.kill()
+    assert "permission denied" not in daemon.log()
+    assert password not in daemon.log()
