@@ -356,11 +356,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         async for records, final, nxt in answers:
             point.pages += 1
             keys = self.keys(organization, records, point.twins)
+            fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
             if final:
-                fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within)
                 cursor = state.dump()
             else:
-                fresh = state.take_page(records, keys, self.time_ms, hi, walk.overlap, within=within)
                 point.next = nxt or ""
                 cursor = {**state.dump(), "walk": point.dump()}
             del records, keys

@@ -15,7 +15,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms, parse_time
-from forwarder.sources.base import HttpUrl, SourceConfig, retention_setting
+from forwarder.sources.base import HttpUrl, SourceConfig, lookback_setting, retention_setting
 from forwarder.sources.configcat.mapping import normalize_entry
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.tenants import (
@@ -69,9 +69,7 @@ class ConfigCatConfig(SourceConfig):
     config_id: str | None = Field(None, description="Filter: only this config's entries.")
     environment_id: str | None = Field(None, description="Filter: only this environment's entries.")
     audit_log_type: str | None = Field(None, description="Filter: only this auditLogType, e.g. settingValueChanged.")
-    initial_lookback_days: float = Field(
-        365.0, gt=0, description="How far back the first run starts, at most retention_days."
-    )
+    initial_lookback_days: float = lookback_setting(365.0)
     retention_days: float = retention_setting(
         RETENTION_DAYS,
         "The plan's audit-log retention: Free 7, Pro/Smart 35, Enterprise/Dedicated 750.",
