@@ -15,7 +15,6 @@ it was averaged and how many polls that window held.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import httpx
 import yaml
 
 from bench.emulators import idle_orgs
-from bench.procs import start_listening
+from bench.procs import start_listening, stop
 from bench.startup import tree_env
 from forwarder.emulators.codacy import CodacyEmulator
 
@@ -106,12 +105,7 @@ def measure(tree: Path, work: Path, orgs: int, interval_s: float, window_s: floa
         used = cpu_s(daemon.pid) - cpu_before
         requests = audit_requests(control) - requests_before
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, 60)
         log.close()
         control.close()
         emulator.kill()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.procs import REPO_ROOT
+from bench.procs import REPO_ROOT, stop
 from bench.sinks import Target
 from sinks.registry import SINKS
 
@@ -94,12 +93,7 @@ def run_live(target: Target, config: Path, url: str, feed: Feed, org: str, log: 
         observer.done.set()
         if observer.is_alive():
             observer.join(timeout=30)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        stop(daemon, 30)
         control.close()
     latencies = [observer.arrived[k] - t for k, t in available.items() if k in observer.arrived]
     if len(latencies) < len(available):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEAK_FILE_ENV = "AF_BENCH_PEAK_FILE"
@@ -53,6 +55,16 @@ def start_listening(module_args: Sequence[str], log: Path, timeout: float = 300.
         proc.wait()
         raise RuntimeError(f"{' '.join(module_args)} did not start: {line!r}; see {log}")
     return proc, line.split(" ", 1)[1]
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, as systemd stops the daemon; SIGKILL if it has not exited within ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @dataclass

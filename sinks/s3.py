@@ -21,7 +21,6 @@ worker thread, and so do formatting and gzip, which are CPU work on up to megaby
 
 from __future__ import annotations
 
-import asyncio
 import re
 import string
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from pydantic import Field, field_validator
 from forwarder.evidence.settings import EvidenceSettings
 from forwarder.formats import get_formatter
 from forwarder.record import Record
-from sinks.base import DeliveryReport, FatalSinkError, bounded, gzip_compress
+from sinks.base import FatalSinkError, bounded, gzip_compress
 from sinks.s3_objects import S3Objects, S3ObjectsConfig, object_name
 
 DEFAULT_KEY_TEMPLATE = "audit/{vendor}/{organization}/year={year}/month={month}/day={day}/hour={hour}/{name}.ndjson.gz"
@@ -127,14 +126,6 @@ class S3Sink(S3Objects):
         super().__init__(name, config, config.evidence)
         self._format = get_formatter(config.format, config.format_options)
         self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
-
-    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
-        if not batch:
-            return None
-        client = await self._get_client()
-        groups = await asyncio.to_thread(self._group, batch)
-        await self._put_all(client, groups)
-        return None
 
     def _put_sync(self, client: Any, key: str, records: list[Record]) -> None:
         cfg = self.config

@@ -27,7 +27,7 @@ from forwarder.evidence.s3_digests import S3Digests, lock_params
 from forwarder.evidence.settings import EvidenceSettings, ObjectLock
 from forwarder.record import Record
 from forwarder.retry import parse_retry_after, retryable_status
-from sinks.base import FatalSinkError, RetryableError, SinkConfig
+from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig
 
 if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
     from botocore.exceptions import ClientError
@@ -114,6 +114,19 @@ class S3Objects:
         await self._get_client()
         if self.digests is not None:
             self.digests.start()
+
+    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
+        """The objects a batch is cut into (``_group``, off the loop: it formats every event),
+        stored in parallel."""
+        if not batch:
+            return None
+        client = await self._get_client()
+        objects = await asyncio.to_thread(self._group, batch)
+        await self._put_all(client, objects)
+        return None
+
+    def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
+        raise NotImplementedError
 
     async def _put_all(self, client: Any, objects: dict[str, list[Record]]) -> None:
         results = await asyncio.gather(

@@ -7,6 +7,7 @@ text that comes from the state (ids, reasons, names) is escaped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
@@ -40,6 +41,24 @@ def _reconcile_text(run: dict[str, Any] | None) -> str:
     )
 
 
+def _facts(
+    stream: dict[str, Any], esc: Callable[[Any], str], code: Callable[[str], str], sep: str
+) -> list[tuple[str, str]]:
+    """A stream's section as (label, value), for both renderings: ``esc`` escapes a value,
+    ``code`` sets a hash apart, ``sep`` ends the sequence part of a chain line."""
+    c = stream["chain"]
+    return [
+        ("Events collected", f"{stream['events']} ({esc(stream['first_time'])} to {esc(stream['last_time'])})"),
+        (
+            "Chain in the period",
+            f"seq {esc(c['first_seq'])} to {esc(c['last_seq'])}{sep} last hash {code(esc(c['last_hash']))}",
+        ),
+        ("Chain head now", f"seq {c['head_seq']}{sep} hash {code(esc(c['head_hash']))}"),
+        *((f"Delivered to {esc(k)}", esc(v)) for k, v in _delivered(stream)),
+        ("Last reconcile", esc(_reconcile_text(stream["last_reconcile"]))),
+    ]
+
+
 # --- Markdown ---------------------------------------------------------------------------------
 
 
@@ -70,18 +89,8 @@ def markdown(data: dict[str, Any]) -> str:
     if not data["streams"]:
         lines.append("| (no events in the period) | | | | | | |")
     for s in data["streams"]:
-        c = s["chain"]
-        lines += [
-            "",
-            f"## {_md(s['source'])} / {_md(s['organization'])}",
-            "",
-            f"- Events collected: {s['events']} ({_md(s['first_time'])} to {_md(s['last_time'])})",
-            f"- Chain in the period: seq {_md(c['first_seq'])} to {_md(c['last_seq'])}, last hash "
-            f"`{_md(c['last_hash'])}`",
-            f"- Chain head now: seq {c['head_seq']}, hash `{c['head_hash']}`",
-        ]
-        lines += [f"- Delivered to {_md(k)}: {_md(v)}" for k, v in _delivered(s)]
-        lines.append(f"- Last reconcile: {_md(_reconcile_text(s['last_reconcile']))}")
+        lines += ["", f"## {_md(s['source'])} / {_md(s['organization'])}", ""]
+        lines += [f"- {label}: {value}" for label, value in _facts(s, _md, lambda h: f"`{h}`", ",")]
         if s["gaps"]:
             lines += [
                 "",
@@ -272,18 +281,10 @@ def html(data: dict[str, Any]) -> str:
         parts.append('<tr><td colspan="7">No events in the period.</td></tr>')
     parts.append("</tbody></table>")
     for s in data["streams"]:
-        c = s["chain"]
-        parts += [
-            '<section class="stream">',
-            f"<h3>{e(s['source'])} / {e(s['organization'])}</h3>",
-            "<dl>",
-            f"<dt>Events collected</dt><dd>{s['events']} ({e(str(s['first_time']))} to {e(str(s['last_time']))})</dd>",
-            f"<dt>Chain in the period</dt><dd>seq {e(str(c['first_seq']))} to {e(str(c['last_seq']))}; last "
-            f'hash <span class="hash">{e(str(c["last_hash"]))}</span></dd>',
-            f'<dt>Chain head now</dt><dd>seq {c["head_seq"]}; hash <span class="hash">{e(c["head_hash"])}</span></dd>',
-        ]
-        parts += [f"<dt>Delivered to {e(k)}</dt><dd>{e(v)}</dd>" for k, v in _delivered(s)]
-        parts += [f"<dt>Last reconcile</dt><dd>{e(_reconcile_text(s['last_reconcile']))}</dd>", "</dl>"]
+        parts += ['<section class="stream">', f"<h3>{e(s['source'])} / {e(s['organization'])}</h3>", "<dl>"]
+        facts = _facts(s, lambda v: e(str(v)), lambda h: f'<span class="hash">{h}</span>', ";")
+        parts += [f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts]
+        parts.append("</dl>")
         if s["gaps"]:
             parts.append(
                 "<table><thead><tr><th>gap noticed</th><th>lost from</th><th>lost to</th>"

@@ -6,7 +6,7 @@ feeds must see the same vendor name and the same severity).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from forwarder.event import SCHEMA_VERSION, parse_time
@@ -28,6 +28,11 @@ def vendor_name(vendor: str) -> str:
     return display_name(vendor) or vendor or "unknown"
 
 
+def device(event: dict[str, Any]) -> list[str]:
+    """The device vendor, product and version a CEF or LEEF header starts with."""
+    return [vendor_name(str(event.get("vendor", ""))), PRODUCT, VERSION]
+
+
 def severity(event: dict[str, Any]) -> int:
     """CEF/LEEF scale 0-10: a hole in the trail (forwarder.gap) matters most, then failures."""
     if event.get("category") == "forwarder":
@@ -40,6 +45,17 @@ def text(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else str(value)
+
+
+def cut_values(pairs: Iterable[tuple[str, Any]], limit: Callable[[str], int]) -> list[tuple[str, str]]:
+    """The pairs whose value has text (``text``), each cut to its key's limit: before any
+    escaping or sanitizing, so a cut never splits an escape."""
+    out = []
+    for key, value in pairs:
+        value_text = text(value)
+        if value_text is not None:
+            out.append((key, value_text[: limit(key)]))
+    return out
 
 
 def actor_label(actor: dict[str, Any]) -> str | None:

@@ -14,15 +14,14 @@ from pydantic import BaseModel, ConfigDict
 
 from forwarder.formats._common import (
     CHAIN_KEYS,
-    PRODUCT,
-    VERSION,
     Formatter,
     actor_label,
     chain,
+    cut_values,
+    device,
     severity,
     text,
     time_ms,
-    vendor_name,
 )
 from forwarder.record import Record
 
@@ -85,26 +84,14 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     links = chain(event)
     if links is not None:
         pairs += zip(CHAIN_KEYS, links, strict=True)
-    out = []
-    for key, value in pairs:
-        value_text = text(value)
-        if value_text is not None:
-            limit = CUSTOM_MAX if key.startswith("cs") else VALUE_MAX
-            out.append((key, value_text[:limit]))
-    return out
+    return cut_values(pairs, lambda key: CUSTOM_MAX if key.startswith("cs") else VALUE_MAX)
 
 
 def cef_format(record: Record) -> bytes:
     event = record.event()
     action = text(event.get("action")) or "unknown"
     who = actor_label(event.get("actor") or {})
-    header = [
-        vendor_name(str(event.get("vendor", ""))),
-        PRODUCT,
-        VERSION,
-        action,
-        f"{action} by {who}" if who else action,
-    ]
+    header = [*device(event), action, f"{action} by {who}" if who else action]
     head = "|".join(escape_header(part) for part in header)
     ext = " ".join(f"{key}={escape_value(value)}" for key, value in extensions(event))
     return f"CEF:0|{head}|{severity(event)}|{ext}".encode()

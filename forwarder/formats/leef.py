@@ -11,17 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from forwarder.formats._common import (
-    CHAIN_KEYS,
-    PRODUCT,
-    VERSION,
-    Formatter,
-    actor_label,
-    chain,
-    severity,
-    text,
-    vendor_name,
-)
+from forwarder.formats._common import CHAIN_KEYS, Formatter, actor_label, chain, cut_values, device, severity, text
 from forwarder.record import Record
 
 VALUE_MAX = 1023
@@ -96,14 +86,10 @@ def build(options: Options) -> Formatter:
 
     def leef_format(record: Record) -> bytes:
         event = record.event()
-        header = [vendor_name(str(event.get("vendor", ""))), PRODUCT, VERSION, text(event.get("action")) or "unknown"]
+        header = [*device(event), text(event.get("action")) or "unknown"]
         head = "|".join(sanitize(part[:VALUE_MAX], "|\r\n") for part in header)
-        pairs = []
-        for key, value in attributes(event):
-            value_text = text(value)
-            if value_text is not None:
-                limit = MESSAGE_MAX if key == "msg" else VALUE_MAX
-                pairs.append(f"{key}={sanitize(value_text[:limit], bad_value)}")
+        values = cut_values(attributes(event), lambda key: MESSAGE_MAX if key == "msg" else VALUE_MAX)
+        pairs = [f"{key}={sanitize(value, bad_value)}" for key, value in values]
         return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()
 
     return leef_format

@@ -96,6 +96,11 @@ class SourceConfig(SecretFilesModel):
         return self
 
 
+def lookback_setting(days: float, note: str = "") -> Any:
+    """An ``initial_lookback_days`` for a vendor with a ``retention_days`` setting, which bounds it."""
+    return Field(days, gt=0, description=f"How far back the first run starts, at most retention_days{note}.")
+
+
 def retention_setting(days: float, plans: str, vendor: str, longer: str = "") -> Any:
     """A ``retention_days`` setting, for a vendor whose retention depends on the plan: ``plans``
     says which keeps how long, ``longer`` which plans keep longer than the default."""

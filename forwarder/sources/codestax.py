@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr
 
 from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, retention_setting
+from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import entry_keys, time_at
 from forwarder.sources.windowed import WindowedSource
@@ -44,9 +44,7 @@ class CodeStaxConfig(SourceConfig):
     organization: str = Field(
         "default", description="Name given to the key's organization in events (a key belongs to one)."
     )
-    initial_lookback_days: float = Field(
-        90.0, gt=0, description="How far back the first run starts, at most retention_days: all of it by default."
-    )
+    initial_lookback_days: float = lookback_setting(90.0, ": all of it by default")
     retention_days: float = retention_setting(
         RETENTION_DAYS,
         "How long CodeStax keeps audit entries: 90 days on every plan, Enterprise can extend it.",

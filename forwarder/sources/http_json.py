@@ -11,7 +11,6 @@ vendor described here and a dedicated source map entries the same way.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -25,6 +24,7 @@ from forwarder.mapping import FieldSpec, Mapper, get_path, validate_mapping
 from forwarder.sources.base import HttpUrl, Page, SourceConfig
 from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTPError, SourceError, make_client
 from forwarder.sources.http_auth import Auth, credentials
+from forwarder.sources.pagination import follow_link, next_link, next_token
 from forwarder.sources.tenants import CREDENTIALS_DOC, ORGANIZATIONS_DOC, Organizations, organization_configs
 from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import TimeFormat, format_instant, parse_instant, sent_window, walk_keys
@@ -147,15 +147,6 @@ class HttpJsonConfig(SourceConfig):
 
 
 # --- the source ----------------------------------------------------------------------------
-def next_link(header: str | None) -> str | None:
-    """RFC 8288 ``Link: <url>; rel="next"``."""
-    for part in (header or "").split(","):
-        url, _, rest = part.strip().partition(";")
-        if re.search(r'rel\s*=\s*"?next"?', rest) and url.strip().startswith("<"):
-            return url.strip()[1:-1]
-    return None
-
-
 class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     type_name: ClassVar[str] = "http_json"
     vendor: ClassVar[str] = "http_json"  # events carry the configured vendor name instead
@@ -295,38 +286,19 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
 
     def _next(self, organization: str, url: str, body: Any, last: list[httpx.Response], guard: PageGuard) -> str | None:
         """The next link or token after ``body``, None at the end (none, or one that repeats the
-        page just read: the guard holds what fetched it)."""
+        page just read: the guard holds what fetched it). The rules: ``forwarder.sources.pagination``."""
         cfg, pg = self.config, self.config.pagination
         if pg.style == "cursor":
-            token = get_path(body, pg.next_path)
-            if token in (None, "") or guard.repeats(str(token)):
-                return None
-            return str(token)
+            return next_token(body, pg.next_path, guard)
         nxt = (
             get_path(body, pg.next_path)
             if pg.style == "next_link_body"
             else next_link(last[0].headers.get("Link") if last else None)
         )
-        if not nxt or not isinstance(nxt, str):
-            return None
-        base = last[0].url if last else httpx.URL(url)
-        if (param := cfg.auth.query_param()) is not None:  # as asked for: a link back to this page must look like one
-            base = base.copy_remove_param(param)
-        try:
-            joined = str(base.join(nxt))
-        except httpx.InvalidURL:
-            raise MalformedResponse(
-                f"{cfg.vendor} sent a next link that is not a URL for organization {organization!r}"
-            ) from None
-        guard.token = str(base)
-        if guard.repeats(joined):
-            return None
-        if httpx.URL(joined).netloc != httpx.URL(url).netloc or httpx.URL(joined).scheme != httpx.URL(url).scheme:
-            raise MalformedResponse(
-                f"{cfg.vendor} sent a next link to another origin for organization {organization!r}; "
-                "refusing to send the source's credentials there"
-            )
-        return joined
+        response = last[0] if last else None
+        return follow_link(
+            nxt, url, response, cfg.auth.query_param(), guard, vendor=cfg.vendor, organization=organization
+        )
 
     def keys(self, organization: str, items: list[Any], twins: dict[str, int] | None = None) -> list[str]:
         cfg = self.config
@@ -384,11 +356,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         async for records, final, nxt in answers:
             point.pages += 1
             keys = self.keys(organization, records, point.twins)
+            fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
             if final:
-                fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within)
                 cursor = state.dump()
             else:
-                fresh = state.take_page(records, keys, self.time_ms, hi, walk.overlap, within=within)
                 point.next = nxt or ""
                 cursor = {**state.dump(), "walk": point.dump()}
             del records, keys

@@ -42,42 +42,19 @@ class WindowCursor:
         hi: int,
         overlap_ms: int,
         within: tuple[int, int] | None = None,
+        *,
+        page: bool = False,
     ) -> tuple[list[tuple[Any, str]], int]:
         """A slice's entries not journaled before, oldest first (ties by key, numeric ids in
         number order), with the cursor advanced to ``hi``; and how many were dropped for lying
         outside ``within`` (a server that ignores the time filter sends everything). An entry
         whose time does not read counts as ``hi``: normalize quarantines it, and it is
-        remembered until it leaves the overlap."""
-        fresh, new_keys, outside = self._select(items, keys, time_ms, hi, within)
-        self.advance(hi, new_keys, overlap_ms)
-        return fresh, outside
+        remembered until it leaves the overlap.
 
-    def take_page(
-        self,
-        items: list[Any],
-        keys: list[str],
-        time_ms: Callable[[Any], int | None],
-        hi: int,
-        overlap_ms: int,
-        within: tuple[int, int] | None = None,
-    ) -> list[tuple[Any, str]]:
-        """``take`` for one page of a slice journaled page by page: the watermark stays until the
+        ``page``: one page of a slice journaled page by page. The watermark stays until the
         slice ends, and of this page's keys only those the next slice's overlap re-reads (time
         at or after ``hi - overlap``) are remembered, so the cursor does not grow with the walk.
         An entry a later page of the same walk shows again comes again: a duplicate, never a loss."""
-        fresh, new_keys, _ = self._select(items, keys, time_ms, hi, within)
-        floor = hi - overlap_ms
-        self.recent.update({key: ts for key, ts in new_keys.items() if ts >= floor})
-        return fresh
-
-    def _select(
-        self,
-        items: list[Any],
-        keys: list[str],
-        time_ms: Callable[[Any], int | None],
-        hi: int,
-        within: tuple[int, int] | None,
-    ) -> tuple[list[tuple[Any, str]], dict[str, int], int]:
         new_keys: dict[str, int] = {}
         fresh: list[tuple[Any, str]] = []
         outside = 0
@@ -93,7 +70,12 @@ class WindowCursor:
             new_keys[key] = ts
             fresh.append((item, key))
         fresh.sort(key=lambda pair: (new_keys[pair[1]], len(pair[1]), pair[1]))
-        return fresh, new_keys, outside
+        if page:
+            floor = hi - overlap_ms
+            self.recent.update({key: ts for key, ts in new_keys.items() if ts >= floor})
+        else:
+            self.advance(hi, new_keys, overlap_ms)
+        return fresh, outside
 
     def advance(self, slice_end_ms: int, new_keys: dict[str, int], overlap_ms: int) -> None:
         self.recent.update(new_keys)

@@ -66,7 +66,7 @@ from typing import Any, ClassVar
 
 from forwarder.formats import ocsf
 from forwarder.record import Record
-from sinks.base import DeliveryReport, FatalSinkError
+from sinks.base import FatalSinkError
 from sinks.s3_objects import S3Objects, object_name
 from sinks.security_lake.config import OCSF_VERSION, SecurityLakeSinkConfig
 
@@ -95,14 +95,6 @@ class SecurityLakeSink(S3Objects):
     async def start(self) -> None:
         await asyncio.to_thread(self._parquet)  # pyarrow missing: say so before any batch
         await super().start()
-
-    async def send(self, batch: Sequence[Record]) -> DeliveryReport | None:
-        if not batch:
-            return None
-        client = await self._get_client()
-        objects = await asyncio.to_thread(self._group, batch)
-        await self._put_all(client, objects)
-        return None
 
     async def check(self) -> str:
         """The extra is installed, and the bucket takes objects under the prefix: an empty probe

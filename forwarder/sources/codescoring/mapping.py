@@ -1,0 +1,66 @@
+"""A CodeScoring entry as a normalized event: its message parsed by the templates
+(``templates.py``), the actor as recorded, the rest kept as details."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from forwarder.event import event_time
+from forwarder.mapping import entry_time
+from forwarder.sources.base import entry_event
+from forwarder.sources.codescoring.templates import OBJECT_REPR, STATUS_OUTCOME, VERB_ACTIVITY, parse_message
+
+
+def normalize_entry(
+    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "created_at"
+) -> dict[str, Any]:
+    message = raw.get("message")
+    if not isinstance(message, str):
+        raise ValueError("entry has no message")
+    when = event_time(entry_time(raw, time_field))
+    actor_name = raw.get("actor")
+    actor = {"name": actor_name, "id": actor_name, "type": "system" if actor_name == "system" else "user"}
+    if not actor_name:
+        actor["type"] = "unknown"
+    template, fields = parse_message(message)
+    target: dict[str, Any] = {}
+    if template is None:
+        action, category, activity, outcome = "unknown", "unknown", "other", "unknown"
+    else:
+        verb, status = fields.pop("verb", None), fields.get("status")
+        action = template.action.format(verb=verb, status=status)
+        category = template.category
+        activity = template.activity or VERB_ACTIVITY.get(verb or "", "other")
+        outcome = template.outcome or STATUS_OUTCOME.get(status or verb or "", "unknown")
+        if template.target:
+            kind, name_group, id_group = template.target
+            target = {"type": kind, "name": fields.get(name_group or ""), "id": fields.get(id_group or "")}
+            if target["id"] is not None:
+                target["id"] = str(target["id"])
+        if "object_repr" in fields:
+            parsed = OBJECT_REPR.match(fields["object_repr"])
+            target = {"type": parsed["type"], "name": parsed["name"]} if parsed else {"name": fields["object_repr"]}
+        if action == "user.login_failed":  # the recorded actor is whoever logged it; the attempt names the user
+            actor = {"name": fields.get("username"), "id": fields.get("username"), "type": "user"}
+            fields["recorded_actor"] = actor_name
+    if raw.get("duration") is not None:
+        fields["duration"] = raw["duration"]
+    return entry_event(
+        "codescoring",
+        source,
+        organization,
+        key,
+        when,
+        observed,
+        actor=actor,
+        action=action,
+        activity=activity,
+        category=category,
+        outcome=outcome,
+        target=target,
+        repository=fields.get("repository"),
+        message=message,
+        details=fields,
+        raw=raw,
+    )
