@@ -53,7 +53,7 @@ demo: runtime
 	$(SAY) "running the demo: vendor emulators on 127.0.0.1, the daemon, output in $(DEMO_OUTPUT)/"
 	@$(BIN)/audit-forwarder demo --output-dir $(DEMO_OUTPUT)
 
-test: venv system-deps
+test: venv system-deps lint
 	$(SAY) "running the test suite"
 	$(BIN)/pytest -q -p no:cacheprovider
 
