@@ -5,6 +5,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 DEMO_OUTPUT ?= demo-output
+# DEMO_PRESETS=1 adds the Okta, GitHub and Google Workspace emulators and their presets
+DEMO_PRESETS ?=
 BIN     = $(VENV)/bin
 APT_PACKAGES = rsyslog rsyslog-gnutls openssl systemd jq curl valgrind postgresql chromium
 # tests/ops/test_container_image.py builds and runs the image with podman on a debootstrap base
@@ -51,7 +53,7 @@ system-deps:
 
 demo: runtime
 	$(SAY) "running the demo: vendor emulators on 127.0.0.1, the daemon, output in $(DEMO_OUTPUT)/"
-	@$(BIN)/audit-forwarder demo --output-dir $(DEMO_OUTPUT)
+	@$(BIN)/audit-forwarder demo --output-dir $(DEMO_OUTPUT)$(if $(filter 1 yes true,$(DEMO_PRESETS)), --presets)
 
 test: venv system-deps lint
 	$(SAY) "running the test suite"

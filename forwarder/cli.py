@@ -233,16 +233,20 @@ def preview(
 @main.command()
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
 @click.option("--entries", type=int, default=200, show_default=True, help="Entries per emulated organization.")
-def demo(output_dir: Path, entries: int) -> None:
+@click.option(
+    "--presets", is_flag=True, help="Also collect from Okta, GitHub and Google Workspace emulators (their presets)."
+)
+def demo(output_dir: Path, entries: int, presets: bool) -> None:
     """Run the daemon against local vendor emulators and show what it collected.
 
     \b
     Example:
       audit-forwarder demo --output-dir ./demo-output
+      audit-forwarder demo --presets
     """
     from forwarder.demo import run_demo
 
-    sys.exit(run_demo(output_dir, entries))
+    sys.exit(run_demo(output_dir, entries, presets))
 
 
 def _config_anywhere(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:

@@ -3,6 +3,11 @@
 The emulators run on loopback inside this process; the daemon runs exactly as ``once``
 does with ``demo.yaml`` (package data beside this module, so the demo works from any install,
 not only a checkout), then the demo reads the files back and shows what arrived.
+
+``--presets`` also starts the Okta, GitHub and Google Workspace emulators and reads them through
+their ``type: okta|github|google_workspace`` presets into the same files. Their source entries
+come from each emulator's ``source_config`` (the emulator contract), not from ``demo.yaml``:
+the URLs and credentials exist only while the demo runs, and the default demo stays as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import shlex
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -24,11 +30,26 @@ from forwarder.emulators.codacy import CodacyEmulator
 from forwarder.emulators.codescoring import CodescoringEmulator
 from forwarder.emulators.codestax import DEFAULT_API_KEY, CodeStaxEmulator
 from forwarder.emulators.configcat import DEFAULT_ORG_ID, ConfigCatEmulator
+from forwarder.emulators.github import GitHubEmulator
+from forwarder.emulators.google_workspace import GoogleWorkspaceEmulator
+from forwarder.emulators.okta import OktaEmulator
+from forwarder.emulators.presets_common import PresetEmulator
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
+# What the preset sources add to their emulator's entry: the timing demo.yaml gives the others.
+PRESET_TIMING = {"initial_lookback_days": 7, "lag_s": 0, "interval_s": 30}
 
 
-def run_demo(output_dir: Path, entries: int) -> int:
+# The preset vendors' emulators by source name, and the organizations each generates (None:
+# its default one). Google Workspace's organizations are applications: two show the fan-out.
+PRESETS: dict[str, tuple[Callable[[], PresetEmulator], list[str] | None]] = {
+    "okta": (OktaEmulator, None),
+    "github": (GitHubEmulator, None),
+    "google_workspace": (GoogleWorkspaceEmulator, ["login", "admin"]),
+}
+
+
+def run_demo(output_dir: Path, entries: int, presets: bool = False) -> int:
     from forwarder.daemon import Daemon
     from forwarder.logs import configure_logging
     from forwarder.once import OnceRun
@@ -52,6 +73,13 @@ def run_demo(output_dir: Path, entries: int) -> int:
     codescoring.generate(entries, **span)
     codestax.generate(entries, **span)
     servers = {name: start_in_thread(emulator) for name, emulator in emulators.items()}
+    extra_sources: dict[str, dict[str, object]] = {}
+    for name, (preset, orgs) in (PRESETS if presets else {}).items():
+        emulator = preset()
+        emulator.generate(entries, orgs=orgs, **span)
+        servers[name.upper()] = start_in_thread(emulator)
+        # the store now holds the generated organizations, which source_config reads by default
+        extra_sources[name] = {**emulator.source_config(servers[name.upper()][1]), **PRESET_TIMING}
     os.environ["DEMO_OUTPUT"] = str(output_dir)
     for name, (_, url) in servers.items():
         os.environ[f"DEMO_{name}_URL"] = url
@@ -65,9 +93,9 @@ def run_demo(output_dir: Path, entries: int) -> int:
     )
     console.print(f"[bold]audit-forwarder demo[/bold]: output in {output_dir}")
     for name, (_, url) in servers.items():
-        console.print(f"  {name.title()} emulator at {url}")
+        console.print(f"  {name.replace('_', ' ').title()} emulator at {url}")
     try:
-        settings = load_settings(DEMO_CONFIG)
+        settings = load_settings(DEMO_CONFIG, extra_sources=extra_sources)
     except ConfigError as exc:
         console.print("\n".join(exc.problems))
         return 2

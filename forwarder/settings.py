@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -307,12 +308,18 @@ def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
     return problems
 
 
-def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
+def load_settings(
+    path: Path | str, *, read_only: bool = False, extra_sources: Mapping[str, dict[str, Any]] | None = None
+) -> Settings:
     """``read_only`` is for commands that read the state and never talk to a vendor or a
     receiver (``state show``, ``dlq list``): a ``${VAR}`` left unset in a secret field loads as
     a placeholder, so they work from a shell without the service's credentials. An unset
     variable anywhere else is still refused, as it always is for ``run``, ``once`` and ``check``.
-    Nor do they read a ``<field>_from`` secret from AWS: a placeholder stands in for it."""
+    Nor do they read a ``<field>_from`` secret from AWS: a placeholder stands in for it.
+
+    ``extra_sources`` are source entries built by code (``demo --presets``: URLs and credentials
+    that exist only while it runs), added after ``${VAR}`` interpolation and validated with the
+    file's, so they are kept for ``reread_secrets`` like the rest."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -334,6 +341,8 @@ def load_settings(path: Path | str, *, read_only: bool = False) -> Settings:
     data = interpolate(data, "", missing, env, unset)
     if missing:
         raise ConfigError(path, missing)
+    if extra_sources:
+        data = {**data, "sources": {**(data.get("sources") or {}), **extra_sources}}
     settings = _validate(path, data, env, unset, offline=read_only)
     if unset:
         secrets = collect_secrets(settings)

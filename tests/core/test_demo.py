@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 from tests.support.daemon import read_ndjson
@@ -37,6 +38,33 @@ def test_demo_collects_every_vendor(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert shown.returncode == 0 and "events journaled" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_demo_presets_adds_okta_github_and_google_workspace(tmp_path: Path) -> None:
+    """``demo --presets``: the preset emulators, read through ``type: okta|github|google_workspace``,
+    land in the same files as the four vendors, whose counts stay as they were."""
+    out = tmp_path / "demo-output"
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "demo", "--presets", "--output-dir", str(out), "--entries", "10"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = read_ndjson(out)
+    per_source = Counter((e["source"], e["vendor"], e["organization"]) for e in events)
+    assert {key: n for key, n in per_source.items() if key[0] in ("okta", "github", "google_workspace")} == {
+        ("okta", "okta", "acme"): 10,
+        ("github", "github", "octo-org"): 10,
+        ("google_workspace", "google_workspace", "login"): 10,
+        ("google_workspace", "google_workspace", "admin"): 10,
+    }
+    assert sum(per_source.values()) == 4 * 10 + 5 * 10  # the default demo's five organizations too
+    assert len({e["id"] for e in events}) == len(events)
+    for preset in ("Okta", "Github", "Google Workspace"):
+        assert f"{preset} emulator at http://127.0.0.1:" in result.stdout
+    assert "google_workspace" in result.stdout.split("Collected")[1]
+    assert len(list(out.rglob("*.csv"))) == 9
 
 
 def test_the_demo_config_ships_in_the_wheel(tmp_path: Path) -> None:
