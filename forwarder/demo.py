@@ -34,6 +34,7 @@ from forwarder.emulators.github import GitHubEmulator
 from forwarder.emulators.google_workspace import GoogleWorkspaceEmulator
 from forwarder.emulators.okta import OktaEmulator
 from forwarder.emulators.presets_common import PresetEmulator
+from forwarder.sources import display_name
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 # What the preset sources add to their emulator's entry: the timing demo.yaml gives the others.
@@ -93,7 +94,8 @@ def run_demo(output_dir: Path, entries: int, presets: bool = False) -> int:
     )
     console.print(f"[bold]audit-forwarder demo[/bold]: output in {output_dir}")
     for name, (_, url) in servers.items():
-        console.print(f"  {name.replace('_', ' ').title()} emulator at {url}")
+        label = display_name(name.lower()) or name.replace("_", " ").title()
+        console.print(f"  {label} emulator at {url}")
     try:
         settings = load_settings(DEMO_CONFIG, extra_sources=extra_sources)
     except ConfigError as exc:
