@@ -25,6 +25,7 @@ from tenacity import (
 )
 
 from forwarder import metrics
+from forwarder.evidence.digest_writer import DigestWriter
 from forwarder.journal import DeliveryJournal, FencedError
 from forwarder.record import Record
 from forwarder.redaction import scrub
@@ -45,6 +46,9 @@ class SinkWorker:
         None delivers always (one process owns the state)."""
         self.name = name
         self.owns = owns
+        writer = getattr(sink, "digests", None)
+        if isinstance(writer, DigestWriter):  # its digests, too, are written only while the lease is held
+            writer.owns = owns
         self._standby = False  # not holding the lease: the offset may be moved by another replica
         self.sink = sink
         self.config = config

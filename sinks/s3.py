@@ -123,7 +123,7 @@ class S3Sink(S3Objects):
     config: S3SinkConfig
 
     def __init__(self, name: str, config: S3SinkConfig) -> None:
-        super().__init__(name, config, config.evidence)
+        super().__init__(name, config, config.evidence, config.key_template.split("{", 1)[0])
         self._format = get_formatter(config.format, config.format_options)
         self._partition_fields = tuple(sorted(set(_template_fields(config.key_template)) - {"name"}))
 

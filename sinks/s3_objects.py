@@ -99,7 +99,11 @@ class S3Objects:
 
     type_name: ClassVar[str] = "s3"
 
-    def __init__(self, name: str, config: S3ObjectsConfig, evidence: EvidenceSettings | None = None) -> None:
+    def __init__(
+        self, name: str, config: S3ObjectsConfig, evidence: EvidenceSettings | None = None, prefix: str = ""
+    ) -> None:
+        """``prefix``: the fixed start of the sink's keys (where a replica taking over looks for
+        objects its predecessor stored but no digest lists yet)."""
         self.name = name
         self.config = config
         self._client: Any = None
@@ -107,7 +111,7 @@ class S3Objects:
         self.digests = (
             None
             if evidence is None
-            else S3Digests(name, config.bucket, evidence, config.object_lock, lambda: self._client)
+            else S3Digests(name, config.bucket, evidence, config.object_lock, lambda: self._client, prefix)
         )
 
     async def start(self) -> None:

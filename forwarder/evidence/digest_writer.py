@@ -4,6 +4,12 @@ Both write one signed digest every ``digest_interval_s`` and a last one at shutd
 chained to the one before it; both list an object by its content's bytes and the chained
 events in it. Only where the listings come from and where a digest goes differ, so those
 are the subclasses' ``write``; the loop, the chaining and the listing are here, once.
+
+Replicas on one PostgreSQL state (docs/high-availability.md) share one store and one chain:
+only the replica holding the sink's lease writes a digest (``owns``, set by the sink's
+``SinkWorker``). A replica that gains the lease, or finds a digest newer than its own, chains
+to the newest digest in the store (``_refresh``) instead of to the one it remembers: a chain
+forked by two writers would show ``verify`` digests off the chain.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -48,10 +55,36 @@ class DigestWriter(ABC):
         self.key = load_private(settings.signing_key_file)
         self._previous: tuple[str, bytes, datetime] | None = None  # location, bytes and end of the newest digest
         self._task: asyncio.Task[None] | None = None
+        # whether this process holds the sink's lease; None: one process owns the state, always
+        self.owns: Callable[[], bool] | None = None
+        self._stale = True  # the chain head must be read from the store before the next digest
 
     @abstractmethod
     def write(self) -> object:
         """Gather the listings, sign and store one digest (blocking: run in a worker thread)."""
+
+    @abstractmethod
+    def _refresh(self) -> None:
+        """Replicas only: before a digest, the chain head is read again from the store if this
+        process did not hold the lease at its previous digest (``_stale``) or the store holds a
+        digest newer than this process's last one. Blocking: run in the writer's thread."""
+
+    def holding(self) -> bool:
+        """Whether this process may write a digest now; a lease not held makes the chain head
+        stale, so the next holding period starts from the newest digest in the store."""
+        if self.owns is None:
+            return True
+        if not self.owns():
+            self._stale = True
+            return False
+        return True
+
+    def _write_if_holding(self) -> object:
+        if not self.holding():
+            return None
+        if self.owns is not None:
+            self._refresh()
+        return self.write()
 
     def start(self) -> None:
         if self._task is None:
@@ -62,8 +95,8 @@ class DigestWriter(ABC):
         if self._task is not None:
             self._task.cancel()
             self._task = None
-            try:
-                await asyncio.to_thread(self.write)
+            try:  # before the lease is released (``StateOwner.stop`` comes after the sinks close)
+                await asyncio.to_thread(self._write_if_holding)
             except Exception as exc:  # S3 unreachable, a full disk: the next start's first digest covers it
                 log.error("cannot write the last digest; the next start writes it", sink=self.sink, error=str(exc))
 
@@ -71,7 +104,7 @@ class DigestWriter(ABC):
         while True:
             await asyncio.sleep(self.settings.digest_interval_s)
             try:
-                await asyncio.to_thread(self.write)
+                await asyncio.to_thread(self._write_if_holding)
             except Exception as exc:  # a full disk, a damaged digest: logged, tried again, the sink carries on
                 log.error("cannot write a digest; tried again next interval", sink=self.sink, error=str(exc))
 

@@ -5,7 +5,10 @@ uncompressed content; and every file still being appended to as ``open``, with t
 SHA-256 of its content so far (the next digest lists it again, longer, until it is rotated and
 listed closed). What a digest covers is therefore everything the sink wrote before it, whatever
 was rotated when. The scan runs under the sink's write lock, so no rotation or write is half
-seen; closed files already listed are known from the digests themselves (read once at start).
+seen; closed files already listed are known from the digests themselves (read once at start,
+and again when a replica gains the sink's lease: ``DigestWriter._refresh``). The scan lists
+whatever is in the directory, whoever wrote it, so a replica taking over a shared directory
+needs nothing more to cover its predecessor's last files.
 """
 
 from __future__ import annotations
@@ -74,6 +77,18 @@ class FileDigests(DigestWriter):
             self._listed |= {o["location"] for o in body["objects"] if o.get("state") == "closed"}
         if names:
             self._chain_to(names[-1].name, names[-1].read_bytes())
+
+    def _refresh(self) -> None:
+        with self.lock:
+            newest = self._previous[0] if self._previous is not None else None
+            if not self._stale and self.directory.is_dir():
+                self._stale = any(
+                    digest.NAME.fullmatch(p.name) and (newest is None or p.name > newest)
+                    for p in self.directory.iterdir()
+                )
+            if self._stale:
+                self._listed, self._previous = None, None  # read again by ``write``
+                self._stale = False
 
     def write(self) -> Path:
         with self.lock:
