@@ -15,37 +15,37 @@ A reload applies completely or not at all: a file that is invalid, or names a so
 that cannot be built, leaves everything running as it was.
 
 Secrets kept in AWS (``<field>_from``, ``forwarder.secret_stores``) rotate without a restart:
-every ``secrets.refresh_s``, or at once when a vendor answers 401, ``refresh_secrets`` validates
-the running configuration again with freshly read values and applies it through the same
-reload path, so only the sources and sinks whose secret changed are replaced.
+every ``secrets.refresh_s``, or at once when a vendor answers 401 (when: ``forwarder.secret_refresh``),
+``refresh_secrets`` validates the running configuration again with freshly read values and
+applies it through the same reload path, so only the sources and sinks whose secret changed
+are replaced. The pruner (``forwarder.pruner``) and the memory tuning at start-up and reload
+(``forwarder.memory``) live beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
-import os
-import platform
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from forwarder import secret_stores, systemd
+from forwarder import memory, secret_stores, systemd
 from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal.factory import make_journal
-from forwarder.journal.types import unreachable
 from forwarder.logs import watch_loop
 from forwarder.polling import Poller
+from forwarder.pruner import Pruner
 from forwarder.redaction import register_secrets
 from forwarder.reload import RESTART_ONLY, ReloadPlan, plan
 from forwarder.replicas import StateOwner
+from forwarder.secret_refresh import SecretRefresh
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings, reread_secrets
 from forwarder.sources import SOURCES
@@ -55,34 +55,7 @@ from sinks.registry import SINKS
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-LEDGER_PRUNE_EVERY_S = 600.0  # the ledger's retention is in days: a prune every ten minutes is plenty
 log = structlog.get_logger("forwarder.daemon")
-REFUSED_REREAD_GAP_S = 60.0  # a wrong token answers 401 at every poll: AWS is asked at most this often
-
-
-def _tune_gc() -> None:
-    """Everything start-up (or a reload) built lives until the next reload: frozen, the cycle
-    collector stops re-scanning it on every collection while a backlog drains; a reload
-    unfreezes it first, so what the old configuration built can still be collected. The
-    thresholds stay at their defaults: httpx leaves each response in a reference cycle with
-    its request body, and only frequent young collections free those megabytes promptly."""
-    gc.collect()
-    gc.freeze()
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates under contention an arena of its own, and memory
-    freed in one arena is never reused by another: the journal thread and the sinks' worker
-    threads (S3's gzip and PUTs) each kept their own freed megabytes, raising the peak RSS.
-    Two arenas is what ``MALLOC_ARENA_MAX=2`` would set; an operator's own setting wins, and
-    other C libraries (musl) are left alone. Called before the first worker thread starts."""
-    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
 
 
 class Daemon:
@@ -114,7 +87,14 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._secrets_task: asyncio.Task[None] | None = None
-        self._refused = asyncio.Event()  # a 401 somewhere: the stored secrets may have rotated
+        self._pruner = Pruner(
+            self.journal,
+            lambda: [p.source for p in self.pollers.values()],
+            lambda: self.settings.evidence.ledger_retention_days,
+        )
+        self._secret_refresh = SecretRefresh(
+            lambda: self.settings.secrets.refresh_s, lambda: bool(self.settings.stored_secrets), self.refresh_secrets
+        )
 
     @staticmethod
     def wall_time(loop_time: float | None) -> float | None:
@@ -125,8 +105,8 @@ class Daemon:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        limit_malloc_arenas()
-        _tune_gc()
+        memory.limit_malloc_arenas()
+        memory.tune_gc()
         await self.owner.acquire()
         await self.journal.open()
         settings = self.settings
@@ -137,7 +117,7 @@ class Daemon:
         await self.owner.start(self.pollers, self.workers)
         for name in self.workers:
             self._start_worker(name)
-        self._prune_task = asyncio.create_task(self._prune_loop(), name="prune")
+        self._prune_task = asyncio.create_task(self._pruner.run(), name="prune")
         self.started = True
         log.info(
             "audit-forwarder started",
@@ -243,37 +223,6 @@ class Daemon:
         for worker in self.workers.values():
             worker.notify()
 
-    async def _prune_loop(self) -> None:
-        ledger_due = 0.0
-        while True:
-            await asyncio.sleep(2.0)
-            try:
-                await self.journal.prune()
-            except Exception as exc:
-                if not unreachable(exc):  # the renewals and the workers say so already, once
-                    log.exception("journal prune failed")
-            if time.monotonic() >= ledger_due:
-                ledger_due = time.monotonic() + LEDGER_PRUNE_EVERY_S
-                await self._prune_ledger()
-
-    async def _prune_ledger(self) -> None:
-        """The evidence ledger's rows past their retention (``evidence.ledger_retention_days``)."""
-        from forwarder.evidence.retention import cutoffs
-
-        per_source, default = cutoffs(
-            [p.source for p in self.pollers.values()],
-            self.settings.evidence.ledger_retention_days,
-            int(time.time() * 1000),
-        )
-        try:
-            deleted = await self.journal.prune_ledger(per_source, default)
-        except Exception as exc:
-            if not unreachable(exc):  # a PostgreSQL state out of reach: said once by the renewals
-                log.exception("evidence ledger prune failed")
-            return
-        if deleted:
-            log.info("evidence ledger rows past their retention deleted", rows=deleted)
-
     async def poll(self, name: str) -> bool:
         poller = self.pollers.get(name)
         if poller is None:  # removed by a reload after this run was scheduled
@@ -332,9 +281,9 @@ class Daemon:
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         interval = systemd.watchdog_interval()
         if interval:
-            self._watchdog_task = asyncio.create_task(self._watchdog(interval), name="watchdog")
-        self._secrets_task = asyncio.create_task(self._secrets_loop(), name="secrets")
-        unregister = secret_stores.on_credentials_refused(self._refused.set)
+            self._watchdog_task = asyncio.create_task(systemd.ping_watchdog(interval), name="watchdog")
+        self._secrets_task = asyncio.create_task(self._secret_refresh.run(), name="secrets")
+        unregister = secret_stores.on_credentials_refused(self._secret_refresh.refused.set)
         try:
             await self.stopping.wait()
             log.info("stop requested; finishing in-flight batches")
@@ -343,29 +292,30 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
             await self.stop()
 
-    async def _watchdog(self, interval: float) -> None:
-        # Pinging from the loop itself: a blocked or wedged loop stops the pings and systemd restarts us.
-        while True:
-            systemd.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)
-
     def _status_line(self) -> str:
         return f"{len(self.pollers)} sources, {len(self.workers)} sinks"
 
     # --- reload --------------------------------------------------------------------------------
     async def reload(self) -> bool:
         """SIGHUP: reread the configuration file; on any problem keep running the old one."""
-        async with self._reload_lock:
-            systemd.notify("RELOADING=1", systemd.monotonic_usec())
-            gc.unfreeze()  # what the old configuration built may now be garbage, cycles included
+        async with self._reload_lock, self._reloading():
             try:
                 return await self._reload()
             except Exception:
                 log.exception("configuration reload failed; the running configuration stays in force")
                 return False
-            finally:
-                _tune_gc()
-                systemd.notify("READY=1", f"STATUS={self._status_line()}")
+
+    @contextlib.asynccontextmanager
+    async def _reloading(self) -> AsyncIterator[None]:
+        """Around a reload or a secret rotation: systemd told, and what the old configuration
+        built unfrozen so it can be collected, then what the new one built frozen."""
+        systemd.notify("RELOADING=1", systemd.monotonic_usec())
+        memory.thaw()
+        try:
+            yield
+        finally:
+            memory.tune_gc()
+            systemd.notify("READY=1", f"STATUS={self._status_line()}")
 
     async def _reload(self) -> bool:
         if self.config_path is None:
@@ -383,28 +333,6 @@ class Daemon:
         return True
 
     # --- stored secrets ---------------------------------------------------------------------------
-    async def _secrets_loop(self) -> None:
-        """Every ``secrets.refresh_s``, and sooner after a 401 (at most every REFUSED_REREAD_GAP_S:
-        a wrong token refused at every poll must neither hammer AWS nor postpone the periodic read)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + self.settings.secrets.refresh_s
-        last_refused = -REFUSED_REREAD_GAP_S
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(due):
-                    await self._refused.wait()
-            refused, now = self._refused.is_set(), loop.time()
-            self._refused.clear()
-            if now >= due:
-                due = now + self.settings.secrets.refresh_s
-            elif not refused or now - last_refused < REFUSED_REREAD_GAP_S or not self.settings.stored_secrets:
-                continue
-            else:
-                last_refused = now
-                log.info("credentials refused; reading the stored secrets again")
-            if self.settings.stored_secrets:
-                await self.refresh_secrets()
-
     async def refresh_secrets(self) -> bool:
         """Reads every stored secret again; if one changed, replaces the sources and sinks using
         it through the reload path (sinks finish their in-flight batch). True if it applied one.
@@ -425,16 +353,12 @@ class Daemon:
             if change.empty:
                 log.debug("stored secrets unchanged", secrets=sorted(self.settings.stored_secrets))
                 return False
-            systemd.notify("RELOADING=1", systemd.monotonic_usec())
-            gc.unfreeze()
-            try:
-                await self._apply(change, "stored secrets changed; their users were rebuilt")
-            except Exception:
-                log.exception("applying the rotated secrets failed; the running configuration stays in force")
-                return False
-            finally:
-                _tune_gc()
-                systemd.notify("READY=1", f"STATUS={self._status_line()}")
+            async with self._reloading():
+                try:
+                    await self._apply(change, "stored secrets changed; their users were rebuilt")
+                except Exception:
+                    log.exception("applying the rotated secrets failed; the running configuration stays in force")
+                    return False
             return True
 
     async def _apply(self, change: ReloadPlan, event: str = "configuration reloaded") -> None:

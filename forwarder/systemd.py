@@ -8,6 +8,7 @@ Outside systemd ``NOTIFY_SOCKET`` is unset and every call is a no-op.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -42,3 +43,10 @@ def watchdog_interval() -> float | None:
 def monotonic_usec() -> str:
     """The field systemd wants with ``RELOADING=1`` to tell one reload from the next."""
     return f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+
+
+async def ping_watchdog(interval: float) -> None:
+    """Pinging from the loop itself: a blocked or wedged loop stops the pings and systemd restarts us."""
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from forwarder import daemon
+from forwarder import memory
 from tests.support.config import file_sink, make_config
 from tests.support.daemon import DaemonProcess
 from tests.support.emulators import EmulatorProcess, running
@@ -78,14 +78,14 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.
             calls.append((param, value))
             return 1
 
-    monkeypatch.setattr(daemon.ctypes, "CDLL", lambda name: Libc())
-    monkeypatch.setattr(daemon.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    daemon.limit_malloc_arenas()
-    assert calls == [(daemon.M_ARENA_MAX, 2)]
+    memory.limit_malloc_arenas()
+    assert calls == [(memory.M_ARENA_MAX, 2)]
     monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the operator's choice is glibc's to apply
-    daemon.limit_malloc_arenas()
+    memory.limit_malloc_arenas()
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    monkeypatch.setattr(daemon.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
-    daemon.limit_malloc_arenas()
-    assert calls == [(daemon.M_ARENA_MAX, 2)]
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
+    memory.limit_malloc_arenas()
+    assert calls == [(memory.M_ARENA_MAX, 2)]

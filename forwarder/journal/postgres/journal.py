@@ -11,59 +11,41 @@ several replicas then commit in seq order, so a sink can never read seq N+1 befo
 visible (it would move its offset past N for good).
 
 Every write made under a lease (a source's page and cursor, a sink's in-flight note and
-offset) checks the lease in the same transaction when a ``Fence`` is given: the holder and
-the token must still be the row's and the lease unexpired by the database's clock. The check
-locks the lease row (``FOR SHARE``), so a takeover waits for the write or the write sees the
-takeover; a replica that lost its lease can never commit (``FencedError``).
+offset) checks the lease in the same transaction when a ``Fence`` is given
+(``forwarder.journal.postgres.fencing``). This module keeps the writes and the reads of
+delivery; the inspection reads are in ``inspection.py``, the evidence ledger in ``ledger.py``
+(``LedgerAccess``, inherited), the schema in ``schema.py``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import START, Head
 from forwarder.journal import chain_heads, ledger
-from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.events import decode
-from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
+from forwarder.journal.postgres import inspection
 from forwarder.journal.postgres import ledger as pg_ledger
+from forwarder.journal.postgres.fencing import Fence, under_lease
 from forwarder.journal.postgres.schema import check_version, migrate
+from forwarder.journal.postgres.sql import Conn
+from forwarder.journal.postgres.sql import row as _row
+from forwarder.journal.postgres.sql import rows as _rows
 from forwarder.journal.quarantine import as_json
-from forwarder.journal.types import DeadLetter, FencedError, JournalStats, SinkLag, StateError, sink_unit, source_unit
+from forwarder.journal.types import DeadLetter, FencedError, JournalStats, StateError, sink_unit, source_unit
 from forwarder.record import Record
 
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 __all__ = ["Conn", "Fence", "FencedError", "PostgresJournal", "sink_unit", "source_unit"]
 _READ_CHUNKS = 16
 
 
-class Fence(Protocol):
-    """The leases a replica holds: ``holding(unit)`` is (holder, token), or None if not held."""
-
-    def holding(self, unit: str) -> tuple[str, int] | None: ...
-
-    def fenced(self, unit: str) -> None:
-        """Called when the database refused a write under ``unit``: count it, drop the unit."""
-        ...
-
-
-async def _rows(conn: Conn, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    return await (await conn.execute(query, params)).fetchall()
-
-
-async def _row(conn: Conn, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-    return await (await conn.execute(query, params)).fetchone()
-
-
-class PostgresJournal:
+class PostgresJournal(pg_ledger.LedgerAccess):
     """``forwarder.journal.protocols.StateJournal`` on PostgreSQL."""
 
     def __init__(
@@ -142,39 +124,6 @@ class PostgresJournal:
         read, which a sink worker makes at least every second."""
         return self._head
 
-    # --- fencing --------------------------------------------------------------------------
-    @asynccontextmanager
-    async def _under_lease(self, unit: str, durable: bool = True) -> AsyncIterator[Conn]:
-        """A transaction whose writes commit only while this replica holds ``unit``'s lease."""
-        async with self.pool.connection() as conn:
-            try:
-                async with conn.transaction():
-                    if not durable:
-                        await conn.execute("SET LOCAL synchronous_commit = off")
-                    await self._check_lease(conn, unit)
-                    yield conn
-            except FencedError:
-                await conn.execute(
-                    "INSERT INTO af_counters VALUES ('fenced_writes', 1) "
-                    "ON CONFLICT (name) DO UPDATE SET value = af_counters.value + 1"
-                )
-                raise
-
-    async def _check_lease(self, conn: Conn, unit: str) -> None:
-        if self.fence is None:
-            return
-        held = self.fence.holding(unit)
-        if held is not None:
-            cur = await conn.execute(
-                "SELECT 1 FROM af_leases WHERE unit = %s AND holder = %s AND token = %s AND expires_at > now() "
-                "FOR SHARE",
-                (unit, held[0], held[1]),
-            )
-            if await cur.fetchone() is not None:
-                return
-        self.fence.fenced(unit)
-        raise FencedError(f"this replica no longer holds the lease on {unit}; its write was refused")
-
     # --- cursors and appends ----------------------------------------------------------------
     async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None:
         async with self.pool.connection() as conn:
@@ -196,7 +145,7 @@ class PostgresJournal:
     ) -> None:
         now = time.time()
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
-        async with self._under_lease(source_unit(cursor_source or source, organization)) as conn:
+        async with under_lease(self.pool, self.fence, source_unit(cursor_source or source, organization)) as conn:
             if chain is not None:
                 await self._advance_chain(conn, source, organization, *chain)
             await self._write_page(conn, chunks, source, organization, cursor, quarantined, cursor_source, now, chain)
@@ -312,7 +261,7 @@ class PostgresJournal:
         return int(row[0]) if row else None
 
     async def begin(self, sink: str, last_seq: int) -> None:
-        async with self._under_lease(sink_unit(sink), durable=False) as conn:
+        async with under_lease(self.pool, self.fence, sink_unit(sink), durable=False) as conn:
             await conn.execute(
                 "INSERT INTO af_sink_inflight VALUES (%s, %s) "
                 "ON CONFLICT (sink) DO UPDATE SET last_seq = excluded.last_seq",
@@ -361,7 +310,7 @@ class PostgresJournal:
 
     async def commit(self, sink: str, seq: int, dead: Sequence[tuple[Record, str]] = ()) -> None:
         now = time.time()
-        async with self._under_lease(sink_unit(sink), durable=False) as conn:
+        async with under_lease(self.pool, self.fence, sink_unit(sink), durable=False) as conn:
             if dead:
                 async with conn.cursor() as cur:
                     await cur.executemany(
@@ -410,86 +359,16 @@ class PostgresJournal:
         self._pruned_to = floor
         return events
 
-    # --- inspection -------------------------------------------------------------------------
+    # --- inspection (``inspection.py``) ------------------------------------------------------
     async def stats(self) -> JournalStats:
         async with self.pool.connection() as conn:
             await self._load_head(conn)
-            cursors = [
-                (str(s), str(o), dict(orjson.loads(state)), float(at))
-                for s, o, state, at in await _rows(
-                    conn, "SELECT source, organization, state, updated_at FROM af_cursors ORDER BY 1, 2"
-                )
-            ]
-            sinks = []
-            for sink, seq in await _rows(conn, "SELECT sink, seq FROM af_sink_offsets ORDER BY 1"):
-                count, oldest = await _row(
-                    conn,
-                    "SELECT COALESCE(SUM(last_seq - GREATEST(first_seq, %s) + 1), 0), MIN(journaled_at) "
-                    "FROM af_chunks WHERE last_seq > %s",
-                    (int(seq) + 1, int(seq)),
-                ) or (0, None)
-                sinks.append(SinkLag(str(sink), int(seq), int(count), None if oldest is None else int(oldest * 1000)))
-            quarantined = {
-                (str(s), str(o)): int(n)
-                for s, o, n in await _rows(
-                    conn, "SELECT source, organization, COUNT(*) FROM af_quarantine GROUP BY 1, 2"
-                )
-            }
-            dead = {
-                str(s): int(n) for s, n in await _rows(conn, "SELECT sink, COUNT(*) FROM af_dead_letters GROUP BY 1")
-            }
-        return JournalStats(self._events, self._bytes, self._head, cursors, sinks, quarantined, dead)
+            return await inspection.stats(conn, self._events, self._bytes, self._head)
 
     async def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
         async with self.pool.connection() as conn:
-            rows = await _rows(
-                conn,
-                "SELECT id, sink, reason, at, seq, event_id, source, organization, time_ms, data, vendor "
-                "FROM af_dead_letters WHERE (%s::text IS NULL OR sink = %s) ORDER BY id",
-                (sink, sink),
-            )
-        wanted = set(ids)
-        return [
-            DeadLetter(int(r[0]), r[1], r[2], float(r[3]), Record(*r[4:])._replace(**event_summary(bytes(r[9]))))
-            for r in rows
-            if not wanted or r[0] in wanted
-        ]
+            return await inspection.dead_letters(conn, sink, ids)
 
     async def delete_dead_letters(self, ids: Sequence[int]) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("DELETE FROM af_dead_letters WHERE id = ANY(%s)", (list(ids),))
-            return cur.rowcount
-
-    # --- evidence ledger (forwarder.journal.ledger) -------------------------------------------
-    async def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.listing(conn, source, organization, from_ms, to_ms)
-
-    async def ledger_streams(self) -> list[tuple[str, str]]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.streams(conn)
-
-    async def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.gaps(conn, from_ms, to_ms)
-
-    async def confirmations(self) -> list[SinkConfirmation]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.confirmations(conn)
-
-    async def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.quarantined(conn, from_s, to_s)
-
-    async def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            return await pg_ledger.prune(conn, cutoffs, default_cutoff)
-
-    async def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            await pg_ledger.record_run(conn, kind, scope, ok, summary)
-
-    async def evidence_runs(self) -> list[EvidenceRun]:
-        async with self.pool.connection() as conn:
-            return await pg_ledger.last_runs(conn)
+            return await inspection.delete_dead_letters(conn, ids)

@@ -13,7 +13,7 @@ A replica that cannot reach the database keeps working only until ``valid_until`
 monotonic time at which it sent its last successful renewal, plus the TTL, less a margin. The
 database's lease ends at the earliest TTL after that renewal committed, so the replica stops
 before any other can take its units over. Writes are fenced in the journal
-(``forwarder.journal.postgres.journal``) whatever this module believes.
+(``forwarder.journal.postgres.fencing``) whatever this module believes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from forwarder.journal.postgres.journal import Conn
+from forwarder.journal.postgres.sql import Conn
 
 log = structlog.get_logger("forwarder.leases")
 SAFETY = 0.2  # the share of the TTL a replica gives up early, for clock rates and scheduling delays
@@ -59,7 +59,7 @@ class Leases:
     def renew_every_s(self) -> float:
         return self.ttl_s / 4
 
-    # --- the fence (``forwarder.journal.postgres.journal.Fence``) ------------------------------
+    # --- the fence (``forwarder.journal.postgres.fencing.Fence``) ------------------------------
     def holding(self, unit: str) -> tuple[str, int] | None:
         token = self.held.get(unit)
         if token is None or time.monotonic() >= self.valid_until:

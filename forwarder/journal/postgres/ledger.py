@@ -1,6 +1,7 @@
 """The evidence ledger (``forwarder.journal.ledger``) in PostgreSQL: the same rows and rules as
 the SQLite side, in the ``af_ledger*`` tables of schema version 3. Every write runs inside the
-caller's transaction (the page's, the commit's, the registration's)."""
+caller's transaction (the page's, the commit's, the registration's). ``LedgerAccess`` is
+``PostgresJournal``'s face of it (the ``EvidenceLedger`` protocol), one connection per call."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
-
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+from forwarder.journal.postgres.sql import Conn
 
 MIGRATION = [
     "CREATE TABLE af_ledger_streams (id bigserial PRIMARY KEY, source text NOT NULL, organization text NOT NULL,"
@@ -139,3 +139,43 @@ async def last_runs(conn: Conn) -> list[EvidenceRun]:
     return [
         EvidenceRun(str(k), float(a), str(s), bool(o), orjson.loads(bytes(m))) for k, a, s, o, m in await cur.fetchall()
     ]
+
+
+class LedgerAccess:
+    """``forwarder.journal.protocols.EvidenceLedger`` over the pool of ``PostgresJournal``
+    (which inherits it): the functions above, each on a connection of its own."""
+
+    pool: AsyncConnectionPool[Conn]
+
+    async def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
+        async with self.pool.connection() as conn:
+            return await listing(conn, source, organization, from_ms, to_ms)
+
+    async def ledger_streams(self) -> list[tuple[str, str]]:
+        async with self.pool.connection() as conn:
+            return await streams(conn)
+
+    async def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]:
+        async with self.pool.connection() as conn:
+            return await gaps(conn, from_ms, to_ms)
+
+    async def confirmations(self) -> list[SinkConfirmation]:
+        async with self.pool.connection() as conn:
+            return await confirmations(conn)
+
+    async def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]:
+        async with self.pool.connection() as conn:
+            return await quarantined(conn, from_s, to_s)
+
+    async def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            return await prune(conn, cutoffs, default_cutoff)
+
+    async def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await record_run(conn, kind, scope, ok, summary)
+
+    async def evidence_runs(self) -> list[EvidenceRun]:
+        async with self.pool.connection() as conn:
+            return await last_runs(conn)

@@ -1,0 +1,40 @@
+"""Process memory at start-up and reload: fewer malloc arenas, and what start-up built frozen
+out of the cycle collector's way. Both shape the peak RSS of a draining backlog
+(``tests/reliability/test_memory.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import platform
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+def tune_gc() -> None:
+    """Everything start-up (or a reload) built lives until the next reload: frozen, the cycle
+    collector stops re-scanning it on every collection while a backlog drains; a reload
+    unfreezes it first (``thaw``), so what the old configuration built can still be collected.
+    The thresholds stay at their defaults: httpx leaves each response in a reference cycle with
+    its request body, and only frequent young collections free those megabytes promptly."""
+    gc.collect()
+    gc.freeze()
+
+
+def thaw() -> None:
+    """Before a reload: what the old configuration built may now be garbage, cycles included."""
+    gc.unfreeze()
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates under contention an arena of its own, and memory
+    freed in one arena is never reused by another: the journal thread and the sinks' worker
+    threads (S3's gzip and PUTs) each kept their own freed megabytes, raising the peak RSS.
+    Two arenas is what ``MALLOC_ARENA_MAX=2`` would set; an operator's own setting wins, and
+    other C libraries (musl) are left alone. Called before the first worker thread starts."""
+    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
