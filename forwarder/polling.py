@@ -103,7 +103,12 @@ class Poller:
                 for extra in page.extra_events:  # gap events are links of the chain too
                     self._add(entries, extra, chain)
                 await self.journal.append(
-                    name, organization, entries, page.cursor, quarantined, chain=(chain.journaled, chain.head)
+                    name,
+                    organization,
+                    entries,
+                    page.cursor,
+                    quarantined=quarantined,
+                    chain=(chain.journaled, chain.head),
                 )
                 chain.journaled = chain.head
                 status.events += entries.count

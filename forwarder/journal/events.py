@@ -68,26 +68,20 @@ class EventStore:
     def read(self, db: sqlite3.Connection, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
         """The events after ``after_seq`` in order, at most ``max_events`` and ``max_bytes`` (but at
         least one)."""
-        out: list[Record] = []
-        total = 0
+        batch = Batch(max_events, max_bytes)
         last_first = self._chunk_holding(db, after_seq + 1) - 1
         while True:
             chunks = db.execute(
                 "SELECT first_seq, last_seq FROM chunks WHERE first_seq > ? ORDER BY first_seq LIMIT 16", (last_first,)
             ).fetchall()
             if not chunks:
-                return out
+                return batch.records
             for first, last in chunks:
                 last_first = first
                 if last <= after_seq:  # the chunk before a gap, or a caught-up sink's last one
                     continue
-                for record in self._decoded(db, first)[1][max(0, after_seq + 1 - first) :]:
-                    total += len(record.data)
-                    if out and total > max_bytes:
-                        return out
-                    out.append(record)
-                    if len(out) >= max_events:
-                        return out
+                if not batch.take(self._decoded(db, first)[1][max(0, after_seq + 1 - first) :]):
+                    return batch.records
 
     def journaled_at(self, db: sqlite3.Connection, seq: int) -> float | None:
         row = db.execute(
@@ -150,6 +144,27 @@ class EventStore:
         if len(self._cache) > _DECODED_CHUNKS:
             self._cache.popitem(last=False)
         return decoded
+
+
+class Batch:
+    """The records one read gathers, in seq order, up to its limits (but at least one)."""
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.records: list[Record] = []
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self._bytes = 0
+
+    def take(self, records: list[Record]) -> bool:
+        """Adds ``records`` in order; False once the batch is full."""
+        for record in records:
+            self._bytes += len(record.data)
+            if self.records and self._bytes > self.max_bytes:
+                return False
+            self.records.append(record)
+            if len(self.records) >= self.max_events:
+                return False
+        return True
 
 
 def decode(first_seq: int, source: str, organization: str, meta: bytes, data: bytes) -> list[Record]:

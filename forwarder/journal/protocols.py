@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import Head
@@ -20,22 +20,21 @@ from forwarder.journal.types import DeadLetter, JournalStats
 from forwarder.record import Record
 
 
+class PageParts(TypedDict, total=False):
+    """What a page's append carries besides its events and cursor, in the same transaction."""
+
+    quarantined: Sequence[tuple[str, Any]]  # entries that could not be normalized, with the reason
+    cursor_source: str | None  # the cursor's key when not the events' source (a backfill's progress)
+    chain: tuple[Head, Head] | None  # the stream's chain head (before, after): refused if moved meanwhile
+
+
 class PollJournal(Protocol):
     async def get_cursor(self, source: str, organization: str) -> dict[str, Any] | None: ...
 
     async def append(
-        self,
-        source: str,
-        organization: str,
-        entries: Chunks,
-        cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        *,
-        chain: tuple[Head, Head] | None = None,
+        self, source: str, organization: str, entries: Chunks, cursor: dict[str, Any], **page: Unpack[PageParts]
     ) -> None:
-        """Events, quarantined entries and the cursor in one durable transaction, or none.
-        ``chain`` (head before, head after) moves the stream's hash-chain head in that same
-        transaction, refused if another writer moved it meanwhile."""
+        """Events, quarantined entries and the cursor in one durable transaction, or none."""
         ...
 
     async def chain_head(self, source: str, organization: str) -> Head:
@@ -120,13 +119,8 @@ class StateJournal(PollJournal, DeliveryJournal, EvidenceLedger, Protocol):
         organization: str,
         entries: Sequence[JournalEntry] | Chunks,
         cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        cursor_source: str | None = None,
-        chain: tuple[Head, Head] | None = None,
-    ) -> None:
-        """``cursor_source`` keeps the cursor under another key than the events' source (a
-        backfill's progress lives apart from the live cursor)."""
-        ...
+        **page: Unpack[PageParts],
+    ) -> None: ...
 
     async def register_sinks(self, names: Iterable[str]) -> list[str]: ...
 

@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import Head
 from forwarder.journal import chain_heads, cursors, dead_letters, ledger, offsets, quarantine
 from forwarder.journal.events import EventStore
 from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
+from forwarder.journal.protocols import PageParts
 from forwarder.journal.schema import connect
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, SinkLag
@@ -60,15 +61,10 @@ class SqliteState:
             self._db = None
 
     def append(
-        self,
-        source: str,
-        organization: str,
-        entries: Sequence[JournalEntry] | Chunks,
-        cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        cursor_source: str | None = None,
-        chain: tuple[Head, Head] | None = None,
-    ) -> None:
+        self, source: str, organization: str, entries: Sequence[JournalEntry] | Chunks, cursor: dict[str, Any],
+        **page: Unpack[PageParts],
+    ) -> None:  # fmt: skip
+        chain = page.get("chain")
         now = time.time()
         db = self.db
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
@@ -77,8 +73,8 @@ class SqliteState:
             with transaction(db):
                 added = self.events.insert(db, chunks, source, organization, now)
                 ledger.insert(db, source, organization, *noted)
-                quarantine.insert(db, source, organization, quarantined, now)
-                cursors.put(db, cursor_source or source, organization, cursor, now)
+                quarantine.insert(db, source, organization, page.get("quarantined", ()), now)
+                cursors.put(db, page.get("cursor_source") or source, organization, cursor, now)
                 if chain is not None:  # the stream's chain head, with the events it ends
                     chain_heads.advance(db, source, organization, *chain)
         except sqlite3.OperationalError as exc:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -33,6 +33,7 @@ from forwarder.chunks import Chunks
 from forwarder.daemon import Daemon
 from forwarder.evidence.chain import Head
 from forwarder.journal import StateJournal
+from forwarder.journal.protocols import PageParts
 from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source
@@ -112,18 +113,12 @@ class WindowJournal:
         return cursor or {"watermark_ms": self.window.since_ms, "recent": {}}
 
     async def append(
-        self,
-        source: str,
-        organization: str,
-        entries: Chunks,
-        cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        *,
-        chain: tuple[Head, Head] | None = None,
+        self, source: str, organization: str, entries: Chunks, cursor: dict[str, Any], **page: Unpack[PageParts]
     ) -> None:
         w = self.window
         inside = Chunks.of(e for e in entries if w.inside(e.time_ms))  # the poller kept only these already
-        await self.journal.append(source, organization, inside, cursor, quarantined, cursor_source=w.key, chain=chain)
+        page["cursor_source"] = w.key  # the window's progress, apart from the live cursor
+        await self.journal.append(source, organization, inside, cursor, **page)
         progress = w.progress.setdefault(organization, OrgProgress())
         progress.pages += 1
         progress.events += inside.count

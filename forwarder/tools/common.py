@@ -3,6 +3,7 @@ configured source, reading dates, printing JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -40,43 +41,27 @@ def lock_state(settings: Settings) -> StateLock:
 
 @asynccontextmanager
 async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[StateJournal]:
-    if settings.state.backend == "postgresql":
-        async with _open_shared_state(settings, change=change) as journal:
-            yield journal
-        return
-    path = settings.state_dir / JOURNAL_FILE
-    if not path.exists():
-        raise StateError(f"no state database at {path} yet: the daemon has not run with this state_dir")
-    lock = lock_state(settings) if change else None
-    journal = make_journal(settings.state, settings.state_dir, migrate=change)  # only the lock holder may migrate
-    try:
+    """The state, for a tool. Changing it takes the lock the daemon holds, without waiting (only
+    the lock holder may migrate): SQLite's flock, or the replicas' PostgreSQL advisory lock taken
+    exclusively, refused while any replica runs (``forwarder.replicas``). Reading takes nothing."""
+    if settings.state.backend == "sqlite" and not (settings.state_dir / JOURNAL_FILE).exists():
+        raise StateError(
+            f"no state database at {settings.state_dir / JOURNAL_FILE} yet: the daemon has not run with this state_dir"
+        )
+    async with contextlib.AsyncExitStack() as held:
+        if change and settings.state.backend == "sqlite":
+            held.callback(lock_state(settings).release)
+        elif change:
+            from forwarder.journal.factory import postgres_conninfo
+            from forwarder.replicas import AdvisoryLock
+
+            lock = AdvisoryLock(*postgres_conninfo(settings.state))
+            await lock.exclusive()
+            held.push_async_callback(lock.close)
+        journal = make_journal(settings.state, settings.state_dir, migrate=change)
+        held.push_async_callback(journal.close)
         await journal.open()
         yield journal
-    finally:
-        await journal.close()
-        if lock is not None:
-            lock.release()
-
-
-@asynccontextmanager
-async def _open_shared_state(settings: Settings, *, change: bool) -> AsyncIterator[StateJournal]:
-    """A PostgreSQL state: changing it takes the replicas' advisory lock exclusively, refused
-    while any replica runs (``forwarder.replicas``); reading takes nothing."""
-    from forwarder.journal.factory import postgres_conninfo
-    from forwarder.replicas import AdvisoryLock
-
-    lock = None
-    if change:
-        lock = AdvisoryLock(*postgres_conninfo(settings.state))
-        await lock.exclusive()
-    journal = make_journal(settings.state, settings.state_dir, migrate=change)
-    try:
-        await journal.open()
-        yield journal
-    finally:
-        await journal.close()
-        if lock is not None:
-            await lock.close()
 
 
 def build_source(settings: Settings, name: str) -> Source:

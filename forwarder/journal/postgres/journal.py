@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 from psycopg_pool import AsyncConnectionPool
@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import START, Head
 from forwarder.journal import chain_heads, ledger
-from forwarder.journal.events import decode
+from forwarder.journal.events import Batch, decode
 from forwarder.journal.postgres import inspection
 from forwarder.journal.postgres import ledger as pg_ledger
 from forwarder.journal.postgres.fencing import Fence, under_lease
@@ -37,6 +37,7 @@ from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.postgres.sql import Conn
 from forwarder.journal.postgres.sql import row as _row
 from forwarder.journal.postgres.sql import rows as _rows
+from forwarder.journal.protocols import PageParts
 from forwarder.journal.quarantine import as_json
 from forwarder.journal.types import DeadLetter, FencedError, JournalStats, StateError, sink_unit, source_unit
 from forwarder.record import Record
@@ -134,15 +135,11 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         return None if row is None else dict(orjson.loads(row[0]))
 
     async def append(
-        self,
-        source: str,
-        organization: str,
-        entries: Sequence[JournalEntry] | Chunks,
-        cursor: dict[str, Any],
-        quarantined: Sequence[tuple[str, Any]] = (),
-        cursor_source: str | None = None,
-        chain: tuple[Head, Head] | None = None,
-    ) -> None:
+        self, source: str, organization: str, entries: Sequence[JournalEntry] | Chunks, cursor: dict[str, Any],
+        **page: Unpack[PageParts],
+    ) -> None:  # fmt: skip
+        chain, cursor_source = page.get("chain"), page.get("cursor_source")
+        quarantined = page.get("quarantined", ())
         now = time.time()
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
         async with under_lease(self.pool, self.fence, source_unit(cursor_source or source, organization)) as conn:
@@ -269,8 +266,7 @@ class PostgresJournal(pg_ledger.LedgerAccess):
             )
 
     async def read(self, after_seq: int, max_events: int, max_bytes: int) -> list[Record]:
-        out: list[Record] = []
-        total = 0
+        batch = Batch(max_events, max_bytes)
         async with self.pool.connection() as conn:
             await self._load_head(conn)
             start = await _row(
@@ -285,18 +281,13 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                     (last_first, _READ_CHUNKS),
                 )
                 if not rows:
-                    return out
+                    return batch.records
                 for first, last, source, organization, meta, data in rows:
                     last_first = first
                     if last <= after_seq:
                         continue
-                    for record in decode(first, source, organization, meta, data)[max(0, after_seq + 1 - first) :]:
-                        total += len(record.data)
-                        if out and total > max_bytes:
-                            return out
-                        out.append(record)
-                        if len(out) >= max_events:
-                            return out
+                    if not batch.take(decode(first, source, organization, meta, data)[max(0, after_seq + 1 - first) :]):
+                        return batch.records
 
     async def journaled_at(self, seq: int) -> float | None:
         async with self.pool.connection() as conn:
