@@ -162,17 +162,23 @@ class Daemon:
         self.worker_tasks[name] = asyncio.create_task(self.workers[name].run(), name=f"sink:{name}")
 
     async def _stop_sources(self, names: list[str]) -> None:
-        tasks = [t for name in names for t in self.poll_tasks.pop(name, set())]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Unscheduled and unlisted first, then its polls cancelled, then the source closed: a
+        poll started while the others were being cancelled (the scheduler, a lease just gained)
+        used the closed client and logged a traceback."""
+        pollers = []
         for name in names:
             if self.scheduler is not None and self.scheduler.get_job(name) is not None:
                 self.scheduler.remove_job(name)
             poller = self.pollers.pop(name, None)
             if poller is not None:
-                with contextlib.suppress(Exception):
-                    await poller.source.close()
+                pollers.append(poller)
+        tasks = [t for name in names for t in self.poll_tasks.pop(name, set())]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for poller in pollers:
+            with contextlib.suppress(Exception):
+                await poller.source.close()
 
     async def _stop_sinks(self, names: list[str], timeout_s: float | None = None) -> None:
         """Each worker finishes its in-flight batch (up to shutdown_timeout_s, or ``timeout_s``

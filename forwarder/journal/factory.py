@@ -22,7 +22,15 @@ def make_journal(
 
     conninfo, where = postgres_conninfo(state)
     register_secrets(dsn_secrets(state))
-    return PostgresJournal(conninfo, max_events, max_bytes, migrate=migrate, pool_size=state.pool_size, where=where)
+    return PostgresJournal(
+        conninfo,
+        max_events,
+        max_bytes,
+        migrate=migrate,
+        pool_size=state.pool_size,
+        where=where,
+        stalled_transaction_s=state.lease_ttl_s / 2,
+    )
 
 
 def postgres_conninfo(state: StateSettings) -> tuple[str, str]:

@@ -59,9 +59,13 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         pool_size: int = 4,
         connect_timeout_s: float = 10.0,
         where: str = "PostgreSQL",
+        stalled_transaction_s: float = 15.0,
     ) -> None:
         """``where`` names the database in messages (host and database name, never the
-        password that ``conninfo`` may hold)."""
+        password that ``conninfo`` may hold). ``stalled_transaction_s``: the server aborts a
+        transaction whose client stopped talking mid-way (a replica paused or cut off) after
+        this long, so the row locks it holds (the head row, lease rows) do not stop the other
+        replicas for longer than that; the factory sets half the lease TTL."""
         self.path = where
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -74,7 +78,11 @@ class PostgresJournal(pg_ledger.LedgerAccess):
             max_size=pool_size,
             open=False,
             timeout=connect_timeout_s,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, int(connect_timeout_s)),
+                "options": f"-c idle_in_transaction_session_timeout={max(1000, int(stalled_transaction_s * 1000))}",
+            },
         )
         self._head = 0
         self._events = 0
