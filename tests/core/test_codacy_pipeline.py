@@ -15,6 +15,7 @@ import pytest
 
 from forwarder.emulators.codacy import format_timestamp
 from forwarder.event import content_id
+from tests.support.config import codacy_files_config
 from tests.support.daemon import cli, read_ndjson, start, write_config
 from tests.support.emulators import EmulatorProcess, running
 
@@ -27,38 +28,6 @@ def codacy() -> Iterator[EmulatorProcess]:
     emulator = running("codacy", entries=40, options={"orgs": ORGS, "span_s": 3 * 86400})
     yield emulator
     emulator.stop()
-
-
-def config(tmp_path: Path, url: str, **overrides: Any) -> Path:
-    source = {
-        "type": "codacy",
-        "base_url": f"{url}/api/v3",
-        "api_token": TOKEN,
-        "organizations": ORGS,
-        "initial_lookback_days": 7,
-        "lag_s": 0,
-        "overlap_s": 600,
-        "interval_s": 1,
-        "jitter_s": 0,
-        "max_attempts": 3,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
-    }
-    source.update(overrides.pop("source", {}))
-    cfg: dict[str, Any] = {
-        "state_dir": str(tmp_path / "state"),
-        "retry": {"initial_backoff_s": 0.05, "max_backoff_s": 0.3},
-        "sources": {"codacy": source},
-        "sinks": {
-            "out": {
-                "type": "file",
-                "path": str(tmp_path / "out" / "{organization}.ndjson"),
-                "batch_max_age_s": 0.05,
-            }
-        },
-    }
-    cfg.update(overrides)
-    return write_config(tmp_path / "config.yaml", cfg)
 
 
 def expected_ids(emulator: EmulatorProcess) -> Counter[str]:
@@ -74,7 +43,7 @@ def delivered(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def test_first_run_collects_every_entry_once_and_second_run_nothing(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     result = cli(cfg, "once")
     assert result.returncode == 0, result.stderr
     events = delivered(tmp_path)
@@ -87,7 +56,7 @@ def test_first_run_collects_every_entry_once_and_second_run_nothing(tmp_path: Pa
 
 
 def test_entries_added_later_arrive(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     assert cli(cfg, "once").returncode == 0
     codacy.control("POST", "entries", {"generate": 5, "orgs": ORGS, "span_s": 1})
     assert cli(cfg, "once").returncode == 0
@@ -97,7 +66,7 @@ def test_entries_added_later_arrive(tmp_path: Path, codacy: EmulatorProcess) -> 
 
 
 def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     tie = format_timestamp(int(time.time() * 1000) - 1000)
     base = {"actor": {"email": "tie@example.com"}, "result": "succeed", "timestamp": tie, "_org": "gh/acme"}
     codacy.control("POST", "entries", [{**base, "action": "user.login"}, {**base, "action": "user.tokens.read"}])
@@ -118,7 +87,7 @@ def test_boundary_ties_are_neither_lost_nor_duplicated(tmp_path: Path, codacy: E
 
 def test_auth_failure_on_one_organization_leaves_the_others_flowing(tmp_path: Path, codacy: EmulatorProcess) -> None:
     codacy.control("POST", "config", {"forbidden_orgs": ["globex"]})
-    cfg = config(tmp_path, codacy.url, sources={})
+    cfg = codacy_files_config(tmp_path, codacy.url, sources={})
     good = {
         "type": "codacy",
         "base_url": f"{codacy.url}/api/v3",
@@ -143,7 +112,7 @@ def test_auth_failure_on_one_organization_leaves_the_others_flowing(tmp_path: Pa
 
 def test_throttling_503_is_retried(tmp_path: Path, codacy: EmulatorProcess) -> None:
     codacy.control("POST", "faults", {"status": 503, "count": 2, "path_contains": "/audit"})
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     result = cli(cfg, "once")
     assert result.returncode == 0, result.stderr
     assert "source request retried" in result.stderr
@@ -162,7 +131,7 @@ def test_html_error_page_with_200_does_not_move_the_cursor(tmp_path: Path, codac
             "path_contains": "gh/acme",
         },
     )
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     result = cli(cfg, "once")
     assert result.returncode == 1
     assert "not JSON" in result.stderr
@@ -173,7 +142,7 @@ def test_html_error_page_with_200_does_not_move_the_cursor(tmp_path: Path, codac
 def test_sink_that_fails_then_recovers_delivers_everything(tmp_path: Path, codacy: EmulatorProcess) -> None:
     blocker = tmp_path / "out"
     blocker.write_text("a file where the sink wants a directory")
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     daemon = start(cfg, "run")
     try:
         time.sleep(3)  # the sink fails over and over meanwhile
@@ -199,7 +168,7 @@ def read_state(cfg: Path) -> dict[str, Any]:
 
 
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, codacy: EmulatorProcess) -> None:
-    cfg = config(tmp_path, codacy.url)
+    cfg = codacy_files_config(tmp_path, codacy.url)
     rng = random.Random(7)
     for _ in range(12):
         codacy.control("POST", "entries", {"generate": rng.randint(1, 15), "orgs": ORGS, "span_s": 5})

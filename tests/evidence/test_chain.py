@@ -17,7 +17,6 @@ from forwarder.event import make_event
 from forwarder.evidence.chain import GENESIS, START, Head, content_hash, fields, intact, link
 from forwarder.journal import SqliteJournal, StateJournal
 from forwarder.journal.chain_heads import ChainConflict
-from forwarder.journal.postgres.journal import PostgresJournal
 from forwarder.polling import Poller
 from forwarder.sources.base import Page
 from forwarder.sources.gaps import gap_event
@@ -112,19 +111,6 @@ async def test_every_stream_is_one_continuous_chain_across_polls_and_restarts(tm
         assert sum(stats.quarantined.values()) == 4
     finally:
         await journal.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateJournal]:
-    """Both backends: PostgreSQL's ``af_chain_heads`` comes with its schema version 2."""
-    if request.param == "sqlite":
-        opened: StateJournal = SqliteJournal(tmp_path / "journal.sqlite3")
-    else:
-        server = request.getfixturevalue("postgres")
-        opened = PostgresJournal(server.dsn(server.create_database()))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_second_writer_of_a_stream_is_refused_and_nothing_of_its_page_is_journaled(

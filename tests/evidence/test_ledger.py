@@ -5,33 +5,16 @@ start, offset and dead letters; pruned by event time; the runs of verify and rec
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
-import pytest
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.event import parse_ms
 from forwarder.evidence.chain import START, fields, link
-from forwarder.journal import SqliteJournal, StateJournal
+from forwarder.journal import StateJournal
 from forwarder.journal.ledger import hash_of
-from forwarder.journal.postgres.journal import PostgresJournal
 from forwarder.polling import Poller
 from tests.evidence.test_chain import PagedSource, event
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateJournal]:
-    """PostgreSQL's ledger tables come with its schema version 3."""
-    if request.param == "sqlite":
-        opened: StateJournal = SqliteJournal(tmp_path / "journal.sqlite3")
-    else:
-        server = request.getfixturevalue("postgres")
-        opened = PostgresJournal(server.dsn(server.create_database()))
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def test_the_hash_read_off_the_tail_is_the_parsed_one() -> None:
