@@ -2,7 +2,10 @@
 consecutive events of one page, so writing, reading and pruning cost one SQLite row per chunk
 instead of one per event (a row per event was a third of the forwarder's CPU). Sinks still
 confirm per event: an offset may point into a chunk, and a chunk is deleted once every sink's
-offset is past its last event."""
+offset is past its last event.
+
+A chunk's bytes live in a segment file (``forwarder.journal.segments``), its row keeps where;
+rows written by releases before state version 3 keep theirs in ``data``, and are read alike."""
 
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from typing import NamedTuple
 import orjson
 
 from forwarder.chunks import Chunks
+from forwarder.journal.segments import SegmentStore
 from forwarder.record import Record
 
 _DECODED_CHUNKS = 4  # chunks kept parsed for the sinks that read them next (a few MB)
+_COLUMNS = "first_seq, last_seq, source, organization, journaled_at, bytes, meta, data, segment, segment_offset"
+_INSERT = f"INSERT INTO chunks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608  # fixed text
 
 
 class Added(NamedTuple):
@@ -24,20 +30,24 @@ class Added(NamedTuple):
     events: int
     bytes: int
     head: int
+    chunks: int
 
 
 class EventStore:
     """The chunk rows of one connection, with the counts the journal's cap reads at every poll
     (kept in memory: a ``COUNT`` per poll would scan the backlog) and the last chunks parsed."""
 
-    def __init__(self) -> None:
+    def __init__(self, segments: SegmentStore) -> None:
+        self.segments = segments
         self.events = 0
         self.bytes = 0
         self.head = 0
         self._pruned_to = -1  # the floor of the last prune; -1: not pruned since opening
         self._cache: OrderedDict[int, tuple[float, list[Record]]] = OrderedDict()
 
-    def load(self, db: sqlite3.Connection) -> None:
+    def load(self, db: sqlite3.Connection, writer: bool) -> None:
+        referenced = db.execute("SELECT segment, COUNT(*) FROM chunks WHERE segment IS NOT NULL GROUP BY segment")
+        self.segments.load(referenced.fetchall(), writer)
         row = db.execute(
             "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0), COALESCE(SUM(bytes), 0), "
             "COALESCE(MAX(last_seq), 0) FROM chunks"
@@ -48,18 +58,22 @@ class EventStore:
             self.head = max(self.head, int(head_row[0]))
 
     def insert(self, db: sqlite3.Connection, chunks: Chunks, source: str, organization: str, now: float) -> Added:
-        """Inside the caller's transaction; ``added`` once it committed."""
+        """Inside the caller's transaction, which must commit (then ``added``) after the chunks'
+        bytes are synced to their segment here."""
         rows = chunks.rows(self.head + 1, source, organization, now)
         head = self.head + chunks.count
-        db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         if rows:
+            places = self.segments.write(self.head + 1, [row[7] for row in rows])
+            db.executemany(_INSERT, [(*row[:7], b"", *place) for row, place in zip(rows, places, strict=True)])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head),))
-        return Added(chunks.count, sum(row[5] for row in rows), head)
+        return Added(chunks.count, sum(row[5] for row in rows), head, len(rows))
 
     def added(self, added: Added) -> None:
         self.events += added.events
         self.bytes += added.bytes
         self.head = added.head
+        if added.chunks:
+            self.segments.committed(added.chunks)
 
     def first_seq(self, db: sqlite3.Connection) -> int:
         """The oldest seq still journaled (the next one when none is)."""
@@ -98,7 +112,7 @@ class EventStore:
         ).fetchone()
         return int(count), None if oldest is None else int(oldest * 1000)
 
-    def prune(self, db: sqlite3.Connection, floor: int) -> list[tuple[int, int, int]] | None:
+    def prune(self, db: sqlite3.Connection, floor: int) -> list[tuple[int, int, int, int | None]] | None:
         """Inside the caller's transaction: deletes the chunks wholly at or below ``floor``;
         ``pruned`` once it committed. None when nothing new lies behind every sink (no
         statement, no scan)."""
@@ -106,18 +120,20 @@ class EventStore:
             return None
         return db.execute(
             "DELETE FROM chunks WHERE first_seq <= ? AND last_seq <= ? "
-            "RETURNING last_seq - first_seq + 1, bytes, first_seq",
+            "RETURNING last_seq - first_seq + 1, bytes, first_seq, segment",
             (floor, floor),
         ).fetchall()
 
-    def pruned(self, floor: int, freed: list[tuple[int, int, int]]) -> int:
+    def pruned(self, floor: int, freed: list[tuple[int, int, int, int | None]]) -> tuple[int, list[int]]:
+        """The events pruned, and the segments they emptied (to ``segments.remove`` once the
+        prune is durable)."""
         self._pruned_to = floor
-        for _, _, first in freed:
+        for _, _, first, _ in freed:
             self._cache.pop(first, None)
-        events = int(sum(n for n, _, _ in freed))
+        events = int(sum(n for n, _, _, _ in freed))
         self.events -= events
-        self.bytes -= sum(size for _, size, _ in freed)
-        return events
+        self.bytes -= sum(size for _, size, _, _ in freed)
+        return events, self.segments.released(s for *_, s in freed if s is not None)
 
     def forget_decoded(self) -> None:
         self._cache.clear()
@@ -136,9 +152,13 @@ class EventStore:
         if cached is not None:
             self._cache.move_to_end(first_seq)
             return cached
-        source, organization, journaled_at, meta, data = db.execute(
-            "SELECT source, organization, journaled_at, meta, data FROM chunks WHERE first_seq=?", (first_seq,)
+        source, organization, journaled_at, meta, data, segment, offset, size = db.execute(
+            "SELECT source, organization, journaled_at, meta, data, segment, segment_offset, bytes FROM chunks "
+            "WHERE first_seq=?",
+            (first_seq,),
         ).fetchone()
+        if segment is not None:
+            data = self.segments.read(segment, offset, size)
         decoded = (float(journaled_at), decode(first_seq, source, organization, meta, data))
         self._cache[first_seq] = decoded
         if len(self._cache) > _DECODED_CHUNKS:

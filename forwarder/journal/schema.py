@@ -16,7 +16,7 @@ from forwarder.journal.transaction import transaction
 from forwarder.journal.types import StateError
 from forwarder.state_files import StateFileError, make_state_dir, secure_state_file
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 2: chunks instead of a row per event; 3: chunk bytes in segment files
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 CREATE TABLE IF NOT EXISTS chunks (
     first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, source TEXT NOT NULL,
     organization TEXT NOT NULL, journaled_at REAL NOT NULL, bytes INTEGER NOT NULL,
-    meta BLOB NOT NULL, data BLOB NOT NULL);
+    segment INTEGER, segment_offset INTEGER, meta BLOB NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sink_inflight (sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -51,10 +51,10 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         version = _verify(db, path) if existed else STATE_VERSION
-        if version == 1 and not migrate:
+        if version < STATE_VERSION and not migrate:
             db.close()
             raise StateError(
-                f"state database {path} has state version 1 and is migrated to version {STATE_VERSION} "
+                f"state database {path} has state version {version} and is migrated to version {STATE_VERSION} "
                 "when the daemon (or a state-changing command) next starts; start it once, then run this again"
             )
         if not existed:
@@ -76,8 +76,8 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
             db.executescript(ledger.TABLES)  # new tables only: state version 2 still, older releases ignore them
-        if version == 1:
-            _migrate(db, path)
+        if version < STATE_VERSION:
+            _migrate(db, path, version)
         elif not existed:
             db.execute("INSERT INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
     except sqlite3.DatabaseError as exc:
@@ -121,22 +121,35 @@ def _verify(db: sqlite3.Connection, path: Path) -> int:
         ) from None
     if row is None:
         raise StateError(f"state database {path} has no state_version: not an audit-forwarder state file")
-    if int(row[0]) not in (1, STATE_VERSION):
+    if not 1 <= int(row[0]) <= STATE_VERSION:
         raise StateError(
             f"state database {path} has state version {row[0]}, this build reads versions 1 "
-            f"and {STATE_VERSION}; use the matching audit-forwarder release"
+            f"to {STATE_VERSION}; use the matching audit-forwarder release"
         )
     return int(row[0])
 
 
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
+def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
     try:
-        _migrate_from_v1(db)
-    except sqlite3.Error as exc:  # the transaction rolled back: version 1 is intact
+        if version == 1:
+            _migrate_from_v1(db)
+        _migrate_from_v2(db)
+    except sqlite3.Error as exc:  # the transaction rolled back: the older version is intact
         raise StateError(
-            f"cannot migrate state database {path} from state version 1 ({exc}); the file is unchanged. "
+            f"cannot migrate state database {path} from state version {version} ({exc}); the file is unchanged. "
             "The migration needs about as much free space as the journal; free some and start again"
         ) from None
+
+
+def _migrate_from_v2(db: sqlite3.Connection) -> None:
+    """Version 3 keeps new chunks' bytes in segment files; the chunks already journaled keep
+    theirs in ``data`` and are read as before. Old releases must not read the new rows."""
+    with transaction(db):
+        columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+        for column in ("segment", "segment_offset"):
+            if column not in columns:  # a version 1 state got version 3's table, then version 2's rows
+                db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
 
 
 def _migrate_from_v1(db: sqlite3.Connection) -> None:
@@ -152,7 +165,8 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
             first_seq, _, source, organization, _, _, journaled_at, _ = run[0]
             chunks = Chunks.of(JournalEntry(r[1], r[4], r[5], r[7], **event_summary(r[7])) for r in run)
             db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (first_seq, last_seq, source, organization, journaled_at, bytes, meta, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 chunks.rows(first_seq, source, organization, journaled_at),
             )
             run.clear()
@@ -172,4 +186,4 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
         if head:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head[0]),))
         db.execute("DROP TABLE events")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", ("2",))

@@ -26,6 +26,7 @@ from forwarder.journal.events import EventStore
 from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
 from forwarder.journal.protocols import PageParts
 from forwarder.journal.schema import connect
+from forwarder.journal.segments import SegmentStore
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import DeadLetter, DiskFullError, JournalStats, SinkLag
 from forwarder.record import Record
@@ -41,7 +42,7 @@ class SqliteState:
     def __init__(self, path: Path, migrate: bool = True) -> None:
         self.path = path
         self.migrate = migrate
-        self.events = EventStore()
+        self.events = EventStore(SegmentStore(path))
         self._db: sqlite3.Connection | None = None
 
     @property
@@ -52,13 +53,18 @@ class SqliteState:
 
     def open(self) -> None:
         db = connect(self.path, self.migrate)
-        self.events.load(db)
+        try:
+            self.events.load(db, writer=self.migrate)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.events.segments.close()
 
     def append(
         self, source: str, organization: str, entries: Sequence[JournalEntry] | Chunks, cursor: dict[str, Any],
@@ -132,7 +138,19 @@ class SqliteState:
             return 0
         with transaction(db, durable=False):  # losing a prune in a crash only deletes those chunks next time
             freed = self.events.prune(db, floor)
-        return 0 if freed is None else self.events.pruned(floor, freed)
+        if freed is None:
+            return 0
+        events, emptied = self.events.pruned(floor, freed)
+        self._release(emptied)
+        return events
+
+    def _release(self, segments: list[int]) -> None:
+        """Deletes segments no row refers to, once the prunes that emptied them are durable: a
+        durable commit makes every commit before it durable, so no row outlives its bytes."""
+        if segments:
+            with transaction(self.db):
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('segments_released', ?)", (str(max(segments)),))
+            self.events.segments.remove(segments)
 
     def stats(self) -> JournalStats:
         db = self.db

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from forwarder.journal import SqliteJournal, StateError
 from forwarder.journal.factory import JOURNAL_FILE, dsn_secrets, postgres_conninfo
+from forwarder.journal.segments import SegmentStore
 from forwarder.journal.settings import StateSettings
 from forwarder.redaction import register_secrets, scrub
 from forwarder.settings import Settings
@@ -101,7 +102,7 @@ async def _migrate(settings: Settings, target: StateSettings, echo: Callable[[st
             echo(f"copying {source.path} into {where} ...")
             async with conn.transaction():
                 for table in TABLES:
-                    await _copy(source.db, conn, table)
+                    await _copy(source.db, conn, table, source.state.events.segments)
                 await conn.execute(
                     "UPDATE af_head SET seq = %s, events = %s, bytes = %s WHERE id = 1",
                     (expected["head_seq"], expected["events"], expected["bytes"]),
@@ -146,22 +147,29 @@ async def _counts_postgres(conn: Any) -> dict[str, int]:
     return {**counts, "events": int(events), "bytes": int(size), "head_seq": int(head[0]) if head else 0}
 
 
-async def _copy(db: sqlite3.Connection, conn: Any, table: str) -> None:
+async def _copy(db: sqlite3.Connection, conn: Any, table: str, segments: SegmentStore) -> None:
     columns = _COLUMNS[table]
     blobs = _BLOBS.get(table, ())
     marks = ", ".join(["%s"] * len(columns.split(",")))
     order = columns.split(",")[0]
-    cursor = await asyncio.to_thread(db.execute, f"SELECT {columns} FROM {table} ORDER BY {order}")  # noqa: S608
+    selected = columns + (", segment, segment_offset" if table == "chunks" else "")
+    cursor = await asyncio.to_thread(db.execute, f"SELECT {selected} FROM {table} ORDER BY {order}")  # noqa: S608
     while True:
         rows = await asyncio.to_thread(cursor.fetchmany, BATCH)
         if not rows:
             return
+        if table == "chunks":  # a chunk's bytes from its segment file, where state version 3 keeps them
+            rows = await asyncio.to_thread(_with_segment_bytes, rows, segments)
         bools = _BOOLS.get(table, ())
         rows = [
             tuple(_bytes(v) if i in blobs else bool(v) if i in bools else v for i, v in enumerate(row)) for row in rows
         ]
         async with conn.cursor() as cur:
             await cur.executemany(f"INSERT INTO af_{table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
+
+
+def _with_segment_bytes(rows: list[Any], segments: SegmentStore) -> list[Any]:
+    return [(*row[:7], row[7] if row[8] is None else segments.read(row[8], row[9], row[5])) for row in rows]
 
 
 def _bytes(value: Any) -> bytes:

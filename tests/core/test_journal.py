@@ -174,8 +174,8 @@ async def test_state_version_1_is_migrated(tmp_path: Path) -> None:
     assert chunks == [(3, 4, 1.5), (5, 5, 1.5), (7, 8, 1.5), (9, 9, 2.5)]
     assert await journal.get_cursor("src", "org") == {"w": 5}
     await journal.close()
-    journal = await open_journal(path)  # now version 2
-    assert journal.db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone() == ("2",)
+    journal = await open_journal(path)  # now the current version
+    assert journal.db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone() == ("3",)
     await journal.close()
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from forwarder.chunks import JournalEntry
 from forwarder.journal import SqliteJournal, StateError
+from forwarder.journal.segments import directory_of
 from forwarder.state_files import make_state_dir
 
 MARKER = b"pruned-marker-7f3a9c"
@@ -23,7 +24,23 @@ def mode(path: Path) -> int:
 
 
 def modes(state: Path) -> dict[str, int]:
-    return {path.name: mode(path) for path in state.iterdir()}
+    """Every file's mode, and the segments directory's (its files: ``segments/*``)."""
+    found = {path.name: mode(path) for path in state.iterdir()}
+    segments = state / "journal.sqlite3-segments"
+    if segments.is_dir():
+        kinds = {mode(path) for path in segments.iterdir()}
+        if kinds:  # one mode for all, or none that matches
+            found["segments/*"] = kinds.pop() if len(kinds) == 1 else -1
+    return found
+
+
+PRIVATE = {
+    "journal.sqlite3": 0o600,
+    "journal.sqlite3-wal": 0o600,
+    "journal.sqlite3-shm": 0o600,
+    "journal.sqlite3-segments": 0o700,  # the events' bytes (forwarder.journal.segments)
+    "segments/*": 0o600,
+}
 
 
 @pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
@@ -46,14 +63,14 @@ async def test_state_dir_and_every_journal_file_are_private(tmp_path: Path, umas
     await journal.open()
     await journal.append("src", "org", entries(10), {"w": 1})
     assert mode(state) == 0o700
-    assert modes(state) == {"journal.sqlite3": 0o600, "journal.sqlite3-wal": 0o600, "journal.sqlite3-shm": 0o600}
+    assert modes(state) == PRIVATE
     journal.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     await journal.close()  # the last connection deletes -wal and -shm: the next open makes new ones
     assert not (state / "journal.sqlite3-wal").exists()
     journal = SqliteJournal(state / "journal.sqlite3")
     await journal.open()
     await journal.append("src", "org", entries(10, 10), {"w": 2})
-    assert modes(state) == {"journal.sqlite3": 0o600, "journal.sqlite3-wal": 0o600, "journal.sqlite3-shm": 0o600}
+    assert modes(state) == PRIVATE
     await journal.close()
 
 
@@ -108,21 +125,22 @@ async def test_a_journal_of_another_owner_is_refused(tmp_path: Path) -> None:
 
 
 async def test_pruned_events_leave_no_bytes_behind(tmp_path: Path) -> None:
+    """The events' bytes are in segment files (``forwarder.journal.segments``), never in the
+    database or its WAL, and a segment is deleted once every sink has its events."""
     path = tmp_path / "j.sqlite3"
     journal = SqliteJournal(path)
     await journal.open()
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(500), {"w": 1})
-    journal.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # copied into the file, still in the WAL
-    for copy in (path, Path(f"{path}-wal")):  # findable while kept (a few span two pages)
-        assert copy.read_bytes().count(MARKER) > 400
+    journal.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    [segment] = directory_of(path).iterdir()
+    assert segment.read_bytes().count(MARKER) == 500
+    for copy in (path, Path(f"{path}-wal")):
+        assert copy.read_bytes().count(MARKER) == 0
     await journal.commit("a", 500)
     assert await journal.prune() == 500
-    journal.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    assert not segment.exists()
     await journal.append("src", "org", [JournalEntry("later", "codacy", 1, b'{"id":"later"}')], {"w": 2})
-    # the commit after the checkpoint restarted the WAL and cut what was beyond its new end
-    assert Path(f"{path}-wal").read_bytes().count(MARKER) == 0
-    assert path.read_bytes().count(MARKER) == 0
     assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 1
     await journal.close()
 
@@ -153,5 +171,8 @@ async def test_files_root_creates_in_another_users_state_dir_are_given_to_that_u
     await journal.open()
     await journal.append("src", "org", entries(3), {"w": 1})
     owners = {path.name: (path.stat().st_uid, path.stat().st_gid) for path in state.iterdir()}
-    assert owners == dict.fromkeys(["journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm"], (4242, 4243))
+    names = ["journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm", "journal.sqlite3-segments"]
+    assert owners == dict.fromkeys(names, (4242, 4243))
+    segments = {(p.stat().st_uid, p.stat().st_gid) for p in (state / "journal.sqlite3-segments").iterdir()}
+    assert segments == {(4242, 4243)}
     await journal.close()

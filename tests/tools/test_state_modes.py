@@ -33,7 +33,13 @@ def test_once_and_run_keep_the_state_private(tmp_path: Path, codacy: EmulatorPro
     result = cli(cfg, "once")
     assert result.returncode == 0, result.stderr
     state = tmp_path / "state"
-    assert modes(state) == {"state": 0o700, "journal.sqlite3": 0o600, "audit-forwarder.lock": 0o600}
+    assert modes(state) == {
+        "state": 0o700,
+        "journal.sqlite3": 0o600,
+        "journal.sqlite3-segments": 0o700,
+        "audit-forwarder.lock": 0o600,
+    }
+    assert list((state / "journal.sqlite3-segments").iterdir()) == []  # every event delivered: none kept
     daemon = start(cfg, "run")
     try:
         wal = state / "journal.sqlite3-wal"
@@ -45,6 +51,7 @@ def test_once_and_run_keep_the_state_private(tmp_path: Path, codacy: EmulatorPro
             "journal.sqlite3": 0o600,
             "journal.sqlite3-wal": 0o600,
             "journal.sqlite3-shm": 0o600,
+            "journal.sqlite3-segments": 0o700,
             "audit-forwarder.lock": 0o600,
         }
     finally:
