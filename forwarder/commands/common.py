@@ -7,9 +7,11 @@ never pay for it (docs/performance.md, round 8)."""
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -75,6 +77,24 @@ def settings_from(ctx: click.Context, *, read_only: bool = False) -> Settings:
     configure_logging(ctx.obj["log_level"] or settings.log.level, settings.log.format)
     register_secrets(collect_secrets(settings))  # every command: a vendor may echo a token in its errors
     return settings
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Loading a command's modules and validating its configuration makes some 100,000
+    long-lived objects (modules, classes, pydantic's validators) and few cycles: the cycle
+    collector ran ~140 times over them and took 30 ms of ``state show``'s 0.3 s budget
+    (docs/performance.md, round 10). It is paused meanwhile, and what was loaded is then
+    frozen (``gc.freeze``), so that no later collection walks it again: a short read-only
+    command then runs without a full collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def run_async(fn: Callable[[], Any]) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from forwarder.commands.common import OUTPUT, YES, confirmer, date_ms, run_async, settings_from
+from forwarder.commands.common import OUTPUT, YES, collector_paused, confirmer, date_ms, run_async, settings_from
 
 
 @click.group()
@@ -28,9 +28,10 @@ def state_show(ctx: click.Context, output: str) -> None:
     Example:
       audit-forwarder -c config.yaml state show --output json
     """
-    from forwarder.state_view import show_state
+    with collector_paused():
+        from forwarder.state_view import show_state
 
-    settings = settings_from(ctx, read_only=True)
+        settings = settings_from(ctx, read_only=True)
     run_async(lambda: show_state(settings, output))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -214,6 +216,21 @@ def test_golden_mapping_of_every_template() -> None:
     failed_login = next(e for e in got if e["action"] == "user.login_failed")
     assert failed_login["actor"]["name"] == "asmith" and failed_login["outcome"] == "failure"
     assert got[-1]["id"].startswith("codescoring:") and got[-1]["id"].count(":") == 1  # no id: content hash
+
+
+def test_templates_are_compiled_on_first_use_not_at_import() -> None:
+    """Every command that validates a configuration imports this source (docs/performance.md,
+    round 10): importing it compiles none of its 35 expressions; matching still works."""
+    probe = (
+        "import forwarder.sources\n"
+        "from forwarder.sources.codescoring.templates import TEMPLATES, parse_message\n"
+        "print(sum('pattern' in vars(t) for t in TEMPLATES), len(TEMPLATES))\n"
+        "print(parse_message('User logged in')[0].action)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    compiled, templates = map(int, shown.stdout.splitlines()[0].split())
+    assert compiled == 0 and templates > 30
+    assert shown.stdout.splitlines()[1] == "user.login"
 
 
 async def test_an_envelope_that_repeats_the_same_page_forever_stops_the_walk() -> None:
