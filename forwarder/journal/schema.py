@@ -76,6 +76,7 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
             db.executescript(ledger.TABLES)  # new tables only: state version 2 still, older releases ignore them
+            ledger.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
         if version == 1:
             _migrate(db, path)
         elif not existed:
