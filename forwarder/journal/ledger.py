@@ -33,11 +33,12 @@ import orjson
 from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks
 from forwarder.evidence.chain import Head, fields
 from forwarder.journal.transaction import transaction
+from forwarder.journal.types import StateError
 from forwarder.record import Record
 
 GAP_ACTION = "forwarder.gap"
 _HASH_KEY = b',"hash":"'
-HASH_BYTES = 32
+TIME_BYTES = 8
 RUN_MAX_EVENTS = CHUNK_MAX_EVENTS  # what a listing unpacks at most to answer for one event
 
 
@@ -52,8 +53,9 @@ class LedgerRow(NamedTuple):
 class LedgerRun(NamedTuple):
     """Consecutive events of one stream: journal seqs ``first_seq``.. and chain seqs
     ``first_chain_seq``.. both step by one. ``times``: big-endian int64 each (PostgreSQL's
-    ``int8send``, so its migration packs them in SQL); ``hashes``: 32 bytes each; ``ids``: a JSON
-    array (an id may hold any character)."""
+    ``int8send``, so its migration packs them in SQL); ``hashes``: one width each (32 bytes from
+    the chain; a hash read from an event written otherwise keeps its own, in a run of that
+    width); ``ids``: a JSON array (an id may hold any character)."""
 
     first_seq: int
     first_chain_seq: int
@@ -65,7 +67,7 @@ class LedgerRun(NamedTuple):
 
     @property
     def events(self) -> int:
-        return len(self.hashes) // HASH_BYTES
+        return len(self.times) // TIME_BYTES
 
 
 def unpack(run: LedgerRun, from_ms: int = -(1 << 63), to_ms: int = 1 << 63) -> Iterator[LedgerRow]:
@@ -73,9 +75,10 @@ def unpack(run: LedgerRun, from_ms: int = -(1 << 63), to_ms: int = 1 << 63) -> I
     ids = orjson.loads(run.ids)
     times = struct.unpack(f">{len(ids)}q", run.times)
     hashes = run.hashes
+    width = len(hashes) // len(ids)
     for i, (event_id, time_ms) in enumerate(zip(ids, times, strict=True)):
         if from_ms <= time_ms < to_ms:
-            digest = hashes[i * HASH_BYTES : (i + 1) * HASH_BYTES].hex()
+            digest = hashes[i * width : (i + 1) * width].hex()
             yield LedgerRow(run.first_seq + i, run.first_chain_seq + i, event_id, time_ms, digest)
 
 
@@ -95,7 +98,12 @@ def pack(rows: Iterable[tuple[int, int, str, int, bytes]]) -> list[LedgerRun]:
         run.clear()
 
     for row in rows:
-        if run and (row[0] != run[-1][0] + 1 or row[1] != run[-1][1] + 1 or len(run) >= RUN_MAX_EVENTS):
+        if run and (
+            row[0] != run[-1][0] + 1
+            or row[1] != run[-1][1] + 1
+            or len(row[4]) != len(run[-1][4])
+            or len(run) >= RUN_MAX_EVENTS
+        ):
             flush()
         run.append(row)
     if run:
@@ -166,8 +174,9 @@ def rows_of(
         rows: list[tuple[int, int, str, int, bytes]] = []
         for i, entry in enumerate(chunks):
             found = hash_of(entry.data, parse=True)
-            if found is not None:
-                rows.append((first_seq + i, found[0], entry.event_id, entry.time_ms, bytes.fromhex(found[1])))
+            raw = None if found is None else _raw(found[1])
+            if found is not None and raw is not None:
+                rows.append((first_seq + i, found[0], entry.event_id, entry.time_ms, raw))
                 if entry.action == GAP_ACTION:
                     gaps.append(_gap(source, organization, found[0], entry.time_ms, entry.data))
         return pack(rows), gaps
@@ -205,20 +214,28 @@ def _searched(
     for (ids, _, times, actions, _, _), data in chunks.done:
         for event_id, time_ms, action, line in zip(ids, times, actions, data.split(b"\n"), strict=True):
             if line[-76:-67] == _HASH_KEY and line[-3:] == b'"}}':
-                digest = line[-67:-3].decode()
+                raw = _raw(line[-67:-3].decode())
             else:
                 found = hash_of(line, parse=True)
-                if found is None:
-                    seq += 1
-                    chain_seq += 1
-                    continue
-                digest = found[1]
-            rows.append((seq, chain_seq, event_id, time_ms, bytes.fromhex(digest)))
+                raw = None if found is None else _raw(found[1])
+            if raw is None:
+                seq += 1
+                chain_seq += 1
+                continue
+            rows.append((seq, chain_seq, event_id, time_ms, raw))
             if action == GAP_ACTION:
                 gaps.append(_gap(source, organization, chain_seq, time_ms, line))
             seq += 1
             chain_seq += 1
     return pack(rows), gaps
+
+
+def _raw(digest: str) -> bytes | None:
+    """A hash as stored; None for one that is not hex (an event no chain wrote: not noted)."""
+    try:
+        return bytes.fromhex(digest)
+    except ValueError:
+        return None
 
 
 def _gap(source: str, organization: str, chain_seq: int, time_ms: int, data: bytes) -> LedgerGap:
@@ -302,6 +319,16 @@ def fold_legacy(db: sqlite3.Connection) -> int:
     """Migration, at every opening that may write: the rows of the one-row-per-event ``ledger``
     table (this layout's predecessor, which a downgraded daemon would fill again) become runs,
     in one transaction; the table is dropped. The number of rows folded."""
+    try:
+        return _fold_legacy(db)
+    except sqlite3.Error as exc:  # the transaction rolled back: the old table is intact
+        raise StateError(
+            f"cannot convert the evidence ledger to runs ({exc}); the state file is unchanged. The conversion "
+            "needs about as much free space as the ledger; free some and start again"
+        ) from None
+
+
+def _fold_legacy(db: sqlite3.Connection) -> int:
     if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='ledger'").fetchone() is None:
         return 0
     folded = 0
@@ -310,10 +337,7 @@ def fold_legacy(db: sqlite3.Connection) -> int:
         rows: list[tuple[int, int, str, int, bytes]] = []
 
         def flush() -> None:
-            db.executemany(
-                _INSERT_RUN,
-                [(stream, *run) for run in pack(rows)],
-            )
+            db.executemany(_INSERT_RUN, [(stream, *run) for run in pack(rows)])
             rows.clear()
 
         # streamed, a run's worth at a time: a year of rows does not fit in memory
@@ -425,11 +449,11 @@ def prune(db: sqlite3.Connection, cutoffs: Mapping[str, int], default_cutoff: in
     for stream, source in db.execute("SELECT id, source FROM ledger_streams").fetchall():
         cutoff = cutoffs.get(source, default_cutoff)
         (count,) = db.execute(
-            "SELECT COALESCE(SUM(length(hashes)), 0) FROM ledger_runs WHERE stream=? AND max_time < ?", (stream, cutoff)
+            "SELECT COALESCE(SUM(length(times)), 0) FROM ledger_runs WHERE stream=? AND max_time < ?", (stream, cutoff)
         ).fetchone()
         if count:
             db.execute("DELETE FROM ledger_runs WHERE stream=? AND max_time < ?", (stream, cutoff))
-            deleted += int(count) // HASH_BYTES
+            deleted += int(count) // TIME_BYTES
         spanning = [  # after the delete, the runs starting before the cutoff are those spanning it
             LedgerRun(*r)
             for r in db.execute(

@@ -130,7 +130,8 @@ CREATE TABLE ledger (
 
 def legacy_rows() -> dict[tuple[str, str], list[LedgerRow]]:
     """What a release writing one row per event left: two streams interleaved in the journal,
-    a run longer than a run holds, a chain that restarts, times out of order, ids that JSON escapes."""
+    a run longer than a run holds, a chain that restarts, times out of order, ids that JSON escapes,
+    hashes no chain wrote (one byte)."""
     rows: dict[tuple[str, str], list[LedgerRow]] = {("t", "acme"): [], ("t", "globex"): []}
     seq = 0
     for page, (stream, chain_seqs) in enumerate(
@@ -141,7 +142,7 @@ def legacy_rows() -> dict[tuple[str, str], list[LedgerRow]]:
             seq += 1
             odd = f'x"\\\\é\u2028{seq}' if seq % 97 == 0 else f"codacy:{seq:064x}"
             time_ms = 1_000_000 + (seq * 7919) % 5000 + page
-            digest = hashlib.sha256(str(seq).encode()).hexdigest()
+            digest = "ab" if seq % 500 == 0 else hashlib.sha256(str(seq).encode()).hexdigest()  # a hand-made one
             rows[stream].append(LedgerRow(seq, chain_seq, odd, time_ms, digest))
     return rows
 
@@ -177,7 +178,7 @@ def test_a_state_file_with_a_row_per_event_is_read_then_folded_into_runs(tmp_pat
     state.open()
     assert state.db.execute("SELECT 1 FROM sqlite_master WHERE name='ledger'").fetchone() is None
     runs = state.db.execute("SELECT COUNT(*) FROM ledger_runs").fetchone()[0]
-    assert runs < 20
+    assert runs < 30
     for (source, organization), rows in expected.items():
         assert state.ledger(source, organization, 0, 1 << 62) == rows
     assert state.prune_ledger({}, 1_002_000) == sum(1 for rs in expected.values() for r in rs if r.time_ms < 1_002_000)
@@ -214,7 +215,7 @@ async def test_a_postgresql_state_of_schema_version_3_is_folded_into_runs(postgr
             assert await journal.ledger(source, organization, 0, 1 << 62) == rows
         async with journal.pool.connection() as conn:
             row = await (await conn.execute("SELECT COUNT(*), to_regclass('af_ledger') FROM af_ledger_runs")).fetchone()
-        assert row is not None and row[0] < 20 and row[1] is None
+        assert row is not None and row[0] < 30 and row[1] is None
         pruned = sum(1 for rs in expected.values() for r in rs if r.time_ms < 1_002_000)
         assert await journal.prune_ledger({}, 1_002_000) == pruned
         for (source, organization), rows in expected.items():

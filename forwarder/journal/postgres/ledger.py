@@ -13,7 +13,7 @@ import orjson
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.journal.ledger import (
-    HASH_BYTES,
+    TIME_BYTES,
     EvidenceRun,
     LedgerGap,
     LedgerRow,
@@ -39,9 +39,9 @@ MIGRATION = [
 
 
 # Version 4: one row per run of events (``LedgerRun``) instead of one per event; the rows of
-# version 3 folded into runs in SQL (consecutive seqs and chain seqs, at most 1,000 each: the
-# RUN_MAX_EVENTS of its time, a migration is fixed; times packed big-endian by int8send, ids as a
-# JSON array), in the migration's transaction.
+# version 3 folded into runs in SQL (consecutive seqs and chain seqs, hashes of one width, at
+# most 1,000 each: the RUN_MAX_EVENTS of its time, a migration is fixed; times packed big-endian
+# by int8send, ids as a JSON array), in the migration's transaction.
 MIGRATION_RUNS = [
     "CREATE TABLE af_ledger_runs (first_seq bigint PRIMARY KEY, stream bigint NOT NULL, min_time bigint NOT NULL,"
     " max_time bigint NOT NULL, first_chain_seq bigint NOT NULL, times bytea NOT NULL, hashes bytea NOT NULL,"
@@ -53,8 +53,9 @@ MIGRATION_RUNS = [
     " convert_to(json_agg(event_id ORDER BY seq)::text, 'UTF8')"
     " FROM (SELECT *, (ROW_NUMBER() OVER (PARTITION BY stream, run ORDER BY seq) - 1) / 1000 AS part"
     " FROM (SELECT *, SUM(starts) OVER (PARTITION BY stream ORDER BY seq) AS run"
-    " FROM (SELECT *, CASE WHEN LAG(seq) OVER w = seq - 1 AND LAG(chain_seq) OVER w = chain_seq - 1 THEN 0 ELSE 1"
-    " END AS starts FROM af_ledger WINDOW w AS (PARTITION BY stream ORDER BY seq)) marked) numbered) parted"
+    " FROM (SELECT *, CASE WHEN LAG(seq) OVER w = seq - 1 AND LAG(chain_seq) OVER w = chain_seq - 1"
+    " AND LAG(length(hash)) OVER w = length(hash) THEN 0 ELSE 1 END AS starts"
+    " FROM af_ledger WINDOW w AS (PARTITION BY stream ORDER BY seq)) marked) numbered) parted"
     " GROUP BY stream, run, part",
     "DROP TABLE af_ledger",
 ]
@@ -157,9 +158,9 @@ async def prune(conn: Conn, cutoffs: Mapping[str, int], default_cutoff: int) -> 
     for stream, source in await (await conn.execute("SELECT id, source FROM af_ledger_streams")).fetchall():
         cutoff = cutoffs.get(str(source), default_cutoff)
         cur = await conn.execute(
-            "DELETE FROM af_ledger_runs WHERE stream = %s AND max_time < %s RETURNING length(hashes)", (stream, cutoff)
+            "DELETE FROM af_ledger_runs WHERE stream = %s AND max_time < %s RETURNING length(times)", (stream, cutoff)
         )
-        deleted += sum(int(n) for n, in await cur.fetchall()) // HASH_BYTES
+        deleted += sum(int(n) for n, in await cur.fetchall()) // TIME_BYTES
         cur = await conn.execute(  # after the delete, the runs starting before the cutoff are those spanning it
             "DELETE FROM af_ledger_runs WHERE stream = %s AND min_time < %s"
             " RETURNING first_seq, first_chain_seq, min_time, max_time, times, hashes, ids",
