@@ -244,3 +244,14 @@ def test_the_hashes_handed_with_the_events_are_noted_as_the_json_holds_them() ->
     rows = [row for run in runs for row in ledger.unpack(run)]
     assert rows[-1] == LedgerRow(1015, 1005, orjson.loads(plain.done[-1][1].split(b"\n")[-1])["id"], rows[-1].time_ms,
                                  head.hash)  # fmt: skip
+
+
+def test_an_event_whose_hash_is_not_hex_is_not_noted_and_the_page_goes_on() -> None:
+    from forwarder.journal import ledger
+
+    good, bad = event(1), event(2)
+    link(good, START)
+    bad["chain"] = {"seq": 2, "prev": good["chain"]["hash"], "hash": "not hex"}
+    chunks = Chunks.of(JournalEntry(e["id"], "t", parse_ms(e["time"]), orjson.dumps(e)) for e in (good, bad))
+    runs, _ = ledger.rows_of(chunks, 1, "t", "acme", None)
+    assert [row.event_id for run in runs for row in ledger.unpack(run)] == [good["id"]]
