@@ -34,17 +34,26 @@ class Chunks:
     def __init__(self) -> None:
         self.done: list[tuple[list[list[Any]], bytes]] = []  # (columns, the events' JSON lines)
         self.count = 0
+        # Each event's chain hash as its adder knew it (``forwarder.journal.ledger`` notes them
+        # without searching the JSON); None once an event came without one.
+        self.hashes: list[str] | None = []
         self._reset()
 
     def _reset(self) -> None:
         self._fields: list[tuple[Any, ...]] = []  # JournalEntry's fields but data, per event
         self._buffer = bytearray()  # the events' JSON, each followed by a LF
 
-    def add(self, fields: tuple[str, str, int, Any, Any, Any], data: bytes) -> None:
+    def add(self, fields: tuple[str, str, int, Any, Any, Any], data: bytes, chain_hash: str | None = None) -> None:
         """``fields``: event_id, vendor, time_ms, action, category, outcome. ``data`` is one line of
-        JSON (orjson never writes a raw LF); a LF would split it in two when read back."""
+        JSON (orjson never writes a raw LF); a LF would split it in two when read back.
+        ``chain_hash``: the ``chain.hash`` written into ``data``, when the caller linked it."""
         if 10 in data:  # a LF byte; ``b"\n" in data`` first tries b"\n" as an int and formats a TypeError (8x slower)
             raise ValueError("an event's JSON holds a line feed")
+        if self.hashes is not None:
+            if chain_hash is None:
+                self.hashes = None
+            else:
+                self.hashes.append(chain_hash)
         self._fields.append(fields)
         buffer = self._buffer
         buffer += data

@@ -231,9 +231,9 @@ class Poller:
         fields = (event["id"], event["vendor"], parse_ms(event["time"]), *summary(event))
         if self.keep is not None and not self.keep(fields[2]):
             return
-        chain.link(event)
+        linked = chain.link(event)
         try:
-            entries.add(fields, orjson.dumps(event))
+            entries.add(fields, orjson.dumps(event), linked.hash)  # the ledger notes the hash from here
         except BaseException:
             chain.drop()
             raise

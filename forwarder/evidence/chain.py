@@ -75,8 +75,9 @@ class StreamChain:
         self.journaled = head  # as of the last append that committed
         self._next: Head | None = None
 
-    def link(self, event: dict[str, Any]) -> None:
+    def link(self, event: dict[str, Any]) -> Head:
         self._next = link(event, self.head)
+        return self._next
 
     def keep(self) -> None:
         if self._next is not None:

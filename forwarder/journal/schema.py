@@ -75,7 +75,8 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         db.execute("PRAGMA journal_size_limit=0")
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
-            db.executescript(ledger.TABLES)  # new tables only: state version 2 still, older releases ignore them
+            db.executescript(ledger.TABLES)  # new tables only: older releases ignore them
+            ledger.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
         if version < STATE_VERSION:
             _migrate(db, path, version)
         elif not existed:

@@ -32,7 +32,7 @@ from forwarder.tools.common import lock_state
 BATCH = 256  # chunk rows per round trip: at most 256 x ~1 MB in memory
 TABLES = (
     "cursors", "chain_heads", "chunks", "sink_offsets", "sink_inflight", "quarantine", "dead_letters",
-    "ledger_streams", "ledger", "ledger_gaps", "ledger_dead", "sink_starts", "evidence_runs",
+    "ledger_streams", "ledger_runs", "ledger_gaps", "ledger_dead", "sink_starts", "evidence_runs",
 )  # fmt: skip
 _COLUMNS = {  # fixed names, the only text ever put into a query here
     "cursors": "source, organization, state, updated_at",
@@ -44,13 +44,13 @@ _COLUMNS = {  # fixed names, the only text ever put into a query here
     "dead_letters": "id, sink, seq, event_id, source, organization, vendor, time_ms, reason, data, at",
     # the evidence ledger (forwarder.journal.ledger): reconcile and report read the same history
     "ledger_streams": "id, source, organization",
-    "ledger": "stream, time_ms, seq, chain_seq, event_id, hash",
+    "ledger_runs": "first_seq, stream, min_time, max_time, first_chain_seq, times, hashes, ids",
     "ledger_gaps": "stream, chain_seq, time_ms, from_ms, to_ms, reason",
     "ledger_dead": "sink, seq",
     "sink_starts": "sink, seq",
     "evidence_runs": "id, kind, at, scope, ok, summary",
 }
-_BLOBS = {"cursors": (2,), "chunks": (6, 7), "quarantine": (4,), "dead_letters": (9,), "ledger": (5,),
+_BLOBS = {"cursors": (2,), "chunks": (6, 7), "quarantine": (4,), "dead_letters": (9,), "ledger_runs": (5, 6, 7),
           "evidence_runs": (5,)}  # fmt: skip
 _BOOLS = {"evidence_runs": (4,)}  # SQLite's 0/1
 

@@ -4,15 +4,20 @@ start, offset and dead letters; pruned by event time; the runs of verify and rec
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
+from typing import Any
 
 import orjson
+import psycopg
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.event import parse_ms
 from forwarder.evidence.chain import START, fields, link
 from forwarder.journal import StateJournal
-from forwarder.journal.ledger import hash_of
+from forwarder.journal.ledger import LedgerRow, hash_of
+from forwarder.journal.sqlite import SqliteState
 from forwarder.polling import Poller
 from tests.evidence.test_chain import PagedSource, event
 
@@ -112,3 +117,141 @@ def test_the_ledger_is_kept_for_each_vendors_retention_unless_set() -> None:
         per_source == {"configcat": now - 400 * DAY_MS, "codacy": now - 400 * DAY_MS}
         and default == per_source["codacy"]
     )
+
+
+# --- the layout before runs: one row per event (state files and PostgreSQL schema version 3) ----
+
+_LEGACY_SQLITE = """
+CREATE TABLE ledger (
+    stream INTEGER NOT NULL, time_ms INTEGER NOT NULL, seq INTEGER NOT NULL, chain_seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (stream, time_ms, seq)) WITHOUT ROWID;
+"""
+
+
+def legacy_rows() -> dict[tuple[str, str], list[LedgerRow]]:
+    """What a release writing one row per event left: two streams interleaved in the journal,
+    a run longer than a run holds, a chain that restarts, times out of order, ids that JSON escapes,
+    hashes no chain wrote (one byte)."""
+    rows: dict[tuple[str, str], list[LedgerRow]] = {("t", "acme"): [], ("t", "globex"): []}
+    seq = 0
+    for page, (stream, chain_seqs) in enumerate(
+        [(("t", "acme"), range(1, 2501)), (("t", "globex"), range(1, 4)), (("t", "acme"), range(2501, 2504)),
+         (("t", "globex"), range(10, 12))]
+    ):  # fmt: skip
+        for chain_seq in chain_seqs:
+            seq += 1
+            odd = f'x"\\\\é\u2028{seq}' if seq % 97 == 0 else f"codacy:{seq:064x}"
+            time_ms = 1_000_000 + (seq * 7919) % 5000 + page
+            digest = "ab" if seq % 500 == 0 else hashlib.sha256(str(seq).encode()).hexdigest()  # a hand-made one
+            rows[stream].append(LedgerRow(seq, chain_seq, odd, time_ms, digest))
+    return rows
+
+
+def test_a_state_file_with_a_row_per_event_is_read_then_folded_into_runs(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    expected = legacy_rows()
+    state = SqliteState(path)
+    state.open()
+    db = state.db
+    db.execute("DROP TABLE ledger_runs")  # as the release before wrote it
+    db.executescript(_LEGACY_SQLITE)
+    for (source, organization), rows in expected.items():
+        (stream,) = db.execute(
+            "INSERT INTO ledger_streams (source, organization) VALUES (?, ?) RETURNING id", (source, organization)
+        ).fetchone()
+        db.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)",
+            [(stream, r.time_ms, r.seq, r.chain_seq, r.event_id, bytes.fromhex(r.hash)) for r in rows],
+        )
+    state.close()
+
+    reader = SqliteState(path, migrate=False)  # reconcile or report beside a daemon not upgraded yet
+    reader.open()
+    for (source, organization), rows in expected.items():
+        assert reader.ledger(source, organization, 0, 1 << 62) == rows
+        assert reader.ledger(source, organization, 1_002_000, 1_003_000) == [
+            r for r in rows if 1_002_000 <= r.time_ms < 1_003_000
+        ]
+    reader.close()
+
+    state = SqliteState(path)  # the daemon of this release: folded, the old table gone
+    state.open()
+    assert state.db.execute("SELECT 1 FROM sqlite_master WHERE name='ledger'").fetchone() is None
+    runs = state.db.execute("SELECT COUNT(*) FROM ledger_runs").fetchone()[0]
+    assert runs < 30
+    for (source, organization), rows in expected.items():
+        assert state.ledger(source, organization, 0, 1 << 62) == rows
+    assert state.prune_ledger({}, 1_002_000) == sum(1 for rs in expected.values() for r in rs if r.time_ms < 1_002_000)
+    for (source, organization), rows in expected.items():
+        assert state.ledger(source, organization, 0, 1 << 62) == [r for r in rows if r.time_ms >= 1_002_000]
+    state.close()
+
+
+async def test_a_postgresql_state_of_schema_version_3_is_folded_into_runs(postgres: Any) -> None:
+    from forwarder.journal.postgres.journal import PostgresJournal
+    from forwarder.journal.postgres.schema import MIGRATIONS
+
+    dsn = postgres.dsn(postgres.create_database())
+    expected = legacy_rows()
+    async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+        for statement in [s for version in MIGRATIONS[:3] for s in version]:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO af_meta VALUES ('schema_version', '3')")
+        for (source, organization), rows in expected.items():
+            cur = await conn.execute(
+                "INSERT INTO af_ledger_streams (source, organization) VALUES (%s, %s) RETURNING id",
+                (source, organization),
+            )
+            (stream,) = await cur.fetchone() or (0,)
+            async with conn.cursor() as c:
+                await c.executemany(
+                    "INSERT INTO af_ledger VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(stream, r.time_ms, r.seq, r.chain_seq, r.event_id, bytes.fromhex(r.hash)) for r in rows],
+                )
+    journal = PostgresJournal(dsn)
+    await journal.open()
+    try:
+        for (source, organization), rows in expected.items():
+            assert await journal.ledger(source, organization, 0, 1 << 62) == rows
+        async with journal.pool.connection() as conn:
+            row = await (await conn.execute("SELECT COUNT(*), to_regclass('af_ledger') FROM af_ledger_runs")).fetchone()
+        assert row is not None and row[0] < 30 and row[1] is None
+        pruned = sum(1 for rs in expected.values() for r in rs if r.time_ms < 1_002_000)
+        assert await journal.prune_ledger({}, 1_002_000) == pruned
+        for (source, organization), rows in expected.items():
+            assert await journal.ledger(source, organization, 0, 1 << 62) == [r for r in rows if r.time_ms >= 1_002_000]
+    finally:
+        await journal.close()
+
+
+def test_the_hashes_handed_with_the_events_are_noted_as_the_json_holds_them() -> None:
+    from forwarder.chunks import CHUNK_MAX_EVENTS
+    from forwarder.journal import ledger
+
+    handed, plain, wrong = Chunks(), Chunks(), Chunks()
+    head = START
+    for n in range(CHUNK_MAX_EVENTS + 5):  # two chunks: two runs
+        e = event(n)
+        head = link(e, head)
+        fields_ = (e["id"], "t", parse_ms(e["time"]), "x.y", "api", "success")
+        handed.add(fields_, orjson.dumps(e), head.hash)
+        plain.add(fields_, orjson.dumps(e))
+        wrong.add(fields_, orjson.dumps(e), "00" * 32)
+    runs, _ = ledger.rows_of(handed, 11, "t", "acme", (START, head))
+    assert [(r.first_seq, r.first_chain_seq, r.events) for r in runs] == [(11, 1, CHUNK_MAX_EVENTS), (1011, 1001, 5)]
+    assert ledger.rows_of(plain, 11, "t", "acme", (START, head)) == (runs, [])
+    assert ledger.rows_of(wrong, 11, "t", "acme", (START, head)) == (runs, [])  # not the chain's: read off the JSON
+    rows = [row for run in runs for row in ledger.unpack(run)]
+    assert rows[-1] == LedgerRow(1015, 1005, orjson.loads(plain.done[-1][1].split(b"\n")[-1])["id"], rows[-1].time_ms,
+                                 head.hash)  # fmt: skip
+
+
+def test_an_event_whose_hash_is_not_hex_is_not_noted_and_the_page_goes_on() -> None:
+    from forwarder.journal import ledger
+
+    good, bad = event(1), event(2)
+    link(good, START)
+    bad["chain"] = {"seq": 2, "prev": good["chain"]["hash"], "hash": "not hex"}
+    chunks = Chunks.of(JournalEntry(e["id"], "t", parse_ms(e["time"]), orjson.dumps(e)) for e in (good, bad))
+    runs, _ = ledger.rows_of(chunks, 1, "t", "acme", None)
+    assert [row.event_id for run in runs for row in ledger.unpack(run)] == [good["id"]]

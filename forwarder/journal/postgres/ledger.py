@@ -1,6 +1,6 @@
-"""The evidence ledger (``forwarder.journal.ledger``) in PostgreSQL: the same rows and rules as
-the SQLite side, in the ``af_ledger*`` tables of schema version 3. Every write runs inside the
-caller's transaction (the page's, the commit's, the registration's). ``LedgerAccess`` is
+"""The evidence ledger (``forwarder.journal.ledger``) in PostgreSQL: the same runs and rules as
+the SQLite side, in the ``af_ledger*`` tables of schema version 3 (the runs: version 4). Every
+write runs inside the caller's transaction (the page's, the commit's, the registration's). ``LedgerAccess`` is
 ``PostgresJournal``'s face of it (the ``EvidenceLedger`` protocol), one connection per call."""
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
-from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
+from forwarder.journal.ledger import (
+    TIME_BYTES,
+    EvidenceRun,
+    LedgerGap,
+    LedgerRow,
+    LedgerRun,
+    SinkConfirmation,
+    pack,
+    unpack,
+)
 from forwarder.journal.postgres.sql import Conn
 
 MIGRATION = [
@@ -29,8 +38,42 @@ MIGRATION = [
 ]
 
 
-async def insert(conn: Conn, source: str, organization: str, rows: list[LedgerRow], gaps: list[LedgerGap]) -> None:
-    if not rows:
+# Version 4: one row per run of events (``LedgerRun``) instead of one per event; the rows of
+# version 3 folded into runs in SQL (consecutive seqs and chain seqs, hashes of one width, at
+# most 1,000 each: the RUN_MAX_EVENTS of its time, a migration is fixed; times packed big-endian
+# by int8send, ids as a JSON array), in the migration's transaction.
+MIGRATION_RUNS = [
+    "CREATE TABLE af_ledger_runs (first_seq bigint PRIMARY KEY, stream bigint NOT NULL, min_time bigint NOT NULL,"
+    " max_time bigint NOT NULL, first_chain_seq bigint NOT NULL, times bytea NOT NULL, hashes bytea NOT NULL,"
+    " ids bytea NOT NULL)",
+    "CREATE INDEX af_ledger_runs_by_end ON af_ledger_runs (stream, max_time, min_time)",
+    "CREATE INDEX af_ledger_runs_by_start ON af_ledger_runs (stream, min_time)",
+    "INSERT INTO af_ledger_runs SELECT MIN(seq), stream, MIN(time_ms), MAX(time_ms), MIN(chain_seq),"
+    " string_agg(int8send(time_ms), ''::bytea ORDER BY seq), string_agg(hash, ''::bytea ORDER BY seq),"
+    " convert_to(json_agg(event_id ORDER BY seq)::text, 'UTF8')"
+    " FROM (SELECT *, (ROW_NUMBER() OVER (PARTITION BY stream, run ORDER BY seq) - 1) / 1000 AS part"
+    " FROM (SELECT *, SUM(starts) OVER (PARTITION BY stream ORDER BY seq) AS run"
+    " FROM (SELECT *, CASE WHEN LAG(seq) OVER w = seq - 1 AND LAG(chain_seq) OVER w = chain_seq - 1"
+    " AND LAG(length(hash)) OVER w = length(hash) THEN 0 ELSE 1 END AS starts"
+    " FROM af_ledger WINDOW w AS (PARTITION BY stream ORDER BY seq)) marked) numbered) parted"
+    " GROUP BY stream, run, part",
+    "DROP TABLE af_ledger",
+]
+_INSERT_RUN = (
+    "INSERT INTO af_ledger_runs (stream, first_seq, first_chain_seq, min_time, max_time, times, hashes, ids)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _run(row: tuple[Any, ...]) -> LedgerRun:
+    a, b, c, d, times, hashes, ids = row
+    return LedgerRun(int(a), int(b), int(c), int(d), bytes(times), bytes(hashes), bytes(ids))
+
+
+async def insert(conn: Conn, source: str, organization: str, runs: list[LedgerRun], gaps: list[LedgerGap]) -> None:
+    """A plain INSERT: a run's first seq is the journal's next (``af_head``, moved in the same
+    transaction), never used before."""
+    if not runs:
         return
     cur = await conn.execute(
         "INSERT INTO af_ledger_streams (source, organization) VALUES (%s, %s) ON CONFLICT (source, organization) "
@@ -41,10 +84,7 @@ async def insert(conn: Conn, source: str, organization: str, rows: list[LedgerRo
     assert found is not None
     stream = int(found[0])
     async with conn.cursor() as c:
-        await c.executemany(
-            "INSERT INTO af_ledger VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(stream, r.time_ms, r.seq, r.chain_seq, r.event_id, bytes.fromhex(r.hash)) for r in rows],
-        )
+        await c.executemany(_INSERT_RUN, [(stream, *run) for run in runs])
         if gaps:
             await c.executemany(
                 "INSERT INTO af_ledger_gaps VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -67,12 +107,15 @@ async def note_start(conn: Conn, sink: str, seq: int) -> None:
 
 async def listing(conn: Conn, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
     cur = await conn.execute(
-        "SELECT l.seq, l.chain_seq, l.event_id, l.time_ms, l.hash FROM af_ledger l JOIN af_ledger_streams s "
-        "ON s.id = l.stream WHERE s.source = %s AND s.organization = %s AND l.time_ms >= %s AND l.time_ms < %s "
-        "ORDER BY l.seq",
+        "SELECT first_seq, first_chain_seq, min_time, max_time, times, hashes, ids FROM af_ledger_runs WHERE"
+        " stream = (SELECT id FROM af_ledger_streams WHERE source = %s AND organization = %s) AND max_time >= %s"
+        " AND min_time < %s ORDER BY first_seq",
         (source, organization, from_ms, to_ms),
     )
-    return [LedgerRow(int(a), int(b), str(c), int(d), bytes(e).hex()) for a, b, c, d, e in await cur.fetchall()]
+    found: list[LedgerRow] = []
+    for row in await cur.fetchall():
+        found.extend(unpack(_run(row), from_ms, to_ms))
+    return found
 
 
 async def streams(conn: Conn) -> list[tuple[str, str]]:
@@ -114,12 +157,26 @@ async def prune(conn: Conn, cutoffs: Mapping[str, int], default_cutoff: int) -> 
     deleted = 0
     for stream, source in await (await conn.execute("SELECT id, source FROM af_ledger_streams")).fetchall():
         cutoff = cutoffs.get(str(source), default_cutoff)
-        cur = await conn.execute("DELETE FROM af_ledger WHERE stream = %s AND time_ms < %s", (stream, cutoff))
-        deleted += cur.rowcount
+        cur = await conn.execute(
+            "DELETE FROM af_ledger_runs WHERE stream = %s AND max_time < %s RETURNING length(times)", (stream, cutoff)
+        )
+        deleted += sum(int(n) for n, in await cur.fetchall()) // TIME_BYTES
+        cur = await conn.execute(  # after the delete, the runs starting before the cutoff are those spanning it
+            "DELETE FROM af_ledger_runs WHERE stream = %s AND min_time < %s"
+            " RETURNING first_seq, first_chain_seq, min_time, max_time, times, hashes, ids",
+            (stream, cutoff),
+        )
+        for row in await cur.fetchall():
+            run = _run(row)
+            kept = [(r.seq, r.chain_seq, r.event_id, r.time_ms, bytes.fromhex(r.hash)) for r in unpack(run, cutoff)]
+            async with conn.cursor() as c:
+                await c.executemany(_INSERT_RUN, [(stream, *r) for r in pack(kept)])
+            deleted += run.events - len(kept)
         await conn.execute("DELETE FROM af_ledger_gaps WHERE stream = %s AND time_ms < %s", (stream, cutoff))
     if deleted:
         await conn.execute(
-            "DELETE FROM af_ledger_dead WHERE seq < COALESCE((SELECT MIN(seq) FROM af_ledger), %s)", (1 << 62,)
+            "DELETE FROM af_ledger_dead WHERE seq < COALESCE((SELECT MIN(first_seq) FROM af_ledger_runs), %s)",
+            (1 << 62,),
         )
     return deleted
 

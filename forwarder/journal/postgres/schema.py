@@ -41,6 +41,7 @@ MIGRATIONS: list[list[str]] = [
         " hash text NOT NULL, PRIMARY KEY (source, organization))",
     ],
     ledger.MIGRATION,  # version 3: the evidence ledger and the verify/reconcile runs (forwarder.journal.ledger)
+    ledger.MIGRATION_RUNS,  # version 4: the ledger a row per run of events, version 3's rows folded in
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
