@@ -118,9 +118,7 @@ def test_each_defect_is_named_exactly(tmp_path: Path) -> None:
             "details": {"requestId": "0123456789abcdef"},
         }
         emulator.control("POST", "entries", [late])
-        (late_id,) = (
-            entry_keys(emulator, "codacy") - {r.event_id for r in noted(db)} - {removed}
-        )
+        (late_id,) = entry_keys(emulator, "codacy") - {r.event_id for r in noted(db)} - {removed}
         code, answer = reconcile(cfg, "codacy", "--organization", ORGS[1])
         assert code == 1 and [s["organization"] for s in answer["streams"]] == [ORGS[1]]
         assert findings(answer) == [("never_collected", late_id, "-")]

@@ -160,7 +160,7 @@ async def prune(conn: Conn, cutoffs: Mapping[str, int], default_cutoff: int) -> 
         cur = await conn.execute(
             "DELETE FROM af_ledger_runs WHERE stream = %s AND max_time < %s RETURNING length(times)", (stream, cutoff)
         )
-        deleted += sum(int(n) for n, in await cur.fetchall()) // TIME_BYTES
+        deleted += sum(int(n) for (n,) in await cur.fetchall()) // TIME_BYTES
         cur = await conn.execute(  # after the delete, the runs starting before the cutoff are those spanning it
             "DELETE FROM af_ledger_runs WHERE stream = %s AND min_time < %s"
             " RETURNING first_seq, first_chain_seq, min_time, max_time, times, hashes, ids",
