@@ -110,4 +110,3 @@ def test_the_mmap_threshold_is_pinned_unless_the_operator_chose(monkeypatch: pyt
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
     memory.pin_mmap_threshold()
     assert calls == [(memory.M_MMAP_THRESHOLD, 128 * 1024)]
-
