@@ -106,6 +106,7 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         memory.limit_malloc_arenas()
+        memory.pin_mmap_threshold()
         memory.tune_gc()
         await self.owner.acquire()
         await self.journal.open()

@@ -134,6 +134,8 @@ class S3Sink(S3Objects):
         content = b"\n".join(lines)
         body = gzip_compress(content, cfg.gzip_level)
         del lines
+        if self.digests is None:  # only the digest ledger reads the NDJSON again: not held through the PUT
+            content = b""
         self._store(client, key, body, records, CONTENT_TYPE, {"format": cfg.format}, content)
 
     def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:

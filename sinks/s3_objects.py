@@ -1,11 +1,11 @@
 """The object writer shared by the sinks that store batches as S3 objects (``s3``,
-``security_lake``): the boto3 client, create-only PUTs (``If-None-Match: *``, a 412 for the
+``security_lake``): the botocore client, create-only PUTs (``If-None-Match: *``, a 412 for the
 same bytes counts as delivered, a foreign object at the key is left alone), the integrity
 checksum, S3 Object Lock, encryption, and the mapping of S3's errors onto the delivery layer's
 two outcomes. With ``evidence`` (the ``s3`` sink only) every confirmed object is noted in the
 digest ledger before its batch counts as delivered (``forwarder.evidence.s3_digests``).
 
-boto3 blocks: callers run ``_store`` in a worker thread (``_put_all``), never on the loop.
+botocore blocks: callers run ``_store`` in a worker thread (``_put_all``), never on the loop.
 """
 
 from __future__ import annotations
@@ -170,9 +170,11 @@ class S3Objects:
         return self._client
 
     def _make_client(self) -> Any:
-        # Imported here: boto3 and botocore.config take ~0.15 s to import, paid by every CLI
-        # command (the registry imports this module) although only an S3 sink needs them.
-        import boto3
+        # Imported here: botocore takes ~0.15 s to import, paid by every CLI command (the registry
+        # imports this module) although only an S3 sink needs it. botocore's own session, not
+        # boto3's: the same credential chain and client, without boto3's resource layer and
+        # s3transfer (2.2 MB of a draining daemon's peak RSS; docs/performance.md, round 10).
+        import botocore.session
         from botocore.config import Config
 
         cfg = self.config
@@ -188,8 +190,10 @@ class S3Objects:
             request_checksum_calculation="when_required",
             max_pool_connections=max(10, cfg.max_parallel_puts),
         )
-        session = boto3.session.Session()
-        return session.client("s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config)
+        session = botocore.session.Session()  # one per client: a shared session is not thread-safe
+        return session.create_client(
+            "s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config
+        )
 
     def _store(
         self,

@@ -20,11 +20,13 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from forwarder.emulators.codacy import CodacyEmulator
 from forwarder.event_schema import SCHEMA_FILE, rendered
 from tests.support.daemon import read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
+from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
 
 HEAVY = ("boto3", "botocore", "httpx", "pyarrow", "psycopg", "apscheduler", "prometheus_client")
 NOT_CONFIGURED = ("boto3", "botocore", "pyarrow", "psycopg", "cryptography")  # a file sink and a Codacy source
@@ -131,3 +133,45 @@ def test_daemon_with_a_file_sink_imports_no_other_sinks_library(tmp_path: Path, 
     modules = loaded(err)
     assert modules.isdisjoint(NOT_CONFIGURED), sorted(modules & set(NOT_CONFIGURED))
     assert {"apscheduler", "prometheus_client"} <= modules  # what `run` does use is there
+
+
+def test_once_with_an_s3_sink_builds_its_client_without_boto3(
+    tmp_path: Path,
+    codacy: EmulatorProcess,
+    moto_server: MotoServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """botocore's own session makes the S3 client: boto3's resource layer and s3transfer, which
+    the sink never uses, cost 2.2 MB of the daemon's peak RSS (docs/performance.md, round 10)."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "AKIATESTING",
+        "AWS_SECRET_ACCESS_KEY": "dummy-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    import boto3
+
+    bucket = "lazy-imports"
+    boto3.client("s3", endpoint_url=moto_server.endpoint_url).create_bucket(Bucket=bucket)
+    config = file_only(tmp_path, codacy.url)
+    settings = yaml.safe_load(config.read_text())
+    settings["sinks"] = {
+        "archive": {
+            "type": "s3",
+            "bucket": bucket,
+            "endpoint_url": moto_server.endpoint_url,
+            "force_path_style": True,
+            "batch_max_age_s": 0.05,
+        }
+    }
+    write_config(config, settings)
+    _, modules = run_to_end("-c", str(config), "once", "--timeout", "60")
+    listed = boto3.client("s3", endpoint_url=moto_server.endpoint_url).list_objects_v2(Bucket=bucket)
+    assert listed.get("KeyCount", 0) >= 1  # the events were stored through the client
+    assert "botocore" in modules
+    assert modules.isdisjoint({"boto3", "s3transfer"}), sorted(modules & {"boto3", "s3transfer"})

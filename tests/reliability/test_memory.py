@@ -89,3 +89,24 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
     memory.limit_malloc_arenas()
     assert calls == [(memory.M_ARENA_MAX, 2)]
+
+
+def test_the_mmap_threshold_is_pinned_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    memory.pin_mmap_threshold()
+    assert calls == [(memory.M_MMAP_THRESHOLD, 128 * 1024)]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # glibc applies the operator's own value
+    memory.pin_mmap_threshold()
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
+    memory.pin_mmap_threshold()
+    assert calls == [(memory.M_MMAP_THRESHOLD, 128 * 1024)]

@@ -529,3 +529,19 @@ async def test_a_batch_interrupted_before_its_commit_is_stored_once_after_a_rest
     client = s3_client(moto_server.endpoint_url)
     stored = [event["id"] for key in all_keys(client, bucket) for event in read_object(client, bucket, key)[1]]
     assert sorted(stored) == [f"codacy:{n}" for n in (1, 2, 3, 4, 5)]  # each once
+
+
+def test_the_ndjson_is_let_go_before_the_put_unless_the_ledger_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's NDJSON (up to 2 MiB) is only read again by the digest ledger: without evidence it
+    is dropped before the PUT, which is the longest part of a batch (peak RSS, round 10)."""
+    sink = S3Sink("archive", S3SinkConfig(type="s3", bucket="bucket"))
+    stored: list[bytes] = []
+    monkeypatch.setattr(
+        sink, "_store", lambda client, key, body, records, kind, extra, content=b"": stored.append(content)
+    )
+    batch = [record(i, "2025-01-01T00:00:00") for i in range(1, 4)]
+    sink._put_sync(None, "key", batch)
+    assert stored == [b""]
+    sink.digests = object()  # type: ignore[assignment]  # evidence on: the ledger notes the NDJSON
+    sink._put_sync(None, "key", batch)
+    assert stored[1] == b"".join(r.data + b"\n" for r in batch)
