@@ -112,7 +112,7 @@ class EventStore:
         ).fetchone()
         return int(count), None if oldest is None else int(oldest * 1000)
 
-    def prune(self, db: sqlite3.Connection, floor: int) -> list[tuple[int, int, int, int | None]] | None:
+    def prune(self, db: sqlite3.Connection, floor: int) -> list[tuple[int, int, int, int | None, int | None]] | None:
         """Inside the caller's transaction: deletes the chunks wholly at or below ``floor``;
         ``pruned`` once it committed. None when nothing new lies behind every sink (no
         statement, no scan)."""
@@ -120,20 +120,20 @@ class EventStore:
             return None
         return db.execute(
             "DELETE FROM chunks WHERE first_seq <= ? AND last_seq <= ? "
-            "RETURNING last_seq - first_seq + 1, bytes, first_seq, segment",
+            "RETURNING last_seq - first_seq + 1, bytes, first_seq, segment, segment_offset",
             (floor, floor),
         ).fetchall()
 
-    def pruned(self, floor: int, freed: list[tuple[int, int, int, int | None]]) -> tuple[int, list[int]]:
-        """The events pruned, and the segments they emptied (to ``segments.remove`` once the
-        prune is durable)."""
+    def pruned(self, floor: int, freed: list[tuple[int, int, int, int | None, int | None]]) -> int:
+        """Once the prune committed durably: the events pruned; their bytes are let go."""
         self._pruned_to = floor
-        for _, _, first, _ in freed:
+        for _, _, first, _, _ in freed:
             self._cache.pop(first, None)
-        events = int(sum(n for n, _, _, _ in freed))
+        events = int(sum(n for n, _, _, _, _ in freed))
         self.events -= events
-        self.bytes -= sum(size for _, size, _, _ in freed)
-        return events, self.segments.released(s for *_, s in freed if s is not None)
+        self.bytes -= sum(size for _, size, _, _, _ in freed)
+        self.segments.released([(s, at, size) for _, size, _, s, at in freed if s is not None and at is not None])
+        return events
 
     def forget_decoded(self) -> None:
         self._cache.clear()

@@ -133,8 +133,9 @@ def _verify(db: sqlite3.Connection, path: Path) -> int:
 def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
     try:
         if version == 1:
-            _migrate_from_v1(db)
-        _migrate_from_v2(db)
+            _migrate_from_v1(db)  # into version 3's tables at once
+        else:
+            _migrate_from_v2(db)
     except sqlite3.Error as exc:  # the transaction rolled back: the older version is intact
         raise StateError(
             f"cannot migrate state database {path} from state version {version} ({exc}); the file is unchanged. "
@@ -146,10 +147,8 @@ def _migrate_from_v2(db: sqlite3.Connection) -> None:
     """Version 3 keeps new chunks' bytes in segment files; the chunks already journaled keep
     theirs in ``data`` and are read as before. Old releases must not read the new rows."""
     with transaction(db):
-        columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
-        for column in ("segment", "segment_offset"):
-            if column not in columns:  # a version 1 state got version 3's table, then version 2's rows
-                db.execute(f"ALTER TABLE chunks ADD COLUMN {column} INTEGER")
+        db.execute("ALTER TABLE chunks ADD COLUMN segment INTEGER")
+        db.execute("ALTER TABLE chunks ADD COLUMN segment_offset INTEGER")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))
 
 
@@ -187,4 +186,4 @@ def _migrate_from_v1(db: sqlite3.Connection) -> None:
         if head:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head_seq', ?)", (str(head[0]),))
         db.execute("DROP TABLE events")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", ("2",))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('state_version', ?)", (str(STATE_VERSION),))

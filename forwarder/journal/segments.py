@@ -13,9 +13,10 @@ The order of writes is the journal's promise (nothing lost):
   ``fsync``'d, *before* the transaction that inserts their rows and moves the cursor commits.
   A crash before that commit leaves bytes no row refers to: the next write truncates them, and
   a segment no row refers to is deleted when the writer next opens the state;
-* a segment is unlinked only once the prune that emptied it is durable (the caller commits a
-  durable transaction first), so a power cut that loses a prune never leaves a row without its
-  bytes.
+* a prune commits durably before its chunks' bytes go: a segment no row refers to any more is
+  deleted, and in the others the pruned chunks' bytes are punched out (zeroed where the file
+  system cannot), so a power cut that loses a prune never leaves a row without its bytes, and
+  delivered events do not stay readable until their whole segment is pruned.
 
 Only the writer (the process holding the state lock) writes, truncates or deletes; an opener
 without the lock (``state show``, ``dlq list``) only reads.
@@ -24,8 +25,11 @@ without the lock (``state show``, ``dlq list``) only reads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +40,8 @@ from forwarder.state_files import StateFileError, make_state_dir, open_state_fil
 SEGMENT_MAX_BYTES = 64 << 20  # a new segment once the current one holds this much (a page never spans two)
 _SUFFIX = ".seg"
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)
+_ZEROS = bytes(1 << 20)
 
 
 def directory_of(database: Path) -> Path:
@@ -56,20 +62,19 @@ class SegmentStore:
 
     def load(self, referenced: Iterable[tuple[int, int]], writer: bool) -> None:
         """``referenced``: (segment, chunk rows) of every segment a row refers to. The writer
-        deletes the segments no row refers to (emptied by a prune a crash interrupted, or written
-        for a page whose transaction never committed) and always writes into a new segment."""
+        deletes the segments no row refers to (emptied by a durable prune a crash interrupted,
+        or written for a page whose transaction never committed) and always writes into a new
+        segment."""
         self._live = Counter(dict(referenced))
-        if not writer:
-            return
         try:
-            self._make_directory()
-            names = os.listdir(self.directory)
-        except (OSError, StateFileError) as exc:
+            if not self._directory(create=writer) or not writer:
+                return
+            for name in os.listdir(self.directory):
+                if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
+                    if int(name[: -len(_SUFFIX)]) not in self._live:
+                        os.unlink(self.directory / name)
+        except OSError as exc:
             raise StateError(f"cannot open the journal's segments {self.directory}: {exc}") from None
-        for name in names:
-            if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
-                if int(name[: -len(_SUFFIX)]) not in self._live:
-                    os.unlink(self.directory / name)
 
     def write(self, first_seq: int, datas: list[bytes]) -> list[tuple[int, int]]:
         """Appends each chunk's bytes to the current segment and syncs them; the (segment,
@@ -96,6 +101,7 @@ class SegmentStore:
             self._written = offset
             os.fdatasync(fd)
         except OSError as exc:
+            self._written = -1  # whatever reached the file past the committed end is cut at the next write
             if exc.errno in _FULL:
                 raise DiskFullError(
                     f"cannot write the journal's segments in {self.directory}: {exc.strerror}"
@@ -118,8 +124,9 @@ class SegmentStore:
             data = os.pread(fd, size, offset)
         except (OSError, StateFileError) as exc:
             raise StateError(
-                f"the journal's segment {self.directory / _name(segment)} cannot be read ({exc}); the state "
-                "file and its segments directory must be restored together"
+                f"the journal's segment {self.directory / _name(segment)} cannot be read ({exc}); if the daemon "
+                "is running it may have just pruned it, otherwise the state file and its segments directory "
+                "must be restored together"
             ) from None
         if len(data) != size:
             raise StateError(
@@ -128,26 +135,36 @@ class SegmentStore:
             )
         return data
 
-    def released(self, segments: Iterable[int]) -> list[int]:
-        """The prune that just committed deleted a chunk row in each of ``segments`` (one entry
-        per row); the segments no row refers to any more, which ``remove`` deletes once that
-        prune is durable. The next write starts a new segment if the one written to is among them."""
-        self._live.subtract(segments)
-        empty = [s for s, n in self._live.items() if n <= 0]
+    def released(self, chunks: list[tuple[int, int, int]]) -> None:
+        """A durable prune deleted the rows of ``chunks`` (segment, offset, size): segments no
+        row refers to any more are deleted (the next write starts a new one if the one written
+        to is among them), the others have those bytes punched out. Best effort: what a failure
+        leaves is deleted with its segment later, or at the writer's next start."""
+        self._live.subtract(segment for segment, _, _ in chunks)
+        empty = {s for s, n in self._live.items() if n <= 0}
         for segment in empty:
             del self._live[segment]
-        if self._current in empty:  # every event in it was delivered: pruned bytes must not linger there
-            os.close(self._fd)
-            self._fd, self._current = -1, None
-        return empty
-
-    def remove(self, segments: list[int]) -> None:
-        for segment in segments:
             fd = self._readers.pop(segment, None)
             if fd is not None:
                 os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
+            if segment == self._current:
+                os.close(self._fd)
+                self._fd, self._current = -1, None
+            with contextlib.suppress(OSError):
                 os.unlink(self.directory / _name(segment))
+        for segment, offset, size in chunks:
+            if segment not in empty:
+                with contextlib.suppress(OSError, StateFileError):
+                    self._punch(segment, offset, size)
+
+    def _punch(self, segment: int, offset: int, size: int) -> None:
+        fd = open_state_file(self.directory, _name(segment), os.O_WRONLY, create=False)
+        try:
+            if _fallocate(fd, _PUNCH_HOLE, offset, size) != 0:  # not on this file system: zeros
+                for at in range(offset, offset + size, len(_ZEROS)):
+                    os.pwrite(fd, memoryview(_ZEROS)[: min(len(_ZEROS), offset + size - at)], at)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         for fd in self._readers.values():
@@ -162,26 +179,67 @@ class SegmentStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self._make_directory()
+        self._directory(create=True)
         fd = open_state_file(self.directory, _name(first_seq))
-        os.ftruncate(fd, 0)  # a leftover of the same name belonged to no row
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            os.fsync(dir_fd)  # the name is durable before a row refers to it
-        finally:
-            os.close(dir_fd)
+            os.ftruncate(fd, 0)  # a leftover of the same name belonged to no row
+            _fsync_directory(self.directory)  # the name is durable before a row refers to it
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd, self._current, self._end, self._written = fd, first_seq, 0, 0
         return first_seq
 
-    def _make_directory(self) -> None:
-        """0700, and the state_dir owner's: root running a tool must not leave a directory the
-        daemon's user cannot write (``open_state_file`` does the same for files)."""
-        make_state_dir(self.directory)
+    def _directory(self, create: bool) -> bool:
+        """Whether the directory exists (created 0700 if ``create``). Refused like a state file
+        (``forwarder.state_files``): a symlink, anything but a directory, another owner than
+        state_dir's. One root creates is given to that owner, and its name made durable."""
+        created = create and not os.path.lexists(self.directory)
+        if created:
+            make_state_dir(self.directory)
+        try:
+            info = os.lstat(self.directory)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            raise StateError(
+                f"{self.directory} is a symbolic link or not a directory; the journal's segments must be a "
+                "directory: remove it (someone may have planted it to make the forwarder write elsewhere)"
+            )
         owner = self.directory.parent.stat()
-        mine = self.directory.stat()
-        if os.geteuid() == 0 and (mine.st_uid, mine.st_gid) != (owner.st_uid, owner.st_gid):
-            os.chown(self.directory, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        if created:
+            if os.geteuid() == 0 and (info.st_uid, info.st_gid) != (owner.st_uid, owner.st_gid):
+                os.chown(self.directory, owner.st_uid, owner.st_gid, follow_symlinks=False)
+            _fsync_directory(self.directory.parent)
+        elif info.st_uid != owner.st_uid:
+            raise StateError(
+                f"{self.directory} is owned by uid {info.st_uid}, but its state_dir by uid {owner.st_uid}; "
+                "run audit-forwarder (and its tools) as that user, and remove or chown the directory"
+            )
+        return True
 
 
 def _name(segment: int) -> str:
     return f"{segment:020d}{_SUFFIX}"
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fallocate(fd: int, mode: int, offset: int, size: int) -> int:
+    """glibc's ``fallocate`` (the standard library has only ``posix_fallocate``, which cannot
+    punch holes); -1 where there is none (not Linux) or the file system refuses."""
+    call = getattr(_libc(), "fallocate", None)
+    if call is None:
+        return -1
+    return int(call(fd, mode, ctypes.c_longlong(offset), ctypes.c_longlong(size)))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)

@@ -4,6 +4,7 @@ them (version 2, bytes in the database) still read."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.chunks import JournalEntry
-from forwarder.journal import SqliteJournal, StateError, segments
+from forwarder.journal import DiskFullError, SqliteJournal, StateError, segments
 from forwarder.journal.segments import directory_of
 
 
@@ -160,3 +161,78 @@ async def test_a_version_2_state_keeps_its_chunks_and_journals_new_ones_in_segme
     assert await journal.prune() == 3
     assert segment_files(path) == []
     await journal.close()
+
+
+async def test_pruned_chunks_of_a_segment_still_in_use_are_not_readable(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await opened(path)
+    await journal.register_sinks(["a"])
+    await journal.append("src", "org", entries(3, size=500), {"w": 1})
+    await journal.append("src", "org", entries(3, 3, size=500), {"w": 2})
+    [name] = segment_files(path)
+    segment = directory_of(path) / name
+    assert segment.read_bytes().count(b"x" * 500) == 6
+    await journal.commit("a", 3)
+    assert await journal.prune() == 3
+    kept = segment.read_bytes()
+    assert kept.count(b"x" * 500) == 3  # the first page's bytes are gone (a hole, or zeros)
+    assert b"id-0" not in kept and b"id-3" in kept
+    assert [r.event_id for r in await journal.read(3, 10, 1 << 20)] == ["id-3", "id-4", "id-5"]
+    await journal.close()
+
+
+async def test_the_bytes_are_synced_before_their_rows_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await opened(path)
+    seen: list[int] = []
+    fdatasync = os.fdatasync
+
+    def watched(fd: int) -> None:
+        fdatasync(fd)
+        with sqlite3.connect(path) as other:  # what a crash right now would leave
+            seen.append(other.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    monkeypatch.setattr(segments.os, "fdatasync", watched)
+    await journal.append("src", "org", entries(2), {"w": 1})
+    await journal.append("src", "org", entries(2, 2), {"w": 2})
+    assert seen == [0, 1]  # each page's bytes were on disk while its row was not yet committed
+    await journal.close()
+
+
+async def test_a_full_disk_while_writing_is_reported_and_its_bytes_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await opened(path)
+    await journal.append("src", "org", entries(1), {"w": 1})
+    pwrite = os.pwrite
+    calls = {"n": 0}
+
+    def failing(fd: int, data: bytes, offset: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second chunk of the page: the first is already in the file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return pwrite(fd, data, offset)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(segments.os, "pwrite", failing)
+        with pytest.raises(DiskFullError, match="cannot write the journal"):
+            await journal.append("src", "org", entries(1500, 1), {"w": 2})  # two chunks
+    assert await journal.get_cursor("src", "org") == {"w": 1}
+    await journal.append("src", "org", entries(1, 1), {"w": 3})
+    [name] = segment_files(path)
+    assert (directory_of(path) / name).stat().st_size == len(entries(1)[0].data) + len(entries(1, 1)[0].data)
+    assert [r.event_id for r in await journal.read(0, 10, 1 << 20)] == ["id-0", "id-1"]
+    await journal.close()
+
+
+async def test_a_symlinked_segments_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.sqlite3"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "00000000000000000001.seg").write_bytes(b"someone else's")
+    path.parent.mkdir(mode=0o700)
+    directory_of(path).symlink_to(elsewhere)
+    with pytest.raises(StateError, match="symbolic link"):
+        await opened(path)
+    assert (elsewhere / "00000000000000000001.seg").read_bytes() == b"someone else's"
