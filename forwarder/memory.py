@@ -12,7 +12,7 @@ import platform
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, pinned (see ``pin_mmap_threshold``)
+MMAP_THRESHOLD = 4 << 20  # pinned (see ``pin_mmap_threshold``): above a chunk (1 MiB) and an S3 batch (2 MiB)
 
 
 def tune_gc() -> None:
@@ -45,11 +45,12 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
     """glibc serves a block of at least 128 KiB with its own ``mmap`` and gives it back on free,
     but each such free raises that threshold to the freed size (up to 32 MiB): after the first
-    page's megabyte-sized chunk buffers, answers and batches were carved from the heap instead,
-    where freed megabytes stay resident between the smaller objects around them. Pinned, a
-    draining backlog's large buffers come and go with their own mappings: peak RSS of a 100k
-    drain 84 -> 80 MB (file sink), 113 -> 106 MB (S3), and no creep over the run
-    (docs/performance.md, round 10). ``MALLOC_MMAP_THRESHOLD_`` (glibc's own variable) wins, as
+    large answer, answers and batches were carved from the heap instead, where freed megabytes
+    stay resident between the smaller objects around them. Pinned at 4 MiB, a vendor's large
+    answers come and go with their own mappings, while the megabyte chunk buffers and batches,
+    made and freed thousands of times in a drain, stay in the heap: pinned at glibc's 128 KiB
+    they cost a fresh mapping, its page faults and zeroing each time (+2 to +4 s of system CPU
+    per million events, for 1-2 MB less RSS; docs/performance.md, round 10). ``MALLOC_MMAP_THRESHOLD_`` (glibc's own variable) wins, as
     for the arenas. Set in-process, so systemd, the container and cron alike get it."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or platform.libc_ver()[0] != "glibc":
         return

@@ -103,10 +103,10 @@ def test_the_mmap_threshold_is_pinned_unless_the_operator_chose(monkeypatch: pyt
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     memory.pin_mmap_threshold()
-    assert calls == [(memory.M_MMAP_THRESHOLD, 128 * 1024)]
+    assert calls == [(memory.M_MMAP_THRESHOLD, 4 << 20)]
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # glibc applies the operator's own value
     memory.pin_mmap_threshold()
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
     memory.pin_mmap_threshold()
-    assert calls == [(memory.M_MMAP_THRESHOLD, 128 * 1024)]
+    assert calls == [(memory.M_MMAP_THRESHOLD, 4 << 20)]
