@@ -51,7 +51,8 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
     made and freed thousands of times in a drain, stay in the heap: pinned at glibc's 128 KiB
     they cost a fresh mapping, its page faults and zeroing each time (+2 to +4 s of system CPU
     per million events, for 1-2 MB less RSS; docs/performance.md, round 10).
-    ``MALLOC_MMAP_THRESHOLD_`` (glibc's own variable) wins, as for the arenas. Set in-process, so systemd, the container and cron alike get it."""
+    ``MALLOC_MMAP_THRESHOLD_`` (glibc's own variable) wins, as for the arenas. Set in-process,
+    so systemd, the container and cron alike get it."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or platform.libc_ver()[0] != "glibc":
         return
     with contextlib.suppress(OSError, AttributeError):
