@@ -15,7 +15,7 @@ it was averaged and how many polls that window held.
 (``rss_trend``): a process whose allocator and caches settle after its first polls grows in the
 first half and is flat in the second; a leak grows in both, at a steady slope. The start and
 end alone cannot say which (round 10 of ``docs/performance.md``: +2.2 MB over ten minutes was
-the first, every poll cycle touching a little more of the allocator's high-water mark).
+the first: pages of the allocators' reserve touched for the first time at a cycle's peak).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def cpu_s(pid: int) -> float:
 def memory_mb(pid: int) -> tuple[float, float]:
     """``VmRSS`` and its anonymous part ``RssAnon`` (the heap: what a leak grows). The rest is
     file-backed, the libraries' pages the kernel faults in on first use and may evict and fault
-    in again under memory pressure: on a shared machine it moved by 2 MB between two readings of
-    a daemon doing the same thing."""
+    in again under memory pressure: on the shared VM it fell by 10 MB in eight minutes while the
+    daemon did the same thing every cycle."""
     fields: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
