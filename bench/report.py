@@ -51,6 +51,13 @@ def extras(results: dict[str, Any]) -> list[str]:
             f"(target {idle['target_cpu_percent']:g}), "
             f"RSS {idle['rss_mb_start']:.1f} -> {idle['rss_mb_end']:.1f} MB"
         )
+        for prefix, what in (("rss", ""), ("rss_anon", "anonymous ")):  # settling grows in the first half only
+            slope = idle[f"{prefix}_slope_mb_per_hour_second_half"]
+            line += (
+                f"; {what}halves {idle[f'{prefix}_growth_first_half_mb']:+.1f} / "
+                f"{idle[f'{prefix}_growth_second_half_mb']:+.1f} MB, second half "
+                f"{'-' if slope is None else f'{slope:+.1f}'} MB/h"
+            )
         if "idle" in ref:
             theirs = ref["idle"]
             line += f"  | {ref['ref']}: {theirs['cpu_percent_of_one_core']:.2f} %, {theirs['rss_mb_end']:.1f} MB"

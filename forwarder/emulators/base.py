@@ -252,8 +252,17 @@ def _handler_class(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     return _Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """The standard library's listen backlog is 5: a daemon polling a hundred organizations at
+    once (``bench.idle``) had most of its connection attempts dropped, each one sent again by
+    the kernel after 1, 3, 7... seconds, until some requests hit their deadline and were
+    retried; no vendor's front end refuses a hundred connections at once."""
+
+    request_queue_size = 1024
+
+
 def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), _handler_class(emulator))
+    server = _Server((host, port), _handler_class(emulator))
     server.daemon_threads = True
     return server
 

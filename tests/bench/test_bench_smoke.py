@@ -123,6 +123,13 @@ def assert_startup_and_idle(results: dict[str, Any]) -> None:
     assert idle["organizations"] == 3 and idle["interval_s"] == 1 and idle["exit_code"] == 0
     assert idle["window_s"] >= 2 and idle["requests_in_window"] >= 3  # every organization polled in the window
     assert idle["cpu_s"] >= 0 and idle["rss_mb_start"] > 0 and isinstance(idle["meets_cpu_target"], bool)
+    # the window's halves tell a settling from a leak (bench.idle.rss_trend)
+    assert idle["rss_mb_mid"] > 0 and idle["requests_per_organization"] >= 1
+    halves = idle["rss_growth_first_half_mb"] + idle["rss_growth_second_half_mb"]
+    assert halves == pytest.approx(idle["rss_mb_end"] - idle["rss_mb_start"], abs=0.2)
+    assert isinstance(idle["rss_slope_mb_per_hour_second_half"], float)
+    assert 0 < idle["rss_anon_mb_start"] < idle["rss_mb_start"] and idle["rss_anon_mb_end"] > 0
+    assert isinstance(idle["rss_anon_slope_mb_per_hour_second_half"], float)
 
 
 def test_compare_measures_another_revision_in_the_same_run(tmp_path: Path) -> None:
