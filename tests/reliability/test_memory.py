@@ -8,7 +8,7 @@ daemon process) stays under a fixed bound however long the backlog is.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -70,7 +70,17 @@ def test_large_backlog_stays_within_the_memory_bound(
     assert peak_kb / 1024 < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_kb / 1024:.1f} MB over {PEAK_RSS_LIMIT_MB} MB"
 
 
-def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("setting", "variable", "expected"),
+    [
+        (memory.limit_malloc_arenas, "MALLOC_ARENA_MAX", (memory.M_ARENA_MAX, 2)),
+        (memory.pin_mmap_threshold, "MALLOC_MMAP_THRESHOLD_", (memory.M_MMAP_THRESHOLD, 4 << 20)),
+    ],
+    ids=["arenas", "mmap-threshold"],
+)
+def test_malloc_is_tuned_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch, setting: Callable[[], None], variable: str, expected: tuple[int, int]
+) -> None:
     calls: list[tuple[int, int]] = []
 
     class Libc:
@@ -80,33 +90,12 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.
 
     monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    memory.limit_malloc_arenas()
-    assert calls == [(memory.M_ARENA_MAX, 2)]
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the operator's choice is glibc's to apply
-    memory.limit_malloc_arenas()
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.delenv(variable, raising=False)
+    setting()
+    assert calls == [expected]
+    monkeypatch.setenv(variable, "8")  # the operator's choice is glibc's to apply
+    setting()
+    monkeypatch.delenv(variable)
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
-    memory.limit_malloc_arenas()
-    assert calls == [(memory.M_ARENA_MAX, 2)]
-
-
-def test_the_mmap_threshold_is_pinned_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[int, int]] = []
-
-    class Libc:
-        def mallopt(self, param: int, value: int) -> int:
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    memory.pin_mmap_threshold()
-    assert calls == [(memory.M_MMAP_THRESHOLD, 4 << 20)]
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")  # glibc applies the operator's own value
-    memory.pin_mmap_threshold()
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
-    memory.pin_mmap_threshold()
-    assert calls == [(memory.M_MMAP_THRESHOLD, 4 << 20)]
+    setting()
+    assert calls == [expected]
