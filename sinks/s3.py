@@ -14,8 +14,8 @@ is stored as ``Content-Type: application/gzip`` with no ``Content-Encoding``; ot
 HTTP clients would silently gunzip it on download and the bytes would no longer match the
 key's extension or the checksum.
 
-Credentials come only from boto3's standard chain (environment, profile, instance or
-container role); the config never holds a secret. boto3 blocks, so every call runs in a
+Credentials come only from the AWS SDK's standard chain (environment, profile, instance or
+container role); the config never holds a secret. botocore blocks, so every call runs in a
 worker thread, and so do formatting and gzip, which are CPU work on up to megabytes.
 """
 

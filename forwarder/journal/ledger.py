@@ -316,9 +316,9 @@ def insert(
 
 
 def fold_legacy(db: sqlite3.Connection) -> int:
-    """Migration, at every opening that may write: the rows of the one-row-per-event ``ledger``
-    table (this layout's predecessor, which a downgraded daemon would fill again) become runs,
-    in one transaction; the table is dropped. The number of rows folded."""
+    """Migration of a state of version 2: the rows of the one-row-per-event ``ledger`` table
+    (this layout's predecessor) become runs, in one transaction; the table is dropped. The
+    number of rows folded."""
     try:
         return _fold_legacy(db)
     except sqlite3.Error as exc:  # the transaction rolled back: the old table is intact
@@ -381,22 +381,10 @@ def listing(db: sqlite3.Connection, source: str, organization: str, from_ms: int
             (source, organization, from_ms, to_ms),
         ):
             found.extend(unpack(LedgerRun(*run), from_ms, to_ms))
-    except sqlite3.OperationalError as exc:  # a state file of a release without the ledger, or not migrated
+    except sqlite3.OperationalError as exc:  # a state file of a release without the ledger
         if not _missing_table(exc):
             raise
-    try:  # a file a reader without the lock opens before the daemon of this release folded it
-        legacy = db.execute(
-            "SELECT l.seq, l.chain_seq, l.event_id, l.time_ms, l.hash FROM ledger l JOIN ledger_streams s "
-            "ON s.id = l.stream WHERE s.source=? AND s.organization=? AND l.time_ms >= ? AND l.time_ms < ? "
-            "ORDER BY l.seq",
-            (source, organization, from_ms, to_ms),
-        ).fetchall()
-    except sqlite3.OperationalError as exc:
-        if _missing_table(exc):
-            return found
-        raise
-    found.extend(LedgerRow(int(a), int(b), str(c), int(d), bytes(e).hex()) for a, b, c, d, e in legacy)
-    return sorted(found)
+    return found
 
 
 def streams(db: sqlite3.Connection) -> list[tuple[str, str]]:

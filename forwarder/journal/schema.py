@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 CREATE TABLE IF NOT EXISTS chunks (
     first_seq INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, source TEXT NOT NULL,
     organization TEXT NOT NULL, journaled_at REAL NOT NULL, bytes INTEGER NOT NULL,
-    segment INTEGER, segment_offset INTEGER, meta BLOB NOT NULL, data BLOB NOT NULL);
+    meta BLOB NOT NULL, data BLOB NOT NULL, segment INTEGER, segment_offset INTEGER);
 CREATE TABLE IF NOT EXISTS sink_offsets (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sink_inflight (sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -76,7 +76,6 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
             db.executescript(ledger.TABLES)  # new tables only: older releases ignore them
-            ledger.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
         if version < STATE_VERSION:
             _migrate(db, path, version)
         elif not existed:
@@ -135,6 +134,7 @@ def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
         if version == 1:
             _migrate_from_v1(db)  # into version 3's tables at once
         else:
+            ledger.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
             _migrate_from_v2(db)
     except sqlite3.Error as exc:  # the transaction rolled back: the older version is intact
         raise StateError(

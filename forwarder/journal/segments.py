@@ -11,8 +11,11 @@ The order of writes is the journal's promise (nothing lost):
 
 * a page's chunk bytes are written and ``fdatasync``'d, and a new segment's directory entry
   ``fsync``'d, *before* the transaction that inserts their rows and moves the cursor commits.
-  A crash before that commit leaves bytes no row refers to: the next write truncates them, and
-  a segment no row refers to is deleted when the writer next opens the state;
+  Bytes are never overwritten: a transaction that failed may still be replayed from the WAL
+  at the next start (a ``COMMIT`` that reported a disk error after writing its frames), so its
+  bytes stay where its rows would point, and the next write goes after them. Bytes no row
+  refers to are dropped with their segment; a segment no row refers to is deleted when the
+  writer next opens the state;
 * a prune commits durably before its chunks' bytes go: a segment no row refers to any more is
   deleted, and in the others the pruned chunks' bytes are punched out (zeroed where the file
   system cannot), so a power cut that loses a prune never leaves a row without its bytes, and
@@ -56,9 +59,9 @@ class SegmentStore:
         self._live: Counter[int] = Counter()  # segment -> chunk rows referring to it (writer only)
         self._current: int | None = None  # the segment written to, None until the first write
         self._fd = -1  # its descriptor
-        self._end = 0  # its committed end: bytes past it belong to no row
-        self._written = 0  # its end after the last write, committed or not
+        self._end = 0  # where its next write goes; -1 after a failure: the file's size says
         self._readers: dict[int, int] = {}
+        self._last = 0  # the highest segment name in use: a name is never given twice
 
     def load(self, referenced: Iterable[tuple[int, int]], writer: bool) -> None:
         """``referenced``: (segment, chunk rows) of every segment a row refers to. The writer
@@ -66,6 +69,7 @@ class SegmentStore:
         or written for a page whose transaction never committed) and always writes into a new
         segment."""
         self._live = Counter(dict(referenced))
+        self._last = max(self._live, default=0)
         try:
             if not self._directory(create=writer) or not writer:
                 return
@@ -85,9 +89,8 @@ class SegmentStore:
             if segment is None or self._end >= SEGMENT_MAX_BYTES:
                 segment = self._start(first_seq)
             fd = self._fd
-            if self._written != self._end:  # an earlier write whose transaction failed
-                os.ftruncate(fd, self._end)
-                self._written = self._end
+            if self._end < 0:  # after a failed write, past whatever of it reached the file
+                self._end = os.fstat(fd).st_size
             places = []
             offset = self._end
             for data in datas:
@@ -98,11 +101,11 @@ class SegmentStore:
                     view, at = view[done:], at + done
                 places.append((segment, offset))
                 offset += len(data)
-            self._written = offset
             os.fdatasync(fd)
-        except OSError as exc:
-            self._written = -1  # whatever reached the file past the committed end is cut at the next write
-            if exc.errno in _FULL:
+            self._end = offset
+        except (OSError, StateFileError) as exc:
+            self._end = -1
+            if isinstance(exc, OSError) and exc.errno in _FULL:
                 raise DiskFullError(
                     f"cannot write the journal's segments in {self.directory}: {exc.strerror}"
                 ) from None
@@ -111,7 +114,6 @@ class SegmentStore:
 
     def committed(self, chunks: int) -> None:
         """The transaction that refers to the last write's bytes committed."""
-        self._end = self._written
         if self._current is not None:
             self._live[self._current] += chunks
 
@@ -176,19 +178,22 @@ class SegmentStore:
         self._current = None
 
     def _start(self, first_seq: int) -> int:
+        """A new segment, named after the first seq it holds unless that name was given already
+        (a page that failed, written again once the segment before it filled up)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         self._directory(create=True)
-        fd = open_state_file(self.directory, _name(first_seq))
+        name = self._last = max(first_seq, self._last + 1)
+        fd = open_state_file(self.directory, _name(name))
         try:
-            os.ftruncate(fd, 0)  # a leftover of the same name belonged to no row
+            os.ftruncate(fd, 0)  # a leftover of a name not in use belongs to no row
             _fsync_directory(self.directory)  # the name is durable before a row refers to it
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self._current, self._end, self._written = fd, first_seq, 0, 0
-        return first_seq
+        self._fd, self._current, self._end = fd, name, 0
+        return name
 
     def _directory(self, create: bool) -> bool:
         """Whether the directory exists (created 0700 if ``create``). Refused like a state file

@@ -63,7 +63,7 @@ class PresetConfig(HttpJsonConfig):
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)  # noqa: S506 (a safe loader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=LOADER)  # noqa: S506  # a safe loader (C or pure-Python)
     if not isinstance(data, dict):
         raise ValueError(f"preset {path.name} is not a mapping")
     if "type" in data:

@@ -44,7 +44,7 @@ events it holds (`<time of the first>-<hash of the ids>.parquet`) and it is writ
 (`If-None-Match: *`) through the object writer it shares with the `s3` sink: a batch replayed
 after a crash lands on the same keys, and S3's `412` for an object holding the same bytes counts
 as delivered (the Parquet bytes are the same for the same events). Proven under SIGKILLs with every object read back
-(`tests/reliability/test_security_lake_crash.py`). Credentials come only from boto3's standard
+(`tests/reliability/test_security_lake_crash.py`). Credentials come only from the AWS SDK's standard
 chain: the role Security Lake created for the custom source, assumed through the environment or a
 profile. Connection, encryption, integrity and Object Lock options are the `s3` sink's (the shared
 object writer, `sinks/s3_objects.py`): with `object_lock` every object is written under the lock and

@@ -78,9 +78,13 @@ async def test_a_segment_is_deleted_once_every_sink_has_its_events(
     await journal.close()
 
 
-async def test_bytes_no_row_refers_to_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A crash after the bytes were written but before their rows committed: the next write
-    truncates them; a segment no row refers to is deleted when the writer next opens."""
+async def test_bytes_no_row_refers_to_are_never_overwritten_and_go_with_their_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that failed after its bytes were written: they stay (a COMMIT that reported
+    an error may still be replayed from the WAL at the next start, its rows pointing there) and
+    the next write goes after them; a segment no row refers to is deleted when the writer next
+    opens."""
     path = tmp_path / "journal.sqlite3"
     journal = await opened(path)
     await journal.register_sinks(["a"])
@@ -95,11 +99,12 @@ async def test_bytes_no_row_refers_to_are_dropped(tmp_path: Path, monkeypatch: p
         patch.setattr("forwarder.journal.cursors.put", failing)
         with pytest.raises(sqlite3.OperationalError):
             await journal.append("src", "org", entries(2, 2, size=1000), {"w": 2})
-    assert (directory_of(path) / name).stat().st_size > size  # written and synced, never committed
+    failed = (directory_of(path) / name).read_bytes()[size:]
+    assert failed == b"\n".join(e.data for e in entries(2, 2, size=1000))  # written and synced, never committed
     await journal.append("src", "org", entries(1, 2), {"w": 3})
     records = await journal.read(0, 10, 1 << 20)
     assert [r.data for r in records] == [e.data for e in entries(2) + entries(1, 2)]
-    assert (directory_of(path) / name).stat().st_size == sum(len(e.data) for e in entries(2) + entries(1, 2)) + 1
+    assert (directory_of(path) / name).read_bytes()[size:] == failed + entries(1, 2)[0].data
     await journal.close()
 
     stray = directory_of(path) / "00000000000000000099.seg"
@@ -199,7 +204,7 @@ async def test_the_bytes_are_synced_before_their_rows_commit(tmp_path: Path, mon
     await journal.close()
 
 
-async def test_a_full_disk_while_writing_is_reported_and_its_bytes_cut(
+async def test_a_full_disk_while_writing_is_reported_and_the_next_write_goes_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "journal.sqlite3"
@@ -221,7 +226,8 @@ async def test_a_full_disk_while_writing_is_reported_and_its_bytes_cut(
     assert await journal.get_cursor("src", "org") == {"w": 1}
     await journal.append("src", "org", entries(1, 1), {"w": 3})
     [name] = segment_files(path)
-    assert (directory_of(path) / name).stat().st_size == len(entries(1)[0].data) + len(entries(1, 1)[0].data)
+    written = b"\n".join(e.data for e in entries(1000, 1))  # the failed page's first chunk, left in place
+    assert (directory_of(path) / name).read_bytes() == entries(1)[0].data + written + entries(1, 1)[0].data
     assert [r.event_id for r in await journal.read(0, 10, 1 << 20)] == ["id-0", "id-1"]
     await journal.close()
 

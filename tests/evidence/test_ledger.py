@@ -147,14 +147,17 @@ def legacy_rows() -> dict[tuple[str, str], list[LedgerRow]]:
     return rows
 
 
-def test_a_state_file_with_a_row_per_event_is_read_then_folded_into_runs(tmp_path: Path) -> None:
+def test_a_state_file_with_a_row_per_event_is_folded_into_runs(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     expected = legacy_rows()
     state = SqliteState(path)
     state.open()
     db = state.db
-    db.execute("DROP TABLE ledger_runs")  # as the release before wrote it
+    db.execute("DROP TABLE ledger_runs")  # as the release before wrote it: state version 2
     db.executescript(_LEGACY_SQLITE)
+    db.execute("ALTER TABLE chunks DROP COLUMN segment")
+    db.execute("ALTER TABLE chunks DROP COLUMN segment_offset")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'state_version'")
     for (source, organization), rows in expected.items():
         (stream,) = db.execute(
             "INSERT INTO ledger_streams (source, organization) VALUES (?, ?) RETURNING id", (source, organization)
@@ -165,22 +168,17 @@ def test_a_state_file_with_a_row_per_event_is_read_then_folded_into_runs(tmp_pat
         )
     state.close()
 
-    reader = SqliteState(path, migrate=False)  # reconcile or report beside a daemon not upgraded yet
-    reader.open()
-    for (source, organization), rows in expected.items():
-        assert reader.ledger(source, organization, 0, 1 << 62) == rows
-        assert reader.ledger(source, organization, 1_002_000, 1_003_000) == [
-            r for r in rows if 1_002_000 <= r.time_ms < 1_003_000
-        ]
-    reader.close()
-
     state = SqliteState(path)  # the daemon of this release: folded, the old table gone
     state.open()
     assert state.db.execute("SELECT 1 FROM sqlite_master WHERE name='ledger'").fetchone() is None
+    assert state.db.execute("SELECT value FROM meta WHERE key='state_version'").fetchone() == ("3",)
     runs = state.db.execute("SELECT COUNT(*) FROM ledger_runs").fetchone()[0]
     assert runs < 30
     for (source, organization), rows in expected.items():
         assert state.ledger(source, organization, 0, 1 << 62) == rows
+        assert state.ledger(source, organization, 1_002_000, 1_003_000) == [
+            r for r in rows if 1_002_000 <= r.time_ms < 1_003_000
+        ]
     assert state.prune_ledger({}, 1_002_000) == sum(1 for rs in expected.values() for r in rs if r.time_ms < 1_002_000)
     for (source, organization), rows in expected.items():
         assert state.ledger(source, organization, 0, 1 << 62) == [r for r in rows if r.time_ms >= 1_002_000]
