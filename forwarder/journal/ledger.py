@@ -82,6 +82,13 @@ def unpack(run: LedgerRun, from_ms: int = -(1 << 63), to_ms: int = 1 << 63) -> I
             yield LedgerRow(run.first_seq + i, run.first_chain_seq + i, event_id, time_ms, digest)
 
 
+def trimmed(run: LedgerRun, cutoff: int) -> tuple[list[LedgerRun], int]:
+    """A run spanning a prune's ``cutoff`` without its events before it: the runs to write
+    again in its place, and how many events it lost (both backends' prunes)."""
+    kept = [(r.seq, r.chain_seq, r.event_id, r.time_ms, bytes.fromhex(r.hash)) for r in unpack(run, cutoff)]
+    return pack(kept), run.events - len(kept)
+
+
 def pack(rows: Iterable[tuple[int, int, str, int, bytes]]) -> list[LedgerRun]:
     """Rows ``(seq, chain_seq, event id, time_ms, raw hash)`` of one stream, by seq, as runs."""
     runs: list[LedgerRun] = []
@@ -436,28 +443,19 @@ def prune(db: sqlite3.Connection, cutoffs: Mapping[str, int], default_cutoff: in
     deleted = 0
     for stream, source in db.execute("SELECT id, source FROM ledger_streams").fetchall():
         cutoff = cutoffs.get(source, default_cutoff)
-        (count,) = db.execute(
-            "SELECT COALESCE(SUM(length(times)), 0) FROM ledger_runs WHERE stream=? AND max_time < ?", (stream, cutoff)
-        ).fetchone()
-        if count:
-            db.execute("DELETE FROM ledger_runs WHERE stream=? AND max_time < ?", (stream, cutoff))
-            deleted += int(count) // TIME_BYTES
-        spanning = [  # after the delete, the runs starting before the cutoff are those spanning it
-            LedgerRun(*r)
-            for r in db.execute(
-                "SELECT first_seq, first_chain_seq, min_time, max_time, times, hashes, ids FROM ledger_runs "
-                "WHERE stream=? AND min_time < ?",
-                (stream, cutoff),
-            ).fetchall()
-        ]
-        for run in spanning:
-            kept = [(r.seq, r.chain_seq, r.event_id, r.time_ms, bytes.fromhex(r.hash)) for r in unpack(run, cutoff)]
-            db.execute("DELETE FROM ledger_runs WHERE first_seq=?", (run.first_seq,))
-            db.executemany(
-                _INSERT_RUN,
-                [(stream, *r) for r in pack(kept)],
-            )
-            deleted += run.events - len(kept)
+        gone = db.execute(
+            "DELETE FROM ledger_runs WHERE stream=? AND max_time < ? RETURNING length(times)", (stream, cutoff)
+        ).fetchall()
+        deleted += sum(int(n) for (n,) in gone) // TIME_BYTES
+        spanning = db.execute(  # after the delete, the runs starting before the cutoff are those spanning it
+            "DELETE FROM ledger_runs WHERE stream=? AND min_time < ? "
+            "RETURNING first_seq, first_chain_seq, min_time, max_time, times, hashes, ids",
+            (stream, cutoff),
+        ).fetchall()
+        for row in spanning:
+            runs, lost = trimmed(LedgerRun(*row), cutoff)
+            db.executemany(_INSERT_RUN, [(stream, *r) for r in runs])
+            deleted += lost
         db.execute("DELETE FROM ledger_gaps WHERE stream=? AND time_ms < ?", (stream, cutoff))
     if deleted:
         oldest = db.execute("SELECT MIN(first_seq) FROM ledger_runs").fetchone()[0]

@@ -19,7 +19,7 @@ from forwarder.journal.ledger import (
     LedgerRow,
     LedgerRun,
     SinkConfirmation,
-    pack,
+    trimmed,
     unpack,
 )
 from forwarder.journal.postgres.sql import Conn
@@ -167,11 +167,10 @@ async def prune(conn: Conn, cutoffs: Mapping[str, int], default_cutoff: int) -> 
             (stream, cutoff),
         )
         for row in await cur.fetchall():
-            run = _run(row)
-            kept = [(r.seq, r.chain_seq, r.event_id, r.time_ms, bytes.fromhex(r.hash)) for r in unpack(run, cutoff)]
+            runs, lost = trimmed(_run(row), cutoff)
             async with conn.cursor() as c:
-                await c.executemany(_INSERT_RUN, [(stream, *r) for r in pack(kept)])
-            deleted += run.events - len(kept)
+                await c.executemany(_INSERT_RUN, [(stream, *r) for r in runs])
+            deleted += lost
         await conn.execute("DELETE FROM af_ledger_gaps WHERE stream = %s AND time_ms < %s", (stream, cutoff))
     if deleted:
         await conn.execute(
