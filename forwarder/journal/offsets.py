@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from forwarder.journal import ledger
+from forwarder.journal import ledger_sqlite
 from forwarder.journal.transaction import transaction
 
 
@@ -20,7 +20,7 @@ def register(db: sqlite3.Connection, names: list[str], first_seq: int) -> list[s
         for name in names:
             if name not in known:
                 db.execute("INSERT INTO sink_offsets VALUES (?, ?)", (name, first_seq - 1))
-                ledger.note_start(db, name, first_seq - 1)
+                ledger_sqlite.note_start(db, name, first_seq - 1)
         for name in dropped:
             db.execute("DELETE FROM sink_offsets WHERE sink=?", (name,))
             db.execute("DELETE FROM sink_inflight WHERE sink=?", (name,))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.chunks import CHUNK_MAX_EVENTS, Chunks, JournalEntry
-from forwarder.journal import ledger
+from forwarder.journal import ledger_sqlite
 from forwarder.journal.dead_letters import event_summary
 from forwarder.journal.transaction import transaction
 from forwarder.journal.types import StateError
@@ -75,7 +75,7 @@ def connect(path: Path, migrate: bool) -> sqlite3.Connection:
         db.execute("PRAGMA journal_size_limit=0")
         if migrate or not existed:  # a read-only opener leaves the schema of another release alone
             db.executescript(_TABLES)
-            db.executescript(ledger.TABLES)  # new tables only: older releases ignore them
+            db.executescript(ledger_sqlite.TABLES)  # new tables only: older releases ignore them
         if version < STATE_VERSION:
             _migrate(db, path, version)
         elif not existed:
@@ -134,7 +134,7 @@ def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
         if version == 1:
             _migrate_from_v1(db)  # into version 3's tables at once
         else:
-            ledger.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
+            ledger_sqlite.fold_legacy(db)  # the ledger's one-row-per-event layout, if any, becomes runs
             _migrate_from_v2(db)
     except sqlite3.Error as exc:  # the transaction rolled back: the older version is intact
         raise StateError(

@@ -21,7 +21,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import Head
-from forwarder.journal import chain_heads, cursors, dead_letters, ledger, offsets, quarantine
+from forwarder.journal import chain_heads, cursors, dead_letters, ledger, ledger_sqlite, offsets, quarantine
 from forwarder.journal.events import EventStore
 from forwarder.journal.ledger import EvidenceRun, LedgerGap, LedgerRow, SinkConfirmation
 from forwarder.journal.protocols import PageParts
@@ -78,7 +78,7 @@ class SqliteState:
         try:
             with transaction(db):
                 added = self.events.insert(db, chunks, source, organization, now)
-                ledger.insert(db, source, organization, *noted)
+                ledger_sqlite.insert(db, source, organization, *noted)
                 quarantine.insert(db, source, organization, page.get("quarantined", ()), now)
                 cursors.put(db, page.get("cursor_source") or source, organization, cursor, now)
                 if chain is not None:  # the stream's chain head, with the events it ends
@@ -128,7 +128,7 @@ class SqliteState:
         db = self.db
         with transaction(db, durable=False):
             dead_letters.insert(db, sink, dead, time.time())
-            ledger.mark_dead(db, sink, ledger.dead_seqs(dead))
+            ledger_sqlite.mark_dead(db, sink, ledger.dead_seqs(dead))
             offsets.advance(db, sink, seq)
 
     def prune(self) -> int:
@@ -162,33 +162,33 @@ class SqliteState:
         return dead_letters.delete(self.db, ids)
 
     def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
-        return ledger.listing(self.db, source, organization, from_ms, to_ms)
+        return ledger_sqlite.listing(self.db, source, organization, from_ms, to_ms)
 
     def ledger_streams(self) -> list[tuple[str, str]]:
-        return ledger.streams(self.db)
+        return ledger_sqlite.streams(self.db)
 
     def ledger_gaps(self, from_ms: int, to_ms: int) -> list[LedgerGap]:
-        return ledger.gaps(self.db, from_ms, to_ms)
+        return ledger_sqlite.gaps(self.db, from_ms, to_ms)
 
     def confirmations(self) -> list[SinkConfirmation]:
-        return ledger.confirmations(self.db)
+        return ledger_sqlite.confirmations(self.db)
 
     def quarantined_in(self, from_s: float, to_s: float) -> dict[tuple[str, str], list[str]]:
-        return ledger.quarantined(self.db, from_s, to_s)
+        return ledger_sqlite.quarantined(self.db, from_s, to_s)
 
     def prune_ledger(self, cutoffs: dict[str, int], default_cutoff: int) -> int:
         """Rows past their retention; no fsync (a lost prune is done again next time)."""
         db = self.db
         with transaction(db, durable=False):
-            return ledger.prune(db, cutoffs, default_cutoff)
+            return ledger_sqlite.prune(db, cutoffs, default_cutoff)
 
     def record_run(self, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
         db = self.db
         with transaction(db):
-            ledger.record_run(db, kind, scope, ok, summary)
+            ledger_sqlite.record_run(db, kind, scope, ok, summary)
 
     def evidence_runs(self) -> list[EvidenceRun]:
-        return ledger.last_runs(self.db)
+        return ledger_sqlite.last_runs(self.db)
 
 
 def on_worker(

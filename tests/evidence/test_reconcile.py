@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from forwarder.event import format_ms
-from forwarder.journal import ledger
+from forwarder.journal import ledger, ledger_sqlite
 from forwarder.journal.ledger import LedgerRow, LedgerRun
 from tests.support.config import file_sink, make_config
 from tests.support.daemon import cli
@@ -72,7 +72,7 @@ def test_nothing_missing_after_a_real_collection(tmp_path: Path, vendor: str) ->
 
 def noted(db: sqlite3.Connection) -> list[LedgerRow]:
     """Every event the ledger notes, by seq."""
-    return sorted(row for stream in ledger.streams(db) for row in ledger.listing(db, *stream, 0, 1 << 62))
+    return sorted(row for stream in ledger_sqlite.streams(db) for row in ledger_sqlite.listing(db, *stream, 0, 1 << 62))
 
 
 def forget(db: sqlite3.Connection, event_id: str) -> None:
@@ -102,7 +102,7 @@ def test_each_defect_is_named_exactly(tmp_path: Path) -> None:
         db = sqlite3.connect(tmp_path / "state" / "journal.sqlite3")
 
         # 1. one entry's record removed behind the forwarder's back: named, and only it
-        removed = ledger.listing(db, "codacy", ORGS[0], 0, 1 << 62)[5].event_id
+        removed = ledger_sqlite.listing(db, "codacy", ORGS[0], 0, 1 << 62)[5].event_id
         forget(db, removed)
         assert removed not in {r.event_id for r in noted(db)}
         code, answer = reconcile(cfg, "codacy")
