@@ -137,3 +137,13 @@ def secure_state_file(directory: Path, name: str, create: bool = True) -> None:
     except FileNotFoundError:
         return
     os.close(fd)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make creations, renames and deletions in ``path`` durable (a file's own fsync does not):
+    the journal's segments and the file sink's rotations both need it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

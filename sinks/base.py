@@ -74,15 +74,6 @@ def gzip_file(source: Path, target: Path, level: int = 1, mode: int = 0o600) -> 
         os.fsync(raw.fileno())
 
 
-def fsync_directory(path: Path) -> None:
-    """Make renames and deletions in ``path`` durable (a file's own fsync does not)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class DeliveryReport:
     """A partial success: the receiver took the batch but refused some records for good

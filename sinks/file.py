@@ -33,7 +33,8 @@ from forwarder.evidence.file_digests import FileDigests
 from forwarder.evidence.settings import EvidenceSettings
 from forwarder.formats import HEADERS, get_formatter
 from forwarder.record import Record
-from sinks.base import DeliveryReport, FatalSinkError, SinkConfig, bounded, fsync_directory, gzip_file
+from forwarder.state_files import fsync_directory
+from sinks.base import DeliveryReport, FatalSinkError, SinkConfig, bounded, gzip_file
 
 log = structlog.get_logger("sinks.file")
 

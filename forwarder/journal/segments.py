@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from forwarder.journal.types import DiskFullError, StateError
-from forwarder.state_files import StateFileError, make_state_dir, open_state_file
+from forwarder.state_files import StateFileError, fsync_directory, make_state_dir, open_state_file
 
 SEGMENT_MAX_BYTES = 64 << 20  # a new segment once the current one holds this much (a page never spans two)
 _SUFFIX = ".seg"
@@ -188,7 +188,7 @@ class SegmentStore:
         fd = open_state_file(self.directory, _name(name))
         try:
             os.ftruncate(fd, 0)  # a leftover of a name not in use belongs to no row
-            _fsync_directory(self.directory)  # the name is durable before a row refers to it
+            fsync_directory(self.directory)  # the name is durable before a row refers to it
         except BaseException:
             os.close(fd)
             raise
@@ -215,7 +215,7 @@ class SegmentStore:
         if created:
             if os.geteuid() == 0 and (info.st_uid, info.st_gid) != (owner.st_uid, owner.st_gid):
                 os.chown(self.directory, owner.st_uid, owner.st_gid, follow_symlinks=False)
-            _fsync_directory(self.directory.parent)
+            fsync_directory(self.directory.parent)
         elif info.st_uid != owner.st_uid:
             raise StateError(
                 f"{self.directory} is owned by uid {info.st_uid}, but its state_dir by uid {owner.st_uid}; "
@@ -226,14 +226,6 @@ class SegmentStore:
 
 def _name(segment: int) -> str:
     return f"{segment:020d}{_SUFFIX}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fallocate(fd: int, mode: int, offset: int, size: int) -> int:
