@@ -127,7 +127,10 @@ def assert_startup_and_idle(results: dict[str, Any]) -> None:
     assert idle["rss_mb_mid"] > 0 and idle["requests_per_organization"] >= 1
     halves = idle["rss_growth_first_half_mb"] + idle["rss_growth_second_half_mb"]
     assert halves == pytest.approx(idle["rss_mb_end"] - idle["rss_mb_start"], abs=0.2)
-    assert isinstance(idle["rss_slope_mb_per_hour_second_half"], float)
+    # a 2 s window may leave too few samples in its second half for a slope: None then, as
+    # tests/bench/test_idle_trend.py proves of bench.idle.rss_trend itself
+    slope = idle["rss_slope_mb_per_hour_second_half"]
+    assert slope is None or isinstance(slope, float)
     assert 0 < idle["rss_anon_mb_start"] < idle["rss_mb_start"] and idle["rss_anon_mb_end"] > 0
     assert isinstance(idle["rss_anon_slope_mb_per_hour_second_half"], float)
 
