@@ -129,10 +129,9 @@ def assert_startup_and_idle(results: dict[str, Any]) -> None:
     assert halves == pytest.approx(idle["rss_mb_end"] - idle["rss_mb_start"], abs=0.2)
     # a 2 s window may leave too few samples in its second half for a slope: None then, as
     # tests/bench/test_idle_trend.py proves of bench.idle.rss_trend itself
-    slope = idle["rss_slope_mb_per_hour_second_half"]
-    assert slope is None or isinstance(slope, float)
+    for key in ("rss_slope_mb_per_hour_second_half", "rss_anon_slope_mb_per_hour_second_half"):
+        assert idle[key] is None or isinstance(idle[key], float), key
     assert 0 < idle["rss_anon_mb_start"] < idle["rss_mb_start"] and idle["rss_anon_mb_end"] > 0
-    assert isinstance(idle["rss_anon_slope_mb_per_hour_second_half"], float)
 
 
 def test_compare_measures_another_revision_in_the_same_run(tmp_path: Path) -> None:
