@@ -3,7 +3,7 @@
 Serves N Codacy entries from the benchmark emulator, runs ``audit-forwarder once`` (fetch,
 normalize, journal, deliver) in its own process into each sink in turn (the drain phase),
 then ``audit-forwarder run`` against a live feed into each sink (the latency phase, see
-``bench/live.py``), then the four baselines over the same windows of the backlog, then the
+``bench/live.py``), then the five baselines over the same windows of the backlog, then the
 command line's start-up (``bench/startup.py``) and the idle daemon (``bench/idle.py``), and
 writes ``bench/results/latest.json`` and ``.png``. With ``--compare REF``, the drain phase,
 the start-up and the idle daemon are also measured on revision REF in the same run

@@ -43,7 +43,7 @@ def test_bench_harness_writes_the_documented_shape(tmp_path: Path) -> None:
     assert set(results) == {"sinks", "baselines", "large_answers", "machine", "startup", "idle"}
     assert_startup_and_idle(results)
     assert set(results["sinks"]) == {"file"}
-    assert set(results["baselines"]) == {"orjson", "httpx_loop", "normalize_loop", "curl_jq"}
+    assert set(results["baselines"]) == {"orjson", "httpx_loop", "normalize_loop", "durable_loop", "curl_jq"}
     sink = results["sinks"]["file"]
     for key in ("events_per_s", "cpu_s_per_100k", "peak_rss_mb", "latency_p50_s", "latency_p99_s"):
         assert isinstance(sink[key], float) and sink[key] > 0, key
