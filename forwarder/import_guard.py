@@ -9,9 +9,9 @@ syntax and table, and pygments). Our logs never use either: every log chain in `
 renders the exception with ``format_exc_info`` before ``ConsoleRenderer`` sees it (so its rich
 formatter is never called; the console text is the same either way, tested), nothing uses
 dict tracebacks, and we never run httpx's client. Yet rich, pygments and attrs cost every
-process that logs or makes a request ~27 ms of CPU and ~5 MB of memory (docs/performance.md, round 11). ``rich`` is our own dependency for
-``backfill``'s progress and the tools' tables, so it stays installed and is imported where
-those are drawn.
+process that logs or makes a request ~30 ms of CPU and ~4.5 MB of memory (docs/performance.md,
+round 11). ``rich`` is our own dependency for ``backfill``'s progress and the tools' tables, so
+it stays installed and is imported where those are drawn.
 
 Both libraries treat a missing ``rich`` as documented, supported configurations (structlog
 falls back to its plain tracebacks, httpx to a ``main`` that says the CLI extra is missing), so
