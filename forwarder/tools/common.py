@@ -11,9 +11,6 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from forwarder.build import BuildError, build
 from forwarder.event import parse_time
@@ -113,6 +110,10 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     them to 80 columns there (``organizati…``) and wrapped one row over eight lines."""
     cells = [["-" if value is None else plain(value) for value in row] for row in rows]  # vendor text: no escapes
     if sys.stdout.isatty():
+        from rich.console import Console  # here only: `state show` into a pipe or cron needs no rich
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(*columns, title=title)
         for row in cells:
             table.add_row(*(Text(value) for value in row))  # Text: vendor text is never read as markup

@@ -119,6 +119,23 @@ def test_once_with_a_file_sink_imports_no_other_sinks_library(tmp_path: Path, co
     assert "httpx" in modules  # the launcher does see what the run used
 
 
+TERMINAL_ONLY = ("rich", "pygments", "attr")  # tables on a terminal, backfill's progress (rich.pretty loads attr)
+
+
+def test_once_and_state_show_into_a_pipe_load_no_rich(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    """structlog and httpx load rich whenever it is installed (~27 ms, ~5 MB) for features we never
+    use; forwarder.import_guard hides it from them, and the tools import it only to draw on a
+    terminal (docs/performance.md, round 11)."""
+    config = str(file_only(tmp_path, codacy.url))
+    _, modules = run_to_end("-c", config, "once", "--timeout", "60")
+    assert len(read_ndjson(tmp_path / "out")) == 30
+    assert modules.isdisjoint(TERMINAL_ONLY), sorted(modules & set(TERMINAL_ONLY))
+    out, modules = run_to_end("-c", config, "state", "show")
+    assert out.startswith("State ") and "\ncodacy\tgh/acme\t" in out and "\nout\t30\t0\t" in out
+    assert modules.isdisjoint(TERMINAL_ONLY), sorted(modules & set(TERMINAL_ONLY))
+    assert {"structlog", "httpx", "forwarder.tools.common"} <= modules  # the listing is real
+
+
 def test_daemon_with_a_file_sink_imports_no_other_sinks_library(tmp_path: Path, codacy: EmulatorProcess) -> None:
     daemon = launch("-c", str(file_only(tmp_path, codacy.url)), "run")
     try:
