@@ -28,6 +28,7 @@ from forwarder.evidence.settings import EvidenceSettings, ObjectLock
 from forwarder.record import Record
 from forwarder.retry import parse_retry_after, retryable_status
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig
+from sinks.s3_endpoints import use_lean_loader
 
 if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
     from botocore.exceptions import ClientError
@@ -191,6 +192,7 @@ class S3Objects:
             max_pool_connections=max(10, cfg.max_parallel_puts),
         )
         session = botocore.session.Session()  # one per client: a shared session is not thread-safe
+        use_lean_loader(session)  # endpoints.json cut to S3 and the credential chain: 4 MB less held
         return session.create_client(
             "s3", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=botocore_config
         )
