@@ -127,3 +127,19 @@ def test_anything_but_the_endpoints_file_is_left_as_it_is() -> None:
     assert lean_endpoints({"version": 3}) == {"version": 3}
     odd = {"partitions": [{"partition": "aws", "services": ["s3"]}, "x"]}
     assert lean_endpoints(odd) == {"partitions": [{"partition": "aws", "services": ["s3"]}, "x"]}
+
+
+def test_the_heap_the_data_files_freed_is_given_back_once_the_client_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sinks.s3_objects
+
+    built: list[bool] = []
+    create_client = botocore.session.Session.create_client
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(True)
+        return create_client(self, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", spy)
+    monkeypatch.setattr(sinks.s3_objects, "release_freed_heap", lambda: built.append(False))
+    S3Sink("archive", S3SinkConfig(type="s3", bucket="bucket", region="eu-west-1"))._make_client().close()
+    assert built == [True, False]  # after the build, not before
