@@ -57,3 +57,16 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def release_freed_heap() -> None:
+    """After a one-off build that parsed megabytes and let most of them go again (botocore's data
+    files, read as an S3 client is built: the endpoints of every AWS service, of which the
+    client keeps only its own): glibc gives back only the top of a heap by itself, and the
+    freed pages between the blocks that stay remained resident; ``malloc_trim`` returns every
+    whole free page. Not on a hot path: each call walks the arenas. Other C libraries (musl)
+    are left alone."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)

@@ -8,6 +8,13 @@ at that shape. The walk therefore starts a first slice narrow (``START_FRACTION`
 configured width), then sizes each next slice from the density the last answer showed, aiming at
 ``aim`` entries, growing at most twofold per answer (a burst is met by a narrower slice at once,
 a quiet stretch widens it again) and never wider than configured nor narrower than ``MIN_MS``.
+The density is the answer's new entries over the span they occupy, from the earliest of them to
+the slice's end (``occupied_ms``), not over the whole slice: a backlog that begins inside a slice
+(the first answers after a quiet stretch, whose doublings took the width to the configured one)
+looked sparse over the whole width, so the next slice kept that width and held the configured
+slice's worth of entries at once (10,000 in the 1,000,000-event benchmark, five times the aim:
+docs/performance.md, round 11). The span is never taken shorter than ``MIN_MS``, so a burst at
+one instant does not shrink the next slice below what a minute of it asks for.
 The width is remembered per organization for the next poll. Nothing about the cursor changes:
 slices are contiguous, each page is journaled with the cursor at its slice's end, and entries on
 a boundary are dropped by the remembered keys as before.
@@ -34,3 +41,12 @@ class SliceSizer:
         wanted = 2 * self.width if entries <= 0 else max(1, width_ms) * self.aim // entries
         self.width = max(min(self.max_ms, MIN_MS), min(wanted, 2 * self.width, self.max_ms))
         return self.width
+
+
+def occupied_ms(lo_ms: int, hi_ms: int, earliest_ms: int | None) -> int:
+    """The span an answer's new entries occupy in the slice ``lo_ms``..``hi_ms``: from the earliest
+    of them (None: no new entry) to the slice's end, at least ``MIN_MS`` and at most the slice."""
+    width = max(1, hi_ms - lo_ms)
+    if earliest_ms is None:
+        return width
+    return max(min(width, MIN_MS), min(width, hi_ms - earliest_ms))

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 
-from forwarder.sources.answer_size import SliceSizer
+from forwarder.sources.answer_size import SliceSizer, occupied_ms
 from forwarder.sources.base import Page, SourceConfig
 from forwarder.sources.gaps import retention_gap
 from forwarder.sources.http import HttpFetcher
@@ -115,7 +115,8 @@ class Walk:
     overlap: int
     gap: list[dict[str, Any]] = field(default_factory=list)
     warned: bool = False  # entries outside the window asked for were reported this poll
-    answered: int = 0  # entries the last slice's answer held (``answer_size``)
+    answered: int = 0  # new entries the last slice's answer held (``answer_size``)
+    occupied: int = 0  # the span they occupy in it, ms (``answer_size.occupied_ms``)
 
     def page(self, entries: list[tuple[Any, str]], cursor: dict[str, Any]) -> Page:
         page = Page(entries=entries, cursor=cursor, extra_events=self.gap)
@@ -212,7 +213,7 @@ class WindowedSource(HttpSource[C]):
                 async for page in self.walk_slice(walk, lo, hi):
                     yield page
                     del page
-                widths[organization] = sizer.answered(walk.answered, hi - lo)
+                widths[organization] = sizer.answered(walk.answered, walk.occupied)
                 lo = hi
         if walk.gap and oldest is not None:  # nothing to walk (lag longer than the run's window): the gap is news
             state.watermark_ms = max(state.watermark_ms, oldest)
@@ -226,10 +227,11 @@ class WindowedSource(HttpSource[C]):
     async def walk_slice(self, walk: Walk, lo: int, hi: int, resume: Resume | None = None) -> AsyncIterator[Page]:
         """One slice as one page: read whole, its new entries journaled with the cursor at ``hi``."""
         items = await self.fetch_window(walk.organization, lo, hi)
-        walk.answered = len(items)
         keys = self.keys(walk.organization, items)
         fresh, outside = walk.state.take(items, keys, self.time_ms, hi, walk.overlap, within=self.within(lo, hi))
         del items, keys  # only ``fresh`` is needed from here; the next fetch must not sit beside it
+        walk.answered = len(fresh)  # oldest first: the first one's time says where the new entries begin
+        walk.occupied = occupied_ms(lo, hi, self.time_ms(fresh[0][0]) if fresh else None)
         if outside and not walk.warned:  # at once: such a walk may spend a request budget before the poll ends
             walk.warned = True
             self.warn_outside(walk.organization, outside)

@@ -99,3 +99,20 @@ def test_malloc_is_tuned_unless_the_operator_chose(
     monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no mallopt to call
     setting()
     assert calls == [expected]
+
+
+def test_the_freed_heap_is_released_on_glibc_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(memory.ctypes, "CDLL", lambda name: Libc())
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    memory.release_freed_heap()
+    assert calls == [0]
+    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))  # musl: no malloc_trim to call
+    memory.release_freed_heap()
+    assert calls == [0]
