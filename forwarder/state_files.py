@@ -73,26 +73,33 @@ def open_state_file(directory: Path, name: str, flags: int = os.O_RDWR, create: 
     from starting."""
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        owner = os.fstat(dir_fd)
-        fd, created = _open_at(dir_fd, directory / name, flags, create)
-        try:
-            info = os.fstat(fd)
-            if created and info.st_uid != owner.st_uid:
-                if os.geteuid() == 0:
-                    os.fchown(fd, owner.st_uid, owner.st_gid)
-                    info = os.fstat(fd)
-                else:  # not ours to leave in another user's directory
-                    os.unlink(name, dir_fd=dir_fd)
-            _check(directory, name, info, owner.st_uid)
-            if stat.S_IMODE(info.st_mode) != FILE_MODE:
-                with contextlib.suppress(PermissionError):  # not ours to change: its owner narrows it at its start
-                    os.fchmod(fd, FILE_MODE)
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
+        return open_state_file_at(dir_fd, directory, name, flags, create)
     finally:
         os.close(dir_fd)
+
+
+def open_state_file_at(dir_fd: int, directory: Path, name: str, flags: int = os.O_RDWR, create: bool = True) -> int:
+    """``open_state_file`` in the directory open at ``dir_fd`` (``directory`` names it in
+    messages): for a caller that opened the directory itself without following a symlink, so
+    the directory checked is the one written in even if its path is swapped afterwards."""
+    owner = os.fstat(dir_fd)
+    fd, created = _open_at(dir_fd, directory / name, flags, create)
+    try:
+        info = os.fstat(fd)
+        if created and info.st_uid != owner.st_uid:
+            if os.geteuid() == 0:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+                info = os.fstat(fd)
+            else:  # not ours to leave in another user's directory
+                os.unlink(name, dir_fd=dir_fd)
+        _check(directory, name, info, owner.st_uid)
+        if stat.S_IMODE(info.st_mode) != FILE_MODE:
+            with contextlib.suppress(PermissionError):  # not ours to change: its owner narrows it at its start
+                os.fchmod(fd, FILE_MODE)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

@@ -46,8 +46,11 @@ class EventStore:
         self._cache: OrderedDict[int, tuple[float, list[Record]]] = OrderedDict()
 
     def load(self, db: sqlite3.Connection, writer: bool) -> None:
-        referenced = db.execute("SELECT segment, COUNT(*) FROM chunks WHERE segment IS NOT NULL GROUP BY segment")
-        self.segments.load(referenced.fetchall(), writer)
+        referenced = db.execute(
+            "SELECT segment, segment_offset, bytes FROM chunks WHERE segment IS NOT NULL "
+            "ORDER BY segment, segment_offset"
+        )
+        self.segments.load(referenced, writer)
         row = db.execute(
             "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0), COALESCE(SUM(bytes), 0), "
             "COALESCE(MAX(last_seq), 0) FROM chunks"
@@ -74,6 +77,10 @@ class EventStore:
         self.head = added.head
         if added.chunks:
             self.segments.committed(added.chunks)
+
+    def uncommitted(self, rolled_back: bool) -> None:
+        """The transaction of an ``insert`` did not commit; ``rolled_back``: it surely never will."""
+        self.segments.uncommitted(rolled_back)
 
     def first_seq(self, db: sqlite3.Connection) -> int:
         """The oldest seq still journaled (the next one when none is)."""

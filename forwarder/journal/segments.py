@@ -11,40 +11,51 @@ The order of writes is the journal's promise (nothing lost):
 
 * a page's chunk bytes are written and ``fdatasync``'d, and a new segment's directory entry
   ``fsync``'d, *before* the transaction that inserts their rows and moves the cursor commits.
-  Bytes are never overwritten: a transaction that failed may still be replayed from the WAL
-  at the next start (a ``COMMIT`` that reported a disk error after writing its frames), so its
-  bytes stay where its rows would point, and the next write goes after them. Bytes no row
-  refers to are dropped with their segment; a segment no row refers to is deleted when the
-  writer next opens the state;
+  A write that failed, or whose transaction surely did not commit (it failed before its
+  ``COMMIT``, or the ``COMMIT`` reported ``SQLITE_FULL``), is cut off the file again, so
+  retries on a full disk do not pile up copies. Other bytes are never overwritten: a ``COMMIT``
+  that reported another error (an I/O error, after its frames may have reached the WAL) may
+  still be replayed at the next start, so its bytes stay where its rows would point, and the
+  next write goes after them. When the writer next opens the state, once SQLite has replayed
+  whatever it will, a segment no row refers to is deleted and the bytes of the others that no
+  row covers are punched out (and their tail cut off);
 * a prune commits durably before its chunks' bytes go: a segment no row refers to any more is
   deleted, and in the others the pruned chunks' bytes are punched out (zeroed where the file
-  system cannot), so a power cut that loses a prune never leaves a row without its bytes, and
-  delivered events do not stay readable until their whole segment is pruned.
+  system cannot) and synced, so a power cut that loses a prune never leaves a row without its
+  bytes, and delivered events do not stay readable until their whole segment is pruned. A
+  punch that fails is logged and done at the writer's next start.
 
 Only the writer (the process holding the state lock) writes, truncates or deletes; an opener
-without the lock (``state show``, ``dlq list``) only reads.
+without the lock (``state show``, ``dlq list``) only reads. Every file is opened, listed and
+deleted relative to the directory opened once without following a symlink, so a path swapped
+after the checks cannot redirect a write.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import functools
 import os
 import stat
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
+import structlog
+
 from forwarder.journal.types import DiskFullError, StateError
-from forwarder.state_files import StateFileError, fsync_directory, make_state_dir, open_state_file
+from forwarder.state_files import DIR_MODE, StateFileError, fsync_directory, make_state_dir, open_state_file_at
+
+log = structlog.get_logger("forwarder.journal")
 
 SEGMENT_MAX_BYTES = 64 << 20  # a new segment once the current one holds this much (a page never spans two)
+READERS = 8  # segments kept open for reading, least recently read closed first: sinks read near their offsets
 _SUFFIX = ".seg"
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)
 _ZEROS = bytes(1 << 20)
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def directory_of(database: Path) -> Path:
@@ -57,73 +68,88 @@ class SegmentStore:
     def __init__(self, database: Path) -> None:
         self.directory = directory_of(database)
         self._live: Counter[int] = Counter()  # segment -> chunk rows referring to it (writer only)
+        self._dir_fd = -1  # the directory, once opened and checked
         self._current: int | None = None  # the segment written to, None until the first write
-        self._fd = -1  # its descriptor
-        self._end = 0  # where its next write goes; -1 after a failure: the file's size says
-        self._readers: dict[int, int] = {}
-        self._last = 0  # the highest segment name in use: a name is never given twice
+        self._fd = -1  # its descriptor; -1: the next write starts a new segment
+        self._end = 0  # where its next write goes: the end of the last write that succeeded
+        self._unsure = False  # cutting a failed write off failed too: the file's size says where to go on
+        self._pending: tuple[int, int, int] | None = None  # (segment, start, end) of a write not yet committed
+        self._readers: OrderedDict[int, int] = OrderedDict()  # segment -> descriptor, least recently read first
+        # The highest name in use. Names of committed rows are never given again (names grow
+        # with seqs); one no committed row refers to (a failed page's) may be, truncated first.
+        self._last = 0
 
-    def load(self, referenced: Iterable[tuple[int, int]], writer: bool) -> None:
-        """``referenced``: (segment, chunk rows) of every segment a row refers to. The writer
-        deletes the segments no row refers to (emptied by a durable prune a crash interrupted,
-        or written for a page whose transaction never committed) and always writes into a new
-        segment."""
-        self._live = Counter(dict(referenced))
+    def load(self, referenced: Iterable[tuple[int, int, int]], writer: bool) -> None:
+        """``referenced``: (segment, offset, size) of every chunk row's bytes, ordered by segment
+        and offset. The writer deletes the segments no row refers to (emptied by a durable prune
+        a crash interrupted, or written for a page whose transaction never committed), drops the
+        bytes of the others that no row covers (see the module's docstring), and always writes
+        into a new segment."""
+        covered: dict[int, list[tuple[int, int]]] = {}
+        for segment, offset, size in referenced:
+            covered.setdefault(segment, []).append((offset, size))
+        self._live = Counter({segment: len(chunks) for segment, chunks in covered.items()})
         self._last = max(self._live, default=0)
         try:
-            if not self._directory(create=writer) or not writer:
+            dir_fd = self._directory(create=writer)
+            if dir_fd < 0 or not writer:
                 return
-            for name in os.listdir(self.directory):
+            for name in os.listdir(dir_fd):
                 if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
                     if int(name[: -len(_SUFFIX)]) not in self._live:
-                        os.unlink(self.directory / name)
-        except OSError as exc:
+                        os.unlink(name, dir_fd=dir_fd)
+        except (OSError, StateFileError) as exc:
             raise StateError(f"cannot open the journal's segments {self.directory}: {exc}") from None
+        for segment, chunks in covered.items():
+            self._drop_uncovered(segment, chunks)
 
     def write(self, first_seq: int, datas: list[bytes]) -> list[tuple[int, int]]:
         """Appends each chunk's bytes to the current segment and syncs them; the (segment,
         offset) of each. ``first_seq`` names a new segment. Not part of the journal until the
-        caller's transaction commits and calls ``committed``."""
+        caller's transaction commits and calls ``committed`` (or fails: ``uncommitted``)."""
+        self._pending = None
         try:
-            segment = self._current
-            if segment is None or self._end >= SEGMENT_MAX_BYTES:
-                segment = self._start(first_seq)
-            fd = self._fd
-            if self._end < 0:  # after a failed write, past whatever of it reached the file
-                self._end = os.fstat(fd).st_size
-            places = []
-            offset = self._end
+            if self._fd < 0 or self._end >= SEGMENT_MAX_BYTES:
+                self._start(first_seq)
+            if self._unsure:
+                self._end, self._unsure = os.fstat(self._fd).st_size, False
+        except (OSError, StateFileError) as exc:
+            raise self._write_error(exc) from None
+        segment, fd, start = self._current, self._fd, self._end
+        assert segment is not None
+        places = []
+        offset = start
+        try:
             for data in datas:
-                view = memoryview(data)
-                at = offset
-                while view:  # pwrite may write less than asked (a signal, a nearly full disk)
-                    done = os.pwrite(fd, view, at)
-                    view, at = view[done:], at + done
+                _write_all(fd, data, offset)
                 places.append((segment, offset))
                 offset += len(data)
             os.fdatasync(fd)
-            self._end = offset
-        except (OSError, StateFileError) as exc:
-            self._end = -1
-            if isinstance(exc, OSError) and exc.errno in _FULL:
-                raise DiskFullError(
-                    f"cannot write the journal's segments in {self.directory}: {exc.strerror}"
-                ) from None
-            raise StateError(f"cannot write the journal's segments in {self.directory}: {exc}") from None
+        except OSError as exc:
+            self._cut(start)  # no COMMIT was attempted for these bytes: nothing can refer to them
+            raise self._write_error(exc) from None
+        self._end = offset
+        self._pending = (segment, start, offset)
         return places
 
     def committed(self, chunks: int) -> None:
         """The transaction that refers to the last write's bytes committed."""
-        if self._current is not None:
-            self._live[self._current] += chunks
+        if self._pending is not None:
+            self._live[self._pending[0]] += chunks
+            self._pending = None
+
+    def uncommitted(self, rolled_back: bool) -> None:
+        """The transaction that would refer to the last write's bytes did not commit. If it
+        surely never will (``rolled_back``), they are cut off; otherwise (a ``COMMIT`` that may
+        be replayed from the WAL at the next start) they stay, and the next write goes after
+        them."""
+        pending, self._pending = self._pending, None
+        if rolled_back and pending is not None and pending[0] == self._current and pending[2] == self._end:
+            self._cut(pending[1])
 
     def read(self, segment: int, offset: int, size: int) -> bytes:
-        fd = self._readers.get(segment)
         try:
-            if fd is None:
-                fd = open_state_file(self.directory, _name(segment), os.O_RDONLY, create=False)
-                self._readers[segment] = fd
-            data = os.pread(fd, size, offset)
+            data = _read_all(self._reader(segment), size, offset)
         except (OSError, StateFileError) as exc:
             raise StateError(
                 f"the journal's segment {self.directory / _name(segment)} cannot be read ({exc}); if the daemon "
@@ -140,33 +166,26 @@ class SegmentStore:
     def released(self, chunks: list[tuple[int, int, int]]) -> None:
         """A durable prune deleted the rows of ``chunks`` (segment, offset, size): segments no
         row refers to any more are deleted (the next write starts a new one if the one written
-        to is among them), the others have those bytes punched out. Best effort: what a failure
-        leaves is deleted with its segment later, or at the writer's next start."""
+        to is among them), the others have those bytes punched out and synced. Best effort:
+        what a failure leaves is logged, and dropped at the writer's next start."""
         self._live.subtract(segment for segment, _, _ in chunks)
         empty = {s for s, n in self._live.items() if n <= 0}
-        for segment in empty:
+        for segment in sorted(empty):
             del self._live[segment]
-            fd = self._readers.pop(segment, None)
-            if fd is not None:
-                os.close(fd)
+            self._close_reader(segment)
             if segment == self._current:
                 os.close(self._fd)
-                self._fd, self._current = -1, None
-            with contextlib.suppress(OSError):
-                os.unlink(self.directory / _name(segment))
+                self._fd, self._current, self._pending = -1, None, None
+            try:
+                os.unlink(_name(segment), dir_fd=self._dir_fd)
+            except OSError as exc:
+                self._warn("cannot delete a pruned journal segment", segment, exc)
+        holes: dict[int, list[tuple[int, int]]] = {}
         for segment, offset, size in chunks:
             if segment not in empty:
-                with contextlib.suppress(OSError, StateFileError):
-                    self._punch(segment, offset, size)
-
-    def _punch(self, segment: int, offset: int, size: int) -> None:
-        fd = open_state_file(self.directory, _name(segment), os.O_WRONLY, create=False)
-        try:
-            if _fallocate(fd, _PUNCH_HOLE, offset, size) != 0:  # not on this file system: zeros
-                for at in range(offset, offset + size, len(_ZEROS)):
-                    os.pwrite(fd, memoryview(_ZEROS)[: min(len(_ZEROS), offset + size - at)], at)
-        finally:
-            os.close(fd)
+                holes.setdefault(segment, []).append((offset, size))
+        for segment, ranges in holes.items():
+            self._punch(segment, ranges)
 
     def close(self) -> None:
         for fd in self._readers.values():
@@ -175,57 +194,217 @@ class SegmentStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self._current = None
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+        self._current = self._pending = None
 
-    def _start(self, first_seq: int) -> int:
+    def _start(self, first_seq: int) -> None:
         """A new segment, named after the first seq it holds unless that name was given already
-        (a page that failed, written again once the segment before it filled up)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        self._directory(create=True)
-        name = self._last = max(first_seq, self._last + 1)
-        fd = open_state_file(self.directory, _name(name))
+        (a page that failed, written again once the segment before it filled up). The store
+        changes only once it exists and its name is durable: a failure (a full disk) leaves the
+        segment before it current, and the next write tries again."""
+        dir_fd = self._directory(create=True)
+        name = max(first_seq, self._last + 1)
+        fd = open_state_file_at(dir_fd, self.directory, _name(name))
         try:
             os.ftruncate(fd, 0)  # a leftover of a name not in use belongs to no row
-            fsync_directory(self.directory)  # the name is durable before a row refers to it
+            os.fsync(dir_fd)  # the name is durable before a row refers to it
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self._current, self._end = fd, name, 0
-        return name
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._current, self._end, self._unsure, self._last = fd, name, 0, False, name
 
-    def _directory(self, create: bool) -> bool:
-        """Whether the directory exists (created 0700 if ``create``). Refused like a state file
-        (``forwarder.state_files``): a symlink, anything but a directory, another owner than
-        state_dir's. One root creates is given to that owner, and its name made durable."""
+    def _cut(self, end: int) -> None:
+        """Drops what a failed write left after ``end`` (no COMMIT can refer to it)."""
+        try:
+            os.ftruncate(self._fd, end)
+        except OSError:
+            self._unsure = True
+        else:
+            self._end = end
+
+    def _write_error(self, exc: OSError | StateFileError) -> Exception:
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return DiskFullError(f"cannot write the journal's segments in {self.directory}: {exc.strerror}")
+        return StateError(f"cannot write the journal's segments in {self.directory}: {exc}")
+
+    def _reader(self, segment: int) -> int:
+        """A descriptor to read ``segment`` with: the writer's own for the segment it writes,
+        else one of the ``READERS`` kept open."""
+        if segment == self._current:
+            return self._fd
+        fd = self._readers.get(segment)
+        if fd is not None:
+            self._readers.move_to_end(segment)
+            return fd
+        if self._directory(create=False) < 0:
+            raise FileNotFoundError(errno.ENOENT, "no segments directory")
+        fd = self._open(segment, os.O_RDONLY)
+        self._readers[segment] = fd
+        while len(self._readers) > READERS:
+            os.close(self._readers.popitem(last=False)[1])
+        return fd
+
+    def _close_reader(self, segment: int) -> None:
+        fd = self._readers.pop(segment, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _punch(self, segment: int, ranges: list[tuple[int, int]]) -> None:
+        """Punches ``ranges`` (offset, size) out of ``segment`` and syncs it once."""
+        try:
+            own = segment == self._current
+            fd = self._fd if own else self._open(segment, os.O_WRONLY)
+            try:
+                for offset, size in ranges:
+                    _punch_range(fd, offset, size)
+                os.fdatasync(fd)
+            finally:
+                if not own:
+                    os.close(fd)
+        except (OSError, StateFileError) as exc:
+            self._warn("cannot punch pruned events out of a journal segment", segment, exc)
+
+    def _drop_uncovered(self, segment: int, chunks: list[tuple[int, int]]) -> None:
+        """Punches out the bytes of ``segment`` that no row covers and cuts its tail after the
+        last one: at the writer's start, once SQLite replayed whatever it will, nothing else
+        can come to refer to them."""
+        try:
+            fd = self._open(segment, os.O_RDWR)
+        except FileNotFoundError:
+            return  # named when a sink reads it
+        except (OSError, StateFileError) as exc:
+            self._warn("cannot open a journal segment to drop the bytes no row refers to", segment, exc)
+            return
+        try:
+            at = changed = 0
+            for offset, size in chunks:
+                if offset > at and _holds_data(fd, at, offset):
+                    _punch_range(fd, at, offset - at)
+                    changed = 1
+                at = max(at, offset + size)
+            if os.fstat(fd).st_size > at:
+                os.ftruncate(fd, at)
+                changed = 1
+            if changed:
+                os.fdatasync(fd)
+        except OSError as exc:
+            self._warn("cannot drop the bytes no row refers to from a journal segment", segment, exc)
+        finally:
+            os.close(fd)
+
+    def _open(self, segment: int, flags: int) -> int:
+        return open_state_file_at(self._dir_fd, self.directory, _name(segment), flags, create=False)
+
+    def _warn(self, message: str, segment: int, exc: OSError | StateFileError) -> None:
+        """A failed clean-up: the bytes stay until the writer's next start (no event data here)."""
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        log.warning(
+            f"{message}; its bytes stay until the next start", segment=str(self.directory / _name(segment)), error=error
+        )
+
+    def _directory(self, create: bool) -> int:
+        """The directory's descriptor, opened once without following a symlink (-1 if it does
+        not exist and not ``create``). Refused like a state file (``forwarder.state_files``):
+        a symlink, anything but a directory, another owner than state_dir's. One root creates
+        is given to that owner, and its name made durable. The writer (``create``) narrows its
+        mode to 0700: unlike state_dir, no one else has a use for it, and one who may write in
+        it could plant a segment."""
+        if self._dir_fd >= 0:
+            if os.fstat(self._dir_fd).st_nlink > 0:
+                return self._dir_fd
+            os.close(self._dir_fd)  # removed while open: made again, as before the first write
+            self._dir_fd = -1
         created = create and not os.path.lexists(self.directory)
         if created:
             make_state_dir(self.directory)
         try:
-            info = os.lstat(self.directory)
+            fd = os.open(self.directory, _DIRECTORY)
         except FileNotFoundError:
-            return False
-        if not stat.S_ISDIR(info.st_mode):
+            return -1
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
             raise StateError(
                 f"{self.directory} is a symbolic link or not a directory; the journal's segments must be a "
                 "directory: remove it (someone may have planted it to make the forwarder write elsewhere)"
-            )
+            ) from None
+        try:
+            self._check_directory(fd, created, create)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._dir_fd = fd
+        return fd
+
+    def _check_directory(self, fd: int, created: bool, writer: bool) -> None:
+        info = os.fstat(fd)
         owner = self.directory.parent.stat()
         if created:
             if os.geteuid() == 0 and (info.st_uid, info.st_gid) != (owner.st_uid, owner.st_gid):
-                os.chown(self.directory, owner.st_uid, owner.st_gid, follow_symlinks=False)
-            fsync_directory(self.directory.parent)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
         elif info.st_uid != owner.st_uid:
             raise StateError(
                 f"{self.directory} is owned by uid {info.st_uid}, but its state_dir by uid {owner.st_uid}; "
                 "run audit-forwarder (and its tools) as that user, and remove or chown the directory"
             )
-        return True
+        if writer:
+            mode = stat.S_IMODE(info.st_mode)
+            if mode != DIR_MODE:
+                os.fchmod(fd, DIR_MODE)
+                log.warning(
+                    "the journal's segments directory was accessible to other users; narrowed to 0700",
+                    directory=str(self.directory),
+                    mode=f"{mode:04o}",
+                )
+            # its name durable even if a crash came between its creation and this fsync before
+            fsync_directory(self.directory.parent)
 
 
 def _name(segment: int) -> str:
     return f"{segment:020d}{_SUFFIX}"
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:  # pwrite may write less than asked (a signal, a nearly full disk)
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def _read_all(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``; fewer only at the end of the file (pread may return
+    less than asked, e.g. after a signal)."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _holds_data(fd: int, start: int, end: int) -> bool:
+    """Whether [start, end) may hold data (not already a hole), so a restart does not punch
+    again what earlier prunes punched."""
+    try:
+        return os.lseek(fd, start, os.SEEK_DATA) < end
+    except OSError as exc:
+        return exc.errno != errno.ENXIO  # ENXIO: only holes from ``start`` to the end
+
+
+def _punch_range(fd: int, offset: int, size: int) -> None:
+    if _fallocate(fd, _PUNCH_HOLE, offset, size) != 0:  # not on this file system: zeros
+        for at in range(offset, offset + size, len(_ZEROS)):
+            os.pwrite(fd, memoryview(_ZEROS)[: min(len(_ZEROS), offset + size - at)], at)
 
 
 def _fallocate(fd: int, mode: int, offset: int, size: int) -> int:

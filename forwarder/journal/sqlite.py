@@ -75,6 +75,7 @@ class SqliteState:
         db = self.db
         chunks = entries if isinstance(entries, Chunks) else Chunks.of(entries)
         noted = ledger.rows_of(chunks, self.events.head + 1, source, organization, chain)
+        committing = False
         try:
             with transaction(db):
                 added = self.events.insert(db, chunks, source, organization, now)
@@ -83,8 +84,12 @@ class SqliteState:
                 cursors.put(db, page.get("cursor_source") or source, organization, cursor, now)
                 if chain is not None:  # the stream's chain head, with the events it ends
                     chain_heads.advance(db, source, organization, *chain)
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc).lower() or "disk i/o" in str(exc).lower():
+                committing = True
+        except BaseException as exc:
+            self.events.uncommitted(not committing or surely_rolled_back(exc))
+            if isinstance(exc, sqlite3.OperationalError) and (
+                "full" in str(exc).lower() or "disk i/o" in str(exc).lower()
+            ):
                 raise DiskFullError(f"cannot write the journal {self.path}: {exc}") from None
             raise
         self.events.added(added)
@@ -189,6 +194,22 @@ class SqliteState:
 
     def evidence_runs(self) -> list[EvidenceRun]:
         return ledger_sqlite.last_runs(self.db)
+
+
+def surely_rolled_back(exc: BaseException) -> bool:
+    """Whether a failed ``COMMIT`` surely left nothing SQLite could replay at the next start.
+
+    SQLite documents only that after ``SQLITE_FULL`` or ``SQLITE_IOERR`` the transaction
+    "might be rolled back automatically" (``sqlite3_get_autocommit``), not whether its frames
+    reached the WAL. Read from ``src/wal.c`` (``walFrames``), not documented: a WAL commit
+    writes its frames in order, the commit frame last, then syncs, so ``SQLITE_FULL`` (a
+    ``write`` refused for space) means the commit frame is missing or torn (its checksum fails)
+    and recovery ignores it; an I/O error may come from the sync after it was written, so that
+    transaction may still come back. This holds with SQLite's default powersafe-overwrite; a
+    build with ``SQLITE_POWERSAFE_OVERWRITE=0`` pads after the commit frame, where a full disk
+    could fail after it was whole, and is not supported here."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def on_worker(
