@@ -135,7 +135,7 @@ def failing_commit(code: int, message: str) -> Callable[..., AbstractContextMana
         finally:
             db.execute("ROLLBACK")
         error = sqlite3.OperationalError(message)
-        error.sqlite_errorcode = code  # type: ignore[attr-defined]
+        error.sqlite_errorcode = code
         raise error
 
     return transaction
@@ -403,7 +403,12 @@ def test_a_prune_syncs_the_segment_it_punched_and_a_failed_punch_is_logged(
     first, _ = segment_files(state.path)
     synced: list[int] = []
     fdatasync = os.fdatasync
-    monkeypatch.setattr(segments.os, "fdatasync", lambda fd: (synced.append(fd), fdatasync(fd))[1])
+
+    def watched(fd: int) -> None:
+        synced.append(fd)
+        fdatasync(fd)
+
+    monkeypatch.setattr(segments.os, "fdatasync", watched)
     state.commit("a", 3)
     assert state.prune() == 3
     assert len(synced) == 1  # the punched segment, once, after the prune committed
