@@ -205,9 +205,10 @@ def surely_rolled_back(exc: BaseException) -> bool:
     writes its frames in order, the commit frame last, then syncs, so ``SQLITE_FULL`` (a
     ``write`` refused for space) means the commit frame is missing or torn (its checksum fails)
     and recovery ignores it; an I/O error may come from the sync after it was written, so that
-    transaction may still come back. This holds with SQLite's default powersafe-overwrite; a
-    build with ``SQLITE_POWERSAFE_OVERWRITE=0`` pads after the commit frame, where a full disk
-    could fail after it was whole, and is not supported here."""
+    transaction may still come back. This holds with SQLite's default powersafe-overwrite
+    (inferred, not checked at run time): a build with ``SQLITE_POWERSAFE_OVERWRITE=0`` (or a
+    ``psow=0`` URI, which the forwarder does not use) pads after the commit frame, where a full
+    disk could fail after it was whole."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
