@@ -79,7 +79,7 @@ class EventStore:
             self.segments.committed(added.chunks)
 
     def uncommitted(self, rolled_back: bool) -> None:
-        """The transaction of an ``insert`` did not commit; ``rolled_back``: it surely never will."""
+        """The transaction of an ``insert`` did not commit; ``rolled_back``: it failed before its ``COMMIT``."""
         self.segments.uncommitted(rolled_back)
 
     def first_seq(self, db: sqlite3.Connection) -> int:

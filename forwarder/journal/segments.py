@@ -11,14 +11,14 @@ The order of writes is the journal's promise (nothing lost):
 
 * a page's chunk bytes are written and ``fdatasync``'d, and a new segment's directory entry
   ``fsync``'d, *before* the transaction that inserts their rows and moves the cursor commits.
-  A write that failed, or whose transaction surely did not commit (it failed before its
-  ``COMMIT``, or the ``COMMIT`` reported ``SQLITE_FULL``), is cut off the file again, so
-  retries on a full disk do not pile up copies. Other bytes are never overwritten: a ``COMMIT``
-  that reported another error (an I/O error, after its frames may have reached the WAL) may
-  still be replayed at the next start, so its bytes stay where its rows would point, and the
-  next write goes after them. When the writer next opens the state, once SQLite has replayed
-  whatever it will, a segment no row refers to is deleted and the bytes of the others that no
-  row covers are punched out (and their tail cut off);
+  A write that failed, or whose transaction failed before its ``COMMIT``, is cut off the file
+  again, so retries on a full disk do not pile up copies. Other bytes are never overwritten: a
+  ``COMMIT`` that reported an error (a full disk, an I/O error) may still be replayed at the
+  next start, its frames having reached the WAL (SQLite does not document which failures leave
+  none), so its bytes stay where its rows would point, and the next write goes after them.
+  When the writer next opens the state, once SQLite has replayed whatever it will, a segment
+  no row refers to is deleted and the bytes of the others that no row covers are punched out
+  (and their tail cut off);
 * a prune commits durably before its chunks' bytes go: a segment no row refers to any more is
   deleted, and in the others the pruned chunks' bytes are punched out (zeroed where the file
   system cannot) and synced, so a power cut that loses a prune never leaves a row without its
@@ -140,7 +140,7 @@ class SegmentStore:
 
     def uncommitted(self, rolled_back: bool) -> None:
         """The transaction that would refer to the last write's bytes did not commit. If it
-        surely never will (``rolled_back``), they are cut off; otherwise (a ``COMMIT`` that may
+        failed before its ``COMMIT`` (``rolled_back``), they are cut off; otherwise (a ``COMMIT`` that may
         be replayed from the WAL at the next start) they stay, and the next write goes after
         them."""
         pending, self._pending = self._pending, None

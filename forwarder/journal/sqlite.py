@@ -86,7 +86,7 @@ class SqliteState:
                     chain_heads.advance(db, source, organization, *chain)
                 committing = True
         except BaseException as exc:
-            self.events.uncommitted(not committing or surely_rolled_back(exc))
+            self.events.uncommitted(not committing)  # a failed COMMIT may still be replayed
             if isinstance(exc, sqlite3.OperationalError) and (
                 "full" in str(exc).lower() or "disk i/o" in str(exc).lower()
             ):
@@ -194,23 +194,6 @@ class SqliteState:
 
     def evidence_runs(self) -> list[EvidenceRun]:
         return ledger_sqlite.last_runs(self.db)
-
-
-def surely_rolled_back(exc: BaseException) -> bool:
-    """Whether a failed ``COMMIT`` surely left nothing SQLite could replay at the next start.
-
-    SQLite documents only that after ``SQLITE_FULL`` or ``SQLITE_IOERR`` the transaction
-    "might be rolled back automatically" (``sqlite3_get_autocommit``), not whether its frames
-    reached the WAL. Read from ``src/wal.c`` (``walFrames``), not documented: a WAL commit
-    writes its frames in order, the commit frame last, then syncs, so ``SQLITE_FULL`` (a
-    ``write`` refused for space) means the commit frame is missing or torn (its checksum fails)
-    and recovery ignores it; an I/O error may come from the sync after it was written, so that
-    transaction may still come back. This holds with SQLite's default powersafe-overwrite
-    (inferred, not checked at run time): a build with ``SQLITE_POWERSAFE_OVERWRITE=0`` (or a
-    ``psow=0`` URI, which the forwarder does not use) pads after the commit frame, where a full
-    disk could fail after it was whole."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def on_worker(

@@ -141,35 +141,34 @@ def failing_commit(code: int, message: str) -> Callable[..., AbstractContextMana
     return transaction
 
 
-async def test_a_commit_refused_for_space_cuts_its_bytes_off_an_io_error_keeps_them_until_the_next_start(
+async def test_a_failed_commit_keeps_its_bytes_until_the_writers_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLITE_FULL at COMMIT: its commit frame never reached the WAL whole, nothing can replay
-    it, so its bytes go at once. An I/O error at COMMIT (the WAL's sync) may still be replayed
-    at the next start, its rows pointing at its bytes: they stay, the next write goes after
-    them, and the writer's next start (after SQLite's recovery) drops them."""
+    """A COMMIT that reported a full disk or an I/O error may still be replayed at the next
+    start (its frames may have reached the WAL), its rows pointing at its bytes: they stay, the
+    next write goes after them, and the writer's next start (after SQLite's recovery) drops
+    them when nothing covers them."""
     path = tmp_path / "journal.sqlite3"
     journal = await opened(path)
     await journal.register_sinks(["a"])
     await journal.append("src", "org", entries(1), {"w": 1})
     segment = directory_of(path) / segment_files(path)[0]
     size = segment.stat().st_size
-    with monkeypatch.context() as patch:
-        patch.setattr(sqlite_journal, "transaction", failing_commit(sqlite3.SQLITE_FULL, "database or disk is full"))
-        with pytest.raises(DiskFullError):
-            await journal.append("src", "org", entries(2, 1, size=1000), {"w": 2})
-    assert segment.stat().st_size == size
-    with monkeypatch.context() as patch:
-        patch.setattr(sqlite_journal, "transaction", failing_commit(sqlite3.SQLITE_IOERR_FSYNC, "disk I/O error"))
-        with pytest.raises(DiskFullError):
-            await journal.append("src", "org", entries(2, 1, size=1000), {"w": 2})
     kept = b"\n".join(e.data for e in entries(2, 1, size=1000))
-    assert segment.read_bytes()[size:] == kept  # it may come back with its rows pointing there
+    for code, message in [
+        (sqlite3.SQLITE_FULL, "database or disk is full"),
+        (sqlite3.SQLITE_IOERR_FSYNC, "disk I/O error"),
+    ]:
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_journal, "transaction", failing_commit(code, message))
+            with pytest.raises(DiskFullError):
+                await journal.append("src", "org", entries(2, 1, size=1000), {"w": 2})
+    assert segment.read_bytes()[size:] == kept + kept  # either may come back with its rows pointing there
     await journal.append("src", "org", entries(1, 1), {"w": 3})
-    assert segment.read_bytes()[size + len(kept) :] == entries(1, 1)[0].data
+    assert segment.read_bytes()[size + 2 * len(kept) :] == entries(1, 1)[0].data
     await journal.close()
 
-    journal = await opened(path)  # SQLite did not replay it: nothing covers those bytes
+    journal = await opened(path)  # SQLite did not replay them: nothing covers those bytes
     data = segment.read_bytes()
     assert b"x" * 1000 not in data
     assert data[:size] == entries(1)[0].data and data.endswith(entries(1, 1)[0].data)
