@@ -4,6 +4,7 @@ and the endpoint data it holds for the client's life is the lean one."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,109 @@ def test_the_heap_the_data_files_freed_is_given_back_once_the_client_is_built(mo
     monkeypatch.setattr(sinks.s3_objects, "release_freed_heap", lambda: built.append(False))
     S3Sink("archive", S3SinkConfig(type="s3", bucket="bucket", region="eu-west-1"))._make_client().close()
     assert built == [True, False]  # after the build, not before
+
+
+def _ordered_dicts(obj: Any) -> int:
+    if isinstance(obj, dict):
+        return isinstance(obj, OrderedDict) + sum(_ordered_dicts(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_ordered_dicts(v) for v in obj)
+    return 0
+
+
+def _documentation(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        own = [obj["documentation"]] if "documentation" in obj else []
+        return own + [text for v in obj.values() for text in _documentation(v)]
+    if isinstance(obj, list):
+        return [text for v in obj for text in _documentation(v)]
+    return []
+
+
+def test_the_data_files_are_held_as_plain_dicts_and_the_model_without_its_documentation() -> None:
+    """Half of the memory the S3 client holds for its life (docs/performance.md, round 11):
+    botocore's OrderedDicts, and the service model's documentation text."""
+    session = botocore.session.Session()
+    use_lean_loader(session)
+    client = session.create_client("s3", region_name="eu-west-1")
+    try:
+        model = client.meta.service_model
+        held = model._service_description
+        loader = session.get_component("data_loader")
+        for data in (held, loader.load_service_model("s3", "endpoint-rule-set-1"), held_endpoints(session)):
+            assert type(data) is dict and _ordered_dicts(data) == 0
+        texts = _documentation(held)
+        assert texts and set(texts) == {""}  # every documentation key kept, its text emptied
+        assert held["clientContextParams"] and all("documentation" in p for p in held["clientContextParams"].values())
+        assert client.put_object.__doc__ is not None  # docstrings still build, only without the prose
+        stock = botocore.session.Session().create_client("s3", region_name="eu-west-1")
+        try:
+            theirs = stock.meta.service_model
+            assert _documentation(theirs._service_description) != texts  # the stock model has the prose
+            assert model.operation_names == theirs.operation_names
+            for name in ("PutObject", "HeadObject", "GetObject", "HeadBucket", "ListObjectsV2"):
+                ours_op, stock_op = model.operation_model(name), theirs.operation_model(name)
+                assert ours_op.input_shape.members.keys() == stock_op.input_shape.members.keys()
+                assert ours_op.output_shape.members.keys() == stock_op.output_shape.members.keys()
+                assert ours_op.http == stock_op.http
+        finally:
+            stock.close()
+    finally:
+        client.close()
+
+
+def _sent_put(client: Any) -> Any:
+    """The PutObject request botocore would send, captured before it leaves the process."""
+    from botocore.awsrequest import AWSResponse
+
+    sent: list[Any] = []
+
+    class Empty:
+        def stream(self) -> Any:
+            return iter([b""])
+
+    def capture(request: Any, **_: Any) -> Any:
+        sent.append(request)
+        return AWSResponse(request.url, 200, {}, Empty())
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    client.put_object(
+        Bucket="bucket",
+        Key="source=x/2024/05/01/10/o.ndjson.gz",
+        Body=b"abc",
+        IfNoneMatch="*",
+        ContentType="application/x-ndjson",
+        ContentMD5="kAFQmDzST7DWlj99KOF/cg==",
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId="key",
+        StorageClass="STANDARD_IA",
+        Metadata={"event-count": "1"},
+    )
+    return sent[0]
+
+
+def test_a_put_is_the_request_stock_botocore_sends() -> None:
+    config = Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required")
+    ours = lean_client("s3", "eu-west-1", config=config)
+    stock = stock_client("s3", "eu-west-1", config=config)
+    try:
+        mine, theirs = _sent_put(ours), _sent_put(stock)
+        varying = {"X-Amz-Date", "Authorization", "User-Agent", "amz-sdk-invocation-id", "amz-sdk-request"}
+        assert (mine.method, mine.url, mine.body.getvalue()) == (theirs.method, theirs.url, theirs.body.getvalue())
+        assert {k: v for k, v in mine.headers.items() if k not in varying} == {
+            k: v for k, v in theirs.headers.items() if k not in varying
+        }
+    finally:
+        ours.close()
+        stock.close()
+
+
+def test_a_file_format_it_does_not_read_is_left_to_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sinks.s3_endpoints
+
+    monkeypatch.setattr(sinks.s3_endpoints, "_OPENERS", ())  # as if botocore shipped a newer format
+    session = botocore.session.Session()
+    use_lean_loader(session)
+    held = held_endpoints(session)
+    assert all(set(p["services"]) <= KEPT_SERVICES for p in held["partitions"])  # still cut
+    assert isinstance(session.get_component("data_loader").load_service_model("s3", "service-2"), OrderedDict)
