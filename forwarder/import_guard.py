@@ -19,8 +19,8 @@ the guard only makes each one see the installation it would see without the extr
 finder at the head of ``sys.meta_path`` installed by ``forwarder/__init__.py``: it wraps the
 loader of the ``structlog`` and ``httpx`` packages so that, while their ``__init__`` runs in
 this thread, an import of ``rich`` or ``pygments`` not yet loaded raises ``ModuleNotFoundError``.
-Anything imported afterwards (``backfill`` importing rich) is untouched, and the finder removes
-itself once both packages are loaded. If rich is already loaded when structlog or httpx is
+Anything imported afterwards (``backfill`` importing rich) is untouched, and the finder retires
+(answers nothing) once both packages are loaded. If rich is already loaded when structlog or httpx is
 (another program imported it first), they use it, as they would have anyway. Only the
 importing thread is affected.
 """
@@ -44,8 +44,11 @@ HIDDEN = frozenset({"rich", "pygments"})
 class _Guard:
     def __init__(self) -> None:
         self.hiding: dict[int, int] = {}  # thread -> guarded packages it is importing now
+        self.retired = False  # both packages loaded: nothing left to do
 
     def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
+        if self.retired:
+            return None
         if self.hiding.get(get_ident()) and name.partition(".")[0] in HIDDEN:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         if name not in GUARDED:
@@ -61,8 +64,11 @@ class _Guard:
         return None
 
     def done(self) -> None:
-        if GUARDED <= sys.modules.keys() and self in sys.meta_path:
-            sys.meta_path.remove(self)
+        """Retired, not removed: another thread's import may be walking ``sys.meta_path`` at
+        this moment (importlib iterates the live list), and a removal would make it skip the
+        finder after this one (a module that exists reported missing)."""
+        if GUARDED <= sys.modules.keys():
+            self.retired = True
 
 
 class _HidingLoader:

@@ -45,7 +45,8 @@ class SliceSizer:
 
 def occupied_ms(lo_ms: int, hi_ms: int, earliest_ms: int | None) -> int:
     """The span an answer's new entries occupy in the slice ``lo_ms``..``hi_ms``: from the earliest
-    of them (None: no new entry) to the slice's end, at least ``MIN_MS`` and at most the slice."""
+    of them (None: no new entry, or the earliest one's time does not read, which ``take`` counts
+    as ``hi``: the whole slice, the cautious guess) to the slice's end, at least ``MIN_MS`` and at most the slice."""
     width = max(1, hi_ms - lo_ms)
     if earliest_ms is None:
         return width

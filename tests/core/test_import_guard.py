@@ -23,19 +23,23 @@ def fresh(code: str) -> dict[str, object]:
 def test_structlog_and_httpx_load_without_rich_and_rich_stays_importable() -> None:
     out = fresh(
         """
-import forwarder, structlog, httpx
-out = {"loaded": sorted(m for m in ("rich", "pygments", "attr") if m in sys.modules),
+import forwarder
+finders = list(sys.meta_path)
+import structlog, httpx
+out = {"finders_unchanged": sys.meta_path == finders,  # another thread may be walking the list
+       "loaded": sorted(m for m in ("rich", "pygments", "attr") if m in sys.modules),
        "dev_rich": structlog.dev.rich is None,
-       "guard_left": any(type(f).__name__ == "_Guard" for f in sys.meta_path),
+       "guard_active": any(type(f).__name__ == "_Guard" and not f.retired for f in sys.meta_path),
        "loader": type(structlog.__spec__.loader).__name__}
 import rich.console, rich.progress
 out["rich_after"] = rich.console.Console.__name__
 """
     )
     assert out == {
+        "finders_unchanged": True,
         "loaded": [],
         "dev_rich": True,
-        "guard_left": False,  # both packages loaded: the finder removed itself
+        "guard_active": False,  # both packages loaded: the finder retired (left in place: see done())
         "loader": "SourceFileLoader",  # the package's own loader, restored
         "rich_after": "Console",  # backfill's progress and the tables still get rich
     }
