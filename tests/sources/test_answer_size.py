@@ -66,6 +66,38 @@ def codacy() -> Iterator[tuple[CodacyEmulator, str]]:
     server.shutdown()
 
 
+class Walked:
+    """Every page of one Codacy walk from an empty cursor: the answers' sizes, the keys, the last cursor."""
+
+    def __init__(self, source: CodacySource) -> None:
+        self.source = source
+        self.answers: list[int] = []
+        self.keys: list[str] = []
+        self.cursor: dict[str, Any] | None = None
+
+    @classmethod
+    async def of(cls, emulator: CodacyEmulator, url: str, lookback_days: float, slice_hours: float) -> Walked:
+        config = CodacyConfig(
+            type="codacy",
+            base_url=f"{url}/api/v3",
+            api_token=emulator.token,
+            organizations=["gh/acme"],
+            initial_lookback_days=lookback_days,
+            lag_s=60,
+            slice_hours=slice_hours,
+            max_attempts=1,
+        )
+        walked = cls(CodacySource("codacy", config))
+        try:
+            async for page in walked.source.pages("gh/acme", None):
+                walked.answers.append(len(page.entries))
+                walked.keys += [key for _, key in page.entries]
+                walked.cursor = page.cursor
+        finally:
+            await walked.source.close()
+        return walked
+
+
 @pytest.mark.integration
 async def test_a_backlog_denser_than_the_aim_is_walked_in_small_answers_every_entry_once(
     codacy: tuple[CodacyEmulator, str],
@@ -73,34 +105,12 @@ async def test_a_backlog_denser_than_the_aim_is_walked_in_small_answers_every_en
     emulator, url = codacy
     now = int(time.time() * 1000)
     emulator.generate(12_000, orgs=["gh/acme"], span_s=86_400, end_ms=now - 120_000)
-    source = CodacySource(
-        "codacy",
-        CodacyConfig(
-            type="codacy",
-            base_url=f"{url}/api/v3",
-            api_token=emulator.token,
-            organizations=["gh/acme"],
-            initial_lookback_days=1.1,
-            lag_s=60,
-            slice_hours=24,
-            max_attempts=1,
-        ),
-    )
-    answers: list[int] = []
-    keys: list[str] = []
-    cursor: dict[str, Any] | None = None
-    try:
-        async for page in source.pages("gh/acme", None):
-            answers.append(len(page.entries))
-            keys += [key for _, key in page.entries]
-            cursor = page.cursor
-    finally:
-        await source.close()
-    assert len(keys) == len(set(keys)) == 12_000  # each entry once: nothing lost, nothing twice
+    walked = await Walked.of(emulator, url, lookback_days=1.1, slice_hours=24)
+    assert len(walked.keys) == len(set(walked.keys)) == 12_000  # each entry once: nothing lost, nothing twice
     aim = CodacySource.answer_entries
-    assert aim is not None and max(answers) <= aim * 3 // 2  # the configured 24 h slice would hold all 12,000
-    assert cursor is not None and cursor["watermark_ms"] >= now - 61_000
-    assert source.slice_widths["gh/acme"] < DAY  # the next poll starts from the width the density asks for
+    assert aim is not None and max(walked.answers) <= aim * 3 // 2  # the configured 24 h slice would hold all 12,000
+    assert walked.cursor is not None and walked.cursor["watermark_ms"] >= now - 61_000
+    assert walked.source.slice_widths["gh/acme"] < DAY  # the next poll starts from the width the density asks for
 
 
 @pytest.mark.integration
@@ -114,27 +124,7 @@ async def test_a_backlog_that_begins_inside_a_slice_is_not_read_in_one_answer(
     emulator, url = codacy
     now = int(time.time() * 1000)
     emulator.generate(12_000, orgs=["gh/acme"], span_s=7_200, end_ms=now - 120_000)
-    source = CodacySource(
-        "codacy",
-        CodacyConfig(
-            type="codacy",
-            base_url=f"{url}/api/v3",
-            api_token=emulator.token,
-            organizations=["gh/acme"],
-            initial_lookback_days=0.125,
-            lag_s=60,
-            slice_hours=3,
-            max_attempts=1,
-        ),
-    )
-    answers: list[int] = []
-    keys: list[str] = []
-    try:
-        async for page in source.pages("gh/acme", None):
-            answers.append(len(page.entries))
-            keys += [key for _, key in page.entries]
-    finally:
-        await source.close()
-    assert len(keys) == len(set(keys)) == 12_000  # each entry once: nothing lost, nothing twice
+    walked = await Walked.of(emulator, url, lookback_days=0.125, slice_hours=3)
+    assert len(walked.keys) == len(set(walked.keys)) == 12_000  # each entry once: nothing lost, nothing twice
     aim = CodacySource.answer_entries
-    assert aim is not None and max(answers) <= aim * 3 // 2, answers
+    assert aim is not None and max(walked.answers) <= aim * 3 // 2, walked.answers
