@@ -183,7 +183,11 @@ class Leases:
     async def _share(self, conn: Conn) -> int:
         """How many units this replica keeps: ``ceil(units / live)``, or one less while a live
         replica holds fewer than ``floor(units / live)`` (a replica that just joined): with the
-        ceiling alone, 4 units on 3 replicas stay 2, 2, 0."""
+        ceiling alone, 4 units on 3 replicas stay 2, 2, 0. Never less than the floor: where the
+        units divide evenly (9 on 3), a replica below it means a unit is free already, and a
+        release there only moved the hole on, round after round, so the unit released first
+        and taken last (the alphabetically last) stayed unheld and unpolled for good (the HA
+        chaos test's lost ConfigCat entries; ``tests/ha/test_lease_rotation.py``)."""
         rows = await (
             await conn.execute(
                 "SELECT r.replica, COUNT(l.unit) FROM af_replicas r LEFT JOIN af_leases l ON l.holder = r.replica "
@@ -193,8 +197,9 @@ class Leases:
         ).fetchall()
         live = max(1, len(rows))
         ceiling = math.ceil(len(self.units) / live)
-        starved = any(int(n) < len(self.units) // live for _, n in rows)
-        return ceiling - 1 if starved and len(self.held) >= ceiling else ceiling
+        floor = len(self.units) // live
+        starved = any(int(n) < floor for _, n in rows)
+        return ceiling - 1 if starved and len(self.held) >= ceiling and ceiling > floor else ceiling
 
     async def release_all(self) -> None:
         """At a clean stop: the others take the units at their next tick instead of at expiry."""
