@@ -33,9 +33,7 @@ after the checks cannot redirect a write.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import functools
 import os
 import stat
 from collections import Counter, OrderedDict
@@ -44,6 +42,7 @@ from pathlib import Path
 
 import structlog
 
+from forwarder.journal.segment_io import holds_data, punch_range, read_all, write_all
 from forwarder.journal.types import DiskFullError, StateError
 from forwarder.state_files import DIR_MODE, StateFileError, fsync_directory, make_state_dir, open_state_file_at
 
@@ -53,8 +52,6 @@ SEGMENT_MAX_BYTES = 64 << 20  # a new segment once the current one holds this mu
 READERS = 8  # segments kept open for reading, least recently read closed first: sinks read near their offsets
 _SUFFIX = ".seg"
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-_PUNCH_HOLE = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)
-_ZEROS = bytes(1 << 20)
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -121,7 +118,7 @@ class SegmentStore:
         offset = start
         try:
             for data in datas:
-                _write_all(fd, data, offset)
+                write_all(fd, data, offset)
                 places.append((segment, offset))
                 offset += len(data)
             os.fdatasync(fd)
@@ -149,7 +146,7 @@ class SegmentStore:
 
     def read(self, segment: int, offset: int, size: int) -> bytes:
         try:
-            data = _read_all(self._reader(segment), size, offset)
+            data = read_all(self._reader(segment), size, offset)
         except (OSError, StateFileError) as exc:
             raise StateError(
                 f"the journal's segment {self.directory / _name(segment)} cannot be read ({exc}); if the daemon "
@@ -260,7 +257,7 @@ class SegmentStore:
             fd = self._fd if own else self._open(segment, os.O_WRONLY)
             try:
                 for offset, size in ranges:
-                    _punch_range(fd, offset, size)
+                    punch_range(fd, offset, size)
                 os.fdatasync(fd)
             finally:
                 if not own:
@@ -282,8 +279,8 @@ class SegmentStore:
         try:
             at = changed = 0
             for offset, size in chunks:
-                if offset > at and _holds_data(fd, at, offset):
-                    _punch_range(fd, at, offset - at)
+                if offset > at and holds_data(fd, at, offset):
+                    punch_range(fd, at, offset - at)
                     changed = 1
                 at = max(at, offset + size)
             if os.fstat(fd).st_size > at:
@@ -366,56 +363,3 @@ class SegmentStore:
 
 def _name(segment: int) -> str:
     return f"{segment:020d}{_SUFFIX}"
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:  # pwrite may write less than asked (a signal, a nearly full disk)
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
-
-
-def _read_all(fd: int, size: int, offset: int) -> bytes:
-    """Up to ``size`` bytes at ``offset``; fewer only at the end of the file (pread may return
-    less than asked, e.g. after a signal)."""
-    data = os.pread(fd, size, offset)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = os.pread(fd, size - got, offset + got)
-        if not more:
-            break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
-
-
-def _holds_data(fd: int, start: int, end: int) -> bool:
-    """Whether [start, end) may hold data (not already a hole), so a restart does not punch
-    again what earlier prunes punched."""
-    try:
-        return os.lseek(fd, start, os.SEEK_DATA) < end
-    except OSError as exc:
-        return exc.errno != errno.ENXIO  # ENXIO: only holes from ``start`` to the end
-
-
-def _punch_range(fd: int, offset: int, size: int) -> None:
-    if _fallocate(fd, _PUNCH_HOLE, offset, size) != 0:  # not on this file system: zeros
-        for at in range(offset, offset + size, len(_ZEROS)):
-            os.pwrite(fd, memoryview(_ZEROS)[: min(len(_ZEROS), offset + size - at)], at)
-
-
-def _fallocate(fd: int, mode: int, offset: int, size: int) -> int:
-    """glibc's ``fallocate`` (the standard library has only ``posix_fallocate``, which cannot
-    punch holes); -1 where there is none (not Linux) or the file system refuses."""
-    call = getattr(_libc(), "fallocate", None)
-    if call is None:
-        return -1
-    return int(call(fd, mode, ctypes.c_longlong(offset), ctypes.c_longlong(size)))
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
