@@ -36,10 +36,8 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     threads (S3's gzip and PUTs) each kept their own freed megabytes, raising the peak RSS.
     Two arenas is what ``MALLOC_ARENA_MAX=2`` would set; an operator's own setting wins, and
     other C libraries (musl) are left alone. Called before the first worker thread starts."""
-    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        _glibc("mallopt", M_ARENA_MAX, arenas)
 
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
@@ -53,10 +51,8 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> None:
     per million events, for 1-2 MB less RSS; docs/performance.md, round 10).
     ``MALLOC_MMAP_THRESHOLD_`` (glibc's own variable) wins, as for the arenas. Set in-process,
     so systemd, the container and cron alike get it."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or platform.libc_ver()[0] != "glibc":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        _glibc("mallopt", M_MMAP_THRESHOLD, threshold)
 
 
 def release_freed_heap() -> None:
@@ -66,7 +62,12 @@ def release_freed_heap() -> None:
     freed pages between the blocks that stay remained resident; ``malloc_trim`` returns every
     whole free page. Not on a hot path: each call walks the arenas. Other C libraries (musl)
     are left alone."""
+    _glibc("malloc_trim", 0)
+
+
+def _glibc(function: str, *args: int) -> None:
+    """Calls glibc's ``function`` if this process runs on glibc; elsewhere (musl) nothing."""
     if platform.libc_ver()[0] != "glibc":
         return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+        getattr(ctypes.CDLL(None), function)(*args)
