@@ -139,6 +139,12 @@ class StateCollector(Collector):
     def _leases(leases: dict[str, Any]) -> Iterator[Metric]:
         """Present only on a replica of a PostgreSQL state (``forwarder.replicas``)."""
         yield _gauge("leases_held", "Work units whose lease this replica holds.", [], [([], len(leases["held"]))])
+        yield _gauge(
+            "lease_units_unheld",
+            "Configured work units no replica has held for over twice lease_ttl_s: nobody polls or delivers them.",
+            [],
+            [([], len(leases["unheld"]))],
+        )
         for key, metric, help_text in (
             ("takeovers", "lease_takeovers", "Expired leases of another replica this one took over."),
             ("fenced_writes", "fenced_writes",

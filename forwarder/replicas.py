@@ -232,6 +232,7 @@ class Replicas:
             "replica": self.replica,
             "units": len(self.leases.units),
             "held": sorted(unit for unit in self.leases.held if self.owns(unit)),
+            "unheld": list(self.leases.unheld),  # no live holder anywhere for over 2 x TTL (not this replica's fault)
             "takeovers": counters.takeovers,
             "fenced_writes": counters.fenced,
             "released": counters.released,

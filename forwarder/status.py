@@ -91,7 +91,7 @@ class ReplicasView(Protocol):
     """A replica's leases on a PostgreSQL state (``forwarder.replicas.Replicas``)."""
 
     def describe(self) -> dict[str, Any]:
-        """``held`` (units), ``takeovers``, ``fenced_writes``, ``error``, ..."""
+        """``held`` (units), ``unheld`` (units nobody holds), ``takeovers``, ``fenced_writes``, ``error``, ..."""
         ...
 
     def problems(self) -> list[str]:

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from forwarder.journal.types import sink_unit
 from tests.support.daemon import DaemonProcess, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.figures import Figures
 from tests.support.postgres import PostgresServer
 from tests.support.receivers import AWS_ENV, Receivers
-from tests.support.replicas import assert_no_conflicting_duplicates, state_config, stop_all
+from tests.support.replicas import TTL_S, assert_no_conflicting_duplicates, leases, state_config, stop_all
 from tests.support.vendors import VENDORS, expected_ids
 from tests.support.waiting import wait_until
 
@@ -116,6 +117,13 @@ def test_thirty_sigkills_of_random_replicas_lose_nothing_in_any_sink(
 
         wait_until("every entry in every sink", everywhere, timeout=180, every=1.0, detail=logs)
         drained_in = time.monotonic() - began - killed_in
+        # every unit held by a live replica at the end (a killed holder's leases expire within the TTL)
+        assert all(replica.alive() for replica in replicas.values())
+        units = leases(dsn)
+        assert {sink_unit(s) for s in receivers.sinks()} < set(units), units  # the sinks and the sources' units
+        held = lambda: all(h in NAMES and left > 0 for h, _, left in leases(dsn).values())  # noqa: E731
+        wait_until("every unit held by a live replica", held, timeout=4 * TTL_S, every=0.25,
+                   detail=lambda: str(leases(dsn)))  # fmt: skip
         assert stop_all(list(replicas.values())) == [0, 0, 0]
     finally:
         for replica in replicas.values():

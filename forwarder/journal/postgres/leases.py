@@ -7,7 +7,15 @@ every acquisition. Expiry is always the database's clock (``now()``), never a re
 Every ``renew_every_s`` a replica, in one transaction: marks itself alive in ``af_replicas``,
 renews the leases it holds (those not renewed were taken over: it drops them), releases what
 it holds beyond its fair share (``ceil(units / live replicas)``, so a joining replica gets work
-without waiting for an expiry) and acquires free or expired units up to its share.
+without waiting for an expiry) and acquires free or expired units up to its share, the longest free first.
+
+A free unit's ``expires_at`` is when it became free: when its lease expired, or when it was
+released (set to ``now()``, not ``-infinity``); a row still at ``-infinity`` (a unit never held,
+or one released by a release before this rule) is stamped ``now()`` by the first renewal that
+finds it free. So, with no extra column, each renewal also learns which configured units have
+had no live holder for over twice the TTL (``unheld``): a fault of the balance, never a normal
+movement (a released or expired unit is taken within a renewal or two), logged once when it
+starts and once when it ends, and shown in ``/healthz`` and ``/metrics``.
 
 A replica that cannot reach the database keeps working only until ``valid_until``: the
 monotonic time at which it sent its last successful renewal, plus the TTL, less a margin. The
@@ -52,6 +60,7 @@ class Leases:
     valid_until: float = 0.0
     counters: LeaseCounters = field(default_factory=LeaseCounters)
     units: list[str] = field(default_factory=list)
+    unheld: list[str] = field(default_factory=list)  # configured units without a live holder for over 2 x TTL
     last_error: str | None = None
     _attempt: asyncio.Future[tuple[float, bool]] | None = field(default=None, repr=False)
 
@@ -134,8 +143,9 @@ class Leases:
             (self.replica, ttl),
         )
         await conn.execute("DELETE FROM af_replicas WHERE expires_at < now() - interval '1 day'")
-        await conn.execute(
-            "INSERT INTO af_leases (unit) SELECT unnest(%s::text[]) ON CONFLICT (unit) DO NOTHING", (self.units,)
+        await conn.execute(  # free from now: a unit configured later is not unheld since the epoch
+            "INSERT INTO af_leases (unit, expires_at) SELECT unnest(%s::text[]), now() ON CONFLICT (unit) DO NOTHING",
+            (self.units,),
         )
         before = dict(self.held)
         renewed = await (
@@ -156,29 +166,76 @@ class Leases:
         for unit in extra:
             del self.held[unit]
         if gone or extra:
-            await conn.execute(
-                "UPDATE af_leases SET holder = NULL, expires_at = '-infinity' WHERE holder = %s AND unit = ANY(%s)",
+            await conn.execute(  # expires_at: when it became free (``unheld``)
+                "UPDATE af_leases SET holder = NULL, expires_at = now() WHERE holder = %s AND unit = ANY(%s)",
                 (self.replica, gone + extra),
             )
             self.counters.released += len(extra)
+            if extra:
+                log.info("released to balance the replicas", units=extra, share=share)
+            if gone:
+                log.info("released: no longer configured", units=gone)
         want = share - len(self.held)
         if want > 0:
-            taken = await (
-                await conn.execute(
-                    "UPDATE af_leases AS l SET holder = %s, token = l.token + 1, expires_at = now() + %s::interval, "
-                    "takeovers = l.takeovers + (l.holder IS NOT NULL AND l.holder <> %s)::int "
-                    "FROM (SELECT unit, holder AS old FROM af_leases WHERE unit = ANY(%s) "
-                    "  AND (holder IS NULL OR expires_at <= now()) ORDER BY unit LIMIT %s FOR UPDATE SKIP LOCKED) AS f "
-                    "WHERE l.unit = f.unit RETURNING l.unit, l.token, f.old",
-                    (self.replica, ttl, self.replica, self.units, want),
-                )
-            ).fetchall()
-            for unit, token, old in taken:
-                self.held[str(unit)] = int(token)
-                if old is not None and old != self.replica:
-                    self.counters.takeovers += 1
-                    log.info("took over an expired lease", unit=unit, previous_holder=old, token=int(token))
+            await self._acquire(conn, want, share)
+        await self._watch(conn)
         return self.held != before
+
+    async def _acquire(self, conn: Conn, want: int, share: int) -> None:
+        """The longest free first (``expires_at``, when it became free): a free unit is taken
+        before any freed after it, so none can be passed over round after round, as the
+        alphabetical order passed over the last unit (``tests/ha/test_lease_rotation.py``).
+        ``SKIP LOCKED`` stays safe with it: a row another renewal is taking is skipped, and one
+        it took meanwhile is re-checked against the ``WHERE`` before it is locked."""
+        ttl = f"{self.ttl_s} seconds"
+        taken = await (
+            await conn.execute(
+                "UPDATE af_leases AS l SET holder = %s, token = l.token + 1, expires_at = now() + %s::interval, "
+                "takeovers = l.takeovers + (l.holder IS NOT NULL AND l.holder <> %s)::int "
+                "FROM (SELECT unit, holder AS old FROM af_leases WHERE unit = ANY(%s) AND (holder IS NULL "
+                "  OR expires_at <= now()) ORDER BY expires_at, unit LIMIT %s FOR UPDATE SKIP LOCKED) AS f "
+                "WHERE l.unit = f.unit RETURNING l.unit, l.token, f.old",
+                (self.replica, ttl, self.replica, self.units, want),
+            )
+        ).fetchall()
+        free: list[str] = []
+        for unit, token, old in taken:
+            self.held[str(unit)] = int(token)
+            if old is not None and old != self.replica:
+                self.counters.takeovers += 1
+                log.info("took over an expired lease", unit=unit, previous_holder=old, token=int(token))
+            else:
+                free.append(str(unit))
+        if free:
+            log.info("took free units", units=sorted(free), share=share)
+
+    async def _watch(self, conn: Conn) -> None:
+        """Which configured units have had no live holder for over twice the TTL. A row never
+        held or released by an earlier release (``-infinity``) is stamped free from now; one
+        another renewal is taking is skipped, never waited on (two renewals waiting on each
+        other's rows would deadlock)."""
+        await conn.execute(
+            "UPDATE af_leases SET expires_at = now() WHERE unit IN (SELECT unit FROM af_leases WHERE unit = ANY(%s) "
+            "AND holder IS NULL AND expires_at = '-infinity' FOR UPDATE SKIP LOCKED)",
+            (self.units,),
+        )
+        rows = await (
+            await conn.execute(
+                "SELECT unit, EXTRACT(EPOCH FROM now() - expires_at) FROM af_leases WHERE unit = ANY(%s) "
+                "AND isfinite(expires_at) AND expires_at <= now() - %s::interval ORDER BY unit",
+                (self.units, f"{2 * self.ttl_s} seconds"),
+            )
+        ).fetchall()
+        unheld = {str(unit): round(float(seconds), 1) for unit, seconds in rows}
+        started = sorted(set(unheld) - set(self.unheld))
+        ended = sorted(u for u in set(self.unheld) - set(unheld) if u in self.units)
+        if started:
+            log.error("work units have had no live holder for over twice lease_ttl_s: nobody polls or delivers them",
+                      units=started, seconds_unheld=max(unheld[u] for u in started), held=len(self.held),
+                      unheld=len(unheld))  # fmt: skip
+        if ended:
+            log.info("unheld work units have a live holder again", units=ended)
+        self.unheld = sorted(unheld)
 
     async def _share(self, conn: Conn) -> int:
         """How many units this replica keeps: ``ceil(units / live)``, or one less while a live
@@ -212,7 +269,7 @@ class Leases:
         try:
             async with self.pool.connection(timeout=5) as conn:
                 await conn.execute(
-                    "UPDATE af_leases SET holder = NULL, expires_at = '-infinity' WHERE holder = %s AND unit = ANY(%s)",
+                    "UPDATE af_leases SET holder = NULL, expires_at = now() WHERE holder = %s AND unit = ANY(%s)",
                     (self.replica, units),
                 )
         except Exception as exc:  # they expire by themselves
