@@ -1,8 +1,10 @@
 """IBM QRadar LEEF 2.0: ``LEEF:2.0|Vendor|Product|Version|EventID|Delimiter|k=v<delim>k=v``.
 
-LEEF defines no escaping, so values are sanitized instead: the delimiter, CR and LF become
-spaces (and ``|`` too in the header). EventID is the vendor's raw action and ``cat`` the
-normalized category, never translated, because QRadar maps events to QIDs on those two.
+LEEF defines no escaping, so values are sanitized instead: the delimiter, CR, LF, tab and ``|``
+become spaces, in the header and in attribute values alike (IBM's LEEF guidelines: keep tab and
+pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields).
+EventID is the vendor's raw action and ``cat`` the normalized category, never translated, because
+QRadar maps events to QIDs on those two.
 """
 
 from __future__ import annotations
@@ -81,13 +83,13 @@ def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def build(options: Options) -> Formatter:
     delimiter = options.delimiter
-    bad_value = delimiter + "\r\n"
+    bad_value = delimiter + "|\t\r\n"
     prefix_tail = f"{delimiter_field(delimiter)}|"
 
     def leef_format(record: Record) -> bytes:
         event = record.event()
         header = [*device(event), text(event.get("action")) or "unknown"]
-        head = "|".join(sanitize(part[:VALUE_MAX], "|\r\n") for part in header)
+        head = "|".join(sanitize(part[:VALUE_MAX], "|\t\r\n") for part in header)
         values = cut_values(attributes(event), lambda key: MESSAGE_MAX if key == "msg" else VALUE_MAX)
         pairs = [f"{key}={sanitize(value, bad_value)}" for key, value in values]
         return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()

@@ -117,14 +117,28 @@ def _action_fields(action: str) -> tuple[str, str, str]:
     return fields
 
 
+def _actor(value: Any) -> dict[str, Any]:
+    """The ``AuditActor`` object of the OpenAPI document, or the bare value Codacy's own export
+    example treats it as (``jq '[.actor, ...] | @csv'`` works on a string only): a person's
+    email as text is still its actor, never a reason to quarantine the entry. Anything else
+    (null, a number) leaves the actor unknown; the entry keeps it in ``raw``."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        return {"email": value}
+    return {}
+
+
 def normalize_entry(source: str, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
     # One dict literal with every field of ``make_event`` (same keys, same order): this runs
     # once per event and building it through make_event's copies cost a fifth of the CPU.
     action = raw["action"]
     if not isinstance(action, str) or not action:
         raise ValueError("entry has no action")
-    actor = raw.get("actor") or {}
+    actor = _actor(raw.get("actor"))
     details = raw.get("details")
+    if details is None:  # the seed's export example (docs 002) reads ``requestDetails``
+        details = raw.get("requestDetails")
     if details is not None and not isinstance(details, dict):
         details = {"text": str(details)}
     category, activity, target_type = _action_fields(action)
@@ -149,7 +163,14 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         "vendor": "codacy",
         "source": source,
         "organization": organization,
-        "actor": {"id": email, "name": None, "email": email, "ip": None, "user_agent": None, "type": "user"},
+        "actor": {
+            "id": email,
+            "name": None,
+            "email": email,
+            "ip": None,
+            "user_agent": None,
+            "type": "user" if email else "unknown",
+        },
         "action": action,
         "activity": activity,
         "category": category,

@@ -191,6 +191,17 @@ READS = {"read", "export"}  # findings read or exported are data access, not ent
 FAILURES = ("failed", "denied", "rejected", "login_failed")
 
 
+def _user(value: Any) -> dict[str, Any]:
+    """The entry's user: an object (inferred: ``{name, email}``), or the documented "who
+    performed the action" as plain text, an email or a name, which is still the actor (it was
+    dropped, leaving the actor unknown). Anything else leaves the actor unknown."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip():
+        return {"email": value} if "@" in value else {"name": value}
+    return {}
+
+
 def normalize_entry(
     source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
 ) -> dict[str, Any]:
@@ -212,7 +223,7 @@ def normalize_entry(
     outcome = "failure" if verb.endswith(FAILURES) else "success"
     if category == "unknown" or verb.endswith("cancelled"):  # a cancelled scan neither failed nor succeeded
         outcome = "unknown"
-    user: dict[str, Any] = raw["user"] if isinstance(raw.get("user"), dict) else {}
+    user = _user(raw.get("user"))
     metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
     target = raw.get("target")
     target_name = str(target) if target is not None else None

@@ -103,9 +103,9 @@ def test_leef_round_trips(values: list[str], delimiter: str) -> None:
     char = leef.Options(delimiter=delimiter).delimiter
 
     def clean(value: str, limit: int = leef.VALUE_MAX) -> str:
-        return leef.sanitize(value[:limit], char + "\r\n")
+        return leef.sanitize(value[:limit], char + "|\t\r\n")
 
-    assert header[3] == leef.sanitize(event["action"][: leef.VALUE_MAX], "|\r\n")
+    assert header[3] == leef.sanitize(event["action"][: leef.VALUE_MAX], "|\t\r\n")
     assert attrs["externalId"] == clean(event["id"])
     assert attrs["msg"] == clean(event["message"], leef.MESSAGE_MAX)
     assert attrs["usrEmail"] == clean(event["actor"]["email"])

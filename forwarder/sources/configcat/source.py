@@ -25,6 +25,7 @@ from forwarder.sources.tenants import (
     organization_configs,
     with_defaults,
 )
+from forwarder.sources.walk import PageGuard
 from forwarder.sources.window import time_at
 from forwarder.sources.windowed import DAY_MS, WindowedSource
 
@@ -61,7 +62,12 @@ class ConfigCatConfig(SourceConfig):
     product_ids: list[str] = Field(
         default_factory=list, description="Product ids read through the product endpoint, as product:<id>."
     )
-    api_version: Literal["v1", "v2"] = Field("v2", description="v1 is deprecated: a bare array, no paging.")
+    api_version: Literal["auto", "v1", "v2"] = Field(
+        "auto",
+        description="v2 (paged); v1 is deprecated (a bare array, no paging) but is the endpoint ConfigCat's "
+        "'List Audit log items for Organization' page documents; auto: v2, and v1 for an organization or "
+        "product whose v2 endpoint answers 404.",
+    )
     window_days: float = Field(30.0, gt=0, le=30, description="Width of one window; ConfigCat caps it at 30.")
     page_size: int = Field(100, ge=1, le=100)
     max_pages: int = Field(1000, ge=1, description="Pages per window before the poll fails instead of looping.")
@@ -140,6 +146,22 @@ def reset_delay(value: str | None, now: float) -> float | None:
 _time_ms = time_at("auditLogDateTime")
 
 
+class _NoV2(Exception):
+    """The v2 endpoint answered 404 on a first page (api_version auto): the v1 endpoint is asked."""
+
+
+def _bare_list(items: list[Any], body: list[Any], page_size: int, guard: PageGuard, keys: list[str]) -> bool:
+    """A bare array answered on v2 (the v1 shape, e.g. v1 behind a redirect) joins ``items``;
+    True when it ends the window. It says nothing of further pages, so another is asked for
+    while they come back full and new; one holding only entries already read (a server that
+    ignores ``pageNumber``) ends the window and is not read twice."""
+    if guard.stale(keys):
+        return True
+    guard.remember(keys)
+    items.extend(body)
+    return len(body) < page_size
+
+
 class ConfigCatSource(WindowedSource[ConfigCatConfig]):
     type_name: ClassVar[str] = "configcat"
     vendor: ClassVar[str] = "configcat"
@@ -148,7 +170,8 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
     check_message: ClassVar[str] = "credentials accepted for {n} organization(s)/product(s)"
 
     def __init__(self, name: str, config: ConfigCatConfig) -> None:
-        super().__init__(name, config, on_response=self._throttle)
+        self.versions: dict[str, str] = {}  # per unit, the API version api_version auto settled on
+        super().__init__(name, config, on_response=self._on_response)
 
     def make_client(self) -> httpx.AsyncClient:
         cfg = self.config
@@ -156,6 +179,16 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
 
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         return int(self.config.window_days * DAY_MS)
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        if (
+            response.status_code == 404
+            and self.config.api_version == "auto"
+            and response.request.url.path.startswith(self.client.base_url.path.rstrip("/") + "/v2/")
+            and response.request.url.params.get("pageNumber", "1") == "1"
+        ):
+            raise _NoV2
+        await self._throttle(response)
 
     async def _throttle(self, response: httpx.Response) -> None:
         """Sleep before the bucket is empty rather than collect a 429 (which the fetcher
@@ -182,8 +215,7 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
     def organizations(self) -> list[str]:
         return [*self.tenants.current, *(PRODUCT_PREFIX + p for p in self.config.product_ids)]
 
-    def _path(self, unit: str) -> str:
-        version = self.config.api_version
+    def _path(self, unit: str, version: str) -> str:
         if unit.startswith(PRODUCT_PREFIX):
             return f"/{version}/products/{unit.removeprefix(PRODUCT_PREFIX)}/auditlogs"
         return f"/{version}/organizations/{unit}/auditlogs"
@@ -198,15 +230,33 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
             "auditLogType": cfg.audit_log_type,
         }
         params.update({k: v for k, v in filters.items() if v})
-        path = self._path(unit)
+        version = self.versions.get(unit) or ("v2" if cfg.api_version == "auto" else cfg.api_version)
+        if version == "v2":
+            try:
+                return await self._walk_v2(unit, params)
+            except _NoV2:
+                log.warning(
+                    "ConfigCat's v2 audit-log endpoint answered 404; reading the v1 endpoint instead "
+                    "(set api_version to v1 or v2 to choose)",
+                    source=self.name,
+                    organization=unit,
+                )
+                self.versions[unit] = "v1"
+        budget = self.walk_budget(unit, "lower window_days")
+        path = self._path(unit, "v1")
+        body = await self.fetcher.get_json(unit, path, params, budget=budget)
+        if isinstance(body, list):
+            return body
+        if isinstance(body, dict) and "paging" in body:  # v1 redirected to v2 (June 2026): walk its pages
+            return await self._walk_v2(unit, params, path)
+        raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
+
+    async def _walk_v2(self, unit: str, params: dict[str, Any], path: str | None = None) -> list[Any]:
+        cfg = self.config
+        path = path or self._path(unit, "v2")
         # Page numbers, newest first: a window is journaled only once every page is read (the
         # module's docstring), so what it holds until then is bound.
         budget = self.walk_budget(unit, "lower window_days")
-        if cfg.api_version == "v1":
-            body = await self.fetcher.get_json(unit, path, params, budget=budget)
-            if not isinstance(body, list):
-                raise MalformedResponse(f"ConfigCat v1 sent {type(body).__name__} for {unit!r}, expected a list")
-            return body
         items: list[Any] = []
         guard = self.page_guard(unit, cfg.max_pages, "lower window_days or raise max_pages")
         while True:
@@ -214,6 +264,10 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
             body = await self.fetcher.get_json(
                 unit, path, {**params, "pageNumber": page_number, "pageSize": cfg.page_size}, budget=budget
             )
+            if isinstance(body, list):
+                if _bare_list(items, body, cfg.page_size, guard, self.keys(unit, body)):
+                    return items
+                continue
             if (
                 not isinstance(body, dict)
                 or not isinstance(body.get("data", []), list | None)
