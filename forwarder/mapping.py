@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import orjson
@@ -208,9 +208,28 @@ def validate_mapping(value: dict[str, FieldSpec | str]) -> dict[str, FieldSpec]:
     return out
 
 
+EPOCH_MS_FROM = 1e11  # an epoch number at least this big is milliseconds (1973 in ms, year 5138 in s)
+
+
 def entry_time(raw: Any, time_field: str) -> str:
-    """The entry's time as sent; a missing field says which setting to look at."""
+    """The entry's time as sent; a missing field says which setting to look at.
+
+    An epoch number (a JSON number, or a string of 10 or more digits) is read as epoch
+    milliseconds from ``EPOCH_MS_FROM`` up, else epoch seconds, and returned as RFC 3339: the
+    dedicated sources' time fields are ISO 8601 where a vendor documents them, but CodeStax
+    and CodeScoring document only "the time (UTC)", and such an entry was quarantined
+    (inferred; ``http_json`` says its format with ``time_format`` instead)."""
     value = get_path(raw, time_field)
     if value is None or value == "":
         raise ValueError(f"entry has no {time_field!r} time; set time_field if the vendor names it otherwise")
+    if type(value) is str:
+        if len(value) < 10 or not value.isdigit() or not value.isascii():
+            return value
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if abs(value) >= EPOCH_MS_FROM else value
+        try:
+            return format_time(datetime.fromtimestamp(seconds, tz=UTC))
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"entry time {value!r} is out of range") from None
     return str(value)

@@ -17,6 +17,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 
 from forwarder.event import SCHEMA_VERSION, event_time, format_observed
+from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import time_at
@@ -158,7 +159,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     return {
         "schema_version": SCHEMA_VERSION,
         "id": key,
-        "time": event_time(raw["timestamp"]),
+        "time": event_time(stamp if type(stamp := raw["timestamp"]) is str else entry_time(raw, "timestamp")),
         "observed_time": format_observed(observed),
         "vendor": "codacy",
         "source": source,

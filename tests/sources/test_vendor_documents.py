@@ -12,8 +12,10 @@ import httpx
 from forwarder.event import make_event
 from forwarder.formats import get_formatter
 from forwarder.sources.codacy import normalize_entry as codacy_entry
+from forwarder.sources.codescoring.mapping import normalize_entry as codescoring_entry
 from forwarder.sources.codestax import normalize_entry as codestax_entry
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
+from forwarder.sources.window import time_at
 from tests.formats.samples import record
 
 ORG = "08d86d63-2721-4da6-8c06-584521d516bc"
@@ -175,3 +177,20 @@ def test_leef_values_carry_no_pipe_and_no_tab() -> None:
         assert "msg=a b c" in attributes and "targetName=web app" in attributes
         if delimiter != "\t":
             assert "\t" not in line
+
+
+def test_epoch_number_times_are_read_not_quarantined() -> None:
+    """CodeStax and CodeScoring document only "the time (UTC)" of an entry; an epoch number
+    there (ms or s, as a number or as digits) was quarantined as an unreadable time."""
+    expected = "2026-11-24T04:30:00.123Z"
+    ms = 1_795_494_600_123
+    for value in (ms, str(ms), ms / 1000):
+        raw = {"timestamp": value, "action": "scan.triggered", "user": {"email": "a@b.c"}}
+        assert codestax_entry("cx", "acme", raw, "codestax:acme:1", OBSERVED)["time"] == expected
+        assert time_at("timestamp")(raw) == ms
+    scoring = {"id": 1, "created_at": 1_795_494_600, "actor": "system", "message": "User logged in"}
+    assert codescoring_entry("cs", "default", scoring, "codescoring:default:1", OBSERVED)["time"] == (
+        "2026-11-24T04:30:00.000Z"
+    )
+    codacy = {"actor": {"email": "a@b.c"}, "action": "user.login", "result": "succeed", "timestamp": ms}
+    assert codacy_entry("codacy", "gh/acme", codacy, "codacy:1", OBSERVED)["time"] == expected
