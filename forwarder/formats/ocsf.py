@@ -195,6 +195,21 @@ def chain_metadata(event: dict[str, Any]) -> dict[str, Any]:
 
 ACTIVITIES_SINCE_1_3 = {3004: frozenset({"enable", "disable"})}
 """Activities a class gained in 1.3 (Entity Management's Enable and Disable): "Other" before."""
+UNNAMED_ACTIVITIES = frozenset({"None", "other", "unknown", ""})
+
+
+def other_activity_name(event: dict[str, Any], name: str) -> str:
+    """``activity_name`` for ``activity_id`` 99. The schema's caption for 99 says "The event
+    activity is not mapped. See the activity_name attribute, which contains a data source
+    specific value": the event's own activity ("Execute"), else the vendor's action, never the
+    bare "Other" (which says nothing the id does not)."""
+    if name != "Other":
+        return name  # a name a later version has an id for (Enable before 1.3)
+    activity = str(event.get("activity"))
+    if activity not in UNNAMED_ACTIVITIES:
+        return activity.replace("_", " ").title()
+    action = event.get("action")
+    return str(action) if action not in (None, "") else "Other"
 
 
 def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = OCSF_VERSION) -> dict[str, Any]:
@@ -207,6 +222,8 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
     activity_id, activity_name = activities.get(activity, (99, "Other"))
     if not feats.entity_type_id and activity in ACTIVITIES_SINCE_1_3.get(class_uid, ()):
         activity_id = 99  # the version has no id for it: "Other", under its own name
+    if activity_id == 99:
+        activity_name = other_activity_name(event, activity_name)
     status_id, status = STATUS.get(str(event.get("outcome")), STATUS["unknown"])
     severity_id, severity = (3, "Medium") if event.get("category") == "forwarder" else (1, "Informational")
     user = user_object(actor.get("id"), actor.get("name"), actor.get("email"), actor.get("type"), feats)
@@ -229,7 +246,8 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
             "activity_id": activity_id,
             "activity_name": activity_name,
             "type_uid": class_uid * 100 + activity_id,
-            "type_name": f"{class_name}: {activity_name}",
+            # the caption of type_uid, as the schema names it: "<class>: Other" for 99
+            "type_name": f"{class_name}: {'Other' if activity_id == 99 else activity_name}",
             "severity_id": severity_id,
             "severity": severity,
             "time": time_ms(event),

@@ -181,3 +181,50 @@ def test_only_a_target_that_names_a_user_makes_an_account_class(
         target={"type": target_type, "id": "T_1", "name": "thing"},
     )
     assert ocsf.classify(event)[0] == class_uid
+
+
+@pytest.mark.parametrize(
+    ("activity", "action", "name"),
+    [("execute", "sca.analysis_started", "Execute"), ("other", "gap.detected", "gap.detected"), ("other", "", "Other")],
+)
+def test_an_unmapped_activity_is_named_by_the_source(activity: str, action: str, name: str) -> None:
+    """OCSF's caption of activity_id 99: "The event activity is not mapped. See the activity_name
+    attribute, which contains a data source specific value"; type_name is type_uid's caption."""
+    event = make_event(
+        id="e1",
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:01.000Z",
+        vendor="acme",
+        source="acme",
+        organization="o",
+        action=action,
+        activity=activity,
+        category="api",
+        outcome="success",
+        raw={},
+        actor={"name": "al", "type": "user"},
+    )
+    for version in ocsf.VERSIONS:
+        doc = ocsf.ocsf_event(event, version=version)
+        validate(doc)
+        assert (doc["class_uid"], doc["activity_id"], doc["type_uid"]) == (6003, 99, 600399)
+        assert doc["activity_name"] == name and doc["type_name"] == "API Activity: Other"
+
+
+def test_an_activity_an_old_version_lacks_keeps_its_name_under_type_other() -> None:
+    event = make_event(
+        id="e1",
+        time="2026-01-01T00:00:00.000Z",
+        observed_time="2026-01-01T00:00:01.000Z",
+        vendor="acme",
+        source="acme",
+        organization="o",
+        action="repo.disable",
+        activity="disable",
+        category="configuration",
+        outcome="success",
+        raw={},
+        target={"type": "repository", "id": "R1"},
+    )
+    old = ocsf.ocsf_event(event, version="1.1.0")
+    assert (old["type_uid"], old["activity_name"], old["type_name"]) == (300499, "Disable", "Entity Management: Other")
