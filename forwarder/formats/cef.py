@@ -4,10 +4,16 @@ Escaping follows the ArcSight rules: in the header ``\\`` and ``|``; in extensio
 ``=`` and line breaks (as ``\\n``/``\\r``), so a value can never end a line or start a key.
 Values are cut to the spec's lengths (1023 characters, 4000 for ``cs*``) before escaping, so a
 cut never splits an escape; the full event stays available in the JSON formats.
+
+``src`` (sourceAddress) is typed "IPv4 Address" in the CEF key dictionary, so it carries only
+an IPv4 address; an IPv6 one goes to ``c6a2`` labelled "Source IPv6 Address" (ArcSight's custom
+IPv6 field for the source), and a value that is no address at all (a proxy chain
+"203.0.113.9, 10.0.0.2") is left out rather than make a consumer refuse the line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -51,6 +57,19 @@ def escape_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
 
 
+def source_address(value: Any) -> list[tuple[str, Any]]:
+    """The actor's address in the key its type asks for: ``src`` (IPv4), ``c6a2`` (IPv6), or none."""
+    try:
+        address = ipaddress.ip_address(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return []
+    if address is None:
+        return []
+    if address.version == 4:
+        return [("src", str(address))]
+    return [("c6a2Label", "Source IPv6 Address"), ("c6a2", str(address))]
+
+
 def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
@@ -60,7 +79,7 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
         ("suser", actor_label(actor)),
         ("suid", actor.get("id")),
         ("spriv", actor.get("type")),
-        ("src", actor.get("ip")),
+        *source_address(actor.get("ip")),
         ("requestClientApplication", actor.get("user_agent")),
         ("act", event.get("activity")),
         ("outcome", event.get("outcome")),

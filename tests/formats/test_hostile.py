@@ -134,3 +134,19 @@ def test_cef_parser_rejects_what_the_formatter_must_never_write() -> None:
         parse_cef("CEF:0|a|b|c|d|e|3|msg=bad\\q")  # an escape ArcSight does not define
     with pytest.raises(AssertionError):
         parse_leef("LEEF:2.0|a|b|c|d|^|k=v^k=w")  # a duplicate key
+
+
+def test_cef_src_is_an_ipv4_address_only() -> None:
+    """The CEF key dictionary types ``src`` (sourceAddress) "IPv4 Address": an IPv6 actor goes to
+    c6a2 ("Source IPv6 Address"), a value that is no address is left out."""
+
+    def ext(ip: str) -> dict[str, str]:
+        values = ["a"] * 15
+        values[10] = ip  # the actor's ip in hostile_event's order
+        return parse_cef(check_line(get_formatter("cef")(record(hostile_event(values)))))[1]
+
+    assert ext("192.0.2.7")["src"] == "192.0.2.7" and "c6a2" not in ext("192.0.2.7")
+    six = ext("2001:db8::7")
+    assert "src" not in six and (six["c6a2Label"], six["c6a2"]) == ("Source IPv6 Address", "2001:db8::7")
+    for garbage in ("203.0.113.9, 10.0.0.2", "unknown", "a=b"):
+        assert not {"src", "c6a2", "c6a2Label"} & set(ext(garbage)), garbage
