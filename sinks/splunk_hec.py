@@ -221,9 +221,12 @@ class SplunkHecSink:
             body = self._format(record)  # ECS, OCSF: searchable objects in Splunk
         else:
             body = orjson.dumps(self._format(record).decode(errors="replace"))
-        seconds, millis = divmod(record.time_ms, 1000)
+        # epoch seconds with milliseconds ("<sec>.<ms>", Splunk's format), signed as a whole:
+        # divmod would write -1 ms as -1.999
+        seconds, millis = divmod(abs(record.time_ms), 1000)
         head, fields = parts
-        return b'{"time":%d.%03d,%s%s,"fields":%s%s}}' % (
+        return b'{"time":%s%d.%03d,%s%s,"fields":%s%s}}' % (
+            b"-" if record.time_ms < 0 else b"",
             seconds,
             millis,
             head,

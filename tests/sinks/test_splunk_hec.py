@@ -147,6 +147,17 @@ async def test_envelope_time_has_three_decimals_and_index_is_optional() -> None:
     assert "index" not in orjson.loads(envelope)
 
 
+async def test_envelope_time_before_1970_is_the_same_instant() -> None:
+    """HEC's time is epoch seconds with the milliseconds as decimals: 1 ms before the epoch is
+    -0.001, not -1.999 (floor division on the milliseconds)."""
+    sink = make_sink("http://127.0.0.1:9")
+    [event] = records(1)
+    for ms, text in ((-1, b"-0.001"), (-1500, b"-1.500"), (-2000, b"-2.000"), (999, b"0.999")):
+        envelope = sink._envelope(record_of(event.event(), 0, ms))
+        assert envelope.startswith(b'{"time":' + text + b","), envelope[:30]
+        assert orjson.loads(envelope)["time"] * 1000 == pytest.approx(ms)
+
+
 async def test_remembered_envelope_parts_never_mix_events() -> None:
     """Envelopes are assembled from parts remembered per combination of fields: each event still
     gets its own time, event and id, a source template naming the event id is formatted per
