@@ -14,7 +14,10 @@ OCSF_VERSION = "1.1.0"
 """The OCSF version Amazon Security Lake validates custom sources against (its user guide's custom
 sources page: "compatible with OCSF Schema 1.1"); the plain ``ocsf`` format may move on."""
 SOURCE_FIELDS = frozenset({"class", "class_uid"})
-_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SOURCE_NAME_MAX = 20
+"""CreateCustomLogSource: "You must use a CustomLogSource name that is shorter than or equal to 20
+characters" (its role is named ``AmazonSecurityLake-Provider-{name}-{region}``, at most 64)."""
+_SOURCE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{SOURCE_NAME_MAX}}}")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 
 
@@ -28,9 +31,10 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
     type: Literal["security_lake"]
     format: Literal["ocsf"] = Field("ocsf", description="Always OCSF, in the version Security Lake accepts (1.1.0).")
     source_name: str = Field(
-        "audit-forwarder-{class}",
-        description="Custom source name, one per OCSF class: `{class}` (e.g. `entity_management`) or "
-        "`{class_uid}` (e.g. `3004`) is filled in. Register each as a custom source in Security Lake.",
+        "audit-forwarder-{class_uid}",
+        description="Custom source name, one per OCSF class: `{class_uid}` (e.g. `3004`) or `{class}` (e.g. "
+        "`entity_management`) is filled in; at most 20 characters once filled (Security Lake's limit). "
+        "Register each as a custom source in Security Lake.",
     )
     account_id: str = Field(description="The AWS account id or external id the custom sources were created with.")
     region: str = Field("us-east-1", description="The lake's Region: the bucket's, and the `region=` partition.")
@@ -59,8 +63,11 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
             raise ValueError(
                 "source_name must contain {class} or {class_uid}: Security Lake takes one class per source"
             )
-        if not _SOURCE_NAME.fullmatch(filled):
-            raise ValueError("source_name must make names of letters, digits, '-' and '_' (at most 64)")
+        if not _SOURCE_NAME.fullmatch(filled):  # filled with the longest class name
+            raise ValueError(
+                f"source_name must make names of letters, digits, '-' and '_', at most {SOURCE_NAME_MAX} characters "
+                f"(Security Lake's limit on custom source names; {filled!r} is {len(filled)})"
+            )
         return value
 
     @field_validator("account_id")

@@ -23,8 +23,9 @@ moves on independently.
 **How the sink does it:**
 
 - One object per OCSF class and event day (UTC, from the event's time): a batch is split by both.
-  Each class is its own custom source, named by `source_name` (`{class}` or `{class_uid}` filled
-  in, e.g. `audit-forwarder-entity_management`): register one custom source per class the
+  Each class is its own custom source, named by `source_name` (`{class_uid}` or `{class}` filled
+  in, e.g. `audit-forwarder-3004`; at most 20 characters, as CreateCustomLogSource requires of a
+  custom source's name): register one custom source per class the
   events use (3001 Account Change, 3002 Authentication, 3004 Entity Management, 3005 User Access
   Management, 3006 Group Management, 6003 API Activity: `docs/formats.md` says which events go where).
 - Parquet (pyarrow), zstd, data pages aimed at 3/4 MB and kept within 1 MB, row groups within

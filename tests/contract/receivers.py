@@ -195,7 +195,7 @@ class SecurityLakeReceiver(S3Receiver):
         return {**super().config_at(url), "type": "security_lake", "account_id": self.ACCOUNT}
 
     def received(self) -> list[dict[str, Any]]:
-        rows = read_lake(self._client(), self.bucket, "audit-forwarder-{class}", "us-east-1", self.ACCOUNT)
+        rows = read_lake(self._client(), self.bucket, "audit-forwarder-{class_uid}", "us-east-1", self.ACCOUNT)
         return [{"id": row["metadata"]["uid"], **row} for row in rows]
 
 

@@ -136,7 +136,7 @@ async def test_a_batch_lands_as_the_guide_asks_and_a_replay_stores_nothing_new(
         await sink.send(batch)
         client = s3_client(moto_server.endpoint_url)
         first = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-        documents = read_lake(client, bucket, "audit-forwarder-{class}", "us-east-1", ACCOUNT)
+        documents = read_lake(client, bucket, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT)
         await sink.send(batch)  # a crash replay: the same keys, 412, nothing new
         again = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     finally:
@@ -170,7 +170,7 @@ async def test_check_probes_the_prefix_and_names_a_missing_bucket(
     sink = make_sink(moto_server.endpoint_url, bucket)
     try:
         said = await sink.check()
-        assert f"s3://{bucket}/ext/audit-forwarder-api_activity/ writable" in said
+        assert f"s3://{bucket}/ext/audit-forwarder-6003/ writable" in said
         assert "Contents" not in s3_client(moto_server.endpoint_url).list_objects_v2(Bucket=bucket)  # cleaned up
     finally:
         await sink.close()
@@ -187,6 +187,9 @@ async def test_check_probes_the_prefix_and_names_a_missing_bucket(
     [
         ({"source_name": "one-source"}, "one class per source"),
         ({"source_name": "bad name {class}"}, "letters, digits"),
+        # CreateCustomLogSource: a custom source's name is at most 20 characters
+        ({"source_name": "audit-forwarder-{class}"}, "at most 20 characters"),
+        ({"source_name": "audit-forwarder-x{class_uid}"}, "at most 20 characters"),
         ({"format_options": {"version": "1.8.0"}}, "writes OCSF 1.1.0"),
         ({"batch_max_age_s": 60}, "greater than or equal to 300"),
         ({"batch_max_age_s": 90_000}, "less than or equal to 86400"),
