@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from forwarder.formats import cef, ecs, leef, ocsf
+from forwarder.formats import csv as csv_lines
 from forwarder.formats._common import Formatter
 from forwarder.formats.csv import HEADER as CSV_HEADER
-from forwarder.formats.csv import csv_format
 from forwarder.record import Record
 
 __all__ = ["FORMATS", "FORMATTERS", "HEADERS", "JSON_FORMATS", "Formatter", "get_formatter"]
@@ -39,10 +39,11 @@ def _fixed(formatter: Formatter) -> Callable[[Any], Formatter]:
     return lambda _options: formatter
 
 
-FORMATTERS: dict[str, Formatter] = {"json": json_format, "csv": csv_format}
+FORMATTERS: dict[str, Formatter] = {"json": json_format}
 """Formats without options."""
 FORMATS: dict[str, tuple[type[BaseModel], Callable[[Any], Formatter]]] = {
     **{name: (NoOptions, _fixed(formatter)) for name, formatter in FORMATTERS.items()},
+    "csv": (csv_lines.Options, csv_lines.build),
     "cef": (cef.Options, cef.build),
     "ecs": (ecs.Options, ecs.build),
     "leef": (leef.Options, leef.build),

@@ -1,4 +1,10 @@
-"""CSV lines like the vendors' own exports: one flat row per event, fixed columns."""
+"""CSV lines like the vendors' own exports: one flat row per event, fixed columns.
+
+Quoting is RFC 4180's (a field holding a comma, a quote or a line break is quoted, quotes
+doubled). Defusing formulas (below) changes a value, which RFC 4180 does not: it is on by
+default, for the spreadsheets audit exports end up in, and ``escape_formulas: false`` writes every
+value exactly as the event has it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import csv
 import io
 from typing import Any
 
-from forwarder.formats._common import chain
+from pydantic import BaseModel, ConfigDict, Field
+
+from forwarder.formats._common import Formatter, chain
 from forwarder.record import Record
 
 COLUMNS = [
@@ -37,7 +45,16 @@ COLUMNS = [
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _row(event: dict[str, Any]) -> list[str]:
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    escape_formulas: bool = Field(
+        True,
+        description="Write a cell starting with =, +, -, @, a tab or a CR with a leading ' (OWASP's CSV-injection "
+        "advice); false keeps every value exactly as the event has it (RFC 4180 alone).",
+    )
+
+
+def _row(event: dict[str, Any], escape_formulas: bool = True) -> list[str]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
     values = [
@@ -62,6 +79,8 @@ def _row(event: dict[str, Any]) -> list[str]:
         *(chain(event) or (None, None, None)),
     ]
     cells = ["" if v is None else str(v) for v in values]
+    if not escape_formulas:
+        return cells
     return [f"'{cell}" if cell.startswith(FORMULA_START) else cell for cell in cells]
 
 
@@ -78,3 +97,11 @@ HEADER = _line(COLUMNS)
 
 def csv_format(record: Record) -> bytes:
     return _line(_row(record.event()))
+
+
+def exact_csv_format(record: Record) -> bytes:
+    return _line(_row(record.event(), escape_formulas=False))
+
+
+def build(options: Options) -> Formatter:
+    return csv_format if options.escape_formulas else exact_csv_format

@@ -64,3 +64,19 @@ def test_csv_defuses_formulas_and_names_the_actor_id() -> None:
     assert by_column["message"] == '\'=HYPERLINK("http://evil/","x")'
     assert by_column["repository"] == "'+cmd|' /C calc'!A0"
     assert by_column["actor_id"] == "svc-42" and COLUMNS[-4:-3] == ["actor_id"]
+
+
+def test_csv_escape_formulas_false_writes_values_exactly_rfc_4180() -> None:
+    """RFC 4180 carries a field as it is (quoted when it holds a comma, a quote or a line break):
+    with ``escape_formulas: false`` a reader gets back every value exactly."""
+    sample = next(iter(events().values()))
+    values = {"message": '=SUM(1,2) "q"\r\nnext', "repository": "-1", "organization": "@acme"}
+    event = {**sample, **values}
+    line = get_formatter("csv", {"escape_formulas": False})(record(event)).decode()
+    by_column = dict(zip(COLUMNS, next(csv.reader([line], strict=True)), strict=True))
+    assert {key: by_column[key] for key in values} == values
+    assert '"=SUM(1,2) ""q""\r\nnext"' in line  # quoted, quotes doubled, the line break inside
+    defused = dict(zip(COLUMNS, next(csv.reader([get_formatter("csv")(record(event)).decode()])), strict=True))
+    assert defused["repository"] == "'-1" and defused["organization"] == "'@acme"
+    with pytest.raises(ValueError, match="escape_formula"):
+        get_formatter("csv", {"escape_formula": False})
