@@ -70,6 +70,12 @@ class SyslogSinkConfig(SinkConfig):
     app_name: str = "audit-forwarder"
     hostname: str = Field(default_factory=socket.gethostname)
     sd_id: str = Field("audit@32473", description="Private SD-ID 'name@PEN'; 32473 is the documentation PEN.")
+    bom: bool = Field(
+        True,
+        description="RFC 5424 only: start the UTF-8 MSG with a byte order mark, as RFC 5424 section 6.4 requires. "
+        "false leaves it out, for receivers whose parsers take the three bytes for part of a CEF or LEEF payload "
+        "(inferred: not every vendor documents it).",
+    )
     ca_file: str | None = None
     server_name: str | None = Field(None, description="Name the server certificate must match; default host.")
     verify: bool = True

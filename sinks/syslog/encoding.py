@@ -78,6 +78,7 @@ class SyslogEncoder:
         self.procid = str(os.getpid()).encode()
         self.sd_id = config.sd_id.encode()
         self.escape_lf = escapes_lf(config.transport, config.framing)
+        self.bom = BOM if config.bom else b""
         self.truncated_count = 0
         self.last_truncated = ""
         self._headers: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
@@ -87,7 +88,7 @@ class SyslogEncoder:
     def encode(self, record: Record) -> bytes:
         if self.config.rfc == "5424":
             head = self._head_5424(record)
-            body = BOM + self.formatter(record)
+            body = self.bom + self.formatter(record)
         else:
             head = self._head_3164(self._prival(record), record)
             body = self.formatter(record)

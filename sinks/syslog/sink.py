@@ -3,7 +3,7 @@
 Wire facts are in ``shared/research/sinks-schemas.md`` §2. Each record becomes one message::
 
     <PRI>1 TIMESTAMP HOST APP PROCID MSGID [audit@32473 id=".." vendor=".." org=".." action=".."
-    outcome=".." category=".."] BOM MSG
+    outcome=".." category=".."] BOM MSG          (BOM unless bom: false)
 
 TIMESTAMP is the time of the audited action (SIEMs index on it), MSGID the vendor's action
 (receivers filter on it cheaply), MSG the record in ``format`` (the event JSON by default),

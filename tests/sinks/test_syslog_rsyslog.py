@@ -238,6 +238,15 @@ async def test_rfc3164(rsyslog: Rsyslog, sinks: list[SyslogSink], transport: str
         assert json.loads(received["msg"]) == event
 
 
+async def test_bom_false_leaves_the_byte_order_mark_out(rsyslog: Rsyslog, sinks: list[SyslogSink]) -> None:
+    """For receivers that read the BOM as part of a CEF or LEEF payload: the MSG starts with it."""
+    sink = open_sink(sinks, config(rsyslog, "tcp", bom=False, format="cef", app_name="no-bom"))
+    await sink.send([make_record(3)])
+    (received,) = await rsyslog.wait_for(1, lambda r: r["app_name"] == "no-bom")
+    assert received["msg"].startswith("CEF:0|"), received["msg"][:20]
+    assert received["sd_parsed"]["audit@32473"]["action"]  # still a whole RFC 5424 message
+
+
 async def test_udp_truncates_oversize_messages_visibly(rsyslog: Rsyslog, sinks: list[SyslogSink]) -> None:
     sink = open_sink(sinks, config(rsyslog, "udp", max_message_bytes=1000))
     batch = [
