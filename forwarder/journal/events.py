@@ -150,8 +150,8 @@ class EventStore:
         next batch starts in is the one its last batch ended in: one chunk each spares every
         re-parse while the sinks read within a chunk of each other (one that lags further behind
         parses its chunks again, as it did past the four kept before). A parsed chunk is ~1 MiB
-        of small allocations (a bytes object and a record per event) in the journal thread's
-        malloc arena; the four kept before, whatever the sinks, held a 100,000-event file-sink
+        of small allocations (a bytes object and a record per event) in the malloc heap; the
+        four kept before, whatever the sinks, held a 100,000-event file-sink
         drain's peak RSS 2-3 MB higher."""
         self.decoded_chunks = max(1, sinks)
         while len(self._cache) > self.decoded_chunks:
