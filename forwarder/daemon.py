@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from forwarder import memory, secret_stores, systemd
+from forwarder import memory, metrics, secret_stores, systemd
 from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
@@ -276,6 +276,8 @@ class Daemon:
         watch_loop()
         self.install_signals()
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
+        if self.settings.metrics.enabled:  # counting from the first poll; ``once`` serves no /metrics
+            metrics.enable()
         await self.start()
         from apscheduler.schedulers.asyncio import AsyncIOScheduler  # here: ``once`` needs no scheduler
 

@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from forwarder import metrics
 from forwarder.logs import THROTTLE
@@ -212,7 +211,8 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, await metrics.render(self.daemon)
+            content_type, scraped = await metrics.render(self.daemon)
+            return 200, content_type, scraped
         if path in ("/healthz", "/readyz"):
             ready, body = report(self.daemon)
             # scrubbed before encoding: JSON escapes a secret holding " or \ out of scrub's reach

@@ -1,72 +1,40 @@
-"""Prometheus metrics: one registry for the process, read by ``/metrics`` (``forwarder.health``).
+"""What the daemon counts for Prometheus, as the pollers, fetchers and sink workers report it.
 
-Most numbers already live in ``Poller.status`` and ``SinkWorker.status``; rather than counting
-twice, ``StateCollector`` turns them into metric families at scrape time, from the read-only
-``StatusView`` the health server was given (``forwarder.status``), so a reload that replaces a
-poller or a worker never leaves a stale series behind, and a second daemon in the process
-(``backfill``'s) never changes what a first one's ``/metrics`` shows. Only what those objects do
-not keep is counted here: HTTP responses, source retries and rate-limit waits (hooks in
-``forwarder.sources.http``, labelled through a context variable the poller sets, so the
-fetcher never needs to know its source), and the delivery-latency histogram.
+The counting is switched on by ``enable`` (a daemon serving ``/metrics``, before its first
+poll); until then these calls do nothing and prometheus-client is not imported
+(``forwarder.metrics_registry`` holds the registry, the counters and the scrape). ``once``,
+cron and the tools serve no ``/metrics``: what they would count nobody could read, and the
+library with its registry and process collector cost ~1 MB of a drain's RSS.
 
-Labels are source, organization and sink names and status classes: never a URL, a header
-or an error text, so a secret cannot reach a label.
+The fetcher labels what it counts through a context variable the poller sets, so it never
+needs to know its source.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from forwarder.journal.types import unreachable
-from forwarder.status import StatusView
-
-PREFIX = "audit_forwarder"
-REFRESH_TIMEOUT_S = 3.0
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
+if TYPE_CHECKING:
+    from forwarder.status import StatusView
 
 _polling: ContextVar[tuple[str, str]] = ContextVar("audit_forwarder_polling", default=("", ""))
-_ORG = ["source", "organization"]
+_registry: ModuleType | None = None  # forwarder.metrics_registry once enabled
 
-HTTP_RESPONSES = Counter(
-    f"{PREFIX}_source_http_responses",
-    "Vendor API responses by status class (2xx, 4xx, ...).",
-    [*_ORG, "status_class"],
-    registry=REGISTRY,
-)
-SOURCE_RETRIES = Counter(
-    f"{PREFIX}_source_retries",
-    "Vendor API requests retried after an error or a throttle.",
-    _ORG,
-    registry=REGISTRY,
-)
-RATE_LIMIT_WAITS = Counter(
-    f"{PREFIX}_source_rate_limit_waits",
-    "Retries the vendor paced with Retry-After (429 or 503).",
-    _ORG,
-    registry=REGISTRY,
-)
-RATE_LIMIT_WAIT_SECONDS = Counter(
-    f"{PREFIX}_source_rate_limit_wait_seconds",
-    "Time spent waiting as the vendor's Retry-After asked.",
-    _ORG,
-    registry=REGISTRY,
-)
-DELIVERY_LATENCY = Histogram(
-    f"{PREFIX}_sink_delivery_latency_seconds",
-    "Per batch: from the journaling of its oldest event to the receiver's confirmation.",
-    ["sink"],
-    registry=REGISTRY,
-    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400),
-)
+
+def enable() -> None:
+    """Counts from now on (idempotent): called before the first poll of a daemon that serves
+    ``/metrics``."""
+    global _registry
+    if _registry is None:
+        from forwarder import metrics_registry
+
+        _registry = metrics_registry
+
+
+def enabled() -> bool:
+    return _registry is not None
 
 
 def polling(source: str, organization: str) -> None:
@@ -75,165 +43,25 @@ def polling(source: str, organization: str) -> None:
 
 
 def http_response(status: int) -> None:
-    HTTP_RESPONSES.labels(*_polling.get(), f"{status // 100}xx").inc()
+    if _registry is not None:
+        _registry.http_response(_polling.get(), status)
 
 
 def source_retry(wait_s: float, paced_by_server: bool) -> None:
-    labels = _polling.get()
-    SOURCE_RETRIES.labels(*labels).inc()
-    if paced_by_server:
-        RATE_LIMIT_WAITS.labels(*labels).inc()
-        RATE_LIMIT_WAIT_SECONDS.labels(*labels).inc(wait_s)
+    if _registry is not None:
+        _registry.source_retry(_polling.get(), wait_s, paced_by_server)
 
 
 def delivered(sink: str, oldest_journaled_at: float | None, confirmed_at: float) -> None:
-    if oldest_journaled_at is not None:
-        DELIVERY_LATENCY.labels(sink).observe(max(0.0, confirmed_at - oldest_journaled_at))
+    if _registry is not None and oldest_journaled_at is not None:
+        _registry.delivered(sink, max(0.0, confirmed_at - oldest_journaled_at))
 
 
-class StateCollector(Collector):
-    """Reads the daemon's pollers, workers and journal when scraped. ``refresh`` gathers
-    beforehand, on the event loop, what needs the journal's database (cursor and sink lag
-    in seconds), because a collector is called synchronously."""
-
-    def __init__(self, daemon: StatusView) -> None:
-        self.daemon = daemon
-        self.cursor_lag: dict[tuple[str, str], float] = {}
-        self.sink_lag_s: dict[str, float] = {}
-
-    async def refresh(self) -> None:
-        daemon = self.daemon
-        if not daemon.started:
-            return
-        now = time.time()
-        cursor_lag: dict[tuple[str, str], float] = {}
-        for name, poller in list(daemon.pollers.items()):
-            for org in list(poller.status):
-                cursor = await daemon.journal.get_cursor(name, org)
-                watermark = (cursor or {}).get("watermark_ms")
-                if isinstance(watermark, int | float):
-                    cursor_lag[(name, org)] = max(0.0, now - watermark / 1000)
-        sink_lag: dict[str, float] = {}
-        for name, worker in list(daemon.workers.items()):
-            oldest = None if worker.caught_up else await daemon.journal.journaled_at(worker.offset + 1)
-            sink_lag[name] = 0.0 if oldest is None else max(0.0, now - oldest)
-        self.cursor_lag, self.sink_lag_s = cursor_lag, sink_lag
-
-    def collect(self) -> Iterator[Metric]:
-        daemon = self.daemon
-        yield from self._sources(daemon)
-        yield from self._sinks(daemon)
-        events, size = daemon.journal.size
-        yield _gauge("journal_events", "Events held in the journal.", [], [([], events)])
-        yield _gauge("journal_bytes", "Bytes of events held in the journal.", [], [([], size)])
-        yield _gauge(
-            "journal_full",
-            "1 while the journal is at its cap and polling is paused.",
-            [],
-            [([], int(daemon.journal.is_full()))],
-        )
-        if daemon.replicas is not None:
-            yield from self._leases(daemon.replicas.describe())
-
-    @staticmethod
-    def _leases(leases: dict[str, Any]) -> Iterator[Metric]:
-        """Present only on a replica of a PostgreSQL state (``forwarder.replicas``)."""
-        yield _gauge("leases_held", "Work units whose lease this replica holds.", [], [([], len(leases["held"]))])
-        yield _gauge(
-            "lease_units_unheld",
-            "Configured work units no replica has held for over twice lease_ttl_s: nobody polls or delivers them.",
-            [],
-            [([], len(leases["unheld"]))],
-        )
-        for key, metric, help_text in (
-            ("takeovers", "lease_takeovers", "Expired leases of another replica this one took over."),
-            ("fenced_writes", "fenced_writes",
-             "Writes refused because this replica no longer held the lease (the work was dropped, not lost)."),
-        ):  # fmt: skip
-            family = CounterMetricFamily(f"{PREFIX}_{metric}", help_text)
-            family.add_metric([], float(leases[key]))
-            yield family
-
-    def _sources(self, daemon: StatusView) -> Iterator[Metric]:
-        rows = [(name, org, st) for name, p in daemon.pollers.items() for org, st in p.status.items()]
-        for attr, help_text in (
-            ("events", "Events fetched and journaled."),
-            ("pages", "Pages fetched."),
-            ("quarantined", "Entries that could not be normalized, kept in the quarantine table."),
-            ("failures", "Polls that failed: unreachable, an HTTP error, or a malformed page."),
-        ):
-            family = CounterMetricFamily(f"{PREFIX}_source_{attr}", help_text, labels=_ORG)
-            for name, org, st in rows:
-                family.add_metric([name, org], getattr(st, attr))
-            yield family
-        yield _gauge(
-            "source_last_success_timestamp_seconds",
-            "Unix time of the organization's last successful poll.",
-            _ORG,
-            [([n, o], daemon.wall_time(st.last_success)) for n, o, st in rows if st.last_success],
-        )
-        yield _gauge(
-            "source_failing",
-            "1 while the organization's polls fail.",
-            _ORG,
-            [([n, o], int(st.state == "failed")) for n, o, st in rows],
-        )
-        yield _gauge(
-            "source_cursor_lag_seconds",
-            "How far the cursor's watermark is behind now.",
-            _ORG,
-            [([n, o], lag) for (n, o), lag in self.cursor_lag.items() if n in daemon.pollers],
-        )
-
-    def _sinks(self, daemon: StatusView) -> Iterator[Metric]:
-        workers = list(daemon.workers.items())
-        for attr, metric, help_text in (
-            ("delivered", "events_delivered", "Events the receiver confirmed."),
-            ("retries", "failures", "Failed delivery attempts (each one retried)."),
-            ("dead_lettered", "events_dead_lettered", "Events moved to the dead-letter store."),
-            ("batches", "batches", "Batches delivered."),
-        ):
-            family = CounterMetricFamily(f"{PREFIX}_sink_{metric}", help_text, labels=["sink"])
-            for name, worker in workers:
-                family.add_metric([name], getattr(worker.status, attr))
-            yield family
-        yield _gauge(
-            "sink_lag_events",
-            "Journaled events the sink has not confirmed yet.",
-            ["sink"],
-            [([n], max(0, daemon.journal.head - w.offset)) for n, w in workers],
-        )
-        yield _gauge(
-            "sink_lag_seconds",
-            "Age of the oldest event the sink has not confirmed yet.",
-            ["sink"],
-            [([n], self.sink_lag_s.get(n, 0.0)) for n, _ in workers],
-        )
-        yield _gauge(
-            "sink_stopped",
-            "1 when the sink stopped on an error retrying cannot fix (e.g. auth).",
-            ["sink"],
-            [([n], int(w.status.state == "stopped")) for n, w in workers],
-        )
-
-
-def _gauge(name: str, help_text: str, labels: list[str], rows: list[tuple[list[str], Any]]) -> Metric:
-    family = GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=labels)
-    for values, value in rows:
-        family.add_metric(values, float(value))
-    return family
-
-
-async def render(daemon: StatusView) -> bytes:
-    """The process's counters and ``daemon``'s state, read now: a collector per scrape, so
-    nothing outlives the daemon it was made for."""
-    state = StateCollector(daemon)
-    try:  # bounded: a PostgreSQL state out of reach must not hold up the scrape
-        await asyncio.wait_for(state.refresh(), timeout=REFRESH_TIMEOUT_S)
-    except Exception as exc:  # then this scrape goes without the lags in seconds
-        if not (isinstance(exc, TimeoutError) or unreachable(exc)):
-            raise
-    scrape = CollectorRegistry()
-    scrape.register(REGISTRY)
-    scrape.register(state)
-    return generate_latest(scrape)
+async def render(daemon: StatusView) -> tuple[str, bytes]:
+    """``/metrics``: its content type and body (counting from here on if it was not yet)."""
+    enable()
+    assert _registry is not None
+    content_type: str
+    body: bytes
+    content_type, body = await _registry.render(daemon)
+    return content_type, body

@@ -110,7 +110,9 @@ class SqliteState:
         return cursors.delete(self.db, source, organization)
 
     def register_sinks(self, names: Iterable[str]) -> list[str]:
-        return offsets.register(self.db, list(names), self.events.first_seq(self.db))
+        sinks = list(names)
+        self.events.keep_decoded(len(sinks))
+        return offsets.register(self.db, sinks, self.events.first_seq(self.db))
 
     def offset(self, sink: str) -> int:
         return offsets.get(self.db, sink)

@@ -261,3 +261,43 @@ async def test_damaged_state_refuses_to_start(tmp_path: Path, damage: str) -> No
     with pytest.raises(StateError) as info:
         await open_journal(path)
     assert str(path) in str(info.value)
+
+
+async def test_each_sink_keeps_one_parsed_chunk_and_none_is_parsed_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One parsed chunk per sink (a chunk parsed is ~1 MiB of small allocations): a sink reading
+    in batches smaller than a chunk, and two sinks reading in turn a few events apart, parse
+    every chunk once, and no more chunks stay parsed than there are sinks."""
+    from forwarder.journal import events as events_module
+
+    monkeypatch.setattr(chunks_module, "CHUNK_MAX_EVENTS", 10)
+    parsed: list[int] = []
+    decode = events_module.decode
+
+    def counting(first_seq: int, *args: Any) -> Any:
+        parsed.append(first_seq)
+        return decode(first_seq, *args)
+
+    monkeypatch.setattr(events_module, "decode", counting)
+    journal = await open_journal(tmp_path / "j.sqlite3")
+    store = journal.state.events
+    await journal.register_sinks(["only"])
+    await journal.append("src", "org", entries(60), {"w": 1})
+    offset = 0
+    while offset < 60:  # batches of 4 in chunks of 10
+        offset = (await journal.read(offset, 4, 1 << 20))[-1].seq
+        assert len(store._cache) == 1
+    assert parsed == [1, 11, 21, 31, 41, 51]
+
+    parsed.clear()
+    store.forget_decoded()
+    await journal.register_sinks(["fast", "slow"])
+    fast, slow = 0, 0
+    while slow < 60:  # "slow" a few events behind "fast", reading in turn
+        if fast < 60:
+            fast = (await journal.read(fast, 5, 1 << 20))[-1].seq
+        slow = (await journal.read(slow, 3 if slow == 0 else 5, 1 << 20))[-1].seq
+        assert len(store._cache) <= 2
+    assert sorted(parsed) == [1, 11, 21, 31, 41, 51]
+    await journal.close()

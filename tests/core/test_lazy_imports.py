@@ -119,6 +119,17 @@ def test_once_with_a_file_sink_imports_no_other_sinks_library(tmp_path: Path, co
     assert "httpx" in modules  # the launcher does see what the run used
 
 
+def test_once_counts_no_metrics_and_loads_no_prometheus_client(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    """``once`` serves no /metrics (even with ``metrics.listen`` set, as here): what it would
+    count nobody could read, and prometheus-client with its registry cost ~1 MB of a drain's
+    RSS. ``run`` does load it (``test_daemon_with_a_file_sink_imports_no_other_sinks_library``)
+    and counts from its first poll (tests/ops/test_metrics_health.py)."""
+    _, modules = run_to_end("-c", str(file_only(tmp_path, codacy.url)), "once", "--timeout", "60")
+    assert len(read_ndjson(tmp_path / "out")) == 30
+    assert "forwarder.metrics" in modules  # the poller and the fetcher did report to it
+    assert not {"prometheus_client", "forwarder.metrics_registry"} & modules
+
+
 TERMINAL_ONLY = ("rich", "pygments", "attr")  # tables on a terminal, backfill's progress (rich.pretty loads attr)
 
 

@@ -73,7 +73,7 @@ def test_large_backlog_stays_within_the_memory_bound(
 @pytest.mark.parametrize(
     ("setting", "variable", "expected"),
     [
-        (memory.limit_malloc_arenas, "MALLOC_ARENA_MAX", (memory.M_ARENA_MAX, 2)),
+        (memory.limit_malloc_arenas, "MALLOC_ARENA_MAX", (memory.M_ARENA_MAX, 1)),
         (memory.pin_mmap_threshold, "MALLOC_MMAP_THRESHOLD_", (memory.M_MMAP_THRESHOLD, 4 << 20)),
     ],
     ids=["arenas", "mmap-threshold"],
