@@ -18,7 +18,7 @@ import orjson
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from forwarder import lenient_json
+from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
 from forwarder.retry import BackoffWait, parse_retry_after
 from forwarder.secret_stores import credentials_refused
@@ -210,8 +210,6 @@ class HttpFetcher:
 
     def _log_retry(self, organization: str) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
-            from forwarder import metrics  # prometheus_client only where requests are made (round 8)
-
             exc = state.outcome.exception() if state.outcome else None
             metrics.source_retry(state.upcoming_sleep, getattr(exc, "retry_after", None) is not None)
             log.warning(
@@ -307,8 +305,6 @@ class HttpFetcher:
         connection dropped as soon as it passes the limit. A page over the limit comes back
         with a size above it and an empty body; an error page is cut at ``ERROR_BODY_BYTES``.
         """
-        from forwarder import metrics  # prometheus_client only where requests are made (round 8)
-
         if self.extra_params:  # merged into a next link's own query too (same names replaced, not doubled)
             params = {**self.extra_params, **(params or {})}
         async with self.client.stream("GET", url, params=params) as response:
