@@ -204,3 +204,63 @@ def test_google_service_account_token_is_exchanged_refreshed_and_refusals_are_cl
         assert "PRIVATE KEY" not in message and "eyJ" not in message  # neither the key nor the assertion
     finally:
         google.stop()
+
+
+# --- Link headers as RFC 8288 writes them -------------------------------------------------------
+def test_next_link_is_read_as_rfc_8288_writes_it() -> None:
+    from forwarder.sources.pagination import next_link
+
+    assert next_link('<https://a.test/l?fields=a,b&after=2>; rel="next"') == "https://a.test/l?fields=a,b&after=2"
+    # Okta sends self and next as two Link headers, which arrive joined by a comma
+    assert next_link('<https://a.test/l?x=1>; rel="self", <https://a.test/l?after=2>; rel="next"') == (
+        "https://a.test/l?after=2"
+    )
+    assert next_link('<https://a.test/l;v=1?after=2>; title="a, b; rel=next"; rel="prev next"') == (
+        "https://a.test/l;v=1?after=2"
+    )
+    assert next_link("<https://a.test/n>; REL=NEXT") == "https://a.test/n"
+    assert next_link('<https://a.test/p>; rel="nextish"') is None
+    assert next_link('<https://a.test/p>; rel="self"') is None
+    assert next_link(None) is None
+
+
+def test_a_next_link_with_a_comma_and_its_own_link_header_is_followed(tmp_path: Path) -> None:
+    """Okta writes self and next as separate Link headers; a next URL may hold a comma (RFC 3986
+    allows it unescaped). Split on commas, the link was lost: the walk ended after one page."""
+    from tests.support.raw_http import raw_http_server
+
+    now = datetime.now(UTC)
+    entries = [
+        {"uuid": f"u{i}", "published": now.replace(microsecond=0).isoformat().replace("+00:00", "Z"), "eventType": "x"}
+        for i in range(2)
+    ]
+    answers, base = [0], [""]
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        answers[0] += 1
+        body = json.dumps([entries[answers[0] - 1]] if answers[0] <= 2 else []).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n".encode()
+        head += f'Link: <{base[0]}/acme/api/v1/logs?limit=1>; rel="self"\r\n'.encode()
+        if answers[0] == 1:
+            head += f'Link: <{base[0]}/acme/api/v1/logs?filter=a,b&after=one>; rel="next"\r\n'.encode()
+        writer.write(head + b"\r\n" + body)
+        await writer.drain()
+
+    async def run() -> list[tuple[Any, str]]:
+        async with raw_http_server(answer) as url:
+            base[0] = url
+            cfg = {
+                "type": "okta",
+                "organizations": ["acme"],
+                "url": f"{url}/{{organization}}/api/v1/logs",
+                "auth": {"token": "okta-test-token"},
+                "slice_hours": 24 * 7,
+                "initial_lookback_days": 1,
+                "lag_s": 0,
+                "max_attempts": 1,
+            }
+            return await drain(source("okta", cfg))
+
+    got = asyncio.run(run())
+    assert sorted(key for _, key in got) == ["okta:u0", "okta:u1"]
