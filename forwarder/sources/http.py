@@ -262,7 +262,9 @@ class HttpFetcher:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if limiter is not None:
             limiter.observe(response.headers)
-            if retry_after is None and response.status_code in (403, *RETRY_STATUSES):
+            if retry_after is None and response.status_code in (403, 429):
+                retry_after = limiter.refusal_wait(response.headers)
+            elif retry_after is None and response.status_code in RETRY_STATUSES:
                 retry_after = limiter.stated_reset(response.headers)
             if limiter.is_rate_limit(response.status_code, response.headers, body):
                 raise RetryableHTTPError(
