@@ -12,12 +12,13 @@ path, the bad value and what is expected; the CLI prints them and exits with cod
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -268,6 +269,46 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _did_you_mean(given: Any, known: list[str]) -> str:
+    """``did you mean 'organizations'?`` for a misspelt key or type, else nothing."""
+    if not isinstance(given, str) or not known:
+        return ""
+    close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.75)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model an annotation holds (``Auth``, ``Auth | None``, ``list[Auth]``...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the settings at the parent of ``loc`` take, walked down from ``Settings`` (a
+    source's or sink's type tag, which pydantic puts in ``loc``, names its model); none where
+    the walk meets a mapping of free keys."""
+    model: type[BaseModel] | None = Settings
+    parts = list(loc[:-1])
+    if len(parts) >= 3 and parts[0] in ("sources", "sinks"):
+        entry = (SOURCES if parts[0] == "sources" else SINKS).get(str(parts[2]))
+        model, parts = (entry[0] if entry else None), parts[3:]
+    for part in parts:
+        if isinstance(part, int):
+            continue
+        fields = model.model_fields if model is not None else {}
+        if str(part) not in fields:
+            return []
+        model = _model_in(fields[str(part)].annotation)
+    if model is None:
+        return []
+    return [key for name, info in model.model_fields.items() for key in (name, info.alias) if key]
+
+
 def format_errors(exc: ValidationError, env: FromEnvironment | None = None) -> list[str]:
     env = env or FromEnvironment()
     problems = [env.strip(problem) for problem in _problems(exc, env)]
@@ -280,9 +321,11 @@ def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
         where = _loc(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid":
-            tags = ", ".join(sorted(SOURCES if err["loc"][0] == "sources" else SINKS))
-            message = f"unknown type {err['input'].get('type')!r}; expected one of {tags}"
-            problems.append(f"{where}.type: {message}")
+            registry = SOURCES if err["loc"][0] == "sources" else SINKS
+            given = err["input"].get("type")
+            hint = _did_you_mean(given, list(registry))
+            message = f"unknown type {given!r}{f' ({hint})' if hint else ''}; expected one of "
+            problems.append(f"{where}.type: {message}{', '.join(sorted(registry))}")
             continue
         if err["type"] == "union_tag_not_found":
             problems.append(f"{where}: 'type' is missing")
@@ -291,7 +334,9 @@ def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
             problems.append(f"{where}: required but missing")
             continue
         if err["type"] == "extra_forbidden":
-            problems.append(f"{where}: unknown key (check the spelling against docs/configuration.md)")
+            hint = _did_you_mean(err["loc"][-1], _known_keys(err["loc"]))
+            hint += "; " if hint else ""
+            problems.append(f"{where}: unknown key ({hint}check the spelling against docs/configuration.md)")
             continue
         shown = err.get("input")
         if isinstance(shown, dict) or (isinstance(shown, list) and any(isinstance(v, dict | list) for v in shown)):

@@ -70,9 +70,16 @@ def test_credentials_directory_is_used_for_relative_secret_files(
     ("edit", "expected"),
     [
         (("organizations: [gh/acme]", "organizations: [xx/acme]"), "sources.codacy.organizations: got ['xx/acme']"),
-        (("type: codacy", "type: codacyy"), "sources.codacy.type: unknown type 'codacyy'; expected one of"),
+        (
+            ("type: codacy", "type: codacyy"),
+            "sources.codacy.type: unknown type 'codacyy' (did you mean 'codacy'?); expected one of",
+        ),
+        (("type: codacy", "type: xyz"), "sources.codacy.type: unknown type 'xyz'; expected one of"),
         (("type: file", "type: file\n    rotate_max_bytes: lots"), "sinks.out.rotate_max_bytes: got 'lots'"),
-        (("    path: ", "    paht: "), "sinks.out.paht: unknown key"),
+        (("    path: ", "    paht: "), "sinks.out.paht: unknown key (did you mean 'path'?; check the spelling"),
+        (("    path: ", "    qqqq: "), "sinks.out.qqqq: unknown key (check the spelling"),
+        (("organizations:", "organisations:"), "codacy.organisations: unknown key (did you mean 'organizations'?"),
+        (("state_dir:", "stat_dir:"), "stat_dir: unknown key (did you mean 'state_dir'?"),
         (("api_token: ${CODACY_TOKEN}", "api_token: ${NOT_SET_ANYWHERE}"), "environment variable NOT_SET_ANYWHERE"),
         (("sources:", "sources: [1"), "is not valid YAML at line"),
         (("type: codacy", 'type: codacy\n    base_url: "https://[::1"'), "base_url: got 'https://[::1'; not a"),

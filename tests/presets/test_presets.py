@@ -121,6 +121,25 @@ def test_a_preset_setting_that_does_not_exist_is_named(tmp_path: Path) -> None:
         load_settings(cfg)
 
 
+def test_a_misspelt_preset_key_or_name_gets_the_closest_one(tmp_path: Path) -> None:
+    """The keys a preset takes are http_json's, nested ones (auth) included."""
+    okta = {"type": "okta", "organisations": ["acme.okta.com"], "auth": {"tokn": "t"}}
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {"okta": okta, "gh": {"type": "githb", "organizations": ["o"]}},
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    problems = "\n".join(info.value.problems)
+    assert "sources.okta.organisations: unknown key (did you mean 'organizations'?" in problems
+    assert "sources.okta.auth.tokn: unknown key (did you mean 'token'?" in problems
+    assert "sources.gh.type: unknown type 'githb' (did you mean 'github'?)" in problems
+
+
 def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(presets.PRESET_DIR / "okta.yaml", tmp_path / "acme_idp.yaml")
     monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
