@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -254,29 +254,6 @@ def interpolate(
 SECRET_HINTS = ("token", "password", "secret", "key", "credential")
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    parts = list(loc)
-    if len(parts) > 2 and parts[0] in ("sources", "sinks"):
-        del parts[2]  # the discriminator tag pydantic inserts
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in str(part) or "function-" in str(part):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _did_you_mean(given: Any, known: list[str]) -> str:
-    """``did you mean 'organizations'?`` for a misspelt key or type, else nothing."""
-    if not isinstance(given, str) or not known:
-        return ""
-    close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.75)
-    return f"did you mean {close[0]!r}?" if close else ""
-
-
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The settings model an annotation holds (``Auth``, ``Auth | None``, ``list[Auth]``...)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -288,25 +265,87 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the settings at the parent of ``loc`` take, walked down from ``Settings`` (a
-    source's or sink's type tag, which pydantic puts in ``loc``, names its model); none where
-    the walk meets a mapping of free keys."""
+def _model_names(annotation: Any) -> set[str]:
+    """The class names of the models in an annotation: pydantic's tags for union members."""
+    names = {annotation.__name__} if isinstance(annotation, type) and issubclass(annotation, BaseModel) else set()
+    for arg in get_args(annotation):
+        names |= _model_names(arg)
+    return names
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[list[int | str], type[BaseModel] | None]:
+    """``loc`` as the file spells it, and the settings model it ends in (None where it meets
+    free keys), walked down from ``Settings``. Pydantic puts tags in ``loc`` that are no key of
+    the file: a source's or sink's type (which names its model) and a union member's type
+    (``organizations.Organizations.discover``, ``list[str]``)."""
+    parts = list(loc)
+    out: list[int | str] = []
     model: type[BaseModel] | None = Settings
-    parts = list(loc[:-1])
-    if len(parts) >= 3 and parts[0] in ("sources", "sinks"):
+    annotation: Any = None
+    keyed = False  # the next part is a key of a mapping, not a field
+    if len(parts) > 2 and parts[0] in ("sources", "sinks"):
         entry = (SOURCES if parts[0] == "sources" else SINKS).get(str(parts[2]))
-        model, parts = (entry[0] if entry else None), parts[3:]
+        out, model, parts = parts[:2], (entry[0] if entry else None), parts[3:]
     for part in parts:
         if isinstance(part, int):
+            out.append(part)
             continue
-        fields = model.model_fields if model is not None else {}
-        if str(part) not in fields:
-            return []
-        model = _model_in(fields[str(part)].annotation)
+        if "[" in part or "function-" in part or (annotation is not None and part in _model_names(annotation)):
+            continue
+        out.append(part)
+        fields = model.model_fields if model is not None and not keyed else {}
+        if keyed:
+            keyed = False
+        elif part in fields:
+            annotation = fields[part].annotation
+            model = _model_in(annotation)
+            keyed = get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
+        else:
+            annotation, model = None, None
+    return out, model
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in _walk(loc)[0]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _did_you_mean(given: Any, known: list[str]) -> str:
+    """``did you mean 'organizations'?`` for a misspelt key or type, else nothing."""
+    if not isinstance(given, str) or not known:
+        return ""
+    close = difflib.get_close_matches(given.lower(), known, n=1, cutoff=0.75)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the settings at the parent of ``loc`` take; none where that is a mapping of free keys."""
+    model = _walk(loc[:-1])[1]
     if model is None:
         return []
     return [key for name, info in model.model_fields.items() for key in (name, info.alias) if key]
+
+
+def _one_per_key(errors: list[Any]) -> list[Any]:
+    """A value one member of a union (``list[str] | Organizations``) refuses is reported for
+    the others too, once each: "should be a valid list" beside what is wrong inside the mapping
+    that was meant. A type mismatch is left out where a deeper error says what is wrong, and
+    the mismatches at one key make one line."""
+    wheres = [_loc(err["loc"]) for err in errors]
+    out: list[Any] = []
+    merged: dict[str, Any] = {}
+    for err, where in zip(errors, wheres, strict=True):
+        if err["type"].endswith("_type"):
+            if any(other.startswith((f"{where}.", f"{where}[")) for other in wheres):
+                continue
+            if where in merged:
+                merged[where]["msg"] += " or " + err["msg"].removeprefix("Input should be ")
+                continue
+            err = merged[where] = dict(err)
+        out.append(err)
+    return out
 
 
 def format_errors(exc: ValidationError, env: FromEnvironment | None = None) -> list[str]:
@@ -317,7 +356,7 @@ def format_errors(exc: ValidationError, env: FromEnvironment | None = None) -> l
 
 def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
     problems = []
-    for err in exc.errors(include_url=False):
+    for err in _one_per_key(exc.errors(include_url=False)):
         where = _loc(err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid":

@@ -140,6 +140,32 @@ def test_a_misspelt_preset_key_or_name_gets_the_closest_one(tmp_path: Path) -> N
     assert "sources.gh.type: unknown type 'githb' (did you mean 'github'?)" in problems
 
 
+def test_a_union_key_gets_one_line_naming_the_key_as_written(tmp_path: Path) -> None:
+    """organizations is a list or a mapping: pydantic reported a text there once per member,
+    and a mistake inside the mapping under a class name the file never wrote
+    (organizations.Organizations.discover), beside "should be a valid list"."""
+    sources = {
+        "okta": {"type": "okta", "organizations": "acme.okta.com", "auth": {"token": "t"}},
+        "gh": {"type": "github", "organizations": {"discover": {"urll": "/user/orgs"}}, "auth": {"token": "t"}},
+    }
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": sources,
+            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert sorted(info.value.problems) == [
+        "sources.gh.organizations.discover.urll: unknown key (did you mean 'url'?; check the spelling against "
+        "docs/configuration.md)",
+        "sources.okta.organizations: got 'acme.okta.com'; Input should be a valid list or a valid dictionary or "
+        "instance of Organizations",
+    ]
+
+
 def test_a_fourth_preset_is_one_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(presets.PRESET_DIR / "okta.yaml", tmp_path / "acme_idp.yaml")
     monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
