@@ -16,6 +16,7 @@ from typing import Any, cast
 import pytest
 import yaml
 
+from forwarder.emulators.google_workspace import GoogleWorkspaceEmulator
 from forwarder.event import NormalizedEvent
 from forwarder.formats.ocsf import ocsf_event
 from forwarder.settings import ConfigError, load_settings
@@ -138,6 +139,31 @@ def test_a_misspelt_preset_key_or_name_gets_the_closest_one(tmp_path: Path) -> N
     assert "sources.okta.organisations: unknown key (did you mean 'organizations'?" in problems
     assert "sources.okta.auth.tokn: unknown key (did you mean 'token'?" in problems
     assert "sources.gh.type: unknown type 'githb' (did you mean 'github'?)" in problems
+
+
+def test_google_without_the_admin_to_act_as_is_refused_when_the_configuration_loads(tmp_path: Path) -> None:
+    """Google's Reports API answers only for an administrator the service account impersonates
+    (domain-wide delegation): without auth.subject every request was refused at the first poll,
+    with a 403 blamed on the token's role. The preset's ``auth.subject_required`` says so when it loads."""
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps(GoogleWorkspaceEmulator().key_file("https://oauth2.googleapis.com")))
+    key.chmod(0o600)
+    gw = {"type": "google_workspace", "organizations": ["login"], "auth": {"service_account_file": str(key)}}
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "sources": {"gw": gw},
+        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out.ndjson")}},
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(write_config(tmp_path / "c.yaml", data))
+    assert info.value.problems == [
+        "sources.gw.auth: auth type jwt_bearer needs subject here: the email of the user the service account "
+        "acts as (domain-wide delegation), an administrator allowed to read the audit log; without it the vendor "
+        "refuses every request"
+    ]
+    gw["auth"] = {"service_account_file": str(key), "subject": "admin@example.com"}
+    settings = load_settings(write_config(tmp_path / "c.yaml", data))
+    assert cast(HttpJsonConfig, settings.sources["gw"]).auth.subject == "admin@example.com"
 
 
 def test_a_union_key_gets_one_line_naming_the_key_as_written(tmp_path: Path) -> None:
