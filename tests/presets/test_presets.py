@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -164,6 +165,20 @@ def test_google_without_the_admin_to_act_as_is_refused_when_the_configuration_lo
     gw["auth"] = {"service_account_file": str(key), "subject": "admin@example.com"}
     settings = load_settings(write_config(tmp_path / "c.yaml", data))
     assert cast(HttpJsonConfig, settings.sources["gw"]).auth.subject == "admin@example.com"
+
+
+@pytest.mark.parametrize("given", ["https://acme.okta.com", "acme.okta.com/", "admin@acme.okta.com"])
+def test_an_okta_domain_written_as_a_url_is_refused_with_the_host_to_write(given: str) -> None:
+    """The Okta preset puts each organization in the URL's host: "https://acme.okta.com" made
+    https://https://acme.okta.com/..., which failed only at the first poll, as host "https"."""
+    with pytest.raises(ValueError, match=re.escape("write the host name alone, e.g. 'acme.okta.com'")):
+        preset("okta", {"type": "okta", "organizations": ["ok.okta.com", given], "auth": {"token": "t"}})
+    assert preset("okta", {"type": "okta", "organizations": ["acme.okta.com:8443"], "auth": {"token": "t"}})
+    # in the path, an organization may hold a slash (the placeholder is no host there)
+    assert preset(
+        "okta",
+        {"type": "okta", "organizations": ["a/b"], "url": "https://x.test/{organization}/logs", "auth": {"token": "t"}},
+    )
 
 
 def test_a_union_key_gets_one_line_naming_the_key_as_written(tmp_path: Path) -> None:
