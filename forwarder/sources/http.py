@@ -64,7 +64,11 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     try:
         parsed = orjson.loads(body) if body else None
         if isinstance(parsed, dict):
-            detail = str(parsed.get("message") or parsed.get("detail") or parsed.get("error") or "")[:200]
+            # Okta's errorSummary; Google's error object ({"error": {"code", "message", ...}})
+            said = parsed.get("message") or parsed.get("detail") or parsed.get("errorSummary") or parsed.get("error")
+            if isinstance(said, dict):
+                said = said.get("message")
+            detail = str(said or "")[:200]
     except Exception:  # a vendor's error page must never mask the status
         detail = ""
     reason = f"{response.status_code} {response.reason_phrase}".strip()

@@ -259,8 +259,24 @@ def test_okta_takes_an_oauth_access_token_as_bearer_and_names_a_refused_token(tm
         with pytest.raises(SourceError) as caught:
             asyncio.run(drain(source("okta", bad)))
         assert "401" in str(caught.value) and "wrong-secret-value" not in str(caught.value)
+        assert str(caught.value).endswith("(vendor says: Invalid token provided)")  # Okta's errorSummary
     finally:
         okta.stop()
+
+
+def test_google_error_object_is_quoted_by_its_message(tmp_path: Path) -> None:
+    """Google answers {"error": {"code", "message", "status", "errors"}}: its message is what an
+    operator needs, not the object's repr cut at 200 characters."""
+    google = running("google_workspace", entries=1)
+    try:
+        config = preset_source("google_workspace", google.url, tmp_path, organizations=["logins"])
+        with pytest.raises(SourceError) as caught:
+            asyncio.run(drain(source("google_workspace", config)))
+        assert "400 Bad Request for organization 'logins'" in str(caught.value)
+        assert "(vendor says: Invalid value 'logins'. Values must match" in str(caught.value)
+        assert "'code'" not in str(caught.value)
+    finally:
+        google.stop()
 
 
 def test_google_service_account_token_is_exchanged_refreshed_and_refusals_are_clear(tmp_path: Path) -> None:
