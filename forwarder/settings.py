@@ -408,7 +408,10 @@ def load_settings(
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(path, [f"cannot read config file {path}: {exc.strerror}"]) from None
+        hint = ""
+        if isinstance(exc, FileNotFoundError):
+            hint = " (name yours with -c FILE or AUDIT_FORWARDER_CONFIG; config/example.yaml shows every setting)"
+        raise ConfigError(path, [f"cannot read config file {path}: {exc.strerror}{hint}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(path, [f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)"]) from None
     try:
