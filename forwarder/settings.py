@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
@@ -348,48 +348,89 @@ def _one_per_key(errors: list[Any]) -> list[Any]:
     return out
 
 
-def format_errors(exc: ValidationError, env: FromEnvironment | None = None) -> list[str]:
+KeyLines = dict[tuple[int | str, ...], int]
+
+
+def key_lines(text: str) -> KeyLines:
+    """The line of every key and list item of a YAML text, by its path (``("sources", "okta",
+    "auth")``), so that an error names the line to edit. Empty for a text that does not compose."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    lines: KeyLines = {}
+
+    def walk(node: yaml.Node, path: tuple[int | str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    lines[(*path, key.value)] = key.start_mark.line + 1
+                    walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line(parts: tuple[int | str, ...], lines: KeyLines) -> str:
+    """``line 5: `` for the key at ``parts`` (as the file writes it), or the nearest enclosing
+    one the file holds (a missing key's mapping); nothing for a setting it does not (env)."""
+    for end in range(len(parts), 0, -1):
+        if parts[:end] in lines:
+            return f"line {lines[parts[:end]]}: "
+    return ""
+
+
+def format_errors(exc: ValidationError, env: FromEnvironment | None = None, lines: KeyLines | None = None) -> list[str]:
     env = env or FromEnvironment()
-    problems = [env.strip(problem) for problem in _problems(exc, env)]
+    problems = [env.strip(problem) for problem in _problems(exc, env, lines or {})]
     return problems
 
 
-def _problems(exc: ValidationError, env: FromEnvironment) -> list[str]:
-    problems = []
+def _problems(exc: ValidationError, env: FromEnvironment, lines: KeyLines) -> list[str]:
+    problems = [_line(path, lines) + problem for path, problem in _each_problem(exc, env)]
+    return problems
+
+
+def _each_problem(exc: ValidationError, env: FromEnvironment) -> Iterator[tuple[tuple[int | str, ...], str]]:
+    """Each problem and the path of its key as the file writes it."""
     for err in _one_per_key(exc.errors(include_url=False)):
-        where = _loc(err["loc"])
+        where, path = _loc(err["loc"]), tuple(_walk(err["loc"])[0])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid":
             registry = SOURCES if err["loc"][0] == "sources" else SINKS
             given = err["input"].get("type")
             hint = _did_you_mean(given, list(registry))
             message = f"unknown type {given!r}{f' ({hint})' if hint else ''}; expected one of "
-            problems.append(f"{where}.type: {message}{', '.join(sorted(registry))}")
+            yield (*_walk(err["loc"])[0], "type"), f"{where}.type: {message}{', '.join(sorted(registry))}"
             continue
         if err["type"] == "union_tag_not_found":
-            problems.append(f"{where}: 'type' is missing")
+            yield path, f"{where}: 'type' is missing"
             continue
         if err["type"] == "missing":
-            problems.append(f"{where}: required but missing")
+            yield path, f"{where}: required but missing"
             continue
         if err["type"] == "extra_forbidden":
             hint = _did_you_mean(err["loc"][-1], _known_keys(err["loc"]))
             hint += "; " if hint else ""
-            problems.append(f"{where}: unknown key ({hint}check the spelling against docs/configuration.md)")
+            yield path, f"{where}: unknown key ({hint}check the spelling against docs/configuration.md)"
             continue
         shown = err.get("input")
         if isinstance(shown, dict) or (isinstance(shown, list) and any(isinstance(v, dict | list) for v in shown)):
             # a whole block, secrets and all: where it is says enough
-            problems.append(f"{where}: {message}")
+            yield path, f"{where}: {message}"
             continue
         secret = any(h in where.rsplit(".", 1)[-1].lower() for h in SECRET_HINTS) and not where.endswith("_file")
         if secret or ".headers." in f".{where}.":  # an http_json header's value may be a credential
-            problems.append(f"{where}: got ***; {message}")
+            yield path, f"{where}: got ***; {message}"
         elif env.hides(shown):
-            problems.append(f"{where}: got {env.shown(shown)}; {message}")
+            yield path, f"{where}: got {env.shown(shown)}; {message}"
         else:
-            problems.append(f"{where}: got {shown!r}; {message}")
-    return problems
+            yield path, f"{where}: got {shown!r}; {message}"
 
 
 def load_settings(
@@ -430,7 +471,7 @@ def load_settings(
         raise ConfigError(path, missing)
     if extra_sources:
         data = {**data, "sources": {**(data.get("sources") or {}), **extra_sources}}
-    settings = _validate(path, data, env, unset, offline=read_only)
+    settings = _validate(path, data, env, unset, offline=read_only, lines=key_lines(text))
     if unset:
         secrets = collect_secrets(settings)
         not_secret = [
@@ -442,14 +483,21 @@ def load_settings(
 
 
 def _validate(
-    path: Path, data: dict[str, Any], env: FromEnvironment, unset: dict[str, str] | None, *, offline: bool
+    path: Path,
+    data: dict[str, Any],
+    env: FromEnvironment,
+    unset: dict[str, str] | None,
+    *,
+    offline: bool,
+    lines: KeyLines | None = None,
 ) -> Settings:
-    """``offline`` (the read-only commands) reads no stored secret: a placeholder stands in."""
+    """``offline`` (the read-only commands) reads no stored secret: a placeholder stands in.
+    ``lines``: where each key is in the file (``key_lines``), for the errors."""
     try:
         with reading(offline=offline) as read:
             settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc, env)]) from None
+        raise ConfigError(path, [*(unset or {}).values(), *format_errors(exc, env, lines)]) from None
     except ValueError as exc:
         raise ConfigError(path, [*(unset or {}).values(), env.strip(str(exc))]) from None
     settings._loaded = Loaded(path, data, env, frozenset(read.used))

@@ -101,6 +101,23 @@ def test_bad_config_names_the_path_and_exits_2(
     assert "super-secret-token-value" not in result.stderr + result.stdout
 
 
+def test_each_problem_names_the_line_of_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key as the file writes it and its line; a missing key the line of its mapping; a
+    setting the file does not hold (a default) no line."""
+    monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
+    text = GOOD.format(state=tmp_path).replace("    path: ", "    paht: ").replace("type: codacy", "type: codacyy")
+    lines = text.splitlines()
+    paht = next(n for n, line in enumerate(lines, 1) if "paht:" in line)
+    kind = next(n for n, line in enumerate(lines, 1) if "type: codacyy" in line)
+    sink = next(n for n, line in enumerate(lines, 1) if line.strip() == "out:")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    problems = info.value.problems
+    assert any(p.startswith(f"line {paht}: sinks.out.paht: unknown key") for p in problems), problems
+    assert any(p.startswith(f"line {kind}: sources.codacy.type: unknown type 'codacyy'") for p in problems), problems
+    assert any(p.startswith(f"line {sink}: sinks.out.path: required but missing") for p in problems), problems
+
+
 HEC = """
   hec:
     type: splunk_hec

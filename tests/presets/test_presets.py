@@ -158,7 +158,7 @@ def test_google_without_the_admin_to_act_as_is_refused_when_the_configuration_lo
     with pytest.raises(ConfigError) as info:
         load_settings(write_config(tmp_path / "c.yaml", data))
     assert info.value.problems == [
-        "sources.gw.auth: auth type jwt_bearer needs subject here: the email of the user the service account "
+        "line 7: sources.gw.auth: auth type jwt_bearer needs subject here: the email of the user the service account "
         "acts as (domain-wide delegation), an administrator allowed to read the audit log; without it the vendor "
         "refuses every request"
     ]
@@ -199,11 +199,11 @@ def test_a_union_key_gets_one_line_naming_the_key_as_written(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError) as info:
         load_settings(cfg)
-    assert sorted(info.value.problems) == [
-        "sources.gh.organizations.discover.urll: unknown key (did you mean 'url'?; check the spelling against "
-        "docs/configuration.md)",
-        "sources.okta.organizations: got 'acme.okta.com'; Input should be a valid list or a valid dictionary or "
-        "instance of Organizations",
+    assert sorted(info.value.problems) == [  # the file is written with its keys sorted
+        "line 11: sources.gh.organizations.discover.urll: unknown key (did you mean 'url'?; check the spelling "
+        "against docs/configuration.md)",
+        "line 16: sources.okta.organizations: got 'acme.okta.com'; Input should be a valid list or a valid "
+        "dictionary or instance of Organizations",
     ]
 
 
