@@ -105,6 +105,11 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
     register_secrets(collect_secrets(settings))
     where = "dir" if settings.state.backend == "sqlite" else "postgresql"
     probes: list[Awaitable[tuple[bool, str]]] = [_probe("state", where, lambda: _state(settings))]
+    example = "(see config/example.yaml)"
+    if not settings.sources:  # valid, and does nothing: say so rather than "ok" alone
+        probes.append(_said(True, f"WARN sources: none configured; nothing will be collected {example}"))
+    if not settings.sinks:
+        probes.append(_said(True, f"WARN sinks: none configured; what is collected goes nowhere {example}"))
     built: list[Source | Sink] = []
     for kind, name, make in _factories(settings):
         try:

@@ -64,7 +64,11 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     try:
         parsed = orjson.loads(body) if body else None
         if isinstance(parsed, dict):
-            detail = str(parsed.get("message") or parsed.get("detail") or parsed.get("error") or "")[:200]
+            # Okta's errorSummary; Google's error object ({"error": {"code", "message", ...}})
+            said = parsed.get("message") or parsed.get("detail") or parsed.get("errorSummary") or parsed.get("error")
+            if isinstance(said, dict):
+                said = said.get("message")
+            detail = str(said or "")[:200]
     except Exception:  # a vendor's error page must never mask the status
         detail = ""
     reason = f"{response.status_code} {response.reason_phrase}".strip()
@@ -260,7 +264,9 @@ class HttpFetcher:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if limiter is not None:
             limiter.observe(response.headers)
-            if retry_after is None and response.status_code in (403, *RETRY_STATUSES):
+            if retry_after is None and response.status_code in (403, 429):
+                retry_after = limiter.refusal_wait(response.headers)
+            elif retry_after is None and response.status_code in RETRY_STATUSES:
                 retry_after = limiter.stated_reset(response.headers)
             if limiter.is_rate_limit(response.status_code, response.headers, body):
                 raise RetryableHTTPError(

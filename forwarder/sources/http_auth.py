@@ -75,6 +75,11 @@ class Auth(SecretFilesModel):
         None, description="type jwt_bearer: the token endpoint (and the assertion's aud)."
     )
     subject: str | None = Field(None, description="type jwt_bearer: the user to act as (domain-wide delegation).")
+    subject_required: bool = Field(
+        False,
+        description="type jwt_bearer: refuse a configuration without subject, for a vendor that answers only for "
+        "a user the service account acts as (Google's Reports API: an administrator).",
+    )
     scopes: list[str] = Field(default_factory=list, description="type jwt_bearer: OAuth scopes asked for.")
     token_lifetime_s: int = Field(3600, ge=60, le=3600, description="type jwt_bearer: the assertion's lifetime.")
 
@@ -122,6 +127,12 @@ class Auth(SecretFilesModel):
                 )
             if not self.scopes:
                 raise ValueError("auth type jwt_bearer needs scopes")
+            if self.subject_required and not self.subject:
+                raise ValueError(
+                    "auth type jwt_bearer needs subject here: the email of the user the service account acts as "
+                    "(domain-wide delegation), an administrator allowed to read the audit log; without it the "
+                    "vendor refuses every request"
+                )
             _load_key(self.private_key)
         return self
 

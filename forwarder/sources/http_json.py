@@ -113,6 +113,16 @@ class HttpJsonConfig(SourceConfig):
     def _organizations(self) -> HttpJsonConfig:
         if isinstance(self.organizations, list) and not self.organizations:
             raise ValueError("organizations: list at least one, or discover them (organizations.discover)")
+        host = self.url.partition("://")[2].partition("/")[0]
+        if "{organization}" in host and isinstance(self.organizations, list):
+            # Okta's domain: "https://acme.okta.com" made https://https://acme.okta.com, which failed
+            # at the first poll as host "https" not found
+            for org in self.organizations:
+                if not org or any(c in org for c in "/?#@ "):
+                    raise ValueError(
+                        f"organizations: {org!r} goes into the URL's host ({self.url}); write the host name "
+                        f"alone, e.g. {_bare_host(org)!r}"
+                    )
         self.credentials = organization_configs(self, self.credentials, self.credential_keys)
         return self
 
@@ -144,6 +154,12 @@ class HttpJsonConfig(SourceConfig):
     @classmethod
     def _mapping_fields(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         return validate_mapping(dict(value))
+
+
+def _bare_host(text: str) -> str:
+    """``acme.okta.com`` of ``https://admin@acme.okta.com/x``: what an organization in a host holds."""
+    rest = text.strip().partition("://")[2] if "://" in text else text.strip()
+    return rest.partition("/")[0].partition("?")[0].partition("#")[0].rpartition("@")[2].strip()
 
 
 # --- the source ----------------------------------------------------------------------------

@@ -18,13 +18,21 @@ from forwarder.mapping import get_path
 from forwarder.sources.errors import MalformedResponse
 from forwarder.sources.walk import PageGuard
 
+# One link-value of RFC 8288: ``<target>`` then its ``; name=value`` parameters (a quoted value
+# may hold ``,`` and ``;``). The target is read between its brackets, never split on a comma: a
+# URL may hold commas and semicolons (``fields=a,b``), and splitting on them lost the next link,
+# which ended the walk after its first page as if there were no more.
+LINK_VALUE = re.compile(r'<([^>]*)>((?:\s*;\s*[^\s;,=]+\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^\s;,"]*))?)*)')
+LINK_PARAM = re.compile(r'\s*;\s*([^\s;,=]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?')
+
 
 def next_link(header: str | None) -> str | None:
-    """RFC 8288 ``Link: <url>; rel="next"``."""
-    for part in (header or "").split(","):
-        url, _, rest = part.strip().partition(";")
-        if re.search(r'rel\s*=\s*"?next"?', rest) and url.strip().startswith("<"):
-            return url.strip()[1:-1]
+    """The target of RFC 8288's ``Link: <url>; rel="next"``: ``rel`` is a list of relation types
+    (``rel="next last"``), compared without case; several Link headers arrive joined by commas."""
+    for match in LINK_VALUE.finditer(header or ""):
+        for name, value in LINK_PARAM.findall(match.group(2)):
+            if name.lower() == "rel" and "next" in value.strip('"').lower().split():
+                return match.group(1).strip()
     return None
 
 

@@ -69,6 +69,12 @@ class RateLimitSettings(BaseModel):
         default_factory=list,
         description="A 403 whose body contains one of these words is a rate limit (retried), not a refusal.",
     )
+    refusal_wait_s: float | None = Field(
+        None,
+        ge=0,
+        description="A rate-limit refusal (429, or a 403 taken for one) without Retry-After waits at least this "
+        "long unless the remaining count is 0 and a reset is stated; none: until the stated reset.",
+    )
 
     @field_validator("remaining_header", "reset_header", "refusal_words", mode="before")
     @classmethod
@@ -184,6 +190,17 @@ class RateBudget:
 
     def stated_reset(self, headers: httpx.Headers) -> float | None:
         return reset_delay(_first(headers, self.settings.reset_header), self.settings.reset_format)
+
+    def refusal_wait(self, headers: httpx.Headers) -> float | None:
+        """How long a rate-limit refusal without ``Retry-After`` waits. A spent count waits for
+        its reset; one with requests left was refused by another limit (GitHub's secondary limits,
+        which state no window), which the primary window's reset, up to an hour away, says
+        nothing about: ``refusal_wait_s`` then, as the vendor asks ("wait at least one minute")."""
+        reset = self.stated_reset(headers)
+        wait_s = self.settings.refusal_wait_s
+        if wait_s is None or (reset is not None and self.stated_remaining(headers) == 0):
+            return reset
+        return wait_s
 
     def is_rate_limit(self, status: int, headers: httpx.Headers, body: bytes) -> bool:
         """Whether a 403 is the vendor's rate limit rather than a missing permission."""

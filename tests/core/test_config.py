@@ -70,9 +70,16 @@ def test_credentials_directory_is_used_for_relative_secret_files(
     ("edit", "expected"),
     [
         (("organizations: [gh/acme]", "organizations: [xx/acme]"), "sources.codacy.organizations: got ['xx/acme']"),
-        (("type: codacy", "type: codacyy"), "sources.codacy.type: unknown type 'codacyy'; expected one of"),
+        (
+            ("type: codacy", "type: codacyy"),
+            "sources.codacy.type: unknown type 'codacyy' (did you mean 'codacy'?); expected one of",
+        ),
+        (("type: codacy", "type: xyz"), "sources.codacy.type: unknown type 'xyz'; expected one of"),
         (("type: file", "type: file\n    rotate_max_bytes: lots"), "sinks.out.rotate_max_bytes: got 'lots'"),
-        (("    path: ", "    paht: "), "sinks.out.paht: unknown key"),
+        (("    path: ", "    paht: "), "sinks.out.paht: unknown key (did you mean 'path'?; check the spelling"),
+        (("    path: ", "    qqqq: "), "sinks.out.qqqq: unknown key (check the spelling"),
+        (("organizations:", "organisations:"), "codacy.organisations: unknown key (did you mean 'organizations'?"),
+        (("state_dir:", "stat_dir:"), "stat_dir: unknown key (did you mean 'state_dir'?"),
         (("api_token: ${CODACY_TOKEN}", "api_token: ${NOT_SET_ANYWHERE}"), "environment variable NOT_SET_ANYWHERE"),
         (("sources:", "sources: [1"), "is not valid YAML at line"),
         (("type: codacy", 'type: codacy\n    base_url: "https://[::1"'), "base_url: got 'https://[::1'; not a"),
@@ -92,6 +99,23 @@ def test_bad_config_names_the_path_and_exits_2(
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
     assert "super-secret-token-value" not in result.stderr + result.stdout
+
+
+def test_each_problem_names_the_line_of_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key as the file writes it and its line; a missing key the line of its mapping; a
+    setting the file does not hold (a default) no line."""
+    monkeypatch.setenv("CODACY_TOKEN", "super-secret-token-value")
+    text = GOOD.format(state=tmp_path).replace("    path: ", "    paht: ").replace("type: codacy", "type: codacyy")
+    lines = text.splitlines()
+    paht = next(n for n, line in enumerate(lines, 1) if "paht:" in line)
+    kind = next(n for n, line in enumerate(lines, 1) if "type: codacyy" in line)
+    sink = next(n for n, line in enumerate(lines, 1) if line.strip() == "out:")
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    problems = info.value.problems
+    assert any(p.startswith(f"line {paht}: sinks.out.paht: unknown key") for p in problems), problems
+    assert any(p.startswith(f"line {kind}: sources.codacy.type: unknown type 'codacyy'") for p in problems), problems
+    assert any(p.startswith(f"line {sink}: sinks.out.path: required but missing") for p in problems), problems
 
 
 HEC = """

@@ -162,6 +162,51 @@ def test_github_secondary_limit_403_and_429_with_retry_after_are_waited_out(tmp_
         github.stop()
 
 
+def test_github_secondary_limit_without_retry_after_waits_a_minute_not_for_the_primary_reset(
+    tmp_path: Path,
+) -> None:
+    """GitHub: a secondary limit answers 403 (or 429) "You have exceeded a secondary rate limit",
+    possibly without retry-after; with x-ratelimit-remaining above 0, "wait for at least one
+    minute" (docs.github.com, Rate limits for the REST API, "Exceeding the rate limit"). It was
+    taken for a missing permission and failed the poll. The preset's minute is shortened here."""
+    github = running("github", entries=12, options={"span_s": 86400})
+    try:
+        far_reset = str(int(time.time()) + 3000)
+        github.control(
+            "POST",
+            "faults",
+            {
+                "status": 403,
+                "headers": {"x-ratelimit-remaining": "4000", "x-ratelimit-reset": far_reset},
+                "body": '{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before '
+                'you try again."}',
+            },
+        )
+        cfg = config("github", preset_source("github", github.url, tmp_path, rate_limit={"refusal_wait_s": 1.0}))
+        keys = asyncio.run(drain(HttpJsonSource("github", cfg)))
+        assert set(keys) == expected_keys("github", github.entries())
+        log = github.control("GET", "requests")
+        assert int(log[0][3]) == 403 and int(log[1][3]) == 200
+        assert log[1][0] - log[0][0] >= 0.9  # waited refusal_wait_s, not retried at once
+    finally:
+        github.stop()
+
+
+def test_a_refusal_waits_for_the_reset_only_when_the_count_is_spent() -> None:
+    reset = str(int(time.time()) + 3000)
+    spent = httpx.Headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    left = httpx.Headers({"X-RateLimit-Remaining": "4000", "X-RateLimit-Reset": reset})
+    preset = {"type": "github", "organizations": ["o"], "auth": {"token": "t"}}
+    github = RateBudget(config("github", preset).rate_limit)
+    assert github.settings.refusal_wait_s == 60  # the preset: GitHub's documented minute
+    assert github.refusal_wait(spent) == pytest.approx(3000, abs=5)
+    assert github.refusal_wait(left) == 60
+    assert github.refusal_wait(httpx.Headers()) == 60
+    plain = RateBudget(RateLimitSettings())  # no refusal_wait_s: the stated reset, as before
+    assert plain.refusal_wait(left) == pytest.approx(3000, abs=5)
+    assert plain.refusal_wait(httpx.Headers()) is None
+
+
 def test_a_403_that_is_not_a_rate_limit_still_fails_at_once(tmp_path: Path) -> None:
     github = running("github", entries=3, options={"config": {"forbidden_orgs": ["octo-org"]}})
     try:

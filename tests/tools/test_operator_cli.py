@@ -81,6 +81,25 @@ def test_check_creates_what_it_claims_and_names_the_setting(tmp_path: Path, coda
     assert f"sinks.siem.ca_file {tmp_path / 'missing-ca.pem'}: No such file or directory" in siem
 
 
+def test_check_of_a_configuration_that_does_nothing_says_so(tmp_path: Path) -> None:
+    """Valid and empty: "ok" alone let an operator believe something would be collected."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    result = af("-c", str(cfg), "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARN sources: none configured; nothing will be collected (see config/example.yaml)" in result.stdout
+    assert "WARN sinks: none configured; what is collected goes nowhere (see config/example.yaml)" in result.stdout
+
+
+def test_a_missing_configuration_file_says_how_to_name_one(tmp_path: Path) -> None:
+    result = af("-c", str(tmp_path / "config.yaml"), "check")
+    assert result.returncode == 2
+    assert (
+        f"cannot read config file {tmp_path / 'config.yaml'}: No such file or directory (name yours with -c FILE or "
+        "AUDIT_FORWARDER_CONFIG; config/example.yaml shows every setting)"
+    ) in result.stderr
+
+
 def test_once_stops_a_sink_whose_directory_cannot_be_created(tmp_path: Path, codacy: EmulatorProcess) -> None:
     cfg = make_config(tmp_path, codacy.url, sinks=("out", "proc"))
     data = yaml.safe_load(cfg.read_text())
