@@ -287,6 +287,7 @@ async def _record(journal: Any, kind: str, scope: str, ok: bool, summary: dict[s
 
 
 FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
+BARE_FORMATS = {"html": "html", "json": "json", "markdown": "markdown", "md": "markdown"}
 
 
 @click.command()
@@ -299,7 +300,12 @@ FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
     default=None,
     help="Default: from the --output file's suffix (.html, .json, .md), else markdown.",
 )
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The file to write (default: stdout); a bare format name (json, html, markdown) prints that format.",
+)
 @click.pass_context
 def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Path | None) -> None:
     """The document an auditor is handed: per source and organization, the events collected
@@ -318,6 +324,9 @@ def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Pat
     assert from_ms is not None and to_ms is not None
     if to_ms <= from_ms:
         raise click.BadParameter("--to must be after --from")
+    if output is not None and str(output) in BARE_FORMATS:
+        # `--output json`, as every inspection command takes it: the format, on stdout, not a file named json
+        fmt, output = fmt or BARE_FORMATS[output.name], None
     fmt = fmt or (FORMATS.get(output.suffix.lower(), "markdown") if output is not None else "markdown")
     data = run_async(lambda: _report_data(settings, from_ms, to_ms))
     if not isinstance(data, dict):  # interrupted
