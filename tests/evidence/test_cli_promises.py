@@ -146,3 +146,40 @@ def test_a_replayed_dead_letter_counts_as_delivered_for_reconcile_and_report(tmp
             }
     finally:
         vendor.stop()
+
+
+def test_every_command_has_an_example_in_its_help() -> None:
+    """README: "Every command has `--help` with an example" (a group lists its subcommands)."""
+    import click
+
+    from forwarder.cli import main
+
+    def leaves(group: click.Group, path: str) -> list[tuple[str, click.Command]]:
+        found: list[tuple[str, click.Command]] = []
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                found += leaves(command, f"{path} {name}")
+            else:
+                found.append((f"{path} {name}", command))
+        return found
+
+    commands = leaves(main, "audit-forwarder")
+    assert {"audit-forwarder verify files", "audit-forwarder verify events", "audit-forwarder keys generate"} <= {
+        name for name, _ in commands
+    }
+    assert [name for name, command in commands if "Example" not in (command.help or "")] == []
+
+
+def test_the_schema_declares_its_draft_and_a_real_event_validates(collected: Path) -> None:
+    from jsonschema import Draft202012Validator, validators  # type: ignore[import-untyped]
+
+    result = command(collected, "schema")
+    schema = orjson.loads(result.stdout)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert validators.validator_for(schema) is Draft202012Validator
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    lines = (collected / "out" / "gh_acme.ndjson").read_bytes().splitlines()
+    assert lines
+    for line in lines:
+        assert list(validator.iter_errors(orjson.loads(line))) == []
