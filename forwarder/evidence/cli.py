@@ -133,9 +133,12 @@ def verify_files(
     """
     from forwarder.evidence.verify_store import FileStore, verify_store
 
-    result = verify_store(
-        FileStore(directory, digests), [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps
-    )
+    keys = [_key(p) for p in public_keys]
+    try:
+        result = verify_store(FileStore(directory, digests), keys, allow_chain_gaps=allow_chain_gaps)
+    except OSError as exc:
+        click.echo(plain(f"cannot read {exc.filename or directory}: {exc.strerror or exc}"), err=True)
+        sys.exit(2)
     _done(result, output, f"files {directory}")
 
 
@@ -165,12 +168,17 @@ def verify_s3(
       audit-forwarder verify s3 --bucket acme-audit --prefix audit/ --public-key evidence.pub
     """
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from forwarder.evidence.verify_store import S3Store, verify_store
 
-    client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
-    store = S3Store(client, bucket, prefix, digest_prefix)
-    result = verify_store(store, [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps)
+    keys = [_key(p) for p in public_keys]
+    try:
+        client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
+        result = verify_store(S3Store(client, bucket, prefix, digest_prefix), keys, allow_chain_gaps=allow_chain_gaps)
+    except (BotoCoreError, ClientError) as exc:  # no bucket, no access, no credentials, unreachable: input unread
+        click.echo(plain(f"cannot read s3://{bucket}/{prefix}: {exc}"), err=True)
+        sys.exit(2)
     _done(result, output, f"s3 {bucket}/{prefix}")
 
 
