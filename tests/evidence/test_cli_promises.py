@@ -116,7 +116,9 @@ def test_a_replayed_dead_letter_counts_as_delivered_for_reconcile_and_report(tmp
         cfg = _yaml(config)
         cfg["sinks"]["siem"] = {"type": "splunk_hec", "url": unreachable, "token": "hec-test-token"}
         write_config(config, cfg)
-        assert cli(config, "once", timeout=180).returncode == 1  # the HEC is down: dead letters
+        down = cli(config, "once", timeout=180)  # the HEC is down: dead letters
+        assert down.returncode == 1
+        assert "10 event(s) were dead-lettered: `dlq list` gives the reasons" in down.stdout
         listed = orjson.loads(cli(config, "dlq", "list", "--output", "json").stdout)
         assert len(listed) == 10 and {d["sink"] for d in listed} == {"siem"}
         now = int(time.time() * 1000)
