@@ -185,3 +185,15 @@ def test_the_schema_declares_its_draft_and_a_real_event_validates(collected: Pat
     assert lines
     for line in lines:
         assert list(validator.iter_errors(orjson.loads(line))) == []
+
+
+def test_a_signing_key_that_cannot_be_read_is_a_configuration_error_naming_its_setting(collected: Path) -> None:
+    cfg = _yaml(collected / "config.yaml")
+    cfg["sinks"]["out"]["evidence"]["signing_key_file"] = str(collected / "no-such.key")
+    config = write_config(collected / "no-key.yaml", cfg)
+    for args in (("once",), ("check",)):
+        result = cli(config, *args)
+        assert result.returncode != 0, args
+        said = result.stdout + result.stderr
+        assert "sinks.out" in said and "evidence.signing_key_file" in said and "no-such.key" in said, said
+    assert cli(config, "once").returncode == 2  # a configuration error (README)
