@@ -115,7 +115,7 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
         try:
             component = make()
         except BuildError as exc:
-            probes.append(_said(False, f"FAIL {kind} {name}: {exc}"))
+            probes.append(_said(False, f"FAIL {kind} {name}: {kind}s.{name}: {exc}"))  # the YAML path, as run says it
             continue
         built.append(component)
         probes.append(_probe(kind, name, component.check))

@@ -7,6 +7,7 @@ without loading the settings, httpx or any sink; each command imports what it ru
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -181,9 +182,12 @@ def backfill(
     settings = settings_from(ctx)
     since_ms = date_ms(since, "--since")
     assert since_ms is not None
-    job = Backfill(
-        settings, source, orgs, since_ms, date_ms(until, "--until"), concurrency, timeout, Console(stderr=True)
-    )
+    until_ms = date_ms(until, "--until")
+    if until_ms is not None and until_ms <= since_ms:  # refused before the state is opened
+        raise click.BadParameter("--until must be after --since", param_hint="--until")
+    if until_ms is None and since_ms >= time.time() * 1000:
+        raise click.BadParameter(f"{since} is in the future: nothing to backfill", param_hint="--since")
+    job = Backfill(settings, source, orgs, since_ms, until_ms, concurrency, timeout, Console(stderr=True))
     sys.exit(run_async(job.run))
 
 

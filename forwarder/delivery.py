@@ -88,6 +88,7 @@ class SinkWorker:
         self.offset = await self.journal.offset(self.name)
         self.replay_upto = await self.journal.inflight(self.name)
         self.status.state = "running"
+        await self._start_digests()
         try:
             while not self._stopping:
                 try:  # reads too: a PostgreSQL state may be out of reach for a while
@@ -183,6 +184,17 @@ class SinkWorker:
             await self.wakeup.wait()
             if self.journal.head - self.offset >= self.config.batch_max_events:
                 return
+
+    async def _start_digests(self) -> None:
+        """A sink that signs digests is started at once, not at its first batch: a digest is due
+        every interval even when nothing was written (docs/evidence.md), so that an idle stretch
+        is vouched for too. If it cannot start yet, the first batch starts it, as any sink."""
+        if not isinstance(getattr(self.sink, "digests", None), DigestWriter):
+            return
+        try:
+            await self._ensure_started()
+        except Exception as exc:  # e.g. an S3 client that cannot be built yet: retried with the first batch
+            log.warning("sink not started yet; its digests start with its first batch", sink=self.name, error=str(exc))
 
     async def _ensure_started(self) -> None:
         if not self._started:

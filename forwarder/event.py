@@ -101,8 +101,13 @@ class NormalizedEvent(BaseModel):
     )
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
 def json_schema() -> dict[str, Any]:
-    return NormalizedEvent.model_json_schema()
+    """Pydantic writes draft 2020-12 (``$defs``); the schema says so itself, so that a validator
+    that defaults to another draft (ajv's is draft-07) reads it as written."""
+    return {"$schema": JSON_SCHEMA_DIALECT, **NormalizedEvent.model_json_schema()}
 
 
 def format_time(dt: datetime) -> str:

@@ -31,7 +31,12 @@ PUBLIC_KEY = click.option(
 
 @click.group()
 def keys() -> None:
-    """The Ed25519 key pair that signs the digests (docs/evidence.md)."""
+    """The Ed25519 key pair that signs the digests (docs/evidence.md).
+
+    \b
+    Example:
+      audit-forwarder keys generate --private /etc/audit-forwarder/evidence.key --public evidence.pub
+    """
 
 
 @keys.command("generate")
@@ -64,6 +69,13 @@ def verify(ctx: click.Context, record: bool) -> None:
 
     Exit status 0 only when everything checks; 1 when something is missing, altered, moved or
     unlisted (each named); 2 when the input cannot be read.
+
+    \b
+    Examples:
+      audit-forwarder verify files /var/log/audit-forwarder --public-key evidence.pub
+      audit-forwarder verify s3 --bucket acme-audit --prefix audit/ --public-key evidence.pub
+      audit-forwarder verify events export.ndjson.gz --from-seq 1
+      audit-forwarder -c config.yaml verify --record files /var/log/audit-forwarder --public-key evidence.pub
     """
     ctx.ensure_object(dict)
     ctx.obj["record_verify"] = record
@@ -94,7 +106,8 @@ def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: 
             click.echo(plain(f"{f.kind.upper()}: {f.stream + ': ' if f.stream != '-' else ''}{f.detail}"))
         for line in summary.get("lines", []):
             click.echo(plain(line))
-        click.echo("OK: every digest, object and chain checks" if ok else f"FAILED: {len(findings)} problem(s)")
+        done = "every digest, object and chain checks" if summary.get("digests") is not None else "every chain checks"
+        click.echo(f"OK: {done}" if ok else f"FAILED: {len(findings)} problem(s)")
     sys.exit(0 if ok else 1)
 
 
@@ -112,12 +125,20 @@ def _report(ok: bool, summary: dict[str, Any], findings: list[Finding], output: 
 def verify_files(
     directory: Path, digests: Path | None, allow_chain_gaps: bool, public_keys: tuple[Path, ...], output: str
 ) -> None:
-    """A file sink's directory (the part of `path` before the first placeholder)."""
+    """A file sink's directory (the part of `path` before the first placeholder).
+
+    \b
+    Example:
+      audit-forwarder verify files /var/log/audit-forwarder --public-key evidence.pub
+    """
     from forwarder.evidence.verify_store import FileStore, verify_store
 
-    result = verify_store(
-        FileStore(directory, digests), [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps
-    )
+    keys = [_key(p) for p in public_keys]
+    try:
+        result = verify_store(FileStore(directory, digests), keys, allow_chain_gaps=allow_chain_gaps)
+    except OSError as exc:
+        click.echo(plain(f"cannot read {exc.filename or directory}: {exc.strerror or exc}"), err=True)
+        sys.exit(2)
     _done(result, output, f"files {directory}")
 
 
@@ -140,14 +161,24 @@ def verify_s3(
     public_keys: tuple[Path, ...],
     output: str,
 ) -> None:
-    """An S3 sink's bucket and prefix (credentials from the standard AWS chain; read-only access suffices)."""
+    """An S3 sink's bucket and prefix (credentials from the standard AWS chain; read-only access suffices).
+
+    \b
+    Example:
+      audit-forwarder verify s3 --bucket acme-audit --prefix audit/ --public-key evidence.pub
+    """
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     from forwarder.evidence.verify_store import S3Store, verify_store
 
-    client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
-    store = S3Store(client, bucket, prefix, digest_prefix)
-    result = verify_store(store, [_key(p) for p in public_keys], allow_chain_gaps=allow_chain_gaps)
+    keys = [_key(p) for p in public_keys]
+    try:
+        client = boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint_url)
+        result = verify_store(S3Store(client, bucket, prefix, digest_prefix), keys, allow_chain_gaps=allow_chain_gaps)
+    except (BotoCoreError, ClientError) as exc:  # no bucket, no access, no credentials, unreachable: input unread
+        click.echo(plain(f"cannot read s3://{bucket}/{prefix}: {exc}"), err=True)
+        sys.exit(2)
     _done(result, output, f"s3 {bucket}/{prefix}")
 
 
@@ -165,7 +196,12 @@ def _done(result: Any, output: str, scope: str) -> None:
 @click.option("--from-seq", type=int, default=None, help="The seq each stream must start at (e.g. 1).")
 @OUTPUT
 def verify_events(files: tuple[Path, ...], from_seq: int | None, output: str) -> None:
-    """Exported events: NDJSON (plain or gzip), a Splunk export, a syslog file of RFC 5424 lines."""
+    """Exported events: NDJSON (plain or gzip), a Splunk export, a syslog file of RFC 5424 lines.
+
+    \b
+    Example:
+      audit-forwarder verify events export.ndjson.gz splunk-export.json /var/log/audit.log --from-seq 1
+    """
     from forwarder.evidence.exports import verify_exports
 
     try:
@@ -287,6 +323,7 @@ async def _record(journal: Any, kind: str, scope: str, ok: bool, summary: dict[s
 
 
 FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
+BARE_FORMATS = {"html": "html", "json": "json", "markdown": "markdown", "md": "markdown"}
 
 
 @click.command()
@@ -299,7 +336,12 @@ FORMATS = {".html": "html", ".htm": "html", ".json": "json", ".md": "markdown"}
     default=None,
     help="Default: from the --output file's suffix (.html, .json, .md), else markdown.",
 )
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Default: stdout.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The file to write (default: stdout); a bare format name (json, html, markdown) prints that format.",
+)
 @click.pass_context
 def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Path | None) -> None:
     """The document an auditor is handed: per source and organization, the events collected
@@ -318,6 +360,9 @@ def report(ctx: click.Context, from_: str, to: str, fmt: str | None, output: Pat
     assert from_ms is not None and to_ms is not None
     if to_ms <= from_ms:
         raise click.BadParameter("--to must be after --from")
+    if output is not None and str(output) in BARE_FORMATS:
+        # `--output json`, as every inspection command takes it: the format, on stdout, not a file named json
+        fmt, output = fmt or BARE_FORMATS[output.name], None
     fmt = fmt or (FORMATS.get(output.suffix.lower(), "markdown") if output is not None else "markdown")
     data = run_async(lambda: _report_data(settings, from_ms, to_ms))
     if not isinstance(data, dict):  # interrupted

@@ -24,7 +24,7 @@ from typing import ClassVar
 import structlog
 
 from forwarder.evidence import digest
-from forwarder.evidence.keys import load_private
+from forwarder.evidence.keys import SigningKeyError, load_private
 from forwarder.evidence.lines import link_of
 from forwarder.evidence.settings import EvidenceSettings
 
@@ -52,7 +52,10 @@ class DigestWriter(ABC):
     def __init__(self, sink: str, settings: EvidenceSettings) -> None:
         self.sink = sink
         self.settings = settings
-        self.key = load_private(settings.signing_key_file)
+        try:
+            self.key = load_private(settings.signing_key_file)
+        except SigningKeyError as exc:  # named by its setting: the operator fixes the YAML, not a class
+            raise SigningKeyError(f"evidence.signing_key_file: {exc}") from None
         self._previous: tuple[str, bytes, datetime] | None = None  # location, bytes and end of the newest digest
         self._task: asyncio.Task[None] | None = None
         # whether this process holds the sink's lease; None: one process owns the state, always

@@ -30,14 +30,28 @@ def generate(private_path: Path, public_path: Path) -> str:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    for path, data, mode in ((private_path, private, 0o600), (public_path, public, 0o644)):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except FileExistsError:
-            raise SigningKeyError(f"{path} exists already; move it aside to make a new key pair") from None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            os.fsync(handle.fileno())
+    for path in (private_path, public_path):  # refused before anything is written: never half a pair
+        if path.exists() or path.is_symlink():
+            raise SigningKeyError(f"{path} exists already; move it aside to make a new key pair")
+        if not path.parent.is_dir():
+            raise SigningKeyError(f"cannot write {path}: its directory {path.parent} does not exist")
+    written: list[Path] = []
+    try:
+        for path, data, mode in ((private_path, private, 0o600), (public_path, public, 0o644)):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                raise SigningKeyError(f"{path} exists already; move it aside to make a new key pair") from None
+            except OSError as exc:
+                raise SigningKeyError(f"cannot write {path}: {exc.strerror}") from None
+            written.append(path)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                os.fsync(handle.fileno())
+    except BaseException:
+        for path in written:  # a private key without its public half is of no use: leave nothing
+            path.unlink(missing_ok=True)
+        raise
     return fingerprint(key.public_key())
 
 

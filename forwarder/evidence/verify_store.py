@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forwarder.evidence import digest
+from forwarder.evidence.altered import changes
 from forwarder.evidence.exports import Finding, ranges_text
 from forwarder.evidence.file_digests import ROTATED, data_files, identity, read_content
 from forwarder.evidence.keys import SigningKeyError, fingerprint, load_public
@@ -236,7 +237,17 @@ def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps
         if hashlib.sha256(content).hexdigest() != item["sha256"]:
             if item.get("state") == "open" and _rotated_since(store, stored, location, item):
                 continue
-            bad("altered", f"{location}: content does not match its digest's SHA-256")
+            inside = changes(content, item)
+            streams_changed = inside.streams()
+            detail = f"{location}: content does not match its digest's SHA-256"
+            findings.append(
+                Finding(
+                    "altered",
+                    next(iter(streams_changed)) if len(streams_changed) == 1 else "-",
+                    f"{detail}: {inside.text()}" if inside.text() else detail,
+                    inside.seqs(),
+                )
+            )
             continue
         holds(item)
     # S3's LastModified and a rotation's stamp have whole seconds: a second's allowance

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -123,6 +123,16 @@ def _fold_legacy(db: sqlite3.Connection) -> int:
 def mark_dead(db: sqlite3.Connection, sink: str, seqs: Iterable[int]) -> None:
     """Inside the commit's transaction, with the dead letters and the offset passing them."""
     db.executemany("INSERT OR IGNORE INTO ledger_dead VALUES (?, ?)", [(sink, s) for s in seqs])
+
+
+def unmark_dead(db: sqlite3.Connection, dead_letter_ids: Sequence[int]) -> None:
+    """Inside the caller's transaction, before the dead letters themselves are deleted: a
+    replay's receiver confirmed them, so the ledger counts them confirmed, no longer dead."""
+    db.executemany(
+        "DELETE FROM ledger_dead WHERE EXISTS (SELECT 1 FROM dead_letters d"
+        " WHERE d.id = ? AND d.sink = ledger_dead.sink AND d.seq = ledger_dead.seq)",
+        [(i,) for i in dead_letter_ids],
+    )
 
 
 def note_start(db: sqlite3.Connection, sink: str, seq: int) -> None:

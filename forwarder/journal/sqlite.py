@@ -165,8 +165,12 @@ class SqliteState:
     def dead_letters(self, sink: str | None = None, ids: Sequence[int] = ()) -> list[DeadLetter]:
         return dead_letters.listing(self.db, sink, ids)
 
-    def delete_dead_letters(self, ids: Sequence[int]) -> int:
-        return dead_letters.delete(self.db, ids)
+    def delete_dead_letters(self, ids: Sequence[int], *, delivered: bool = False) -> int:
+        if not delivered:
+            return dead_letters.delete(self.db, ids)
+        with transaction(self.db):
+            ledger_sqlite.unmark_dead(self.db, ids)
+            return dead_letters.delete(self.db, ids)
 
     def ledger(self, source: str, organization: str, from_ms: int, to_ms: int) -> list[LedgerRow]:
         return ledger_sqlite.listing(self.db, source, organization, from_ms, to_ms)

@@ -102,7 +102,7 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
             report = await sink.send([d.record for d in batch])
             rejected = {r.seq for r, _ in report.rejected} if report else set()
             done = [d.id for d in batch if d.record.seq not in rejected]
-            await journal.delete_dead_letters(done)
+            await journal.delete_dead_letters(done, delivered=True)
             delivered += len(done)
             if rejected:
                 say(f"sink {name}: {len(rejected)} record(s) rejected again; they stay in the dead-letter store")

@@ -19,7 +19,11 @@ def verdict(summary: dict[str, Any]) -> str:
         why = "interrupted"
     else:
         why = "a source or a sink failed"
-    return f"once: FAILED ({why}); what was not delivered stays journaled for the next run"
+    dead = sum(int(sink.get("dead_lettered") or 0) for sink in summary.get("sinks", []))
+    kept = "what was not delivered stays journaled for the next run"
+    if dead:  # those left the journal for the dead-letter store: "journaled" alone would send the operator wrong
+        kept += f"; {dead} event(s) were dead-lettered: `dlq list` gives the reasons, `dlq replay` sends them again"
+    return f"once: FAILED ({why}); {kept}"
 
 
 def print_summary(summary: dict[str, Any], output: str) -> None:

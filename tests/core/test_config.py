@@ -196,7 +196,7 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        (("check",), "FAIL source codacy: cannot be built: UnicodeEncodeError"),
+        (("check",), "FAIL source codacy: sources.codacy: cannot be built: UnicodeEncodeError"),
         (("preview", "--source", "codacy"), "error: source 'codacy' cannot be built: UnicodeEncodeError"),
     ],
 )

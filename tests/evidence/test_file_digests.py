@@ -114,6 +114,26 @@ def test_one_altered_byte_is_named(copy: Path, written: tuple[Path, Path, Path])
     assert victim.name[:-3] in report["findings"][0]["detail"]
 
 
+def test_a_deleted_and_an_altered_event_are_named_by_stream_and_seq(
+    copy: Path, written: tuple[Path, Path, Path]
+) -> None:
+    """The digest vouches for the whole file; verify also says which events changed in it."""
+    victim = holding(copy, 5)
+    lines = gzip.decompress(victim.read_bytes()).split(b"\n")
+    index = next(i for i, line in enumerate(lines) if b'"seq":5,' in line)
+    del lines[index]
+    lines[0] = lines[0].replace(b'"outcome":"success"', b'"outcome":"failure"', 1)
+    assert b'"outcome":"failure"' in lines[0]
+    first_seq = orjson.loads(lines[0])["chain"]["seq"]
+    victim.write_bytes(gzip.compress(b"\n".join(lines)))
+    code, report = verify(copy, written[1])
+    assert code == 1 and kinds(report) == ["altered", "chain_gap"], report
+    finding = report["findings"][0]
+    assert finding["stream"] == "t/acme" and finding["seqs"] == sorted({first_seq, 5})
+    assert "t/acme seq 5 missing" in finding["detail"]
+    assert f"line 1 (seq {first_seq}) altered" in finding["detail"]
+
+
 def test_a_moved_file_is_named(copy: Path, written: tuple[Path, Path, Path]) -> None:
     victim = holding(copy, 5)
     victim.rename(copy / "elsewhere.ndjson.20200101T000000Z.gz")

@@ -72,6 +72,21 @@ async def test_every_journaled_event_leaves_its_row_with_the_page(journal: State
     assert b.start == b.offset == 12 and b.state(5) == "not sent (the sink was added later)"
 
 
+async def test_a_replayed_dead_letter_is_confirmed_a_purged_one_stays_dead(journal: StateJournal) -> None:
+    """``dlq replay``'s receiver confirmed it: the ledger no longer calls it dead-lettered."""
+    await journal.register_sinks(["a"])
+    assert await Poller(PagedSource(), journal, lambda: None).poll()  # type: ignore[arg-type]
+    records = await journal.read(0, 100, 1 << 30)
+    await journal.commit("a", 12, [(records[2], "rejected"), (records[3], "rejected")])
+    replayed, purged = sorted(await journal.dead_letters(), key=lambda d: d.record.seq)
+    await journal.delete_dead_letters([replayed.id], delivered=True)  # dlq replay, confirmed
+    await journal.delete_dead_letters([purged.id])  # dlq purge
+    (a,) = await journal.confirmations()
+    assert a.dead == frozenset({records[3].seq})
+    assert [a.state(records[2].seq), a.state(records[3].seq)] == ["confirmed", "dead-lettered"]
+    assert await journal.dead_letters() == []
+
+
 async def test_rows_go_by_event_time_and_runs_keep_the_newest(journal: StateJournal) -> None:
     chunks = Chunks()
     head = START

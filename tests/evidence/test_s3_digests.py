@@ -155,3 +155,12 @@ def test_a_digest_deleted_from_the_chain_is_named(output: Output) -> None:
     output.client.delete_object(Bucket=output.bucket, Key=output.digests()[1])
     code, report = output.verify()
     assert code == 1 and kinds(report)[0] == "digest_missing"
+
+
+def test_a_bucket_that_cannot_be_read_exits_2_with_one_line(output: Output) -> None:
+    """docs/evidence.md: 2 when the input cannot be read (it was a botocore traceback, exit 1)."""
+    args = ["verify", "s3", "--bucket", "no-such-bucket", "--endpoint-url", output.endpoint]
+    result = CliRunner().invoke(main, [*args, "--public-key", str(output.public)])
+    assert result.exit_code == 2, result.output
+    assert "cannot read s3://no-such-bucket/" in result.output and "NoSuchBucket" in result.output
+    assert "Traceback" not in result.output

@@ -99,6 +99,13 @@ def test_backfill_is_refused_while_the_daemon_runs_and_checks_its_input(
     assert bad.returncode == 1 and "no source named 'nope'" in bad.stderr
     bad = cli(cfg, "backfill", "--source", "codacy", "--since", "yesterday")
     assert bad.returncode == 2 and "is not a date" in bad.stderr
+    # a window that is none is refused as a usage error, naming the option, before the state is opened
+    bad = cli(cfg, "backfill", "--source", "codacy", "--since", "2024-02-01", "--until", "2024-01-01")
+    assert bad.returncode == 2 and "--until must be after --since" in bad.stderr and "started" not in bad.stderr
+    future = format_ms(int(time.time() * 1000) + DAY_MS)
+    bad = cli(cfg, "backfill", "--source", "codacy", "--since", future)
+    assert bad.returncode == 2 and "is in the future" in bad.stderr and "--until" not in bad.stderr
+    assert not (tmp_path / "state").exists()
     daemon = start(cfg, "run")
     try:
         lock = tmp_path / "state" / "audit-forwarder.lock"

@@ -54,6 +54,14 @@ async def dead_letters(conn: Conn, sink: str | None = None, ids: Sequence[int] =
     ]
 
 
-async def delete_dead_letters(conn: Conn, ids: Sequence[int]) -> int:
+async def delete_dead_letters(conn: Conn, ids: Sequence[int], *, delivered: bool = False) -> int:
+    """``delivered`` (in the caller's transaction): the ledger's dead notes of a replay's
+    confirmed letters go with them, as in ``ledger_sqlite.unmark_dead``."""
+    if delivered:
+        await conn.execute(
+            "DELETE FROM af_ledger_dead l USING af_dead_letters d"
+            " WHERE d.id = ANY(%s) AND d.sink = l.sink AND d.seq = l.seq",
+            (list(ids),),
+        )
     cur = await conn.execute("DELETE FROM af_dead_letters WHERE id = ANY(%s)", (list(ids),))
     return cur.rowcount

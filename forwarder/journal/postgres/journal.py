@@ -368,6 +368,6 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         async with self.pool.connection() as conn:
             return await inspection.dead_letters(conn, sink, ids)
 
-    async def delete_dead_letters(self, ids: Sequence[int]) -> int:
-        async with self.pool.connection() as conn:
-            return await inspection.delete_dead_letters(conn, ids)
+    async def delete_dead_letters(self, ids: Sequence[int], *, delivered: bool = False) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await inspection.delete_dead_letters(conn, ids, delivered=delivered)

@@ -1,0 +1,86 @@
+"""What changed inside an object whose SHA-256 no longer matches its digest.
+
+The digest vouches for the object as a whole; an auditor told only "this file was altered"
+still has to find which events. Its listing also names the exact seqs each stream had in the
+object (``chains``), and each event carries its own chain hash, so the stored lines are read
+back: seqs listed but no longer there are *missing*, lines whose content no longer hashes to
+their ``chain.hash`` are *altered* (in the ``json`` format only: the others carry the links but
+not the whole normalized event, docs/evidence.md), lines that are no event are *unreadable*.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from forwarder.evidence.chain import intact
+from forwarder.evidence.exports import ranges_text
+from forwarder.evidence.lines import link_of
+
+
+@dataclass
+class Changes:
+    missing: dict[str, list[int]] = field(default_factory=dict)  # stream -> seqs listed, not found
+    altered: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # stream -> (line, seq)
+    unreadable: list[int] = field(default_factory=list)  # line numbers
+
+    def streams(self) -> set[str]:
+        return set(self.missing) | set(self.altered)
+
+    def seqs(self) -> list[int]:
+        found = {s for seqs in self.missing.values() for s in seqs}
+        found |= {seq for pairs in self.altered.values() for _, seq in pairs}
+        return sorted(found)
+
+    def text(self) -> str:
+        parts = [f"{stream} seq {ranges_text(seqs)} missing" for stream, seqs in sorted(self.missing.items())]
+        for stream, pairs in sorted(self.altered.items()):
+            lines = ", ".join(f"line {line} (seq {seq})" for line, seq in pairs[:20])
+            more = f" and {len(pairs) - 20} more" if len(pairs) > 20 else ""
+            parts.append(f"{stream} {lines}{more} altered")
+        if self.unreadable:
+            shown = ", ".join(map(str, self.unreadable[:20]))
+            parts.append(f"line(s) {shown}{' ...' if len(self.unreadable) > 20 else ''} not an event")
+        return "; ".join(parts)
+
+
+def _listed(item: dict[str, Any]) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for stream, chain in (item.get("chains") or {}).items():
+        held = out.setdefault(stream, set())
+        for first, last in chain.get("seqs") or [[chain["first"], chain["last"]]]:
+            held.update(range(first, last + 1))
+    return out
+
+
+def changes(content: bytes, item: dict[str, Any]) -> Changes:
+    """``item``: the object's listing in its digest."""
+    found = Changes()
+    present: dict[str, set[int]] = {}
+    lines = content.split(b"\n")
+    lines.pop()  # what follows the last LF: empty, or a line cut short (an open file's listed prefix)
+    for number, line in enumerate(lines, 1):
+        try:
+            link = link_of(line)
+        except (ValueError, IndexError, AttributeError, TypeError, csv.Error):  # orjson's error is a ValueError
+            found.unreadable.append(number)
+            continue
+        if link is None:
+            continue
+        if link.seq is None:
+            found.unreadable.append(number)
+            continue
+        if line.lstrip().startswith(b"{"):
+            event = orjson.loads(line)
+            if "chain" in event and not intact(event):
+                found.altered.setdefault(link.stream, []).append((number, link.seq))
+                continue
+        present.setdefault(link.stream, set()).add(link.seq)
+    for stream, seqs in _listed(item).items():
+        gone = sorted(seqs - present.get(stream, set()) - {s for _, s in found.altered.get(stream, [])})
+        if gone:
+            found.missing[stream] = gone
+    return found
