@@ -74,6 +74,7 @@ class Measured:
     peak_rss_mb: float
     returncode: int
     samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, delivered)
+    main_thread_cpu_s: float | None = None  # the event loop's thread; the rest is the I/O threads'
 
 
 def run_measured(
@@ -103,12 +104,15 @@ def run_measured(
             samples.append((time.monotonic() - started, count()))  # type: ignore[misc]
 
     hwm = [0.0]
+    main_cpu = [0.0]
 
     def watch_memory() -> None:  # the address space after exec is the child's own: VmHWM is its peak
         status = Path(f"/proc/{proc.pid}/status")
+        main_stat = Path(f"/proc/{proc.pid}/task/{proc.pid}/stat")
         while not done.wait(0.02):
             try:
                 line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:"))
+                main_cpu[0] = thread_cpu_s(main_stat.read_text())
             except (OSError, StopIteration):
                 continue  # exited (a zombie has no VmHWM) or not yet readable
             hwm[0] = int(line.split()[1]) / 1024
@@ -128,4 +132,15 @@ def run_measured(
     if not isinstance(out, int):
         out.close()
     peak = hwm[0] or usage.ru_maxrss / 1024  # no reading (not Linux, or a process too short to sample)
-    return Measured(wall, usage.ru_utime + usage.ru_stime, peak, proc.returncode, samples)
+    return Measured(wall, usage.ru_utime + usage.ru_stime, peak, proc.returncode, samples, main_cpu[0] or None)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def thread_cpu_s(stat: str) -> float:
+    """User + system CPU of one thread from its ``/proc/PID/task/TID/stat`` line (fields 14 and 15,
+    counted after the command name, which may hold spaces). Read every 20 ms until the process
+    exits, so the main thread's figure misses at most its last 20 ms."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

@@ -163,6 +163,9 @@ def costs(measured: Measured, events: int) -> dict[str, Any]:
         "cpu_s_per_100k": round(measured.cpu_s / events * 100_000, 3),
         "wall_s": round(measured.wall_s, 3),
         "cpu_s": round(measured.cpu_s, 3),
+        # the event loop's thread (fetch, parse, normalize, chain, the delivery loop); the rest of
+        # cpu_s is the journal's and the sinks' worker threads (SQLite, segment and file I/O, syncs)
+        "main_thread_cpu_s": _round(measured.main_thread_cpu_s),
     }
 
 
