@@ -9,11 +9,13 @@ accept these forms, so an ordinary option such as a sink's ``ca_file`` is never 
 
 from __future__ import annotations
 
+import base64
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr, model_validator
 
@@ -82,16 +84,45 @@ class SecretFilesModel(BaseModel):
         return resolve_secret_files(cls, data)
 
 
+def basic_credential(username: str, password: str) -> str:
+    """What an ``Authorization: Basic`` header carries: neither the user name nor the password
+    appears in it as such, so a receiver echoing the header leaks both unless this is masked too."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _url_secrets(value: str) -> set[str]:
+    """The password of a URL that carries one (``https://user:pass@host``): an ordinary string
+    setting, yet the HTTP client logs the URL and sends the pair as a Basic credential."""
+    if "@" not in value or "://" not in value:
+        return set()
+    try:
+        parts = urlsplit(value)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return set()
+    if not password:
+        return set()
+    user, plain = unquote(username or ""), unquote(password)
+    return {password, plain, basic_credential(user, plain)}
+
+
 def collect_secrets(value: Any) -> set[str]:
-    """Every SecretStr value inside a settings tree, for the log redaction processor."""
+    """Every SecretStr value inside a settings tree, for the log redaction processor, with the
+    forms they take on the wire: the Basic credential of a ``username`` and its ``password``,
+    the password inside a URL."""
     found: set[str] = set()
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
         if secret:
             found.add(secret)
+    elif isinstance(value, str):
+        found |= _url_secrets(value)
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
             found |= collect_secrets(getattr(value, name))
+        username, password = getattr(value, "username", None), getattr(value, "password", None)
+        if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
+            found.add(basic_credential(username, password.get_secret_value()))
     elif isinstance(value, dict):
         for item in value.values():
             found |= collect_secrets(item)
