@@ -1,0 +1,59 @@
+"""The forms of a secret the redactor masks besides its configured value (the end-to-end proof,
+through the real daemon, is tests/ops/test_echoed_secrets_leak.py)."""
+
+from __future__ import annotations
+
+import base64
+
+from pydantic import SecretStr
+
+from forwarder.redaction import clip, register_secrets, register_token, scrub
+from forwarder.secrets import collect_secrets
+from forwarder.sources.configcat.source import ConfigCatConfig
+from sinks.sentinel.auth import token_of
+
+
+def test_a_username_and_password_pair_yields_its_basic_credential() -> None:
+    config = ConfigCatConfig(
+        type="configcat",
+        username="forms-user",
+        password=SecretStr("forms-password-8c1f"),
+        organizations=["0a3c4b52-7f1e-4d2a-9b61-5c8e2f7d9a10"],
+    )
+    basic = base64.b64encode(b"forms-user:forms-password-8c1f").decode()
+    assert {"forms-password-8c1f", basic} <= collect_secrets(config)
+
+
+def test_a_url_with_a_password_yields_it_decoded_and_as_basic() -> None:
+    found = collect_secrets(
+        {"url": "https://ops:p%40ss-word-77@api.example.com/v1", "other": "https://api.example.com"}
+    )
+    assert found == {"p%40ss-word-77", "p@ss-word-77", base64.b64encode(b"ops:p@ss-word-77").decode()}
+
+
+def test_base64_of_a_registered_secret_is_masked() -> None:
+    register_secrets({"forms-b64-secret-31d0"})
+    encoded = base64.b64encode(b"forms-b64-secret-31d0").decode()
+    assert scrub(f"got {encoded}") == "got ***"
+
+
+def test_a_cut_never_leaves_the_beginning_of_a_secret() -> None:
+    register_secrets({"forms-cut-secret-5e2a9b"})
+    text = "." * 190 + " forms-cut-secret-5e2a9b"
+    assert "forms-cut" not in clip(text, 200)
+    assert "forms-cut" in text[:200]  # the cut the old code made
+
+
+def test_an_entra_token_is_masked_once_obtained() -> None:
+    token = "forms-entra-token-4b7e0c2d"
+    assert token in scrub(f"refused {token}")
+    assert token_of({"access_token": token, "expires_in": 3599}) == (token, 3599.0)
+    assert scrub(f"refused {token}") == "refused ***"
+
+
+def test_only_the_latest_obtained_tokens_are_kept() -> None:
+    """An hourly refresh for a year must not grow every scrub."""
+    for i in range(100):
+        register_token(f"forms-rotating-token-{i:04d}")
+    assert scrub("forms-rotating-token-0099") == "***"
+    assert scrub("forms-rotating-token-0000") == "forms-rotating-token-0000"
