@@ -18,9 +18,11 @@ _SECRETS: set[str] = set()
 # Access tokens the forwarder obtained itself (an OAuth exchange): replaced each hour or so, so
 # only the latest few (each in its forms) are kept, or months of refreshes would grow every scrub.
 _TOKENS: deque[str] = deque(maxlen=32)
+# A credential header's value, also where it is quoted as a JSON or a Python mapping key (a
+# receiver's echo of the request: ``{"authorization": "Basic ..."}``), escaped once or not.
 HEADER_RE = re.compile(
-    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)\s*[:=]\s*)"
-    r"(\"?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}]+"
+    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)(?:\\?['\"])?\s*[:=]\s*)"
+    r"((?:\\?['\"])?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}\\]+"
 )
 # ESC-introduced sequences (and their 8-bit C1 forms): CSI (colours, cursor moves), string
 # commands ended by BEL or ST (OSC titles and hyperlinks, DCS, APC...), then any other escape.

@@ -106,10 +106,21 @@ def _url_secrets(value: str) -> set[str]:
     return {password, plain, basic_credential(user, plain)}
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
 def collect_secrets(value: Any) -> set[str]:
     """Every SecretStr value inside a settings tree, for the log redaction processor, with the
     forms they take on the wire: the Basic credential of a ``username`` and its ``password``,
-    the password inside a URL."""
+    the password inside a URL. Also the password of a proxy the environment names (httpx and
+    botocore use it; a proxy's refusal may quote its ``Proxy-Authorization`` back)."""
+    found = _collect(value)
+    for name in PROXY_VARIABLES:
+        found |= _url_secrets(os.environ.get(name, ""))
+    return found
+
+
+def _collect(value: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
@@ -119,14 +130,14 @@ def collect_secrets(value: Any) -> set[str]:
         found |= _url_secrets(value)
     elif isinstance(value, BaseModel):
         for name in type(value).model_fields:
-            found |= collect_secrets(getattr(value, name))
+            found |= _collect(getattr(value, name))
         username, password = getattr(value, "username", None), getattr(value, "password", None)
         if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
             found.add(basic_credential(username, password.get_secret_value()))
     elif isinstance(value, dict):
         for item in value.values():
-            found |= collect_secrets(item)
+            found |= _collect(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            found |= collect_secrets(item)
+            found |= _collect(item)
     return found

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from pydantic import SecretStr
 
 from forwarder.redaction import clip, register_secrets, register_token, scrub
-from forwarder.secrets import collect_secrets
+from forwarder.secrets import PROXY_VARIABLES, collect_secrets
 from forwarder.sources.configcat.source import ConfigCatConfig
 from sinks.sentinel.auth import token_of
 
@@ -24,7 +25,9 @@ def test_a_username_and_password_pair_yields_its_basic_credential() -> None:
     assert {"forms-password-8c1f", basic} <= collect_secrets(config)
 
 
-def test_a_url_with_a_password_yields_it_decoded_and_as_basic() -> None:
+def test_a_url_with_a_password_yields_it_decoded_and_as_basic(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     found = collect_secrets(
         {"url": "https://ops:p%40ss-word-77@api.example.com/v1", "other": "https://api.example.com"}
     )
@@ -57,3 +60,20 @@ def test_only_the_latest_obtained_tokens_are_kept() -> None:
         register_token(f"forms-rotating-token-{i:04d}")
     assert scrub("forms-rotating-token-0099") == "***"
     assert scrub("forms-rotating-token-0000") == "forms-rotating-token-0000"
+
+
+def test_a_credential_header_quoted_as_a_mapping_key_is_masked() -> None:
+    """A receiver's echo of the request headers, as JSON (escaped once or not) or a Python dict:
+    the value goes even when the forwarder never knew it (a proxy's credential)."""
+    for echoed in (
+        '{"Authorization": "Basic dW5rbm93bjpjcmVk"}',
+        "{'proxy-authorization': 'Basic dW5rbm93bjpjcmVk'}",
+        '{\\"api-token\\": \\"dW5rbm93bjpjcmVk\\"}',
+    ):
+        assert "dW5rbm93bjpjcmVk" not in scrub(echoed), echoed
+
+
+def test_the_password_of_a_proxy_in_the_environment_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://squid:proxy-pass-6f0d@127.0.0.1:3128")
+    found = collect_secrets({})
+    assert {"proxy-pass-6f0d", base64.b64encode(b"squid:proxy-pass-6f0d").decode()} <= found
