@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -59,14 +60,50 @@ class Refusing(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@pytest.fixture
-def refusing() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+class Paging(BaseHTTPRequestHandler):
+    """A first page whose next link repeats the request's query, credential included (as many
+    APIs build their links), then a 500 for the second: the walk stops there, to resume later."""
+
+    seen: list[str] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        Paging.seen.append(self.path)
+        if "page=2" in self.path:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = json.dumps(
+            {"data": [{"t": "2026-12-06T20:00:00Z", "a": "x", "id": "1"}], "next": f"{self.path}&page=2"}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    yield from serve(Refusing)
+
+
+@pytest.fixture
+def paging() -> Iterator[str]:
+    Paging.seen = []
+    yield from serve(Paging)
 
 
 def private_key() -> str:
@@ -154,3 +191,43 @@ def test_a_refusal_quoting_the_request_back_leaks_no_credential(tmp_path: Path, 
     assert output.count("vendor says: refused ") >= 4 and "vendor says: ....." in output, output[-3000:]
     leaks = [f"{what} ({form!r})" for form, what in forms().items() if form in output]
     assert not leaks, "\n".join(leaks) + "\n" + output[-3000:]
+
+
+QUERY_TOKEN = "canary-query+token/4c2e="
+
+
+def test_a_next_link_repeating_the_query_token_keeps_it_out_of_the_state(tmp_path: Path, paging: str) -> None:
+    """The walk stops after the first page; where it resumes (the next link) is in the state,
+    which must not hold the token the link repeated. The second request still carries it."""
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {
+                "paged": {
+                    "type": "http_json",
+                    "vendor": "acme",
+                    "url": f"http://{paging}/audit/{{organization}}",
+                    "organizations": ["o"],
+                    "time_field": "t",
+                    "id_field": "id",
+                    "records_path": "data",
+                    "mapping": {"action": "a"},
+                    "auth": {"type": "query", "param": "key", "token": QUERY_TOKEN},
+                    "pagination": {"style": "next_link_body", "next_path": "next"},
+                    "max_attempts": 1,
+                    "initial_lookback_days": 1,
+                    "lag_s": 0,
+                }
+            },
+            "sinks": {"file": {"type": "file", "path": str(tmp_path / "out" / "{organization}.ndjson")}},
+        },
+    )
+    result = cli(cfg, "once", "--timeout", "20", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr  # the second page failed
+    sent = quote(QUERY_TOKEN, safe="")
+    assert [path.count(f"key={sent}") for path in Paging.seen] == [1, 1], Paging.seen
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file())
+    assert b"page=2" in stored  # the resume point was journaled, or this test proves nothing
+    for form in (QUERY_TOKEN, sent, quote_plus(QUERY_TOKEN), QUERY_TOKEN[:12]):
+        assert form.encode() not in stored, form
