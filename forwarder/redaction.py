@@ -87,4 +87,10 @@ def scrub_value(value: Any) -> Any:
         return [scrub_value(v) for v in value]
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (a URL, a path, a model) is rendered with str() after this: scrubbed as
+    # that text, and left as it is when it holds no secret, so its rendering does not change.
+    text = str(value)
+    clean = scrub(text)
+    return value if clean == text else clean

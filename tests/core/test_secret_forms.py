@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
-from forwarder.redaction import clip, register_secrets, register_token, scrub
+from forwarder.redaction import clip, register_secrets, register_token, scrub, scrub_value
 from forwarder.secrets import PROXY_VARIABLES, collect_secrets
 from forwarder.sources.configcat.source import ConfigCatConfig
 from sinks.sentinel.auth import token_of
@@ -77,3 +78,17 @@ def test_the_password_of_a_proxy_in_the_environment_is_a_secret(monkeypatch: pyt
     monkeypatch.setenv("HTTPS_PROXY", "http://squid:proxy-pass-6f0d@127.0.0.1:3128")
     found = collect_secrets({})
     assert {"proxy-pass-6f0d", base64.b64encode(b"squid:proxy-pass-6f0d").decode()} <= found
+
+
+def test_a_logged_object_rendered_as_text_is_scrubbed_as_that_text() -> None:
+    """The JSON renderer writes str() of what it cannot encode (a URL, a path): after the
+    redaction processor, so that text is what must be scrubbed."""
+    register_secrets({"forms-object-secret-2d6a"})
+    url = httpx.URL("https://ops:forms-object-secret-2d6a@api.example.com/v1")
+    assert scrub_value({"url": url, "n": 3, "when": None}) == {
+        "url": "https://ops:***@api.example.com/v1",
+        "n": 3,
+        "when": None,
+    }
+    plain = httpx.URL("https://api.example.com/v1")
+    assert scrub_value(plain) is plain
