@@ -4,6 +4,8 @@ through the real daemon, is tests/ops/test_echoed_secrets_leak.py)."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -92,3 +94,22 @@ def test_a_logged_object_rendered_as_text_is_scrubbed_as_that_text() -> None:
     }
     plain = httpx.URL("https://api.example.com/v1")
     assert scrub_value(plain) is plain
+
+
+def test_a_suppression_notice_never_quotes_the_beginning_of_a_secret() -> None:
+    """The rate limit's notices name the message they suppress, cut to 200 characters: here a
+    library's warning (``warnings`` logs the whole text as its template) with a secret at the cut."""
+    secret = "forms-notice-secret-0c5b7e91"
+    code = (
+        "import logging, warnings\n"
+        "from forwarder.logs import configure_logging\n"
+        "from forwarder.redaction import register_secrets\n"
+        f"register_secrets({{{secret!r}}})\n"
+        "configure_logging('info', 'json')\n"
+        "warnings.simplefilter('always')\n"
+        "for _ in range(12):\n"
+        f"    warnings.warn('.' * 160 + ' {secret}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "similar log lines are suppressed" in result.stderr, result.stderr[-2000:]
+    assert secret[:12] not in result.stderr, result.stderr[-2000:]
