@@ -18,6 +18,7 @@ _SECRETS: set[str] = set()
 # Access tokens the forwarder obtained itself (an OAuth exchange): replaced each hour or so, so
 # only the latest few (each in its forms) are kept, or months of refreshes would grow every scrub.
 _TOKENS: deque[str] = deque(maxlen=32)
+_ORDER: tuple[str, ...] = ()  # both, longest first (a secret inside another goes after it); made at registration
 # A credential header's value, also where it is quoted as a JSON or a Python mapping key (a
 # receiver's echo of the request: ``{"authorization": "Basic ..."}``), escaped once or not.
 HEADER_RE = re.compile(
@@ -53,6 +54,7 @@ def register_secrets(values: set[str]) -> None:
     for value in values:
         if len(value) >= 4:
             _SECRETS.update(_forms(value))
+    _order()
 
 
 def register_token(value: str) -> None:
@@ -60,13 +62,19 @@ def register_token(value: str) -> None:
     from now on: a receiver that refuses it may quote it back."""
     if len(value) >= 4 and value not in _TOKENS:
         _TOKENS.extend(_forms(value))
+        _order()
+
+
+def _order() -> None:
+    global _ORDER
+    _ORDER = tuple(sorted(_SECRETS.union(_TOKENS), key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
     """Control characters out first (an escape sequence a vendor wrote inside an echoed token
     would hide it from the replacement, then vanish on the terminal), then every secret."""
     text = strip_controls(text)
-    for secret in sorted(_SECRETS.union(_TOKENS), key=len, reverse=True):
+    for secret in _ORDER:
         if secret in text:
             text = text.replace(secret, "***")
     return HEADER_RE.sub(r"\1\2***", text)
