@@ -110,9 +110,10 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "htt
 
 
 def collect_secrets(value: Any) -> set[str]:
-    """Every SecretStr value inside a settings tree, for the log redaction processor, with the
-    forms they take on the wire: the Basic credential of a ``username`` and its ``password``,
-    the password inside a URL. Also the password of a proxy the environment names (httpx and
+    """Every SecretStr value inside a settings tree, for the log redaction processor (and every
+    plain setting marked ``json_schema_extra={"redacted": True}``), with the forms they take on
+    the wire: the Basic credential of a ``username`` and its ``password``, the password inside a
+    URL. Also the password of a proxy the environment names (httpx and
     botocore use it; a proxy's refusal may quote its ``Proxy-Authorization`` back)."""
     found = _collect(value)
     for name in PROXY_VARIABLES:
@@ -129,8 +130,11 @@ def _collect(value: Any) -> set[str]:
     elif isinstance(value, str):
         found |= _url_secrets(value)
     elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            found |= _collect(getattr(value, name))
+        for name, info in type(value).model_fields.items():
+            item = getattr(value, name)
+            found |= _collect(item)
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("redacted") and item:
+                found.add(str(item))  # a plain setting that is part of a credential (a generated user name)
         username, password = getattr(value, "username", None), getattr(value, "password", None)
         if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
             found.add(basic_credential(username, password.get_secret_value()))

@@ -25,7 +25,7 @@ def test_a_username_and_password_pair_yields_its_basic_credential() -> None:
         organizations=["0a3c4b52-7f1e-4d2a-9b61-5c8e2f7d9a10"],
     )
     basic = base64.b64encode(b"forms-user:forms-password-8c1f").decode()
-    assert {"forms-password-8c1f", basic} <= collect_secrets(config)
+    assert {"forms-user", "forms-password-8c1f", basic} <= collect_secrets(config)  # the generated user name too
 
 
 def test_a_url_with_a_password_yields_it_decoded_and_as_basic(monkeypatch: pytest.MonkeyPatch) -> None:
