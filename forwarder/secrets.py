@@ -106,6 +106,7 @@ def _url_secrets(value: str) -> set[str]:
     return {password, plain, basic_credential(user, plain)}
 
 
+AWS_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # botocore's, from the environment
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 
 
@@ -113,11 +114,13 @@ def collect_secrets(value: Any) -> set[str]:
     """Every SecretStr value inside a settings tree, for the log redaction processor (and every
     plain setting marked ``json_schema_extra={"redacted": True}``), with the forms they take on
     the wire: the Basic credential of a ``username`` and its ``password``, the password inside a
-    URL. Also the password of a proxy the environment names (httpx and
-    botocore use it; a proxy's refusal may quote its ``Proxy-Authorization`` back)."""
+    URL. Also the password of a proxy the environment names (httpx and botocore use it; a
+    proxy's refusal may quote its ``Proxy-Authorization`` back) and the AWS secret key and
+    session token it holds."""
     found = _collect(value)
     for name in PROXY_VARIABLES:
         found |= _url_secrets(os.environ.get(name, ""))
+    found |= {os.environ[name] for name in AWS_VARIABLES if os.environ.get(name)}
     return found
 
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from forwarder.redaction import clip, register_secrets, register_token, scrub, scrub_value
-from forwarder.secrets import PROXY_VARIABLES, collect_secrets
+from forwarder.secrets import AWS_VARIABLES, PROXY_VARIABLES, collect_secrets
 from forwarder.sources.configcat.source import ConfigCatConfig
 from sinks.sentinel.auth import token_of
 
@@ -29,7 +29,7 @@ def test_a_username_and_password_pair_yields_its_basic_credential() -> None:
 
 
 def test_a_url_with_a_password_yields_it_decoded_and_as_basic(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARIABLES:
+    for name in (*PROXY_VARIABLES, *AWS_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     found = collect_secrets(
         {"url": "https://ops:p%40ss-word-77@api.example.com/v1", "other": "https://api.example.com"}
@@ -76,10 +76,13 @@ def test_a_credential_header_quoted_as_a_mapping_key_is_masked() -> None:
         assert "dW5rbm93bjpjcmVk" not in scrub(echoed), echoed
 
 
-def test_the_password_of_a_proxy_in_the_environment_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environments_proxy_password_and_aws_secret_key_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://squid:proxy-pass-6f0d@127.0.0.1:3128")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "forms-aws-secret-19be")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "forms-aws-session-7a2c")
     found = collect_secrets({})
     assert {"proxy-pass-6f0d", base64.b64encode(b"squid:proxy-pass-6f0d").decode()} <= found
+    assert {"forms-aws-secret-19be", "forms-aws-session-7a2c"} <= found
 
 
 def test_a_logged_object_rendered_as_text_is_scrubbed_as_that_text() -> None:
