@@ -5,7 +5,8 @@ both folders so that neither side depends on the other's modules."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
 import httpx
 from pydantic import AfterValidator, BaseModel
@@ -35,14 +36,30 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def cleartext_urls(config: BaseModel) -> list[str]:
+def _is_http_url(metadata: list[Any], annotation: Any) -> bool:
+    """``HttpUrl``, or an optional one (its validator is then inside the union's member)."""
+    if any(getattr(m, "func", None) is _http_url for m in metadata):
+        return True
+    return any(_http_url_member(arg) for arg in typing.get_args(annotation))
+
+
+def _http_url_member(arg: Any) -> bool:
+    return any(getattr(m, "func", None) is _http_url for m in typing.get_args(arg)[1:])
+
+
+def cleartext_urls(config: BaseModel, prefix: str = "") -> list[str]:
     """A warning for each ``HttpUrl`` of ``config`` that is ``http://`` to another machine:
     allowed (a proxy on the same network may terminate TLS), but the token and the events
-    cross the network readable by anyone on the path, so start-up and ``check`` say so."""
+    cross the network readable by anyone on the path, so start-up and ``check`` say so.
+    Nested settings too (``auth.token_url``: where an access token is fetched)."""
     found = []
-    for name, info in type(config).model_fields.items():
-        value = getattr(config, name)
-        if not isinstance(value, str) or not any(getattr(m, "func", None) is _http_url for m in info.metadata):
+    for field, info in type(config).model_fields.items():
+        value = getattr(config, field)
+        name = f"{prefix}{field}"
+        if isinstance(value, BaseModel):
+            found += cleartext_urls(value, f"{name}.")
+            continue
+        if not isinstance(value, str) or not _is_http_url(info.metadata, info.annotation):
             continue
         url = httpx.URL(value)
         if url.scheme == "http" and not _loopback(url.host):

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from forwarder.redaction import scrub_value
+from forwarder.redaction import clip, scrub_value
 
 LINES_PER_WINDOW = 10  # per logger and message
 WINDOW_S = 60.0
@@ -108,7 +108,7 @@ def _template(record: logging.LogRecord) -> str:
     template = str(record.msg)
     if template.strip() in ("%s", "%r"):
         template = record.getMessage()
-    return template[:200]
+    return clip(template, 200)  # the suppression notices quote it: scrubbed before the cut
 
 
 def _expected(record: logging.LogRecord, template: str) -> bool:

@@ -8,14 +8,22 @@ vendor text through ``scrub``, and the health endpoints, the dead-letter reasons
 
 from __future__ import annotations
 
+import base64
 import re
+from collections import deque
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 _SECRETS: set[str] = set()
+# Access tokens the forwarder obtained itself (an OAuth exchange): replaced each hour or so, so
+# only the latest few (each in its forms) are kept, or months of refreshes would grow every scrub.
+_TOKENS: deque[str] = deque(maxlen=32)
+_ORDER: tuple[str, ...] = ()  # both, longest first (a secret inside another goes after it); made at registration
+# A credential header's value, also where it is quoted as a JSON or a Python mapping key (a
+# receiver's echo of the request: ``{"authorization": "Basic ..."}``), escaped once or not.
 HEADER_RE = re.compile(
-    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)\s*[:=]\s*)"
-    r"(\"?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}]+"
+    r"(?i)((?:authorization|api-token|x-api-key|x-splunk-request-channel|proxy-authorization)(?:\\?['\"])?\s*[:=]\s*)"
+    r"((?:\\?['\"])?)(?:(?:basic|bearer|token|splunk)\s+)?[^\s\"',}\\]+"
 )
 # ESC-introduced sequences (and their 8-bit C1 forms): CSI (colours, cursor moves), string
 # commands ended by BEL or ST (OSC titles and hyperlinks, DCS, APC...), then any other escape.
@@ -35,22 +43,47 @@ def strip_controls(text: str) -> str:
     return _CONTROLS.sub("", _ESCAPES.sub("", text))
 
 
+def _forms(value: str) -> set[str]:
+    """A secret as it may come back: as is, as a URL writes it (``+`` as ``%2B``, ...: a token
+    sent in a query string comes back that way in a vendor's echo of the request) and base64
+    encoded (a header or a credential file that carries it encoded)."""
+    return {value, quote(value, safe=""), quote_plus(value), base64.b64encode(value.encode()).decode()}
+
+
 def register_secrets(values: set[str]) -> None:
-    """Each secret also as a URL writes it (``+`` as ``%2B``, ...): a token sent in a query
-    string comes back that way in a vendor's echo of the request."""
     for value in values:
         if len(value) >= 4:
-            _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
+            _SECRETS.update(_forms(value))
+    _order()
+
+
+def register_token(value: str) -> None:
+    """An access token obtained at run time (not in the configuration), masked like a secret
+    from now on: a receiver that refuses it may quote it back."""
+    if len(value) >= 4 and value not in _TOKENS:
+        _TOKENS.extend(_forms(value))
+        _order()
+
+
+def _order() -> None:
+    global _ORDER
+    _ORDER = tuple(sorted(_SECRETS.union(_TOKENS), key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
     """Control characters out first (an escape sequence a vendor wrote inside an echoed token
     would hide it from the replacement, then vanish on the terminal), then every secret."""
     text = strip_controls(text)
-    for secret in sorted(_SECRETS, key=len, reverse=True):
+    for secret in _ORDER:
         if secret in text:
             text = text.replace(secret, "***")
     return HEADER_RE.sub(r"\1\2***", text)
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, scrubbed before it is cut: a cut made first
+    could fall inside a secret and leave its beginning where no scrub recognizes it."""
+    return scrub(text)[:limit]
 
 
 def scrub_value(value: Any) -> Any:
@@ -62,4 +95,10 @@ def scrub_value(value: Any) -> Any:
         return [scrub_value(v) for v in value]
     if isinstance(value, BaseException):
         return scrub(f"{type(value).__name__}: {value}")
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (a URL, a path, a model) is rendered with str() after this: scrubbed as
+    # that text, and left as it is when it holds no secret, so its rendering does not change.
+    text = str(value)
+    clean = scrub(text)
+    return value if clean == text else clean

@@ -9,11 +9,13 @@ accept these forms, so an ordinary option such as a sink's ``ca_file`` is never 
 
 from __future__ import annotations
 
+import base64
 import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr, model_validator
 
@@ -82,20 +84,67 @@ class SecretFilesModel(BaseModel):
         return resolve_secret_files(cls, data)
 
 
+def basic_credential(username: str, password: str) -> str:
+    """What an ``Authorization: Basic`` header carries: neither the user name nor the password
+    appears in it as such, so a receiver echoing the header leaks both unless this is masked too."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _url_secrets(value: str) -> set[str]:
+    """The password of a URL that carries one (``https://user:pass@host``): an ordinary string
+    setting, yet the HTTP client logs the URL and sends the pair as a Basic credential."""
+    if "@" not in value or "://" not in value:
+        return set()
+    try:
+        parts = urlsplit(value)
+        username, password = parts.username, parts.password
+    except ValueError:
+        return set()
+    if not password:
+        return set()
+    user, plain = unquote(username or ""), unquote(password)
+    return {password, plain, basic_credential(user, plain)}
+
+
+AWS_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # botocore's, from the environment
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
 def collect_secrets(value: Any) -> set[str]:
-    """Every SecretStr value inside a settings tree, for the log redaction processor."""
+    """Every SecretStr value inside a settings tree, for the log redaction processor (and every
+    plain setting marked ``json_schema_extra={"redacted": True}``), with the forms they take on
+    the wire: the Basic credential of a ``username`` and its ``password``, the password inside a
+    URL. Also the password of a proxy the environment names (httpx and botocore use it; a
+    proxy's refusal may quote its ``Proxy-Authorization`` back) and the AWS secret key and
+    session token it holds."""
+    found = _collect(value)
+    for name in PROXY_VARIABLES:
+        found |= _url_secrets(os.environ.get(name, ""))
+    found |= {os.environ[name] for name in AWS_VARIABLES if os.environ.get(name)}
+    return found
+
+
+def _collect(value: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
         if secret:
             found.add(secret)
+    elif isinstance(value, str):
+        found |= _url_secrets(value)
     elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            found |= collect_secrets(getattr(value, name))
+        for name, info in type(value).model_fields.items():
+            item = getattr(value, name)
+            found |= _collect(item)
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("redacted") and item:
+                found.add(str(item))  # a plain setting that is part of a credential (a generated user name)
+        username, password = getattr(value, "username", None), getattr(value, "password", None)
+        if isinstance(username, str) and isinstance(password, SecretStr) and password.get_secret_value():
+            found.add(basic_credential(username, password.get_secret_value()))
     elif isinstance(value, dict):
         for item in value.values():
-            found |= collect_secrets(item)
+            found |= _collect(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            found |= collect_secrets(item)
+            found |= _collect(item)
     return found

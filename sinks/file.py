@@ -54,7 +54,11 @@ class FileSinkConfig(SinkConfig):
         "~6.5x smaller); 2 to 9 are zlib's (9: ~24 µs per event, half as much again as the rest of the "
         "forwarder; ~9.7x smaller).",
     )
-    mode: int = Field(0o640, description="Permission bits of new files, as an octal string in YAML: '0640'.")
+    mode: int = Field(
+        0o640,
+        description="Permission bits of new files, as an octal string in YAML: '0640'. The directories the sink "
+        "creates get them with execute where read is (0750), so nobody else may write in them.",
+    )
     fsync: bool = Field(True, description="fsync before the offset moves; turning it off weakens the guarantee.")
     evidence: EvidenceSettings | None = Field(
         None, description="Signed, chained digests of the files written (docs/evidence.md)."
@@ -297,9 +301,13 @@ class FileSink:
         that mkdir failed."""
         missing = [d for d in (directory, *directory.parents) if not d.is_dir()][::-1]
         created: list[Path] = []
+        mode = self.config.mode
+        # Who may read the files may list their directory; no one else may write in it (under
+        # umask 000, mkdir's 0777 let anyone delete an archive or plant a symlink at the next name).
+        directory_mode = 0o700 | (mode & 0o077) | ((mode & 0o044) >> 2)
         for d in missing:
             try:
-                d.mkdir()
+                d.mkdir(mode=directory_mode)
             except FileExistsError:
                 if not d.is_dir():
                     raise  # a file in the way: retried (dead-lettered with a finite max_attempts) until removed

@@ -35,6 +35,7 @@ from pydantic import Field, SecretStr, field_validator
 from forwarder.formats import JSON_FORMATS, get_formatter
 from forwarder.http_shared import HttpUrl
 from forwarder.record import Record
+from forwarder.redaction import clip
 from forwarder.retry import retryable_status
 from forwarder.secret_stores import credentials_refused
 from sinks.base import (
@@ -337,7 +338,7 @@ class SplunkHecSink:
         )
         payload = answer.payload  # read for its code, text and ackId
         code = payload.get("code")
-        text = self._scrub(str(payload.get("text") or answer.reason))[:200]
+        text = clip(self._scrub(str(payload.get("text") or answer.reason)), 200)
         code = code if isinstance(code, int) else None
         return _Answer(answer.status, code, text, payload, answer.retry_after)
 

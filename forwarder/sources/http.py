@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
+from forwarder.redaction import clip
 from forwarder.retry import BackoffWait, parse_retry_after
 from forwarder.secret_stores import credentials_refused
 from forwarder.sources.errors import MalformedResponse as MalformedResponse
@@ -68,7 +69,7 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
             said = parsed.get("message") or parsed.get("detail") or parsed.get("errorSummary") or parsed.get("error")
             if isinstance(said, dict):
                 said = said.get("message")
-            detail = str(said or "")[:200]
+            detail = clip(str(said or ""), 200)  # scrubbed before the cut: a cut secret is not recognized
     except Exception:  # a vendor's error page must never mask the status
         detail = ""
     reason = f"{response.status_code} {response.reason_phrase}".strip()
@@ -92,7 +93,7 @@ def transport_error(exc: httpx.TransportError) -> str:
             detail = str(link) or detail
             link = link.__cause__ or link.__context__
         if detail:
-            why += f": {detail[:200]}"
+            why += f": {clip(detail, 200)}"
     try:
         url = exc.request.url
     except RuntimeError:  # raised without its request

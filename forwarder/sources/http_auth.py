@@ -38,6 +38,7 @@ import httpx
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from forwarder.http_shared import HttpUrl, read_at_most
+from forwarder.redaction import clip, register_token
 from forwarder.retry import parse_retry_after
 from forwarder.secret_stores import credentials_refused
 from forwarder.secrets import SecretFilesModel
@@ -233,7 +234,7 @@ class JwtBearerAuth(httpx.Auth):
                 credentials_refused()
             said = ""
             if isinstance(parsed, dict):
-                said = ": ".join(str(parsed.get(k))[:200] for k in ("error", "error_description") if parsed.get(k))
+                said = ": ".join(clip(str(parsed.get(k)), 200) for k in ("error", "error_description") if parsed.get(k))
             raise SourceError(
                 f"{where} refused the service account's credentials ({response.status_code}"
                 f"{'; ' + said if said else ''}); check client_email, the key, subject (an admin of the domain) "
@@ -242,6 +243,7 @@ class JwtBearerAuth(httpx.Auth):
         token = parsed.get("access_token")
         if not isinstance(token, str) or not token or not token.isprintable():
             raise SourceError(f"{where} answered without a usable access_token")
+        register_token(token)  # the vendor may quote it back in a refusal, like a configured token
         try:
             lifetime = float(parsed.get("expires_in", 3600))
         except (TypeError, ValueError):

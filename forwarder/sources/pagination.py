@@ -56,7 +56,7 @@ def follow_link(
 ) -> str | None:
     """A next link resolved against the answer that sent it (``url`` before any came); None at
     the end (no link, or one back to the page just read). ``auth_param``, the query parameter
-    the credential rides in, is left out of that comparison: the link comes without it."""
+    the credential rides in, is left out of that comparison and out of the link returned."""
     if not nxt or not isinstance(nxt, str):
         return None
     base = last.url if last is not None else httpx.URL(url)
@@ -68,6 +68,10 @@ def follow_link(
         raise MalformedResponse(
             f"{vendor} sent a next link that is not a URL for organization {organization!r}"
         ) from None
+    if auth_param is not None:
+        # The link leaves as it came without the credential: every request gets it again
+        # (``forwarder.sources.http_auth``), and a link is kept in the state to resume a walk.
+        joined = str(httpx.URL(joined).copy_remove_param(auth_param))
     guard.token = str(base)
     if guard.repeats(joined):
         return None

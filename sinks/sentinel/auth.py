@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from forwarder.redaction import register_token
 from sinks.sentinel.config import SentinelSinkConfig
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -67,6 +68,7 @@ def token_of(payload: dict[str, Any]) -> tuple[str, float] | None:
         lifetime = int(lifetime)
     if not isinstance(token, str) or not token or not isinstance(lifetime, int | float) or lifetime <= 0:
         return None
+    register_token(token)  # an endpoint refusing it may quote it back, like a configured secret
     return token, float(lifetime)
 
 

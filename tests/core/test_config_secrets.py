@@ -142,3 +142,26 @@ async def test_dead_letter_reasons_are_stored_scrubbed(tmp_path: Path) -> None:
     finally:
         await journal.close()
     assert letter.reason == "receiver: bad token *** here"
+
+
+def test_a_plain_http_token_url_is_warned_about_like_the_source_url(tmp_path: Path) -> None:
+    """``auth.token_url`` (jwt_bearer) is where the signed assertion goes and the access token
+    comes back: nested in ``auth``, it is checked like a top-level URL."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    auth = {
+        "type": "jwt_bearer",
+        "client_email": "forwarder@example.com",
+        "private_key": key.decode(),
+        "token_url": "http://oauth.invalid/token",
+        "scopes": ["audit.read"],
+    }
+    settings = load_settings(config(tmp_path, {"hj": http_json(auth=auth)}))
+    assert settings.sources["hj"].transport_warnings() == [
+        "auth.token_url http://oauth.invalid is plain HTTP to another machine: credentials and events cross "
+        "the network unencrypted; use https://"
+    ]

@@ -58,3 +58,16 @@ def test_once_and_run_keep_the_state_private(tmp_path: Path, codacy: EmulatorPro
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=30) == 0
     assert len(read_ndjson(tmp_path / "out")) == 40
+
+
+def test_the_file_sinks_new_directories_are_as_private_as_its_files(
+    tmp_path: Path, codacy: EmulatorProcess, umask: int
+) -> None:
+    """mode 0640: the group may list and read, nobody else may enter, nobody but the owner
+    write (whatever the umask, which only ever narrows)."""
+    cfg = make_config(tmp_path, codacy.url, source={"interval_s": 3600})
+    result = cli(cfg, "once")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}

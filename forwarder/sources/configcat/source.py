@@ -48,7 +48,10 @@ class ConfigCatConfig(SourceConfig):
 
     type: Literal["configcat"]
     base_url: HttpUrl = "https://api.configcat.com"
-    username: str = Field(description="Public API credential user name (not an SDK key).")
+    username: str = Field(
+        description="Public API credential user name (not an SDK key).",
+        json_schema_extra={"redacted": True},  # half of a generated credential: masked like the password
+    )
     password: SecretStr = Field(description="Public API credential password.")
     organizations: list[str] | Organizations = Field(
         default_factory=list,
