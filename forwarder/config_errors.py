@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, get_args, get_origin
+from typing import Any, Protocol, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -15,8 +15,16 @@ from pydantic import BaseModel, ValidationError
 from forwarder.sources import SOURCES
 from sinks.registry import SINKS
 
-if TYPE_CHECKING:
-    from forwarder.settings import FromEnvironment
+
+class FromEnvironment(Protocol):
+    """What ``forwarder.settings.FromEnvironment`` tells of the values ``${VAR}`` brought in."""
+
+    def hides(self, value: Any) -> bool: ...
+
+    def shown(self, value: Any) -> str: ...
+
+    def strip(self, text: str) -> str: ...
+
 
 SECRET_HINTS = ("token", "password", "secret", "key", "credential")
 

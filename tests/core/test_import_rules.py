@@ -18,6 +18,7 @@ WIRING = (
     "forwarder.build",
     "forwarder.checks",
     "forwarder.cli",
+    "forwarder.config_errors",  # the settings' error wording
     "forwarder.commands",
     "forwarder.config_reference",
     "forwarder.daemon",
