@@ -39,7 +39,11 @@ HINTS = {
     403: "the token lacks the role or plan needed for audit logs",
     404: "the organization or endpoint was not found; check the organization name and base_url",
     422: "the request parameters were refused; check the filter settings",
+    429: "the vendor's rate limit was reached; each retry waits as the vendor asks (at most 10 x backoff_max_s), "
+    "and a limit reached at every poll calls for a longer interval_s or a rate_limit setting",
 }
+# Retried like 429; past max_attempts the organization waits for its next poll, where its cursor is.
+SERVER_HINT = "the vendor's service failed; it is retried with backoff and the cursor stays where it was"
 # An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
 # error page from costing more than this, and a longer one is simply not quoted.
 ERROR_BODY_BYTES = 64 * 1024
@@ -59,7 +63,9 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     (orjson refuses deep nesting rather than recursing), leaves them out instead of
     replacing the status with an unrelated exception.
     """
-    hint = HINTS.get(response.status_code, "the vendor reported an error")
+    hint = HINTS.get(response.status_code) or (
+        SERVER_HINT if response.status_code >= 500 else "the vendor reported an error"
+    )
     detail = ""
     try:
         parsed = orjson.loads(body) if body else None
@@ -252,6 +258,17 @@ class HttpFetcher:
             # the same retryable error as httpx's own timeouts, so the retry policy, the log and
             # the final message treat a slow trickle like any other timeout
             raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        except httpx.DecodingError:
+            if limiter is not None:
+                limiter.release()
+            # not a TransportError: it escaped the retry policy and the poller logged a traceback
+            # naming neither the vendor nor the remedy. A proxy may have cut or garbled it: retried.
+            raise RetryableHTTPError(
+                f"{self.vendor} sent a body that does not decode as its Content-Encoding says (corrupt "
+                f"or cut compression) for organization {organization!r}; the cursor stays where it was. "
+                "If it persists, a proxy in between may be rewriting the answer",
+                None,
+            ) from None
         except SourceError as exc:  # an auth flow's (a token endpoint's refusal), which knows no organization
             if limiter is not None:
                 limiter.release()
