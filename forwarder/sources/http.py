@@ -99,11 +99,23 @@ def transport_error(exc: httpx.TransportError) -> str:
             link = link.__cause__ or link.__context__
         if detail:
             why += f": {detail[:200]}"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        said = str(exc)
+        why += next((f": {meaning}" for phrase, meaning in PROTOCOL_ERRORS.items() if phrase in said), "")
     try:
         url = exc.request.url
     except RuntimeError:  # raised without its request
         return why
     return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
+
+
+# A protocol error's text may quote the answer's bytes, so it is never shown; these phrases of
+# httpx and h11 quote nothing, and each gets a sentence saying what the answer did wrong.
+PROTOCOL_ERRORS = {
+    "without sending complete message body": "the connection closed before the whole answer came "
+    "(a Content-Length longer than the body, or a proxy cutting it)",
+    "disconnected without sending a response": "the connection closed before any answer came",
+}
 
 
 RequestHook = Callable[[httpx.Request], Awaitable[None]]

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from forwarder.event import format_time
-from forwarder.sources.http import HttpFetcher, RetryableHTTPError
+from forwarder.sources.http import HttpFetcher, RetryableHTTPError, SourceError
 from tests.support.daemon import cli, read_ndjson, write_config
 from tests.support.raw_http import raw_http_server
 
@@ -213,3 +213,16 @@ async def test_a_refusal_that_retrying_may_cure_says_so(status: int, headers: by
                 await fetcher.get_json(ORG, f"{url}/audit")
     message = str(refused.value)
     assert says in message and f"organization {ORG!r}" in message and message.startswith(f"acme answered {status}")
+
+
+async def test_a_content_length_that_lies_is_named_as_a_cut_answer() -> None:
+    """A body shorter than its Content-Length read "RemoteProtocolError" and nothing more."""
+    short = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n[{"id": 1}]'
+    async with vendor(short) as url:
+        async with httpx.AsyncClient(timeout=5) as client:
+            fetcher = HttpFetcher(client, "acme", 2, 0.01, 0.01)
+            with pytest.raises(SourceError) as refused:
+                await fetcher.get_json(ORG, f"{url}/audit")
+    message = str(refused.value)
+    assert "RemoteProtocolError: the connection closed before the whole answer came" in message, message
+    assert f"organization {ORG!r}" in message and "[{" not in message
