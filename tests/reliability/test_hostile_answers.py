@@ -217,7 +217,10 @@ async def test_a_refusal_that_retrying_may_cure_says_so(status: int, headers: by
 
 async def test_a_content_length_that_lies_is_named_as_a_cut_answer() -> None:
     """A body shorter than its Content-Length read "RemoteProtocolError" and nothing more."""
-    short = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n[{"id": 1}]'
+    short = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n"
+        b'Connection: close\r\n\r\n[{"id": 1}]'
+    )
     async with vendor(short) as url:
         async with httpx.AsyncClient(timeout=5) as client:
             fetcher = HttpFetcher(client, "acme", 2, 0.01, 0.01)
