@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pytest
 
+from forwarder.emulators import EMULATORS
 from forwarder.event import format_time
 from forwarder.sources.http import HttpFetcher, RetryableHTTPError, SourceError
 from tests.support.daemon import cli, read_ndjson, write_config
@@ -229,3 +230,55 @@ async def test_a_content_length_that_lies_is_named_as_a_cut_answer() -> None:
     message = str(refused.value)
     assert "RemoteProtocolError: the connection closed before the whole answer came" in message, message
     assert f"organization {ORG!r}" in message and "[{" not in message
+
+
+VENDORS = ["codacy", "configcat", "codescoring", "codestax"]
+
+
+async def vendor_once(tmp_path: Path, name: str, page: bytes) -> tuple[int, str, list[dict[str, Any]], str]:
+    """``once`` with the dedicated source of ``name`` reading ``page`` at every request, and a
+    healthy ``http_json`` source beside it."""
+    emulator = EMULATORS[name]()
+    async with vendor(answer_of(200, page)) as bad, vendor(answer_of(200, HEALTHY)) as good:
+        settings = {
+            **emulator.source_config(bad),
+            "initial_lookback_days": 1,
+            "lag_s": 0,
+            "max_attempts": 1,
+        }
+        config = write_config(
+            tmp_path / "config.yaml",
+            {
+                "state_dir": str(tmp_path / "state"),
+                "sources": {"hostile": settings, "healthy": source(good, "healthy")},
+                "sinks": {
+                    "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+                },
+            },
+        )
+        result = await asyncio.to_thread(cli, config, "once")
+    shown = await asyncio.to_thread(cli, config, "state", "show")
+    return result.returncode, result.stderr, read_ndjson(tmp_path / "out"), shown.stdout
+
+
+@pytest.mark.parametrize("name", VENDORS)
+async def test_an_entry_that_is_not_an_object_is_quarantined_and_its_neighbours_delivered(
+    tmp_path: Path, name: str
+) -> None:
+    """One ``null`` amid the vendor's entries refused the whole page ("sent a NoneType where an
+    audit entry belongs"), at every poll: the organization's cursor never moved again."""
+    (entry,) = EMULATORS[name]().generate(1)
+    entry = {k: v for k, v in entry.items() if not k.startswith("_")}
+    page = orjson.dumps([entry, None, "poison", [1]])
+
+    code, log, events, shown = await vendor_once(tmp_path, name, page)
+
+    assert code == 0, log
+    delivered = [event for event in events if event["source"] == "hostile"]
+    assert [event["raw"] for event in delivered] == [entry], log
+    assert list(by_vendor(events, "healthy")) == ["healthy:h1"]
+    row = next(line for line in shown.splitlines() if line.startswith("hostile\t")).split("\t")
+    header = next(line for line in shown.splitlines() if line.startswith("source\t")).split("\t")
+    # each window asked for gets the same answer here: the three come again in each
+    assert int(row[header.index("quarantined")]) % 3 == 0 < int(row[header.index("quarantined")]), shown
+    assert "audit entry is an object, not " in log
