@@ -282,3 +282,43 @@ async def test_an_entry_that_is_not_an_object_is_quarantined_and_its_neighbours_
     # each window asked for gets the same answer here: the three come again in each
     assert int(row[header.index("quarantined")]) % 3 == 0 < int(row[header.index("quarantined")]), shown
     assert "audit entry is an object, not " in log
+
+
+@pytest.mark.parametrize("style", ["cursor", "next_link_body"])
+async def test_paging_that_cycles_between_two_pages_ends_the_walk_at_once(tmp_path: Path, style: str) -> None:
+    """A, B, A, B...: only a token repeating the page just read was caught, so each poll read
+    up to max_pages answers (10,000 by default) and then failed asking for a higher limit;
+    the cursor never moved."""
+    requests: list[int] = []
+    when = minutes_ago(5).encode()
+
+    async def cycle(writer: asyncio.StreamWriter) -> None:
+        requests.append(1)
+        name = b"A" if len(requests) % 2 else b"B"
+        nxt = name if style == "cursor" else b"/audit/acme?page=" + name
+        body = b'{"next": "%s", "data": [{"id": "e%s", "time": "%s", "action": "x"}]}' % (nxt, name, when)
+        writer.write(answer_of(200, body))
+        await writer.drain()
+
+    async with raw_http_server(cycle) as url, vendor(answer_of(200, HEALTHY)) as good:
+        looping = source(url, "hostile", records_path="data")
+        looping["pagination"] = {"style": style, "next_path": "next", "max_pages": 50}
+        config = write_config(
+            tmp_path / "config.yaml",
+            {
+                "state_dir": str(tmp_path / "state"),
+                "sources": {"hostile": looping, "healthy": source(good, "healthy")},
+                "sinks": {
+                    "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+                },
+            },
+        )
+        result = await asyncio.to_thread(cli, config, "once")
+
+    assert result.returncode == 0, result.stderr
+    assert len(requests) == 3, "the answer whose next leads back to an earlier page is the last read"
+    events = read_ndjson(tmp_path / "out")
+    assert sorted(by_vendor(events, "hostile")) == ["hostile:eA", "hostile:eB"]
+    assert list(by_vendor(events, "healthy")) == ["healthy:h1"]
+    warning = next(orjson.loads(line) for line in result.stderr.splitlines() if "already read" in line)
+    assert warning["organization"] == ORG and warning["event"].startswith("hostile paging came back")
