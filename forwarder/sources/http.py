@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import orjson
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
@@ -213,7 +213,11 @@ class HttpFetcher:
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
+            # A Retry-After longer than the backoff honours (``Retry-After: 999999``, a date next
+            # year) held the poll, and every organization of the source with it, for
+            # max_attempts x 10 x backoff_max_s (50 minutes by default), at every cycle, and a
+            # ``once`` as long: this poll gives up at once, the next one asks again.
+            stop=lambda state: state.attempt_number >= self.max_attempts or self.wait.asks_too_long(state),
             wait=self.wait,
             retry=retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
             reraise=True,
@@ -223,6 +227,14 @@ class HttpFetcher:
             async for attempt in retrying:
                 with attempt:
                     return await self._once(organization, url, params, budget)
+        except RetryableHTTPError as exc:
+            if exc.retry_after is None or exc.retry_after <= self.wait.longest:
+                raise
+            raise RetryableHTTPError(
+                f"{exc}; it asks to wait {exc.retry_after:.0f}s, longer than a poll waits "
+                f"({self.wait.longest:.0f}s, 10 x backoff_max_s): this poll gives up and the next one asks again",
+                exc.retry_after,
+            ) from None
         except httpx.TransportError as exc:
             raise SourceError(
                 f"{self.vendor} could not be reached for organization {organization!r} after "

@@ -322,3 +322,31 @@ async def test_paging_that_cycles_between_two_pages_ends_the_walk_at_once(tmp_pa
     assert list(by_vendor(events, "healthy")) == ["healthy:h1"]
     warning = next(orjson.loads(line) for line in result.stderr.splitlines() if "already read" in line)
     assert warning["organization"] == ORG and warning["event"].startswith("hostile paging came back")
+
+
+@pytest.mark.parametrize("retry_after", [b"999999", b"Wed, 21 Oct 2099 07:28:00 GMT"])
+async def test_a_retry_after_longer_than_a_poll_waits_gives_the_poll_up_at_once(
+    tmp_path: Path, retry_after: bytes
+) -> None:
+    """With the default backoff (max_attempts 6, backoff_max_s 60) each retry waited the 600 s
+    cap: ``once``, and every organization of the source, was held for 50 minutes, at every
+    cycle, by a vendor (or a proxy) asking for 11 days."""
+    requests: list[int] = []
+    refused = answer_of(
+        429, b'{"message": "slow down"}', b"Content-Type: application/json\r\nRetry-After: %s\r\n" % retry_after
+    )
+
+    code, log, events, _ = await once_beside_a_healthy_source(
+        tmp_path, refused, requests, max_attempts=6, backoff_initial_s=1, backoff_max_s=60
+    )
+
+    assert code == 1, log
+    assert len(requests) == 1
+    failure = next(orjson.loads(line) for line in log.splitlines() if '"poll failed' in line)
+    assert failure["source"] == "hostile" and failure["organization"] == ORG
+    assert (
+        "rate limit was reached" in failure["error"]
+        and "this poll gives up and the next one asks again" in failure["error"]
+    )
+    assert "(vendor says: slow down)" in failure["error"]
+    assert list(by_vendor(events, "healthy")) == ["healthy:h1"]
