@@ -339,9 +339,11 @@ class HttpFetcher:
             return lenient_json.loads(body)  # valid JSON orjson refuses is still read (see there)
         except ValueError:
             kind = response.headers.get("Content-Type", "unknown content type")
+            what = "an empty body" if not body else f"a body that is not JSON ({kind}, {size} bytes)"
             raise MalformedResponse(
-                f"{self.vendor} answered 200 with a body that is not JSON ({kind}) for organization "
-                f"{organization!r}; the cursor stays where it was"
+                f"{self.vendor} answered {response.status_code} with {what} for organization "
+                f"{organization!r}; the cursor stays where it was. If it persists, check the source's URL: "
+                "a proxy, a login page or a maintenance page may be answering in the vendor's place"
             ) from None
 
     async def _receive(self, url: str, params: Mapping[str, Any] | None) -> tuple[httpx.Response, bytes, int]:

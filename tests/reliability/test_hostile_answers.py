@@ -350,3 +350,21 @@ async def test_a_retry_after_longer_than_a_poll_waits_gives_the_poll_up_at_once(
     )
     assert "(vendor says: slow down)" in failure["error"]
     assert list(by_vendor(events, "healthy")) == ["healthy:h1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"", "answered 200 with an empty body"),
+        (b"<html><body>Sign in</body></html>", "answered 200 with a body that is not JSON (text/html, 33 bytes)"),
+    ],
+)
+async def test_a_page_that_is_not_json_says_what_came_and_what_to_check(body: bytes, says: str) -> None:
+    """An empty 200 read "a body that is not JSON", and neither said what to look at."""
+    async with vendor(answer_of(200, body, b"Content-Type: text/html\r\n")) as url:
+        async with httpx.AsyncClient(timeout=5) as client:
+            with pytest.raises(SourceError) as refused:
+                await HttpFetcher(client, "acme", 1, 0.01, 0.01).get_json(ORG, f"{url}/audit")
+    message = str(refused.value)
+    assert message.startswith(f"acme {says} for organization {ORG!r}"), message
+    assert "check the source's URL" in message and "the cursor stays where it was" in message
