@@ -38,7 +38,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NESTING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 # Deeper than orjson writes (254), so an entry holding the cut is still quarantined rather than
 # delivered without its inner part; well within what the standard parser reads.
-MAX_NESTING = 512
+MAX_NESTING = 300
 TOO_DEEP = f"<nested deeper than {MAX_NESTING} levels: cut>"
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 

@@ -336,7 +336,13 @@ class HttpFetcher:
             budget.charge(size)
 
         try:
-            return lenient_json.loads(body)  # valid JSON orjson refuses is still read (see there)
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            # Valid JSON orjson refuses is still read (see there), by the standard library: seconds
+            # for a large page, which held every source and sink on the loop meanwhile.
+            return await asyncio.to_thread(lenient_json.loads, body)
         except ValueError:
             kind = response.headers.get("Content-Type", "unknown content type")
             what = "an empty body" if not body else f"a body that is not JSON ({kind}, {size} bytes)"

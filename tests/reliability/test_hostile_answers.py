@@ -10,6 +10,7 @@ retried), a leap second (quarantined), an entry outside the window asked for (sk
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ import httpx
 import orjson
 import pytest
 
+from forwarder import lenient_json
 from forwarder.emulators import EMULATORS
 from forwarder.event import format_time
 from forwarder.sources.http import HttpFetcher, RetryableHTTPError, SourceError
@@ -368,3 +370,22 @@ async def test_a_page_that_is_not_json_says_what_came_and_what_to_check(body: by
     message = str(refused.value)
     assert message.startswith(f"acme {says} for organization {ORG!r}"), message
     assert "check the source's URL" in message and "the cursor stays where it was" in message
+
+
+async def test_a_page_only_the_lenient_parser_reads_is_read_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standard library's parser takes seconds over a large page (and the depth cut more):
+    on the loop, one hostile page held every other source and sink that long."""
+    threads: list[int] = []
+    read = lenient_json.loads
+
+    def spy(body: bytes) -> Any:
+        threads.append(threading.get_ident())
+        return read(body)
+
+    monkeypatch.setattr(lenient_json, "loads", spy)
+    page = b'[{"id": "s", "note": "cut \\ud83d"}]'
+    async with vendor(answer_of(200, page)) as url:
+        async with httpx.AsyncClient(timeout=5) as client:
+            got = await HttpFetcher(client, "acme", 1, 0.01, 0.01).get_json(ORG, f"{url}/audit")
+    assert got == [{"id": "s", "note": "cut \ufffd"}]
+    assert threads and threading.get_ident() not in threads
