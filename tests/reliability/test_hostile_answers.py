@@ -389,3 +389,19 @@ async def test_a_page_only_the_lenient_parser_reads_is_read_off_the_loop(monkeyp
             got = await HttpFetcher(client, "acme", 1, 0.01, 0.01).get_json(ORG, f"{url}/audit")
     assert got == [{"id": "s", "note": "cut \ufffd"}]
     assert threads and threading.get_ident() not in threads
+
+
+async def test_codescoring_says_when_it_leaves_an_entry_dated_after_now_for_later(tmp_path: Path) -> None:
+    """An entry dated ahead (a server writing local time without its offset, a wrong clock) was
+    left for a later poll without a word: hours, or for ever when dated in 2099."""
+    (entry,) = EMULATORS["codescoring"]().generate(1)
+    entry = {k: v for k, v in entry.items() if not k.startswith("_")}
+    ahead = {**entry, "id": entry["id"] + 1, "created_at": "2099-01-01T00:00:00+03:00"}
+
+    code, log, events, _ = await vendor_once(tmp_path, "codescoring", orjson.dumps([ahead, entry]))
+
+    assert code == 0, log
+    assert [event["raw"] for event in events if event["source"] == "hostile"] == [entry]
+    warning = next(orjson.loads(line) for line in log.splitlines() if "dated after now" in line)
+    assert warning["installation"] == "default" and warning["entries"] == 1
+    assert warning["latest"] == "2098-12-31T21:00:00.000Z"
