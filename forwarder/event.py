@@ -9,6 +9,7 @@ print it as JSON Schema (``audit-forwarder schema``); tests check every mapping 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -148,8 +149,11 @@ def event_time(value: str) -> str:
         and value[20:23].isdigit()
         and value.isascii()  # the tolerant parser reads junk digits there
     ):
-        datetime.fromisoformat(value)  # raises on a date that does not exist
-        return value
+        try:
+            datetime.fromisoformat(value)
+            return value
+        except ValueError:
+            pass  # a leap second, read below; a date that does not exist is refused there too
     return format_time(parse_time(value))
 
 
@@ -190,6 +194,9 @@ def parse_time(value: str) -> datetime:
         raise ValueError(f"time out of range once in UTC: {value[:40]!r}") from None
 
 
+_LEAP_SECOND = re.compile(r"[T ]\d\d:?\d\d:?(60)")
+
+
 def _parse_tolerant(value: str) -> datetime:
     text = value.strip().replace("z", "Z")
     if text.endswith("Z"):
@@ -200,7 +207,18 @@ def _parse_tolerant(value: str) -> datetime:
         while rest and rest[0].isdigit():
             digits, rest = digits + rest[0], rest[1:]
         text = f"{head}.{(digits + '000000')[:6]}{rest}"
-    return datetime.fromisoformat(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        leap = _LEAP_SECOND.search(text)
+        if leap is None:
+            raise
+    # RFC 3339 (5.6, 5.7) allows second 60, a leap second, which datetime cannot hold: refusing
+    # it quarantined a real entry. It is read as the second after 59, the instant it ends at.
+    try:
+        return datetime.fromisoformat(f"{text[: leap.start(1)]}59{text[leap.end(1) :]}") + timedelta(seconds=1)
+    except OverflowError:  # the last second of year 9999
+        raise ValueError(f"time out of range: {value[:40]!r}") from None
 
 
 # orjson parses 1,024 levels of nesting but writes only 254; an entry nested deeper than it can

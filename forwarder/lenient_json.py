@@ -14,6 +14,12 @@ oddities are made into values every later step can hash, serialize and write:
   An integer beyond 64 bits that does fit a double becomes that double, as orjson reads it,
   so a page parses to the same values whichever parser read it.
 
+A third oddity is nesting deeper than either parser reads (orjson stops at 1,024 levels, the
+standard library at Python's recursion limit): one entry nested 2,000 levels deep made its whole
+page "not JSON", and the organization's cursor never moved again. Such a page is read with every
+value deeper than ``MAX_NESTING`` levels replaced by ``TOO_DEEP``: the entry still cannot be
+written (orjson writes 254 levels), so the poller quarantines it alone and its page goes on.
+
 ``NaN`` and ``Infinity`` are not JSON: they stay refused. The fallback runs only on a page
 orjson refused, so the hot path pays nothing.
 """
@@ -28,6 +34,12 @@ from typing import Any
 import orjson
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# A string (skipped whole: brackets inside it are text) or a bracket; nothing else moves the depth.
+_NESTING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# Deeper than orjson writes (254), so an entry holding the cut is still quarantined rather than
+# delivered without its inner part; well within what the standard parser reads.
+MAX_NESTING = 300
+TOO_DEEP = f"<nested deeper than {MAX_NESTING} levels: cut>"
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
@@ -38,10 +50,42 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError as refused:
         try:
             text = body.decode("utf-8")  # invalid UTF-8 is not JSON text either
-            value = json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_not_json)
+            try:
+                value = _standard(text)
+            except RecursionError:
+                text = _cut_deep(text)
+                value = _standard(text)
         except (ValueError, RecursionError):
             raise refused from None
     return _clean(value) if "\\u" in text or "\\U" in text else value
+
+
+def _standard(text: str) -> Any:
+    return json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_not_json)
+
+
+def _cut_deep(text: str) -> str:
+    """``text`` with each value that opens deeper than ``MAX_NESTING`` levels replaced by the
+    JSON string ``TOO_DEEP``. Text that is not JSON outside what is cut stays refused by the
+    parse that follows; what is cut could not have been read at all."""
+    parts: list[str] = []
+    depth = 0
+    kept = 0  # where the text not yet copied to ``parts`` starts
+    cut_at = -1  # where the value being cut opened, while one is
+    for token in _NESTING_TOKEN.finditer(text):
+        mark = token.group()
+        if mark in ("[", "{"):
+            depth += 1
+            if depth == MAX_NESTING + 1 and cut_at < 0:
+                cut_at = token.start()
+        elif mark in ("]", "}"):
+            depth -= 1
+            if depth == MAX_NESTING and cut_at >= 0:
+                parts.append(text[kept:cut_at])
+                parts.append(f'"{TOO_DEEP}"')
+                kept, cut_at = token.end(), -1
+    parts.append(text[kept:])
+    return "".join(parts)
 
 
 def _number(text: str) -> float | str:

@@ -65,6 +65,14 @@ class BackoffWait:
     def __init__(self, initial: float, cap: float) -> None:
         self.initial = initial
         self.cap = cap
+        self.longest = cap * 10  # the longest Retry-After honoured by waiting
+
+    def asks_too_long(self, state: RetryCallState) -> bool:
+        """Whether the last attempt's ``Retry-After`` asks for more than ``longest``: waiting
+        ``longest`` instead would only ask again too early, holding the caller meanwhile."""
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return retry_after is not None and float(retry_after) > self.longest
 
     def __call__(self, state: RetryCallState) -> float:
         ceiling = min(self.cap, self.initial * 2 ** (state.attempt_number - 1))
@@ -72,5 +80,5 @@ class BackoffWait:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            wait = max(wait, min(float(retry_after), self.cap * 10))
+            wait = max(wait, min(float(retry_after), self.longest))
         return wait

@@ -20,7 +20,7 @@ from forwarder.event import SCHEMA_VERSION, event_time, format_observed
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.window import time_at
+from forwarder.sources.window import audit_entry, time_at
 from forwarder.sources.windowed import WindowedSource
 
 log = structlog.get_logger("forwarder.sources.codacy")
@@ -133,6 +133,8 @@ def _actor(value: Any) -> dict[str, Any]:
 def normalize_entry(source: str, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
     # One dict literal with every field of ``make_event`` (same keys, same order): this runs
     # once per event and building it through make_event's copies cost a fifth of the CPU.
+    if type(raw) is not dict:
+        audit_entry("Codacy", raw)
     action = raw["action"]
     if not isinstance(action, str) or not action:
         raise ValueError("entry has no action")

@@ -29,7 +29,7 @@ from forwarder.event import event_time, format_ms
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
-from forwarder.sources.window import entry_keys, time_at
+from forwarder.sources.window import audit_entry, entry_keys, time_at
 from forwarder.sources.windowed import WindowedSource
 
 log = structlog.get_logger("forwarder.sources.codestax")
@@ -205,7 +205,7 @@ def _user(value: Any) -> dict[str, Any]:
 def normalize_entry(
     source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
 ) -> dict[str, Any]:
-    action = raw.get("action")
+    action = audit_entry("CodeStax", raw).get("action")
     if not isinstance(action, str) or not action:
         raise ValueError("entry has no action")
     when = event_time(entry_time(raw, time_field))

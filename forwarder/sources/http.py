@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import orjson
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from forwarder import lenient_json, metrics
 from forwarder.http_shared import read_at_most
@@ -40,7 +40,11 @@ HINTS = {
     403: "the token lacks the role or plan needed for audit logs",
     404: "the organization or endpoint was not found; check the organization name and base_url",
     422: "the request parameters were refused; check the filter settings",
+    429: "the vendor's rate limit was reached; each retry waits as the vendor asks (at most 10 x backoff_max_s), "
+    "and a limit reached at every poll calls for a longer interval_s or a rate_limit setting",
 }
+# Retried like 429; past max_attempts the organization waits for its next poll, where its cursor is.
+SERVER_HINT = "the vendor's service failed; it is retried with backoff and the cursor stays where it was"
 # An error body is read only for the vendor's message in it: a bound keeps a hostile or endless
 # error page from costing more than this, and a longer one is simply not quoted.
 ERROR_BODY_BYTES = 64 * 1024
@@ -60,7 +64,9 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     (orjson refuses deep nesting rather than recursing), leaves them out instead of
     replacing the status with an unrelated exception.
     """
-    hint = HINTS.get(response.status_code, "the vendor reported an error")
+    hint = HINTS.get(response.status_code) or (
+        SERVER_HINT if response.status_code >= 500 else "the vendor reported an error"
+    )
     detail = ""
     try:
         parsed = orjson.loads(body) if body else None
@@ -94,11 +100,23 @@ def transport_error(exc: httpx.TransportError) -> str:
             link = link.__cause__ or link.__context__
         if detail:
             why += f": {clip(detail, 200)}"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        said = str(exc)
+        why += next((f": {meaning}" for phrase, meaning in PROTOCOL_ERRORS.items() if phrase in said), "")
     try:
         url = exc.request.url
     except RuntimeError:  # raised without its request
         return why
     return f"{why} ({url.scheme}://{url.host}{f':{url.port}' if url.port else ''})"
+
+
+# A protocol error's text may quote the answer's bytes, so it is never shown; these phrases of
+# httpx and h11 quote nothing, and each gets a sentence saying what the answer did wrong.
+PROTOCOL_ERRORS = {
+    "without sending complete message body": "the connection closed before the whole answer came "
+    "(a Content-Length longer than the body, or a proxy cutting it)",
+    "disconnected without sending a response": "the connection closed before any answer came",
+}
 
 
 RequestHook = Callable[[httpx.Request], Awaitable[None]]
@@ -196,7 +214,11 @@ class HttpFetcher:
     ) -> Any:
         """``budget``: the walk this answer joins, charged with its size once it came complete."""
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
+            # A Retry-After longer than the backoff honours (``Retry-After: 999999``, a date next
+            # year) held the poll, and every organization of the source with it, for
+            # max_attempts x 10 x backoff_max_s (50 minutes by default), at every cycle, and a
+            # ``once`` as long: this poll gives up at once, the next one asks again.
+            stop=lambda state: state.attempt_number >= self.max_attempts or self.wait.asks_too_long(state),
             wait=self.wait,
             retry=retry_if_exception_type((RetryableHTTPError, httpx.TransportError)),
             reraise=True,
@@ -206,6 +228,14 @@ class HttpFetcher:
             async for attempt in retrying:
                 with attempt:
                     return await self._once(organization, url, params, budget)
+        except RetryableHTTPError as exc:
+            if exc.retry_after is None or exc.retry_after <= self.wait.longest:
+                raise
+            raise RetryableHTTPError(
+                f"{exc}; it asks to wait {exc.retry_after:.0f}s, longer than a poll waits "
+                f"({self.wait.longest:.0f}s, 10 x backoff_max_s): this poll gives up and the next one asks again",
+                exc.retry_after,
+            ) from None
         except httpx.TransportError as exc:
             raise SourceError(
                 f"{self.vendor} could not be reached for organization {organization!r} after "
@@ -253,6 +283,17 @@ class HttpFetcher:
             # the same retryable error as httpx's own timeouts, so the retry policy, the log and
             # the final message treat a slow trickle like any other timeout
             raise httpx.ReadTimeout(f"no complete answer within the {deadline}s request deadline") from None
+        except httpx.DecodingError:
+            if limiter is not None:
+                limiter.release()
+            # not a TransportError: it escaped the retry policy and the poller logged a traceback
+            # naming neither the vendor nor the remedy. A proxy may have cut or garbled it: retried.
+            raise RetryableHTTPError(
+                f"{self.vendor} sent a body that does not decode as its Content-Encoding says (corrupt "
+                f"or cut compression) for organization {organization!r}; the cursor stays where it was. "
+                "If it persists, a proxy in between may be rewriting the answer",
+                None,
+            ) from None
         except SourceError as exc:  # an auth flow's (a token endpoint's refusal), which knows no organization
             if limiter is not None:
                 limiter.release()
@@ -296,12 +337,20 @@ class HttpFetcher:
             budget.charge(size)
 
         try:
-            return lenient_json.loads(body)  # valid JSON orjson refuses is still read (see there)
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            # Valid JSON orjson refuses is still read (see there), by the standard library: seconds
+            # for a large page, which held every source and sink on the loop meanwhile.
+            return await asyncio.to_thread(lenient_json.loads, body)
         except ValueError:
             kind = response.headers.get("Content-Type", "unknown content type")
+            what = "an empty body" if not body else f"a body that is not JSON ({kind}, {size} bytes)"
             raise MalformedResponse(
-                f"{self.vendor} answered 200 with a body that is not JSON ({kind}) for organization "
-                f"{organization!r}; the cursor stays where it was"
+                f"{self.vendor} answered {response.status_code} with {what} for organization "
+                f"{organization!r}; the cursor stays where it was. If it persists, check the source's URL: "
+                "a proxy, a login page or a maintenance page may be answering in the vendor's place"
             ) from None
 
     async def _receive(self, url: str, params: Mapping[str, Any] | None) -> tuple[httpx.Response, bytes, int]:

@@ -329,6 +329,23 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
     def within(self, lo_ms: int, hi_ms: int) -> tuple[int, int]:
         return sent_window(lo_ms, hi_ms, self.config.window_format)
 
+    def warn_outside(self, organization: str, count: int) -> None:
+        """Said only where a time filter is sent: without one every answer lists the whole log,
+        and the entries before the window are those an earlier poll took. With one, an entry
+        outside was skipped without a word, for good, whether the server ignores the filter or
+        the entry's own time is far from the one the server filtered on."""
+        cfg = self.config
+        if not (cfg.from_param or cfg.window_param):
+            return
+        log.warning(
+            f"{cfg.vendor} sent entries whose {cfg.time_field} lies outside the window asked for; they were "
+            "skipped. Check that the server honours the window parameters and that time_field is the "
+            "time it filters on",
+            source=self.name,
+            organization=organization,
+            entries=count,
+        )
+
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         """Without a time filter a run asks once: the whole run is one slice."""
         cfg = self.config
@@ -372,7 +389,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         async for records, final, nxt in answers:
             point.pages += 1
             keys = self.keys(organization, records, point.twins)
-            fresh, _ = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
+            fresh, outside = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
+            if outside and not walk.warned:
+                walk.warned = True
+                self.warn_outside(organization, outside)
             if final:
                 cursor = state.dump()
             else:

@@ -19,7 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from forwarder.sources.http import MalformedResponse, SourceError
+
+log = structlog.get_logger("forwarder.sources.walk")
 
 # What remembering one id-less entry's hash costs a walk committed page by page (key, count, dict slot).
 TWIN_BYTES = 160
@@ -107,6 +111,7 @@ class PageGuard:
     pages: int = 0  # answers read so far, earlier polls of a resumed walk included
     token: object = None  # what fetched the page just read (a token or a URL)
     seen: set[str] = field(default_factory=set)
+    earlier: set[str] = field(default_factory=set)  # what fetched the pages before it, this poll
 
     def next_page(self) -> int:
         """Before each request: one more page of the walk (returns how many), or fail past the limit."""
@@ -121,9 +126,24 @@ class PageGuard:
         return self.pages
 
     def repeats(self, token: object) -> bool:
-        """Whether the vendor's next token is the one that fetched the page just read: following
-        it would read the same page for ever. The token is the current one from here on."""
+        """Whether the vendor's next token is the one that fetched the page just read, or one
+        that fetched an earlier page of this walk: following it would read the same pages for
+        ever. Only the first was caught, so a cycle of two pages (A, B, A, ...) ran to the page
+        limit at every poll (10,000 requests by default) and failed there, asking for a higher
+        limit. A cycle is said; the caller decides what a repeat means, as for the first. The
+        token is the current one from here on."""
         same = token is not None and token == self.token
+        if not same and token is not None and str(token) in self.earlier:
+            same = True
+            log.warning(
+                f"{self.label} paging came back to a page this walk had already read (its next link or "
+                "cursor loops); the walk does not follow it",
+                organization=self.organization,
+                unit=self.unit,
+                pages=self.pages,
+            )
+        if self.token is not None:
+            self.earlier.add(str(self.token))
         self.token = token
         return same
 
@@ -145,6 +165,6 @@ class PageGuard:
     def token_repeated(self) -> MalformedResponse:
         """The error for a token that repeats (or is not a token) where a repeat cannot be the end."""
         return MalformedResponse(
-            f"{self.label} pagination for {self.unit} {self.organization!r} returned the cursor it was given "
-            "(or not a cursor at all); the cursor stays where it was"
+            f"{self.label} pagination for {self.unit} {self.organization!r} returned a cursor it had given "
+            "before in this walk (or not a cursor at all); the cursor stays where it was"
         )

@@ -176,11 +176,29 @@ def walk_keys(
 def entry_keys(
     vendor: str, label: str, organization: str, items: list[Any], id_field: str | list[str] | None, id_prefix: str
 ) -> list[str]:
-    """``walk_keys`` for entries that must be objects."""
-    for item in items:
-        if not isinstance(item, dict):
-            raise MalformedResponse(f"{label} sent a {type(item).__name__} where an audit entry belongs")
+    """``walk_keys`` for entries that must be objects.
+
+    One entry that is not an object amid objects is a poisoned entry: it is keyed by its hash
+    like an entry without an id and the source's normalizer quarantines it. Refusing the page
+    for it held the organization's cursor at that page for good. A page where no entry is an
+    object is not a listing of audit entries at all (a proxy's answer, the wrong endpoint): the
+    walk fails and the cursor stays, so that a glitch does not skip the window."""
+    strays = [item for item in items if not isinstance(item, dict)]
+    if strays and len(strays) == len(items):
+        raise MalformedResponse(
+            f"{label} sent a {type(strays[0]).__name__} where an audit entry belongs, and no audit entry, "
+            f"for {organization!r}; the cursor stays where it was. If it persists, check the source's "
+            "base_url or path"
+        )
     return walk_keys(items, vendor, organization, id_field, id_prefix)
+
+
+def audit_entry(label: str, raw: Any) -> dict[str, Any]:
+    """``raw`` as the object an audit entry is; else the reason it is quarantined, which
+    ``entry_keys`` let through."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a {label} audit entry is an object, not {type(raw).__name__}")
+    return raw
 
 
 def time_at(field: str) -> Callable[[Any], int | None]:

@@ -10,12 +10,13 @@ from forwarder.event import event_time
 from forwarder.mapping import entry_time
 from forwarder.sources.base import entry_event
 from forwarder.sources.codescoring.templates import OBJECT_REPR, STATUS_OUTCOME, VERB_ACTIVITY, parse_message
+from forwarder.sources.window import audit_entry
 
 
 def normalize_entry(
     source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "created_at"
 ) -> dict[str, Any]:
-    message = raw.get("message")
+    message = audit_entry("CodeScoring", raw).get("message")
     if not isinstance(message, str):
         raise ValueError("entry has no message")
     when = event_time(entry_time(raw, time_field))

@@ -20,6 +20,10 @@ from forwarder.sources.window import WindowCursor, entry_keys, now_ms, time_at
 from forwarder.sources.windowed import DAY_MS, HttpSource
 
 log = structlog.get_logger("forwarder.sources.codescoring")
+# An entry dated later than this after now is said: a clock or time zone that is wrong, not one
+# written during the walk (those are only ``lag_s`` ahead of the walk's end).
+AHEAD_MS = 5 * 60_000
+MAX_SHOWN_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z: format_ms cannot write later
 MAX_PAGES = 100_000  # a server that always says "next" must not keep a poll alive forever
 REMEDY = (
     "poll more often (interval_s), lower initial_lookback_days for a first run, or set order: newest_first "
@@ -103,6 +107,8 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
         seen = guard.seen
         previous: int | None = None  # time of the last parseable entry walked, across pages
         out_of_order = descending = False
+        ahead = now_ms() + AHEAD_MS
+        future: list[int] = []  # times of entries dated well after now, left for a later poll
         # One walk, journaled as one page (the module's docstring), so what it holds is bound.
         budget = self.walk_budget(organization, REMEDY)
         while True:
@@ -126,11 +132,23 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
                     reached_floor = True
                 elif ts <= end:  # newer than now - lag: the next poll takes it, once it has settled
                     walked.append((item, ts))
+                elif ts > ahead and key not in seen:
+                    future.append(ts)
             guard.remember(keys)
             if reached_floor and newest_first and not out_of_order:
                 break
             if not items or more is False or (more is None and len(items) < per_page):
                 break
+        if future:
+            log.warning(
+                "CodeScoring listed entries dated after now; each is collected by the poll after the clock "
+                "reaches its time. Entries hours ahead mean the server writes local time without its offset: "
+                "check the installation's time zone and time_field",
+                source=self.name,
+                installation=organization,
+                entries=len(future),
+                latest=format_ms(min(max(future), MAX_SHOWN_MS)),
+            )
         if newest_first and out_of_order:
             log.warning(
                 "CodeScoring listed entries oldest first (or unordered) although order is newest_first; "
