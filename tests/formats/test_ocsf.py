@@ -99,16 +99,23 @@ def test_a_login_names_the_service_the_official_schema_requires() -> None:
     validate(doc)
 
 
-def test_what_an_old_version_has_no_place_for_goes_to_unmapped() -> None:
-    """OCSF 1.1 Entity Management has no src_endpoint nor http_request, and an actor only under
-    the host profile: the IP and the user agent stay in the event, under unmapped."""
-    event = make_event(
+def acme_event(**fields: Any) -> dict[str, Any]:
+    """One event of a made-up vendor, for a test about one mapping: the rest is fixed."""
+    return make_event(
         id="e1",
         time="2026-01-01T00:00:00.000Z",
         observed_time="2026-01-01T00:00:01.000Z",
         vendor="acme",
         source="acme",
         organization="o",
+        **fields,
+    )
+
+
+def test_what_an_old_version_has_no_place_for_goes_to_unmapped() -> None:
+    """OCSF 1.1 Entity Management has no src_endpoint nor http_request, and an actor only under
+    the host profile: the IP and the user agent stay in the event, under unmapped."""
+    event = acme_event(
         action="repo.enable",
         activity="enable",
         category="configuration",
@@ -166,13 +173,7 @@ def test_failed_login_keeps_the_ip_and_the_status() -> None:
 def test_only_a_target_that_names_a_user_makes_an_account_class(
     category: str, activity: str, target_type: str | None, class_uid: int
 ) -> None:
-    event = make_event(
-        id="e1",
-        time="2026-01-01T00:00:00.000Z",
-        observed_time="2026-01-01T00:00:01.000Z",
-        vendor="acme",
-        source="acme",
-        organization="o",
+    event = acme_event(
         action="x.y",
         activity=activity,
         category=category,
@@ -190,13 +191,7 @@ def test_only_a_target_that_names_a_user_makes_an_account_class(
 def test_an_unmapped_activity_is_named_by_the_source(activity: str, action: str, name: str) -> None:
     """OCSF's caption of activity_id 99: "The event activity is not mapped. See the activity_name
     attribute, which contains a data source specific value"; type_name is type_uid's caption."""
-    event = make_event(
-        id="e1",
-        time="2026-01-01T00:00:00.000Z",
-        observed_time="2026-01-01T00:00:01.000Z",
-        vendor="acme",
-        source="acme",
-        organization="o",
+    event = acme_event(
         action=action,
         activity=activity,
         category="api",
@@ -212,13 +207,7 @@ def test_an_unmapped_activity_is_named_by_the_source(activity: str, action: str,
 
 
 def test_an_activity_an_old_version_lacks_keeps_its_name_under_type_other() -> None:
-    event = make_event(
-        id="e1",
-        time="2026-01-01T00:00:00.000Z",
-        observed_time="2026-01-01T00:00:01.000Z",
-        vendor="acme",
-        source="acme",
-        organization="o",
+    event = acme_event(
         action="repo.disable",
         activity="disable",
         category="configuration",

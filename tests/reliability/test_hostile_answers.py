@@ -81,22 +81,27 @@ def minutes_ago(minutes: int) -> str:
 HEALTHY = b'[{"id": "h1", "time": "%s", "action": "fine"}]' % minutes_ago(5).encode()
 
 
+def beside_a_healthy_source(tmp_path: Path, hostile: dict[str, Any], healthy_url: str) -> Path:
+    """The config of a hostile source and a healthy one, both into one file sink."""
+    return write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {"hostile": hostile, "healthy": source(healthy_url, "healthy")},
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
+        },
+    )
+
+
 async def once_beside_a_healthy_source(
     tmp_path: Path, hostile: bytes, requests: list[int] | None = None, **overrides: Any
 ) -> tuple[int, str, list[dict[str, Any]], str]:
     """``once`` with the hostile vendor and a healthy one: its exit code, its log, the events
     delivered to the file sink and what ``state show`` says."""
     async with vendor(hostile, requests) as bad, vendor(answer_of(200, HEALTHY)) as good:
-        config = write_config(
-            tmp_path / "config.yaml",
-            {
-                "state_dir": str(tmp_path / "state"),
-                "sources": {"hostile": source(bad, "hostile", **overrides), "healthy": source(good, "healthy")},
-                "sinks": {
-                    "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-                },
-            },
-        )
+        config = beside_a_healthy_source(tmp_path, source(bad, "hostile", **overrides), good)
         result = await asyncio.to_thread(cli, config, "once")
     shown = await asyncio.to_thread(cli, config, "state", "show")
     return result.returncode, result.stderr, read_ndjson(tmp_path / "out"), shown.stdout
@@ -248,16 +253,7 @@ async def vendor_once(tmp_path: Path, name: str, page: bytes) -> tuple[int, str,
             "lag_s": 0,
             "max_attempts": 1,
         }
-        config = write_config(
-            tmp_path / "config.yaml",
-            {
-                "state_dir": str(tmp_path / "state"),
-                "sources": {"hostile": settings, "healthy": source(good, "healthy")},
-                "sinks": {
-                    "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-                },
-            },
-        )
+        config = beside_a_healthy_source(tmp_path, settings, good)
         result = await asyncio.to_thread(cli, config, "once")
     shown = await asyncio.to_thread(cli, config, "state", "show")
     return result.returncode, result.stderr, read_ndjson(tmp_path / "out"), shown.stdout
@@ -305,16 +301,7 @@ async def test_paging_that_cycles_between_two_pages_ends_the_walk_at_once(tmp_pa
     async with raw_http_server(cycle) as url, vendor(answer_of(200, HEALTHY)) as good:
         looping = source(url, "hostile", records_path="data")
         looping["pagination"] = {"style": style, "next_path": "next", "max_pages": 50}
-        config = write_config(
-            tmp_path / "config.yaml",
-            {
-                "state_dir": str(tmp_path / "state"),
-                "sources": {"hostile": looping, "healthy": source(good, "healthy")},
-                "sinks": {
-                    "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-                },
-            },
-        )
+        config = beside_a_healthy_source(tmp_path, looping, good)
         result = await asyncio.to_thread(cli, config, "once")
 
     assert result.returncode == 0, result.stderr
