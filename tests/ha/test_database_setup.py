@@ -6,6 +6,7 @@ message that says what is wrong, and never the password."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +17,7 @@ from forwarder.journal import StateError
 from forwarder.journal.factory import postgres_conninfo
 from forwarder.journal.postgres.journal import PostgresJournal
 from forwarder.journal.settings import StateSettings
+from forwarder.settings import ConfigError, load_settings
 from tests.support.postgres import PostgresServer
 
 PASSWORD = "role-password-8231"
@@ -96,3 +98,22 @@ def test_a_dsn_libpq_cannot_parse_is_refused_without_quoting_it(dsn: str) -> Non
     message = str(refused.value)
     assert message.startswith("state.dsn is not a libpq connection string or URI")
     assert "secret-part-7731" not in message
+
+
+def test_a_read_only_command_refuses_an_unset_variable_in_the_state_password(tmp_path: Path) -> None:
+    """``state show`` and ``dlq list`` load a source's unset ``${VAR}`` as a placeholder (they
+    never talk to a vendor), but they do log in to the PostgreSQL state: an unset password there
+    is named, not sent to the server to come back as ``password authentication failed``."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        "sources:\n  codacy:\n    type: codacy\n    api_token: ${AF_TEST_UNSET_TOKEN}\n    organizations: [gh/acme]\n"
+        "sinks:\n  out:\n    type: file\n    path: " + str(tmp_path / "out.ndjson") + "\n"
+        "state:\n  backend: postgresql\n  dsn: host=127.0.0.1 dbname=af user=af_replica\n"
+        "  password: ${AF_TEST_UNSET_DB_PASSWORD}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config, read_only=True)
+    assert "state.password: environment variable AF_TEST_UNSET_DB_PASSWORD is not set" in str(refused.value)
+    assert "AF_TEST_UNSET_TOKEN" not in str(refused.value)  # a source's token may still be unset
