@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
+from forwarder.checks import run_checks
 from forwarder.journal import StateError
 from forwarder.journal.factory import postgres_conninfo
 from forwarder.journal.postgres.journal import PostgresJournal
@@ -117,3 +118,26 @@ def test_a_read_only_command_refuses_an_unset_variable_in_the_state_password(tmp
         load_settings(config, read_only=True)
     assert "state.password: environment variable AF_TEST_UNSET_DB_PASSWORD is not set" in str(refused.value)
     assert "AF_TEST_UNSET_TOKEN" not in str(refused.value)  # a source's token may still be unset
+
+
+async def test_check_says_when_the_role_cannot_create_the_tables_of_an_empty_state(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """``check`` before the first start: the replicas' role on a database nobody has created the
+    tables in yet would pass, then every replica would fail at its start."""
+    database = postgres.create_database()
+    role = make_role(postgres, database)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\nsources: {{}}\nsinks: {{}}\n"
+        f"state:\n  backend: postgresql\n  dsn: host=127.0.0.1 port={postgres.port} dbname={database} user={role}\n"
+        f"  password: {PASSWORD}\n",
+        encoding="utf-8",
+    )
+    lines: list[str] = []
+    assert not await run_checks(load_settings(config), lines.append)
+    (state_line,) = [line for line in lines if " state " in line]
+    assert state_line.startswith("FAIL")
+    assert "may not create tables in schema public" in state_line
+    assert "owner role" in state_line
+    assert PASSWORD not in "\n".join(lines)
