@@ -32,6 +32,7 @@ def make_journal(
         pool_size=state.pool_size,
         where=where,
         stalled_transaction_s=state.lease_ttl_s / 2,
+        reconnect_s=state.lease_ttl_s / 4,
     )
 
 

@@ -75,18 +75,25 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         connect_timeout_s: float = 10.0,
         where: str = "PostgreSQL",
         stalled_transaction_s: float = 15.0,
+        reconnect_s: float = 7.5,
     ) -> None:
         """``where`` names the database in messages (host and database name, never the
         password that ``conninfo`` may hold). ``stalled_transaction_s``: the server aborts a
         transaction whose client stopped talking mid-way (a replica paused or cut off) after
         this long, so the row locks it holds (the head row, lease rows) do not stop the other
-        replicas for longer than that; the factory sets half the lease TTL."""
+        replicas for longer than that; the factory sets half the lease TTL. ``reconnect_s``: how
+        long the pool retries a lost connection in the background (backing off 1, 2, 4 ... s)
+        before it gives up and leaves the next request (a renewal at the latest) to try again at
+        once. The pool's default, 5 minutes, meant that after a minute's database outage a
+        replica waited up to another minute before it noticed the database was back; the
+        factory sets a renewal interval, a quarter of the lease TTL."""
         self.path = where
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.migrate = migrate
         self.fence = fence
         self._connect_timeout_s = connect_timeout_s
+        self._reconnect_s = reconnect_s
         self._conninfo = conninfo
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -101,6 +108,7 @@ class PostgresJournal(pg_ledger.LedgerAccess):
             max_size=pool_size,
             open=False,
             timeout=connect_timeout_s,
+            reconnect_timeout=max(connect_timeout_s, reconnect_s),  # while open() waits; reconnect_s once open
             kwargs=self._connect_kwargs,
         )
         self._head = 0
@@ -119,6 +127,7 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                 f"cannot connect to the PostgreSQL state at {self.path} within {self._connect_timeout_s:.0f}s "
                 f"({cause}); check state.dsn, the password, the server and the network"
             ) from None
+        self.pool.reconnect_timeout = self._reconnect_s
         try:
             async with self.pool.connection() as conn:
                 if self.migrate:
