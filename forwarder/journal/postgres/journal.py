@@ -137,10 +137,15 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                 await self._load_head(conn)
         except psycopg.Error as exc:  # a role without the rights the schema needs, most often
             await self.pool.close()
-            raise StateError(
-                f"the PostgreSQL state at {self.path} refused to open: {type(exc).__name__}: {first_line(exc)}; "
+            advice = (
                 "the tables are created (and upgraded) by the owner role, the replicas' role needs the grants "
                 "of docs/high-availability.md"
+                if isinstance(exc, psycopg.errors.InsufficientPrivilege)
+                else "check the server and the network"
+            )
+            raise StateError(
+                f"the PostgreSQL state at {self.path} could not be opened: {type(exc).__name__}: {first_line(exc)}; "
+                f"{advice}"
             ) from None
 
     async def _why_not_connected(self) -> str | None:
