@@ -62,11 +62,17 @@ async def _shared_state(settings: Settings) -> str:
     (or empty: ``run`` creates the tables at its first start). Changes nothing."""
     from forwarder.journal.factory import postgres_conninfo
     from forwarder.journal.postgres.schema import SCHEMA_VERSION
-    from forwarder.replicas import schema_version
+    from forwarder.replicas import create_refusal, schema_version
 
     conninfo, where = postgres_conninfo(settings.state)
     version = await schema_version(conninfo, where)
     if version is None:
+        refusal = await create_refusal(conninfo)
+        if refusal is not None:
+            raise StateError(
+                f"{where}: reachable, but the state's tables do not exist yet and {refusal}: create them with the "
+                "owner role (docs/high-availability.md, \"The PostgreSQL role the replicas need\")"
+            )
         return f"{where}: reachable; the state's tables are created at the first start"
     if version != SCHEMA_VERSION:
         raise StateError(f"{where}: the state has schema version {version}; this build reads {SCHEMA_VERSION}")

@@ -323,6 +323,22 @@ async def schema_version(conninfo: str, where: str) -> int | None:
     return int(str(found[0])) if found else 0
 
 
+async def create_refusal(conninfo: str) -> str | None:
+    """Why this role could not create the state's tables (``check`` on an empty database, before
+    a replica's first start fails on it), or None when it can."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        row = await (
+            await conn.execute("SELECT current_schema(), has_schema_privilege(current_schema(), 'CREATE')")
+        ).fetchone()
+    if row is None or row[0] is None:
+        return "no schema of its search_path exists to create the tables in"
+    if not row[1]:
+        return f"this role may not create tables in schema {row[0]}"
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     """libpq's messages name host, port and user, never the password; scrubbed anyway where logged."""
     return (str(exc).strip().splitlines() or [""])[0][:300]

@@ -297,7 +297,20 @@ def load_settings(
         ]
         if not_secret:
             raise ConfigError(path, not_secret)
+        needed = _state_credentials(settings)  # the one credential a read-only command does use
+        unset_needed = [problem for placeholder, problem in unset.items() if any(placeholder in c for c in needed)]
+        if unset_needed:
+            raise ConfigError(path, [f"{p}; reading the PostgreSQL state needs it" for p in unset_needed])
     return settings
+
+
+def _state_credentials(settings: Settings) -> list[str]:
+    """A PostgreSQL state's DSN and password: with a placeholder in them, a read-only command
+    would fail at the database with a misleading ``password authentication failed``."""
+    state = settings.state
+    if state.backend != "postgresql":
+        return []
+    return [secret.get_secret_value() for secret in (state.dsn, state.password) if secret is not None]
 
 
 def _validate(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from forwarder.journal.protocols import StateJournal
 from forwarder.journal.settings import StateSettings
 from forwarder.journal.sqlite import SqliteJournal
+from forwarder.journal.types import StateError
 from forwarder.redaction import register_secrets
 
 JOURNAL_FILE = "journal.sqlite3"
@@ -30,20 +32,33 @@ def make_journal(
         pool_size=state.pool_size,
         where=where,
         stalled_transaction_s=state.lease_ttl_s / 2,
+        reconnect_s=state.lease_ttl_s / 4,
     )
 
 
 def postgres_conninfo(state: StateSettings) -> tuple[str, str]:
     """The connection string with the password merged in, and how messages name the database
     (host, port and database: never the password)."""
+    import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     assert state.dsn is not None  # checked by StateSettings
     extra = {"password": state.password.get_secret_value()} if state.password else {}
-    conninfo = make_conninfo(state.dsn.get_secret_value(), application_name="audit-forwarder", **extra)
+    try:
+        conninfo = make_conninfo(state.dsn.get_secret_value(), application_name="audit-forwarder", **extra)
+    except psycopg.Error as exc:
+        raise StateError(f"state.dsn is not a libpq connection string or URI: {unquoted(str(exc))}") from None
     parts = conninfo_to_dict(conninfo)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return conninfo, f"PostgreSQL {where}"
+
+
+def unquoted(message: str) -> str:
+    """libpq's parse errors quote the DSN's words (``missing "=" after "secret"``): an unquoted
+    password with a space in it would show half of it. The words are left out."""
+    first = (message.strip().splitlines() or [""])[0]
+    words = re.sub(r'"[^"]*"', lambda m: m[0] if len(m[0]) <= 3 else '"..."', first)  # keeps "="
+    return words[:200] or "it could not be parsed"
 
 
 def dsn_secrets(state: StateSettings) -> set[str]:

@@ -19,11 +19,14 @@ delivery; the inspection reads are in ``inspection.py``, the evidence ledger in 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
 import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
@@ -46,6 +49,18 @@ __all__ = ["Conn", "Fence", "FencedError", "PostgresJournal", "sink_unit", "sour
 _READ_CHUNKS = 16
 
 
+def session_options(conninfo: str, ours: str) -> str:
+    """The DSN's own ``options`` (or ``PGOPTIONS``), such as ``-c search_path=audit`` for a role
+    that owns only its schema, followed by ours: a connection keyword given beside a DSN
+    replaces the DSN's value, and the tables would be created in the wrong schema."""
+    theirs = str(conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS", "")).strip()
+    return f"{theirs} {ours}" if theirs else ours
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
 class PostgresJournal(pg_ledger.LedgerAccess):
     """``forwarder.journal.protocols.StateJournal`` on PostgreSQL."""
 
@@ -60,29 +75,41 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         connect_timeout_s: float = 10.0,
         where: str = "PostgreSQL",
         stalled_transaction_s: float = 15.0,
+        reconnect_s: float = 7.5,
     ) -> None:
         """``where`` names the database in messages (host and database name, never the
         password that ``conninfo`` may hold). ``stalled_transaction_s``: the server aborts a
         transaction whose client stopped talking mid-way (a replica paused or cut off) after
         this long, so the row locks it holds (the head row, lease rows) do not stop the other
-        replicas for longer than that; the factory sets half the lease TTL."""
+        replicas for longer than that; the factory sets half the lease TTL. ``reconnect_s``: how
+        long the pool retries a lost connection in the background (backing off 1, 2, 4 ... s)
+        before it gives up and leaves the next request (a renewal at the latest) to try again at
+        once. The pool's default, 5 minutes, meant that after a minute's database outage a
+        replica waited up to another minute before it noticed the database was back; the
+        factory sets a renewal interval, a quarter of the lease TTL."""
         self.path = where
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.migrate = migrate
         self.fence = fence
         self._connect_timeout_s = connect_timeout_s
+        self._reconnect_s = reconnect_s
+        self._conninfo = conninfo
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, int(connect_timeout_s)),
+            "options": session_options(
+                conninfo, f"-c idle_in_transaction_session_timeout={max(1000, int(stalled_transaction_s * 1000))}"
+            ),
+        }
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=pool_size,
             open=False,
             timeout=connect_timeout_s,
-            kwargs={
-                "autocommit": True,
-                "connect_timeout": max(1, int(connect_timeout_s)),
-                "options": f"-c idle_in_transaction_session_timeout={max(1000, int(stalled_transaction_s * 1000))}",
-            },
+            reconnect_timeout=max(connect_timeout_s, reconnect_s),  # while open() waits; reconnect_s once open
+            kwargs=self._connect_kwargs,
         )
         self._head = 0
         self._events = 0
@@ -93,18 +120,45 @@ class PostgresJournal(pg_ledger.LedgerAccess):
     async def open(self) -> None:
         try:
             await self.pool.open(wait=True, timeout=self._connect_timeout_s)
-        except Exception as exc:  # psycopg_pool.PoolTimeout names no cause
+        except Exception as exc:  # psycopg_pool.PoolTimeout names no cause: one direct attempt finds it
             await self.pool.close()
+            cause = await self._why_not_connected() or type(exc).__name__
             raise StateError(
                 f"cannot connect to the PostgreSQL state at {self.path} within {self._connect_timeout_s:.0f}s "
-                f"({type(exc).__name__}); check state.dsn, the server and the network"
+                f"({cause}); check state.dsn, the password, the server and the network"
             ) from None
-        async with self.pool.connection() as conn:
-            if self.migrate:
-                await migrate(conn)
-            else:
-                await check_version(conn)
-            await self._load_head(conn)
+        self.pool.reconnect_timeout = self._reconnect_s
+        try:
+            async with self.pool.connection() as conn:
+                if self.migrate:
+                    await migrate(conn)
+                else:
+                    await check_version(conn)
+                await self._load_head(conn)
+        except psycopg.Error as exc:  # a role without the rights the schema needs, most often
+            await self.pool.close()
+            advice = (
+                "the tables are created (and upgraded) by the owner role, the replicas' role needs the grants "
+                "of docs/high-availability.md"
+                if isinstance(exc, psycopg.errors.InsufficientPrivilege)
+                else "check the server and the network"
+            )
+            raise StateError(
+                f"the PostgreSQL state at {self.path} could not be opened: {type(exc).__name__}: {first_line(exc)}; "
+                f"{advice}"
+            ) from None
+
+    async def _why_not_connected(self) -> str | None:
+        """libpq's reason (a wrong password, a refused port, TLS the server does not offer), which
+        the pool only logs; its messages name host, port and user, never the password."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            return f"{type(exc).__name__}: {first_line(exc)}"
+        except Exception:  # only a better message is at stake
+            return None
+        await conn.close()
+        return None
 
     async def close(self) -> None:
         await self.pool.close()
