@@ -71,7 +71,7 @@ async def _shared_state(settings: Settings) -> str:
         if refusal is not None:
             raise StateError(
                 f"{where}: reachable, but the state's tables do not exist yet and {refusal}: create them with the "
-                "owner role (docs/high-availability.md, \"The PostgreSQL role the replicas need\")"
+                'owner role (docs/high-availability.md, "The PostgreSQL role the replicas need")'
             )
         return f"{where}: reachable; the state's tables are created at the first start"
     if version != SCHEMA_VERSION:
