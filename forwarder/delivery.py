@@ -103,8 +103,7 @@ class SinkWorker:
                 except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
                     self._standby = True
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
-                    self.status.state = "retrying"
-                    self.status.error = f"{type(exc).__name__}: {exc}"
+                    self.status.failed(f"{type(exc).__name__}: {exc}")
                     log.error(
                         "sink worker error; the batch will be sent again", sink=self.name, error=self.status.error
                     )
@@ -113,8 +112,7 @@ class SinkWorker:
                         self.replay_upto = await self.journal.inflight(self.name)  # the same batch again
                     await asyncio.sleep(0 if self._stopping else min(5.0, self.retry.max_backoff_s))
         except FatalSinkError as exc:
-            self.status.state = "stopped"
-            self.status.error = str(exc)
+            self.status.failed(str(exc), "stopped")
             log.error("sink stopped; fix the problem and restart or reload", sink=self.name, error=str(exc))
         finally:
             if self.status.state != "stopped":
@@ -238,11 +236,10 @@ class SinkWorker:
         dead = _scrubbed(dead)
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
-        self.status.state = "running"
-        self.status.error = None
+        if not gave_up:  # a batch given up on was never confirmed: the sink is still failing
+            self.status.confirmed(now)
         self.status.delivered += len(batch) - len(dead)
         self.status.dead_lettered += len(dead)
-        self.status.last_delivery = now
         if len(dead) < len(batch):  # a batch wholly dead-lettered was not delivered
             self.status.batches += 1
             metrics.delivered(self.name, oldest_journaled_at, now)
@@ -255,10 +252,9 @@ class SinkWorker:
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        self.status.state = "retrying"
         # a sink's own errors are sentences; anything else is a bug or a library's, named by its type
         known = isinstance(exc, RetryableError | FatalSinkError)
-        self.status.error = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
+        self.status.failed(str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}")
         self.status.retries += 1
         log.warning(
             "sink delivery failed, retrying",
@@ -278,6 +274,7 @@ class SinkWorker:
             "dead_lettered": self.status.dead_lettered,
             "filtered": self.status.filtered,
             "last_delivery": self.status.last_delivery,
+            "failing_since": self.status.failing_since,
         }
 
 

@@ -12,6 +12,7 @@ replica's, ``ReplicasView``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,21 @@ class SinkState:
     batches: int = 0
     retries: int = 0
     last_delivery: float | None = None  # wall time of the last confirmed batch
+    # wall time of the first failure since the last confirmed batch: how long a receiver has
+    # been refusing or out of reach, which the retry loop's own state forgets at every attempt
+    failing_since: float | None = None
+
+    def failed(self, error: str, state: str = "retrying") -> None:
+        self.state = state
+        self.error = error
+        if self.failing_since is None:
+            self.failing_since = time.time()
+
+    def confirmed(self, at: float) -> None:
+        self.state = "running"
+        self.error = None
+        self.failing_since = None
+        self.last_delivery = at
 
 
 class PollerView(Protocol):
@@ -105,6 +121,9 @@ class MetricsView(Protocol):
 
     @property
     def source_failing_threshold_s(self) -> float: ...
+
+    @property
+    def sink_failing_threshold_s(self) -> float: ...
 
 
 class SettingsView(Protocol):

@@ -1,0 +1,116 @@
+"""What the operator is told while a receiver refuses: which sink is failing, since when, how far
+behind and why, on ``/readyz``, ``/healthz`` and ``/metrics`` of the real daemon, while the HEC
+receiver answers 503; and that once it recovers every event arrives and the alarm clears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.config import file_sink, make_config
+from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.emulators import EmulatorProcess, running
+from tests.support.health import get, health, metric
+from tests.support.ports import free_port
+from tests.support.receivers import events_in_hec, hec_sink
+from tests.support.vendors import ORGS, codacy_source, expected_ids
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+REFUSE = {"status": 503, "count": 1_000_000, "path_contains": "/services/collector/event"}
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[EmulatorProcess, EmulatorProcess]]:
+    codacy = running("codacy", entries=40, options={"orgs": ORGS, "span_s": 86400})
+    hec = running("splunk_hec")
+    yield codacy, hec
+    hec.stop()
+    codacy.stop()
+
+
+def start(tmp_path: Path, codacy: EmulatorProcess, hec: EmulatorProcess, **metrics: Any) -> tuple[DaemonProcess, int]:
+    port = free_port()
+    journal = metrics.pop("journal", {})
+    cfg = make_config(
+        tmp_path,
+        codacy_source(codacy.url),
+        {"hec": hec_sink(hec.url, batch_max_events=10), "file": file_sink(tmp_path / "out")},
+        metrics={"listen": f"127.0.0.1:{port}", **metrics},
+        journal=journal,
+    )
+    return DaemonProcess(cfg, tmp_path / "daemon.log"), port
+
+
+def scraped(port: int, sink: str) -> float | None:
+    return metric(get(f"http://127.0.0.1:{port}/metrics").text, "audit_forwarder_sink_failing", sink=sink)
+
+
+def blaming(answer: tuple[int, dict[str, Any]], start: str) -> tuple[int, dict[str, Any]] | None:
+    return answer if any(p.startswith(start) for p in answer[1]["problems"]) else None
+
+
+def test_readyz_names_a_sink_failing_past_its_threshold_and_clears_once_it_delivers(
+    tmp_path: Path, receivers: tuple[EmulatorProcess, EmulatorProcess]
+) -> None:
+    codacy, hec = receivers
+    hec.control("POST", "faults", REFUSE)
+    proc, port = start(tmp_path, codacy, hec, sink_failing_threshold_s=0.001)
+    try:
+        status, body = wait_until(
+            "readyz names the failing sink",
+            lambda: blaming(health(port), "sink hec "),
+            detail=proc.log,
+        )
+        assert status == 503
+        [problem] = body["problems"]
+        assert "failing for over 0.001s" in problem and "503" in problem and "events behind" in problem
+        failing = body["sinks"]["hec"]
+        assert failing["state"] == "retrying"
+        assert isinstance(failing["failing_since"], float)
+        assert failing["lag_events"] > 0 and "503" in failing["error"]
+        assert body["sinks"]["file"]["failing_since"] is None  # the healthy sink is not blamed
+        assert scraped(port, "hec") == 1.0
+        assert scraped(port, "file") == 0.0
+
+        hec.control("DELETE", "faults")
+        wait_until("readyz ready again", lambda: health(port)[0] == 200, detail=proc.log)
+        _, body = health(port)
+        assert body["sinks"]["hec"]["failing_since"] is None and body["sinks"]["hec"]["error"] is None
+        assert scraped(port, "hec") == 0.0
+        wanted = expected_ids(codacy)
+        wait_until("every event in HEC", lambda: {e["id"] for e in events_in_hec(hec)} >= wanted, detail=proc.log)
+        assert {e["id"] for e in read_ndjson(tmp_path / "out")} >= wanted
+    finally:
+        proc.kill()
+
+
+def test_a_full_journal_names_the_sinks_holding_it_and_nothing_is_dropped(
+    tmp_path: Path, receivers: tuple[EmulatorProcess, EmulatorProcess]
+) -> None:
+    codacy, hec = receivers
+    hec.control("POST", "faults", REFUSE)
+    proc, port = start(tmp_path, codacy, hec, journal={"max_events": 10})
+    try:
+        _, body = wait_until(
+            "the journal full",
+            lambda: answer if (answer := health(port, "/healthz"))[1]["journal"]["full"] else None,
+            detail=proc.log,
+        )
+        [holder] = body["journal"]["held_by"]  # the file sink is current: only HEC holds it
+        assert holder["sink"] == "hec" and holder["lag_events"] == body["sinks"]["hec"]["lag_events"] > 0
+        assert "503" in holder["error"]
+
+        hec.control("DELETE", "faults")
+        wanted = expected_ids(codacy)
+        wait_until("every event in HEC", lambda: {e["id"] for e in events_in_hec(hec)} >= wanted, detail=proc.log)
+        wait_until("every event in the file", lambda: {e["id"] for e in read_ndjson(tmp_path / "out")} >= wanted)
+        _, body = health(port, "/healthz")
+        assert "held_by" not in body["journal"] or not body["journal"]["full"]
+    finally:
+        proc.kill()
