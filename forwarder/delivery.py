@@ -23,6 +23,7 @@ from tenacity import (
     stop_after_attempt,
     stop_never,
 )
+from tenacity.stop import stop_base
 
 from forwarder import metrics
 from forwarder.evidence.digest_writer import DigestWriter
@@ -35,6 +36,21 @@ from forwarder.status import SinkState
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
+
+
+class _StopRequested(stop_base):
+    """Ends the retrying once the worker is told to stop."""
+
+    def __init__(self, worker: SinkWorker) -> None:
+        self.worker = worker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.worker._stopping
+
+
+class _Interrupted(Exception):
+    """The worker was told to stop between two attempts: the batch is neither confirmed nor
+    given up on; it stays journaled after the offset and is sent first at the next start."""
 
 
 class SinkWorker:
@@ -59,6 +75,7 @@ class SinkWorker:
         self.wakeup = asyncio.Event()
         self.offset = 0
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # ends a pause between attempts (``wakeup`` is cleared elsewhere)
         self.flush_upto = 0
         self.replay_upto: int | None = None  # a batch sent but never committed before a restart
         self._started = False
@@ -68,6 +85,7 @@ class SinkWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
         self.wakeup.set()
 
     def flush(self, force: bool = False) -> None:
@@ -100,6 +118,8 @@ class SinkWorker:
                     await self._route_and_deliver(batch)
                 except FatalSinkError:
                     raise
+                except _Interrupted:
+                    log.info("sink stopped between delivery attempts; its batch stays journaled", sink=self.name)
                 except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
                     self._standby = True
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
@@ -200,9 +220,14 @@ class SinkWorker:
             self._started = True
 
     async def _deliver(self, batch: Sequence[Record], last_seq: int) -> None:
+        limit = stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts)
         attempts = AsyncRetrying(
-            stop=stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts),
+            # a stop (SIGTERM, a reload removing the sink) ends the retrying at once: waiting out
+            # a back-off of up to max_backoff_s (or a receiver's Retry-After) for a receiver that
+            # is down only held the shutdown or the reload for shutdown_timeout_s, then cancelled
+            stop=limit | _StopRequested(self),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
+            sleep=self._pause,
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
             # kept a stopping daemon sending for ever past shutdown_timeout_s
             retry=retry_if_not_exception_type((FatalSinkError, asyncio.CancelledError)),
@@ -222,6 +247,8 @@ class SinkWorker:
         except FatalSinkError:
             raise
         except Exception as exc:
+            if self._stopping:  # not given up on: stopped; never dead-letter what a restart would deliver
+                raise _Interrupted from exc
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "
@@ -249,6 +276,11 @@ class SinkWorker:
                 sink=self.name,
                 count=len(dead),
             )
+
+    async def _pause(self, seconds: float) -> None:
+        """Between two attempts; ends early when the worker is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.config import file_sink, make_config
-from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.config import file_sink, make_config, state
+from tests.support.daemon import DaemonProcess, cli, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.health import get, health, metric
 from tests.support.ports import free_port
@@ -114,3 +114,38 @@ def test_a_full_journal_names_the_sinks_holding_it_and_nothing_is_dropped(
         assert "held_by" not in body["journal"] or not body["journal"]["full"]
     finally:
         proc.kill()
+
+
+def test_a_stop_ends_the_retrying_of_a_refused_batch_and_keeps_it_journaled(
+    tmp_path: Path, receivers: tuple[EmulatorProcess, EmulatorProcess]
+) -> None:
+    """SIGTERM while HEC refuses with ``Retry-After: 600``: the worker stops at once instead of
+    waiting out the back-off until ``shutdown_timeout_s`` cancels it, nothing is dead-lettered,
+    and the next run delivers the batch."""
+    codacy, hec = receivers
+    hec.control("POST", "faults", {**REFUSE, "retry_after": "600"})
+    proc, _ = start(tmp_path, codacy, hec)
+    cfg = tmp_path / "config.yaml"
+    wanted = expected_ids(codacy)
+    try:
+        wait_until(
+            "HEC refused and the file sink current",
+            lambda: (
+                "sink delivery failed, retrying" in proc.log()
+                and {e["id"] for e in read_ndjson(tmp_path / "out")} >= wanted
+            ),
+            detail=proc.log,
+        )
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+    log = proc.log()
+    assert "sink did not finish its batch in time" not in log
+    assert "sink stopped between delivery attempts; its batch stays journaled" in log
+    assert "dead-letter" not in log
+
+    hec.control("DELETE", "faults")
+    result = cli(cfg, "once")
+    assert result.returncode == 0, result.stderr
+    assert {e["id"] for e in events_in_hec(hec)} >= wanted
+    assert all(row["dead_letters"] == 0 for row in state(cfg)["sinks"])
