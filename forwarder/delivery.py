@@ -271,10 +271,12 @@ class SinkWorker:
             self.status.batches += 1
             metrics.delivered(self.name, oldest_journaled_at, now)
         if dead and not gave_up:  # a batch given up on was logged above, with why: never "rejected" then
-            log.warning(
-                "events rejected by the receiver, kept in the dead-letter store",
+            log.warning(  # why, and where to look: a count alone sent the operator searching
+                "events rejected by the receiver, kept in the dead-letter store (audit-forwarder dlq list)",
                 sink=self.name,
                 count=len(dead),
+                reasons=sorted({reason for _, reason in dead})[:5],
+                event_ids=[record.event_id for record, _ in dead[:5]],
             )
 
     async def _pause(self, seconds: float) -> None:

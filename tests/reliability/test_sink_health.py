@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.support.config import file_sink, make_config, state
@@ -149,3 +150,36 @@ def test_a_stop_ends_the_retrying_of_a_refused_batch_and_keeps_it_journaled(
     assert result.returncode == 0, result.stderr
     assert {e["id"] for e in events_in_hec(hec)} >= wanted
     assert all(row["dead_letters"] == 0 for row in state(cfg)["sinks"])
+
+
+def test_an_event_hec_refuses_is_dead_lettered_with_its_reason_logged_and_the_rest_delivered(
+    tmp_path: Path, receivers: tuple[EmulatorProcess, EmulatorProcess]
+) -> None:
+    codacy, hec = receivers
+    wanted = expected_ids(codacy)
+    bad = sorted(wanted)[7]
+    hec.control("POST", "config", {"poison_events": {bad: 6}})  # HEC's 400 "Invalid data format" naming it
+    proc, _ = start(tmp_path, codacy, hec)
+    try:
+        wait_until(
+            "all but the refused event in HEC",
+            lambda: {e["id"] for e in events_in_hec(hec)} >= wanted - {bad},
+            detail=proc.log,
+        )
+        line = wait_until(
+            "the rejection logged",
+            lambda: next((row for row in logged(proc) if row["event"].startswith("events rejected")), None),
+        )
+    finally:
+        proc.kill()
+    assert line["sink"] == "hec" and line["count"] == 1 and line["event_ids"] == [bad]
+    assert "Invalid data format" in line["reasons"][0]
+    assert "dlq list" in line["event"]
+    assert bad not in {e["id"] for e in events_in_hec(hec)}
+    [row] = [row for row in state(tmp_path / "config.yaml")["sinks"] if row["sink"] == "hec"]
+    assert row["dead_letters"] == 1
+    assert {e["id"] for e in read_ndjson(tmp_path / "out")} >= wanted  # the file sink has them all
+
+
+def logged(proc: DaemonProcess) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in proc.log().splitlines() if line.startswith("{")]
