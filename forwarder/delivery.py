@@ -308,7 +308,7 @@ class SinkWorker:
             "dead_lettered": self.status.dead_lettered,
             "filtered": self.status.filtered,
             "last_delivery": self.status.last_delivery,
-            "failing_since": self.status.failing_since,
+            "failing_since": self.status.wall_failing_since(),
         }
 
 

@@ -85,7 +85,7 @@ def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
         sinks[name] = state = worker.describe()
         if worker.status.state == "stopped":
             problems.append(f"sink {name} stopped: {worker.status.error}")
-        elif (failing := worker.status.failing_since) is not None and time.time() - failing > sink_threshold:
+        elif (failing := worker.status.failing_for()) is not None and failing > sink_threshold:
             problems.append(
                 f"sink {name} has been failing for over {sink_threshold:g}s, {state['lag_events']} events "
                 f"behind: {worker.status.error}"
