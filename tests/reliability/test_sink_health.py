@@ -5,6 +5,7 @@ receiver answers 503; and that once it recovers every event arrives and the alar
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,25 @@ def test_an_event_hec_refuses_is_dead_lettered_with_its_reason_logged_and_the_re
 
 def logged(proc: DaemonProcess) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in proc.log().splitlines() if line.startswith("{")]
+
+
+def test_a_sink_stopped_by_a_refused_token_starts_again_at_a_reload_once_the_receiver_is_fixed(
+    tmp_path: Path, receivers: tuple[EmulatorProcess, EmulatorProcess]
+) -> None:
+    """The log says "fix the problem and restart or reload"; the fix is at Splunk (the token
+    enabled again) and the file is unchanged: the reload must start the sink again."""
+    codacy, hec = receivers
+    hec.control("POST", "config", {"disabled_tokens": ["hec-test-token"]})  # HEC's 403, code 1
+    proc, port = start(tmp_path, codacy, hec)
+    wanted = expected_ids(codacy)
+    try:
+        _, body = wait_until("the sink stopped", lambda: blaming(health(port), "sink hec stopped"), detail=proc.log)
+        assert "check the HEC token" in body["problems"][0]
+        hec.control("POST", "config", {"disabled_tokens": []})
+        proc.signal(signal.SIGHUP)
+        wait_until("every event in HEC", lambda: {e["id"] for e in events_in_hec(hec)} >= wanted, detail=proc.log)
+        wait_until("readyz ready", lambda: health(port)[0] == 200, detail=proc.log)
+    finally:
+        proc.kill()
+    [reloaded] = [row for row in logged(proc) if row["event"] == "configuration reloaded"]
+    assert reloaded["sinks_rebuilt"] == ["hec"]
