@@ -263,7 +263,9 @@ class SinkWorker:
         dead = _scrubbed(dead)
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
-        if not gave_up:  # a batch given up on was never confirmed: the sink is still failing
+        if gave_up:  # never confirmed: not retrying this batch any more, but failing still (error, failing_since)
+            self.status.state = "running"
+        else:
             self.status.confirmed(now)
         self.status.delivered += len(batch) - len(dead)
         self.status.dead_lettered += len(dead)

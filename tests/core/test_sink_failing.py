@@ -13,7 +13,10 @@ import pytest
 
 from forwarder.delivery import SinkWorker
 from forwarder.health import report
+from forwarder.journal import SqliteJournal
+from forwarder.record import Record
 from forwarder.retry import RetrySettings
+from sinks.base import RetryableError
 from sinks.file import FileSinkConfig
 
 ERROR = "sink out: HEC answered HTTP 503 code 9 Server is busy"
@@ -64,3 +67,41 @@ def test_a_sink_failing_past_the_threshold_is_named_with_its_lag_and_error(tmp_p
     assert body["problems"] == [f"sink out has been failing for over 900s, 5 events behind: {ERROR}"]
     worker.status.confirmed(time.time())
     assert report(daemon)[0]
+
+
+class Refusing:
+    """Out of reach until told otherwise."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, batch: Any) -> None:
+        if not self.up:
+            raise RetryableError("sink out: HEC unreachable: ConnectError: All connection attempts failed")
+
+
+async def test_a_batch_given_up_on_leaves_the_sink_failing_until_a_batch_is_confirmed(tmp_path: Path) -> None:
+    """``max_attempts`` moved the batch to the dead-letter store: nothing was confirmed, so the
+    sink still shows failing, with why, rather than healthy."""
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    try:
+        await journal.register_sinks(["out"])
+        sink = Refusing()
+        config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
+        worker = SinkWorker(
+            "out", cast(Any, sink), config, journal, RetrySettings(initial_backoff_s=0.01, max_attempts=2)
+        )
+        await worker._deliver([Record(1, "e1", "src", "org", 0, b"{}", "codacy")], 1)
+        assert worker.status.dead_lettered == 1
+        assert worker.status.state == "running"  # not retrying that batch any more
+        assert worker.status.failing_since is not None and "unreachable" in (worker.status.error or "")
+        sink.up = True
+        await worker._deliver([Record(2, "e2", "src", "org", 0, b"{}", "codacy")], 2)
+        assert worker.status.failing_since is None and worker.status.error is None
+    finally:
+        await journal.close()
