@@ -187,7 +187,8 @@ class SinkWorker:
         if len(batch) < cfg.batch_max_events and not (self._stopping or self.flush_upto > self.offset):
             # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
             first = await self.journal.journaled_at(batch[0].seq)
-            remaining = cfg.batch_max_age_s - (time.time() - first) if first else 0
+            # at most batch_max_age_s: the wall clock stepped back an hour made it an hour more
+            remaining = min(cfg.batch_max_age_s, cfg.batch_max_age_s - (time.time() - first)) if first else 0
             if remaining > 0:
                 try:
                     await asyncio.wait_for(self._wait_for_more(), timeout=remaining)

@@ -4,10 +4,11 @@ for an hour on ``/readyz``, nor hide one that has."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -103,5 +104,32 @@ async def test_a_batch_given_up_on_leaves_the_sink_failing_until_a_batch_is_conf
         sink.up = True
         await worker._deliver([Record(2, "e2", "src", "org", 0, b"{}", "codacy")], 2)
         assert worker.status.failing_since is None and worker.status.error is None
+    finally:
+        await journal.close()
+
+
+class FullBatches(FileSinkConfig):
+    """As Security Lake: batches wait for ``batch_max_age_s`` even at a poll's end."""
+
+    flush_on_poll_end: ClassVar[bool] = False
+
+
+async def test_a_clock_stepped_back_does_not_hold_a_small_batch_past_its_max_age(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forwarder import delivery
+    from forwarder.chunks import Chunks, JournalEntry
+
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    await journal.open()
+    try:
+        await journal.register_sinks(["out"])
+        await journal.append("src", "org", Chunks.of([JournalEntry("e1", "codacy", 0, b"{}")]), {"w": 1})
+        config = FullBatches(type="file", path=str(tmp_path / "out.ndjson"), batch_max_age_s=0.2)
+        worker = SinkWorker("out", cast(Any, Refusing()), config, journal, RetrySettings())
+        stepped = time.time() - 3600  # the clock set back an hour after the event was journaled
+        monkeypatch.setattr(delivery, "time", SimpleNamespace(time=lambda: stepped))
+        batch = await asyncio.wait_for(worker._next_batch(), 30)  # waited 3600.2 s before
+        assert [record.event_id for record in batch] == ["e1"]
     finally:
         await journal.close()
