@@ -1,6 +1,7 @@
-"""How long a sink has been failing is measured on the monotonic clock: a wall-clock step (NTP
-correcting an hour, a VM resumed) must neither make a sink that failed a second ago look failing
-for an hour on ``/readyz``, nor hide one that has."""
+"""A sink's failing, as the endpoints report it, and the clock: how long a sink has been failing
+is measured on the monotonic clock (a wall-clock step must neither make a sink that failed a
+second ago look failing for an hour on ``/readyz`` nor hide one that has), a batch given up on
+leaves the sink failing, and a clock set back never holds a small batch past its max age."""
 
 from __future__ import annotations
 
