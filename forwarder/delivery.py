@@ -299,6 +299,9 @@ class SinkWorker:
             attempt=state.attempt_number,
             wait_s=round(state.upcoming_sleep, 2),
             error=self.status.error,
+            # how long and how far behind, for whoever reads only the log
+            failing_s=round(self.status.failing_for() or 0.0, 1),
+            lag_events=max(0, self.journal.head - self.offset),
         )
 
     def describe(self) -> dict[str, Any]:

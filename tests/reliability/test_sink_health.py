@@ -79,6 +79,10 @@ def test_readyz_names_a_sink_failing_past_its_threshold_and_clears_once_it_deliv
         assert body["sinks"]["file"]["failing_since"] is None  # the healthy sink is not blamed
         assert scraped(port, "hec") == 1.0
         assert scraped(port, "file") == 0.0
+        # the log, for whoever reads only it, says how long and how far behind too
+        retried = [r for r in logged(proc) if r["event"] == "sink delivery failed, retrying"]
+        assert retried and {r["sink"] for r in retried} == {"hec"}
+        assert retried[-1]["lag_events"] > 0 and retried[-1]["failing_s"] >= retried[0]["failing_s"]
 
         hec.control("DELETE", "faults")
         wait_until("readyz ready again", lambda: health(port)[0] == 200, detail=proc.log)
