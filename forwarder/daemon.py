@@ -331,7 +331,8 @@ class Daemon:
             log.error("cannot reload: the configuration file's path is unknown; restart instead")
             return False
         try:
-            await self._apply(plan(self.settings, await asyncio.to_thread(load_settings, self.config_path)))
+            stopped = frozenset(n for n, w in self.workers.items() if w.status.state == "stopped")
+            await self._apply(plan(self.settings, await asyncio.to_thread(load_settings, self.config_path), stopped))
         except ConfigError as exc:
             log.error(
                 "configuration reload refused; the running configuration stays in force",

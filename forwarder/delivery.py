@@ -23,6 +23,7 @@ from tenacity import (
     stop_after_attempt,
     stop_never,
 )
+from tenacity.stop import stop_base
 
 from forwarder import metrics
 from forwarder.evidence.digest_writer import DigestWriter
@@ -35,6 +36,21 @@ from forwarder.status import SinkState
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
+
+
+class _StopRequested(stop_base):
+    """Ends the retrying once the worker is told to stop."""
+
+    def __init__(self, worker: SinkWorker) -> None:
+        self.worker = worker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.worker._stopping
+
+
+class _Interrupted(Exception):
+    """The worker was told to stop between two attempts: the batch is neither confirmed nor
+    given up on; it stays journaled after the offset and is sent first at the next start."""
 
 
 class SinkWorker:
@@ -59,6 +75,7 @@ class SinkWorker:
         self.wakeup = asyncio.Event()
         self.offset = 0
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # ends a pause between attempts (``wakeup`` is cleared elsewhere)
         self.flush_upto = 0
         self.replay_upto: int | None = None  # a batch sent but never committed before a restart
         self._started = False
@@ -68,6 +85,7 @@ class SinkWorker:
 
     def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
         self.wakeup.set()
 
     def flush(self, force: bool = False) -> None:
@@ -100,11 +118,12 @@ class SinkWorker:
                     await self._route_and_deliver(batch)
                 except FatalSinkError:
                     raise
+                except _Interrupted:
+                    log.info("sink stopped between delivery attempts; its batch stays journaled", sink=self.name)
                 except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
                     self._standby = True
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
-                    self.status.state = "retrying"
-                    self.status.error = f"{type(exc).__name__}: {exc}"
+                    self.status.failed(f"{type(exc).__name__}: {exc}")
                     log.error(
                         "sink worker error; the batch will be sent again", sink=self.name, error=self.status.error
                     )
@@ -113,8 +132,7 @@ class SinkWorker:
                         self.replay_upto = await self.journal.inflight(self.name)  # the same batch again
                     await asyncio.sleep(0 if self._stopping else min(5.0, self.retry.max_backoff_s))
         except FatalSinkError as exc:
-            self.status.state = "stopped"
-            self.status.error = str(exc)
+            self.status.failed(str(exc), "stopped")
             log.error("sink stopped; fix the problem and restart or reload", sink=self.name, error=str(exc))
         finally:
             if self.status.state != "stopped":
@@ -169,7 +187,8 @@ class SinkWorker:
         if len(batch) < cfg.batch_max_events and not (self._stopping or self.flush_upto > self.offset):
             # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
             first = await self.journal.journaled_at(batch[0].seq)
-            remaining = cfg.batch_max_age_s - (time.time() - first) if first else 0
+            # at most batch_max_age_s: the wall clock stepped back an hour made it an hour more
+            remaining = min(cfg.batch_max_age_s, cfg.batch_max_age_s - (time.time() - first)) if first else 0
             if remaining > 0:
                 try:
                     await asyncio.wait_for(self._wait_for_more(), timeout=remaining)
@@ -202,9 +221,14 @@ class SinkWorker:
             self._started = True
 
     async def _deliver(self, batch: Sequence[Record], last_seq: int) -> None:
+        limit = stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts)
         attempts = AsyncRetrying(
-            stop=stop_never if self.retry.max_attempts is None else stop_after_attempt(self.retry.max_attempts),
+            # a stop (SIGTERM, a reload removing the sink) ends the retrying at once: waiting out
+            # a back-off of up to max_backoff_s (or a receiver's Retry-After) for a receiver that
+            # is down only held the shutdown or the reload for shutdown_timeout_s, then cancelled
+            stop=limit | _StopRequested(self),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
+            sleep=self._pause,
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
             # kept a stopping daemon sending for ever past shutdown_timeout_s
             retry=retry_if_not_exception_type((FatalSinkError, asyncio.CancelledError)),
@@ -224,6 +248,8 @@ class SinkWorker:
         except FatalSinkError:
             raise
         except Exception as exc:
+            if self._stopping:  # not given up on: stopped; never dead-letter what a restart would deliver
+                raise _Interrupted from exc
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "
@@ -238,27 +264,34 @@ class SinkWorker:
         dead = _scrubbed(dead)
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
-        self.status.state = "running"
-        self.status.error = None
+        if gave_up:  # never confirmed: not retrying this batch any more, but failing still (error, failing_since)
+            self.status.state = "running"
+        else:
+            self.status.confirmed(now)
         self.status.delivered += len(batch) - len(dead)
         self.status.dead_lettered += len(dead)
-        self.status.last_delivery = now
         if len(dead) < len(batch):  # a batch wholly dead-lettered was not delivered
             self.status.batches += 1
             metrics.delivered(self.name, oldest_journaled_at, now)
         if dead and not gave_up:  # a batch given up on was logged above, with why: never "rejected" then
-            log.warning(
-                "events rejected by the receiver, kept in the dead-letter store",
+            log.warning(  # why, and where to look: a count alone sent the operator searching
+                "events rejected by the receiver, kept in the dead-letter store (audit-forwarder dlq list)",
                 sink=self.name,
                 count=len(dead),
+                reasons=sorted({reason for _, reason in dead})[:5],
+                event_ids=[record.event_id for record, _ in dead[:5]],
             )
+
+    async def _pause(self, seconds: float) -> None:
+        """Between two attempts; ends early when the worker is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        self.status.state = "retrying"
         # a sink's own errors are sentences; anything else is a bug or a library's, named by its type
         known = isinstance(exc, RetryableError | FatalSinkError)
-        self.status.error = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}"
+        self.status.failed(str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc}")
         self.status.retries += 1
         log.warning(
             "sink delivery failed, retrying",
@@ -266,6 +299,9 @@ class SinkWorker:
             attempt=state.attempt_number,
             wait_s=round(state.upcoming_sleep, 2),
             error=self.status.error,
+            # how long and how far behind, for whoever reads only the log
+            failing_s=round(self.status.failing_for() or 0.0, 1),
+            lag_events=max(0, self.journal.head - self.offset),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -278,6 +314,7 @@ class SinkWorker:
             "dead_lettered": self.status.dead_lettered,
             "filtered": self.status.filtered,
             "last_delivery": self.status.last_delivery,
+            "failing_since": self.status.wall_failing_since(),
         }
 
 

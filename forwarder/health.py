@@ -15,9 +15,11 @@ blocks polling or delivery.
 
 ``/healthz`` answers 200 while the loop runs (a hung loop cannot answer: that is the signal).
 ``/readyz`` answers 200 only when the configuration is loaded, the journal is writable, no
-sink stopped on an error retrying cannot fix, and no organization has been failing longer
-than ``metrics.source_failing_threshold_s``; otherwise 503 with the reasons. Both carry the
-same JSON body: every source's organizations and every sink's state. The body is scrubbed of
+sink stopped on an error retrying cannot fix or has been failing longer than
+``metrics.sink_failing_threshold_s``, and no organization has been failing longer than
+``metrics.source_failing_threshold_s``; otherwise 503 with the reasons. Both carry the same
+JSON body: every source's organizations, every sink's state (``failing_since``: since when
+nothing was confirmed), and while the journal is full the sinks holding it (``held_by``). The body is scrubbed of
 configured secrets, because error texts from vendors and receivers end up in it.
 """
 
@@ -78,23 +80,38 @@ def report(daemon: StatusView) -> tuple[bool, dict[str, Any]]:
             if since is not None and time.time() - since > threshold:
                 problems.append(f"source {name} organization {org} has been failing for over {threshold:g}s")
     sinks: dict[str, dict[str, Any]] = {}
+    sink_threshold = daemon.settings.metrics.sink_failing_threshold_s
     for name, worker in list(daemon.workers.items()):
-        sinks[name] = worker.describe()
+        sinks[name] = state = worker.describe()
         if worker.status.state == "stopped":
             problems.append(f"sink {name} stopped: {worker.status.error}")
+        elif (failing := worker.status.failing_for()) is not None and failing > sink_threshold:
+            problems.append(
+                f"sink {name} has been failing for over {sink_threshold:g}s, {state['lag_events']} events "
+                f"behind: {worker.status.error}"
+            )
     events, size = daemon.journal.size
+    full = daemon.journal.is_full()
     body = {
         "status": "ready" if not problems else "unready",
         "problems": problems,
         "uptime_s": round(time.time() - daemon.started_at, 3),
         "config": str(daemon.config_path) if daemon.config_path else None,
-        "journal": {"events": events, "bytes": size, "full": daemon.journal.is_full()},
+        "journal": {"events": events, "bytes": size, "full": full, **({"held_by": _holding(sinks)} if full else {})},
         "sources": sources,
         "sinks": sinks,
     }
     if daemon.replicas is not None:
         body["leases"] = daemon.replicas.describe()
     return not problems, body
+
+
+def _holding(sinks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """While the journal is full polling stands still, and the vendors' retention does not:
+    which sinks hold it back, most behind first. Not a readiness problem by itself (a backlog
+    draining into healthy sinks is backpressure doing its job); a sink failing is one."""
+    behind = sorted((s for s in sinks.items() if s[1]["lag_events"] > 0), key=lambda s: -s[1]["lag_events"])
+    return [{"sink": name, "lag_events": state["lag_events"], "error": state["error"]} for name, state in behind]
 
 
 class HealthServer:

@@ -204,6 +204,12 @@ class StateCollector(Collector):
             [([n], self.sink_lag_s.get(n, 0.0)) for n, _ in workers],
         )
         yield _gauge(
+            "sink_failing",
+            "1 while the sink's deliveries fail (retrying, or stopped): nothing confirmed since the first failure.",
+            ["sink"],
+            [([n], int(w.status.failing_since is not None)) for n, w in workers],
+        )
+        yield _gauge(
             "sink_stopped",
             "1 when the sink stopped on an error retrying cannot fix (e.g. auth).",
             ["sink"],

@@ -52,15 +52,22 @@ class ReloadPlan:
         )
 
 
-def plan(old: Settings, new: Settings) -> ReloadPlan:
-    """A changed ``retry`` rebuilds every sink: each worker took the settings when it was made."""
+def plan(old: Settings, new: Settings, stopped: frozenset[str] = frozenset()) -> ReloadPlan:
+    """A changed ``retry`` rebuilds every sink: each worker took the settings when it was made.
+    ``stopped``: sinks that stopped on an error retrying cannot fix (a refused token, a missing
+    index) are rebuilt even when unchanged: the fix is often at the receiver, and the operator
+    was told to reload once it is made."""
     for key in RESTART_ONLY:
         if getattr(new, key) != getattr(old, key):
             log.warning("this setting changes only on restart; keeping the running value", setting=key)
     new = new.model_copy(update={k: getattr(old, k) for k in RESTART_ONLY})
     retry_changed = new.retry != old.retry
     gone_sources = [n for n in old.sources if n not in new.sources or not same(old.sources[n], new.sources[n])]
-    gone_sinks = [n for n in old.sinks if retry_changed or n not in new.sinks or not same(old.sinks[n], new.sinks[n])]
+    gone_sinks = [
+        n
+        for n in old.sinks
+        if retry_changed or n in stopped or n not in new.sinks or not same(old.sinks[n], new.sinks[n])
+    ]
     added_sources = [n for n in new.sources if n in gone_sources or n not in old.sources]
     added_sinks = [n for n in new.sinks if n in gone_sinks or n not in old.sinks]
     return ReloadPlan(new, gone_sources, gone_sinks, added_sources, added_sinks)

@@ -75,6 +75,11 @@ class MetricsSettings(BaseModel):
     source_failing_threshold_s: float = Field(
         900.0, gt=0, description="/readyz fails once an organization has been failing this long."
     )
+    sink_failing_threshold_s: float = Field(
+        900.0,
+        gt=0,
+        description="/readyz fails once a sink has been failing (retrying, nothing confirmed) this long.",
+    )
 
     @field_validator("listen")
     @classmethod

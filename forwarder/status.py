@@ -12,6 +12,7 @@ replica's, ``ReplicasView``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,30 @@ class SinkState:
     batches: int = 0
     retries: int = 0
     last_delivery: float | None = None  # wall time of the last confirmed batch
+    # monotonic time of the first failure since the last confirmed batch: how long a receiver
+    # has been refusing or out of reach, which the retry loop's own state forgets at every
+    # attempt. Monotonic, as the pollers' ``failing_since``: a clock step must not make a sink
+    # that failed a second ago look failing for an hour (``wall_failing_since`` shows it)
+    failing_since: float | None = None
+
+    def failed(self, error: str, state: str = "retrying") -> None:
+        self.state = state
+        self.error = error
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+
+    def failing_for(self) -> float | None:
+        return None if self.failing_since is None else time.monotonic() - self.failing_since
+
+    def wall_failing_since(self) -> float | None:
+        failing = self.failing_for()
+        return None if failing is None else time.time() - failing
+
+    def confirmed(self, at: float) -> None:
+        self.state = "running"
+        self.error = None
+        self.failing_since = None
+        self.last_delivery = at
 
 
 class PollerView(Protocol):
@@ -105,6 +130,9 @@ class MetricsView(Protocol):
 
     @property
     def source_failing_threshold_s(self) -> float: ...
+
+    @property
+    def sink_failing_threshold_s(self) -> float: ...
 
 
 class SettingsView(Protocol):

@@ -34,7 +34,7 @@ from forwarder.evidence.settings import EvidenceSettings
 from forwarder.formats import HEADERS, get_formatter
 from forwarder.record import Record
 from forwarder.state_files import fsync_directory
-from sinks.base import DeliveryReport, FatalSinkError, SinkConfig, bounded, gzip_file
+from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_file
 
 log = structlog.get_logger("sinks.file")
 
@@ -189,6 +189,9 @@ class FileSink:
             await asyncio.to_thread(self._write, groups)
         except PermissionError as exc:
             raise FatalSinkError(f"file sink {self.name!r} cannot write {exc.filename}: permission denied") from None
+        except OSError as exc:  # a full disk, an I/O error: retried; the operator is told which file and why
+            reason = exc.strerror or str(exc)
+            raise RetryableError(f"file sink {self.name!r} cannot write {exc.filename}: {reason}") from None
         return None
 
     def _write(self, groups: dict[Path, list[bytes]]) -> None:
@@ -204,11 +207,13 @@ class FileSink:
                 _write_all(entry.handle, b"\n".join(lines))
                 if self.config.fsync:
                     os.fsync(entry.handle.fileno())
-            except BaseException:  # what this write got out goes, or the retry would be glued onto it
+            except BaseException as exc:  # what this write got out goes, or the retry would be glued onto it
                 with contextlib.suppress(OSError):
                     os.ftruncate(entry.handle.fileno(), before)
                 entry.handle.close()
                 del self.files[path]
+                if isinstance(exc, OSError) and exc.filename is None:  # a write names no file: "[Errno 28]" alone
+                    exc.filename = str(path)
                 raise
 
     def _open(self, path: Path) -> _Open:

@@ -66,8 +66,14 @@ async def exchange(
         raise RetryableError(f"sink {sink}: {what} gave no complete answer within timeout_s={timeout_s:g}s") from None
     except httpx.LocalProtocolError as exc:  # our own request is malformed; its text may quote our headers
         raise RetryableError(f"sink {sink}: request to {what} not sent: {type(exc).__name__}") from None
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
+        raise RetryableError(f"sink {sink}: {what} unreachable: {type(exc).__name__}: {_why(exc)}") from None
     except httpx.TransportError as exc:
-        raise RetryableError(f"sink {sink}: {what} unreachable: {type(exc).__name__}: {exc}") from None
+        # it was reached and took the request: "unreachable" sent operators to DNS and firewalls
+        # when the receiver, or a proxy before it, dropped or reset the connection
+        raise RetryableError(
+            f"sink {sink}: {what} closed the connection before answering: {type(exc).__name__}: {_why(exc)}"
+        ) from None
     try:
         parsed = orjson.loads(body) if body else {}
     except orjson.JSONDecodeError:
@@ -75,3 +81,15 @@ async def exchange(
     payload: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     return Exchange(resp.status_code, resp.reason_phrase, resp.headers, payload, retry_after)
+
+
+def _why(exc: BaseException) -> str:
+    """httpx's text, or the socket error under it (a reset reads as a ``ReadError`` with no text)."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # httpx's error, httpcore's, then the socket's
+        if seen is None:
+            break
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return "no detail given"

@@ -74,7 +74,9 @@ class View:
     replicas: Replicas
     settings: Any = field(
         default_factory=lambda: SimpleNamespace(
-            metrics=SimpleNamespace(host_port=("127.0.0.1", 0), source_failing_threshold_s=900.0)
+            metrics=SimpleNamespace(
+                host_port=("127.0.0.1", 0), source_failing_threshold_s=900.0, sink_failing_threshold_s=900.0
+            )
         )
     )
     started: bool = True
