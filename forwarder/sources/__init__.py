@@ -16,7 +16,8 @@ from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.presets import discover
 
 # The factory is typed so that mypy checks each class against the Source protocol.

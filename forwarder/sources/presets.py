@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, cast
 import yaml
 from pydantic import Field, create_model, model_validator
 
-from forwarder.sources.http_json import HttpJsonConfig
+from forwarder.sources.http_json_config import HttpJsonConfig
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
 # The packaged files are read by every command that loads a configuration: libyaml's loader

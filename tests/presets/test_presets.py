@@ -23,7 +23,8 @@ from forwarder.formats.ocsf import ocsf_event
 from forwarder.settings import ConfigError, load_settings
 from forwarder.sources import SOURCES, presets
 from forwarder.sources.http import SourceError
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.window import walk_keys
 from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
 from tests.support.daemon import write_config

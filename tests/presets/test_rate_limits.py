@@ -15,7 +15,8 @@ import pytest
 
 from forwarder.sources import SOURCES
 from forwarder.sources.http import SourceError
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.ratelimit import RateBudget, RateLimitSettings, reset_delay, shared_budget
 from tests.presets.support import expected_keys, preset_source
 from tests.support.emulators import EmulatorProcess, running

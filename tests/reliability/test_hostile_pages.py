@@ -39,7 +39,8 @@ from forwarder.sources.codescoring import CodescoringConfig, CodescoringSource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
 from forwarder.sources.http import SourceError
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.ratelimit import RateLimitWaitTooLong
 from forwarder.sources.window import now_ms
 from tests.support.hostile import OBSERVED, entries, json_values, text

@@ -21,7 +21,8 @@ from forwarder.formats import FORMATS, get_formatter
 from forwarder.journal import SqliteJournal
 from forwarder.lenient_json import loads
 from forwarder.polling import Poller
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from tests.support.daemon import cli, file_sink_config, read_ndjson
 from tests.support.raw_http import raw_http_server
 

@@ -12,7 +12,7 @@ from forwarder.sources.codacy import CodacyConfig
 from forwarder.sources.codescoring import CodescoringConfig
 from forwarder.sources.codestax import CodeStaxConfig
 from forwarder.sources.configcat import ConfigCatConfig
-from forwarder.sources.http_json import HttpJsonConfig
+from forwarder.sources.http_json_config import HttpJsonConfig
 
 BASE: dict[type[Any], dict[str, Any]] = {
     CodacyConfig: {"type": "codacy", "api_token": "t", "organizations": ["gh/acme"]},

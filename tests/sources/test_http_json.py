@@ -17,7 +17,8 @@ from forwarder.emulators.configcat import DEFAULT_ORG_ID, DEFAULT_PASSWORD, DEFA
 from forwarder.event import NormalizedEvent, content_id
 from forwarder.mapping import Mapper, match_glob
 from forwarder.sources.http import MalformedResponse
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from tests.support.daemon import cli, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.vendors import HTTP_JSON_COMMON as COMMON

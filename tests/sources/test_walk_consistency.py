@@ -25,7 +25,8 @@ from forwarder.sources.base import Page
 from forwarder.sources.codacy import CodacyConfig, CodacySource
 from forwarder.sources.codestax import CodeStaxConfig, CodeStaxSource
 from forwarder.sources.configcat import ConfigCatConfig, ConfigCatSource
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.window import entry_keys, walk_keys
 
 pytestmark = pytest.mark.integration

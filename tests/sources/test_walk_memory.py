@@ -21,7 +21,8 @@ from forwarder.event import format_ms
 from forwarder.journal import SqliteJournal
 from forwarder.polling import Poller
 from forwarder.sources.codacy import CodacyConfig, CodacySource
-from forwarder.sources.http_json import HttpJsonConfig, HttpJsonSource
+from forwarder.sources.http_json import HttpJsonSource
+from forwarder.sources.http_json_config import HttpJsonConfig
 
 pytestmark = pytest.mark.integration
 
