@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from forwarder.journal.postgres.connection import cannot_connect, first_line
 from forwarder.journal.protocols import StateJournal
 from forwarder.journal.settings import StateSettings
 from forwarder.journal.types import StateError, sink_unit, source_unit
@@ -72,10 +73,7 @@ class AdvisoryLock:
                 self.conninfo, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s))
             )
         except psycopg.Error as exc:
-            raise StateError(
-                f"cannot connect to the PostgreSQL state at {self.where} ({type(exc).__name__}: {_first_line(exc)}); "
-                "check state.dsn, the password, the server and the network"
-            ) from None
+            raise cannot_connect(self.where, f"{type(exc).__name__}: {first_line(exc)}") from None
         query = f"SELECT {function}(hashtext(%s))"  # one of two fixed function names
         row = await (await conn.execute(query, (LOCK_NAME,))).fetchone()
         if not (row and row[0]):
@@ -316,10 +314,7 @@ async def schema_version(conninfo: str, where: str) -> int | None:
                 return None
             found = await (await conn.execute("SELECT value FROM af_meta WHERE key = 'schema_version'")).fetchone()
     except psycopg.Error as exc:
-        raise StateError(
-            f"cannot connect to the PostgreSQL state at {where} ({type(exc).__name__}: {_first_line(exc)}); "
-            "check state.dsn, the password, the server and the network"
-        ) from None
+        raise cannot_connect(where, f"{type(exc).__name__}: {first_line(exc)}") from None
     return int(str(found[0])) if found else 0
 
 
@@ -337,11 +332,6 @@ async def create_refusal(conninfo: str) -> str | None:
     if not row[1]:
         return f"this role may not create tables in schema {row[0]}"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    """libpq's messages name host, port and user, never the password; scrubbed anyway where logged."""
-    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 async def lease_rows(journal: StateJournal) -> list[dict[str, Any]]:

@@ -19,15 +19,12 @@ delivery; the inspection reads are in ``inspection.py``, the evidence ledger in 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Unpack
 
 import orjson
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import AsyncConnectionPool
 
 from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import START, Head
@@ -35,6 +32,7 @@ from forwarder.journal import chain_heads, ledger
 from forwarder.journal.events import Batch, decode
 from forwarder.journal.postgres import inspection
 from forwarder.journal.postgres import ledger as pg_ledger
+from forwarder.journal.postgres.connection import cannot_connect, first_line, make_pool, why_not_connected
 from forwarder.journal.postgres.fencing import Fence, under_lease
 from forwarder.journal.postgres.schema import check_version, migrate
 from forwarder.journal.postgres.sql import Conn
@@ -47,18 +45,6 @@ from forwarder.record import Record
 
 __all__ = ["Conn", "Fence", "FencedError", "PostgresJournal", "sink_unit", "source_unit"]
 _READ_CHUNKS = 16
-
-
-def session_options(conninfo: str, ours: str) -> str:
-    """The DSN's own ``options`` (or ``PGOPTIONS``), such as ``-c search_path=audit`` for a role
-    that owns only its schema, followed by ours: a connection keyword given beside a DSN
-    replaces the DSN's value, and the tables would be created in the wrong schema."""
-    theirs = str(conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS", "")).strip()
-    return f"{theirs} {ours}" if theirs else ours
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 class PostgresJournal(pg_ledger.LedgerAccess):
@@ -95,21 +81,12 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         self._connect_timeout_s = connect_timeout_s
         self._reconnect_s = reconnect_s
         self._conninfo = conninfo
-        self._connect_kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(1, int(connect_timeout_s)),
-            "options": session_options(
-                conninfo, f"-c idle_in_transaction_session_timeout={max(1000, int(stalled_transaction_s * 1000))}"
-            ),
-        }
-        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        self.pool, self._connect_kwargs = make_pool(
             conninfo,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            timeout=connect_timeout_s,
-            reconnect_timeout=max(connect_timeout_s, reconnect_s),  # while open() waits; reconnect_s once open
-            kwargs=self._connect_kwargs,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            reconnect_s=reconnect_s,
+            stalled_transaction_s=stalled_transaction_s,
         )
         self._head = 0
         self._events = 0
@@ -122,11 +99,8 @@ class PostgresJournal(pg_ledger.LedgerAccess):
             await self.pool.open(wait=True, timeout=self._connect_timeout_s)
         except Exception as exc:  # psycopg_pool.PoolTimeout names no cause: one direct attempt finds it
             await self.pool.close()
-            cause = await self._why_not_connected() or type(exc).__name__
-            raise StateError(
-                f"cannot connect to the PostgreSQL state at {self.path} within {self._connect_timeout_s:.0f}s "
-                f"({cause}); check state.dsn, the password, the server and the network"
-            ) from None
+            cause = await why_not_connected(self._conninfo, self._connect_kwargs) or type(exc).__name__
+            raise cannot_connect(self.path, cause, f" within {self._connect_timeout_s:.0f}s") from None
         self.pool.reconnect_timeout = self._reconnect_s
         try:
             async with self.pool.connection() as conn:
@@ -147,18 +121,6 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                 f"the PostgreSQL state at {self.path} could not be opened: {type(exc).__name__}: {first_line(exc)}; "
                 f"{advice}"
             ) from None
-
-    async def _why_not_connected(self) -> str | None:
-        """libpq's reason (a wrong password, a refused port, TLS the server does not offer), which
-        the pool only logs; its messages name host, port and user, never the password."""
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
-        except psycopg.Error as exc:
-            return f"{type(exc).__name__}: {first_line(exc)}"
-        except Exception:  # only a better message is at stake
-            return None
-        await conn.close()
-        return None
 
     async def close(self) -> None:
         await self.pool.close()
