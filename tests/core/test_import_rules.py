@@ -29,6 +29,7 @@ WIRING = (
     "forwarder.state_view",
     "forwarder.tools",
     "forwarder.evidence.cli",
+    "forwarder.evidence.report_cli",
     "forwarder.evidence.reconcile",  # the evidence commands, as tools/ is for state
 )
 
