@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 
 from forwarder.evidence.file_digests import FileDigests
 from forwarder.evidence.settings import EvidenceSettings
-from forwarder.formats import HEADERS, get_formatter
+from forwarder.formats import HEADERS, LINE_ENDS, get_formatter
 from forwarder.record import Record
 from forwarder.state_files import fsync_directory
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig, bounded, gzip_file
@@ -150,6 +150,7 @@ class FileSink:
         self.config = config
         self.formatter = get_formatter(config.format, config.format_options)
         self.header = HEADERS.get(config.format)
+        self.line_end = LINE_ENDS.get(config.format, b"\n")  # ends in LF: _end_unfinished_line holds
         self.files: dict[Path, _Open] = {}
         self._paths: dict[tuple[str, str, str], Path] = {}
         self._resumed: set[Path] = set()  # paths whose interrupted compressions were finished
@@ -201,10 +202,10 @@ class FileSink:
     def _write_groups(self, groups: dict[Path, list[bytes]]) -> None:
         for path, lines in groups.items():
             entry = self._open(path)
-            lines.append(b"")  # the last line's LF, without copying the joined batch once more
+            lines.append(b"")  # the last line's end, without copying the joined batch once more
             before = entry.handle.tell()
             try:
-                _write_all(entry.handle, b"\n".join(lines))
+                _write_all(entry.handle, self.line_end.join(lines))
                 if self.config.fsync:
                     os.fsync(entry.handle.fileno())
             except BaseException as exc:  # what this write got out goes, or the retry would be glued onto it
@@ -243,7 +244,7 @@ class FileSink:
                 self._sync_directory(path.parent)  # the new name, before any offset moves past its events
             handle = os.fdopen(fd, "ab", buffering=0)
             if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:
-                _write_all(handle, self.header + b"\n")
+                _write_all(handle, self.header + self.line_end)
             entry = _Open(handle, time.time())
             self.files[path] = entry
         return entry

@@ -19,10 +19,12 @@ from forwarder.formats._common import Formatter
 from forwarder.formats.csv import HEADER as CSV_HEADER
 from forwarder.record import Record
 
-__all__ = ["FORMATS", "FORMATTERS", "HEADERS", "JSON_FORMATS", "Formatter", "get_formatter"]
+__all__ = ["FORMATS", "FORMATTERS", "HEADERS", "JSON_FORMATS", "LINE_ENDS", "Formatter", "get_formatter"]
 
 HEADERS: dict[str, bytes] = {"csv": CSV_HEADER}
 """The first line of a new file, for file-based formats that have one."""
+LINE_ENDS: dict[str, bytes] = {"csv": b"\r\n"}
+"""How a file ends each line, where the format says (RFC 4180 2.1: a CSV record ends in CRLF); LF otherwise."""
 JSON_FORMATS = frozenset({"json", "ecs", "ocsf"})
 """Formats whose output is one JSON object: a sink that nests events (HEC) embeds it as JSON."""
 

@@ -2,8 +2,12 @@
 
 Escaping follows the ArcSight rules: in the header ``\\`` and ``|``; in extension values ``\\``,
 ``=`` and line breaks (as ``\\n``/``\\r``), so a value can never end a line or start a key.
-Values are cut to the spec's lengths (1023 characters, 4000 for ``cs*``) before escaping, so a
-cut never splits an escape; the full event stays available in the JSON formats.
+Values are cut to the lengths the key dictionary gives each key (``LIMITS``: 40 for
+``externalId``, 63 for ``act`` and ``outcome``, 255 for ``deviceExternalId``, 4000 for ``cs*``,
+1023 for the rest; the header's vendor 63, product 63, version 31, event class id 1023, name 512)
+before escaping, so a cut never splits an escape; the full event stays available in the JSON
+formats. An event id longer than ``externalId`` allows is also sent whole in ``flexString1``
+("eventId"), so a cut id cannot make two events look like one.
 
 ``src`` (sourceAddress) is typed "IPv4 Address" in the CEF key dictionary, so it carries only
 an IPv4 address; an IPv6 one goes to ``c6a2`` labelled "Source IPv6 Address" (ArcSight's custom
@@ -31,9 +35,14 @@ from forwarder.formats._common import (
 )
 from forwarder.record import Record
 
-HEADER_MAX = 512
+HEADER_MAX = 512  # the Name field
+HEADER_LIMITS = (63, 63, 31, 1023, 512)
+"""Device Vendor, Device Product, Device Version, Device Event Class ID, Name."""
 VALUE_MAX = 1023
 CUSTOM_MAX = 4000
+EXTERNAL_ID_MAX = 40
+LIMITS = {"externalId": EXTERNAL_ID_MAX, "act": 63, "outcome": 63, "deviceExternalId": 255}
+"""Keys whose dictionary length is not 1023 (``cs1``..``cs6``: ``CUSTOM_MAX``)."""
 LABELS = {
     "cs1": "org",
     "cs2": "actorEmail",
@@ -48,8 +57,8 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def escape_header(value: str) -> str:
-    value = value[:HEADER_MAX].replace("\r", " ").replace("\n", " ")
+def escape_header(value: str, limit: int = HEADER_MAX) -> str:
+    value = value[:limit].replace("\r", " ").replace("\n", " ")
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
@@ -70,12 +79,27 @@ def source_address(value: Any) -> list[tuple[str, Any]]:
     return [("c6a2Label", "Source IPv6 Address"), ("c6a2", str(address))]
 
 
+def limit(key: str) -> int:
+    if key in LIMITS:
+        return LIMITS[key]
+    return CUSTOM_MAX if key[:2] == "cs" and key[2:].isdigit() else VALUE_MAX
+
+
+def full_id(value: Any) -> list[tuple[str, Any]]:
+    """The event id in ``flexString1`` when ``externalId`` cannot hold all of it."""
+    value_text = text(value)
+    if value_text is None or len(value_text) <= EXTERNAL_ID_MAX:
+        return []
+    return [("flexString1Label", "eventId"), ("flexString1", value_text)]
+
+
 def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
     pairs: list[tuple[str, Any]] = [
         ("rt", time_ms(event)),
         ("externalId", event.get("id")),
+        *full_id(event.get("id")),
         ("suser", actor_label(actor)),
         ("suid", actor.get("id")),
         ("spriv", actor.get("type")),
@@ -103,7 +127,7 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     links = chain(event)
     if links is not None:
         pairs += zip(CHAIN_KEYS, links, strict=True)
-    return cut_values(pairs, lambda key: CUSTOM_MAX if key.startswith("cs") else VALUE_MAX)
+    return cut_values(pairs, limit)
 
 
 def cef_format(record: Record) -> bytes:
@@ -111,7 +135,7 @@ def cef_format(record: Record) -> bytes:
     action = text(event.get("action")) or "unknown"
     who = actor_label(event.get("actor") or {})
     header = [*device(event), action, f"{action} by {who}" if who else action]
-    head = "|".join(escape_header(part) for part in header)
+    head = "|".join(escape_header(part, size) for part, size in zip(header, HEADER_LIMITS, strict=True))
     ext = " ".join(f"{key}={escape_value(value)}" for key, value in extensions(event))
     return f"CEF:0|{head}|{severity(event)}|{ext}".encode()
 

@@ -206,6 +206,11 @@ def _distinct(*values: Any) -> list[str]:
     return out
 
 
+def _target_user(target: dict[str, Any]) -> tuple[Any, Any]:
+    """The target's name and id when it is the user ``user.target`` names."""
+    return (target.get("name"), target.get("id")) if target.get("type") == "user" else (None, None)
+
+
 def chain_fields(event: dict[str, Any]) -> dict[str, Any]:
     """ECS's own ``event.sequence`` and ``event.hash`` ("to demonstrate log integrity") carry the
     seq and hash; the whole link (with ``prev``) is under the vendor's namespace as ``chain``."""
@@ -247,7 +252,8 @@ def document(event: dict[str, Any], include_raw: bool = True) -> dict[str, Any]:
         "observer": {"vendor": vendor_name(vendor), "product": vendor_name(vendor)},
         "related": _compact(
             {
-                "user": _distinct(actor.get("name"), actor.get("email"), actor.get("id")),
+                # ECS: "all the user names or other user identifiers seen on the event", the target's too
+                "user": _distinct(actor.get("name"), actor.get("email"), actor.get("id"), *_target_user(target)),
                 "ip": _distinct(ip),
             }
         ),

@@ -5,10 +5,15 @@ become spaces, in the header and in attribute values alike (IBM's LEEF guideline
 pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields).
 EventID is the vendor's raw action and ``cat`` the normalized category, never translated, because
 QRadar maps events to QIDs on those two.
+
+``src`` is one of LEEF's predefined, normalized attributes, an IP address (IPv4 or IPv6): QRadar
+fills the event's source IP from it, so only a value that is an address goes there; anything else
+(a proxy chain "203.0.113.9, 10.0.0.2", "unknown") is left out, as CEF does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -53,6 +58,13 @@ def sanitize(value: str, bad: str) -> str:
     return value
 
 
+def address(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value))) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
 def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
     actor = event.get("actor") or {}
     target = event.get("target") or {}
@@ -62,7 +74,7 @@ def attributes(event: dict[str, Any]) -> list[tuple[str, Any]]:
         ("cat", event.get("category")),
         ("sev", severity(event)),
         ("usrName", actor_label(actor)),
-        ("src", actor.get("ip")),
+        ("src", address(actor.get("ip"))),
         ("role", actor.get("type")),
         ("usrId", actor.get("id")),
         ("usrEmail", actor.get("email")),

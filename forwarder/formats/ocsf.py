@@ -9,7 +9,7 @@ otherwise the event falls back to API Activity (6003), whose requirements any ev
 Older versions lack attributes and enum values the newer ones have (``Features``): what a
 version has no place for goes to ``unmapped`` rather than being dropped, and an activity it does
 not know becomes "Other" (99) under its own name. Every class in every version is checked against
-the official schema export (tests/formats/test_ocsf_official.py).
+the official schema export (tests/formats/test_ocsf.py, its captions in test_ocsf_captions.py).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def classify(event: dict[str, Any], feats: Features | None = None) -> tuple[int,
         if target.get("id") or target.get("name"):
             entity = _compact({"uid": target.get("id"), "name": target.get("name"), "type": target.get("type")})
         else:
-            entity = {"name": event.get("organization"), "type": "organization", "type_id": 4}
+            entity = {"name": event.get("organization"), "type": "Organization", "type_id": 4}  # the caption of 4
         if not feats.entity_type_id:
             entity.pop("type_id", None)
         return 3004, {"entity": entity}

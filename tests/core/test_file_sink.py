@@ -55,6 +55,8 @@ async def test_csv_has_header_and_escapes(tmp_path: Path) -> None:
     with open(tmp_path / "out.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == COLUMNS
+    content = (tmp_path / "out.csv").read_bytes()  # RFC 4180 2.1: every record ends in CRLF
+    assert content.count(b"\r\n") == 3 and content.endswith(b"\r\n") and b'"x, ""y""\nz"' in content
     assert len(rows) == 3  # one header, even across restarts
     assert rows[1][COLUMNS.index("message")] == 'x, "y"\nz'
     assert rows[2][COLUMNS.index("id")] == "e2"

@@ -137,3 +137,12 @@ def test_an_actor_ip_that_is_no_address_stays_out_of_ecs_ip_fields() -> None:
         assert doc.get("source", {}).get("ip") == expected
         assert doc.get("related", {}).get("ip", [None]) == [expected]
         assert doc["vendor_dns"]["actor"].get("ip") == (ip if expected is None else None)  # "dns" is ECS's
+
+
+def test_related_user_holds_the_target_user_too() -> None:
+    """ECS ``related.user``: "All the user names or other user identifiers seen on the event"."""
+    doc = ecs.document(events()["codestax"])
+    assert doc["user"]["target"] == {"id": "acme", "name": "acme"}
+    assert doc["related"]["user"] == ["Bob Ng", "bob@example.com", "acme"]
+    sample = {**events()["codestax"], "target": {"type": "repository", "id": "r1", "name": "web"}}
+    assert ecs.document(sample)["related"]["user"] == ["Bob Ng", "bob@example.com"]

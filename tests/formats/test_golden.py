@@ -40,7 +40,8 @@ def test_golden_lines_carry_the_event(vendor: str) -> None:
     rec = record(event)
     header, ext = parse_cef(get_formatter("cef")(rec).decode())
     assert header[:3] == ["0", header[1], "Audit Log"] and header[6] in ("3", "5", "7")
-    assert header[4] == event["action"] and ext["externalId"] == event["id"] and ext["cs1"] == event["organization"]
+    assert header[4] == event["action"] and ext["cs1"] == event["organization"]
+    assert ext["externalId"] == event["id"][:40] and ext.get("flexString1", event["id"]) == event["id"]
     leef_header, attrs = parse_leef(get_formatter("leef")(rec).decode())
     assert leef_header[3] == event["action"] and attrs["devTime"] == event["time"]
     assert attrs["cat"] == event["category"] and attrs["externalId"] == event["id"]

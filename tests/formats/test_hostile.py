@@ -85,9 +85,9 @@ def test_cef_round_trips(values: list[str]) -> None:
     event = hostile_event(values)
     header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
     assert len(header) == 7 and header[0] == "0"
-    expected_action = event["action"][: cef.HEADER_MAX].replace("\r", " ").replace("\n", " ")
+    expected_action = event["action"][:1023].replace("\r", " ").replace("\n", " ")
     assert header[4] == expected_action
-    assert ext["externalId"] == event["id"][: cef.VALUE_MAX]
+    assert ext["externalId"] == event["id"][:40]
     assert ext["msg"] == event["message"][: cef.VALUE_MAX]
     assert ext["cs5"] == event["repository"][: cef.CUSTOM_MAX]
     assert ext["suid"] == event["actor"]["id"][: cef.VALUE_MAX]
@@ -150,3 +150,33 @@ def test_cef_src_is_an_ipv4_address_only() -> None:
     assert "src" not in six and (six["c6a2Label"], six["c6a2"]) == ("Source IPv6 Address", "2001:db8::7")
     for garbage in ("203.0.113.9, 10.0.0.2", "unknown", "a=b"):
         assert not {"src", "c6a2", "c6a2Label"} & set(ext(garbage)), garbage
+
+
+def test_cef_values_keep_to_the_key_dictionary_lengths() -> None:
+    """The ArcSight key dictionary gives externalId 40 characters, act and outcome 63,
+    deviceExternalId 255, the header's vendor and product 63 and version 31: a longer value is
+    cut to its key's length (and a cut event id is sent whole in flexString1)."""
+    long_id = "http_json:acme:" + "0123456789abcdef" * 4
+    event = hostile_event(["a"] * 15)
+    event |= {"id": long_id, "vendor": "v" * 100, "source": "s" * 300, "activity": "x" * 80}
+    header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
+    assert len(header[1]) == 63 and ext["externalId"] == long_id[:40]
+    assert (ext["flexString1Label"], ext["flexString1"]) == ("eventId", long_id)
+    assert len(ext["act"]) == 63 and len(ext["deviceExternalId"]) == 255
+    short = parse_cef(check_line(get_formatter("cef")(record(hostile_event(["a"] * 15)))))[1]
+    assert short["externalId"] == "a" and "flexString1" not in short
+
+
+def test_leef_src_is_an_ip_address_only() -> None:
+    """LEEF's predefined ``src`` is the source IP address QRadar normalizes: IPv4 and IPv6 go
+    there, a value that is no address is left out."""
+
+    def attrs(ip: str) -> dict[str, str]:
+        values = ["a"] * 15
+        values[10] = ip  # the actor's ip in hostile_event's order
+        return parse_leef(check_line(get_formatter("leef")(record(hostile_event(values)))))[1]
+
+    assert attrs("192.0.2.7")["src"] == "192.0.2.7"
+    assert attrs("2001:db8::7")["src"] == "2001:db8::7"
+    for garbage in ("203.0.113.9, 10.0.0.2", "unknown", "a=b"):
+        assert "src" not in attrs(garbage), garbage

@@ -16,8 +16,15 @@ from ocsf_json_schema import OcsfJsonSchemaEmbedded, get_ocsf_schema
 
 
 @lru_cache(maxsize=16)
+def official_export(version: str) -> dict[str, Any]:
+    """The schema server's export itself: classes and objects with their enum captions."""
+    export: dict[str, Any] = get_ocsf_schema(version=version)
+    return export
+
+
+@lru_cache(maxsize=16)
 def official(version: str) -> OcsfJsonSchemaEmbedded:
-    return OcsfJsonSchemaEmbedded(get_ocsf_schema(version=version))
+    return OcsfJsonSchemaEmbedded(official_export(version))
 
 
 @lru_cache(maxsize=256)
