@@ -240,6 +240,7 @@ class FileSink:
             except FileExistsError:  # O_CREAT still: a dangling symlink's target is created, as it always was
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
             else:
+                os.fchmod(fd, self.config.mode)  # the umask took bits away (0660 under umask 022 was 0640)
                 self._sync_directory(path.parent)  # the new name, before any offset moves past its events
             handle = os.fdopen(fd, "ab", buffering=0)
             if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:
@@ -313,6 +314,7 @@ class FileSink:
         for d in missing:
             try:
                 d.mkdir(mode=directory_mode)
+                os.chmod(d, directory_mode)  # as the files: whatever the umask
             except FileExistsError:
                 if not d.is_dir():
                     raise  # a file in the way: retried (dead-lettered with a finite max_attempts) until removed

@@ -237,3 +237,22 @@ async def test_fsync_false_gives_up_the_directory_fsyncs_too(tmp_path: Path, mon
     await sink.send([record(2)])
     await sink.close()
     assert synced == [] and len(list(tmp_path.iterdir())) == 2
+
+
+async def test_mode_is_what_new_files_and_directories_get_whatever_the_umask(tmp_path: Path) -> None:
+    """docs: `mode` is the permission bits of new files. os.open's mode passes through the umask,
+    so a group-writable '0660' for a shared ingest group came out 0640 under systemd's umask 022."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "out.ndjson"
+        cfg = FileSinkConfig(type="file", path=str(path), mode="0660", rotate_max_bytes=200)
+        sink = FileSink("f", cfg)
+        for i in range(4):
+            await sink.send([record(i)])
+        await sink.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o770
+    rotated = list(path.parent.glob("out.ndjson.*.gz"))
+    assert rotated and all(stat.S_IMODE(p.stat().st_mode) == 0o660 for p in rotated)
