@@ -120,6 +120,18 @@ class SinkConfig(SecretFilesModel):
     redact_key: SecretStr | None = Field(None, description="HMAC-SHA256 key of the `hmac` redact rules.")
 
     @model_validator(mode="after")
+    def _batch_limits(self) -> SinkConfig:
+        """Here rather than as field bounds: sinks redeclare these fields with their own defaults.
+        A zero or negative limit used to be taken silently (as one event, one byte)."""
+        if self.batch_max_events < 1:
+            raise ValueError(f"batch_max_events must be at least 1, not {self.batch_max_events}")
+        if self.batch_max_bytes < 1:
+            raise ValueError(f"batch_max_bytes must be at least 1, not {self.batch_max_bytes}")
+        if self.batch_max_age_s < 0:
+            raise ValueError(f"batch_max_age_s must be 0 or more, not {self.batch_max_age_s:g}")
+        return self
+
+    @model_validator(mode="after")
     def _format_and_redaction(self) -> SinkConfig:
         get_formatter(self.format, self.format_options)
         check_redaction(self.redact, self.redact_key)
