@@ -57,7 +57,9 @@ class FileSinkConfig(SinkConfig):
     mode: int = Field(
         0o640,
         description="Permission bits of new files, as an octal string in YAML: '0640'. The directories the sink "
-        "creates get them with execute where read is (0750), so nobody else may write in them.",
+        "creates get them with execute where read is (0750), so nobody else may write in them; the umask "
+        "does not apply.",
+        json_schema_extra={"doc_default": "'0640'"},
     )
     fsync: bool = Field(True, description="fsync before the offset moves; turning it off weakens the guarantee.")
     evidence: EvidenceSettings | None = Field(
