@@ -39,7 +39,12 @@ class SourceConfig(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
     type: str
     interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
-    jitter_s: float = Field(10.0, ge=0, description="Random delay added to each poll, to spread load.")
+    jitter_s: float = Field(
+        10.0,
+        ge=0,
+        description="Random delay, up to this, added to each scheduled poll to spread load; "
+        "the first poll after start-up is not delayed.",
+    )
     initial_lookback_days: float = Field(
         365.0,
         gt=0,
