@@ -98,6 +98,9 @@ The daemon's AWS identity needs:
 def _default(field: Any) -> str:
     if field.default is PydanticUndefined and field.default_factory is None:
         return "**required**"
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "doc_default" in extra:  # as an operator writes it: a file mode as '0640', not the number 416
+        return f"`{extra['doc_default']}`"
     value = field.default_factory() if field.default_factory is not None else field.default
     if field.default_factory is not None and isinstance(value, str):
         return "(generated at start-up)"

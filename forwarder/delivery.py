@@ -172,6 +172,7 @@ class SinkWorker:
     async def _next_batch(self) -> list[Record]:
         cfg = self.config
         self.wakeup.clear()
+        head = self.journal.head  # journaled before the read began: a read that stops short of it is full by bytes
         batch = await self.journal.read(self.offset, cfg.batch_max_events, cfg.batch_max_bytes)
         if self.replay_upto is not None:  # the same members as before the restart, at once
             replay = [record for record in batch if record.seq <= self.replay_upto]
@@ -184,24 +185,30 @@ class SinkWorker:
             except TimeoutError:
                 pass
             return []
-        if len(batch) < cfg.batch_max_events and not (self._stopping or self.flush_upto > self.offset):
+        full = len(batch) >= cfg.batch_max_events or batch[-1].seq < head
+        if not full and not (self._stopping or self.flush_upto > self.offset):
             # A small batch waits up to batch_max_age_s (from when its first event was journaled) to fill up.
             first = await self.journal.journaled_at(batch[0].seq)
             # at most batch_max_age_s: the wall clock stepped back an hour made it an hour more
             remaining = min(cfg.batch_max_age_s, cfg.batch_max_age_s - (time.time() - first)) if first else 0
             if remaining > 0:
                 try:
-                    await asyncio.wait_for(self._wait_for_more(), timeout=remaining)
+                    await asyncio.wait_for(self._wait_for_more(batch), timeout=remaining)
                 except TimeoutError:
                     pass
                 batch = await self.journal.read(self.offset, cfg.batch_max_events, cfg.batch_max_bytes)
         return batch
 
-    async def _wait_for_more(self) -> None:
+    async def _wait_for_more(self, batch: list[Record]) -> None:
+        """Until the batch would be full by count or by bytes. The bytes of the events journaled
+        meanwhile are estimated from the batch's own (no read per append); an estimate too low
+        only makes this batch wait its age, and the next read, cut by bytes, goes out at once."""
+        per_event = max(1, sum(len(record.data) for record in batch) // len(batch))
         while not (self._stopping or self.flush_upto > self.offset):
             self.wakeup.clear()
             await self.wakeup.wait()
-            if self.journal.head - self.offset >= self.config.batch_max_events:
+            waiting = self.journal.head - self.offset
+            if waiting >= self.config.batch_max_events or waiting * per_event > self.config.batch_max_bytes:
                 return
 
     async def _start_digests(self) -> None:

@@ -19,8 +19,12 @@ from tenacity import RetryCallState
 
 class RetrySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    initial_backoff_s: float = Field(0.5, gt=0)
-    max_backoff_s: float = Field(60.0, gt=0)
+    initial_backoff_s: float = Field(
+        0.5, gt=0, description="The first retry waits a random time up to this (full jitter); it doubles each attempt."
+    )
+    max_backoff_s: float = Field(
+        60.0, gt=0, description="Cap of that doubling; a receiver's Retry-After is honoured up to 10 times this."
+    )
     max_attempts: int | None = Field(None, ge=1, description="None retries forever (the default).")
 
 

@@ -60,8 +60,13 @@ class JournalSettings(BaseModel):
 
 class LogSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severity written; the command line's --log-level overrides it."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="json: one JSON object per line; console: readable lines; auto: json unless stderr is a terminal.",
+    )
 
 
 class MetricsSettings(BaseModel):

@@ -66,6 +66,7 @@ def gzip_file(source: Path, target: Path, level: int = 1, mode: int = 0o600) -> 
     ``gzip_compress``: on a file sink's NDJSON, zlib's level 9 took 24 µs per event (half
     again the forwarder's whole CPU), ISA-L's level 1 takes 1.7."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # the umask's bits are not the operator's: mode is what the file gets
     with source.open("rb") as src, os.fdopen(fd, "wb") as raw:
         gzip_class = igzip.IGzipFile if level == 1 else gzip.GzipFile
         with gzip_class(fileobj=raw, mode="wb", compresslevel=level) as dst:
@@ -117,6 +118,18 @@ class SinkConfig(SecretFilesModel):
         default_factory=list, description="Fields to drop or replace by an HMAC before sending (docs/formats.md)."
     )
     redact_key: SecretStr | None = Field(None, description="HMAC-SHA256 key of the `hmac` redact rules.")
+
+    @model_validator(mode="after")
+    def _batch_limits(self) -> SinkConfig:
+        """Here rather than as field bounds: sinks redeclare these fields with their own defaults.
+        A zero or negative limit used to be taken silently (as one event, one byte)."""
+        if self.batch_max_events < 1:
+            raise ValueError(f"batch_max_events must be at least 1, not {self.batch_max_events}")
+        if self.batch_max_bytes < 1:
+            raise ValueError(f"batch_max_bytes must be at least 1, not {self.batch_max_bytes}")
+        if self.batch_max_age_s < 0:
+            raise ValueError(f"batch_max_age_s must be 0 or more, not {self.batch_max_age_s:g}")
+        return self
 
     @model_validator(mode="after")
     def _format_and_redaction(self) -> SinkConfig:

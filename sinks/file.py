@@ -1,8 +1,9 @@
 """File sink: NDJSON or CSV files, one per path template, fsynced before the offset moves.
 
 The write path runs in a worker thread (file I/O and fsync block). Rotation happens before a
-write once a file is over ``rotate_max_bytes`` or older than ``rotate_max_age_s``; the rotated
-file is renamed with a UTC timestamp and optionally gzipped. The gzip is written as
+write once a file is over ``rotate_max_bytes`` or older than ``rotate_max_age_s`` (a file found
+at start-up is as old as the last rotation's stamp: a restart does not start its age again); the
+rotated file is renamed with a UTC timestamp and optionally gzipped. The gzip is written as
 ``.gz.partial``, fsynced and renamed before the rotated file is deleted, so a crash leaves
 one of them whole; what a crash left unfinished is finished when the daemon next writes to
 that path. A crash mid-batch can leave a partial batch in the file; the delivery layer then
@@ -14,6 +15,7 @@ A new file's name, the directories made for it and a rotation's rename are made 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import errno
 import glob
@@ -57,7 +59,9 @@ class FileSinkConfig(SinkConfig):
     mode: int = Field(
         0o640,
         description="Permission bits of new files, as an octal string in YAML: '0640'. The directories the sink "
-        "creates get them with execute where read is (0750), so nobody else may write in them.",
+        "creates get them with execute where read is (0750), so nobody else may write in them; the umask "
+        "does not apply.",
+        json_schema_extra={"doc_default": "'0640'"},
     )
     fsync: bool = Field(True, description="fsync before the offset moves; turning it off weakens the guarantee.")
     evidence: EvidenceSettings | None = Field(
@@ -92,6 +96,21 @@ class _Open:
 
 
 _ROTATED = re.compile(r"\.\d{8}T\d{6}Z(?:\.\d+)?")  # what ``_rotate`` appends to a file's name
+_STAMP = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.\d+)?(?:\.gz)?")
+
+
+def _started_at(path: Path, now: float) -> float:
+    """When an existing file was started, for ``rotate_max_age_s``: the last rotation's stamp
+    (the next file is started by the write that rotated). Counted from this process's open, a
+    daemon restarted more often than the age never rotated by age. A file never rotated has no
+    such record (Linux keeps no creation time Python can read): counted from now, as before."""
+    latest = None
+    for sibling in path.parent.glob(f"{glob.escape(path.name)}.*"):
+        found = _STAMP.fullmatch(sibling.name[len(path.name) :])
+        if found:
+            stamp = calendar.timegm(time.strptime(found.group(1), "%Y%m%dT%H%M%SZ"))
+            latest = stamp if latest is None else max(latest, stamp)
+    return now if latest is None else min(now, float(latest))
 
 
 def _safe(value: str) -> str:
@@ -236,18 +255,35 @@ class FileSink:
                     sink=self.name,
                     path=str(path),
                 )
+            opened_at = self._rotate_if_due(path)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, self.config.mode)
             except FileExistsError:  # O_CREAT still: a dangling symlink's target is created, as it always was
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.config.mode)
             else:
+                os.fchmod(fd, self.config.mode)  # the umask took bits away (0660 under umask 022 was 0640)
                 self._sync_directory(path.parent)  # the new name, before any offset moves past its events
             handle = os.fdopen(fd, "ab", buffering=0)
             if handle.seek(0, os.SEEK_END) == 0 and self.header is not None:
                 _write_all(handle, self.header + self.line_end)
-            entry = _Open(handle, time.time())
+            entry = _Open(handle, opened_at)
             self.files[path] = entry
         return entry
+
+    def _rotate_if_due(self, path: Path) -> float:
+        """A file this process did not start (a restart) is rotated before its first write here
+        if it is already over either limit, as one it had open would be; returns when the file
+        to be written was started."""
+        now = time.time()
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return now
+        started = _started_at(path, now)
+        if size > 0 and (size >= self.config.rotate_max_bytes or now - started >= self.config.rotate_max_age_s):
+            self._rotate(path)
+            return now
+        return started
 
     def _rotate(self, path: Path) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -314,6 +350,7 @@ class FileSink:
         for d in missing:
             try:
                 d.mkdir(mode=directory_mode)
+                os.chmod(d, directory_mode)  # as the files: whatever the umask
             except FileExistsError:
                 if not d.is_dir():
                     raise  # a file in the way: retried (dead-lettered with a finite max_attempts) until removed

@@ -70,11 +70,11 @@ class SplunkHecSinkConfig(SinkConfig):
     )
     use_ack: bool = False
     channel: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    ack_timeout_s: float = 300.0
-    ack_poll_interval_s: float = 2.0
+    ack_timeout_s: float = Field(300.0, gt=0)
+    ack_poll_interval_s: float = Field(2.0, gt=0)
     tls_verify: bool = True
     ca_file: str | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = Field(30.0, gt=0)
 
     def transport_warnings(self) -> list[str]:
         found = super().transport_warnings()

@@ -39,7 +39,12 @@ class SourceConfig(SecretFilesModel):
     model_config = ConfigDict(extra="forbid")
     type: str
     interval_s: float = Field(300.0, gt=0, description="Seconds between two polls of this source.")
-    jitter_s: float = Field(10.0, ge=0, description="Random delay added to each poll, to spread load.")
+    jitter_s: float = Field(
+        10.0,
+        ge=0,
+        description="Random delay, up to this, added to each scheduled poll to spread load; "
+        "the first poll after start-up is not delayed.",
+    )
     initial_lookback_days: float = Field(
         365.0,
         gt=0,
@@ -50,8 +55,12 @@ class SourceConfig(SecretFilesModel):
     overlap_s: float = Field(600.0, ge=0, description="Each window re-reads this much before the cursor.")
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one request.")
     max_attempts: int = Field(6, ge=1, description="Attempts of one request before the poll gives up.")
-    backoff_initial_s: float = Field(1.0, gt=0)
-    backoff_max_s: float = Field(60.0, gt=0)
+    backoff_initial_s: float = Field(
+        1.0, gt=0, description="A retried request waits a random time up to this (full jitter), doubling each attempt."
+    )
+    backoff_max_s: float = Field(
+        60.0, gt=0, description="Cap of that doubling; a vendor's Retry-After is honoured up to 10 times this."
+    )
     max_walk_bytes: int = Field(
         256 * 1024 * 1024,
         ge=1,

@@ -60,7 +60,7 @@ class SentinelSinkConfig(SinkConfig):
     token_refresh_margin_s: float = Field(300.0, ge=0, description="Fetch a new token this long before expiry.")
     tls_verify: bool = True
     ca_file: str | None = None
-    timeout_s: float = 30.0
+    timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("tenant_id", "client_id", "dcr_immutable_id", "stream_name")
     @classmethod

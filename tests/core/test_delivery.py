@@ -166,3 +166,44 @@ async def test_a_worker_regaining_its_lease_resumes_from_the_journaled_offset(
     w.stop()
     await asyncio.wait_for(task, 5)
     assert sink.sent == [1, 4]
+
+
+def sized(i: int) -> JournalEntry:
+    return JournalEntry(f"e{i}", "codacy", i, b'{"pad": "' + b"x" * 90 + b'"}')  # 100 bytes
+
+
+async def sent_first(sink: Recorder, config: FileSinkConfig, journal: SqliteJournal, later: int = 0) -> list[int]:
+    """The first batch a worker sends; ``later`` events are journaled once it is waiting to fill."""
+    w = SinkWorker("s", cast(Any, sink), config, journal, RetrySettings())
+    task = asyncio.create_task(w.run())
+    try:
+        if later:
+            await asyncio.sleep(0.2)  # the worker read its one event and waits for more
+            await journal.append("src", "org", [sized(i) for i in range(2, 2 + later)], {"w": 2})
+            w.notify()
+        async with asyncio.timeout(20):  # far below batch_max_age_s: only a full batch goes out
+            while not sink.batches:
+                await asyncio.sleep(0.02)
+    finally:
+        w.stop()
+        await asyncio.wait_for(task, 5)
+    return sink.batches[0]
+
+
+async def test_a_batch_full_by_bytes_goes_out_without_waiting_its_age(journal: SqliteJournal, tmp_path: Path) -> None:
+    """docs/sinks.md: a batch goes out once it reaches batch_max_events or batch_max_bytes; a
+    batch cut by bytes below the event count waited batch_max_age_s all the same, so a sink
+    of large events delivered one batch per age (1 MiB a second by default)."""
+    await journal.register_sinks(["s"])
+    await journal.append("src", "org", [sized(i) for i in range(1, 7)], {"w": 1})
+    config = FileSinkConfig(type="file", path=str(tmp_path / "o"), batch_max_bytes=250, batch_max_age_s=3600)
+    assert await sent_first(Recorder(), config, journal) == [1, 2]
+
+
+async def test_a_waiting_batch_goes_out_once_the_events_journaled_meanwhile_fill_its_bytes(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
+    await journal.register_sinks(["s"])
+    await journal.append("src", "org", [sized(1)], {"w": 1})
+    config = FileSinkConfig(type="file", path=str(tmp_path / "o"), batch_max_bytes=250, batch_max_age_s=3600)
+    assert await sent_first(Recorder(), config, journal, later=5) == [1, 2]

@@ -6,6 +6,7 @@ import csv
 import gzip
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,47 @@ async def test_fsync_false_gives_up_the_directory_fsyncs_too(tmp_path: Path, mon
     await sink.send([record(2)])
     await sink.close()
     assert synced == [] and len(list(tmp_path.iterdir())) == 2
+
+
+async def test_mode_is_what_new_files_and_directories_get_whatever_the_umask(tmp_path: Path) -> None:
+    """docs: `mode` is the permission bits of new files. os.open's mode passes through the umask,
+    so a group-writable '0660' for a shared ingest group came out 0640 under systemd's umask 022."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "out.ndjson"
+        cfg = FileSinkConfig(type="file", path=str(path), mode="0660", rotate_max_bytes=200)
+        sink = FileSink("f", cfg)
+        for i in range(4):
+            await sink.send([record(i)])
+        await sink.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o770
+    rotated = list(path.parent.glob("out.ndjson.*.gz"))
+    assert rotated and all(stat.S_IMODE(p.stat().st_mode) == 0o660 for p in rotated)
+
+
+async def test_rotation_by_age_counts_from_the_last_rotation_across_a_restart(tmp_path: Path) -> None:
+    """rotate_max_age_s: a file older than this is rotated. The age was counted from this
+    process's open, so a daemon restarted more often than rotate_max_age_s never rotated by age."""
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(b'{"id": "old"}\n')  # started two days ago, at the last rotation
+    two_days_ago = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 2 * 86_400))
+    (tmp_path / f"out.ndjson.{two_days_ago}.gz").write_bytes(gzip.compress(b'{"id": "older"}\n'))
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(path), rotate_max_age_s=86_400))
+    await sink.send([record(1)])
+    await sink.close()
+    assert [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()] == ["e1"]
+    assert len(list(tmp_path.glob("out.ndjson.*.gz"))) == 2
+
+
+async def test_a_file_rotated_recently_is_not_rotated_again_at_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "out.ndjson"
+    path.write_bytes(b'{"id": "old"}\n')
+    an_hour_ago = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 3_600))
+    (tmp_path / f"out.ndjson.{an_hour_ago}.gz").write_bytes(gzip.compress(b'{"id": "older"}\n'))
+    sink = FileSink("f", FileSinkConfig(type="file", path=str(path), rotate_max_age_s=86_400))
+    await sink.send([record(1)])
+    await sink.close()
+    assert [orjson.loads(line)["id"] for line in path.read_bytes().splitlines()] == ["old", "e1"]
