@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sinks.base import Sink, SinkConfig
-from sinks.file import FileSink, FileSinkConfig
+from sinks.file import FileSink
+from sinks.file_config import FileSinkConfig
 from sinks.s3 import S3Sink, S3SinkConfig
 from sinks.security_lake.config import SecurityLakeSinkConfig
 from sinks.security_lake.sink import SecurityLakeSink

@@ -18,7 +18,7 @@ from forwarder.retry import RetrySettings
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, load_settings
 from sinks.base import DeliveryReport
-from sinks.file import FileSinkConfig
+from sinks.file_config import FileSinkConfig
 from tests.support.daemon import cli, write_config
 
 TOKEN = "env-token-3f9d1c0b"

@@ -15,7 +15,7 @@ from forwarder.journal import SqliteJournal
 from forwarder.record import Record
 from forwarder.retry import RetrySettings
 from sinks.base import FatalSinkError, RetryableError
-from sinks.file import FileSinkConfig
+from sinks.file_config import FileSinkConfig
 
 
 class Hanging:

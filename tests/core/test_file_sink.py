@@ -18,7 +18,8 @@ from forwarder.formats.csv import COLUMNS
 from forwarder.record import Record
 from sinks import file as file_sink
 from sinks.base import FatalSinkError, RetryableError
-from sinks.file import FileSink, FileSinkConfig
+from sinks.file import FileSink
+from sinks.file_config import FileSinkConfig
 
 
 def record(i: int, org: str = "gh/acme") -> Record:

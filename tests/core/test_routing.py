@@ -23,7 +23,8 @@ from forwarder.record import Record, record_of
 from forwarder.retry import RetrySettings
 from forwarder.routing import Redactor, RedactRule, Router, SinkFilter
 from sinks.base import DeliveryReport
-from sinks.file import FileSink, FileSinkConfig
+from sinks.file import FileSink
+from sinks.file_config import FileSinkConfig
 from sinks.registry import SINKS
 
 KEY = "k3y-for-tests"

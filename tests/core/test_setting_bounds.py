@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from sinks.file import FileSinkConfig
+from sinks.file_config import FileSinkConfig
 from sinks.s3 import S3SinkConfig
 from sinks.sentinel.config import SentinelSinkConfig
 from sinks.splunk_hec import SplunkHecSinkConfig

@@ -19,7 +19,7 @@ from forwarder.journal import SqliteJournal
 from forwarder.record import Record
 from forwarder.retry import RetrySettings
 from sinks.base import RetryableError
-from sinks.file import FileSinkConfig
+from sinks.file_config import FileSinkConfig
 
 ERROR = "sink out: HEC answered HTTP 503 code 9 Server is busy"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from forwarder.evidence.keys import generate
 from forwarder.record import record_of
-from sinks.file import FileSink, FileSinkConfig
+from sinks.file import FileSink
+from sinks.file_config import FileSinkConfig
 from tests.evidence.test_file_digests import kinds, verify
 from tests.evidence.test_verify_events import chained
 

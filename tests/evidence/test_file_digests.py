@@ -20,7 +20,8 @@ from forwarder.event import canonical_json
 from forwarder.evidence import digest
 from forwarder.evidence.keys import generate, load_private
 from forwarder.record import record_of
-from sinks.file import FileSink, FileSinkConfig
+from sinks.file import FileSink
+from sinks.file_config import FileSinkConfig
 from tests.evidence.test_verify_events import chained
 
 

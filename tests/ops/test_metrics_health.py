@@ -25,7 +25,7 @@ from forwarder.record import Record
 from forwarder.redaction import register_secrets
 from forwarder.retry import RetrySettings
 from forwarder.settings import Settings
-from sinks.file import FileSinkConfig
+from sinks.file_config import FileSinkConfig
 from tests.support.daemon import daemon, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.health import get, health, logged_port, metric, unready
