@@ -139,7 +139,9 @@ def schema() -> None:
 
 @main.command()
 @click.option("--source", required=True, help="A source name from the configuration.")
-@click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
+@click.option(
+    "--org", "--organization", "orgs", multiple=True, help="Only this organization (repeatable; default: all)."
+)
 @click.option("--since", required=True, help="Start of the window, e.g. 2024-01-01 (UTC unless an offset is given).")
 @click.option("--until", default=None, help="End of the window (default: now, or the unfinished window's end).")
 @click.option(
@@ -193,7 +195,9 @@ def backfill(
 
 @main.command()
 @click.option("--source", required=True, help="A source name from the configuration.")
-@click.option("--org", "orgs", multiple=True, help="Only this organization (repeatable; default: all).")
+@click.option(
+    "--org", "--organization", "orgs", multiple=True, help="Only this organization (repeatable; default: all)."
+)
 @click.option("--since", default=None, help="Read from this date (default: as a first run would).")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Events per organization.")
 @click.option(

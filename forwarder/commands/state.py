@@ -71,14 +71,15 @@ def state_migrate(ctx: click.Context, to: str | None, to_dsn_file: Path | None, 
 
 @state.command("set-cursor")
 @click.option("--source", required=True, help="A source name from the configuration.")
-@click.option("--org", required=True, help="One of that source's organizations.")
+@click.option("--org", "--organization", "org", required=True, help="One of that source's organizations.")
 @click.option("--to", "to", required=True, help="The new watermark: a date such as 2024-05-01T00:00:00Z.")
 @YES
 @click.pass_context
 def state_set_cursor(ctx: click.Context, source: str, org: str, to: str, yes: bool) -> None:
     """Move where a source resumes for one organization (the daemon must be stopped).
 
-    Earlier entries are collected again on the next run; later ones are skipped.
+    The next run reads from --to minus the source's overlap_s (sent again, same ids); moved
+    back, later entries are collected again; moved forward, the skipped ones are not.
 
     \b
     Example:
@@ -95,7 +96,7 @@ def state_set_cursor(ctx: click.Context, source: str, org: str, to: str, yes: bo
 
 @state.command("reset")
 @click.option("--source", default=None, help="Only this source's cursors (default: all).")
-@click.option("--org", default=None, help="Only this organization's cursors.")
+@click.option("--org", "--organization", "org", default=None, help="Only this organization's cursors.")
 @YES
 @click.pass_context
 def state_reset(ctx: click.Context, source: str | None, org: str | None, yes: bool) -> None:

@@ -224,7 +224,9 @@ TABLE_OR_JSON = click.option("--output", type=click.Choice(["table", "json"]), d
 
 @click.command()
 @click.option("--source", "source_name", required=True, help="A configured source.")
-@click.option("--organization", "organizations", multiple=True, help="Repeatable; default: every configured one.")
+@click.option(
+    "--organization", "--org", "organizations", multiple=True, help="Repeatable; default: every configured one."
+)
 @click.option("--from", "from_", required=True, help="Start of the period (event time), e.g. 2026-11-01.")
 @click.option("--to", "to", required=True, help="End of the period (excluded), e.g. 2026-12-01.")
 @TABLE_OR_JSON
