@@ -84,6 +84,7 @@ class ConfigCatEmulator(Emulator):
         self.bucket_size = 100
         self.refill_per_s = 20.0
         self.reset_format = "iso"  # X-Rate-Limit-Reset as "iso", "epoch" or "http-date"
+        self.unlisted: list[str] = []  # left out of GET /v1/organizations (the credential lost access)
         self.orgs: dict[str, Organization] = {}
         self._next_id = 480_000_000 + self.rng.randrange(1_000_000)
         self._tokens = float(self.bucket_size)
@@ -366,7 +367,8 @@ class ConfigCatEmulator(Emulator):
         if not self._authorized(req):
             return self._unauthorized()
         with self.lock:
-            return Response.json([{"organizationId": o.org_id, "name": o.name} for o in self.orgs.values()])
+            listed = [o for o in self.orgs.values() if o.org_id not in self.unlisted]
+            return Response.json([{"organizationId": o.org_id, "name": o.name} for o in listed])
 
     def list_products(self, req: Request) -> Response:
         """``ProductModel`` items of every organization, the ids the product routes take."""

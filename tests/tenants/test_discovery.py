@@ -126,3 +126,30 @@ def test_github_organizations_discovered_through_user_orgs_with_paging(tmp_path:
         assert not [row for row in github.control("GET", "requests") if "octo-sandbox/audit-log" in str(row[2])]
     finally:
         github.stop()
+
+
+def test_an_organization_no_longer_listed_stops_being_polled_and_others_go_on(tmp_path: Path) -> None:
+    emulator = running("configcat")
+    try:
+        emulator.control("POST", "entries", {"generate": 3, "orgs": [KEPT, LATER], "span_s": DAY_S})
+        organizations = {"discover": True, "refresh_s": 0.5}
+        cfg = file_sink_config(tmp_path, {"cc": source(emulator.url, organizations=organizations)})
+        with daemon(cfg) as proc:
+            both = {KEPT: 3, LATER: 3}
+            wait_until("both organizations' entries", lambda: delivered(tmp_path) == both, detail=proc.log)
+            emulator.control("POST", "config", {"unlisted": [LATER]})
+            listings = len(listing_requests(emulator))
+            read_again = lambda: len(listing_requests(emulator)) > listings + 1  # noqa: E731
+            wait_until("the listing read again", read_again, detail=proc.log)
+            asked = len(audit_paths(emulator))
+            emulator.control("POST", "entries", {"generate": 2, "orgs": [KEPT, LATER], "span_s": 60})
+            wait_until("the listed organization's new entries", lambda: delivered(tmp_path)[KEPT] == 5, detail=proc.log)
+            assert not proc.crashed(), proc.log()
+        assert delivered(tmp_path)[LATER] == 3
+        assert not [path for path in audit_paths(emulator)[asked:] if LATER in path]
+    finally:
+        emulator.stop()
+
+
+def listing_requests(emulator: EmulatorProcess) -> list[str]:
+    return [str(row[2]) for row in emulator.control("GET", "requests") if str(row[2]).endswith("/v1/organizations")]
