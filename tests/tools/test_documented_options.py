@@ -67,3 +67,18 @@ def test_backfill_takes_organization_and_a_finished_window_run_again_sends_nothi
     again = cli(cfg, *args)
     assert again.returncode == 0, again.stderr
     assert sorted(e["id"] for e in read_ndjson(tmp_path / "out")) == want
+
+
+def test_a_finished_backfill_without_until_run_again_collects_a_new_window_to_now(
+    tmp_path: Path, codacy: EmulatorProcess
+) -> None:
+    cfg = make_config(tmp_path, codacy.url)
+    since = int(time.time()) * 1000 - 2 * DAY_MS
+    args = ("backfill", "--source", "codacy", "--org", "gh/acme", "--since", format_ms(since))
+    want = sorted(i for t, i in acme_entries(codacy) if t >= since)
+
+    for copies in (1, 2):
+        time.sleep(1 - time.time() % 1)  # a new window's end is stamped to the second: a later one
+        result = cli(cfg, *args)
+        assert result.returncode == 0, result.stderr
+        assert sorted(e["id"] for e in read_ndjson(tmp_path / "out")) == sorted(want * copies)
