@@ -306,7 +306,7 @@ class S3Objects:
             events=events,
         )
         if not self._create(client, {**params, "Key": other}):
-            raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
+            raise RetryableError(f"{self.type_name} sink {self.name}: s3://{self.config.bucket}/{other} exists already")
         return str(other)
 
     def _where(self) -> str:
@@ -325,7 +325,7 @@ class S3Objects:
         )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
-        prefix = f"s3 sink {self.name}: {what}"
+        prefix = f"{self.type_name} sink {self.name}: {what}"  # the sink's own type: s3 or security_lake
         if isinstance(exc, ClientError):
             code = _error_code(exc)
             meta = exc.response.get("ResponseMetadata", {})
