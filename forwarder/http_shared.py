@@ -61,13 +61,22 @@ def cleartext_urls(config: BaseModel, prefix: str = "") -> list[str]:
             continue
         if not isinstance(value, str) or not _is_http_url(info.metadata, info.annotation):
             continue
-        url = httpx.URL(value)
-        if url.scheme == "http" and not _loopback(url.host):
-            found.append(
-                f"{name} {url.scheme}://{url.host} is plain HTTP to another machine: credentials and events "
-                "cross the network unencrypted; use https://"
-            )
+        warning = cleartext_url(name, value)
+        if warning:
+            found.append(warning)
     return found
+
+
+def cleartext_url(name: str, value: str) -> str | None:
+    """The warning for one URL setting that is ``http://`` to another machine, else None (for
+    settings typed as plain ``str``, such as the S3 ``endpoint_url``)."""
+    url = httpx.URL(value)
+    if url.scheme == "http" and not _loopback(url.host):
+        return (
+            f"{name} {url.scheme}://{url.host} is plain HTTP to another machine: credentials and events "
+            "cross the network unencrypted; use https://"
+        )
+    return None
 
 
 async def read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -71,7 +71,13 @@ class S3SinkConfig(S3ObjectsConfig):
     are slow on many small files, while the journal already makes waiting safe."""
 
     type: Literal["s3"]
-    key_template: str = DEFAULT_KEY_TEMPLATE
+    key_template: str = Field(
+        default=DEFAULT_KEY_TEMPLATE,
+        description="Object key. Placeholders: `{vendor}`, `{source}`, `{organization}`, the event's UTC `{year}`, "
+        "`{month}`, `{day}`, `{hour}`, `{date}` (2024-05-01) and `{name}` (required: named after the object's events). "
+        "Vendor, source and organization are lower-cased and every run of characters other than `a-z0-9_-` becomes "
+        "`-`, so `gh/Acme Corp` is `gh-acme-corp`: a `/` in a value never adds a level to the key.",
+    )
     gzip_level: int = Field(
         default=1,
         ge=1,

@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 from forwarder.event import format_ms
 from forwarder.evidence.s3_digests import S3Digests, lock_params
 from forwarder.evidence.settings import EvidenceSettings, ObjectLock
+from forwarder.http_shared import cleartext_url
 from forwarder.memory import release_freed_heap
 from forwarder.record import Record
 from forwarder.retry import parse_retry_after, retryable_status
@@ -87,6 +88,14 @@ class S3ObjectsConfig(SinkConfig):
         None,
         description="Write every object (and digest) under S3 Object Lock: `{mode: COMPLIANCE, retain_days: 400}`.",
     )
+
+    def transport_warnings(self) -> list[str]:
+        """``endpoint_url`` is a plain string (botocore takes it as given), so the shared check of
+        ``HttpUrl`` settings does not see it: an S3-compatible store over ``http://`` elsewhere
+        carries the events (and the signed requests) readable on the path."""
+        found = super().transport_warnings()
+        warning = cleartext_url("endpoint_url", self.endpoint_url) if self.endpoint_url else None
+        return [*found, warning] if warning else found
 
     @model_validator(mode="after")
     def _check_kms(self) -> S3ObjectsConfig:
@@ -306,7 +315,7 @@ class S3Objects:
             events=events,
         )
         if not self._create(client, {**params, "Key": other}):
-            raise RetryableError(f"s3 sink {self.name}: s3://{self.config.bucket}/{other} exists already")
+            raise RetryableError(f"{self.type_name} sink {self.name}: s3://{self.config.bucket}/{other} exists already")
         return str(other)
 
     def _where(self) -> str:
@@ -325,7 +334,7 @@ class S3Objects:
         )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
-        prefix = f"s3 sink {self.name}: {what}"
+        prefix = f"{self.type_name} sink {self.name}: {what}"  # the sink's own type: s3 or security_lake
         if isinstance(exc, ClientError):
             code = _error_code(exc)
             meta = exc.response.get("ResponseMetadata", {})

@@ -250,3 +250,27 @@ def test_a_file_format_it_does_not_read_is_left_to_botocore(monkeypatch: pytest.
     held = held_endpoints(session)
     assert all(set(p["services"]) <= KEPT_SERVICES for p in held["partitions"])  # still cut
     assert isinstance(session.get_component("data_loader").load_service_model("s3", "service-2"), OrderedDict)
+
+
+@pytest.mark.parametrize(
+    ("endpoint_url", "warned"),
+    [
+        ("http://minio.example.net:9000", True),  # events (and signed requests) readable on the path
+        ("https://minio.example.net:9000", False),
+        ("http://127.0.0.1:9000", False),  # loopback: nothing crosses a network
+        (None, False),
+    ],
+)
+def test_a_plain_http_endpoint_to_another_machine_is_warned_of(endpoint_url: str | None, warned: bool) -> None:
+    """Like the HTTP sinks' URLs (README: `insecure transport` at start, `WARN` in `check`), for the
+    object sinks too (`security_lake` shares the setting)."""
+    from sinks.security_lake.config import SecurityLakeSinkConfig
+
+    s3 = S3SinkConfig(type="s3", bucket="bucket", endpoint_url=endpoint_url)
+    lake = SecurityLakeSinkConfig(
+        type="security_lake", bucket="bucket", account_id="123456789012", endpoint_url=endpoint_url
+    )
+    for config in (s3, lake):
+        warnings = config.transport_warnings()
+        assert bool(warnings) is warned, warnings
+        assert all("endpoint_url http://minio.example.net is plain HTTP" in w for w in warnings)

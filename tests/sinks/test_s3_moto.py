@@ -459,6 +459,20 @@ def test_partitions_merge_in_journal_order() -> None:
     assert sink._group(list(batch)) == groups
 
 
+
+async def test_a_slash_in_an_organization_never_adds_a_key_level(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    sinks_to_close: list[S3Sink],
+) -> None:
+    """What key_template's description promises (docs/sinks.md): `gh/Acme Corp` is `gh-acme-corp`,
+    and `..` or a leading `/` cannot climb or start an empty level."""
+    sink = make_sink(sinks_to_close, moto_server.endpoint_url, bucket)
+    await sink.send([record(1, "2024-05-01T10:15:00", "gh/Acme Corp"), record(2, "2024-05-01T10:15:00", "/../Evil//")])
+    keys = all_keys(s3_client(moto_server.endpoint_url), bucket)
+    assert sorted(key.split("/")[2] for key in keys) == ["evil", "gh-acme-corp"]
+    assert all(len(key.split("/")) == 8 for key in keys)  # the template's levels, none more
+
 async def test_a_long_organization_name_still_makes_a_key_s3_accepts(
     moto_server: MotoServer,  # noqa: F811
     bucket: str,

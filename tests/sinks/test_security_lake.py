@@ -182,6 +182,27 @@ async def test_check_probes_the_prefix_and_names_a_missing_bucket(
         await missing.close()
 
 
+
+async def test_a_missing_bucket_stops_the_sink_under_its_own_type_and_a_later_run_delivers(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+) -> None:
+    """The operator reads which sink failed: a Security Lake sink's error says so, not "s3 sink"."""
+    missing = f"{bucket}-later"
+    sink = make_sink(moto_server.endpoint_url, missing)
+    try:
+        with pytest.raises(FatalSinkError) as refused:
+            await sink.send(records())
+        assert str(refused.value).startswith("security_lake sink lake: PutObject")
+        assert "NoSuchBucket" in str(refused.value)
+        s3_client(moto_server.endpoint_url).create_bucket(Bucket=missing)
+        await sink.send(records())
+    finally:
+        await sink.close()
+    client = s3_client(moto_server.endpoint_url)
+    documents = read_lake(client, missing, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT)
+    assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(event["id"] for event in EVENTS)
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
