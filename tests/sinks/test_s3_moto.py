@@ -459,7 +459,6 @@ def test_partitions_merge_in_journal_order() -> None:
     assert sink._group(list(batch)) == groups
 
 
-
 async def test_a_slash_in_an_organization_never_adds_a_key_level(
     moto_server: MotoServer,  # noqa: F811
     bucket: str,
@@ -472,6 +471,7 @@ async def test_a_slash_in_an_organization_never_adds_a_key_level(
     keys = all_keys(s3_client(moto_server.endpoint_url), bucket)
     assert sorted(key.split("/")[2] for key in keys) == ["evil", "gh-acme-corp"]
     assert all(len(key.split("/")) == 8 for key in keys)  # the template's levels, none more
+
 
 async def test_a_long_organization_name_still_makes_a_key_s3_accepts(
     moto_server: MotoServer,  # noqa: F811

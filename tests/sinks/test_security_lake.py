@@ -182,7 +182,6 @@ async def test_check_probes_the_prefix_and_names_a_missing_bucket(
         await missing.close()
 
 
-
 async def test_a_missing_bucket_stops_the_sink_under_its_own_type_and_a_later_run_delivers(
     moto_server: MotoServer,  # noqa: F811
     bucket: str,
@@ -202,6 +201,7 @@ async def test_a_missing_bucket_stops_the_sink_under_its_own_type_and_a_later_ru
     client = s3_client(moto_server.endpoint_url)
     documents = read_lake(client, missing, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT)
     assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(event["id"] for event in EVENTS)
+
 
 @pytest.mark.parametrize(
     ("options", "message"),
