@@ -103,12 +103,20 @@ def test_a_full_journal_names_the_sinks_holding_it_and_nothing_is_dropped(
     hec.control("POST", "faults", REFUSE)
     proc, port = start(tmp_path, codacy, hec, journal={"max_events": 10})
     try:
+        # the file sink catches up while HEC refuses: then only HEC holds the full journal, with
+        # its error once its first attempt was refused (the moment the journal fills, the file
+        # sink may still be writing its last batch, and HEC's first attempt may be in flight)
         _, body = wait_until(
-            "the journal full",
-            lambda: answer if (answer := health(port, "/healthz"))[1]["journal"]["full"] else None,
+            "the journal full, held by HEC alone, refused",
+            lambda: (
+                answer
+                if (answer := health(port, "/healthz"))[1]["journal"]["full"]
+                and [(h["sink"], bool(h["error"])) for h in answer[1]["journal"].get("held_by", [])] == [("hec", True)]
+                else None
+            ),
             detail=proc.log,
         )
-        [holder] = body["journal"]["held_by"]  # the file sink is current: only HEC holds it
+        [holder] = body["journal"]["held_by"]
         assert holder["sink"] == "hec" and holder["lag_events"] == body["sinks"]["hec"]["lag_events"] > 0
         assert "503" in holder["error"]
 
