@@ -47,12 +47,14 @@ def _facts(
     """A stream's section as (label, value), for both renderings: ``esc`` escapes a value,
     ``code`` sets a hash apart, ``sep`` ends the sequence part of a chain line."""
     c = stream["chain"]
+    if stream["first_time"] is None:  # a stream known to the ledger that collected nothing in the period
+        collected, chain = f"{stream['events']} (none in the period)", "none in the period"
+    else:
+        collected = f"{stream['events']} ({esc(stream['first_time'])} to {esc(stream['last_time'])})"
+        chain = f"seq {esc(c['first_seq'])} to {esc(c['last_seq'])}{sep} last hash {code(esc(c['last_hash']))}"
     return [
-        ("Events collected", f"{stream['events']} ({esc(stream['first_time'])} to {esc(stream['last_time'])})"),
-        (
-            "Chain in the period",
-            f"seq {esc(c['first_seq'])} to {esc(c['last_seq'])}{sep} last hash {code(esc(c['last_hash']))}",
-        ),
+        ("Events collected", collected),
+        ("Chain in the period", chain),
         ("Chain head now", f"seq {c['head_seq']}{sep} hash {code(esc(c['head_hash']))}"),
         *((f"Delivered to {esc(k)}", esc(v)) for k, v in _delivered(stream)),
         ("Last reconcile", esc(_reconcile_text(stream["last_reconcile"]))),

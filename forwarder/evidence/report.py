@@ -39,8 +39,6 @@ async def report_data(journal: Any, from_ms: int, to_ms: int) -> dict[str, Any]:
         gaps = [g for g in all_gaps if (g.source, g.organization) == (source, organization)]
         held = quarantined.get((source, organization), [])
         dead = [d for d in dead_letters if (d.record.source, d.record.organization) == (source, organization)]
-        if not rows and not gaps and not held and not dead:
-            continue
         head = await journal.chain_head(source, organization)
         days = Counter(format_ms(r.time_ms // DAY_MS * DAY_MS)[:10] for r in rows)
         by_chain = sorted(rows, key=lambda r: r.chain_seq)

@@ -123,6 +123,15 @@ def test_report_in_three_formats_and_the_html_renders(tmp_path: Path) -> None:
     assert "## stub / acme" in md and "| 4 | 1 | 1 | 1 |" in md and "HTTP 400: rejected by the receiver" in md
     assert "| verify | events " in md and "were lost" in md
 
+    # a period before anything was collected: every stream is listed, with nothing in it (a feed
+    # that stopped must show as one, not vanish from the document)
+    before = ("--from", format_ms(NOW - 400 * DAY_MS), "--to", format_ms(NOW - 300 * DAY_MS))
+    quiet = orjson.loads(cli(cfg, "report", *before, "--format", "json").stdout)["streams"]
+    assert sorted(f"{s['source']}/{s['organization']}" for s in quiet) == sorted(streams)
+    assert all(s["events"] == 0 and s["first_time"] is None and s["chain"]["head_seq"] > 0 for s in quiet)
+    quiet_md = cli(cfg, "report", *before, "--format", "markdown").stdout
+    assert quiet_md.count("0 (none in the period)") == 3 and "None" not in quiet_md
+
     html_path = tmp_path / "report.html"
     assert cli(cfg, "report", *period, "--output", str(html_path)).returncode == 0
     page = html_path.read_text()
