@@ -50,6 +50,14 @@ def test_a_cut_never_leaves_the_beginning_of_a_secret() -> None:
     assert "forms-cut" in text[:200]  # the cut the old code made
 
 
+def test_a_database_error_cut_to_its_first_line_never_leaves_the_beginning_of_a_password() -> None:
+    from forwarder.journal.postgres.connection import first_line
+
+    register_secrets({"forms-pg-password-9a7c1e"})
+    error = RuntimeError("x" * 280 + " password=forms-pg-password-9a7c1e\nsecond line")  # straddles 300
+    assert "forms-pg" not in first_line(error) and first_line(error).startswith("x" * 280)
+
+
 def test_an_entra_token_is_masked_once_obtained() -> None:
     token = "forms-entra-token-4b7e0c2d"
     assert token in scrub(f"refused {token}")

@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from forwarder.journal.types import StateError
+from forwarder.redaction import clip
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+    """Scrubbed before it is cut (``clip``): a cut inside a password would leave its beginning
+    where the log's scrub no longer recognizes it."""
+    return clip((str(exc).strip().splitlines() or [""])[0], 300)
 
 
 def cannot_connect(where: str, cause: str, within: str = "") -> StateError:

@@ -36,6 +36,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from forwarder.journal.postgres.sql import Conn
+from forwarder.redaction import clip
 
 log = structlog.get_logger("forwarder.leases")
 SAFETY = 0.2  # the share of the TTL a replica gives up early, for clock rates and scheduling delays
@@ -108,7 +109,7 @@ class Leases:
         try:
             sent, changed = attempt.result()
         except Exception as exc:  # the database is unreachable or refused: keep what is still valid
-            self._failed(f"{type(exc).__name__}: {str(exc)[:200]}")
+            self._failed(f"{type(exc).__name__}: {clip(str(exc), 200)}")
             return
         if self.last_error is not None:
             log.info("leases renewed again", held=len(self.held))
