@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from forwarder.redaction import strip_controls
+from forwarder.redaction import clip, strip_controls
 
 SECRETS_MANAGER_PERMISSIONS = "secretsmanager:GetSecretValue (and kms:Decrypt if a customer-managed key encrypts it)"
 SSM_PERMISSIONS = "ssm:GetParameter (and kms:Decrypt for a SecureString under a customer-managed key)"
@@ -234,7 +234,7 @@ def _fetch(store: AwsSecretsManagerRef | AwsSsmParameterRef) -> str:
             f"{what}: no AWS credentials found (environment, shared config or profile, instance or task role)"
         ) from None
     except BotoCoreError as exc:
-        raise StoreError(f"{what}: {type(exc).__name__}: {_plain(str(exc))[:300]}") from None
+        raise StoreError(f"{what}: {type(exc).__name__}: {clip(_plain(str(exc)), 300)}") from None
 
 
 def _error(code: str, message: str) -> tuple[str, str]:
@@ -247,7 +247,7 @@ def _error(code: str, message: str) -> tuple[str, str]:
         if inner_code is None:
             return f"HTTP {code}", ""
         code, message = inner_code.group(1), inner_message.group(1) if inner_message else ""
-    return _plain(code)[:100], _plain(message)[:300]
+    return clip(_plain(code), 100), clip(_plain(message), 300)
 
 
 def _hint(store: AwsSecretsManagerRef | AwsSsmParameterRef, code: str) -> str:
