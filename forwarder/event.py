@@ -262,6 +262,23 @@ def content_ids(vendor: str, organization: str, raws: list[Any]) -> list[str]:
     return out
 
 
+def text(value: Any) -> str | None:
+    """A vendor value for a string field of the schema (an actor's name, a target, a message):
+    vendors send numbers, booleans or objects where a string is usual, and the event must still
+    validate against the published schema. JSON text for containers and booleans, as the vendor
+    wrote them, not Python's repr; None stays None."""
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+_TEXT_OF = {"id", "name", "email", "ip", "user_agent"}
+
+
 def make_event(
     *,
     id: str,
@@ -282,9 +299,11 @@ def make_event(
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     actor_full = {"id": None, "name": None, "email": None, "ip": None, "user_agent": None, "type": "unknown"}
-    actor_full.update(actor or {})
-    target_full = {"type": None, "id": None, "name": None}
-    target_full.update(target or {})
+    for key, value in (actor or {}).items():
+        actor_full[key] = text(value) if key in _TEXT_OF else value
+    target_full: dict[str, Any] = {"type": None, "id": None, "name": None}
+    for key, value in (target or {}).items():
+        target_full[key] = text(value)
     return {
         "schema_version": SCHEMA_VERSION,
         "id": id,
@@ -299,8 +318,8 @@ def make_event(
         "category": category,
         "outcome": outcome,
         "target": target_full,
-        "repository": repository or None,
-        "message": message,
+        "repository": text(repository) or None,
+        "message": text(message),
         "details": details or {},
         "raw": raw,
     }

@@ -16,7 +16,7 @@ from typing import Any, get_args
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from forwarder.event import Activity, Category, Outcome, format_time, make_event
+from forwarder.event import Activity, Category, Outcome, format_time, make_event, text
 
 ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values)
     "category": ("unknown", set(get_args(Category))),
@@ -108,11 +108,7 @@ def match_glob(value: str, table: Mapping[str, Any]) -> Any:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):  # JSON, as the vendor sent it, not Python's repr
-        return orjson.dumps(value).decode()
-    return str(value)
+    return str(text(value))  # JSON, as the vendor sent it, not Python's repr (never None here)
 
 
 class Mapper:

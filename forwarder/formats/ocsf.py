@@ -14,6 +14,8 @@ the official schema export (tests/formats/test_ocsf.py, its captions in test_ocs
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal, get_args
@@ -111,6 +113,24 @@ def _compact(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None and v != {} and v != [] and v != ""}
 
 
+# OCSF's email_t (``types.email_t.regex`` of every version's export): a value it refuses makes the
+# whole event invalid, so it is left out of ``email_addr`` (and kept under ``unmapped.actor``).
+EMAIL = re.compile(r"^[a-zA-Z0-9!#$%&'*+-/=?^_`{|}~.]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$")
+
+
+def email_addr(value: Any) -> str | None:
+    return value if isinstance(value, str) and EMAIL.match(value) else None
+
+
+def ip_addr(value: Any) -> str | None:
+    """An address for OCSF's ``ip_t``, else None ("203.0.113.9, 10.0.0.2", a host name): as in
+    ECS, CEF and LEEF, such a value is not put where an address is required."""
+    try:
+        return str(ipaddress.ip_address(str(value))) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
 def user_object(
     uid: Any, name: Any, email: Any = None, kind: str | None = None, feats: Features | None = None
 ) -> dict[str, Any] | None:
@@ -118,7 +138,7 @@ def user_object(
     name = name or email
     if not uid and not name:
         return None
-    user = _compact({"uid": None if uid is None else str(uid), "name": name, "email_addr": email})
+    user = _compact({"uid": None if uid is None else str(uid), "name": name, "email_addr": email_addr(email)})
     if kind is not None:
         user["type_id"], user["type"] = USER_TYPES.get(kind, USER_TYPES["unknown"])
         if user["type_id"] == 4 and feats is not None and not feats.service_user:
@@ -229,8 +249,15 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
     user = user_object(actor.get("id"), actor.get("name"), actor.get("email"), actor.get("type"), feats)
     observed = event.get("observed_time")
     iam_change = class_uid in IAM_CHANGES
+    ip = ip_addr(actor.get("ip"))
+    refused = _compact(  # actor values OCSF's types refuse: kept, where OCSF allows anything
+        {
+            "ip": actor.get("ip") if ip is None else None,
+            "email": actor.get("email") if email_addr(actor.get("email")) is None else None,
+        }
+    )
     endpoints = {
-        "src_endpoint": {"ip": actor["ip"]} if actor.get("ip") else {"svc_name": vendor},
+        "src_endpoint": {"ip": ip} if ip else {"svc_name": vendor},
         "http_request": _compact({"user_agent": actor.get("user_agent")}),
     }
     unplaced = {} if feats.iam_endpoints or not iam_change else _compact(endpoints)
@@ -282,6 +309,7 @@ def ocsf_event(event: dict[str, Any], include_raw: bool = True, version: str = O
                     "target": _compact(event.get("target") or {}),
                     "repository": event.get("repository"),
                     "details": event.get("details") or None,
+                    "actor": refused or None,
                     **unplaced,
                     "chain": event.get("chain"),
                 }

@@ -16,7 +16,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from forwarder.event import SCHEMA_VERSION, event_time, format_observed
+from forwarder.event import SCHEMA_VERSION, event_time, format_observed, text
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig
 from forwarder.sources.http import MalformedResponse, make_client
@@ -145,19 +145,20 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     if details is not None and not isinstance(details, dict):
         details = {"text": str(details)}
     category, activity, target_type = _action_fields(action)
-    repository = raw.get("repositoryName") or None
+    # text(): a number or an object where Codacy writes a string must not break the schema
+    repository = text(raw.get("repositoryName")) or None
     entity = raw.get("entityId")
-    description = raw.get("description")
+    description = text(raw.get("description"))
     extra = {}
     if raw.get("source") is not None:
         extra["source"] = raw["source"]
     if description is not None:
-        extra["description"] = description
+        extra["description"] = raw["description"]
     if actor.get("role"):
         extra["actor_role"] = actor["role"]
     if details:
         extra["request"] = details
-    email = actor.get("email")
+    email = text(actor.get("email")) or None
     return {
         "schema_version": SCHEMA_VERSION,
         "id": key,
@@ -178,7 +179,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         "activity": activity,
         "category": category,
         "outcome": OUTCOMES.get(str(raw.get("result")), "unknown"),
-        "target": {"type": target_type, "id": str(entity) if entity else None, "name": repository},
+        "target": {"type": target_type, "id": text(entity) if entity not in (None, "") else None, "name": repository},
         "repository": repository,
         "message": description,
         "details": extra,

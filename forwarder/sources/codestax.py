@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms
+from forwarder.event import event_time, format_ms, text
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
@@ -226,7 +226,7 @@ def normalize_entry(
     user = _user(raw.get("user"))
     metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
     target = raw.get("target")
-    target_name = str(target) if target is not None else None
+    target_name = text(target)
     target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category))
     repository = metadata.get("repository") or (target_name if vendor_category in ("repositories", "scans") else None)
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
