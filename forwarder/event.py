@@ -262,6 +262,26 @@ def content_ids(vendor: str, organization: str, raws: list[Any]) -> list[str]:
     return out
 
 
+def text_of(value: Any) -> str:
+    """A vendor value as the text a string field of the schema carries: JSON for an object or
+    a list (as the vendor sent it, not Python's repr), ``true``/``false``, a number's digits."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _strings(part: dict[str, Any]) -> None:
+    """The schema's actor and target fields are strings or null. Vendors whose entry shape is
+    only inferred (CodeStax, Codescoring) may send a number, an object or a list where a name
+    or an address was expected; such an event broke the schema (and every format built on
+    it) instead of carrying the value as text. ``raw`` keeps it as it was."""
+    for name, value in part.items():
+        if value is not None and type(value) is not str:
+            part[name] = text_of(value)
+
+
 def make_event(
     *,
     id: str,
@@ -285,6 +305,12 @@ def make_event(
     actor_full.update(actor or {})
     target_full = {"type": None, "id": None, "name": None}
     target_full.update(target or {})
+    _strings(actor_full)
+    _strings(target_full)
+    if repository is not None and type(repository) is not str:
+        repository = text_of(repository)
+    if message is not None and type(message) is not str:
+        message = text_of(message)
     return {
         "schema_version": SCHEMA_VERSION,
         "id": id,

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from forwarder.event import Activity, Category, Outcome, format_time, make_event
+from forwarder.event import text_of as _text
 
 ENUMS: dict[str, tuple[str, set[str]]] = {  # field -> (fallback, allowed values)
     "category": ("unknown", set(get_args(Category))),
@@ -107,12 +108,6 @@ def match_glob(value: str, table: Mapping[str, Any]) -> Any:
     return table[best[2]] if best is not None else None
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):  # JSON, as the vendor sent it, not Python's repr
-        return orjson.dumps(value).decode()
-    return str(value)
 
 
 class Mapper:

@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import Field, SecretStr
 
-from forwarder.event import event_time, format_ms
+from forwarder.event import event_time, format_ms, text_of
 from forwarder.mapping import entry_time
 from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
@@ -148,6 +148,18 @@ CATEGORY_BY_PREFIX = {
     "settings": "settings",
     "integration": "integrations",
 }
+# The audit log's "Action type" filter is documented by the values "auth, scan, triage,
+# settings, etc."; an entry's category may well be spelled so (inferred, like the plural table
+# names above), or in the singular of the action's prefix. Each names one documented category.
+CATEGORY_ALIASES = {
+    **CATEGORY_BY_PREFIX,
+    "scan": "scans",
+    "triage": "findings",
+    "repo": "repositories",
+    "member": "team",
+    "setting": "settings",
+    **{name: name for name in CATEGORIES},
+}
 TARGET_TYPES = {
     "auth": "user",
     "repositories": "repository",
@@ -202,15 +214,46 @@ def _user(value: Any) -> dict[str, Any]:
     return {}
 
 
+def _named(value: Any) -> tuple[str | None, str | None, str | None]:
+    """The documented "Target" (repository name, finding ID, user email) as (name, id, type):
+    text or a number as it is; an object (inferred shape) by its ``name``/``email``/``id`` and
+    ``type``, not its Python repr; anything else (a list, an empty text) names nothing, and
+    ``raw`` keeps it."""
+    if isinstance(value, str):
+        return (value, value, None) if value else (None, None, None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value), str(value), None
+    if isinstance(value, dict):
+        name = next((v for k in ("name", "email", "id") if (v := value.get(k)) not in (None, "")), None)
+        ident = next((v for k in ("id", "name", "email") if (v := value.get(k)) not in (None, "")), None)
+        kind = value.get("type")
+        return (
+            None if name is None else str(name),
+            None if ident is None else str(ident),
+            kind if isinstance(kind, str) and kind else None,
+        )
+    return None, None, None
+
+
+def _category(value: Any, prefix: str) -> str | None:
+    """The entry's own category when it names a documented one, else the action's prefix's
+    (a category the table does not know, or of another type, no longer hides a known action)."""
+    if isinstance(value, str) and value.strip().lower() in CATEGORY_ALIASES:
+        return CATEGORY_ALIASES[value.strip().lower()]
+    return CATEGORY_BY_PREFIX.get(prefix)
+
+
 def normalize_entry(
     source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
 ) -> dict[str, Any]:
     action = audit_entry("CodeStax", raw).get("action")
-    if not isinstance(action, str) or not action:
+    if action is None or action == "":
         raise ValueError("entry has no action")
+    if not isinstance(action, str):  # a number or an object: its text, as http_json reads it
+        action = text_of(action)
     when = event_time(entry_time(raw, time_field))
     prefix, _, verb = action.partition(".")
-    vendor_category = raw.get("category") or CATEGORY_BY_PREFIX.get(prefix)
+    vendor_category = _category(raw.get("category"), prefix)
     category = CATEGORIES.get(str(vendor_category), "unknown")
     activity = ACTIVITIES.get(verb) or ("update" if verb.endswith("_changed") else "other")
     if prefix == "api_key":  # documented under Authentication, but it grants or revokes access
@@ -225,13 +268,15 @@ def normalize_entry(
         outcome = "unknown"
     user = _user(raw.get("user"))
     metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
-    target = raw.get("target")
-    target_name = str(target) if target is not None else None
-    target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category))
-    repository = metadata.get("repository") or (target_name if vendor_category in ("repositories", "scans") else None)
+    target_name, target_id, target_kind = _named(raw.get("target"))
+    target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category)) or target_kind
+    repository = _named(metadata.get("repository"))[0] or (
+        target_name if vendor_category in ("repositories", "scans") else None
+    )
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
     if raw.get("category"):
         details["vendor_category"] = raw["category"]
+    identified = any(user.get(k) not in (None, "") for k in ("email", "id", "name"))
     return entry_event(
         "codestax",
         source,
@@ -245,13 +290,13 @@ def normalize_entry(
             "email": user.get("email"),
             "ip": metadata.get("ip"),
             "user_agent": metadata.get("user_agent"),
-            "type": "user" if user else "unknown",
+            "type": "user" if identified else "unknown",
         },
         action=action,
         activity=activity,
         category=category,
         outcome=outcome,
-        target={"type": target_type, "name": target_name, "id": target_name if category != "unknown" else None},
+        target={"type": target_type, "name": target_name, "id": target_id if category != "unknown" else None},
         repository=repository,
         details=details,
         raw=raw,

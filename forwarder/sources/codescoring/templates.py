@@ -96,6 +96,8 @@ TEMPLATES = [
         ("configuration", "create", "success"),
         ("activation_key", "owner", None),
     ),
+    # the vendor's page lists the activation as the bare text "Object created" (no object named)
+    _t("license.activation_key_created", r"Object created", ("configuration", "create", "success")),
     _t("license.no_activation_key", r"No activation key", LICENSE_FAILED),
     _t("license.activation_key_problem", r"Problem with activation key: (?P<reason>.*)", LICENSE_FAILED),
     # user authentication
