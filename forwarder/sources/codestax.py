@@ -16,6 +16,7 @@ id fields are settings (``time_field``, ``id_field``; ``timestamp`` and ``id`` b
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -199,6 +200,7 @@ ACTIVITIES = {
     "deleted": "delete",
     "login_failed": "login",
 }
+NAME_AND_EMAIL = re.compile(r"^(?P<name>[^<]*)<(?P<email>[^<>\s]+@[^<>\s]+)>$")
 READS = {"read", "export"}  # findings read or exported are data access, not entity changes
 FAILURES = ("failed", "denied", "rejected", "login_failed")
 
@@ -210,6 +212,9 @@ def _user(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if isinstance(value, str) and value.strip():
+        named = NAME_AND_EMAIL.match(value.strip())
+        if named:  # the document's "name and email" written as one text, as an export would
+            return {"name": named["name"].strip().strip('"') or None, "email": named["email"]}
         return {"email": value} if "@" in value else {"name": value}
     return {}
 

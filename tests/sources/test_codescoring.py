@@ -548,3 +548,14 @@ def test_an_empty_attempted_username_names_nobody() -> None:
     assert event["action"] == "user.login_failed" and event["outcome"] == "failure"
     assert event["actor"]["name"] is None and event["actor"]["type"] == "unknown"
     assert event["details"] == {"username": "", "recorded_actor": "system"}
+
+
+def test_an_ldap_failure_naming_no_server_is_still_an_ldap_failure() -> None:
+    """``{', '.join(ldap_servers_mapping_failed_for)}`` of an empty list renders nothing; the
+    text was then no template's and the failure was forwarded as ``unknown``."""
+    template, fields = parse_message(
+        "Sync done. While processing, failed to apply some of rules related to following LDAP servers: . "
+        "Check server logs."
+    )
+    assert template is not None and template.action == "ldap.group_mapping_failed"
+    assert fields == {"summary": "Sync done.", "ldap_servers": []}

@@ -527,3 +527,16 @@ def test_every_documented_event_and_odd_field_goes_through_the_daemon(tmp_path: 
     assert as_list["ip"] == '["203.0.113.7"]' and as_list["user_agent"] == '{"ua":1}'
     changed = event_of(metadata={"repository": {"name": "my-app"}, "old": {"role": "dev"}, "new": {"role": "admin"}})
     assert changed["repository"] == "my-app" and changed["details"]["new"] == {"role": "admin"}
+
+
+def test_a_user_written_as_name_and_email_is_both() -> None:
+    """The document's User is "name and email"; written as one text (``Jane Doe
+    <jane@example.com>``, as an export writes it) it was taken whole as the email."""
+    base = {"id": 1, "timestamp": "2026-11-24T04:30:00Z", "action": "scan.triggered", "target": "web"}
+    observed = datetime(2026, 11, 25, tzinfo=UTC)
+    for text, name in (("Jane Doe <jane@example.com>", "Jane Doe"), ('"Doe, Jane" <jane@example.com>', "Doe, Jane")):
+        event = normalize_entry("cx", "acme", {**base, "user": text}, "codestax:acme:1", observed)
+        assert event["actor"]["name"] == name and event["actor"]["email"] == "jane@example.com"
+        assert event["actor"]["id"] == "jane@example.com" and event["actor"]["type"] == "user"
+    bare = normalize_entry("cx", "acme", {**base, "user": "<jane@example.com>"}, "codestax:acme:1", observed)
+    assert bare["actor"]["name"] is None and bare["actor"]["email"] == "jane@example.com"
