@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -27,7 +27,7 @@ import structlog
 from pydantic import Field, SecretStr
 
 from forwarder.event import event_time, format_ms, text_of
-from forwarder.mapping import entry_time
+from forwarder.mapping import entry_time, get_path
 from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import audit_entry, entry_keys, time_at
@@ -36,6 +36,9 @@ from forwarder.sources.windowed import WindowedSource
 log = structlog.get_logger("forwarder.sources.codestax")
 RETENTION_DAYS = 90.0  # every plan; Enterprise can extend it: the setting retention_days
 MAX_PAGES = 100_000  # a server that never sends a short page must not keep a poll alive forever
+
+
+CategoryName = Literal["auth", "repositories", "scans", "findings", "team", "settings", "integrations"]
 
 
 class CodeStaxConfig(SourceConfig):
@@ -69,6 +72,22 @@ class CodeStaxConfig(SourceConfig):
     )
     id_field: str | None = Field(
         "id", min_length=1, description="Entry field holding its id (undocumented; dotted path); null: a content hash."
+    )
+    action_field: str = Field("action", min_length=1, description="Entry field holding its action (undocumented).")
+    user_field: str = Field(
+        "user", min_length=1, description="Entry field holding its user, {name, email} or text (undocumented)."
+    )
+    target_field: str = Field("target", min_length=1, description="Entry field holding its target (undocumented).")
+    metadata_field: str = Field(
+        "metadata", min_length=1, description="Entry field holding its metadata object (undocumented)."
+    )
+    category_field: str = Field(
+        "category", min_length=1, description="Entry field holding its category, if any (undocumented)."
+    )
+    category_aliases: dict[str, CategoryName] = Field(
+        default_factory=dict,
+        description="Further spellings of the category field's values (undocumented), each naming one of the "
+        "documented categories: auth, repositories, scans, findings, team, settings, integrations.",
     )
     user: str | None = Field(None, description="Collect only this user's entries.")
     action: str | None = Field(None, description="Collect only this action or category.")
@@ -240,25 +259,43 @@ def _named(value: Any) -> tuple[str | None, str | None, str | None]:
     return None, None, None
 
 
-def _category(value: Any, prefix: str) -> str | None:
+def _category(value: Any, prefix: str, aliases: Mapping[str, str]) -> str | None:
     """The entry's own category when it names a documented one, else the action's prefix's
     (a category the table does not know, or of another type, no longer hides a known action)."""
-    if isinstance(value, str) and value.strip().lower() in CATEGORY_ALIASES:
-        return CATEGORY_ALIASES[value.strip().lower()]
+    if isinstance(value, str):
+        if value in aliases:
+            return aliases[value]
+        if value.strip().lower() in CATEGORY_ALIASES:
+            return CATEGORY_ALIASES[value.strip().lower()]
     return CATEGORY_BY_PREFIX.get(prefix)
 
 
 def normalize_entry(
-    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
+    source: str,
+    organization: str,
+    raw: Any,
+    key: str,
+    observed: datetime,
+    time_field: str = "timestamp",
+    *,
+    action_field: str = "action",
+    user_field: str = "user",
+    target_field: str = "target",
+    metadata_field: str = "metadata",
+    category_field: str = "category",
+    category_aliases: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    action = audit_entry("CodeStax", raw).get("action")
+    """The documented columns (User, Action, Target, Metadata) under the names the settings
+    give: the entry's shape is undocumented ([INF]), like the names of its time and id fields."""
+    action = get_path(audit_entry("CodeStax", raw), action_field)
     if action is None or action == "":
-        raise ValueError("entry has no action")
+        raise ValueError(f"entry has no {action_field!r} action; set action_field if the vendor names it otherwise")
     if not isinstance(action, str):  # a number or an object: its text, as http_json reads it
         action = text_of(action)
     when = event_time(entry_time(raw, time_field))
     prefix, _, verb = action.partition(".")
-    vendor_category = _category(raw.get("category"), prefix)
+    raw_category = get_path(raw, category_field)
+    vendor_category = _category(raw_category, prefix, category_aliases or {})
     category = CATEGORIES.get(str(vendor_category), "unknown")
     activity = ACTIVITIES.get(verb) or ("update" if verb.endswith("_changed") else "other")
     if prefix == "api_key":  # documented under Authentication, but it grants or revokes access
@@ -271,16 +308,17 @@ def normalize_entry(
     outcome = "failure" if verb.endswith(FAILURES) else "success"
     if category == "unknown" or verb.endswith("cancelled"):  # a cancelled scan neither failed nor succeeded
         outcome = "unknown"
-    user = _user(raw.get("user"))
-    metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
-    target_name, target_id, target_kind = _named(raw.get("target"))
+    user = _user(get_path(raw, user_field))
+    metadata_value = get_path(raw, metadata_field)
+    metadata: dict[str, Any] = metadata_value if isinstance(metadata_value, dict) else {}
+    target_name, target_id, target_kind = _named(get_path(raw, target_field))
     target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category)) or target_kind
     repository = _named(metadata.get("repository"))[0] or (
         target_name if vendor_category in ("repositories", "scans") else None
     )
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
-    if raw.get("category"):
-        details["vendor_category"] = raw["category"]
+    if raw_category:
+        details["vendor_category"] = raw_category
     identified = any(user.get(k) not in (None, "") for k in ("email", "id", "name"))
     return entry_event(
         "codestax",
@@ -431,7 +469,21 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
         )
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
-        return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
+        cfg = self.config
+        return normalize_entry(
+            self.name,
+            organization,
+            raw,
+            key,
+            observed,
+            cfg.time_field,
+            action_field=cfg.action_field,
+            user_field=cfg.user_field,
+            target_field=cfg.target_field,
+            metadata_field=cfg.metadata_field,
+            category_field=cfg.category_field,
+            category_aliases=cfg.category_aliases,
+        )
 
     async def check(self) -> str:
         cfg = self.config

@@ -559,3 +559,27 @@ def test_an_ldap_failure_naming_no_server_is_still_an_ldap_failure() -> None:
     )
     assert template is not None and template.action == "ldap.group_mapping_failed"
     assert fields == {"summary": "Sync done.", "ldap_servers": []}
+
+
+async def test_differently_named_actor_message_and_duration_fields_are_a_setting(codescoring: EmulatorProcess) -> None:
+    """The documented columns are Actor, Message and Duration; the names the API gives them are
+    inferred like the time's, so a server naming them otherwise is a config change, not every
+    entry quarantined for "no message"."""
+    codescoring.control("POST", "config", {"field_names": {"actor": "username", "message": "text", "duration": "took"}})
+    settings = source(codescoring.url, actor_field="username", message_field="text", duration_field="took")
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    by_id = {f"codescoring:acme:{e['id']}": e for e in codescoring.entries()}
+    assert len(entries) == len(by_id) == 60
+    for raw, key in entries:
+        event = src.normalize("acme", raw, key, observed)
+        NormalizedEvent.model_validate(event)
+        served = by_id[key]
+        recorded = event["details"].get("recorded_actor", event["actor"]["name"])  # a failed login names the user
+        assert event["message"] == served["message"] and recorded == served["actor"]
+        assert event["details"].get("duration") == served.get("duration")
+        assert (event["action"] == "unknown") == (parse_message(served["message"])[0] is None)

@@ -540,3 +540,46 @@ def test_a_user_written_as_name_and_email_is_both() -> None:
         assert event["actor"]["id"] == "jane@example.com" and event["actor"]["type"] == "user"
     bare = normalize_entry("cx", "acme", {**base, "user": "<jane@example.com>"}, "codestax:acme:1", observed)
     assert bare["actor"]["name"] is None and bare["actor"]["email"] == "jane@example.com"
+
+
+async def test_differently_named_entry_fields_and_category_spellings_are_settings(codestax: EmulatorProcess) -> None:
+    """The documented columns are User, Action, Target and Metadata, and the category a filter;
+    the names the API gives them, and how it spells a category, are inferred like the time's:
+    a server that differs is a config change, not every entry quarantined for "no action"."""
+    renames = {"user": "actor", "action": "event", "target": "resource", "metadata": "context", "category": "kind"}
+    codestax.control("POST", "config", {"field_names": renames})
+    served = {f"codestax:acme:{e['id']}": e for e in codestax.entries()}
+    spellings = {"Code scans": "scans", "Sign-in": "auth"}
+    settings = source(
+        codestax.url,
+        user_field="actor",
+        action_field="event",
+        target_field="resource",
+        metadata_field="context",
+        category_field="kind",
+        category_aliases=spellings,
+    )
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    assert len(entries) == len(served) == 60
+    default = CodeStaxSource("cx", CodeStaxConfig.model_validate(source(codestax.url)))
+    await default.close()
+    for raw, key in entries:
+        event = src.normalize("acme", raw, key, observed)
+        NormalizedEvent.model_validate(event)
+        original = {k: v for k, v in served[key].items() if k != "_org"}
+        assert {k: v for k, v in event.items() if k != "raw"} == {
+            k: v for k, v in default.normalize("acme", original, key, observed).items() if k != "raw"
+        }
+    spelled_as = (("run.started", "Code scans", "analysis"), ("login", "Sign-in", "authentication"))
+    for action, spelled, category in spelled_as:
+        entry = {"id": 1, "timestamp": "2026-03-12T10:00:00Z", "event": action, "kind": spelled, "resource": "web"}
+        assert src.normalize("acme", entry, "k", observed)["category"] == category
+        fields = {"action_field": "event", "target_field": "resource", "category_field": "kind"}
+        assert normalize_entry("cx", "acme", entry, "k", observed, **fields)["category"] == "unknown"  # no alias
+    with pytest.raises(ValueError, match="set action_field"):
+        src.normalize("acme", served[entries[0][1]], "k", observed)

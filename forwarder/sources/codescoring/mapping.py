@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from forwarder.event import event_time, text_of
-from forwarder.mapping import entry_time
+from forwarder.mapping import entry_time, get_path
 from forwarder.sources.base import entry_event
 from forwarder.sources.codescoring.templates import OBJECT_REPR, STATUS_OUTCOME, VERB_ACTIVITY, parse_message
 from forwarder.sources.window import audit_entry
@@ -23,16 +23,27 @@ def _actor(value: Any) -> dict[str, Any]:
 
 
 def normalize_entry(
-    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "created_at"
+    source: str,
+    organization: str,
+    raw: Any,
+    key: str,
+    observed: datetime,
+    time_field: str = "created_at",
+    *,
+    actor_field: str = "actor",
+    message_field: str = "message",
+    duration_field: str = "duration",
 ) -> dict[str, Any]:
-    message = audit_entry("CodeScoring", raw).get("message")
+    """The documented columns (Actor, Message, Duration) under the names the settings give:
+    the entry's shape is undocumented ([INF]), like the names of its time and id fields."""
+    message = get_path(audit_entry("CodeScoring", raw), message_field)
     if message is None:
-        raise ValueError("entry has no message")
+        raise ValueError(f"entry has no {message_field!r} message; set message_field if the vendor names it otherwise")
     if not isinstance(message, str):  # a number or an object: matches no template, kept as text
         message = text_of(message)
     when = event_time(entry_time(raw, time_field))
-    actor = _actor(raw.get("actor"))
-    actor_name = raw.get("actor")
+    actor_name = get_path(raw, actor_field)
+    actor = _actor(actor_name)
     template, fields = parse_message(message)
     target: dict[str, Any] = {}
     if template is None:
@@ -56,8 +67,9 @@ def normalize_entry(
             if actor["type"] == "system":  # a login attempt as "system" is a user's attempt, not the system's
                 actor["type"] = "user"
             fields["recorded_actor"] = actor_name
-    if raw.get("duration") is not None:
-        fields["duration"] = raw["duration"]
+    duration = get_path(raw, duration_field)
+    if duration is not None:
+        fields["duration"] = duration
     return entry_event(
         "codescoring",
         source,
