@@ -16,8 +16,9 @@ id fields are settings (``time_field``, ``id_field``; ``timestamp`` and ``id`` b
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,7 @@ import structlog
 from pydantic import Field, SecretStr
 
 from forwarder.event import event_time, format_ms, text
-from forwarder.mapping import entry_time
+from forwarder.mapping import entry_time, get_path
 from forwarder.sources.base import HttpUrl, SourceConfig, entry_event, lookback_setting, retention_setting
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import audit_entry, entry_keys, time_at
@@ -35,6 +36,9 @@ from forwarder.sources.windowed import WindowedSource
 log = structlog.get_logger("forwarder.sources.codestax")
 RETENTION_DAYS = 90.0  # every plan; Enterprise can extend it: the setting retention_days
 MAX_PAGES = 100_000  # a server that never sends a short page must not keep a poll alive forever
+
+
+CategoryName = Literal["auth", "repositories", "scans", "findings", "team", "settings", "integrations"]
 
 
 class CodeStaxConfig(SourceConfig):
@@ -68,6 +72,22 @@ class CodeStaxConfig(SourceConfig):
     )
     id_field: str | None = Field(
         "id", min_length=1, description="Entry field holding its id (undocumented; dotted path); null: a content hash."
+    )
+    action_field: str = Field("action", min_length=1, description="Entry field holding its action (undocumented).")
+    user_field: str = Field(
+        "user", min_length=1, description="Entry field holding its user, {name, email} or text (undocumented)."
+    )
+    target_field: str = Field("target", min_length=1, description="Entry field holding its target (undocumented).")
+    metadata_field: str = Field(
+        "metadata", min_length=1, description="Entry field holding its metadata object (undocumented)."
+    )
+    category_field: str = Field(
+        "category", min_length=1, description="Entry field holding its category, if any (undocumented)."
+    )
+    category_aliases: dict[str, CategoryName] = Field(
+        default_factory=dict,
+        description="Further spellings of the category field's values (undocumented), each naming one of the "
+        "documented categories: auth, repositories, scans, findings, team, settings, integrations.",
     )
     user: str | None = Field(None, description="Collect only this user's entries.")
     action: str | None = Field(None, description="Collect only this action or category.")
@@ -148,6 +168,18 @@ CATEGORY_BY_PREFIX = {
     "settings": "settings",
     "integration": "integrations",
 }
+# The audit log's "Action type" filter is documented by the values "auth, scan, triage,
+# settings, etc."; an entry's category may well be spelled so (inferred, like the plural table
+# names above), or in the singular of the action's prefix. Each names one documented category.
+CATEGORY_ALIASES = {
+    **CATEGORY_BY_PREFIX,
+    "scan": "scans",
+    "triage": "findings",
+    "repo": "repositories",
+    "member": "team",
+    "setting": "settings",
+    **{name: name for name in CATEGORIES},
+}
 TARGET_TYPES = {
     "auth": "user",
     "repositories": "repository",
@@ -187,6 +219,7 @@ ACTIVITIES = {
     "deleted": "delete",
     "login_failed": "login",
 }
+NAME_AND_EMAIL = re.compile(r"^(?P<name>[^<]*)<(?P<email>[^<>\s]+@[^<>\s]+)>$")
 READS = {"read", "export"}  # findings read or exported are data access, not entity changes
 FAILURES = ("failed", "denied", "rejected", "login_failed")
 
@@ -198,19 +231,71 @@ def _user(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if isinstance(value, str) and value.strip():
+        named = NAME_AND_EMAIL.match(value.strip())
+        if named:  # the document's "name and email" written as one text, as an export would
+            return {"name": named["name"].strip().strip('"') or None, "email": named["email"]}
         return {"email": value} if "@" in value else {"name": value}
     return {}
 
 
+def _named(value: Any) -> tuple[str | None, str | None, str | None]:
+    """The documented "Target" (repository name, finding ID, user email) as (name, id, type):
+    text or a number as it is; an object (inferred shape) by its ``name``/``email``/``id`` and
+    ``type``, not its Python repr; anything else (a list, an empty text) names nothing, and
+    ``raw`` keeps it."""
+    if isinstance(value, str):
+        return (value, value, None) if value else (None, None, None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value), str(value), None
+    if isinstance(value, dict):
+        name = next((v for k in ("name", "email", "id") if (v := value.get(k)) not in (None, "")), None)
+        ident = next((v for k in ("id", "name", "email") if (v := value.get(k)) not in (None, "")), None)
+        kind = value.get("type")
+        return (
+            None if name is None else str(name),
+            None if ident is None else str(ident),
+            kind if isinstance(kind, str) and kind else None,
+        )
+    return None, None, None
+
+
+def _category(value: Any, prefix: str, aliases: Mapping[str, str]) -> str | None:
+    """The entry's own category when it names a documented one, else the action's prefix's
+    (a category the table does not know, or of another type, no longer hides a known action)."""
+    if isinstance(value, str):
+        if value in aliases:
+            return aliases[value]
+        if value.strip().lower() in CATEGORY_ALIASES:
+            return CATEGORY_ALIASES[value.strip().lower()]
+    return CATEGORY_BY_PREFIX.get(prefix)
+
+
 def normalize_entry(
-    source: str, organization: str, raw: Any, key: str, observed: datetime, time_field: str = "timestamp"
+    source: str,
+    organization: str,
+    raw: Any,
+    key: str,
+    observed: datetime,
+    time_field: str = "timestamp",
+    *,
+    action_field: str = "action",
+    user_field: str = "user",
+    target_field: str = "target",
+    metadata_field: str = "metadata",
+    category_field: str = "category",
+    category_aliases: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    action = audit_entry("CodeStax", raw).get("action")
-    if not isinstance(action, str) or not action:
-        raise ValueError("entry has no action")
+    """The documented columns (User, Action, Target, Metadata) under the names the settings
+    give: the entry's shape is undocumented ([INF]), like the names of its time and id fields."""
+    action = get_path(audit_entry("CodeStax", raw), action_field)
+    if action is None or action == "":
+        raise ValueError(f"entry has no {action_field!r} action; set action_field if the vendor names it otherwise")
+    if not isinstance(action, str):  # a number or an object: its text, as http_json reads it
+        action = text(action)
     when = event_time(entry_time(raw, time_field))
     prefix, _, verb = action.partition(".")
-    vendor_category = raw.get("category") or CATEGORY_BY_PREFIX.get(prefix)
+    raw_category = get_path(raw, category_field)
+    vendor_category = _category(raw_category, prefix, category_aliases or {})
     category = CATEGORIES.get(str(vendor_category), "unknown")
     activity = ACTIVITIES.get(verb) or ("update" if verb.endswith("_changed") else "other")
     if prefix == "api_key":  # documented under Authentication, but it grants or revokes access
@@ -223,15 +308,18 @@ def normalize_entry(
     outcome = "failure" if verb.endswith(FAILURES) else "success"
     if category == "unknown" or verb.endswith("cancelled"):  # a cancelled scan neither failed nor succeeded
         outcome = "unknown"
-    user = _user(raw.get("user"))
-    metadata: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
-    target = raw.get("target")
-    target_name = text(target)
-    target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category))
-    repository = metadata.get("repository") or (target_name if vendor_category in ("repositories", "scans") else None)
+    user = _user(get_path(raw, user_field))
+    metadata_value = get_path(raw, metadata_field)
+    metadata: dict[str, Any] = metadata_value if isinstance(metadata_value, dict) else {}
+    target_name, target_id, target_kind = _named(get_path(raw, target_field))
+    target_type = "api_key" if prefix == "api_key" else TARGET_TYPES.get(str(vendor_category)) or target_kind
+    repository = _named(metadata.get("repository"))[0] or (
+        target_name if vendor_category in ("repositories", "scans") else None
+    )
     details = {k: v for k, v in metadata.items() if k not in ("ip", "user_agent") and v is not None}
-    if raw.get("category"):
-        details["vendor_category"] = raw["category"]
+    if raw_category:
+        details["vendor_category"] = raw_category
+    identified = any(user.get(k) not in (None, "") for k in ("email", "id", "name"))
     return entry_event(
         "codestax",
         source,
@@ -245,13 +333,13 @@ def normalize_entry(
             "email": user.get("email"),
             "ip": metadata.get("ip"),
             "user_agent": metadata.get("user_agent"),
-            "type": "user" if user else "unknown",
+            "type": "user" if identified else "unknown",
         },
         action=action,
         activity=activity,
         category=category,
         outcome=outcome,
-        target={"type": target_type, "name": target_name, "id": target_name if category != "unknown" else None},
+        target={"type": target_type, "name": target_name, "id": target_id if category != "unknown" else None},
         repository=repository,
         details=details,
         raw=raw,
@@ -381,7 +469,21 @@ class CodeStaxSource(WindowedSource[CodeStaxConfig]):
         )
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
-        return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
+        cfg = self.config
+        return normalize_entry(
+            self.name,
+            organization,
+            raw,
+            key,
+            observed,
+            cfg.time_field,
+            action_field=cfg.action_field,
+            user_field=cfg.user_field,
+            target_field=cfg.target_field,
+            metadata_field=cfg.metadata_field,
+            category_field=cfg.category_field,
+            category_aliases=cfg.category_aliases,
+        )
 
     async def check(self) -> str:
         cfg = self.config

@@ -126,4 +126,10 @@ def test_odd_value_types_still_give_events_the_schema_accepts(vendor: str, schem
 def test_a_container_in_a_string_field_is_json_text_not_python_repr() -> None:
     normalize = importlib.import_module(SOURCES["codestax"][1].__module__).normalize_entry
     event = normalize("codestax", "org", _with(ENTRIES["codestax"], ("target",), {"a": True}), "k", OBSERVED)
-    assert event["target"]["name"] == '{"a":true}'
+    assert "{'a': True}" not in orjson.dumps({k: v for k, v in event.items() if k != "raw"}).decode()
+    named = normalize("codestax", "org", _with(ENTRIES["codestax"], ("target",), {"name": "api"}), "k", OBSERVED)
+    assert named["target"]["name"] == "api"  # an object target is read by its name (inferred shape)
+    event = normalize(
+        "codestax", "org", _with(ENTRIES["codestax"], ("metadata", "user_agent"), {"a": True}), "k", OBSERVED
+    )
+    assert event["actor"]["user_agent"] == '{"a":true}'

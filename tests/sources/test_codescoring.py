@@ -421,3 +421,165 @@ def test_extra_params_join_every_request_through_the_real_daemon(tmp_path: Path,
     assert set(ids(tmp_path)) == {f"codescoring:acme:{e['id']}" for e in codescoring.entries() if e["actor"] == actor}
     requests = codescoring.control("GET", "requests")
     assert requests and all(urlencode({"actor": actor}) in r[2] and "ordering=-created_at" in r[2] for r in requests)
+
+
+# Every text the vendor's audit-log page lists, its placeholders filled with odd but valid
+# values: names with spaces, quotes and non-ASCII, a very long one, empty ones.
+ODD = 'My "Proj" ёжик 日本'
+SEED_MESSAGES = [
+    "Object created",  # the page's License Activation row, verbatim
+    f"Object <ActivationKey: Owner: {ODD}. Expired: 2027-01-01. Authors limit: 0> created",
+    "No activation key",
+    "Problem with activation key: ",
+    "User logged in",
+    "User logged out",
+    "Failed login attempt user with spaces",
+    f"Object <Project: {ODD}> created",
+    f"Object <Project: {'x' * 5000}> updated",
+    "Object 'plain repr' deleted",
+    f"[SCA][{ODD}][57/9f1c2a3e-0000-4000-8000-000000000001] Analysis started",
+    f"[SCA][{ODD}][57/9f1c2a3e-0000-4000-8000-000000000001] Analysis finished",
+    f"[SCA][{ODD}][57/9f1c2a3e-0000-4000-8000-000000000001] Analysis failed. Check server logs.",
+    f"Failed to clone for repository {ODD}.",
+    f'Failed to detect branch for repository "{ODD}',
+    *(
+        f"[SCA][{ODD}][58/9f1c2a3e-0000-4000-8000-000000000002] {step}"
+        for step in (
+            "Clone source code",
+            "Collect files data",
+            "Collect manifests",
+            "Create pipeline",
+            "Check policies",
+            "Update project metrics",
+            "Analyze dependencies",
+        )
+    ),
+    f"[[SCA][{ODD}] Analysis didn't start (Reason: )]",
+    "Overall SCA run started for 0 project(s)",
+    "Rebuild author jöhn.o'brien@example.com",
+    "Generate authors merge rules",
+    f"(Run #12) Collect commits data for project {ODD}",
+    "(Run #12) Create authors",
+    "(Run #12) Load authors OSS contributions",
+    *(f"(Run #12) {kind} analysis {status}" for kind in ("Authors", "Clones") for status in ("started", "completed")),
+    *(f"(Run #12) {kind} analysis failed. Check server logs." for kind in ("Authors", "Clones")),
+    *(f"(Run #12) {kind} analysis cancelled" for kind in ("Authors", "Clones")),
+    f"(Run #12) Update project {ODD}",
+    f"(Run #12) Clone source code for project {ODD}",
+    f"Policy ignore {ODD} created",
+    f"Policy ignore {ODD} activated",
+    f"To Policy ignore {ODD} added Policy {ODD}",
+    "Policy \"No 'GPL'\" (id: 7) skipped. Reason: ValueError(\"bad 'expr'\")",
+    f"[Secrets][{ODD}] Analysis started",
+    "[Secrets] Training run started",
+    f"[Secrets][{ODD}] Analysis finished",
+    "[Secrets] Training run finished",
+    f"[Secrets][{ODD}] Analysis failed. Check server logs.",
+    "[Secrets] Training run failed. Check server logs.",
+    f"In container image {ODD} dependency openssl 3.0.13 was changed",
+    f"Updating images list for registry {ODD} triggered via update button.",
+    "Applying all LDAP group mapping rules triggered",
+    " While processing, failed to apply some of rules related to following LDAP servers: ldap 1, ldap2. "
+    "Check server logs.",
+    "(Run #abc-1) Analysis started via API",
+    "Some tasks in analysis failed",
+    "Could not connect to OSS Index, reason: ConnectionError('timeout')",
+    "There is already running analysis",
+    "Another analysis in progress. Parallel execution forbidden.",
+    f"Repo path for {ODD} does not exist, setting status to Not cloned",
+    f"Failed to clone for repository {ODD} because project was deleted",
+]
+
+
+def test_every_documented_text_with_odd_values_goes_through_the_daemon(tmp_path: Path) -> None:
+    """Black box: the seed's every template, odd actors (``system``, empty, a number, an object,
+    absent), durations present, absent, zero, null or text, and texts no template knows, served
+    by the emulator and read by ``once``: each delivered once, valid, ``raw`` verbatim, none
+    unknown but the unknown texts; a second run sends nothing again."""
+    actors: list[Any] = ["system", "jdoe", "Jöhn O'Brien", "", 123, {"username": "jdoe"}, None]
+    durations: list[Any] = [0, 42.7, None, "1.5"]
+    entries: list[dict[str, Any]] = []
+    for i, message in enumerate([*SEED_MESSAGES, "A text no template knows", "", 42]):
+        entry: dict[str, Any] = {"message": message, "actor": actors[i % len(actors)]}
+        if i % 5:
+            entry["duration"] = durations[i % len(durations)]
+        if entry["actor"] is None:
+            del entry["actor"]
+        entries.append(entry)
+    emulator = running("codescoring", options={"orgs": ["acme"]})
+    try:
+        emulator.control("POST", "entries", entries)
+        served = {e["id"]: {k: v for k, v in e.items() if k != "_org"} for e in emulator.entries()}
+        cfg = config(tmp_path, {"codescoring": source(emulator.url)})
+        once(cfg)
+        once(cfg)
+    finally:
+        emulator.stop()
+    events = read_ndjson(tmp_path / "out")
+    assert len(events) == len(entries) == len(served)
+    assert Counter(e["id"] for e in events) == Counter(f"codescoring:acme:{i}" for i in served)
+    for event in events:
+        NormalizedEvent.model_validate(event)
+        assert event["raw"] == served[event["raw"]["id"]]
+    unknown = [e["raw"]["message"] for e in events if e["action"] == "unknown"]
+    assert sorted(map(str, unknown)) == ["", "42", "A text no template knows"]
+    by_message = {e["raw"]["message"]: e for e in events}
+    assert by_message["Object created"]["action"] == "license.activation_key_created"
+    assert by_message[42]["message"] == "42"
+    for event in events:
+        actor = event["raw"].get("actor")
+        if event["action"] == "user.login_failed":
+            assert event["actor"]["name"] == "user with spaces" and event["actor"]["type"] == "user"
+        elif actor in (None, ""):
+            assert event["actor"] == {**event["actor"], "name": None, "id": None, "type": "unknown"}
+        elif actor == "system":
+            assert event["actor"]["type"] == "system"
+        else:
+            assert event["actor"]["type"] == "user" and isinstance(event["actor"]["name"], str)
+        if "duration" in event["raw"] and event["raw"]["duration"] is not None:
+            assert event["details"]["duration"] == event["raw"]["duration"]
+        else:
+            assert "duration" not in event["details"]
+
+
+def test_an_empty_attempted_username_names_nobody() -> None:
+    raw = {"id": 9, "created_at": "2026-01-20T10:15:30+03:00", "actor": "system", "message": "Failed login attempt "}
+    event = normalize_entry("cs", "acme", raw, "codescoring:acme:9", datetime(2026, 1, 21, tzinfo=UTC))
+    assert event["action"] == "user.login_failed" and event["outcome"] == "failure"
+    assert event["actor"]["name"] is None and event["actor"]["type"] == "unknown"
+    assert event["details"] == {"username": "", "recorded_actor": "system"}
+
+
+def test_an_ldap_failure_naming_no_server_is_still_an_ldap_failure() -> None:
+    """``{', '.join(ldap_servers_mapping_failed_for)}`` of an empty list renders nothing; the
+    text was then no template's and the failure was forwarded as ``unknown``."""
+    template, fields = parse_message(
+        "Sync done. While processing, failed to apply some of rules related to following LDAP servers: . "
+        "Check server logs."
+    )
+    assert template is not None and template.action == "ldap.group_mapping_failed"
+    assert fields == {"summary": "Sync done.", "ldap_servers": []}
+
+
+async def test_differently_named_actor_message_and_duration_fields_are_a_setting(codescoring: EmulatorProcess) -> None:
+    """The documented columns are Actor, Message and Duration; the names the API gives them are
+    inferred like the time's, so a server naming them otherwise is a config change, not every
+    entry quarantined for "no message"."""
+    codescoring.control("POST", "config", {"field_names": {"actor": "username", "message": "text", "duration": "took"}})
+    settings = source(codescoring.url, actor_field="username", message_field="text", duration_field="took")
+    src = CodescoringSource("cs", CodescoringConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    by_id = {f"codescoring:acme:{e['id']}": e for e in codescoring.entries()}
+    assert len(entries) == len(by_id) == 60
+    for raw, key in entries:
+        event = src.normalize("acme", raw, key, observed)
+        NormalizedEvent.model_validate(event)
+        served = by_id[key]
+        recorded = event["details"].get("recorded_actor", event["actor"]["name"])  # a failed login names the user
+        assert event["message"] == served["message"] and recorded == served["actor"]
+        assert event["details"].get("duration") == served.get("duration")
+        assert (event["action"] == "unknown") == (parse_message(served["message"])[0] is None)

@@ -419,3 +419,167 @@ def test_any_changed_verb_is_an_update_and_denied_or_rejected_a_failure() -> Non
     assert (changed["activity"], changed["outcome"]) == ("update", "success")
     for action in ("auth.access_denied", "settings.change_rejected"):
         assert normalize_entry("codestax", "acme", {**base, "action": action}, "k", observed)["outcome"] == "failure"
+
+
+# The vendor's "What Gets Logged" table, one action per event, with the table's category.
+DOCUMENTED = {
+    "auth.login": "auth",
+    "auth.logout": "auth",
+    "api_key.created": "auth",
+    "api_key.revoked": "auth",
+    "repository.connected": "repositories",
+    "repository.disconnected": "repositories",
+    "repository.settings_changed": "repositories",
+    "scan.triggered": "scans",
+    "scan.completed": "scans",
+    "scan.failed": "scans",
+    "scan.cancelled": "scans",
+    "finding.triaged": "findings",
+    "finding.ignored": "findings",
+    "finding.commented": "findings",
+    "team.member_invited": "team",
+    "team.role_changed": "team",
+    "team.member_removed": "team",
+    "settings.updated": "settings",
+    "settings.webhook_configured": "settings",
+    "settings.policy_changed": "settings",
+    "integration.jira_linked": "integrations",
+    "integration.oauth_token_refreshed": "integrations",
+    "integration.webhook_enabled": "integrations",
+    "integration.webhook_disabled": "integrations",
+}
+# The "Action type" filter's documented values, and the singular of each action's prefix.
+FILTER_SPELLINGS = {"scan.triggered": "scan", "finding.triaged": "triage", "repository.connected": "repository"}
+# Optional fields absent, null or of another JSON type than the documents suggest.
+ODD_FIELDS: list[dict[str, Any]] = [
+    {"user": None},
+    {"user": "jane@example.com"},
+    {"user": {"name": None, "email": None}},
+    {"user": {"name": 'Jöhn "Q" 日本', "email": 12}},
+    {"target": None},
+    {"target": 4711},
+    {"target": ""},
+    {"target": {"type": "repository", "name": "my-app"}},
+    {"target": ["a", "b"]},
+    {"metadata": None},
+    {"metadata": "ip=203.0.113.7"},
+    {"metadata": {"ip": ["203.0.113.7"], "user_agent": {"ua": 1}}},
+    {"metadata": {"repository": {"name": "my-app"}, "old": {"role": "dev"}, "new": {"role": "admin"}}},
+    {"category": None},
+    {"category": 7},
+    {"category": "something-new"},
+    {"action": 5},
+]
+
+
+def test_every_documented_event_and_odd_field_goes_through_the_daemon(tmp_path: Path) -> None:
+    """Black box: every category and event of the vendor's table (with the table's category,
+    with the filter's spelling of it, without any), and each optional field absent, null or of
+    an unexpected JSON type, served by the emulator and read by ``once``: each delivered once,
+    valid, ``raw`` verbatim, and no documented event left ``unknown``."""
+    user = {"name": "Jane Doe", "email": "jane@example.com"}
+    entries: list[dict[str, Any]] = []
+    for action, category in DOCUMENTED.items():
+        for given in (category, FILTER_SPELLINGS.get(action), None):
+            entry = {"user": user, "action": action, "target": "my-app", "metadata": {"ip": "203.0.113.7"}}
+            if given:
+                entry["category"] = given
+            entries.append(entry)
+    for odd in ODD_FIELDS:
+        entries.append({"user": user, "action": "scan.triggered", "category": "scans", "target": "my-app", **odd})
+    for field in ("user", "target", "metadata", "category"):
+        entries.append({k: v for k, v in entries[0].items() if k != field})
+    emulator = running("codestax")
+    try:
+        emulator.control("POST", "entries", entries)  # the default key's organization
+        served = {e["id"]: {k: v for k, v in e.items() if k != "_org"} for e in emulator.entries()}
+        cfg = config(tmp_path, {"codestax": source(emulator.url)})
+        once(cfg)
+        once(cfg)
+    finally:
+        emulator.stop()
+    events = read_ndjson(tmp_path / "out")
+    assert Counter(e["id"] for e in events) == Counter(f"codestax:acme:{i}" for i in served)
+    assert len(events) == len(entries)
+    for event in events:
+        NormalizedEvent.model_validate(event)
+        assert event["raw"] == served[event["raw"]["id"]]
+        if event["action"] in DOCUMENTED:
+            assert event["category"] != "unknown" and event["activity"] != "other", event["raw"]
+
+    def event_of(**odd: Any) -> dict[str, Any]:
+        return next(e for e in events if all(e["raw"].get(k, "absent") == v for k, v in odd.items()))
+
+    assert event_of(action="finding.triaged", category="triage")["category"] == "entity_management"
+    assert event_of(action="scan.triggered", category="scan")["category"] == "analysis"
+    assert event_of(category="something-new")["category"] == "analysis"  # the action's prefix still says it
+    assert event_of(action=5)["action"] == "5" and event_of(action=5)["category"] == "analysis"
+    as_object = event_of(target={"type": "repository", "name": "my-app"})
+    assert as_object["target"] == {"type": "repository", "id": "my-app", "name": "my-app"}
+    assert as_object["repository"] == "my-app"
+    assert event_of(target=4711)["target"]["id"] == "4711"
+    assert event_of(target="")["target"]["name"] is None and event_of(target="")["repository"] is None
+    assert event_of(target=["a", "b"])["target"]["name"] is None
+    nobody = event_of(user={"name": None, "email": None})["actor"]
+    assert nobody["type"] == "unknown"
+    assert event_of(user={"name": 'Jöhn "Q" 日本', "email": 12})["actor"]["email"] == "12"
+    as_list = event_of(metadata={"ip": ["203.0.113.7"], "user_agent": {"ua": 1}})["actor"]
+    assert as_list["ip"] == '["203.0.113.7"]' and as_list["user_agent"] == '{"ua":1}'
+    changed = event_of(metadata={"repository": {"name": "my-app"}, "old": {"role": "dev"}, "new": {"role": "admin"}})
+    assert changed["repository"] == "my-app" and changed["details"]["new"] == {"role": "admin"}
+
+
+def test_a_user_written_as_name_and_email_is_both() -> None:
+    """The document's User is "name and email"; written as one text (``Jane Doe
+    <jane@example.com>``, as an export writes it) it was taken whole as the email."""
+    base = {"id": 1, "timestamp": "2026-11-24T04:30:00Z", "action": "scan.triggered", "target": "web"}
+    observed = datetime(2026, 11, 25, tzinfo=UTC)
+    for text, name in (("Jane Doe <jane@example.com>", "Jane Doe"), ('"Doe, Jane" <jane@example.com>', "Doe, Jane")):
+        event = normalize_entry("cx", "acme", {**base, "user": text}, "codestax:acme:1", observed)
+        assert event["actor"]["name"] == name and event["actor"]["email"] == "jane@example.com"
+        assert event["actor"]["id"] == "jane@example.com" and event["actor"]["type"] == "user"
+    bare = normalize_entry("cx", "acme", {**base, "user": "<jane@example.com>"}, "codestax:acme:1", observed)
+    assert bare["actor"]["name"] is None and bare["actor"]["email"] == "jane@example.com"
+
+
+async def test_differently_named_entry_fields_and_category_spellings_are_settings(codestax: EmulatorProcess) -> None:
+    """The documented columns are User, Action, Target and Metadata, and the category a filter;
+    the names the API gives them, and how it spells a category, are inferred like the time's:
+    a server that differs is a config change, not every entry quarantined for "no action"."""
+    renames = {"user": "actor", "action": "event", "target": "resource", "metadata": "context", "category": "kind"}
+    codestax.control("POST", "config", {"field_names": renames})
+    served = {f"codestax:acme:{e['id']}": e for e in codestax.entries()}
+    spellings = {"Code scans": "scans", "Sign-in": "auth"}
+    settings = source(
+        codestax.url,
+        user_field="actor",
+        action_field="event",
+        target_field="resource",
+        metadata_field="context",
+        category_field="kind",
+        category_aliases=spellings,
+    )
+    src = CodeStaxSource("cx", CodeStaxConfig.model_validate(settings))
+    observed = datetime.now(UTC)
+    try:
+        entries = [entry async for page in src.pages("acme", None) for entry in page.entries]
+    finally:
+        await src.close()
+    assert len(entries) == len(served) == 60
+    default = CodeStaxSource("cx", CodeStaxConfig.model_validate(source(codestax.url)))
+    await default.close()
+    for raw, key in entries:
+        event = src.normalize("acme", raw, key, observed)
+        NormalizedEvent.model_validate(event)
+        original = {k: v for k, v in served[key].items() if k != "_org"}
+        assert {k: v for k, v in event.items() if k != "raw"} == {
+            k: v for k, v in default.normalize("acme", original, key, observed).items() if k != "raw"
+        }
+    spelled_as = (("run.started", "Code scans", "analysis"), ("login", "Sign-in", "authentication"))
+    for action, spelled, category in spelled_as:
+        entry = {"id": 1, "timestamp": "2026-03-12T10:00:00Z", "event": action, "kind": spelled, "resource": "web"}
+        assert src.normalize("acme", entry, "k", observed)["category"] == category
+        fields = {"action_field": "event", "target_field": "resource", "category_field": "kind"}
+        assert normalize_entry("cx", "acme", entry, "k", observed, **fields)["category"] == "unknown"  # no alias
+    with pytest.raises(ValueError, match="set action_field"):
+        src.normalize("acme", served[entries[0][1]], "k", observed)

@@ -33,6 +33,15 @@ class CodescoringConfig(SourceConfig):
     id_field: str | None = Field(
         "id", min_length=1, description="Entry field holding its id (undocumented; dotted path); null: a content hash."
     )
+    actor_field: str = Field(
+        "actor", min_length=1, description="Entry field holding its actor, a username or system (undocumented)."
+    )
+    message_field: str = Field(
+        "message", min_length=1, description="Entry field holding its message, the text parsed (undocumented)."
+    )
+    duration_field: str = Field(
+        "duration", min_length=1, description="Entry field holding an analysis's duration (undocumented)."
+    )
     order: Literal["newest_first", "oldest_first"] = Field(
         "newest_first",
         description="Order the server lists entries in (undocumented). newest_first stops a walk at the "

@@ -188,7 +188,18 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
         yield Page(entries=[(item, key) for item, key, _ in fresh], cursor=state.dump())
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
-        return normalize_entry(self.name, organization, raw, key, observed, self.config.time_field)
+        cfg = self.config
+        return normalize_entry(
+            self.name,
+            organization,
+            raw,
+            key,
+            observed,
+            cfg.time_field,
+            actor_field=cfg.actor_field,
+            message_field=cfg.message_field,
+            duration_field=cfg.duration_field,
+        )
 
     async def check(self) -> str:
         await self.fetch_page(self.config.installation_name, 1, 1, None)

@@ -76,7 +76,7 @@ ACTIVATION_KEY = (
 )
 LDAP_FAILED = (
     r"(?P<summary>.*?) ?While processing, failed to apply some of rules related to following LDAP servers: "
-    r"(?P<ldap_servers>.+)\. Check server logs\."
+    r"(?P<ldap_servers>.*)\. Check server logs\."
 )
 NOT_STARTED = r"\[\[SCA\]\[(?P<project>.+)\] Analysis didn't start \(Reason: (?P<reason>.*)\)\]"
 TQI_PROJECT_STEP = (
@@ -96,6 +96,8 @@ TEMPLATES = [
         ("configuration", "create", "success"),
         ("activation_key", "owner", None),
     ),
+    # the vendor's page lists the activation as the bare text "Object created" (no object named)
+    _t("license.activation_key_created", r"Object created", ("configuration", "create", "success")),
     _t("license.no_activation_key", r"No activation key", LICENSE_FAILED),
     _t("license.activation_key_problem", r"Problem with activation key: (?P<reason>.*)", LICENSE_FAILED),
     # user authentication
@@ -184,7 +186,7 @@ def parse_message(message: str) -> tuple[Template | None, dict[str, Any]]:
             fields: dict[str, Any] = {k: v for k, v in match.groupdict().items() if v is not None}
             for name in INT_FIELDS & fields.keys():
                 fields[name] = int(fields[name])
-            if "ldap_servers" in fields:
-                fields["ldap_servers"] = fields["ldap_servers"].split(", ")
+            if "ldap_servers" in fields:  # ", ".join(...) of the servers; of none, the empty text
+                fields["ldap_servers"] = fields["ldap_servers"].split(", ") if fields["ldap_servers"] else []
             return template, fields
     return None, {}
