@@ -23,6 +23,27 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# OpenSSL's X509_V_ERR_* codes, grouped by what the operator must change
+_UNTRUSTED = frozenset({2, 18, 19, 20, 21})  # no issuer, self-signed, issuer not trusted locally
+_OUT_OF_DATE = frozenset({9, 10})  # not yet valid, expired
+_WRONG_NAME = frozenset({62, 64})  # hostname or IP address mismatch
+
+
+def _tls_hint(code: int, config: SyslogSinkConfig) -> str:
+    """What to fix when the receiver's certificate does not verify: the sink keeps refusing
+    it (``verify`` stays on) and only the operator can change one of these."""
+    if code in _UNTRUSTED:
+        return "its issuer is not trusted here: set ca_file to the CA that signed the receiver's certificate"
+    if code in _OUT_OF_DATE:
+        return "renew the receiver's certificate, or check this host's clock"
+    if code in _WRONG_NAME:
+        return (
+            f"the certificate does not name {config.server_name or config.host}: set server_name to a name it "
+            "holds, or connect by that name"
+        )
+    return "fix the receiver's certificate, ca_file or server_name"
+
+
 def where(name: str, config: SyslogSinkConfig) -> str:
     """Which sink and receiver, for errors and logs."""
     return f"syslog sink {name!r}: {config.transport} {config.host}:{config.port}"
@@ -89,7 +110,11 @@ class StreamConnection:
                 return reader, writer
         except ssl.SSLCertVerificationError as exc:
             why = exc.verify_message or _why(exc)
-            raise RetryableError(f"{self._where}: TLS certificate verification failed: {why}") from exc
+            hint = _tls_hint(exc.verify_code, cfg)
+            raise RetryableError(
+                f"{self._where}: TLS certificate verification failed: {why}; {hint} (retrying: the events stay "
+                "journaled)"
+            ) from exc
         except (OSError, TimeoutError) as exc:
             raise RetryableError(f"{self._where}: cannot connect: {_why(exc)}") from exc
 
