@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
@@ -179,6 +180,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
+        self.refused: OSError | None = None  # the last ICMP error the kernel reported, until a send reads it
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -188,10 +190,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.warning("syslog_udp_error", sink=self.sink, receiver=self.receiver, error=str(exc))
+        if isinstance(exc, OSError):
+            self.refused = exc
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
+
+
+def _pending_error(transport: asyncio.DatagramTransport) -> OSError | None:
+    """The error the kernel holds for the socket (an ICMP unreachable), read and cleared."""
+    sock = transport.get_extra_info("socket")
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if sock is not None else 0
+    return OSError(code, os.strerror(code)) if code else None
 
 
 class DatagramConnection:
@@ -221,8 +232,17 @@ class DatagramConnection:
         return self._udp
 
     async def send(self, messages: Sequence[bytes]) -> None:
-        """One datagram per message, as fast as the socket takes them."""
+        """One datagram per message, as fast as the socket takes them. UDP has no answer, but the
+        kernel reports an ICMP error (port or host unreachable: nobody listens there) as the
+        socket's error: one reported while the batch is sent, or pending once its last datagram
+        left, fails the batch (retried: the datagrams were dropped). On loopback the error is
+        there before ``sendto`` returns; from afar it may come later, and is then logged and
+        counted against the next batch. One pending before the batch is an earlier batch's:
+        logged and cleared, so that this batch's first datagram is sent."""
         transport, protocol = await self.endpoint()
+        if stale := _pending_error(transport):
+            protocol.error_received(stale)
+        protocol.refused = None
         try:
             async with asyncio.timeout(self.config.send_timeout_s):
                 for message in messages:
@@ -235,6 +255,14 @@ class DatagramConnection:
             protocol.closed = True  # the next send opens a fresh socket
             transport.close()
             raise RetryableError(f"{self._where}: send failed: {_why(exc)}") from exc
+        if pending := _pending_error(transport):
+            protocol.error_received(pending)
+        if protocol.refused is not None:
+            raise RetryableError(
+                f"{self._where}: the receiver refused datagrams ({_why(protocol.refused)}): is the syslog "
+                "server listening on this UDP port? The batch is sent again; UDP says nothing when datagrams are "
+                "lost silently, so prefer tcp or tls for audit data"
+            )
 
     async def probe(self) -> str:
         """Resolve the receiver for ``audit-forwarder check``: UDP has nothing else to try."""
