@@ -78,9 +78,18 @@ class StreamConnection:
                 ):
                     await asyncio.sleep(0.005)  # a slow receiver: the rest is still in this process
                 await writer.drain()  # a connection lost meanwhile emptied the buffers: this raises
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:  # its own line: "TimeoutError" alone sent operators to the network
             await self.disconnect()
-            raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc
+            raise RetryableError(
+                f"{self._where}: write failed: the receiver took no data for send_timeout_s="
+                f"{self.config.send_timeout_s:g}s (it stopped reading: overloaded or hung?); reconnecting and "
+                "sending the batch again"
+            ) from exc
+        except OSError as exc:
+            await self.disconnect()
+            raise RetryableError(
+                f"{self._where}: write failed: {_why(exc)}; reconnecting and sending the batch again"
+            ) from exc
 
     async def connect(self) -> asyncio.StreamWriter:
         # A receiver that closed the connection (restart, idle timeout) has sent a FIN, which
