@@ -2,7 +2,8 @@
 ``security_lake``): the botocore client, create-only PUTs (``If-None-Match: *``, a 412 for the
 same bytes counts as delivered, a foreign object at the key is left alone), the integrity
 checksum, S3 Object Lock, encryption, and the mapping of S3's errors onto the delivery layer's
-two outcomes. With ``evidence`` (the ``s3`` sink only) every confirmed object is noted in the
+two outcomes (with a hint saying what to fix), and an object refused as too large stored again
+as two halves (``_store_batch``). With ``evidence`` (the ``s3`` sink only) every confirmed object is noted in the
 digest ledger before its batch counts as delivered (``forwarder.evidence.s3_digests``).
 
 botocore blocks: callers run ``_store`` in a worker thread (``_put_all``), never on the loop.
@@ -67,7 +68,22 @@ _FATAL_HINTS = {
     "501": "the store does not implement a header the sink sent: If-None-Match (create-only writes, which "
     "store each batch once), or the checksum, encryption or storage class settings",
 }
+# Said with a retry that only the operator can end
+_RETRY_HINTS = {
+    "RequestTimeTooSkewed": "this host's clock is too far from S3's (S3 allows 15 minutes): fix its time "
+    "synchronisation (NTP); retrying meanwhile, the events stay journaled",
+}
+# An object the store will never take whole: split (``S3Objects._store_batch``)
+TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
 log = structlog.get_logger("sinks.s3")
+
+
+class ObjectTooLarge(Exception):
+    """The store refused an object as too large: its events go again as smaller objects."""
+
+
+def _too_large(result: object) -> bool:
+    return isinstance(result, ObjectTooLarge)
 
 
 class S3ObjectsConfig(SinkConfig):
@@ -136,21 +152,42 @@ class S3Objects:
         if not batch:
             return None
         client = await self._get_client()
-        objects = await asyncio.to_thread(self._group, batch)
-        await self._put_all(client, objects)
-        return None
+        report = DeliveryReport()
+        await self._store_batch(client, list(batch), report)
+        return report if report.rejected else None
+
+    async def _store_batch(self, client: Any, records: list[Record], report: DeliveryReport) -> None:
+        """An object the store refuses as too large (S3's ``EntityTooLarge``, or a 413 from a proxy
+        in front of an S3-compatible store, whose body limit may be 1 MB) is stored as two objects
+        of half its events each, recursively; an event too large alone is dead-lettered with why,
+        and the others delivered. Halves are named after their own events, so a retry after a
+        crash lands on the same keys as long as the store answers the same."""
+        objects = await asyncio.to_thread(self._group, records)
+        for members, detail in await self._put_all(client, objects):
+            if len(members) == 1:
+                report.rejected.append((members[0], f"{detail}: the event alone is over the store's object size limit"))
+                continue
+            middle = len(members) // 2
+            await self._store_batch(client, members[:middle], report)
+            await self._store_batch(client, members[middle:], report)
 
     def _group(self, batch: Sequence[Record]) -> dict[str, list[Record]]:
         raise NotImplementedError
 
-    async def _put_all(self, client: Any, objects: dict[str, list[Record]]) -> None:
+    async def _put_all(self, client: Any, objects: dict[str, list[Record]]) -> list[tuple[list[Record], str]]:
+        """The objects' records the store refused as too large, with its answer."""
         results = await asyncio.gather(
             *(self._put(client, key, records) for key, records in objects.items()), return_exceptions=True
         )
-        errors = [result for result in results if isinstance(result, BaseException)]
+        errors = [result for result in results if isinstance(result, BaseException) and not _too_large(result)]
         if errors:
             # Objects that did land are harmless on the retry: their keys answer 412.
             raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])
+        return [
+            (records, str(result))
+            for records, result in zip(objects.values(), results, strict=True)
+            if isinstance(result, ObjectTooLarge)
+        ]
 
     async def _put(self, client: Any, key: str, records: list[Record]) -> None:
         async with self._parallel:
@@ -263,6 +300,12 @@ class S3Objects:
         except ClientError as exc:
             if _error_code(exc) == "PreconditionFailed":
                 return self._already_stored(client, params["Key"], params["Body"])
+            if _error_code(exc) in TOO_LARGE_CODES:
+                raise ObjectTooLarge(
+                    f"{self.type_name} sink {self.name}: PutObject s3://{self.config.bucket}/{params['Key']} of "
+                    f"{len(params['Body'])} bytes refused as too large: "
+                    f"{exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode')} {_error_code(exc)}"
+                ) from None
             raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
         except Exception as exc:
             raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
@@ -321,6 +364,18 @@ class S3Objects:
     def _where(self) -> str:
         return self.config.endpoint_url or f"region {self.config.region}"
 
+    def _kms_hint(self, code: str) -> str | None:
+        """S3 passes KMS's refusals on as ``KMS.<KMS error>`` codes (*inferred* from the codes S3
+        answers, e.g. ``KMS.NotFoundException``, ``KMS.DisabledException``): the key, not S3, is
+        what to fix."""
+        if not code.startswith("KMS."):
+            return None
+        key = self.config.kms_key_id or "the bucket's default KMS key"
+        return (
+            f"SSE-KMS key {key} refused ({code.removeprefix('KMS.')}): check that it exists in the bucket's region, "
+            "is enabled, and that its key policy lets this writer use it (kms:GenerateDataKey)"
+        )
+
     def _classify(self, exc: Exception, what: str) -> Exception:
         """Map boto errors onto the delivery layer's two outcomes. Messages carry S3's error
         code and text only: never request headers, which hold the signature."""
@@ -342,8 +397,12 @@ class S3Objects:
             message = exc.response.get("Error", {}).get("Message")
             detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
             if code in _RETRYABLE_CODES or retryable_status(status):
-                return RetryableError(detail, parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")))
-            hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status))
+                hint = _RETRY_HINTS.get(code)
+                return RetryableError(
+                    f"{detail}; {hint}" if hint else detail,
+                    parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")),
+                )
+            hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status)) or self._kms_hint(code)
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return FatalSinkError(

@@ -13,7 +13,10 @@ dead-lettered, and every branch is chosen so that no record is ever silently los
 * 400 codes 6/12/13 name the bad envelope in ``invalid-event-number``: it is dead-lettered and
   all the other records are resent. Splunk keeps the envelopes before the bad one, so those
   may arrive twice; ``fields.event_id`` lets Splunk searches deduplicate them.
-* 401/403 and other 4xx are configuration errors that retrying cannot fix: the sink stops.
+* 401/403 and other 4xx are configuration errors that retrying cannot fix: the sink stops, its
+  message naming what to change for each documented code (``refusal_hint``): a disabled token,
+  an index the token may not write (code 7, the same for every event: never dead-lettered one by
+  one), a proxy dropping the Authorization or channel header, ACK disabled on the token.
 """
 
 from __future__ import annotations
@@ -115,6 +118,42 @@ class SplunkHecSinkConfig(SinkConfig):
             return str(uuid.UUID(value))
         except ValueError:
             raise ValueError("channel must be a GUID") from None
+
+
+def refusal_hint(status: int, code: int | None, config: SplunkHecSinkConfig) -> str:
+    """What the operator must fix when HEC refuses for good. The codes' meanings are Splunk's
+    (``shared/research/sinks-schemas.md`` §1.8); a refusal names the setting or the Splunk
+    side to change, since the sink stops until someone does."""
+    proxy = "a proxy between the forwarder and Splunk may drop or change"
+    hints = {
+        1: "check the HEC token: it is disabled in Splunk; enable it (Settings > Data inputs > HTTP Event "
+        "Collector) or set another `token`",
+        2: f"no token reached HEC: {proxy} the Authorization header",
+        3: f"HEC could not read the Authorization header: {proxy} it",
+        4: "check the HEC token: this Splunk does not know it (`token`)",
+        6: "HEC could not read the request as a whole: "
+        + (f"{proxy} the gzip body; try gzip: false" if config.gzip else f"{proxy} the body"),
+        7: (
+            f"the token may not write to index {config.index!r}: add it to the token's allowed indexes in Splunk, "
+            "or fix `index`"
+            if config.index
+            else "the token's default index is not among its allowed indexes: fix the token in Splunk or set `index`"
+        ),
+        10: f"HEC wants the channel header: {proxy} X-Splunk-Request-Channel",
+        11: f"HEC refused channel {config.channel}: {proxy} X-Splunk-Request-Channel; or set another `channel`",
+        14: "indexer acknowledgement is off on this token: enable it on the token in Splunk, or set use_ack: false",
+        15: "HEC could not index the envelope's `fields` (the sink sends flat strings): check the token's and "
+        "index's indexed-field settings in Splunk",
+        16: "HEC refused query-string authorization: remove any `?token=` from `url` (the sink sends the token "
+        "in the Authorization header)",
+    }
+    if code in hints:
+        return hints[code]
+    if status in (401, 403):
+        return "check the HEC token"
+    if status == 404:
+        return f"no HEC endpoint at {config.url}: check `url` (the listener's base URL, e.g. https://splunk:8088)"
+    return "the request cannot succeed as it is; the batch stays journaled: fix the cause, then restart or reload"
 
 
 @dataclass(slots=True)
@@ -349,10 +388,10 @@ class SplunkHecSink:
         self._fatal(answer)
 
     def _fatal(self, answer: _Answer) -> NoReturn:
-        hint = " (check the HEC token)" if answer.status in (401, 403) else ""
         if answer.status in (401, 403):  # an invalid token is Splunk's 403 (code 4)
             credentials_refused()  # a token from AWS may have rotated: read it again
-        raise FatalSinkError(f"sink {self.name}: HEC refused: {answer.describe()}{hint}")
+        hint = refusal_hint(answer.status, answer.code, self.config)
+        raise FatalSinkError(f"sink {self.name}: HEC refused: {answer.describe()} ({hint})")
 
     def _scrub(self, text: str) -> str:
         """A proxy or a future Splunk could echo the token back; it must not reach a log."""

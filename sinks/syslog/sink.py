@@ -33,11 +33,14 @@ Delivery guarantees, by transport:
   resends the whole batch (receivers discard a half-received frame) and the connection is
   reopened lazily. A connection the receiver has closed is noticed before the next write, so a
   receiver restart between batches costs nothing. A TLS certificate that does not verify is
-  retryable too: the server may be mid-rotation, and the journal keeps everything meanwhile.
+  retryable too: the server may be mid-rotation, and the journal keeps everything meanwhile; the
+  message says what to change (ca_file for an untrusted issuer, server_name for a name the
+  certificate lacks, the certificate or the clock when it is out of date).
 * UDP: fire and forget, one message per datagram. Messages over ``max_message_bytes`` are cut
   at a UTF-8 boundary and end with ``...[truncated]``, logged once per batch with their count
-  (every attempt, retries included); the cap also applies to TCP/TLS when set. ICMP errors are
-  logged as they arrive; they come after the fact and cannot say which datagram was lost.
+  (every attempt, retries included); the cap also applies to TCP/TLS when set. An ICMP error
+  (nobody listens on the port) reported while a batch is sent fails it, so it is retried
+  (``DatagramConnection.send``); one that arrives later is logged and fails the next batch.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,27 @@ log = structlog.get_logger("sinks.syslog")
 
 def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+# OpenSSL's X509_V_ERR_* codes, grouped by what the operator must change
+_UNTRUSTED = frozenset({2, 18, 19, 20, 21})  # no issuer, self-signed, issuer not trusted locally
+_OUT_OF_DATE = frozenset({9, 10})  # not yet valid, expired
+_WRONG_NAME = frozenset({62, 64})  # hostname or IP address mismatch
+
+
+def _tls_hint(code: int, config: SyslogSinkConfig) -> str:
+    """What to fix when the receiver's certificate does not verify: the sink keeps refusing
+    it (``verify`` stays on) and only the operator can change one of these."""
+    if code in _UNTRUSTED:
+        return "its issuer is not trusted here: set ca_file to the CA that signed the receiver's certificate"
+    if code in _OUT_OF_DATE:
+        return "renew the receiver's certificate, or check this host's clock"
+    if code in _WRONG_NAME:
+        return (
+            f"the certificate does not name {config.server_name or config.host}: set server_name to a name it "
+            "holds, or connect by that name"
+        )
+    return "fix the receiver's certificate, ca_file or server_name"
 
 
 def where(name: str, config: SyslogSinkConfig) -> str:
@@ -56,9 +78,18 @@ class StreamConnection:
                 ):
                     await asyncio.sleep(0.005)  # a slow receiver: the rest is still in this process
                 await writer.drain()  # a connection lost meanwhile emptied the buffers: this raises
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:  # its own line: "TimeoutError" alone sent operators to the network
             await self.disconnect()
-            raise RetryableError(f"{self._where}: write failed: {_why(exc)}") from exc
+            raise RetryableError(
+                f"{self._where}: write failed: the receiver took no data for send_timeout_s="
+                f"{self.config.send_timeout_s:g}s (it stopped reading: overloaded or hung?); reconnecting and "
+                "sending the batch again"
+            ) from exc
+        except OSError as exc:
+            await self.disconnect()
+            raise RetryableError(
+                f"{self._where}: write failed: {_why(exc)}; reconnecting and sending the batch again"
+            ) from exc
 
     async def connect(self) -> asyncio.StreamWriter:
         # A receiver that closed the connection (restart, idle timeout) has sent a FIN, which
@@ -89,7 +120,11 @@ class StreamConnection:
                 return reader, writer
         except ssl.SSLCertVerificationError as exc:
             why = exc.verify_message or _why(exc)
-            raise RetryableError(f"{self._where}: TLS certificate verification failed: {why}") from exc
+            hint = _tls_hint(exc.verify_code, cfg)
+            raise RetryableError(
+                f"{self._where}: TLS certificate verification failed: {why}; {hint} (retrying: the events stay "
+                "journaled)"
+            ) from exc
         except (OSError, TimeoutError) as exc:
             raise RetryableError(f"{self._where}: cannot connect: {_why(exc)}") from exc
 
@@ -154,6 +189,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.closed = False
+        self.refused: OSError | None = None  # the last ICMP error the kernel reported, until a send reads it
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -163,10 +199,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.warning("syslog_udp_error", sink=self.sink, receiver=self.receiver, error=str(exc))
+        if isinstance(exc, OSError):
+            self.refused = exc
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.writable.set()
+
+
+def _pending_error(transport: asyncio.DatagramTransport) -> OSError | None:
+    """The error the kernel holds for the socket (an ICMP unreachable), read and cleared."""
+    sock = transport.get_extra_info("socket")
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if sock is not None else 0
+    return OSError(code, os.strerror(code)) if code else None
 
 
 class DatagramConnection:
@@ -196,8 +241,17 @@ class DatagramConnection:
         return self._udp
 
     async def send(self, messages: Sequence[bytes]) -> None:
-        """One datagram per message, as fast as the socket takes them."""
+        """One datagram per message, as fast as the socket takes them. UDP has no answer, but the
+        kernel reports an ICMP error (port or host unreachable: nobody listens there) as the
+        socket's error: one reported while the batch is sent, or pending once its last datagram
+        left, fails the batch (retried: the datagrams were dropped). On loopback the error is
+        there before ``sendto`` returns; from afar it may come later, and is then logged and
+        counted against the next batch. One pending before the batch is an earlier batch's:
+        logged and cleared, so that this batch's first datagram is sent."""
         transport, protocol = await self.endpoint()
+        if stale := _pending_error(transport):
+            protocol.error_received(stale)
+        protocol.refused = None
         try:
             async with asyncio.timeout(self.config.send_timeout_s):
                 for message in messages:
@@ -210,6 +264,14 @@ class DatagramConnection:
             protocol.closed = True  # the next send opens a fresh socket
             transport.close()
             raise RetryableError(f"{self._where}: send failed: {_why(exc)}") from exc
+        if pending := _pending_error(transport):
+            protocol.error_received(pending)
+        if protocol.refused is not None:
+            raise RetryableError(
+                f"{self._where}: the receiver refused datagrams ({_why(protocol.refused)}): is the syslog "
+                "server listening on this UDP port? The batch is sent again; UDP says nothing when datagrams are "
+                "lost silently, so prefer tcp or tls for audit data"
+            )
 
     async def probe(self) -> str:
         """Resolve the receiver for ``audit-forwarder check``: UDP has nothing else to try."""

@@ -448,3 +448,49 @@ async def test_json_formats_are_embedded_as_objects(hec: Hec) -> None:
     [entry] = hec.entries()
     assert isinstance(entry["event"], dict)
     assert entry["event"]["event"]["module"] == "codacy"
+
+
+# --- every documented refusal says what to fix -----------------------------------------------
+async def test_an_index_the_token_may_not_write_stops_the_sink_naming_the_index(hec: Hec) -> None:
+    """Code 7 is the same for every event of the sink (one `index`): dead-lettering them one
+    by one would empty the journal into the dead-letter store; the sink stops saying what to fix."""
+    hec.config(allowed_indexes=["main"])
+    with pytest.raises(FatalSinkError) as caught:
+        await make_sink(hec.url, index="audit").send(records(3))
+    message = str(caught.value)
+    assert "code 7 Incorrect index" in message and "index 'audit'" in message and "allowed indexes" in message
+    assert hec.entries() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "text", "hint"),
+    [
+        (403, 1, "Token disabled", "disabled in Splunk"),
+        (401, 2, "Token is required", "Authorization header"),
+        (401, 3, "Invalid authorization", "Authorization header"),
+        (403, 4, "Invalid token", "check the HEC token"),
+        (400, 6, "Invalid data format", "the body"),
+        (400, 10, "Data channel is missing", "X-Splunk-Request-Channel"),
+        (400, 11, "Invalid data channel", "X-Splunk-Request-Channel"),
+        (400, 15, "Error in handling indexed fields", "indexed-field settings"),
+        (400, 16, "Query string authorization is not enabled", "?token="),
+        (404, None, "Not Found", "check `url`"),
+    ],
+)
+async def test_every_documented_refusal_stops_the_sink_with_what_to_fix(
+    hec: Hec, status: int, code: int | None, text: str, hint: str
+) -> None:
+    body = orjson.dumps({"text": text, "code": code} if code is not None else {"text": text}).decode()
+    hec.fault(status=status, body=body)
+    with pytest.raises(FatalSinkError) as caught:
+        await make_sink(hec.url).send(records(2))
+    message = str(caught.value)
+    assert message.startswith("sink hec: HEC refused: HTTP") and f"{status}" in message
+    assert hint in message and TOKEN not in message
+
+
+async def test_ack_disabled_while_polling_stops_the_sink_saying_to_turn_use_ack_off(hec: Hec) -> None:
+    hec.config(use_ack=True)
+    hec.fault(status=400, body='{"text":"ACK is disabled","code":14}', path_contains="/ack")
+    with pytest.raises(FatalSinkError, match=r"code 14 ACK is disabled.*use_ack: false"):
+        await make_sink(hec.url, use_ack=True).send(records(2))
