@@ -245,9 +245,9 @@ class DatagramConnection:
         kernel reports an ICMP error (port or host unreachable: nobody listens there) as the
         socket's error: one reported while the batch is sent, or pending once its last datagram
         left, fails the batch (retried: the datagrams were dropped). On loopback the error is
-        there before ``sendto`` returns; from afar it may come later, and is then logged and
-        counted against the next batch. One pending before the batch is an earlier batch's:
-        logged and cleared, so that this batch's first datagram is sent."""
+        there before ``sendto`` returns; from afar it may come later, and then fails whichever
+        batch is being sent when it arrives. One pending before the batch began is an earlier
+        batch's: logged and cleared, so that this batch's first datagram is sent."""
         transport, protocol = await self.endpoint()
         if stale := _pending_error(transport):
             protocol.error_received(stale)
