@@ -20,8 +20,13 @@ page "not JSON", and the organization's cursor never moved again. Such a page is
 value deeper than ``MAX_NESTING`` levels replaced by ``TOO_DEEP``: the entry still cannot be
 written (orjson writes 254 levels), so the poller quarantines it alone and its page goes on.
 
-``NaN`` and ``Infinity`` are not JSON: they stay refused. The fallback runs only on a page
-orjson refused, so the hot path pays nothing.
+Two things that are not JSON text but are a vendor writing JSON badly, with the same effect
+(the organization's cursor never moved again, for what one user typed into one field), are read
+too: bytes that are not UTF-8 (a vendor writing a name in Latin-1) become U+FFFD, as a lone
+surrogate does, and the caller is told (``notes``) so that it can warn; ``NaN``, ``Infinity``
+and ``-Infinity`` (what Python's ``json.dumps`` writes for such floats) are kept as their text,
+as a number beyond a double is. A body that is not JSON in its structure stays refused. The
+fallback runs only on a page orjson refused, so the hot path pays nothing.
 """
 
 from __future__ import annotations
@@ -43,13 +48,19 @@ TOO_DEEP = f"<nested deeper than {MAX_NESTING} levels: cut>"
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
 
-def loads(body: bytes) -> Any:
-    """The parsed page; raises ``ValueError`` for anything that is not JSON text."""
+def loads(body: bytes, notes: list[str] | None = None) -> Any:
+    """The parsed page; raises ``ValueError`` for anything that is not JSON in its structure.
+    What had to be repaired to read it is appended to ``notes``."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as refused:
         try:
-            text = body.decode("utf-8")  # invalid UTF-8 is not JSON text either
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = body.decode("utf-8", errors="replace")
+                if notes is not None:
+                    notes.append("bytes that are not UTF-8 were read as U+FFFD")
             try:
                 value = _standard(text)
             except RecursionError:
@@ -61,7 +72,7 @@ def loads(body: bytes) -> Any:
 
 
 def _standard(text: str) -> Any:
-    return json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_not_json)
+    return json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_constant)
 
 
 def _cut_deep(text: str) -> str:
@@ -102,8 +113,8 @@ def _integer(text: str) -> int | float | str:
     return _number(text)  # orjson reads it as a double; past a double, the text
 
 
-def _not_json(text: str) -> Any:
-    raise ValueError(f"{text} is not JSON")
+def _constant(text: str) -> str:
+    return text  # NaN, Infinity, -Infinity: kept as written, like a number beyond a double
 
 
 def _text(value: str) -> str:

@@ -343,7 +343,16 @@ class HttpFetcher:
         try:
             # Valid JSON orjson refuses is still read (see there), by the standard library: seconds
             # for a large page, which held every source and sink on the loop meanwhile.
-            return await asyncio.to_thread(lenient_json.loads, body)
+            notes: list[str] = []
+            value = await asyncio.to_thread(lenient_json.loads, body, notes)
+            for note in notes:
+                log.warning(
+                    "source page not quite JSON, read anyway",
+                    vendor=self.vendor,
+                    organization=organization,
+                    repaired=note,
+                )
+            return value
         except ValueError:
             kind = response.headers.get("Content-Type", "unknown content type")
             what = "an empty body" if not body else f"a body that is not JSON ({kind}, {size} bytes)"

@@ -365,9 +365,9 @@ async def test_a_page_only_the_lenient_parser_reads_is_read_off_the_loop(monkeyp
     threads: list[int] = []
     read = lenient_json.loads
 
-    def spy(body: bytes) -> Any:
+    def spy(body: bytes, notes: list[str] | None = None) -> Any:
         threads.append(threading.get_ident())
-        return read(body)
+        return read(body, notes)
 
     monkeypatch.setattr(lenient_json, "loads", spy)
     page = b'[{"id": "s", "note": "cut \\ud83d"}]'

@@ -74,9 +74,23 @@ def test_orjson_still_refuses_these_bodies() -> None:
     """Otherwise the tests below would prove nothing about the fallback."""
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(body(datetime.now(UTC)))
-    for not_json in (b"NaN", b"[Infinity]", b"\xff\xfe", b'{"a": "\\ud83d"'):
+    for not_json in (b"NaN", b"[Infinity]", b"\xff\xfe", b'{"a": "\\ud83d"', b"<html>\xe9</html>", b'[{"a": 1'):
         with pytest.raises(ValueError):
-            loads(not_json)
+            orjson.loads(not_json)
+    for still_refused in (b"\xff\xfe", b'{"a": "\\ud83d"', b"<html>\xe9</html>", b'[{"a": 1'):
+        with pytest.raises(ValueError):
+            loads(still_refused)  # not JSON in its structure
+
+
+def test_a_vendor_writing_json_badly_is_read_and_the_repair_noted() -> None:
+    """Latin-1 bytes in a name and Python's NaN/Infinity: one user's input in one field must not
+    stop the organization's feed; the value keeps what it can (U+FFFD, the constant's text)."""
+    notes: list[str] = []
+    page = loads(b'[{"who": "Ren\xe9", "score": NaN, "max": Infinity, "min": -Infinity}]', notes)
+    assert page == [{"who": "Ren\ufffd", "score": "NaN", "max": "Infinity", "min": "-Infinity"}]
+    assert notes == ["bytes that are not UTF-8 were read as U+FFFD"]
+    notes.clear()
+    assert loads(b"[NaN]", notes) == ["NaN"] and notes == []
 
 
 async def test_the_entry_reaches_the_journal_and_the_cursor_moves(tmp_path: Path) -> None:
@@ -113,3 +127,16 @@ async def test_the_real_daemon_delivers_it_to_a_file_sink(tmp_path: Path) -> Non
         assert await journal.get_cursor("odd", "o") is not None, "the cursor moved past the page"
     finally:
         await journal.close()
+
+
+@pytest.mark.integration
+async def test_a_page_in_latin_1_with_nan_reaches_the_file_sink_and_is_warned_of(tmp_path: Path) -> None:
+    when = format_time(datetime.now(UTC) - timedelta(minutes=5)).encode()
+    page = b'[{"id": "e1", "time": "' + when + b'", "action": "user.update", "who": "Ren\xe9", "score": NaN}]'
+    async with vendor(page) as url:
+        cfg = file_sink_config(tmp_path, {"odd": settings(url)})
+        result = await asyncio.to_thread(cli, cfg, "once")
+    assert result.returncode == 0, result.stderr
+    (event,) = read_ndjson(tmp_path / "out")
+    assert event["actor"]["name"] == "Ren\ufffd" and event["raw"]["score"] == "NaN"
+    assert "source page not quite JSON" in result.stderr and "not UTF-8" in result.stderr
