@@ -14,6 +14,7 @@ from forwarder.build import BuildError, build
 from forwarder.journal import StateError
 from forwarder.journal.factory import JOURNAL_FILE
 from forwarder.redaction import register_secrets, scrub
+from forwarder.routing import unknown_sources_warning
 from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
@@ -126,7 +127,10 @@ async def run_checks(settings: Settings, echo: Callable[[str], None]) -> bool:
         built.append(component)
         probes.append(_probe(kind, name, component.check))
         config = settings.sources[name] if kind == "source" else settings.sinks[name]
-        probes.extend(_said(True, f"WARN {kind} {name}: {warning}") for warning in config.transport_warnings())
+        warnings = config.transport_warnings()
+        if kind == "sink" and (unrouted := unknown_sources_warning(settings.sinks[name].filter, settings.sources)):
+            warnings.append(unrouted)
+        probes.extend(_said(True, f"WARN {kind} {name}: {warning}") for warning in warnings)
     try:
         results = await asyncio.gather(*probes)
     finally:

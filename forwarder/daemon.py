@@ -45,6 +45,7 @@ from forwarder.pruner import Pruner
 from forwarder.redaction import register_secrets
 from forwarder.reload import RESTART_ONLY, ReloadPlan, plan
 from forwarder.replicas import StateOwner
+from forwarder.routing import unknown_sources_warning
 from forwarder.secret_refresh import SecretRefresh
 from forwarder.secrets import collect_secrets
 from forwarder.settings import ConfigError, Settings, load_settings, reread_secrets
@@ -149,6 +150,8 @@ class Daemon:
             sink_cfg = settings.sinks[name]
             try:
                 sink = await asyncio.to_thread(build, SINKS, name, sink_cfg)
+                if warning := unknown_sources_warning(sink_cfg.filter, settings.sources):
+                    log.warning(warning, sink=name)
                 owner = self.owner.sink_owner(name)
                 workers[name] = SinkWorker(name, sink, sink_cfg, self.journal, settings.retry, owner)
             except BuildError as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
@@ -84,6 +84,24 @@ class SinkFilter(BaseModel):
         if self.include and not any(m.matches(event) for m in self.include):
             return False
         return not any(m.matches(event) for m in self.exclude)
+
+
+def unknown_sources_warning(sink_filter: SinkFilter | None, sources: Collection[str]) -> str | None:
+    """A filter's source names (without glob characters) that no configured source has: a
+    typo there silently routes nothing to the sink (``include``) or drops nothing (``exclude``).
+    A warning, not an error: a source may be left out of the configuration for a while."""
+    if sink_filter is None:
+        return None
+    named = {
+        p for m in (*sink_filter.include, *sink_filter.exclude) for p in m.source if not any(c in p for c in "*?[")
+    }
+    unknown = sorted(named - set(sources))
+    if not unknown:
+        return None
+    return (
+        f"filter names source {', '.join(map(repr, unknown))}, which is not in sources: (configured: "
+        f"{', '.join(sorted(sources)) or 'none'}); a typo there routes nothing"
+    )
 
 
 class RedactRule(BaseModel):

@@ -220,3 +220,42 @@ def test_redaction_reaches_the_keys_that_hold_a_redacted_value() -> None:
     assert event["raw"]["members"] == {redactor.digest("alice@x.com"): "admin"}
     dropped = {"actor": {"email": "alice@x.com"}, "raw": {"members": {"alice@x.com": "admin"}}}
     assert Redactor([RedactRule(field="actor.email")], None)(dropped)["raw"]["members"] == {"[redacted]": "admin"}
+
+
+def test_check_and_the_daemon_warn_of_a_filter_naming_a_source_not_configured(tmp_path: Path) -> None:
+    """A typo in a filter's source name routed nothing to the sink, silently."""
+    from tests.support.daemon import cli, write_config
+
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "sources": {
+                "codacy": {
+                    "type": "codacy",
+                    "api_token": "t0ken-for-routing",
+                    "base_url": "http://127.0.0.1:9/api/v3",
+                    "organizations": ["gh/acme"],
+                }
+            },
+            "sinks": {
+                "typo": {
+                    "type": "file",
+                    "path": str(tmp_path / "out.ndjson"),
+                    "filter": {"include": [{"source": ["codaci", "cod*"]}, {"source": "codacy"}]},
+                },
+                "fine": {
+                    "type": "file",
+                    "path": str(tmp_path / "fine.ndjson"),
+                    "filter": {"include": {"source": "codacy"}},
+                },
+            },
+        },
+    )
+    warned = [line for line in cli(cfg, "check").stdout.splitlines() if "filter names source" in line]
+    assert warned == [
+        "WARN sink typo: filter names source 'codaci', which is not in sources: (configured: codacy); "
+        "a typo there routes nothing"
+    ]
+    once = cli(cfg, "once", "--timeout", "5")
+    assert "filter names source 'codaci'" in once.stderr and "'cod*'" not in once.stderr
