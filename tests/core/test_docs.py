@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from forwarder.config_reference import render, render_sinks
@@ -21,3 +24,24 @@ def test_sinks_reference_is_current() -> None:
     for sink in SINKS:
         assert f"## `type: {sink}`" in current
         assert f"    type: {sink}\n" in current, f"config/example.yaml has no {sink} example"
+
+
+def test_readmes_bad_configuration_example_is_what_check_prints(tmp_path: Path) -> None:
+    """README shows the exact lines a bad organization gets; ``check`` must print them, exit 2."""
+    readme = (DOCS.parent / "README.md").read_text()
+    block = readme.split("A bad configuration exits with code 2", 1)[1].split("```\n", 2)[1]
+    line = int(re.search(r"- line (\d+): sources\.codacy\.organizations", block).group(1))  # type: ignore[union-attr]
+    padding = "".join(f"# {i}\n" for i in range(line - 6))
+    (tmp_path / "config.yaml").write_text(
+        f"{padding}state_dir: {tmp_path / 'state'}\nsources:\n  codacy:\n    type: codacy\n"
+        "    api_token: t\n    organizations: ['xx/acme']\nsinks: {}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "forwarder", "-c", "config.yaml", "check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert result.stdout + result.stderr == block
