@@ -45,3 +45,24 @@ def test_readmes_bad_configuration_example_is_what_check_prints(tmp_path: Path) 
     )
     assert result.returncode == 2, result
     assert result.stdout + result.stderr == block
+
+
+def test_every_guarantee_names_tests_that_exist() -> None:
+    """Each section of docs/guarantees.md names its proof, and every test file or test it names
+    exists (a renamed test would otherwise leave a promise proven by nothing)."""
+    tests = DOCS.parent / "tests"
+    files = {path.name for path in tests.rglob("test_*.py")}
+    functions = {
+        name
+        for path in tests.rglob("*.py")
+        for name in re.findall(r"^\s*(?:async )?def (test_\w+)", path.read_text(), re.M)
+    }
+    sections = re.split(r"^## ", (DOCS / "guarantees.md").read_text(), flags=re.M)[1:]
+    assert len(sections) > 10
+    for section in sections:
+        title = section.splitlines()[0]
+        named = re.findall(r"\btest_\w+(?:\.py)?", section)
+        assert named, f"docs/guarantees.md '{title}' names no test"
+        for name in named:
+            known = files if name.endswith(".py") else functions
+            assert name in known, f"docs/guarantees.md '{title}' names {name}, which does not exist"
