@@ -165,3 +165,29 @@ def test_a_plain_http_token_url_is_warned_about_like_the_source_url(tmp_path: Pa
         "auth.token_url http://oauth.invalid is plain HTTP to another machine: credentials and events cross "
         "the network unencrypted; use https://"
     ]
+
+
+def _codacy_token(path: Path) -> str:
+    source: Any = load_settings(path).sources["codacy"]
+    return str(source.api_token.get_secret_value())
+
+
+@pytest.mark.parametrize("yaml_form", ["inline", "file"])
+def test_an_environment_override_of_any_form_of_a_secret_wins_over_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_form: str
+) -> None:
+    """docs/configuration.md: ``AUDIT_FORWARDER_`` + the key path overrides the YAML, and
+    ``<field>_file`` is a key like any other: an override given as a file replaced nothing
+    while the YAML had the value inline (the two forms merged, the inline one won)."""
+    (tmp_path / "from-yaml").write_text("yaml-token\n")
+    (tmp_path / "from-env").write_text("env-token\n")
+    source: dict[str, Any] = {"type": "codacy", "organizations": ["gh/acme"]}
+    source.update(
+        {"api_token": "yaml-token"} if yaml_form == "inline" else {"api_token_file": str(tmp_path / "from-yaml")}
+    )
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "sources": {"codacy": source}})
+    monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN_FILE", str(tmp_path / "from-env"))
+    assert _codacy_token(path) == "env-token"
+    monkeypatch.delenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN_FILE")
+    monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN", "inline-env-token")
+    assert _codacy_token(path) == "inline-env-token"
