@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from forwarder.config_reference import render, render_sinks
+from forwarder.emulators import EMULATORS
 from sinks.registry import SINKS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -66,3 +67,9 @@ def test_every_guarantee_names_tests_that_exist() -> None:
         for name in named:
             known = files if name.endswith(".py") else functions
             assert name in known, f"docs/guarantees.md '{title}' names {name}, which does not exist"
+
+
+def test_the_emulators_page_names_every_emulator() -> None:
+    """docs/emulators.md's NAME row is the list an operator picks from."""
+    row = next(line for line in (DOCS / "emulators.md").read_text().splitlines() if line.startswith("| `NAME`"))
+    assert set(re.findall(r"`([a-z_]+)`", row)) - {"NAME"} == set(EMULATORS)
