@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from forwarder.config_reference import render, render_sinks
 from forwarder.emulators import EMULATORS
@@ -73,3 +74,44 @@ def test_the_emulators_page_names_every_emulator() -> None:
     """docs/emulators.md's NAME row is the list an operator picks from."""
     row = next(line for line in (DOCS / "emulators.md").read_text().splitlines() if line.startswith("| `NAME`"))
     assert set(re.findall(r"`([a-z_]+)`", row)) - {"NAME"} == set(EMULATORS)
+
+
+def _documented_command_lines() -> list[str]:
+    """Every ``audit-forwarder ...`` command README and docs/ show, and each row of README's
+    tools table."""
+    lines = []
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text()
+        for found in re.findall(r"audit-forwarder ((?:-c \S+ )?[a-z][^`\n]*)", text):
+            lines.append(re.split(r" \| | # |\s{2,}|[;&]", found)[0])
+        if page.name == "README.md":
+            lines += re.findall(r"^\| `([a-z][^`]*)` \|", text, re.M)
+    return lines
+
+
+def test_every_command_and_option_the_docs_show_exists() -> None:
+    """An option the documentation shows but the command lacks is an operator's first error."""
+    from click import Group
+
+    from forwarder.cli import main
+
+    checked = 0
+    for line in _documented_command_lines():
+        words = [w for w in re.split(r"[\s\[\]|]+", line) if w]
+        command: Any = main
+        path = [main]  # a group's options (verify --record) come before its subcommand
+        options: set[str] = set()
+        for word in words:
+            if word in ("-c", "--config") or (not word.startswith("-") and not isinstance(command, Group)):
+                continue
+            if isinstance(command, Group) and word in command.commands:
+                command = command.commands[word]
+                path.append(command)
+            elif word.startswith("-"):
+                options.add(word.split("=")[0])
+        if command is main:
+            continue
+        known = {opt for c in path for param in c.params for opt in [*param.opts, *param.secondary_opts]}
+        assert options <= known, f"`audit-forwarder {line}`: {sorted(options - known)} unknown"
+        checked += 1
+    assert checked > 20
