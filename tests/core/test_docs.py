@@ -115,3 +115,20 @@ def test_every_command_and_option_the_docs_show_exists() -> None:
         assert options <= known, f"`audit-forwarder {line}`: {sorted(options - known)} unknown"
         checked += 1
     assert checked > 20
+
+
+def test_every_log_line_the_docs_quote_is_one_the_code_writes() -> None:
+    """An operator greps the logs (or alerts) for the words the documentation quotes."""
+    root = DOCS.parent
+    code = "\n".join(path.read_text() for package in ("forwarder", "sinks") for path in (root / package).rglob("*.py"))
+    quoted: list[tuple[str, str]] = []
+    for doc in [root / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = " ".join(doc.read_text().split())
+        pattern = r"(?:logs?|logged|log line|warning)(?: (?:a|one|the))?(?: (?:line|warning|event|error))? \(?`([^`]+)`"
+        quoted += [(doc.name, found) for found in re.findall(pattern, text)]
+    assert len(quoted) >= 8, quoted
+    for page, words in quoted:
+        if re.fullmatch(r"[\w.:/]+\.(py\S*|\w+)", words) and " " not in words:
+            continue  # a test or a name in the code, not a log line
+        fixed = words.split("<", 1)[0].strip()  # from <state_dir> on, the message's variable part
+        assert fixed in code, f"{page} quotes the log line `{words}`, which no code writes"
