@@ -132,3 +132,13 @@ def test_every_log_line_the_docs_quote_is_one_the_code_writes() -> None:
             continue  # a test or a name in the code, not a log line
         fixed = words.split("<", 1)[0].strip()  # from <state_dir> on, the message's variable part
         assert fixed in code, f"{page} quotes the log line `{words}`, which no code writes"
+
+
+def test_readme_names_every_setting_the_image_overrides() -> None:
+    """The image's ``AUDIT_FORWARDER_*`` variables win over the mounted YAML: a ``state_dir`` or
+    ``metrics.listen`` written there is silently not used, unless README says so."""
+    dockerfile = (DOCS.parent / "Dockerfile").read_text()
+    readme = (DOCS.parent / "README.md").read_text()
+    overrides = set(re.findall(r"\b(AUDIT_FORWARDER_\w+)=", dockerfile))
+    assert "AUDIT_FORWARDER_METRICS__LISTEN" in overrides
+    assert {name for name in overrides if f"`{name}" not in readme} == set()
