@@ -191,3 +191,20 @@ def test_an_environment_override_of_any_form_of_a_secret_wins_over_the_files(
     monkeypatch.delenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN_FILE")
     monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN", "inline-env-token")
     assert _codacy_token(path) == "inline-env-token"
+
+
+def test_a_secret_given_inline_and_as_a_file_in_the_same_file_is_refused(tmp_path: Path) -> None:
+    """README's systemd steps replace `api_token: ${CODACY_API_TOKEN}` by `api_token_file:`; one
+    who adds the second line and keeps the first got the inline token, silently, not the file's."""
+    (tmp_path / "token").write_text("file-token\n")
+    source = {
+        "type": "codacy",
+        "organizations": ["gh/acme"],
+        "api_token": "inline-token",
+        "api_token_file": str(tmp_path / "token"),
+    }
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "sources": {"codacy": source}})
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert any("give one of api_token and api_token_file" in p for p in info.value.problems), info.value.problems
+    assert "inline-token" not in str(info.value.problems)
