@@ -68,6 +68,11 @@ def test_every_guarantee_names_tests_that_exist() -> None:
         for name in named:
             known = files if name.endswith(".py") else functions
             assert name in known, f"docs/guarantees.md '{title}' names {name}, which does not exist"
+    text = (DOCS / "guarantees.md").read_text()
+    paths = {path.name: path for path in tests.rglob("test_*.py")}
+    for found in re.finditer(r"::(test_\w+)", text):  # `file.py` ... `::test_x`: test_x is in that file
+        file = re.findall(r"(test_\w+\.py)", text[: found.start()])[-1]
+        assert re.search(rf"def {found[1]}\b", paths[file].read_text()), f"{found[1]} is not in {file}"
 
 
 def test_the_emulators_page_names_every_emulator() -> None:
