@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from forwarder.config_errors import format_errors, key_lines
 from forwarder.evidence.settings import EvidenceLedgerSettings
@@ -299,7 +305,17 @@ def load_settings(
         raise ConfigError(path, missing)
     if extra_sources:
         data = {**data, "sources": {**(data.get("sources") or {}), **extra_sources}}
-    data = _overridden_secret_forms_dropped(data, EnvSettingsSource(Settings)())
+    try:
+        overrides = EnvSettingsSource(Settings)()
+    except SettingsError as exc:  # AUDIT_FORWARDER_JOURNAL='{max_events: 5' (the value is not shown)
+        raise ConfigError(
+            path,
+            [
+                f"{env.strip(str(exc))}: an AUDIT_FORWARDER_ variable giving a whole mapping or list must hold "
+                "JSON; or set one key, joined by __ (AUDIT_FORWARDER_JOURNAL__MAX_EVENTS)"
+            ],
+        ) from None
+    data = _overridden_secret_forms_dropped(data, overrides)
     settings = _validate(path, data, env, unset, offline=read_only, text=text)
     if unset:
         secrets = collect_secrets(settings)

@@ -208,3 +208,13 @@ def test_a_secret_given_inline_and_as_a_file_in_the_same_file_is_refused(tmp_pat
         load_settings(path)
     assert any("give one of api_token and api_token_file" in p for p in info.value.problems), info.value.problems
     assert "inline-token" not in str(info.value.problems)
+
+
+def test_an_override_that_is_not_json_is_a_configuration_error(tmp_path: Path) -> None:
+    """A whole mapping in one variable must be JSON: anything else is exit 2 with one line, no
+    traceback, and the value (which may be a secret) not shown."""
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state")})
+    result = cli(path, "check", env={"AUDIT_FORWARDER_SINKS": "{token: s3cr3t-not-json"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'field "sinks"' in result.stderr and "must hold JSON" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr + result.stdout
