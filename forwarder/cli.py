@@ -110,6 +110,9 @@ def check(ctx: click.Context) -> None:
     vendor fails within seconds and one that never answers within a minute, instead of
     after the source's full retry policy.
 
+    Exit status 0 when no line is FAIL (WARN lines included), 1 when one is, 2 when the
+    configuration is invalid.
+
     \b
     Example:
       audit-forwarder -c config.yaml check

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from forwarder.emulators.base import Emulator, start_in_thread
 from forwarder.emulators.codacy import CodacyEmulator
@@ -35,6 +34,7 @@ from forwarder.emulators.google_workspace import GoogleWorkspaceEmulator
 from forwarder.emulators.okta import OktaEmulator
 from forwarder.emulators.presets_common import PresetEmulator
 from forwarder.sources import display_name
+from forwarder.tools.common import print_table
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 # What the preset sources add to their emulator's entry: the timing demo.yaml gives the others.
@@ -118,17 +118,15 @@ def summarize(console: Console, output_dir: Path) -> None:
             event = orjson.loads(line)
             counts[(event["source"], event["vendor"], event["organization"])] += 1
             sample = sample or event
-    table = Table("source", "vendor", "organization", "events", title="Collected")
-    for (source, vendor, org), n in sorted(counts.items()):
-        table.add_row(source, vendor, org, str(n))
-    console.print(table)
+    # print_table: off a terminal (CI, a log), rich cut ConfigCat's organization id to 30 columns
+    print_table("Collected", ("source", "vendor", "organization", "events"), sorted((*k, n) for k, n in counts.items()))
     if sample:
         console.print("[bold]One normalized event:[/bold]")
         console.print_json(orjson.dumps(sample).decode())
     console.print("[bold]Files:[/bold]")
     for path in sorted(output_dir.rglob("*")):
         if path.is_file() and "state" not in path.parts:
-            console.print(f"  {path}  ({path.stat().st_size} bytes)")
+            console.print(f"  {path}  ({path.stat().st_size} bytes)", soft_wrap=True, markup=False)
     command = sys.argv[0] if Path(sys.argv[0]).name == "audit-forwarder" else "audit-forwarder"
     console.print("Inspect the journal, cursors and sink offsets with:")
     words = [f"DEMO_OUTPUT={shlex.quote(str(output_dir))}", shlex.quote(command), "-c", shlex.quote(str(DEMO_CONFIG))]

@@ -39,23 +39,26 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
         ref = out.pop(key)
         if f"{name}_file" in out:
             raise ValueError(f"give one of {name}_file and {key}")
-        if name not in out:  # an inline value (an AUDIT_FORWARDER_* override) wins, as over _file
-            from forwarder.secret_stores import resolve  # AWS only for a configuration that asks for it
+        if name in out:  # an AUDIT_FORWARDER_* override replaced the file's forms before (load_settings)
+            raise ValueError(f"give one of {name} and {key}")
+        from forwarder.secret_stores import resolve  # AWS only for a configuration that asks for it
 
-            try:
-                out[name] = resolve(key, ref)
-            except ValueError as exc:
-                raise ValueError(f"{key}: {exc}") from None
+        try:
+            out[name] = resolve(key, ref)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
     for name, field in model.model_fields.items():
         key = f"{name}_file"
         if key not in out or not _is_secret(field.annotation):
             continue
+        if name in out:  # both: which one is used must not be a guess
+            raise ValueError(f"give one of {name} and {key}")
         raw_path = str(out.pop(key))
         path = Path(os.path.expandvars(raw_path))
         if not path.is_absolute() and os.environ.get("CREDENTIALS_DIRECTORY"):
             path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / path
         try:
-            out.setdefault(name, path.read_text(encoding="utf-8").strip())
+            out[name] = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             hint = ""
             if not path.is_absolute() and not os.environ.get("CREDENTIALS_DIRECTORY"):

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from forwarder.config_errors import format_errors, key_lines
 from forwarder.evidence.settings import EvidenceLedgerSettings
@@ -299,6 +305,17 @@ def load_settings(
         raise ConfigError(path, missing)
     if extra_sources:
         data = {**data, "sources": {**(data.get("sources") or {}), **extra_sources}}
+    try:
+        overrides = EnvSettingsSource(Settings)()
+    except SettingsError as exc:  # AUDIT_FORWARDER_JOURNAL='{max_events: 5' (the value is not shown)
+        raise ConfigError(
+            path,
+            [
+                f"{env.strip(str(exc))}: an AUDIT_FORWARDER_ variable giving a whole mapping or list must hold "
+                "JSON; or set one key, joined by __ (AUDIT_FORWARDER_JOURNAL__MAX_EVENTS)"
+            ],
+        ) from None
+    data = _overridden_secret_forms_dropped(data, overrides)
     settings = _validate(path, data, env, unset, offline=read_only, text=text)
     if unset:
         secrets = collect_secrets(settings)
@@ -312,6 +329,26 @@ def load_settings(
         if unset_needed:
             raise ConfigError(path, [f"{p}; reading the PostgreSQL state needs it" for p in unset_needed])
     return settings
+
+
+SECRET_FORMS = ("", "_file", "_from")
+
+
+def _overridden_secret_forms_dropped(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``AUDIT_FORWARDER_..._API_TOKEN_FILE`` override must win over the file's
+    ``api_token: ...`` as any override wins over the file; merged, the two would be two forms of
+    one secret, and the inline one would win. So the file's other forms of a secret the
+    environment gives (inline, ``_file`` or ``_from``) are dropped before the merge."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _overridden_secret_forms_dropped(out[key], value)
+            continue
+        base = next((key[: -len(form)] for form in SECRET_FORMS[1:] if key.endswith(form)), key)
+        for form in SECRET_FORMS:
+            if base + form != key:
+                out.pop(base + form, None)
+    return out
 
 
 def _state_credentials(settings: Settings) -> list[str]:

@@ -112,6 +112,12 @@ def _end_unfinished_line(path: Path) -> bool:
     return True
 
 
+
+def directory_mode_for(mode: int) -> int:
+    """Who may read the files may list their directory; no one else may write in it (under
+    umask 000, mkdir's 0777 let anyone delete an archive or plant a symlink at the next name)."""
+    return 0o700 | (mode & 0o077) | ((mode & 0o044) >> 2)
+
 class FileSink:
     type_name: ClassVar[str] = "file"
 
@@ -125,7 +131,13 @@ class FileSink:
         self._paths: dict[tuple[str, str, str], Path] = {}
         self._resumed: set[Path] = set()  # paths whose interrupted compressions were finished
         self._lock = threading.Lock()  # a digest's scan sees no write or rotation half done
-        self.digests = None if config.evidence is None else FileDigests(name, config.path, config.evidence, self._lock)
+        self.digests = (
+            None
+            if config.evidence is None
+            else FileDigests(
+                name, config.path, config.evidence, self._lock, config.mode, directory_mode_for(config.mode)
+            )
+        )
 
     def path_for(self, source: str, vendor: str, organization: str) -> Path:
         # Cached: a few triples cover every record, and rebuilding the path per record was a
@@ -294,10 +306,7 @@ class FileSink:
         that mkdir failed."""
         missing = [d for d in (directory, *directory.parents) if not d.is_dir()][::-1]
         created: list[Path] = []
-        mode = self.config.mode
-        # Who may read the files may list their directory; no one else may write in it (under
-        # umask 000, mkdir's 0777 let anyone delete an archive or plant a symlink at the next name).
-        directory_mode = 0o700 | (mode & 0o077) | ((mode & 0o044) >> 2)
+        directory_mode = directory_mode_for(self.config.mode)
         for d in missing:
             try:
                 d.mkdir(mode=directory_mode)

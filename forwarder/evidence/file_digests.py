@@ -61,15 +61,30 @@ def read_content(path: Path, limit: int | None = None) -> bytes:
 class FileDigests(DigestWriter):
     kind = "file"
 
-    def __init__(self, sink: str, path_template: str, settings: EvidenceSettings, lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        sink: str,
+        path_template: str,
+        settings: EvidenceSettings,
+        lock: threading.Lock,
+        mode: int = 0o640,
+        directory_mode: int = 0o750,
+    ) -> None:
+        """``mode`` and ``directory_mode`` are the sink's (``mode``): a digest directory that
+        others may write in (umask 000) would let them delete the proof."""
         super().__init__(sink, settings)
+        self.mode = mode
+        self.directory_mode = directory_mode
         self.root = data_root(path_template)
         self.directory = digest_dir(path_template, settings)
         self.lock = lock
         self._listed: set[str] | None = None
 
     def _load(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        missing = [d for d in (self.directory, *self.directory.parents) if not d.is_dir()][::-1]
+        for d in missing:
+            d.mkdir(mode=self.directory_mode, exist_ok=True)
+            os.chmod(d, self.directory_mode)  # whatever the umask, as the sink's own directories
         self._listed = set()
         names = sorted(p for p in self.directory.iterdir() if digest.NAME.fullmatch(p.name))
         for path in names:
@@ -108,7 +123,9 @@ class FileDigests(DigestWriter):
             data = self._signed(listings, now)
             target = self.directory / digest.digest_name(now)
             partial = target.with_name(target.name + ".partial")
-            with partial.open("wb") as handle:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+            os.fchmod(fd, self.mode)  # the umask took bits away, or gave none
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

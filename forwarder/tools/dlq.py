@@ -41,9 +41,18 @@ def as_dict(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def _check_sink(settings: Settings, sink: str | None, letters: Sequence[DeadLetter]) -> None:
+    """A mistyped ``--sink`` named nothing and the command said "0 dead letters", as if all was
+    well. A sink no longer configured still names its own dead letters (to list or purge them)."""
+    if sink is not None and sink not in settings.sinks and not letters:
+        known = ", ".join(sorted(settings.sinks)) or "none"
+        raise ToolError(f"no sink named {sink!r} in the configuration or the dead-letter store (configured: {known})")
+
+
 async def list_dead_letters(settings: Settings, sink: str | None, output: str) -> None:
     async with open_state(settings, change=False) as journal:
         letters = await journal.dead_letters(sink)
+    _check_sink(settings, sink, letters)
     if output == "json":
         echo_json([as_dict(d) for d in letters])
         return
@@ -71,6 +80,7 @@ async def replay_dead_letters(settings: Settings, sink: str | None, ids: Sequenc
     register_secrets(collect_secrets(settings))
     async with open_state(settings, change=True) as journal:
         letters = await journal.dead_letters(sink, ids)
+        _check_sink(settings, sink, letters)
         missing = set(ids) - {d.id for d in letters}
         if missing:
             raise ToolError(
@@ -121,6 +131,7 @@ async def _replay_to(settings: Settings, name: str, letters: list[DeadLetter], j
 async def purge_dead_letters(settings: Settings, sink: str | None, confirm: Callable[[str], bool], say: Say) -> bool:
     async with open_state(settings, change=True) as journal:
         letters = await journal.dead_letters(sink)
+        _check_sink(settings, sink, letters)
         if not letters:
             say("no dead letters to purge")
             return True

@@ -66,7 +66,10 @@ class SyslogSinkConfig(SinkConfig):
         "for receivers that take it), TCP/TLS are "
         "uncapped unless set. Each structured-data value is cut at 255 bytes.",
     )
-    facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = FACILITIES["local0"]
+    facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = Field(
+        FACILITIES["local0"],
+        description="0-23 or a name: local0 (16) to local7, auth, authpriv, audit, user, daemon... (any case).",
+    )
     app_name: str = "audit-forwarder"
     hostname: str = Field(default_factory=socket.gethostname)
     sd_id: str = Field("audit@32473", description="Private SD-ID 'name@PEN'; 32473 is the documentation PEN.")

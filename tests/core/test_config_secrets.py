@@ -165,3 +165,56 @@ def test_a_plain_http_token_url_is_warned_about_like_the_source_url(tmp_path: Pa
         "auth.token_url http://oauth.invalid is plain HTTP to another machine: credentials and events cross "
         "the network unencrypted; use https://"
     ]
+
+
+def _codacy_token(path: Path) -> str:
+    source: Any = load_settings(path).sources["codacy"]
+    return str(source.api_token.get_secret_value())
+
+
+@pytest.mark.parametrize("yaml_form", ["inline", "file"])
+def test_an_environment_override_of_any_form_of_a_secret_wins_over_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_form: str
+) -> None:
+    """docs/configuration.md: ``AUDIT_FORWARDER_`` + the key path overrides the YAML, and
+    ``<field>_file`` is a key like any other: an override given as a file replaced nothing
+    while the YAML had the value inline (the two forms merged, the inline one won)."""
+    (tmp_path / "from-yaml").write_text("yaml-token\n")
+    (tmp_path / "from-env").write_text("env-token\n")
+    source: dict[str, Any] = {"type": "codacy", "organizations": ["gh/acme"]}
+    source.update(
+        {"api_token": "yaml-token"} if yaml_form == "inline" else {"api_token_file": str(tmp_path / "from-yaml")}
+    )
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "sources": {"codacy": source}})
+    monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN_FILE", str(tmp_path / "from-env"))
+    assert _codacy_token(path) == "env-token"
+    monkeypatch.delenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN_FILE")
+    monkeypatch.setenv("AUDIT_FORWARDER_SOURCES__CODACY__API_TOKEN", "inline-env-token")
+    assert _codacy_token(path) == "inline-env-token"
+
+
+def test_a_secret_given_inline_and_as_a_file_in_the_same_file_is_refused(tmp_path: Path) -> None:
+    """README's systemd steps replace `api_token: ${CODACY_API_TOKEN}` by `api_token_file:`; one
+    who adds the second line and keeps the first got the inline token, silently, not the file's."""
+    (tmp_path / "token").write_text("file-token\n")
+    source = {
+        "type": "codacy",
+        "organizations": ["gh/acme"],
+        "api_token": "inline-token",
+        "api_token_file": str(tmp_path / "token"),
+    }
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state"), "sources": {"codacy": source}})
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert any("give one of api_token and api_token_file" in p for p in info.value.problems), info.value.problems
+    assert "inline-token" not in str(info.value.problems)
+
+
+def test_an_override_that_is_not_json_is_a_configuration_error(tmp_path: Path) -> None:
+    """A whole mapping in one variable must be JSON: anything else is exit 2 with one line, no
+    traceback, and the value (which may be a secret) not shown."""
+    path = write_config(tmp_path / "config.yaml", {"state_dir": str(tmp_path / "state")})
+    result = cli(path, "check", env={"AUDIT_FORWARDER_SINKS": "{token: s3cr3t-not-json"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert 'field "sinks"' in result.stderr and "must hold JSON" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr + result.stdout

@@ -27,6 +27,9 @@ def test_demo_collects_every_vendor(tmp_path: Path) -> None:
     assert per_vendor == {"codacy": 50, "configcat": 25, "codescoring": 25, "codestax": 25}
     assert len({e["id"] for e in events}) == len(events)
     assert "Collected" in result.stdout and "One normalized event" in result.stdout
+    # off a terminal (CI, a log) the counts are tab-separated, every value whole, one line a file
+    assert "configcat\tconfigcat\t0a3c4b52-7f1e-4d2a-9b61-5c8e2f7d9a10\t25\n" in result.stdout
+    assert all(f"{path}  (" in result.stdout for path in out.rglob("*.csv"))
     assert len(list(out.rglob("*.csv"))) == 5
     # the closing hint runs as printed, from anywhere (it names the config by its installed path)
     hint = result.stdout.split("Inspect the journal, cursors and sink offsets with:")[1].strip().splitlines()[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import threading
@@ -303,3 +304,45 @@ async def test_headers_too_large_are_refused_and_a_silent_client_is_hung_up_on(m
         writer.close()
     finally:
         await server.stop()
+
+
+def _readme_metrics() -> tuple[set[str], set[str]]:
+    """The metric families README's `/metrics` item names, expanded (``_pages_total`` after
+    ``audit_forwarder_source_events_total`` is ``audit_forwarder_source_pages_total``), and
+    those of them only replicas of a PostgreSQL state expose."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    item = readme.split("- `/metrics`:", 1)[1].split("\n- `/healthz`", 1)[0]
+    documented: set[str] = set()
+    replicas: set[str] = set()
+    base = "audit_forwarder"
+    for text_part, in_replicas in zip(item.split("Replicas on a"), (False, True), strict=True):
+        for token in re.findall(r"`([a-z_]+)(?:\{[a-z_]+\})?`", text_part):
+            if token.startswith("audit_forwarder_"):
+                group = token.split("_")[2]
+                base = f"audit_forwarder_{group}" if group in ("source", "sink", "journal") else "audit_forwarder"
+                name = token
+            elif token.startswith("_"):
+                name = base + token
+            else:
+                continue  # a label
+            documented.add(name)
+            if in_replicas:
+                replicas.add(name)
+    return documented, replicas
+
+
+def test_metrics_exposed_are_exactly_those_readme_documents(tmp_path: Path, codacy: EmulatorProcess) -> None:
+    port = free_port()
+    with daemon(config(tmp_path, codacy.url, port)):
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def delivered() -> str | None:
+            body = get(url).text
+            return body if metric(body, "audit_forwarder_sink_batches_total", sink="out") else None
+
+        text = wait_until("a delivery", delivered)
+    exposed = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE audit_forwarder_")}
+    documented, replicas = _readme_metrics()
+    assert len(documented) > 25 and replicas, documented
+    assert exposed - documented == set(), "exposed but not in README's /metrics list"
+    assert documented - replicas - exposed == set(), "in README's /metrics list but not exposed"

@@ -10,9 +10,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 from tests.support.config import codacy_files_config as make_config
 from tests.support.config import json_of
-from tests.support.daemon import cli, read_ndjson
+from tests.support.daemon import cli, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess
 from tests.support.vendors import ORGS
 
@@ -74,3 +76,25 @@ def test_dead_letters_are_listed_replayed_to_their_sink_only_and_purged(
     assert purged.returncode == 0 and "6 dead letter(s) purged" in purged.stdout
     assert json_of(cfg, "dlq", "list") == []
     assert len(read_ndjson(tmp_path / "good")) == 46
+
+
+def test_a_sink_name_neither_configured_nor_holding_dead_letters_is_refused(
+    tmp_path: Path, codacy: EmulatorProcess
+) -> None:
+    """A typo in ``--sink`` answered "0 dead letters" / "no dead letters to replay" with exit 0,
+    as if that sink had delivered everything; like ``--source``, it names the configured ones."""
+    cfg = make_config(tmp_path, codacy.url, retry={"initial_backoff_s": 0.05, "max_backoff_s": 0.1, "max_attempts": 1})
+    block(tmp_path / "out")
+    assert cli(cfg, "once").returncode == 1
+    for command in (("list",), ("replay",), ("purge", "--yes")):
+        result = cli(cfg, "dlq", *command, "--sink", "ot")
+        assert result.returncode == 1, result.stdout
+        assert "no sink named 'ot'" in result.stderr and "(configured: out)" in result.stderr, result.stderr
+    assert len(json_of(cfg, "dlq", "list", "--sink", "out")) == 40  # purged nothing
+    # A sink removed from the configuration still names its own dead letters.
+    config = yaml.safe_load(cfg.read_text())
+    config["sinks"] = {"other": {**config["sinks"]["out"], "path": str(tmp_path / "other" / "{organization}.ndjson")}}
+    write_config(cfg, config)
+    assert len(json_of(cfg, "dlq", "list", "--sink", "out")) == 40
+    purged = cli(cfg, "dlq", "purge", "--sink", "out", "--yes")
+    assert purged.returncode == 0 and "40 dead letter(s) purged" in purged.stdout, purged.stderr

@@ -5,6 +5,7 @@ terminal, read-only commands need no secret, ``--config`` goes after the subcomm
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,9 @@ def test_once_timeout_bounds_the_whole_run(tmp_path: Path, codacy: EmulatorProce
     assert result.returncode == 1
     summary = orjson.loads(result.stdout)
     assert summary["timed_out"] is True and summary["ok"] is False and summary["timeout_s"] == 5
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = " ".join(readme.split()).split("one JSON document for scripts (", 1)[1].split(")", 1)[0]
+    assert set(summary) == set(re.findall(r"`(\w+)`", documented))  # README's list, exactly
     assert summary["sinks"] == [
         {
             "sink": "splunk",

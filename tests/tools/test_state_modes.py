@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from forwarder.evidence.keys import generate
 from tests.support.config import codacy_files_config as make_config
-from tests.support.daemon import cli, read_ndjson, start
+from tests.support.daemon import cli, read_ndjson, start, write_config
 from tests.support.emulators import EmulatorProcess
 
 
@@ -71,3 +73,26 @@ def test_the_file_sinks_new_directories_are_as_private_as_its_files(
     out = tmp_path / "out"
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o640}
+
+
+def test_the_digests_of_a_file_sink_are_as_private_as_its_files(
+    tmp_path: Path, codacy: EmulatorProcess, umask: int
+) -> None:
+    """The `_digests` directory is the sink's too: under umask 000 it was 0777, so anyone could
+    delete the proof an auditor verifies against."""
+    generate(tmp_path / "evidence.key", tmp_path / "evidence.pub")
+    sink = {
+        "type": "file",
+        "path": str(tmp_path / "out" / "{organization}.ndjson"),
+        "batch_max_age_s": 0.05,
+        "evidence": {"signing_key_file": str(tmp_path / "evidence.key")},
+    }
+    cfg = make_config(tmp_path, codacy.url, source={"interval_s": 3600})
+    config = yaml.safe_load(cfg.read_text())
+    write_config(cfg, {**config, "sinks": {"out": sink}})
+    result = cli(cfg, "once")
+    assert result.returncode == 0, result.stderr
+    digests = tmp_path / "out" / "_digests"
+    assert stat.S_IMODE(digests.stat().st_mode) == 0o750
+    assert [p.name for p in digests.iterdir()]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in digests.iterdir()} == {0o640}
