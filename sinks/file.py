@@ -112,11 +112,11 @@ def _end_unfinished_line(path: Path) -> bool:
     return True
 
 
-
 def directory_mode_for(mode: int) -> int:
     """Who may read the files may list their directory; no one else may write in it (under
     umask 000, mkdir's 0777 let anyone delete an archive or plant a symlink at the next name)."""
     return 0o700 | (mode & 0o077) | ((mode & 0o044) >> 2)
+
 
 class FileSink:
     type_name: ClassVar[str] = "file"
