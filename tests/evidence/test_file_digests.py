@@ -135,6 +135,43 @@ def test_a_deleted_and_an_altered_event_are_named_by_stream_and_seq(
     assert f"line 1 (seq {first_seq}) altered" in finding["detail"]
 
 
+def test_a_duplicated_and_a_reordered_event_are_named_and_none_called_missing(
+    copy: Path, written: tuple[Path, Path, Path]
+) -> None:
+    """An event repeated or two swapped after the digest: the file is not what the sink wrote
+    (exit 1), and the finding says which lines, so nobody hunts for a changed or lost event."""
+    victim = holding(copy, 5)
+    lines = gzip.decompress(victim.read_bytes()).split(b"\n")[:-1]
+    assert len(lines) >= 2
+    lines.insert(1, lines[0])  # a duplicate of the first event, right after it
+    lines[-1], lines[-2] = lines[-2], lines[-1]  # the last two events swapped
+    seqs = [orjson.loads(line)["chain"]["seq"] for line in lines]
+    victim.write_bytes(gzip.compress(b"".join(line + b"\n" for line in lines)))
+    code, report = verify(copy, written[1])
+    assert code == 1 and kinds(report)[0] == "altered", report
+    finding = report["findings"][0]
+    assert finding["stream"] == "t/acme" and "missing" not in finding["detail"], finding
+    assert f"line 2 (seq {seqs[0]}) a duplicate of an intact event" in finding["detail"]
+    assert f"line {len(lines)} (seq {seqs[-1]}) out of order" in finding["detail"]
+
+
+def test_a_duplicate_inserted_in_the_open_file_names_no_event_missing(
+    copy: Path, written: tuple[Path, Path, Path]
+) -> None:
+    """The open file's digest vouches for a prefix; a line inserted pushes listed events past it,
+    and they are still there: only the duplicate is named."""
+    victim = copy / "acme.ndjson"
+    lines = victim.read_bytes().split(b"\n")[:-1]
+    assert lines, "the fixture leaves events in the open file"
+    lines.insert(0, lines[0])
+    victim.write_bytes(b"".join(line + b"\n" for line in lines))
+    code, report = verify(copy, written[1])
+    assert code == 1 and kinds(report) == ["altered"], report
+    detail = report["findings"][0]["detail"]
+    seq = orjson.loads(lines[0])["chain"]["seq"]
+    assert "missing" not in detail and f"line 2 (seq {seq}) a duplicate of an intact event" in detail, detail
+
+
 def test_a_moved_file_is_named(copy: Path, written: tuple[Path, Path, Path]) -> None:
     victim = holding(copy, 5)
     victim.rename(copy / "elsewhere.ndjson.20200101T000000Z.gz")
