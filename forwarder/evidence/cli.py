@@ -213,9 +213,20 @@ def verify_events(files: tuple[Path, ...], from_seq: int | None, output: str) ->
     summary: dict[str, Any] = {"streams": [vars(s) for s in streams]}
     if output == "text":
         summary["lines"] = [
-            f"stream {s.stream}: seq {s.first} to {s.last}, {s.events} event(s), {s.duplicates} duplicate(s)"
+            f"stream {s.stream}: seq {s.first} to {s.last} (hash {s.head}), {s.events} event(s), "
+            f"{s.duplicates} duplicate(s)"
+            + (
+                f"; {s.links_only} in a format without the whole event: links checked, hash not recomputed"
+                if s.links_only
+                else ""
+            )
             for s in streams
         ]
+        if streams:
+            summary["lines"].append(
+                "An export cannot show what came after its last seq: compare each stream's last seq and "
+                "hash with the chain head in `report` or the newest digest's chain ranges."
+            )
     _report(not findings, summary, findings, output, "events " + " ".join(str(f) for f in files))
 
 
