@@ -6,6 +6,7 @@ command loads this module, and ``cryptography`` and boto3 cost time to import.""
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +188,15 @@ def _done(result: Any, output: str, scope: str) -> None:
     summary = result.as_dict()
     summary.pop("findings")
     lines = [f"{result.digests} digest(s) on the chain, {result.objects} object(s) listed"]
+    if result.newest is not None:
+        written = datetime.fromisoformat(result.newest["to"].replace("Z", "+00:00"))
+        age = int((datetime.now(UTC) - written).total_seconds())
+        lines.append(
+            f"newest digest: {result.newest['location']}, written {result.newest['to']} ({age} s ago); "
+            "a later digest that was deleted, and output written after this one, cannot be seen: the "
+            "daemon writes one every digest_interval_s (and at a clean stop), so it should be no older "
+            "than that interval"
+        )
     lines += [f"stream {s}: seq {a} to {b}" for s, (a, b) in sorted(result.streams.items())]
     lines += [f"PENDING (after the newest digest): {p}" for p in result.pending]
     _report(not result.findings, {**summary, "lines": lines}, result.findings, output, scope)

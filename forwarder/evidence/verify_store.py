@@ -113,10 +113,14 @@ class Result:
     objects: int
     pending: list[str]
     streams: dict[str, tuple[int, int]]
+    # the newest digest reached, and when it was written: nothing can show that a later one
+    # existed (deleted) or that output was written after it, so its age is for the auditor to judge
+    newest: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": not self.findings,
+            "newest_digest": self.newest,
             "digests": self.digests,
             "objects": self.objects,
             "pending": self.pending,
@@ -273,7 +277,8 @@ def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps
         missing = sorted(set(range(first, last + 1)) - seqs)
         if missing and not allow_chain_gaps:
             findings.append(Finding("chain_gap", stream, f"seq {ranges_text(missing)} in no listed object", missing))
-    return Result(findings, len(reached), len(listed), pending, ranges)
+    newest_seen = {"location": newest, "to": parsed[newest][0]["to"]}
+    return Result(findings, len(reached), len(listed), pending, ranges, newest_seen)
 
 
 def _rotated_since(store: Store, stored: dict[str, StoredObject], location: str, item: dict[str, Any]) -> bool:

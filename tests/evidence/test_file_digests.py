@@ -172,6 +172,21 @@ def test_a_duplicate_inserted_in_the_open_file_names_no_event_missing(
     assert "missing" not in detail and f"line 2 (seq {seq}) a duplicate of an intact event" in detail, detail
 
 
+def test_the_newest_digest_is_named_since_its_deletion_cannot_be_seen(
+    copy: Path, written: tuple[Path, Path, Path]
+) -> None:
+    """Deleting the newest digest leaves a valid chain: verify cannot fail it, so it says which
+    digest it ends at and when that was written, for the auditor to hold against the interval."""
+    *_, before, newest = digests(copy)
+    newest.unlink()
+    code, report = verify(copy, written[1])
+    assert code == 0 and report["newest_digest"]["location"] == before.name, report
+    body = orjson.loads(before.read_bytes())["body"]
+    assert report["newest_digest"]["to"] == body["to"]
+    text = CliRunner().invoke(main, ["verify", "files", str(copy), "--public-key", str(written[1])]).output
+    assert f"newest digest: {before.name}, written {body['to']}" in text and "cannot be seen" in text
+
+
 def test_a_moved_file_is_named(copy: Path, written: tuple[Path, Path, Path]) -> None:
     victim = holding(copy, 5)
     victim.rename(copy / "elsewhere.ndjson.20200101T000000Z.gz")
