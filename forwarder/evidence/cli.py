@@ -286,9 +286,18 @@ def reconcile(
             click.echo(
                 plain(
                     f"{r.source}/{r.organization}: the vendor holds {r.vendor_entries} entr(ies) up to "
-                    f"{r.read_to}; {r.journaled} journaled; confirmed per sink: {sinks}"
+                    f"{r.read_to}; {r.journaled} journaled; of the vendor's {r.vendor_entries}, confirmed "
+                    f"per sink: {sinks}"
                 )
             )
+            if r.gone_at_vendor:
+                click.echo(
+                    plain(
+                        f"  {len(r.gone_at_vendor)} journaled entr(ies) the vendor no longer returns (past its "
+                        f"retention, or deleted there; not a problem: the forwarder's copy is the one left), "
+                        f"from {r.gone_at_vendor[0]['time']} to {r.gone_at_vendor[-1]['time']}"
+                    )
+                )
         findings = [f for r in results for f in r.findings]
         if findings:
             print_table(

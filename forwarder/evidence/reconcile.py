@@ -9,7 +9,10 @@ not passed, or that the sink dead-lettered, never reached it.
 
 What it cannot see: an entry the vendor no longer returns (past its retention, or deleted) is
 not in the walk; entries newer than the source's ``lag_s`` are not read (the period is cut
-there, and said so).
+there, and said so). The reverse it can: an entry the forwarder journaled that the vendor no
+longer returns is listed apart (``gone_at_vendor``), not as a problem, since the forwarder's
+copy is then the only one left; without it, "41 journaled" next to "21 confirmed" (of the
+vendor's 30) reads as 20 events a sink never got.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from forwarder.sources.base import Source
 from forwarder.sources.window import WindowCursor
 
 LOOKUP_MARGIN_MS = 86_400_000  # ledger rows read beyond the period: an id is matched whatever its time
+GAP_ID_PREFIX = "forwarder.gap:"  # the forwarder's own gap events (forwarder.sources.gaps): never the vendor's
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class StreamResult:
     confirmed: dict[str, int]
     read_to: str
     findings: list[Finding]
+    gone_at_vendor: list[dict[str, str]] = field(default_factory=list)  # journaled; the vendor no longer returns it
 
     @property
     def ok(self) -> bool:
@@ -146,8 +151,23 @@ def compare(
             )
     findings += [Finding("unkeyed", organization, "-", "-", "-", f"would be quarantined: {u}") for u in vendor.unkeyed]
     journaled = sum(1 for r in ledger if from_ms <= r.time_ms < to_ms)
+    gone = {
+        r.event_id: r.time_ms
+        for r in ledger
+        if from_ms <= r.time_ms < vendor.read_to_ms
+        and r.event_id not in vendor.entries
+        and not r.event_id.startswith(GAP_ID_PREFIX)
+    }
+    gone_at_vendor = [{"id": i, "time": format_ms(t)} for i, t in sorted(gone.items(), key=lambda it: (it[1], it[0]))]
     return StreamResult(
-        source, organization, len(vendor.entries), journaled, confirmed, format_ms(vendor.read_to_ms), findings
+        source,
+        organization,
+        len(vendor.entries),
+        journaled,
+        confirmed,
+        format_ms(vendor.read_to_ms),
+        findings,
+        gone_at_vendor,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from forwarder.event import format_ms
+from forwarder.event import format_ms, parse_ms
 from forwarder.journal import ledger, ledger_sqlite
 from forwarder.journal.ledger import LedgerRow, LedgerRun
 from tests.support.config import file_sink, make_config
@@ -139,5 +139,32 @@ def test_each_defect_is_named_exactly(tmp_path: Path) -> None:
         period = ("--from", format_ms(now - 4 * DAY_MS), "--to", format_ms(now + DAY_MS))
         table = cli(cfg, "reconcile", "--source", "codacy", *period)
         assert table.returncode == 1 and removed in table.stdout and "FAILED: 5 missing" in table.stdout
+    finally:
+        emulator.stop()
+
+
+def test_entries_the_vendor_no_longer_returns_are_listed_apart_and_counts_share_a_basis(tmp_path: Path) -> None:
+    """After collection the vendor drops its older entries (its retention): reconcile finds
+    nothing missing, lists the journaled entries the vendor no longer returns (the forwarder's
+    copy is the one left), and its counts say "of the vendor's N" so that "journaled" beside a
+    smaller "confirmed" does not read as events a sink never got."""
+    emulator = running("configcat", entries=20, options=VENDORS["configcat"].options)
+    try:
+        cfg = collect(tmp_path, "configcat", emulator.url)
+        now = int(time.time() * 1000)
+        kept_after = now - DAY_MS
+        dropped = [e for e in emulator.entries() if parse_ms(str(e["auditLogDateTime"])) < kept_after]
+        assert dropped, "the emulator spreads its entries over two days"
+        emulator.control("POST", "config", {"retention_days": 1})
+        code, answer = reconcile(cfg, "configcat")
+        assert code == 0 and answer["ok"] and findings(answer) == [], answer
+        (stream,) = answer["streams"]
+        gone = {g["id"] for g in stream["gone_at_vendor"]}
+        assert len(gone) == len(dropped) and stream["journaled"] == stream["vendor_entries"] + len(gone)
+        assert stream["confirmed"] == {"archive": stream["vendor_entries"], "out": stream["vendor_entries"]}
+        period = ("--from", format_ms(now - 4 * DAY_MS), "--to", format_ms(now + DAY_MS))
+        text = cli(cfg, "reconcile", "--source", "configcat", *period).stdout
+        assert f"of the vendor's {stream['vendor_entries']}, confirmed per sink" in text
+        assert f"{len(gone)} journaled entr(ies) the vendor no longer returns" in text
     finally:
         emulator.stop()
