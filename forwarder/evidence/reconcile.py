@@ -188,6 +188,8 @@ def run_summary(result: StreamResult, from_ms: int, to_ms: int) -> dict[str, Any
     """What ``evidence_runs`` keeps of a reconcile: the counts and the first findings."""
     summary = result.as_dict()
     summary["findings"] = summary["findings"][:100]
+    summary["gone_at_vendor"] = summary["gone_at_vendor"][:100]
+    summary["gone_at_vendor_count"] = len(result.gone_at_vendor)
     summary.update(
         {
             "from": format_ms(from_ms),
