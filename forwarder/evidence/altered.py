@@ -63,7 +63,8 @@ class Changes:
         return "; ".join(parts)
 
 
-def _listed(item: dict[str, Any]) -> dict[str, set[int]]:
+def listed_seqs(item: dict[str, Any]) -> dict[str, set[int]]:
+    """The seqs of each stream an object's listing says it holds."""
     out: dict[str, set[int]] = {}
     for stream, chain in (item.get("chains") or {}).items():
         held = out.setdefault(stream, set())
@@ -110,7 +111,7 @@ def changes(content: bytes, item: dict[str, Any], sealed: int | None = None) -> 
         hashes.setdefault(key, link.hash)
         highest[link.stream] = max(highest.get(link.stream, 0), link.seq)
         present.setdefault(link.stream, set()).add(link.seq)
-    for stream, seqs in _listed(item).items():
+    for stream, seqs in listed_seqs(item).items():
         gone = sorted(seqs - present.get(stream, set()) - {s for _, s in found.altered.get(stream, [])})
         if gone:
             found.missing[stream] = gone

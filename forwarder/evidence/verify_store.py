@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from forwarder.evidence import digest
-from forwarder.evidence.altered import changes
+from forwarder.evidence.altered import changes, listed_seqs
 from forwarder.evidence.exports import Finding, ranges_text
 from forwarder.evidence.file_digests import ROTATED, data_files, identity, read_content
 from forwarder.evidence.keys import SigningKeyError, fingerprint, load_public
@@ -236,7 +236,16 @@ def verify_store(store: Store, keys: list[Ed25519PublicKey], *, allow_chain_gaps
             elif item.get("state") == "open" and _rotated_since(store, stored, location, item):
                 pass
             else:
-                bad("missing", f"{location}: listed in a digest, not found")
+                held = {stream: sorted(seqs) for stream, seqs in listed_seqs(item).items() if seqs}
+                text = "; ".join(f"{stream} seq {ranges_text(seqs)}" for stream, seqs in sorted(held.items()))
+                findings.append(
+                    Finding(
+                        "missing",
+                        next(iter(held)) if len(held) == 1 else "-",
+                        f"{location}: listed in a digest, not found" + (f"; it held {text}" if text else ""),
+                        sorted({seq for seqs in held.values() for seq in seqs}),
+                    )
+                )
             continue
         if hashlib.sha256(content).hexdigest() != item["sha256"]:
             if item.get("state") == "open" and _rotated_since(store, stored, location, item):

@@ -105,6 +105,19 @@ def test_a_deleted_file_is_named(copy: Path, written: tuple[Path, Path, Path]) -
     assert set(kinds(report)) == {"missing", "chain_gap"}
 
 
+def test_a_deleted_first_file_names_the_seqs_it_held(copy: Path, written: tuple[Path, Path, Path]) -> None:
+    """The first file of a stream leaves no gap between what remains: its finding itself must
+    say which events went with it."""
+    victim = holding(copy, 1)
+    held = [orjson.loads(line)["chain"]["seq"] for line in gzip.decompress(victim.read_bytes()).splitlines()]
+    victim.unlink()
+    code, report = verify(copy, written[1])
+    assert code == 1 and kinds(report) == ["missing"], report
+    finding = report["findings"][0]
+    assert finding["stream"] == "t/acme" and finding["seqs"] == held, finding
+    assert finding["detail"].endswith(f"it held t/acme seq 1-{held[-1]}")
+
+
 def test_one_altered_byte_is_named(copy: Path, written: tuple[Path, Path, Path]) -> None:
     victim = holding(copy, 5)
     content = bytearray(gzip.decompress(victim.read_bytes()))
