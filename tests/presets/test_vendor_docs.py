@@ -38,7 +38,7 @@ def test_google_activity_with_several_events_gives_one_event_each(tmp_path: Path
             "id": {"time": when, "uniqueQualifier": "4242", "applicationName": "admin", "customerId": "C01"},
             "actor": {"email": "root@example.com", "callerType": "USER", "profileId": "1"},
             "events": [
-                {"type": "USER_SETTINGS", "name": "CREATE_USER", "parameters": [{"name": "USER_EMAIL", "value": "a@x"}]},
+                {"type": "USER_SETTINGS", "name": "CREATE_USER", "parameters": [{"name": "USER_EMAIL"}]},
                 {"type": "GROUP_SETTINGS", "name": "ADD_GROUP_MEMBER", "parameters": [{"name": "GROUP_EMAIL"}]},
                 {"type": "DELEGATED_ADMIN_SETTINGS", "name": "GRANT_ADMIN_PRIVILEGE"},
             ],
@@ -66,6 +66,9 @@ def test_google_activity_with_several_events_gives_one_event_each(tmp_path: Path
             "access_management",
         ]
         assert events[f"{base}|1"]["activity"] == "add_member"
+        # the position is in the event itself, so its id is recomputed from it (docs/schema.md)
+        assert [events[k]["details"]["split_index"] for k in (base, f"{base}|1", f"{base}|2")] == [0, 1, 2]
+        assert "split_index" not in events[f"google_workspace:{when}|77|admin"]["details"]
         # each keeps the activity's shape (Google's schema) with its one event
         assert events[f"{base}|2"]["raw"]["events"] == [activity["events"][2]]
         assert events[f"{base}|2"]["actor"]["email"] == "root@example.com"
