@@ -20,7 +20,7 @@ import pytest
 
 from tests.presets.support import PRESETS, expected_keys, preset_source
 from tests.presets.test_presets_daemon import late_entry
-from tests.support.daemon import delivered_ids, file_sink_config, once_ok, read_ndjson
+from tests.support.daemon import cli, delivered_ids, file_sink_config, once_ok, read_ndjson
 from tests.support.emulators import running
 
 pytestmark = pytest.mark.integration
@@ -138,5 +138,41 @@ def test_pages_of_two_across_restarts_deliver_each_entry_once(name: str, tmp_pat
         delivered = delivered_ids(tmp_path)
         assert set(delivered) == expected_keys(name, emulator.entries())
         assert max(delivered.values()) == 1, "an entry was delivered twice"
+    finally:
+        emulator.stop()
+
+
+REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
+    # the emulator's switch, the source's settings, what the operator must read
+    "okta": (
+        {"config": {"forbidden_orgs": ["acme"]}},
+        {},
+        "(vendor says: E0000006: You do not have permission to perform the requested action)",
+    ),
+    "github": (
+        {"config": {"forbidden_orgs": ["octo-org"]}},
+        {},
+        "(vendor says: Must have admin rights to Repository.; see https://docs.github.com/rest/orgs/orgs#get-the-",
+    ),
+    "google_workspace": (
+        {},
+        {"organizations": ["logins"]},
+        "(vendor says: INVALID_ARGUMENT: Invalid value 'logins'.",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_refusal_shows_the_vendors_code_message_and_link(name: str, tmp_path: Path) -> None:
+    """Okta's ``errorCode`` + ``errorSummary``, Google's ``error.status`` + ``error.message``,
+    GitHub's ``message`` + ``documentation_url``: what the vendor's documentation and support
+    look an error up by, in the daemon's own log."""
+    options, settings, said = REFUSALS[name]
+    emulator = running(name, entries=2, options=options)
+    try:
+        cfg = file_sink_config(tmp_path, {name: preset_source(name, emulator.url, tmp_path, **settings)})
+        result = cli(cfg, "once")
+        assert result.returncode != 0
+        assert said in result.stderr, result.stderr[-2000:]
     finally:
         emulator.stop()
