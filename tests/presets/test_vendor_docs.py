@@ -176,3 +176,30 @@ def test_a_refusal_shows_the_vendors_code_message_and_link(name: str, tmp_path: 
         assert said in result.stderr, result.stderr[-2000:]
     finally:
         emulator.stop()
+
+
+def test_okta_event_with_several_targets_keeps_them_all(tmp_path: Path) -> None:
+    """Okta's ``target[]`` names every entity acted on: a user added to a group is two targets.
+    ``target`` is the first; ``details.targets`` holds them all, so the group is not lost."""
+    okta = running("okta", entries=0)
+    try:
+        targets = [
+            {"id": "00u1", "type": "User", "alternateId": "new@example.com", "displayName": "New Person"},
+            {"id": "00g1", "type": "UserGroup", "alternateId": "unknown", "displayName": "Admins"},
+        ]
+        entry = {
+            "uuid": "2b0c6b0e-0000-4000-8000-00000000000a",
+            "published": _iso(int(time.time() * 1000) - 120_000),
+            "eventType": "group.user_membership.add",
+            "actor": {"id": "00u0", "type": "User", "alternateId": "admin@example.com"},
+            "outcome": {"result": "SUCCESS"},
+            "target": targets,
+            "_org": "acme",
+        }
+        okta.control("POST", "entries", [entry])
+        once_ok(file_sink_config(tmp_path, {"okta": preset_source("okta", okta.url, tmp_path)}))
+        [event] = read_ndjson(tmp_path / "out")
+        assert event["target"]["name"] == "New Person" and event["activity"] == "add_member"
+        assert event["details"]["targets"] == targets
+    finally:
+        okta.stop()
