@@ -6,7 +6,8 @@ What it follows: ``Authorization: SSWS <token>`` or ``Bearer <token>`` (401 with
 ``Link: <...>; rel="next"`` header: a bounded query (with ``until``) gives a next link while a
 page is full, a polling query (without ``until``) always gives one, an empty page ending it;
 90-day retention; ``uuid`` ids; ``X-Rate-Limit-Limit/-Remaining/-Reset`` (UTC epoch seconds)
-on every answer and 429 ``E0000047`` once the minute's limit is spent.
+on every answer and 429 ``E0000047`` once the minute's limit is spent, with those three
+headers and no ``Retry-After`` (Okta's "Rate limit best practices" documents none).
 
 A test makes a late arrival by posting an entry with ``_delay_s``: its ``published`` time is
 in the past, but it is served only once that many seconds passed.

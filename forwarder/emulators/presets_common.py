@@ -5,7 +5,8 @@
   forwarder's watermark, published ``_delay_s`` seconds later) as the vendors document them;
 * keyset page tokens over (time, id), which stay right when entries arrive between pages;
 * ``Quota``: a fixed-window request limit stated in the vendor's rate-limit headers, answered
-  with the vendor's refusal (429, or 403 with zero remaining) once spent;
+  with the vendor's refusal (429, or 403 with zero remaining) once spent, with those headers
+  and no ``Retry-After`` (Okta documents its three ``X-Rate-Limit-*`` headers only);
 * ``PresetEmulator``: the emulator contract's organizations, generation and entries over a
   ``Store``, and the ``rate_limit``/``rate_window_s`` switches of its ``Quota``.
 """
@@ -117,8 +118,9 @@ class Quota:
             self._window, self._count = window, 0
         reset_s = int((window + 1) * self.window_s)
         if self._count >= self.limit:
+            # the vendor's own headers only: none of the three documents a Retry-After on a spent limit
             self.refused += 1
-            return False, {**self.headers(self.limit, 0, reset_s), "Retry-After": str(max(1, int(reset_s - now)))}
+            return False, self.headers(self.limit, 0, reset_s)
         self._count += 1
         self.used += 1
         return True, self.headers(self.limit, self.limit - self._count, reset_s)

@@ -71,11 +71,21 @@ def describe(vendor: str, organization: str, response: httpx.Response, body: byt
     try:
         parsed = orjson.loads(body) if body else None
         if isinstance(parsed, dict):
-            # Okta's errorSummary; Google's error object ({"error": {"code", "message", ...}})
+            # Okta's errorSummary with its errorCode; Google's error object ({"error": {"code",
+            # "message", "status"}}); GitHub's message with its documentation_url. The codes and the
+            # link are what the vendor's documentation and support look an error up by.
             said = parsed.get("message") or parsed.get("detail") or parsed.get("errorSummary") or parsed.get("error")
+            code = parsed.get("errorCode")
             if isinstance(said, dict):
+                code = said.get("status") or code
                 said = said.get("message")
-            detail = clip(str(said or ""), 200)  # scrubbed before the cut: a cut secret is not recognized
+            text = str(said or "")
+            if text and isinstance(code, str) and code and code not in text:
+                text = f"{code}: {text}"
+            detail = clip(text, 200)  # scrubbed before the cut: a cut secret is not recognized
+            link = parsed.get("documentation_url")
+            if detail and isinstance(link, str) and link.startswith("https://"):
+                detail += f"; see {clip(link, 200)}"
     except Exception:  # a vendor's error page must never mask the status
         detail = ""
     reason = f"{response.status_code} {response.reason_phrase}".strip()

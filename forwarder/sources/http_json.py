@@ -25,6 +25,7 @@ from forwarder.sources.http import HttpFetcher, MalformedResponse, RetryableHTTP
 from forwarder.sources.http_auth import credentials
 from forwarder.sources.http_json_config import HttpJsonConfig
 from forwarder.sources.pagination import follow_link, next_link, next_token
+from forwarder.sources.split import Part, split, split_keys
 from forwarder.sources.walk import TWIN_BYTES, PageGuard, Resume, WalkBudget, WalkTooLarge
 from forwarder.sources.window import format_instant, parse_instant, sent_window, walk_keys
 from forwarder.sources.windowed import HOUR_MS, Walk, WindowedSource
@@ -149,6 +150,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     f"{cfg.vendor} sent {type(page).__name__} {where} for organization {organization!r}, "
                     "expected a list of records; check records_path"
                 )
+            page = split(page, cfg.split_path)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
             if not page or pg.style == "none" or has_next is False:
                 yield page, True, None
@@ -193,7 +195,11 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
 
     def keys(self, organization: str, items: list[Any], twins: dict[str, int] | None = None) -> list[str]:
         cfg = self.config
-        return walk_keys(items, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:", twins)
+
+        def whole(records: list[Any]) -> list[str]:
+            return walk_keys(records, cfg.vendor, organization, cfg.id_field, f"{cfg.vendor}:", twins)
+
+        return split_keys(items, whole) if cfg.split_path else whole(items)
 
     def time_ms(self, raw: Any) -> int | None:
         try:
@@ -282,8 +288,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             del page
 
     def normalize(self, organization: str, raw: Any, key: str, observed: datetime) -> dict[str, Any]:
+        """A record split from a larger one (``split_path``) says its position in
+        ``details.split_index``: the id is recomputed from the event alone (docs/schema.md)."""
         cfg = self.config
-        return self.mapper.event(
+        event = self.mapper.event(
             raw=raw,
             key=key,
             time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
@@ -292,6 +300,9 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             source=self.name,
             organization=organization,
         )
+        if isinstance(raw, Part):
+            event["details"] = {**event["details"], "split_index": raw.index}
+        return event
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -56,6 +56,12 @@ class HttpJsonConfig(SourceConfig):
     pagination: Pagination = Field(default_factory=Pagination)
     records_path: str = Field("", description="Dotted path of the list of records; empty: the body is the list.")
     records_optional: bool = Field(False, description="An answer without records_path holds no records (not an error).")
+    split_path: str | None = Field(
+        None,
+        description="Path of a list in each record whose elements are events of their own (Google's events[] of "
+        "one activity): a record with two or more becomes one record per element, the list holding that one; "
+        "the first keeps the record's id, the others add |<position>. None: a record is one event.",
+    )
     id_field: str | list[str] | None = Field(
         None,
         description="Path of the event id, or a list of paths whose values together are the id; none: a content hash.",

@@ -260,7 +260,7 @@ def test_okta_takes_an_oauth_access_token_as_bearer_and_names_a_refused_token(tm
         with pytest.raises(SourceError) as caught:
             asyncio.run(drain(source("okta", bad)))
         assert "401" in str(caught.value) and "wrong-secret-value" not in str(caught.value)
-        assert str(caught.value).endswith("(vendor says: Invalid token provided)")  # Okta's errorSummary
+        assert str(caught.value).endswith("(vendor says: E0000011: Invalid token provided)")  # errorCode: errorSummary
     finally:
         okta.stop()
 
@@ -274,7 +274,7 @@ def test_google_error_object_is_quoted_by_its_message(tmp_path: Path) -> None:
         with pytest.raises(SourceError) as caught:
             asyncio.run(drain(source("google_workspace", config)))
         assert "400 Bad Request for organization 'logins'" in str(caught.value)
-        assert "(vendor says: Invalid value 'logins'. Values must match" in str(caught.value)
+        assert "(vendor says: INVALID_ARGUMENT: Invalid value 'logins'. Values must match" in str(caught.value)
         assert "'code'" not in str(caught.value)
     finally:
         google.stop()
