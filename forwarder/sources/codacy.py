@@ -145,10 +145,18 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
     if details is not None and not isinstance(details, dict):
         details = {"text": str(details)}
     category, activity, target_type = _action_fields(action)
-    # text(): a number or an object where Codacy writes a string must not break the schema
-    repository = text(raw.get("repositoryName")) or None
+    # text(): a number or an object where Codacy writes a string must not break the schema (the
+    # type test first: this runs once per event, and nearly every value is a string already)
+    repository = raw.get("repositoryName")
+    if repository is not None and type(repository) is not str:
+        repository = text(repository)
+    repository = repository or None
     entity = raw.get("entityId")
-    description = text(raw.get("description"))
+    if entity is not None and type(entity) is not str:
+        entity = text(entity)
+    description = raw.get("description")
+    if description is not None and type(description) is not str:
+        description = text(description)
     extra = {}
     if raw.get("source") is not None:
         extra["source"] = raw["source"]
@@ -158,7 +166,10 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         extra["actor_role"] = actor["role"]
     if details:
         extra["request"] = details
-    email = text(actor.get("email")) or None
+    email = actor.get("email")
+    if email is not None and type(email) is not str:
+        email = text(email)
+    email = email or None
     return {
         "schema_version": SCHEMA_VERSION,
         "id": key,
@@ -179,7 +190,7 @@ def normalize_entry(source: str, organization: str, raw: Any, key: str, observed
         "activity": activity,
         "category": category,
         "outcome": OUTCOMES.get(str(raw.get("result")), "unknown"),
-        "target": {"type": target_type, "id": text(entity) if entity not in (None, "") else None, "name": repository},
+        "target": {"type": target_type, "id": entity or None, "name": repository},
         "repository": repository,
         "message": description,
         "details": extra,
