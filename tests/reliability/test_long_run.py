@@ -22,7 +22,7 @@ from tests.support.daemon import DaemonProcess, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.health import health
 from tests.support.ports import free_port
-from tests.support.receivers import hec_sink
+from tests.support.receivers import events_in_hec, hec_sink
 from tests.support.vendors import ORGS, codacy_source, emulator_of
 from tests.support.waiting import wait_until
 
@@ -124,3 +124,32 @@ def test_a_sink_holding_the_full_journal_is_let_go_by_a_reload_with_finite_retri
         daemon.kill()
         hec.stop()
         codacy.stop()
+
+
+def test_under_a_trickle_an_entry_goes_out_when_its_poll_ends_not_a_batch_age_later(
+    tmp_path: Path, codacy: EmulatorProcess
+) -> None:
+    """``batch_max_age_s`` an hour: each lone entry still reaches HEC and the file within the poll
+    that collected it, since the end of a poll sends what is waiting (docs/sinks.md, Batching)."""
+    hec = running("splunk_hec")
+    out = tmp_path / "out"
+    hour = 3600.0
+    cfg = make_config(
+        tmp_path,
+        codacy_source(codacy.url, interval_s=0.5),
+        {"hec": hec_sink(hec.url, batch_max_age_s=hour), "file": file_sink(out, batch_max_age_s=hour)},
+    )
+    daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
+    try:
+        for round_ in range(3):
+            codacy.control("POST", "entries", {"generate": 1, "orgs": [FAST], "span_s": 0.001})
+            want = ids_of(codacy, FAST) | ids_of(codacy, SLOW)
+            wait_until(f"round {round_} in the file", partial(arrived, out, want), detail=daemon.log)
+            wait_until(
+                f"round {round_} in HEC",
+                lambda: want <= {e["id"] for e in events_in_hec(hec)},  # noqa: B023 (waited on at once)
+                detail=daemon.log,
+            )
+    finally:
+        daemon.kill()
+        hec.stop()
