@@ -65,7 +65,12 @@ class Poller:
         ended: one slow tenant delayed everyone's events by the length of its walk. Now an
         organization still being polled is skipped for this cycle (a debug line), and the
         others are polled on their interval. The lock makes the listing and the choice of whom
-        to start one cycle at a time; an organization's polls never overlap."""
+        to start one cycle at a time; an organization's polls never overlap. A cycle due while
+        the previous one is still listing (a slow listing of a discovering source) is skipped
+        rather than queued behind it: each would list again, and they would pile up."""
+        if self._lock.locked():
+            log.debug("source still listing its organizations; this cycle skips it", source=self.source.name)
+            return True
         async with self._lock:
             listed = await self._refresh_organizations()
             organizations = self.source.organizations()
