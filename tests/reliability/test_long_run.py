@@ -20,7 +20,7 @@ import yaml
 from tests.support.config import file_sink, make_config, sink_lag, state
 from tests.support.daemon import DaemonProcess, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
-from tests.support.health import health
+from tests.support.health import get, health, metric
 from tests.support.ports import free_port
 from tests.support.receivers import events_in_hec, hec_sink
 from tests.support.vendors import ORGS, codacy_source, emulator_of
@@ -111,6 +111,7 @@ def test_a_sink_holding_the_full_journal_is_let_go_by_a_reload_with_finite_retri
         # moment it fills, the file sink may still be writing its last batch)
         wait_until("the journal full, held by HEC alone", partial(held_by, port, ["hec"]), detail=daemon.log)
         assert "journal is full; polling paused until sinks drain (nothing is dropped)" in daemon.log()
+        assert metric(get(f"http://127.0.0.1:{port}/metrics").text, "audit_forwarder_journal_full") == 1
         assert len({e["id"] for e in read_ndjson(out)}) < len(want)  # the healthy sink waits too
 
         config = yaml.safe_load(cfg.read_text())
@@ -121,6 +122,7 @@ def test_a_sink_holding_the_full_journal_is_let_go_by_a_reload_with_finite_retri
         wait_until("HEC's lag dead-lettered", lambda: sink_lag(cfg, "hec") == 0, detail=daemon.log)
         [hec_row] = [s for s in state(cfg)["sinks"] if s["sink"] == "hec"]
         assert hec_row["dead_letters"] == len(want)  # each one kept for `dlq replay`, none dropped
+        assert metric(get(f"http://127.0.0.1:{port}/metrics").text, "audit_forwarder_journal_full") == 0
         assert daemon.alive() and "Traceback" not in daemon.log()
     finally:
         daemon.kill()
