@@ -178,9 +178,12 @@ class Poller:
         return True
 
     def _pause(self, status: OrgStatus, organization: str) -> None:
+        """Warned once when an organization's polling pauses; each cycle it stays paused is a
+        debug line: a sink down for a weekend wrote a warning per organization per cycle."""
+        was_paused = status.state == "paused"
         status.state = "paused"
         events, size = self.journal.size
-        log.warning(
+        (log.debug if was_paused else log.warning)(
             "journal is full; polling paused until sinks drain (nothing is dropped)",
             source=self.source.name,
             organization=organization,

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from forwarder.evidence.chain import START
 from forwarder.polling import Poller
 from forwarder.sources.base import Page
@@ -89,3 +91,19 @@ async def test_cycles_due_while_the_listing_is_slow_are_skipped_not_queued() -> 
     source.listing.set()
     assert await first
     assert source.listings == 1 and source.polled == ["a"]
+
+
+class FullJournal(Journal):
+    def is_full(self) -> bool:
+        return True
+
+
+async def test_a_full_journal_is_warned_once_per_organization_not_every_cycle() -> None:
+    source = Stub(["a", "b"])
+    poller = Poller(source, FullJournal(), lambda: None)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        for _ in range(5):
+            assert await poller.poll()
+    paused = [e for e in logs if e["event"].startswith("journal is full; polling paused")]
+    assert sorted(e["organization"] for e in paused if e["log_level"] == "warning") == ["a", "b"]
+    assert len(paused) == 10 and not source.polled  # the other cycles: debug lines, nothing polled
