@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.support.config import file_sink, make_config, sink_lag, state
-from tests.support.daemon import DaemonProcess, read_ndjson
+from tests.support.daemon import DaemonProcess, cli, read_ndjson
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.health import get, health, metric
 from tests.support.ports import free_port
@@ -112,6 +112,9 @@ def test_a_sink_holding_the_full_journal_is_let_go_by_a_reload_with_finite_retri
         wait_until("the journal full, held by HEC alone", partial(held_by, port, ["hec"]), detail=daemon.log)
         assert "journal is full; polling paused until sinks drain (nothing is dropped)" in daemon.log()
         assert metric(get(f"http://127.0.0.1:{port}/metrics").text, "audit_forwarder_journal_full") == 1
+        shown = state(cfg)["journal"]  # `state show` tells the operator too
+        assert shown["full"] and shown["max_bytes"] == 20_000 and shown["bytes"] >= 20_000
+        assert "The journal is full" in cli(cfg, "state", "show").stdout
         assert len({e["id"] for e in read_ndjson(out)}) < len(want)  # the healthy sink waits too
 
         config = yaml.safe_load(cfg.read_text())
@@ -123,6 +126,7 @@ def test_a_sink_holding_the_full_journal_is_let_go_by_a_reload_with_finite_retri
         [hec_row] = [s for s in state(cfg)["sinks"] if s["sink"] == "hec"]
         assert hec_row["dead_letters"] == len(want)  # each one kept for `dlq replay`, none dropped
         assert metric(get(f"http://127.0.0.1:{port}/metrics").text, "audit_forwarder_journal_full") == 0
+        assert not state(cfg)["journal"]["full"]
         assert daemon.alive() and "Traceback" not in daemon.log()
     finally:
         daemon.kill()
