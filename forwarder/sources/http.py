@@ -51,6 +51,8 @@ def connection_slot(client: httpx.AsyncClient) -> asyncio.Semaphore:
     if slots is None:
         slots = _slots[client] = asyncio.Semaphore(MAX_CONNECTIONS)
     return slots
+
+
 HINTS = {
     400: "the request was refused; check the organization and filter settings",
     401: "the credentials were refused; check the source's token",
