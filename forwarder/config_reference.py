@@ -194,7 +194,9 @@ confirmed a batch (`docs/guarantees.md`). What is shared by all sinks lives in t
 (`forwarder/delivery.py`), not in each sink:
 
 - **Batching** by `batch_max_events`, `batch_max_bytes` and `batch_max_age_s` (a small batch waits
-  at most that long, counted from when its first event was journaled).
+  at most that long, counted from when its first event was journaled). When a source's poll ends,
+  what is waiting goes out at once (every sink but `security_lake`), so under a trickle an entry
+  reaches the sink about `lag_s` plus up to one `interval_s` (and its jitter) after the vendor has it.
 - **Retries** with exponential backoff, full jitter and a cap (`retry:` at the top level); unbounded
   by default, since compliance data must survive a receiver down for a weekend. With a finite
   `retry.max_attempts`, a batch that still fails goes to the dead-letter store.

@@ -258,7 +258,7 @@ class Daemon:
     def _schedule(self, name: str, cfg: SourceConfig) -> None:
         assert self.scheduler is not None
         self.scheduler.add_job(
-            self.poll,
+            self._tick,
             "interval",
             args=[name],
             seconds=cfg.interval_s,
@@ -268,6 +268,12 @@ class Daemon:
             id=name,
         )
         # the first poll starts at once instead of one interval after start-up
+        self._spawn(self.poll(name), f"poll:{name}")
+
+    async def _tick(self, name: str) -> None:
+        """The scheduler's run of a source starts its cycle in a task of its own and returns:
+        a cycle still waiting on a slow organization must not make the scheduler skip the next
+        one, whose other organizations are due (the poller skips only the busy ones)."""
         self._spawn(self.poll(name), f"poll:{name}")
 
     def _spawn(self, work: Any, name: str) -> None:

@@ -55,17 +55,47 @@ class Poller:
         self.on_append = on_append
         self.status: dict[str, OrgStatus] = {org: OrgStatus() for org in source.organizations()}
         self._lock = asyncio.Lock()
+        self._polling: dict[str, asyncio.Task[bool]] = {}  # each organization's poll under way
 
     async def poll(self) -> bool:
-        """One cycle over every organization, concurrently; True if all succeeded.
-        The lock makes a second poll of the same source wait instead of overlapping."""
+        """One cycle over every organization not still busy with an earlier cycle's poll,
+        concurrently; True if all those succeeded. A cycle waited for its slowest organization
+        (a vendor answering slowly for it, a long backlog) and the scheduler skipped every run
+        due meanwhile, so the source's other organizations were not polled again until it
+        ended: one slow tenant delayed everyone's events by the length of its walk. Now an
+        organization still being polled is skipped for this cycle (a debug line), and the
+        others are polled on their interval. The lock makes the listing and the choice of whom
+        to start one cycle at a time; an organization's polls never overlap. A cycle due while
+        the previous one is still listing (a slow listing of a discovering source) is skipped
+        rather than queued behind it: each would list again, and they would pile up."""
+        if self._lock.locked():
+            log.debug("source still listing its organizations; this cycle skips it", source=self.source.name)
+            return True
         async with self._lock:
             listed = await self._refresh_organizations()
             organizations = self.source.organizations()
             for gone in set(self.status) - set(organizations):  # no longer listed: no longer polled, nor shown
                 del self.status[gone]
-            owned = [org for org in organizations if self.owns is None or self.owns(org)]
-            results = await asyncio.gather(*(self.poll_org(org) for org in owned))
+            for gone in set(self._polling) - set(organizations):
+                if self._polling[gone].done():
+                    del self._polling[gone]
+            started = []
+            for org in organizations:
+                if self.owns is not None and not self.owns(org):
+                    continue
+                busy = self._polling.get(org)
+                if busy is not None and not busy.done():
+                    log.debug(
+                        "organization still being polled; this cycle skips it",
+                        source=self.source.name,
+                        organization=org,
+                    )
+                    continue
+                self._polling[org] = task = asyncio.create_task(
+                    self.poll_org(org), name=f"poll:{self.source.name}:{org}"
+                )
+                started.append(task)
+        results = await asyncio.gather(*started)  # cancelled (a stop, a reload): so are they
         return listed and all(results)
 
     async def _refresh_organizations(self) -> bool:
@@ -148,9 +178,12 @@ class Poller:
         return True
 
     def _pause(self, status: OrgStatus, organization: str) -> None:
+        """Warned once when an organization's polling pauses; each cycle it stays paused is a
+        debug line: a sink down for a weekend wrote a warning per organization per cycle."""
+        was_paused = status.state == "paused"
         status.state = "paused"
         events, size = self.journal.size
-        log.warning(
+        (log.debug if was_paused else log.warning)(
             "journal is full; polling paused until sinks drain (nothing is dropped)",
             source=self.source.name,
             organization=organization,

@@ -34,7 +34,15 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
     now = time.time()
     data = {
         "state_file": str(journal.path),
-        "journal": {"events": stats.events, "bytes": stats.bytes, "head_seq": stats.head_seq},
+        "journal": {
+            "events": stats.events,
+            "bytes": stats.bytes,
+            "head_seq": stats.head_seq,
+            # the configured cap: at it, the daemon pauses polling until the sinks drain
+            "max_events": settings.journal.max_events,
+            "max_bytes": settings.journal.max_bytes,
+            "full": stats.events >= settings.journal.max_events or stats.bytes >= settings.journal.max_bytes,
+        },
         "cursors": [
             {
                 "source": s,
@@ -69,6 +77,11 @@ async def show_state(settings: Settings, output: str) -> None:
         return
     j = data["journal"]
     click.echo(f"State {data['state_file']}: {j['events']} events journaled, {j['bytes']} bytes")
+    if j["full"]:
+        click.echo(
+            f"The journal is full (journal.max_events {j['max_events']}, max_bytes {j['max_bytes']}): polling is "
+            "paused until the sinks behind drain it; nothing is dropped."
+        )
     print_table(
         "Cursors",
         ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),

@@ -16,9 +16,24 @@ class FileSinkConfig(SinkConfig):
     type: Literal["file"]
     format: Literal["json", "csv", "ecs", "ocsf", "cef", "leef"] = "json"
     path: str = Field(description="Path template; {source}, {vendor} and {organization} are replaced.")
-    rotate_max_bytes: int = Field(100 * 1024 * 1024, gt=0)
-    rotate_max_age_s: float = Field(86_400.0, gt=0)
-    compress_rotated: bool = True
+    rotate_max_bytes: int = Field(
+        100 * 1024 * 1024,
+        gt=0,
+        description="A file is rotated before the next write once it holds this many bytes; a batch is never "
+        "split between two files, so a file may exceed this by one batch.",
+    )
+    rotate_max_age_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A file is rotated before the next write once it was started this long ago (counted from "
+        "the last rotation, across restarts); a file nothing is written to stays as it is.",
+    )
+    compress_rotated: bool = Field(
+        True,
+        description="gzip each rotated file: NAME.<UTC time of the rotation, 20261206T234501Z>[.N].gz. The "
+        "forwarder never deletes rotated files: remove old ones by your archive's retention (find -mtime, "
+        "tmpfiles.d), after the digests that list them were verified if `evidence` is on.",
+    )
     compress_level: int = Field(
         1,
         ge=1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +35,24 @@ if TYPE_CHECKING:
 log = structlog.get_logger("forwarder.http")
 
 RETRY_STATUSES = {429, 502, 503, 504}
+# Connections one source's client opens to its vendor at once (httpx's own default, made explicit:
+# the request slots below are counted against it).
+MAX_CONNECTIONS = 100
+_slots: weakref.WeakKeyDictionary[httpx.AsyncClient, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def connection_slot(client: httpx.AsyncClient) -> asyncio.Semaphore:
+    """One of the client's ``MAX_CONNECTIONS``, taken before a request's deadline starts. Every
+    organization of a source is polled at once through one client: past a hundred of them,
+    the rest waited inside httpx for a free connection with their deadline running, and a
+    vendor answering in a few seconds made them time out ("no complete answer within the
+    request deadline"), retried and failed polls for a wait that was the forwarder's own."""
+    slots = _slots.get(client)
+    if slots is None:
+        slots = _slots[client] = asyncio.Semaphore(MAX_CONNECTIONS)
+    return slots
+
+
 HINTS = {
     400: "the request was refused; check the organization and filter settings",
     401: "the credentials were refused; check the source's token",
@@ -150,6 +169,7 @@ def make_client(
         headers={"Accept": "application/json", **(headers or {})},
         auth=auth,
         timeout=config.timeout_s,
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20),
         follow_redirects=follow_redirects,
         event_hooks={"request": list(request_hooks)} if request_hooks else None,
         verify=verify,
@@ -285,7 +305,7 @@ class HttpFetcher:
         if limiter is not None:
             await limiter.acquire(self.vendor, organization)
         try:
-            async with asyncio.timeout(deadline):
+            async with connection_slot(self.client), asyncio.timeout(deadline):
                 response, body, size = await self._receive(url, params)
         except TimeoutError:
             if limiter is not None:
