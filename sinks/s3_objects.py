@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import structlog
 from pydantic import Field, model_validator
@@ -32,58 +32,17 @@ from forwarder.record import Record
 from forwarder.retry import parse_retry_after, retryable_status
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig
 from sinks.s3_endpoints import use_lean_loader
-
-if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught: not configured, not loaded
-    from botocore.exceptions import ClientError
-
-# Codes a later attempt can get past; anything else in 4xx means the request itself is wrong.
-_RETRYABLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-        "ConditionalRequestConflict",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-    }
+from sinks.s3_errors import (
+    FATAL_HINTS,
+    RETRY_HINTS,
+    RETRYABLE_CODES,
+    TOO_LARGE_CODES,
+    ObjectTooLarge,
+    error_code,
+    too_large,
 )
-_FATAL_HINTS = {
-    "AccessDenied": "check the IAM policy allows s3:PutObject (and kms:GenerateDataKey for SSE-KMS)",
-    "403": "check the IAM policy allows s3:ListBucket on the bucket",
-    "InvalidAccessKeyId": "the access key id from the AWS credential chain is not known to S3",
-    "SignatureDoesNotMatch": "the secret key from the AWS credential chain does not match its key id",
-    "NoSuchBucket": "create the bucket or fix `bucket` in the config",
-    "404": "create the bucket or fix `bucket` in the config",
-    "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
-    "301": "the bucket lives in another region: fix `region` in the config",
-    "NotImplemented": "the store does not implement a header the sink sent: If-None-Match (create-only "
-    "writes, which store each batch once), or the checksum, encryption or storage class settings",
-    "501": "the store does not implement a header the sink sent: If-None-Match (create-only writes, which "
-    "store each batch once), or the checksum, encryption or storage class settings",
-}
-# Said with a retry that only the operator can end
-_RETRY_HINTS = {
-    "RequestTimeTooSkewed": "this host's clock is too far from S3's (S3 allows 15 minutes): fix its time "
-    "synchronisation (NTP); retrying meanwhile, the events stay journaled",
-}
-# An object the store will never take whole: split (``S3Objects._store_batch``)
-TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
+
 log = structlog.get_logger("sinks.s3")
-
-
-class ObjectTooLarge(Exception):
-    """The store refused an object as too large: its events go again as smaller objects."""
-
-
-def _too_large(result: object) -> bool:
-    return isinstance(result, ObjectTooLarge)
 
 
 class S3ObjectsConfig(SinkConfig):
@@ -179,7 +138,7 @@ class S3Objects:
         results = await asyncio.gather(
             *(self._put(client, key, records) for key, records in objects.items()), return_exceptions=True
         )
-        errors = [result for result in results if isinstance(result, BaseException) and not _too_large(result)]
+        errors = [result for result in results if isinstance(result, BaseException) and not too_large(result)]
         if errors:
             # Objects that did land are harmless on the retry: their keys answer 412.
             raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])
@@ -298,13 +257,13 @@ class S3Objects:
         try:
             client.put_object(**params)
         except ClientError as exc:
-            if _error_code(exc) == "PreconditionFailed":
+            if error_code(exc) == "PreconditionFailed":
                 return self._already_stored(client, params["Key"], params["Body"])
-            if _error_code(exc) in TOO_LARGE_CODES:
+            if error_code(exc) in TOO_LARGE_CODES:
                 raise ObjectTooLarge(
                     f"{self.type_name} sink {self.name}: PutObject s3://{self.config.bucket}/{params['Key']} of "
                     f"{len(params['Body'])} bytes refused as too large: "
-                    f"{exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode')} {_error_code(exc)}"
+                    f"{exc.response.get('ResponseMetadata', {}).get('HTTPStatusCode')} {error_code(exc)}"
                 ) from None
             raise self._classify(exc, f"PutObject s3://{self.config.bucket}/{params['Key']}") from None
         except Exception as exc:
@@ -391,18 +350,18 @@ class S3Objects:
 
         prefix = f"{self.type_name} sink {self.name}: {what}"  # the sink's own type: s3 or security_lake
         if isinstance(exc, ClientError):
-            code = _error_code(exc)
+            code = error_code(exc)
             meta = exc.response.get("ResponseMetadata", {})
             status = int(meta.get("HTTPStatusCode") or 0)
             message = exc.response.get("Error", {}).get("Message")
             detail = f"{prefix} failed: {status} {code}" + (f" ({message})" if message else "")
-            if code in _RETRYABLE_CODES or retryable_status(status):
-                hint = _RETRY_HINTS.get(code)
+            if code in RETRYABLE_CODES or retryable_status(status):
+                hint = RETRY_HINTS.get(code)
                 return RetryableError(
                     f"{detail}; {hint}" if hint else detail,
                     parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")),
                 )
-            hint = _FATAL_HINTS.get(code) or _FATAL_HINTS.get(str(status)) or self._kms_hint(code)
+            hint = FATAL_HINTS.get(code) or FATAL_HINTS.get(str(status)) or self._kms_hint(code)
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return FatalSinkError(
@@ -431,9 +390,3 @@ def object_name(records: Sequence[Record]) -> str:
 
 def _b64(digest: Any) -> str:
     return base64.b64encode(digest.digest()).decode()
-
-
-def _error_code(exc: ClientError) -> str:
-    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
-        return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -409,11 +409,11 @@ def test_error_classification(status: int, code: str, kind: type[Exception]) -> 
 
 def test_a_412_without_an_error_code_is_an_object_already_there() -> None:
     """Some S3-compatible stores answer 412 with no body; botocore then names the code "412"."""
-    from sinks.s3_objects import _error_code
+    from sinks.s3_errors import error_code
 
-    assert _error_code(client_error(412, "412")) == "PreconditionFailed"
-    assert _error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"
-    assert _error_code(client_error(409, "OperationAborted")) == "OperationAborted"
+    assert error_code(client_error(412, "412")) == "PreconditionFailed"
+    assert error_code(client_error(412, "PreconditionFailed")) == "PreconditionFailed"
+    assert error_code(client_error(409, "OperationAborted")) == "OperationAborted"
 
 
 @pytest.mark.parametrize(

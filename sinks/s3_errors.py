@@ -1,0 +1,64 @@
+"""What S3 (or an S3-compatible store) meant by an error: retry, stop with a hint only the
+operator can act on, or store the batch as smaller objects. Shared by the S3 and Security Lake
+sinks through ``sinks.s3_objects``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # botocore is imported where a client is built or its errors caught
+    from botocore.exceptions import ClientError
+
+# Codes a later attempt can get past; anything else in 4xx means the request itself is wrong.
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+    }
+)
+FATAL_HINTS = {
+    "AccessDenied": "check the IAM policy allows s3:PutObject (and kms:GenerateDataKey for SSE-KMS)",
+    "403": "check the IAM policy allows s3:ListBucket on the bucket",
+    "InvalidAccessKeyId": "the access key id from the AWS credential chain is not known to S3",
+    "SignatureDoesNotMatch": "the secret key from the AWS credential chain does not match its key id",
+    "NoSuchBucket": "create the bucket or fix `bucket` in the config",
+    "404": "create the bucket or fix `bucket` in the config",
+    "PermanentRedirect": "the bucket lives in another region: fix `region` in the config",
+    "301": "the bucket lives in another region: fix `region` in the config",
+    "NotImplemented": "the store does not implement a header the sink sent: If-None-Match (create-only "
+    "writes, which store each batch once), or the checksum, encryption or storage class settings",
+    "501": "the store does not implement a header the sink sent: If-None-Match (create-only writes, which "
+    "store each batch once), or the checksum, encryption or storage class settings",
+}
+# Said with a retry that only the operator can end
+RETRY_HINTS = {
+    "RequestTimeTooSkewed": "this host's clock is too far from S3's (S3 allows 15 minutes): fix its time "
+    "synchronisation (NTP); retrying meanwhile, the events stay journaled",
+}
+# An object the store will never take whole: split (``S3Objects._store_batch``)
+TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
+
+
+class ObjectTooLarge(Exception):
+    """The store refused an object as too large: its events go again as smaller objects."""
+
+
+def too_large(result: object) -> bool:
+    return isinstance(result, ObjectTooLarge)
+
+
+def error_code(exc: ClientError) -> str:
+    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+        return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")
+    return str(exc.response.get("Error", {}).get("Code", ""))
