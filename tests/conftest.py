@@ -12,6 +12,7 @@ from _pytest.terminal import TerminalReporter
 
 from tests.support.figures import FIGURES, Figures
 from tests.support.postgres import PostgresServer
+from tests.support.receivers import Receivers
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,11 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def receivers(tmp_path: Path) -> Iterator[Receivers]:
+    """A syslog (rsyslog), HEC, S3 (moto) and file receiver each, for the suites that deliver to all."""
+    started = Receivers(tmp_path / "receivers").start()
+    yield started
+    started.stop()

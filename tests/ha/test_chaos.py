@@ -23,7 +23,7 @@ import pytest
 
 from forwarder.journal.types import sink_unit
 from tests.support.daemon import DaemonProcess, write_config
-from tests.support.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running_all
 from tests.support.figures import Figures
 from tests.support.postgres import PostgresServer
 from tests.support.receivers import AWS_ENV, Receivers
@@ -44,21 +44,8 @@ def dsn(postgres: PostgresServer) -> str:
 
 @pytest.fixture
 def vendor_emulators() -> Iterator[dict[str, EmulatorProcess]]:
-    started: dict[str, EmulatorProcess] = {}
-    try:
-        for name, vendor in VENDORS.items():
-            started[name] = running(name, entries=20, options=vendor.options)
+    with running_all(20, {name: vendor.options for name, vendor in VENDORS.items()}) as started:
         yield started
-    finally:
-        for emulator in started.values():
-            emulator.stop()
-
-
-@pytest.fixture
-def receivers(tmp_path: Path) -> Iterator[Receivers]:
-    started = Receivers(tmp_path / "receivers").start()
-    yield started
-    started.stop()
 
 
 def replica_config(tmp_path: Path, name: str, dsn: str, sources: dict[str, Any], sinks: dict[str, Any]) -> Path:

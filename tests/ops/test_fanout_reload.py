@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from tests.support.daemon import daemon, write_config
-from tests.support.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running_all
 from tests.support.health import get, health, metric
 from tests.support.ports import free_port
 from tests.support.receivers import AWS_ENV, Receivers, events_in_hec, hec_sink
@@ -40,21 +40,8 @@ HEC_BATCH = 5
 
 @pytest.fixture
 def emulators() -> Iterator[dict[str, EmulatorProcess]]:
-    started: dict[str, EmulatorProcess] = {}
-    try:
-        for name, vendor in VENDORS.items():
-            started[name] = running(name, entries=6, options=vendor.options)
+    with running_all(6, {name: vendor.options for name, vendor in VENDORS.items()}) as started:
         yield started
-    finally:
-        for emulator in started.values():
-            emulator.stop()
-
-
-@pytest.fixture
-def receivers(tmp_path: Path) -> Iterator[Receivers]:
-    started = Receivers(tmp_path / "receivers").start()
-    yield started
-    started.stop()
 
 
 # --- what each receiver holds, by event id ---------------------------------------------------

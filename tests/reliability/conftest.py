@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running, running_all
 from tests.support.moto_server import moto_server  # noqa: F401 (the fixture, for the tests here)
 from tests.support.vendors import ORGS, VENDORS
 
@@ -22,11 +22,5 @@ def codacy() -> Iterator[EmulatorProcess]:
 @pytest.fixture
 def vendor_emulators() -> Iterator[dict[str, EmulatorProcess]]:
     """All four vendor emulators, 30 entries each to begin with."""
-    started: dict[str, EmulatorProcess] = {}
-    try:
-        for name, vendor in VENDORS.items():
-            started[name] = running(name, entries=30, options=vendor.options)
+    with running_all(30, {name: vendor.options for name, vendor in VENDORS.items()}) as started:
         yield started
-    finally:
-        for emulator in started.values():
-            emulator.stop()

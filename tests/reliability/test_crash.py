@@ -15,7 +15,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ pytestmark = pytest.mark.integration
 
 KILLS = 50
 SEED = 20240607
-
-
-@pytest.fixture
-def receivers(tmp_path: Path) -> Iterator[Receivers]:
-    started = Receivers(tmp_path / "receivers").start()
-    yield started
-    started.stop()
 
 
 def test_fifty_sigkills_lose_nothing_in_any_sink(

@@ -20,7 +20,7 @@ import pytest
 from tests.presets.support import ORGS, PRESETS, expected_keys, preset_source
 from tests.support.config import make_config
 from tests.support.daemon import cli, start
-from tests.support.emulators import EmulatorProcess, running
+from tests.support.emulators import EmulatorProcess, running_all
 from tests.support.receivers import AWS_ENV, Receivers
 
 pytestmark = pytest.mark.integration
@@ -37,22 +37,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def emulators() -> Iterator[dict[str, EmulatorProcess]]:
-    started: dict[str, EmulatorProcess] = {}
-    try:
-        for name in PRESETS:
-            options = {"span_s": 2 * 86400, "orgs": ORGS[name], **OPTIONS[name]}
-            started[name] = running(name, entries=20, options=options)
+    options = {name: {"span_s": 2 * 86400, "orgs": ORGS[name], **OPTIONS[name]} for name in PRESETS}
+    with running_all(20, options) as started:
         yield started
-    finally:
-        for emulator in started.values():
-            emulator.stop()
-
-
-@pytest.fixture
-def receivers(tmp_path: Path) -> Iterator[Receivers]:
-    started = Receivers(tmp_path / "receivers").start()
-    yield started
-    started.stop()
 
 
 def test_sigkills_lose_nothing_from_any_preset_in_any_sink(

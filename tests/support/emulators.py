@@ -7,6 +7,8 @@ import select
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -68,3 +70,17 @@ def stop_emulator(process: subprocess.Popen[str]) -> None:
 def running(name: str, entries: int = 0, options: dict[str, Any] | None = None) -> EmulatorProcess:
     process, url = start_emulator(name, entries, options)
     return EmulatorProcess(process, url)
+
+
+@contextmanager
+def running_all(entries: int, options: Mapping[str, dict[str, Any]]) -> Iterator[dict[str, EmulatorProcess]]:
+    """One emulator per name of ``options`` (with those options), each serving ``entries`` to
+    begin with; all stopped at the end, also when one of them failed to start."""
+    started: dict[str, EmulatorProcess] = {}
+    try:
+        for name, opts in options.items():
+            started[name] = running(name, entries=entries, options=opts)
+        yield started
+    finally:
+        for emulator in started.values():
+            emulator.stop()
