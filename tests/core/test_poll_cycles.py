@@ -12,9 +12,9 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from forwarder.evidence.chain import START
 from forwarder.polling import Poller
 from forwarder.sources.base import Page
+from tests.support.empty_journal import EmptyJournal
 
 
 class Stub:
@@ -53,23 +53,10 @@ class SlowListing(Stub):
         return True
 
 
-class Journal:
-    size = (0, 0)
-
-    def is_full(self) -> bool:
-        return False
-
-    async def get_cursor(self, source: str, organization: str) -> None:
-        return None
-
-    async def chain_head(self, source: str, organization: str) -> Any:
-        return START
-
-
 async def test_a_busy_organization_is_skipped_and_the_others_are_polled_every_cycle() -> None:
     source = Stub(["slow", "fast"])
     source.hold["slow"] = asyncio.Event()
-    poller = Poller(source, Journal(), lambda: None)  # type: ignore[arg-type]
+    poller = Poller(source, EmptyJournal(), lambda: None)  # type: ignore[arg-type]
     first = asyncio.create_task(poller.poll())  # waits for "slow", as the cycle that started it
     await asyncio.sleep(0.01)
     for _ in range(3):  # later cycles do not wait for it, nor start it a second time
@@ -84,7 +71,7 @@ async def test_a_busy_organization_is_skipped_and_the_others_are_polled_every_cy
 
 async def test_cycles_due_while_the_listing_is_slow_are_skipped_not_queued() -> None:
     source = SlowListing(["a"])
-    poller = Poller(source, Journal(), lambda: None)  # type: ignore[arg-type]
+    poller = Poller(source, EmptyJournal(), lambda: None)  # type: ignore[arg-type]
     first = asyncio.create_task(poller.poll())
     await asyncio.sleep(0.01)
     assert await asyncio.wait_for(asyncio.gather(*(poller.poll() for _ in range(5))), timeout=5)
@@ -93,7 +80,7 @@ async def test_cycles_due_while_the_listing_is_slow_are_skipped_not_queued() -> 
     assert source.listings == 1 and source.polled == ["a"]
 
 
-class FullJournal(Journal):
+class FullJournal(EmptyJournal):
     def is_full(self) -> bool:
         return True
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from forwarder.evidence.chain import START
 from forwarder.polling import Poller
 from forwarder.sources.base import Page
 from forwarder.sources.http import SourceError
+from tests.support.empty_journal import EmptyJournal
 
 
 class Listing:
@@ -42,22 +42,9 @@ class Listing:
         raise AssertionError("no entries")
 
 
-class Journal:
-    size = (0, 0)
-
-    def is_full(self) -> bool:
-        return False
-
-    async def get_cursor(self, source: str, organization: str) -> None:
-        return None
-
-    async def chain_head(self, source: str, organization: str) -> Any:
-        return START
-
-
 async def test_the_list_is_read_before_each_cycle_and_gone_organizations_stop() -> None:
     source = Listing()
-    poller = Poller(source, Journal(), lambda: None)  # type: ignore[arg-type]
+    poller = Poller(source, EmptyJournal(), lambda: None)  # type: ignore[arg-type]
     assert await poller.poll()
     assert sorted(source.polled) == ["a", "b"] and set(poller.status) == {"a", "b"}
     source.listed, source.polled = ["b", "c"], []
