@@ -150,6 +150,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     f"{cfg.vendor} sent {type(page).__name__} {where} for organization {organization!r}, "
                     "expected a list of records; check records_path"
                 )
+            records = len(page)  # the vendor's count: paging counts records, not the events split from them
             page = split(page, cfg.split_path)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
             if not page or pg.style == "none" or has_next is False:
@@ -158,10 +159,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             if pg.style in ("page_number", "offset"):
                 total = get_path(body, pg.total_pages_path) if pg.total_pages_path else None
                 done_by_total = isinstance(total, int) and page_no - pg.first_page + 1 >= total
-                if done_by_total or (pg.stop_on_short_page and len(page) < pg.page_size):
+                if done_by_total or (pg.stop_on_short_page and records < pg.page_size):
                     yield page, True, None
                     return
-                page_no, offset = page_no + 1, offset + len(page)
+                page_no, offset = page_no + 1, offset + records
                 del body
                 yield page, False, None
                 del page  # before the next answer is read: the walk holds one page, not two

@@ -108,6 +108,15 @@ class HttpJsonConfig(SourceConfig):
         self.credentials = organization_configs(self, self.credentials, self.credential_keys)
         return self
 
+    @field_validator("split_path")
+    @classmethod
+    def _split_through_objects(cls, value: str | None) -> str | None:
+        """Each step names an object's key: the split copies the objects on the way to the list,
+        and a list index there would fail every poll of the source for good."""
+        if value is not None and any(not step or step.isdigit() for step in value.split(".")):
+            raise ValueError(f"split_path {value!r}: each step must name an object's key (no list index, no empty step)")
+        return value
+
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:

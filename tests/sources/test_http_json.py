@@ -340,3 +340,29 @@ def test_mapped_values_of_the_wrong_shape_fall_back_instead_of_quarantining() ->
     fields = Mapper(mapping).fields({"a": "login", "result": ["ok"], "meta": {"cat": {"n": 1}}, "who": {"id": 5}})
     assert (fields["outcome"], fields["category"]) == ("unknown", "unknown")
     assert fields["actor.name"] == '{"id":5}'  # JSON, not Python's repr
+
+
+@pytest.mark.parametrize("style", ["offset", "page_number"])
+async def test_records_split_into_events_do_not_move_the_offset_past_unread_records(style: str) -> None:
+    """``split_path`` makes more events than records: paging must count the vendor's records
+    (an offset that counted the events skipped the records after them, and the cursor moved)."""
+    global RECORDS
+    kept = RECORDS
+    RECORDS = [{**r, "events": [{"n": 0}, {"n": 1}]} if i % 3 == 0 else r for i, r in enumerate(kept)]
+    try:
+        pagination, records_path = PAGINATIONS[style]
+        seen: list[httpx.Request] = []
+        source = make_source(api(style, seen), pagination=pagination, records_path=records_path, split_path="events")
+        keys, _ = await collect(source)
+    finally:
+        RECORDS = kept
+    whole = [f"acme:{i}" for i in range(25)]
+    assert sorted(k.split("|")[0] for k in keys) == sorted(whole + [f"acme:{i}" for i in range(0, 25, 3)])
+    assert sum("|1" in k for k in keys) == 9
+
+
+def test_a_split_path_through_a_list_index_is_refused_at_load() -> None:
+    base = {"type": "http_json", "vendor": "v", "url": "https://api.test/{organization}", "organizations": ["o"]}
+    for path in ("items.0.events", "events..x"):
+        with pytest.raises(ValidationError, match="each step must name an object's key"):
+            HttpJsonConfig.model_validate({**base, "time_field": "t", "split_path": path})
