@@ -114,7 +114,9 @@ class HttpJsonConfig(SourceConfig):
         """Each step names an object's key: the split copies the objects on the way to the list,
         and a list index there would fail every poll of the source for good."""
         if value is not None and any(not step or step.isdigit() for step in value.split(".")):
-            raise ValueError(f"split_path {value!r}: each step must name an object's key (no list index, no empty step)")
+            raise ValueError(
+                f"split_path {value!r}: each step must name an object's key (no list index, no empty step)"
+            )
         return value
 
     @field_validator("url")
