@@ -43,6 +43,8 @@ from sinks.s3_errors import (
 )
 
 log = structlog.get_logger("sinks.s3")
+# An event under this refused as too large means a misconfigured limit, not a large event
+SMALLEST_REFUSAL_BELIEVED = 64 * 1024
 
 
 class S3ObjectsConfig(SinkConfig):
@@ -124,6 +126,13 @@ class S3Objects:
         objects = await asyncio.to_thread(self._group, records)
         for members, detail in await self._put_all(client, objects):
             if len(members) == 1:
+                if len(members[0].data) < SMALLEST_REFUSAL_BELIEVED:
+                    # a store or proxy refusing even this as too large refuses everything: stop, do
+                    # not dead-letter the whole stream one event at a time
+                    raise FatalSinkError(
+                        f"{detail}: even one {len(members[0].data)}-byte event was refused as too large, so the "
+                        "limit is not the events' size: check the body limit of a proxy in front of the store"
+                    )
                 report.rejected.append((members[0], f"{detail}: the event alone is over the store's object size limit"))
                 continue
             middle = len(members) // 2

@@ -169,3 +169,16 @@ async def test_an_object_too_large_is_stored_in_halves_and_only_the_event_too_la
     ]
     assert sorted(stored) == sorted(r.event_id for r in batch if r.event_id != "codacy:0013")
     assert len(stored) == len(set(stored))  # each delivered event in exactly one object
+
+
+async def test_a_store_refusing_every_object_as_too_large_stops_the_sink_instead_of_dead_lettering_all() -> None:
+    """A proxy answering 413 to everything (a tiny body limit): halving down to single small
+    events and dead-lettering each would empty the stream into the dead-letter store."""
+    async with s3_listener(lambda path, body: (413, "RequestEntityTooLarge", "too large")) as (url, store):
+        sink = make_sink(url)
+        try:
+            with pytest.raises(FatalSinkError, match="limit is not the events' size: check the body limit of a proxy"):
+                await sink.send(records(8))
+        finally:
+            await sink.close()
+    assert store.objects == {}
