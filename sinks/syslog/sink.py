@@ -40,7 +40,8 @@ Delivery guarantees, by transport:
   at a UTF-8 boundary and end with ``...[truncated]``, logged once per batch with their count
   (every attempt, retries included); the cap also applies to TCP/TLS when set. An ICMP error
   (nobody listens on the port) reported while a batch is sent fails it, so it is retried
-  (``DatagramConnection.send``); one that arrives later is logged and fails the next batch.
+  (``DatagramConnection.send``); one that arrives later (the batch counted, its datagrams lost)
+  fails the next batch before it is sent.
 """
 
 from __future__ import annotations

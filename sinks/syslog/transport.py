@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import structlog
 
@@ -245,13 +246,15 @@ class DatagramConnection:
         kernel reports an ICMP error (port or host unreachable: nobody listens there) as the
         socket's error: one reported while the batch is sent, or pending once its last datagram
         left, fails the batch (retried: the datagrams were dropped). On loopback the error is
-        there before ``sendto`` returns; from afar it may come later, and then fails whichever
-        batch is being sent when it arrives. One pending before the batch began is an earlier
-        batch's: logged and cleared, so that this batch's first datagram is sent."""
+        there before ``sendto`` returns; from afar it may come after the batch was counted (those
+        datagrams are lost: UDP cannot say), and then fails the next batch before it is sent, so
+        that the sink backs off while nobody listens. The error is taken as it fails a batch: the
+        retry sends."""
         transport, protocol = await self.endpoint()
         if stale := _pending_error(transport):
             protocol.error_received(stale)
-        protocol.refused = None
+        if protocol.refused is not None:  # arrived after the last batch was counted
+            self._refused(protocol)
         try:
             async with asyncio.timeout(self.config.send_timeout_s):
                 for message in messages:
@@ -267,11 +270,15 @@ class DatagramConnection:
         if pending := _pending_error(transport):
             protocol.error_received(pending)
         if protocol.refused is not None:
-            raise RetryableError(
-                f"{self._where}: the receiver refused datagrams ({_why(protocol.refused)}): is the syslog "
-                "server listening on this UDP port? The batch is sent again; UDP says nothing when datagrams are "
-                "lost silently, so prefer tcp or tls for audit data"
-            )
+            self._refused(protocol)
+
+    def _refused(self, protocol: _UdpProtocol) -> NoReturn:
+        refused, protocol.refused = protocol.refused, None
+        raise RetryableError(
+            f"{self._where}: the receiver refused datagrams ({_why(refused or OSError())}): is the syslog "
+            "server listening on this UDP port? The batch is sent again; UDP says nothing when datagrams are "
+            "lost silently, so prefer tcp or tls for audit data"
+        )
 
     async def probe(self) -> str:
         """Resolve the receiver for ``audit-forwarder check``: UDP has nothing else to try."""

@@ -86,3 +86,33 @@ def test_datagrams_refused_by_a_closed_port_are_retried_until_a_receiver_listens
     wait_until("every event at the receiver", lambda: receiver.ids >= want, detail=daemon.log)
     wait_until("the lag to drain", lambda: sink_lag(cfg, "siem") == 0, detail=daemon.log)
     assert daemon.stop() == 0
+
+
+async def test_a_refusal_that_arrives_after_a_batch_was_counted_fails_the_next_before_it_is_sent() -> None:
+    """From afar the ICMP comes one round trip after ``send`` returned: the next batch fails
+    unsent (the sink backs off while nobody listens), and the retry after it sends."""
+    from sinks.base import RetryableError
+    from sinks.syslog.config import SyslogSinkConfig
+    from sinks.syslog.transport import DatagramConnection
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    port = receiver.getsockname()[1]
+    udp = DatagramConnection("late", SyslogSinkConfig(type="syslog", host="127.0.0.1", port=port, transport="udp"))
+    try:
+        await udp.send([b"first"])
+        assert receiver.recv(100) == b"first"
+        _, protocol = await udp.endpoint()
+        protocol.error_received(ConnectionRefusedError(111, "Connection refused"))  # the late ICMP
+        with pytest.raises(RetryableError, match="refused datagrams"):
+            await udp.send([b"second"])
+        await udp.send([b"second"])  # the retry
+        assert receiver.recv(100) == b"second"
+        receiver.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            receiver.recv(100)  # the failed attempt sent nothing
+    finally:
+        receiver.close()
+        transport, _ = await udp.endpoint()
+        transport.close()
