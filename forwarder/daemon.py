@@ -280,6 +280,7 @@ class Daemon:
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
 
     async def run_forever(self) -> None:
         watch_loop()
@@ -397,3 +398,10 @@ class Daemon:
                 self._schedule(name, new.sources[name])
         self.owner.reconfigured(self.pollers, self.workers)
         change.log_applied(event)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """A background task (a poll cycle, a reload) that raised: said at once, not when the task
+    is collected (APScheduler logged a failed job; a spawned cycle has nobody awaiting it)."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background task failed", task=task.get_name(), exc_info=exc)

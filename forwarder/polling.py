@@ -95,8 +95,13 @@ class Poller:
                     self.poll_org(org), name=f"poll:{self.source.name}:{org}"
                 )
                 started.append(task)
-        results = await asyncio.gather(*started)  # cancelled (a stop, a reload): so are they
-        return listed and all(results)
+        # cancelled (a stop, a reload): so are they. One that raised past its own handling must
+        # not end the cycle while the others run on, no longer awaited by anyone.
+        results = await asyncio.gather(*started, return_exceptions=True)
+        for task, result in zip(started, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("organization poll failed unexpectedly", task=task.get_name(), exc_info=result)
+        return listed and all(result is True for result in results)
 
     async def _refresh_organizations(self) -> bool:
         """A source that discovers its organizations reads its listing again when due

@@ -94,3 +94,26 @@ async def test_a_full_journal_is_warned_once_per_organization_not_every_cycle() 
     paused = [e for e in logs if e["event"].startswith("journal is full; polling paused")]
     assert sorted(e["organization"] for e in paused if e["log_level"] == "warning") == ["a", "b"]
     assert len(paused) == 10 and not source.polled  # the other cycles: debug lines, nothing polled
+
+
+async def test_an_organization_poll_that_raises_past_its_handling_fails_the_cycle_and_no_other_is_left_running() -> (
+    None
+):
+    source = Stub(["bad", "slow"])
+    source.hold["slow"] = asyncio.Event()
+    poller = Poller(source, EmptyJournal(), lambda: None)  # type: ignore[arg-type]
+    real = poller.poll_org
+
+    async def poll_org(organization: str) -> bool:
+        if organization == "bad":
+            raise RuntimeError("a bug past the poll's own handling")
+        return await real(organization)
+
+    poller.poll_org = poll_org  # type: ignore[method-assignment]
+    with capture_logs() as logs:
+        cycle = asyncio.create_task(poller.poll())
+        await asyncio.sleep(0.05)
+        assert not cycle.done(), "the cycle still awaits the slow organization"
+        source.hold["slow"].set()
+        assert await cycle is False
+    assert [e["task"] for e in logs if e["event"] == "organization poll failed unexpectedly"] == ["poll:stub:bad"]
