@@ -341,13 +341,14 @@ def _overridden_secret_forms_dropped(data: dict[str, Any], overrides: Mapping[st
     environment gives (inline, ``_file`` or ``_from``) are dropped before the merge."""
     out = dict(data)
     for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+        form = next((form for form in SECRET_FORMS[1:] if key.endswith(form)), None)
+        if form is None and isinstance(value, Mapping) and isinstance(out.get(key), dict):
             out[key] = _overridden_secret_forms_dropped(out[key], value)
             continue
-        base = next((key[: -len(form)] for form in SECRET_FORMS[1:] if key.endswith(form)), key)
-        for form in SECRET_FORMS:
-            if base + form != key:
-                out.pop(base + form, None)
+        base = key[: -len(form)] if form else key
+        for other in SECRET_FORMS:
+            if form is not None or base + other != key:  # a ``_from`` mapping replaces the file's, not merged into it
+                out.pop(base + other, None)
     return out
 
 

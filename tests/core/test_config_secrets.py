@@ -218,3 +218,11 @@ def test_an_override_that_is_not_json_is_a_configuration_error(tmp_path: Path) -
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'field "sinks"' in result.stderr and "must hold JSON" in result.stderr
     assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_an_overriding_secret_reference_replaces_the_files_instead_of_merging_into_it() -> None:
+    from forwarder.settings import _overridden_secret_forms_dropped
+
+    file = {"sources": {"c": {"api_token_from": {"ssm": {"name": "/old", "region": "eu-west-1"}}, "type": "codacy"}}}
+    env = {"sources": {"c": {"api_token_from": {"secretsmanager": {"secret_id": "new"}}}}}
+    assert _overridden_secret_forms_dropped(file, env) == {"sources": {"c": {"type": "codacy"}}}
