@@ -39,7 +39,7 @@ from forwarder.build import BuildError, build
 from forwarder.delivery import SinkWorker
 from forwarder.health import HealthServer
 from forwarder.journal.factory import make_journal
-from forwarder.logs import watch_loop
+from forwarder.logs import log_task_failure, watch_loop
 from forwarder.polling import Poller
 from forwarder.pruner import Pruner
 from forwarder.redaction import register_secrets
@@ -280,7 +280,7 @@ class Daemon:
         task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_task_failure)
 
     async def run_forever(self) -> None:
         watch_loop()
@@ -398,10 +398,3 @@ class Daemon:
                 self._schedule(name, new.sources[name])
         self.owner.reconfigured(self.pollers, self.workers)
         change.log_applied(event)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    """A background task (a poll cycle, a reload) that raised: said at once, not when the task
-    is collected (APScheduler logged a failed job; a spawned cycle has nobody awaiting it)."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("background task failed", task=task.get_name(), exc_info=exc)

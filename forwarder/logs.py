@@ -227,3 +227,10 @@ def _loop_exception(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> No
         if not isinstance(exc, OSError):  # out of descriptors or memory: the traceback says nothing more
             fields["exc_info"] = exc
     log.error(message, **fields)
+
+
+def log_task_failure(task: asyncio.Task[Any]) -> None:
+    """A done-callback for a background task (a poll cycle, a reload) nobody awaits: its
+    exception said at once, not when the task is collected."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background task failed", task=task.get_name(), exc_info=exc)

@@ -48,6 +48,8 @@ RETRY_HINTS = {
 }
 # An object the store will never take whole: split (``S3Objects._store_batch``)
 TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
+# An event under this refused as too large means a misconfigured limit, not a large event
+SMALLEST_REFUSAL_BELIEVED = 64 * 1024
 
 
 class ObjectTooLarge(Exception):

@@ -36,6 +36,7 @@ from sinks.s3_errors import (
     FATAL_HINTS,
     RETRY_HINTS,
     RETRYABLE_CODES,
+    SMALLEST_REFUSAL_BELIEVED,
     TOO_LARGE_CODES,
     ObjectTooLarge,
     error_code,
@@ -43,8 +44,6 @@ from sinks.s3_errors import (
 )
 
 log = structlog.get_logger("sinks.s3")
-# An event under this refused as too large means a misconfigured limit, not a large event
-SMALLEST_REFUSAL_BELIEVED = 64 * 1024
 
 
 class S3ObjectsConfig(SinkConfig):
