@@ -56,10 +56,6 @@ class ObjectTooLarge(Exception):
     """The store refused an object as too large: its events go again as smaller objects."""
 
 
-def too_large(result: object) -> bool:
-    return isinstance(result, ObjectTooLarge)
-
-
 def error_code(exc: ClientError) -> str:
     if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
         return "PreconditionFailed"  # whatever the body: some S3-compatible stores send none (code "412")

@@ -40,7 +40,6 @@ from sinks.s3_errors import (
     TOO_LARGE_CODES,
     ObjectTooLarge,
     error_code,
-    too_large,
 )
 
 log = structlog.get_logger("sinks.s3")
@@ -146,7 +145,9 @@ class S3Objects:
         results = await asyncio.gather(
             *(self._put(client, key, records) for key, records in objects.items()), return_exceptions=True
         )
-        errors = [result for result in results if isinstance(result, BaseException) and not too_large(result)]
+        errors = [
+            result for result in results if isinstance(result, BaseException) and not isinstance(result, ObjectTooLarge)
+        ]
         if errors:
             # Objects that did land are harmless on the retry: their keys answer 412.
             raise next((e for e in errors if isinstance(e, FatalSinkError)), errors[0])

@@ -80,12 +80,14 @@ RECORDS = [
 PAGE = 10
 
 
-def api(style: str, seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+def api(
+    style: str, seen: list[httpx.Request], records: list[dict[str, Any]] = RECORDS
+) -> Callable[[httpx.Request], httpx.Response]:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         q = request.url.params
         lo, hi = int(q.get("since", 0)), int(q.get("until", 2**62))
-        rows = [r for r in RECORDS if lo <= int(r["ts"]) <= hi]  # type: ignore[call-overload]
+        rows = [r for r in records if lo <= int(r["ts"]) <= hi]  # type: ignore[call-overload]
         if style == "none":
             return httpx.Response(200, json=rows)
         if style == "page_number":
@@ -346,16 +348,12 @@ def test_mapped_values_of_the_wrong_shape_fall_back_instead_of_quarantining() ->
 async def test_records_split_into_events_do_not_move_the_offset_past_unread_records(style: str) -> None:
     """``split_path`` makes more events than records: paging must count the vendor's records
     (an offset that counted the events skipped the records after them, and the cursor moved)."""
-    global RECORDS
-    kept = RECORDS
-    RECORDS = [{**r, "events": [{"n": 0}, {"n": 1}]} if i % 3 == 0 else r for i, r in enumerate(kept)]
-    try:
-        pagination, records_path = PAGINATIONS[style]
-        seen: list[httpx.Request] = []
-        source = make_source(api(style, seen), pagination=pagination, records_path=records_path, split_path="events")
-        keys, _ = await collect(source)
-    finally:
-        RECORDS = kept
+    records = [{**r, "events": [{"n": 0}, {"n": 1}]} if i % 3 == 0 else r for i, r in enumerate(RECORDS)]
+    pagination, records_path = PAGINATIONS[style]
+    seen: list[httpx.Request] = []
+    handler = api(style, seen, records)
+    source = make_source(handler, pagination=pagination, records_path=records_path, split_path="events")
+    keys, _ = await collect(source)
     whole = [f"acme:{i}" for i in range(25)]
     assert sorted(k.split("|")[0] for k in keys) == sorted(whole + [f"acme:{i}" for i in range(0, 25, 3)])
     assert sum("|1" in k for k in keys) == 9
