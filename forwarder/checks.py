@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from forwarder.secrets import collect_secrets
 from forwarder.settings import Settings
 from forwarder.sources import SOURCES
 from forwarder.sources.base import Source
+from forwarder.state_files import try_create_file
 from forwarder.terminal import plain
 from forwarder.tools.common import open_state
 from sinks.base import Sink
@@ -86,13 +86,11 @@ def _try_directory(state_dir: Path) -> bool:
     """True if ``state_dir`` was missing (it was created for the probe and removed again)."""
     missing = [d for d in (state_dir, *state_dir.parents) if not d.is_dir()][::-1]
     created: list[Path] = []
-    probe = state_dir / f".audit-forwarder-check-{os.getpid()}"
     try:
         for d in missing:
             d.mkdir(mode=0o700)
             created.append(d)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600))
-        probe.unlink()
+        try_create_file(state_dir, 0o600)
     except OSError as exc:
         what = "create" if any(d not in created for d in missing) else "create a file in"
         raise StateError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -154,3 +155,13 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def try_create_file(directory: Path, mode: int) -> None:
+    """Creates and removes a file in ``directory`` (``check``'s proof that a component can write
+    there; raises OSError). The name is this call's own: ``check`` probes the state and the sinks
+    at once, and two probes of one directory (a file sink beside the state) under one name
+    removed each other's file, so one of them failed with ENOENT."""
+    probe = directory / f".audit-forwarder-check-{os.getpid()}-{secrets.token_hex(4)}"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    probe.unlink()

@@ -33,7 +33,7 @@ import structlog
 from forwarder.evidence.file_digests import FileDigests
 from forwarder.formats import HEADERS, LINE_ENDS, get_formatter
 from forwarder.record import Record
-from forwarder.state_files import fsync_directory
+from forwarder.state_files import fsync_directory, try_create_file
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, bounded, gzip_file
 from sinks.file_config import FileSinkConfig
 
@@ -337,10 +337,8 @@ class FileSink:
             created = self._make_directories(fixed)
         except OSError as exc:  # a file in the way: retried by send, but the check must fail
             raise FatalSinkError(f"{self._where}: cannot create directory {exc.filename}: {exc.strerror}") from None
-        probe = fixed / f".audit-forwarder-check-{os.getpid()}"
         try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, self.config.mode))
-            probe.unlink()
+            try_create_file(fixed, self.config.mode)
         except OSError as exc:
             raise FatalSinkError(f"{self._where}: cannot create a file in {fixed}: {exc.strerror}") from None
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,30 @@ async def test_check_probes_every_component_at_once_with_one_retry(tmp_path: Pat
         lines: list[str] = []
         assert not await run_checks(load_settings(path), lines.append)
     heads = [line.split(":")[0] for line in lines]  # in configuration order, whatever finished first
-    assert heads == ["ok   state dir", "FAIL source b", "FAIL source a", "ok   sink out"]
+    assert heads == ["ok   state dir", "FAIL source b", "FAIL source a", "ok   sink out"], lines
     assert requests == 2 * CHECK_ATTEMPTS
     assert most_waiting == 2
+
+
+def test_two_write_probes_of_one_directory_at_once_leave_each_other_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check`` probes the state and the sinks at once: a file sink writing beside the state
+    probed the same directory under the same file name, and the first probe to finish removed
+    the other's file ("FAIL state dir", now and then). The second probe runs here between the
+    first one's create and remove."""
+    from forwarder import checks
+
+    real_close = os.close
+    interleaved: list[bool] = []
+
+    def close(fd: int) -> None:
+        real_close(fd)
+        if not interleaved:
+            interleaved.append(True)
+            interleaved.append(checks._try_directory(tmp_path))
+
+    monkeypatch.setattr(os, "close", close)
+    assert checks._try_directory(tmp_path) is False
+    monkeypatch.undo()
+    assert interleaved == [True, False] and list(tmp_path.iterdir()) == []
