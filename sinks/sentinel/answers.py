@@ -17,6 +17,10 @@ from sinks.sentinel.config import SentinelSinkConfig
 from sinks.sentinel.rows import mapping
 
 ROLE = "Monitoring Metrics Publisher"
+SMALLEST_REFUSAL_BELIEVED = 64 * 1024
+"""A 413 for one row smaller than this is a body limit set too low (a proxy in front of the
+endpoint, or ``max_request_bytes`` above it), not a large event: the S3 sink draws the same line."""
+_CONFIG_WORDS = ("apiversion", "api-version", "stream")
 
 
 @dataclass(slots=True)
@@ -45,6 +49,13 @@ def answer_of(found: Exchange, token_answer: bool, scrub: Callable[[str], str]) 
     return Answer(found.status, scrub(code)[:100], scrub(message)[:300], found.retry_after, payload)
 
 
+def names_a_setting(answer: Answer) -> bool:
+    """A 400 that names the api-version or the stream refuses the configuration, not the body.
+    *Inferred*: Azure's codes for these are not documented; its answers name what they refuse."""
+    text = f"{answer.code} {answer.message}".lower()
+    return answer.status == 400 and any(word in text for word in _CONFIG_WORDS)
+
+
 def refusal_hint(status: int, config: SentinelSinkConfig) -> str:
     """What the operator must fix when the Logs Ingestion API refuses for good."""
     if status == 403:
@@ -64,4 +75,7 @@ def refusal_hint(status: int, config: SentinelSinkConfig) -> str:
             "dcr_immutable_id (immutableId in the DCR's JSON view), stream_name (its streamDeclarations) and "
             "that endpoint is this DCR's (or its DCE's) logs ingestion URL"
         )
-    return f"check api_version {config.api_version} and that the DCR's stream declares this sink's columns"
+    return (
+        f"check api_version {config.api_version}, and that stream_name {config.stream_name} is declared in the "
+        "DCR with this sink's columns"
+    )

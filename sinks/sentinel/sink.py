@@ -115,7 +115,7 @@ from forwarder.record import Record
 from forwarder.retry import retryable_status
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, gzip_compress
 from sinks.http_exchange import exchange, tls_verify
-from sinks.sentinel.answers import Answer, answer_of, refusal_hint
+from sinks.sentinel.answers import SMALLEST_REFUSAL_BELIEVED, Answer, answer_of, names_a_setting, refusal_hint
 from sinks.sentinel.auth import (
     Certificate,
     CredentialError,
@@ -167,7 +167,7 @@ class SentinelSink:
 
     async def check(self) -> str:
         answer = await self._upload(b"[]")
-        if 200 <= answer.status < 300 or answer.status == 400:
+        if 200 <= answer.status < 300 or (answer.status == 400 and not names_a_setting(answer)):
             how = "accepted an empty upload" if answer.status < 300 else f"reached ({answer.describe()})"
             return (
                 f"token obtained from {self.config.authority_host}; stream {self.config.stream_name} of DCR "
@@ -215,6 +215,14 @@ class SentinelSink:
             return
         if answer.status == 413:
             if len(rows) == 1:
+                if len(body) < min(SMALLEST_REFUSAL_BELIEVED, self.config.max_request_bytes):
+                    # refused alone though small: every event would be dead-lettered one by one
+                    raise FatalSinkError(
+                        f"sink {self.name}: Logs Ingestion API refused even one {len(body)}-byte event as too "
+                        f"large ({answer.describe()}), so the limit is not the events' size: check the body limit "
+                        f"of a proxy in front of {self.config.endpoint}, and that max_request_bytes "
+                        f"({self.config.max_request_bytes}) is not above it"
+                    )
                 report.rejected.append(
                     (rows[0].record, self._too_large(len(body)) + f"; Azure said {answer.describe()}")
                 )

@@ -228,7 +228,7 @@ async def test_event_over_the_limit_is_dead_lettered_before_sending(azure: Recei
 
 async def test_413_splits_the_request_and_rejects_a_lone_oversized_event(azure: Receiver) -> None:
     sink = make_sink(azure.url)
-    batch = records(9, pad=200)
+    batch = records(9, pad=30_000)  # rows large enough that a lone one refused is believed too large
     row_size = len(sink._row(batch[0]))
     azure.config(max_body_bytes=int(row_size * 2.5))  # decoded: two rows fit, three do not
     huge = records(1, start=9, pad=row_size * 3)[0]
@@ -238,6 +238,37 @@ async def test_413_splits_the_request_and_rejects_a_lone_oversized_event(azure: 
     assert record.event_id == "codacy:0009" and "413 ContentLengthLimitExceeded" in reason
     assert sorted(ids(azure.rows())) == [r.event_id for r in batch]
     assert 413 in azure.statuses() and all(b["rows"] <= 2 for b in azure.batches())
+
+
+async def test_413_for_a_small_event_stops_the_sink_instead_of_dead_lettering_the_stream(azure: Receiver) -> None:
+    # a body limit far below any event (a proxy in front of the endpoint, or a gateway's setting)
+    # refuses every event alone: that is a misconfigured limit, not large events
+    azure.config(max_body_bytes=50)
+    sink = make_sink(azure.url)
+    with pytest.raises(FatalSinkError) as caught:
+        await sink.send(records(5))
+    message = str(caught.value)
+    assert "413" in message and "body limit" in message and "max_request_bytes" in message
+    assert azure.rows() == []
+
+
+async def test_check_fails_on_a_400_that_names_the_api_version_or_the_stream(azure: Receiver) -> None:
+    with pytest.raises(FatalSinkError, match=r"InvalidApiVersion.*api_version 2099-01-01"):
+        await make_sink(azure.url, api_version="2099-01-01").check()
+    azure.fault(
+        status=400,
+        path_contains=INGEST,
+        body='{"error": {"code": "InvalidStream", "message": "Stream Custom-X_CL is not in the rule."}}',
+    )
+    with pytest.raises(FatalSinkError, match=r"InvalidStream.*stream_name"):
+        await make_sink(azure.url).check()
+    # a 400 about the empty body itself still counts as reached and authorized (inferred)
+    azure.fault(
+        status=400,
+        path_contains=INGEST,
+        body='{"error": {"code": "InvalidPayload", "message": "The request body has no records."}}',
+    )
+    assert "reached (HTTP 400 InvalidPayload" in await make_sink(azure.url).check()
 
 
 async def test_429_is_retryable_with_its_retry_after(azure: Receiver) -> None:
