@@ -19,6 +19,8 @@ SOURCE_NAME_MAX = 20
 characters" (its role is named ``AmazonSecurityLake-Provider-{name}-{region}``, at most 64)."""
 _SOURCE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{SOURCE_NAME_MAX}}}")
 _ACCOUNT = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
+_SOURCE_VERSION = re.compile(r"[A-Za-z0-9._-]{1,32}")
+"""CreateCustomLogSource's ``sourceVersion``: 1 to 32 of these characters."""
 
 
 class SecurityLakeSinkConfig(S3ObjectsConfig):
@@ -35,6 +37,11 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
         description="Custom source name, one per OCSF class: `{class_uid}` (e.g. `3004`) or `{class}` (e.g. "
         "`entity_management`) is filled in; at most 20 characters once filled (Security Lake's limit). "
         "Register each as a custom source in Security Lake.",
+    )
+    source_version: str | None = Field(
+        None,
+        description="The custom sources' `sourceVersion`, if they were created with one: their location is then "
+        "`ext/{source}/{version}/` (as CreateCustomLogSource's `provider.location` shows), and objects go there.",
     )
     account_id: str = Field(description="The AWS account id or external id the custom sources were created with.")
     region: str = Field("us-east-1", description="The lake's Region: the bucket's, and the `region=` partition.")
@@ -77,6 +84,19 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
             raise ValueError("account_id must be an account id or external id (letters, digits, '_.:-')")
         return value
 
+    @field_validator("source_version")
+    @classmethod
+    def _check_source_version(cls, value: str | None) -> str | None:
+        if value is not None and not _SOURCE_VERSION.fullmatch(value):
+            raise ValueError(
+                "source_version must be the custom source's sourceVersion: 1 to 32 letters, digits, '.', '-' or '_'"
+            )
+        return value
+
+    def location(self, source: str) -> str:
+        """The prefix Security Lake assigned to a custom source (its ``provider.location``)."""
+        return f"ext/{source}/{self.source_version}/" if self.source_version else f"ext/{source}/"
+
     @model_validator(mode="before")
     @classmethod
     def _pin_version(cls, data: Any) -> Any:
@@ -88,4 +108,4 @@ class SecurityLakeSinkConfig(S3ObjectsConfig):
         return data
 
     def destination(self) -> str:
-        return f"Security Lake {self.endpoint_url or self.region} s3://{self.bucket}/ext/{self.source_name}"
+        return f"Security Lake {self.endpoint_url or self.region} s3://{self.bucket}/{self.location(self.source_name)}"

@@ -107,7 +107,7 @@ class SecurityLakeSink(S3Objects):
             raise FatalSinkError(f"security_lake sink {self.name}: {exc}") from None
         client = await self._get_client()
         cfg = self.config
-        prefix = f"ext/{cfg.source_name.format(**{'class': 'api_activity', 'class_uid': '6003'})}/"
+        prefix = cfg.location(self.source(6003))
         key = f"{prefix}.audit-forwarder-check-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         try:
             await asyncio.to_thread(client.put_object, Bucket=cfg.bucket, Key=key, Body=b"", IfNoneMatch="*")
@@ -148,7 +148,7 @@ class SecurityLakeSink(S3Objects):
             records = [record for record, _ in members]
             event_day = datetime.fromtimestamp(day * _DAY_MS / 1000, tz=UTC)
             key = (
-                f"ext/{self.source(class_uid)}/region={cfg.region}/accountId={cfg.account_id}/"
+                f"{cfg.location(self.source(class_uid))}region={cfg.region}/accountId={cfg.account_id}/"
                 f"eventDay={event_day:%Y%m%d}/{object_name(records)}.parquet"
             )
             objects[key] = records

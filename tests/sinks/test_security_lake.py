@@ -149,6 +149,25 @@ async def test_a_batch_lands_as_the_guide_asks_and_a_replay_stores_nothing_new(
         assert doc == want[doc["metadata"]["uid"]]
 
 
+async def test_a_versioned_custom_source_gets_its_objects_under_its_version(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+) -> None:
+    """A custom source created with a ``sourceVersion`` has the location ``ext/{name}/{version}/``
+    (CreateCustomLogSource's ``provider.location``); its role may write only there, and its crawler
+    reads only there."""
+    sink = make_sink(moto_server.endpoint_url, bucket, source_version="1.0")
+    try:
+        said = await sink.check()
+        assert f"s3://{bucket}/ext/audit-forwarder-6003/1.0/ writable" in said
+        await sink.send(records())
+    finally:
+        await sink.close()
+    client = s3_client(moto_server.endpoint_url)
+    documents = read_lake(client, bucket, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT, version="1.0")
+    assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(event["id"] for event in EVENTS)
+
+
 def test_a_large_column_is_cut_into_pages_of_about_a_megabyte() -> None:
     event = dict(SHAPES[0])
     docs = []
@@ -216,6 +235,8 @@ async def test_a_missing_bucket_stops_the_sink_under_its_own_type_and_a_later_ru
         ({"batch_max_age_s": 90_000}, "less than or equal to 86400"),
         ({"format": "json"}, "ocsf"),
         ({"account_id": "a/b"}, "account id"),
+        ({"source_version": "1.0/x"}, "sourceVersion"),
+        ({"source_version": "v" * 33}, "sourceVersion"),
         # the digests list NDJSON lines and `evidence verify` reads them: not Parquet (docs/evidence.md)
         ({"evidence": {"signing_key_file": "/k"}}, "Extra inputs are not permitted"),
     ],

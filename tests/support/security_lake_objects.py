@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,7 +20,8 @@ from sinks.security_lake.sink import CLASS_NAMES
 from tests.support.ocsf_schema import problems
 
 KEY = re.compile(
-    r"^ext/(?P<source>[A-Za-z0-9_-]+)/region=(?P<region>[a-z0-9-]+)/accountId=(?P<account>[^/]+)/"
+    r"^ext/(?P<source>[A-Za-z0-9_-]+)/(?:(?P<version>[A-Za-z0-9._-]+)/)?region=(?P<region>[a-z0-9-]+)/"
+    r"accountId=(?P<account>[^/]+)/"
     r"eventDay=(?P<day>\d{8})/(?P<name>\d{8}T\d{6}Z-[0-9a-f]{24})\.parquet$"
 )
 
@@ -38,8 +40,11 @@ def _document(row: dict[str, Any], specs: Any) -> Any:
     return row  # a scalar column
 
 
-def read_lake(client: Any, bucket: str, source_name: str, region: str, account: str) -> list[dict[str, Any]]:
-    """Every OCSF document in the bucket, after checking every object (asserts)."""
+def read_lake(
+    client: Any, bucket: str, source_name: str, region: str, account: str, version: str | None = None
+) -> list[dict[str, Any]]:
+    """Every OCSF document in the bucket, after checking every object (asserts); ``version``: the
+    custom sources' ``sourceVersion``, a level of the key after the source's name."""
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="ext/"):
         keys.extend(item["Key"] for item in page.get("Contents", []))
@@ -47,7 +52,7 @@ def read_lake(client: Any, bucket: str, source_name: str, region: str, account: 
     for key in sorted(keys):
         match = KEY.match(key)
         assert match, f"key outside the custom-source layout: {key}"
-        assert (match["region"], match["account"]) == (region, account), key
+        assert (match["region"], match["account"], match["version"]) == (region, account, version), key
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         parquet = pq.ParquetFile(io.BytesIO(body))
         meta = parquet.metadata
@@ -68,8 +73,8 @@ def read_lake(client: Any, bucket: str, source_name: str, region: str, account: 
             assert all(size <= PAGE_BYTES for size in _page_sizes(body, column, meta)), f"{key}: a page over 1 MB"
         times = table.column("time").to_pylist()
         assert times == sorted(times), f"{key}: records not sorted by time"
-        day = {f"{t // 86_400_000}" for t in times}
-        assert len(day) == 1, f"{key}: spans event days"
+        days = {datetime.fromtimestamp(t // 1000, tz=UTC).strftime("%Y%m%d") for t in times}
+        assert days == {match["day"]}, f"{key}: events of {days} (UTC, by event time)"
         for row in table.to_pylist():
             doc = _document(row, specs)
             assert doc["metadata"]["version"] == "1.1.0"
