@@ -46,6 +46,25 @@ RETRY_HINTS = {
     "RequestTimeTooSkewed": "this host's clock is too far from S3's (S3 allows 15 minutes): fix its time "
     "synchronisation (NTP); retrying meanwhile, the events stay journaled",
 }
+# Calls botocore makes to get credentials (a profile's role_arn, web identity, IAM Identity
+# Center): their refusal is STS's, raised from the S3 call that needed the credentials.
+CREDENTIAL_OPERATIONS = frozenset(
+    {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetRoleCredentials"}
+)
+
+
+def fatal_hint(exc: ClientError, code: str, status: int) -> str | None:
+    """What to fix after a refusal: getting the credentials (STS), or else the S3 request's."""
+    operation = getattr(exc, "operation_name", "")
+    if operation not in CREDENTIAL_OPERATIONS:
+        return FATAL_HINTS.get(code) or FATAL_HINTS.get(str(status))
+    return (
+        f"getting credentials was refused ({operation}), before S3 saw the request: check that the role's trust "
+        "policy lets the source identity assume it, that the profile's external_id is the external id the role "
+        "asks for (a Security Lake custom source's providerIdentity), and that the source credentials are valid"
+    )
+
+
 # An object the store will never take whole: split (``S3Objects._store_batch``)
 TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
 # An event under this refused as too large means a misconfigured limit, not a large event

@@ -33,13 +33,13 @@ from forwarder.retry import parse_retry_after, retryable_status
 from sinks.base import DeliveryReport, FatalSinkError, RetryableError, SinkConfig
 from sinks.s3_endpoints import use_lean_loader
 from sinks.s3_errors import (
-    FATAL_HINTS,
     RETRY_HINTS,
     RETRYABLE_CODES,
     SMALLEST_REFUSAL_BELIEVED,
     TOO_LARGE_CODES,
     ObjectTooLarge,
     error_code,
+    fatal_hint,
 )
 
 log = structlog.get_logger("sinks.s3")
@@ -370,7 +370,7 @@ class S3Objects:
                     f"{detail}; {hint}" if hint else detail,
                     parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")),
                 )
-            hint = FATAL_HINTS.get(code) or FATAL_HINTS.get(str(status)) or self._kms_hint(code)
+            hint = fatal_hint(exc, code, status) or self._kms_hint(code)
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return FatalSinkError(

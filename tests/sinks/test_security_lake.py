@@ -33,6 +33,7 @@ from tests.sinks.test_s3_moto import aws_env, s3_client  # noqa: F401
 from tests.support.moto_server import MotoServer, moto_server  # noqa: F401
 from tests.support.ocsf_schema import official
 from tests.support.security_lake_objects import _page_sizes, read_lake
+from tests.support.sts import StsEndpoint
 
 pytestmark = pytest.mark.integration
 ACCOUNT = "123456789012"
@@ -166,6 +167,78 @@ async def test_a_versioned_custom_source_gets_its_objects_under_its_version(
     client = s3_client(moto_server.endpoint_url)
     documents = read_lake(client, bucket, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT, version="1.0")
     assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(event["id"] for event in EVENTS)
+
+
+ROLE = "arn:aws:iam::123456789012:role/AmazonSecurityLake-Provider-af6003-us-east-1"
+
+
+def role_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: StsEndpoint) -> None:
+    """The custom source's provider role, assumed with its external id through a profile (the
+    documented way); the base keys in the credentials file, none in the environment (they would
+    win over the profile)."""
+    (tmp_path / "config").write_text(
+        f"[profile lake]\nrole_arn = {ROLE}\nexternal_id = ext-42\nsource_profile = base\n"
+    )
+    (tmp_path / "credentials").write_text(
+        "[base]\naws_access_key_id = AKIABASE\naws_secret_access_key = base-secret-never-shown\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_PROFILE", "lake")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.url)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+
+
+async def test_the_provider_role_is_assumed_again_as_its_credentials_expire(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with StsEndpoint(lifetime_s=60) as sts:  # within botocore's refresh window at once
+        role_profile(monkeypatch, tmp_path, sts)
+        sink = make_sink(moto_server.endpoint_url, bucket)
+        try:
+            for batch in (records()[:3], records()[3:]):  # a long run: each batch after the last expired
+                await sink.send(batch)
+        finally:
+            await sink.close()
+        assumed = sts.assumed()
+    monkeypatch.delenv("AWS_PROFILE")  # read back with the test's own keys
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTING")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert len(assumed) >= 2 and {(a["RoleArn"], a["ExternalId"]) for a in assumed} == {(ROLE, "ext-42")}
+    client = s3_client(moto_server.endpoint_url)
+    documents = read_lake(client, bucket, "audit-forwarder-{class_uid}", "us-east-1", ACCOUNT)
+    assert sorted(doc["metadata"]["uid"] for doc in documents) == sorted(event["id"] for event in EVENTS)
+
+
+async def test_a_refused_role_assumption_says_so_not_that_s3_refused(
+    moto_server: MotoServer,  # noqa: F811
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with StsEndpoint() as sts:
+        role_profile(monkeypatch, tmp_path, sts)
+        sts.refuse = f"User: arn:aws:iam::123456789012:user/fwd is not authorized to perform: sts:AssumeRole on {ROLE}"
+        sink = make_sink(moto_server.endpoint_url, bucket)
+        try:
+            with pytest.raises(FatalSinkError) as refused:
+                await sink.send(records())
+            with pytest.raises(FatalSinkError) as checked:
+                await sink.check()
+        finally:
+            await sink.close()
+    for message in (str(refused.value), str(checked.value)):
+        assert "AssumeRole" in message and "AccessDenied" in message and "trust policy" in message, message
+        assert "external id" in message and "s3:PutObject" not in message, message
+        assert "base-secret-never-shown" not in message
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATESTING")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert "Contents" not in s3_client(moto_server.endpoint_url).list_objects_v2(Bucket=bucket)
 
 
 def test_a_large_column_is_cut_into_pages_of_about_a_megabyte() -> None:
