@@ -5,6 +5,7 @@ at start rather than as a 404 at the first batch."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -23,6 +24,32 @@ _SHAPES = {  # what each id looks like, and how to say where to find the right o
     "dcr_immutable_id": (_DCR, "the DCR's immutableId, dcr-<hex> (not its name or ARM id)"),
     "stream_name": (_STREAM, "a stream of the DCR, e.g. Custom-AuditForwarder_CL"),
 }
+
+# Each cloud's Entra ID hosts, logs ingestion host suffix and token audience (the Logs Ingestion
+# API's and Entra ID's national-cloud pages; the ingestion suffixes of the US and China clouds
+# are *inferred* from their monitor.azure.us/.cn audiences)
+CLOUDS = {
+    "the public Azure cloud": (("login.microsoftonline.com",), ".monitor.azure.com", "https://monitor.azure.com"),
+    "Azure Government": (("login.microsoftonline.us",), ".monitor.azure.us", "https://monitor.azure.us"),
+    "Azure China": (
+        ("login.chinacloudapi.cn", "login.partner.microsoftonline.cn"),
+        ".monitor.azure.cn",
+        "https://monitor.azure.cn",
+    ),
+}
+
+
+def _cloud(setting: str, url: str) -> str | None:
+    """The cloud a setting's URL belongs to; None for another host (a proxy, a test receiver)."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    for name, (logins, ingestion, audience) in CLOUDS.items():
+        if setting == "authority_host" and host in logins:
+            return name
+        if setting == "endpoint" and host.endswith(ingestion):
+            return name
+        if setting == "scope" and url.lower().removesuffix("/.default").rstrip("/") == audience:
+            return name
+    return None
 
 
 class SentinelSinkConfig(SinkConfig):
@@ -84,7 +111,30 @@ class SentinelSinkConfig(SinkConfig):
             raise ValueError("give exactly one credential: client_secret, or certificate_file (and private_key_file)")
         if self.private_key_file and not self.certificate_file:
             raise ValueError("private_key_file needs certificate_file")
+        if urllib.parse.urlsplit(self.endpoint).path.strip("/") or urllib.parse.urlsplit(self.endpoint).query:
+            raise ValueError(
+                f"endpoint must be the logs ingestion URL alone, no path (https://<name>.<region>-1.ingest.monitor."
+                f"azure.com): the sink adds /dataCollectionRules/..., not {self.endpoint!r}"
+            )
+        self._one_cloud()
         return self
+
+    def _one_cloud(self) -> None:
+        """Endpoint, authority and scope of one cloud: a token for another cloud's audience is
+        refused by the ingestion endpoint (401), which the sink can only stop on."""
+        clouds = {
+            setting: cloud
+            for setting in ("endpoint", "authority_host", "scope")
+            if (cloud := _cloud(setting, getattr(self, setting))) is not None
+        }
+        if len(set(clouds.values())) > 1:
+            said = ", ".join(f"{setting} {getattr(self, setting)} is {cloud}" for setting, cloud in clouds.items())
+            cloud = clouds.get("endpoint") or clouds["authority_host"]
+            logins, _, audience = CLOUDS[cloud]
+            raise ValueError(
+                f"{said}: set all three for one cloud; for {cloud}: authority_host https://{logins[0]}, "
+                f"scope {audience}//.default"
+            )
 
     def transport_warnings(self) -> list[str]:
         found = super().transport_warnings()

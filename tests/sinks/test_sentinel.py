@@ -486,6 +486,45 @@ def test_config_validation() -> None:
     assert SentinelSinkConfig(**(base | {"client_secret": None, "certificate_file": "/c.pem"})).certificate_file
 
 
+PROXY = "https://ingest-proxy.example.org"  # a host of no cloud in particular
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # a sovereign cloud's endpoint or authority with the public cloud's scope: Entra ID would hand
+        # out a token for the wrong audience, and the sink would stop at the first batch
+        ({"endpoint": "https://dce.usgovvirginia-1.ingest.monitor.azure.us"}, "scope https://monitor.azure.us//"),
+        ({"authority_host": "https://login.microsoftonline.us", "endpoint": PROXY}, "scope https://monitor.azure.us//"),
+        ({"authority_host": "https://login.chinacloudapi.cn", "endpoint": PROXY}, "scope https://monitor.azure.cn//"),
+        (
+            {"endpoint": "https://dce.chinaeast2-1.ingest.monitor.azure.cn", "scope": "https://monitor.azure.us//.default"},
+            "endpoint .* Azure China",
+        ),
+        # the whole request URL pasted as the endpoint
+        ({"endpoint": f"https://dce.westeurope-1.ingest.monitor.azure.com/dataCollectionRules/{DCR}"}, "no path"),
+    ],
+)
+def test_settings_of_different_clouds_or_a_pasted_url_are_refused_at_load(
+    options: dict[str, Any], message: str
+) -> None:
+    base = settings("https://dce.westeurope-1.ingest.monitor.azure.com") | {
+        "authority_host": "https://login.microsoftonline.com"
+    }
+    with pytest.raises(ValidationError, match=message):
+        SentinelSinkConfig(**(base | options))
+
+
+def test_a_sovereign_cloud_configured_throughout_is_accepted() -> None:
+    us = {
+        "endpoint": "https://dce.usgovvirginia-1.ingest.monitor.azure.us",
+        "authority_host": "https://login.microsoftonline.us",
+        "scope": "https://monitor.azure.us//.default",
+    }
+    assert SentinelSinkConfig(**(settings("http://127.0.0.1:1") | us)).scope == us["scope"]
+    assert SentinelSinkConfig(**settings("http://127.0.0.1:1")).endpoint == "http://127.0.0.1:1"  # no cloud
+
+
 def test_client_secret_file_form(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text(CLIENT_SECRET + "\n")
     base = {k: v for k, v in settings("https://dce.example").items() if k != "client_secret"}
