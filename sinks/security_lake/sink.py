@@ -22,6 +22,10 @@ moves on independently.
 
 **How the sink does it:**
 
+- Where: under each custom source's location, `ext/<source>/`, or `ext/<source>/<source_version>/`
+  when the sources were created with a `sourceVersion` (CreateCustomLogSource's
+  `provider.location` says which; set `source_version` to match), then
+  `region=<region>/accountId=<account_id>/eventDay=<YYYYMMDD>/`.
 - One object per OCSF class and event day (UTC, from the event's time): a batch is split by both.
   Each class is its own custom source, named by `source_name` (`{class_uid}` or `{class}` filled
   in, e.g. `audit-forwarder-3004`; at most 20 characters, as CreateCustomLogSource requires of a
@@ -56,6 +60,19 @@ with its SHA-256 (without a lock, `checksum: sha256` sends the SHA-256 alone).
 not offered here: they list each object's NDJSON lines and `audit-forwarder verify` reads gzip
 NDJSON back, neither of which a Parquet object is, and the lake's bucket belongs to Security Lake,
 not to a digest prefix of ours. Keep an `s3` sink with `evidence` beside this one for that proof.
+
+**The role and its external id.** Security Lake creates for each custom source a role
+(`AmazonSecurityLake-Provider-<source>-<region>`, CreateCustomLogSource's `provider.roleArn`)
+that the source's writer assumes with the external id given when the source was created. Give
+it as a profile (`AWS_PROFILE`): `role_arn`, `external_id` and `source_profile` (or
+`credential_source`) in the AWS config file. botocore assumes the role again before its
+credentials expire, so a long run goes on (tested against a loopback STS handing out
+one-minute credentials). Keys in the environment (`AWS_ACCESS_KEY_ID`) win over `AWS_PROFILE`
+in the chain: leave them unset, or the role is not assumed. A refused assumption (trust
+policy, wrong external id) stops the sink naming STS, not S3. *Inferred*: each source's role
+may write only under its own location, while this sink writes one source per class: give the
+profile a role allowed to write under every source's location (`s3:PutObject` on
+`ext/<prefix>*` of the lake's bucket).
 """
 
 from __future__ import annotations

@@ -129,11 +129,14 @@ class SentinelSinkConfig(SinkConfig):
         }
         if len(set(clouds.values())) > 1:
             said = ", ".join(f"{setting} {getattr(self, setting)} is {cloud}" for setting, cloud in clouds.items())
-            cloud = clouds.get("endpoint") or clouds["authority_host"]
-            logins, _, audience = CLOUDS[cloud]
+            # the cloud most of the settings given name (the endpoint's on a tie): a default is no choice
+            named = [cloud for setting, cloud in clouds.items() if setting in self.model_fields_set]
+            named = named or list(clouds.values())
+            cloud = max(dict.fromkeys(named), key=named.count)
+            logins, ingestion, audience = CLOUDS[cloud]
             raise ValueError(
-                f"{said}: set all three for one cloud; for {cloud}: authority_host https://{logins[0]}, "
-                f"scope {audience}//.default"
+                f"{said}: set all three for one cloud; for {cloud}: endpoint https://<name>.<region>-1.ingest"
+                f"{ingestion}, authority_host https://{logins[0]}, scope {audience}//.default"
             )
 
     def transport_warnings(self) -> list[str]:

@@ -19,7 +19,10 @@ What is guaranteed, and how:
   uncompressed data": each batch is cut into requests whose *uncompressed* JSON array stays
   within `max_request_bytes` (default 1,000,000), then gzipped. Should Azure still answer 413,
   that request is split in halves and each half sent (recursively); a single event over the
-  limit alone is dead-lettered with the reason, the rest delivered.
+  limit alone is dead-lettered with the reason, the rest delivered. A 413 for one event under
+  64 KiB (and under `max_request_bytes`) is not a large event but a body limit set too low (a
+  proxy in front of the endpoint): the sink stops with that message instead of dead-lettering
+  the whole stream one event at a time.
 * **Token.** Entra ID client credentials (`tenant_id`, `client_id`, and `client_secret` or a
   certificate: a PS256 JWT assertion signed with `private_key_file`, its `x5t#S256` the SHA-256
   thumbprint of `certificate_file`), scope `https://monitor.azure.com//.default`. The token is
@@ -33,7 +36,14 @@ What is guaranteed, and how:
 * **`check`** fetches a token, then POSTs an empty array `[]` to the stream: no record is stored
   whatever the answer. 2xx proves the token, the role and the DCR; 401/403/404 fail with the
   message above. (Whether Azure answers 204 or 400 to an empty array is not documented; *inferred*:
-  authorization is checked before the body, so a 400 also counts as reachable and authorized.)
+  authorization is checked before the body, so a 400 also counts as reachable and authorized,
+  unless its code or message names the api-version or the stream: that 400 fails `check` with
+  what to fix, as it would stop the sink at the first batch.)
+* **One cloud, checked at load.** `endpoint`, `authority_host` and `scope` must belong to the
+  same cloud (public Azure, Azure Government, Azure China; hosts of neither, such as a proxy,
+  are not judged): a sovereign endpoint or authority left with the public scope is refused at
+  start, naming the settings to set, since its tokens would be refused at the first batch. An
+  `endpoint` with a path (the whole request URL pasted) is refused likewise.
 
 Each event becomes one row of these columns (for `format: json`, the default):
 
@@ -95,8 +105,8 @@ data collection endpoint, use the DCE's logs ingestion URL and add `dataCollecti
 
 Then give the app registration the **Monitoring Metrics Publisher** role on that DCR (Access
 control (IAM) of the DCR; Microsoft says it may take up to 30 minutes to apply), and copy the
-DCR's `immutableId` (its JSON view) into `dcr_immutable_id`. Sovereign clouds: set
-`authority_host` (`https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`) and
+DCR's `immutableId` (its JSON view) into `dcr_immutable_id`. Sovereign clouds: besides the DCR's
+endpoint there (`*.ingest.monitor.azure.us`, `.cn`), set `authority_host` (`https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`) and
 `scope` (`https://monitor.azure.us//.default`, `https://monitor.azure.cn//.default`).
 """
 

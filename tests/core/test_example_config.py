@@ -60,7 +60,11 @@ ALTERNATIVES: dict[str, tuple[list[Block], list[str], bool]] = {
     "syslog mutual TLS": ([("# client_cert:", 2)], [], False),
     "splunk token_from": ([("# token_from:", 2)], ["token: ${SPLUNK_HEC_TOKEN"], True),
     "sentinel certificate": ([("# certificate_file:", 2)], ["client_secret: ${SENTINEL_CLIENT_SECRET"], False),
-    "sentinel sovereign cloud": ([("# authority_host:", 2)], [], False),
+    "sentinel sovereign cloud": (
+        [("# endpoint: https://audit-dcr-abcd.usgov", 3)],
+        ["endpoint: https://audit-dcr-abcd.westeurope-1"],
+        False,
+    ),
     "s3 compatible store": ([("# endpoint_url: https://minio", 2)], [], False),
     "s3 object lock": ([("# object_lock:", 1)], [], False),
     "s3 evidence": ([("#   digest_prefix: audit-digests/", -4)], [], False),
