@@ -45,6 +45,9 @@ FATAL_HINTS = {
 RETRY_HINTS = {
     "RequestTimeTooSkewed": "this host's clock is too far from S3's (S3 allows 15 minutes): fix its time "
     "synchronisation (NTP); retrying meanwhile, the events stay journaled",
+    "ExpiredToken": "the credentials' session token has expired and this process cannot renew temporary keys "
+    "given as such (AWS_SESSION_TOKEN, a credentials file): use a profile with role_arn, or an instance or "
+    "container role, which botocore renews before expiry; retrying meanwhile, the events stay journaled",
 }
 # Calls botocore makes to get credentials (a profile's role_arn, web identity, IAM Identity
 # Center): their refusal is STS's, raised from the S3 call that needed the credentials.

@@ -68,7 +68,8 @@ it as a profile (`AWS_PROFILE`): `role_arn`, `external_id` and `source_profile` 
 `credential_source`) in the AWS config file. botocore assumes the role again before its
 credentials expire, so a long run goes on (tested against a loopback STS handing out
 one-minute credentials). Keys in the environment (`AWS_ACCESS_KEY_ID`) win over `AWS_PROFILE`
-in the chain: leave them unset, or the role is not assumed. A refused assumption (trust
+in the chain: leave them unset, or the role is not assumed (temporary keys given that way
+cannot be renewed: once expired, the sink retries saying so). A refused assumption (trust
 policy, wrong external id) stops the sink naming STS, not S3. *Inferred*: each source's role
 may write only under its own location, while this sink writes one source per class: give the
 profile a role allowed to write under every source's location (`s3:PutObject` on

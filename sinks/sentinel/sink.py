@@ -106,8 +106,9 @@ data collection endpoint, use the DCE's logs ingestion URL and add `dataCollecti
 Then give the app registration the **Monitoring Metrics Publisher** role on that DCR (Access
 control (IAM) of the DCR; Microsoft says it may take up to 30 minutes to apply), and copy the
 DCR's `immutableId` (its JSON view) into `dcr_immutable_id`. Sovereign clouds: besides the DCR's
-endpoint there (`*.ingest.monitor.azure.us`, `.cn`), set `authority_host` (`https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`) and
-`scope` (`https://monitor.azure.us//.default`, `https://monitor.azure.cn//.default`).
+endpoint there (`*.ingest.monitor.azure.us`, `.cn`), set `authority_host`
+(`https://login.microsoftonline.us`, `https://login.chinacloudapi.cn`) and `scope`
+(`https://monitor.azure.us//.default`, `https://monitor.azure.cn//.default`).
 """
 
 from __future__ import annotations

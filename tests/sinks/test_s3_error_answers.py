@@ -117,6 +117,7 @@ def make_sink(url: str, **options: Any) -> S3Sink:
         (403, "InvalidAccessKeyId", FatalSinkError, "access key id from the AWS credential chain"),
         (403, "SignatureDoesNotMatch", FatalSinkError, "secret key from the AWS credential chain"),
         (403, "RequestTimeTooSkewed", RetryableError, "fix its time synchronisation (NTP)"),
+        (400, "ExpiredToken", RetryableError, "cannot renew"),
         (400, "KMS.DisabledException", FatalSinkError, "SSE-KMS key alias/audit refused (DisabledException)"),
         (400, "KMS.NotFoundException", FatalSinkError, "exists in the bucket's region"),
     ],
