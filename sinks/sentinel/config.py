@@ -111,11 +111,16 @@ class SentinelSinkConfig(SinkConfig):
             raise ValueError("give exactly one credential: client_secret, or certificate_file (and private_key_file)")
         if self.private_key_file and not self.certificate_file:
             raise ValueError("private_key_file needs certificate_file")
-        if urllib.parse.urlsplit(self.endpoint).path.strip("/") or urllib.parse.urlsplit(self.endpoint).query:
-            raise ValueError(
-                f"endpoint must be the logs ingestion URL alone, no path (https://<name>.<region>-1.ingest.monitor."
-                f"azure.com): the sink adds /dataCollectionRules/..., not {self.endpoint!r}"
-            )
+        for setting, example, added in (
+            ("endpoint", "https://<name>.<region>-1.ingest.monitor.azure.com", "/dataCollectionRules/..."),
+            ("authority_host", "https://login.microsoftonline.com", "/<tenant_id>/oauth2/v2.0/token"),
+        ):
+            url = urllib.parse.urlsplit(getattr(self, setting))
+            if url.path.strip("/") or url.query:
+                raise ValueError(
+                    f"{setting} must be a scheme and host alone, no path ({example}): the sink adds {added}, "
+                    f"not {getattr(self, setting)!r}"
+                )
         self._one_cloud()
         return self
 

@@ -43,7 +43,7 @@ What is guaranteed, and how:
   same cloud (public Azure, Azure Government, Azure China; hosts of neither, such as a proxy,
   are not judged): a sovereign endpoint or authority left with the public scope is refused at
   start, naming the settings to set, since its tokens would be refused at the first batch. An
-  `endpoint` with a path (the whole request URL pasted) is refused likewise.
+  `endpoint` or `authority_host` with a path (a whole request URL pasted) is refused likewise.
 
 Each event becomes one row of these columns (for `format: json`, the default):
 

@@ -503,6 +503,7 @@ PROXY = "https://ingest-proxy.example.org"  # a host of no cloud in particular
         ),
         # the whole request URL pasted as the endpoint
         ({"endpoint": f"https://dce.westeurope-1.ingest.monitor.azure.com/dataCollectionRules/{DCR}"}, "no path"),
+        ({"authority_host": f"https://login.microsoftonline.com/{TENANT}"}, "authority_host .* no path"),
     ],
 )
 def test_settings_of_different_clouds_or_a_pasted_url_are_refused_at_load(
