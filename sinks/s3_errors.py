@@ -68,6 +68,19 @@ def fatal_hint(exc: ClientError, code: str, status: int) -> str | None:
     )
 
 
+def kms_hint(code: str, key_id: str | None) -> str | None:
+    """S3 passes KMS's refusals on as ``KMS.<KMS error>`` codes (*inferred* from the codes S3
+    answers, e.g. ``KMS.NotFoundException``, ``KMS.DisabledException``): the key, not S3, is
+    what to fix."""
+    if not code.startswith("KMS."):
+        return None
+    key = key_id or "the bucket's default KMS key"
+    return (
+        f"SSE-KMS key {key} refused ({code.removeprefix('KMS.')}): check that it exists in the bucket's region, "
+        "is enabled, and that its key policy lets this writer use it (kms:GenerateDataKey)"
+    )
+
+
 # An object the store will never take whole: split (``S3Objects._store_batch``)
 TOO_LARGE_CODES = frozenset({"EntityTooLarge", "413", "RequestEntityTooLarge"})
 # An event under this refused as too large means a misconfigured limit, not a large event

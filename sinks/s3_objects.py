@@ -40,6 +40,7 @@ from sinks.s3_errors import (
     ObjectTooLarge,
     error_code,
     fatal_hint,
+    kms_hint,
 )
 
 log = structlog.get_logger("sinks.s3")
@@ -332,18 +333,6 @@ class S3Objects:
     def _where(self) -> str:
         return self.config.endpoint_url or f"region {self.config.region}"
 
-    def _kms_hint(self, code: str) -> str | None:
-        """S3 passes KMS's refusals on as ``KMS.<KMS error>`` codes (*inferred* from the codes S3
-        answers, e.g. ``KMS.NotFoundException``, ``KMS.DisabledException``): the key, not S3, is
-        what to fix."""
-        if not code.startswith("KMS."):
-            return None
-        key = self.config.kms_key_id or "the bucket's default KMS key"
-        return (
-            f"SSE-KMS key {key} refused ({code.removeprefix('KMS.')}): check that it exists in the bucket's region, "
-            "is enabled, and that its key policy lets this writer use it (kms:GenerateDataKey)"
-        )
-
     def _classify(self, exc: Exception, what: str) -> Exception:
         """Map boto errors onto the delivery layer's two outcomes. Messages carry S3's error
         code and text only: never request headers, which hold the signature."""
@@ -370,7 +359,7 @@ class S3Objects:
                     f"{detail}; {hint}" if hint else detail,
                     parse_retry_after(meta.get("HTTPHeaders", {}).get("retry-after")),
                 )
-            hint = fatal_hint(exc, code, status) or self._kms_hint(code)
+            hint = fatal_hint(exc, code, status) or kms_hint(code, self.config.kms_key_id)
             return FatalSinkError(f"{detail}; {hint}" if hint else detail)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError):
             return FatalSinkError(
