@@ -6,6 +6,7 @@ feeds must see the same vendor name and the same severity).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,6 +46,19 @@ def text(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else str(value)
+
+
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(value: str) -> str:
+    """``value`` with U+FFFD for each character CEF and LEEF cannot escape and a reader cannot
+    take: C0 controls but tab, CR and LF (each format handles those), DEL, C1, U+2028 and U+2029.
+    A NUL ends the line for a C reader, an escape sequence drives the terminal that tails the
+    file, and ``str.splitlines()`` (and Java's and JavaScript's line terminators) ends the record
+    at \\x0b, \\x0c, \\x1c-\\x1e, NEL and U+2028/9, where a vendor-controlled value could start a
+    forged one. The JSON formats escape or carry them exactly."""
+    return _UNSAFE.sub("\ufffd", value) if _UNSAFE.search(value) else value
 
 
 def cut_values(pairs: Iterable[tuple[str, Any]], limit: Callable[[str], int]) -> list[tuple[str, str]]:

@@ -7,7 +7,8 @@ Values are cut to the lengths the key dictionary gives each key (``LIMITS``: 40 
 1023 for the rest; the header's vendor 63, product 63, version 31, event class id 1023, name 512)
 before escaping, so a cut never splits an escape; the full event stays available in the JSON
 formats. An event id longer than ``externalId`` allows is also sent whole in ``flexString1``
-("eventId"), so a cut id cannot make two events look like one.
+("eventId"), so a cut id cannot make two events look like one. Control characters CEF cannot
+escape become U+FFFD (``_common.visible``).
 
 ``src`` (sourceAddress) is typed "IPv4 Address" in the CEF key dictionary, so it carries only
 an IPv4 address; an IPv6 one goes to ``c6a2`` labelled "Source IPv6 Address" (ArcSight's custom
@@ -32,6 +33,7 @@ from forwarder.formats._common import (
     severity,
     text,
     time_ms,
+    visible,
 )
 from forwarder.record import Record
 
@@ -58,12 +60,12 @@ class Options(BaseModel):
 
 
 def escape_header(value: str, limit: int = HEADER_MAX) -> str:
-    value = value[:limit].replace("\r", " ").replace("\n", " ")
+    value = visible(value[:limit].replace("\r", " ").replace("\n", " "))
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def escape_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
+    return visible(value).replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def source_address(value: Any) -> list[tuple[str, Any]]:

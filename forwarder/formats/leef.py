@@ -2,7 +2,8 @@
 
 LEEF defines no escaping, so values are sanitized instead: the delimiter, CR, LF, tab and ``|``
 become spaces, in the header and in attribute values alike (IBM's LEEF guidelines: keep tab and
-pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields).
+pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields);
+other control characters become U+FFFD (``_common.visible``).
 EventID is the vendor's raw action and ``cat`` the normalized category, never translated, because
 QRadar maps events to QIDs on those two.
 
@@ -18,7 +19,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from forwarder.formats._common import CHAIN_KEYS, Formatter, actor_label, chain, cut_values, device, severity, text
+from forwarder.formats._common import (
+    CHAIN_KEYS,
+    Formatter,
+    actor_label,
+    chain,
+    cut_values,
+    device,
+    severity,
+    text,
+    visible,
+)
 from forwarder.record import Record
 
 VALUE_MAX = 1023
@@ -53,9 +64,11 @@ def delimiter_field(delimiter: str) -> str:
 
 
 def sanitize(value: str, bad: str) -> str:
+    """``bad`` (the delimiter, first: it may be a control character) become spaces, then any
+    other control character U+FFFD (``visible``)."""
     for char in bad:
         value = value.replace(char, " ")
-    return value
+    return visible(value)
 
 
 def address(value: Any) -> str | None:

@@ -8,11 +8,13 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.event import make_event
 from forwarder.formats import cef, get_formatter, leef
+from forwarder.formats._common import visible
 from tests.formats.samples import parse_cef, parse_leef, record
 
 NASTY = st.sampled_from(
@@ -85,13 +87,13 @@ def test_cef_round_trips(values: list[str]) -> None:
     event = hostile_event(values)
     header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
     assert len(header) == 7 and header[0] == "0"
-    expected_action = event["action"][:1023].replace("\r", " ").replace("\n", " ")
+    expected_action = visible(event["action"][:1023].replace("\r", " ").replace("\n", " "))
     assert header[4] == expected_action
-    assert ext["externalId"] == event["id"][:40]
-    assert ext["msg"] == event["message"][: cef.VALUE_MAX]
-    assert ext["cs5"] == event["repository"][: cef.CUSTOM_MAX]
-    assert ext["suid"] == event["actor"]["id"][: cef.VALUE_MAX]
-    assert ext["cs4Label"] == "targetId" and ext["cs4"] == event["target"]["id"][: cef.CUSTOM_MAX]
+    assert ext["externalId"] == visible(event["id"][:40])
+    assert ext["msg"] == visible(event["message"][: cef.VALUE_MAX])
+    assert ext["cs5"] == visible(event["repository"][: cef.CUSTOM_MAX])
+    assert ext["suid"] == visible(event["actor"]["id"][: cef.VALUE_MAX])
+    assert ext["cs4Label"] == "targetId" and ext["cs4"] == visible(event["target"]["id"][: cef.CUSTOM_MAX])
 
 
 @FAST
@@ -180,3 +182,34 @@ def test_leef_src_is_an_ip_address_only() -> None:
     assert attrs("2001:db8::7")["src"] == "2001:db8::7"
     for garbage in ("203.0.113.9, 10.0.0.2", "unknown", "a=b"):
         assert "src" not in attrs(garbage), garbage
+
+
+UNSAFE = "\x00\x01\x07\x0b\x0c\x1b\x1c\x1d\x1e\x7f\x85\x9b\u2028\u2029"
+"""C0 controls but tab/LF/CR, DEL, C1 (NEL, CSI) and the Unicode line and paragraph separators."""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("cef", {}), ("leef", {}), ("leef", {"delimiter": "^"}), ("leef", {"delimiter": "x01"})],
+)
+def test_line_formats_carry_no_control_character(fmt: str, options: dict[str, str]) -> None:
+    """CEF and LEEF have no escape for these: raw, a NUL ends the line for a C reader, an escape
+    sequence drives the terminal of whoever tails the file, and ``str.splitlines()`` (Python,
+    and JavaScript's and Java's ``\\R`` line terminators) splits the record at \\x0b, \\x0c,
+    \\x1c-\\x1e, NEL and U+2028/9, where a vendor-controlled value can start a forged record.
+    Each becomes U+FFFD, in the header and in every value."""
+    hostile = "".join(f"{c}CEF:0|Evil|x|1|a|b|10|" for c in UNSAFE)
+    event = hostile_event([hostile])
+    line = get_formatter(fmt, options)(record(event)).decode()
+    delimiter = leef.Options(**options).delimiter if fmt == "leef" else ""
+    assert not set(UNSAFE.replace(delimiter, "")) & set(line)
+    assert line.splitlines() == [line]
+    shown = "\ufffdCEF:0|Evil|x|1|a|b|10|" * len(UNSAFE)
+    if fmt == "cef":
+        header, ext = parse_cef(line)
+        assert header[4] == shown and ext["msg"] == ext["cs5"] == ext["suid"] == shown
+    else:
+        header, attrs = parse_leef(line)
+        assert header[3] == shown.replace("|", " ")
+        in_values = "".join(f"{' ' if c == delimiter else chr(0xFFFD)}CEF:0 Evil x 1 a b 10 " for c in UNSAFE)
+        assert attrs["msg"] == attrs["repository"] == in_values  # the delimiter is a space, as ever
