@@ -24,6 +24,7 @@ from sinks.base import FatalSinkError, RetryableError
 from sinks.syslog.config import SyslogSinkConfig
 from sinks.syslog.encoding import SyslogEncoder
 from sinks.syslog.sink import SyslogSink
+from tests.formats.samples import parse_cef
 from tests.support.rsyslog import RSYSLOG_MAX_MESSAGE, Received, Rsyslog, as_shown
 
 pytestmark = pytest.mark.integration
@@ -419,3 +420,24 @@ async def test_a_long_value_cannot_forge_messages_at_a_default_receiver(
     await rsyslog.wait_for(2, lambda r: r["app_name"] == cfg.app_name)
     assert rsyslog.records(lambda r: r["app_name"] == "forged") == []
     assert [e["messages"] for e in logs if e["event"] == "syslog messages truncated to max_message_bytes"] == [1]
+
+
+@pytest.mark.parametrize("framing", ["octet_counting", "lf"])
+async def test_a_cut_message_never_ends_in_half_an_escape(
+    rsyslog: Rsyslog, sinks: list[SyslogSink], framing: str
+) -> None:
+    """The cap cuts the formatted line: a cut right after the backslash of a CEF escape (``\\\\``,
+    ``\\=``, or LF framing's ``\\n``) left ``\\.`` before the marker, an escape CEF does not define
+    and ArcSight's parser refuses. Both parities of a run of backslashes must read back."""
+    cfg = config(rsyslog, "tcp", format="cef", framing=framing, max_message_bytes=1000)
+    sink = open_sink(sinks, cfg)
+    batch = [make_record(1, message="\\" * 3000), make_record(2, message="x" + "\\" * 3000)]
+    await sink.send(batch)
+    got = await rsyslog.wait_for(2, lambda r: r["app_name"] == cfg.app_name)
+    for received in got:
+        line = received["msg"].removeprefix("\ufeff")
+        assert line.endswith("...[truncated]")
+        value = parse_cef(line)[1]["msg"]
+        assert value.endswith("...[truncated]")
+        assert set(value.removesuffix("...[truncated]").removeprefix("x")) == {"\\"}
+    assert sink.truncated_count == 2
