@@ -61,14 +61,23 @@ def visible(value: str) -> str:
     return _UNSAFE.sub("\ufffd", value) if _UNSAFE.search(value) else value
 
 
+CUT_MARK = "\u2026"
+
+
+def cut(value: str, limit: int) -> str:
+    """``value`` within ``limit`` characters; a longer one ends in "…" (inside the limit), so a
+    reader knows the text went on (the JSON formats carry it whole)."""
+    return value if len(value) <= limit else value[: limit - 1] + CUT_MARK
+
+
 def cut_values(pairs: Iterable[tuple[str, Any]], limit: Callable[[str], int]) -> list[tuple[str, str]]:
-    """The pairs whose value has text (``text``), each cut to its key's limit: before any
-    escaping or sanitizing, so a cut never splits an escape."""
+    """The pairs whose value has text (``text``), each cut to its key's limit (``cut``): before
+    any escaping or sanitizing, so a cut never splits an escape."""
     out = []
     for key, value in pairs:
         value_text = text(value)
         if value_text is not None:
-            out.append((key, value_text[: limit(key)]))
+            out.append((key, cut(value_text, limit(key))))
     return out
 
 

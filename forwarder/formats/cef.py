@@ -28,6 +28,7 @@ from forwarder.formats._common import (
     Formatter,
     actor_label,
     chain,
+    cut,
     cut_values,
     device,
     severity,
@@ -60,7 +61,7 @@ class Options(BaseModel):
 
 
 def escape_header(value: str, limit: int = HEADER_MAX) -> str:
-    value = visible(value[:limit].replace("\r", " ").replace("\n", " "))
+    value = visible(cut(value, limit).replace("\r", " ").replace("\n", " "))
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
@@ -87,6 +88,13 @@ def limit(key: str) -> int:
     return CUSTOM_MAX if key[:2] == "cs" and key[2:].isdigit() else VALUE_MAX
 
 
+def first_of_id(value: Any) -> str | None:
+    """The id's first ``EXTERNAL_ID_MAX`` characters, without the cut mark of other values: the
+    whole id follows in ``flexString1``, and a prefix is what a search by id can match."""
+    value_text = text(value)
+    return None if value_text is None else value_text[:EXTERNAL_ID_MAX]
+
+
 def full_id(value: Any) -> list[tuple[str, Any]]:
     """The event id in ``flexString1`` when ``externalId`` cannot hold all of it."""
     value_text = text(value)
@@ -100,7 +108,7 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     target = event.get("target") or {}
     pairs: list[tuple[str, Any]] = [
         ("rt", time_ms(event)),
-        ("externalId", event.get("id")),
+        ("externalId", first_of_id(event.get("id"))),
         *full_id(event.get("id")),
         ("suser", actor_label(actor)),
         ("suid", actor.get("id")),

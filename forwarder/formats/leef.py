@@ -24,6 +24,7 @@ from forwarder.formats._common import (
     Formatter,
     actor_label,
     chain,
+    cut,
     cut_values,
     device,
     severity,
@@ -114,7 +115,7 @@ def build(options: Options) -> Formatter:
     def leef_format(record: Record) -> bytes:
         event = record.event()
         header = [*device(event), text(event.get("action")) or "unknown"]
-        head = "|".join(sanitize(part[:VALUE_MAX], "|\t\r\n") for part in header)
+        head = "|".join(sanitize(cut(part, VALUE_MAX), "|\t\r\n") for part in header)
         values = cut_values(attributes(event), lambda key: MESSAGE_MAX if key == "msg" else VALUE_MAX)
         pairs = [f"{key}={sanitize(value, bad_value)}" for key, value in values]
         return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from forwarder.event import make_event
 from forwarder.formats import cef, get_formatter, leef
-from forwarder.formats._common import visible
+from forwarder.formats._common import cut, visible
 from tests.formats.samples import parse_cef, parse_leef, record
 
 NASTY = st.sampled_from(
@@ -87,13 +87,13 @@ def test_cef_round_trips(values: list[str]) -> None:
     event = hostile_event(values)
     header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
     assert len(header) == 7 and header[0] == "0"
-    expected_action = visible(event["action"][:1023].replace("\r", " ").replace("\n", " "))
+    expected_action = visible(cut(event["action"], 1023).replace("\r", " ").replace("\n", " "))
     assert header[4] == expected_action
     assert ext["externalId"] == visible(event["id"][:40])
-    assert ext["msg"] == visible(event["message"][: cef.VALUE_MAX])
-    assert ext["cs5"] == visible(event["repository"][: cef.CUSTOM_MAX])
-    assert ext["suid"] == visible(event["actor"]["id"][: cef.VALUE_MAX])
-    assert ext["cs4Label"] == "targetId" and ext["cs4"] == visible(event["target"]["id"][: cef.CUSTOM_MAX])
+    assert ext["msg"] == visible(cut(event["message"], cef.VALUE_MAX))
+    assert ext["cs5"] == visible(cut(event["repository"], cef.CUSTOM_MAX))
+    assert ext["suid"] == visible(cut(event["actor"]["id"], cef.VALUE_MAX))
+    assert ext["cs4Label"] == "targetId" and ext["cs4"] == visible(cut(event["target"]["id"], cef.CUSTOM_MAX))
 
 
 @FAST
@@ -105,9 +105,9 @@ def test_leef_round_trips(values: list[str], delimiter: str) -> None:
     char = leef.Options(delimiter=delimiter).delimiter
 
     def clean(value: str, limit: int = leef.VALUE_MAX) -> str:
-        return leef.sanitize(value[:limit], char + "|\t\r\n")
+        return leef.sanitize(cut(value, limit), char + "|\t\r\n")
 
-    assert header[3] == leef.sanitize(event["action"][: leef.VALUE_MAX], "|\t\r\n")
+    assert header[3] == leef.sanitize(cut(event["action"], leef.VALUE_MAX), "|\t\r\n")
     assert attrs["externalId"] == clean(event["id"])
     assert attrs["msg"] == clean(event["message"], leef.MESSAGE_MAX)
     assert attrs["usrEmail"] == clean(event["actor"]["email"])
@@ -213,3 +213,21 @@ def test_line_formats_carry_no_control_character(fmt: str, options: dict[str, st
         assert header[3] == shown.replace("|", " ")
         in_values = "".join(f"{' ' if c == delimiter else chr(0xFFFD)}CEF:0 Evil x 1 a b 10 " for c in UNSAFE)
         assert attrs["msg"] == attrs["repository"] == in_values  # the delimiter is a space, as ever
+
+
+def test_a_cut_value_says_so() -> None:
+    """A value over its key's length is cut (the ArcSight dictionary's, LEEF's 1023/4000); the
+    cut one ends in "…" (U+2026, within the limit), so an analyst reading "deleted repository
+    a" knows the text went on. A value at the limit is whole and unmarked."""
+    values = ["a"] * 15
+    values[5] = "m" * 5000  # the message, in hostile_event's order
+    values[3] = "A" * 2000  # the action
+    values[7] = "i" * cef.VALUE_MAX  # the actor's id: exactly at the limit
+    event = hostile_event(values)
+    header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
+    assert ext["msg"] == "m" * (cef.VALUE_MAX - 1) + "…"
+    assert header[4] == "A" * 1022 + "…" and header[5] == ("A" * 511 + "…")
+    assert ext["suid"] == "i" * cef.VALUE_MAX
+    header, attrs = parse_leef(check_line(get_formatter("leef")(record(event))))
+    assert attrs["msg"] == "m" * (leef.MESSAGE_MAX - 1) + "…" and header[3] == "A" * 1022 + "…"
+    assert attrs["usrId"] == "i" * leef.VALUE_MAX
