@@ -61,12 +61,12 @@ class Options(BaseModel):
 
 
 def escape_header(value: str, limit: int = HEADER_MAX) -> str:
-    value = visible(cut(value, limit).replace("\r", " ").replace("\n", " "))
+    value = cut(value, limit).replace("\r", " ").replace("\n", " ")
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def escape_value(value: str) -> str:
-    return visible(value).replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
+    return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def source_address(value: Any) -> list[tuple[str, Any]]:
@@ -147,7 +147,7 @@ def cef_format(record: Record) -> bytes:
     header = [*device(event), action, f"{action} by {who}" if who else action]
     head = "|".join(escape_header(part, size) for part, size in zip(header, HEADER_LIMITS, strict=True))
     ext = " ".join(f"{key}={escape_value(value)}" for key, value in extensions(event))
-    return f"CEF:0|{head}|{severity(event)}|{ext}".encode()
+    return visible(f"CEF:0|{head}|{severity(event)}|{ext}").encode()
 
 
 def build(options: Options) -> Formatter:

@@ -29,6 +29,7 @@ from forwarder.formats._common import (
     device,
     severity,
     text,
+    unsafe,
     visible,
 )
 from forwarder.record import Record
@@ -65,11 +66,9 @@ def delimiter_field(delimiter: str) -> str:
 
 
 def sanitize(value: str, bad: str) -> str:
-    """``bad`` (the delimiter, first: it may be a control character) become spaces, then any
-    other control character U+FFFD (``visible``)."""
     for char in bad:
         value = value.replace(char, " ")
-    return visible(value)
+    return value
 
 
 def address(value: Any) -> str | None:
@@ -111,13 +110,14 @@ def build(options: Options) -> Formatter:
     delimiter = options.delimiter
     bad_value = delimiter + "|\t\r\n"
     prefix_tail = f"{delimiter_field(delimiter)}|"
+    unsafe_in_values = unsafe(keep=delimiter)  # values hold no delimiter by now: sanitized to spaces
 
     def leef_format(record: Record) -> bytes:
         event = record.event()
         header = [*device(event), text(event.get("action")) or "unknown"]
-        head = "|".join(sanitize(cut(part, VALUE_MAX), "|\t\r\n") for part in header)
+        head = visible("|".join(sanitize(cut(part, VALUE_MAX), "|\t\r\n") for part in header))
         values = cut_values(attributes(event), lambda key: MESSAGE_MAX if key == "msg" else VALUE_MAX)
-        pairs = [f"{key}={sanitize(value, bad_value)}" for key, value in values]
-        return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()
+        pairs = delimiter.join(f"{key}={sanitize(value, bad_value)}" for key, value in values)
+        return f"LEEF:2.0|{head}|{prefix_tail}{visible(pairs, unsafe_in_values)}".encode()
 
     return leef_format

@@ -105,9 +105,9 @@ def test_leef_round_trips(values: list[str], delimiter: str) -> None:
     char = leef.Options(delimiter=delimiter).delimiter
 
     def clean(value: str, limit: int = leef.VALUE_MAX) -> str:
-        return leef.sanitize(cut(value, limit), char + "|\t\r\n")
+        return visible(leef.sanitize(cut(value, limit), char + "|\t\r\n"))
 
-    assert header[3] == leef.sanitize(cut(event["action"], leef.VALUE_MAX), "|\t\r\n")
+    assert header[3] == visible(leef.sanitize(cut(event["action"], leef.VALUE_MAX), "|\t\r\n"))
     assert attrs["externalId"] == clean(event["id"])
     assert attrs["msg"] == clean(event["message"], leef.MESSAGE_MAX)
     assert attrs["usrEmail"] == clean(event["actor"]["email"])
