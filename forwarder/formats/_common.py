@@ -6,6 +6,7 @@ feeds must see the same vendor name and the same severity).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,14 +48,45 @@ def text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+UNSAFE = "".join(map(chr, (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)))
+"""What CEF and LEEF cannot escape and a reader cannot take: C0 controls but tab, CR and LF (each
+format handles those), DEL, C1, U+2028 and U+2029. A NUL ends the line for a C reader, an escape
+sequence drives the terminal that tails the file, and ``str.splitlines()`` (and Java's and
+JavaScript's line terminators) ends the record at \\x0b, \\x0c, \\x1c-\\x1e, NEL and U+2028/9,
+where a vendor-controlled value could start a forged one. The JSON formats escape or carry them."""
+
+
+def unsafe(keep: str = "") -> re.Pattern[str]:
+    """A pattern of the ``UNSAFE`` characters but ``keep`` (LEEF's delimiter may be one)."""
+    return re.compile("[" + re.escape("".join(c for c in UNSAFE if c not in keep)) + "]")
+
+
+_UNSAFE = unsafe()
+
+
+def visible(line: str, pattern: re.Pattern[str] = _UNSAFE) -> str:
+    """``line`` with U+FFFD for each ``UNSAFE`` character. One character for one, so it runs once
+    over a whole formatted line (a search per value cost LEEF a third of its time)."""
+    return pattern.sub("\ufffd", line) if pattern.search(line) else line
+
+
+CUT_MARK = "\u2026"
+
+
+def cut(value: str, limit: int) -> str:
+    """``value`` within ``limit`` characters; a longer one ends in "…" (inside the limit), so a
+    reader knows the text went on (the JSON formats carry it whole)."""
+    return value if len(value) <= limit else value[: limit - 1] + CUT_MARK
+
+
 def cut_values(pairs: Iterable[tuple[str, Any]], limit: Callable[[str], int]) -> list[tuple[str, str]]:
-    """The pairs whose value has text (``text``), each cut to its key's limit: before any
-    escaping or sanitizing, so a cut never splits an escape."""
+    """The pairs whose value has text (``text``), each cut to its key's limit (``cut``): before
+    any escaping or sanitizing, so a cut never splits an escape."""
     out = []
     for key, value in pairs:
         value_text = text(value)
         if value_text is not None:
-            out.append((key, value_text[: limit(key)]))
+            out.append((key, cut(value_text, limit(key))))
     return out
 
 

@@ -7,7 +7,8 @@ Values are cut to the lengths the key dictionary gives each key (``LIMITS``: 40 
 1023 for the rest; the header's vendor 63, product 63, version 31, event class id 1023, name 512)
 before escaping, so a cut never splits an escape; the full event stays available in the JSON
 formats. An event id longer than ``externalId`` allows is also sent whole in ``flexString1``
-("eventId"), so a cut id cannot make two events look like one.
+("eventId"), so a cut id cannot make two events look like one. Control characters CEF cannot
+escape become U+FFFD (``_common.visible``).
 
 ``src`` (sourceAddress) is typed "IPv4 Address" in the CEF key dictionary, so it carries only
 an IPv4 address; an IPv6 one goes to ``c6a2`` labelled "Source IPv6 Address" (ArcSight's custom
@@ -27,11 +28,13 @@ from forwarder.formats._common import (
     Formatter,
     actor_label,
     chain,
+    cut,
     cut_values,
     device,
     severity,
     text,
     time_ms,
+    visible,
 )
 from forwarder.record import Record
 
@@ -58,7 +61,7 @@ class Options(BaseModel):
 
 
 def escape_header(value: str, limit: int = HEADER_MAX) -> str:
-    value = value[:limit].replace("\r", " ").replace("\n", " ")
+    value = cut(value, limit).replace("\r", " ").replace("\n", " ")
     return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
@@ -85,6 +88,13 @@ def limit(key: str) -> int:
     return CUSTOM_MAX if key[:2] == "cs" and key[2:].isdigit() else VALUE_MAX
 
 
+def first_of_id(value: Any) -> str | None:
+    """The id's first ``EXTERNAL_ID_MAX`` characters, without the cut mark of other values: the
+    whole id follows in ``flexString1``, and a prefix is what a search by id can match."""
+    value_text = text(value)
+    return None if value_text is None else value_text[:EXTERNAL_ID_MAX]
+
+
 def full_id(value: Any) -> list[tuple[str, Any]]:
     """The event id in ``flexString1`` when ``externalId`` cannot hold all of it."""
     value_text = text(value)
@@ -98,7 +108,7 @@ def extensions(event: dict[str, Any]) -> list[tuple[str, str]]:
     target = event.get("target") or {}
     pairs: list[tuple[str, Any]] = [
         ("rt", time_ms(event)),
-        ("externalId", event.get("id")),
+        ("externalId", first_of_id(event.get("id"))),
         *full_id(event.get("id")),
         ("suser", actor_label(actor)),
         ("suid", actor.get("id")),
@@ -137,7 +147,7 @@ def cef_format(record: Record) -> bytes:
     header = [*device(event), action, f"{action} by {who}" if who else action]
     head = "|".join(escape_header(part, size) for part, size in zip(header, HEADER_LIMITS, strict=True))
     ext = " ".join(f"{key}={escape_value(value)}" for key, value in extensions(event))
-    return f"CEF:0|{head}|{severity(event)}|{ext}".encode()
+    return visible(f"CEF:0|{head}|{severity(event)}|{ext}").encode()
 
 
 def build(options: Options) -> Formatter:

@@ -2,7 +2,8 @@
 
 LEEF defines no escaping, so values are sanitized instead: the delimiter, CR, LF, tab and ``|``
 become spaces, in the header and in attribute values alike (IBM's LEEF guidelines: keep tab and
-pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields).
+pipe out of keys and values; a ``|`` in a value made a line split on ``|`` show extra fields);
+other control characters become U+FFFD (``_common.visible``).
 EventID is the vendor's raw action and ``cat`` the normalized category, never translated, because
 QRadar maps events to QIDs on those two.
 
@@ -18,7 +19,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from forwarder.formats._common import CHAIN_KEYS, Formatter, actor_label, chain, cut_values, device, severity, text
+from forwarder.formats._common import (
+    CHAIN_KEYS,
+    Formatter,
+    actor_label,
+    chain,
+    cut,
+    cut_values,
+    device,
+    severity,
+    text,
+    unsafe,
+    visible,
+)
 from forwarder.record import Record
 
 VALUE_MAX = 1023
@@ -97,13 +110,14 @@ def build(options: Options) -> Formatter:
     delimiter = options.delimiter
     bad_value = delimiter + "|\t\r\n"
     prefix_tail = f"{delimiter_field(delimiter)}|"
+    unsafe_in_values = unsafe(keep=delimiter)  # values hold no delimiter by now: sanitized to spaces
 
     def leef_format(record: Record) -> bytes:
         event = record.event()
         header = [*device(event), text(event.get("action")) or "unknown"]
-        head = "|".join(sanitize(part[:VALUE_MAX], "|\t\r\n") for part in header)
+        head = visible("|".join(sanitize(cut(part, VALUE_MAX), "|\t\r\n") for part in header))
         values = cut_values(attributes(event), lambda key: MESSAGE_MAX if key == "msg" else VALUE_MAX)
-        pairs = [f"{key}={sanitize(value, bad_value)}" for key, value in values]
-        return f"LEEF:2.0|{head}|{prefix_tail}{delimiter.join(pairs)}".encode()
+        pairs = delimiter.join(f"{key}={sanitize(value, bad_value)}" for key, value in values)
+        return f"LEEF:2.0|{head}|{prefix_tail}{visible(pairs, unsafe_in_values)}".encode()
 
     return leef_format

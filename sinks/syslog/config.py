@@ -9,7 +9,7 @@ import structlog
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sinks.base import SinkConfig
-from sinks.syslog.framing import udp_message_cap
+from sinks.syslog.framing import stream_message_cap, udp_message_cap
 
 log = structlog.get_logger("sinks.syslog")
 
@@ -63,8 +63,10 @@ class SyslogSinkConfig(SinkConfig):
         None,
         ge=480,
         description="Cap per message; UDP defaults to 2048 (RFC 3164 over UDP: 1024, the RFC's limit; set more "
-        "for receivers that take it), TCP/TLS are "
-        "uncapped unless set. Each structured-data value is cut at 255 bytes.",
+        "for receivers that take it), TCP/TLS to 8192 (RFC 5425's size every receiver should take; a receiver "
+        "reads what is past its limit as new messages, which a long value could forge): raise it to the "
+        "receiver's limit (rsyslog maxMessageSize, syslog-ng log-msg-size). Each structured-data value is cut "
+        "at 255 bytes.",
     )
     facility: Annotated[int, BeforeValidator(_facility), Field(ge=0, le=23)] = Field(
         FACILITIES["local0"],
@@ -113,6 +115,8 @@ class SyslogSinkConfig(SinkConfig):
             self.port = DEFAULT_PORTS[self.transport]
         if self.transport == "udp":
             self.max_message_bytes = udp_message_cap(self.rfc, self.max_message_bytes)
+        else:
+            self.max_message_bytes = stream_message_cap(self.max_message_bytes)
         if self.transport == "tls" and self.framing == "lf":  # RFC 5425 4.3: SYSLOG-FRAME = MSG-LEN SP SYSLOG-MSG
             log.warning("syslog over TLS with framing: lf; RFC 5425 receivers (syslog-ng) expect octet_counting")
         tls_options = [n for n in ("ca_file", "server_name", "client_cert", "client_key") if getattr(self, n)]

@@ -60,10 +60,15 @@ def sd_escape(value: str) -> bytes:
 
 
 def _utf8_cut(data: bytes, limit: int) -> bytes:
-    """Cut before a UTF-8 continuation byte so the kept part stays valid text."""
+    """Cut before a UTF-8 continuation byte so the kept part stays valid text, and before the
+    backslash of a half escape (CEF's ``\\=``, LF framing's ``\\n``, an SD value's ``\\"``): left
+    before the marker, it made ``\\.``, an escape CEF does not define and its parsers refuse."""
     while 0 < limit < len(data) and data[limit] & 0xC0 == 0x80:
         limit -= 1
-    return data[:limit]
+    kept = data[:limit]
+    if (len(kept) - len(kept.rstrip(b"\\"))) % 2:
+        kept = kept[:-1]
+    return kept
 
 
 class SyslogEncoder:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 UDP_MAX_PAYLOAD = 65_507
+STREAM_DEFAULT_CAP = 8192
+"""RFC 5425 4.3.1: receivers SHOULD take messages up to 8192 octets; rsyslog's default
+maxMessageSize is 8k, and it reads what is beyond its limit as a new message."""
 
 
 def udp_message_cap(rfc: str, limit: int | None) -> int:
@@ -17,6 +20,14 @@ def udp_message_cap(rfc: str, limit: int | None) -> int:
     "The total length of the packet MUST be 1024 bytes or less"); never over a datagram."""
     default = 1024 if rfc == "3164" else 2048
     return min(limit or default, UDP_MAX_PAYLOAD)
+
+
+def stream_message_cap(limit: int | None) -> int:
+    """The per-message cap over TCP/TLS: the one set, else ``STREAM_DEFAULT_CAP``. Never none: a
+    receiver cuts a longer message and reads the rest as messages of their own (rsyslog unless
+    ``discardTruncatedMsg``), so a long value could carry a forged syslog line into the SIEM;
+    cut here, the message is whole, marked ``...[truncated]`` and counted in the log."""
+    return limit or STREAM_DEFAULT_CAP
 
 
 def escapes_lf(transport: str, framing: str) -> bool:

@@ -38,7 +38,9 @@ Delivery guarantees, by transport:
   certificate lacks, the certificate or the clock when it is out of date).
 * UDP: fire and forget, one message per datagram. Messages over ``max_message_bytes`` are cut
   at a UTF-8 boundary and end with ``...[truncated]``, logged once per batch with their count
-  (every attempt, retries included); the cap also applies to TCP/TLS when set. An ICMP error
+  (every attempt, retries included). TCP/TLS are capped too, at 8192 bytes unless set (RFC 5425
+  4.3.1): a receiver reads what is past its own limit as new messages (rsyslog's default), so an
+  uncapped long value could carry a forged message. An ICMP error
   (nobody listens on the port) reported while a batch is sent fails it, so it is retried
   (``DatagramConnection.send``); one that arrives later (the batch counted, its datagrams lost)
   fails the next batch before it is sent.

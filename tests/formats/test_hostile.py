@@ -8,11 +8,13 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forwarder.event import make_event
 from forwarder.formats import cef, get_formatter, leef
+from forwarder.formats._common import cut, visible
 from tests.formats.samples import parse_cef, parse_leef, record
 
 NASTY = st.sampled_from(
@@ -85,13 +87,13 @@ def test_cef_round_trips(values: list[str]) -> None:
     event = hostile_event(values)
     header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
     assert len(header) == 7 and header[0] == "0"
-    expected_action = event["action"][:1023].replace("\r", " ").replace("\n", " ")
+    expected_action = visible(cut(event["action"], 1023).replace("\r", " ").replace("\n", " "))
     assert header[4] == expected_action
-    assert ext["externalId"] == event["id"][:40]
-    assert ext["msg"] == event["message"][: cef.VALUE_MAX]
-    assert ext["cs5"] == event["repository"][: cef.CUSTOM_MAX]
-    assert ext["suid"] == event["actor"]["id"][: cef.VALUE_MAX]
-    assert ext["cs4Label"] == "targetId" and ext["cs4"] == event["target"]["id"][: cef.CUSTOM_MAX]
+    assert ext["externalId"] == visible(event["id"][:40])
+    assert ext["msg"] == visible(cut(event["message"], cef.VALUE_MAX))
+    assert ext["cs5"] == visible(cut(event["repository"], cef.CUSTOM_MAX))
+    assert ext["suid"] == visible(cut(event["actor"]["id"], cef.VALUE_MAX))
+    assert ext["cs4Label"] == "targetId" and ext["cs4"] == visible(cut(event["target"]["id"], cef.CUSTOM_MAX))
 
 
 @FAST
@@ -103,9 +105,9 @@ def test_leef_round_trips(values: list[str], delimiter: str) -> None:
     char = leef.Options(delimiter=delimiter).delimiter
 
     def clean(value: str, limit: int = leef.VALUE_MAX) -> str:
-        return leef.sanitize(value[:limit], char + "|\t\r\n")
+        return visible(leef.sanitize(cut(value, limit), char + "|\t\r\n"))
 
-    assert header[3] == leef.sanitize(event["action"][: leef.VALUE_MAX], "|\t\r\n")
+    assert header[3] == visible(leef.sanitize(cut(event["action"], leef.VALUE_MAX), "|\t\r\n"))
     assert attrs["externalId"] == clean(event["id"])
     assert attrs["msg"] == clean(event["message"], leef.MESSAGE_MAX)
     assert attrs["usrEmail"] == clean(event["actor"]["email"])
@@ -180,3 +182,52 @@ def test_leef_src_is_an_ip_address_only() -> None:
     assert attrs("2001:db8::7")["src"] == "2001:db8::7"
     for garbage in ("203.0.113.9, 10.0.0.2", "unknown", "a=b"):
         assert "src" not in attrs(garbage), garbage
+
+
+UNSAFE = "\x00\x01\x07\x0b\x0c\x1b\x1c\x1d\x1e\x7f\x85\x9b\u2028\u2029"
+"""C0 controls but tab/LF/CR, DEL, C1 (NEL, CSI) and the Unicode line and paragraph separators."""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("cef", {}), ("leef", {}), ("leef", {"delimiter": "^"}), ("leef", {"delimiter": "x01"})],
+)
+def test_line_formats_carry_no_control_character(fmt: str, options: dict[str, str]) -> None:
+    """CEF and LEEF have no escape for these: raw, a NUL ends the line for a C reader, an escape
+    sequence drives the terminal of whoever tails the file, and ``str.splitlines()`` (Python,
+    and JavaScript's and Java's ``\\R`` line terminators) splits the record at \\x0b, \\x0c,
+    \\x1c-\\x1e, NEL and U+2028/9, where a vendor-controlled value can start a forged record.
+    Each becomes U+FFFD, in the header and in every value."""
+    hostile = "".join(f"{c}CEF:0|Evil|x|1|a|b|10|" for c in UNSAFE)
+    event = hostile_event([hostile])
+    line = get_formatter(fmt, options)(record(event)).decode()
+    delimiter = leef.Options(**options).delimiter if fmt == "leef" else ""
+    assert not set(UNSAFE.replace(delimiter, "")) & set(line)
+    assert line.splitlines() == [line]
+    shown = "\ufffdCEF:0|Evil|x|1|a|b|10|" * len(UNSAFE)
+    if fmt == "cef":
+        header, ext = parse_cef(line)
+        assert header[4] == shown and ext["msg"] == ext["cs5"] == ext["suid"] == shown
+    else:
+        header, attrs = parse_leef(line)
+        assert header[3] == shown.replace("|", " ")
+        in_values = "".join(f"{' ' if c == delimiter else chr(0xFFFD)}CEF:0 Evil x 1 a b 10 " for c in UNSAFE)
+        assert attrs["msg"] == attrs["repository"] == in_values  # the delimiter is a space, as ever
+
+
+def test_a_cut_value_says_so() -> None:
+    """A value over its key's length is cut (the ArcSight dictionary's, LEEF's 1023/4000); the
+    cut one ends in "…" (U+2026, within the limit), so an analyst reading "deleted repository
+    a" knows the text went on. A value at the limit is whole and unmarked."""
+    values = ["a"] * 15
+    values[5] = "m" * 5000  # the message, in hostile_event's order
+    values[3] = "A" * 2000  # the action
+    values[7] = "i" * cef.VALUE_MAX  # the actor's id: exactly at the limit
+    event = hostile_event(values)
+    header, ext = parse_cef(check_line(get_formatter("cef")(record(event))))
+    assert ext["msg"] == "m" * (cef.VALUE_MAX - 1) + "…"
+    assert header[4] == "A" * 1022 + "…" and header[5] == ("A" * 511 + "…")
+    assert ext["suid"] == "i" * cef.VALUE_MAX
+    header, attrs = parse_leef(check_line(get_formatter("leef")(record(event))))
+    assert attrs["msg"] == "m" * (leef.MESSAGE_MAX - 1) + "…" and header[3] == "A" * 1022 + "…"
+    assert attrs["usrId"] == "i" * leef.VALUE_MAX

@@ -22,8 +22,10 @@ from forwarder.event import make_event
 from forwarder.record import Record, record_of
 from sinks.base import FatalSinkError, RetryableError
 from sinks.syslog.config import SyslogSinkConfig
+from sinks.syslog.encoding import SyslogEncoder
 from sinks.syslog.sink import SyslogSink
-from tests.support.rsyslog import Received, Rsyslog, as_shown
+from tests.formats.samples import parse_cef
+from tests.support.rsyslog import RSYSLOG_MAX_MESSAGE, Received, Rsyslog, as_shown
 
 pytestmark = pytest.mark.integration
 
@@ -170,8 +172,8 @@ async def test_tcp_line_feeds_keep_one_message_per_event(
 ) -> None:
     """LF framing cannot carry an LF, so the sink writes it as ``\\n``; octet counting carries it
     as is (rsyslog shows a received control character as ``#012``). Either way one event stays one
-    message, and a 40 kB event is not cut when no cap is set."""
-    sink = open_sink(sinks, config(rsyslog, "tcp", framing=framing))
+    message, and a 40 kB event is not cut under a cap raised to the receiver's limit."""
+    sink = open_sink(sinks, config(rsyslog, "tcp", framing=framing, max_message_bytes=RSYSLOG_MAX_MESSAGE))
     batch = [
         make_record(1, organization="line one\nline two"),
         make_record(2, details={"blob": "y" * 40_000}),
@@ -325,7 +327,7 @@ def test_config_defaults_and_validation() -> None:
         514,
         "tcp",
         "octet_counting",
-        None,
+        8192,  # RFC 5425 4.3.1; uncapped, a receiver read the rest of a long message as new ones
         16,
     )
     assert (tcp.app_name, tcp.sd_id) == ("audit-forwarder", "audit@32473")
@@ -396,3 +398,46 @@ async def test_a_huge_sd_value_is_cut_and_the_message_still_parses(rsyslog: Rsys
     await sink.send(quoted)
     (got,) = await rsyslog.wait_for(1, lambda r: r["app_name"] == sink.config.app_name and "evt-2" in r["rawmsg"])
     assert got["sd_parsed"]["audit@32473"]["id"] == quoted[0].event_id and got["msg"]
+
+
+async def test_a_long_value_cannot_forge_messages_at_a_default_receiver(
+    rsyslog: Rsyslog, sinks: list[SyslogSink]
+) -> None:
+    """A receiver cuts a message over its size limit and reads the rest as new messages
+    (rsyslog's default, ``discardTruncatedMsg`` off): a user name of 100 KB ending in a syslog
+    line would arrive as a message of its own, under any APP-NAME it names. The stream default
+    cap keeps every message within what RFC 5425 says receivers take (8192 octets)."""
+    cfg = config(rsyslog, "tcp")
+    assert cfg.max_message_bytes == 8192
+    forged = "<13>1 2026-01-01T00:00:00Z evil forged - - - root logged in"
+    probe = make_record(1, actor={"name": "Q" * 70_000})
+    start = SyslogEncoder(cfg.model_copy(update={"max_message_bytes": None})).encode(probe).index(b"Q")
+    cut = RSYSLOG_MAX_MESSAGE + 1  # rsyslog 8.2302 keeps this many bytes; the rest is a message of its own
+    name = "Q" * (cut - start) + forged + "Q" * 70_000
+    sink = open_sink(sinks, cfg)
+    with capture_logs() as logs:
+        await sink.send([make_record(1, actor={"name": name}), make_record(2)])
+    await rsyslog.wait_for(2, lambda r: r["app_name"] == cfg.app_name)
+    assert rsyslog.records(lambda r: r["app_name"] == "forged") == []
+    assert [e["messages"] for e in logs if e["event"] == "syslog messages truncated to max_message_bytes"] == [1]
+
+
+@pytest.mark.parametrize("framing", ["octet_counting", "lf"])
+async def test_a_cut_message_never_ends_in_half_an_escape(
+    rsyslog: Rsyslog, sinks: list[SyslogSink], framing: str
+) -> None:
+    """The cap cuts the formatted line: a cut right after the backslash of a CEF escape (``\\\\``,
+    ``\\=``, or LF framing's ``\\n``) left ``\\.`` before the marker, an escape CEF does not define
+    and ArcSight's parser refuses. Both parities of a run of backslashes must read back."""
+    cfg = config(rsyslog, "tcp", format="cef", framing=framing, max_message_bytes=1000)
+    sink = open_sink(sinks, cfg)
+    batch = [make_record(1, message="\\" * 3000), make_record(2, message="x" + "\\" * 3000)]
+    await sink.send(batch)
+    got = await rsyslog.wait_for(2, lambda r: r["app_name"] == cfg.app_name)
+    for received in got:
+        line = received["msg"].removeprefix("\ufeff")
+        assert line.endswith("...[truncated]")
+        value = parse_cef(line)[1]["msg"]
+        assert value.endswith("...[truncated]")
+        assert set(value.removesuffix("...[truncated]").removeprefix("x")) == {"\\"}
+    assert sink.truncated_count == 2

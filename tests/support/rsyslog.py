@@ -144,7 +144,7 @@ def make_pki(directory: Path) -> Pki:
 
 CONFIG = """\
 global(workDirectory="{dir}/work"
-       maxMessageSize="64k"
+       maxMessageSize="{max_message}"
        defaultNetstreamDriverCAFile="{pki.ca}"
        defaultNetstreamDriverCertFile="{pki.server_cert}"
        defaultNetstreamDriverKeyFile="{pki.server_key}")
@@ -184,6 +184,8 @@ input(type="imtcp" name="mtls" address="127.0.0.1" port="{mtls}"
 """
 
 STREAM_INPUTS = ("tcp", "tls", "mtls")
+RSYSLOG_MAX_MESSAGE = 65_536
+"""rsyslog's maxMessageSize here: it cuts a longer message and reads the rest as a new one."""
 
 
 def as_shown(text: str) -> str:
@@ -231,7 +233,7 @@ class Rsyslog:
         for name in STREAM_INPUTS:
             (self.dir / f"{name}.port").unlink(missing_ok=True)
         conf = self.dir / "rsyslog.conf"
-        conf.write_text(CONFIG.format(dir=self.dir, pki=self.pki, **self.ports))
+        conf.write_text(CONFIG.format(dir=self.dir, pki=self.pki, max_message=RSYSLOG_MAX_MESSAGE, **self.ports))
         log = (self.dir / "rsyslogd.log").open("ab")
         self._proc = subprocess.Popen(
             [RSYSLOGD, "-n", "-f", str(conf), "-i", str(self.dir / "rsyslogd.pid")],
