@@ -498,7 +498,10 @@ PROXY = "https://ingest-proxy.example.org"  # a host of no cloud in particular
         ({"authority_host": "https://login.microsoftonline.us", "endpoint": PROXY}, "scope https://monitor.azure.us//"),
         ({"authority_host": "https://login.chinacloudapi.cn", "endpoint": PROXY}, "scope https://monitor.azure.cn//"),
         (
-            {"endpoint": "https://dce.chinaeast2-1.ingest.monitor.azure.cn", "scope": "https://monitor.azure.us//.default"},
+            {
+                "endpoint": "https://dce.chinaeast2-1.ingest.monitor.azure.cn",
+                "scope": "https://monitor.azure.us//.default",
+            },
             "endpoint .* Azure China",
         ),
         # the whole request URL pasted as the endpoint
