@@ -189,6 +189,19 @@ def test_every_entry_once_fields_paging_errors(configcat: ConfigCatSpec, tmp_pat
     assert "configcat:1999" in counts
 
 
+def test_v1_windows_of_thirty_days(configcat: ConfigCatSpec, tmp_path: Path) -> None:
+    """The deprecated v1 endpoint refuses more than 30 days between fromUtcDateTime and
+    toUtcDateTime: windows of window_days 30 must stay within it, whatever the bounds' reading."""
+    served = load(configcat)
+    src = source(configcat.url, organizations=[ORG_A], product_ids=[], api_version="v1", window_days=30,
+                 initial_lookback_days=35)
+    result = cli(config(tmp_path, src), "once")
+    assert result.returncode == 0, result.stderr
+    assert all(r.status == 200 and r.path.startswith("/v1/") for r in configcat.requests)
+    assert len(configcat.requests) >= 2  # 35 days: more than one window
+    assert sorted(key(e["raw"]) for e in read_ndjson(tmp_path / "out")) == sorted(key(i) for i in served[ORG_A])
+
+
 def test_wrong_password_names_unit_not_password(configcat: ConfigCatSpec, tmp_path: Path) -> None:
     load(configcat)
     src = source(configcat.url, organizations=[ORG_A], product_ids=[])

@@ -287,7 +287,7 @@ class ConfigCatSpec(SpecServer):
         if start is None and end is None:
             end = datetime.now(UTC)
             start = end.replace(microsecond=0) - (datetime(2000, 1, 8) - datetime(2000, 1, 1))
-        if (version == "v1" or self.v2_caps_30_days) and start and end and (end - start).days > 30:
+        if (version == "v1" or self.v2_caps_30_days) and start and end and end - start > timedelta(days=30):
             return Answer(400)
         if self.plant_at_to and end is not None and page_number == 1 and end < datetime.now(UTC) - timedelta(minutes=1):
             stamp = end.strftime("%Y-%m-%dT%H:%M:%S.") + f"{end.microsecond // 1000:03d}Z"
