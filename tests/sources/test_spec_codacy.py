@@ -68,7 +68,7 @@ def entries(prefix: str, now: datetime) -> list[dict[str, Any]]:
             "timestamp": iso((t - timedelta(hours=10)).astimezone(UTC) + timedelta(hours=2), 3, plus2),
             "source": "API",
             "repositoryName": "ünïcødé-répo-🚀",
-            "description": "Ändern – " + "x" * 5000,
+            "description": "Ändern \u2013 " + "x" * 5000,
             "details": '{"link":["repo-one","unlink":[]}',
             "entityId": "9" * 30,
         },
@@ -129,7 +129,9 @@ def config(tmp_path: Path, src: dict[str, Any]) -> Path:
             "shutdown_timeout_s": 5,
             "metrics": {"enabled": False},
             "sources": {"codacy": src},
-            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}},
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
         },
     )
 
@@ -151,7 +153,11 @@ def check_event(event: dict[str, Any], raw: dict[str, Any], org: str) -> None:
 
 def windows(server: CodacySpec, org: str) -> list[tuple[int, int]]:
     path = f"/api/v3/organizations/{org}/audit"
-    return [(int(r.query["from"][-1]), int(r.query["to"][-1])) for r in server.requests if r.path == path and r.status == 200]
+    return [
+        (int(r.query["from"][-1]), int(r.query["to"][-1]))
+        for r in server.requests
+        if r.path == path and r.status == 200
+    ]
 
 
 def assert_covered(server: CodacySpec, org: str) -> None:
@@ -178,6 +184,8 @@ def test_every_entry_once_fields_and_errors(codacy: CodacySpec, tmp_path: Path) 
     codacy.add("gle/broken")
     codacy.always["gle/broken"] = codacy_error(500, "Internal error")
     codacy.plant_at_to = True
+    # Codacy throttles with 503 (docs: rate limits), without Retry-After: retried
+    codacy.faults["gl/beta"] = [Answer(503, {"message": "Service Unavailable", "actions": []})]
     orgs = ["gh/acme", "gh/ghost", "bb/locked", "gle/broken", "gl/beta"]
     cfg = config(tmp_path, source(codacy.base_url, orgs))
 
@@ -208,9 +216,18 @@ def test_every_entry_once_fields_and_errors(codacy: CodacySpec, tmp_path: Path) 
     # new entries, one of them late (older than the previous run's end, inside the overlap)
     later = datetime.now(UTC) - timedelta(seconds=2)
     fresh = [
-        {"actor": {"email": "eve@acme.example"}, "action": "user.tokens.create", "result": "succeed", "timestamp": iso(later)},
-        {"actor": {"email": "eve@acme.example"}, "action": "user.tokens.delete", "result": "succeed",
-         "timestamp": iso(later - timedelta(minutes=3))},
+        {
+            "actor": {"email": "eve@acme.example"},
+            "action": "user.tokens.create",
+            "result": "succeed",
+            "timestamp": iso(later),
+        },
+        {
+            "actor": {"email": "eve@acme.example"},
+            "action": "user.tokens.delete",
+            "result": "succeed",
+            "timestamp": iso(later - timedelta(minutes=3)),
+        },
     ]
     time.sleep(1.5)
     codacy.add("gh/acme", *fresh)
@@ -221,6 +238,7 @@ def test_every_entry_once_fields_and_errors(codacy: CodacySpec, tmp_path: Path) 
     assert all(n == 1 for n in counts.values()), counts.most_common(3)
     assert len(events) == sum(len(v) for v in good.values()) + 2 + sum(len(v) for v in codacy.planted.values())
     assert_covered(codacy, "gh/acme")
+    assert any(r.status == 503 for r in codacy.requests)
 
 
 def orjson_key(value: Any) -> str:
@@ -252,8 +270,13 @@ def test_run_adds_while_running_and_restart(codacy: CodacySpec, tmp_path: Path) 
         return read_ndjson(tmp_path / "out") if (tmp_path / "out").exists() else []
 
     def new(n: int, who: str) -> dict[str, Any]:
-        return {"actor": {"email": f"{who}@acme.example"}, "action": "user.login", "result": "succeed",
-                "timestamp": iso(datetime.now(UTC) - timedelta(milliseconds=n)), "description": f"{who}-{n}"}
+        return {
+            "actor": {"email": f"{who}@acme.example"},
+            "action": "user.login",
+            "result": "succeed",
+            "timestamp": iso(datetime.now(UTC) - timedelta(milliseconds=n)),
+            "description": f"{who}-{n}",
+        }
 
     with daemon(cfg) as proc:
         wait_until("first poll delivered", lambda: len(delivered()) >= expected, timeout=60, detail=proc.log)

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.support.daemon import cli, daemon, read_ndjson, write_config
-from tests.support.spec_emulators import Answer, Bounds, ConfigCatSpec, too_many
+from tests.support.spec_emulators import Bounds, ConfigCatSpec, too_many
 from tests.support.waiting import wait_until
 
 USER = "cc-user-0000"
@@ -58,28 +58,56 @@ def items(base: int, now: datetime) -> list[dict[str, Any]]:
     }
     out: list[dict[str, Any]] = []
     for n in range(6):
-        out.append({
-            **current,
-            "auditLogId": base + n,
-            "auditLogDateTime": stamp(t - timedelta(hours=5 * n + 1), 7),
-            "auditLogTypeEnum": "settingValueChanged",
-            "auditLogType": "Feature Flag value changed",
-            "userEmail": f"jane{n}@example.com",
-        })
+        out.append(
+            {
+                **current,
+                "auditLogId": base + n,
+                "auditLogDateTime": stamp(t - timedelta(hours=5 * n + 1), 7),
+                "auditLogTypeEnum": "settingValueChanged",
+                "auditLogType": "Feature Flag value changed",
+                "userEmail": f"jane{n}@example.com",
+            }
+        )
     out += [
         # a scheduled action: no user email, no reason; the spec's own +00:00 offset
-        {**current, "auditLogId": base + 10, "auditLogDateTime": stamp(t - timedelta(hours=40), 3, "+00:00"),
-         "auditLogTypeEnum": "changeRequestAppliedOnSchedule", "auditLogType": "Change request applied",
-         "userEmail": None, "userName": "", "why": None},
+        {
+            **current,
+            "auditLogId": base + 10,
+            "auditLogDateTime": stamp(t - timedelta(hours=40), 3, "+00:00"),
+            "auditLogTypeEnum": "changeRequestAppliedOnSchedule",
+            "auditLogType": "Change request applied",
+            "userEmail": None,
+            "userName": "",
+            "why": None,
+        },
         # an id beyond 2**53, unicode, a long truncated details text
-        {**current, "auditLogId": 9007199254740993 + base, "auditLogDateTime": stamp(t - timedelta(hours=50), 0),
-         "auditLogTypeEnum": "productCreated", "auditLogType": "Product créé ✓", "userEmail": "ü@exämple.com",
-         "userName": "Zoë 🚀", "actionTarget": "产品" * 300, "details": "{\"a\":\"" + "y" * 20000, "truncated": True},
+        {
+            **current,
+            "auditLogId": 9007199254740993 + base,
+            "auditLogDateTime": stamp(t - timedelta(hours=50), 0),
+            "auditLogTypeEnum": "productCreated",
+            "auditLogType": "Product créé ✓",
+            "userEmail": "ü@exämple.com",
+            "userName": "Zoë 🚀",
+            "actionTarget": "产品" * 300,
+            "details": '{"a":"' + "y" * 20000,
+            "truncated": True,
+        },
         # the older shape (seed 004, older clients): changeSetId, no modelVersion, nulls
-        {"auditLogId": base + 20, "auditLogDateTime": stamp(t - timedelta(hours=60)),
-         "auditLogTypeEnum": "teamMemberInvited", "changeSetId": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-         "truncated": False, "auditLogType": None, "userEmail": "old@example.com", "userName": None,
-         "where": None, "why": None, "actionTarget": None, "details": None},
+        {
+            "auditLogId": base + 20,
+            "auditLogDateTime": stamp(t - timedelta(hours=60)),
+            "auditLogTypeEnum": "teamMemberInvited",
+            "changeSetId": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "truncated": False,
+            "auditLogType": None,
+            "userEmail": "old@example.com",
+            "userName": None,
+            "where": None,
+            "why": None,
+            "actionTarget": None,
+            "details": None,
+        },
     ]
     return out
 
@@ -113,7 +141,9 @@ def config(tmp_path: Path, src: dict[str, Any]) -> Path:
             "shutdown_timeout_s": 5,
             "metrics": {"enabled": False},
             "sources": {"configcat": src},
-            "sinks": {"out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}},
+            "sinks": {
+                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+            },
         },
     )
 
@@ -179,7 +209,11 @@ def test_every_entry_once_fields_paging_errors(configcat: ConfigCatSpec, tmp_pat
             assert int(r.query["pageSize"][-1]) <= 100
 
     time.sleep(1.2)
-    fresh = {**served[ORG_A][0], "auditLogId": 1999, "auditLogDateTime": stamp(datetime.now(UTC) - timedelta(seconds=1))}
+    fresh = {
+        **served[ORG_A][0],
+        "auditLogId": 1999,
+        "auditLogDateTime": stamp(datetime.now(UTC) - timedelta(seconds=1)),
+    }
     configcat.add(ORG_A, fresh)
     time.sleep(1.2)
     second = cli(cfg, "once")
@@ -193,8 +227,9 @@ def test_v1_windows_of_thirty_days(configcat: ConfigCatSpec, tmp_path: Path) -> 
     """The deprecated v1 endpoint refuses more than 30 days between fromUtcDateTime and
     toUtcDateTime: windows of window_days 30 must stay within it, whatever the bounds' reading."""
     served = load(configcat)
-    src = source(configcat.url, organizations=[ORG_A], product_ids=[], api_version="v1", window_days=30,
-                 initial_lookback_days=35)
+    src = source(
+        configcat.url, organizations=[ORG_A], product_ids=[], api_version="v1", window_days=30, initial_lookback_days=35
+    )
     result = cli(config(tmp_path, src), "once")
     assert result.returncode == 0, result.stderr
     assert all(r.status == 200 and r.path.startswith("/v1/") for r in configcat.requests)
@@ -231,8 +266,11 @@ def test_run_adds_while_running_and_restart(configcat: ConfigCatSpec, tmp_path: 
         return read_ndjson(tmp_path / "out") if (tmp_path / "out").exists() else []
 
     def new(n: int) -> dict[str, Any]:
-        return {**served[ORG_A][0], "auditLogId": 10_000 + n,
-                "auditLogDateTime": stamp(datetime.now(UTC) - timedelta(milliseconds=10))}
+        return {
+            **served[ORG_A][0],
+            "auditLogId": 10_000 + n,
+            "auditLogDateTime": stamp(datetime.now(UTC) - timedelta(milliseconds=10)),
+        }
 
     with daemon(cfg) as proc:
         wait_until("first poll delivered", lambda: len(delivered()) >= expected, timeout=60, detail=proc.log)

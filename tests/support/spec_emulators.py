@@ -73,14 +73,14 @@ class SpecServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
+        port = self._server.server_address[1]
         return f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's spelling
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 request = Request(
                     path=unquote(parts.path),
@@ -100,7 +100,7 @@ class SpecServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -194,8 +194,13 @@ class CodacySpec(SpecServer):
             if self.plant_at_to and end is not None and end < datetime.now(UTC) - timedelta(minutes=1):
                 stamp = end.strftime("%Y-%m-%dT%H:%M:%S.") + f"{end.microsecond // 1000:03d}Z"
                 if all(e["timestamp"] != stamp for e in self.orgs[org]):
-                    entry = {"actor": {"email": "edge@example.com"}, "action": "user.login", "result": "succeed",
-                             "timestamp": stamp, "description": "at a window's end"}
+                    entry = {
+                        "actor": {"email": "edge@example.com"},
+                        "action": "user.login",
+                        "result": "succeed",
+                        "timestamp": stamp,
+                        "description": "at a window's end",
+                    }
                     self.orgs[org].append(entry)
                     self.planted.setdefault(org, []).append(entry)
             entries = list(self.orgs[org])
@@ -293,10 +298,20 @@ class ConfigCatSpec(SpecServer):
             stamp = end.strftime("%Y-%m-%dT%H:%M:%S.") + f"{end.microsecond // 1000:03d}Z"
             with self.lock:
                 self.next_id += 1
-                item = {"auditLogId": self.next_id, "auditLogDateTime": stamp, "auditLogTypeEnum": "configChanged",
-                        "truncated": False, "modelVersion": 6, "auditLogType": "Config changed",
-                        "userEmail": "edge@example.com", "userName": "Edge", "where": "w", "why": None,
-                        "actionTarget": "edge", "details": ""}
+                item = {
+                    "auditLogId": self.next_id,
+                    "auditLogDateTime": stamp,
+                    "auditLogTypeEnum": "configChanged",
+                    "truncated": False,
+                    "modelVersion": 6,
+                    "auditLogType": "Config changed",
+                    "userEmail": "edge@example.com",
+                    "userName": "Edge",
+                    "where": "w",
+                    "why": None,
+                    "actionTarget": "edge",
+                    "details": "",
+                }
                 org_key = unit if kind == "organizations" else self.products[unit]
                 self.orgs[org_key].append(CatEntry(item, None if kind == "organizations" else unit))
                 entries.append(self.orgs[org_key][-1])
