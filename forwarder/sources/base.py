@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -108,6 +108,22 @@ class SourceConfig(SecretFilesModel):
 def lookback_setting(days: float, note: str = "") -> Any:
     """An ``initial_lookback_days`` for a vendor with a ``retention_days`` setting, which bounds it."""
     return Field(days, gt=0, description=f"How far back the first run starts, at most retention_days{note}.")
+
+
+TimeBounds = Literal["unknown", "inclusive", "exclusive"]
+
+
+def time_bounds_setting(params: str, vendor: str) -> Any:
+    """A ``time_bounds`` setting, for a vendor whose documents do not say whether its time filter
+    includes the instants it names (``forwarder.sources.windowed.WindowedSource.bound_pad_ms``)."""
+    return Field(
+        "unknown",
+        description=f"Whether {vendor} returns entries at exactly {params} (inclusive) or not (exclusive); its "
+        "documents do not say. unknown (the default) and exclusive ask 1 ms beyond each end of every window, so "
+        "an entry at a window's end is read whichever reading holds (the repeat is recognized and dropped); "
+        "inclusive asks for the exact window. Under the exclusive reading, exact windows lose every entry "
+        "stamped at a boundary between two windows.",
+    )
 
 
 def retention_setting(days: float, plans: str, vendor: str, longer: str = "") -> Any:

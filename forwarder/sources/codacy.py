@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from forwarder.event import SCHEMA_VERSION, event_time, format_observed, text
 from forwarder.mapping import entry_time
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, TimeBounds, time_bounds_setting
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import audit_entry, time_at
 from forwarder.sources.windowed import WindowedSource
@@ -38,6 +38,7 @@ class CodacyConfig(SourceConfig):
         description="Widest time window of one request; narrower while the log is dense (~2,000 entries "
         "per answer, which bounds memory: Codacy answers a whole window at once).",
     )
+    time_bounds: TimeBounds = time_bounds_setting("from and to", "Codacy")
 
     def own_params(self) -> set[str]:
         return {"from", "to", "cursor"}

@@ -161,6 +161,15 @@ class WindowedSource(HttpSource[C]):
         days: float | None = getattr(self.config, "retention_days", self.retention_days)
         return days
 
+    def bound_pad_ms(self) -> int:
+        """How far beyond each end of a slice the vendor is asked. Codacy's and ConfigCat's
+        documents do not say whether their time filter includes the instants it names; under
+        the exclusive reading, two adjacent exact windows both leave out the entry stamped at
+        their common end, for good (only the last window's end is re-read by the next poll's
+        overlap). One millisecond more on each side reads it either way; under the inclusive
+        reading the repeat carries a key ``WindowCursor.take`` remembers and is dropped."""
+        return 0 if getattr(self.config, "time_bounds", "inclusive") == "inclusive" else 1
+
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         return int(getattr(self.config, "slice_hours", 24.0) * HOUR_MS)
 
@@ -226,9 +235,12 @@ class WindowedSource(HttpSource[C]):
 
     async def walk_slice(self, walk: Walk, lo: int, hi: int, resume: Resume | None = None) -> AsyncIterator[Page]:
         """One slice as one page: read whole, its new entries journaled with the cursor at ``hi``."""
-        items = await self.fetch_window(walk.organization, lo, hi)
+        pad = self.bound_pad_ms()
+        items = await self.fetch_window(walk.organization, lo - pad, hi + pad)
         keys = self.keys(walk.organization, items)
-        fresh, outside = walk.state.take(items, keys, self.time_ms, hi, walk.overlap, within=self.within(lo, hi))
+        within = self.within(lo - pad, hi + pad)
+        # keys are kept down to what the next read re-reads: the overlap and the pad before it
+        fresh, outside = walk.state.take(items, keys, self.time_ms, hi, walk.overlap + pad, within=within)
         del items, keys  # only ``fresh`` is needed from here; the next fetch must not sit beside it
         walk.answered = len(fresh)  # oldest first: the first one's time says where the new entries begin
         walk.occupied = occupied_ms(lo, hi, self.time_ms(fresh[0][0]) if fresh else None)

@@ -15,7 +15,14 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from forwarder.event import format_ms, parse_time
-from forwarder.sources.base import HttpUrl, SourceConfig, lookback_setting, retention_setting
+from forwarder.sources.base import (
+    HttpUrl,
+    SourceConfig,
+    TimeBounds,
+    lookback_setting,
+    retention_setting,
+    time_bounds_setting,
+)
 from forwarder.sources.configcat.mapping import normalize_entry
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.tenants import (
@@ -86,6 +93,7 @@ class ConfigCatConfig(SourceConfig):
         " (Enterprise, Dedicated)",
     )
     max_throttle_s: float = Field(60.0, ge=0, description="Longest sleep when X-Rate-Limit-Remaining runs out.")
+    time_bounds: TimeBounds = time_bounds_setting("fromUtcDateTime and toUtcDateTime", "ConfigCat")
 
     @field_validator("organizations", mode="before")
     @classmethod
@@ -181,7 +189,9 @@ class ConfigCatSource(WindowedSource[ConfigCatConfig]):
         return make_client(cfg, cfg.base_url, auth=httpx.BasicAuth(cfg.username, cfg.password.get_secret_value()))
 
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
-        return int(self.config.window_days * DAY_MS)
+        """Narrower by the pad asked beyond each end, so that a window of window_days 30 stays
+        within the 30 days ConfigCat allows between fromUtcDateTime and toUtcDateTime."""
+        return int(self.config.window_days * DAY_MS) - 2 * self.bound_pad_ms()
 
     async def _on_response(self, response: httpx.Response) -> None:
         if (
