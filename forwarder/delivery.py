@@ -151,6 +151,7 @@ class SinkWorker:
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=1.0)
+            await self._follow()
             return False
         if self._standby:
             self.offset = await self.journal.offset(self.name)
@@ -159,6 +160,15 @@ class SinkWorker:
             self.status.state = "running"
             log.info("sink's lease held; delivering from its journaled offset", sink=self.name, offset=self.offset)
         return True
+
+    async def _follow(self) -> None:
+        """While another replica delivers the sink: its place as the shared state has it, so that
+        the lag this replica shows (``/metrics``, ``/readyz``) is the sink's. Its own last place
+        went stale at the takeover, and every replica but the holder reported the sink further
+        behind with every event collected (an alert on ``sink_lag_events`` fired on all of them).
+        Informative only: a database out of reach (or slow) leaves the last place known."""
+        with contextlib.suppress(Exception):
+            self.offset = await asyncio.wait_for(self.journal.offset(self.name), timeout=1.0)
 
     async def _route_and_deliver(self, batch: list[Record]) -> None:
         routed = self.router.apply(batch)

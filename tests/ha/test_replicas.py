@@ -102,6 +102,14 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
         assert metric(daemons[0], "audit_forwarder_fenced_writes_total") >= 0  # exposed (counted in test 2)
         ready = httpx.get(f"http://127.0.0.1:{metrics_port(daemons[0])}/readyz", timeout=10).json()
         assert ready["leases"]["replica"] == "a" and len(ready["leases"]["held"]) == held[daemons[0]]
+        # everything delivered: the sink is behind by nothing, as every replica tells it, the one
+        # standing by too (it showed the place it last stood at, further behind with every event)
+        wait_until("no replica shows the delivered sink behind", lambda: all(
+            metric(d, 'audit_forwarder_sink_lag_events{sink="out"}') == 0
+            and httpx.get(f"http://127.0.0.1:{metrics_port(d)}/readyz", timeout=10).json()["sinks"]["out"]["lag_events"]
+            == 0 for d in daemons
+        ), timeout=30, detail=lambda: str([(d.log_path.name, metric(d, 'audit_forwarder_sink_lag_events{sink="out"}'))
+                                          for d in daemons]))  # fmt: skip
 
         # a state-changing tool is refused while any replica runs, worded as the SQLite lock's refusal
         for tool in (("state", "reset", "--yes"), ("dlq", "purge", "--yes"),
