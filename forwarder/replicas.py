@@ -176,6 +176,37 @@ class Replicas:
         return lambda: self.owns(sink_unit(sink))
 
     # --- lifecycle ----------------------------------------------------------------------------
+    async def reachable(self, stopping: asyncio.Event) -> bool:
+        """Until the database accepts a connection, or ``stopping`` is set (False). A replica
+        started while its database is down (a host rebooted before it, a database failover, a
+        rolling restart of both) exited at once with 'cannot connect', and came back only if a
+        supervisor restarted it: Docker Compose without a restart policy, or a Kubernetes pod in
+        its crash back-off (up to 5 minutes), left it down long after the database was back,
+        where a replica already running rides the same outage out by itself. It now waits the
+        same way: one error line per distinct cause, a new attempt every ``lease_ttl_s / 4``."""
+        import psycopg
+
+        last: str | None = None
+        while not stopping.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.lock.conninfo, autocommit=True, connect_timeout=max(1, int(self.lock.connect_timeout_s))
+                )
+            except psycopg.OperationalError as exc:
+                error = f"{type(exc).__name__}: {first_line(exc)}"
+                if error != last:
+                    log.error("the PostgreSQL state cannot be reached; this replica starts when it answers",
+                              state=self.lock.where, error=error)  # fmt: skip
+                last = error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=self.leases.renew_every_s)
+                continue
+            await conn.close()
+            if last is not None:
+                log.info("the PostgreSQL state answers; this replica starts", state=self.lock.where)
+            return True
+        return False
+
     async def acquire_lock(self) -> None:
         """Before anything changes the state: refused while a state-changing tool runs."""
         await (self.lock.exclusive() if self.exclusive else self.lock.shared())
@@ -268,6 +299,11 @@ class StateOwner:
 
             assert isinstance(journal, PostgresJournal)
             self.replicas = Replicas(state, journal, on_gain, exclusive=exclusive)
+
+    async def reachable(self, stopping: asyncio.Event) -> bool:
+        """``run`` waits here for a PostgreSQL state out of reach (``Replicas.reachable``); False:
+        stopped meanwhile, nothing started. ``once`` and the tools fail at once instead."""
+        return self.replicas is None or self.replicas.exclusive or await self.replicas.reachable(stopping)
 
     async def acquire(self) -> None:
         """Before the journal opens: a refused start migrates nothing."""

@@ -190,12 +190,23 @@ def test_replicas_ride_out_a_database_restart(
             assert ready.status_code == 503 and "cannot renew leases" in ready.text
             assert ready.json()["leases"]["held"] == []
             assert metric(daemons[0], "audit_forwarder_leases_held") == 0  # /metrics answers without the database
+            # a third replica started during the outage waits for the database (it exited, and stayed
+            # down unless a supervisor started it again), and starts by itself when it answers
+            (late,) = start_replicas(tmp_path, codacy.url, dsn, "c")
+            daemons.append(late)
+            wait_until("the late replica waits", lambda: "starts when it answers" in late.log(), timeout=30,
+                       detail=late.log)  # fmt: skip
+            time.sleep(TTL_S)
+            assert late.alive(), late.log()[-2000:]
         finally:
             postgres.start()
+        wait_until("the late replica started", lambda: "replica started" in late.log(), timeout=30, detail=late.log)
+        assert "the PostgreSQL state answers" in late.log() and PASSWORD not in late.log()
         all_delivered(tmp_path, codacy, daemons)
         assert all(d.alive() for d in daemons)
-        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons), timeout=30)
-        assert stop_all(daemons) == [0, 0]
+        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons[:2]), timeout=30)
+        wait_until("the late replica holds a share", lambda: "c" in holders(tmp_path / "a.yaml").values(), timeout=30)
+        assert stop_all(daemons) == [0, 0, 0]
     finally:
         for d in daemons:
             d.kill()
