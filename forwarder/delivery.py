@@ -48,6 +48,20 @@ class _StopRequested(stop_base):
         return self.worker._stopping
 
 
+class _LeaseLapsed(stop_base):
+    """Ends the retrying once this replica no longer holds the sink's lease (lost to another
+    replica, or lapsed while the database was out of reach): the batch is the next holder's,
+    from the offset the database has. Retrying it on, a replica paused or cut off past its
+    lease sent a batch it could no longer record beside the holder's, for as long as the
+    receiver refused (for ever with the default retry)."""
+
+    def __init__(self, worker: SinkWorker) -> None:
+        self.worker = worker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.worker.lease_lapsed()
+
+
 class _Interrupted(Exception):
     """The worker was told to stop between two attempts: the batch is neither confirmed nor
     given up on; it stays journaled after the offset and is sent first at the next start."""
@@ -170,6 +184,9 @@ class SinkWorker:
         with contextlib.suppress(Exception):
             self.offset = await asyncio.wait_for(self.journal.offset(self.name), timeout=1.0)
 
+    def lease_lapsed(self) -> bool:
+        return self.owns is not None and not self.owns()
+
     async def _route_and_deliver(self, batch: list[Record]) -> None:
         routed = self.router.apply(batch)
         self.status.filtered += len(batch) - len(routed)
@@ -243,7 +260,7 @@ class SinkWorker:
             # a stop (SIGTERM, a reload removing the sink) ends the retrying at once: waiting out
             # a back-off of up to max_backoff_s (or a receiver's Retry-After) for a receiver that
             # is down only held the shutdown or the reload for shutdown_timeout_s, then cancelled
-            stop=limit | _StopRequested(self),
+            stop=limit | _StopRequested(self) | _LeaseLapsed(self),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
             sleep=self._pause,
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
@@ -267,6 +284,10 @@ class SinkWorker:
         except Exception as exc:
             if self._stopping:  # not given up on: stopped; never dead-letter what a restart would deliver
                 raise _Interrupted from exc
+            if self.lease_lapsed():  # not given up on either: the next holder sends it
+                log.warning("sink's lease lapsed while its batch was retried; the batch is left to the lease's "
+                            "next holder", sink=self.name, events=len(batch))  # fmt: skip
+                raise FencedError(f"the lease on sink {self.name} lapsed") from exc
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "

@@ -17,11 +17,13 @@ import httpx
 import orjson
 import psycopg
 import pytest
+import yaml
 
 from tests.support.config import file_sink
 from tests.support.daemon import DaemonProcess, cli, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.postgres import PASSWORD, PostgresServer
+from tests.support.receivers import events_in_hec, hec_sink
 from tests.support.replicas import (
     TTL_S,
     assert_no_conflicting_duplicates,
@@ -213,6 +215,48 @@ def test_replicas_ride_out_a_database_restart(
     events = delivered(tmp_path)
     assert {e["id"] for e in events} == expected_ids(codacy)
     assert_no_conflicting_duplicates(events)
+
+
+def test_a_sink_retrying_stops_sending_once_its_lease_lapses(
+    tmp_path: Path, codacy: EmulatorProcess, postgres: PostgresServer, dsn: str
+) -> None:
+    """A replica retrying a batch against a receiver that is down, whose lease then lapses (the
+    database out of reach here; a pause or a partition alike), stops sending: the batch is the
+    next holder's, from the offset the database has. It went on retrying (for ever, with the
+    default retry) a batch it could no longer record, beside the holder's."""
+    hec = running("splunk_hec")
+    config = replica_config(tmp_path, "a", codacy.url, dsn)
+    settings = yaml.safe_load(config.read_text())
+    settings["sinks"]["hec"] = hec_sink(hec.url)
+    daemon = DaemonProcess(write_config(config, settings), tmp_path / "a.log")
+
+    def posts() -> int:
+        return sum(1 for _, method, *_ in hec.control("GET", "requests") if method == "POST")
+
+    try:
+        hec.control("POST", "faults", {"status": 503, "count": 100_000})
+        wait_until("the sink retries", lambda: "sink delivery failed, retrying" in daemon.log(), timeout=60,
+                   detail=daemon.log)  # fmt: skip
+        postgres.stop("immediate")
+        try:
+            wait_until("the leases lapsed", lambda: "leases expired without renewal" in daemon.log(), timeout=30,
+                       detail=daemon.log)  # fmt: skip
+            time.sleep(1)  # a send already under way when they lapsed ends
+            sent = posts()
+            time.sleep(TTL_S)  # a retry every 0.5 s at most (retry.max_backoff_s)
+            assert posts() == sent, daemon.log()[-3000:]
+            assert "batch not confirmed after every attempt" not in daemon.log()  # nothing dead-lettered
+        finally:
+            postgres.start()
+        hec.control("DELETE", "faults")
+        wanted = expected_ids(codacy)
+        wait_until("every entry in the receiver", lambda: wanted <= {e["id"] for e in events_in_hec(hec)},
+                   timeout=60, detail=daemon.log)  # fmt: skip
+        assert stop_all([daemon]) == [0]
+        assert_no_conflicting_duplicates(events_in_hec(hec))
+    finally:
+        daemon.kill()
+        hec.stop()
 
 
 def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
