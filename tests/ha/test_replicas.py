@@ -121,8 +121,28 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
             assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
             assert PASSWORD not in refused.stderr + refused.stdout
 
-        codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+        # a's sessions, named after it in pg_stat_activity, cut again and again: it reconnects by itself
+        for _ in range(5):
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                cut = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE application_name = 'audit-forwarder/a'").fetchone()  # fmt: skip
+            assert cut is not None and cut[0] >= 1
+            time.sleep(TTL_S / 3)
+
+        # a sink added as documented: one replica reloaded after the other, the sink only a's meanwhile
+        before = expected_ids(codacy)
+        for d, name in ((daemons[0], "a"), (daemons[1], "b")):
+            settings = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+            settings["sinks"]["extra"] = file_sink(tmp_path / "extra" / name)
+            write_config(tmp_path / f"{name}.yaml", settings)
+            d.signal(signal.SIGHUP)
+            wait_until("reloaded", lambda: "configuration reloaded" in d.log(), timeout=30, detail=d.log)  # noqa: B023
+            codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+            time.sleep(TTL_S)
         all_delivered(tmp_path, codacy, daemons)
+        added = expected_ids(codacy) - before
+        wait_until("every entry collected since the sink was added in it", lambda: added <= {
+            e["id"] for e in read_ndjson(tmp_path / "extra")}, timeout=60, detail=daemons[0].log)  # fmt: skip
         assert stop_all(daemons) == [0, 0]
     finally:
         for d in daemons:
@@ -130,7 +150,10 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
     events = delivered(tmp_path)
     assert {e["id"] for e in events} == expected_ids(codacy)
     assert_no_conflicting_duplicates(events)
+    assert_no_conflicting_duplicates(read_ndjson(tmp_path / "extra"))
     assert set(holders(config).values()) == {None}  # a clean stop released every lease
+    for d in daemons:
+        assert "sinks no longer configured" not in d.log()
     for d in daemons:
         assert PASSWORD not in d.log()
 
