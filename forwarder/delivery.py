@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from tenacity import (
@@ -36,6 +36,16 @@ from forwarder.status import SinkState
 from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 
 log = structlog.get_logger("forwarder.delivery")
+
+
+@runtime_checkable
+class SinkLease(Protocol):
+    """A replica's lease on a sink (``forwarder.replicas.SinkLease``): held or not, and handed
+    over when this replica cannot deliver the sink (failing for ``failing_s``, None: stopped)."""
+
+    def __call__(self) -> bool: ...
+
+    def hand_over(self, failing_s: float | None) -> None: ...
 
 
 class _StopRequested(stop_base):
@@ -135,7 +145,7 @@ class SinkWorker:
                 except _Interrupted:
                     log.info("sink stopped between delivery attempts; its batch stays journaled", sink=self.name)
                 except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
-                    self._standby = True
+                    self._stand_by()
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
                     self.status.failed(f"{type(exc).__name__}: {exc}")
                     log.error(
@@ -148,6 +158,8 @@ class SinkWorker:
         except FatalSinkError as exc:
             self.status.failed(str(exc), "stopped")
             log.error("sink stopped; fix the problem and restart or reload", sink=self.name, error=str(exc))
+            if isinstance(self.owns, SinkLease):  # another replica may deliver it
+                self.owns.hand_over(None)
         finally:
             if self.status.state != "stopped":
                 self.status.state = "idle"
@@ -160,7 +172,7 @@ class SinkWorker:
         if not self.owns():
             if not self._standby:
                 log.info("sink delivered by another replica; standing by", sink=self.name)
-            self._standby = True
+            self._stand_by()
             self.status.state = "standby"
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -175,6 +187,12 @@ class SinkWorker:
             log.info("sink's lease held; delivering from its journaled offset", sink=self.name, offset=self.offset)
         return True
 
+    def _stand_by(self) -> None:
+        """Its failures here are not the sink's any more (the holder's health tells), and, should
+        the lease come back, they start counting afresh (``sink_handover_s``)."""
+        self._standby = True
+        self.status.error, self.status.failing_since = None, None
+
     async def _follow(self) -> None:
         """While another replica delivers the sink: its place as the shared state has it, so that
         the lag this replica shows (``/metrics``, ``/readyz``) is the sink's. Its own last place
@@ -185,6 +203,9 @@ class SinkWorker:
             self.offset = await asyncio.wait_for(self.journal.offset(self.name), timeout=1.0)
 
     def lease_lapsed(self) -> bool:
+        """Between two attempts: the lease lost, or handed over (failing here too long)."""
+        if isinstance(self.owns, SinkLease) and self.status.failing_since is not None:
+            self.owns.hand_over(self.status.failing_for())
         return self.owns is not None and not self.owns()
 
     async def _route_and_deliver(self, batch: list[Record]) -> None:
@@ -285,8 +306,8 @@ class SinkWorker:
             if self._stopping:  # not given up on: stopped; never dead-letter what a restart would deliver
                 raise _Interrupted from exc
             if self.lease_lapsed():  # not given up on either: the next holder sends it
-                log.warning("sink's lease lapsed while its batch was retried; the batch is left to the lease's "
-                            "next holder", sink=self.name, events=len(batch))  # fmt: skip
+                lapsed = "sink's lease lapsed while its batch was retried; the batch is left to the lease's next holder"
+                log.warning(lapsed, sink=self.name, events=len(batch))
                 raise FencedError(f"the lease on sink {self.name} lapsed") from exc
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(

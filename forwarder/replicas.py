@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,7 @@ class Replicas:
         self.lock = AdvisoryLock(conninfo, where)
         self.locked = False
         self.leases: Leases = Leases(journal.pool, state.replica_id, state.lease_ttl_s, on_change=self._changed)
+        self.handover_s = state.sink_handover_s
         self.on_gain = on_gain
         self.exclusive = exclusive
         self._owned: set[str] = set()
@@ -172,8 +174,20 @@ class Replicas:
 
         return owns
 
-    def sink_owner(self, sink: str) -> Callable[[], bool]:
-        return lambda: self.owns(sink_unit(sink))
+    def sink_owner(self, sink: str) -> SinkLease:
+        return SinkLease(self, sink_unit(sink))
+
+    def hand_over(self, unit: str, failing_s: float | None) -> None:
+        """A sink this replica cannot deliver: failing for ``sink_handover_s`` (its receiver out of
+        this host's reach, maybe not of another's), or stopped (``failing_s`` None: an error
+        retrying cannot fix here, such as a directory this host may not create) is handed to
+        another live replica instead of being held, undelivered, for as long as this one runs.
+        A stopped sink is not taken again until a reload (which starts it again) or a restart."""
+        if failing_s is None:
+            self.leases.bench(unit, float("inf"), "the sink stopped on this replica")
+        elif 0 < self.handover_s <= failing_s:  # not back before another replica could take it (``_adopt``)
+            away = max(self.handover_s, 2 * self.leases.ttl_s)
+            self.leases.bench(unit, away, f"the sink has been failing here for {failing_s:.0f}s")
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def reachable(self, stopping: asyncio.Event) -> bool:
@@ -225,8 +239,10 @@ class Replicas:
         self._task = asyncio.create_task(self._run(), name="leases")
 
     def set_units(self, units: Iterable[str]) -> None:
-        """After a reload: units no longer configured are released at the next renewal."""
+        """After a reload: units no longer configured are released at the next renewal; units
+        handed over may be taken again (a reload starts stopped sinks again)."""
         self.leases.units = sorted(units)
+        self.leases.benched.clear()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -277,6 +293,21 @@ class Replicas:
         return []
 
 
+@dataclass(frozen=True)
+class SinkLease:
+    """What a sink worker asks of its lease (``forwarder.delivery.SinkLease``): whether this
+    replica holds it, and to hand it over when the sink cannot be delivered from here."""
+
+    replicas: Replicas
+    unit: str
+
+    def __call__(self) -> bool:
+        return self.replicas.owns(self.unit)
+
+    def hand_over(self, failing_s: float | None) -> None:
+        self.replicas.hand_over(self.unit, failing_s)
+
+
 def units_of(pollers: Mapping[str, Poller], sinks: Iterable[str]) -> list[str]:
     """Every work unit of a configuration: each organization of each source, each sink."""
     organizations = [source_unit(n, org) for n, poller in pollers.items() for org in poller.source.organizations()]
@@ -325,7 +356,7 @@ class StateOwner:
         """None: one process owns the state, every organization is polled."""
         return None if self.replicas is None else self.replicas.source_owner(source)
 
-    def sink_owner(self, sink: str) -> Callable[[], bool] | None:
+    def sink_owner(self, sink: str) -> SinkLease | None:
         return None if self.replicas is None else self.replicas.sink_owner(sink)
 
     async def stop(self) -> None:

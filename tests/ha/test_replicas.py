@@ -121,20 +121,27 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
             assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
             assert PASSWORD not in refused.stderr + refused.stdout
 
-        # a's sessions, named after it in pg_stat_activity, cut again and again: it reconnects by itself
-        for _ in range(5):
+        def cut(name: str) -> None:  # its sessions, named after it in pg_stat_activity
             with psycopg.connect(dsn, autocommit=True) as conn:
-                cut = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                   "WHERE application_name = 'audit-forwarder/a'").fetchone()  # fmt: skip
-            assert cut is not None and cut[0] >= 1
+                found = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                    (f"audit-forwarder/{name}",),
+                ).fetchone()
+            assert found is not None and found[0] >= 1
+
+        for _ in range(5):  # again and again: it reconnects by itself
+            cut("a")
             time.sleep(TTL_S / 3)
 
-        # a sink added as documented: one replica reloaded after the other, the sink only a's meanwhile
+        # a sink added as documented: one replica reloaded after the other, the sink only a's meanwhile,
+        # each reload right after the replica's sessions were cut (a dropped connection lent by the pool
+        # failed the reload, half applied)
         before = expected_ids(codacy)
         for d, name in ((daemons[0], "a"), (daemons[1], "b")):
             settings = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
             settings["sinks"]["extra"] = file_sink(tmp_path / "extra" / name)
             write_config(tmp_path / f"{name}.yaml", settings)
+            cut(name)
             d.signal(signal.SIGHUP)
             wait_until("reloaded", lambda: "configuration reloaded" in d.log(), timeout=30, detail=d.log)  # noqa: B023
             codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
@@ -153,7 +160,7 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
     assert_no_conflicting_duplicates(read_ndjson(tmp_path / "extra"))
     assert set(holders(config).values()) == {None}  # a clean stop released every lease
     for d in daemons:
-        assert "sinks no longer configured" not in d.log()
+        assert "sinks no longer configured" not in d.log() and "reload failed" not in d.log()
     for d in daemons:
         assert PASSWORD not in d.log()
 
@@ -280,6 +287,45 @@ def test_a_sink_retrying_stops_sending_once_its_lease_lapses(
     finally:
         daemon.kill()
         hec.stop()
+
+
+def test_a_sink_one_replica_cannot_deliver_is_handed_to_another(
+    tmp_path: Path, codacy: EmulatorProcess, dsn: str
+) -> None:
+    """The replica holding the sink cannot write where it must (on its host, its directory's
+    place is a file): after ``sink_handover_s`` of failing it hands the sink to the other
+    replica, which delivers everything. It held the sink, undelivered, for as long as it ran.
+    Six units on two replicas: the other is at its share when the sink is handed over, and
+    takes it beyond (then gives up another unit for the balance)."""
+    (tmp_path / "blocked").write_text("")
+    configs = {name: replica_config(tmp_path, name, codacy.url, dsn) for name in ("a", "b")}
+    for name, config in configs.items():
+        settings = yaml.safe_load(config.read_text())
+        settings["state"]["sink_handover_s"] = 2
+        settings["sinks"]["spare"] = file_sink(tmp_path / "spare" / name)
+        if name == "a":
+            settings["sinks"]["out"]["path"] = str(tmp_path / "blocked" / "a" / "{organization}.ndjson")
+        write_config(config, settings)
+    a = DaemonProcess(configs["a"], tmp_path / "a.log")
+    daemons = [a]
+    try:
+        wait_until("a fails to deliver", lambda: "sink delivery failed, retrying" in a.log(), timeout=60,
+                   detail=a.log)  # fmt: skip
+        time.sleep(3)  # failing past sink_handover_s, alone: there is nobody to hand it to
+        assert "handing the unit" not in a.log() and holders(configs["a"])["sink/out"] == "a"
+        daemons.append(DaemonProcess(configs["b"], tmp_path / "b.log"))
+        all_delivered(tmp_path, codacy, daemons)
+        assert "handing the unit to another replica" in a.log()
+        assert holders(configs["a"])["sink/out"] == "b"
+        wait_until("the units balanced again, 3 and 3", lambda: sorted(Counter(holders(configs["a"]).values()).values())
+                   == [3, 3], timeout=30)  # fmt: skip
+        assert stop_all(daemons) == [0, 0]
+    finally:
+        for d in daemons:
+            d.kill()
+    events = delivered(tmp_path)
+    assert {e["id"] for e in events} == expected_ids(codacy)
+    assert_no_conflicting_duplicates(events)
 
 
 def test_state_migrate_moves_a_sqlite_state_without_loss_or_recollection(
