@@ -288,6 +288,8 @@ class Daemon:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
         if self.settings.metrics.enabled:  # counting from the first poll; ``once`` serves no /metrics
             metrics.enable()
+        if not await self.owner.reachable(self.stopping):  # stopped while its database was out of reach
+            return
         await self.start()
         from apscheduler.schedulers.asyncio import AsyncIOScheduler  # here: ``once`` needs no scheduler
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from tenacity import (
@@ -38,6 +38,16 @@ from sinks.base import FatalSinkError, RetryableError, Sink, SinkConfig
 log = structlog.get_logger("forwarder.delivery")
 
 
+@runtime_checkable
+class SinkLease(Protocol):
+    """A replica's lease on a sink (``forwarder.replicas.SinkLease``): held or not, and handed
+    over when this replica cannot deliver the sink (failing for ``failing_s``, None: stopped)."""
+
+    def __call__(self) -> bool: ...
+
+    def hand_over(self, failing_s: float | None) -> None: ...
+
+
 class _StopRequested(stop_base):
     """Ends the retrying once the worker is told to stop."""
 
@@ -46,6 +56,20 @@ class _StopRequested(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self.worker._stopping
+
+
+class _LeaseLapsed(stop_base):
+    """Ends the retrying once this replica no longer holds the sink's lease (lost to another
+    replica, or lapsed while the database was out of reach): the batch is the next holder's,
+    from the offset the database has. Retrying it on, a replica paused or cut off past its
+    lease sent a batch it could no longer record beside the holder's, for as long as the
+    receiver refused (for ever with the default retry)."""
+
+    def __init__(self, worker: SinkWorker) -> None:
+        self.worker = worker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.worker.lease_lapsed()
 
 
 class _Interrupted(Exception):
@@ -121,7 +145,7 @@ class SinkWorker:
                 except _Interrupted:
                     log.info("sink stopped between delivery attempts; its batch stays journaled", sink=self.name)
                 except FencedError:  # another replica delivers this sink now (logged and counted by the fence)
-                    self._standby = True
+                    self._stand_by()
                 except Exception as exc:  # e.g. the journal cannot commit (disk full): retry the batch later
                     self.status.failed(f"{type(exc).__name__}: {exc}")
                     log.error(
@@ -134,6 +158,8 @@ class SinkWorker:
         except FatalSinkError as exc:
             self.status.failed(str(exc), "stopped")
             log.error("sink stopped; fix the problem and restart or reload", sink=self.name, error=str(exc))
+            if isinstance(self.owns, SinkLease):  # another replica may deliver it
+                self.owns.hand_over(None)
         finally:
             if self.status.state != "stopped":
                 self.status.state = "idle"
@@ -146,11 +172,12 @@ class SinkWorker:
         if not self.owns():
             if not self._standby:
                 log.info("sink delivered by another replica; standing by", sink=self.name)
-            self._standby = True
+            self._stand_by()
             self.status.state = "standby"
             self.wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=1.0)
+            await self._follow()
             return False
         if self._standby:
             self.offset = await self.journal.offset(self.name)
@@ -159,6 +186,27 @@ class SinkWorker:
             self.status.state = "running"
             log.info("sink's lease held; delivering from its journaled offset", sink=self.name, offset=self.offset)
         return True
+
+    def _stand_by(self) -> None:
+        """Its failures here are not the sink's any more (the holder's health tells), and, should
+        the lease come back, they start counting afresh (``sink_handover_s``)."""
+        self._standby = True
+        self.status.error, self.status.failing_since = None, None
+
+    async def _follow(self) -> None:
+        """While another replica delivers the sink: its place as the shared state has it, so that
+        the lag this replica shows (``/metrics``, ``/readyz``) is the sink's. Its own last place
+        went stale at the takeover, and every replica but the holder reported the sink further
+        behind with every event collected (an alert on ``sink_lag_events`` fired on all of them).
+        Informative only: a database out of reach (or slow) leaves the last place known."""
+        with contextlib.suppress(Exception):
+            self.offset = await asyncio.wait_for(self.journal.offset(self.name), timeout=1.0)
+
+    def lease_lapsed(self) -> bool:
+        """Between two attempts: the lease lost, or handed over (failing here too long)."""
+        if isinstance(self.owns, SinkLease) and self.status.failing_since is not None:
+            self.owns.hand_over(self.status.failing_for())
+        return self.owns is not None and not self.owns()
 
     async def _route_and_deliver(self, batch: list[Record]) -> None:
         routed = self.router.apply(batch)
@@ -233,7 +281,7 @@ class SinkWorker:
             # a stop (SIGTERM, a reload removing the sink) ends the retrying at once: waiting out
             # a back-off of up to max_backoff_s (or a receiver's Retry-After) for a receiver that
             # is down only held the shutdown or the reload for shutdown_timeout_s, then cancelled
-            stop=limit | _StopRequested(self),
+            stop=limit | _StopRequested(self) | _LeaseLapsed(self),
             wait=BackoffWait(self.retry.initial_backoff_s, self.retry.max_backoff_s),
             sleep=self._pause,
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
@@ -257,6 +305,10 @@ class SinkWorker:
         except Exception as exc:
             if self._stopping:  # not given up on: stopped; never dead-letter what a restart would deliver
                 raise _Interrupted from exc
+            if self.lease_lapsed():  # not given up on either: the next holder sends it
+                lapsed = "sink's lease lapsed while its batch was retried; the batch is left to the lease's next holder"
+                log.warning(lapsed, sink=self.name, events=len(batch))
+                raise FencedError(f"the lease on sink {self.name} lapsed") from exc
             reason = f"gave up after {self.retry.max_attempts} attempts: {exc}"
             log.error(
                 "batch not confirmed after every attempt (not rejected: unreachable or failing); moved to the "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,7 @@ class Replicas:
         self.lock = AdvisoryLock(conninfo, where)
         self.locked = False
         self.leases: Leases = Leases(journal.pool, state.replica_id, state.lease_ttl_s, on_change=self._changed)
+        self.handover_s = state.sink_handover_s
         self.on_gain = on_gain
         self.exclusive = exclusive
         self._owned: set[str] = set()
@@ -172,10 +174,53 @@ class Replicas:
 
         return owns
 
-    def sink_owner(self, sink: str) -> Callable[[], bool]:
-        return lambda: self.owns(sink_unit(sink))
+    def sink_owner(self, sink: str) -> SinkLease:
+        return SinkLease(self, sink_unit(sink))
+
+    def hand_over(self, unit: str, failing_s: float | None) -> None:
+        """A sink this replica cannot deliver: failing for ``sink_handover_s`` (its receiver out of
+        this host's reach, maybe not of another's), or stopped (``failing_s`` None: an error
+        retrying cannot fix here, such as a directory this host may not create) is handed to
+        another live replica instead of being held, undelivered, for as long as this one runs.
+        A stopped sink is not taken again until a reload (which starts it again) or a restart."""
+        if failing_s is None:
+            self.leases.bench(unit, float("inf"), "the sink stopped on this replica")
+        elif 0 < self.handover_s <= failing_s:  # not back before another replica could take it (``_adopt``)
+            away = max(self.handover_s, 2 * self.leases.ttl_s)
+            self.leases.bench(unit, away, f"the sink has been failing here for {failing_s:.0f}s")
 
     # --- lifecycle ----------------------------------------------------------------------------
+    async def reachable(self, stopping: asyncio.Event) -> bool:
+        """Until the database accepts a connection, or ``stopping`` is set (False). A replica
+        started while its database is down (a host rebooted before it, a database failover, a
+        rolling restart of both) exited at once with 'cannot connect', and came back only if a
+        supervisor restarted it: Docker Compose without a restart policy, or a Kubernetes pod in
+        its crash back-off (up to 5 minutes), left it down long after the database was back,
+        where a replica already running rides the same outage out by itself. It now waits the
+        same way: one error line per distinct cause, a new attempt every ``lease_ttl_s / 4``."""
+        import psycopg
+
+        last: str | None = None
+        while not stopping.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.lock.conninfo, autocommit=True, connect_timeout=max(1, int(self.lock.connect_timeout_s))
+                )
+            except psycopg.OperationalError as exc:
+                error = f"{type(exc).__name__}: {first_line(exc)}"
+                if error != last:
+                    log.error("the PostgreSQL state cannot be reached; this replica starts when it answers",
+                              state=self.lock.where, error=error)  # fmt: skip
+                last = error
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=self.leases.renew_every_s)
+                continue
+            await conn.close()
+            if last is not None:
+                log.info("the PostgreSQL state answers; this replica starts", state=self.lock.where)
+            return True
+        return False
+
     async def acquire_lock(self) -> None:
         """Before anything changes the state: refused while a state-changing tool runs."""
         await (self.lock.exclusive() if self.exclusive else self.lock.shared())
@@ -194,8 +239,10 @@ class Replicas:
         self._task = asyncio.create_task(self._run(), name="leases")
 
     def set_units(self, units: Iterable[str]) -> None:
-        """After a reload: units no longer configured are released at the next renewal."""
+        """After a reload: units no longer configured are released at the next renewal; units
+        handed over may be taken again (a reload starts stopped sinks again)."""
         self.leases.units = sorted(units)
+        self.leases.benched.clear()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -246,6 +293,21 @@ class Replicas:
         return []
 
 
+@dataclass(frozen=True)
+class SinkLease:
+    """What a sink worker asks of its lease (``forwarder.delivery.SinkLease``): whether this
+    replica holds it, and to hand it over when the sink cannot be delivered from here."""
+
+    replicas: Replicas
+    unit: str
+
+    def __call__(self) -> bool:
+        return self.replicas.owns(self.unit)
+
+    def hand_over(self, failing_s: float | None) -> None:
+        self.replicas.hand_over(self.unit, failing_s)
+
+
 def units_of(pollers: Mapping[str, Poller], sinks: Iterable[str]) -> list[str]:
     """Every work unit of a configuration: each organization of each source, each sink."""
     organizations = [source_unit(n, org) for n, poller in pollers.items() for org in poller.source.organizations()]
@@ -269,6 +331,11 @@ class StateOwner:
             assert isinstance(journal, PostgresJournal)
             self.replicas = Replicas(state, journal, on_gain, exclusive=exclusive)
 
+    async def reachable(self, stopping: asyncio.Event) -> bool:
+        """``run`` waits here for a PostgreSQL state out of reach (``Replicas.reachable``); False:
+        stopped meanwhile, nothing started. ``once`` and the tools fail at once instead."""
+        return self.replicas is None or self.replicas.exclusive or await self.replicas.reachable(stopping)
+
     async def acquire(self) -> None:
         """Before the journal opens: a refused start migrates nothing."""
         if self.lock is not None:
@@ -289,7 +356,7 @@ class StateOwner:
         """None: one process owns the state, every organization is polled."""
         return None if self.replicas is None else self.replicas.source_owner(source)
 
-    def sink_owner(self, sink: str) -> Callable[[], bool] | None:
+    def sink_owner(self, sink: str) -> SinkLease | None:
         return None if self.replicas is None else self.replicas.sink_owner(sink)
 
     async def stop(self) -> None:

@@ -45,7 +45,9 @@ def postgres_conninfo(state: StateSettings) -> tuple[str, str]:
     assert state.dsn is not None  # checked by StateSettings
     extra = {"password": state.password.get_secret_value()} if state.password else {}
     try:
-        conninfo = make_conninfo(state.dsn.get_secret_value(), application_name="audit-forwarder", **extra)
+        # the replica's name in pg_stat_activity: whose sessions are whose, to terminate or to watch
+        name = f"audit-forwarder/{state.replica_id}"[:63]  # the server's limit (NAMEDATALEN - 1)
+        conninfo = make_conninfo(state.dsn.get_secret_value(), application_name=name, **extra)
     except psycopg.Error as exc:
         raise StateError(f"state.dsn is not a libpq connection string or URI: {unquoted(str(exc))}") from None
     parts = conninfo_to_dict(conninfo)

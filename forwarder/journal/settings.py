@@ -30,6 +30,12 @@ class StateSettings(SecretFilesModel):
         description="postgresql: this replica's name in the lease table (default: the host name). Unique per replica.",
     )
     pool_size: int = Field(4, ge=2, le=64, description="postgresql: connections this replica keeps open.")
+    sink_handover_s: float = Field(
+        300.0,
+        ge=0,
+        description="postgresql: a sink failing this long on the replica holding it (retrying, nothing confirmed) "
+        "is handed to another live replica, which may reach the receiver; 0: never.",
+    )
 
     @model_validator(mode="after")
     def _dsn_for_postgresql(self) -> StateSettings:

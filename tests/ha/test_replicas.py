@@ -17,11 +17,13 @@ import httpx
 import orjson
 import psycopg
 import pytest
+import yaml
 
 from tests.support.config import file_sink
 from tests.support.daemon import DaemonProcess, cli, read_ndjson, write_config
 from tests.support.emulators import EmulatorProcess, running
 from tests.support.postgres import PASSWORD, PostgresServer
+from tests.support.receivers import events_in_hec, hec_sink
 from tests.support.replicas import (
     TTL_S,
     assert_no_conflicting_duplicates,
@@ -102,6 +104,14 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
         assert metric(daemons[0], "audit_forwarder_fenced_writes_total") >= 0  # exposed (counted in test 2)
         ready = httpx.get(f"http://127.0.0.1:{metrics_port(daemons[0])}/readyz", timeout=10).json()
         assert ready["leases"]["replica"] == "a" and len(ready["leases"]["held"]) == held[daemons[0]]
+        # everything delivered: the sink is behind by nothing, as every replica tells it, the one
+        # standing by too (it showed the place it last stood at, further behind with every event)
+        wait_until("no replica shows the delivered sink behind", lambda: all(
+            metric(d, 'audit_forwarder_sink_lag_events{sink="out"}') == 0
+            and httpx.get(f"http://127.0.0.1:{metrics_port(d)}/readyz", timeout=10).json()["sinks"]["out"]["lag_events"]
+            == 0 for d in daemons
+        ), timeout=30, detail=lambda: str([(d.log_path.name, metric(d, 'audit_forwarder_sink_lag_events{sink="out"}'))
+                                          for d in daemons]))  # fmt: skip
 
         # a state-changing tool is refused while any replica runs, worded as the SQLite lock's refusal
         for tool in (("state", "reset", "--yes"), ("dlq", "purge", "--yes"),
@@ -111,8 +121,35 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
             assert "is running on PostgreSQL 127.0.0.1" in refused.stderr and "stop it first" in refused.stderr
             assert PASSWORD not in refused.stderr + refused.stdout
 
-        codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+        def cut(name: str) -> None:  # its sessions, named after it in pg_stat_activity
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                    (f"audit-forwarder/{name}",),
+                ).fetchone()
+            assert found is not None and found[0] >= 1
+
+        for _ in range(5):  # again and again: it reconnects by itself
+            cut("a")
+            time.sleep(TTL_S / 3)
+
+        # a sink added as documented: one replica reloaded after the other, the sink only a's meanwhile,
+        # each reload right after the replica's sessions were cut (a dropped connection lent by the pool
+        # failed the reload, half applied)
+        before = expected_ids(codacy)
+        for d, name in ((daemons[0], "a"), (daemons[1], "b")):
+            settings = yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+            settings["sinks"]["extra"] = file_sink(tmp_path / "extra" / name)
+            write_config(tmp_path / f"{name}.yaml", settings)
+            cut(name)
+            d.signal(signal.SIGHUP)
+            wait_until("reloaded", lambda: "configuration reloaded" in d.log(), timeout=30, detail=d.log)  # noqa: B023
+            codacy.control("POST", "entries", {"generate": 10, "orgs": ORGS, "span_s": 60})
+            time.sleep(TTL_S)
         all_delivered(tmp_path, codacy, daemons)
+        added = expected_ids(codacy) - before
+        wait_until("every entry collected since the sink was added in it", lambda: added <= {
+            e["id"] for e in read_ndjson(tmp_path / "extra")}, timeout=60, detail=daemons[0].log)  # fmt: skip
         assert stop_all(daemons) == [0, 0]
     finally:
         for d in daemons:
@@ -120,7 +157,10 @@ def test_two_replicas_split_the_work_and_deliver_everything(tmp_path: Path, coda
     events = delivered(tmp_path)
     assert {e["id"] for e in events} == expected_ids(codacy)
     assert_no_conflicting_duplicates(events)
+    assert_no_conflicting_duplicates(read_ndjson(tmp_path / "extra"))
     assert set(holders(config).values()) == {None}  # a clean stop released every lease
+    for d in daemons:
+        assert "sinks no longer configured" not in d.log() and "reload failed" not in d.log()
     for d in daemons:
         assert PASSWORD not in d.log()
 
@@ -182,11 +222,103 @@ def test_replicas_ride_out_a_database_restart(
             assert ready.status_code == 503 and "cannot renew leases" in ready.text
             assert ready.json()["leases"]["held"] == []
             assert metric(daemons[0], "audit_forwarder_leases_held") == 0  # /metrics answers without the database
+            # a third replica started during the outage waits for the database (it exited, and stayed
+            # down unless a supervisor started it again), and starts by itself when it answers
+            (late,) = start_replicas(tmp_path, codacy.url, dsn, "c")
+            daemons.append(late)
+            wait_until("the late replica waits", lambda: "starts when it answers" in late.log(), timeout=30,
+                       detail=late.log)  # fmt: skip
+            time.sleep(TTL_S)
+            assert late.alive(), late.log()[-2000:]
         finally:
             postgres.start()
+        wait_until("the late replica started", lambda: "replica started" in late.log(), timeout=30, detail=late.log)
+        assert "the PostgreSQL state answers" in late.log() and PASSWORD not in late.log()
         all_delivered(tmp_path, codacy, daemons)
         assert all(d.alive() for d in daemons)
-        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons), timeout=30)
+        wait_until("renewals resumed", lambda: all("leases renewed again" in d.log() for d in daemons[:2]), timeout=30)
+        wait_until("the late replica holds a share", lambda: "c" in holders(tmp_path / "a.yaml").values(), timeout=30)
+        assert stop_all(daemons) == [0, 0, 0]
+    finally:
+        for d in daemons:
+            d.kill()
+    events = delivered(tmp_path)
+    assert {e["id"] for e in events} == expected_ids(codacy)
+    assert_no_conflicting_duplicates(events)
+
+
+def test_a_sink_retrying_stops_sending_once_its_lease_lapses(
+    tmp_path: Path, codacy: EmulatorProcess, postgres: PostgresServer, dsn: str
+) -> None:
+    """A replica retrying a batch against a receiver that is down, whose lease then lapses (the
+    database out of reach here; a pause or a partition alike), stops sending: the batch is the
+    next holder's, from the offset the database has. It went on retrying (for ever, with the
+    default retry) a batch it could no longer record, beside the holder's."""
+    hec = running("splunk_hec")
+    config = replica_config(tmp_path, "a", codacy.url, dsn)
+    settings = yaml.safe_load(config.read_text())
+    settings["sinks"]["hec"] = hec_sink(hec.url)
+    daemon = DaemonProcess(write_config(config, settings), tmp_path / "a.log")
+
+    def posts() -> int:
+        return sum(1 for _, method, *_ in hec.control("GET", "requests") if method == "POST")
+
+    try:
+        hec.control("POST", "faults", {"status": 503, "count": 100_000})
+        wait_until("the sink retries", lambda: "sink delivery failed, retrying" in daemon.log(), timeout=60,
+                   detail=daemon.log)  # fmt: skip
+        postgres.stop("immediate")
+        try:
+            wait_until("the leases lapsed", lambda: "leases expired without renewal" in daemon.log(), timeout=30,
+                       detail=daemon.log)  # fmt: skip
+            time.sleep(1)  # a send already under way when they lapsed ends
+            sent = posts()
+            time.sleep(TTL_S)  # a retry every 0.5 s at most (retry.max_backoff_s)
+            assert posts() == sent, daemon.log()[-3000:]
+            assert "batch not confirmed after every attempt" not in daemon.log()  # nothing dead-lettered
+        finally:
+            postgres.start()
+        hec.control("DELETE", "faults")
+        wanted = expected_ids(codacy)
+        wait_until("every entry in the receiver", lambda: wanted <= {e["id"] for e in events_in_hec(hec)},
+                   timeout=60, detail=daemon.log)  # fmt: skip
+        assert stop_all([daemon]) == [0]
+        assert_no_conflicting_duplicates(events_in_hec(hec))
+    finally:
+        daemon.kill()
+        hec.stop()
+
+
+def test_a_sink_one_replica_cannot_deliver_is_handed_to_another(
+    tmp_path: Path, codacy: EmulatorProcess, dsn: str
+) -> None:
+    """The replica holding the sink cannot write where it must (on its host, its directory's
+    place is a file): after ``sink_handover_s`` of failing it hands the sink to the other
+    replica, which delivers everything. It held the sink, undelivered, for as long as it ran.
+    Six units on two replicas: the other is at its share when the sink is handed over, and
+    takes it beyond (then gives up another unit for the balance)."""
+    (tmp_path / "blocked").write_text("")
+    configs = {name: replica_config(tmp_path, name, codacy.url, dsn) for name in ("a", "b")}
+    for name, config in configs.items():
+        settings = yaml.safe_load(config.read_text())
+        settings["state"]["sink_handover_s"] = 2
+        settings["sinks"]["spare"] = file_sink(tmp_path / "spare" / name)
+        if name == "a":
+            settings["sinks"]["out"]["path"] = str(tmp_path / "blocked" / "a" / "{organization}.ndjson")
+        write_config(config, settings)
+    a = DaemonProcess(configs["a"], tmp_path / "a.log")
+    daemons = [a]
+    try:
+        wait_until("a fails to deliver", lambda: "sink delivery failed, retrying" in a.log(), timeout=60,
+                   detail=a.log)  # fmt: skip
+        time.sleep(3)  # failing past sink_handover_s, alone: there is nobody to hand it to
+        assert "handing the unit" not in a.log() and holders(configs["a"])["sink/out"] == "a"
+        daemons.append(DaemonProcess(configs["b"], tmp_path / "b.log"))
+        all_delivered(tmp_path, codacy, daemons)
+        assert "handing the unit to another replica" in a.log()
+        assert holders(configs["a"])["sink/out"] == "b"
+        wait_until("the units balanced again, 3 and 3", lambda: sorted(Counter(holders(configs["a"]).values()).values())
+                   == [3, 3], timeout=30)  # fmt: skip
         assert stop_all(daemons) == [0, 0]
     finally:
         for d in daemons:

@@ -64,6 +64,11 @@ def make_pool(
         timeout=connect_timeout_s,
         reconnect_timeout=max(connect_timeout_s, reconnect_s),  # while open() waits; reconnect_s once open
         kwargs=kwargs,
+        # An idle connection the server dropped (a restart, pg_terminate_backend, a proxy's idle
+        # timeout) is found out when lent, with one round trip, and replaced: lent as it was, it
+        # failed whatever borrowed it first, one by one, and a reload (SIGHUP) right after a
+        # database restart was refused with a traceback (tests/ha/test_replicas.py, the split).
+        check=AsyncConnectionPool.check_connection,
     )
     return pool, kwargs
 

@@ -272,7 +272,10 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         return dropped
 
     async def offset(self, sink: str) -> int:
+        """With the head read on the same connection: a replica that neither appends nor reads
+        (a sink delivered by another) computes the sink's lag from a head as fresh as the offset."""
         async with self.pool.connection() as conn:
+            await self._load_head(conn)
             row = await _row(conn, "SELECT seq FROM af_sink_offsets WHERE sink = %s", (sink,))
         return int(row[0]) if row else 0
 

@@ -63,6 +63,9 @@ class Leases:
     units: list[str] = field(default_factory=list)
     unheld: list[str] = field(default_factory=list)  # configured units without a live holder for over 2 x TTL
     last_error: str | None = None
+    benched: dict[str, float] = field(default_factory=dict)  # unit -> monotonic time this replica may take it again
+    live: int = 1  # live replicas, this one included, as of the last renewal
+    adopted: set[str] = field(default_factory=set)  # taken beyond the share (``_adopt``): released last
     _attempt: asyncio.Future[tuple[float, bool]] | None = field(default=None, repr=False)
 
     @property
@@ -72,9 +75,18 @@ class Leases:
     # --- the fence (``forwarder.journal.postgres.fencing.Fence``) ------------------------------
     def holding(self, unit: str) -> tuple[str, int] | None:
         token = self.held.get(unit)
-        if token is None or time.monotonic() >= self.valid_until:
+        if token is None or time.monotonic() >= self.valid_until or unit in self.benched:
             return None
         return self.replica, token
+
+    def bench(self, unit: str, seconds: float, why: str) -> None:
+        """Hands ``unit`` to another replica: this one stops working on it at once, releases it at
+        its next renewal and takes it again no sooner than ``seconds`` from now. Only while
+        another replica is live (alone, there is nobody to hand it to) and only once per turn."""
+        if self.live <= 1 or unit not in self.held or unit in self.benched:
+            return
+        self.benched[unit] = time.monotonic() + seconds
+        log.warning("handing the unit to another replica", unit=unit, reason=why, for_s=seconds)
 
     def owns(self, unit: str) -> bool:
         return self.holding(unit) is not None
@@ -159,18 +171,24 @@ class Leases:
         self.held = {str(u): int(t) for u, t in renewed if before.get(str(u)) == int(t)}
         for unit in sorted(set(before) - set(self.held)):
             log.warning("lease lost to another replica or expired; this replica drops the unit", unit=unit)
+        now = time.monotonic()
+        self.benched = {u: until for u, until in self.benched.items() if until > now}
         gone = [u for u in self.held if u not in self.units]  # no longer configured
-        for unit in gone:
+        handed = [u for u in self.held if u in self.benched and u not in gone]
+        for unit in gone + handed:
             del self.held[unit]
         share = await self._share(conn)
-        extra = sorted(self.held)[share:]
+        self.adopted &= set(self.held)
+        extra = sorted(self.held, key=lambda u: (u not in self.adopted, u))[share:]
         for unit in extra:
             del self.held[unit]
-        if gone or extra:
+        if gone or extra or handed:
             await conn.execute(  # expires_at: when it became free (``unheld``)
                 "UPDATE af_leases SET holder = NULL, expires_at = now() WHERE holder = %s AND unit = ANY(%s)",
-                (self.replica, gone + extra),
+                (self.replica, gone + extra + handed),
             )
+            if handed:
+                log.info("released: handed to another replica", units=handed)
             self.counters.released += len(extra)
             if extra:
                 log.info("released to balance the replicas", units=extra, share=share)
@@ -179,6 +197,8 @@ class Leases:
         want = share - len(self.held)
         if want > 0:
             await self._acquire(conn, want, share)
+        else:
+            await self._adopt(conn)
         await self._watch(conn)
         return self.held != before
 
@@ -196,7 +216,7 @@ class Leases:
                 "FROM (SELECT unit, holder AS old FROM af_leases WHERE unit = ANY(%s) AND (holder IS NULL "
                 "  OR expires_at <= now()) ORDER BY expires_at, unit LIMIT %s FOR UPDATE SKIP LOCKED) AS f "
                 "WHERE l.unit = f.unit RETURNING l.unit, l.token, f.old",
-                (self.replica, ttl, self.replica, self.units, want),
+                (self.replica, ttl, self.replica, [u for u in self.units if u not in self.benched], want),
             )
         ).fetchall()
         free: list[str] = []
@@ -209,6 +229,28 @@ class Leases:
                 free.append(str(unit))
         if free:
             log.info("took free units", units=sorted(free), share=share)
+
+    async def _adopt(self, conn: Conn) -> None:
+        """A unit released over a TTL ago that nobody took: every replica that may take it is at
+        its share. Where the units divide evenly, that is what a unit handed over (``bench``)
+        became: its holder may not take it back and the others were full, so the sink went
+        undelivered until the holder's bench ended, then failed there again. One such unit is
+        taken beyond the share at each renewal; the next renewal releases one of this replica's
+        others instead (``adopted`` go last), which a replica with room takes."""
+        row = await (
+            await conn.execute(
+                "UPDATE af_leases AS l SET holder = %s, token = l.token + 1, expires_at = now() + %s::interval "
+                "FROM (SELECT unit FROM af_leases WHERE unit = ANY(%s) AND holder IS NULL AND isfinite(expires_at) "
+                "  AND expires_at <= now() - %s::interval ORDER BY expires_at, unit LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "AS f WHERE l.unit = f.unit RETURNING l.unit, l.token",
+                (self.replica, f"{self.ttl_s} seconds", [u for u in self.units if u not in self.benched],
+                 f"{self.ttl_s} seconds"),
+            )
+        ).fetchone()  # fmt: skip
+        if row is not None:
+            self.held[str(row[0])] = int(row[1])
+            self.adopted.add(str(row[0]))
+            log.warning("took a unit nobody took, beyond the share", unit=str(row[0]), share=len(self.held) - 1)
 
     async def _watch(self, conn: Conn) -> None:
         """Which configured units have had no live holder for over twice the TTL. A row never
@@ -253,7 +295,7 @@ class Leases:
                 (self.units,),
             )
         ).fetchall()
-        live = max(1, len(rows))
+        live = self.live = max(1, len(rows))
         ceiling = math.ceil(len(self.units) / live)
         floor = len(self.units) // live
         starved = any(int(n) < floor for _, n in rows)
