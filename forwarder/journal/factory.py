@@ -31,6 +31,7 @@ def make_journal(
         migrate=migrate,
         pool_size=state.pool_size,
         where=where,
+        replica=state.replica_id,
         stalled_transaction_s=state.lease_ttl_s / 2,
         reconnect_s=state.lease_ttl_s / 4,
     )

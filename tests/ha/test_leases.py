@@ -19,7 +19,7 @@ UNITS = [source_unit("codacy", f"gh/org{i}") for i in range(4)]
 
 class Replica:
     def __init__(self, dsn: str, name: str, ttl_s: float = 2.0) -> None:
-        self.journal = PostgresJournal(dsn)
+        self.journal = PostgresJournal(dsn, replica=name)
         self.name = name
         self.ttl_s = ttl_s
         self.leases: Leases | None = None
@@ -108,3 +108,29 @@ async def test_a_replica_that_cannot_renew_stops_before_its_leases_expire(dsn: s
     assert all(a.leases.holding(u) is None for u in UNITS)
     await a.leases.tick()
     assert a.held == set()
+
+
+async def sinks_kept(replica: Replica) -> set[str]:
+    async with replica.journal.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT sink FROM af_sink_offsets")).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+async def test_a_sink_another_live_replica_configures_keeps_its_offset(dsn: str) -> None:
+    """A rolling configuration change: ``a`` reloaded with a new sink ``x``, ``b`` (re)started on
+    the old file. ``b`` dropped ``x``'s offset, so ``a``'s offset commits for it updated nothing
+    and pruning ignored it: ``x`` lost what was pruned before it caught up. Only once no live
+    replica configures a sink is its offset dropped."""
+    a, b = await Replica(dsn, "a").open(), await Replica(dsn, "b").open()
+    assert await a.journal.register_sinks(["out", "x"]) == []
+    await settle(a, b)  # both alive
+    assert await b.journal.register_sinks(["out"]) == []
+    assert await sinks_kept(a) == {"out", "x"}
+    assert await a.journal.register_sinks(["out"]) == ["x"]  # the last replica to configure it reloaded
+    assert await sinks_kept(a) == {"out"}
+    assert await a.journal.register_sinks(["out", "y"]) == []
+    async with b.journal.pool.connection() as conn:  # a is gone: its row expired
+        await conn.execute("UPDATE af_replicas SET expires_at = now() - interval '1 second' WHERE replica = 'a'")
+    assert await b.journal.register_sinks(["out"]) == ["y"]  # no live replica configures y any more
+    for r in (a, b):
+        await r.journal.close()

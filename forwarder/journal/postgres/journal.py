@@ -60,6 +60,7 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         pool_size: int = 4,
         connect_timeout_s: float = 10.0,
         where: str = "PostgreSQL",
+        replica: str | None = None,
         stalled_transaction_s: float = 15.0,
         reconnect_s: float = 7.5,
     ) -> None:
@@ -72,8 +73,10 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         before it gives up and leaves the next request (a renewal at the latest) to try again at
         once. The pool's default, 5 minutes, meant that after a minute's database outage a
         replica waited up to another minute before it noticed the database was back; the
-        factory sets a renewal interval, a quarter of the lease TTL."""
+        factory sets a renewal interval, a quarter of the lease TTL. ``replica``: this replica's
+        id, under which ``register_sinks`` notes the sinks it configures."""
         self.path = where
+        self.replica = replica
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.migrate = migrate
@@ -256,6 +259,11 @@ class PostgresJournal(pg_ledger.LedgerAccess):
 
     # --- sinks ------------------------------------------------------------------------------
     async def register_sinks(self, names: Iterable[str]) -> list[str]:
+        """Adds the sinks this replica configures and drops the offsets of the others, but not
+        of a sink another live replica configures: in a rolling configuration change (a sink
+        added on one replica, the next not yet reloaded, or restarted on the old file), dropping
+        it made its holder's offset commits update nothing and pruning ignore it, so the new
+        sink lost what was pruned before it caught up."""
         wanted = list(names)
         async with self.pool.connection() as conn, conn.transaction():
             row = await _row(conn, "SELECT COALESCE(MIN(first_seq), (SELECT seq + 1 FROM af_head)) FROM af_chunks")
@@ -266,9 +274,21 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                 )
                 if cur.rowcount:  # a new sink: what was pruned before it never went to it
                     await pg_ledger.note_start(conn, name, first - 1)
-            cur = await conn.execute("DELETE FROM af_sink_offsets WHERE NOT (sink = ANY(%s)) RETURNING sink", (wanted,))
+            replica = self.replica or ""
+            if self.replica is not None:  # alive only once its leases are renewed (``leases.Leases``)
+                await conn.execute(
+                    "INSERT INTO af_replicas (replica, expires_at, sinks) VALUES (%s, now(), %s) "
+                    "ON CONFLICT (replica) DO UPDATE SET sinks = excluded.sinks",
+                    (replica, wanted),
+                )
+            cur = await conn.execute(
+                "DELETE FROM af_sink_offsets o WHERE NOT (o.sink = ANY(%s)) AND NOT EXISTS (SELECT 1 "
+                "FROM af_replicas r WHERE r.replica <> %s AND r.expires_at > now() AND o.sink = ANY(r.sinks)) "
+                "RETURNING o.sink",
+                (wanted, replica),
+            )
             dropped = sorted(str(r[0]) for r in await cur.fetchall())
-            await conn.execute("DELETE FROM af_sink_inflight WHERE NOT (sink = ANY(%s))", (wanted,))
+            await conn.execute("DELETE FROM af_sink_inflight WHERE sink NOT IN (SELECT sink FROM af_sink_offsets)")
         return dropped
 
     async def offset(self, sink: str) -> int:

@@ -42,6 +42,9 @@ MIGRATIONS: list[list[str]] = [
     ],
     ledger.MIGRATION,  # version 3: the evidence ledger and the verify/reconcile runs (forwarder.journal.ledger)
     ledger.MIGRATION_RUNS,  # version 4: the ledger a row per run of events, version 3's rows folded in
+    [  # version 5: the sinks each replica configures (``PostgresJournal.register_sinks``)
+        "ALTER TABLE af_replicas ADD COLUMN sinks text[] NOT NULL DEFAULT '{}'",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
