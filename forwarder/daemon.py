@@ -14,12 +14,9 @@ and cursors are never touched, so a reload cannot lose or repeat anything a rest
 A reload applies completely or not at all: a file that is invalid, or names a source or sink
 that cannot be built, leaves everything running as it was.
 
-Secrets kept in AWS (``<field>_from``, ``forwarder.secret_stores``) rotate without a restart:
-every ``secrets.refresh_s``, or at once when a vendor answers 401 (when: ``forwarder.secret_refresh``),
-``refresh_secrets`` validates the running configuration again with freshly read values and
-applies it through the same reload path, so only the sources and sinks whose secret changed
-are replaced. The pruner (``forwarder.pruner``) and the memory tuning at start-up and reload
-(``forwarder.memory``) live beside it.
+Secrets kept in AWS (``<field>_from``) rotate without a restart: ``refresh_secrets`` (when:
+``forwarder.secret_refresh``) applies freshly read values through the same reload path, so only
+the sources and sinks whose secret changed are replaced.
 """
 
 from __future__ import annotations
@@ -157,8 +154,7 @@ class Daemon:
             except BuildError as exc:
                 problems.append(f"sinks.{name}: {exc}")
         if problems:
-            closing = [p.source.close() for p in pollers.values()] + [w.sink.close() for w in workers.values()]
-            await asyncio.gather(*closing, return_exceptions=True)
+            await close_built(pollers, workers)
             raise ConfigError(self.config_path or "the configuration", problems)
         return pollers, workers
 
@@ -191,9 +187,7 @@ class Daemon:
             self.workers[name].stop()
         tasks = {self.worker_tasks.pop(name): name for name in names if name in self.worker_tasks}
         if tasks:
-            grace = self.settings.shutdown_timeout_s
-            if timeout_s is not None:
-                grace = min(grace, timeout_s)
+            grace = min(self.settings.shutdown_timeout_s, timeout_s if timeout_s is not None else float("inf"))
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace))
             for task in pending:
                 log.warning("sink did not finish its batch in time; it stays journaled", sink=tasks[task])
@@ -257,16 +251,8 @@ class Daemon:
 
     def _schedule(self, name: str, cfg: SourceConfig) -> None:
         assert self.scheduler is not None
-        self.scheduler.add_job(
-            self._tick,
-            "interval",
-            args=[name],
-            seconds=cfg.interval_s,
-            jitter=cfg.jitter_s,
-            max_instances=1,
-            coalesce=True,
-            id=name,
-        )
+        self.scheduler.add_job(self._tick, "interval", args=[name], seconds=cfg.interval_s, jitter=cfg.jitter_s,
+                               max_instances=1, coalesce=True, id=name)  # fmt: skip
         # the first poll starts at once instead of one interval after start-up
         self._spawn(self.poll(name), f"poll:{name}")
 
@@ -319,12 +305,22 @@ class Daemon:
     # --- reload --------------------------------------------------------------------------------
     async def reload(self) -> bool:
         """SIGHUP: reread the configuration file; on any problem keep running the old one."""
+        if self.config_path is None:
+            log.error("cannot reload: the configuration file's path is unknown; restart instead")
+            return False
         async with self._reload_lock, self._reloading():
             try:
-                return await self._reload()
+                stopped = frozenset(n for n, w in self.workers.items() if w.status.state == "stopped")
+                new = await asyncio.to_thread(load_settings, self.config_path)
+                await self._apply(plan(self.settings, new, stopped))
+            except ConfigError as exc:
+                log.error("configuration reload refused; the running configuration stays in force",
+                          config=str(exc.path), problems=exc.problems)  # fmt: skip
+                return False
             except Exception:
                 log.exception("configuration reload failed; the running configuration stays in force")
                 return False
+            return True
 
     @contextlib.asynccontextmanager
     async def _reloading(self) -> AsyncIterator[None]:
@@ -338,22 +334,6 @@ class Daemon:
             memory.tune_gc()
             systemd.notify("READY=1", f"STATUS={self._status_line()}")
 
-    async def _reload(self) -> bool:
-        if self.config_path is None:
-            log.error("cannot reload: the configuration file's path is unknown; restart instead")
-            return False
-        try:
-            stopped = frozenset(n for n, w in self.workers.items() if w.status.state == "stopped")
-            await self._apply(plan(self.settings, await asyncio.to_thread(load_settings, self.config_path), stopped))
-        except ConfigError as exc:
-            log.error(
-                "configuration reload refused; the running configuration stays in force",
-                config=str(exc.path),
-                problems=exc.problems,
-            )
-            return False
-        return True
-
     # --- stored secrets ---------------------------------------------------------------------------
     async def refresh_secrets(self) -> bool:
         """Reads every stored secret again; if one changed, replaces the sources and sinks using
@@ -363,9 +343,8 @@ class Daemon:
             try:
                 fresh = await asyncio.to_thread(reread_secrets, self.settings)
             except ConfigError as exc:
-                log.error(
-                    "stored secrets could not be read again; the running values stay in force", problems=exc.problems
-                )
+                log.error("stored secrets could not be read again; the running values stay in force",
+                          problems=exc.problems)  # fmt: skip
                 return False
             except Exception:
                 log.exception("stored secrets could not be read again; the running values stay in force")
@@ -387,11 +366,19 @@ class Daemon:
         new = change.settings
         register_secrets(collect_secrets(new))
         pollers, workers = await self._build(new, change.added_sources, change.added_sinks)
+        try:  # the one step that needs the state's database: before anything running changes
+            await self.journal.register_sinks([*self.workers, *workers])
+        except Exception:
+            await close_built(pollers, workers)
+            raise
         self.settings = new
         await self._stop_sources(change.gone_sources)
         await self._stop_sinks(change.gone_sinks)
         self.workers.update(workers)
-        await self.journal.register_sinks(self.workers)
+        try:
+            await self.journal.register_sinks(self.workers)
+        except Exception as exc:  # they only hold pruning back until the next reload or start
+            log.warning("the removed sinks' offsets stay until the next reload or start", error=str(exc))
         for name in change.added_sinks:
             self._start_worker(name)
         self.pollers.update(pollers)
@@ -400,3 +387,9 @@ class Daemon:
                 self._schedule(name, new.sources[name])
         self.owner.reconfigured(self.pollers, self.workers)
         change.log_applied(event)
+
+
+async def close_built(pollers: dict[str, Poller], workers: dict[str, SinkWorker]) -> None:
+    """What was built for a refused start or reload: httpx clients hold connection pools."""
+    closing = [p.source.close() for p in pollers.values()] + [w.sink.close() for w in workers.values()]
+    await asyncio.gather(*closing, return_exceptions=True)

@@ -203,6 +203,37 @@ async def test_a_reload_that_cannot_build_a_sink_changes_nothing(
         await daemon.stop()
 
 
+async def test_a_reload_whose_sinks_cannot_be_registered_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, the state's database out of reach at the reload (``register_sinks`` raising,
+    as PostgreSQL's does then): the new settings and workers were in force already, the removed
+    source stopped, while the log said the running configuration stayed."""
+    port, out = free_port(), tmp_path / "out"
+    sources = {"main": source("http://127.0.0.1:9", "gh/acme"), "other": source("http://127.0.0.1:9", "gh/b")}
+    cfg = write(tmp_path, port, sources, {"out": file_sink(out)})
+    daemon = Daemon(load_settings(cfg), config_path=cfg)
+    await daemon.start()
+    try:
+        running = (dict(daemon.pollers), dict(daemon.workers), dict(daemon.worker_tasks), daemon.settings)
+        write(tmp_path, port, {"main": sources["main"]}, {"out": file_sink(out), "extra": file_sink(tmp_path / "x")})
+        closed: list[str] = []
+        monkeypatch.setattr(SINKS["file"][1], "close", lambda sink: closed.append(sink.name) or asyncio.sleep(0))
+
+        async def unreachable(names: Any) -> list[str]:
+            raise ConnectionError("the database is out of reach")
+
+        monkeypatch.setattr(daemon.journal, "register_sinks", unreachable)
+        with capture_logs() as logs:
+            assert not await daemon.reload()
+        assert (daemon.pollers, daemon.workers, daemon.worker_tasks, daemon.settings) == running
+        assert closed == ["extra"]  # what was built for the refused reload is closed
+        assert any(e["event"].startswith("configuration reload failed") for e in logs)
+    finally:
+        monkeypatch.undo()
+        await daemon.stop()
+
+
 def test_a_source_that_cannot_be_built_stops_start_up_with_its_name(tmp_path: Path) -> None:
     bad = {**source("http://127.0.0.1:9", "gh/acme"), "api_token": "t\u00f6ken"}
     cfg = write(tmp_path, free_port(), {"bad": bad}, {"out": file_sink(tmp_path / "out")})
