@@ -83,6 +83,7 @@ class Daemon:
         self._prune_task: asyncio.Task[None] | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._reload_pending = False
         self._background: set[asyncio.Task[Any]] = set()
         self._secrets_task: asyncio.Task[None] | None = None
         self._pruner = Pruner(
@@ -118,12 +119,8 @@ class Daemon:
             self._start_worker(name)
         self._prune_task = asyncio.create_task(self._pruner.run(), name="prune")
         self.started = True
-        log.info(
-            "audit-forwarder started",
-            sources=sorted(self.pollers),
-            sinks=sorted(self.workers),
-            state=str(self.journal.path),
-        )
+        log.info("audit-forwarder started", sources=sorted(self.pollers), sinks=sorted(self.workers),
+                 state=str(self.journal.path))  # fmt: skip
 
     async def _build(
         self, settings: Settings, sources: list[str], sinks: list[str]
@@ -271,12 +268,14 @@ class Daemon:
     async def run_forever(self) -> None:
         watch_loop()
         self.install_signals()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), "reload"))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._sighup)
         if self.settings.metrics.enabled:  # counting from the first poll; ``once`` serves no /metrics
             metrics.enable()
         if not await self.owner.reachable(self.stopping):  # stopped while its database was out of reach
             return
         await self.start()
+        if self._reload_pending:  # a SIGHUP while it waited: the file may have changed since it was read
+            self._sighup()
         from apscheduler.schedulers.asyncio import AsyncIOScheduler  # here: ``once`` needs no scheduler
 
         self.scheduler = AsyncIOScheduler()
@@ -298,6 +297,12 @@ class Daemon:
             unregister()
             self.scheduler.shutdown(wait=False)
             await self.stop()
+
+    def _sighup(self) -> None:
+        """A reload needs the journal open: a SIGHUP while waiting for the database is applied at start."""
+        self._reload_pending = not self.started
+        if self.started:
+            self._spawn(self.reload(), "reload")
 
     def _status_line(self) -> str:
         return f"{len(self.pollers)} sources, {len(self.workers)} sinks"

@@ -72,6 +72,10 @@ class _LeaseLapsed(stop_base):
         return self.worker.lease_lapsed()
 
 
+class _LeaseGone(Exception):
+    """The lease lapsed while the worker paused between two attempts: the next is not sent."""
+
+
 class _Interrupted(Exception):
     """The worker was told to stop between two attempts: the batch is neither confirmed nor
     given up on; it stays journaled after the offset and is sent first at the next start."""
@@ -203,10 +207,14 @@ class SinkWorker:
             self.offset = await asyncio.wait_for(self.journal.offset(self.name), timeout=1.0)
 
     def lease_lapsed(self) -> bool:
-        """Between two attempts: the lease lost, or handed over (failing here too long)."""
-        if isinstance(self.owns, SinkLease) and self.status.failing_since is not None:
+        """Between two attempts: the lease lost, or handed over (failing here too long). Not
+        handed over while ``retry.max_attempts`` bounds the retrying: each holder counted the
+        attempts afresh, so a batch failing everywhere moved between replicas and never reached
+        the dead-letter store (the documented way out of a journal held full by one sink)."""
+        failing = self.status.failing_since is not None and self.retry.max_attempts is None
+        if isinstance(self.owns, SinkLease) and failing:
             self.owns.hand_over(self.status.failing_for())
-        return self.owns is not None and not self.owns()
+        return self._lease_gone()
 
     async def _route_and_deliver(self, batch: list[Record]) -> None:
         routed = self.router.apply(batch)
@@ -286,7 +294,7 @@ class SinkWorker:
             sleep=self._pause,
             # tenacity's attempt swallows every exception, a cancellation included: retried, it
             # kept a stopping daemon sending for ever past shutdown_timeout_s
-            retry=retry_if_not_exception_type((FatalSinkError, asyncio.CancelledError)),
+            retry=retry_if_not_exception_type((FatalSinkError, asyncio.CancelledError, _LeaseGone)),
             before_sleep=self._before_retry,
             reraise=True,
         )
@@ -297,6 +305,8 @@ class SinkWorker:
         try:
             async for attempt in attempts:
                 with attempt:
+                    if self._lease_gone():  # lapsed during the pause before this attempt
+                        raise _LeaseGone
                     await self._ensure_started()
                     report = await self.sink.send(batch)
                     dead = list(report.rejected) if report else []
@@ -342,9 +352,18 @@ class SinkWorker:
             )
 
     async def _pause(self, seconds: float) -> None:
-        """Between two attempts; ends early when the worker is told to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
+        """Between two attempts; ends early when the worker is told to stop or the lease is gone
+        (looked at every second: a back-off or a Retry-After may outlast the lease), and the
+        next attempt is then not sent (``_LeaseGone``)."""
+        end = asyncio.get_running_loop().time() + seconds
+        while (left := end - asyncio.get_running_loop().time()) > 0 and not self._lease_gone():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), timeout=min(left, 1.0))
+            if self._stopping:
+                return
+
+    def _lease_gone(self) -> bool:
+        return self.owns is not None and not self.owns()
 
     def _before_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -183,9 +183,11 @@ class Replicas:
         retrying cannot fix here, such as a directory this host may not create) is handed to
         another live replica instead of being held, undelivered, for as long as this one runs.
         A stopped sink is not taken again until a reload (which starts it again) or a restart."""
+        if self.handover_s == 0:
+            return
         if failing_s is None:
             self.leases.bench(unit, float("inf"), "the sink stopped on this replica")
-        elif 0 < self.handover_s <= failing_s:  # not back before another replica could take it (``_adopt``)
+        elif self.handover_s <= failing_s:  # not back before another replica could take it (``_adopt``)
             away = max(self.handover_s, 2 * self.leases.ttl_s)
             self.leases.bench(unit, away, f"the sink has been failing here for {failing_s:.0f}s")
 
@@ -238,11 +240,14 @@ class Replicas:
                  lease_ttl_s=self.leases.ttl_s)  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="leases")
 
-    def set_units(self, units: Iterable[str]) -> None:
+    def set_units(self, units: Iterable[str], stopped: Iterable[str] = ()) -> None:
         """After a reload: units no longer configured are released at the next renewal; units
-        handed over may be taken again (a reload starts stopped sinks again)."""
+        handed over may be taken again (a reload starts stopped sinks again), but not ``stopped``
+        ones, whose sink the reload did not start again (a secret rotation rebuilds only what
+        uses the secret): taken back, nothing here would deliver them."""
         self.leases.units = sorted(units)
-        self.leases.benched.clear()
+        kept = set(stopped)
+        self.leases.benched = {u: until for u, until in self.leases.benched.items() if u in kept}
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -350,7 +355,8 @@ class StateOwner:
     def reconfigured(self, pollers: Mapping[str, Poller], workers: Mapping[str, SinkWorker]) -> None:
         """After a reload: units no longer configured are released at the next renewal."""
         if self.replicas is not None:
-            self.replicas.set_units(units_of(pollers, workers))
+            stopped = [sink_unit(name) for name, worker in workers.items() if worker.status.state == "stopped"]
+            self.replicas.set_units(units_of(pollers, workers), stopped)
 
     def source_owner(self, source: str) -> Callable[[str], bool] | None:
         """None: one process owns the state, every organization is polled."""

@@ -32,6 +32,7 @@ def make_journal(
         pool_size=state.pool_size,
         where=where,
         replica=state.replica_id,
+        lease_ttl_s=state.lease_ttl_s,
         stalled_transaction_s=state.lease_ttl_s / 2,
         reconnect_s=state.lease_ttl_s / 4,
     )

@@ -34,7 +34,8 @@ class StateSettings(SecretFilesModel):
         300.0,
         ge=0,
         description="postgresql: a sink failing this long on the replica holding it (retrying, nothing confirmed) "
-        "is handed to another live replica, which may reach the receiver; 0: never.",
+        "is handed to another live replica, which may reach the receiver (not while retry.max_attempts bounds the "
+        "retrying: the batch is dead-lettered); a stopped one is handed over at once; 0: never.",
     )
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ ROLE = "Monitoring Metrics Publisher"
 SMALLEST_REFUSAL_BELIEVED = 64 * 1024
 """A 413 for one row smaller than this is a body limit set too low (a proxy in front of the
 endpoint, or ``max_request_bytes`` above it), not a large event: the S3 sink draws the same line."""
-_CONFIG_WORDS = ("apiversion", "api-version", "stream")
+_API_VERSION_WORDS = ("apiversion", "api-version")
 
 
 @dataclass(slots=True)
@@ -49,11 +49,16 @@ def answer_of(found: Exchange, token_answer: bool, scrub: Callable[[str], str]) 
     return Answer(found.status, scrub(code)[:100], scrub(message)[:300], found.retry_after, payload)
 
 
-def names_a_setting(answer: Answer) -> bool:
-    """A 400 that names the api-version or the stream refuses the configuration, not the body.
-    *Inferred*: Azure's codes for these are not documented; its answers name what they refuse."""
-    text = f"{answer.code} {answer.message}".lower()
-    return answer.status == 400 and any(word in text for word in _CONFIG_WORDS)
+def names_a_setting(answer: Answer, stream_name: str) -> bool:
+    """A 400 that names the api-version or the stream refuses the configuration, not the body:
+    its code names either (``InvalidStream``), or its message the api-version or this stream.
+    *Inferred*: Azure's codes for these are not documented; its answers name what they refuse.
+    The word "stream" in a message alone does not count: "the request stream could not be
+    read" is about the body."""
+    code, message = answer.code.lower(), answer.message.lower()
+    named = any(word in code for word in (*_API_VERSION_WORDS, "stream"))
+    named = named or any(word in message for word in (*_API_VERSION_WORDS, stream_name.lower()))
+    return answer.status == 400 and named
 
 
 def refusal_hint(status: int, config: SentinelSinkConfig) -> str:

@@ -116,10 +116,13 @@ class SentinelSinkConfig(SinkConfig):
             ("authority_host", "https://login.microsoftonline.com", "/<tenant_id>/oauth2/v2.0/token"),
         ):
             url = urllib.parse.urlsplit(getattr(self, setting))
-            if url.path.strip("/") or url.query:
+            # an endpoint's path of a gateway's own (a prefix before the API's) stays allowed
+            pasted = "/datacollectionrules" in url.path.lower() if setting == "endpoint" else url.path.strip("/")
+            if pasted or url.query:
                 raise ValueError(
-                    f"{setting} must be a scheme and host alone, no path ({example}): the sink adds {added}, "
-                    f"not {getattr(self, setting)!r}"
+                    f"{setting} must be a scheme and host ({example}), no path"
+                    f"{' of the API (a gateway prefix is fine)' if setting == 'endpoint' else ''}: the sink adds "
+                    f"{added}, not {getattr(self, setting)!r}"
                 )
         self._one_cloud()
         return self

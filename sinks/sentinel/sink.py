@@ -178,7 +178,9 @@ class SentinelSink:
 
     async def check(self) -> str:
         answer = await self._upload(b"[]")
-        if 200 <= answer.status < 300 or (answer.status == 400 and not names_a_setting(answer)):
+        if 200 <= answer.status < 300 or (
+            answer.status == 400 and not names_a_setting(answer, self.config.stream_name)
+        ):
             how = "accepted an empty upload" if answer.status < 300 else f"reached ({answer.describe()})"
             return (
                 f"token obtained from {self.config.authority_host}; stream {self.config.stream_name} of DCR "

@@ -207,3 +207,58 @@ async def test_a_waiting_batch_goes_out_once_the_events_journaled_meanwhile_fill
     await journal.append("src", "org", [sized(1)], {"w": 1})
     config = FileSinkConfig(type="file", path=str(tmp_path / "o"), batch_max_bytes=250, batch_max_age_s=3600)
     assert await sent_first(Recorder(), config, journal, later=5) == [1, 2]
+
+
+async def test_a_lease_lapsing_during_the_pause_ends_the_retrying_before_the_next_attempt(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
+    """The lease was looked at only after an attempt failed: one lapsing during a back-off (or a
+    Retry-After) longer than the lease let the replica send once more beside the new holder."""
+    from forwarder.journal.types import FencedError
+
+    await journal.register_sinks(["s"])
+    owned = True
+
+    class FailingOnce(Failing):
+        async def send(self, batch: Any) -> None:
+            self.calls += 1
+            asyncio.get_running_loop().call_soon(lapse)  # once the worker pauses before attempt 2
+            raise RetryableError("503 from the receiver", 2.5)  # Retry-After: 2.5 s
+
+    def lapse() -> None:
+        nonlocal owned
+        owned = False
+
+    sink = FailingOnce()
+    config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
+    w = SinkWorker("s", cast(Any, sink), config, journal, RetrySettings(initial_backoff_s=0.01), owns=lambda: owned)
+    with pytest.raises(FencedError):
+        await w._deliver([RECORD], 1)
+    assert sink.calls == 1
+    assert await journal.offset("s") == 0  # nothing committed: the next holder sends it
+
+
+async def test_a_sink_bounded_by_max_attempts_is_dead_lettered_not_handed_over(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
+    """Handed over after ``sink_handover_s`` of failing, the batch went to the next replica,
+    which counted its attempts afresh: failing everywhere, it moved between replicas and never
+    reached the dead-letter store, the documented way out of a journal held full by one sink."""
+
+    class Lease:
+        def __init__(self) -> None:
+            self.handed: list[float | None] = []
+
+        def __call__(self) -> bool:
+            return True
+
+        def hand_over(self, failing_s: float | None) -> None:
+            self.handed.append(failing_s)
+
+    await journal.register_sinks(["s"])
+    lease = Lease()
+    config = FileSinkConfig(type="file", path=str(tmp_path / "out.ndjson"))
+    retry = RetrySettings(initial_backoff_s=0.01, max_attempts=3)
+    w = SinkWorker("s", cast(Any, Failing()), config, journal, retry, owns=lease)
+    await w._deliver([RECORD], 1)
+    assert lease.handed == [] and w.status.dead_lettered == 1

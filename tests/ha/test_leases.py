@@ -8,10 +8,14 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 
 from forwarder.chunks import JournalEntry
 from forwarder.journal.postgres.journal import FencedError, PostgresJournal, source_unit
 from forwarder.journal.postgres.leases import Leases
+from forwarder.journal.settings import StateSettings
+from forwarder.journal.types import sink_unit
+from forwarder.replicas import Replicas
 from tests.support.postgres import PostgresServer
 
 UNITS = [source_unit("codacy", f"gh/org{i}") for i in range(4)]
@@ -122,7 +126,9 @@ async def test_a_sink_another_live_replica_configures_keeps_its_offset(dsn: str)
     and pruning ignored it: ``x`` lost what was pruned before it caught up. Only once no live
     replica configures a sink is its offset dropped."""
     a, b = await Replica(dsn, "a").open(), await Replica(dsn, "b").open()
-    assert await a.journal.register_sinks(["out", "x"]) == []
+    assert await a.journal.register_sinks(["out", "x"]) == []  # a starting, before its first renewal
+    assert await b.journal.register_sinks(["out"]) == []
+    assert await sinks_kept(a) == {"out", "x"}
     await settle(a, b)  # both alive
     assert await b.journal.register_sinks(["out"]) == []
     assert await sinks_kept(a) == {"out", "x"}
@@ -134,3 +140,29 @@ async def test_a_sink_another_live_replica_configures_keeps_its_offset(dsn: str)
     assert await b.journal.register_sinks(["out"]) == ["y"]  # no live replica configures y any more
     for r in (a, b):
         await r.journal.close()
+
+
+def replicas_holding_two_sinks(dsn: str, handover_s: float = 300.0) -> Replicas:
+    state = StateSettings(backend="postgresql", dsn=SecretStr(dsn), replica_id="a", sink_handover_s=handover_s)
+    replicas = Replicas(state, PostgresJournal(dsn))
+    replicas.leases.live = 2  # another replica could take them
+    replicas.leases.held = {sink_unit("s"): 1, sink_unit("t"): 1}
+    return replicas
+
+
+async def test_a_reload_takes_back_handed_over_sinks_but_not_a_stopped_one(dsn: str) -> None:
+    """A secret rotation reloads only what uses the secret: a sink stopped here is not started
+    again, and taken back it would be delivered by nobody."""
+    replicas = replicas_holding_two_sinks(dsn)
+    replicas.hand_over(sink_unit("s"), None)  # stopped on this replica
+    replicas.hand_over(sink_unit("t"), 400.0)  # failing here past sink_handover_s
+    assert set(replicas.leases.benched) == {sink_unit("s"), sink_unit("t")}
+    replicas.set_units([sink_unit("s"), sink_unit("t")], stopped=[sink_unit("s")])
+    assert set(replicas.leases.benched) == {sink_unit("s")}
+
+
+async def test_sink_handover_s_0_hands_nothing_over(dsn: str) -> None:
+    replicas = replicas_holding_two_sinks(dsn, handover_s=0)
+    replicas.hand_over(sink_unit("s"), None)
+    replicas.hand_over(sink_unit("t"), 1e6)
+    assert replicas.leases.benched == {}

@@ -234,6 +234,40 @@ async def test_a_reload_whose_sinks_cannot_be_registered_changes_nothing(
         await daemon.stop()
 
 
+async def test_a_sighup_while_waiting_for_the_database_is_applied_once_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, ``run`` waiting for its PostgreSQL state (``owner.reachable``): a SIGHUP then
+    reloaded against a journal not open yet, failed with a traceback, and the daemon started
+    on the file as it was read at launch."""
+    import os
+
+    cfg = write(tmp_path, free_port(), {"main": source("http://127.0.0.1:9", "gh/acme")}, {"out": file_sink(tmp_path)})
+    daemon = Daemon(load_settings(cfg), config_path=cfg)
+    database_back = asyncio.Event()
+
+    async def reachable(stopping: asyncio.Event) -> bool:
+        await database_back.wait()
+        return True
+
+    monkeypatch.setattr(daemon.owner, "reachable", reachable)
+    with capture_logs() as logs:
+        running = asyncio.create_task(daemon.run_forever())
+        await asyncio.sleep(0.1)
+        changed = yaml.safe_load(cfg.read_text())
+        changed["shutdown_timeout_s"] = 7
+        write_config(cfg, changed)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.1)
+        database_back.set()
+        async with asyncio.timeout(20):
+            while daemon.settings.shutdown_timeout_s != 7:
+                await asyncio.sleep(0.05)
+        daemon.stopping.set()
+        await running
+    assert not [e for e in logs if e["event"].startswith("configuration reload failed")], logs
+
+
 def test_a_source_that_cannot_be_built_stops_start_up_with_its_name(tmp_path: Path) -> None:
     bad = {**source("http://127.0.0.1:9", "gh/acme"), "api_token": "t\u00f6ken"}
     cfg = write(tmp_path, free_port(), {"bad": bad}, {"out": file_sink(tmp_path / "out")})

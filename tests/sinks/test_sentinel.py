@@ -269,6 +269,12 @@ async def test_check_fails_on_a_400_that_names_the_api_version_or_the_stream(azu
         body='{"error": {"code": "InvalidPayload", "message": "The request body has no records."}}',
     )
     assert "reached (HTTP 400 InvalidPayload" in await make_sink(azure.url).check()
+    azure.fault(
+        status=400,
+        path_contains=INGEST,
+        body='{"error": {"code": "InvalidPayload", "message": "The request stream could not be read."}}',
+    )
+    assert "reached (HTTP 400 InvalidPayload" in await make_sink(azure.url).check()
 
 
 async def test_429_is_retryable_with_its_retry_after(azure: Receiver) -> None:
@@ -517,6 +523,13 @@ def test_settings_of_different_clouds_or_a_pasted_url_are_refused_at_load(
     }
     with pytest.raises(ValidationError, match=message):
         SentinelSinkConfig(**(base | options))
+
+
+def test_an_endpoint_behind_a_gateway_with_a_path_prefix_is_accepted() -> None:
+    """Only the API's own path pasted into ``endpoint`` is refused: a gateway's prefix worked."""
+    gateway = settings("https://gw.corp.example/azure-logs/") | {"authority_host": "https://login.microsoftonline.com"}
+    config = SentinelSinkConfig(**gateway)
+    assert config.endpoint == "https://gw.corp.example/azure-logs"
 
 
 def test_a_sovereign_cloud_configured_throughout_is_accepted() -> None:

@@ -61,6 +61,7 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         connect_timeout_s: float = 10.0,
         where: str = "PostgreSQL",
         replica: str | None = None,
+        lease_ttl_s: float = 30.0,
         stalled_transaction_s: float = 15.0,
         reconnect_s: float = 7.5,
     ) -> None:
@@ -74,9 +75,11 @@ class PostgresJournal(pg_ledger.LedgerAccess):
         once. The pool's default, 5 minutes, meant that after a minute's database outage a
         replica waited up to another minute before it noticed the database was back; the
         factory sets a renewal interval, a quarter of the lease TTL. ``replica``: this replica's
-        id, under which ``register_sinks`` notes the sinks it configures."""
+        id, under which ``register_sinks`` notes the sinks it configures, alive for ``lease_ttl_s``
+        from then (its lease renewals keep it so)."""
         self.path = where
         self.replica = replica
+        self.lease_ttl_s = lease_ttl_s
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.migrate = migrate
@@ -275,11 +278,12 @@ class PostgresJournal(pg_ledger.LedgerAccess):
                 if cur.rowcount:  # a new sink: what was pruned before it never went to it
                     await pg_ledger.note_start(conn, name, first - 1)
             replica = self.replica or ""
-            if self.replica is not None:  # alive only once its leases are renewed (``leases.Leases``)
+            if self.replica is not None:  # alive from now: its sinks count before its first renewal
                 await conn.execute(
-                    "INSERT INTO af_replicas (replica, expires_at, sinks) VALUES (%s, now(), %s) "
-                    "ON CONFLICT (replica) DO UPDATE SET sinks = excluded.sinks",
-                    (replica, wanted),
+                    "INSERT INTO af_replicas (replica, expires_at, sinks) VALUES (%s, now() + %s::interval, %s) "
+                    "ON CONFLICT (replica) DO UPDATE SET sinks = excluded.sinks, "
+                    "expires_at = GREATEST(af_replicas.expires_at, excluded.expires_at)",
+                    (replica, f"{self.lease_ttl_s} seconds", wanted),
                 )
             cur = await conn.execute(
                 "DELETE FROM af_sink_offsets o WHERE NOT (o.sink = ANY(%s)) AND NOT EXISTS (SELECT 1 "
