@@ -228,6 +228,15 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             entries=count,
         )
 
+    def bound_pad_ms(self) -> int:
+        """One unit of ``window_format`` beyond each end (``WindowedSource.bound_pad_ms``): a
+        millisecond vanishes when the bound is written in whole seconds, and the entry at a
+        boundary second is lost again. Nothing without a time filter: no bound is sent."""
+        cfg = self.config
+        if cfg.time_bounds == "inclusive" or not (cfg.from_param or cfg.to_param or cfg.window_param):
+            return 0
+        return 1000 if cfg.window_format in ("epoch_s", "iso8601_s") else 1
+
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         """Without a time filter a run asks once: the whole run is one slice."""
         cfg = self.config
@@ -249,7 +258,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         organization, state = walk.organization, walk.state
         budget = self._budget(organization)
         point = resume or Resume(lo, hi, "")
-        answers = self.answers(organization, lo, hi, budget, resume.next if resume else None, point.pages)
+        pad = self.bound_pad_ms()  # asked beyond each end, as ``WindowedSource.walk_slice`` does
+        answers = self.answers(
+            organization, lo - pad, hi + pad, budget, resume.next if resume else None, point.pages
+        )
         if resume is not None:
             try:
                 first = await anext(answers)
@@ -264,14 +276,17 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     error=str(exc),
                 )
                 point = Resume(lo, hi, "")
-                answers = self.answers(organization, lo, hi, budget)
+                answers = self.answers(organization, lo - pad, hi + pad, budget)
             else:
                 answers = _chain(first, answers)
-        within = self.within(lo, hi)
+        within = self.within(lo - pad, hi + pad)
         async for records, final, nxt in answers:
             point.pages += 1
             keys = self.keys(organization, records, point.twins)
-            fresh, outside = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
+            # keys are kept down to what the next read re-reads: the overlap and the pad before it
+            fresh, outside = state.take(
+                records, keys, self.time_ms, hi, walk.overlap + pad, within=within, page=not final
+            )
             if outside and not walk.warned:
                 walk.warned = True
                 self.warn_outside(organization, outside)

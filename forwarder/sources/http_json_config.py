@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.mapping import FieldSpec, validate_mapping
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, TimeBounds
 from forwarder.sources.http_auth import Auth
 from forwarder.sources.tenants import CREDENTIALS_DOC, ORGANIZATIONS_DOC, Organizations, organization_configs
 from forwarder.sources.window import TimeFormat
@@ -77,6 +77,15 @@ class HttpJsonConfig(SourceConfig):
         "phrase), instead of from_param/to_param.",
     )
     window_template: str = Field("{from}..{to}", description="window_param's value; {from} and {to} are replaced.")
+    time_bounds: TimeBounds = Field(
+        "unknown",
+        description="Whether the vendor returns entries at exactly the instants its time filter names "
+        "(inclusive) or not (exclusive). unknown (the default, for a vendor whose documents do not say) and "
+        "exclusive ask one unit of window_format (1 ms; 1 s for epoch_s and iso8601_s) beyond each end of "
+        "every window, so an entry at a boundary between two windows is read whichever reading holds (the "
+        "repeat is recognized and dropped); inclusive asks for the exact window. A preset whose vendor "
+        "documents its bounds sets this (github: inclusive).",
+    )
     slice_hours: float = Field(24.0, gt=0, description="Window width, when from_param is set.")
     retention_days: float | None = Field(None, gt=0, description="Vendor retention; a cursor older gets a gap event.")
     mapping: dict[str, FieldSpec] = Field(description="Normalized field -> path or {path, const, map, default}.")
