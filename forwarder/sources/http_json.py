@@ -153,7 +153,12 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             records = len(page)  # the vendor's count: paging counts records, not the events split from them
             page = split(page, cfg.split_path)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
-            if not page or pg.style == "none" or has_next is False:
+            # An empty page ends a walk that counts (page numbers, offsets: nothing lies beyond),
+            # but not one a next link or cursor goes on from: a vendor may answer a page boundary
+            # or filtered-out entries with an empty page and a link to more, and ending there
+            # moved the cursor past every entry after it, for good. A link or token that repeats
+            # the page just read still ends it (``_next``), max_pages bounds the rest.
+            if pg.style == "none" or has_next is False or (not records and pg.style not in PAGED_STYLES):
                 yield page, True, None
                 return
             if pg.style in ("page_number", "offset"):
