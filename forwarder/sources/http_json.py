@@ -11,12 +11,14 @@ vendor described here and a dedicated source map entries the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import orjson
 import structlog
 
 from forwarder.mapping import Mapper, get_path
@@ -131,6 +133,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         guard.pages = walked
         if params.get(pg.cursor_param) is not None:
             guard.token = str(params[pg.cursor_param])
+        previous: bytes | None = None  # digest of the page just read (next link and cursor styles)
         while True:
             guard.next_page()
             query = dict(params)
@@ -151,8 +154,23 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     "expected a list of records; check records_path"
                 )
             records = len(page)  # the vendor's count: paging counts records, not the events split from them
+            digest = _digest(page) if page and pg.style in PAGED_STYLES else None
             page = split(page, cfg.split_path)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
+            if digest is not None and digest == previous:
+                # The page just read, again, under another link or token (a last page that points
+                # on to itself with a new cursor): following it re-read the same entries as new
+                # ones at every turn. Nothing new lies there: the walk ends.
+                log.warning(
+                    f"{cfg.vendor} sent the page just read again under a new next link or cursor; "
+                    "the walk ends there",
+                    source=self.name,
+                    organization=organization,
+                    pages=guard.pages,
+                )
+                yield [], True, None
+                return
+            previous = digest or previous
             # An empty page ends a walk that counts (page numbers, offsets: nothing lies beyond),
             # but not one a next link or cursor goes on from: a vendor may answer a page boundary
             # or filtered-out entries with an empty page and a link to more, and ending there
@@ -173,6 +191,8 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 del page  # before the next answer is read: the walk holds one page, not two
                 continue
             nxt = self._next(organization, url, body, last, guard)
+            if nxt is None and has_next is True and not self._names_next(body, last):
+                raise SourceError(self._no_next(organization))
             del body
             yield page, nxt is None, nxt
             del page
@@ -197,6 +217,29 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         response = last[0] if last else None
         return follow_link(
             nxt, url, response, cfg.auth.query_param(), guard, vendor=cfg.vendor, organization=organization
+        )
+
+    def _names_next(self, body: Any, last: list[httpx.Response]) -> bool:
+        """Whether the answer names a next page at all (one that repeats the page is a name)."""
+        pg = self.config.pagination
+        if pg.style == "link_header":
+            return next_link(last[0].headers.get("Link") if last else None) is not None
+        return get_path(body, pg.next_path) not in (None, "")
+
+    def _no_next(self, organization: str) -> str:
+        """has_next_path says more follows, yet no next page is named: a misspelled next_path
+        ended the walk after one page and moved the cursor past the rest, for good. The poll
+        fails instead (the cursor stays), naming the settings to check."""
+        cfg, pg = self.config, self.config.pagination
+        where = (
+            "no Link header with rel=\"next\" (pagination.style link_header)"
+            if pg.style == "link_header"
+            else f"nothing at pagination.next_path {pg.next_path!r}"
+        )
+        return (
+            f"{cfg.vendor} said more pages follow for organization {organization!r} "
+            f"(pagination.has_next_path {pg.has_next_path!r} is true) but named none: {where}; "
+            "check next_path (or has_next_path)"
         )
 
     def keys(self, organization: str, items: list[Any], twins: dict[str, int] | None = None) -> list[str]:
@@ -324,6 +367,13 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         if isinstance(raw, Part):
             event["details"] = {**event["details"], "split_index": raw.index}
         return event
+
+
+def _digest(page: list[Any]) -> bytes:
+    """What tells one page from the next without holding both: a page byte for byte the same as
+    the one before it is a repeat (with ids, it cannot be new entries; without, it would take a
+    whole page of twins identical to the whole page before)."""
+    return hashlib.blake2b(orjson.dumps(page, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -64,3 +64,122 @@ def test_an_empty_page_with_a_next_link_does_not_end_the_walk(paged: AuditApi, t
     result = cli(config(tmp_path, {"api": source(paged, slice_hours=24)}), "once")
     assert result.returncode == 0, result.stderr
     assert_each_once(paged, delivered(tmp_path))
+
+
+def test_a_page_repeated_under_a_new_link_or_cursor_comes_once(paged: AuditApi, tmp_path: Path) -> None:
+    """A last page that points on to itself under a new link or cursor (``after=0``, a fresh
+    token for the same position): the URL differs, so only its content tells the repeat. Its
+    entries older than the overlap were journaled again as new ones."""
+    now = datetime.now(UTC)
+    for hours in range(1, 30, 3):
+        paged.add(now - timedelta(hours=hours, minutes=7), f"h{hours}")
+    paged.hostile.repeat_last = True
+    result = cli(config(tmp_path, {"api": source(paged, initial_lookback_days=2)}), "once")
+    assert result.returncode == 0, result.stderr
+    assert_each_once(paged, delivered(tmp_path))
+    assert "sent the page just read again" in result.stdout + result.stderr
+
+
+def test_a_misspelled_next_path_fails_naming_it_and_loses_nothing(tmp_path: Path) -> None:
+    """has_more says another page follows, but next_path finds no cursor (a typo): the walk
+    ended after its first page and the cursor moved past the rest, with ``once: ok``."""
+    api = AuditApi("cursor")
+    api.start()
+    try:
+        now = datetime.now(UTC)
+        for hours in range(1, 20):
+            api.add(now - timedelta(hours=hours, minutes=7), f"h{hours}")
+        wrong = source(api, slice_hours=24)
+        wrong["pagination"] = {**wrong["pagination"], "next_path": "nextCursor"}
+        result = cli(config(tmp_path, {"api": wrong}), "once")
+        text = result.stdout + result.stderr
+        assert result.returncode == 1, text
+        assert "next_path" in text and "nextCursor" in text and "has_more" in text
+        assert api.api_key not in text
+        fixed = cli(config(tmp_path, {"api": source(api, slice_hours=24)}), "once")
+        assert fixed.returncode == 0, fixed.stderr
+        assert_each_once(api, delivered(tmp_path))
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def apis() -> Iterator[dict[str, AuditApi]]:
+    servers = {kind: AuditApi(kind) for kind in ("link", "cursor", "offset")}
+    for server in servers.values():
+        server.start()
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+def secrets(apis: dict[str, AuditApi]) -> list[str]:
+    found = []
+    for api in apis.values():
+        found += [api.token, api.api_key, api.password]
+    return found
+
+
+def test_three_apis_once_run_restart_hostile_pages(apis: dict[str, AuditApi], tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    for api in apis.values():
+        api.page_size = 2
+        for quarter in range(4, 120, 6):
+            api.add(now - timedelta(minutes=quarter * 15 + 7), f"q{quarter}")
+    link, cursor, offset = apis["link"], apis["cursor"], apis["offset"]
+    link.hostile.empty_first, link.hostile.repeat_last, link.hostile.too_many = True, True, 2
+    cursor.hostile.repeat_last, cursor.hostile.error_mid, cursor.hostile.empty_first = True, 1, True
+    offset.hostile.error_mid, offset.hostile.too_many = 1, 1
+    broken = source(offset, vendor="brokenco")
+    broken["auth"] = {"type": "basic", "username": offset.user, "password": "wrong-" + offset.password}
+    sources = {
+        "linkco": source(link, initial_lookback_days=2),
+        "cursorco": source(cursor, initial_lookback_days=2),
+        "offsetco": source(offset, initial_lookback_days=2),
+        "brokenco": broken,
+    }
+    cfg = config(tmp_path, sources)
+
+    first = cli(cfg, "once")
+    text = first.stdout + first.stderr
+    assert first.returncode == 1, text  # brokenco failed; the others delivered
+    assert "brokenco" in text and "401" in text
+    for secret in [*secrets(apis), "wrong-" + offset.password]:
+        assert secret not in text
+    events = delivered(tmp_path)
+    for name, api in (("linkco", link), ("cursorco", cursor), ("offsetco", offset)):
+        assert_each_once(api, [e for e in events if e["source"] == name])
+    assert any(r.status == 429 for r in link.requests) and any(r.status == 500 for r in cursor.requests)
+
+    # run: entries written while it runs, then a restart with entries written while it was down
+    from tests.support.daemon import daemon
+    from tests.support.waiting import wait_until
+
+    del sources["brokenco"]
+    cfg = config(tmp_path, sources)
+
+    def complete() -> bool:
+        got = delivered(tmp_path)
+        return all(len([e for e in got if e["source"] == f"{k}co"]) >= len(api.entries) for k, api in apis.items())
+
+    with daemon(cfg) as proc:
+        for n in range(3):
+            for api in apis.values():
+                api.add(datetime.now(UTC) - timedelta(seconds=2), f"live{n}")
+        wait_until("live entries delivered", complete, timeout=60, detail=proc.log)
+        assert proc.stop() == 0
+    for api in apis.values():
+        api.add(datetime.now(UTC) - timedelta(seconds=3), "offline")
+    with daemon(cfg) as proc:
+        wait_until("offline entries delivered", complete, timeout=60, detail=proc.log)
+        import time
+
+        time.sleep(2.5)  # further polls re-read the overlap: nothing may come again
+        assert proc.stop() == 0
+        log = proc.log()
+        assert "Traceback" not in log
+        for secret in secrets(apis):
+            assert secret not in log
+    events = delivered(tmp_path)
+    for name, api in (("linkco", link), ("cursorco", cursor), ("offsetco", offset)):
+        assert_each_once(api, [e for e in events if e["source"] == name])
