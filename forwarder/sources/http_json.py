@@ -355,10 +355,16 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         """A record split from a larger one (``split_path``) says its position in
         ``details.split_index``: the id is recomputed from the event alone (docs/schema.md)."""
         cfg = self.config
+        try:
+            time = parse_instant(get_path(raw, cfg.time_field), cfg.time_format)
+        except (ValueError, TypeError, OverflowError, OSError) as exc:  # quarantined: say what to check
+            raise ValueError(
+                f"{exc}; check time_field {cfg.time_field!r} and time_format {cfg.time_format!r}"
+            ) from None
         event = self.mapper.event(
             raw=raw,
             key=key,
-            time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
+            time=time,
             observed=observed,
             vendor=cfg.vendor,
             source=self.name,

@@ -103,6 +103,22 @@ def test_a_misspelled_next_path_fails_naming_it_and_loses_nothing(tmp_path: Path
         api.stop()
 
 
+def test_a_wrong_time_field_is_said_naming_the_setting(tmp_path: Path) -> None:
+    """Every entry quarantined for want of a time: the reason said only "entry has no time", not
+    which setting to fix."""
+    api = AuditApi("offset")
+    api.start()
+    try:
+        api.add(datetime.now(UTC) - timedelta(hours=2))
+        result = cli(config(tmp_path, {"api": source(api, time_field="meta.when.msec")}), "once")
+        text = result.stdout + result.stderr
+        assert "entries quarantined" in text
+        assert "time_field 'meta.when.msec'" in text and "time_format 'epoch_ms'" in text
+        assert api.password not in text
+    finally:
+        api.stop()
+
+
 @pytest.fixture
 def apis() -> Iterator[dict[str, AuditApi]]:
     servers = {kind: AuditApi(kind) for kind in ("link", "cursor", "offset")}
