@@ -199,3 +199,30 @@ def test_three_apis_once_run_restart_hostile_pages(apis: dict[str, AuditApi], tm
     events = delivered(tmp_path)
     for name, api in (("linkco", link), ("cursorco", cursor), ("offsetco", offset)):
         assert_each_once(api, [e for e in events if e["source"] == name])
+
+
+def test_every_key_an_operator_writes_is_in_the_reference() -> None:
+    """docs/configuration.md listed ``auth``, ``pagination`` and ``rate_limit`` with "(see below)"
+    and nothing below: an operator could not learn ``next_path``, ``has_next_path`` or
+    ``auth.header`` from it."""
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+
+    def section(title: str) -> str:
+        start = reference.index(f"\n## {title}")
+        end = reference.find("\n## ", start + 1)
+        return reference[start : end if end != -1 else None]
+
+    http_json = section("source `type: http_json`")
+    for kind in ("link", "cursor", "offset"):
+        api = AuditApi(kind)
+        api.start()
+        written = source(api)
+        api.stop()
+        missing = [k for k in written if f"| `{k}` |" not in http_json]
+        for block in ("auth", "pagination"):
+            nested = section(f"`{block}`")
+            missing += [f"{block}.{k}" for k in written[block] if f"| `{k}` |" not in nested]
+        assert not missing, f"{kind}: {missing}"
+    rate_limit = section("`rate_limit`")
+    for key in ("remaining_header", "reset_header", "reset_format", "early_limit"):
+        assert f"| `{key}` |" in rate_limit, key
