@@ -223,3 +223,18 @@ def test_every_key_an_operator_writes_is_in_the_reference() -> None:
     rate_limit = section("`rate_limit`")
     for key in ("remaining_header", "reset_header", "reset_format", "early_limit"):
         assert f"| `{key}` |" in rate_limit, key
+
+
+def test_preview_shows_an_actor_known_by_name_only(tmp_path: Path) -> None:
+    """An API whose actor is a name (``actor.name: actor``): preview's table showed "-", as if
+    the mapping had failed, while the events carried the name."""
+    api = AuditApi("link")
+    api.start()
+    try:
+        api.add(datetime.now(UTC) - timedelta(hours=1), "svc-deployer")
+        result = cli(config(tmp_path, {"api": source(api)}), "preview", "--source", "api", "--limit", "1")
+        assert result.returncode == 0, result.stderr
+        assert "svc-deployer" in result.stdout
+        assert api.token not in result.stdout + result.stderr
+    finally:
+        api.stop()
