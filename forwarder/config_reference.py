@@ -7,6 +7,7 @@ from the code (a test compares the file with this output).
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ def _type(field: Any) -> str:
         return "dict[str, str], values secret"
     if "SecretStr" in text:
         return "string, *secret*"
+    # a validated type (HttpUrl) shows its base type, not the validator's address, which changes per run
+    text = re.sub(r"Annotated\[(\w+), [^\[\]]*\]", r"\1", text)
+    text = re.sub(r"^Optional\[(.*)\]$", r"\1 or None", text)
     return text.replace("|", "or")
 
 
@@ -170,8 +174,30 @@ def render() -> str:
             doc = (model.__doc__ or "").strip()
             body = preset_table(model.preset) if issubclass(model, PresetConfig) else table(model)
             parts.append(f"## {kind} `type: {type_name}`\n\n{doc + chr(10) + chr(10) if doc else ''}{body}\n")
+    parts += _nested()
     parts += _evidence()
     return "\n".join(parts)
+
+
+def _nested() -> list[str]:
+    """The blocks a table shows as "(see below)" (``auth``, ``pagination``, ``rate_limit``), once
+    each with the types that have it: without them an operator describing an API in YAML could
+    not learn ``pagination.next_path`` or ``auth.header`` here."""
+    owners: dict[tuple[str, type[BaseModel]], list[str]] = {}
+    for kind, registry in (("source", SOURCES), ("sink", SINKS)):
+        for type_name, (model, _) in sorted(registry.items()):
+            if issubclass(model, PresetConfig):
+                continue  # a preset has http_json's blocks
+            for name, field in model.model_fields.items():
+                value = field.get_default(call_default_factory=True)
+                if isinstance(value, BaseModel):
+                    owners.setdefault((name, type(value)), []).append(f"{kind} `type: {type_name}`")
+    parts = []
+    for (name, nested), where in sorted(owners.items(), key=lambda item: item[0][0]):
+        used = ", ".join(where) if len(where) < 4 else "every source"
+        doc = inspect.cleandoc(nested.__doc__ or "")
+        parts.append(f"## `{name}` ({used})\n\n{doc + chr(10) + chr(10) if doc else ''}{table(nested)}\n")
+    return parts
 
 
 def _evidence() -> list[str]:

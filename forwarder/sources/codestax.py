@@ -26,7 +26,14 @@ import structlog
 from pydantic import Field, SecretStr
 
 from forwarder.event import format_ms
-from forwarder.sources.base import HttpUrl, SourceConfig, lookback_setting, retention_setting
+from forwarder.sources.base import (
+    HttpUrl,
+    SourceConfig,
+    TimeBounds,
+    lookback_setting,
+    retention_setting,
+    time_bounds_setting,
+)
 from forwarder.sources.codestax_mapping import normalize_entry
 from forwarder.sources.http import MalformedResponse, make_client
 from forwarder.sources.window import entry_keys, time_at
@@ -63,6 +70,9 @@ class CodeStaxConfig(SourceConfig):
     )
     start_param: str = Field("start_date", description="Name of the window's start filter.")
     end_param: str = Field("end_date", description="Name of the window's end filter.")
+    # CodeStax documents no audit-log endpoint (start_param/end_param are inferred), so nothing says
+    # whether its filter keeps the instants it names
+    time_bounds: TimeBounds = time_bounds_setting("start_param and end_param", "CodeStax")
     user_param: str = Field("user", description="Name of the user filter.")
     action_param: str = Field("action", description="Name of the action filter.")
     repository_param: str = Field("repository", description="Name of the repository filter.")

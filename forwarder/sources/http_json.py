@@ -11,12 +11,14 @@ vendor described here and a dedicated source map entries the same way.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import orjson
 import structlog
 
 from forwarder.mapping import Mapper, get_path
@@ -131,6 +133,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         guard.pages = walked
         if params.get(pg.cursor_param) is not None:
             guard.token = str(params[pg.cursor_param])
+        previous: bytes | None = None  # digest of the page just read (next link and cursor styles)
         while True:
             guard.next_page()
             query = dict(params)
@@ -151,9 +154,29 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     "expected a list of records; check records_path"
                 )
             records = len(page)  # the vendor's count: paging counts records, not the events split from them
+            digest = _digest(page) if page and pg.style in PAGED_STYLES else None
             page = split(page, cfg.split_path)
             has_next = get_path(body, pg.has_next_path) if pg.has_next_path else None
-            if not page or pg.style == "none" or has_next is False:
+            if digest is not None and digest == previous:
+                # The page just read, again, under another link or token (a last page that points
+                # on to itself with a new cursor): following it re-read the same entries as new
+                # ones at every turn. Nothing new lies there: the walk ends.
+                log.warning(
+                    f"{cfg.vendor} sent the page just read again under a new next link or cursor; "
+                    "the walk ends there",
+                    source=self.name,
+                    organization=organization,
+                    pages=guard.pages,
+                )
+                yield [], True, None
+                return
+            previous = digest or previous
+            # An empty page ends a walk that counts (page numbers, offsets: nothing lies beyond),
+            # but not one a next link or cursor goes on from: a vendor may answer a page boundary
+            # or filtered-out entries with an empty page and a link to more, and ending there
+            # moved the cursor past every entry after it, for good. A link or token that repeats
+            # the page just read still ends it (``_next``), max_pages bounds the rest.
+            if pg.style == "none" or has_next is False or (not records and pg.style not in PAGED_STYLES):
                 yield page, True, None
                 return
             if pg.style in ("page_number", "offset"):
@@ -168,6 +191,8 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 del page  # before the next answer is read: the walk holds one page, not two
                 continue
             nxt = self._next(organization, url, body, last, guard)
+            if nxt is None and has_next is True and not self._names_next(body, last):
+                raise SourceError(self._no_next(organization))
             del body
             yield page, nxt is None, nxt
             del page
@@ -192,6 +217,29 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         response = last[0] if last else None
         return follow_link(
             nxt, url, response, cfg.auth.query_param(), guard, vendor=cfg.vendor, organization=organization
+        )
+
+    def _names_next(self, body: Any, last: list[httpx.Response]) -> bool:
+        """Whether the answer names a next page at all (one that repeats the page is a name)."""
+        pg = self.config.pagination
+        if pg.style == "link_header":
+            return next_link(last[0].headers.get("Link") if last else None) is not None
+        return get_path(body, pg.next_path) not in (None, "")
+
+    def _no_next(self, organization: str) -> str:
+        """has_next_path says more follows, yet no next page is named: a misspelled next_path
+        ended the walk after one page and moved the cursor past the rest, for good. The poll
+        fails instead (the cursor stays), naming the settings to check."""
+        cfg, pg = self.config, self.config.pagination
+        where = (
+            "no Link header with rel=\"next\" (pagination.style link_header)"
+            if pg.style == "link_header"
+            else f"nothing at pagination.next_path {pg.next_path!r}"
+        )
+        return (
+            f"{cfg.vendor} said more pages follow for organization {organization!r} "
+            f"(pagination.has_next_path {pg.has_next_path!r} is true) but named none: {where}; "
+            "check next_path (or has_next_path)"
         )
 
     def keys(self, organization: str, items: list[Any], twins: dict[str, int] | None = None) -> list[str]:
@@ -228,6 +276,15 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
             entries=count,
         )
 
+    def bound_pad_ms(self) -> int:
+        """One unit of ``window_format`` beyond each end (``WindowedSource.bound_pad_ms``): a
+        millisecond vanishes when the bound is written in whole seconds, and the entry at a
+        boundary second is lost again. Nothing without a time filter: no bound is sent."""
+        cfg = self.config
+        if cfg.time_bounds == "inclusive" or not (cfg.from_param or cfg.to_param or cfg.window_param):
+            return 0
+        return 1000 if cfg.window_format in ("epoch_s", "iso8601_s") else 1
+
     def slice_ms(self, start_ms: int, end_ms: int) -> int:
         """Without a time filter a run asks once: the whole run is one slice."""
         cfg = self.config
@@ -249,7 +306,10 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         organization, state = walk.organization, walk.state
         budget = self._budget(organization)
         point = resume or Resume(lo, hi, "")
-        answers = self.answers(organization, lo, hi, budget, resume.next if resume else None, point.pages)
+        pad = self.bound_pad_ms()  # asked beyond each end, as ``WindowedSource.walk_slice`` does
+        answers = self.answers(
+            organization, lo - pad, hi + pad, budget, resume.next if resume else None, point.pages
+        )
         if resume is not None:
             try:
                 first = await anext(answers)
@@ -264,14 +324,17 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                     error=str(exc),
                 )
                 point = Resume(lo, hi, "")
-                answers = self.answers(organization, lo, hi, budget)
+                answers = self.answers(organization, lo - pad, hi + pad, budget)
             else:
                 answers = _chain(first, answers)
-        within = self.within(lo, hi)
+        within = self.within(lo - pad, hi + pad)
         async for records, final, nxt in answers:
             point.pages += 1
             keys = self.keys(organization, records, point.twins)
-            fresh, outside = state.take(records, keys, self.time_ms, hi, walk.overlap, within=within, page=not final)
+            # keys are kept down to what the next read re-reads: the overlap and the pad before it
+            fresh, outside = state.take(
+                records, keys, self.time_ms, hi, walk.overlap + pad, within=within, page=not final
+            )
             if outside and not walk.warned:
                 walk.warned = True
                 self.warn_outside(organization, outside)
@@ -292,10 +355,16 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         """A record split from a larger one (``split_path``) says its position in
         ``details.split_index``: the id is recomputed from the event alone (docs/schema.md)."""
         cfg = self.config
+        try:
+            time = parse_instant(get_path(raw, cfg.time_field), cfg.time_format)
+        except (ValueError, TypeError, OverflowError, OSError) as exc:  # quarantined: say what to check
+            raise ValueError(
+                f"{exc}; check time_field {cfg.time_field!r} and time_format {cfg.time_format!r}"
+            ) from None
         event = self.mapper.event(
             raw=raw,
             key=key,
-            time=parse_instant(get_path(raw, cfg.time_field), cfg.time_format),
+            time=time,
             observed=observed,
             vendor=cfg.vendor,
             source=self.name,
@@ -304,6 +373,13 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         if isinstance(raw, Part):
             event["details"] = {**event["details"], "split_index": raw.index}
         return event
+
+
+def _digest(page: list[Any]) -> bytes:
+    """What tells one page from the next without holding both: a page byte for byte the same as
+    the one before it is a repeat (with ids, it cannot be new entries; without, it would take a
+    whole page of twins identical to the whole page before)."""
+    return hashlib.blake2b(orjson.dumps(page, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

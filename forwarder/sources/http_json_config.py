@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from forwarder.mapping import FieldSpec, validate_mapping
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, TimeBounds
 from forwarder.sources.http_auth import Auth
 from forwarder.sources.tenants import CREDENTIALS_DOC, ORGANIZATIONS_DOC, Organizations, organization_configs
 from forwarder.sources.window import TimeFormat
@@ -17,17 +17,27 @@ from forwarder.sources.window import TimeFormat
 
 class Pagination(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    style: Literal["none", "next_link_body", "link_header", "cursor", "page_number", "offset"] = "none"
+    style: Literal["none", "next_link_body", "link_header", "cursor", "page_number", "offset"] = Field(
+        "none",
+        description="none: one answer per window; next_link_body: a next URL at next_path; link_header: RFC 8288 "
+        'Link rel="next"; cursor: a token at next_path sent back as cursor_param; page_number: page_param '
+        "counting from first_page; offset: offset_param and limit_param. An empty page ends page_number and offset "
+        "walks; a next link or cursor is followed past an empty page.",
+    )
     next_path: str = Field("next", description="next_link_body: path of the next URL; cursor: of the token.")
     cursor_param: str = Field("cursor", description="cursor: the query parameter that sends the token.")
-    page_param: str = "page"
-    first_page: int = 1
+    page_param: str = Field("page", description="page_number: the page-number parameter.")
+    first_page: int = Field(1, description="page_number: the number of the first page.")
     size_param: str | None = Field("per_page", description="page_number: the page-size parameter.")
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    page_size: int = Field(100, ge=1)
+    offset_param: str = Field("offset", description="offset: the parameter of the first record's position.")
+    limit_param: str = Field("limit", description="offset: the page-size parameter.")
+    page_size: int = Field(100, ge=1, description="page_number and offset: records asked per page.")
     total_pages_path: str | None = Field(None, description="page_number: stop once this page is reached.")
-    has_next_path: str | None = Field(None, description="Stop when this is false (never trusted alone).")
+    has_next_path: str | None = Field(
+        None,
+        description="Stop when this is false. True without a next link or cursor fails the poll naming next_path "
+        "(a misspelled next_path would otherwise end the walk after one page); set it where the vendor has one.",
+    )
     stop_on_short_page: bool = Field(True, description="page_number/offset: a page under page_size is the last.")
     max_pages: int = Field(10_000, ge=1, description="A walk longer than this fails rather than loops.")
     order: Literal["oldest_first", "newest_first"] = Field(
@@ -77,6 +87,15 @@ class HttpJsonConfig(SourceConfig):
         "phrase), instead of from_param/to_param.",
     )
     window_template: str = Field("{from}..{to}", description="window_param's value; {from} and {to} are replaced.")
+    time_bounds: TimeBounds = Field(
+        "unknown",
+        description="Whether the vendor returns entries at exactly the instants its time filter names "
+        "(inclusive) or not (exclusive). unknown (the default, for a vendor whose documents do not say) and "
+        "exclusive ask one unit of window_format (1 ms; 1 s for epoch_s and iso8601_s) beyond each end of "
+        "every window, so an entry at a boundary between two windows is read whichever reading holds (the "
+        "repeat is recognized and dropped); inclusive asks for the exact window. A preset whose vendor "
+        "documents its bounds sets this (github: inclusive).",
+    )
     slice_hours: float = Field(24.0, gt=0, description="Window width, when from_param is set.")
     retention_days: float | None = Field(None, gt=0, description="Vendor retention; a cursor older gets a gap event.")
     mapping: dict[str, FieldSpec] = Field(description="Normalized field -> path or {path, const, map, default}.")

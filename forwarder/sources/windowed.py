@@ -162,12 +162,13 @@ class WindowedSource(HttpSource[C]):
         return days
 
     def bound_pad_ms(self) -> int:
-        """How far beyond each end of a slice the vendor is asked. Codacy's and ConfigCat's
-        documents do not say whether their time filter includes the instants it names; under
-        the exclusive reading, two adjacent exact windows both leave out the entry stamped at
-        their common end, for good (only the last window's end is re-read by the next poll's
-        overlap). One millisecond more on each side reads it either way; under the inclusive
-        reading the repeat carries a key ``WindowCursor.take`` remembers and is dropped."""
+        """How far beyond each end of a slice the vendor is asked. Codacy's, ConfigCat's and
+        CodeStax's documents (and many an http_json vendor's) do not say whether their time
+        filter includes the instants it names; under the exclusive reading, two adjacent exact
+        windows both leave out the entry stamped at their common end, for good (only the last
+        window's end is re-read by the next poll's overlap). One millisecond more on each side
+        reads it either way; under the inclusive reading the repeat carries a key
+        ``WindowCursor.take`` remembers and is dropped."""
         return 0 if getattr(self.config, "time_bounds", "inclusive") == "inclusive" else 1
 
     def slice_ms(self, start_ms: int, end_ms: int) -> int:

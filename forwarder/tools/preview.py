@@ -66,7 +66,7 @@ def print_preview(events: list[dict[str, Any]], output: str, fmt: str | None) ->
             (
                 e["time"],
                 e["organization"],
-                str(actor.get("email") or actor.get("id") or "-"),
+                str(actor.get("email") or actor.get("name") or actor.get("id") or "-"),
                 e["action"],
                 e["outcome"],
                 e["category"],

@@ -3,6 +3,7 @@ the dedicated source; each paging style, auth style and time format against a sc
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -278,12 +279,29 @@ def test_most_specific_glob_wins_whatever_the_order() -> None:
 
 
 async def test_pagination_that_never_ends_fails_clearly() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"items": [RECORDS[0]], "meta": {"next": str(time.monotonic())}})
+    served = itertools.count()
+
+    def handler(request: httpx.Request) -> httpx.Response:  # a new page and a new cursor every time
+        record = {**RECORDS[0], "id": next(served)}
+        return httpx.Response(200, json={"items": [record], "meta": {"next": str(time.monotonic())}})
 
     source = make_source(handler, pagination={"style": "cursor", "next_path": "meta.next", "max_pages": 5})
     with pytest.raises(Exception, match="max_pages=5"):
         await collect(source)
+
+
+async def test_the_same_page_under_ever_new_cursors_ends_the_walk() -> None:
+    """The page just read, again, under a new cursor: the walk ends there (a warning), instead
+    of reading it to max_pages and failing every poll."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": [RECORDS[0]], "meta": {"next": str(time.monotonic())}})
+
+    source = make_source(handler, pagination={"style": "cursor", "next_path": "meta.next", "max_pages": 5})
+    keys, _ = await collect(source)
+    assert len(seen) == 2 and len(keys) == 1, keys
 
 
 @pytest.mark.parametrize(

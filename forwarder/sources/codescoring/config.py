@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from forwarder.sources.base import HttpUrl, SourceConfig
+from forwarder.sources.base import HttpUrl, SourceConfig, TimeBounds, time_bounds_setting
 
 
 class CodescoringConfig(SourceConfig):
@@ -22,6 +22,7 @@ class CodescoringConfig(SourceConfig):
     use_time_filter: bool = Field(True, description="Send the date-range filter; off: walk pages only.")
     from_param: str = Field("created_at_after", description="Name of the 'from' date-time filter.")
     to_param: str = Field("created_at_before", description="Name of the 'to' date-time filter.")
+    time_bounds: TimeBounds = time_bounds_setting("from_param and to_param", "CodeScoring")
     per_page: int = Field(100, ge=1, description="Page size; at most the server's CODESCORING_API_MAX_PAGE_SIZE.")
     user: str | None = Field(None, description="Collect only this username's entries (the audit log's user filter).")
     user_param: str = Field("actor", min_length=1, description="Name of the user filter (undocumented).")

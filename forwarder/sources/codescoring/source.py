@@ -111,9 +111,14 @@ class CodescoringSource(HttpSource[CodescoringConfig]):
         future: list[int] = []  # times of entries dated well after now, left for a later poll
         # One walk, journaled as one page (the module's docstring), so what it holds is bound.
         budget = self.walk_budget(organization, REMEDY)
+        # 1 ms beyond each end unless the bounds are known inclusive: with overlap_s 0 the next
+        # poll's window starts at this one's end, and an exclusive filter kept that instant out of
+        # both (``WindowedSource.bound_pad_ms``); what lies beyond is still cut below, by time
+        pad = 0 if self.config.time_bounds == "inclusive" else 1
+        asked = (floor - pad, end + pad)
         while True:
             page = guard.next_page()
-            items, more = await self.fetch_page(organization, page, per_page, (floor, end), budget=budget)
+            items, more = await self.fetch_page(organization, page, per_page, asked, budget=budget)
             keys = self._keys(organization, items, self.config.id_field)
             if guard.stale(keys):
                 if more is None:
