@@ -162,8 +162,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
                 # on to itself with a new cursor): following it re-read the same entries as new
                 # ones at every turn. Nothing new lies there: the walk ends.
                 log.warning(
-                    f"{cfg.vendor} sent the page just read again under a new next link or cursor; "
-                    "the walk ends there",
+                    f"{cfg.vendor} sent the page just read again under a new next link or cursor; the walk ends there",
                     source=self.name,
                     organization=organization,
                     pages=guard.pages,
@@ -232,7 +231,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         fails instead (the cursor stays), naming the settings to check."""
         cfg, pg = self.config, self.config.pagination
         where = (
-            "no Link header with rel=\"next\" (pagination.style link_header)"
+            'no Link header with rel="next" (pagination.style link_header)'
             if pg.style == "link_header"
             else f"nothing at pagination.next_path {pg.next_path!r}"
         )
@@ -307,9 +306,7 @@ class HttpJsonSource(WindowedSource[HttpJsonConfig]):
         budget = self._budget(organization)
         point = resume or Resume(lo, hi, "")
         pad = self.bound_pad_ms()  # asked beyond each end, as ``WindowedSource.walk_slice`` does
-        answers = self.answers(
-            organization, lo - pad, hi + pad, budget, resume.next if resume else None, point.pages
-        )
+        answers = self.answers(organization, lo - pad, hi + pad, budget, resume.next if resume else None, point.pages)
         if resume is not None:
             try:
                 first = await anext(answers)
