@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import cli, daemon, read_ndjson, write_config
+from tests.support.config import make_config
+from tests.support.daemon import cli, daemon, read_ndjson
 from tests.support.spec_emulators import Answer, Bounds, CodacySpec, codacy_error
 from tests.support.waiting import wait_until
 
@@ -122,18 +123,8 @@ def source(url: str, orgs: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def config(tmp_path: Path, src: dict[str, Any]) -> Path:
-    return write_config(
-        tmp_path / "config.yaml",
-        {
-            "state_dir": str(tmp_path / "state"),
-            "shutdown_timeout_s": 5,
-            "metrics": {"enabled": False},
-            "sources": {"codacy": src},
-            "sinks": {
-                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-            },
-        },
-    )
+    sink = {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+    return make_config(tmp_path, {"codacy": src}, {"out": sink})
 
 
 def check_event(event: dict[str, Any], raw: dict[str, Any], org: str) -> None:
