@@ -29,7 +29,7 @@ from forwarder import metrics
 from forwarder.evidence.digest_writer import DigestWriter
 from forwarder.journal import DeliveryJournal, FencedError
 from forwarder.record import Record
-from forwarder.redaction import scrub
+from forwarder.redaction import scrub_reasons
 from forwarder.retry import BackoffWait, RetrySettings
 from forwarder.routing import Router
 from forwarder.status import SinkState
@@ -330,7 +330,7 @@ class SinkWorker:
             dead = [(record, reason) for record in batch]
             gave_up = True
         self.offset = last_seq  # past the events this sink's filter left out, too
-        dead = _scrubbed(dead)
+        dead = scrub_reasons(dead)
         await self.journal.commit(self.name, self.offset, dead)
         now = time.time()
         if gave_up:  # never confirmed: not retrying this batch any more, but failing still (error, failing_since)
@@ -394,10 +394,3 @@ class SinkWorker:
             "last_delivery": self.status.last_delivery,
             "failing_since": self.status.wall_failing_since(),
         }
-
-
-def _scrubbed(dead: list[tuple[Record, str]]) -> list[tuple[Record, str]]:
-    """A reason is the receiver's text: it is kept, and shown by ``dlq list``, without the
-    secrets and escape sequences it may quote. Once per distinct reason: a whole batch shares one."""
-    clean = {reason: scrub(reason) for reason in {reason for _, reason in dead}}
-    return [(record, clean[reason]) for record, reason in dead]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import re
 from collections import deque
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
+
+Kept = TypeVar("Kept")
 
 _SECRETS: set[str] = set()
 # Access tokens the forwarder obtained itself (an OAuth exchange): replaced each hour or so, so
@@ -102,3 +104,11 @@ def scrub_value(value: Any) -> Any:
     text = str(value)
     clean = scrub(text)
     return value if clean == text else clean
+
+
+def scrub_reasons(dead: list[tuple[Kept, str]]) -> list[tuple[Kept, str]]:
+    """A dead letter's reason is the receiver's text: it is kept, and shown by ``dlq list``,
+    without the secrets and escape sequences it may quote. Once per distinct reason: a whole
+    batch shares one."""
+    clean = {reason: scrub(reason) for reason in {reason for _, reason in dead}}
+    return [(record, clean[reason]) for record, reason in dead]

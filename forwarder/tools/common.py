@@ -50,7 +50,7 @@ async def open_state(settings: Settings, *, change: bool) -> AsyncIterator[State
             held.callback(lock_state(settings).release)
         elif change:
             from forwarder.journal.factory import postgres_conninfo
-            from forwarder.replicas import AdvisoryLock
+            from forwarder.journal.postgres.advisory_lock import AdvisoryLock
 
             lock = AdvisoryLock(*postgres_conninfo(settings.state))
             await lock.exclusive()

@@ -78,8 +78,8 @@ async def migrate_state(settings: Settings, dsn: str, echo: Callable[[str], None
 
 
 async def _migrate(settings: Settings, target: StateSettings, echo: Callable[[str], None]) -> dict[str, int]:
+    from forwarder.journal.postgres.advisory_lock import AdvisoryLock
     from forwarder.journal.postgres.journal import PostgresJournal
-    from forwarder.replicas import AdvisoryLock
 
     conninfo, where = postgres_conninfo(target)
     lock = lock_state(settings)

@@ -30,7 +30,7 @@ from forwarder.chunks import Chunks, JournalEntry
 from forwarder.evidence.chain import START, Head
 from forwarder.journal import chain_heads, ledger
 from forwarder.journal.events import Batch, decode
-from forwarder.journal.postgres import inspection
+from forwarder.journal.postgres import inspection, sink_offsets
 from forwarder.journal.postgres import ledger as pg_ledger
 from forwarder.journal.postgres.connection import cannot_connect, first_line, make_pool, why_not_connected
 from forwarder.journal.postgres.fencing import Fence, under_lease
@@ -262,38 +262,8 @@ class PostgresJournal(pg_ledger.LedgerAccess):
 
     # --- sinks ------------------------------------------------------------------------------
     async def register_sinks(self, names: Iterable[str]) -> list[str]:
-        """Adds the sinks this replica configures and drops the offsets of the others, but not
-        of a sink another live replica configures: in a rolling configuration change (a sink
-        added on one replica, the next not yet reloaded, or restarted on the old file), dropping
-        it made its holder's offset commits update nothing and pruning ignore it, so the new
-        sink lost what was pruned before it caught up."""
-        wanted = list(names)
         async with self.pool.connection() as conn, conn.transaction():
-            row = await _row(conn, "SELECT COALESCE(MIN(first_seq), (SELECT seq + 1 FROM af_head)) FROM af_chunks")
-            first = int(row[0]) if row and row[0] is not None else 1
-            for name in wanted:
-                cur = await conn.execute(
-                    "INSERT INTO af_sink_offsets VALUES (%s, %s) ON CONFLICT (sink) DO NOTHING", (name, first - 1)
-                )
-                if cur.rowcount:  # a new sink: what was pruned before it never went to it
-                    await pg_ledger.note_start(conn, name, first - 1)
-            replica = self.replica or ""
-            if self.replica is not None:  # alive from now: its sinks count before its first renewal
-                await conn.execute(
-                    "INSERT INTO af_replicas (replica, expires_at, sinks) VALUES (%s, now() + %s::interval, %s) "
-                    "ON CONFLICT (replica) DO UPDATE SET sinks = excluded.sinks, "
-                    "expires_at = GREATEST(af_replicas.expires_at, excluded.expires_at)",
-                    (replica, f"{self.lease_ttl_s} seconds", wanted),
-                )
-            cur = await conn.execute(
-                "DELETE FROM af_sink_offsets o WHERE NOT (o.sink = ANY(%s)) AND NOT EXISTS (SELECT 1 "
-                "FROM af_replicas r WHERE r.replica <> %s AND r.expires_at > now() AND o.sink = ANY(r.sinks)) "
-                "RETURNING o.sink",
-                (wanted, replica),
-            )
-            dropped = sorted(str(r[0]) for r in await cur.fetchall())
-            await conn.execute("DELETE FROM af_sink_inflight WHERE sink NOT IN (SELECT sink FROM af_sink_offsets)")
-        return dropped
+            return await sink_offsets.register(conn, list(names), self.replica, self.lease_ttl_s)
 
     async def offset(self, sink: str) -> int:
         """With the head read on the same connection: a replica that neither appends nor reads
