@@ -13,9 +13,12 @@ from collections.abc import Callable
 from forwarder.event import format_ms
 from forwarder.settings import Settings
 from forwarder.sources.window import WindowCursor
+from forwarder.tools.backfill_keys import window_of
 from forwarder.tools.common import ToolError, build_source, open_state, pick_organizations
 
 Confirm = Callable[[str], bool]
+# a backfill's progress row is polled by no one: forgotten, the same command starts its window over
+BACKFILL_ROW = " (a backfill's progress: the same backfill command collects its whole window again)"
 
 
 async def set_cursor(
@@ -77,7 +80,7 @@ async def reset_cursors(
         ]
         if not matching:
             raise ToolError("no cursor matches; `state show` lists them")
-        listing = "\n".join(f"  {s} / {o}" for s, o in matching)
+        listing = "\n".join(f"  {s} / {o}" + (BACKFILL_ROW if window_of(s) else "") for s, o in matching)
         if not confirm(
             f"forget {len(matching)} cursor(s)? Their next poll starts again from initial_lookback_days:\n{listing}\n"
         ):
