@@ -12,6 +12,7 @@ from forwarder.event import format_ms
 from forwarder.journal import StateError
 from forwarder.journal.factory import JOURNAL_FILE, make_journal
 from forwarder.settings import Settings
+from forwarder.tools.backfill_keys import window_of
 from forwarder.tools.common import print_table
 
 
@@ -48,7 +49,7 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
                 "source": s,
                 "organization": o,
                 "watermark": format_ms(c["watermark_ms"]) if "watermark_ms" in c else None,
-                "lag_s": round(now - c["watermark_ms"] / 1000, 1) if "watermark_ms" in c else None,
+                **_lag(s, c, now),
                 "updated_at": format_ms(int(at * 1000)),
                 "quarantined": stats.quarantined.get((s, o), 0),
             }
@@ -70,6 +71,19 @@ async def collect_state(settings: Settings) -> dict[str, Any]:
     return data
 
 
+def _lag(name: str, cursor: dict[str, Any], now: float) -> dict[str, Any]:
+    """A backfill's progress row is no live cursor: "now minus its watermark" read as a lag of
+    days for a window finished long ago, and a `lag_s > 3600` alert on `state show` fired for
+    good after any backfill. It has ``lag_s`` null and says whether its window is complete."""
+    watermark = cursor.get("watermark_ms")
+    window = window_of(name)
+    if window is not None:
+        complete = isinstance(watermark, int) and watermark >= window.until_ms
+        return {"lag_s": None, "backfill": "complete" if complete else "unfinished"}
+    lag = round(now - watermark / 1000, 1) if isinstance(watermark, int) else None
+    return {"lag_s": lag, "backfill": None}
+
+
 async def show_state(settings: Settings, output: str) -> None:
     data = await collect_state(settings)
     if output == "json":
@@ -86,7 +100,14 @@ async def show_state(settings: Settings, output: str) -> None:
         "Cursors",
         ("source", "organization", "watermark", "lag (s)", "quarantined", "updated"),
         (
-            (c["source"], c["organization"], c["watermark"], c["lag_s"], c["quarantined"], c["updated_at"])
+            (
+                c["source"],
+                c["organization"],
+                c["watermark"],
+                c["lag_s"] if c["backfill"] is None else f"backfill {c['backfill']}",
+                c["quarantined"],
+                c["updated_at"],
+            )
             for c in data["cursors"]
         ),
     )

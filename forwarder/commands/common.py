@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = Path("/etc/audit-forwarder/config.yaml")
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
 class Seconds(click.ParamType[float]):
@@ -113,12 +116,32 @@ def run_async(fn: Callable[[], Any]) -> Any:
     except ConfigError as exc:  # a source or sink the daemon could not build from a valid file
         invalid_config(exc)
     except KeyboardInterrupt:
-        return 130
+        # Exits here rather than returning a code: callers read the result as the command's
+        # answer, so an interrupted `dlq replay` exited 0 (130 is "true") and `preview` died
+        # unpacking it. The daemon and `once`/`backfill` stop on SIGINT themselves and never
+        # get here once started.
+        fail("interrupted: the command stopped before it finished; run it again for the rest", EXIT_INTERRUPTED)
 
 
 def confirmer(yes: bool) -> Callable[[str], bool]:
     """``--yes`` for scripts; otherwise the operator answers (no answer, e.g. no terminal, means no)."""
-    return (lambda _: True) if yes else (lambda question: click.confirm(question, default=False))
+    return (lambda _: True) if yes else _ask
+
+
+def _ask(question: str) -> bool:
+    """The question is asked inside ``asyncio.run``, whose SIGINT handler only marks the main task
+    for cancellation: Ctrl-C at the prompt did nothing until the operator answered, and then the
+    command exited 0 having done nothing. While the prompt waits, Ctrl-C interrupts it as at any
+    other prompt (click's "Aborted!", exit 1)."""
+    previous = signal.getsignal(signal.SIGINT)
+    interruptible = threading.current_thread() is threading.main_thread() and previous not in (None, signal.SIG_IGN)
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return click.confirm(question, default=False)
+    finally:
+        if interruptible:
+            signal.signal(signal.SIGINT, previous)
 
 
 def date_ms(value: str | None, option: str) -> int | None:

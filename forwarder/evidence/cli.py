@@ -344,15 +344,20 @@ def _record_verify(ctx: click.Context, scope: str, ok: bool, summary: dict[str, 
 
 
 async def _record(journal: Any, kind: str, scope: str, ok: bool, summary: dict[str, Any]) -> None:
-    """Kept for ``report``; a state written by a release without the table only loses the note."""
+    """Kept for ``report``; a state written by a release without the table only loses the note.
+    So does a state the daemon kept locked past SQLite's busy timeout, which was told to "start
+    the daemon of this release", advice that fixes nothing: it is named for what it is."""
     import sqlite3
 
     try:
         await journal.record_run(kind, scope, ok, summary)
     except sqlite3.OperationalError as exc:
-        click.echo(
-            f"note: the result is not recorded in the state ({exc}); start the daemon of this release once", err=True
+        advice = (
+            "start the daemon of this release once"
+            if "no such table" in str(exc)
+            else "another writer (the daemon) held the state for longer than SQLite waits; run this command again"
         )
+        click.echo(f"note: the result is not recorded in the state ({exc}); {advice}", err=True)
 
 
 def register(main: click.Group) -> None:

@@ -30,7 +30,7 @@ from forwarder.evidence.lines import Link, link_of
 
 @dataclass
 class Finding:
-    kind: str  # missing, altered, broken, conflict, unchained, unreadable
+    kind: str  # missing, altered, broken, conflict, unchained, unreadable, empty
     stream: str
     detail: str
     seqs: list[int] = field(default_factory=list)
@@ -217,4 +217,9 @@ def verify_exports(paths: list[Path], from_seq: int | None = None) -> tuple[list
                 len(links_only.get(stream, ())),
             )
         )
+    if not streams and not findings:
+        # An export of the wrong period or index is empty, and "every chain checks" of nothing
+        # read as a pass (exit 0) to whoever ran it.
+        names = ", ".join(str(path) for path in paths)
+        findings.append(Finding("empty", "-", f"no event in {names}: nothing was checked"))
     return findings, summaries

@@ -38,17 +38,8 @@ from forwarder.polling import Poller
 from forwarder.settings import Settings
 from forwarder.sources.base import Page, Source
 from forwarder.terminal import markup
+from forwarder.tools.backfill_keys import TAG, backfill_key, stamp
 from forwarder.tools.common import ToolError, build_source, closing, pick_organizations
-
-TAG = "#backfill:"
-
-
-def stamp(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def backfill_key(source: str, since_ms: int, until_ms: int) -> str:
-    return f"{source}{TAG}{stamp(since_ms)}:{stamp(until_ms)}"
 
 
 def done(cursor: dict[str, Any] | None, until_ms: int) -> bool:
