@@ -10,8 +10,7 @@ import asyncio
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from forwarder.event import format_time
 from tests.formats.samples import parse_cef, parse_leef
 from tests.support.daemon import cli, write_config
-from tests.support.raw_http import raw_http_server
+from tests.support.raw_http import json_vendor
 from tests.support.rsyslog import Rsyslog
 
 pytestmark = pytest.mark.integration
@@ -62,19 +61,6 @@ def page(when: datetime) -> bytes:
         for n, value in enumerate(VALUES)
     ]
     return orjson.dumps(entries)
-
-
-@asynccontextmanager
-async def vendor(body: bytes) -> AsyncIterator[str]:
-    async def answer(writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
-
-    async with raw_http_server(answer) as url:
-        yield url
 
 
 def source(url: str) -> dict[str, Any]:
@@ -140,7 +126,7 @@ async def test_every_value_stays_in_its_field_and_every_event_in_one_record(tmp_
         "framing": "lf",
         "app_name": apps["leef"],
     }
-    async with vendor(page(datetime.now(UTC) - timedelta(minutes=5))) as url:
+    async with json_vendor(page(datetime.now(UTC) - timedelta(minutes=5))) as url:
         config = {"state_dir": str(tmp_path / "state"), "metrics": {"enabled": False}, "sources": {"h": source(url)}}
         cfg = write_config(tmp_path / "config.yaml", {**config, "sinks": sinks})
         result = await asyncio.to_thread(cli, cfg, "once")

@@ -7,8 +7,6 @@ once the real daemon and a file sink) must carry the entry through and move the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from forwarder.polling import Poller
 from forwarder.sources.http_json import HttpJsonSource
 from forwarder.sources.http_json_config import HttpJsonConfig
 from tests.support.daemon import cli, file_sink_config, read_ndjson
-from tests.support.raw_http import raw_http_server
+from tests.support.raw_http import json_vendor
 
 ODD = rb'"who": "cut \ud83d", "note": "\udc00 alone, \ud83d\ude00 paired", "size": 1e400, "count": -1e400'
 
@@ -32,19 +30,6 @@ ODD = rb'"who": "cut \ud83d", "note": "\udc00 alone, \ud83d\ude00 paired", "size
 def body(when: datetime) -> bytes:
     """Exactly the vendor's bytes: escapes as written, not as Python would write them."""
     return b'[{"id": "e1", "time": "' + format_time(when).encode() + b'", "action": "user.update", ' + ODD + b"}]"
-
-
-@asynccontextmanager
-async def vendor(page: bytes) -> AsyncIterator[str]:
-    async def answer(writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (len(page), page)
-        )
-        await writer.drain()
-
-    async with raw_http_server(answer) as url:
-        yield url
 
 
 def settings(url: str) -> dict[str, Any]:
@@ -94,7 +79,7 @@ def test_a_vendor_writing_json_badly_is_read_and_the_repair_noted() -> None:
 
 
 async def test_the_entry_reaches_the_journal_and_the_cursor_moves(tmp_path: Path) -> None:
-    async with vendor(body(datetime.now(UTC) - timedelta(minutes=5))) as url:
+    async with json_vendor(body(datetime.now(UTC) - timedelta(minutes=5))) as url:
         source = HttpJsonSource("odd", HttpJsonConfig.model_validate(settings(url)))
         journal = SqliteJournal(tmp_path / "journal.sqlite3")
         await journal.open()
@@ -115,7 +100,7 @@ async def test_the_entry_reaches_the_journal_and_the_cursor_moves(tmp_path: Path
 
 @pytest.mark.integration
 async def test_the_real_daemon_delivers_it_to_a_file_sink(tmp_path: Path) -> None:
-    async with vendor(body(datetime.now(UTC) - timedelta(minutes=5))) as url:
+    async with json_vendor(body(datetime.now(UTC) - timedelta(minutes=5))) as url:
         cfg = file_sink_config(tmp_path, {"odd": settings(url)})
         result = await asyncio.to_thread(cli, cfg, "once")
     assert result.returncode == 0, result.stderr
@@ -133,7 +118,7 @@ async def test_the_real_daemon_delivers_it_to_a_file_sink(tmp_path: Path) -> Non
 async def test_a_page_in_latin_1_with_nan_reaches_the_file_sink_and_is_warned_of(tmp_path: Path) -> None:
     when = format_time(datetime.now(UTC) - timedelta(minutes=5)).encode()
     page = b'[{"id": "e1", "time": "' + when + b'", "action": "user.update", "who": "Ren\xe9", "score": NaN}]'
-    async with vendor(page) as url:
+    async with json_vendor(page) as url:
         cfg = file_sink_config(tmp_path, {"odd": settings(url)})
         result = await asyncio.to_thread(cli, cfg, "once")
     assert result.returncode == 0, result.stderr

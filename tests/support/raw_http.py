@@ -53,3 +53,19 @@ async def trickle(writer: asyncio.StreamWriter) -> None:
         writer.write(b"1\r\n \r\n")
         await writer.drain()
         await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def json_vendor(body: bytes) -> AsyncIterator[str]:
+    """Answers every request with ``body`` as it is, a 200 of JSON: bytes no serializer of ours
+    wrote (escapes as the vendor wrote them, values we would not produce)."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async with raw_http_server(answer) as url:
+        yield url
