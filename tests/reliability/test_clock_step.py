@@ -136,13 +136,14 @@ def test_the_real_daemon_pulls_a_future_cursor_back_and_reports_it(tmp_path: Pat
     daemon = DaemonProcess(cfg, tmp_path / "daemon.log")
     try:
 
-        def failing() -> bool:
+        def failing() -> bool:  # each organization is polled in a task of its own: both done
             try:
-                return health(port, "/readyz")[1]["sources"]["codacy"]["gh/acme"]["state"] == "failed"
+                orgs = health(port, "/readyz")[1]["sources"]["codacy"]
+                return bool(orgs["gh/acme"]["state"] == "failed" and orgs["gl/globex"]["state"] != "polling")
             except (httpx.HTTPError, KeyError):
                 return False  # not serving yet, or not polled yet
 
-        wait_until("gh/acme shown failing", failing, timeout=60, detail=daemon.log)
+        wait_until("gh/acme shown failing, gl/globex polled", failing, timeout=60, detail=daemon.log)
         status, body = health(port, "/readyz")
         assert status == 503, body
         acme = body["sources"]["codacy"]["gh/acme"]
