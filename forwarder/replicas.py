@@ -120,9 +120,7 @@ class Replicas:
         last: str | None = None
         while not stopping.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.lock.conninfo, autocommit=True, connect_timeout=max(1, int(self.lock.connect_timeout_s))
-                )
+                conn = await self.lock.connect()
             except psycopg.OperationalError as exc:
                 error = f"{type(exc).__name__}: {first_line(exc)}"
                 if error != last:

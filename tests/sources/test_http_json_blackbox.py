@@ -16,23 +16,9 @@ from typing import Any
 import pytest
 
 from tests.support.audit_apis import AuditApi, Kind, source
-from tests.support.daemon import cli, daemon, read_ndjson, write_config
+from tests.support.config import files_per_source_config
+from tests.support.daemon import cli, daemon, read_ndjson
 from tests.support.waiting import wait_until
-
-
-def config(tmp_path: Path, sources: dict[str, dict[str, Any]]) -> Path:
-    return write_config(
-        tmp_path / "config.yaml",
-        {
-            "state_dir": str(tmp_path / "state"),
-            "shutdown_timeout_s": 5,
-            "metrics": {"enabled": False},
-            "sources": sources,
-            "sinks": {
-                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-            },
-        },
-    )
 
 
 def delivered(tmp_path: Path) -> list[dict[str, Any]]:
@@ -63,7 +49,7 @@ def test_an_empty_page_with_a_next_link_does_not_end_the_walk(paged: AuditApi, t
     for hours in range(1, 20, 2):
         paged.add(now - timedelta(hours=hours, minutes=3), f"u{hours}")
     paged.hostile.empty_first = True
-    result = cli(config(tmp_path, {"api": source(paged, slice_hours=24)}), "once")
+    result = cli(files_per_source_config(tmp_path, {"api": source(paged, slice_hours=24)}), "once")
     assert result.returncode == 0, result.stderr
     assert_each_once(paged, delivered(tmp_path))
 
@@ -76,7 +62,7 @@ def test_a_page_repeated_under_a_new_link_or_cursor_comes_once(paged: AuditApi, 
     for hours in range(1, 30, 3):
         paged.add(now - timedelta(hours=hours, minutes=7), f"h{hours}")
     paged.hostile.repeat_last = True
-    result = cli(config(tmp_path, {"api": source(paged, initial_lookback_days=2)}), "once")
+    result = cli(files_per_source_config(tmp_path, {"api": source(paged, initial_lookback_days=2)}), "once")
     assert result.returncode == 0, result.stderr
     assert_each_once(paged, delivered(tmp_path))
     assert "sent the page just read again" in result.stdout + result.stderr
@@ -93,12 +79,12 @@ def test_a_misspelled_next_path_fails_naming_it_and_loses_nothing(tmp_path: Path
             api.add(now - timedelta(hours=hours, minutes=7), f"h{hours}")
         wrong = source(api, slice_hours=24)
         wrong["pagination"] = {**wrong["pagination"], "next_path": "nextCursor"}
-        result = cli(config(tmp_path, {"api": wrong}), "once")
+        result = cli(files_per_source_config(tmp_path, {"api": wrong}), "once")
         text = result.stdout + result.stderr
         assert result.returncode == 1, text
         assert "next_path" in text and "nextCursor" in text and "has_more" in text
         assert api.api_key not in text
-        fixed = cli(config(tmp_path, {"api": source(api, slice_hours=24)}), "once")
+        fixed = cli(files_per_source_config(tmp_path, {"api": source(api, slice_hours=24)}), "once")
         assert fixed.returncode == 0, fixed.stderr
         assert_each_once(api, delivered(tmp_path))
     finally:
@@ -112,7 +98,7 @@ def test_a_wrong_time_field_is_said_naming_the_setting(tmp_path: Path) -> None:
     api.start()
     try:
         api.add(datetime.now(UTC) - timedelta(hours=2))
-        result = cli(config(tmp_path, {"api": source(api, time_field="meta.when.msec")}), "once")
+        result = cli(files_per_source_config(tmp_path, {"api": source(api, time_field="meta.when.msec")}), "once")
         text = result.stdout + result.stderr
         assert "entries quarantined" in text
         assert "time_field 'meta.when.msec'" in text and "time_format 'epoch_ms'" in text
@@ -156,7 +142,7 @@ def test_three_apis_once_run_restart_hostile_pages(apis: dict[str, AuditApi], tm
         "offsetco": source(offset, initial_lookback_days=2),
         "brokenco": broken,
     }
-    cfg = config(tmp_path, sources)
+    cfg = files_per_source_config(tmp_path, sources)
 
     first = cli(cfg, "once")
     text = first.stdout + first.stderr
@@ -232,7 +218,9 @@ def test_preview_shows_an_actor_known_by_name_only(tmp_path: Path) -> None:
     api.start()
     try:
         api.add(datetime.now(UTC) - timedelta(hours=1), "svc-deployer")
-        result = cli(config(tmp_path, {"api": source(api)}), "preview", "--source", "api", "--limit", "1")
+        result = cli(
+            files_per_source_config(tmp_path, {"api": source(api)}), "preview", "--source", "api", "--limit", "1"
+        )
         assert result.returncode == 0, result.stderr
         assert "svc-deployer" in result.stdout
         assert api.token not in result.stdout + result.stderr

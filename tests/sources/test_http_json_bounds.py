@@ -10,27 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.audit_apis import AuditApi, Kind, source
-from tests.support.daemon import cli, read_ndjson, write_config
-
-
-def config(tmp_path: Path, sources: dict[str, dict[str, Any]]) -> Path:
-    return write_config(
-        tmp_path / "config.yaml",
-        {
-            "state_dir": str(tmp_path / "state"),
-            "shutdown_timeout_s": 5,
-            "metrics": {"enabled": False},
-            "sources": sources,
-            "sinks": {
-                "out": {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-            },
-        },
-    )
+from tests.support.config import files_per_source_config
+from tests.support.daemon import cli, read_ndjson
 
 
 @pytest.fixture(params=["link", "cursor", "offset"])
@@ -47,7 +32,7 @@ def test_exclusive_bounds_lose_no_boundary_entry(api: AuditApi, tmp_path: Path) 
     for hours in (20, 13, 7, 2):
         api.add(now - timedelta(hours=hours, seconds=7), f"h{hours}")
     api.plant_at_to = True
-    cfg = config(tmp_path, {"api": source(api)})
+    cfg = files_per_source_config(tmp_path, {"api": source(api)})
     result = cli(cfg, "once")
     assert result.returncode == 0, result.stderr
     assert len(api.planted) >= 3, api.planted  # the walk is sliced: inner window ends hold entries
@@ -69,7 +54,7 @@ def test_inclusive_setting_asks_exact_windows(tmp_path: Path) -> None:
     server.start()
     try:
         server.add(datetime.now(UTC) - timedelta(hours=3))
-        cfg = config(tmp_path, {"api": source(server, time_bounds="inclusive")})
+        cfg = files_per_source_config(tmp_path, {"api": source(server, time_bounds="inclusive")})
         assert cli(cfg, "once").returncode == 0
         spans = sorted({(int(r.query["from_ms"][0]), int(r.query["to_ms"][0])) for r in server.requests})
         assert len(spans) >= 2 and all(nxt[0] == prev[1] for prev, nxt in pairwise(spans)), spans

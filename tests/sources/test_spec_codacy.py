@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.config import make_config
+from tests.support.config import files_per_source_config
 from tests.support.daemon import cli, daemon, read_ndjson
 from tests.support.spec_emulators import Answer, Bounds, CodacySpec, codacy_error
 from tests.support.waiting import wait_until
@@ -42,6 +42,17 @@ def entries(prefix: str, now: datetime) -> list[dict[str, Any]]:
     """Every documented field, the optional ones absent, and odd but valid values."""
     t = now.replace(microsecond=430000)
     plus2 = "+02:00"
+    exported = {
+        "actor": {"email": f"dave@{prefix}.example", "role": "organizationManager"},
+        "action": "organizations.security.items.export",
+        "result": "succeed",
+        "timestamp": iso(t - timedelta(hours=2), 7),
+        "source": "UI",
+        "repositoryName": "r" * 2000,
+        "description": "",
+        "details": {},
+        "entityId": " 42 ",
+    }
     return [
         {
             "actor": {"email": f"alice@{prefix}.example", "role": "organizationAdmin"},
@@ -73,30 +84,10 @@ def entries(prefix: str, now: datetime) -> list[dict[str, Any]]:
             "details": '{"link":["repo-one","unlink":[]}',
             "entityId": "9" * 30,
         },
-        # seven fractional digits, entity id with spaces
-        {
-            "actor": {"email": f"dave@{prefix}.example", "role": "organizationManager"},
-            "action": "organizations.security.items.export",
-            "result": "succeed",
-            "timestamp": iso(t - timedelta(hours=2), 7),
-            "source": "UI",
-            "repositoryName": "r" * 2000,
-            "description": "",
-            "details": {},
-            "entityId": " 42 ",
-        },
-        # a byte-identical twin of the previous one: two events (docs/schema.md, Twins)
-        {
-            "actor": {"email": f"dave@{prefix}.example", "role": "organizationManager"},
-            "action": "organizations.security.items.export",
-            "result": "succeed",
-            "timestamp": iso(t - timedelta(hours=2), 7),
-            "source": "UI",
-            "repositoryName": "r" * 2000,
-            "description": "",
-            "details": {},
-            "entityId": " 42 ",
-        },
+        # seven fractional digits, entity id with spaces, and a byte-identical twin of it: two
+        # events (docs/schema.md, Twins)
+        exported,
+        dict(exported),
     ]
 
 
@@ -123,8 +114,7 @@ def source(url: str, orgs: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def config(tmp_path: Path, src: dict[str, Any]) -> Path:
-    sink = {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-    return make_config(tmp_path, {"codacy": src}, {"out": sink})
+    return files_per_source_config(tmp_path, {"codacy": src})
 
 
 def check_event(event: dict[str, Any], raw: dict[str, Any], org: str) -> None:

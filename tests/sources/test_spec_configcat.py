@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support.config import make_config
+from tests.support.config import files_per_source_config
 from tests.support.daemon import cli, daemon, read_ndjson
 from tests.support.spec_emulators import Bounds, ConfigCatSpec, too_many
 from tests.support.waiting import wait_until
@@ -135,8 +135,7 @@ def source(url: str, **extra: Any) -> dict[str, Any]:
 
 
 def config(tmp_path: Path, src: dict[str, Any]) -> Path:
-    sink = {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
-    return make_config(tmp_path, {"configcat": src}, {"out": sink})
+    return files_per_source_config(tmp_path, {"configcat": src})
 
 
 def utc_ms(text: str) -> str:

@@ -35,6 +35,12 @@ def make_config(tmp_path: Path, source: dict[str, Any], sinks: dict[str, Any], *
     return write_config(tmp_path / "config.yaml", config)
 
 
+def files_per_source_config(tmp_path: Path, sources: dict[str, Any]) -> Path:
+    """``sources`` by name into one file sink, a file per source under ``tmp_path/out``."""
+    sink = {"type": "file", "path": str(tmp_path / "out" / "{source}.ndjson"), "batch_max_age_s": 0.05}
+    return make_config(tmp_path, sources, {"out": sink})
+
+
 def codacy_files_config(tmp_path: Path, url: str, sinks: tuple[str, ...] = ("out",), **overrides: Any) -> Path:
     """The operator tools' setting: one Codacy source, one NDJSON file sink per name in ``sinks``."""
     source = {

@@ -42,13 +42,19 @@ class AdvisoryLock:
         self.conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         self.last_error: str | None = None
 
+    async def connect(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        """A connection of its own (psycopg's errors as they are)."""
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s))
+        )
+
     async def _try(self, function: str) -> bool:
         import psycopg
 
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.conninfo, autocommit=True, connect_timeout=max(1, int(self.connect_timeout_s))
-            )
+            conn = await self.connect()
         except psycopg.Error as exc:
             raise cannot_connect(self.where, f"{type(exc).__name__}: {first_line(exc)}") from None
         query = f"SELECT {function}(hashtext(%s))"  # one of two fixed function names
